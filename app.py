@@ -1,0 +1,260 @@
+"""The Flask application factory: configuration, extensions, packages, errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+import consent
+import crm
+import mailing
+from consent.topics import MarketingPolicy
+from crm.errors import Conflict, DomainError, InvalidInput, NotAuthenticated, NotFound, NotPermitted
+from extensions import api, broker, csrf, db, limiter, migrate
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POLICY_FILE = Path(__file__).parent / "consent" / "default_policy.toml"
+DEVELOPMENT_ENVS = ("development", "testing")
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    register_config(app, test_config)
+    register_extensions(app)
+    register_packages(app)
+    register_error_handlers(app)
+    register_health(app)
+    return app
+
+
+# Configuration ------------------------------------------------------------------
+
+
+def _database_url(app: Flask) -> str:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        return f"sqlite:///{Path(app.instance_path) / 'consent.db'}"
+    # Accept the plain scheme most hosts hand out; we speak psycopg 3.
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
+    env = os.environ
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.update(
+        CONSENT_ENV=env.get("CONSENT_ENV", "production"),
+        SQLALCHEMY_DATABASE_URI=_database_url(app),
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        DRAMATIQ_BROKER_URL=env.get("DRAMATIQ_BROKER_URL") or None,
+        SMTP_URL=env.get("SMTP_URL") or None,
+        MAIL_FROM=env.get("MAIL_FROM", "Consent Service <no-reply@localhost>"),
+        PUBLIC_BASE_URL=env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+        POLICY_FILE=env.get("POLICY_FILE") or str(DEFAULT_POLICY_FILE),
+        SECRET_KEY=env.get("SECRET_KEY") or None,
+        SECRET_KEY_FALLBACKS=[k for k in env.get("SECRET_KEY_FALLBACKS", "").split(",") if k],
+        SUPPRESSION_KEY=env.get("SUPPRESSION_KEY") or None,
+        RATELIMIT_STORAGE_URI=env.get("RATELIMIT_STORAGE_URI", "memory://"),
+        INPROCESS_WORKER=env.get("INPROCESS_WORKER", "1") == "1",
+        # 1 MiB for every request; the import endpoint raises its own limit.
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=env.get("SESSION_COOKIE_SECURE", "1") == "1",
+        API_TITLE="Marketing consent service",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={
+            "components": {
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+            },
+            "security": [{"bearer": []}],
+        },
+    )
+    # Any other Flask setting: CONSENT_<NAME>, e.g. CONSENT_PERMANENT_SESSION_LIFETIME=3600.
+    app.config.from_prefixed_env("CONSENT")
+    if test_config:
+        app.config.update(test_config)
+    _require_secrets(app)
+    with open(app.config["POLICY_FILE"], "rb") as handle:
+        app.config["POLICY"] = tomllib.load(handle)
+    app.extensions["marketing_policy"] = MarketingPolicy.from_mapping(app.config["POLICY"])
+
+
+def _require_secrets(app: Flask) -> None:
+    """Secrets come from the environment; only development may generate its own,
+    kept under instance/ so that links survive a restart."""
+    for name in ("SECRET_KEY", "SUPPRESSION_KEY"):
+        if app.config.get(name):
+            continue
+        if app.config["CONSENT_ENV"] not in DEVELOPMENT_ENVS:
+            raise RuntimeError(
+                f"{name} is not set. Set it in the environment (see README, Configuration), "
+                "or set CONSENT_ENV=development to let the service generate one for local use."
+            )
+        path = Path(app.instance_path) / f"dev-{name.lower().replace('_', '-')}"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        app.config[name] = path.read_text().strip()
+
+
+# Extensions and packages -------------------------------------------------------------
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
+    api.init_app(app)
+    if app.config["CONSENT_ENV"] == "testing":
+        return
+    if app.config["DRAMATIQ_BROKER_URL"] is None and app.config["INPROCESS_WORKER"]:
+        _start_inprocess_worker(app)
+
+
+def _start_inprocess_worker(app: Flask) -> None:
+    """With no broker configured, run the actors in this process so that
+    ``flask run`` alone is a working service."""
+    from dramatiq import Worker
+
+    from extensions import AppContextMiddleware
+
+    if not any(isinstance(m, AppContextMiddleware) for m in broker.middleware):
+        broker.add_middleware(AppContextMiddleware(app))
+    if "inprocess_worker" not in app.extensions:
+        worker = Worker(broker, worker_threads=2)
+        worker.start()
+        app.extensions["inprocess_worker"] = worker
+
+
+def register_packages(app: Flask) -> None:
+    crm.init_app(app)
+    consent.init_app(app)
+    mailing.init_app(app)
+
+
+# Errors ------------------------------------------------------------------------------
+
+_STATUS = {
+    InvalidInput: 422,
+    NotFound: 404,
+    Conflict: 409,
+    NotPermitted: 403,
+    NotAuthenticated: 401,
+}
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.is_json or (
+        request.accept_mimetypes.best == "application/json"
+    )
+
+
+def error_response(status: int, code: str, message: str, fields: dict | None = None) -> Any:
+    if _wants_json():
+        body: dict[str, Any] = {"error": {"code": code, "message": message}}
+        if fields:
+            body["error"]["fields"] = fields
+        response = jsonify(body)
+        response.status_code = status
+        if status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    return render_template("error.html", status=status, message=message, code=code), status
+
+
+def _http_code(exc: HTTPException) -> str:
+    return {
+        400: "bad_request",
+        401: "unauthenticated",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        409: "conflict",
+        413: "payload_too_large",
+        415: "unsupported_media_type",
+        422: "invalid_input",
+        429: "rate_limited",
+    }.get(exc.code or 500, "error")
+
+
+def handle_http_exception(exc: HTTPException) -> Any:
+    fields = None
+    message = exc.description or exc.name
+    data = getattr(exc, "data", None)
+    if isinstance(data, dict) and "messages" in data:
+        # marshmallow validation errors, keyed by location (json, query, form).
+        messages = data["messages"]
+        fields = {}
+        for located in messages.values():
+            if isinstance(located, dict):
+                fields.update(located)
+        message = "The request is not valid; see fields."
+        if exc.code == 400:
+            exc.code = 422
+    if exc.code == 413:
+        message = "The request body is too large."
+    return error_response(exc.code or 500, _http_code(exc), message, fields)
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(HTTPException, handle_http_exception)
+
+    @app.errorhandler(DomainError)
+    def handle_domain_error(exc: DomainError) -> Any:
+        db.session.rollback()
+        status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
+        return error_response(status, exc.code, exc.message, exc.fields)
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception) -> Any:
+        db.session.rollback()
+        log.exception("Unhandled error on %s %s", request.method, request.path)
+        return error_response(
+            500, "internal_error", "Something went wrong on our side; nothing was changed."
+        )
+
+    @app.errorhandler(sa.exc.OperationalError)
+    def handle_database_down(exc: Exception) -> Any:
+        db.session.rollback()
+        log.error("Database unavailable: %s", type(exc).__name__)
+        return error_response(
+            503, "unavailable", "The service is briefly unavailable; please try again shortly."
+        )
+
+
+def register_health(app: Flask) -> None:
+    @app.get("/healthz")
+    def healthz() -> Any:
+        checks = {"database": "ok", "broker": "ok"}
+        try:
+            db.session.execute(sa.text("SELECT 1"))
+        except Exception:
+            db.session.rollback()
+            checks["database"] = "unreachable"
+        client = getattr(broker, "client", None)
+        try:
+            if client is not None:
+                client.ping()
+            elif hasattr(broker, "connection"):
+                broker.connection  # noqa: B018 - opening it is the check
+        except Exception:
+            checks["broker"] = "unreachable"
+        healthy = all(v == "ok" for v in checks.values())
+        return jsonify(status="ok" if healthy else "degraded", **checks), 200 if healthy else 503

@@ -1,0 +1,116 @@
+"""Demo data so that a newcomer sees a working system: one contact per reason code."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import sqlalchemy as sa
+
+from consent import services
+from consent.ledger import Evidence, record
+from consent.models import ALL, Basis, EventKind, InterestKind
+from crm import access
+from crm.access import Actor
+from crm.models import Role, StaffUser, utcnow
+from crm.services import CompanyInput
+from extensions import db
+
+DEMO_ACTOR = Actor(kind="cli", name="demo")
+DEMO_PASSWORD = "demo-password-1"
+WORDING = "Yes, send me the newsletter. I can unsubscribe at any time."
+
+
+@dataclass
+class DemoSummary:
+    contacts: int = 0
+    users: list[tuple[str, str]] = field(default_factory=list)
+    password: str | None = None
+
+
+def _consent(topic: str) -> services.BasisInput:
+    return services.BasisInput(
+        type=Basis.CONSENT,
+        source="demo-form",
+        topics=(topic,),
+        obtained_at=utcnow() - timedelta(days=30),
+        evidence=Evidence(
+            policy_version="1.0",
+            wording_hash=hashlib.sha256(WORDING.encode()).hexdigest(),
+            form_id="website-footer",
+            ip_address="192.0.2.10",
+        ),
+    )
+
+
+CUSTOMER = services.BasisInput(
+    type=Basis.LEGITIMATE_INTEREST, source="crm-sync", interest_kind=InterestKind.CUSTOMER
+)
+INDUSTRY = services.BasisInput(
+    type=Basis.LEGITIMATE_INTEREST, source="industry-list-2026", interest_kind=InterestKind.INDUSTRY_LIST
+)
+KUND_AB = CompanyInput(
+    name="Kund AB", org_number="556000-0001", country="SE", customer_since=date(2020, 3, 1)
+)
+
+
+def load_demo(password: str | None = None) -> DemoSummary:
+    """Idempotent: contacts and users that exist are left as they are."""
+    summary = DemoSummary()
+    password = password or DEMO_PASSWORD
+    for role in Role:
+        email = f"{role.value}@example.com"
+        summary.users.append((email, role.value))
+        if db.session.scalar(sa.select(StaffUser.id).where(StaffUser.email == email)) is None:
+            access.create_staff_user(email, password, role.value, name=f"Demo {role.value}")
+            summary.password = password
+
+    def contact(email: str, name: str, country: str, **kwargs: object):  # type: ignore[no-untyped-def]
+        summary.contacts += 1
+        found, _ = services.register_contact(
+            DEMO_ACTOR, email, {"name": name, "country": country, "language": "sv"}, **kwargs
+        )
+        return found
+
+    contact("anna.kund@kund.example", "Anna Kund", "SE", company=KUND_AB, basis=CUSTOMER)
+    contact("bo.bransch@bransch.example", "Bo Bransch", "SE", basis=INDUSTRY)
+    contact("cecilia.nyhetsbrev@example.se", "Cecilia Samtycke", "SE", basis=_consent("newsletter"))
+    pending = contact("dieter.wartet@example.de", "Dieter Wartet", "DE")
+    if not _has_event(pending.id, EventKind.REQUESTED):
+        record(pending, EventKind.REQUESTED, actor=DEMO_ACTOR, source="form", topic="newsletter", channel="email")
+    objected = contact("erik.invander@kund.example", "Erik Invänder", "SE", company=KUND_AB, basis=CUSTOMER)
+    if not _has_event(objected.id, EventKind.OBJECTED):
+        services.record_objection(DEMO_ACTOR, objected.id, received_via="phone", note="Called and asked to stop.")
+    suppressed = contact("frida.sparrad@example.se", "Frida Spärrad", "SE", basis=_consent("newsletter"))
+    if not _has_event(suppressed.id, EventKind.SUPPRESSED):
+        record(suppressed, EventKind.UNSUBSCRIBED, actor=DEMO_ACTOR, source="email_link")
+        record(suppressed, EventKind.SUPPRESSED, actor=DEMO_ACTOR, source="email_link", note="unsubscribe_all")
+    restricted = contact("gustav.begransad@kund.example", "Gustav Begränsad", "SE", company=KUND_AB, basis=CUSTOMER)
+    if not _has_event(restricted.id, EventKind.RESTRICTED):
+        record(restricted, EventKind.RESTRICTED, actor=DEMO_ACTOR, source="staff", note="Disputes accuracy (art. 18)")
+    bounced = contact("hanna.studsar@kund.example", "Hanna Studsar", "SE", company=KUND_AB, basis=CUSTOMER)
+    if not _has_event(bounced.id, EventKind.UNDELIVERABLE):
+        record(bounced, EventKind.UNDELIVERABLE, actor=DEMO_ACTOR, source="system", note="550 5.1.1 user unknown")
+    unsubscribed = contact("ingrid.avregistrerad@example.se", "Ingrid Avregistrerad", "SE", basis=_consent("newsletter"))
+    if not _has_event(unsubscribed.id, EventKind.UNSUBSCRIBED):
+        record(unsubscribed, EventKind.UNSUBSCRIBED, actor=DEMO_ACTOR, source="email_link", topic="newsletter", channel="email")
+    contact("jonas.utanbas@example.de", "Jonas Utan Bas", "DE")
+    db.session.commit()
+    return summary
+
+
+def _has_event(contact_id: int, kind: EventKind) -> bool:
+    from consent.models import ConsentEvent
+
+    return (
+        db.session.scalar(
+            sa.select(ConsentEvent.id).where(
+                ConsentEvent.contact_id == contact_id, ConsentEvent.kind == kind.value
+            )
+        )
+        is not None
+    )
+
+
+__all__ = ["ALL", "load_demo"]

@@ -1,0 +1,124 @@
+"""The consent ledger, its projection, and the suppression list."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm.models import UTCDateTime, utcnow
+from extensions import db
+
+ALL = "*"  # topic or channel meaning "every topic" / "every channel"
+
+
+class EventKind(enum.StrEnum):
+    REQUESTED = "requested"
+    CONFIRMED = "confirmed"
+    WITHDRAWN = "withdrawn"
+    UNSUBSCRIBED = "unsubscribed"
+    OBJECTED = "objected"
+    OBJECTION_LIFTED = "objection_lifted"
+    BASIS_GRANTED = "basis_granted"
+    BASIS_ENDED = "basis_ended"
+    SUPPRESSED = "suppressed"
+    UNSUPPRESSED = "unsuppressed"
+    RESTRICTED = "restricted"
+    UNRESTRICTED = "unrestricted"
+    UNDELIVERABLE = "undeliverable"
+    CREATED_WHILE_SUPPRESSED = "created_while_suppressed"
+
+
+class Basis(enum.StrEnum):
+    CONSENT = "consent"
+    LEGITIMATE_INTEREST = "legitimate_interest"
+
+
+class InterestKind(enum.StrEnum):
+    """Why legitimate interest applies (R1, R3)."""
+
+    CUSTOMER = "customer"
+    INDUSTRY_LIST = "industry_list"
+
+
+class ConsentEvent(db.Model):
+    """One entry of the append-only ledger (R5, R9): never updated.
+
+    Rows go only with their contact (erasure, retention), never one by one.
+    """
+
+    __tablename__ = "consent_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("contact.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    topic: Mapped[str] = mapped_column(sa.String(64), default=ALL)
+    channel: Mapped[str] = mapped_column(sa.String(16), default=ALL)
+    basis: Mapped[str | None] = mapped_column(sa.String(32))
+    interest_kind: Mapped[str | None] = mapped_column(sa.String(32))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Where it came from: form, import, api, staff, email_link, one_click, cli, system.
+    source: Mapped[str] = mapped_column(sa.String(32))
+    source_ref: Mapped[str | None] = mapped_column(sa.String(200))
+    recorded_by: Mapped[str] = mapped_column(sa.String(200))
+    # How staff received it on the person's behalf: phone, letter, email, meeting.
+    received_via: Mapped[str | None] = mapped_column(sa.String(32))
+    # Evidence (R5, R23).
+    ip_address: Mapped[str | None] = mapped_column(sa.String(64))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(400))
+    policy_version: Mapped[str | None] = mapped_column(sa.String(40))
+    wording_hash: Mapped[str | None] = mapped_column(sa.String(64))
+    form_id: Mapped[str | None] = mapped_column(sa.String(100))
+    page_url: Mapped[str | None] = mapped_column(sa.String(500))
+    language: Mapped[str | None] = mapped_column(sa.String(8))
+    note: Mapped[str | None] = mapped_column(sa.String(1000))
+
+
+@sa.event.listens_for(ConsentEvent, "before_update")
+def _refuse_ledger_edits(mapper: object, connection: object, target: ConsentEvent) -> None:
+    raise RuntimeError("The consent ledger is append-only; record a new event instead.")
+
+
+class PermissionState(db.Model):
+    """The ledger folded per contact, topic and channel, so a decision is one read.
+
+    Written only by ``consent.ledger.record`` in the same transaction as the
+    event it folds in. ``topic == "*"`` rows hold what applies to every topic:
+    unsubscribe from all, objection, legitimate-interest bases.
+    """
+
+    __tablename__ = "permission_state"
+
+    contact_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("contact.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    pending_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consent_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consent_event_id: Mapped[int | None] = mapped_column()
+    unsubscribed_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    objected_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    objection_event_id: Mapped[int | None] = mapped_column()
+    customer_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    industry_list_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    basis_event_id: Mapped[int | None] = mapped_column()
+
+
+class Suppression(db.Model):
+    """A keyed hash of an address that must never be marketed to again (R22).
+
+    Outlives erasure and retention: it holds no address, only
+    HMAC-SHA256(SUPPRESSION_KEY, normalised address).
+    """
+
+    __tablename__ = "suppression"
+
+    address_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(sa.String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

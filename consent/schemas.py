@@ -1,0 +1,115 @@
+"""Marshmallow schemas for the consent part of the HTTP API."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from consent.models import Basis, InterestKind
+from consent.services import OBJECTION_CHANNELS
+from crm.schemas import CompanySchema
+
+MAX_BATCH = 10_000
+
+
+class EvidenceSchema(Schema):
+    obtained_at = fields.AwareDateTime(required=True, format="iso")
+    policy_version = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    wording = fields.String(validate=validate.Length(min=1, max=20_000))
+    wording_hash = fields.String(validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+    ip_address = fields.String(allow_none=True, validate=validate.Length(max=64))
+    user_agent = fields.String(allow_none=True, validate=validate.Length(max=400))
+    form_id = fields.String(allow_none=True, validate=validate.Length(max=100))
+    page_url = fields.String(allow_none=True, validate=validate.Length(max=500))
+
+    @validates_schema
+    def _wording_given(self, data: dict, **kwargs: object) -> None:
+        if not data.get("wording") and not data.get("wording_hash"):
+            raise ValidationError("Give the wording shown, or its SHA-256 as wording_hash.", "wording")
+
+
+class BasisSchema(Schema):
+    type = fields.String(required=True, validate=validate.OneOf([b.value for b in Basis]))
+    kind = fields.String(validate=validate.OneOf([k.value for k in InterestKind]))
+    source = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    topics = fields.List(fields.String(validate=validate.Length(max=64)), validate=validate.Length(max=50))
+    evidence = fields.Nested(EvidenceSchema)
+
+
+class ContactCreateSchema(Schema):
+    email = fields.String(required=True, validate=validate.Length(min=3, max=320))
+    name = fields.String(allow_none=True, validate=validate.Length(max=200))
+    phone = fields.String(allow_none=True, validate=validate.Length(max=40))
+    country = fields.String(allow_none=True, validate=validate.Length(max=2))
+    language = fields.String(validate=validate.Length(max=8))
+    company = fields.Nested(CompanySchema, allow_none=True)
+    basis = fields.Nested(BasisSchema)
+
+
+class DecisionSchema(Schema):
+    email = fields.String()
+    contact_id = fields.Integer(allow_none=True)
+    topic = fields.String()
+    channel = fields.String()
+    allowed = fields.Boolean()
+    basis = fields.String(allow_none=True)
+    reason = fields.String()
+    since = fields.DateTime(allow_none=True)
+    explanation = fields.String()
+    event_id = fields.Integer(allow_none=True)
+
+
+class PermissionsSchema(Schema):
+    contact_id = fields.Integer()
+    email = fields.String()
+    decisions = fields.List(fields.Nested(DecisionSchema))
+
+
+class PermissionsQuerySchema(Schema):
+    at = fields.AwareDateTime(format="iso")
+
+
+class BatchCheckSchema(Schema):
+    emails = fields.List(
+        fields.String(validate=validate.Length(max=320)),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_BATCH),
+    )
+    topic = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    channel = fields.String(load_default="email", validate=validate.Length(max=16))
+    at = fields.AwareDateTime(format="iso")
+
+
+class BatchResultSchema(Schema):
+    topic = fields.String()
+    channel = fields.String()
+    decisions = fields.List(fields.Nested(DecisionSchema))
+
+
+class ObjectionSchema(Schema):
+    channel = fields.String(load_default="all", validate=validate.Length(max=16))
+    received_via = fields.String(required=True, validate=validate.OneOf(OBJECTION_CHANNELS))
+    note = fields.String(allow_none=True, validate=validate.Length(max=1000))
+
+
+class ConsentEventSchema(Schema):
+    id = fields.Integer()
+    contact_id = fields.Integer()
+    kind = fields.String()
+    topic = fields.String()
+    channel = fields.String()
+    basis = fields.String(allow_none=True)
+    interest_kind = fields.String(allow_none=True)
+    occurred_at = fields.DateTime()
+    recorded_at = fields.DateTime()
+    source = fields.String()
+    source_ref = fields.String(allow_none=True)
+    recorded_by = fields.String()
+    received_via = fields.String(allow_none=True)
+    ip_address = fields.String(allow_none=True)
+    user_agent = fields.String(allow_none=True)
+    policy_version = fields.String(allow_none=True)
+    wording_hash = fields.String(allow_none=True)
+    form_id = fields.String(allow_none=True)
+    page_url = fields.String(allow_none=True)
+    language = fields.String(allow_none=True)
+    note = fields.String(allow_none=True)

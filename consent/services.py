@@ -1,0 +1,238 @@
+"""Use cases of the consent layer: bases, objections and decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+
+from consent.ledger import Evidence, record
+from consent.models import ALL, Basis, ConsentEvent, EventKind, InterestKind, PermissionState
+from consent.policy import Decision, decide, standing_of, standings_by_email
+from consent.signals import consent_changed
+from consent.suppression import find_suppression
+from consent.topics import current_policy
+from crm import services as crm
+from crm.access import Actor
+from crm.addresses import normalise_email
+from crm.errors import InvalidInput
+from crm.models import Contact, utcnow
+from extensions import db
+
+OBJECTION_CHANNELS = ("phone", "letter", "email", "meeting", "web", "other")
+
+
+@dataclass(frozen=True)
+class BasisInput:
+    """The legal basis a contact is registered with (R1-R3, R5)."""
+
+    type: Basis
+    source: str
+    interest_kind: InterestKind | None = None
+    topics: Sequence[str] = ()
+    obtained_at: datetime | None = None
+    evidence: Evidence = field(default_factory=Evidence)
+
+    def validate(self) -> None:
+        if not self.source.strip():
+            raise InvalidInput("A basis needs a source.", fields={"basis": {"source": ["Required."]}})
+        if self.type is Basis.LEGITIMATE_INTEREST and self.interest_kind is None:
+            raise InvalidInput(
+                "Legitimate interest needs its kind: customer or industry_list.",
+                code="missing_interest_kind",
+                fields={"basis": {"kind": ["Required for legitimate_interest."]}},
+            )
+        if self.type is Basis.CONSENT:
+            if not self.topics:
+                raise InvalidInput(
+                    "Consent is given to topics; name at least one.",
+                    fields={"basis": {"topics": ["Required for consent."]}},
+                )
+            if self.obtained_at is None or not (
+                self.evidence.wording_hash and self.evidence.policy_version
+            ):
+                raise InvalidInput(
+                    "Consent needs its evidence: obtained_at, the policy version and the "
+                    "wording (or its hash) the person agreed to.",
+                    code="missing_evidence",
+                    fields={"basis": {"evidence": ["obtained_at, policy_version, wording required."]}},
+                )
+            if self.obtained_at > utcnow():
+                raise InvalidInput(
+                    "Consent cannot be obtained in the future.",
+                    fields={"basis": {"evidence": {"obtained_at": ["In the future."]}}},
+                )
+            policy = current_policy()
+            for topic in self.topics:
+                if Basis.CONSENT not in policy.topic(topic).bases:
+                    raise InvalidInput(f"Topic {topic!r} does not take consent.", code="basis_not_admitted")
+
+
+def register_contact(
+    actor: Actor,
+    email: str,
+    profile: dict[str, Any],
+    company: crm.CompanyInput | None = None,
+    basis: BasisInput | None = None,
+) -> tuple[Contact, bool]:
+    """Create or update a contact by address, with the basis it may be marketed on.
+
+    A suppressed address is still stored (a customer contact must be reachable
+    for service mail), but the ledger notes it and it is never allowed (R22).
+    An objection or unsubscribe is never undone here: only the person can.
+    """
+    if basis is not None:
+        basis.validate()
+    contact, created = crm.upsert_contact(email, profile, company)
+    if created and find_suppression(contact.email) is not None:
+        record(
+            contact,
+            EventKind.CREATED_WHILE_SUPPRESSED,
+            actor=actor,
+            source="api" if actor.kind == "token" else actor.kind,
+            note="Address is on the suppression list; it will not be marketed to.",
+        )
+    if basis is not None:
+        grant_basis(contact, basis, actor)
+    crm.audit(actor, "contact.create" if created else "contact.update", contact.id)
+    db.session.commit()
+    consent_changed.send(current_app._get_current_object(), contact_id=contact.id, kind="basis")
+    return contact, created
+
+
+def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> list[ConsentEvent]:
+    """Record a basis unless the projection already holds it, so that a repeated
+    sync or import adds nothing to the ledger. Does not commit."""
+    events = []
+    if basis.type is Basis.LEGITIMATE_INTEREST:
+        state = db.session.get(PermissionState, (contact.id, ALL, ALL))
+        attribute = (
+            "customer_since" if basis.interest_kind is InterestKind.CUSTOMER else "industry_list_since"
+        )
+        if state is None or getattr(state, attribute) is None:
+            events.append(
+                record(
+                    contact,
+                    EventKind.BASIS_GRANTED,
+                    actor=actor,
+                    source=basis.source,
+                    basis=Basis.LEGITIMATE_INTEREST.value,
+                    interest_kind=basis.interest_kind.value if basis.interest_kind else None,
+                )
+            )
+        if (
+            basis.interest_kind is InterestKind.CUSTOMER
+            and contact.company is not None
+            and contact.company.customer_since is None
+        ):
+            contact.company.customer_since = utcnow().date()
+        return events
+    for topic in basis.topics:
+        state = db.session.get(PermissionState, (contact.id, topic, "email"))
+        if state is not None and state.consent_since is not None:
+            continue
+        events.append(
+            record(
+                contact,
+                EventKind.CONFIRMED,
+                actor=actor,
+                source=basis.source,
+                at=basis.obtained_at,
+                topic=topic,
+                channel="email",
+                basis=Basis.CONSENT.value,
+                evidence=basis.evidence,
+            )
+        )
+    return events
+
+
+def record_objection(
+    actor: Actor,
+    contact_id: int,
+    *,
+    channel: str = ALL,
+    received_via: str | None = None,
+    note: str | None = None,
+    source: str = "staff",
+) -> ConsentEvent:
+    """GDPR art. 21(2)-(3): record an objection to direct marketing.
+
+    It ends marketing on every basis from the moment this transaction commits.
+    An objection to all channels also puts the address on the suppression list
+    so that it outlives erasure (R22).
+    """
+    contact = crm.get_contact(contact_id)
+    if channel != ALL:
+        current_policy().check_channel(channel)
+    if received_via is not None and received_via not in OBJECTION_CHANNELS:
+        raise InvalidInput(
+            f"received_via must be one of: {', '.join(OBJECTION_CHANNELS)}.",
+            fields={"received_via": ["Unknown."]},
+        )
+    event = record(
+        contact,
+        EventKind.OBJECTED,
+        actor=actor,
+        source=source,
+        channel=channel,
+        received_via=received_via,
+        note=note,
+    )
+    if channel == ALL and find_suppression(contact.email) is None:
+        record(contact, EventKind.SUPPRESSED, actor=actor, source=source, note="objection")
+    crm.audit(actor, "objection.record", contact.id, detail=received_via)
+    db.session.commit()
+    consent_changed.send(current_app._get_current_object(), contact_id=contact.id, kind="objected")
+    return event
+
+
+def decisions_for_contact(contact: Contact, at: datetime | None = None) -> list[Decision]:
+    """The decision for every configured topic and channel."""
+    policy = current_policy()
+    standing = standing_of(contact)
+    moment = at or utcnow()
+    return [
+        decide(standing, email=contact.email, topic=topic, channel=channel, at=moment, policy=policy)
+        for topic in policy.topics.values()
+        for channel in policy.channels
+    ]
+
+
+def check_permissions(
+    emails: Sequence[str], topic_key: str, channel: str = "email", at: datetime | None = None
+) -> list[Decision]:
+    """Decisions for many addresses at once, in input order, from one read per table.
+
+    A malformed address cannot be a known contact: it is answered ``unknown_contact``.
+    """
+    policy = current_policy()
+    topic = policy.topic(topic_key)
+    policy.check_channel(channel)
+    normalised: list[str] = []
+    for raw in emails:
+        try:
+            normalised.append(normalise_email(raw))
+        except InvalidInput:
+            normalised.append(raw if isinstance(raw, str) else "")
+    standings = standings_by_email(normalised)
+    moment = at or utcnow()
+    return [
+        decide(standings.get(address), email=address, topic=topic, channel=channel, at=moment, policy=policy)
+        for address in normalised
+    ]
+
+
+def list_events(contact_id: int) -> list[ConsentEvent]:
+    crm.get_contact(contact_id)
+    return list(
+        db.session.scalars(
+            sa.select(ConsentEvent)
+            .where(ConsentEvent.contact_id == contact_id)
+            .order_by(ConsentEvent.occurred_at, ConsentEvent.id)
+        )
+    )

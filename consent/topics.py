@@ -1,0 +1,92 @@
+"""Topics, channels and the country rules, read from the policy file (TOML)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+
+from consent.models import Basis
+from crm.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Topic:
+    key: str
+    labels: Mapping[str, str]
+    bases: frozenset[Basis]
+
+    @property
+    def admits_legitimate_interest(self) -> bool:
+        return Basis.LEGITIMATE_INTEREST in self.bases
+
+    def label(self, language: str) -> str:
+        return self.labels.get(language) or self.labels.get("en") or self.key
+
+
+@dataclass(frozen=True)
+class MarketingPolicy:
+    version: str
+    topics: Mapping[str, Topic]
+    channels: tuple[str, ...]
+    legitimate_interest_countries: frozenset[str]
+    double_opt_in_countries: frozenset[str]
+    customer_grace: timedelta
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> MarketingPolicy:
+        try:
+            topics = {
+                key: Topic(
+                    key=key,
+                    labels=dict(spec.get("label", {})),
+                    bases=frozenset(Basis(b) for b in spec["bases"]),
+                )
+                for key, spec in data["topics"].items()
+            }
+            interest = data.get("legitimate_interest", {})
+            return cls(
+                version=str(data.get("policy_version", "1.0")),
+                topics=topics,
+                channels=tuple(data.get("channels", ["email"])),
+                legitimate_interest_countries=frozenset(
+                    c.upper() for c in interest.get("countries", [])
+                ),
+                double_opt_in_countries=frozenset(
+                    c.upper() for c in data.get("double_opt_in", {}).get("countries", [])
+                ),
+                customer_grace=timedelta(days=int(interest.get("customer_grace_days", 0))),
+            )
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise RuntimeError(f"The policy file is malformed: {exc!r}") from exc
+
+    def topic(self, key: str) -> Topic:
+        try:
+            return self.topics[key]
+        except KeyError:
+            raise InvalidInput(
+                f"Unknown topic {key!r}; known topics: {', '.join(sorted(self.topics))}.",
+                code="unknown_topic",
+                fields={"topic": ["Unknown topic."]},
+            ) from None
+
+    def check_channel(self, channel: str) -> str:
+        if channel not in self.channels:
+            raise InvalidInput(
+                f"Unknown channel {channel!r}; known channels: {', '.join(self.channels)}.",
+                code="unknown_channel",
+                fields={"channel": ["Unknown channel."]},
+            )
+        return channel
+
+    def requires_double_opt_in(self, country: str | None) -> bool:
+        # R8: unknown country counts as one that requires it.
+        return country is None or country.upper() in self.double_opt_in_countries
+
+
+def current_policy() -> MarketingPolicy:
+    """The marketing policy of the running app (parsed once at start-up)."""
+    return current_app.extensions["marketing_policy"]

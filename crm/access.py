@@ -1,0 +1,177 @@
+"""Who may do what: roles, the one permission function, staff users and API tokens."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from flask import g, request
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from crm.addresses import normalise_email
+from crm.errors import Conflict, InvalidInput, NotAuthenticated, NotPermitted
+from crm.models import ApiToken, Role, StaffUser, utcnow
+from extensions import db
+
+ALL_ROLES = frozenset(Role)
+
+# R25: only staff who need the data for their task reach it. Every staff page
+# and API route names one of these actions; ``may`` is the only check.
+ACTIONS: dict[str, frozenset[Role]] = {
+    "contacts.read": ALL_ROLES,
+    "contacts.write": frozenset({Role.MARKETING, Role.ADMIN}),
+    "contacts.erase": frozenset({Role.ADMIN}),
+    "contacts.export": frozenset({Role.ADMIN}),
+    "contacts.restrict": frozenset({Role.ADMIN}),
+    "activities.create": ALL_ROLES,
+    "objections.record": ALL_ROLES,
+    "permissions.read": ALL_ROLES,
+    "imports.run": frozenset({Role.MARKETING, Role.ADMIN}),
+    "campaigns.manage": frozenset({Role.MARKETING, Role.ADMIN}),
+    "retention.read": frozenset({Role.ADMIN}),
+    "retention.run": frozenset({Role.ADMIN}),
+    "users.manage": frozenset({Role.ADMIN}),
+    "tokens.manage": frozenset({Role.ADMIN}),
+    "audit.read": frozenset({Role.ADMIN}),
+    "webhooks.manage": frozenset({Role.ADMIN}),
+    "policies.manage": frozenset({Role.ADMIN}),
+}
+
+
+def may(role: str | None, action: str) -> bool:
+    """Whether ``role`` may take ``action``. Unknown actions are refused."""
+    allowed = ACTIONS.get(action)
+    if allowed is None or role is None:
+        return False
+    return role in allowed
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Whoever causes a change: recorded in the ledger and the audit log."""
+
+    kind: str  # "user", "token", "cli", "person", "system"
+    name: str
+    role: str | None = None
+    id: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+CLI_ACTOR = Actor(kind="cli", name="flask", role=Role.ADMIN)
+SYSTEM_ACTOR = Actor(kind="system", name="consent-service")
+
+
+def parse_role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise InvalidInput(
+            f"Unknown role {value!r}; use one of: {', '.join(r.value for r in Role)}.",
+            code="invalid_role",
+        ) from None
+
+
+def create_staff_user(email: str, password: str, role: str, name: str | None = None) -> StaffUser:
+    address = normalise_email(email)
+    role_value = parse_role(role)
+    if len(password) < 10:
+        raise InvalidInput("The password must be at least 10 characters.", code="weak_password")
+    if db.session.scalar(sa.select(StaffUser.id).where(StaffUser.email == address)):
+        raise Conflict(f"A staff user {address} already exists.", code="user_exists")
+    user = StaffUser(
+        email=address, name=name, role=role_value.value, password_hash=generate_password_hash(password)
+    )
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def authenticate_staff(email: str, password: str) -> StaffUser | None:
+    """The active user with these credentials, or None. Always hashes once, so
+    that a missing user and a wrong password take the same time."""
+    try:
+        address = normalise_email(email)
+    except InvalidInput:
+        address = ""
+    user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == address))
+    stored = user.password_hash if user else _DUMMY_HASH
+    if not check_password_hash(stored, password) or user is None or not user.is_active:
+        return None
+    return user
+
+
+_DUMMY_HASH = generate_password_hash("not-a-real-password")
+
+
+def _hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def create_api_token(name: str, role: str) -> tuple[ApiToken, str]:
+    """Create a token and return it with its secret, which is never stored."""
+    role_value = parse_role(role)
+    if not name.strip():
+        raise InvalidInput("A token needs a name.", code="invalid_name")
+    if db.session.scalar(sa.select(ApiToken.id).where(ApiToken.name == name)):
+        raise Conflict(f"A token named {name!r} already exists.", code="token_exists")
+    raw = "cst_" + secrets.token_urlsafe(32)
+    token = ApiToken(name=name, role=role_value.value, token_hash=_hash_token(raw))
+    db.session.add(token)
+    db.session.commit()
+    return token, raw
+
+
+_LAST_USED_RESOLUTION = timedelta(minutes=5)
+
+
+def authenticate_token(raw: str) -> Actor:
+    token = db.session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == _hash_token(raw)))
+    if token is None or token.revoked_at is not None:
+        raise NotAuthenticated("The API token is not valid.", code="invalid_token")
+    now = utcnow()
+    # Written at most every few minutes, so that reads stay reads.
+    if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
+        token.last_used_at = now
+        db.session.commit()
+    return Actor(kind="token", name=token.name, role=token.role, id=token.id)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def requires(action: str) -> Callable[[F], F]:
+    """Guard an API route: a valid bearer token whose role ``may`` take ``action``.
+
+    The actor is kept in ``g.actor`` for the route to pass to services.
+    """
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            header = request.headers.get("Authorization", "")
+            scheme, _, raw = header.partition(" ")
+            if scheme.lower() != "bearer" or not raw.strip():
+                raise NotAuthenticated(
+                    "Send an API token as 'Authorization: Bearer <token>'.", code="missing_token"
+                )
+            actor = authenticate_token(raw.strip())
+            if not may(actor.role, action):
+                raise NotPermitted(
+                    f"The role {actor.role!r} may not do this ({action}).", code="forbidden"
+                )
+            g.actor = actor
+            return view(*args, **kwargs)
+
+        wrapped._required_action = action  # type: ignore[attr-defined]
+        return wrapped  # type: ignore[return-value]
+
+    return decorator

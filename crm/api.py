@@ -1,0 +1,75 @@
+"""HTTP API for reading and rectifying contacts and logging activities."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g
+from flask_smorest import Blueprint
+
+from crm import services
+from crm.access import requires
+from crm.schemas import (
+    ActivityCreateSchema,
+    ActivitySchema,
+    ContactQuerySchema,
+    ContactSchema,
+    RectifySchema,
+)
+from crm.services import CompanyInput
+from extensions import api, csrf
+
+blp = Blueprint("crm_api", __name__, url_prefix="/api/v1", description="Contacts and activities")
+
+
+@blp.get("/contacts")
+@requires("contacts.read")
+@blp.arguments(ContactQuerySchema, location="query")
+@blp.response(200, ContactSchema)
+def find_contact(query: dict[str, Any]) -> Any:
+    """Find a contact by email address."""
+    return services.read_contact(g.actor, email=query["email"])
+
+
+@blp.get("/contacts/<int:contact_id>")
+@requires("contacts.read")
+@blp.response(200, ContactSchema)
+def read_contact(contact_id: int) -> Any:
+    """Read one contact."""
+    return services.read_contact(g.actor, contact_id=contact_id)
+
+
+@blp.patch("/contacts/<int:contact_id>")
+@requires("contacts.write")
+@blp.arguments(RectifySchema)
+@blp.response(200, ContactSchema)
+def rectify_contact(changes: dict[str, Any], contact_id: int) -> Any:
+    """Rectify a contact's data (GDPR art. 16)."""
+    if changes.get("company") is not None:
+        changes["company"] = CompanyInput(**changes["company"])
+    return services.rectify_contact(g.actor, contact_id, changes)
+
+
+@blp.post("/contacts/<int:contact_id>/activities")
+@requires("activities.create")
+@blp.arguments(ActivityCreateSchema)
+@blp.response(201, ActivitySchema)
+def log_activity(data: dict[str, Any], contact_id: int) -> Any:
+    """Log an interaction; kinds the contact took part in move last_interaction_at."""
+    return services.log_activity(
+        g.actor, contact_id, data["kind"], data["occurred_at"], data.get("note")
+    )
+
+
+@blp.get("/contacts/<int:contact_id>/activities")
+@requires("contacts.read")
+@blp.response(200, ActivitySchema(many=True))
+def list_activities(contact_id: int) -> Any:
+    """A contact's activities, newest first."""
+    services.get_contact(contact_id)
+    return services.list_activities(contact_id)
+
+
+def register(app: Flask) -> None:
+    csrf.exempt(blp)
+    api.register_blueprint(blp)

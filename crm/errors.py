@@ -1,0 +1,35 @@
+"""Domain exceptions. They carry a machine code and a message, never an HTTP status;
+``app.py`` maps each class to its status at the boundary."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "invalid"
+
+    def __init__(self, message: str, *, code: str | None = None, fields: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.fields = fields or {}
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class NotPermitted(DomainError):
+    code = "forbidden"
+
+
+class NotAuthenticated(DomainError):
+    code = "unauthenticated"

@@ -1,0 +1,171 @@
+"""Companies, contacts, activities, staff users, API tokens and the audit log."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python on every database.
+
+    SQLite has no time zone type, so values are stored naive in UTC and made
+    aware again when read; naive input is refused rather than guessed.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Role(enum.StrEnum):
+    SALES = "sales"
+    MARKETING = "marketing"
+    ADMIN = "admin"
+
+
+class ActivityKind(enum.StrEnum):
+    CALL = "call"
+    EMAIL = "email"
+    MEETING = "meeting"
+    VISIT = "visit"
+    ORDER = "order"
+    SUPPORT_CASE = "support_case"
+    FORM_SUBMISSION = "form_submission"
+    EVENT_ATTENDANCE = "event_attendance"
+    # Outbound marketing: logged for the record but never an interaction, or
+    # marketing would keep a contact's data alive forever (R13, R14).
+    MARKETING_EMAIL = "marketing_email"
+
+    @property
+    def is_interaction(self) -> bool:
+        """Whether the contact took part, so that it moves ``last_interaction_at``."""
+        return self is not ActivityKind.MARKETING_EMAIL
+
+
+class Company(db.Model):
+    __tablename__ = "company"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    org_number: Mapped[str | None] = mapped_column(sa.String(40), unique=True)
+    country: Mapped[str | None] = mapped_column(sa.String(2))
+    customer_since: Mapped[date | None] = mapped_column(sa.Date)
+    relationship_ended_at: Mapped[date | None] = mapped_column(sa.Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    contacts: Mapped[list[Contact]] = relationship(back_populates="company")
+
+    @property
+    def is_customer(self) -> bool:
+        return self.customer_since is not None and self.relationship_ended_at is None
+
+
+class Contact(db.Model):
+    __tablename__ = "contact"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Normalised and lower-cased (crm.addresses.normalise_email); the only form stored.
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(sa.String(200))
+    phone: Mapped[str | None] = mapped_column(sa.String(40))
+    company_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("company.id", ondelete="SET NULL"), index=True
+    )
+    country: Mapped[str | None] = mapped_column(sa.String(2))
+    language: Mapped[str] = mapped_column(sa.String(8), default="en")
+    last_interaction_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # GDPR art. 18: while set, no marketing and no edits.
+    restricted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A legal obligation to keep the data: erasure and retention skip the contact.
+    legal_hold_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    hard_bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    company: Mapped[Company | None] = relationship(back_populates="contacts")
+    activities: Mapped[list[Activity]] = relationship(
+        back_populates="contact", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def is_restricted(self) -> bool:
+        return self.restricted_at is not None
+
+
+class Activity(db.Model):
+    __tablename__ = "activity"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("contact.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    author: Mapped[str] = mapped_column(sa.String(200))
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    contact: Mapped[Contact] = relationship(back_populates="activities")
+
+
+class StaffUser(db.Model):
+    __tablename__ = "staff_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(sa.String(200))
+    password_hash: Mapped[str] = mapped_column(sa.String(300))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(db.Model):
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    # SHA-256 of the token; the token itself is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    role: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(db.Model):
+    """Who did what to which contact's data (R25). Holds ids, never the data."""
+
+    __tablename__ = "audit_entry"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(sa.String(200))
+    action: Mapped[str] = mapped_column(sa.String(64))
+    # No foreign key: the entry outlives the contact, and an erasure clears
+    # the id (crm.services.forget_contact_in_audit) so nothing links back.
+    contact_id: Mapped[int | None] = mapped_column(index=True)
+    detail: Mapped[str | None] = mapped_column(sa.String(500))

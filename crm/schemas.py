@@ -1,0 +1,68 @@
+"""Marshmallow schemas for the CRM part of the HTTP API."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from crm.models import ActivityKind
+
+Text = fields.String
+
+
+class CompanySchema(Schema):
+    name = Text(required=True, validate=validate.Length(min=1, max=200))
+    org_number = Text(allow_none=True, validate=validate.Length(max=40))
+    country = Text(allow_none=True, validate=validate.Length(equal=2))
+    customer_since = fields.Date(allow_none=True)
+    relationship_ended_at = fields.Date(allow_none=True)
+
+
+class ContactSchema(Schema):
+    """A contact as the API returns it."""
+
+    id = fields.Integer()
+    email = Text()
+    name = Text(allow_none=True)
+    phone = Text(allow_none=True)
+    country = Text(allow_none=True)
+    language = Text()
+    company = fields.Nested(CompanySchema, allow_none=True)
+    last_interaction_at = fields.DateTime(allow_none=True)
+    restricted_at = fields.DateTime(allow_none=True)
+    legal_hold_reason = Text(allow_none=True)
+    hard_bounced_at = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class ContactQuerySchema(Schema):
+    email = Text(required=True, validate=validate.Length(min=1, max=320))
+
+
+class RectifySchema(Schema):
+    email = Text(validate=validate.Length(min=3, max=320))
+    name = Text(allow_none=True, validate=validate.Length(max=200))
+    phone = Text(allow_none=True, validate=validate.Length(max=40))
+    country = Text(allow_none=True, validate=validate.Length(max=2))
+    language = Text(validate=validate.Length(max=8))
+    company = fields.Nested(CompanySchema, allow_none=True)
+
+
+class ActivityCreateSchema(Schema):
+    kind = Text(required=True, validate=validate.OneOf([k.value for k in ActivityKind]))
+    occurred_at = fields.AwareDateTime(required=True, format="iso")
+    note = Text(allow_none=True, validate=validate.Length(max=5000))
+
+
+class ActivitySchema(Schema):
+    id = fields.Integer()
+    contact_id = fields.Integer()
+    kind = Text()
+    occurred_at = fields.DateTime()
+    author = Text()
+    note = Text(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class ErrorSchema(Schema):
+    error = fields.Dict()

@@ -1,0 +1,207 @@
+"""Use cases on companies, contacts and activities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from crm.access import Actor
+from crm.addresses import normalise_email
+from crm.countries import normalise_country, normalise_language
+from crm.errors import Conflict, InvalidInput, NotFound
+from crm.models import Activity, ActivityKind, AuditEntry, Company, Contact, utcnow
+from extensions import db
+
+
+def audit(actor: Actor, action: str, contact_id: int | None = None, detail: str | None = None) -> None:
+    """Note who did what to whose data (R25). Part of the caller's transaction."""
+    db.session.add(
+        AuditEntry(at=utcnow(), actor=actor.label, action=action, contact_id=contact_id, detail=detail)
+    )
+
+
+def get_contact(contact_id: int) -> Contact:
+    contact = db.session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"No contact with id {contact_id}.", code="contact_not_found")
+    return contact
+
+
+def find_contact(email: str) -> Contact | None:
+    return db.session.scalar(sa.select(Contact).where(Contact.email == normalise_email(email)))
+
+
+def read_contact(actor: Actor, *, contact_id: int | None = None, email: str | None = None) -> Contact:
+    """A contact for a staff lookup, which is audited (R25)."""
+    if contact_id is not None:
+        contact = get_contact(contact_id)
+    else:
+        contact = find_contact(email or "")
+        if contact is None:
+            raise NotFound("No contact with that address.", code="contact_not_found")
+    audit(actor, "contact.read", contact.id)
+    db.session.commit()
+    return contact
+
+
+@dataclass(frozen=True)
+class CompanyInput:
+    name: str
+    org_number: str | None = None
+    country: str | None = None
+    customer_since: date | None = None
+    relationship_ended_at: date | None = None
+
+
+def _upsert_company(data: CompanyInput) -> Company:
+    company = None
+    if data.org_number:
+        company = db.session.scalar(sa.select(Company).where(Company.org_number == data.org_number))
+    if company is None:
+        company = db.session.scalar(
+            sa.select(Company).where(Company.name == data.name, Company.org_number.is_(None))
+        ) if not data.org_number else None
+    if company is None:
+        company = Company(name=data.name, org_number=data.org_number)
+        db.session.add(company)
+    company.name = data.name
+    if data.country is not None:
+        company.country = normalise_country(data.country)
+    if data.customer_since is not None:
+        company.customer_since = data.customer_since
+    if data.relationship_ended_at is not None:
+        company.relationship_ended_at = data.relationship_ended_at
+    if (
+        company.customer_since
+        and company.relationship_ended_at
+        and company.relationship_ended_at < company.customer_since
+    ):
+        raise InvalidInput(
+            "The customer relationship cannot end before it started.",
+            code="invalid_relationship",
+            fields={"company": {"relationship_ended_at": ["Before customer_since."]}},
+        )
+    return company
+
+
+_PROFILE_FIELDS = ("name", "phone", "country", "language")
+
+
+def upsert_contact(
+    email: str, profile: dict[str, Any], company: CompanyInput | None = None
+) -> tuple[Contact, bool]:
+    """Create or update a contact by address. Returns (contact, created). Does not commit.
+
+    A restricted contact (GDPR art. 18) is not edited.
+    """
+    address = normalise_email(email)
+    values = _clean_profile(profile)
+    contact = db.session.scalar(sa.select(Contact).where(Contact.email == address))
+    created = contact is None
+    if contact is None:
+        contact = Contact(email=address, language=values.pop("language", None) or "en")
+        db.session.add(contact)
+    elif contact.is_restricted and (values or company):
+        raise Conflict(
+            "Processing of this contact is restricted (GDPR art. 18); it cannot be edited "
+            "until the restriction is lifted.",
+            code="restricted",
+        )
+    for key, value in values.items():
+        setattr(contact, key, value)
+    if company is not None:
+        contact.company = _upsert_company(company)
+    db.session.flush()
+    return contact, created
+
+
+def _clean_profile(profile: dict[str, Any]) -> dict[str, Any]:
+    values = {k: v for k, v in profile.items() if k in _PROFILE_FIELDS}
+    if "country" in values:
+        values["country"] = normalise_country(values["country"])
+    if "language" in values:
+        values["language"] = normalise_language(values["language"])
+    return values
+
+
+def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> Contact:
+    """GDPR art. 16: correct a contact's data. Refused while processing is restricted."""
+    contact = get_contact(contact_id)
+    if contact.is_restricted:
+        raise Conflict(
+            "Processing of this contact is restricted (GDPR art. 18); it cannot be edited "
+            "until the restriction is lifted.",
+            code="restricted",
+        )
+    values = _clean_profile(changes)
+    if "email" in changes:
+        address = normalise_email(changes["email"])
+        if address != contact.email:
+            clash = db.session.scalar(sa.select(Contact.id).where(Contact.email == address))
+            if clash is not None:
+                raise Conflict("Another contact has that address.", code="email_taken")
+            values["email"] = address
+    if "company" in changes:
+        company = changes["company"]
+        contact.company = _upsert_company(company) if company is not None else None
+    for key, value in values.items():
+        setattr(contact, key, value)
+    audit(actor, "contact.rectify", contact.id, detail=",".join(sorted(changes)))
+    db.session.commit()
+    return contact
+
+
+def log_activity(
+    actor: Actor, contact_id: int, kind: str, occurred_at: datetime, note: str | None
+) -> Activity:
+    """Record a CRM interaction. Only kinds the contact took part in move
+    ``last_interaction_at``, which the retention rules count from (R13, R14)."""
+    contact = get_contact(contact_id)
+    try:
+        activity_kind = ActivityKind(kind)
+    except ValueError:
+        raise InvalidInput(
+            f"Unknown activity kind {kind!r}; use one of: {', '.join(k.value for k in ActivityKind)}.",
+            code="unknown_activity_kind",
+            fields={"kind": ["Unknown activity kind."]},
+        ) from None
+    if occurred_at.tzinfo is None:
+        raise InvalidInput("occurred_at needs a time zone.", fields={"occurred_at": ["No zone."]})
+    if occurred_at > utcnow():
+        raise InvalidInput(
+            "An activity cannot have occurred in the future.",
+            code="future_activity",
+            fields={"occurred_at": ["In the future."]},
+        )
+    activity = Activity(
+        contact_id=contact.id,
+        kind=activity_kind.value,
+        occurred_at=occurred_at,
+        author=actor.label,
+        note=note,
+    )
+    db.session.add(activity)
+    if activity_kind.is_interaction:
+        note_interaction(contact, occurred_at)
+    audit(actor, "activity.create", contact.id, detail=activity_kind.value)
+    db.session.commit()
+    return activity
+
+
+def note_interaction(contact: Contact, at: datetime) -> None:
+    """The one place ``last_interaction_at`` moves: an interaction the contact took part in."""
+    if contact.last_interaction_at is None or at > contact.last_interaction_at:
+        contact.last_interaction_at = at
+
+
+def list_activities(contact_id: int) -> list[Activity]:
+    return list(
+        db.session.scalars(
+            sa.select(Activity)
+            .where(Activity.contact_id == contact_id)
+            .order_by(Activity.occurred_at.desc(), Activity.id.desc())
+        )
+    )

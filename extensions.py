@@ -1,0 +1,94 @@
+"""Unbound singletons, attached to the app in ``create_app``.
+
+The dramatiq broker is chosen here, at import time, because dramatiq binds
+every actor to the broker that is current when the actor is declared: it
+must exist before any ``tasks.py`` module is imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dramatiq
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_migrate import Migrate
+from flask_smorest import Api
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    # Named constraints make Alembic migrations identical on SQLite and PostgreSQL.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate(render_as_batch=True, compare_type=True)
+api = Api()
+csrf = CSRFProtect()
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+def build_broker(url: str | None) -> dramatiq.Broker:
+    """The broker named by ``DRAMATIQ_BROKER_URL``; an in-memory one without it."""
+    if url and url.startswith(("redis://", "rediss://")):
+        from dramatiq.brokers.redis import RedisBroker
+
+        namespace = os.environ.get("DRAMATIQ_NAMESPACE", "consent")
+        return RedisBroker(url=url, namespace=namespace)
+    if url and url.startswith(("amqp://", "amqps://")):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        return RabbitmqBroker(url=url)
+    if url:
+        raise RuntimeError(f"DRAMATIQ_BROKER_URL must start with redis:// or amqp://, got {url!r}")
+    from dramatiq.brokers.stub import StubBroker
+
+    return StubBroker()
+
+
+broker = build_broker(os.environ.get("DRAMATIQ_BROKER_URL") or None)
+dramatiq.set_broker(broker)
+
+
+class AppContextMiddleware(dramatiq.Middleware):
+    """Runs every actor inside an application context of ``app``."""
+
+    def __init__(self, app: object) -> None:
+        self.app = app
+        self._contexts: dict[int, object] = {}
+
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+        import threading
+
+        context = self.app.app_context()  # type: ignore[attr-defined]
+        context.push()
+        self._contexts[threading.get_ident()] = context
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.Message,
+        *,
+        result: object = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        import threading
+
+        context = self._contexts.pop(threading.get_ident(), None)
+        if context is not None:
+            db.session.remove()
+            context.pop()  # type: ignore[attr-defined]
+
+    after_skip_message = after_process_message

@@ -1,0 +1,187 @@
+"""Fixtures: a real database built by the real migrations, cleaned after each test.
+
+``TEST_DATABASE_URL`` picks the database: unset, a SQLite file in a temporary
+folder; ``postgresql://...``, a fresh database created on that server for this
+run and dropped afterwards (so that parallel runs never meet).
+Under ``CI=true`` a service the suite was told to use but cannot reach is an
+error, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+os.environ.setdefault("CONSENT_ENV", "testing")
+
+from app import create_app  # noqa: E402
+from extensions import db  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def service_unavailable(reason: str) -> None:
+    """Skip for a missing service; under CI that is a failure."""
+    if IN_CI:
+        pytest.fail(f"CI requires it: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _postgres_database(base_url: str) -> tuple[str, Callable[[], None]]:
+    url = sa.make_url(base_url).set(drivername="postgresql+psycopg")
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    name = f"consent_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        raise RuntimeError(f"PostgreSQL at {url.host}:{url.port} is unreachable: {exc}") from exc
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url.set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    wanted = os.environ.get("TEST_DATABASE_URL")
+    if not wanted:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'consent.db'}"
+        return
+    try:
+        url, drop = _postgres_database(wanted)
+    except RuntimeError as exc:
+        if IN_CI:
+            pytest.exit(f"CI requires PostgreSQL: {exc}", returncode=3)
+        pytest.skip(str(exc))
+    yield url
+    drop()
+
+
+TEST_CONFIG = {
+    "TESTING": True,
+    "CONSENT_ENV": "testing",
+    "SECRET_KEY": "test-secret-key-not-for-production",
+    "SUPPRESSION_KEY": "test-suppression-key",
+    "WTF_CSRF_ENABLED": False,
+    "SESSION_COOKIE_SECURE": False,
+    "RATELIMIT_ENABLED": False,
+    "PUBLIC_BASE_URL": "http://localhost",
+}
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from flask_migrate import upgrade
+
+    application = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url})
+    with application.app_context():
+        upgrade(revision="heads")
+    yield application
+
+
+@pytest.fixture(autouse=True)
+def _clean_database(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test starts from empty tables (services commit, so no rollback trick)."""
+    yield
+    if "app" not in request.fixturenames:
+        return
+    application = request.getfixturevalue("app")
+    with application.app_context():
+        db.session.remove()
+        tables = [t for t in reversed(db.metadata.sorted_tables)]
+        with db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                names = ", ".join(f'"{t.name}"' for t in tables)
+                conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    conn.execute(table.delete())
+
+
+@pytest.fixture
+def app_ctx(app: Any) -> Iterator[Any]:
+    with app.app_context():
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def token_for(app: Any) -> Callable[[str], str]:
+    """A fresh API token for a role."""
+    from crm.access import create_api_token
+
+    def make(role: str) -> str:
+        with app.app_context():
+            _, raw = create_api_token(f"{role}-{uuid.uuid4().hex[:6]}", role)
+            db.session.remove()
+        return raw
+
+    return make
+
+
+class ApiClient:
+    """The test client with a bearer token, speaking JSON."""
+
+    def __init__(self, client: Any, token: str):
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.client.get(path, headers=self.headers, **kwargs)
+
+    def post(self, path: str, json: Any = None, **kwargs: Any) -> Any:
+        return self.client.post(path, json=json, headers=self.headers, **kwargs)
+
+    def patch(self, path: str, json: Any = None, **kwargs: Any) -> Any:
+        return self.client.patch(path, json=json, headers=self.headers, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.client.delete(path, headers=self.headers, **kwargs)
+
+
+@pytest.fixture
+def api_as(client: Any, token_for: Callable[[str], str]) -> Callable[[str], ApiClient]:
+    return lambda role: ApiClient(client, token_for(role))
+
+
+@pytest.fixture
+def admin_api(api_as: Callable[[str], ApiClient]) -> ApiClient:
+    return api_as("admin")
+
+
+def count_rows(app: Any) -> dict[str, int]:
+    """Rows per table: a test of bad input checks nothing changed."""
+    with app.app_context():
+        with db.engine.connect() as conn:
+            return {
+                t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                for t in db.metadata.sorted_tables
+            }
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A reachable Redis, or a skip (a failure under CI)."""
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except Exception as exc:
+        service_unavailable(f"Redis at {url} is unreachable: {exc}")
+    return url
