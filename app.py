@@ -79,9 +79,7 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
         API_SPEC_OPTIONS={
-            "components": {
-                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
-            },
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
             "security": [{"bearer": []}],
         },
     )
@@ -161,8 +159,10 @@ _STATUS = {
 
 
 def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.is_json or (
-        request.accept_mimetypes.best == "application/json"
+    return (
+        request.path.startswith("/api/")
+        or request.is_json
+        or (request.accept_mimetypes.best == "application/json")
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import dramatiq
+import sqlalchemy as sa
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
@@ -34,6 +35,19 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+
+@sa.event.listens_for(sa.engine.Engine, "connect")
+def _sqlite_foreign_keys(dbapi_connection: object, connection_record: object) -> None:
+    # SQLite ignores ON DELETE CASCADE unless asked on every connection.
+    import sqlite3
+
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
 migrate = Migrate(render_as_batch=True, compare_type=True)
 api = Api()
 csrf = CSRFProtect()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from consent import demo, services
 from consent.models import ALL
@@ -24,7 +24,9 @@ def parse_as_of(value: str | None) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise click.BadParameter("use YYYY-MM-DD or an ISO 8601 time", param_hint="--as-of") from exc
+        raise click.BadParameter(
+            "use YYYY-MM-DD or an ISO 8601 time", param_hint="--as-of"
+        ) from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -59,6 +61,7 @@ def check(email: str, topic: str | None, channel: str, as_of: str | None, as_jso
 
 
 @click.command("demo")
+@with_appcontext
 @click.option("--password", default=None, help="Password for the demo staff users.")
 def demo_command(password: str | None) -> None:
     """Load demo contacts covering every decision, and demo staff users."""

@@ -13,7 +13,7 @@ from consent.ledger import Evidence, record
 from consent.models import ALL, Basis, EventKind, InterestKind
 from crm import access
 from crm.access import Actor
-from crm.models import Role, StaffUser, utcnow
+from crm.models import Contact, Role, StaffUser, utcnow
 from crm.services import CompanyInput
 from extensions import db
 
@@ -48,7 +48,9 @@ CUSTOMER = services.BasisInput(
     type=Basis.LEGITIMATE_INTEREST, source="crm-sync", interest_kind=InterestKind.CUSTOMER
 )
 INDUSTRY = services.BasisInput(
-    type=Basis.LEGITIMATE_INTEREST, source="industry-list-2026", interest_kind=InterestKind.INDUSTRY_LIST
+    type=Basis.LEGITIMATE_INTEREST,
+    source="industry-list-2026",
+    interest_kind=InterestKind.INDUSTRY_LIST,
 )
 KUND_AB = CompanyInput(
     name="Kund AB", org_number="556000-0001", country="SE", customer_since=date(2020, 3, 1)
@@ -66,6 +68,10 @@ def load_demo(password: str | None = None) -> DemoSummary:
             access.create_staff_user(email, password, role.value, name=f"Demo {role.value}")
             summary.password = password
 
+    if db.session.scalar(sa.select(Contact.id).where(Contact.email == "anna.kund@kund.example")):
+        summary.contacts = 10
+        return summary
+
     def contact(email: str, name: str, country: str, **kwargs: object):  # type: ignore[no-untyped-def]
         summary.contacts += 1
         found, _ = services.register_contact(
@@ -78,23 +84,70 @@ def load_demo(password: str | None = None) -> DemoSummary:
     contact("cecilia.nyhetsbrev@example.se", "Cecilia Samtycke", "SE", basis=_consent("newsletter"))
     pending = contact("dieter.wartet@example.de", "Dieter Wartet", "DE")
     if not _has_event(pending.id, EventKind.REQUESTED):
-        record(pending, EventKind.REQUESTED, actor=DEMO_ACTOR, source="form", topic="newsletter", channel="email")
-    objected = contact("erik.invander@kund.example", "Erik Invänder", "SE", company=KUND_AB, basis=CUSTOMER)
+        record(
+            pending,
+            EventKind.REQUESTED,
+            actor=DEMO_ACTOR,
+            source="form",
+            topic="newsletter",
+            channel="email",
+        )
+    objected = contact(
+        "erik.invander@kund.example", "Erik Invänder", "SE", company=KUND_AB, basis=CUSTOMER
+    )
     if not _has_event(objected.id, EventKind.OBJECTED):
-        services.record_objection(DEMO_ACTOR, objected.id, received_via="phone", note="Called and asked to stop.")
-    suppressed = contact("frida.sparrad@example.se", "Frida Spärrad", "SE", basis=_consent("newsletter"))
+        services.record_objection(
+            DEMO_ACTOR, objected.id, received_via="phone", note="Called and asked to stop."
+        )
+    suppressed = contact(
+        "frida.sparrad@example.se", "Frida Spärrad", "SE", basis=_consent("newsletter")
+    )
     if not _has_event(suppressed.id, EventKind.SUPPRESSED):
         record(suppressed, EventKind.UNSUBSCRIBED, actor=DEMO_ACTOR, source="email_link")
-        record(suppressed, EventKind.SUPPRESSED, actor=DEMO_ACTOR, source="email_link", note="unsubscribe_all")
-    restricted = contact("gustav.begransad@kund.example", "Gustav Begränsad", "SE", company=KUND_AB, basis=CUSTOMER)
+        record(
+            suppressed,
+            EventKind.SUPPRESSED,
+            actor=DEMO_ACTOR,
+            source="email_link",
+            note="unsubscribe_all",
+        )
+    restricted = contact(
+        "gustav.begransad@kund.example", "Gustav Begränsad", "SE", company=KUND_AB, basis=CUSTOMER
+    )
     if not _has_event(restricted.id, EventKind.RESTRICTED):
-        record(restricted, EventKind.RESTRICTED, actor=DEMO_ACTOR, source="staff", note="Disputes accuracy (art. 18)")
-    bounced = contact("hanna.studsar@kund.example", "Hanna Studsar", "SE", company=KUND_AB, basis=CUSTOMER)
+        record(
+            restricted,
+            EventKind.RESTRICTED,
+            actor=DEMO_ACTOR,
+            source="staff",
+            note="Disputes accuracy (art. 18)",
+        )
+    bounced = contact(
+        "hanna.studsar@kund.example", "Hanna Studsar", "SE", company=KUND_AB, basis=CUSTOMER
+    )
     if not _has_event(bounced.id, EventKind.UNDELIVERABLE):
-        record(bounced, EventKind.UNDELIVERABLE, actor=DEMO_ACTOR, source="system", note="550 5.1.1 user unknown")
-    unsubscribed = contact("ingrid.avregistrerad@example.se", "Ingrid Avregistrerad", "SE", basis=_consent("newsletter"))
+        record(
+            bounced,
+            EventKind.UNDELIVERABLE,
+            actor=DEMO_ACTOR,
+            source="system",
+            note="550 5.1.1 user unknown",
+        )
+    unsubscribed = contact(
+        "ingrid.avregistrerad@example.se",
+        "Ingrid Avregistrerad",
+        "SE",
+        basis=_consent("newsletter"),
+    )
     if not _has_event(unsubscribed.id, EventKind.UNSUBSCRIBED):
-        record(unsubscribed, EventKind.UNSUBSCRIBED, actor=DEMO_ACTOR, source="email_link", topic="newsletter", channel="email")
+        record(
+            unsubscribed,
+            EventKind.UNSUBSCRIBED,
+            actor=DEMO_ACTOR,
+            source="email_link",
+            topic="newsletter",
+            channel="email",
+        )
     contact("jonas.utanbas@example.de", "Jonas Utan Bas", "DE")
     db.session.commit()
     return summary

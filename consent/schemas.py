@@ -24,14 +24,18 @@ class EvidenceSchema(Schema):
     @validates_schema
     def _wording_given(self, data: dict, **kwargs: object) -> None:
         if not data.get("wording") and not data.get("wording_hash"):
-            raise ValidationError("Give the wording shown, or its SHA-256 as wording_hash.", "wording")
+            raise ValidationError(
+                "Give the wording shown, or its SHA-256 as wording_hash.", "wording"
+            )
 
 
 class BasisSchema(Schema):
     type = fields.String(required=True, validate=validate.OneOf([b.value for b in Basis]))
     kind = fields.String(validate=validate.OneOf([k.value for k in InterestKind]))
     source = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    topics = fields.List(fields.String(validate=validate.Length(max=64)), validate=validate.Length(max=50))
+    topics = fields.List(
+        fields.String(validate=validate.Length(max=64)), validate=validate.Length(max=50)
+    )
     evidence = fields.Nested(EvidenceSchema)
 
 

@@ -39,7 +39,9 @@ class BasisInput:
 
     def validate(self) -> None:
         if not self.source.strip():
-            raise InvalidInput("A basis needs a source.", fields={"basis": {"source": ["Required."]}})
+            raise InvalidInput(
+                "A basis needs a source.", fields={"basis": {"source": ["Required."]}}
+            )
         if self.type is Basis.LEGITIMATE_INTEREST and self.interest_kind is None:
             raise InvalidInput(
                 "Legitimate interest needs its kind: customer or industry_list.",
@@ -59,7 +61,9 @@ class BasisInput:
                     "Consent needs its evidence: obtained_at, the policy version and the "
                     "wording (or its hash) the person agreed to.",
                     code="missing_evidence",
-                    fields={"basis": {"evidence": ["obtained_at, policy_version, wording required."]}},
+                    fields={
+                        "basis": {"evidence": ["obtained_at, policy_version, wording required."]}
+                    },
                 )
             if self.obtained_at > utcnow():
                 raise InvalidInput(
@@ -69,7 +73,9 @@ class BasisInput:
             policy = current_policy()
             for topic in self.topics:
                 if Basis.CONSENT not in policy.topic(topic).bases:
-                    raise InvalidInput(f"Topic {topic!r} does not take consent.", code="basis_not_admitted")
+                    raise InvalidInput(
+                        f"Topic {topic!r} does not take consent.", code="basis_not_admitted"
+                    )
 
 
 def register_contact(
@@ -111,7 +117,9 @@ def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> list[Conse
     if basis.type is Basis.LEGITIMATE_INTEREST:
         state = db.session.get(PermissionState, (contact.id, ALL, ALL))
         attribute = (
-            "customer_since" if basis.interest_kind is InterestKind.CUSTOMER else "industry_list_since"
+            "customer_since"
+            if basis.interest_kind is InterestKind.CUSTOMER
+            else "industry_list_since"
         )
         if state is None or getattr(state, attribute) is None:
             events.append(
@@ -197,7 +205,9 @@ def decisions_for_contact(contact: Contact, at: datetime | None = None) -> list[
     standing = standing_of(contact)
     moment = at or utcnow()
     return [
-        decide(standing, email=contact.email, topic=topic, channel=channel, at=moment, policy=policy)
+        decide(
+            standing, email=contact.email, topic=topic, channel=channel, at=moment, policy=policy
+        )
         for topic in policy.topics.values()
         for channel in policy.channels
     ]
@@ -222,7 +232,14 @@ def check_permissions(
     standings = standings_by_email(normalised)
     moment = at or utcnow()
     return [
-        decide(standings.get(address), email=address, topic=topic, channel=channel, at=moment, policy=policy)
+        decide(
+            standings.get(address),
+            email=address,
+            topic=topic,
+            channel=channel,
+            at=moment,
+            policy=policy,
+        )
         for address in normalised
     ]
 

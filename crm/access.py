@@ -88,7 +88,10 @@ def create_staff_user(email: str, password: str, role: str, name: str | None = N
     if db.session.scalar(sa.select(StaffUser.id).where(StaffUser.email == address)):
         raise Conflict(f"A staff user {address} already exists.", code="user_exists")
     user = StaffUser(
-        email=address, name=name, role=role_value.value, password_hash=generate_password_hash(password)
+        email=address,
+        name=name,
+        role=role_value.value,
+        password_hash=generate_password_hash(password),
     )
     db.session.add(user)
     db.session.commit()

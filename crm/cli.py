@@ -39,7 +39,9 @@ def create_token(name: str, role: str) -> None:
         token, raw = access.create_api_token(name, role)
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
-    click.echo(f"Token {token.name!r} ({token.role}); copy it now, it is not shown again:", err=True)
+    click.echo(
+        f"Token {token.name!r} ({token.role}); copy it now, it is not shown again:", err=True
+    )
     click.echo(raw)
 
 

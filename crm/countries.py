@@ -7,9 +7,7 @@ import pycountry
 from crm.errors import InvalidInput
 
 COUNTRY_CODES = frozenset(c.alpha_2 for c in pycountry.countries)
-LANGUAGE_CODES = frozenset(
-    lang.alpha_2 for lang in pycountry.languages if hasattr(lang, "alpha_2")
-)
+LANGUAGE_CODES = frozenset(lang.alpha_2 for lang in pycountry.languages if hasattr(lang, "alpha_2"))
 
 
 def normalise_country(value: str | None) -> str | None:

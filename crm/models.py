@@ -105,6 +105,10 @@ class Contact(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
+    # Ids are never reused after a deletion (SQLite would), so nothing can
+    # attach an erased contact's history to a new person.
+    __table_args__ = {"sqlite_autoincrement": True}
+
     company: Mapped[Company | None] = relationship(back_populates="contacts")
     activities: Mapped[list[Activity]] = relationship(
         back_populates="contact", cascade="all, delete-orphan", passive_deletes=True

@@ -16,10 +16,14 @@ from crm.models import Activity, ActivityKind, AuditEntry, Company, Contact, utc
 from extensions import db
 
 
-def audit(actor: Actor, action: str, contact_id: int | None = None, detail: str | None = None) -> None:
+def audit(
+    actor: Actor, action: str, contact_id: int | None = None, detail: str | None = None
+) -> None:
     """Note who did what to whose data (R25). Part of the caller's transaction."""
     db.session.add(
-        AuditEntry(at=utcnow(), actor=actor.label, action=action, contact_id=contact_id, detail=detail)
+        AuditEntry(
+            at=utcnow(), actor=actor.label, action=action, contact_id=contact_id, detail=detail
+        )
     )
 
 
@@ -34,7 +38,9 @@ def find_contact(email: str) -> Contact | None:
     return db.session.scalar(sa.select(Contact).where(Contact.email == normalise_email(email)))
 
 
-def read_contact(actor: Actor, *, contact_id: int | None = None, email: str | None = None) -> Contact:
+def read_contact(
+    actor: Actor, *, contact_id: int | None = None, email: str | None = None
+) -> Contact:
     """A contact for a staff lookup, which is audited (R25)."""
     if contact_id is not None:
         contact = get_contact(contact_id)
@@ -61,9 +67,13 @@ def _upsert_company(data: CompanyInput) -> Company:
     if data.org_number:
         company = db.session.scalar(sa.select(Company).where(Company.org_number == data.org_number))
     if company is None:
-        company = db.session.scalar(
-            sa.select(Company).where(Company.name == data.name, Company.org_number.is_(None))
-        ) if not data.org_number else None
+        company = (
+            db.session.scalar(
+                sa.select(Company).where(Company.name == data.name, Company.org_number.is_(None))
+            )
+            if not data.org_number
+            else None
+        )
     if company is None:
         company = Company(name=data.name, org_number=data.org_number)
         db.session.add(company)

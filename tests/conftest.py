@@ -19,8 +19,8 @@ import sqlalchemy as sa
 
 os.environ.setdefault("CONSENT_ENV", "testing")
 
-from app import create_app  # noqa: E402
-from extensions import db  # noqa: E402
+from app import create_app
+from extensions import db
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -166,12 +166,11 @@ def admin_api(api_as: Callable[[str], ApiClient]) -> ApiClient:
 
 def count_rows(app: Any) -> dict[str, int]:
     """Rows per table: a test of bad input checks nothing changed."""
-    with app.app_context():
-        with db.engine.connect() as conn:
-            return {
-                t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
-                for t in db.metadata.sorted_tables
-            }
+    with app.app_context(), db.engine.connect() as conn:
+        return {
+            t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+            for t in db.metadata.sorted_tables
+        }
 
 
 @pytest.fixture(scope="session")
@@ -185,3 +184,9 @@ def redis_url() -> str:
     except Exception as exc:
         service_unavailable(f"Redis at {url} is unreachable: {exc}")
     return url
+
+
+@pytest.fixture
+def runner_for() -> Callable[[Any], Any]:
+    """Flask's CLI runner for an app: ``runner_for(app).invoke(args=[...])``."""
+    return lambda application: application.test_cli_runner()

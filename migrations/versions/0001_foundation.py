@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 19:10:42.771876
+Create Date: 2026-11-23 19:12:37.563499
 
 """
 from alembic import op
@@ -87,7 +87,8 @@ def upgrade():
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['company_id'], ['company.id'], name=op.f('fk_contact_company_id_company'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_contact')),
-    sa.UniqueConstraint('email', name=op.f('uq_contact_email'))
+    sa.UniqueConstraint('email', name=op.f('uq_contact_email')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('contact', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_contact_company_id'), ['company_id'], unique=False)

@@ -32,7 +32,13 @@ T2 = NOW - timedelta(days=10)
 
 def standing(**kwargs: object) -> Standing:
     rows = kwargs.pop("rows", ())
-    return Standing(contact_id=7, email="a@b.se", country=kwargs.pop("country", "SE"), states=tuple(rows), **kwargs)  # type: ignore[arg-type]
+    return Standing(
+        contact_id=7,
+        email="a@b.se",
+        country=kwargs.pop("country", "SE"),
+        states=tuple(rows),
+        **kwargs,
+    )  # type: ignore[arg-type]
 
 
 def blanket(**kwargs: object) -> StateRow:
@@ -49,40 +55,240 @@ CONSENTED = topic_row(consent_since=T1, consent_event_id=3)
 # (case, standing, topic, channel, allowed, reason, basis, since)
 TABLE = [
     ("1 unknown address", None, "events", "email", False, Reason.UNKNOWN_CONTACT, None, None),
-    ("1 suppressed, even as a consenting customer",
-     standing(suppressed_since=T2, rows=[CUSTOMER, CONSENTED]), "events", "email", False, Reason.SUPPRESSED, None, T2),
-    ("2 objection beats consent and customer",
-     standing(rows=[CUSTOMER, CONSENTED, blanket(objected_since=T2)]), "events", "email", False, Reason.OBJECTION, None, T2),
-    ("2 objection reported even when also suppressed",
-     standing(suppressed_since=T2, rows=[blanket(objected_since=T1)]), "events", "email", False, Reason.OBJECTION, None, T1),
-    ("2 objection to this channel", standing(rows=[CUSTOMER, blanket(channel="email", objected_since=T1)]),
-     "events", "email", False, Reason.OBJECTION, None, T1),
-    ("2 objection to another channel leaves this one", standing(rows=[CUSTOMER, blanket(channel="phone", objected_since=T1)]),
-     "events", "email", True, Reason.CUSTOMER, Basis.LEGITIMATE_INTEREST, T0),
-    ("3 restricted", standing(restricted_since=T1, rows=[CUSTOMER, CONSENTED]), "events", "email", False, Reason.RESTRICTED, None, T1),
-    ("4 hard bounce blocks email", standing(hard_bounced_at=T1, rows=[CONSENTED]), "events", "email", False, Reason.UNDELIVERABLE, None, T1),
-    ("4 hard bounce does not block phone", standing(hard_bounced_at=T1, rows=[CUSTOMER]), "events", "phone", True, Reason.CUSTOMER, Basis.LEGITIMATE_INTEREST, T0),
-    ("5 unsubscribed from the topic", standing(rows=[CUSTOMER, topic_row(unsubscribed_since=T1)]), "events", "email", False, Reason.UNSUBSCRIBED, None, T1),
-    ("5 unsubscribed from all beats an older consent",
-     standing(rows=[CONSENTED, blanket(unsubscribed_since=T2)]), "events", "email", False, Reason.UNSUBSCRIBED, None, T2),
-    ("5 unsubscribed from all beats legitimate interest", standing(rows=[CUSTOMER, blanket(unsubscribed_since=T2)]), "events", "email", False, Reason.UNSUBSCRIBED, None, T2),
-    ("6 a consent newer than unsubscribe-all opens its topic",
-     standing(rows=[blanket(unsubscribed_since=T0), CONSENTED]), "events", "email", True, Reason.CONSENT, Basis.CONSENT, T1),
-    ("6 consent", standing(rows=[CONSENTED]), "events", "email", True, Reason.CONSENT, Basis.CONSENT, T1),
-    ("6 consent is per topic", standing(rows=[topic_row("newsletter", consent_since=T1)]), "events", "email", False, Reason.NO_BASIS, None, None),
-    ("6 consent wins over customer", standing(rows=[CUSTOMER, CONSENTED]), "events", "email", True, Reason.CONSENT, Basis.CONSENT, T1),
-    ("7 customer of a customer company", standing(company_customer_since=date(2020, 1, 1)), "events", "email", True, Reason.CUSTOMER,
-     Basis.LEGITIMATE_INTEREST, datetime(2020, 1, 1, tzinfo=UTC)),
-    ("7 customer relationship ended beyond the grace period",
-     standing(company_customer_since=date(2020, 1, 1), company_relationship_ended_at=date(2026, 4, 1)), "events", "email", False, Reason.NO_BASIS, None, None),
-    ("7 customer relationship ended within the grace period",
-     standing(company_customer_since=date(2020, 1, 1), company_relationship_ended_at=date(2026, 5, 20)), "events", "email", True, Reason.CUSTOMER,
-     Basis.LEGITIMATE_INTEREST, datetime(2020, 1, 1, tzinfo=UTC)),
-    ("7 industry list", standing(rows=[blanket(industry_list_since=T1)]), "events", "email", True, Reason.INDUSTRY_LIST, Basis.LEGITIMATE_INTEREST, T1),
-    ("7 topic that admits only consent", standing(rows=[CUSTOMER]), "newsletter", "email", False, Reason.NO_BASIS, None, None),
-    ("7 country that does not admit legitimate interest", standing(country="DE", rows=[CUSTOMER]), "events", "email", False, Reason.NO_BASIS, None, None),
-    ("7 no country known", standing(country=None, rows=[CUSTOMER]), "events", "email", False, Reason.NO_BASIS, None, None),
-    ("8 pending confirmation", standing(rows=[topic_row("newsletter", pending_since=T2)]), "newsletter", "email", False, Reason.PENDING_CONFIRMATION, None, T2),
+    (
+        "1 suppressed, even as a consenting customer",
+        standing(suppressed_since=T2, rows=[CUSTOMER, CONSENTED]),
+        "events",
+        "email",
+        False,
+        Reason.SUPPRESSED,
+        None,
+        T2,
+    ),
+    (
+        "2 objection beats consent and customer",
+        standing(rows=[CUSTOMER, CONSENTED, blanket(objected_since=T2)]),
+        "events",
+        "email",
+        False,
+        Reason.OBJECTION,
+        None,
+        T2,
+    ),
+    (
+        "2 objection reported even when also suppressed",
+        standing(suppressed_since=T2, rows=[blanket(objected_since=T1)]),
+        "events",
+        "email",
+        False,
+        Reason.OBJECTION,
+        None,
+        T1,
+    ),
+    (
+        "2 objection to this channel",
+        standing(rows=[CUSTOMER, blanket(channel="email", objected_since=T1)]),
+        "events",
+        "email",
+        False,
+        Reason.OBJECTION,
+        None,
+        T1,
+    ),
+    (
+        "2 objection to another channel leaves this one",
+        standing(rows=[CUSTOMER, blanket(channel="phone", objected_since=T1)]),
+        "events",
+        "email",
+        True,
+        Reason.CUSTOMER,
+        Basis.LEGITIMATE_INTEREST,
+        T0,
+    ),
+    (
+        "3 restricted",
+        standing(restricted_since=T1, rows=[CUSTOMER, CONSENTED]),
+        "events",
+        "email",
+        False,
+        Reason.RESTRICTED,
+        None,
+        T1,
+    ),
+    (
+        "4 hard bounce blocks email",
+        standing(hard_bounced_at=T1, rows=[CONSENTED]),
+        "events",
+        "email",
+        False,
+        Reason.UNDELIVERABLE,
+        None,
+        T1,
+    ),
+    (
+        "4 hard bounce does not block phone",
+        standing(hard_bounced_at=T1, rows=[CUSTOMER]),
+        "events",
+        "phone",
+        True,
+        Reason.CUSTOMER,
+        Basis.LEGITIMATE_INTEREST,
+        T0,
+    ),
+    (
+        "5 unsubscribed from the topic",
+        standing(rows=[CUSTOMER, topic_row(unsubscribed_since=T1)]),
+        "events",
+        "email",
+        False,
+        Reason.UNSUBSCRIBED,
+        None,
+        T1,
+    ),
+    (
+        "5 unsubscribed from all beats an older consent",
+        standing(rows=[CONSENTED, blanket(unsubscribed_since=T2)]),
+        "events",
+        "email",
+        False,
+        Reason.UNSUBSCRIBED,
+        None,
+        T2,
+    ),
+    (
+        "5 unsubscribed from all beats legitimate interest",
+        standing(rows=[CUSTOMER, blanket(unsubscribed_since=T2)]),
+        "events",
+        "email",
+        False,
+        Reason.UNSUBSCRIBED,
+        None,
+        T2,
+    ),
+    (
+        "6 a consent newer than unsubscribe-all opens its topic",
+        standing(rows=[blanket(unsubscribed_since=T0), CONSENTED]),
+        "events",
+        "email",
+        True,
+        Reason.CONSENT,
+        Basis.CONSENT,
+        T1,
+    ),
+    (
+        "6 consent",
+        standing(rows=[CONSENTED]),
+        "events",
+        "email",
+        True,
+        Reason.CONSENT,
+        Basis.CONSENT,
+        T1,
+    ),
+    (
+        "6 consent is per topic",
+        standing(rows=[topic_row("newsletter", consent_since=T1)]),
+        "events",
+        "email",
+        False,
+        Reason.NO_BASIS,
+        None,
+        None,
+    ),
+    (
+        "6 consent wins over customer",
+        standing(rows=[CUSTOMER, CONSENTED]),
+        "events",
+        "email",
+        True,
+        Reason.CONSENT,
+        Basis.CONSENT,
+        T1,
+    ),
+    (
+        "7 customer of a customer company",
+        standing(company_customer_since=date(2020, 1, 1)),
+        "events",
+        "email",
+        True,
+        Reason.CUSTOMER,
+        Basis.LEGITIMATE_INTEREST,
+        datetime(2020, 1, 1, tzinfo=UTC),
+    ),
+    (
+        "7 customer relationship ended beyond the grace period",
+        standing(
+            company_customer_since=date(2020, 1, 1), company_relationship_ended_at=date(2026, 4, 1)
+        ),
+        "events",
+        "email",
+        False,
+        Reason.NO_BASIS,
+        None,
+        None,
+    ),
+    (
+        "7 customer relationship ended within the grace period",
+        standing(
+            company_customer_since=date(2020, 1, 1), company_relationship_ended_at=date(2026, 5, 20)
+        ),
+        "events",
+        "email",
+        True,
+        Reason.CUSTOMER,
+        Basis.LEGITIMATE_INTEREST,
+        datetime(2020, 1, 1, tzinfo=UTC),
+    ),
+    (
+        "7 industry list",
+        standing(rows=[blanket(industry_list_since=T1)]),
+        "events",
+        "email",
+        True,
+        Reason.INDUSTRY_LIST,
+        Basis.LEGITIMATE_INTEREST,
+        T1,
+    ),
+    (
+        "7 topic that admits only consent",
+        standing(rows=[CUSTOMER]),
+        "newsletter",
+        "email",
+        False,
+        Reason.NO_BASIS,
+        None,
+        None,
+    ),
+    (
+        "7 country that does not admit legitimate interest",
+        standing(country="DE", rows=[CUSTOMER]),
+        "events",
+        "email",
+        False,
+        Reason.NO_BASIS,
+        None,
+        None,
+    ),
+    (
+        "7 no country known",
+        standing(country=None, rows=[CUSTOMER]),
+        "events",
+        "email",
+        False,
+        Reason.NO_BASIS,
+        None,
+        None,
+    ),
+    (
+        "8 pending confirmation",
+        standing(rows=[topic_row("newsletter", pending_since=T2)]),
+        "newsletter",
+        "email",
+        False,
+        Reason.PENDING_CONFIRMATION,
+        None,
+        T2,
+    ),
     ("9 nothing", standing(), "events", "email", False, Reason.NO_BASIS, None, None),
 ]
 
@@ -93,8 +299,15 @@ TABLE = [
     ids=[row[0] for row in TABLE],
 )
 def test_decision_table(case, facts, topic, channel, allowed, reason, basis, since) -> None:
-    decision = decide(facts, email="a@b.se", topic=POLICY.topics[topic], channel=channel, at=NOW, policy=POLICY)
-    assert (decision.allowed, decision.reason, decision.basis, decision.since) == (allowed, reason, basis, since)
+    decision = decide(
+        facts, email="a@b.se", topic=POLICY.topics[topic], channel=channel, at=NOW, policy=POLICY
+    )
+    assert (decision.allowed, decision.reason, decision.basis, decision.since) == (
+        allowed,
+        reason,
+        basis,
+        since,
+    )
     assert decision.explanation.startswith("Allowed" if allowed else "Not allowed")
 
 
@@ -137,7 +350,9 @@ channels = st.sampled_from(["email", "phone"])
 
 
 def _decide(facts: Standing, topic: str, channel: str):  # type: ignore[no-untyped-def]
-    return decide(facts, email="a@b.se", topic=POLICY.topics[topic], channel=channel, at=NOW, policy=POLICY)
+    return decide(
+        facts, email="a@b.se", topic=POLICY.topics[topic], channel=channel, at=NOW, policy=POLICY
+    )
 
 
 @given(standings, topics, channels)
@@ -167,9 +382,13 @@ def test_nothing_is_allowed_without_a_basis(facts: Standing, topic: str, channel
 
 
 @given(standings, topics, channels)
-def test_restriction_and_unsubscribe_from_all_never_allow(facts: Standing, topic: str, channel: str) -> None:
+def test_restriction_and_unsubscribe_from_all_never_allow(
+    facts: Standing, topic: str, channel: str
+) -> None:
     restricted = Standing(**{**facts.__dict__, "restricted_since": T0})
     assert not _decide(restricted, topic, channel).allowed
     without_consent = tuple(r for r in facts.states if not r.consent_since)
-    unsubscribed = Standing(**{**facts.__dict__, "states": (*without_consent, blanket(unsubscribed_since=T0))})
+    unsubscribed = Standing(
+        **{**facts.__dict__, "states": (*without_consent, blanket(unsubscribed_since=T0))}
+    )
     assert not _decide(unsubscribed, topic, channel).allowed

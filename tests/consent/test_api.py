@@ -1,0 +1,280 @@
+"""The permission API as a CRM or a script uses it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from tests.conftest import count_rows
+
+CUSTOMER = {"type": "legitimate_interest", "kind": "customer", "source": "crm-sync"}
+
+
+def create(api, email="anna@kund.se", **extra):  # type: ignore[no-untyped-def]
+    body = {"email": email, "name": "Anna", "country": "SE", "language": "sv", **extra}
+    return api.post("/api/v1/contacts", json=body)
+
+
+def permission(api, contact_id, topic="events", channel="email"):  # type: ignore[no-untyped-def]
+    decisions = api.get(f"/api/v1/contacts/{contact_id}/permissions").json["decisions"]
+    return next(d for d in decisions if d["topic"] == topic and d["channel"] == channel)
+
+
+def test_customer_is_allowed_then_objection_blocks_with_its_time(app, api_as) -> None:
+    marketing, sales = api_as("marketing"), api_as("sales")
+    created = create(
+        marketing, basis=CUSTOMER, company={"name": "Kund AB", "org_number": "556000-1111"}
+    )
+    assert created.status_code == 201
+    contact_id = created.json["id"]
+
+    before = permission(sales, contact_id)
+    assert before["allowed"] is True
+    assert before["basis"] == "legitimate_interest"
+    assert before["reason"] == "customer"
+
+    objection = sales.post(
+        f"/api/v1/contacts/{contact_id}/objection",
+        json={"received_via": "phone", "note": "Rang us"},
+    )
+    assert objection.status_code == 201
+
+    after = permission(sales, contact_id)
+    assert after["allowed"] is False
+    assert after["reason"] == "objection"
+    assert after["since"] == objection.json["occurred_at"]
+    assert after["basis"] is None
+
+    events = sales.get(f"/api/v1/contacts/{contact_id}/events").json
+    kinds = [(e["kind"], e["recorded_by"]) for e in events]
+    assert any(k == "basis_granted" and r.startswith("token:marketing") for k, r in kinds)
+    assert any(k == "objected" and r.startswith("token:sales") for k, r in kinds)
+    objected = next(e for e in events if e["kind"] == "objected")
+    assert objected["received_via"] == "phone"
+
+
+def test_update_by_email_returns_200_and_keeps_one_contact(app, admin_api) -> None:
+    first = create(admin_api)
+    second = create(admin_api, email="ANNA@Kund.se", name="Anna Andersson")
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert second.json["id"] == first.json["id"]
+    assert second.json["email"] == "anna@kund.se"
+    assert second.json["name"] == "Anna Andersson"
+
+
+def test_repeated_sync_of_the_same_basis_adds_nothing_to_the_ledger(app, admin_api) -> None:
+    contact_id = create(admin_api, basis=CUSTOMER).json["id"]
+    create(admin_api, basis=CUSTOMER)
+    events = admin_api.get(f"/api/v1/contacts/{contact_id}/events").json
+    assert [e["kind"] for e in events] == ["basis_granted"]
+
+
+def test_consent_with_evidence_is_allowed_and_shows_its_evidence(app, admin_api) -> None:
+    basis = {
+        "type": "consent",
+        "source": "webinar-2026-10",
+        "topics": ["newsletter"],
+        "evidence": {
+            "obtained_at": "2026-10-01T10:00:00+00:00",
+            "policy_version": "1.0",
+            "wording": "Yes please",
+            "form_id": "webinar",
+        },
+    }
+    contact_id = create(admin_api, basis=basis).json["id"]
+    decision = permission(admin_api, contact_id, topic="newsletter")
+    assert (decision["allowed"], decision["basis"], decision["reason"]) == (
+        True,
+        "consent",
+        "consent",
+    )
+    assert decision["since"].startswith("2026-10-01T10:00:00")
+    event = admin_api.get(f"/api/v1/contacts/{contact_id}/events").json[0]
+    assert event["id"] == decision["event_id"]
+    assert (
+        event["policy_version"] == "1.0"
+        and event["form_id"] == "webinar"
+        and len(event["wording_hash"]) == 64
+    )
+
+
+def test_consent_without_evidence_is_refused_and_stores_nothing(app, admin_api) -> None:
+    before = count_rows(app)
+    response = create(admin_api, basis={"type": "consent", "source": "x", "topics": ["newsletter"]})
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "missing_evidence"
+    assert count_rows(app) == before
+
+
+def test_legitimate_interest_needs_its_kind(app, admin_api) -> None:
+    response = create(admin_api, basis={"type": "legitimate_interest", "source": "x"})
+    assert response.status_code == 422
+    assert "kind" in response.json["error"]["fields"]["basis"]
+
+
+def test_suppressed_address_is_stored_but_never_allowed_on_any_path(
+    app, admin_api, runner_for
+) -> None:
+    first = create(admin_api, email="gone@kund.se", basis=CUSTOMER)
+    admin_api.post(
+        f"/api/v1/contacts/{first.json['id']}/objection", json={"received_via": "letter"}
+    )
+    # Simulate what erasure leaves: the contact gone, only the suppression hash.
+    with app.app_context():
+        from crm.models import Contact
+        from extensions import db
+
+        db.session.execute(sa.delete(Contact))
+        db.session.commit()
+    again = create(admin_api, email="Gone@Kund.se", basis=CUSTOMER, company={"name": "Kund AB"})
+    assert again.status_code == 201
+    contact_id = again.json["id"]
+
+    for decision in admin_api.get(f"/api/v1/contacts/{contact_id}/permissions").json["decisions"]:
+        assert decision["allowed"] is False and decision["reason"] == "suppressed"
+    batch = admin_api.post(
+        "/api/v1/permissions/check", json={"emails": ["gone@kund.se"], "topic": "events"}
+    ).json
+    assert batch["decisions"][0]["reason"] == "suppressed"
+    cli = runner_for(app).invoke(
+        args=["permissions", "check", "gone@kund.se", "--topic", "events", "--json"]
+    )
+    assert '"reason": "suppressed"' in cli.output
+    events = admin_api.get(f"/api/v1/contacts/{contact_id}/events").json
+    assert events[0]["kind"] == "created_while_suppressed"
+
+
+def test_batch_check_answers_ten_thousand_addresses_in_few_statements(app, admin_api) -> None:
+    for i in range(5):
+        create(admin_api, email=f"known{i}@kund.se", basis=CUSTOMER)
+    emails = (
+        [f"known{i}@kund.se" for i in range(5)]
+        + [f"stranger{i}@example.com" for i in range(9_994)]
+        + ["not an address"]
+    )
+    statements: list[str] = []
+    with app.app_context():
+        from extensions import db
+
+        def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+            statements.append(statement)
+
+        sa.event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            response = admin_api.post(
+                "/api/v1/permissions/check", json={"emails": emails, "topic": "events"}
+            )
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", count)
+    assert response.status_code == 200
+    decisions = response.json["decisions"]
+    assert len(decisions) == 10_000
+    assert [d["allowed"] for d in decisions[:5]] == [True] * 5
+    assert {d["reason"] for d in decisions[5:]} == {"unknown_contact"}
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    # token lookup, contacts, projection, suppression
+    assert len(reads) <= 4, reads
+
+
+def test_batch_over_ten_thousand_is_refused(app, admin_api) -> None:
+    response = admin_api.post(
+        "/api/v1/permissions/check", json={"emails": ["a@b.se"] * 10_001, "topic": "events"}
+    )
+    assert response.status_code == 422
+    assert "emails" in response.json["error"]["fields"]
+
+
+def test_as_of_lets_an_auditor_ask_about_another_date(app, admin_api) -> None:
+    company = {
+        "name": "Gammal AB",
+        "customer_since": "2020-01-01",
+        "relationship_ended_at": "2024-01-01",
+    }
+    contact_id = create(admin_api, basis=CUSTOMER, company=company).json["id"]
+    now = permission(admin_api, contact_id)
+    assert now["reason"] == "no_basis"
+    then = admin_api.get(
+        f"/api/v1/contacts/{contact_id}/permissions?at=2023-06-01T00:00:00%2B00:00"
+    ).json["decisions"]
+    assert (
+        next(d for d in then if d["topic"] == "events" and d["channel"] == "email")["reason"]
+        == "customer"
+    )
+
+
+def test_rectify_changes_the_data_and_audits_it(app, admin_api) -> None:
+    contact_id = create(admin_api).json["id"]
+    response = admin_api.patch(
+        f"/api/v1/contacts/{contact_id}", json={"name": "Anna B", "country": "no"}
+    )
+    assert response.status_code == 200
+    assert (response.json["name"], response.json["country"]) == ("Anna B", "NO")
+    with app.app_context():
+        from crm.models import AuditEntry
+        from extensions import db
+
+        actions = db.session.scalars(
+            sa.select(AuditEntry.action).where(AuditEntry.contact_id == contact_id)
+        ).all()
+    assert "contact.rectify" in actions
+
+
+def test_find_by_email_and_unknown_id(app, api_as) -> None:
+    admin, sales = api_as("admin"), api_as("sales")
+    contact_id = create(admin).json["id"]
+    assert sales.get("/api/v1/contacts?email=ANNA@kund.se").json["id"] == contact_id
+    missing = sales.get("/api/v1/contacts/99999")
+    assert missing.status_code == 404
+    assert missing.json["error"]["code"] == "contact_not_found"
+
+
+def test_activities_move_last_interaction_except_marketing_email(app, api_as) -> None:
+    admin, sales = api_as("admin"), api_as("sales")
+    contact_id = create(admin).json["id"]
+    call = sales.post(
+        f"/api/v1/contacts/{contact_id}/activities",
+        json={"kind": "call", "occurred_at": "2026-01-10T09:00:00+01:00", "note": "Talked"},
+    )
+    assert call.status_code == 201
+    sales.post(
+        f"/api/v1/contacts/{contact_id}/activities",
+        json={"kind": "marketing_email", "occurred_at": "2026-02-10T09:00:00+00:00"},
+    )
+    sales.post(
+        f"/api/v1/contacts/{contact_id}/activities",
+        json={"kind": "meeting", "occurred_at": "2025-05-10T09:00:00+00:00"},
+    )
+    contact = sales.get(f"/api/v1/contacts/{contact_id}").json
+    assert contact["last_interaction_at"].startswith("2026-01-10T08:00:00")
+    assert len(sales.get(f"/api/v1/contacts/{contact_id}/activities").json) == 3
+
+
+def test_future_activity_is_refused(app, admin_api) -> None:
+    contact_id = create(admin_api).json["id"]
+    response = admin_api.post(
+        f"/api/v1/contacts/{contact_id}/activities",
+        json={"kind": "call", "occurred_at": f"{datetime.now(UTC).year + 1}-01-01T00:00:00+00:00"},
+    )
+    assert response.status_code == 422
+
+
+def test_openapi_document_lists_the_contract(client) -> None:
+    spec = client.get("/api/v1/openapi.json").json
+    for path in [
+        "/api/v1/contacts",
+        "/api/v1/contacts/{contact_id}",
+        "/api/v1/contacts/{contact_id}/permissions",
+        "/api/v1/permissions/check",
+        "/api/v1/contacts/{contact_id}/events",
+        "/api/v1/contacts/{contact_id}/activities",
+        "/api/v1/contacts/{contact_id}/objection",
+    ]:
+        assert path in spec["paths"], path
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_healthz_reports_database_and_broker(client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok", "database": "ok", "broker": "ok"}

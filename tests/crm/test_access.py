@@ -1,0 +1,71 @@
+"""Roles on every API route: each role against each route, the expected status."""
+
+from __future__ import annotations
+
+import pytest
+
+from crm.access import ACTIONS, may
+from crm.models import Role
+
+# (method, path, action the route requires)
+ROUTES = [
+    ("GET", "/api/v1/contacts?email=a@b.se", "contacts.read"),
+    ("POST", "/api/v1/contacts", "contacts.write"),
+    ("GET", "/api/v1/contacts/{id}", "contacts.read"),
+    ("PATCH", "/api/v1/contacts/{id}", "contacts.write"),
+    ("GET", "/api/v1/contacts/{id}/permissions", "permissions.read"),
+    ("POST", "/api/v1/permissions/check", "permissions.read"),
+    ("GET", "/api/v1/contacts/{id}/events", "contacts.read"),
+    ("POST", "/api/v1/contacts/{id}/activities", "activities.create"),
+    ("GET", "/api/v1/contacts/{id}/activities", "contacts.read"),
+    ("POST", "/api/v1/contacts/{id}/objection", "objections.record"),
+]
+BODIES = {
+    "/api/v1/contacts": {"email": "a@b.se"},
+    "/api/v1/contacts/{id}": {"name": "New name"},
+    "/api/v1/permissions/check": {"emails": ["a@b.se"], "topic": "events"},
+    "/api/v1/contacts/{id}/activities": {
+        "kind": "call",
+        "occurred_at": "2026-01-01T00:00:00+00:00",
+    },
+    "/api/v1/contacts/{id}/objection": {"received_via": "phone"},
+}
+
+
+def test_every_api_route_is_in_the_matrix(app) -> None:
+    guarded = {
+        (rule.rule, method)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/v1/") and not rule.rule.endswith("openapi.json")
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    listed = {
+        (path.split("?")[0].replace("{id}", "<int:contact_id>"), method)
+        for method, path, _ in ROUTES
+    }
+    assert guarded <= listed, guarded - listed
+
+
+@pytest.mark.parametrize("role", [r.value for r in Role])
+@pytest.mark.parametrize(("method", "path", "action"), ROUTES)
+def test_role_matrix(app, api_as, role, method, path, action) -> None:
+    admin = api_as("admin")
+    contact_id = admin.post("/api/v1/contacts", json={"email": "a@b.se", "country": "SE"}).json[
+        "id"
+    ]
+    caller = api_as(role)
+    url = path.replace("{id}", str(contact_id))
+    body = BODIES.get(path.split("?")[0])
+    response = caller.client.open(url, method=method, json=body, headers=caller.headers)
+    if may(role, action):
+        assert response.status_code in (200, 201), response.json
+    else:
+        assert response.status_code == 403
+        assert response.json["error"]["code"] == "forbidden"
+
+
+def test_unknown_actions_and_roles_are_refused() -> None:
+    assert not may("admin", "contacts.launch_missiles")
+    assert not may(None, "contacts.read")
+    assert not may("intern", "contacts.read")
+    assert all(may("admin", action) for action in ACTIONS)
