@@ -215,3 +215,20 @@ def list_activities(contact_id: int) -> list[Activity]:
             .order_by(Activity.occurred_at.desc(), Activity.id.desc())
         )
     )
+
+
+def remove_contact(contact_id: int) -> None:
+    """Delete a contact and everything that hangs on it. Does not commit.
+
+    Activities, ledger events, the permission projection and any other row
+    that references the contact go with it through ``ON DELETE CASCADE``
+    (every foreign key to ``contact.id`` must declare it); audit entries
+    keep what was done but lose the id, so nothing links back to the person.
+    The suppression list holds no id and is untouched (R22).
+    Used by erasure (GDPR art. 17) and by retention purges alike.
+    """
+    db.session.execute(
+        sa.update(AuditEntry).where(AuditEntry.contact_id == contact_id).values(contact_id=None)
+    )
+    db.session.execute(sa.delete(Contact).where(Contact.id == contact_id))
+    db.session.expire_all()
