@@ -27,8 +27,12 @@ def audit(
     )
 
 
+# Ids are 32-bit integers on PostgreSQL; a larger number cannot name a contact.
+_MAX_ID = 2**31 - 1
+
+
 def get_contact(contact_id: int) -> Contact:
-    contact = db.session.get(Contact, contact_id)
+    contact = db.session.get(Contact, contact_id) if 0 < contact_id <= _MAX_ID else None
     if contact is None:
         raise NotFound(f"No contact with id {contact_id}.", code="contact_not_found")
     return contact
