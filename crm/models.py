@@ -6,9 +6,10 @@ import enum
 from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
 
+from crm.addresses import keyed_hash
 from extensions import db
 
 
@@ -89,6 +90,9 @@ class Contact(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     # Normalised and lower-cased (crm.addresses.normalise_email); the only form stored.
     email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    # crm.addresses.keyed_hash(email), kept in step by ``_hash_email`` below so
+    # that set-based queries (campaign audiences) can join the suppression list.
+    address_hash: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     name: Mapped[str | None] = mapped_column(sa.String(200))
     phone: Mapped[str | None] = mapped_column(sa.String(40))
     company_id: Mapped[int | None] = mapped_column(
@@ -117,6 +121,11 @@ class Contact(db.Model):
     @property
     def is_restricted(self) -> bool:
         return self.restricted_at is not None
+
+    @validates("email")
+    def _hash_email(self, key: str, value: str) -> str:
+        self.address_hash = keyed_hash(value)
+        return value
 
 
 class Activity(db.Model):
