@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from consent import api, cli
+    from consent import api, cli, tasks  # noqa: F401 - tasks declares the actors
 
     api.register(app)
     cli.register(app)

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, g
 from flask_smorest import Blueprint
 
-from consent import services
+from consent import services, webhooks
 from consent.ledger import Evidence
 from consent.models import ALL, Basis, InterestKind
 from consent.schemas import (
@@ -19,6 +19,9 @@ from consent.schemas import (
     ObjectionSchema,
     PermissionsQuerySchema,
     PermissionsSchema,
+    WebhookCreatedSchema,
+    WebhookCreateSchema,
+    WebhookSchema,
 )
 from crm import services as crm
 from crm.access import requires
@@ -110,6 +113,32 @@ def record_objection(data: dict[str, Any], contact_id: int) -> Any:
 def list_events(contact_id: int) -> Any:
     """The consent ledger of a contact, oldest first."""
     return services.list_events(contact_id)
+
+
+@blp.post("/webhooks")
+@requires("webhooks.manage")
+@blp.arguments(WebhookCreateSchema)
+@blp.response(201, WebhookCreatedSchema)
+def create_webhook(data: dict[str, Any]) -> Any:
+    """Register a URL to be told about every change of a contact's decisions."""
+    endpoint, _secret = webhooks.create_endpoint(g.actor, data["url"], data.get("description"))
+    return endpoint  # the only response that includes the signing secret
+
+
+@blp.get("/webhooks")
+@requires("webhooks.manage")
+@blp.response(200, WebhookSchema(many=True))
+def list_webhooks() -> Any:
+    """The registered webhook receivers."""
+    return webhooks.list_endpoints()
+
+
+@blp.delete("/webhooks/<int:webhook_id>")
+@requires("webhooks.manage")
+@blp.response(200, WebhookSchema)
+def deactivate_webhook(webhook_id: int) -> Any:
+    """Stop posting to a receiver (its delivery history is kept)."""
+    return webhooks.deactivate_endpoint(g.actor, webhook_id)
 
 
 def register(app: Flask) -> None:

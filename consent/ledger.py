@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from consent.models import ALL, ConsentEvent, EventKind, InterestKind, PermissionState
 from consent.suppression import lift_suppression, suppress
+from consent.webhooks import note_decision_change
 from crm.access import Actor
 from crm.models import Contact, utcnow
 from extensions import db
@@ -81,6 +82,7 @@ def record(
     db.session.add(event)
     db.session.flush()
     _fold(contact, event)
+    note_decision_change(db.session(), contact.id)
     return event
 
 

@@ -117,3 +117,25 @@ class ConsentEventSchema(Schema):
     page_url = fields.String(allow_none=True)
     language = fields.String(allow_none=True)
     note = fields.String(allow_none=True)
+
+
+class WebhookCreateSchema(Schema):
+    url = fields.Url(
+        required=True,
+        schemes={"http", "https"},
+        require_tld=False,
+        validate=validate.Length(max=500),
+    )
+    description = fields.String(allow_none=True, validate=validate.Length(max=200))
+
+
+class WebhookSchema(Schema):
+    id = fields.Integer()
+    url = fields.String()
+    description = fields.String(allow_none=True)
+    is_active = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class WebhookCreatedSchema(WebhookSchema):
+    secret = fields.String(metadata={"description": "Signing secret, shown only now."})

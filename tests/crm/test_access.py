@@ -19,6 +19,9 @@ ROUTES = [
     ("POST", "/api/v1/contacts/{id}/activities", "activities.create"),
     ("GET", "/api/v1/contacts/{id}/activities", "contacts.read"),
     ("POST", "/api/v1/contacts/{id}/objection", "objections.record"),
+    ("POST", "/api/v1/webhooks", "webhooks.manage"),
+    ("GET", "/api/v1/webhooks", "webhooks.manage"),
+    ("DELETE", "/api/v1/webhooks/{wid}", "webhooks.manage"),
 ]
 BODIES = {
     "/api/v1/contacts": {"email": "a@b.se"},
@@ -29,7 +32,16 @@ BODIES = {
         "occurred_at": "2026-01-01T00:00:00+00:00",
     },
     "/api/v1/contacts/{id}/objection": {"received_via": "phone"},
+    "/api/v1/webhooks": {"url": "https://crm.example.com/hooks/consent"},
 }
+PLACEHOLDERS = {"{id}": "<int:contact_id>", "{wid}": "<int:webhook_id>"}
+
+
+def _rule(path: str) -> str:
+    path = path.split("?")[0]
+    for placeholder, converter in PLACEHOLDERS.items():
+        path = path.replace(placeholder, converter)
+    return path
 
 
 def test_every_api_route_is_in_the_matrix(app) -> None:
@@ -39,10 +51,7 @@ def test_every_api_route_is_in_the_matrix(app) -> None:
         if rule.rule.startswith("/api/v1/") and not rule.rule.endswith("openapi.json")
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
-    listed = {
-        (path.split("?")[0].replace("{id}", "<int:contact_id>"), method)
-        for method, path, _ in ROUTES
-    }
+    listed = {(_rule(path), method) for method, path, _ in ROUTES}
     assert guarded <= listed, guarded - listed
 
 
@@ -53,8 +62,9 @@ def test_role_matrix(app, api_as, role, method, path, action) -> None:
     contact_id = admin.post("/api/v1/contacts", json={"email": "a@b.se", "country": "SE"}).json[
         "id"
     ]
+    webhook_id = admin.post("/api/v1/webhooks", json=BODIES["/api/v1/webhooks"]).json["id"]
     caller = api_as(role)
-    url = path.replace("{id}", str(contact_id))
+    url = path.replace("{id}", str(contact_id)).replace("{wid}", str(webhook_id))
     body = BODIES.get(path.split("?")[0])
     response = caller.client.open(url, method=method, json=body, headers=caller.headers)
     if may(role, action):
