@@ -6,7 +6,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from consent import api, cli
+    from consent import api, cli, views
 
     api.register(app)
     cli.register(app)
+    views.register(app)

@@ -121,9 +121,7 @@ class Contact(db.Model):
     # Staff search by the start of the address or of the name
     # (crm.services.search_contacts); see Company for text_pattern_ops.
     __table_args__ = (
-        sa.Index(
-            "ix_contact_email_search", email, postgresql_ops={"email": "text_pattern_ops"}
-        ),
+        sa.Index("ix_contact_email_search", email, postgresql_ops={"email": "text_pattern_ops"}),
         sa.Index(
             "ix_contact_name_search",
             sa.func.lower(name).label("name_lower"),
