@@ -222,5 +222,7 @@ def translate(text: str, **values: object) -> str:
         # Keys such as "reason.objection" fall back to their readable part.
         prefix, dot, rest = text.partition(".")
         keyed = dot and prefix in ("reason", "event", "activity") and " " not in text
-        result = rest.replace("_", " ") if keyed else text
+        result = rest if keyed else text
+        if " " not in result:
+            result = result.replace("_", " ")  # a code such as legitimate_interest
     return result % values if values else result
