@@ -252,8 +252,10 @@ def staff_requires(action: str) -> Callable[[F], F]:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             user = current_staff_user()
             if user is None:
-                target = request.full_path if request.method == "GET" else request.path
-                return redirect(url_for("staff.login", next=target.rstrip("?")))
+                if request.method != "GET":
+                    # Not back to a POST-only address: to the search after signing in.
+                    return redirect(url_for("staff.login"))
+                return redirect(url_for("staff.login", next=request.full_path.rstrip("?")))
             if not may(user.role, action):
                 raise NotPermitted(
                     f"The role {user.role!r} may not do this ({action}).", code="forbidden"

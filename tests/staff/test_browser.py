@@ -254,7 +254,9 @@ def test_markup_in_a_name_is_shown_and_never_run(browser, live_server, app) -> N
     page.get_by_role("button", name="Search").click()
     link = page.get_by_role("link", name="<img src=x onerror=alert(1)>Mallory")
     link.click()
-    assert page.get_by_role("heading", level=1).inner_text() == "<img src=x onerror=alert(1)>Mallory"
+    assert (
+        page.get_by_role("heading", level=1).inner_text() == "<img src=x onerror=alert(1)>Mallory"
+    )
     assert "<b>Evil</b> AB" in page.locator(".lead").inner_text()
     assert page.dialogs == []
     page.context.close()
