@@ -6,7 +6,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from consent import api, cli, tasks  # noqa: F401 - tasks declares the actors
+    from consent import api, cli, tasks, views  # noqa: F401 - tasks declares the actors
 
     api.register(app)
     cli.register(app)
+    views.register(app)

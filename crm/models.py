@@ -79,6 +79,17 @@ class Company(db.Model):
 
     contacts: Mapped[list[Contact]] = relationship(back_populates="company")
 
+    # Staff search by the start of the company name (crm.services.search_contacts).
+    # text_pattern_ops lets PostgreSQL use the index for LIKE 'prefix%' whatever
+    # the database's collation; SQLite compares bytes and needs no option.
+    __table_args__ = (
+        sa.Index(
+            "ix_company_name_search",
+            sa.func.lower(name).label("name_lower"),
+            postgresql_ops={"name_lower": "text_pattern_ops"},
+        ),
+    )
+
     @property
     def is_customer(self) -> bool:
         return self.customer_since is not None and self.relationship_ended_at is None
@@ -111,7 +122,17 @@ class Contact(db.Model):
 
     # Ids are never reused after a deletion (SQLite would), so nothing can
     # attach an erased contact's history to a new person.
-    __table_args__ = {"sqlite_autoincrement": True}
+    # Staff search by the start of the address or of the name
+    # (crm.services.search_contacts); see Company for text_pattern_ops.
+    __table_args__ = (
+        sa.Index("ix_contact_email_search", email, postgresql_ops={"email": "text_pattern_ops"}),
+        sa.Index(
+            "ix_contact_name_search",
+            sa.func.lower(name).label("name_lower"),
+            postgresql_ops={"name_lower": "text_pattern_ops"},
+        ),
+        {"sqlite_autoincrement": True},
+    )
 
     company: Mapped[Company | None] = relationship(back_populates="contacts")
     activities: Mapped[list[Activity]] = relationship(
