@@ -146,7 +146,7 @@ def _address_limit() -> str:
 @limiter.limit(_ip_limit, methods=["POST"])
 @limiter.limit(_address_limit, key_func=_address_key, methods=["POST"])
 def subscribe() -> Any:
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD only read
         return _hosted_form()
     _check_origin(other_sites=True)
     data = _load(SignupSchema(), _form_data())
@@ -223,7 +223,7 @@ def _signup_evidence(data: dict[str, Any], lang: str) -> Evidence:
 
 @bp.route("/confirm/<token>", methods=["GET", "POST"])
 def confirm(token: str) -> Any:
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD only read
         pending = services.read_confirmation(token)
         return _page(
             "public/confirm.html",
@@ -264,7 +264,7 @@ def renew_confirmation(token: str) -> Any:
 @bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
 def unsubscribe(token: str) -> Any:
     holder = services.read_unsubscribe_link(token)
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD only read
         return _page("public/unsubscribe.html", holder.language, token=token, holder=holder)
     _check_origin()
     try:
@@ -306,7 +306,7 @@ def _text(body: str, status: int) -> Any:
 @limiter.limit(_address_limit, key_func=_address_key, methods=["POST"])
 def unsubscribe_by_address() -> Any:
     lang = page_language(request.args.get("lang") or _browser_language())
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD only read
         return _page("public/unsubscribe_address.html", lang)
     _check_origin()
     data = _load(AddressSchema(), _form_data())
@@ -321,7 +321,7 @@ def unsubscribe_by_address() -> Any:
 @bp.route("/preferences/<token>", methods=["GET", "POST"])
 def preferences(token: str) -> Any:
     holder, prefs = services.read_preferences(token)
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD only read
         return _page("public/preferences.html", holder.language, token=token, prefs=prefs)
     _check_origin()
     action = request.form.get("action", "save")
