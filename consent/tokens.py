@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 from crm.errors import InvalidInput
 
@@ -55,24 +55,22 @@ class LinkExpired(LinkInvalid):
         self.issued_at = issued_at
 
 
-class _Serializer(URLSafeTimedSerializer):
-    """Signs with a given issue time, so that tests and ``--as-of`` can pass time in."""
+def _signer_issued_at(moment: datetime) -> type[TimestampSigner]:
+    """A signer that stamps ``moment``, so that tests and ``--as-of`` can pass time in."""
 
-    issued_at: datetime | None = None
+    class _Signer(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(moment.timestamp())
 
-    def get_timestamp(self) -> int:
-        if self.issued_at is not None:
-            return int(self.issued_at.timestamp())
-        return super().get_timestamp()
+    return _Signer
 
 
-def _serializer(purpose: Purpose, issued_at: datetime | None = None) -> _Serializer:
+def _serializer(purpose: Purpose, issued_at: datetime | None = None) -> URLSafeTimedSerializer:
     config = current_app.config
     # itsdangerous signs with the last key and accepts every key in the list.
     keys = [*config.get("SECRET_KEY_FALLBACKS", []), config["SECRET_KEY"]]
-    serializer = _Serializer(keys, salt=f"consent-service/{purpose.value}")
-    serializer.issued_at = issued_at
-    return serializer
+    signer = _signer_issued_at(issued_at) if issued_at is not None else TimestampSigner
+    return URLSafeTimedSerializer(keys, salt=f"consent-service/{purpose.value}", signer=signer)
 
 
 def make_token(purpose: Purpose, payload: dict[str, Any], issued_at: datetime | None = None) -> str:

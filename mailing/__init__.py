@@ -21,6 +21,8 @@ def _settings() -> dict[str, object]:
         "SIGNUP_LIMIT_PER_ADDRESS": env.get("SIGNUP_LIMIT_PER_ADDRESS", "5 per hour"),
         # Optional mailto: added to List-Unsubscribe next to the one-click URL.
         "MAIL_UNSUBSCRIBE_MAILTO": env.get("MAIL_UNSUBSCRIBE_MAILTO") or None,
+        # Where messages are written when SMTP_URL is not set (default instance/mail).
+        "MAIL_FOLDER": env.get("MAIL_FOLDER") or None,
         # Retry backoff of temporary SMTP failures (exponential between the two).
         "OUTBOX_MIN_BACKOFF_MS": int(env.get("OUTBOX_MIN_BACKOFF_MS", "15000")),
         "OUTBOX_MAX_BACKOFF_MS": int(env.get("OUTBOX_MAX_BACKOFF_MS", str(30 * 60_000))),

@@ -101,7 +101,8 @@ def _raise_for_code(code: int, detail: str) -> None:
 
 
 def mail_folder() -> Path:
-    return Path(current_app.instance_path) / "mail"
+    configured = current_app.config.get("MAIL_FOLDER")
+    return Path(configured) if configured else Path(current_app.instance_path) / "mail"
 
 
 def write_file(message: EmailMessage, file_name: str) -> str:
