@@ -271,9 +271,16 @@ def _recently_emailed(contact_id: int, template: str, at: datetime) -> bool:
 
 
 def _queue_confirmation(
-    contact: Contact, request: subscriptions.SubscriptionRequest, at: datetime
+    contact: Contact,
+    request: subscriptions.SubscriptionRequest,
+    at: datetime,
+    *,
+    throttled: bool = True,
 ) -> OutboxMessage | None:
-    if _recently_emailed(contact.id, "confirm", at):
+    """Queue the double opt-in email. ``throttled``: at most one per address per
+    ``EMAIL_INTERVAL``, wherever anyone can type an address; a preference-centre
+    request comes from the address's own link and is not held back."""
+    if throttled and _recently_emailed(contact.id, "confirm", at):
         return None
     request.emails_queued += 1
     request.last_email_at = at
@@ -513,7 +520,7 @@ def save_preferences(
         ids: list[int] = []
         if on:
             request = subscriptions.request_topics(contact, on, "preference_centre", evidence, now)
-            queued = _queue_confirmation(contact, request, now)
+            queued = _queue_confirmation(contact, request, now, throttled=False)
             ids = [queued.id] if queued else []
         return off, on, ids
 
