@@ -181,5 +181,5 @@ def test_marketing_mail_carries_the_unsubscribe_headers_and_the_mailto_when_conf
     assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "/unsubscribe/" in text_of(welcome)  # R6: the link in the body too
     assert (
-        welcome["Message-ID"] == [r for r in outbox(app) if r.template == "welcome"][0].message_id
+        welcome["Message-ID"] == next(r for r in outbox(app) if r.template == "welcome").message_id
     )
