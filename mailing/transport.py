@@ -6,6 +6,7 @@ is temporary (try again later); a 5xx reply is permanent (never retry).
 
 from __future__ import annotations
 
+import functools
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -64,18 +65,17 @@ def send(message: EmailMessage, file_name: str) -> str:
 
 
 def send_smtp(message: EmailMessage, settings: SmtpSettings) -> None:
-    context = ssl.create_default_context()
     try:
         if settings.implicit_tls:
             server: smtplib.SMTP = smtplib.SMTP_SSL(
-                settings.host, settings.port, timeout=settings.timeout, context=context
+                settings.host, settings.port, timeout=settings.timeout, context=_tls_context()
             )
         else:
             server = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
         with server:
             server.ehlo()
             if not settings.implicit_tls and server.has_extn("starttls"):
-                server.starttls(context=context)
+                server.starttls(context=_tls_context())
                 server.ehlo()
             if settings.username:
                 server.login(settings.username, settings.password or "")
@@ -88,6 +88,12 @@ def send_smtp(message: EmailMessage, settings: SmtpSettings) -> None:
     except (smtplib.SMTPException, OSError) as exc:
         # Refused, reset or timed-out connections, TLS trouble, a server that hung up.
         raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from exc
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle is slow; one verifying context serves every connection.
+    return ssl.create_default_context()
 
 
 def _text(value: bytes | str) -> str:
