@@ -144,3 +144,26 @@ def test_an_unsubscribe_link_older_than_its_lifetime_is_refused(app, client, con
     assert response.status_code == 400
     assert b"This link does not work" in response.data
     assert count_rows(app) == before
+
+
+def test_an_expired_link_sends_a_new_confirmation_after_ten_minutes(
+    app, client, admin_api, smtp, mail_worker
+) -> None:
+    signup(client, "renew@example.se")
+    mail_worker.drain()
+    smtp.wait_for(1)
+    with app.app_context():
+        from consent.models import SubscriptionRequest
+        from extensions import db
+        from mailing import services
+
+        request_id = db.session.query(SubscriptionRequest.id).scalar()
+        old = make_token(Purpose.CONFIRM, {"r": request_id}, issued_at=utcnow() - timedelta(days=8))
+        services.renew_confirmation(old, at=utcnow() + timedelta(minutes=11))
+        db.session.remove()
+    mail_worker.drain()
+    fresh = smtp.wait_for(2)[1]
+    confirmed = client.post(link(fresh, "/confirm/"))
+    assert b"Subscription confirmed" in confirmed.data
+    contact_id = contact_id_of(app, "renew@example.se")
+    assert decision(admin_api, contact_id, "newsletter")["reason"] == "consent"
