@@ -102,26 +102,40 @@ class MailWorker:
 
 
 @pytest.fixture(scope="session")
-def _worker(app: Any) -> Iterator[Worker]:
-    """One real dramatiq Worker on the in-memory broker for the session."""
-    if not any(isinstance(m, AppContextMiddleware) for m in broker.middleware):
-        broker.add_middleware(AppContextMiddleware(app))
-    worker = Worker(broker, worker_threads=4, worker_timeout=100)
-    worker.start()
-    yield worker
-    worker.stop()
+def _mail_folder(app: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    folder = str(tmp_path_factory.mktemp("mail"))
+    app.config["MAIL_FOLDER"] = folder
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _drop_jobs_nobody_ran() -> Iterator[None]:
+    """Jobs a test queued without a worker must not run in a later test."""
+    yield
+    broker.flush_all()
 
 
 @pytest.fixture
-def mail_worker(app: Any, _worker: Worker) -> Iterator[MailWorker]:
-    """The worker, with retries fast enough for a test; queues emptied afterwards."""
+def mail_worker(app: Any, _mail_folder: str) -> Iterator[MailWorker]:
+    """A real dramatiq Worker on the in-memory broker, running actors in the app,
+    with retries fast enough for a test; stopped before the database is cleaned."""
+    if not any(isinstance(m, AppContextMiddleware) for m in broker.middleware):
+        broker.add_middleware(AppContextMiddleware(app))
     previous = app.config["OUTBOX_MIN_BACKOFF_MS"], app.config["OUTBOX_MAX_BACKOFF_MS"]
     app.config["OUTBOX_MIN_BACKOFF_MS"], app.config["OUTBOX_MAX_BACKOFF_MS"] = 100, 400
-    helper = MailWorker(_worker)
+    broker.flush_all()
+    worker = Worker(broker, worker_threads=4, worker_timeout=100)
+    own_middleware = [m for m in broker.middleware if getattr(m, "worker", None) is worker]
+    worker.start()
+    helper = MailWorker(worker)
     yield helper
     try:
         helper.drain(timeout_ms=10_000)
     finally:
+        worker.stop()
+        # Each Worker registers a middleware on the broker; take this one's away again.
+        for middleware in own_middleware:
+            broker.middleware.remove(middleware)
         broker.flush_all()
         app.config["OUTBOX_MIN_BACKOFF_MS"], app.config["OUTBOX_MAX_BACKOFF_MS"] = previous
 

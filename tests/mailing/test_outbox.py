@@ -99,6 +99,7 @@ def test_delivering_a_row_twice_sends_it_once(app, client, smtp, mail_worker) ->
 def test_without_smtp_mail_is_written_to_files_listed_on_a_development_page(
     app, client, mail_worker, tmp_path
 ) -> None:
+    previous = app.config["MAIL_FOLDER"]
     app.config.update(SMTP_URL=None, MAIL_FOLDER=str(tmp_path))
     try:
         signup(client, "files@example.se")
@@ -113,7 +114,7 @@ def test_without_smtp_mail_is_written_to_files_listed_on_a_development_page(
         assert b"files@example.se" in shown.data
         assert client.get("/dev/mail/..%2Fconsent.db").status_code == 404
     finally:
-        app.config.update(CONSENT_ENV="testing", MAIL_FOLDER=None)
+        app.config.update(CONSENT_ENV="testing", MAIL_FOLDER=previous)
 
 
 def test_the_confirmation_from_a_file_works_like_one_from_smtp(
@@ -124,6 +125,7 @@ def test_the_confirmation_from_a_file_works_like_one_from_smtp(
 
     from tests.mailing.helpers import contact_id_of, decision
 
+    previous = app.config["MAIL_FOLDER"]
     app.config.update(SMTP_URL=None, MAIL_FOLDER=str(tmp_path))
     try:
         signup(client, "eml@example.se")
@@ -132,6 +134,6 @@ def test_the_confirmation_from_a_file_works_like_one_from_smtp(
         message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
         client.post(link(message, "/confirm/"))  # type: ignore[arg-type]
     finally:
-        app.config.update(MAIL_FOLDER=None)
+        app.config.update(MAIL_FOLDER=previous)
     contact_id = contact_id_of(app, "eml@example.se")
     assert decision(admin_api, contact_id, "newsletter")["reason"] == "consent"
