@@ -125,8 +125,8 @@ def mail_worker(app: Any, _mail_folder: str) -> Iterator[MailWorker]:
     app.config["OUTBOX_MIN_BACKOFF_MS"], app.config["OUTBOX_MAX_BACKOFF_MS"] = 100, 400
     broker.flush_all()
     worker = Worker(broker, worker_threads=4, worker_timeout=100)
-    own_middleware = [m for m in broker.middleware if getattr(m, "worker", None) is worker]
     worker.start()
+    own_middleware = [m for m in broker.middleware if getattr(m, "worker", None) is worker]
     helper = MailWorker(worker)
     yield helper
     try:
