@@ -9,6 +9,8 @@ HEAD never change anything, so mail scanners that fetch every link are harmless.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,6 @@ from flask import (
     jsonify,
     render_template,
     request,
-    send_file,
 )
 from marshmallow import ValidationError
 
@@ -99,6 +100,12 @@ def _evidence(language: str, **extra: Any) -> Evidence:
         language=language,
         **extra,
     )
+
+
+def _page_url() -> str:
+    """The page, without the token in it: the ledger must not keep a working link."""
+    rule = request.url_rule.rule if request.url_rule is not None else request.path
+    return current_app.config["PUBLIC_BASE_URL"] + rule
 
 
 def _address_key() -> str:
@@ -239,7 +246,7 @@ def confirm(token: str) -> Any:
         _evidence(
             pending.language,
             form_id="confirmation",
-            page_url=request.base_url,
+            page_url=_page_url(),
             policy_version=current_policy().version,
         ),
     )
@@ -274,7 +281,7 @@ def unsubscribe(token: str) -> Any:
             "Choose what to unsubscribe from.", fields={"scope": ["Unknown."]}
         ) from None
     services.unsubscribe(
-        token, scope, _evidence(holder.language, page_url=request.base_url), source="email_link"
+        token, scope, _evidence(holder.language, page_url=_page_url()), source="email_link"
     )
     return _page("public/unsubscribed.html", holder.language, holder=holder, scope=scope.value)
 
@@ -292,7 +299,7 @@ def one_click(token: str) -> Any:
         return _text(t["one_click_body"], 400)
     scope = Scope.TOPIC if holder.topic_label else Scope.ALL
     services.unsubscribe(
-        token, scope, _evidence(holder.language, page_url=request.base_url), source="one_click"
+        token, scope, _evidence(holder.language, page_url=_page_url()), source="one_click"
     )
     return _text(t["one_click_done"], 200)
 
@@ -329,7 +336,7 @@ def preferences(token: str) -> Any:
     saved = services.save_preferences(
         token,
         request.form.getlist("topics"),
-        _evidence(holder.language, page_url=request.base_url),
+        _evidence(holder.language, page_url=_page_url()),
         scope=scope,
     )
     policy = current_policy()
@@ -362,12 +369,17 @@ def dev_mail() -> Any:
 
 @bp.get("/dev/mail/<name>")
 def dev_mail_file(name: str) -> Any:
+    """One message, decoded, so that its links can be clicked."""
     if not _is_development() or Path(name).name != name or not name.endswith(".eml"):
         abort(404)
     path = mail_folder() / name
     if not path.is_file():
         abort(404)
-    return send_file(path, mimetype="text/plain")
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    body = message.get_body(preferencelist=("plain",))
+    headers = [(key, str(value)) for key, value in message.items()]
+    text = body.get_content() if body is not None else ""
+    return _page("public/dev_mail_message.html", "en", name=name, headers=headers, text=text)
 
 
 def register(app: Flask) -> None:
