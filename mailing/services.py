@@ -208,11 +208,18 @@ def deliver(outbox_id: int, at: datetime | None = None) -> Delivery:
             return _finish(row, MailStatus.BLOCKED, block_reason=decision.reason.value)
     try:
         message = messages.build_message(row, contact)
+    except LinkInvalid as exc:  # the confirmation it points to is gone
+        return _finish(row, MailStatus.FAILED, error=str(exc))
+    except Exception as exc:
+        # A bug in a template is not worth retrying; the row says what happened.
+        _finish(row, MailStatus.FAILED, error=f"rendering failed: {type(exc).__name__}: {exc}")
+        raise
+    try:
         where = transport.send(message, f"{now:%Y%m%dT%H%M%S}-{row.id}.eml")
     except transport.TemporaryFailure as exc:
         _finish(row, MailStatus.QUEUED, error=str(exc))
         raise
-    except (transport.PermanentFailure, LinkInvalid) as exc:
+    except transport.PermanentFailure as exc:
         return _finish(row, MailStatus.FAILED, error=str(exc))
     log.info("Outbox %s (%s) sent to %s", row.id, row.template, where)
     return _finish(row, MailStatus.SENT, sent_at=utcnow())

@@ -58,6 +58,8 @@ def test_a_person_subscribes_confirms_by_email_and_unsubscribes_through_the_link
     confirmed_events = [e for e in ledger if e["kind"] == "confirmed"]
     assert {e["source"] for e in confirmed_events} == {"double_opt_in"}
     assert confirmed_events[0]["user_agent"] == "Mozilla/5.0 (phone)"
+    # The ledger keeps the page, never a working link.
+    assert confirmed_events[0]["page_url"] == "http://localhost/confirm/<token>"
 
     mail_worker.drain()
     welcome = smtp.wait_for(2)[1]
