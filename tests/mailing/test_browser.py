@@ -56,25 +56,27 @@ def _link(message: Any, part: str) -> str:
 def test_subscribe_on_the_hosted_form_confirm_from_the_email_and_unsubscribe(
     app, live_server, page, smtp, mail_worker
 ) -> None:
+    from playwright.sync_api import expect
+
     page.goto(f"{live_server}/subscribe?topics=newsletter&lang=en")
     page.get_by_label("Email address").fill("browser@example.se")
     page.get_by_label("Name (optional)").fill("Bo Browser")
     page.get_by_role("checkbox").check()
     page.get_by_role("button", name="Subscribe").click()
-    assert page.get_by_role("heading", name="Check your inbox").is_visible()
+    expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
 
     mail_worker.drain()
     confirmation = smtp.wait_for(1)[0]
     page.goto(_link(confirmation, "/confirm/"))
     page.get_by_role("button", name="Confirm").click()
-    assert page.get_by_role("heading", name="Subscription confirmed").is_visible()
+    expect(page.get_by_role("heading", name="Subscription confirmed")).to_be_visible()
 
     mail_worker.drain()
     welcome = smtp.wait_for(2)[1]
     page.goto(_link(welcome, "/unsubscribe/"))
     page.get_by_label("Stop sending me Newsletter").check()
     page.get_by_role("button", name="Unsubscribe").click()
-    assert page.get_by_role("heading", name="You are unsubscribed").is_visible()
+    expect(page.get_by_role("heading", name="You are unsubscribed")).to_be_visible()
 
     with app.app_context():
         from consent.services import check_permissions
