@@ -137,3 +137,23 @@ def test_the_confirmation_from_a_file_works_like_one_from_smtp(
         app.config.update(MAIL_FOLDER=previous)
     contact_id = contact_id_of(app, "eml@example.se")
     assert decision(admin_api, contact_id, "newsletter")["reason"] == "consent"
+
+
+def test_an_operator_can_deliver_one_row_from_the_command_line(
+    app, client, smtp, runner_for
+) -> None:
+    signup(client, "cli@example.se")
+    [row] = outbox(app)
+    runner = runner_for(app)
+    first = runner.invoke(args=["outbox", "deliver", str(row.id)])
+    assert first.exit_code == 0 and first.output.strip() == "sent"
+    second = runner.invoke(args=["outbox", "deliver", str(row.id)])
+    assert second.output.strip() == "skipped: already_sent"
+    assert len(smtp.wait_for(1)) == 1
+
+    smtp.stop()
+    signup(client, "cli2@example.se")
+    queued = outbox(app)[-1]
+    failed = runner.invoke(args=["outbox", "deliver", str(queued.id)])
+    assert failed.exit_code == 1 and "Temporary failure" in failed.output
+    assert outbox(app)[-1].status == "queued"
