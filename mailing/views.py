@@ -53,6 +53,13 @@ def _origin(url: str | None) -> str | None:
     return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else None
 
 
+def _allowed_origins(*, other_sites: bool) -> set[str | None]:
+    allowed = {_origin(current_app.config["PUBLIC_BASE_URL"]), _origin(request.host_url)}
+    if other_sites:
+        allowed |= set(current_app.config["SIGNUP_ALLOWED_ORIGINS"])
+    return allowed
+
+
 def _check_origin(*, other_sites: bool = False) -> None:
     """A browser tells us which page posted; refuse pages that are not ours.
 
@@ -65,12 +72,8 @@ def _check_origin(*, other_sites: bool = False) -> None:
         origin = "null"
     if origin is None:
         return
-    allowed = {_origin(current_app.config["PUBLIC_BASE_URL"]), _origin(request.host_url)}
-    if other_sites:
-        allowed |= set(current_app.config["SIGNUP_ALLOWED_ORIGINS"])
-        if "*" in allowed:
-            return
-    if origin not in allowed:
+    allowed = _allowed_origins(other_sites=other_sites)
+    if origin not in allowed and "*" not in allowed:
         raise NotPermitted("Forms from this site may not post here.", code="origin_not_allowed")
 
 
@@ -164,6 +167,23 @@ def subscribe() -> Any:
     if request.is_json:
         return jsonify(status="accepted", message=message), 202
     return _page("public/check_inbox.html", lang)
+
+
+@bp.after_request
+def _let_allowed_sites_read_the_answer(response: Any) -> Any:
+    """CORS for ``/subscribe``: an allowed site may post JSON with fetch() and read
+    the (address-independent) answer. Other sites get no CORS headers."""
+    origin = request.headers.get("Origin", "").rstrip("/").lower()
+    if request.endpoint != "public.subscribe" or not origin:
+        return response
+    allowed = _allowed_origins(other_sites=True)
+    if origin in allowed or "*" in allowed:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Methods"] = "POST"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+        response.vary.add("Origin")
+    return response
 
 
 def _hosted_form() -> Any:

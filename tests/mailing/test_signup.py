@@ -259,3 +259,30 @@ def test_rate_limits_per_address_answer_429(app, database_url) -> None:
             limiter.reset()
     assert codes == [200, 200, 429]
     assert other == 200
+
+
+def test_an_allowed_site_may_post_json_with_fetch_and_read_the_answer(app, client) -> None:
+    app.config["SIGNUP_ALLOWED_ORIGINS"] = ["https://www.example.se"]
+    try:
+        preflight = client.options(
+            "/subscribe",
+            headers={
+                "Origin": "https://www.example.se",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "Content-Type",
+            },
+        )
+        other = client.options("/subscribe", headers={"Origin": "https://evil.example"})
+        posted = client.post(
+            "/subscribe",
+            json={"email": "fetch@example.se", "topics": ["newsletter"], "wording": WORDING},
+            headers={"Origin": "https://www.example.se"},
+        )
+    finally:
+        app.config["SIGNUP_ALLOWED_ORIGINS"] = []
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://www.example.se"
+    assert "Content-Type" in preflight.headers["Access-Control-Allow-Headers"]
+    assert "Access-Control-Allow-Origin" not in other.headers
+    assert posted.status_code == 202
+    assert posted.headers["Access-Control-Allow-Origin"] == "https://www.example.se"
