@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -295,19 +296,22 @@ def unsubscribe(
     Repeating it records nothing new. Does not commit.
     """
     events: list[ConsentEvent] = []
-    kwargs = {"actor": PERSON, "source": source, "at": at, "evidence": evidence}
+
+    def add(kind: EventKind, **details: Any) -> None:
+        events.append(
+            record(contact, kind, actor=PERSON, source=source, at=at, evidence=evidence, **details)
+        )
+
     if scope is Scope.TOPIC:
         if topic is None or topic == ALL:
             raise InvalidInput("Choose a topic.", fields={"topic": ["Required."]})
         current_policy().topic(topic)
         state = db.session.get(PermissionState, (contact.id, topic, EMAIL))
         if state is None or state.unsubscribed_since is None:
-            events.append(
-                record(contact, EventKind.UNSUBSCRIBED, topic=topic, channel=EMAIL, **kwargs)  # type: ignore[arg-type]
-            )
+            add(EventKind.UNSUBSCRIBED, topic=topic, channel=EMAIL)
         return events
+    blanket = db.session.get(PermissionState, (contact.id, ALL, ALL))
     if scope is Scope.ALL:
-        blanket = db.session.get(PermissionState, (contact.id, ALL, ALL))
         newest_consent = db.session.scalar(
             sa.select(sa.func.max(PermissionState.consent_since)).where(
                 PermissionState.contact_id == contact.id
@@ -318,15 +322,14 @@ def unsubscribe(
             or blanket.unsubscribed_since is None
             or (newest_consent is not None and newest_consent > blanket.unsubscribed_since)
         ):
-            events.append(record(contact, EventKind.UNSUBSCRIBED, **kwargs))  # type: ignore[arg-type]
+            add(EventKind.UNSUBSCRIBED)
         reason = "unsubscribed"
     else:
-        blanket = db.session.get(PermissionState, (contact.id, ALL, ALL))
         if blanket is None or blanket.objected_since is None:
-            events.append(record(contact, EventKind.OBJECTED, received_via="web", **kwargs))  # type: ignore[arg-type]
+            add(EventKind.OBJECTED, received_via="web")
         reason = "objection"
     if find_suppression(contact.email) is None:
-        events.append(record(contact, EventKind.SUPPRESSED, note=reason, **kwargs))  # type: ignore[arg-type]
+        add(EventKind.SUPPRESSED, note=reason)
     return events
 
 

@@ -141,6 +141,7 @@ def test_at_most_one_confirmation_email_per_address_in_ten_minutes(app, client) 
     rows = outbox(app)
     assert [row.template for row in rows] == ["confirm"]
     with app.app_context():
+        from consent.ledger import Evidence
         from consent.models import SubscriptionRequest
         from consent.subscriptions import Signup
         from mailing import services
@@ -149,7 +150,7 @@ def test_at_most_one_confirmation_email_per_address_in_ten_minutes(app, client) 
         assert request.topic_keys == ["newsletter", "events"]  # one request, merged
         services.subscribe(
             Signup(email="eager@example.se", topics=("newsletter",)),
-            evidence=__import__("consent.ledger").ledger.Evidence(),
+            evidence=Evidence(),
             at=utcnow() + timedelta(minutes=11),
         )
     assert [row.template for row in outbox(app)] == ["confirm", "confirm"]
