@@ -79,10 +79,10 @@ def _check_origin(*, other_sites: bool = False) -> None:
 
 def _form_data() -> dict[str, Any]:
     if request.is_json:
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
             raise InvalidInput("The body must be a JSON object.")
-        return data
+        return body
     data: dict[str, Any] = request.form.to_dict()
     if "topics" in request.form:
         data["topics"] = request.form.getlist("topics")
