@@ -140,6 +140,18 @@ class Rule:
     kinds: tuple[str, ...] = ()
     description: str = ""
     held_in: str | None = None
+    # Contact rules only: apply to contacts that have (or have no) activity of these kinds,
+    # e.g. customers who ordered versus contacts known only from CRM activities.
+    with_activity_kinds: tuple[str, ...] = ()
+    without_activity_kinds: tuple[str, ...] = ()
+
+    def applies_to(self, contact: Contact) -> bool:
+        if not (self.with_activity_kinds or self.without_activity_kinds):
+            return True
+        kinds = {activity.kind for activity in contact.activities}
+        if self.with_activity_kinds and not kinds & set(self.with_activity_kinds):
+            return False
+        return not kinds & set(self.without_activity_kinds)
 
     @property
     def is_held_here(self) -> bool:
@@ -175,6 +187,10 @@ class Rule:
     def explain(self) -> str:
         rounding = ", then to the end of that year" if self.round_to_year_end else ""
         what = self.category if not self.kinds else f"{self.category} ({', '.join(self.kinds)})"
+        if self.with_activity_kinds:
+            what += f" with {' or '.join(self.with_activity_kinds)} activities"
+        if self.without_activity_kinds:
+            what += f" without {' or '.join(self.without_activity_kinds)} activities"
         return f"{self.action} {what} {self.period} after {self.counts_from}{rounding}"
 
 
@@ -227,6 +243,12 @@ def _parse_rule(spec: Mapping[str, Any]) -> Rule:
             raise ValueError(f"{category!r} is never subject to retention")
         kinds = tuple(str(k) for k in spec.get("kinds", ()))
         held_in = spec.get("held_in")
+        with_kinds = tuple(str(k) for k in spec.get("with_activity_kinds", ()))
+        without_kinds = tuple(str(k) for k in spec.get("without_activity_kinds", ()))
+        for kind in (*with_kinds, *without_kinds):
+            ActivityKind(kind)
+        if (with_kinds or without_kinds) and category != CONTACT:
+            raise ValueError("with_activity_kinds and without_activity_kinds are for contact rules")
         if category == SUPPORT_CASE:
             kinds = (ActivityKind.SUPPORT_CASE.value,)
         if category in HELD_CATEGORIES:
@@ -259,6 +281,8 @@ def _parse_rule(spec: Mapping[str, Any]) -> Rule:
             kinds=kinds,
             description=str(spec.get("description", "")),
             held_in=str(held_in) if held_in else None,
+            with_activity_kinds=with_kinds,
+            without_activity_kinds=without_kinds,
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise RuntimeError(
@@ -348,7 +372,7 @@ def purge_outlook(contact: Contact, policy: RetentionPolicy | None = None) -> Pu
     policy = policy or current_retention_policy()
     best: tuple[date, str] | None = None
     for rule in policy.held_rules:
-        if not rule.is_contact_rule:
+        if not rule.is_contact_rule or not rule.applies_to(contact):
             continue
         anchor = _contact_anchor(rule, contact)
         if anchor is None:
@@ -383,6 +407,14 @@ def _contact_anchor_due(before: datetime) -> sa.ColumnElement[bool]:
     )
 
 
+def _has_activity(kinds: Sequence[str]) -> sa.ColumnElement[bool]:
+    return (
+        sa.select(Activity.id)
+        .where(Activity.contact_id == Contact.id, Activity.kind.in_(kinds))
+        .exists()
+    )
+
+
 def _due_query(rule: Rule, as_of: date, after_id: int, limit: int) -> sa.Select[Any]:
     """Up to ``limit`` rows due under ``rule`` on ``as_of`` with id > ``after_id``,
     legal holds included (they are reported, then skipped)."""
@@ -408,6 +440,10 @@ def _due_query(rule: Rule, as_of: date, after_id: int, limit: int) -> sa.Select[
                 .join(Company, Contact.company_id == Company.id)
                 .where(Company.relationship_ended_at <= latest)
             )
+        if rule.with_activity_kinds:
+            query = query.where(_has_activity(rule.with_activity_kinds))
+        if rule.without_activity_kinds:
+            query = query.where(~_has_activity(rule.without_activity_kinds))
         return query.where(Contact.id > after_id).order_by(Contact.id).limit(limit)
     query = sa.select(
         Activity.contact_id, Activity.occurred_at, Activity.id, Activity.kind, Activity.occurred_at
