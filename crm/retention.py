@@ -841,16 +841,17 @@ def next_daily_time(now: datetime) -> datetime:
     return candidate if candidate > now else candidate + timedelta(days=1)
 
 
-def ensure_daily_schedule(now: datetime | None = None) -> NextLink | None:
-    """Start a chain unless a live one exists. The caller sends the returned
-    link's message after this commits."""
+def ensure_daily_schedule(now: datetime | None = None, *, replace: bool = False) -> NextLink | None:
+    """Start a chain unless a live one exists (``replace``: start one anyway, for
+    an in-memory broker whose messages died with the last process). The
+    caller sends the returned link's message after this commits."""
     import uuid
 
     from crm.models import RetentionSchedule
 
     now = now or utcnow()
     row = db.session.get(RetentionSchedule, SCHEDULE_NAME, populate_existing=True)
-    if row is not None and row.next_run_at > now - SCHEDULE_GRACE:
+    if row is not None and row.next_run_at > now - SCHEDULE_GRACE and not replace:
         return None
     link = NextLink(chain_id=uuid.uuid4().hex, due_at=next_daily_time(now))
     if row is None:

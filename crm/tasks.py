@@ -9,6 +9,7 @@ import logging
 from datetime import datetime
 
 import dramatiq
+import sqlalchemy as sa
 from flask import Flask
 
 from crm import retention
@@ -31,9 +32,15 @@ def run_daily_retention(chain_id: str, due_at: str) -> None:
 
 
 @dramatiq.actor(queue_name="retention", max_retries=10)
-def ensure_retention_schedule() -> None:
+def ensure_retention_schedule(replace: bool = False) -> None:
     """Start the daily chain unless a live one exists (sent when a worker boots)."""
-    link = retention.ensure_daily_schedule()
+    try:
+        link = retention.ensure_daily_schedule(replace=replace)
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+        # `flask db upgrade` itself boots the in-process worker before the
+        # tables exist; the next boot starts the chain.
+        log.info("Retention schedule not started: the database schema is not ready")
+        return
     if link is not None:
         send_link(link)
 
@@ -49,7 +56,15 @@ class DailyRetentionMiddleware(dramatiq.Middleware):
     """Makes sure the daily chain exists whenever a worker boots."""
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        ensure_retention_schedule.send()
+        ensure_retention_schedule.send(_is_in_memory(broker))
+
+
+def _is_in_memory(broker: dramatiq.Broker) -> bool:
+    # Delayed messages of an in-memory broker die with the process: a new
+    # process replaces the chain instead of waiting for a message that is gone.
+    from dramatiq.brokers.stub import StubBroker
+
+    return isinstance(broker, StubBroker)
 
 
 def register(app: Flask) -> None:
@@ -59,4 +74,4 @@ def register(app: Flask) -> None:
         broker.add_middleware(DailyRetentionMiddleware())
     if "inprocess_worker" in app.extensions:
         # The in-process worker booted before this package registered.
-        ensure_retention_schedule.send()
+        ensure_retention_schedule.send(_is_in_memory(broker))

@@ -109,3 +109,12 @@ def test_a_message_of_a_replaced_chain_stops(app_ctx) -> None:
     assert retention.take_daily_turn(link.chain_id, link.due_at) is None
     schedule = db.session.get(RetentionSchedule, retention.SCHEDULE_NAME, populate_existing=True)
     assert schedule.chain_id == replacement.chain_id
+
+
+def test_an_in_memory_broker_replaces_the_chain_its_last_process_took_along(app_ctx) -> None:
+    first = retention.ensure_daily_schedule()
+    assert first is not None
+    # A restarted `flask run` (in-memory broker): the delayed message is gone.
+    second = retention.ensure_daily_schedule(replace=True)
+    assert second is not None and second.chain_id != first.chain_id
+    assert retention.take_daily_turn(first.chain_id, first.due_at) is None
