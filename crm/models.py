@@ -162,6 +162,9 @@ class Activity(db.Model):
     note: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    # Retention rules select activities by kind in id order, batch after batch.
+    __table_args__ = (sa.Index("ix_activity_kind_id", "kind", "id"),)
+
     contact: Mapped[Contact] = relationship(back_populates="activities")
 
 

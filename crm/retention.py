@@ -45,7 +45,7 @@ from crm.models import (
     RetentionRun,
     utcnow,
 )
-from crm.services import remove_contacts
+from crm.services import id_in, remove_contacts
 from extensions import db
 
 # Categories this service holds and enforces. Any other category name is
@@ -326,7 +326,7 @@ def retention_exclusions(contact_ids: Sequence[int]) -> dict[int, str]:
         contact_id: f"legal hold: {reason}"
         for contact_id, reason in db.session.execute(
             sa.select(Contact.id, Contact.legal_hold_reason).where(
-                Contact.id.in_(ids), Contact.legal_hold_reason.is_not(None)
+                id_in(Contact.id, ids), Contact.legal_hold_reason.is_not(None)
             )
         )
     }
@@ -685,7 +685,9 @@ def _apply(rule: Rule, rows: list[DueRow], as_of: date) -> int:
             ],
         )
     result = db.session.execute(
-        sa.delete(Activity).where(Activity.id.in_(ids)).execution_options(synchronize_session=False)
+        sa.delete(Activity)
+        .where(id_in(Activity.id, ids))
+        .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 

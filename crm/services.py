@@ -317,8 +317,26 @@ def remove_contacts(contact_ids: Sequence[int]) -> int:
         return 0
     ids = list(contact_ids)
     db.session.execute(
-        sa.update(AuditEntry).where(AuditEntry.contact_id.in_(ids)).values(contact_id=None)
+        sa.update(AuditEntry)
+        .where(id_in(AuditEntry.contact_id, ids))
+        .values(contact_id=None)
+        .execution_options(synchronize_session=False)
     )
-    result = db.session.execute(sa.delete(Contact).where(Contact.id.in_(ids)))
+    result = db.session.execute(
+        sa.delete(Contact)
+        .where(id_in(Contact.id, ids))
+        .execution_options(synchronize_session=False)
+    )
     db.session.expire_all()
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def id_in(column: Any, ids: Sequence[int]) -> sa.ColumnElement[bool]:
+    """``column IN ids`` for a batch of ids. On PostgreSQL it is ``= ANY(array)``: one
+    parameter whatever the batch size, where a thousand placeholders would be
+    compiled and parsed again for every batch."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(None, list(ids), type_=ARRAY(sa.Integer)))
+    return column.in_(list(ids))

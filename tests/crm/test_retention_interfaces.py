@@ -274,3 +274,15 @@ def test_a_killed_run_resumes_to_the_state_of_one_uninterrupted_run(app, databas
     assert after["contacts"] == [f"new{n}@kund.se" for n in range(5)]
     assert after["activities"] == []
     assert after["anonymised"] == [("support_case", "2017-06-01", "support-cases")] * 40
+
+
+def test_the_preview_counts_everything_but_lists_up_to_the_limit(app, admin_api) -> None:
+    with app.app_context():
+        for n in range(3):
+            add_contact(f"due{n}@kund.se", last_interaction="2018-05-05T10:00:00")
+        db.session.commit()
+    body = admin_api.get("/api/v1/retention/preview?as_of=2026-01-01&limit=1").json
+    contacts = next(r for r in body["rules"] if r["rule"]["name"] == "crm-contacts")
+    assert contacts["count"] == 3
+    assert len(contacts["items"]) == 1
+    assert contacts["truncated"] is True
