@@ -83,6 +83,8 @@ SV: dict[str, str] = {
     "Last interaction": "Senaste kontakt",
     "Data will be purged on": "Uppgifterna gallras",
     "Not computed yet": "Inte beräknat ännu",
+    "No retention rule applies": "Ingen gallringsregel gäller",
+    "not while": "inte så länge:",
     "Processing restricted since": "Behandlingen begränsad sedan",
     "Legal hold": "Bevarandeplikt",
     "None": "Ingen",

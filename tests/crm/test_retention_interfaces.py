@@ -286,3 +286,29 @@ def test_the_preview_counts_everything_but_lists_up_to_the_limit(app, admin_api)
     assert contacts["count"] == 3
     assert len(contacts["items"]) == 1
     assert contacts["truncated"] is True
+
+
+def test_the_staff_contact_page_shows_the_purge_date_or_why_not(app) -> None:
+    import re
+
+    from crm.models import Contact
+    from tests.staff.helpers import client_as, make_contact
+
+    staff = client_as(app, "sales")
+
+    def purge_line() -> str:
+        page = staff.get(f"/staff/contacts/{contact_id}").get_data(as_text=True)
+        shown = re.search(r'<dd class="purge-date">(.*?)</dd>', page, re.S).group(1)
+        return " ".join(re.sub(r"<[^>]+>", " ", shown).split())
+
+    contact_id = make_contact(app)
+    with app.app_context():
+        contact = db.session.get(Contact, contact_id)
+        contact.last_interaction_at = retention.start_of_day(day("2019-03-15"))
+        db.session.commit()
+    assert purge_line() == "2027-01-01"
+
+    with app.app_context():
+        db.session.get(Contact, contact_id).legal_hold_reason = "Warranty dispute"
+        db.session.commit()
+    assert purge_line() == "2027-01-01 (not while legal hold: Warranty dispute)"
