@@ -312,3 +312,28 @@ def test_the_staff_contact_page_shows_the_purge_date_or_why_not(app) -> None:
         db.session.get(Contact, contact_id).legal_hold_reason = "Warranty dispute"
         db.session.commit()
     assert purge_line() == "2027-01-01 (not while legal hold: Warranty dispute)"
+
+
+def test_the_staff_retention_page_shows_the_preview_and_the_runs(app) -> None:
+    import re
+
+    from tests.staff.helpers import client_as
+
+    with app.app_context():
+        add_contact("due@kund.se", last_interaction="2018-05-05T10:00:00")
+        held = add_contact(
+            "held@kund.se", last_interaction="2018-05-05T10:00:00", legal_hold="Tax audit"
+        )
+        db.session.commit()
+        held_id = held.id
+        retention.run(day("2025-06-01"), started_by="cli:flask")
+    admin = client_as(app, "admin")
+    response = admin.get("/staff/admin/retention?as_of=2026-01-01")
+    assert response.status_code == 200
+    page = " ".join(re.sub(r"<[^>]+>", " ", response.get_data(as_text=True)).split())
+    assert "crm-contacts : would delete 1 contacts, skipped 1" in page
+    assert f"#{held_id} 2026-01-01 legal hold: Tax audit" in page
+    assert "2025-06-01" in page and "cli:flask" in page and "completed" in page
+    assert admin.get("/staff/admin/retention?as_of=someday").status_code == 422
+    swedish = admin.get("/staff/admin/retention?lang=sv", headers={"Accept-Language": "sv"})
+    assert "Gallringskörningar" in swedish.get_data(as_text=True)
