@@ -179,11 +179,15 @@ def test_after_a_purge_nothing_about_the_contact_remains_but_its_suppression_has
     with app.app_context():
         from crm.models import Contact
 
-        # The contact was created long ago; its last interaction was in 2018.
+        # All of this happened long ago: the last interaction (the phoned-in
+        # objection) in 2018.
         db.session.execute(
             sa.update(Contact)
             .where(Contact.id == contact_id)
-            .values(created_at=retention.start_of_day(day("2017-01-01")))
+            .values(
+                created_at=retention.start_of_day(day("2017-01-01")),
+                last_interaction_at=retention.start_of_day(day("2018-02-02")),
+            )
         )
         db.session.commit()
         record = retention.run(day("2026-01-01"), started_by="test")
