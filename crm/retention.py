@@ -415,11 +415,12 @@ def _has_activity(kinds: Sequence[str]) -> sa.ColumnElement[bool]:
     )
 
 
-def _due_query(rule: Rule, as_of: date, after_id: int, limit: int) -> sa.Select[Any]:
+def _due_query(rule: Rule, as_of: date, after_id: int, limit: int) -> sa.Select:
     """Up to ``limit`` rows due under ``rule`` on ``as_of`` with id > ``after_id``,
     legal holds included (they are reported, then skipped)."""
     latest = rule.latest_due_anchor_day(as_of)
     before = start_of_day(latest + timedelta(days=1))
+    query: sa.Select
     if rule.is_contact_rule:
         query = sa.select(
             Contact.id, Contact.last_interaction_at, Contact.created_at, sa.null(), sa.null()
