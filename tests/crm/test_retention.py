@@ -373,3 +373,26 @@ def test_suppression_is_never_a_retention_category() -> None:
 def test_a_malformed_rule_stops_the_service_from_starting(bad: dict) -> None:
     with pytest.raises(RuntimeError, match="malformed"):
         RetentionPolicy.from_mapping({"retention": {"rules": [{"name": "bad", **bad}]}})
+
+
+def test_a_run_that_lost_its_lock_applies_no_further_batch(app_ctx) -> None:
+    from crm.models import RetentionLock
+
+    for n in range(6):
+        add_contact(f"due{n}@kund.se", last_interaction="2015-01-10T10:00:00")
+    db.session.commit()
+
+    def stolen(run: RetentionRun) -> None:
+        # It stalled past the stale limit and another host took over.
+        db.session.execute(sa.update(RetentionLock).values(run_id=run.id + 1000))
+        db.session.commit()
+
+    with pytest.raises(Conflict) as caught:
+        retention.run(day("2027-01-01"), started_by="test", batch_size=2, after_batch=stolen)
+    assert caught.value.code == "retention_lock_lost"
+    left = sorted(
+        e for e in ("due0", "due1", "due2", "due3", "due4", "due5") if exists(f"{e}@kund.se")
+    )
+    assert left == ["due2", "due3", "due4", "due5"], "only the batch before the theft"
+    lock = db.session.get(RetentionLock, "retention", populate_existing=True)
+    assert lock.run_id is not None, "the new holder keeps its lock"
