@@ -237,6 +237,8 @@ def _parse_rule(spec: Mapping[str, Any]) -> Rule:
         )
         if min(period.years, period.months, period.days) < 0:
             raise ValueError("periods cannot be negative")
+        if period.years * 366 + period.months * 31 + period.days > MAX_PERIOD_YEARS * 366:
+            raise ValueError(f"periods are at most {MAX_PERIOD_YEARS} years")
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {ACTIONS}")
         if category in NEVER_PURGED:
@@ -804,16 +806,29 @@ def parse_as_of(value: str | date | None, *, default_now: bool = True) -> date:
         if not default_now:
             raise InvalidInput("as_of is required.", fields={"as_of": ["Required."]})
         return utcnow().date()
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
+    if not isinstance(value, date):
+        try:
+            value = date.fromisoformat(value)
+        except ValueError:
+            raise InvalidInput(
+                "as_of must be a date, YYYY-MM-DD.",
+                code="invalid_date",
+                fields={"as_of": ["Bad date."]},
+            ) from None
+    if not EARLIEST_RUN <= value <= LATEST_RUN:
         raise InvalidInput(
-            "as_of must be a date, YYYY-MM-DD.",
+            f"as_of must be between {EARLIEST_RUN} and {LATEST_RUN}.",
             code="invalid_date",
-            fields={"as_of": ["Bad date."]},
-        ) from None
+            fields={"as_of": ["Out of range."]},
+        )
+    return value
+
+
+# Dates a run or preview may be asked about; periods are capped so that date
+# arithmetic stays within what Python and the databases represent.
+EARLIEST_RUN = date(1900, 1, 1)
+LATEST_RUN = date(2999, 12, 31)
+MAX_PERIOD_YEARS = 200
 
 
 # The daily schedule ---------------------------------------------------------------

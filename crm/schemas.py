@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
@@ -104,7 +104,9 @@ class ErrorSchema(Schema):
 
 class RetentionPreviewQuerySchema(Schema):
     as_of = fields.Date(
-        load_default=None, metadata={"description": "YYYY-MM-DD; today (UTC) if left out"}
+        load_default=None,
+        validate=validate.Range(min=date(1900, 1, 1), max=date(2999, 12, 31)),
+        metadata={"description": "YYYY-MM-DD, 1900-2999; today (UTC) if left out"},
     )
     limit = fields.Integer(load_default=1000, validate=validate.Range(min=0, max=100_000))
 

@@ -368,6 +368,7 @@ def test_suppression_is_never_a_retention_category() -> None:
         {"category": "server_log", "counts_from": "record_date"},
         {"category": "contact", "counts_from": "last_interaction", "years": -1},
         {"category": "contact", "counts_from": "last_interaction", "action": "shred"},
+        {"category": "contact", "counts_from": "last_interaction", "years": 5000},
     ],
 )
 def test_a_malformed_rule_stops_the_service_from_starting(bad: dict) -> None:

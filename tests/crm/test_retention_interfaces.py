@@ -85,9 +85,10 @@ def test_the_preview_api_lists_due_contacts_with_their_purge_dates(app, admin_ap
 def test_the_preview_api_is_for_admins_and_checks_its_date(api_as) -> None:
     assert api_as("sales").get("/api/v1/retention/preview").status_code == 403
     admin = api_as("admin")
-    bad = admin.get("/api/v1/retention/preview?as_of=2026-13-01")
-    assert bad.status_code == 422
-    assert "as_of" in bad.json["error"]["fields"]
+    for wrong in ("2026-13-01", "0001-01-01", "9999-12-31"):
+        bad = admin.get(f"/api/v1/retention/preview?as_of={wrong}")
+        assert bad.status_code == 422
+        assert "as_of" in bad.json["error"]["fields"]
     assert admin.get("/api/v1/retention/preview").status_code == 200
 
 
@@ -339,5 +340,6 @@ def test_the_staff_retention_page_shows_the_preview_and_the_runs(app) -> None:
     assert f"#{held_id} 2026-01-01 legal hold: Tax audit" in page
     assert "2025-06-01" in page and "cli:flask" in page and "completed" in page
     assert admin.get("/staff/admin/retention?as_of=someday").status_code == 422
+    assert admin.get("/staff/admin/retention?as_of=0001-01-01").status_code == 422
     swedish = admin.get("/staff/admin/retention?lang=sv", headers={"Accept-Language": "sv"})
     assert "Gallringskörningar" in swedish.get_data(as_text=True)
