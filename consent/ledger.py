@@ -17,6 +17,7 @@ from consent.suppression import lift_suppression, suppress
 from consent.webhooks import note_decision_change
 from crm.access import Actor
 from crm.models import Contact, utcnow
+from crm.services import note_interaction
 from extensions import db
 
 # Only the person, proving the address through a double opt-in link, may undo
@@ -36,6 +37,15 @@ class Evidence:
     form_id: str | None = None
     page_url: str | None = None
     language: str | None = None
+
+
+def is_interaction(actor: Actor, received_via: str | None) -> bool:
+    """Whether a consent event is an interaction of the contact, which keeps its
+    data (retention counts from the last one, R13, R14): the person acted
+    (a form, a confirmation, the preference centre, an unsubscribe or
+    objection link) or told staff (received by phone, letter, ...). Imports,
+    CRM syncs and staff entries on their own are not."""
+    return actor.kind == "person" or received_via is not None
 
 
 def record(
@@ -81,6 +91,8 @@ def record(
     )
     db.session.add(event)
     db.session.flush()
+    if is_interaction(actor, received_via):
+        note_interaction(contact, event.occurred_at)
     _fold(contact, event)
     note_decision_change(db.session(), contact.id)
     return event

@@ -19,6 +19,7 @@ from crm.access import staff_requires
 from crm.errors import InvalidInput
 from crm.forms import FormSchema
 from crm.models import ActivityKind, utcnow
+from crm.retention import purge_outlook
 from crm.views import add_staff_page, run_form, staff_blueprint
 
 bp = staff_blueprint("staff_contacts", __name__)
@@ -54,8 +55,8 @@ def contact(contact_id: int) -> Any:
         activity_kinds=[k.value for k in ActivityKind],
         objection_channels=OBJECTION_CHANNELS,
         now=utcnow(),
-        # The retention rules fill this in (crm.retention); until then the page says so.
-        purge_date=None,
+        # When the current retention rules delete this contact, or why not (R13, R14).
+        purge=purge_outlook(file.contact),
     )
 
 

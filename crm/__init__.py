@@ -1,4 +1,4 @@
-"""Companies, contacts, activities, staff access: the lowest layer."""
+"""Companies, contacts, activities, staff access, retention: the lowest layer."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from crm import api, cli, views
+    from crm import api, cli, tasks, views
+    from crm.retention import RetentionPolicy
 
+    # Parsed at start-up so that a malformed rule stops the service, not a run.
+    app.extensions["retention_policy"] = RetentionPolicy.from_mapping(app.config["POLICY"])
+    app.config.setdefault("RETENTION_BATCH_SIZE", 1000)
+    app.config.setdefault("RETENTION_LOCK_STALE_SECONDS", 300)
+    app.config.setdefault("RETENTION_DAILY_AT", "02:30")
+    app.config.setdefault("RETENTION_BATCH_PAUSE", 0)
     api.register(app)
     cli.register(app)
     views.register(app)
+    tasks.register(app)

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, g
 from flask_smorest import Blueprint
 
-from crm import services
+from crm import retention, services
 from crm.access import requires
 from crm.schemas import (
     ActivityCreateSchema,
@@ -15,6 +15,9 @@ from crm.schemas import (
     ContactQuerySchema,
     ContactSchema,
     RectifySchema,
+    RetentionPreviewQuerySchema,
+    RetentionPreviewSchema,
+    RetentionRunSchema,
 )
 from crm.services import CompanyInput
 from extensions import api, csrf
@@ -68,6 +71,24 @@ def list_activities(contact_id: int) -> Any:
     """A contact's activities, newest first."""
     services.get_contact(contact_id)
     return services.list_activities(contact_id)
+
+
+@blp.get("/retention/preview")
+@requires("retention.read")
+@blp.arguments(RetentionPreviewQuerySchema, location="query")
+@blp.response(200, RetentionPreviewSchema)
+def retention_preview(query: dict[str, Any]) -> Any:
+    """What a retention run on ``as_of`` would delete or anonymise, per rule, and what
+    it would skip and why (legal hold, pending rights request). Changes nothing."""
+    return retention.preview(retention.parse_as_of(query["as_of"]), limit=query["limit"])
+
+
+@blp.get("/retention/runs")
+@requires("retention.read")
+@blp.response(200, RetentionRunSchema(many=True))
+def retention_runs() -> Any:
+    """The latest retention runs: when, by whom, counts per rule (never the data)."""
+    return retention.list_runs()
 
 
 def register(app: Flask) -> None:

@@ -162,6 +162,9 @@ class Activity(db.Model):
     note: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    # Retention rules select activities by kind in id order, batch after batch.
+    __table_args__ = (sa.Index("ix_activity_kind_id", "kind", "id"),)
+
     contact: Mapped[Contact] = relationship(back_populates="activities")
 
 
@@ -203,3 +206,72 @@ class AuditEntry(db.Model):
     # the id (crm.services.forget_contact_in_audit) so nothing links back.
     contact_id: Mapped[int | None] = mapped_column(index=True)
     detail: Mapped[str | None] = mapped_column(sa.String(500))
+
+
+class AnonymisedActivity(db.Model):
+    """What is left of an activity after a retention rule anonymised it (R15).
+
+    General support information may stay, nothing linkable to a person: no
+    contact, no author, no note, and the time only to the month.
+    """
+
+    __tablename__ = "anonymised_activity"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    occurred_month: Mapped[date] = mapped_column(sa.Date)
+    rule: Mapped[str] = mapped_column(sa.String(64))
+    anonymised_on: Mapped[date] = mapped_column(sa.Date)
+
+
+class RetentionRun(db.Model):
+    """One retention run: when, on whose behalf, how many per rule (R13-R18).
+
+    Holds counts only, never ids, addresses or anything that was removed.
+    """
+
+    __tablename__ = "retention_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    as_of: Mapped[date] = mapped_column(sa.Date, index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_by: Mapped[str] = mapped_column(sa.String(200))
+    # running, completed, failed, interrupted (its process died; a later run resumed)
+    status: Mapped[str] = mapped_column(sa.String(16), default="running")
+    # {rule name: {"deleted": n, "anonymised": n, "excluded": n}}
+    counts: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    batches: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(sa.String(500))
+
+
+class RetentionLock(db.Model):
+    """The one row that lets a single retention run proceed across all hosts.
+
+    Taken with a conditional UPDATE (or the first INSERT); a holder that
+    stopped beating for ``RETENTION_LOCK_STALE_SECONDS``, or whose process is
+    gone on this host, can be taken over, so a killed run never blocks the next.
+    The same row tracks the daily schedule's current chain of messages.
+    """
+
+    __tablename__ = "retention_lock"
+
+    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    run_id: Mapped[int | None] = mapped_column()
+    holder_host: Mapped[str | None] = mapped_column(sa.String(255))
+    holder_pid: Mapped[int | None] = mapped_column()
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RetentionSchedule(db.Model):
+    """The daily run's current chain of delayed messages (one row).
+
+    Each daily message names its chain; a message whose chain is not the
+    current one stops, so that starting several workers never multiplies runs.
+    """
+
+    __tablename__ = "retention_schedule"
+
+    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    chain_id: Mapped[str] = mapped_column(sa.String(64))
+    next_run_at: Mapped[datetime] = mapped_column(UTCDateTime)

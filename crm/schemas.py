@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
 from crm.models import ActivityKind
+from crm.retention import purge_outlook
 
 Text = fields.String
 
@@ -56,6 +57,13 @@ class ContactSchema(Schema):
     hard_bounced_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+    # When the current retention rules delete this contact (R13, R14), or why not.
+    retention = fields.Function(
+        lambda contact: purge_outlook(contact).as_dict(),
+        metadata={
+            "description": "purge_on (a run on or after it deletes the contact), rule, excluded_because"
+        },
+    )
 
 
 class ContactQuerySchema(Schema):
@@ -89,3 +97,72 @@ class ActivitySchema(Schema):
 
 class ErrorSchema(Schema):
     error = fields.Dict()
+
+
+# Retention ---------------------------------------------------------------------
+
+
+class RetentionPreviewQuerySchema(Schema):
+    as_of = fields.Date(
+        load_default=None,
+        validate=validate.Range(min=date(1900, 1, 1), max=date(2999, 12, 31)),
+        metadata={"description": "YYYY-MM-DD, 1900-2999; today (UTC) if left out"},
+    )
+    limit = fields.Integer(load_default=1000, validate=validate.Range(min=0, max=100_000))
+
+
+class DueItemSchema(Schema):
+    contact_id = fields.Integer()
+    activity_id = fields.Integer(allow_none=True)
+    purge_on = fields.Date()
+
+
+class ExcludedItemSchema(DueItemSchema):
+    reason = Text()
+
+
+class RuleSchema(Schema):
+    name = Text()
+    category = Text()
+    kinds = fields.List(Text())
+    action = Text()
+    description = Text()
+    explanation = fields.Function(lambda rule: rule.explain())
+    held_in = Text(allow_none=True)
+
+
+class RuleOutcomeSchema(Schema):
+    rule = fields.Nested(RuleSchema)
+    count = fields.Integer(metadata={"description": "rows a run would delete or anonymise"})
+    excluded_count = fields.Integer()
+    truncated = fields.Boolean(metadata={"description": "more items than the limit"})
+    items = fields.List(fields.Nested(DueItemSchema))
+    excluded = fields.Function(
+        lambda outcome: [
+            {
+                "contact_id": row.contact_id,
+                "activity_id": row.activity_id,
+                "purge_on": row.purge_on.isoformat(),
+                "reason": reason,
+            }
+            for row, reason in outcome.excluded
+        ]
+    )
+
+
+class RetentionPreviewSchema(Schema):
+    as_of = fields.Date()
+    outcomes = fields.List(fields.Nested(RuleOutcomeSchema), data_key="rules")
+    external = fields.List(fields.Nested(RuleSchema), data_key="held_elsewhere")
+
+
+class RetentionRunSchema(Schema):
+    id = fields.Integer()
+    as_of = fields.Date()
+    started_at = fields.DateTime()
+    ended_at = fields.DateTime(allow_none=True)
+    started_by = Text()
+    status = Text()
+    counts = fields.Dict()
+    batches = fields.Integer()
+    error = Text(allow_none=True)

@@ -28,7 +28,7 @@ from flask import (
 from marshmallow import Schema, ValidationError
 from werkzeug.wrappers import Response
 
-from crm import i18n, staff
+from crm import i18n, retention, staff
 from crm.access import (
     current_staff_user,
     end_staff_session,
@@ -310,8 +310,26 @@ def audit_log() -> Any:
     return render_template("staff/audit.html", entries=entries, older=older, names=names)
 
 
+# Admin: retention -----------------------------------------------------------------------
+
+
+@bp.get("/admin/retention")
+@staff_requires("retention.read")
+def retention_page() -> Any:
+    """What a run on a date would purge and skip, per rule, and the recorded runs."""
+    as_of = retention.parse_as_of(request.args.get("as_of") or None)
+    preview = retention.preview(as_of, limit=RETENTION_PAGE_ITEMS)
+    return render_template(
+        "staff/retention.html", preview=preview, runs=retention.list_runs(20), as_of=as_of
+    )
+
+
+RETENTION_PAGE_ITEMS = 50
+
+
 def register(app: Flask) -> None:
     app.register_blueprint(bp)
     add_staff_page(app, "staff.users", "Users", "users.manage", "admin")
     add_staff_page(app, "staff.tokens", "API tokens", "tokens.manage", "admin")
     add_staff_page(app, "staff.audit_log", "Audit log", "audit.read", "admin")
+    add_staff_page(app, "staff.retention_page", "Retention", "retention.read", "admin")

@@ -22,6 +22,8 @@ ROUTES = [
     ("POST", "/api/v1/webhooks", "webhooks.manage"),
     ("GET", "/api/v1/webhooks", "webhooks.manage"),
     ("DELETE", "/api/v1/webhooks/{wid}", "webhooks.manage"),
+    ("GET", "/api/v1/retention/preview?as_of=2027-01-01", "retention.read"),
+    ("GET", "/api/v1/retention/runs", "retention.read"),
 ]
 BODIES = {
     "/api/v1/contacts": {"email": "a@b.se"},

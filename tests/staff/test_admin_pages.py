@@ -126,6 +126,7 @@ def test_navigation_shows_each_role_only_its_pages(app) -> None:
         "/staff/admin/users",
         "/staff/admin/tokens",
         "/staff/admin/audit",
+        "/staff/admin/retention",
     ]
 
 

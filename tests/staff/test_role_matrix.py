@@ -68,6 +68,11 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         _guarded("tokens.manage", 303),
     ),
     ("staff.audit_log", "GET"): ("/staff/admin/audit", None, _guarded("audit.read", 200)),
+    ("staff.retention_page", "GET"): (
+        "/staff/admin/retention?as_of=2027-01-01",
+        None,
+        _guarded("retention.read", 200),
+    ),
     ("staff_contacts.search", "GET"): ("/staff/?q=anna", None, _guarded("contacts.read", 200)),
     ("staff_contacts.contact", "GET"): (
         "/staff/contacts/{contact_id}",
