@@ -12,6 +12,7 @@ from flask import current_app
 
 from consent.ledger import Evidence, record
 from consent.models import ALL, Basis, ConsentEvent, EventKind, InterestKind, PermissionState
+from consent.policies import check_consent_version
 from consent.policy import Decision, decide, standing_of, standings_by_email
 from consent.signals import consent_changed
 from consent.suppression import find_suppression
@@ -70,6 +71,7 @@ class BasisInput:
                     "Consent cannot be obtained in the future.",
                     fields={"basis": {"evidence": {"obtained_at": ["In the future."]}}},
                 )
+            check_consent_version(self.evidence.policy_version)
             policy = current_policy()
             for topic in self.topics:
                 if Basis.CONSENT not in policy.topic(topic).bases:
@@ -214,11 +216,16 @@ def decisions_for_contact(contact: Contact, at: datetime | None = None) -> list[
 
 
 def check_permissions(
-    emails: Sequence[str], topic_key: str, channel: str = "email", at: datetime | None = None
+    emails: Sequence[str],
+    topic_key: str,
+    channel: str = "email",
+    at: datetime | None = None,
+    actor: Actor | None = None,
 ) -> list[Decision]:
     """Decisions for many addresses at once, in input order, from one read per table.
 
     A malformed address cannot be a known contact: it is answered ``unknown_contact``.
+    With an actor, the lookup is audited (R25): one entry per call with the count.
     """
     policy = current_policy()
     topic = policy.topic(topic_key)
@@ -231,6 +238,16 @@ def check_permissions(
             normalised.append(raw if isinstance(raw, str) else "")
     standings = standings_by_email(normalised)
     moment = at or utcnow()
+    if actor is not None:
+        known = [s.contact_id for s in standings.values()]
+        crm.audit(
+            actor,
+            "permissions.check",
+            known[0] if len(known) == 1 and len(normalised) == 1 else None,
+            detail=f"topic={topic.key} channel={channel} addresses={len(normalised)} "
+            f"known={len(known)}",
+        )
+        db.session.commit()
     return [
         decide(
             standings.get(address),
@@ -244,12 +261,17 @@ def check_permissions(
     ]
 
 
-def list_events(contact_id: int) -> list[ConsentEvent]:
+def list_events(contact_id: int, actor: Actor | None = None) -> list[ConsentEvent]:
+    """The ledger of a contact, oldest first; with an actor, the lookup is audited (R25)."""
     crm.get_contact(contact_id)
-    return list(
+    events = list(
         db.session.scalars(
             sa.select(ConsentEvent)
             .where(ConsentEvent.contact_id == contact_id)
             .order_by(ConsentEvent.occurred_at, ConsentEvent.id)
         )
     )
+    if actor is not None:
+        crm.audit(actor, "ledger.read", contact_id, detail=f"events={len(events)}")
+        db.session.commit()
+    return events

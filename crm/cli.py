@@ -1,17 +1,24 @@
-"""``flask users`` and ``flask tokens``."""
+"""``flask users``, ``flask tokens`` and ``flask audit``."""
 
 from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from crm import access
+from crm import access, services
+from crm.access import cli_actor
 from crm.errors import DomainError
 from crm.models import Role
+from crm.spreadsheet import write_csv
 
 users = AppGroup("users", help="Staff users.")
 tokens = AppGroup("tokens", help="API tokens.")
+audit = AppGroup("audit", help="The audit log: who did what to which contact's data.")
 
 ROLE_CHOICE = click.Choice([r.value for r in Role])
 
@@ -45,6 +52,63 @@ def create_token(name: str, role: str) -> None:
     click.echo(raw)
 
 
+def _moment(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter("use YYYY-MM-DD or an ISO 8601 time", param_hint=name) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@audit.command("list")
+@click.option("--contact-id", type=int, default=None)
+@click.option("--actor", default=None, help="e.g. token:crm-sync or cli:alice")
+@click.option("--action", default=None, help="e.g. contact.read, contact.erase")
+@click.option("--since", default=None, help="YYYY-MM-DD or ISO time (UTC when no zone).")
+@click.option("--until", default=None, help="YYYY-MM-DD or ISO time (UTC when no zone).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--csv", "as_csv", is_flag=True, help="CSV, safe to open in a spreadsheet.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_audit(
+    contact_id: int | None,
+    actor: str | None,
+    action: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    as_csv: bool,
+    as_json: bool,
+) -> None:
+    """Show audit entries, newest first. Reading the log is logged too."""
+    query = services.AuditQuery(
+        contact_id=contact_id,
+        actor=actor,
+        action=action,
+        since=_moment(since, "--since"),
+        until=_moment(until, "--until"),
+        limit=limit,
+    )
+    entries = services.list_audit(cli_actor(), query)
+    columns = ("id", "at", "actor", "action", "contact_id", "detail")
+    if as_csv:
+        write_csv(sys.stdout, columns, ([getattr(e, c) for c in columns] for e in entries))
+        return
+    if as_json:
+        rows = [
+            {c: getattr(e, c).isoformat() if c == "at" else getattr(e, c) for c in columns}
+            for e in entries
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for e in entries:
+        who = f"contact {e.contact_id}" if e.contact_id is not None else "-"
+        detail = f"  {e.detail}" if e.detail else ""
+        click.echo(f"{e.at:%Y-%m-%d %H:%M:%S} {e.actor:<30} {e.action:<24} {who}{detail}")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(tokens)
+    app.cli.add_command(audit)

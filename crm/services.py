@@ -27,6 +27,38 @@ def audit(
     )
 
 
+@dataclass(frozen=True)
+class AuditQuery:
+    contact_id: int | None = None
+    actor: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before_id: int | None = None
+    limit: int = 100
+
+
+def list_audit(actor: Actor, query: AuditQuery) -> list[AuditEntry]:
+    """Audit entries, newest first (R25). Reading the log is itself logged."""
+    statement = sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(query.limit)
+    if query.contact_id is not None:
+        statement = statement.where(AuditEntry.contact_id == query.contact_id)
+    if query.actor:
+        statement = statement.where(AuditEntry.actor == query.actor)
+    if query.action:
+        statement = statement.where(AuditEntry.action == query.action)
+    if query.since is not None:
+        statement = statement.where(AuditEntry.at >= query.since)
+    if query.until is not None:
+        statement = statement.where(AuditEntry.at < query.until)
+    if query.before_id is not None:
+        statement = statement.where(AuditEntry.id < query.before_id)
+    entries = list(db.session.scalars(statement))
+    audit(actor, "audit.read", query.contact_id, detail=f"entries={len(entries)}")
+    db.session.commit()
+    return entries
+
+
 def get_contact(contact_id: int) -> Contact:
     contact = db.session.get(Contact, contact_id)
     if contact is None:
@@ -207,6 +239,15 @@ def note_interaction(contact: Contact, at: datetime) -> None:
         contact.last_interaction_at = at
 
 
+def read_activities(actor: Actor, contact_id: int) -> list[Activity]:
+    """A contact's activities for a staff lookup, which is audited (R25)."""
+    contact = get_contact(contact_id)
+    activities = list_activities(contact.id)
+    audit(actor, "activities.read", contact.id)
+    db.session.commit()
+    return activities
+
+
 def list_activities(contact_id: int) -> list[Activity]:
     return list(
         db.session.scalars(
@@ -214,6 +255,39 @@ def list_activities(contact_id: int) -> list[Activity]:
             .where(Activity.contact_id == contact_id)
             .order_by(Activity.occurred_at.desc(), Activity.id.desc())
         )
+    )
+
+
+def set_legal_hold(actor: Actor, contact_id: int, reason: str) -> Contact:
+    """A legal obligation to keep the data (e.g. a dispute, accounting law):
+    erasure is refused and retention skips the contact until it is lifted."""
+    contact = get_contact(contact_id)
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("A legal hold needs its reason.", fields={"reason": ["Required."]})
+    contact.legal_hold_reason = reason[:500]
+    audit(actor, "contact.legal_hold.set", contact.id)
+    db.session.commit()
+    return contact
+
+
+def lift_legal_hold(actor: Actor, contact_id: int) -> Contact:
+    contact = get_contact(contact_id)
+    if contact.legal_hold_reason is None:
+        raise Conflict("No legal hold is set on this contact.", code="no_legal_hold")
+    contact.legal_hold_reason = None
+    audit(actor, "contact.legal_hold.lift", contact.id)
+    db.session.commit()
+    return contact
+
+
+def note_art14_notice_given(contact_id: int) -> None:
+    """The first email to a contact from an industry list carried the GDPR art. 14
+    notice: it is no longer owed. Part of the caller's transaction (the send)."""
+    db.session.execute(
+        sa.update(Contact)
+        .where(Contact.id == contact_id, Contact.art14_notice_owed_since.is_not(None))
+        .values(art14_notice_owed_since=None)
     )
 
 
