@@ -6,7 +6,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from consent import api, cli
+    from consent import api, cli, services
 
     api.register(app)
     cli.register(app)
+    services.connect_signals()

@@ -535,8 +535,13 @@ def _apply_batch(rows: list[_Row], kind: InterestKind, batch_id: int, actor: Act
     source_ref = f"import-batch:{batch_id}"
     if inserts:
         table = Contact.__table__
+        db.session.execute(sa.insert(table), inserts)
         by_email = dict(
-            db.session.execute(sa.insert(table).returning(table.c.email, table.c.id), inserts).all()
+            db.session.execute(
+                sa.select(table.c.email, table.c.id).where(
+                    table.c.email.in_([r.email for r in new_rows])
+                )
+            ).all()
         )
         new_ids = [by_email[r.email] for r in new_rows]
         created = [_Ref(i, r.email) for i, r in zip(new_ids, new_rows, strict=True)]

@@ -245,14 +245,26 @@ def record_many(
     if len({c.id for c in contacts}) != len(contacts):
         raise ValueError("record_many takes each contact once.")
     table = ConsentEvent.__table__
-    # Matched back by contact id: asking the database to keep the parameter
-    # order would make SQLite insert one row per statement.
-    event_ids = dict(
-        db.session.execute(
-            sa.insert(table).returning(table.c.contact_id, table.c.id),
-            [{"contact_id": c.id, **shared} for c in contacts],
-        ).all()
-    )
+    # A plain executemany (no RETURNING) is the fast path on both databases;
+    # the ids are read back by contact, which appears once per call.
+    values = {key: value for key, value in shared.items() if value is not None}
+    contact_ids = [c.id for c in contacts]
+    db.session.execute(sa.insert(table), [{"contact_id": cid, **values} for cid in contact_ids])
+    event_ids: dict[int, int] = {}
+    for start in range(0, len(contact_ids), 5_000):
+        chunk = contact_ids[start : start + 5_000]
+        event_ids.update(
+            db.session.execute(
+                sa.select(table.c.contact_id, sa.func.max(table.c.id))
+                .where(
+                    table.c.contact_id.in_(chunk),
+                    table.c.kind == kind.value,
+                    table.c.recorded_at == now,
+                    table.c.recorded_by == actor.label,
+                )
+                .group_by(table.c.contact_id)
+            ).all()
+        )
     ids = [event_ids[c.id] for c in contacts]
     states = _States.of_contacts(event_ids.keys())
     for contact, event_id in zip(contacts, ids, strict=True):

@@ -22,6 +22,7 @@ from crm.access import Actor
 from crm.addresses import normalise_email
 from crm.errors import InvalidInput
 from crm.models import Contact, utcnow
+from crm.signals import contact_rectified
 from extensions import db
 
 OBJECTION_CHANNELS = ("phone", "letter", "email", "meeting", "web", "other")
@@ -106,6 +107,10 @@ def register_contact(
         )
     if basis is not None:
         grant_basis(contact, basis, actor)
+        if created and basis.interest_kind is InterestKind.INDUSTRY_LIST:
+            # GDPR art. 14: the data did not come from the person; the first
+            # email must tell them who we are and where we got their address.
+            contact.art14_notice_owed_since = utcnow()
     crm.audit(actor, "contact.create" if created else "contact.update", contact.id)
     db.session.commit()
     consent_changed.send(current_app._get_current_object(), contact_id=contact.id, kind="basis")
@@ -275,3 +280,18 @@ def list_events(contact_id: int, actor: Actor | None = None) -> list[ConsentEven
         crm.audit(actor, "ledger.read", contact_id, detail=f"events={len(events)}")
         db.session.commit()
     return events
+
+
+# Fields whose change can change a decision: the country (legitimate interest
+# is per country), the company (customer relationship), the address (suppression).
+_DECIDING_FIELDS = frozenset({"country", "company", "email"})
+
+
+def _on_contact_rectified(sender: Any, contact_id: int, fields: tuple[str, ...]) -> None:
+    if _DECIDING_FIELDS.intersection(fields):
+        consent_changed.send(sender, contact_id=contact_id, kind="rectified")
+
+
+def connect_signals() -> None:
+    """Announce CRM changes that can change a decision as ``consent_changed``."""
+    contact_rectified.connect(_on_contact_rectified)

@@ -7,12 +7,14 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 
 from crm.access import Actor
 from crm.addresses import normalise_email
 from crm.countries import normalise_country, normalise_language
 from crm.errors import Conflict, InvalidInput, NotFound
 from crm.models import Activity, ActivityKind, AuditEntry, Company, Contact, utcnow
+from crm.signals import contact_rectified
 from extensions import db
 
 
@@ -193,6 +195,9 @@ def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> C
         setattr(contact, key, value)
     audit(actor, "contact.rectify", contact.id, detail=",".join(sorted(changes)))
     db.session.commit()
+    contact_rectified.send(
+        current_app._get_current_object(), contact_id=contact.id, fields=tuple(sorted(changes))
+    )
     return contact
 
 

@@ -244,3 +244,29 @@ def test_every_change_of_a_decision_is_signalled_after_commit(app, admin_api) ->
     assert [events for _, _, events in seen[:4]] == [1, 2, 3, 5]
     assert seen[4][2] == 0  # erased: nothing left
     assert seen[5][2] == 1
+
+
+def test_a_rectified_country_or_company_is_signalled_but_a_name_is_not(app, admin_api) -> None:
+    contact_id = create(admin_api, basis=CUSTOMER)
+    with signals_received(app) as seen:
+        admin_api.patch(f"/api/v1/contacts/{contact_id}", json={"name": "Eva Lindqvist"})
+        admin_api.patch(f"/api/v1/contacts/{contact_id}", json={"country": "DE"})
+    assert [(cid, kind) for cid, kind, _ in seen] == [(contact_id, "rectified")]
+    assert decision(admin_api, "eva@kund.se")["allowed"] is False
+
+
+def test_an_industry_list_contact_from_the_api_is_owed_the_art14_notice(app, admin_api) -> None:
+    listed = {"type": "legitimate_interest", "kind": "industry_list", "source": "partner"}
+    contact_id = create(admin_api, basis=listed)
+    customer_id = create(admin_api, email="kund@kund.se", basis=CUSTOMER)
+    with app.app_context():
+        from crm.models import Contact
+        from crm.services import note_art14_notice_given
+        from extensions import db
+
+        assert db.session.get(Contact, contact_id).art14_notice_owed_since is not None
+        assert db.session.get(Contact, customer_id).art14_notice_owed_since is None
+        note_art14_notice_given(contact_id)
+        db.session.commit()
+        db.session.expire_all()
+        assert db.session.get(Contact, contact_id).art14_notice_owed_since is None
