@@ -247,7 +247,7 @@ def upload(api, content: bytes, basis: str = "customer", source: str = "crm-expo
 
 def test_api_import_accepts_files_over_one_mib_and_reports(app, api_as) -> None:
     marketing = api_as("marketing")
-    company = "Kundföretaget i Norrland Aktiebolag, avdelning för inköp"
+    company = "Kundföretaget i Norrland Aktiebolag avdelning för inköp och logistik"
     lines = [HEADER] + [f"p{i}@kund.se,Person {i},{company},,SE,sv,\n" for i in range(12_000)]
     content = "".join(lines).encode()
     assert len(content) > 1024 * 1024
