@@ -191,7 +191,9 @@ def run_import(**_: Any) -> Any:
     try:
         data = ImportFormSchema().load(request.form.to_dict())
     except ValidationError as exc:
-        raise InvalidInput("The request is not valid; see fields.", fields=exc.messages) from None
+        raise InvalidInput(
+            "The request is not valid; see fields.", fields=exc.normalized_messages()
+        ) from None
     upload = request.files.get("file")
     if upload is None:
         raise InvalidInput(

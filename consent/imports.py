@@ -380,7 +380,7 @@ def _companies(rows: list[_Row], kind: InterestKind) -> dict[tuple[str, str], in
                 Company.org_number.in_(orgs)
             )
         ):
-            found[("org", org)] = (cid, name, since)
+            found[("org", str(org))] = (cid, name, since)
     if names:
         for cid, name, since in db.session.execute(
             sa.select(Company.id, Company.name, Company.customer_since)
@@ -536,7 +536,7 @@ def _apply_batch(rows: list[_Row], kind: InterestKind, batch_id: int, actor: Act
     if inserts:
         table = Contact.__table__
         db.session.execute(sa.insert(table), inserts)
-        by_email = dict(
+        by_email: dict[str, int] = dict(
             db.session.execute(
                 sa.select(table.c.email, table.c.id).where(
                     table.c.email.in_([r.email for r in new_rows])

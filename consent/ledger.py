@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -145,7 +145,9 @@ class _States:
                 )
             )
         return [
-            row for (cid, topic, _), row in self._rows.items() if cid == contact_id and topic == ALL
+            row  # type: ignore[misc]
+            for (cid, topic, _), row in self._rows.items()
+            if cid == contact_id and topic == ALL
         ]
 
 
@@ -220,14 +222,15 @@ def record_many(
     if not contacts:
         return []
     now = utcnow()
+    occurred_at = at or now
     evidence = evidence or Evidence()
-    shared = {
+    shared: dict[str, Any] = {
         "kind": kind.value,
         "topic": topic,
         "channel": channel,
         "basis": basis,
         "interest_kind": interest_kind,
-        "occurred_at": at or now,
+        "occurred_at": occurred_at,
         "recorded_at": now,
         "source": source,
         "source_ref": source_ref,
@@ -273,7 +276,7 @@ def record_many(
             kind=kind.value,
             topic=topic,
             channel=channel,
-            occurred_at=shared["occurred_at"],
+            occurred_at=occurred_at,
             source=source,
             interest_kind=interest_kind,
             note=note,
