@@ -291,3 +291,38 @@ def test_api_lists_every_rejection_of_a_batch_in_pages(app, api_as) -> None:
     page = marketing.get(f"/api/v1/imports/{batch_id}/rejections?after_row=1001&limit=600").json
     assert [r["row"] for r in page][:2] == [1002, 1003]
     assert page[-1]["row"] == 1501
+
+
+def test_a_concurrent_create_rejects_only_the_clashing_row(app, tmp_path) -> None:
+    """Another writer commits one of the batch's addresses between our read and
+    our insert: the batch is redone row by row and only that row is refused."""
+    from extensions import db
+
+    clashed = []
+
+    def concurrent_writer(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if clashed or not statement.startswith("INSERT INTO contact "):
+            return
+        clashed.append(True)
+        with db.engine.connect() as other:
+            other.execute(
+                sa.text(
+                    "INSERT INTO contact (email, language, created_at, updated_at) "
+                    "VALUES ('b@kund.se', 'sv', :now, :now)"
+                ),
+                {"now": "2026-01-01 00:00:00"},
+            )
+            other.commit()
+
+    path = write(tmp_path, HEADER + "a@kund.se,A,,,SE,,\nb@kund.se,B,,,SE,,\nc@kund.se,C,,,SE,,\n")
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", concurrent_writer)
+    try:
+        report = report_of(app, path)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", concurrent_writer)
+    assert clashed
+    # b@ now exists (the other writer's), so the row-by-row retry updates it.
+    assert (report["created"], report["updated"], report["rejected"]) == (2, 1, 0)
+    assert count_rows(app)["contact"] == 3
