@@ -628,7 +628,13 @@ def import_contacts(
     lines = _Lines(stream)
     line_iter = iter(lines)
     header_line = next(line_iter, "")
-    delimiter = _sniff_delimiter(header_line)
+    hint = header_line.strip()
+    if hint.lower().startswith("sep=") and len(hint) == 5:
+        # Excel's "sep=;" line names the delimiter; the header follows it.
+        delimiter = hint[4]
+        header_line = next(line_iter, "")
+    else:
+        delimiter = _sniff_delimiter(header_line)
     reader = csv.reader(itertools.chain([header_line], line_iter), delimiter=delimiter)
     header = next(reader, [])
     columns, ignored = _map_header(header)

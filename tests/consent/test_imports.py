@@ -326,3 +326,10 @@ def test_a_concurrent_create_rejects_only_the_clashing_row(app, tmp_path) -> Non
     # b@ now exists (the other writer's), so the row-by-row retry updates it.
     assert (report["created"], report["updated"], report["rejected"]) == (2, 1, 0)
     assert count_rows(app)["contact"] == 3
+
+
+def test_windows_line_ends_and_excels_sep_line_are_understood(app, tmp_path, admin_api) -> None:
+    text = "sep=;\r\nemail;name;country\r\nanna@kund.se;Anna;SE\r\nbo@kund.se;Bo;SE\r\n"
+    report = report_of(app, write(tmp_path, text.encode()))
+    assert (report["created"], report["rejected"]) == (2, 0), report
+    assert admin_api.get("/api/v1/contacts?email=bo@kund.se").json["name"] == "Bo"
