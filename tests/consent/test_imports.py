@@ -333,3 +333,40 @@ def test_windows_line_ends_and_excels_sep_line_are_understood(app, tmp_path, adm
     report = report_of(app, write(tmp_path, text.encode()))
     assert (report["created"], report["rejected"]) == (2, 0), report
     assert admin_api.get("/api/v1/contacts?email=bo@kund.se").json["name"] == "Bo"
+
+
+class CountingStream(io.RawIOBase):
+    """A file that remembers the largest piece ever asked of it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.inner = io.BytesIO(data)
+        self.largest = 0
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.inner.seek(offset, whence)
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.inner.read(size)
+        self.largest = max(self.largest, len(chunk))
+        return chunk
+
+    def readline(self, size: int | None = -1) -> bytes:
+        chunk = self.inner.readline(size)
+        self.largest = max(self.largest, len(chunk))
+        return chunk
+
+
+def test_the_file_is_streamed_never_read_whole(app) -> None:
+    from consent.imports import import_contacts
+    from crm.access import cli_actor
+
+    rows = "".join(f"s{i}@kund.se,Person {i},,,SE,,\n" for i in range(5_000))
+    stream = CountingStream((HEADER + rows).encode())
+    with app.app_context():
+        report = import_contacts(cli_actor(), stream, basis="customer", source="crm")
+    assert report.created == 5_000
+    assert len(HEADER + rows) > 200 * 1024
+    assert stream.largest <= 64 * 1024  # the encoding check of the head, then line by line
