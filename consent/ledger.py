@@ -154,12 +154,13 @@ class _States:
 class _NewState:
     """A projection row not yet in the database: the columns of PermissionState."""
 
+    _EMPTY = dict.fromkeys(c.key for c in PermissionState.__table__.columns)
+
     def __init__(self, contact_id: int, topic: str, channel: str) -> None:
+        self.__dict__.update(self._EMPTY)
         self.contact_id = contact_id
         self.topic = topic
         self.channel = channel
-        for column in PermissionState.__table__.columns:
-            self.__dict__.setdefault(column.key, None)
 
 
 @dataclass(frozen=True)
