@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 import consent
@@ -211,7 +211,12 @@ def handle_http_exception(exc: HTTPException) -> Any:
             exc.code = 422
     if exc.code == 413:
         message = "The request body is too large."
-    return error_response(exc.code or 500, _http_code(exc), message, fields)
+    response = make_response(error_response(exc.code or 500, _http_code(exc), message, fields))
+    # Keep what the exception says about itself (Allow on 405, Retry-After on 429).
+    for name, value in exc.get_headers():
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers[name] = value
+    return response
 
 
 def register_error_handlers(app: Flask) -> None:

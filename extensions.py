@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import dramatiq
+import marshmallow as ma
 import sqlalchemy as sa
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -49,7 +50,25 @@ def _sqlite_foreign_keys(dbapi_connection: object, connection_record: object) ->
 
 
 migrate = Migrate(render_as_batch=True, compare_type=True)
-api = Api()
+
+
+class ErrorDetailSchema(ma.Schema):
+    code = ma.fields.String(required=True)
+    message = ma.fields.String(required=True)
+    fields = ma.fields.Dict()
+
+
+class ErrorSchema(ma.Schema):
+    """Every error the service answers: ``{"error": {"code", "message", "fields"}}``."""
+
+    error = ma.fields.Nested(ErrorDetailSchema, required=True)
+
+
+class ConsentApi(Api):
+    ERROR_SCHEMA = ErrorSchema
+
+
+api = ConsentApi()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 

@@ -10,7 +10,7 @@ from flask import Flask, current_app, g, request
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
-from consent import imports, policies, rights, services
+from consent import imports, policies, rights, services, webhooks
 from consent.ledger import Evidence
 from consent.models import ALL, Basis, InterestKind
 from consent.schemas import (
@@ -30,6 +30,9 @@ from consent.schemas import (
     RejectionSchema,
     RejectionsQuerySchema,
     RestrictionSchema,
+    WebhookCreatedSchema,
+    WebhookCreateSchema,
+    WebhookSchema,
 )
 from crm import services as crm
 from crm.access import requires
@@ -151,8 +154,8 @@ def erase_contact(contact_id: int) -> Any:
 @blp.response(201, ConsentEventSchema)
 def restrict_processing(data: dict[str, Any], contact_id: int) -> Any:
     """Restrict processing (GDPR art. 18): no marketing and no edits until lifted."""
-    return rights.restrict_processing(
-        g.actor, contact_id, received_via=data.get("received_via"), note=data.get("note")
+    return services.restrict_processing(
+        g.actor, contact_id, note=data.get("note"), received_via=data.get("received_via")
     )
 
 
@@ -161,7 +164,7 @@ def restrict_processing(data: dict[str, Any], contact_id: int) -> Any:
 @blp.response(200, ConsentEventSchema)
 def lift_restriction(contact_id: int) -> Any:
     """Lift the restriction."""
-    return rights.lift_restriction(g.actor, contact_id)
+    return services.lift_restriction(g.actor, contact_id)
 
 
 @blp.post("/imports")
@@ -246,6 +249,32 @@ def publish_policy(data: dict[str, Any]) -> Any:
 def list_policies() -> Any:
     """Published policy versions, newest (the current one) first."""
     return policies.list_policies()
+
+
+@blp.post("/webhooks")
+@requires("webhooks.manage")
+@blp.arguments(WebhookCreateSchema)
+@blp.response(201, WebhookCreatedSchema)
+def create_webhook(data: dict[str, Any]) -> Any:
+    """Register a URL to be told about every change of a contact's decisions."""
+    endpoint, _secret = webhooks.create_endpoint(g.actor, data["url"], data.get("description"))
+    return endpoint  # the only response that includes the signing secret
+
+
+@blp.get("/webhooks")
+@requires("webhooks.manage")
+@blp.response(200, WebhookSchema(many=True))
+def list_webhooks() -> Any:
+    """The registered webhook receivers."""
+    return webhooks.list_endpoints()
+
+
+@blp.delete("/webhooks/<int:webhook_id>")
+@requires("webhooks.manage")
+@blp.response(200, WebhookSchema)
+def deactivate_webhook(webhook_id: int) -> Any:
+    """Stop posting to a receiver (its delivery history is kept)."""
+    return webhooks.deactivate_endpoint(g.actor, webhook_id)
 
 
 def register(app: Flask) -> None:

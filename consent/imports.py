@@ -490,6 +490,8 @@ def _apply_batch(rows: list[_Row], kind: InterestKind, batch_id: int, actor: Act
             inserts.append(
                 {
                     "email": row.email,
+                    # Set by Contact's validator on the ORM path; written here for Core.
+                    "address_hash": hashes[row.email],
                     "name": row.name,
                     "country": row.country,
                     "language": row.language or "en",

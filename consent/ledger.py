@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from consent.models import ALL, ConsentEvent, EventKind, InterestKind, PermissionState
 from consent.suppression import lift_suppression, suppress
+from consent.webhooks import note_decision_change
 from crm.access import Actor
 from crm.models import Contact, utcnow
 from extensions import db
@@ -83,6 +84,7 @@ def record(
     db.session.add(event)
     db.session.flush()
     _fold(contact, event)
+    note_decision_change(db.session(), contact.id)
     return event
 
 
@@ -283,6 +285,7 @@ def record_many(
             note=note,
         )
         _fold(contact, event, states)  # type: ignore[arg-type]
+        note_decision_change(db.session(), contact.id)
     states.insert_new()
     return ids
 

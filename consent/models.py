@@ -213,3 +213,39 @@ class PolicyWording(db.Model):
     language: Mapped[str] = mapped_column(sa.String(8))
     text: Mapped[str] = mapped_column(sa.Text)
     sha256: Mapped[str] = mapped_column(sa.String(64), index=True)
+
+
+class WebhookEndpoint(db.Model):
+    """A URL told about every change of a contact's decisions (the CRM, mail tools)."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(sa.String(500))
+    description: Mapped[str | None] = mapped_column(sa.String(200))
+    # Shared secret for the HMAC signature; shown once when created.
+    secret: Mapped[str] = mapped_column(sa.String(100))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(db.Model):
+    """One notification owed to one endpoint, written in the transaction of the change."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("webhook_endpoint.id", ondelete="CASCADE"), index=True
+    )
+    contact_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("contact.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(
+        sa.String(16), default="pending"
+    )  # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    handed_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -194,12 +194,21 @@ def decide(
             f"{_fmt(standing.hard_bounced_at)}.",
         )
 
-    consent_row = next((r for r in own if r.consent_since is not None), None)
+    consent_row = max(
+        (r for r in own if r.consent_since is not None and Basis.CONSENT in topic.bases),
+        key=lambda r: r.consent_since,  # type: ignore[arg-type, return-value]
+        default=None,
+    )
     consent_since = consent_row.consent_since if consent_row else None
 
-    # 5. Unsubscribed from this topic, or from all marketing after any consent
-    # to this topic (a newer double opt-in to one topic re-opens that topic only).
-    topic_unsub = next((r for r in own if r.unsubscribed_since is not None), None)
+    # 5. Unsubscribed from this topic, or from all marketing. Only a consent to
+    # this topic given after the unsubscribe-from-all (a fresh double opt-in)
+    # re-opens the topic; legitimate interest never does.
+    topic_unsub = max(
+        (r for r in own if r.unsubscribed_since is not None),
+        key=lambda r: r.unsubscribed_since,  # type: ignore[arg-type, return-value]
+        default=None,
+    )
     if topic_unsub is not None:
         return result(
             False,
@@ -208,16 +217,14 @@ def decide(
             f"Not allowed: the person unsubscribed from {topic.label('en')} on "
             f"{_fmt(topic_unsub.unsubscribed_since)}.",
         )
-    all_unsub = next(
-        (
-            r
-            for r in blanket
-            if r.unsubscribed_since is not None
-            and (consent_since is None or consent_since <= r.unsubscribed_since)
-        ),
-        None,
+    all_unsub = max(
+        (r for r in blanket if r.unsubscribed_since is not None),
+        key=lambda r: r.unsubscribed_since,  # type: ignore[arg-type, return-value]
+        default=None,
     )
-    if all_unsub is not None:
+    if all_unsub is not None and not (
+        consent_since is not None and consent_since > all_unsub.unsubscribed_since  # type: ignore[operator]
+    ):
         return result(
             False,
             Reason.UNSUBSCRIBED,
@@ -227,7 +234,7 @@ def decide(
         )
 
     # 6. Confirmed consent to this topic (R2, R7).
-    if consent_row is not None and Basis.CONSENT in topic.bases:
+    if consent_row is not None:
         return result(
             True,
             Reason.CONSENT,
@@ -334,7 +341,7 @@ def _standings(contacts: Sequence[tuple[Contact, Company | None]]) -> dict[int, 
         sa.select(PermissionState).where(PermissionState.contact_id.in_(ids))
     ):
         states[row.contact_id].append(StateRow.of(row))
-    hashes = {c.id: address_hash(c.email) for c, _ in contacts}
+    hashes = {c.id: c.address_hash or address_hash(c.email) for c, _ in contacts}
     suppressed = suppressed_hashes(hashes.values())
     out = {}
     for contact, company in contacts:

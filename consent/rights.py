@@ -1,5 +1,6 @@
-"""The rights of the person (GDPR art. 15-18 and 20; R20-R22): a copy of
-everything held, erasure that keeps only the suppression hash, and restriction.
+"""The rights of the person (GDPR art. 15, 17 and 20; R20-R22): a copy of
+everything held, and erasure that keeps only the suppression hash.
+Restriction (art. 18) is ``consent.services.restrict_processing``.
 
 The export is assembled from named sections. The consent layer registers the
 ones it can see (profile, company, activities, the ledger with its evidence,
@@ -190,43 +191,3 @@ def erase_contact(actor: Actor, contact_id: int) -> bool:
     db.session.commit()
     consent_changed.send(current_app._get_current_object(), contact_id=contact_id, kind="erased")
     return suppressed
-
-
-def restrict_processing(
-    actor: Actor, contact_id: int, *, received_via: str | None = None, note: str | None = None
-) -> ConsentEvent:
-    """GDPR art. 18: while restricted, no marketing (the decision says ``restricted``)
-    and no edits (crm.services refuses them) until the restriction is lifted."""
-    contact = crm.get_contact(contact_id)
-    if contact.is_restricted:
-        raise Conflict("Processing of this contact is already restricted.", code="restricted")
-    event = record(
-        contact,
-        EventKind.RESTRICTED,
-        actor=actor,
-        source=_source_of(actor),
-        received_via=received_via,
-        note=note,
-    )
-    crm.audit(actor, "contact.restrict", contact.id, detail=received_via)
-    db.session.commit()
-    consent_changed.send(
-        current_app._get_current_object(), contact_id=contact.id, kind="restricted"
-    )
-    return event
-
-
-def lift_restriction(actor: Actor, contact_id: int, *, note: str | None = None) -> ConsentEvent:
-    """End an art. 18 restriction; marketing resumes only where a basis still holds."""
-    contact = crm.get_contact(contact_id)
-    if not contact.is_restricted:
-        raise Conflict("Processing of this contact is not restricted.", code="not_restricted")
-    event = record(
-        contact, EventKind.UNRESTRICTED, actor=actor, source=_source_of(actor), note=note
-    )
-    crm.audit(actor, "contact.unrestrict", contact.id)
-    db.session.commit()
-    consent_changed.send(
-        current_app._get_current_object(), contact_id=contact.id, kind="unrestricted"
-    )
-    return event

@@ -6,13 +6,13 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from consent.models import Basis, InterestKind
 from consent.services import OBJECTION_CHANNELS
-from crm.schemas import CompanySchema
+from crm.schemas import CompanySchema, UtcDateTime
 
 MAX_BATCH = 10_000
 
 
 class EvidenceSchema(Schema):
-    obtained_at = fields.AwareDateTime(required=True, format="iso")
+    obtained_at = UtcDateTime(required=True)
     policy_version = fields.String(required=True, validate=validate.Length(min=1, max=40))
     wording = fields.String(validate=validate.Length(min=1, max=20_000))
     wording_hash = fields.String(validate=validate.Regexp(r"^[0-9a-f]{64}$"))
@@ -69,7 +69,7 @@ class PermissionsSchema(Schema):
 
 
 class PermissionsQuerySchema(Schema):
-    at = fields.AwareDateTime(format="iso")
+    at = UtcDateTime()
 
 
 class BatchCheckSchema(Schema):
@@ -80,7 +80,7 @@ class BatchCheckSchema(Schema):
     )
     topic = fields.String(required=True, validate=validate.Length(min=1, max=64))
     channel = fields.String(load_default="email", validate=validate.Length(max=16))
-    at = fields.AwareDateTime(format="iso")
+    at = UtcDateTime()
 
 
 class BatchResultSchema(Schema):
@@ -209,3 +209,25 @@ class PolicyVersionSchema(Schema):
     text = fields.String(allow_none=True)
     summary = fields.String(allow_none=True)
     wordings = fields.List(fields.Nested(WordingSchema))
+
+
+class WebhookCreateSchema(Schema):
+    url = fields.Url(
+        required=True,
+        schemes={"http", "https"},
+        require_tld=False,
+        validate=validate.Length(max=500),
+    )
+    description = fields.String(allow_none=True, validate=validate.Length(max=200))
+
+
+class WebhookSchema(Schema):
+    id = fields.Integer()
+    url = fields.String()
+    description = fields.String(allow_none=True)
+    is_active = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class WebhookCreatedSchema(WebhookSchema):
+    secret = fields.String(metadata={"description": "Signing secret, shown only now."})

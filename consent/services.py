@@ -13,15 +13,15 @@ from flask import current_app
 from consent.ledger import Evidence, record
 from consent.models import ALL, Basis, ConsentEvent, EventKind, InterestKind, PermissionState
 from consent.policies import check_consent_version
-from consent.policy import Decision, decide, standing_of, standings_by_email
+from consent.policy import Decision, Reason, decide, standing_of, standings_by_email
 from consent.signals import consent_changed
 from consent.suppression import find_suppression
 from consent.topics import current_policy
 from crm import services as crm
 from crm.access import Actor
 from crm.addresses import normalise_email
-from crm.errors import InvalidInput
-from crm.models import Contact, utcnow
+from crm.errors import Conflict, InvalidInput
+from crm.models import Activity, Contact, utcnow
 from crm.signals import contact_rectified
 from extensions import db
 
@@ -295,3 +295,103 @@ def _on_contact_rectified(sender: Any, contact_id: int, fields: tuple[str, ...])
 def connect_signals() -> None:
     """Announce CRM changes that can change a decision as ``consent_changed``."""
     contact_rectified.connect(_on_contact_rectified)
+
+
+def _source_of(actor: Actor) -> str:
+    return "api" if actor.kind == "token" else "staff"
+
+
+def restrict_processing(
+    actor: Actor, contact_id: int, note: str | None = None, received_via: str | None = None
+) -> ConsentEvent:
+    """GDPR art. 18: restrict processing. No marketing and no edits until lifted."""
+    contact = crm.get_contact(contact_id)
+    if contact.is_restricted:
+        raise Conflict("Processing of this contact is already restricted.", code="restricted")
+    if received_via is not None and received_via not in OBJECTION_CHANNELS:
+        raise InvalidInput(
+            f"received_via must be one of: {', '.join(OBJECTION_CHANNELS)}.",
+            fields={"received_via": ["Unknown."]},
+        )
+    event = record(
+        contact,
+        EventKind.RESTRICTED,
+        actor=actor,
+        source=_source_of(actor),
+        received_via=received_via,
+        note=note or None,
+    )
+    crm.audit(actor, "contact.restrict", contact.id, detail=received_via)
+    db.session.commit()
+    consent_changed.send(
+        current_app._get_current_object(), contact_id=contact.id, kind=EventKind.RESTRICTED.value
+    )
+    return event
+
+
+def lift_restriction(actor: Actor, contact_id: int, note: str | None = None) -> ConsentEvent:
+    """GDPR art. 18(3): lift a restriction; the decision returns to what the ledger says."""
+    contact = crm.get_contact(contact_id)
+    if not contact.is_restricted:
+        raise Conflict("Processing of this contact is not restricted.", code="not_restricted")
+    event = record(
+        contact, EventKind.UNRESTRICTED, actor=actor, source=_source_of(actor), note=note or None
+    )
+    crm.audit(actor, "contact.unrestrict", contact.id)
+    db.session.commit()
+    consent_changed.send(
+        current_app._get_current_object(), contact_id=contact.id, kind=EventKind.UNRESTRICTED.value
+    )
+    return event
+
+
+@dataclass(frozen=True)
+class ContactFile:
+    """What a staff member sees about one contact: decisions with their evidence,
+    the ledger and the activities."""
+
+    contact: Contact
+    decisions: list[Decision]
+    events: list[ConsentEvent]
+    activities: list[Activity]
+
+    def evidence(self, decision: Decision) -> ConsentEvent | None:
+        return evidence_for(decision, self.events)
+
+
+def contact_file(actor: Actor, contact_id: int) -> ContactFile:
+    """A contact's file for the staff page; the lookup is audited (R25)."""
+    contact = crm.read_contact(actor, contact_id=contact_id)
+    return ContactFile(
+        contact=contact,
+        decisions=decisions_for_contact(contact),
+        events=list_events(contact.id),
+        activities=crm.list_activities(contact.id),
+    )
+
+
+# The ledger event a staff member reads as the evidence for a decision that
+# does not name one itself (R5).
+_EVIDENCE_KINDS = {
+    Reason.SUPPRESSED: (EventKind.SUPPRESSED, EventKind.CREATED_WHILE_SUPPRESSED),
+    Reason.RESTRICTED: (EventKind.RESTRICTED,),
+    Reason.UNDELIVERABLE: (EventKind.UNDELIVERABLE,),
+    Reason.UNSUBSCRIBED: (EventKind.UNSUBSCRIBED, EventKind.WITHDRAWN),
+    Reason.PENDING_CONFIRMATION: (EventKind.REQUESTED,),
+}
+
+
+def evidence_for(decision: Decision, events: Sequence[ConsentEvent]) -> ConsentEvent | None:
+    """The event behind ``decision``: the one it names, else the latest event of
+    the kind that explains its reason, on its topic and channel or on all."""
+    if decision.event_id is not None:
+        return next((e for e in events if e.id == decision.event_id), None)
+    kinds = {k.value for k in _EVIDENCE_KINDS.get(decision.reason, ())}
+    matching = [
+        e
+        for e in events
+        if e.kind in kinds
+        and e.topic in (ALL, decision.topic)
+        and e.channel in (ALL, decision.channel)
+    ]
+    return max(matching, key=lambda e: (e.occurred_at, e.id), default=None)

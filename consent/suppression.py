@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Iterable
 
 import sqlalchemy as sa
-from flask import current_app
 
 from consent.models import Suppression
+from crm.addresses import keyed_hash
 from crm.models import utcnow
 from extensions import db
 
 
 def address_hash(normalised_email: str) -> str:
-    """HMAC-SHA256 with the server's suppression key.
-
-    Keyed so that a leaked suppression list cannot be reversed by hashing a
-    list of guessed addresses. The key must never change (SUPPRESSION_KEY).
-    """
-    key = current_app.config["SUPPRESSION_KEY"].encode()
-    return hmac.new(key, normalised_email.encode(), hashlib.sha256).hexdigest()
+    """The suppression key of an address (``crm.addresses.keyed_hash``)."""
+    return keyed_hash(normalised_email)
 
 
 def suppressed_hashes(hashes: Iterable[str]) -> dict[str, Suppression]:

@@ -6,7 +6,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from crm import api, cli
+    from crm import api, cli, views
 
     api.register(app)
     cli.register(app)
+    views.register(app)

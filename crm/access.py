@@ -8,11 +8,11 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from flask import g, request
+from flask import current_app, g, redirect, request, session, url_for
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from crm.addresses import normalise_email
@@ -186,6 +186,94 @@ def requires(action: str) -> Callable[[F], F]:
                     f"The role {actor.role!r} may not do this ({action}).", code="forbidden"
                 )
             g.actor = actor
+            return view(*args, **kwargs)
+
+        wrapped._required_action = action  # type: ignore[attr-defined]
+        return wrapped  # type: ignore[return-value]
+
+    return decorator
+
+
+# Staff pages: a signed session cookie names the user ------------------------------
+
+SESSION_USER = "staff_user_id"
+SESSION_STAMP = "staff_stamp"
+SESSION_SIGNED_IN_AT = "staff_signed_in_at"
+DEFAULT_SESSION_MAX_AGE = timedelta(hours=12)
+
+
+def session_stamp(user: StaffUser) -> str:
+    """Changes when the password does, so that a new password ends old sessions."""
+    return hashlib.sha256(f"{user.id}:{user.password_hash}".encode()).hexdigest()[:32]
+
+
+def start_staff_session(user: StaffUser) -> None:
+    session.clear()
+    session[SESSION_USER] = user.id
+    session[SESSION_STAMP] = session_stamp(user)
+    session[SESSION_SIGNED_IN_AT] = int(utcnow().timestamp())
+
+
+def end_staff_session() -> None:
+    language = session.get("staff_lang")
+    session.clear()
+    if language:
+        session["staff_lang"] = language
+
+
+def current_staff_user() -> StaffUser | None:
+    """The signed-in, active staff user of this request, or None.
+
+    Read from the database on every request, so that deactivating a user or
+    changing a role takes effect at once, and sessions older than
+    ``STAFF_SESSION_MAX_AGE`` (seconds; 12 hours by default) end.
+    """
+    if "staff_user" in g:
+        return g.staff_user
+    user = None
+    user_id = session.get(SESSION_USER)
+    if isinstance(user_id, int):
+        candidate = db.session.get(StaffUser, user_id)
+        max_age = current_app.config.get("STAFF_SESSION_MAX_AGE", DEFAULT_SESSION_MAX_AGE)
+        if not isinstance(max_age, timedelta):
+            max_age = timedelta(seconds=int(max_age))
+        signed_in_at = datetime.fromtimestamp(session.get(SESSION_SIGNED_IN_AT, 0), UTC)
+        if (
+            candidate is not None
+            and candidate.is_active
+            and session.get(SESSION_STAMP) == session_stamp(candidate)
+            and utcnow() - signed_in_at < max_age
+        ):
+            user = candidate
+    g.staff_user = user
+    return user
+
+
+def staff_actor(user: StaffUser) -> Actor:
+    return Actor(kind="user", name=user.email, role=user.role, id=user.id)
+
+
+def staff_requires(action: str) -> Callable[[F], F]:
+    """Guard a staff page: a signed-in active user whose role ``may`` take ``action``.
+
+    Anonymous visitors are sent to the sign-in page; a refused role gets the
+    403 page. The actor is kept in ``g.actor`` for the view to pass to services.
+    """
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            user = current_staff_user()
+            if user is None:
+                if request.method != "GET":
+                    # Not back to a POST-only address: to the search after signing in.
+                    return redirect(url_for("staff.login"))
+                return redirect(url_for("staff.login", next=request.full_path.rstrip("?")))
+            if not may(user.role, action):
+                raise NotPermitted(
+                    f"The role {user.role!r} may not do this ({action}).", code="forbidden"
+                )
+            g.actor = staff_actor(user)
             return view(*args, **kwargs)
 
         wrapped._required_action = action  # type: ignore[attr-defined]

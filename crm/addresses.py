@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from email_validator import EmailNotValidError, validate_email
+from flask import current_app
 
 from crm.errors import InvalidInput
 
@@ -30,3 +34,14 @@ def is_valid_email(raw: str) -> bool:
     except InvalidInput:
         return False
     return True
+
+
+def keyed_hash(normalised_email: str) -> str:
+    """HMAC-SHA256 of an address with the server's SUPPRESSION_KEY.
+
+    Keyed so that a leaked suppression list cannot be reversed by hashing a
+    list of guessed addresses. The key must never change. Stored on each
+    contact too, so that set-based queries can join the suppression list.
+    """
+    key = current_app.config["SUPPRESSION_KEY"].encode()
+    return hmac.new(key, normalised_email.encode(), hashlib.sha256).hexdigest()

@@ -6,9 +6,10 @@ import enum
 from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
 
+from crm.addresses import keyed_hash
 from extensions import db
 
 
@@ -78,6 +79,17 @@ class Company(db.Model):
 
     contacts: Mapped[list[Contact]] = relationship(back_populates="company")
 
+    # Staff search by the start of the company name (crm.services.search_contacts).
+    # text_pattern_ops lets PostgreSQL use the index for LIKE 'prefix%' whatever
+    # the database's collation; SQLite compares bytes and needs no option.
+    __table_args__ = (
+        sa.Index(
+            "ix_company_name_search",
+            sa.func.lower(name).label("name_lower"),
+            postgresql_ops={"name_lower": "text_pattern_ops"},
+        ),
+    )
+
     @property
     def is_customer(self) -> bool:
         return self.customer_since is not None and self.relationship_ended_at is None
@@ -89,6 +101,9 @@ class Contact(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     # Normalised and lower-cased (crm.addresses.normalise_email); the only form stored.
     email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    # crm.addresses.keyed_hash(email), kept in step by ``_hash_email`` below so
+    # that set-based queries (campaign audiences) can join the suppression list.
+    address_hash: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     name: Mapped[str | None] = mapped_column(sa.String(200))
     phone: Mapped[str | None] = mapped_column(sa.String(40))
     company_id: Mapped[int | None] = mapped_column(
@@ -112,7 +127,17 @@ class Contact(db.Model):
 
     # Ids are never reused after a deletion (SQLite would), so nothing can
     # attach an erased contact's history to a new person.
-    __table_args__ = {"sqlite_autoincrement": True}
+    # Staff search by the start of the address or of the name
+    # (crm.services.search_contacts); see Company for text_pattern_ops.
+    __table_args__ = (
+        sa.Index("ix_contact_email_search", email, postgresql_ops={"email": "text_pattern_ops"}),
+        sa.Index(
+            "ix_contact_name_search",
+            sa.func.lower(name).label("name_lower"),
+            postgresql_ops={"name_lower": "text_pattern_ops"},
+        ),
+        {"sqlite_autoincrement": True},
+    )
 
     company: Mapped[Company | None] = relationship(back_populates="contacts")
     activities: Mapped[list[Activity]] = relationship(
@@ -122,6 +147,11 @@ class Contact(db.Model):
     @property
     def is_restricted(self) -> bool:
         return self.restricted_at is not None
+
+    @validates("email")
+    def _hash_email(self, key: str, value: str) -> str:
+        self.address_hash = keyed_hash(value)
+        return value
 
 
 class Activity(db.Model):

@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
 
 from crm.models import ActivityKind
 
 Text = fields.String
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 time with a zone, returned in UTC, within years 1900-2999.
+
+    Out-of-range years would overflow on conversion or on the database.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="iso", **kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("Not a representable time.") from None
+        if not 1900 <= moment.year <= 2999:
+            raise ValidationError("The year must be between 1900 and 2999.")
+        return moment
 
 
 class CompanySchema(Schema):
@@ -50,7 +73,7 @@ class RectifySchema(Schema):
 
 class ActivityCreateSchema(Schema):
     kind = Text(required=True, validate=validate.OneOf([k.value for k in ActivityKind]))
-    occurred_at = fields.AwareDateTime(required=True, format="iso")
+    occurred_at = UtcDateTime(required=True)
     note = Text(allow_none=True, validate=validate.Length(max=5000))
 
 

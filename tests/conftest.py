@@ -193,3 +193,27 @@ def redis_url() -> str:
 def runner_for() -> Callable[[Any], Any]:
     """Flask's CLI runner for an app: ``runner_for(app).invoke(args=[...])``."""
     return lambda application: application.test_cli_runner()
+
+
+@pytest.fixture
+def stub_worker(app: Any) -> Iterator[Any]:
+    """A real dramatiq Worker on the in-memory broker, running actors in app context.
+
+    Yields the broker; ``broker.join(queue)`` waits until a queue (retries
+    included) is done.
+    """
+    from dramatiq import Worker
+
+    from extensions import AppContextMiddleware, broker
+
+    middleware = next((m for m in broker.middleware if isinstance(m, AppContextMiddleware)), None)
+    if middleware is None:
+        middleware = AppContextMiddleware(app)
+        broker.add_middleware(middleware)
+    middleware.app = app
+    broker.flush_all()
+    worker = Worker(broker, worker_timeout=50, worker_threads=2)
+    worker.start()
+    yield broker
+    worker.stop()
+    broker.flush_all()

@@ -63,6 +63,16 @@ def test_customer_import_creates_contacts_allowed_on_legitimate_interest(
     assert contact["last_interaction_at"].startswith("2025-03-01")
     events = admin_api.get(f"/api/v1/contacts/{contact['id']}/events").json
     assert [(e["kind"], e["source"]) for e in events] == [("basis_granted", "import")]
+    with app.app_context():
+        from crm.addresses import keyed_hash
+        from crm.models import Contact
+        from extensions import db
+
+        # The campaign audience joins the suppression list on this column.
+        stored = db.session.scalar(
+            sa.select(Contact.address_hash).where(Contact.email == "anna@kund.se")
+        )
+        assert stored == keyed_hash("anna@kund.se")
     assert events[0]["source_ref"] == f"import-batch:{report['batch_id']}"
 
 
@@ -370,3 +380,12 @@ def test_the_file_is_streamed_never_read_whole(app) -> None:
     assert report.created == 5_000
     assert len(HEADER + rows) > 150 * 1024
     assert stream.largest <= 64 * 1024  # the encoding check of the head, then line by line
+
+
+def test_an_import_is_posted_to_webhook_receivers(app, tmp_path, admin_api) -> None:
+    admin_api.post("/api/v1/webhooks", json={"url": "https://crm.example.com/hooks"})
+    report = report_of(app, write(tmp_path, HEADER + "a@kund.se,A,,,SE,,\nb@kund.se,B,,,SE,,\n"))
+    assert report["created"] == 2
+    assert count_rows(app)["webhook_delivery"] == 2
+    report_of(app, write(tmp_path, HEADER + "a@kund.se,A,,,SE,,\nb@kund.se,B,,,SE,,\n"))
+    assert count_rows(app)["webhook_delivery"] == 2  # nothing changed, nothing posted

@@ -21,6 +21,7 @@ POLICY = MarketingPolicy.from_mapping(
         "topics": {
             "newsletter": {"bases": ["consent"]},
             "events": {"bases": ["consent", "legitimate_interest"]},
+            "surveys": {"bases": ["legitimate_interest"]},
         },
     }
 )
@@ -164,6 +165,18 @@ TABLE = [
         Reason.UNSUBSCRIBED,
         None,
         T2,
+    ),
+    (
+        "5 unsubscribe-all blocks legitimate interest despite a newer consent the topic does not take",
+        standing(
+            rows=[CUSTOMER, blanket(unsubscribed_since=T0), topic_row("surveys", consent_since=T1)]
+        ),
+        "surveys",
+        "email",
+        False,
+        Reason.UNSUBSCRIBED,
+        None,
+        T0,
     ),
     (
         "6 a consent newer than unsubscribe-all opens its topic",
@@ -322,7 +335,7 @@ maybe = st.none() | moments
 rows = st.lists(
     st.builds(
         StateRow,
-        topic=st.sampled_from([ALL, "events", "newsletter"]),
+        topic=st.sampled_from([ALL, "events", "newsletter", "surveys"]),
         channel=st.sampled_from([ALL, "email", "phone"]),
         pending_since=maybe,
         consent_since=maybe,
@@ -345,7 +358,7 @@ standings = st.builds(
     company_relationship_ended_at=st.none() | st.dates(date(2010, 1, 1), date(2026, 5, 1)),
     states=rows.map(tuple),
 )
-topics = st.sampled_from(["events", "newsletter"])
+topics = st.sampled_from(["events", "newsletter", "surveys"])
 channels = st.sampled_from(["email", "phone"])
 
 

@@ -33,6 +33,9 @@ ROUTES = [
     ("GET", "/api/v1/imports/{batch}/rejections", "imports.run"),
     ("POST", "/api/v1/policies", "policies.manage"),
     ("GET", "/api/v1/policies", "policies.read"),
+    ("POST", "/api/v1/webhooks", "webhooks.manage"),
+    ("GET", "/api/v1/webhooks", "webhooks.manage"),
+    ("DELETE", "/api/v1/webhooks/{wid}", "webhooks.manage"),
 ]
 # What must exist before the call for an allowed role to succeed.
 SETUP = {
@@ -51,7 +54,20 @@ BODIES = {
     "/api/v1/contacts/{id}/restriction": {"received_via": "letter"},
     "/api/v1/contacts/{id}/legal-hold": {"reason": "Dispute over invoice 1234"},
     "/api/v1/policies": {"version": "2.0", "url": "https://example.com/privacy"},
+    "/api/v1/webhooks": {"url": "https://crm.example.com/hooks/consent"},
 }
+PLACEHOLDERS = {
+    "{id}": "<int:contact_id>",
+    "{wid}": "<int:webhook_id>",
+    "{batch}": "<int:batch_id>",
+}
+
+
+def _rule(path: str) -> str:
+    path = path.split("?")[0]
+    for placeholder, converter in PLACEHOLDERS.items():
+        path = path.replace(placeholder, converter)
+    return path
 
 
 def _import(client, headers):  # type: ignore[no-untyped-def]
@@ -70,15 +86,7 @@ def test_every_api_route_is_in_the_matrix(app) -> None:
         if rule.rule.startswith("/api/v1/") and not rule.rule.endswith("openapi.json")
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
-    listed = {
-        (
-            path.split("?")[0]
-            .replace("{id}", "<int:contact_id>")
-            .replace("{batch}", "<int:batch_id>"),
-            method,
-        )
-        for method, path, _ in ROUTES
-    }
+    listed = {(_rule(path), method) for method, path, _ in ROUTES}
     assert guarded <= listed, guarded - listed
 
 
@@ -98,8 +106,13 @@ def test_role_matrix(app, api_as, role, method, path, action) -> None:
             json=BODIES[before_path],
             headers=admin.headers,
         )
+    webhook_id = admin.post("/api/v1/webhooks", json=BODIES["/api/v1/webhooks"]).json["id"]
     caller = api_as(role)
-    url = path.replace("{id}", str(contact_id)).replace("{batch}", str(batch_id))
+    url = (
+        path.replace("{id}", str(contact_id))
+        .replace("{wid}", str(webhook_id))
+        .replace("{batch}", str(batch_id))
+    )
     body = BODIES.get(path.split("?")[0])
     if (method, path) == ("POST", "/api/v1/imports"):
         response = _import(caller.client, caller.headers)

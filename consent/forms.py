@@ -1,0 +1,48 @@
+"""Marshmallow schemas for the staff pages' HTML forms about a contact."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import ValidationError, fields, post_load, validate
+
+from consent.services import OBJECTION_CHANNELS
+from crm.forms import FormSchema
+from crm.models import ActivityKind
+
+
+class SearchQuery(FormSchema):
+    q = fields.String(load_default="", validate=validate.Length(max=200))
+
+
+class ActivityForm(FormSchema):
+    kind = fields.String(required=True, validate=validate.OneOf([k.value for k in ActivityKind]))
+    # <input type="datetime-local"> sends no zone; the form says the time is UTC.
+    occurred_at = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    note = fields.String(load_default=None, validate=validate.Length(max=5000))
+
+    @post_load
+    def _in_utc(self, data: dict[str, Any], **kwargs: object) -> dict[str, Any]:
+        try:
+            moment = datetime.fromisoformat(data["occurred_at"])
+        except ValueError:
+            raise ValidationError("Not a date and time.", "occurred_at") from None
+        data["occurred_at"] = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        data["note"] = (data.get("note") or "").strip() or None
+        return data
+
+
+class ObjectionForm(FormSchema):
+    received_via = fields.String(required=True, validate=validate.OneOf(OBJECTION_CHANNELS))
+    # "all", or one configured channel (checked by the service).
+    channel = fields.String(load_default="all", validate=validate.Length(min=1, max=16))
+    note = fields.String(load_default=None, validate=validate.Length(max=1000))
+
+
+class NoteForm(FormSchema):
+    note = fields.String(load_default=None, validate=validate.Length(max=1000))
+
+
+class LegalHoldForm(FormSchema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))

@@ -1,0 +1,143 @@
+"""Staff pages about contacts: search, a contact's decisions with their evidence,
+the ledger, activities, and the actions a role may take on them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g, redirect, render_template, request, url_for
+from marshmallow import ValidationError
+
+from consent import services
+from consent.forms import ActivityForm, LegalHoldForm, NoteForm, ObjectionForm, SearchQuery
+from consent.models import ALL
+from consent.services import OBJECTION_CHANNELS
+from consent.topics import current_policy
+from crm import services as crm
+from crm import staff
+from crm.access import staff_requires
+from crm.errors import InvalidInput
+from crm.forms import FormSchema
+from crm.models import ActivityKind, utcnow
+from crm.views import add_staff_page, run_form, staff_blueprint
+
+bp = staff_blueprint("staff_contacts", __name__)
+
+
+@bp.get("/")
+@staff_requires("contacts.read")
+def search() -> Any:
+    """Find a contact by the start of the email, the name or the company name."""
+    try:
+        query = SearchQuery().load(request.args.to_dict())
+    except ValidationError as exc:
+        raise InvalidInput("The search is not valid.", fields=exc.messages) from exc  # type: ignore[arg-type]
+    text = query["q"].strip()
+    results = crm.search_contacts(g.actor, text) if text else None
+    return render_template("staff/search.html", q=text, results=results, limit=crm.SEARCH_LIMIT)
+
+
+@bp.get("/contacts/<int:contact_id>")
+@staff_requires("contacts.read")
+def contact(contact_id: int) -> Any:
+    """May we market to this contact, and why: every topic and channel."""
+    file = services.contact_file(g.actor, contact_id)
+    names = staff.display_names(
+        [e.recorded_by for e in file.events] + [a.author for a in file.activities]
+    )
+    return render_template(
+        "staff/contact.html",
+        file=file,
+        contact=file.contact,
+        names=names,
+        policy=current_policy(),
+        activity_kinds=[k.value for k in ActivityKind],
+        objection_channels=OBJECTION_CHANNELS,
+        now=utcnow(),
+        # The retention rules fill this in (crm.retention); until then the page says so.
+        purge_date=None,
+    )
+
+
+def _back(contact_id: int, anchor: str) -> Any:
+    return redirect(url_for("staff_contacts.contact", contact_id=contact_id, _anchor=anchor), 303)
+
+
+@bp.post("/contacts/<int:contact_id>/activities")
+@staff_requires("activities.create")
+def log_activity(contact_id: int) -> Any:
+    run_form(
+        ActivityForm(),
+        lambda d: crm.log_activity(g.actor, contact_id, d["kind"], d["occurred_at"], d["note"]),
+        "Activity saved.",
+    )
+    return _back(contact_id, "activities")
+
+
+@bp.post("/contacts/<int:contact_id>/objection")
+@staff_requires("objections.record")
+def record_objection(contact_id: int) -> Any:
+    """An objection received by phone, letter, ... on the person's behalf (GDPR art. 21)."""
+    run_form(
+        ObjectionForm(),
+        lambda d: services.record_objection(
+            g.actor,
+            contact_id,
+            channel=ALL if d["channel"] == "all" else d["channel"],
+            received_via=d["received_via"],
+            note=(d.get("note") or "").strip() or None,
+        ),
+        "Objection recorded.",
+    )
+    return _back(contact_id, "decisions")
+
+
+@bp.post("/contacts/<int:contact_id>/restriction")
+@staff_requires("contacts.restrict")
+def restrict(contact_id: int) -> Any:
+    run_form(
+        NoteForm(),
+        lambda d: services.restrict_processing(g.actor, contact_id, d["note"]),
+        "Restriction recorded.",
+    )
+    return _back(contact_id, "decisions")
+
+
+@bp.post("/contacts/<int:contact_id>/restriction/lift")
+@staff_requires("contacts.restrict")
+def lift_restriction(contact_id: int) -> Any:
+    run_form(
+        NoteForm(),
+        lambda d: services.lift_restriction(g.actor, contact_id, d["note"]),
+        "Restriction lifted.",
+    )
+    return _back(contact_id, "decisions")
+
+
+@bp.post("/contacts/<int:contact_id>/legal-hold")
+@staff_requires("contacts.legal_hold")
+def set_legal_hold(contact_id: int) -> Any:
+    run_form(
+        LegalHoldForm(),
+        lambda d: crm.set_legal_hold(g.actor, contact_id, d["reason"]),
+        "Legal hold set.",
+    )
+    return _back(contact_id, "profile")
+
+
+@bp.post("/contacts/<int:contact_id>/legal-hold/lift")
+@staff_requires("contacts.legal_hold")
+def lift_legal_hold(contact_id: int) -> Any:
+    run_form(FormSchema(), lambda d: crm.lift_legal_hold(g.actor, contact_id), "Legal hold lifted.")
+    return _back(contact_id, "profile")
+
+
+def _home() -> Any:
+    return redirect(url_for("staff_contacts.search"))
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(bp)
+    add_staff_page(app, "staff_contacts.search", "Contacts", "contacts.read")
+    if not any(rule.rule == "/" for rule in app.url_map.iter_rules()):
+        app.add_url_rule("/", "staff_home", _home)

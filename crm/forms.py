@@ -1,0 +1,51 @@
+"""Marshmallow schemas for the staff pages' HTML forms (crm: sign-in, users, tokens)."""
+
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from crm.i18n import LANGUAGES
+from crm.models import Role
+
+ROLES = [r.value for r in Role]
+
+
+class FormSchema(Schema):
+    class Meta:
+        # The CSRF token and the submit button travel with every form.
+        unknown = EXCLUDE
+
+
+class SignInForm(FormSchema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=320))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+    next = fields.String(load_default=None, validate=validate.Length(max=500))
+
+
+class LanguageForm(FormSchema):
+    lang = fields.String(required=True, validate=validate.OneOf(LANGUAGES))
+    next = fields.String(load_default=None, validate=validate.Length(max=500))
+
+
+class UserCreateForm(FormSchema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=320))
+    name = fields.String(load_default=None, validate=validate.Length(max=200))
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+    password = fields.String(required=True, validate=validate.Length(min=10, max=1000))
+
+
+class RoleForm(FormSchema):
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+
+
+class ActiveForm(FormSchema):
+    active = fields.Boolean(required=True)
+
+
+class TokenCreateForm(FormSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+
+
+class AuditQuery(FormSchema):
+    before = fields.Integer(load_default=None, validate=validate.Range(min=1))

@@ -1,0 +1,228 @@
+"""The staff pages' two languages, in one place.
+
+Templates and views write English and wrap it in ``_()``; this table holds the
+Swedish. A missing entry falls back to the English text (and a test lists
+every ``_("...")`` in the templates that has no Swedish yet). Pages added by
+other packages add their strings here.
+"""
+
+from __future__ import annotations
+
+from flask import request, session
+
+LANGUAGES = ("en", "sv")
+SESSION_KEY = "staff_lang"
+
+SV: dict[str, str] = {
+    # Layout, navigation, sign-in
+    "Consent service": "Samtyckestjänsten",
+    "Skip to content": "Hoppa till innehållet",
+    "Main navigation": "Huvudmeny",
+    "Search contacts": "Sök kontakter",
+    "Contacts": "Kontakter",
+    "Imports": "Importer",
+    "Campaigns": "Kampanjer",
+    "Retention": "Gallring",
+    "Webhooks": "Webhooks",
+    "Users": "Användare",
+    "API tokens": "API-nycklar",
+    "Audit log": "Granskningslogg",
+    "Administration": "Administration",
+    "Signed in as": "Inloggad som",
+    "Sign in": "Logga in",
+    "Sign out": "Logga ut",
+    "Email": "E-post",
+    "Password": "Lösenord",
+    "Staff sign-in": "Inloggning för personal",
+    "The email or password is wrong, or the account is not active.": (
+        "Fel e-post eller lösenord, eller så är kontot inte aktivt."
+    ),
+    "You are signed out.": "Du är utloggad.",
+    "Please sign in to continue.": "Logga in för att fortsätta.",
+    "Language": "Språk",
+    "Change": "Byt",
+    "Role": "Roll",
+    "sales": "sälj",
+    "marketing": "marknad",
+    "admin": "admin",
+    # Errors
+    "Your role may not do this.": "Din roll får inte göra detta.",
+    "Back to search": "Tillbaka till sökningen",
+    "Page not found": "Sidan finns inte",
+    "Something went wrong": "Något gick fel",
+    # Search
+    "Find a contact": "Hitta en kontakt",
+    "Email, name or company": "E-post, namn eller företag",
+    "Search": "Sök",
+    "Matches the beginning of an email address, a name or a company name.": (
+        "Söker på början av en e-postadress, ett namn eller ett företagsnamn."
+    ),
+    "No contact matches": "Ingen kontakt matchar",
+    "Results": "Träffar",
+    "Showing the first %(n)s matches; type more to narrow the search.": (
+        "Visar de första %(n)s träffarna; skriv mer för att begränsa sökningen."
+    ),
+    "Name": "Namn",
+    "Company": "Företag",
+    "Country": "Land",
+    # Contact page
+    "Contact": "Kontakt",
+    "May we market to this contact?": "Får vi marknadsföra till kontakten?",
+    "Allowed": "Tillåtet",
+    "Not allowed": "Inte tillåtet",
+    "Topic": "Ämne",
+    "Channel": "Kanal",
+    "Basis": "Rättslig grund",
+    "Since": "Sedan",
+    "Evidence": "Underlag",
+    "Why": "Varför",
+    "consent": "samtycke",
+    "legitimate_interest": "berättigat intresse",
+    "Phone": "Telefon",
+    "Language of the contact": "Kontaktens språk",
+    "Last interaction": "Senaste kontakt",
+    "Data will be purged on": "Uppgifterna gallras",
+    "Not computed yet": "Inte beräknat ännu",
+    "Processing restricted since": "Behandlingen begränsad sedan",
+    "Legal hold": "Bevarandeplikt",
+    "None": "Ingen",
+    "Customer since": "Kund sedan",
+    "Consent ledger": "Samtyckeshistorik",
+    "Activities": "Aktiviteter",
+    "No activities yet.": "Inga aktiviteter ännu.",
+    "No events yet.": "Inga händelser ännu.",
+    "Recorded by": "Registrerad av",
+    "Received via": "Mottagen via",
+    "Form": "Formulär",
+    "Policy version": "Policyversion",
+    "Wording hash": "Hash för texten",
+    "IP address": "IP-adress",
+    "Source": "Källa",
+    "Note": "Anteckning",
+    "at": "kl.",
+    "all topics": "alla ämnen",
+    "all channels": "alla kanaler",
+    # Reasons (consent.policy.Reason)
+    "reason.unknown_contact": "okänd kontakt",
+    "reason.suppressed": "spärrad adress",
+    "reason.objection": "invändning",
+    "reason.restricted": "begränsad behandling",
+    "reason.undeliverable": "adressen studsar",
+    "reason.unsubscribed": "avregistrerad",
+    "reason.consent": "samtycke",
+    "reason.customer": "kund",
+    "reason.industry_list": "branschregister",
+    "reason.pending_confirmation": "väntar på bekräftelse",
+    "reason.no_basis": "ingen rättslig grund",
+    # Actions
+    "Actions": "Åtgärder",
+    "Log an activity": "Logga en aktivitet",
+    "Kind": "Typ",
+    "When (UTC)": "När (UTC)",
+    "Save activity": "Spara aktiviteten",
+    "Activity saved.": "Aktiviteten är sparad.",
+    "Record an objection": "Registrera en invändning",
+    "The person objects to direct marketing. This stops all marketing at once.": (
+        "Personen invänder mot direktmarknadsföring. Det stoppar all marknadsföring direkt."
+    ),
+    "Which channels": "Vilka kanaler",
+    "Record objection": "Registrera invändningen",
+    "Objection recorded.": "Invändningen är registrerad.",
+    "Restrict processing (GDPR art. 18)": "Begränsa behandlingen (GDPR art. 18)",
+    "Restrict": "Begränsa",
+    "Lift the restriction": "Häv begränsningen",
+    "Restriction recorded.": "Begränsningen är registrerad.",
+    "Restriction lifted.": "Begränsningen är hävd.",
+    "Set a legal hold": "Sätt bevarandeplikt",
+    "Reason": "Skäl",
+    "Set hold": "Sätt bevarandeplikt",
+    "Lift the legal hold": "Häv bevarandeplikten",
+    "Legal hold set.": "Bevarandeplikten är satt.",
+    "Legal hold lifted.": "Bevarandeplikten är hävd.",
+    "Export and erasure": "Export och radering",
+    "Export the data": "Exportera uppgifterna",
+    "Erase the contact": "Radera kontakten",
+    "Not available yet.": "Inte tillgängligt ännu.",
+    "phone": "telefon",
+    "letter": "brev",
+    "email": "e-post",
+    "meeting": "möte",
+    "web": "webb",
+    "other": "annat",
+    # Admin: users, tokens, audit
+    "Staff users": "Personalkonton",
+    "Create a user": "Skapa en användare",
+    "Create user": "Skapa användaren",
+    "User created.": "Användaren är skapad.",
+    "Active": "Aktiv",
+    "Inactive": "Inaktiv",
+    "Status": "Status",
+    "Deactivate": "Inaktivera",
+    "Reactivate": "Aktivera igen",
+    "Change role": "Byt roll",
+    "User updated.": "Användaren är uppdaterad.",
+    "At least 10 characters.": "Minst 10 tecken.",
+    "Create a token": "Skapa en nyckel",
+    "Create token": "Skapa nyckeln",
+    "Copy this token now; it is not shown again.": ("Kopiera nyckeln nu; den visas inte igen."),
+    "Created": "Skapad",
+    "Last used": "Senast använd",
+    "Revoked": "Återkallad",
+    "Revoke": "Återkalla",
+    "Token revoked.": "Nyckeln är återkallad.",
+    "Never": "Aldrig",
+    "When": "När",
+    "Who": "Vem",
+    "What": "Vad",
+    "Detail": "Detalj",
+    "Older entries": "Äldre poster",
+    "No entries.": "Inga poster.",
+    # Ledger event kinds (consent.models.EventKind)
+    "event.requested": "begärt (väntar på bekräftelse)",
+    "event.confirmed": "samtycke bekräftat",
+    "event.withdrawn": "samtycke återkallat",
+    "event.unsubscribed": "avregistrerad",
+    "event.objected": "invändning",
+    "event.objection_lifted": "invändning hävd",
+    "event.basis_granted": "rättslig grund registrerad",
+    "event.basis_ended": "rättslig grund upphörd",
+    "event.suppressed": "spärrad",
+    "event.unsuppressed": "spärr hävd",
+    "event.restricted": "behandling begränsad",
+    "event.unrestricted": "begränsning hävd",
+    "event.undeliverable": "adressen studsar",
+    "event.created_while_suppressed": "skapad trots spärr",
+    # Activity kinds (crm.models.ActivityKind)
+    "activity.call": "samtal",
+    "activity.email": "e-post",
+    "activity.meeting": "möte",
+    "activity.visit": "besök",
+    "activity.order": "order",
+    "activity.support_case": "supportärende",
+    "activity.form_submission": "formulär",
+    "activity.event_attendance": "evenemang",
+    "activity.marketing_email": "marknadsföringsmejl",
+}
+
+TRANSLATIONS = {"sv": SV}
+
+
+def current_language() -> str:
+    """The staff member's choice, else the browser's preference, else English."""
+    chosen = session.get(SESSION_KEY)
+    if chosen in LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(LANGUAGES) or "en"
+
+
+def translate(text: str, **values: object) -> str:
+    table = TRANSLATIONS.get(current_language(), {})
+    result = table.get(text)
+    if result is None:
+        # Keys such as "reason.objection" fall back to their readable part.
+        prefix, dot, rest = text.partition(".")
+        keyed = dot and prefix in ("reason", "event", "activity") and " " not in text
+        result = rest if keyed else text
+        if " " not in result:
+            result = result.replace("_", " ")  # a code such as legitimate_interest
+    return result % values if values else result

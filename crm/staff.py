@@ -1,0 +1,133 @@
+"""Staff accounts: signing in, managing users and API tokens, reading the audit log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from crm import access
+from crm.access import Actor
+from crm.errors import Conflict, InvalidInput, NotFound
+from crm.models import ApiToken, AuditEntry, Role, StaffUser, utcnow
+from crm.services import audit
+from extensions import db
+
+log = logging.getLogger(__name__)
+
+
+def sign_in(email: str, password: str) -> StaffUser | None:
+    """The active user with these credentials, or None; a success is audited."""
+    user = access.authenticate_staff(email, password)
+    if user is None:
+        log.warning("Failed staff sign-in")
+        return None
+    audit(access.staff_actor(user), "staff.sign_in")
+    db.session.commit()
+    return user
+
+
+def list_users() -> list[StaffUser]:
+    return list(db.session.scalars(sa.select(StaffUser).order_by(StaffUser.email)))
+
+
+def create_user(actor: Actor, email: str, password: str, role: str, name: str | None) -> StaffUser:
+    audit(actor, "staff.user.create", detail=role)
+    return access.create_staff_user(email, password, role, name=name or None)
+
+
+def _get_user(user_id: int) -> StaffUser:
+    user = db.session.get(StaffUser, user_id)
+    if user is None:
+        raise NotFound(f"No staff user with id {user_id}.", code="user_not_found")
+    return user
+
+
+def _is_last_active_admin(user: StaffUser) -> bool:
+    if user.role != Role.ADMIN or not user.is_active:
+        return False
+    others = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(StaffUser)
+        .where(StaffUser.role == Role.ADMIN.value, StaffUser.is_active, StaffUser.id != user.id)
+    )
+    return not others
+
+
+def set_role(actor: Actor, user_id: int, role: str) -> StaffUser:
+    """Change a user's role; it applies from their next request."""
+    user = _get_user(user_id)
+    new_role = access.parse_role(role)
+    if new_role != Role.ADMIN and _is_last_active_admin(user):
+        raise Conflict("The last active admin cannot lose the role.", code="last_admin")
+    audit(actor, "staff.user.role", detail=f"{user.email}: {user.role} -> {new_role.value}")
+    user.role = new_role.value
+    db.session.commit()
+    return user
+
+
+def set_active(actor: Actor, user_id: int, active: bool) -> StaffUser:
+    """Deactivate (every session of the user ends at once) or reactivate a user."""
+    user = _get_user(user_id)
+    if not active and actor.kind == "user" and actor.id == user.id:
+        raise Conflict("You cannot deactivate yourself.", code="self_deactivation")
+    if not active and _is_last_active_admin(user):
+        raise Conflict("The last active admin cannot be deactivated.", code="last_admin")
+    audit(actor, "staff.user.activate" if active else "staff.user.deactivate", detail=user.email)
+    user.is_active = active
+    db.session.commit()
+    return user
+
+
+def list_tokens() -> list[ApiToken]:
+    return list(
+        db.session.scalars(
+            sa.select(ApiToken).order_by(ApiToken.revoked_at.is_not(None), ApiToken.name)
+        )
+    )
+
+
+def create_token(actor: Actor, name: str, role: str) -> tuple[ApiToken, str]:
+    """A new token and its secret, which is shown once and stored only as a hash."""
+    audit(actor, "api_token.create", detail=f"{name.strip()} ({role})")
+    return access.create_api_token(name.strip(), role)
+
+
+def revoke_token(actor: Actor, token_id: int) -> ApiToken:
+    token = db.session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound(f"No API token with id {token_id}.", code="token_not_found")
+    if token.revoked_at is not None:
+        raise Conflict("The token is already revoked.", code="token_revoked")
+    token.revoked_at = utcnow()
+    audit(actor, "api_token.revoke", detail=token.name)
+    db.session.commit()
+    return token
+
+
+AUDIT_PAGE = 50
+
+
+def list_audit(before_id: int | None = None, limit: int = AUDIT_PAGE) -> list[AuditEntry]:
+    """Newest first; ``before_id`` pages back."""
+    if limit < 1 or limit > 500:
+        raise InvalidInput("limit must be between 1 and 500.")
+    statement = sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if before_id is not None:
+        statement = statement.where(AuditEntry.id < before_id)
+    return list(db.session.scalars(statement))
+
+
+def display_names(labels: Iterable[str]) -> dict[str, str]:
+    """Readable names for actor labels such as ``user:ann@example.com``.
+
+    A staff user is shown as "Name (email)"; other actors keep their label.
+    """
+    wanted = set(labels)
+    emails = {label.removeprefix("user:") for label in wanted if label.startswith("user:")}
+    names = {}
+    if emails:
+        for user in db.session.scalars(sa.select(StaffUser).where(StaffUser.email.in_(emails))):
+            names[f"user:{user.email}"] = f"{user.name} ({user.email})" if user.name else user.email
+    return {label: names.get(label, label) for label in wanted}

@@ -1,0 +1,317 @@
+"""Staff pages of the crm layer: sign-in, language, users, API tokens, the audit log.
+
+Also the pieces every staff page shares: ``staff_blueprint`` (layout context,
+no-store and framing headers), the navigation registry ``add_staff_page`` and
+``run_form`` for the post-redirect-get of an action. Other packages build
+their staff pages with these (see docs/staff-pages.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from marshmallow import Schema, ValidationError
+from werkzeug.wrappers import Response
+
+from crm import i18n, staff
+from crm.access import (
+    current_staff_user,
+    end_staff_session,
+    may,
+    staff_requires,
+    start_staff_session,
+)
+from crm.addresses import normalise_email
+from crm.errors import Conflict, InvalidInput
+from crm.forms import (
+    ROLES,
+    ActiveForm,
+    AuditQuery,
+    FormSchema,
+    LanguageForm,
+    RoleForm,
+    SignInForm,
+    TokenCreateForm,
+    UserCreateForm,
+)
+from extensions import db, limiter
+
+_ = i18n.translate
+
+# Shared by every staff page -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NavItem:
+    endpoint: str
+    label: str
+    action: str
+    section: str = "main"  # "main" or "admin"
+
+
+def add_staff_page(
+    app: Flask, endpoint: str, label: str, action: str, section: str = "main"
+) -> None:
+    """List a page in the staff navigation, shown to roles that ``may`` take ``action``."""
+    app.extensions.setdefault("staff_nav", []).append(NavItem(endpoint, label, action, section))
+
+
+def format_time(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+
+
+def _staff_context() -> dict[str, Any]:
+    user = current_staff_user()
+    items = [
+        item
+        for item in current_app.extensions.get("staff_nav", [])
+        if user is not None
+        and may(user.role, item.action)
+        and item.endpoint in current_app.view_functions
+    ]
+    return {
+        "_": _,
+        "lang": i18n.current_language(),
+        "languages": i18n.LANGUAGES,
+        "staff_user": user,
+        "staff_nav": items,
+        "may": lambda action: user is not None and may(user.role, action),
+        "has_endpoint": lambda endpoint: endpoint in current_app.view_functions,
+        "when": format_time,
+    }
+
+
+def _staff_headers(response: Response) -> Response:
+    # Staff pages hold personal data: never cached, never framed.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+        "form-action 'self'; base-uri 'none'"
+    )
+    return response
+
+
+def staff_blueprint(name: str, import_name: str) -> Blueprint:
+    """A blueprint under /staff whose templates get the staff layout's context."""
+    blueprint = Blueprint(name, import_name, url_prefix="/staff")
+    blueprint.context_processor(_staff_context)
+    blueprint.after_request(_staff_headers)
+    return blueprint
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to go back to, never another site (no open redirect)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("staff_contacts.search")
+
+
+def _validation_message(messages: Any) -> str:
+    if isinstance(messages, dict):
+        return "; ".join(f"{field}: {_validation_message(m)}" for field, m in messages.items())
+    if isinstance(messages, list):
+        return " ".join(str(m) for m in messages)
+    return str(messages)
+
+
+def run_form(schema: Schema, action: Callable[[dict[str, Any]], Any], success: str | None) -> Any:
+    """Parse the posted form with ``schema`` and run ``action`` with it.
+
+    Success flashes ``success``; invalid input or a conflict flashes why and
+    nothing is changed. Returns the action's result, or None when refused.
+    """
+    try:
+        result = action(schema.load(request.form.to_dict()))
+    except ValidationError as exc:
+        db.session.rollback()
+        flash(_validation_message(exc.messages), "error")
+        return None
+    except (InvalidInput, Conflict) as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return None
+    if success:
+        flash(_(success), "success")
+    return result
+
+
+def see_other(endpoint: str, **values: Any) -> Response:
+    return redirect(url_for(endpoint, **values), 303)
+
+
+bp = staff_blueprint("staff", __name__)
+
+# Sign-in ------------------------------------------------------------------------
+
+
+def _ip_limit() -> str:
+    return current_app.config.get("STAFF_SIGN_IN_LIMIT_PER_IP", "30 per minute;200 per hour")
+
+
+def _account_limit() -> str:
+    return current_app.config.get("STAFF_SIGN_IN_LIMIT_PER_ACCOUNT", "5 per 15 minutes")
+
+
+def _account_key() -> str:
+    raw = request.form.get("email", "")
+    try:
+        return "staff-account:" + normalise_email(raw)
+    except InvalidInput:
+        return "staff-account:" + raw.strip().lower()[:320]
+
+
+THROTTLED = "Too many sign-in attempts. Wait a few minutes and try again."
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"], error_message=THROTTLED)
+@limiter.limit(
+    _account_limit,
+    key_func=_account_key,
+    methods=["POST"],
+    error_message=THROTTLED,
+    # Only failures count against an account: its owner signing in often is fine.
+    deduct_when=lambda response: response.status_code != 303,
+)
+def login() -> Any:
+    """Sign in; per IP and per account throttled (Flask-Limiter)."""
+    next_target = request.values.get("next")
+    if request.method == "GET":
+        message = _("Please sign in to continue.") if next_target else None
+        return render_template("staff/login.html", next=next_target, notice=message)
+    try:
+        data = SignInForm().load(request.form.to_dict())
+    except ValidationError:
+        data = None
+    user = staff.sign_in(data["email"], data["password"]) if data else None
+    if user is None:
+        error = _("The email or password is wrong, or the account is not active.")
+        return render_template("staff/login.html", next=next_target, error=error), 401
+    start_staff_session(user)
+    return redirect(safe_next(data["next"] if data else None), 303)
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    end_staff_session()
+    flash(_("You are signed out."), "success")
+    return see_other("staff.login")
+
+
+@bp.post("/language")
+def set_language() -> Any:
+    """Switch the staff pages between Swedish and English (kept in the session)."""
+    try:
+        data = LanguageForm().load(request.form.to_dict())
+    except ValidationError:
+        return redirect(safe_next(request.form.get("next")), 303)
+    session[i18n.SESSION_KEY] = data["lang"]
+    return redirect(safe_next(data["next"]), 303)
+
+
+# Admin: users ----------------------------------------------------------------------
+
+
+@bp.get("/admin/users")
+@staff_requires("users.manage")
+def users() -> Any:
+    return render_template("staff/users.html", users=staff.list_users(), roles=ROLES)
+
+
+@bp.post("/admin/users")
+@staff_requires("users.manage")
+def create_user() -> Any:
+    run_form(
+        UserCreateForm(),
+        lambda d: staff.create_user(g.actor, d["email"], d["password"], d["role"], d["name"]),
+        "User created.",
+    )
+    return see_other("staff.users")
+
+
+@bp.post("/admin/users/<int:user_id>/role")
+@staff_requires("users.manage")
+def change_role(user_id: int) -> Any:
+    run_form(RoleForm(), lambda d: staff.set_role(g.actor, user_id, d["role"]), "User updated.")
+    return see_other("staff.users")
+
+
+@bp.post("/admin/users/<int:user_id>/active")
+@staff_requires("users.manage")
+def change_active(user_id: int) -> Any:
+    run_form(
+        ActiveForm(), lambda d: staff.set_active(g.actor, user_id, d["active"]), "User updated."
+    )
+    return see_other("staff.users")
+
+
+# Admin: API tokens -------------------------------------------------------------------
+
+
+@bp.get("/admin/tokens")
+@staff_requires("tokens.manage")
+def tokens() -> Any:
+    return render_template("staff/tokens.html", tokens=staff.list_tokens(), roles=ROLES)
+
+
+@bp.post("/admin/tokens")
+@staff_requires("tokens.manage")
+def create_token() -> Any:
+    created = run_form(
+        TokenCreateForm(), lambda d: staff.create_token(g.actor, d["name"], d["role"]), None
+    )
+    if created is None:
+        return see_other("staff.tokens")
+    # Shown once, in this response only (never in a redirect, a flash or a log).
+    token, secret = created
+    return render_template(
+        "staff/tokens.html", tokens=staff.list_tokens(), roles=ROLES, new_token=token, secret=secret
+    )
+
+
+@bp.post("/admin/tokens/<int:token_id>/revoke")
+@staff_requires("tokens.manage")
+def revoke_token(token_id: int) -> Any:
+    run_form(FormSchema(), lambda d: staff.revoke_token(g.actor, token_id), "Token revoked.")
+    return see_other("staff.tokens")
+
+
+# Admin: audit log ---------------------------------------------------------------------
+
+
+@bp.get("/admin/audit")
+@staff_requires("audit.read")
+def audit_log() -> Any:
+    try:
+        query = AuditQuery().load(request.args.to_dict())
+    except ValidationError as exc:
+        raise InvalidInput("The page is not valid.", fields=exc.messages) from exc  # type: ignore[arg-type]
+    entries = staff.list_audit(before_id=query["before"])
+    older = entries[-1].id if len(entries) == staff.AUDIT_PAGE else None
+    names = staff.display_names(e.actor for e in entries)
+    return render_template("staff/audit.html", entries=entries, older=older, names=names)
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(bp)
+    add_staff_page(app, "staff.users", "Users", "users.manage", "admin")
+    add_staff_page(app, "staff.tokens", "API tokens", "tokens.manage", "admin")
+    add_staff_page(app, "staff.audit_log", "Audit log", "audit.read", "admin")

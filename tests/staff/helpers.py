@@ -1,0 +1,87 @@
+"""Staff users, signed-in clients and contacts for the staff page tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from werkzeug.security import generate_password_hash
+
+from consent import services
+from consent.models import Basis, InterestKind
+from crm.access import (
+    CLI_ACTOR,
+    SESSION_SIGNED_IN_AT,
+    SESSION_STAMP,
+    SESSION_USER,
+    session_stamp,
+)
+from crm.models import StaffUser
+from crm.services import CompanyInput
+from extensions import db
+
+ROLES = ("sales", "marketing", "admin")
+PASSWORD = "staff-password-1"
+# Hashed once: a staff user per test must not cost a scrypt each.
+_HASH = generate_password_hash(PASSWORD)
+
+
+def make_user(app: Any, role: str, *, email: str | None = None, name: str | None = None) -> int:
+    with app.app_context():
+        user = StaffUser(
+            email=email or f"{role}@staff.example",
+            name=name if name is not None else f"Test {role}",
+            role=role,
+            password_hash=_HASH,
+            is_active=True,
+        )
+        db.session.add(user)
+        db.session.commit()
+        user_id = user.id
+        db.session.remove()
+    return user_id
+
+
+def sign_in(client: Any, app: Any, user_id: int) -> None:
+    """What a successful sign-in leaves in the session cookie."""
+    with app.app_context():
+        stamp = session_stamp(db.session.get(StaffUser, user_id))
+        db.session.remove()
+    with client.session_transaction() as session:
+        session[SESSION_USER] = user_id
+        session[SESSION_STAMP] = stamp
+        session[SESSION_SIGNED_IN_AT] = int(time.time())
+
+
+def client_as(app: Any, role: str, **kwargs: Any) -> Any:
+    """A test client signed in as a new user with ``role``."""
+    client = app.test_client()
+    sign_in(client, app, make_user(app, role, **kwargs))
+    return client
+
+
+def make_contact(
+    app: Any,
+    email: str = "anna.kund@kund.example",
+    name: str = "Anna Kund",
+    company: str = "Kund AB",
+    *,
+    customer: bool = True,
+) -> int:
+    with app.app_context():
+        contact, _ = services.register_contact(
+            CLI_ACTOR,
+            email,
+            {"name": name, "country": "SE"},
+            company=CompanyInput(name=company),
+            basis=services.BasisInput(
+                type=Basis.LEGITIMATE_INTEREST,
+                source="crm-sync",
+                interest_kind=InterestKind.CUSTOMER,
+            )
+            if customer
+            else None,
+        )
+        contact_id = contact.id
+        db.session.remove()
+    return contact_id

@@ -1,0 +1,262 @@
+"""The staff pages in a real browser: Playwright driving the machine's Chromium
+against the app served by a real HTTP server thread on the test database.
+
+Screenshots go to ``$STAFF_SCREENSHOTS`` when set (docs/screenshots/ is made
+this way), else to the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from werkzeug.serving import make_server
+
+from consent.demo import DEMO_PASSWORD, load_demo
+from extensions import db
+from tests.conftest import service_unavailable
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture
+def live_server(app: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The app on a real socket, with CSRF on as in production, and the demo data."""
+    monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
+    with app.app_context():
+        load_demo()
+        db.session.remove()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        service_unavailable(f"chromium is not installed at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:  # pragma: no cover - a dev dependency
+        service_unavailable(f"playwright is not installed: {exc}")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("STAFF_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def new_page(browser: Any, width: int = 1280) -> Any:
+    context = browser.new_context(viewport={"width": width, "height": 900}, locale="en-GB")
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.dialogs = dialogs
+    return page
+
+
+def sign_in(page: Any, base: str, email: str, password: str = DEMO_PASSWORD) -> None:
+    page.goto(f"{base}/staff/")
+    assert page.url.startswith(f"{base}/staff/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/staff/")
+
+
+def open_contact(
+    page: Any, query: str, name: str, label: str = "Email, name or company", button: str = "Search"
+) -> None:
+    page.get_by_label(label).fill(query)
+    page.get_by_role("button", name=button, exact=True).click()
+    page.get_by_role("link", name=name).click()
+    page.get_by_role("heading", name=name, level=1).wait_for()
+
+
+def verdict(page: Any, topic: str, channel: str = "email") -> str:
+    card = page.locator(f'article[data-topic="{topic}"][data-channel="{channel}"]')
+    return re.sub(r"[✓✕]", "", card.locator(".verdict").inner_text()).strip()
+
+
+@pytest.mark.parametrize(
+    ("email", "admin_links"),
+    [
+        ("sales@example.com", False),
+        ("marketing@example.com", False),
+        ("admin@example.com", True),
+    ],
+)
+def test_each_role_signs_in_and_sees_its_navigation(
+    browser, live_server, email: str, admin_links: bool
+) -> None:
+    page = new_page(browser)
+    sign_in(page, live_server, email)
+    nav = page.get_by_role("navigation", name="Main navigation")
+    assert nav.get_by_role("link", name="Contacts").is_visible()
+    assert nav.get_by_role("link", name="Users").count() == (1 if admin_links else 0)
+    assert "Signed in as" in page.locator("header").inner_text()
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r".*/staff/login$"))
+    assert "You are signed out." in page.content()
+    page.context.close()
+
+
+def test_sales_finds_a_contact_reads_why_and_records_an_objection(
+    browser, live_server, shots: Path
+) -> None:
+    page = new_page(browser)
+    page.goto(f"{live_server}/staff/")
+    page.screenshot(path=str(shots / "sign-in.png"))
+    sign_in(page, live_server, "sales@example.com")
+
+    page.get_by_label("Email, name or company").fill("kund")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("link", name="Anna Kund").wait_for()
+    page.screenshot(path=str(shots / "search.png"), full_page=True)
+    page.get_by_role("link", name="Anna Kund").click()
+
+    assert verdict(page, "product-updates") == "Allowed: customer"
+    card = page.locator('article[data-topic="product-updates"][data-channel="email"]')
+    assert "legitimate interest" in card.inner_text()
+    assert "crm-sync" in card.inner_text()
+    page.screenshot(path=str(shots / "contact.png"), full_page=True)
+
+    form = page.locator("#objection-form")
+    form.get_by_label("Received via").select_option("phone")
+    form.get_by_label("Note").fill("Called and asked us to stop.")
+    form.get_by_role("button", name="Record objection").click()
+    page.get_by_text("Objection recorded.").wait_for()
+
+    for topic in ("newsletter", "product-updates", "events", "surveys"):
+        assert verdict(page, topic) == "Not allowed: objection"
+    assert "Demo sales (sales@example.com)" in card.inner_text()
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", card.inner_text())
+    assert "phone" in card.inner_text()
+    page.screenshot(path=str(shots / "contact-after-objection.png"), full_page=True)
+    page.context.close()
+
+
+def test_sales_is_refused_what_only_admins_may_do(browser, live_server) -> None:
+    page = new_page(browser)
+    sign_in(page, live_server, "sales@example.com")
+    open_contact(page, "anna", "Anna Kund")
+    assert page.get_by_role("button", name="Restrict").count() == 0
+
+    response = page.goto(f"{live_server}/staff/admin/users")
+    assert response.status == 403
+    assert page.get_by_role("heading", name="Not allowed").is_visible()
+    assert "Your role may not do this." in page.content()
+
+    # Even a hand-made request with a valid CSRF token is refused by the server.
+    page.go_back()
+    token = page.locator('input[name="csrf_token"]').first.get_attribute("value")
+    contact_path = page.url.removeprefix(live_server)
+    refused = page.request.post(
+        f"{live_server}{contact_path}/restriction",
+        form={"csrf_token": token, "note": "sneaky"},
+        max_redirects=0,
+    )
+    assert refused.status == 403
+    page.reload()
+    assert verdict(page, "product-updates") == "Allowed: customer"
+    page.context.close()
+
+
+def test_admin_restricts_a_contact_and_sees_the_admin_pages(
+    browser, live_server, shots: Path
+) -> None:
+    page = new_page(browser)
+    sign_in(page, live_server, "admin@example.com")
+    open_contact(page, "bo", "Bo Bransch")
+    assert verdict(page, "product-updates") == "Allowed: industry list"
+    page.locator("#restrict-note").fill("Disputes the accuracy (art. 18)")
+    page.get_by_role("button", name="Restrict").click()
+    page.get_by_text("Restriction recorded.").wait_for()
+    assert verdict(page, "product-updates") == "Not allowed: restricted"
+
+    for path, name in (
+        ("/staff/admin/users", "users"),
+        ("/staff/admin/tokens", "tokens"),
+        ("/staff/admin/audit", "audit"),
+    ):
+        page.goto(f"{live_server}{path}")
+        page.screenshot(path=str(shots / f"admin-{name}.png"), full_page=True)
+
+    page.goto(f"{live_server}/staff/admin/tokens")
+    page.get_by_label("Name").fill("crm-sync")
+    page.get_by_role("button", name="Create token").click()
+    assert page.locator("#new-token-secret").inner_text().startswith("cst_")
+    page.context.close()
+
+
+def test_swedish_and_a_narrow_screen(browser, live_server, shots: Path) -> None:
+    page = new_page(browser, width=390)
+    sign_in(page, live_server, "sales@example.com")
+    page.get_by_role("button", name="Svenska").click()
+    page.get_by_role("heading", name="Hitta en kontakt").wait_for()
+    open_contact(page, "erik", "Erik Invänder", "E-post, namn eller företag", "Sök")
+    assert verdict(page, "events") == "Inte tillåtet: invändning"
+    assert page.locator("html").get_attribute("lang") == "sv"
+    page.screenshot(path=str(shots / "contact-sv-mobile.png"), full_page=True)
+    page.context.close()
+
+
+def test_sign_in_and_search_by_keyboard_alone(browser, live_server) -> None:
+    page = new_page(browser)
+    page.goto(f"{live_server}/staff/login")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.get_by_label("Email").focus()
+    page.keyboard.type("sales@example.com")
+    page.keyboard.press("Tab")
+    page.keyboard.type(DEMO_PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{live_server}/staff/")
+    page.get_by_label("Email, name or company").focus()
+    page.keyboard.type("cecilia")
+    page.keyboard.press("Enter")
+    page.get_by_role("link", name="Cecilia Samtycke").focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Cecilia Samtycke").wait_for()
+    assert verdict(page, "newsletter") == "Allowed: consent"
+    card = page.locator('article[data-topic="newsletter"][data-channel="email"]').inner_text()
+    assert "website-footer" in card and "1.0" in card  # the form and the policy version
+    page.context.close()
+
+
+def test_markup_in_a_name_is_shown_and_never_run(browser, live_server, app) -> None:
+    from tests.staff.helpers import make_contact
+
+    make_contact(app, "xss@example.se", "<img src=x onerror=alert(1)>Mallory", "<b>Evil</b> AB")
+    page = new_page(browser)
+    sign_in(page, live_server, "sales@example.com")
+    page.get_by_label("Email, name or company").fill("xss@")
+    page.get_by_role("button", name="Search").click()
+    link = page.get_by_role("link", name="<img src=x onerror=alert(1)>Mallory")
+    link.click()
+    assert (
+        page.get_by_role("heading", level=1).inner_text() == "<img src=x onerror=alert(1)>Mallory"
+    )
+    assert "<b>Evil</b> AB" in page.locator(".lead").inner_text()
+    assert page.dialogs == []
+    page.context.close()

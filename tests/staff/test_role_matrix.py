@@ -1,0 +1,154 @@
+"""Every staff route against every role: the expected status, no exceptions.
+
+The matrix is checked against ``app.url_map``: a new route under /staff
+without an entry here fails ``test_every_staff_route_is_in_the_matrix``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from crm.access import create_api_token, may
+from extensions import db
+from tests.staff.helpers import ROLES, client_as, make_contact, make_user
+
+ANONYMOUS = "anonymous"
+EVERYONE = (ANONYMOUS, *ROLES)
+# Routes anyone may reach (signing in, out, choosing a language); all others
+# are guarded by ``staff_requires`` with one action of crm.access.ACTIONS.
+PUBLIC = {"staff.login", "staff.logout", "staff.set_language"}
+
+
+def _guarded(action: str, ok: int) -> dict[str, int]:
+    """Anonymous: to the sign-in page; a role that ``may``: ``ok``; others: 403."""
+    return {ANONYMOUS: 302} | {role: ok if may(role, action) else 403 for role in ROLES}
+
+
+# (endpoint, method): (path, form, {role: status})
+MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]] = {
+    ("staff.login", "GET"): ("/staff/login", None, dict.fromkeys(EVERYONE, 200)),
+    ("staff.login", "POST"): (
+        "/staff/login",
+        {"email": "nobody@example.com", "password": "wrong-password"},
+        dict.fromkeys(EVERYONE, 401),
+    ),
+    ("staff.logout", "POST"): ("/staff/logout", {}, dict.fromkeys(EVERYONE, 303)),
+    ("staff.set_language", "POST"): (
+        "/staff/language",
+        {"lang": "sv", "next": "/staff/"},
+        dict.fromkeys(EVERYONE, 303),
+    ),
+    ("staff.users", "GET"): ("/staff/admin/users", None, _guarded("users.manage", 200)),
+    ("staff.create_user", "POST"): (
+        "/staff/admin/users",
+        {"email": "new@staff.example", "role": "sales", "password": "a-long-password"},
+        _guarded("users.manage", 303),
+    ),
+    ("staff.change_role", "POST"): (
+        "/staff/admin/users/{user_id}/role",
+        {"role": "marketing"},
+        _guarded("users.manage", 303),
+    ),
+    ("staff.change_active", "POST"): (
+        "/staff/admin/users/{user_id}/active",
+        {"active": "false"},
+        _guarded("users.manage", 303),
+    ),
+    ("staff.tokens", "GET"): ("/staff/admin/tokens", None, _guarded("tokens.manage", 200)),
+    ("staff.create_token", "POST"): (
+        "/staff/admin/tokens",
+        {"name": "matrix-token", "role": "sales"},
+        _guarded("tokens.manage", 200),
+    ),
+    ("staff.revoke_token", "POST"): (
+        "/staff/admin/tokens/{token_id}/revoke",
+        {},
+        _guarded("tokens.manage", 303),
+    ),
+    ("staff.audit_log", "GET"): ("/staff/admin/audit", None, _guarded("audit.read", 200)),
+    ("staff_contacts.search", "GET"): ("/staff/?q=anna", None, _guarded("contacts.read", 200)),
+    ("staff_contacts.contact", "GET"): (
+        "/staff/contacts/{contact_id}",
+        None,
+        _guarded("contacts.read", 200),
+    ),
+    ("staff_contacts.log_activity", "POST"): (
+        "/staff/contacts/{contact_id}/activities",
+        {"kind": "call", "occurred_at": "2026-01-02T10:00", "note": "Called"},
+        _guarded("activities.create", 303),
+    ),
+    ("staff_contacts.record_objection", "POST"): (
+        "/staff/contacts/{contact_id}/objection",
+        {"received_via": "phone", "channel": "all"},
+        _guarded("objections.record", 303),
+    ),
+    ("staff_contacts.restrict", "POST"): (
+        "/staff/contacts/{contact_id}/restriction",
+        {"note": "Disputes accuracy"},
+        _guarded("contacts.restrict", 303),
+    ),
+    ("staff_contacts.lift_restriction", "POST"): (
+        "/staff/contacts/{contact_id}/restriction/lift",
+        {},
+        _guarded("contacts.restrict", 303),
+    ),
+    ("staff_contacts.set_legal_hold", "POST"): (
+        "/staff/contacts/{contact_id}/legal-hold",
+        {"reason": "Tax audit 2026"},
+        _guarded("contacts.legal_hold", 303),
+    ),
+    ("staff_contacts.lift_legal_hold", "POST"): (
+        "/staff/contacts/{contact_id}/legal-hold/lift",
+        {},
+        _guarded("contacts.legal_hold", 303),
+    ),
+}
+
+
+def _staff_routes(app: Any) -> set[tuple[str, str]]:
+    return {
+        (rule.endpoint, method)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/staff")
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+
+
+def test_every_staff_route_is_in_the_matrix(app) -> None:
+    routes = _staff_routes(app)
+    assert routes - MATRIX.keys() == set(), "staff routes without a role-matrix entry"
+    assert MATRIX.keys() - routes == set(), "matrix entries for routes that do not exist"
+
+
+def test_every_staff_route_but_sign_in_is_guarded_by_one_action(app) -> None:
+    for endpoint, _method in _staff_routes(app):
+        action = getattr(app.view_functions[endpoint], "_required_action", None)
+        if endpoint in PUBLIC:
+            assert action is None
+        else:
+            assert action is not None, f"{endpoint} has no staff_requires(action)"
+
+
+@pytest.mark.parametrize("role", EVERYONE)
+@pytest.mark.parametrize("route", sorted(MATRIX), ids=lambda r: f"{r[1]} {r[0]}")
+def test_role_gets_the_expected_status(app, role: str, route: tuple[str, str]) -> None:
+    path, form, expected = MATRIX[route]
+    contact_id = make_contact(app)
+    other_user = make_user(app, "sales", email="someone@staff.example")
+    with app.app_context():
+        token, _ = create_api_token("matrix-existing", "sales")
+        token_id = token.id
+        db.session.remove()
+    client = app.test_client() if role == ANONYMOUS else client_as(app, role)
+    url = path.format(contact_id=contact_id, user_id=other_user, token_id=token_id)
+
+    _endpoint, method = route
+    response = client.get(url) if method == "GET" else client.post(url, data=form)
+
+    assert response.status_code == expected[role], response.get_data(as_text=True)[:500]
+    if expected[role] == 302:
+        assert response.location.startswith("/staff/login")
+    if expected[role] == 403:
+        assert "Not allowed" in response.get_data(as_text=True)

@@ -1,0 +1,167 @@
+"""Signing in and out: sessions, throttling, CSRF and the guard."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from app import create_app
+from crm.models import AuditEntry, StaffUser
+from extensions import db, limiter
+from tests.conftest import TEST_CONFIG
+from tests.staff.helpers import PASSWORD, client_as, make_user
+
+
+def sign_in_form(client: Any, email: str, password: str = PASSWORD, **extra: str) -> Any:
+    return client.post("/staff/login", data={"email": email, "password": password, **extra})
+
+
+def test_anonymous_visitor_is_sent_to_sign_in_and_back_after(app, client) -> None:
+    make_user(app, "sales")
+
+    response = client.get("/staff/contacts/1")
+    assert response.status_code == 302
+    assert response.location == "/staff/login?next=/staff/contacts/1"
+
+    response = sign_in_form(client, "Sales@Staff.example", next="/staff/?q=anna")
+    assert response.status_code == 303
+    assert response.location == "/staff/?q=anna"
+    page = client.get("/staff/").get_data(as_text=True)
+    assert "Signed in as" in page and "Test sales" in page
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(app, client) -> None:
+    make_user(app, "sales")
+    wrong = sign_in_form(client, "sales@staff.example", "not-the-password")
+    unknown = sign_in_form(client, "nobody@staff.example")
+    assert wrong.status_code == unknown.status_code == 401
+    message = "The email or password is wrong, or the account is not active."
+    assert message in wrong.get_data(as_text=True)
+    assert message in unknown.get_data(as_text=True)
+    assert client.get("/staff/").status_code == 302
+
+
+def test_sign_in_never_redirects_to_another_site(app, client) -> None:
+    make_user(app, "sales")
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        response = sign_in_form(client, "sales@staff.example", next=target)
+        assert response.location == "/staff/"
+        client.post("/staff/logout")
+
+
+def test_sign_out_ends_the_session_and_is_post_only(app) -> None:
+    client = client_as(app, "sales")
+    assert client.get("/staff/").status_code == 200
+    assert client.get("/staff/logout").status_code == 405
+    response = client.post("/staff/logout")
+    assert response.status_code == 303
+    assert client.get("/staff/").status_code == 302
+
+
+def test_successful_sign_in_is_audited(app, client) -> None:
+    make_user(app, "admin")
+    sign_in_form(client, "admin@staff.example")
+    with app.app_context():
+        actions = db.session.scalars(sa.select(AuditEntry.action)).all()
+    assert actions == ["staff.sign_in"]
+
+
+def test_deactivated_user_is_signed_out_at_once(app) -> None:
+    client = client_as(app, "sales")
+    with app.app_context():
+        db.session.execute(sa.update(StaffUser).values(is_active=False))
+        db.session.commit()
+    assert client.get("/staff/").status_code == 302
+    assert sign_in_form(app.test_client(), "sales@staff.example").status_code == 401
+
+
+def test_role_change_applies_on_the_next_request(app) -> None:
+    client = client_as(app, "admin")
+    assert client.get("/staff/admin/users").status_code == 200
+    with app.app_context():
+        db.session.execute(sa.update(StaffUser).values(role="sales"))
+        db.session.commit()
+    assert client.get("/staff/admin/users").status_code == 403
+
+
+def test_session_expires_after_the_configured_age(app, monkeypatch) -> None:
+    client = client_as(app, "sales")
+    monkeypatch.setitem(app.config, "STAFF_SESSION_MAX_AGE", 0)
+    assert client.get("/staff/").status_code == 302
+
+
+def test_session_cookie_is_secure_http_only_and_same_site(app, monkeypatch) -> None:
+    monkeypatch.setitem(app.config, "SESSION_COOKIE_SECURE", True)
+    make_user(app, "sales")
+    response = sign_in_form(app.test_client(), "sales@staff.example")
+    cookie = response.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_staff_pages_are_never_cached_or_framed(app) -> None:
+    response = client_as(app, "sales").get("/staff/")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_a_form_posted_without_the_csrf_token_is_refused(app, monkeypatch) -> None:
+    monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
+    make_user(app, "sales")
+    client = app.test_client()
+
+    refused = sign_in_form(client, "sales@staff.example")
+    assert refused.status_code == 400
+    assert "CSRF" in refused.get_data(as_text=True)
+
+    page = client.get("/staff/login").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    accepted = sign_in_form(client, "sales@staff.example", csrf_token=token)
+    assert accepted.status_code == 303
+
+
+@pytest.fixture
+def throttled_app(database_url: str, monkeypatch) -> Iterator[Any]:
+    """The app with rate limits on (the suite runs with them off). The limiter is
+    one object: its switch is put back afterwards."""
+    monkeypatch.setattr(limiter, "enabled", limiter.enabled)
+    application = create_app(
+        {
+            **TEST_CONFIG,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "RATELIMIT_ENABLED": True,
+            "STAFF_SIGN_IN_LIMIT_PER_ACCOUNT": "3 per 15 minutes",
+            "STAFF_SIGN_IN_LIMIT_PER_IP": "6 per minute",
+        }
+    )
+    limiter.reset()
+    yield application
+    limiter.reset()
+    with application.app_context():
+        db.session.remove()
+
+
+def test_failed_sign_ins_are_throttled_per_account(throttled_app) -> None:
+    make_user(throttled_app, "sales")
+    client = throttled_app.test_client()
+    for _ in range(3):
+        assert sign_in_form(client, "sales@staff.example", "wrong-password").status_code == 401
+
+    blocked = sign_in_form(client, "sales@staff.example")  # even the right password
+    assert blocked.status_code == 429
+    assert "Too many sign-in attempts" in blocked.get_data(as_text=True)
+    # Another account from the same address is not locked by this one.
+    make_user(throttled_app, "admin")
+    assert sign_in_form(client, "admin@staff.example").status_code == 303
+
+
+def test_sign_ins_are_throttled_per_address(throttled_app) -> None:
+    client = throttled_app.test_client()
+    statuses = [
+        sign_in_form(client, f"user{n}@staff.example", "wrong-password").status_code
+        for n in range(7)
+    ]
+    assert statuses == [401] * 6 + [429]
