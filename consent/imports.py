@@ -823,7 +823,8 @@ def iter_rejections(batch_id: int, after_row: int = 0) -> Iterator[ImportRejecti
 
 
 def get_batch(batch_id: int) -> ImportBatch:
-    batch = db.session.get(ImportBatch, batch_id)
+    # Ids are 32-bit integers on PostgreSQL; a larger number names nothing.
+    batch = db.session.get(ImportBatch, batch_id) if 0 < batch_id < 2**31 else None
     if batch is None:
         raise NotFound(f"No import batch {batch_id}.", code="import_not_found")
     return batch

@@ -168,7 +168,7 @@ class ImportBatchSchema(Schema):
 
 
 class RejectionsQuerySchema(Schema):
-    after_row = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    after_row = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
     limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=10_000))
 
 

@@ -91,13 +91,17 @@ class LegalHoldSchema(Schema):
     reason = Text(required=True, validate=validate.Length(min=1, max=500))
 
 
+# Ids are 32-bit integers on PostgreSQL; a larger number names nothing.
+Id = validate.Range(min=0, max=2**31 - 1)
+
+
 class AuditQuerySchema(Schema):
-    contact_id = fields.Integer()
+    contact_id = fields.Integer(validate=Id)
     actor = Text(validate=validate.Length(max=200))
     action = Text(validate=validate.Length(max=64))
-    since = fields.AwareDateTime(format="iso")
-    until = fields.AwareDateTime(format="iso")
-    before_id = fields.Integer()
+    since = UtcDateTime()
+    until = UtcDateTime()
+    before_id = fields.Integer(validate=Id)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 
 
