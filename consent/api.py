@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, current_app, g, request
 from flask_smorest import Blueprint
-from marshmallow import ValidationError
+from marshmallow import EXCLUDE, ValidationError
 
 from consent import imports, policies, rights, services, webhooks
 from consent.ledger import Evidence
@@ -192,10 +192,12 @@ def run_import(**_: Any) -> Any:
     # Only this route takes large bodies: lift the 1 MiB limit before the form is parsed.
     request.max_content_length = current_app.config["IMPORT_MAX_BYTES"]
     try:
-        data = ImportFormSchema().load(request.form.to_dict())
+        data = ImportFormSchema(unknown=EXCLUDE).load(request.form.to_dict())
     except ValidationError as exc:
+        messages = exc.normalized_messages()
         raise InvalidInput(
-            "The request is not valid; see fields.", fields=exc.normalized_messages()
+            "The request is not valid; see fields.",
+            fields={str(key): value for key, value in messages.items()},
         ) from None
     upload = request.files.get("file")
     if upload is None:

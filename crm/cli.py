@@ -10,7 +10,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from crm import access, services
+from crm import services, staff
 from crm.access import cli_actor
 from crm.errors import DomainError
 from crm.models import Role
@@ -31,7 +31,7 @@ ROLE_CHOICE = click.Choice([r.value for r in Role])
 def create_user(email: str, role: str, name: str | None, password: str) -> None:
     """Create a staff user who can log in to the staff pages."""
     try:
-        user = access.create_staff_user(email, password, role, name=name)
+        user = staff.create_user(cli_actor(), email, password, role, name)
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"Created {user.role} user {user.email}.")
@@ -43,7 +43,7 @@ def create_user(email: str, role: str, name: str | None, password: str) -> None:
 def create_token(name: str, role: str) -> None:
     """Create an API token and print it once; it is stored only as a hash."""
     try:
-        token, raw = access.create_api_token(name, role)
+        token, raw = staff.create_token(cli_actor(), name, role)
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(

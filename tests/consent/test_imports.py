@@ -389,3 +389,20 @@ def test_an_import_is_posted_to_webhook_receivers(app, tmp_path, admin_api) -> N
     assert count_rows(app)["webhook_delivery"] == 2
     report_of(app, write(tmp_path, HEADER + "a@kund.se,A,,,SE,,\nb@kund.se,B,,,SE,,\n"))
     assert count_rows(app)["webhook_delivery"] == 2  # nothing changed, nothing posted
+
+
+def test_odd_form_fields_and_a_png_get_a_clear_error(app, api_as) -> None:
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01"
+    response = api_as("marketing").client.post(
+        "/api/v1/imports",
+        headers=api_as("marketing").headers,
+        data={
+            "": "null",
+            "\r": "null",
+            "basis": "customer",
+            "source": ",",
+            "file": (io.BytesIO(png), "file.png"),
+        },
+    )
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "invalid_file"

@@ -88,3 +88,23 @@ def test_safe_cell_prefixes_every_formula_trigger() -> None:
     assert safe_cell("Anna") == "Anna"
     assert safe_cell(42) == 42
     assert safe_cell(None) == ""
+
+
+def test_cli_user_and_token_creation_is_audited(app) -> None:
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["tokens", "create", "crm-sync", "--role", "sales"]).exit_code == 0
+    created = runner.invoke(
+        args=[
+            "users",
+            "create",
+            "eva@example.com",
+            "--role",
+            "admin",
+            "--password",
+            "long-pass-123",
+        ]
+    )
+    assert created.exit_code == 0, created.output
+    entries = json.loads(runner.invoke(args=["audit", "list", "--json"]).output)
+    actions = {(e["action"], e["actor"].split(":")[0]) for e in entries}
+    assert {("api_token.create", "cli"), ("staff.user.create", "cli")} <= actions
