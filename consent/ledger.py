@@ -329,9 +329,13 @@ def _fold(contact: Contact, event: ConsentEvent, states: _States | None = None) 
     elif kind is EventKind.OBJECTION_LIFTED:
         # The objection becomes an unsubscribe from everything: only topics the
         # person confirms afresh open again; legitimate interest stays closed.
+        # It dates from the objection, so a confirmation recorded in the same
+        # moment as the lift (a double opt-in) is newer and opens its topics.
         for row in states.blanket(contact.id):
             if row.objected_since is not None:
-                row.unsubscribed_since = max(row.unsubscribed_since or at, row.objected_since)
+                row.unsubscribed_since = max(
+                    row.unsubscribed_since or row.objected_since, row.objected_since
+                )
                 row.objected_since = None
                 row.objection_event_id = None
     elif kind is EventKind.BASIS_GRANTED:

@@ -249,3 +249,36 @@ class WebhookDelivery(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     handed_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SubscriptionRequest(db.Model):
+    """A double opt-in sent to an address and waiting for the person's confirmation (R7).
+
+    The confirmation link carries only this row's id. While the request is
+    open, ``open_for_contact`` holds the contact id: the unique constraint lets
+    one contact hold one open request however many forms post at the same
+    moment; a second signup merges its topics into the open one.
+    """
+
+    __tablename__ = "subscription_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("contact.id", ondelete="CASCADE"), index=True
+    )
+    open_for_contact: Mapped[int | None] = mapped_column(unique=True)
+    # Topic keys, comma-separated, in the order they were asked for.
+    topics: Mapped[str] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Confirmation emails queued for this request, and when the last one was.
+    emails_queued: Mapped[int] = mapped_column(default=0)
+    last_email_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def topic_keys(self) -> list[str]:
+        return [t for t in self.topics.split(",") if t]
+
+    @property
+    def is_confirmed(self) -> bool:
+        return self.confirmed_at is not None

@@ -35,6 +35,8 @@ class MarketingPolicy:
     legitimate_interest_countries: frozenset[str]
     double_opt_in_countries: frozenset[str]
     customer_grace: timedelta
+    # Topics a form checkbox never opens without double opt-in, whatever the country.
+    always_double_opt_in_topics: frozenset[str] = frozenset({"newsletter"})
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> MarketingPolicy:
@@ -59,6 +61,9 @@ class MarketingPolicy:
                     c.upper() for c in data.get("double_opt_in", {}).get("countries", [])
                 ),
                 customer_grace=timedelta(days=int(interest.get("customer_grace_days", 0))),
+                always_double_opt_in_topics=frozenset(
+                    data.get("double_opt_in", {}).get("always_topics", ["newsletter"])
+                ),
             )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise RuntimeError(f"The policy file is malformed: {exc!r}") from exc
@@ -85,6 +90,11 @@ class MarketingPolicy:
     def requires_double_opt_in(self, country: str | None) -> bool:
         # R8: unknown country counts as one that requires it.
         return country is None or country.upper() in self.double_opt_in_countries
+
+    def requires_double_opt_in_for(self, topic: str, country: str | None) -> bool:
+        """R8: whether a ticked form checkbox for ``topic`` still needs the email
+        confirmation. Newsletter signups always do."""
+        return topic in self.always_double_opt_in_topics or self.requires_double_opt_in(country)
 
 
 def current_policy() -> MarketingPolicy:

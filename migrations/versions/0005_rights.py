@@ -1,7 +1,7 @@
 """rights: imports, art. 14 notice flag, policy versions and wordings
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0002
 Create Date: 2026-11-23 19:20:38.415486
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0005'
-down_revision = '0004'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 

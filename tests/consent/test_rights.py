@@ -92,13 +92,35 @@ def test_export_holds_profile_company_activities_ledger_and_decisions(app, admin
 def test_a_higher_layer_can_add_a_section_to_the_export(app, admin_api) -> None:
     from consent import rights
 
-    rights.register_export_section("emails", lambda contact: [{"to": contact.email}])
+    rights.register_export_section("greetings", lambda contact: [{"to": contact.email}])
     try:
         contact_id = create(admin_api)
         data = admin_api.get(f"/api/v1/contacts/{contact_id}/export").json
-        assert data["emails"] == [{"to": "eva@kund.se"}]
+        assert data["greetings"] == [{"to": "eva@kund.se"}]
     finally:
-        rights._SECTIONS.pop("emails")
+        rights._SECTIONS.pop("greetings")
+
+
+def test_the_export_lists_the_emails_sent(app, admin_api) -> None:
+    contact_id = create(admin_api)
+    with app.app_context():
+        from crm.models import Contact
+        from extensions import db
+        from mailing.models import MailKind
+        from mailing.services import queue_email
+
+        queue_email(
+            db.session.get(Contact, contact_id),
+            kind=MailKind.MARKETING,
+            template="campaign",
+            topic="events",
+            idempotency_key="test-1",
+        )
+        db.session.commit()
+    emails = admin_api.get(f"/api/v1/contacts/{contact_id}/export").json["emails"]
+    assert [(e["kind"], e["topic"], e["status"]) for e in emails] == [
+        ("marketing", "events", "queued")
+    ]
 
 
 def test_export_and_erasure_are_for_admins_only(app, api_as) -> None:

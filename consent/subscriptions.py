@@ -1,0 +1,381 @@
+"""Double opt-in and double opt-out as consent use cases (R6-R9).
+
+These functions record consent events through ``consent.ledger.record`` and
+never commit: the mailing layer calls them, queues the email the change
+causes in the same transaction, commits, and only then hands the email to
+the job queue.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from consent.ledger import Evidence, record
+from consent.models import ALL, Basis, ConsentEvent, EventKind, PermissionState, SubscriptionRequest
+from consent.policy import Decision, Reason, decide, standing_of
+from consent.suppression import find_suppression
+from consent.tokens import LinkInvalid
+from consent.topics import MarketingPolicy, current_policy
+from crm import services as crm
+from crm.access import Actor
+from crm.addresses import normalise_email
+from crm.countries import normalise_country, normalise_language
+from crm.errors import InvalidInput
+from crm.models import Contact, utcnow
+from extensions import db
+
+PERSON = Actor(kind="person", name="email-owner")
+DOUBLE_OPT_IN = "double_opt_in"  # consent.ledger.PERSON_VERIFIED_SOURCES
+EMAIL = "email"
+HOSTED_FORM_ID = "hosted"
+
+# A person who said no can only say yes again through a fresh double opt-in.
+_NEEDS_THE_PERSON = frozenset({Reason.SUPPRESSED, Reason.OBJECTION, Reason.UNSUBSCRIBED})
+
+_HOSTED_WORDING = {
+    "en": (
+        "Yes, send me {topics} by email. I can unsubscribe at any time with the link in "
+        "every email. We handle your data as our privacy policy (version {version}) describes."
+    ),
+    "sv": (
+        "Ja, skicka {topics} till mig via e-post. Jag kan avsluta när som helst med länken i "
+        "varje utskick. Vi hanterar dina uppgifter enligt vår integritetspolicy (version {version})."
+    ),
+}
+
+
+def hosted_wording(language: str, topic_keys: Sequence[str], policy: MarketingPolicy) -> str:
+    """The exact consent sentence the hosted form shows; its hash is the evidence (R23)."""
+    lang = language if language in _HOSTED_WORDING else "en"
+    labels = [policy.topic(t).label(lang).lower() for t in topic_keys]
+    joiner = " och " if lang == "sv" else " and "
+    topics = ", ".join(labels[:-1]) + joiner + labels[-1] if len(labels) > 1 else labels[0]
+    return _HOSTED_WORDING[lang].format(topics=topics, version=policy.version)
+
+
+def wording_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Signup:
+    """What a signup form sent, already parsed."""
+
+    email: str
+    topics: tuple[str, ...]
+    language: str = "en"
+    country: str | None = None
+    name: str | None = None
+    company: str | None = None
+    # R8: the person ticked a marketing checkbox on the form itself.
+    checkbox_ticked: bool = False
+
+
+@dataclass
+class SignupOutcome:
+    contact: Contact
+    request: SubscriptionRequest | None
+    confirmed_at_once: list[str] = field(default_factory=list)
+
+
+def check_topics(topic_keys: Sequence[str]) -> tuple[str, ...]:
+    policy = current_policy()
+    if not topic_keys:
+        raise InvalidInput("Choose at least one topic.", fields={"topics": ["Required."]})
+    for key in topic_keys:
+        if Basis.CONSENT not in policy.topic(key).bases:
+            raise InvalidInput(f"Topic {key!r} does not take consent.", code="basis_not_admitted")
+    return tuple(dict.fromkeys(topic_keys))
+
+
+def _decisions(contact: Contact, topic_keys: Sequence[str], at: datetime) -> dict[str, Decision]:
+    policy = current_policy()
+    standing = standing_of(contact)
+    return {
+        key: decide(
+            standing,
+            email=contact.email,
+            topic=policy.topic(key),
+            channel=EMAIL,
+            at=at,
+            policy=policy,
+        )
+        for key in topic_keys
+    }
+
+
+def request_subscription(signup: Signup, evidence: Evidence, at: datetime) -> SignupOutcome:
+    """A form asked for topics: record ``requested`` (or, under R8, ``confirmed``).
+
+    An unknown address becomes a contact; a known one is not edited, because
+    nothing yet proves that the form was filled in by the address's owner.
+    Topics go through double opt-in unless the person ticked the checkbox,
+    the country does not demand it and the topic is not one that always does
+    (R8). A person who unsubscribed or objected always goes through it: only
+    their own confirmation may undo their "no". Does not commit.
+    """
+    policy = current_policy()
+    topics = check_topics(signup.topics)
+    address = normalise_email(signup.email)
+    country = normalise_country(signup.country) if signup.country else None
+    contact = db.session.scalar(sa.select(Contact).where(Contact.email == address))
+    if contact is None:
+        profile = {"name": signup.name, "country": country, "language": signup.language}
+        company = crm.CompanyInput(name=signup.company) if signup.company else None
+        contact, _ = crm.upsert_contact(address, {k: v for k, v in profile.items() if v}, company)
+    decisions = _decisions(contact, topics, at)
+    at_once = [
+        key
+        for key in topics
+        if signup.checkbox_ticked
+        and not policy.requires_double_opt_in_for(key, country or contact.country)
+        and decisions[key].reason not in _NEEDS_THE_PERSON
+    ]
+    for key in at_once:
+        if decisions[key].reason is not Reason.CONSENT:
+            record(
+                contact,
+                EventKind.CONFIRMED,
+                actor=PERSON,
+                source="form",
+                at=at,
+                topic=key,
+                channel=EMAIL,
+                basis=Basis.CONSENT.value,
+                evidence=evidence,
+                source_ref=evidence.form_id,
+            )
+    rest = [key for key in topics if key not in at_once]
+    request = request_topics(contact, rest, "form", evidence, at) if rest else None
+    return SignupOutcome(contact=contact, request=request, confirmed_at_once=at_once)
+
+
+def request_topics(
+    contact: Contact, topics: Sequence[str], source: str, evidence: Evidence, at: datetime
+) -> SubscriptionRequest:
+    """Record ``requested`` per topic and open (or extend) the contact's one open request.
+
+    The insert may fail on ``open_for_contact`` when another form posts the same
+    address at the same moment; the caller retries its whole transaction.
+    """
+    for key in topics:
+        record(
+            contact,
+            EventKind.REQUESTED,
+            actor=PERSON,
+            source=source,
+            at=at,
+            topic=key,
+            channel=EMAIL,
+            basis=Basis.CONSENT.value,
+            evidence=evidence,
+            source_ref=evidence.form_id,
+        )
+    request = db.session.scalar(
+        sa.select(SubscriptionRequest)
+        .where(SubscriptionRequest.open_for_contact == contact.id)
+        .with_for_update()
+    )
+    if request is None:
+        request = SubscriptionRequest(
+            contact_id=contact.id, open_for_contact=contact.id, topics="", created_at=at
+        )
+        db.session.add(request)
+    merged = list(dict.fromkeys([*request.topic_keys, *topics]))
+    request.topics = ",".join(merged)
+    db.session.flush()
+    return request
+
+
+@dataclass
+class ConfirmOutcome:
+    contact: Contact
+    request: SubscriptionRequest
+    already_confirmed: bool
+    topics: list[str]
+
+
+def get_request(request_id: int) -> SubscriptionRequest:
+    request = db.session.get(SubscriptionRequest, request_id)
+    if request is None:
+        # The contact was erased since the email was sent.
+        raise LinkInvalid("This link no longer works.")
+    return request
+
+
+def confirm_subscription(request_id: int, evidence: Evidence, at: datetime) -> ConfirmOutcome:
+    """R7: the person confirmed by pressing the button behind the emailed link.
+
+    Single use: a second confirmation records nothing and reports it. This is
+    the only way back for an address that unsubscribed or objected: the
+    ledger first records that the objection and the suppression were lifted
+    by the person, then the consent. Does not commit.
+    """
+    request = db.session.get(SubscriptionRequest, request_id, with_for_update=True)
+    if request is None:
+        raise LinkInvalid("This link no longer works.")
+    contact = crm.get_contact(request.contact_id)
+    if request.is_confirmed:
+        return ConfirmOutcome(contact, request, True, request.topic_keys)
+    objected = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(PermissionState)
+        .where(
+            PermissionState.contact_id == contact.id,
+            PermissionState.topic == ALL,
+            PermissionState.objected_since.is_not(None),
+        )
+    )
+    ref = f"subscription_request:{request.id}"
+    if objected:
+        record(
+            contact,
+            EventKind.OBJECTION_LIFTED,
+            actor=PERSON,
+            source=DOUBLE_OPT_IN,
+            at=at,
+            evidence=evidence,
+            source_ref=ref,
+            note="The person confirmed a new subscription through the emailed link.",
+        )
+    if find_suppression(contact.email) is not None:
+        record(
+            contact,
+            EventKind.UNSUPPRESSED,
+            actor=PERSON,
+            source=DOUBLE_OPT_IN,
+            at=at,
+            evidence=evidence,
+            source_ref=ref,
+        )
+    for key in request.topic_keys:
+        record(
+            contact,
+            EventKind.CONFIRMED,
+            actor=PERSON,
+            source=DOUBLE_OPT_IN,
+            at=at,
+            topic=key,
+            channel=EMAIL,
+            basis=Basis.CONSENT.value,
+            evidence=evidence,
+            source_ref=ref,
+        )
+    request.confirmed_at = at
+    request.open_for_contact = None
+    return ConfirmOutcome(contact, request, False, request.topic_keys)
+
+
+class Scope(enum.StrEnum):
+    TOPIC = "topic"
+    ALL = "all"
+    OBJECT = "object"
+
+
+def unsubscribe(
+    contact: Contact,
+    scope: Scope,
+    *,
+    topic: str | None,
+    source: str,
+    evidence: Evidence,
+    at: datetime,
+) -> list[ConsentEvent]:
+    """Double opt-out (R6, R7, R9): the link proved the address, the POST is the act.
+
+    ``topic`` ends one topic by email; ``all`` ends all marketing and
+    ``object`` objects to all direct marketing (GDPR art. 21(3)); both put
+    the address on the suppression list so that it outlives erasure (R22).
+    Repeating it records nothing new. Does not commit.
+    """
+    events: list[ConsentEvent] = []
+
+    def add(kind: EventKind, **details: Any) -> None:
+        events.append(
+            record(contact, kind, actor=PERSON, source=source, at=at, evidence=evidence, **details)
+        )
+
+    if scope is Scope.TOPIC:
+        if topic is None or topic == ALL:
+            raise InvalidInput("Choose a topic.", fields={"topic": ["Required."]})
+        current_policy().topic(topic)
+        state = db.session.get(PermissionState, (contact.id, topic, EMAIL))
+        if state is None or state.unsubscribed_since is None:
+            add(EventKind.UNSUBSCRIBED, topic=topic, channel=EMAIL)
+        return events
+    blanket = db.session.get(PermissionState, (contact.id, ALL, ALL))
+    if scope is Scope.ALL:
+        newest_consent = db.session.scalar(
+            sa.select(sa.func.max(PermissionState.consent_since)).where(
+                PermissionState.contact_id == contact.id
+            )
+        )
+        if (
+            blanket is None
+            or blanket.unsubscribed_since is None
+            or (newest_consent is not None and newest_consent > blanket.unsubscribed_since)
+        ):
+            add(EventKind.UNSUBSCRIBED)
+        reason = "unsubscribed"
+    else:
+        if blanket is None or blanket.objected_since is None:
+            add(EventKind.OBJECTED, received_via="web")
+        reason = "objection"
+    if find_suppression(contact.email) is None:
+        add(EventKind.SUPPRESSED, note=reason)
+    return events
+
+
+@dataclass(frozen=True)
+class TopicPreference:
+    key: str
+    label: str
+    on: bool
+    pending: bool
+    reason: str
+
+
+def preferences_of(contact: Contact, at: datetime | None = None) -> list[TopicPreference]:
+    """Each topic as the preference centre shows it, from the decision itself."""
+    policy = current_policy()
+    lang = normalise_language(contact.language)
+    decisions = _decisions(contact, list(policy.topics), at or utcnow())
+    return [
+        TopicPreference(
+            key=key,
+            label=policy.topic(key).label(lang),
+            on=decision.allowed,
+            pending=decision.reason is Reason.PENDING_CONFIRMATION,
+            reason=decision.reason.value,
+        )
+        for key, decision in decisions.items()
+    ]
+
+
+def apply_preferences(
+    contact: Contact, wanted: Sequence[str], evidence: Evidence, at: datetime
+) -> tuple[list[str], list[str]]:
+    """Turn topics off at once; return (turned off, to turn on).
+
+    Turning a topic on is a new consent: the caller sends a double opt-in for
+    those, so that a forwarded preferences link cannot subscribe anyone.
+    Does not commit.
+    """
+    policy = current_policy()
+    for key in wanted:
+        policy.topic(key)
+    current = {p.key: p for p in preferences_of(contact, at)}
+    off = [key for key, p in current.items() if p.on and key not in wanted]
+    on = [key for key in wanted if key in current and not current[key].on]
+    for key in off:
+        unsubscribe(
+            contact, Scope.TOPIC, topic=key, source="preference_centre", evidence=evidence, at=at
+        )
+    return off, [key for key in on if Basis.CONSENT in policy.topic(key).bases]

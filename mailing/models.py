@@ -1,0 +1,68 @@
+"""The outbox: every email is a row first, written with the change that caused it."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm.models import UTCDateTime, utcnow
+from extensions import db
+
+
+class MailKind(enum.StrEnum):
+    # Confirmations, verification links, policy notices: no unsubscribe (R6).
+    TRANSACTIONAL = "transactional"
+    # Anything commercial: the policy is asked right before it leaves (R6, R10, R11).
+    MARKETING = "marketing"
+
+
+class MailStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"  # claimed by a worker; back to queued on a temporary failure
+    SENT = "sent"
+    BLOCKED = "blocked"  # the policy said no right before sending
+    FAILED = "failed"  # permanent SMTP refusal; never retried
+
+
+class OutboxMessage(db.Model):
+    """One email to send, written in the same transaction as its cause.
+
+    ``idempotency_key`` makes queuing the same message twice a no-op; the
+    deterministic ``message_id`` lets a receiving server discard a duplicate.
+    Rows go with their contact (erasure, retention) through the cascade.
+    """
+
+    __tablename__ = "outbox_message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    contact_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("contact.id", ondelete="CASCADE"), index=True
+    )
+    template: Mapped[str] = mapped_column(sa.String(64))
+    language: Mapped[str] = mapped_column(sa.String(8))
+    # The marketing topic, for the policy check and the unsubscribe link.
+    topic: Mapped[str | None] = mapped_column(sa.String(64))
+    # Ids and small values the template needs; never the address.
+    params: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    status: Mapped[str] = mapped_column(sa.String(16), default=MailStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    block_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    message_id: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the job was handed to the broker; NULL means the sweeper must do it.
+    handed_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (sa.Index("ix_outbox_message_status_created_at", "status", "created_at"),)
+
+    @property
+    def is_marketing(self) -> bool:
+        return self.kind == MailKind.MARKETING

@@ -1,0 +1,63 @@
+"""Schemas of the public forms (form-encoded or JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+
+
+def _split(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            out.extend(part.strip() for part in item.split(",") if part.strip())
+        else:
+            raise ValidationError("Topics are names, comma-separated or repeated.")
+    return out
+
+
+class SignupSchema(Schema):
+    """``POST /subscribe`` from the hosted form or any allowed site."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    email = fields.String(required=True, validate=validate.Length(max=320))
+    topics = fields.List(fields.String(validate=validate.Length(max=64)), load_default=list)
+    name = fields.String(load_default=None, validate=validate.Length(max=200))
+    company = fields.String(load_default=None, validate=validate.Length(max=200))
+    country = fields.String(load_default=None, validate=validate.Length(max=2))
+    language = fields.String(load_default="en", validate=validate.Length(max=8))
+    form_id = fields.String(load_default=None, validate=validate.Length(max=100))
+    page_url = fields.String(load_default=None, validate=validate.Length(max=500))
+    policy_version = fields.String(load_default=None, validate=validate.Length(max=40))
+    # The exact consent wording shown, or its SHA-256 (R23).
+    wording = fields.String(load_default=None, validate=validate.Length(max=5000))
+    wording_hash = fields.String(
+        load_default=None, validate=validate.Regexp(r"^[0-9a-f]{64}$", error="SHA-256 hex.")
+    )
+    # R8: the person ticked a marketing consent checkbox on the form.
+    consent = fields.Boolean(load_default=False)
+    # A field people never see: only robots fill it in.
+    website = fields.String(load_default="")
+
+    @pre_load
+    def _normalise(self, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValidationError("Expected an object.")
+        data = {k: v for k, v in data.items() if v not in ("", None) or k == "email"}
+        if "topics" in data:
+            data["topics"] = _split(data["topics"])
+        return data
+
+
+class AddressSchema(Schema):
+    """``POST /unsubscribe`` without a link: a typed address."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    email = fields.String(required=True, validate=validate.Length(max=320))
+    website = fields.String(load_default="")

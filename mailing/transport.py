@@ -1,0 +1,120 @@
+"""Handing a finished message to SMTP, or to a file when no SMTP server is configured.
+
+Failures are sorted for the retry policy: a 4xx reply or a connection problem
+is temporary (try again later); a 5xx reply is permanent (never retry).
+"""
+
+from __future__ import annotations
+
+import functools
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from flask import current_app
+
+
+class DeliveryError(Exception):
+    """The message did not reach the SMTP server."""
+
+
+class TemporaryFailure(DeliveryError):
+    """Worth retrying: a 4xx reply, a refused or dropped connection, a timeout."""
+
+
+class PermanentFailure(DeliveryError):
+    """Never retried: the server refused the message or the recipient (5xx)."""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    implicit_tls: bool
+    timeout: float = 30.0
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpSettings:
+        """``smtp://user:pass@host:587`` (STARTTLS when offered) or ``smtps://...:465``."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise RuntimeError("SMTP_URL must look like smtp://user:password@host:587")
+        implicit = parts.scheme == "smtps"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if implicit else 587),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            implicit_tls=implicit,
+        )
+
+
+def send(message: EmailMessage, file_name: str) -> str:
+    """Deliver ``message``; return where it went (for the log)."""
+    url = current_app.config.get("SMTP_URL")
+    if not url:
+        return write_file(message, file_name)
+    settings = SmtpSettings.from_url(url)
+    send_smtp(message, settings)
+    return f"smtp://{settings.host}:{settings.port}"
+
+
+def send_smtp(message: EmailMessage, settings: SmtpSettings) -> None:
+    try:
+        if settings.implicit_tls:
+            server: smtplib.SMTP = smtplib.SMTP_SSL(
+                settings.host, settings.port, timeout=settings.timeout, context=_tls_context()
+            )
+        else:
+            server = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+        with server:
+            server.ehlo()
+            if not settings.implicit_tls and server.has_extn("starttls"):
+                server.starttls(context=_tls_context())
+                server.ehlo()
+            if settings.username:
+                server.login(settings.username, settings.password or "")
+            server.send_message(message)
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = [code for code, _ in exc.recipients.values()]
+        _raise_for_code(min(codes) if codes else 550, str(exc.recipients))
+    except smtplib.SMTPResponseException as exc:
+        _raise_for_code(exc.smtp_code, _text(exc.smtp_error))
+    except (smtplib.SMTPException, OSError) as exc:
+        # Refused, reset or timed-out connections, TLS trouble, a server that hung up.
+        raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from exc
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle is slow; one verifying context serves every connection.
+    return ssl.create_default_context()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _raise_for_code(code: int, detail: str) -> None:
+    if 500 <= code < 600:
+        raise PermanentFailure(f"SMTP {code}: {detail}"[:500])
+    raise TemporaryFailure(f"SMTP {code}: {detail}"[:500])
+
+
+def mail_folder() -> Path:
+    configured = current_app.config.get("MAIL_FOLDER")
+    return Path(configured) if configured else Path(current_app.instance_path) / "mail"
+
+
+def write_file(message: EmailMessage, file_name: str) -> str:
+    """No SMTP configured: keep the message as an .eml file a developer can open."""
+    folder = mail_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / file_name
+    path.write_bytes(bytes(message))
+    return str(path)

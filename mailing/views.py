@@ -1,0 +1,408 @@
+"""Public pages: signup, confirmation, unsubscribe, one-click, preference centre.
+
+None of them uses a session or a CSRF token: a signup form lives on other
+sites, and the links are opened from mail clients. Posts from a browser must
+come from our own origin, or (signup only) from a configured one; a signed
+token in the URL is the proof that the person received our email. GET and
+HEAD never change anything, so mail scanners that fetch every link are harmless.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+)
+from marshmallow import ValidationError
+
+from consent.ledger import Evidence
+from consent.subscriptions import HOSTED_FORM_ID, Scope, Signup, hosted_wording, wording_hash
+from consent.tokens import LinkExpired, LinkInvalid
+from consent.topics import current_policy
+from crm.addresses import normalise_email
+from crm.errors import InvalidInput, NotPermitted
+from extensions import csrf, limiter
+from mailing import services
+from mailing.messages import page_language
+from mailing.schemas import AddressSchema, SignupSchema
+from mailing.texts import texts
+from mailing.transport import mail_folder
+
+bp = Blueprint("public", __name__)
+
+
+# Request helpers ---------------------------------------------------------------------
+
+
+def _origin(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else None
+
+
+def _allowed_origins(*, other_sites: bool) -> set[str | None]:
+    allowed = {_origin(current_app.config["PUBLIC_BASE_URL"]), _origin(request.host_url)}
+    if other_sites:
+        allowed |= set(current_app.config["SIGNUP_ALLOWED_ORIGINS"])
+    return allowed
+
+
+def _check_origin(*, other_sites: bool = False) -> None:
+    """A browser tells us which page posted; refuse pages that are not ours.
+
+    Posts without Origin or Referer (a server, curl) are let through: they
+    carry no cookies we would trust anyway.
+    """
+    sent = request.headers.get("Origin")
+    origin = sent.lower() if sent and sent != "null" else _origin(request.referrer)
+    if sent == "null":
+        origin = "null"
+    if origin is None:
+        return
+    allowed = _allowed_origins(other_sites=other_sites)
+    if origin not in allowed and "*" not in allowed:
+        raise NotPermitted("Forms from this site may not post here.", code="origin_not_allowed")
+
+
+def _form_data() -> dict[str, Any]:
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise InvalidInput("The body must be a JSON object.")
+        return body
+    data: dict[str, Any] = request.form.to_dict()
+    if "topics" in request.form:
+        data["topics"] = request.form.getlist("topics")
+    return data
+
+
+def _load(schema: Any, data: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise InvalidInput("The form is not valid; see fields.", fields=exc.messages) from exc  # type: ignore[arg-type]
+
+
+def _evidence(language: str, **extra: Any) -> Evidence:
+    return Evidence(
+        ip_address=request.remote_addr,
+        user_agent=(request.user_agent.string or None) and request.user_agent.string[:400],
+        language=language,
+        **extra,
+    )
+
+
+def _page_url() -> str:
+    """The page, without the token in it: the ledger must not keep a working link."""
+    rule = request.url_rule.rule if request.url_rule is not None else request.path
+    return current_app.config["PUBLIC_BASE_URL"] + rule
+
+
+def _address_key() -> str:
+    """Rate-limit key for the address a form names (its hash, not the address)."""
+    try:
+        raw = _form_data().get("email", "")
+        address = normalise_email(raw) if isinstance(raw, str) else ""
+    except InvalidInput:
+        address = str(request.form.get("email", "")).strip().lower()
+    return "address:" + hashlib.sha256(address.encode()).hexdigest()
+
+
+def _browser_language() -> str:
+    return page_language(request.accept_languages.best_match(["sv", "en"]) or "en")
+
+
+def _page(template: str, lang: str, status: int = 200, **context: Any) -> Any:
+    return render_template(template, lang=lang, t=texts(lang), **context), status
+
+
+@bp.errorhandler(LinkInvalid)
+def _link_problem(exc: LinkInvalid) -> Any:
+    from extensions import db
+
+    db.session.rollback()
+    lang = _browser_language()
+    if isinstance(exc, LinkExpired) and request.endpoint == "public.confirm":
+        token = (request.view_args or {}).get("token", "")
+        return _page("public/link_expired.html", lang, 410, token=token)
+    return _page("public/link_invalid.html", lang, 400)
+
+
+# Subscribe -----------------------------------------------------------------------------
+
+
+def _ip_limit() -> str:
+    return current_app.config["SIGNUP_LIMIT_PER_IP"]
+
+
+def _address_limit() -> str:
+    return current_app.config["SIGNUP_LIMIT_PER_ADDRESS"]
+
+
+@bp.route("/subscribe", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"])
+def subscribe() -> Any:
+    if request.method != "POST":  # GET and HEAD only read
+        return _hosted_form()
+    _check_origin(other_sites=True)
+    data = _load(SignupSchema(), _form_data())
+    lang = page_language(data["language"])
+    if not data["website"]:  # the honeypot is empty: a person
+        services.subscribe(_signup(data, lang), _signup_evidence(data, lang))
+    message = texts(lang)["inbox_text"]
+    if request.is_json:
+        return jsonify(status="accepted", message=message), 202
+    return _page("public/check_inbox.html", lang)
+
+
+@bp.after_request
+def _let_allowed_sites_read_the_answer(response: Any) -> Any:
+    """CORS for ``/subscribe``: an allowed site may post JSON with fetch() and read
+    the (address-independent) answer. Other sites get no CORS headers."""
+    origin = request.headers.get("Origin", "").rstrip("/").lower()
+    if request.endpoint != "public.subscribe" or not origin:
+        return response
+    allowed = _allowed_origins(other_sites=True)
+    if origin in allowed or "*" in allowed:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Methods"] = "POST"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+        response.vary.add("Origin")
+    return response
+
+
+def _hosted_form() -> Any:
+    from consent.subscriptions import check_topics
+
+    lang = page_language(request.args.get("lang") or _browser_language())
+    topics = check_topics(
+        [t.strip() for t in request.args.get("topics", "newsletter").split(",") if t.strip()]
+    )
+    wording = hosted_wording(lang, topics, current_policy())
+    return _page(
+        "public/subscribe.html", lang, topics=topics, wording=wording, form_id=HOSTED_FORM_ID
+    )
+
+
+def _signup(data: dict[str, Any], lang: str) -> Signup:
+    return Signup(
+        email=data["email"],
+        topics=tuple(data["topics"]),
+        language=lang,
+        country=data["country"],
+        name=data["name"],
+        company=data["company"],
+        checkbox_ticked=data["consent"],
+    )
+
+
+def _signup_evidence(data: dict[str, Any], lang: str) -> Evidence:
+    """R5, R23: which wording and policy version the person saw, on which page."""
+    policy = current_policy()
+    page = data["page_url"] or request.referrer
+    if data["form_id"] == HOSTED_FORM_ID:
+        # Our own form: we know exactly what it showed, whatever was posted.
+        from consent.subscriptions import check_topics
+
+        if not data["consent"]:
+            raise InvalidInput("Tick the box to subscribe.", fields={"consent": ["Required."]})
+        shown = hosted_wording(lang, check_topics(data["topics"]), policy)
+        return _evidence(
+            lang,
+            form_id=HOSTED_FORM_ID,
+            page_url=page,
+            policy_version=policy.version,
+            wording_hash=wording_hash(shown),
+        )
+    digest = wording_hash(data["wording"]) if data["wording"] else data["wording_hash"]
+    if not digest:
+        raise InvalidInput(
+            "Send the consent wording the form showed (wording) or its SHA-256 (wording_hash).",
+            code="missing_evidence",
+            fields={"wording": ["Required."]},
+        )
+    return _evidence(
+        lang,
+        form_id=data["form_id"] or "external",
+        page_url=page,
+        policy_version=data["policy_version"] or policy.version,
+        wording_hash=digest,
+    )
+
+
+# Confirm -------------------------------------------------------------------------------------
+
+
+@bp.route("/confirm/<token>", methods=["GET", "POST"])
+def confirm(token: str) -> Any:
+    if request.method != "POST":  # GET and HEAD only read
+        pending = services.read_confirmation(token)
+        return _page(
+            "public/confirm.html",
+            pending.language,
+            token=token,
+            topics=pending.topics,
+            already=pending.already_confirmed,
+        )
+    _check_origin()
+    pending = services.read_confirmation(token)
+    outcome = services.confirm(
+        token,
+        _evidence(
+            pending.language,
+            form_id="confirmation",
+            page_url=_page_url(),
+            policy_version=current_policy().version,
+        ),
+    )
+    return _page(
+        "public/confirmed.html",
+        pending.language,
+        topics=pending.topics,
+        already=outcome.already_confirmed,
+    )
+
+
+@bp.post("/confirm/<token>/renew")
+def renew_confirmation(token: str) -> Any:
+    _check_origin()
+    lang = services.renew_confirmation(token)
+    return _page("public/renewed.html", lang)
+
+
+# Unsubscribe -----------------------------------------------------------------------------------
+
+
+@bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
+def unsubscribe(token: str) -> Any:
+    holder = services.read_unsubscribe_link(token)
+    if request.method != "POST":  # GET and HEAD only read
+        return _page("public/unsubscribe.html", holder.language, token=token, holder=holder)
+    _check_origin()
+    try:
+        scope = Scope(request.form.get("scope", Scope.TOPIC.value))
+    except ValueError:
+        raise InvalidInput(
+            "Choose what to unsubscribe from.", fields={"scope": ["Unknown."]}
+        ) from None
+    services.unsubscribe(
+        token, scope, _evidence(holder.language, page_url=_page_url()), source="email_link"
+    )
+    return _page("public/unsubscribed.html", holder.language, holder=holder, scope=scope.value)
+
+
+@bp.post("/unsubscribe/<token>/one-click")
+def one_click(token: str) -> Any:
+    """RFC 8058: a mailbox provider POSTs ``List-Unsubscribe=One-Click``; no cookies,
+    no CSRF token, no redirect, no page to click through."""
+    try:
+        holder = services.read_unsubscribe_link(token)
+    except LinkInvalid:
+        return _text(texts(_browser_language())["one_click_invalid"], 400)
+    t = texts(holder.language)
+    if request.form.get("List-Unsubscribe") != "One-Click":
+        return _text(t["one_click_body"], 400)
+    scope = Scope.TOPIC if holder.topic_label else Scope.ALL
+    services.unsubscribe(
+        token, scope, _evidence(holder.language, page_url=_page_url()), source="one_click"
+    )
+    return _text(t["one_click_done"], 200)
+
+
+def _text(body: str, status: int) -> Any:
+    return body + "\n", status, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+@bp.route("/unsubscribe", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"])
+def unsubscribe_by_address() -> Any:
+    lang = page_language(request.args.get("lang") or _browser_language())
+    if request.method != "POST":  # GET and HEAD only read
+        return _page("public/unsubscribe_address.html", lang)
+    _check_origin()
+    data = _load(AddressSchema(), _form_data())
+    if not data["website"]:
+        services.request_unsubscribe_link(data["email"])
+    return _page("public/unsubscribe_address_sent.html", lang)
+
+
+# Preference centre ------------------------------------------------------------------------------
+
+
+@bp.route("/preferences/<token>", methods=["GET", "POST"])
+def preferences(token: str) -> Any:
+    holder, prefs = services.read_preferences(token)
+    if request.method != "POST":  # GET and HEAD only read
+        return _page("public/preferences.html", holder.language, token=token, prefs=prefs)
+    _check_origin()
+    action = request.form.get("action", "save")
+    scope = {"all": Scope.ALL, "object": Scope.OBJECT}.get(action)
+    saved = services.save_preferences(
+        token,
+        request.form.getlist("topics"),
+        _evidence(holder.language, page_url=_page_url()),
+        scope=scope,
+    )
+    policy = current_policy()
+    label = lambda keys: ", ".join(policy.topic(k).label(holder.language) for k in keys)  # noqa: E731
+    return _page(
+        "public/preferences_saved.html",
+        holder.language,
+        token=token,
+        saved=saved,
+        off=label(saved.turned_off),
+        on=label(saved.to_confirm),
+    )
+
+
+# Development: the mail folder ------------------------------------------------------------------------
+
+
+def _is_development() -> bool:
+    return current_app.config["CONSENT_ENV"] == "development" or current_app.debug
+
+
+@bp.get("/dev/mail")
+def dev_mail() -> Any:
+    if not _is_development():
+        abort(404)
+    folder = mail_folder()
+    files = sorted(folder.glob("*.eml"), reverse=True) if folder.exists() else []
+    return _page("public/dev_mail.html", "en", files=[f.name for f in files])
+
+
+@bp.get("/dev/mail/<name>")
+def dev_mail_file(name: str) -> Any:
+    """One message, decoded, so that its links can be clicked."""
+    if not _is_development() or Path(name).name != name or not name.endswith(".eml"):
+        abort(404)
+    path = mail_folder() / name
+    if not path.is_file():
+        abort(404)
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    body = message.get_body(preferencelist=("plain",))
+    headers = [(key, str(value)) for key, value in message.items()]
+    text = body.get_content() if body is not None else ""
+    return _page("public/dev_mail_message.html", "en", name=name, headers=headers, text=text)
+
+
+def register(app: Flask) -> None:
+    # Deliberately without CSRF tokens: see the module docstring; _check_origin instead.
+    csrf.exempt(bp)
+    app.register_blueprint(bp)

@@ -1,0 +1,167 @@
+"""Real parts for the mail tests: an SMTP server (aiosmtpd) in this process and a
+dramatiq worker on the in-memory broker, both wired to the session's app."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from dramatiq import Worker
+
+from extensions import AppContextMiddleware, broker
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _Handler:
+    def __init__(self, sink: SmtpSink):
+        self.sink = sink
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        if address in self.sink.refuse:
+            return "550 5.1.1 No such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.sink.lock:
+            self.sink.messages.append(parsed)  # type: ignore[arg-type]
+        return "250 Message accepted for delivery"
+
+
+class SmtpSink:
+    """An SMTP server that keeps what it receives; it can be stopped and restarted."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[EmailMessage] = []
+        self.refuse: set[str] = set()
+        self.lock = threading.Lock()
+        self.controller: Controller | None = None
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    def to(self, address: str) -> list[EmailMessage]:
+        with self.lock:
+            return [m for m in self.messages if address in str(m["To"])]
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> list[EmailMessage]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.messages) >= count:
+                    return list(self.messages)
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} emails, received {len(self.messages)}")
+
+
+@pytest.fixture
+def smtp(app: Any) -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    previous = app.config.get("SMTP_URL")
+    app.config["SMTP_URL"] = sink.url
+    yield sink
+    app.config["SMTP_URL"] = previous
+    sink.stop()
+
+
+class MailWorker:
+    def __init__(self, worker: Worker):
+        self.worker = worker
+
+    def drain(self, timeout_ms: int = 30_000) -> None:
+        """Wait until every queued job (and every retry) has run."""
+        broker.join("mail", timeout=timeout_ms, fail_fast=False)
+        self.worker.join()
+
+
+@pytest.fixture(scope="session")
+def _mail_folder(app: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    folder = str(tmp_path_factory.mktemp("mail"))
+    app.config["MAIL_FOLDER"] = folder
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _drop_jobs_nobody_ran() -> Iterator[None]:
+    """Jobs a test queued without a worker must not run in a later test."""
+    yield
+    broker.flush_all()
+
+
+@pytest.fixture
+def mail_worker(app: Any, _mail_folder: str) -> Iterator[MailWorker]:
+    """A real dramatiq Worker on the in-memory broker, running actors in the app,
+    with retries fast enough for a test; stopped before the database is cleaned."""
+    if not any(isinstance(m, AppContextMiddleware) for m in broker.middleware):
+        broker.add_middleware(AppContextMiddleware(app))
+    previous = app.config["OUTBOX_MIN_BACKOFF_MS"], app.config["OUTBOX_MAX_BACKOFF_MS"]
+    app.config["OUTBOX_MIN_BACKOFF_MS"], app.config["OUTBOX_MAX_BACKOFF_MS"] = 100, 400
+    broker.flush_all()
+    worker = Worker(broker, worker_threads=4, worker_timeout=100)
+    worker.start()
+    own_middleware = [m for m in broker.middleware if getattr(m, "worker", None) is worker]
+    helper = MailWorker(worker)
+    yield helper
+    try:
+        helper.drain(timeout_ms=10_000)
+    finally:
+        worker.stop()
+        # Each Worker registers a middleware on the broker; take this one's away again.
+        for middleware in own_middleware:
+            broker.middleware.remove(middleware)
+        broker.flush_all()
+        app.config["OUTBOX_MIN_BACKOFF_MS"], app.config["OUTBOX_MAX_BACKOFF_MS"] = previous
+
+
+_LINK = re.compile(r"https?://[^\s<>\"]+")
+
+
+def text_of(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return part.get_content()
+
+
+def links_in(message: EmailMessage) -> list[str]:
+    """Every link a person could click: in the text part, the HTML part and the headers."""
+    found: list[str] = []
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            found += _LINK.findall(part.get_content())
+    found += _LINK.findall(str(message.get("List-Unsubscribe", "")))
+    return list(dict.fromkeys(link.rstrip(">") for link in found))
+
+
+def link(message: EmailMessage, path_part: str) -> str:
+    """The path (for the test client) of the first link containing ``path_part``."""
+    for url in _LINK.findall(text_of(message)):
+        if path_part in url:
+            return url.removeprefix("http://localhost")
+    raise AssertionError(f"no {path_part} link in:\n{text_of(message)}")

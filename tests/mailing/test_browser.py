@@ -1,0 +1,86 @@
+"""A person in Chromium: the hosted form, the confirmation email, the unsubscribe page."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from werkzeug.serving import make_server
+
+from extensions import db
+from tests.conftest import service_unavailable
+from tests.mailing.conftest import free_port, text_of
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def live_server(app: Any) -> Iterator[str]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    previous = app.config["PUBLIC_BASE_URL"]
+    app.config["PUBLIC_BASE_URL"] = base
+    thread.start()
+    yield base
+    server.shutdown()
+    thread.join(timeout=5)
+    app.config["PUBLIC_BASE_URL"] = previous
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    if not shutil.which(CHROMIUM):
+        service_unavailable(f"Chromium is not installed at {CHROMIUM} (see .ci/setup)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser.new_page()
+        browser.close()
+
+
+def _link(message: Any, part: str) -> str:
+    return next(word for word in text_of(message).split() if part in word)
+
+
+def test_subscribe_on_the_hosted_form_confirm_from_the_email_and_unsubscribe(
+    app, live_server, page, smtp, mail_worker
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{live_server}/subscribe?topics=newsletter&lang=en")
+    page.get_by_label("Email address").fill("browser@example.se")
+    page.get_by_label("Name (optional)").fill("Bo Browser")
+    page.get_by_role("checkbox").check()
+    page.get_by_role("button", name="Subscribe").click()
+    expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+
+    mail_worker.drain()
+    confirmation = smtp.wait_for(1)[0]
+    page.goto(_link(confirmation, "/confirm/"))
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_role("heading", name="Subscription confirmed")).to_be_visible()
+
+    mail_worker.drain()
+    welcome = smtp.wait_for(2)[1]
+    page.goto(_link(welcome, "/unsubscribe/"))
+    page.get_by_label("Stop sending me Newsletter").check()
+    page.get_by_role("button", name="Unsubscribe").click()
+    expect(page.get_by_role("heading", name="You are unsubscribed")).to_be_visible()
+
+    with app.app_context():
+        from consent.services import check_permissions
+
+        [decision] = check_permissions(["browser@example.se"], "newsletter")
+        db.session.remove()
+    assert (decision.allowed, decision.reason) == (False, "unsubscribed")
