@@ -70,6 +70,7 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         INPROCESS_WORKER=env.get("INPROCESS_WORKER", "1") == "1",
         # 1 MiB for every request; the import endpoint raises its own limit.
         MAX_CONTENT_LENGTH=1024 * 1024,
+        IMPORT_MAX_BYTES=int(env.get("IMPORT_MAX_BYTES", str(200 * 1024 * 1024))),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=env.get("SESSION_COOKIE_SECURE", "1") == "1",

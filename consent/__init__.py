@@ -6,8 +6,9 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from consent import api, cli, tasks, views  # noqa: F401 - tasks declares the actors
+    from consent import api, cli, services, tasks, views  # noqa: F401 - tasks declares the actors
 
     api.register(app)
     cli.register(app)
     views.register(app)
+    services.connect_signals()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from typing import Any
 
-from flask import Flask, g
+from flask import Flask, current_app, g, request
 from flask_smorest import Blueprint
+from marshmallow import EXCLUDE, ValidationError
 
-from consent import services, webhooks
+from consent import imports, policies, rights, services, webhooks
 from consent.ledger import Evidence
 from consent.models import ALL, Basis, InterestKind
 from consent.schemas import (
@@ -16,15 +18,25 @@ from consent.schemas import (
     BatchResultSchema,
     ConsentEventSchema,
     ContactCreateSchema,
+    ErasureSchema,
+    ImportBatchSchema,
+    ImportFormSchema,
+    ImportReportSchema,
     ObjectionSchema,
     PermissionsQuerySchema,
     PermissionsSchema,
+    PolicyPublishSchema,
+    PolicyVersionSchema,
+    RejectionSchema,
+    RejectionsQuerySchema,
+    RestrictionSchema,
     WebhookCreatedSchema,
     WebhookCreateSchema,
     WebhookSchema,
 )
 from crm import services as crm
 from crm.access import requires
+from crm.errors import InvalidInput
 from crm.schemas import ContactSchema
 from crm.services import CompanyInput
 from extensions import api, csrf
@@ -86,7 +98,7 @@ def contact_permissions(query: dict[str, Any], contact_id: int) -> Any:
 def check_permissions(data: dict[str, Any]) -> Any:
     """Decide for up to 10,000 addresses at once; unknown ones are ``unknown_contact``."""
     decisions = services.check_permissions(
-        data["emails"], data["topic"], data["channel"], at=data.get("at")
+        data["emails"], data["topic"], data["channel"], at=data.get("at"), actor=g.actor
     )
     return {"topic": data["topic"], "channel": data["channel"], "decisions": decisions}
 
@@ -112,7 +124,133 @@ def record_objection(data: dict[str, Any], contact_id: int) -> Any:
 @blp.response(200, ConsentEventSchema(many=True))
 def list_events(contact_id: int) -> Any:
     """The consent ledger of a contact, oldest first."""
-    return services.list_events(contact_id)
+    return services.list_events(contact_id, actor=g.actor)
+
+
+@blp.get("/contacts/<int:contact_id>/export")
+@requires("contacts.export")
+@blp.response(200)
+def export_contact(contact_id: int) -> Any:
+    """Everything held about the person (GDPR art. 15 and 20), as JSON."""
+    return rights.export_contact(g.actor, contact_id)
+
+
+@blp.delete("/contacts/<int:contact_id>")
+@requires("contacts.erase")
+@blp.response(200, ErasureSchema)
+def erase_contact(contact_id: int) -> Any:
+    """Erase the person's data (GDPR art. 17); 409 while a legal hold is set.
+
+    If the person ever objected or unsubscribed from everything, a keyed hash
+    of the address stays on the suppression list (R22).
+    """
+    kept = rights.erase_contact(g.actor, contact_id)
+    return {"erased": True, "contact_id": contact_id, "suppression_kept": kept}
+
+
+@blp.post("/contacts/<int:contact_id>/restriction")
+@requires("contacts.restrict")
+@blp.arguments(RestrictionSchema)
+@blp.response(201, ConsentEventSchema)
+def restrict_processing(data: dict[str, Any], contact_id: int) -> Any:
+    """Restrict processing (GDPR art. 18): no marketing and no edits until lifted."""
+    return services.restrict_processing(
+        g.actor, contact_id, note=data.get("note"), received_via=data.get("received_via")
+    )
+
+
+@blp.delete("/contacts/<int:contact_id>/restriction")
+@requires("contacts.restrict")
+@blp.response(200, ConsentEventSchema)
+def lift_restriction(contact_id: int) -> Any:
+    """Lift the restriction."""
+    return services.lift_restriction(g.actor, contact_id)
+
+
+@blp.post("/imports")
+@requires("imports.run")
+@blp.response(201, ImportReportSchema)
+@blp.doc(
+    requestBody={
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "basis", "source"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "basis": {"type": "string", "enum": ["customer", "industry_list"]},
+                        "source": {"type": "string"},
+                    },
+                }
+            }
+        }
+    }
+)
+def run_import(**_: Any) -> Any:
+    """Import a CSV file (multipart ``file``) with a basis and a source; returns the report."""
+    # Only this route takes large bodies: lift the 1 MiB limit before the form is parsed.
+    request.max_content_length = current_app.config["IMPORT_MAX_BYTES"]
+    try:
+        data = ImportFormSchema(unknown=EXCLUDE).load(request.form.to_dict())
+    except ValidationError as exc:
+        messages = exc.normalized_messages()
+        raise InvalidInput(
+            "The request is not valid; see fields.",
+            fields={str(key): value for key, value in messages.items()},
+        ) from None
+    upload = request.files.get("file")
+    if upload is None:
+        raise InvalidInput(
+            "Send the CSV as the multipart part 'file'.", fields={"file": ["Required."]}
+        )
+    return imports.import_contacts(
+        g.actor, upload.stream, basis=data["basis"], source=data["source"], filename=upload.filename
+    )
+
+
+@blp.get("/imports/<int:batch_id>")
+@requires("imports.run")
+@blp.response(200, ImportBatchSchema)
+def read_import(batch_id: int) -> Any:
+    """An import batch and its counts."""
+    return imports.get_batch(batch_id)
+
+
+@blp.get("/imports/<int:batch_id>/rejections")
+@requires("imports.run")
+@blp.arguments(RejectionsQuerySchema, location="query")
+@blp.response(200, RejectionSchema(many=True))
+def list_rejections(query: dict[str, Any], batch_id: int) -> Any:
+    """The rejected rows of a batch, in row order: page with ``after_row``."""
+    imports.get_batch(batch_id)
+    rows = imports.iter_rejections(batch_id, after_row=query["after_row"])
+    return list(itertools.islice(rows, query["limit"]))
+
+
+@blp.post("/policies")
+@requires("policies.manage")
+@blp.arguments(PolicyPublishSchema)
+@blp.response(201, PolicyVersionSchema)
+def publish_policy(data: dict[str, Any]) -> Any:
+    """Publish a privacy-policy version with its consent wordings (R23)."""
+    return policies.publish_policy(
+        g.actor,
+        data["version"],
+        is_major=data["major"],
+        url=data.get("url"),
+        text=data.get("text"),
+        summary=data.get("summary"),
+        wordings=[policies.WordingInput(**w) for w in data["wordings"]],
+    )
+
+
+@blp.get("/policies")
+@requires("policies.read")
+@blp.response(200, PolicyVersionSchema(many=True))
+def list_policies() -> Any:
+    """Published policy versions, newest (the current one) first."""
+    return policies.list_policies()
 
 
 @blp.post("/webhooks")

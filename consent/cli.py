@@ -1,20 +1,26 @@
-"""``flask permissions check`` and ``flask demo``."""
+"""``flask permissions check``, ``flask contacts import`` and ``flask demo``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
-from consent import demo, services
+from consent import demo, imports, policies, services
 from consent.models import ALL
 from consent.topics import current_policy
+from crm.access import cli_actor
 from crm.errors import DomainError
 
 permissions = AppGroup("permissions", help="Marketing decisions.")
+contacts = AppGroup("contacts", help="Contacts: CSV imports.")
+policies_group = AppGroup("policies", help="Privacy-policy versions (R23).")
 
 
 def parse_as_of(value: str | None) -> datetime | None:
@@ -41,7 +47,9 @@ def check(email: str, topic: str | None, channel: str, as_of: str | None, as_jso
     topics = [topic] if topic else list(current_policy().topics)
     try:
         decisions = [
-            services.check_permissions([email], key, channel, at=parse_as_of(as_of))[0]
+            services.check_permissions(
+                [email], key, channel, at=parse_as_of(as_of), actor=cli_actor()
+            )[0]
             for key in topics
         ]
     except DomainError as exc:
@@ -60,6 +68,138 @@ def check(email: str, topic: str | None, channel: str, as_of: str | None, as_jso
         click.echo(f"  {decision.explanation}")
 
 
+@contacts.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--basis",
+    required=True,
+    type=click.Choice(["customer", "industry_list", "consent"]),
+    help="customer (R1) or industry_list (R3); consent cannot be imported.",
+)
+@click.option("--source", required=True, help="Where the list came from (partner, fair, CRM).")
+@click.option("--batch-size", default=imports.BATCH_SIZE, show_default=True, hidden=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def import_command(file: Path, basis: str, source: str, batch_size: int, as_json: bool) -> None:
+    """Import contacts from a CSV FILE (UTF-8, comma or semicolon separated)."""
+    actor = cli_actor()
+    try:
+        imports.parse_basis(basis)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    with file.open("rb") as stream:
+        bar = click.progressbar(
+            length=file.stat().st_size, label="Importing", file=sys.stderr, show_pos=False
+        )
+        with bar if not as_json else contextlib.nullcontext(bar):
+            done = 0
+
+            def advance(position: int) -> None:
+                nonlocal done
+                bar.update(position - done)
+                done = position
+
+            try:
+                report = imports.import_contacts(
+                    actor,
+                    stream,
+                    basis=basis,
+                    source=source,
+                    filename=file.name,
+                    batch_size=batch_size,
+                    progress=None if as_json else advance,
+                )
+            except DomainError as exc:
+                raise click.ClickException(exc.message) from exc
+    if as_json:
+        from consent.schemas import ImportReportSchema
+
+        click.echo(json.dumps(ImportReportSchema().dump(report), indent=2))
+        return
+    click.echo(
+        f"Import batch {report.batch_id} ({report.interest_kind}, source {report.source!r}):"
+    )
+    click.echo(f"  rows read            {report.rows}")
+    click.echo(f"  created              {report.created}")
+    click.echo(f"  updated              {report.updated}")
+    click.echo(f"  unchanged            {report.unchanged}")
+    click.echo(f"  skipped (suppressed) {report.skipped_suppressed}")
+    click.echo(f"  rejected             {report.rejected}")
+    if report.ignored_columns:
+        click.echo(f"  ignored columns: {', '.join(report.ignored_columns)}")
+    for rejection in imports.iter_rejections(report.batch_id):
+        click.echo(f"  row {rejection.row}: {rejection.reason}")
+
+
+@policies_group.command("publish")
+@click.argument("version")
+@click.option("--major", is_flag=True, help="A major change: every registered address is told.")
+@click.option("--url", default=None, help="Where the policy is published.")
+@click.option(
+    "--text-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None
+)
+@click.option("--summary", default=None, help="What changed, in a sentence or two.")
+@click.option(
+    "--wording",
+    "wordings",
+    multiple=True,
+    metavar="KEY:LANG:FILE",
+    help="A consent wording shown under this version, e.g. signup:sv:signup-sv.txt.",
+)
+def publish_policy(
+    version: str,
+    major: bool,
+    url: str | None,
+    text_file: Path | None,
+    summary: str | None,
+    wordings: tuple[str, ...],
+) -> None:
+    """Publish privacy-policy VERSION; consents from now on record it."""
+    parsed = []
+    for spec in wordings:
+        key, _, rest = spec.partition(":")
+        language, _, path = rest.partition(":")
+        if not (key and language and path):
+            raise click.BadParameter("use KEY:LANG:FILE", param_hint="--wording")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--wording") from exc
+        parsed.append(policies.WordingInput(key=key, language=language, text=text))
+    try:
+        policy = policies.publish_policy(
+            cli_actor(),
+            version,
+            is_major=major,
+            url=url,
+            text=text_file.read_text(encoding="utf-8") if text_file else None,
+            summary=summary,
+            wordings=parsed,
+        )
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"Published policy version {policy.version}{' (major)' if major else ''}.")
+    for wording in policy.wordings:
+        click.echo(f"  wording {wording.key} ({wording.language}) sha256 {wording.sha256}")
+
+
+@policies_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_policies(as_json: bool) -> None:
+    """Published policy versions, the current one first."""
+    rows = policies.list_policies()
+    if as_json:
+        from consent.schemas import PolicyVersionSchema
+
+        click.echo(json.dumps(PolicyVersionSchema(many=True).dump(rows), indent=2))
+        return
+    if not rows:
+        click.echo(f"No version published; consents record {current_policy().version!r}.")
+    for index, policy in enumerate(rows):
+        flags = " major" if policy.is_major else ""
+        current = " (current)" if index == 0 else ""
+        click.echo(f"{policy.version}{current}{flags}  published {policy.published_at:%Y-%m-%d}")
+
+
 @click.command("demo")
 @with_appcontext
 @click.option("--password", default=None, help="Password for the demo staff users.")
@@ -75,6 +215,8 @@ def demo_command(password: str | None) -> None:
 
 def register(app: Flask) -> None:
     app.cli.add_command(permissions)
+    app.cli.add_command(contacts)
+    app.cli.add_command(policies_group)
     app.cli.add_command(demo_command)
 
 

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm.models import UTCDateTime, utcnow
 from extensions import db
@@ -122,6 +122,97 @@ class Suppression(db.Model):
     address_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     reason: Mapped[str] = mapped_column(sa.String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ImportBatch(db.Model):
+    """One run of a CSV import: who, what file, on which basis, and its report.
+
+    Ledger events it caused carry ``source="import"`` and
+    ``source_ref="import-batch:<id>"``, so the evidence points back here.
+    """
+
+    __tablename__ = "import_batch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(sa.String(200))
+    # The legitimate-interest kind the rows are registered with (InterestKind).
+    interest_kind: Mapped[str] = mapped_column(sa.String(32))
+    # Where the list came from, as the importer named it (e.g. "Branschregistret 2026").
+    source: Mapped[str] = mapped_column(sa.String(200))
+    filename: Mapped[str | None] = mapped_column(sa.String(200))
+    file_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    # running, done, failed
+    status: Mapped[str] = mapped_column(sa.String(16), default="running")
+    error: Mapped[str | None] = mapped_column(sa.String(500))
+    rows: Mapped[int] = mapped_column(default=0)
+    created: Mapped[int] = mapped_column(default=0)
+    updated: Mapped[int] = mapped_column(default=0)
+    unchanged: Mapped[int] = mapped_column(default=0)
+    skipped_suppressed: Mapped[int] = mapped_column(default=0)
+    rejected: Mapped[int] = mapped_column(default=0)
+
+
+class ImportRejection(db.Model):
+    """A row an import refused, by its spreadsheet row number (the header is row 1).
+
+    Holds the reason only, never the row's content, so it keeps no personal data.
+    """
+
+    __tablename__ = "import_rejection"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("import_batch.id", ondelete="CASCADE"), index=True
+    )
+    row: Mapped[int] = mapped_column()
+    reason: Mapped[str] = mapped_column(sa.String(300))
+
+
+class PolicyVersion(db.Model):
+    """A published privacy-policy version (R23), e.g. "1.3" of April 2020.
+
+    Never edited once published; a change is a new version.
+    """
+
+    __tablename__ = "policy_version"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    published_by: Mapped[str] = mapped_column(sa.String(200))
+    # A major change is announced to every registered address (R24).
+    is_major: Mapped[bool] = mapped_column(default=False)
+    url: Mapped[str | None] = mapped_column(sa.String(500))
+    text: Mapped[str | None] = mapped_column(sa.Text)
+    summary: Mapped[str | None] = mapped_column(sa.String(1000))
+
+    wordings: Mapped[list[PolicyWording]] = relationship(
+        order_by="(PolicyWording.key, PolicyWording.language)",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class PolicyWording(db.Model):
+    """The exact consent wording shown under a policy version, with its SHA-256.
+
+    A consent event's ``wording_hash`` names one of these (R23).
+    """
+
+    __tablename__ = "policy_wording"
+    __table_args__ = (sa.UniqueConstraint("policy_version_id", "key", "language"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    policy_version_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("policy_version.id", ondelete="CASCADE"), index=True
+    )
+    # What the wording is for, e.g. "signup" or "newsletter".
+    key: Mapped[str] = mapped_column(sa.String(64))
+    language: Mapped[str] = mapped_column(sa.String(8))
+    text: Mapped[str] = mapped_column(sa.Text)
+    sha256: Mapped[str] = mapped_column(sa.String(64), index=True)
 
 
 class WebhookEndpoint(db.Model):

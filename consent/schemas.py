@@ -119,6 +119,98 @@ class ConsentEventSchema(Schema):
     note = fields.String(allow_none=True)
 
 
+class ImportFormSchema(Schema):
+    """The form fields of ``POST /api/v1/imports`` (the CSV itself is the ``file`` part)."""
+
+    basis = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    source = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class RejectionSchema(Schema):
+    row = fields.Integer()
+    reason = fields.String()
+
+
+class ImportReportSchema(Schema):
+    batch_id = fields.Integer()
+    status = fields.String()
+    basis = fields.String(attribute="interest_kind")
+    source = fields.String()
+    rows = fields.Integer()
+    created = fields.Integer()
+    updated = fields.Integer()
+    unchanged = fields.Integer()
+    skipped_suppressed = fields.Integer()
+    rejected = fields.Integer()
+    rejections = fields.List(fields.Nested(RejectionSchema))
+    ignored_columns = fields.List(fields.String())
+    file_sha256 = fields.String(allow_none=True)
+    error = fields.String(allow_none=True)
+
+
+class ImportBatchSchema(Schema):
+    id = fields.Integer()
+    status = fields.String()
+    basis = fields.String(attribute="interest_kind")
+    source = fields.String()
+    filename = fields.String(allow_none=True)
+    file_sha256 = fields.String(allow_none=True)
+    actor = fields.String()
+    started_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+    rows = fields.Integer()
+    created = fields.Integer()
+    updated = fields.Integer()
+    unchanged = fields.Integer()
+    skipped_suppressed = fields.Integer()
+    rejected = fields.Integer()
+    error = fields.String(allow_none=True)
+
+
+class RejectionsQuerySchema(Schema):
+    after_row = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=10_000))
+
+
+class RestrictionSchema(Schema):
+    received_via = fields.String(allow_none=True, validate=validate.OneOf(OBJECTION_CHANNELS))
+    note = fields.String(allow_none=True, validate=validate.Length(max=1000))
+
+
+class ErasureSchema(Schema):
+    erased = fields.Boolean()
+    contact_id = fields.Integer()
+    suppression_kept = fields.Boolean()
+
+
+class WordingSchema(Schema):
+    key = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    language = fields.String(required=True, validate=validate.Length(min=2, max=8))
+    text = fields.String(required=True, validate=validate.Length(min=1, max=20_000))
+    sha256 = fields.String(dump_only=True)
+
+
+class PolicyPublishSchema(Schema):
+    version = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    major = fields.Boolean(load_default=False)
+    url = fields.Url(allow_none=True, validate=validate.Length(max=500))
+    text = fields.String(allow_none=True, validate=validate.Length(max=500_000))
+    summary = fields.String(allow_none=True, validate=validate.Length(max=1000))
+    wordings = fields.List(fields.Nested(WordingSchema), load_default=list)
+
+
+class PolicyVersionSchema(Schema):
+    id = fields.Integer()
+    version = fields.String()
+    published_at = fields.DateTime()
+    published_by = fields.String()
+    major = fields.Boolean(attribute="is_major")
+    url = fields.String(allow_none=True)
+    text = fields.String(allow_none=True)
+    summary = fields.String(allow_none=True)
+    wordings = fields.List(fields.Nested(WordingSchema))
+
+
 class WebhookCreateSchema(Schema):
     url = fields.Url(
         required=True,

@@ -12,6 +12,7 @@ from flask import current_app
 
 from consent.ledger import Evidence, record
 from consent.models import ALL, Basis, ConsentEvent, EventKind, InterestKind, PermissionState
+from consent.policies import check_consent_version
 from consent.policy import Decision, Reason, decide, standing_of, standings_by_email
 from consent.signals import consent_changed
 from consent.suppression import find_suppression
@@ -21,6 +22,7 @@ from crm.access import Actor
 from crm.addresses import normalise_email
 from crm.errors import Conflict, InvalidInput
 from crm.models import Activity, Contact, utcnow
+from crm.signals import contact_rectified
 from extensions import db
 
 OBJECTION_CHANNELS = ("phone", "letter", "email", "meeting", "web", "other")
@@ -70,6 +72,7 @@ class BasisInput:
                     "Consent cannot be obtained in the future.",
                     fields={"basis": {"evidence": {"obtained_at": ["In the future."]}}},
                 )
+            check_consent_version(self.evidence.policy_version)
             policy = current_policy()
             for topic in self.topics:
                 if Basis.CONSENT not in policy.topic(topic).bases:
@@ -104,6 +107,10 @@ def register_contact(
         )
     if basis is not None:
         grant_basis(contact, basis, actor)
+        if created and basis.interest_kind is InterestKind.INDUSTRY_LIST:
+            # GDPR art. 14: the data did not come from the person; the first
+            # email must tell them who we are and where we got their address.
+            contact.art14_notice_owed_since = utcnow()
     crm.audit(actor, "contact.create" if created else "contact.update", contact.id)
     db.session.commit()
     consent_changed.send(current_app._get_current_object(), contact_id=contact.id, kind="basis")
@@ -214,11 +221,16 @@ def decisions_for_contact(contact: Contact, at: datetime | None = None) -> list[
 
 
 def check_permissions(
-    emails: Sequence[str], topic_key: str, channel: str = "email", at: datetime | None = None
+    emails: Sequence[str],
+    topic_key: str,
+    channel: str = "email",
+    at: datetime | None = None,
+    actor: Actor | None = None,
 ) -> list[Decision]:
     """Decisions for many addresses at once, in input order, from one read per table.
 
     A malformed address cannot be a known contact: it is answered ``unknown_contact``.
+    With an actor, the lookup is audited (R25): one entry per call with the count.
     """
     policy = current_policy()
     topic = policy.topic(topic_key)
@@ -231,6 +243,16 @@ def check_permissions(
             normalised.append(raw if isinstance(raw, str) else "")
     standings = standings_by_email(normalised)
     moment = at or utcnow()
+    if actor is not None:
+        known = [s.contact_id for s in standings.values()]
+        crm.audit(
+            actor,
+            "permissions.check",
+            known[0] if len(known) == 1 and len(normalised) == 1 else None,
+            detail=f"topic={topic.key} channel={channel} addresses={len(normalised)} "
+            f"known={len(known)}",
+        )
+        db.session.commit()
     return [
         decide(
             standings.get(address),
@@ -244,24 +266,62 @@ def check_permissions(
     ]
 
 
-def list_events(contact_id: int) -> list[ConsentEvent]:
+def list_events(contact_id: int, actor: Actor | None = None) -> list[ConsentEvent]:
+    """The ledger of a contact, oldest first; with an actor, the lookup is audited (R25)."""
     crm.get_contact(contact_id)
-    return list(
+    events = list(
         db.session.scalars(
             sa.select(ConsentEvent)
             .where(ConsentEvent.contact_id == contact_id)
             .order_by(ConsentEvent.occurred_at, ConsentEvent.id)
         )
     )
+    if actor is not None:
+        crm.audit(actor, "ledger.read", contact_id, detail=f"events={len(events)}")
+        db.session.commit()
+    return events
 
 
-def restrict_processing(actor: Actor, contact_id: int, note: str | None = None) -> ConsentEvent:
+# Fields whose change can change a decision: the country (legitimate interest
+# is per country), the company (customer relationship), the address (suppression).
+_DECIDING_FIELDS = frozenset({"country", "company", "email"})
+
+
+def _on_contact_rectified(sender: Any, contact_id: int, fields: tuple[str, ...]) -> None:
+    if _DECIDING_FIELDS.intersection(fields):
+        consent_changed.send(sender, contact_id=contact_id, kind="rectified")
+
+
+def connect_signals() -> None:
+    """Announce CRM changes that can change a decision as ``consent_changed``."""
+    contact_rectified.connect(_on_contact_rectified)
+
+
+def _source_of(actor: Actor) -> str:
+    return "api" if actor.kind == "token" else "staff"
+
+
+def restrict_processing(
+    actor: Actor, contact_id: int, note: str | None = None, received_via: str | None = None
+) -> ConsentEvent:
     """GDPR art. 18: restrict processing. No marketing and no edits until lifted."""
     contact = crm.get_contact(contact_id)
     if contact.is_restricted:
         raise Conflict("Processing of this contact is already restricted.", code="restricted")
-    event = record(contact, EventKind.RESTRICTED, actor=actor, source="staff", note=note or None)
-    crm.audit(actor, "contact.restrict", contact.id)
+    if received_via is not None and received_via not in OBJECTION_CHANNELS:
+        raise InvalidInput(
+            f"received_via must be one of: {', '.join(OBJECTION_CHANNELS)}.",
+            fields={"received_via": ["Unknown."]},
+        )
+    event = record(
+        contact,
+        EventKind.RESTRICTED,
+        actor=actor,
+        source=_source_of(actor),
+        received_via=received_via,
+        note=note or None,
+    )
+    crm.audit(actor, "contact.restrict", contact.id, detail=received_via)
     db.session.commit()
     consent_changed.send(
         current_app._get_current_object(), contact_id=contact.id, kind=EventKind.RESTRICTED.value
@@ -274,7 +334,9 @@ def lift_restriction(actor: Actor, contact_id: int, note: str | None = None) -> 
     contact = crm.get_contact(contact_id)
     if not contact.is_restricted:
         raise Conflict("Processing of this contact is not restricted.", code="not_restricted")
-    event = record(contact, EventKind.UNRESTRICTED, actor=actor, source="staff", note=note or None)
+    event = record(
+        contact, EventKind.UNRESTRICTED, actor=actor, source=_source_of(actor), note=note or None
+    )
     crm.audit(actor, "contact.unrestrict", contact.id)
     db.session.commit()
     consent_changed.send(

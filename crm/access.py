@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import hashlib
 import secrets
 from collections.abc import Callable
@@ -42,6 +43,7 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "audit.read": frozenset({Role.ADMIN}),
     "webhooks.manage": frozenset({Role.ADMIN}),
     "policies.manage": frozenset({Role.ADMIN}),
+    "policies.read": ALL_ROLES,
 }
 
 
@@ -68,6 +70,17 @@ class Actor:
 
 
 CLI_ACTOR = Actor(kind="cli", name="flask", role=Role.ADMIN)
+
+
+def cli_actor() -> Actor:
+    """Whoever runs a ``flask`` command: the operating-system user, for the audit log."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown"
+    return Actor(kind="cli", name=name, role=Role.ADMIN)
+
+
 SYSTEM_ACTOR = Actor(kind="system", name="consent-service")
 
 

@@ -12,8 +12,11 @@ from crm.access import requires
 from crm.schemas import (
     ActivityCreateSchema,
     ActivitySchema,
+    AuditEntrySchema,
+    AuditQuerySchema,
     ContactQuerySchema,
     ContactSchema,
+    LegalHoldSchema,
     RectifySchema,
     RetentionPreviewQuerySchema,
     RetentionPreviewSchema,
@@ -69,8 +72,33 @@ def log_activity(data: dict[str, Any], contact_id: int) -> Any:
 @blp.response(200, ActivitySchema(many=True))
 def list_activities(contact_id: int) -> Any:
     """A contact's activities, newest first."""
-    services.get_contact(contact_id)
-    return services.list_activities(contact_id)
+    return services.read_activities(g.actor, contact_id)
+
+
+@blp.put("/contacts/<int:contact_id>/legal-hold")
+@requires("contacts.legal_hold")
+@blp.arguments(LegalHoldSchema)
+@blp.response(200, ContactSchema)
+def set_legal_hold(data: dict[str, Any], contact_id: int) -> Any:
+    """Set a legal hold: erasure is refused (409) and retention skips the contact."""
+    return services.set_legal_hold(g.actor, contact_id, data["reason"])
+
+
+@blp.delete("/contacts/<int:contact_id>/legal-hold")
+@requires("contacts.legal_hold")
+@blp.response(200, ContactSchema)
+def lift_legal_hold(contact_id: int) -> Any:
+    """Lift the legal hold."""
+    return services.lift_legal_hold(g.actor, contact_id)
+
+
+@blp.get("/audit")
+@requires("audit.read")
+@blp.arguments(AuditQuerySchema, location="query")
+@blp.response(200, AuditEntrySchema(many=True))
+def list_audit(query: dict[str, Any]) -> Any:
+    """Who did what to which contact's data, newest first; page with ``before_id``."""
+    return services.list_audit(g.actor, services.AuditQuery(**query))
 
 
 @blp.get("/retention/preview")

@@ -1,21 +1,24 @@
-"""``flask users``, ``flask tokens`` and ``flask retention``."""
+"""``flask users``, ``flask tokens``, ``flask audit`` and ``flask retention``."""
 
 from __future__ import annotations
 
 import json
-from datetime import date
+import sys
+from datetime import UTC, date, datetime
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from crm import access, retention
-from crm.access import CLI_ACTOR
+from crm import retention, services, staff
+from crm.access import cli_actor
 from crm.errors import DomainError
 from crm.models import Role
+from crm.spreadsheet import write_csv
 
 users = AppGroup("users", help="Staff users.")
 tokens = AppGroup("tokens", help="API tokens.")
+audit = AppGroup("audit", help="The audit log: who did what to which contact's data.")
 
 ROLE_CHOICE = click.Choice([r.value for r in Role])
 
@@ -28,7 +31,7 @@ ROLE_CHOICE = click.Choice([r.value for r in Role])
 def create_user(email: str, role: str, name: str | None, password: str) -> None:
     """Create a staff user who can log in to the staff pages."""
     try:
-        user = access.create_staff_user(email, password, role, name=name)
+        user = staff.create_user(cli_actor(), email, password, role, name)
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"Created {user.role} user {user.email}.")
@@ -40,7 +43,7 @@ def create_user(email: str, role: str, name: str | None, password: str) -> None:
 def create_token(name: str, role: str) -> None:
     """Create an API token and print it once; it is stored only as a hash."""
     try:
-        token, raw = access.create_api_token(name, role)
+        token, raw = staff.create_token(cli_actor(), name, role)
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(
@@ -49,9 +52,66 @@ def create_token(name: str, role: str) -> None:
     click.echo(raw)
 
 
+def _moment(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter("use YYYY-MM-DD or an ISO 8601 time", param_hint=name) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@audit.command("list")
+@click.option("--contact-id", type=int, default=None)
+@click.option("--actor", default=None, help="e.g. token:crm-sync or cli:alice")
+@click.option("--action", default=None, help="e.g. contact.read, contact.erase")
+@click.option("--since", default=None, help="YYYY-MM-DD or ISO time (UTC when no zone).")
+@click.option("--until", default=None, help="YYYY-MM-DD or ISO time (UTC when no zone).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--csv", "as_csv", is_flag=True, help="CSV, safe to open in a spreadsheet.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_audit(
+    contact_id: int | None,
+    actor: str | None,
+    action: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    as_csv: bool,
+    as_json: bool,
+) -> None:
+    """Show audit entries, newest first. Reading the log is logged too."""
+    query = services.AuditQuery(
+        contact_id=contact_id,
+        actor=actor,
+        action=action,
+        since=_moment(since, "--since"),
+        until=_moment(until, "--until"),
+        limit=limit,
+    )
+    entries = services.list_audit(cli_actor(), query)
+    columns = ("id", "at", "actor", "action", "contact_id", "detail")
+    if as_csv:
+        write_csv(sys.stdout, columns, ([getattr(e, c) for c in columns] for e in entries))
+        return
+    if as_json:
+        rows = [
+            {c: getattr(e, c).isoformat() if c == "at" else getattr(e, c) for c in columns}
+            for e in entries
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for e in entries:
+        who = f"contact {e.contact_id}" if e.contact_id is not None else "-"
+        detail = f"  {e.detail}" if e.detail else ""
+        click.echo(f"{e.at:%Y-%m-%d %H:%M:%S} {e.actor:<30} {e.action:<24} {who}{detail}")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(tokens)
+    app.cli.add_command(audit)
     app.cli.add_command(retention_cli)
 
 
@@ -108,7 +168,7 @@ def preview_command(as_of: str | None, limit: int | None, as_json: bool) -> None
 def run_command(as_of: str | None, batch_size: int | None) -> None:
     """Apply the retention rules now; resumes whatever a killed run left."""
     try:
-        record = retention.run(_as_of(as_of), started_by=CLI_ACTOR.label, batch_size=batch_size)
+        record = retention.run(_as_of(as_of), started_by=cli_actor().label, batch_size=batch_size)
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"Retention run {record.id} for {record.as_of.isoformat()}: {record.status}")

@@ -117,6 +117,11 @@ class Contact(db.Model):
     # A legal obligation to keep the data: erasure and retention skip the contact.
     legal_hold_reason: Mapped[str | None] = mapped_column(sa.String(500))
     hard_bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # GDPR art. 14: the data came from someone else (an industry list), so the
+    # person must be told who we are and where we got it, at the latest with
+    # the first email. Set when such a contact is created; cleared by
+    # crm.services.note_art14_notice_given once that email has gone.
+    art14_notice_owed_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -95,6 +95,33 @@ class ActivitySchema(Schema):
     created_at = fields.DateTime()
 
 
+class LegalHoldSchema(Schema):
+    reason = Text(required=True, validate=validate.Length(min=1, max=500))
+
+
+# Ids are 32-bit integers on PostgreSQL; a larger number names nothing.
+Id = validate.Range(min=0, max=2**31 - 1)
+
+
+class AuditQuerySchema(Schema):
+    contact_id = fields.Integer(validate=Id)
+    actor = Text(validate=validate.Length(max=200))
+    action = Text(validate=validate.Length(max=64))
+    since = UtcDateTime()
+    until = UtcDateTime()
+    before_id = fields.Integer(validate=Id)
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class AuditEntrySchema(Schema):
+    id = fields.Integer()
+    at = fields.DateTime()
+    actor = Text()
+    action = Text()
+    contact_id = fields.Integer(allow_none=True)
+    detail = Text(allow_none=True)
+
+
 class ErrorSchema(Schema):
     error = fields.Dict()
 

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.orm import selectinload
 
 from crm.access import Actor
@@ -15,6 +16,7 @@ from crm.addresses import normalise_email
 from crm.countries import normalise_country, normalise_language
 from crm.errors import Conflict, InvalidInput, NotFound
 from crm.models import Activity, ActivityKind, AuditEntry, Company, Contact, utcnow
+from crm.signals import contact_rectified
 from extensions import db
 
 
@@ -27,6 +29,38 @@ def audit(
             at=utcnow(), actor=actor.label, action=action, contact_id=contact_id, detail=detail
         )
     )
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    contact_id: int | None = None
+    actor: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before_id: int | None = None
+    limit: int = 100
+
+
+def list_audit(actor: Actor, query: AuditQuery) -> list[AuditEntry]:
+    """Audit entries, newest first (R25). Reading the log is itself logged."""
+    statement = sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(query.limit)
+    if query.contact_id is not None:
+        statement = statement.where(AuditEntry.contact_id == query.contact_id)
+    if query.actor:
+        statement = statement.where(AuditEntry.actor == query.actor)
+    if query.action:
+        statement = statement.where(AuditEntry.action == query.action)
+    if query.since is not None:
+        statement = statement.where(AuditEntry.at >= query.since)
+    if query.until is not None:
+        statement = statement.where(AuditEntry.at < query.until)
+    if query.before_id is not None:
+        statement = statement.where(AuditEntry.id < query.before_id)
+    entries = list(db.session.scalars(statement))
+    audit(actor, "audit.read", query.contact_id, detail=f"entries={len(entries)}")
+    db.session.commit()
+    return entries
 
 
 # Ids are 32-bit integers on PostgreSQL; a larger number cannot name a contact.
@@ -240,6 +274,9 @@ def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> C
         setattr(contact, key, value)
     audit(actor, "contact.rectify", contact.id, detail=",".join(sorted(changes)))
     db.session.commit()
+    contact_rectified.send(
+        current_app._get_current_object(), contact_id=contact.id, fields=tuple(sorted(changes))
+    )
     return contact
 
 
@@ -286,6 +323,15 @@ def note_interaction(contact: Contact, at: datetime) -> None:
         contact.last_interaction_at = at
 
 
+def read_activities(actor: Actor, contact_id: int) -> list[Activity]:
+    """A contact's activities for a staff lookup, which is audited (R25)."""
+    contact = get_contact(contact_id)
+    activities = list_activities(contact.id)
+    audit(actor, "activities.read", contact.id)
+    db.session.commit()
+    return activities
+
+
 def list_activities(contact_id: int) -> list[Activity]:
     return list(
         db.session.scalars(
@@ -293,6 +339,16 @@ def list_activities(contact_id: int) -> list[Activity]:
             .where(Activity.contact_id == contact_id)
             .order_by(Activity.occurred_at.desc(), Activity.id.desc())
         )
+    )
+
+
+def note_art14_notice_given(contact_id: int) -> None:
+    """The first email to a contact from an industry list carried the GDPR art. 14
+    notice: it is no longer owed. Part of the caller's transaction (the send)."""
+    db.session.execute(
+        sa.update(Contact)
+        .where(Contact.id == contact_id, Contact.art14_notice_owed_since.is_not(None))
+        .values(art14_notice_owed_since=None)
     )
 
 

@@ -36,3 +36,11 @@ def init_app(app: Flask) -> None:
         app.config.setdefault(key, value)
     views.register(app)
     cli.register(app)
+    _register_export_section()
+
+
+def _register_export_section() -> None:
+    from consent.rights import register_export_section
+    from mailing.services import emails_for_export
+
+    register_export_section("emails", emails_for_export)

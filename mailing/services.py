@@ -535,3 +535,25 @@ def save_preferences(
     hand_over(outbox_ids)
     _announce(holder.contact.id, "preferences")
     return PreferencesSaved(holder=holder, turned_off=off, to_confirm=on, scope=scope)
+
+
+def emails_for_export(contact: Contact) -> list[dict[str, Any]]:
+    """The emails sent or queued to a contact, for its export (GDPR art. 15)."""
+    rows = db.session.scalars(
+        sa.select(OutboxMessage)
+        .where(OutboxMessage.contact_id == contact.id)
+        .order_by(OutboxMessage.created_at, OutboxMessage.id)
+    )
+    return [
+        {
+            "kind": row.kind,
+            "template": row.template,
+            "topic": row.topic,
+            "language": row.language,
+            "status": row.status,
+            "block_reason": row.block_reason,
+            "created_at": row.created_at.isoformat(),
+            "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+        }
+        for row in rows
+    ]

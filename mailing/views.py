@@ -28,6 +28,7 @@ from flask import (
 from marshmallow import ValidationError
 
 from consent.ledger import Evidence
+from consent.policies import current_version_label
 from consent.subscriptions import HOSTED_FORM_ID, Scope, Signup, hosted_wording, wording_hash
 from consent.tokens import LinkExpired, LinkInvalid
 from consent.topics import current_policy
@@ -226,7 +227,7 @@ def _signup_evidence(data: dict[str, Any], lang: str) -> Evidence:
             lang,
             form_id=HOSTED_FORM_ID,
             page_url=page,
-            policy_version=policy.version,
+            policy_version=current_version_label(),
             wording_hash=wording_hash(shown),
         )
     digest = wording_hash(data["wording"]) if data["wording"] else data["wording_hash"]
@@ -240,7 +241,7 @@ def _signup_evidence(data: dict[str, Any], lang: str) -> Evidence:
         lang,
         form_id=data["form_id"] or "external",
         page_url=page,
-        policy_version=data["policy_version"] or policy.version,
+        policy_version=data["policy_version"] or current_version_label(),
         wording_hash=digest,
     )
 
@@ -267,7 +268,7 @@ def confirm(token: str) -> Any:
             pending.language,
             form_id="confirmation",
             page_url=_page_url(),
-            policy_version=current_policy().version,
+            policy_version=current_version_label(),
         ),
     )
     return _page(

@@ -147,6 +147,9 @@ class ApiClient:
     def post(self, path: str, json: Any = None, **kwargs: Any) -> Any:
         return self.client.post(path, json=json, headers=self.headers, **kwargs)
 
+    def put(self, path: str, json: Any = None, **kwargs: Any) -> Any:
+        return self.client.put(path, json=json, headers=self.headers, **kwargs)
+
     def patch(self, path: str, json: Any = None, **kwargs: Any) -> Any:
         return self.client.patch(path, json=json, headers=self.headers, **kwargs)
 

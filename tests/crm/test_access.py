@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from crm.access import ACTIONS, may
@@ -19,12 +21,29 @@ ROUTES = [
     ("POST", "/api/v1/contacts/{id}/activities", "activities.create"),
     ("GET", "/api/v1/contacts/{id}/activities", "contacts.read"),
     ("POST", "/api/v1/contacts/{id}/objection", "objections.record"),
+    ("GET", "/api/v1/contacts/{id}/export", "contacts.export"),
+    ("DELETE", "/api/v1/contacts/{id}", "contacts.erase"),
+    ("POST", "/api/v1/contacts/{id}/restriction", "contacts.restrict"),
+    ("DELETE", "/api/v1/contacts/{id}/restriction", "contacts.restrict"),
+    ("PUT", "/api/v1/contacts/{id}/legal-hold", "contacts.legal_hold"),
+    ("DELETE", "/api/v1/contacts/{id}/legal-hold", "contacts.legal_hold"),
+    ("GET", "/api/v1/audit", "audit.read"),
+    ("POST", "/api/v1/imports", "imports.run"),
+    ("GET", "/api/v1/imports/{batch}", "imports.run"),
+    ("GET", "/api/v1/imports/{batch}/rejections", "imports.run"),
+    ("POST", "/api/v1/policies", "policies.manage"),
+    ("GET", "/api/v1/policies", "policies.read"),
     ("POST", "/api/v1/webhooks", "webhooks.manage"),
     ("GET", "/api/v1/webhooks", "webhooks.manage"),
     ("DELETE", "/api/v1/webhooks/{wid}", "webhooks.manage"),
     ("GET", "/api/v1/retention/preview?as_of=2027-01-01", "retention.read"),
     ("GET", "/api/v1/retention/runs", "retention.read"),
 ]
+# What must exist before the call for an allowed role to succeed.
+SETUP = {
+    ("DELETE", "/api/v1/contacts/{id}/restriction"): ("POST", "/api/v1/contacts/{id}/restriction"),
+    ("DELETE", "/api/v1/contacts/{id}/legal-hold"): ("PUT", "/api/v1/contacts/{id}/legal-hold"),
+}
 BODIES = {
     "/api/v1/contacts": {"email": "a@b.se"},
     "/api/v1/contacts/{id}": {"name": "New name"},
@@ -34,9 +53,16 @@ BODIES = {
         "occurred_at": "2026-01-01T00:00:00+00:00",
     },
     "/api/v1/contacts/{id}/objection": {"received_via": "phone"},
+    "/api/v1/contacts/{id}/restriction": {"received_via": "letter"},
+    "/api/v1/contacts/{id}/legal-hold": {"reason": "Dispute over invoice 1234"},
+    "/api/v1/policies": {"version": "2.0", "url": "https://example.com/privacy"},
     "/api/v1/webhooks": {"url": "https://crm.example.com/hooks/consent"},
 }
-PLACEHOLDERS = {"{id}": "<int:contact_id>", "{wid}": "<int:webhook_id>"}
+PLACEHOLDERS = {
+    "{id}": "<int:contact_id>",
+    "{wid}": "<int:webhook_id>",
+    "{batch}": "<int:batch_id>",
+}
 
 
 def _rule(path: str) -> str:
@@ -44,6 +70,15 @@ def _rule(path: str) -> str:
     for placeholder, converter in PLACEHOLDERS.items():
         path = path.replace(placeholder, converter)
     return path
+
+
+def _import(client, headers):  # type: ignore[no-untyped-def]
+    data = {
+        "basis": "customer",
+        "source": "crm",
+        "file": (io.BytesIO(b"email\nx@kund.se\n"), "x.csv"),
+    }
+    return client.post("/api/v1/imports", headers=headers, data=data)
 
 
 def test_every_api_route_is_in_the_matrix(app) -> None:
@@ -64,11 +99,27 @@ def test_role_matrix(app, api_as, role, method, path, action) -> None:
     contact_id = admin.post("/api/v1/contacts", json={"email": "a@b.se", "country": "SE"}).json[
         "id"
     ]
+    batch_id = _import(admin.client, admin.headers).json["batch_id"]
+    if (method, path) in SETUP:
+        before, before_path = SETUP[(method, path)]
+        admin.client.open(
+            before_path.replace("{id}", str(contact_id)),
+            method=before,
+            json=BODIES[before_path],
+            headers=admin.headers,
+        )
     webhook_id = admin.post("/api/v1/webhooks", json=BODIES["/api/v1/webhooks"]).json["id"]
     caller = api_as(role)
-    url = path.replace("{id}", str(contact_id)).replace("{wid}", str(webhook_id))
+    url = (
+        path.replace("{id}", str(contact_id))
+        .replace("{wid}", str(webhook_id))
+        .replace("{batch}", str(batch_id))
+    )
     body = BODIES.get(path.split("?")[0])
-    response = caller.client.open(url, method=method, json=body, headers=caller.headers)
+    if (method, path) == ("POST", "/api/v1/imports"):
+        response = _import(caller.client, caller.headers)
+    else:
+        response = caller.client.open(url, method=method, json=body, headers=caller.headers)
     if may(role, action):
         assert response.status_code in (200, 201), response.json
     else:

@@ -287,3 +287,14 @@ def test_an_allowed_site_may_post_json_with_fetch_and_read_the_answer(app, clien
     assert "Access-Control-Allow-Origin" not in other.headers
     assert posted.status_code == 202
     assert posted.headers["Access-Control-Allow-Origin"] == "https://www.example.se"
+
+
+def test_a_signup_records_the_published_policy_version(app, client, admin_api) -> None:
+    published = admin_api.post(
+        "/api/v1/policies", json={"version": "2.0", "url": "https://www.example.se/privacy"}
+    )
+    assert published.status_code == 201
+    site_post(client, "ny@example.se", country="SE")
+    contact_id = contact_id_of(app, "ny@example.se")
+    confirmed = [e for e in events(admin_api, contact_id) if e["kind"] == "confirmed"]
+    assert confirmed[0]["policy_version"] == "2.0"

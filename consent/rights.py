@@ -1,0 +1,193 @@
+"""The rights of the person (GDPR art. 15, 17 and 20; R20-R22): a copy of
+everything held, and erasure that keeps only the suppression hash.
+Restriction (art. 18) is ``consent.services.restrict_processing``.
+
+The export is assembled from named sections. The consent layer registers the
+ones it can see (profile, company, activities, the ledger with its evidence,
+decisions, imports); a higher layer adds its own with
+``register_export_section`` in its ``init_app`` (mailing: the emails sent),
+so that consent never imports mailing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+
+from consent import services
+from consent.ledger import record
+from consent.models import ALL, ConsentEvent, EventKind, ImportBatch
+from consent.signals import consent_changed
+from consent.suppression import find_suppression
+from crm import services as crm
+from crm.access import Actor
+from crm.errors import Conflict
+from crm.models import Activity, Company, Contact, utcnow
+from extensions import db
+
+ExportSection = Callable[[Contact], Any]
+_SECTIONS: dict[str, ExportSection] = {}
+
+
+def register_export_section(name: str, build: ExportSection) -> None:
+    """Add (or replace) a section of the export: ``build(contact)`` returns JSON-ready data."""
+    _SECTIONS[name] = build
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _columns(row: Any, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        column.key: _plain(getattr(row, column.key))
+        for column in row.__table__.columns
+        if column.key not in exclude
+    }
+
+
+def _profile(contact: Contact) -> dict[str, Any]:
+    return _columns(contact)
+
+
+def _company(contact: Contact) -> dict[str, Any] | None:
+    company = db.session.get(Company, contact.company_id) if contact.company_id else None
+    return _columns(company) if company else None
+
+
+def _activities(contact: Contact) -> list[dict[str, Any]]:
+    rows = db.session.scalars(
+        sa.select(Activity).where(Activity.contact_id == contact.id).order_by(Activity.occurred_at)
+    )
+    return [_columns(row) for row in rows]
+
+
+def _ledger(contact: Contact) -> list[dict[str, Any]]:
+    rows = db.session.scalars(
+        sa.select(ConsentEvent)
+        .where(ConsentEvent.contact_id == contact.id)
+        .order_by(ConsentEvent.occurred_at, ConsentEvent.id)
+    )
+    return [_columns(row) for row in rows]
+
+
+def _decisions(contact: Contact) -> list[dict[str, Any]]:
+    return [
+        {
+            "topic": d.topic,
+            "channel": d.channel,
+            "allowed": d.allowed,
+            "basis": d.basis.value if d.basis else None,
+            "reason": d.reason.value,
+            "since": _plain(d.since),
+            "explanation": d.explanation,
+        }
+        for d in services.decisions_for_contact(contact)
+    ]
+
+
+def _imports(contact: Contact) -> list[dict[str, Any]]:
+    """Where the person's data came from (GDPR art. 15(1)(g)): the import batches."""
+    refs = db.session.scalars(
+        sa.select(ConsentEvent.source_ref)
+        .where(ConsentEvent.contact_id == contact.id, ConsentEvent.source == "import")
+        .distinct()
+    )
+    ids = [int(ref.rsplit(":", 1)[1]) for ref in refs if ref and ref.startswith("import-batch:")]
+    batches = db.session.scalars(sa.select(ImportBatch).where(ImportBatch.id.in_(ids)))
+    return [
+        {
+            "batch_id": b.id,
+            "source": b.source,
+            "basis": b.interest_kind,
+            "imported_at": _plain(b.started_at),
+        }
+        for b in batches
+    ]
+
+
+for _name, _build in (
+    ("profile", _profile),
+    ("company", _company),
+    ("activities", _activities),
+    ("consent_events", _ledger),
+    ("decisions", _decisions),
+    ("imports", _imports),
+):
+    register_export_section(_name, _build)
+
+
+def export_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
+    """GDPR art. 15 and 20: everything held about the person, as JSON-ready data."""
+    contact = crm.get_contact(contact_id)
+    data: dict[str, Any] = {
+        "exported_at": utcnow().isoformat(),
+        "contact_id": contact.id,
+        "suppressed": find_suppression(contact.email) is not None,
+    }
+    for name, build in _SECTIONS.items():
+        data[name] = build(contact)
+    crm.audit(actor, "contact.export", contact.id, detail=",".join(_SECTIONS))
+    db.session.commit()
+    return data
+
+
+def _has_said_no_to_everything(contact_id: int) -> bool:
+    return (
+        db.session.scalar(
+            sa.select(ConsentEvent.id)
+            .where(
+                ConsentEvent.contact_id == contact_id,
+                sa.or_(
+                    ConsentEvent.kind == EventKind.OBJECTED.value,
+                    sa.and_(
+                        ConsentEvent.kind == EventKind.UNSUBSCRIBED.value,
+                        ConsentEvent.topic == ALL,
+                    ),
+                ),
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def _source_of(actor: Actor) -> str:
+    return "api" if actor.kind == "token" else actor.kind
+
+
+def erase_contact(actor: Actor, contact_id: int) -> bool:
+    """GDPR art. 17: remove the person's data; refused while a legal hold is set.
+
+    R22: if the person ever objected or unsubscribed from everything, the
+    address's keyed hash is put on the suppression list first, so that no
+    later import, sync or signup markets to them again. The audit entry names
+    no contact afterwards. Returns whether the suppression hash is kept.
+    """
+    contact = crm.get_contact(contact_id)
+    if contact.legal_hold_reason:
+        raise Conflict(
+            "Erasure refused: a legal hold is set on this contact "
+            f"({contact.legal_hold_reason}). Lift the hold once the obligation has ended.",
+            code="legal_hold",
+        )
+    suppressed = find_suppression(contact.email) is not None
+    if not suppressed and _has_said_no_to_everything(contact.id):
+        record(contact, EventKind.SUPPRESSED, actor=actor, source=_source_of(actor), note="erasure")
+        suppressed = True
+    crm.remove_contact(contact.id)
+    crm.audit(
+        actor,
+        "contact.erase",
+        None,
+        detail="suppression hash kept" if suppressed else "nothing kept",
+    )
+    db.session.commit()
+    consent_changed.send(current_app._get_current_object(), contact_id=contact_id, kind="erased")
+    return suppressed
