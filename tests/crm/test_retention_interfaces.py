@@ -119,7 +119,7 @@ def test_cli_preview_and_run(app, runner_for) -> None:
     assert "crm-contacts: deleted 1" in done.output
     history = runner.invoke(args=["retention", "history", "--json"])
     runs = json.loads(history.output)
-    assert runs[0]["started_by"] == "cli:flask"
+    assert runs[0]["started_by"].startswith("cli:")
     assert runs[0]["counts"]["support-cases"]["anonymised"] == 1
     with app.app_context():
         assert not exists("gammal@kund.se") and exists("ny@kund.se")
