@@ -26,6 +26,8 @@ def _settings() -> dict[str, object]:
         # Retry backoff of temporary SMTP failures (exponential between the two).
         "OUTBOX_MIN_BACKOFF_MS": int(env.get("OUTBOX_MIN_BACKOFF_MS", "15000")),
         "OUTBOX_MAX_BACKOFF_MS": int(env.get("OUTBOX_MAX_BACKOFF_MS", str(30 * 60_000))),
+        # R24: a major privacy-policy version is mailed to every registered address.
+        "POLICY_NOTICE_ON_MAJOR": env.get("POLICY_NOTICE_ON_MAJOR", "1") == "1",
     }
 
 
@@ -37,6 +39,7 @@ def init_app(app: Flask) -> None:
     views.register(app)
     cli.register(app)
     _register_export_section()
+    _notify_on_major_policy_versions()
 
 
 def _register_export_section() -> None:
@@ -44,3 +47,19 @@ def _register_export_section() -> None:
     from mailing.services import emails_for_export
 
     register_export_section("emails", emails_for_export)
+
+
+def _notify_on_major_policy_versions() -> None:
+    from consent.signals import policy_published
+
+    policy_published.connect(_on_policy_published, weak=False)
+
+
+def _on_policy_published(
+    app: Flask, *, policy_version_id: int, is_major: bool, **_: object
+) -> None:
+    """After the publishing commit: hand the (possibly long) queuing to a worker."""
+    if is_major and app.config.get("POLICY_NOTICE_ON_MAJOR", True):
+        from mailing.tasks import send_policy_notices
+
+        send_policy_notices.send(policy_version_id)

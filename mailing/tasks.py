@@ -32,3 +32,11 @@ def deliver_email(outbox_id: int) -> None:
 @dramatiq.actor(broker=broker, queue_name="mail", max_retries=0, time_limit=300_000)
 def sweep_outbox() -> None:
     services.sweep()
+
+
+@dramatiq.actor(broker=broker, queue_name="mail", max_retries=3, time_limit=3_600_000)
+def send_policy_notices(policy_version_id: int) -> None:
+    """Queue the notice of a major policy version to every contact (R24)."""
+    from mailing import notices
+
+    notices.queue_policy_notices(policy_version_id)
