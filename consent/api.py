@@ -27,6 +27,8 @@ from consent.schemas import (
     PermissionsSchema,
     PolicyPublishSchema,
     PolicyVersionSchema,
+    PrivacyRequestQuerySchema,
+    PrivacyRequestSchema,
     RejectionSchema,
     RejectionsQuerySchema,
     RestrictionSchema,
@@ -277,6 +279,15 @@ def list_webhooks() -> Any:
 def deactivate_webhook(webhook_id: int) -> Any:
     """Stop posting to a receiver (its delivery history is kept)."""
     return webhooks.deactivate_endpoint(g.actor, webhook_id)
+
+
+@blp.get("/privacy-requests")
+@requires("privacy_requests.read")
+@blp.arguments(PrivacyRequestQuerySchema, location="query")
+@blp.response(200, PrivacyRequestSchema(many=True))
+def list_privacy_requests(query: dict[str, Any]) -> Any:
+    """Requests from the public, soonest due first; verified erasures await an admin."""
+    return rights.list_privacy_requests(query.get("status"))
 
 
 def register(app: Flask) -> None:

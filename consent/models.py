@@ -282,3 +282,26 @@ class SubscriptionRequest(db.Model):
     @property
     def is_confirmed(self) -> bool:
         return self.confirmed_at is not None
+
+
+class PrivacyRequest(db.Model):
+    """A person's request for a copy of their data or its erasure (R20, R21).
+
+    Only requests for known addresses are stored (the public answer is the
+    same either way); nothing is done until the address proves itself through
+    the emailed link.
+    """
+
+    __tablename__ = "privacy_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("contact.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(sa.String(16))  # access, erasure
+    # pending_verification -> verified (access: copy emailed) | awaiting_admin (erasure)
+    status: Mapped[str] = mapped_column(sa.String(24), default="pending_verification")
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # GDPR art. 12(3): answered within one month of the verified request.
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -11,8 +11,8 @@ so that consent never imports mailing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import date, datetime
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,13 +20,14 @@ from flask import current_app
 
 from consent import services
 from consent.ledger import record
-from consent.models import ALL, ConsentEvent, EventKind, ImportBatch
+from consent.models import ALL, ConsentEvent, EventKind, ImportBatch, PrivacyRequest
 from consent.signals import consent_changed
 from consent.suppression import find_suppression
 from crm import services as crm
-from crm.access import Actor
-from crm.errors import Conflict
+from crm.access import SYSTEM_ACTOR, Actor
+from crm.errors import Conflict, InvalidInput, NotFound
 from crm.models import Activity, Company, Contact, utcnow
+from crm.retention import register_exclusion_source
 from extensions import db
 
 ExportSection = Callable[[Contact], Any]
@@ -191,3 +192,71 @@ def erase_contact(actor: Actor, contact_id: int) -> bool:
     db.session.commit()
     consent_changed.send(current_app._get_current_object(), contact_id=contact_id, kind="erased")
     return suppressed
+
+
+# Requests from the public (R20, R21) -------------------------------------------------
+
+PRIVACY_KINDS = ("access", "erasure")
+ANSWER_WITHIN = timedelta(days=30)
+# An unverified request no longer holds retention back after this long.
+VERIFICATION_WINDOW = timedelta(days=2)
+
+
+def open_privacy_request(contact: Contact, kind: str, at: datetime) -> PrivacyRequest:
+    """Record an unverified request (no commit). The caller emails the link."""
+    if kind not in PRIVACY_KINDS:
+        raise InvalidInput("kind must be access or erasure.", fields={"kind": ["Unknown."]})
+    request = PrivacyRequest(contact_id=contact.id, kind=kind, requested_at=at)
+    db.session.add(request)
+    db.session.flush()
+    return request
+
+
+def get_privacy_request(request_id: int) -> PrivacyRequest:
+    found = db.session.get(PrivacyRequest, request_id) if 0 < request_id < 2**31 else None
+    if found is None:
+        raise NotFound("This request no longer exists.", code="request_not_found")
+    return found
+
+
+def verify_privacy_request(request_id: int, at: datetime) -> tuple[PrivacyRequest, bool]:
+    """The address proved itself. Returns (request, newly verified). No commit.
+
+    A copy request is then answered by email (the caller queues it); an erasure
+    request waits for an admin, due within a month (GDPR art. 12(3)), because a
+    legal hold or an open matter may forbid it.
+    """
+    request = get_privacy_request(request_id)
+    if request.status != "pending_verification":
+        return request, False
+    request.verified_at = at
+    request.due_at = at + ANSWER_WITHIN
+    request.status = "verified" if request.kind == "access" else "awaiting_admin"
+    crm.audit(SYSTEM_ACTOR, f"privacy_request.verify.{request.kind}", request.contact_id)
+    return request, True
+
+
+def list_privacy_requests(status: str | None = None) -> list[PrivacyRequest]:
+    query = sa.select(PrivacyRequest).order_by(PrivacyRequest.due_at, PrivacyRequest.id)
+    if status:
+        query = query.where(PrivacyRequest.status == status)
+    return list(db.session.scalars(query))
+
+
+@register_exclusion_source
+def _open_requests(contact_ids: Sequence[int]) -> dict[int, str]:
+    """Retention does not purge a contact whose rights request is open (R20)."""
+    cutoff = utcnow() - VERIFICATION_WINDOW
+    rows = db.session.execute(
+        sa.select(PrivacyRequest.contact_id, PrivacyRequest.kind, PrivacyRequest.status).where(
+            PrivacyRequest.contact_id.in_(list(contact_ids)),
+            sa.or_(
+                PrivacyRequest.status == "awaiting_admin",
+                sa.and_(
+                    PrivacyRequest.status == "pending_verification",
+                    PrivacyRequest.requested_at >= cutoff,
+                ),
+            ),
+        )
+    ).all()
+    return {cid: f"open {kind} request ({status.replace('_', ' ')})" for cid, kind, status in rows}

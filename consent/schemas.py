@@ -231,3 +231,19 @@ class WebhookSchema(Schema):
 
 class WebhookCreatedSchema(WebhookSchema):
     secret = fields.String(metadata={"description": "Signing secret, shown only now."})
+
+
+class PrivacyRequestSchema(Schema):
+    id = fields.Integer()
+    contact_id = fields.Integer()
+    kind = fields.String()
+    status = fields.String()
+    requested_at = fields.DateTime()
+    verified_at = fields.DateTime(allow_none=True)
+    due_at = fields.DateTime(allow_none=True)
+
+
+class PrivacyRequestQuerySchema(Schema):
+    status = fields.String(
+        validate=validate.OneOf(["pending_verification", "verified", "awaiting_admin"])
+    )

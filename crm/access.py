@@ -43,6 +43,7 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "audit.read": frozenset({Role.ADMIN}),
     "webhooks.manage": frozenset({Role.ADMIN}),
     "policies.manage": frozenset({Role.ADMIN}),
+    "privacy_requests.read": frozenset({Role.ADMIN}),
     "policies.read": ALL_ROLES,
 }
 

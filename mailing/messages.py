@@ -8,6 +8,7 @@ signed at the moment it leaves.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -56,6 +57,10 @@ def preferences_url(contact_id: int) -> str:
     return _url("/preferences/" + make_token(Purpose.PREFERENCES, {"c": contact_id}))
 
 
+def privacy_verify_url(request_id: int) -> str:
+    return _url("/privacy/verify/" + make_token(Purpose.VERIFY_ADDRESS, {"p": request_id}))
+
+
 def sender_domain() -> str:
     pairs = getaddresses([current_app.config["MAIL_FROM"]])
     address = pairs[0][1] if pairs else ""
@@ -80,6 +85,9 @@ def _context(row: OutboxMessage, contact: Contact) -> dict[str, Any]:
     if row.template == "unsubscribe_link":
         context["unsubscribe_url"] = unsubscribe_url(contact.id, ALL, row.id)
         context["preferences_url"] = preferences_url(contact.id)
+    if row.template == "privacy_verify":
+        context["verify_url"] = privacy_verify_url(int(params["request_id"]))
+        context["is_erasure"] = params.get("kind") == "erasure"
     if row.template == "welcome":
         context["topics"] = [policy.topic(t).label(lang) for t in params.get("topics", [])]
     if row.is_marketing:
@@ -132,4 +140,13 @@ def build_message(row: OutboxMessage, contact: Contact) -> EmailMessage:
         paragraphs=_html_paragraphs(body),
     )
     message.add_alternative(html, subtype="html")
+    if row.template == "privacy_export":
+        # GDPR art. 15 and 20: the copy, machine-readable, built at send time.
+        from consent.rights import export_contact
+        from crm.access import SYSTEM_ACTOR
+
+        export = json.dumps(export_contact(SYSTEM_ACTOR, contact.id), indent=2, ensure_ascii=False)
+        message.add_attachment(
+            export.encode(), maintype="application", subtype="json", filename="your-data.json"
+        )
     return message

@@ -61,3 +61,14 @@ class AddressSchema(Schema):
 
     email = fields.String(required=True, validate=validate.Length(max=320))
     website = fields.String(load_default="")
+
+
+class PrivacyRequestSchema(Schema):
+    """``POST /privacy/requests``: a person's access or erasure request."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    email = fields.String(required=True, validate=validate.Length(max=320))
+    kind = fields.String(required=True, validate=validate.OneOf(["access", "erasure"]))
+    website = fields.String(load_default="")

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from flask import current_app
 
-from consent import subscriptions
+from consent import rights, subscriptions
 from consent.ledger import Evidence
 from consent.models import ALL
 from consent.services import check_permissions
@@ -557,3 +557,79 @@ def emails_for_export(contact: Contact) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+# Privacy requests from the public (R20, R21) ------------------------------------------------
+
+
+def request_privacy(email: str, kind: str, at: datetime | None = None) -> None:
+    """A person asks for a copy of their data or its erasure: email a verification link.
+
+    The same nothing-to-see answer for unknown addresses (no enumeration); at
+    most one such email per address per ``EMAIL_INTERVAL``. Nothing is done
+    until the link is used (R21: identity verified through the address).
+    """
+    now = at or utcnow()
+    address = normalise_email(email)
+
+    def work() -> list[int]:
+        contact = db.session.scalar(sa.select(Contact).where(Contact.email == address))
+        if contact is None or _recently_emailed(contact.id, "privacy_verify", now):
+            return []
+        request = rights.open_privacy_request(contact, kind, now)
+        row = queue_email(
+            contact,
+            kind=MailKind.TRANSACTIONAL,
+            template="privacy_verify",
+            idempotency_key=f"privacy_verify:{request.id}",
+            params={"request_id": request.id, "kind": kind},
+            at=now,
+        )
+        return [row.id]
+
+    hand_over(_committed(work))
+
+
+@dataclass(frozen=True)
+class PrivacyLink:
+    request: Any
+    language: str
+
+
+def read_privacy_link(token: str) -> PrivacyLink:
+    """What the verification page shows (GET: reads only)."""
+    payload = read_token(Purpose.VERIFY_ADDRESS, token)
+    try:
+        request_id = int(payload["p"])
+    except (KeyError, TypeError, ValueError):
+        raise LinkInvalid("This link is not valid.") from None
+    try:
+        request = rights.get_privacy_request(request_id)
+    except NotFound:
+        raise LinkInvalid("This link no longer works.") from None
+    contact = crm.get_contact(request.contact_id)
+    return PrivacyLink(request=request, language=messages.page_language(contact.language))
+
+
+def verify_privacy(token: str, at: datetime | None = None) -> PrivacyLink:
+    """The button on the verification page: a copy is emailed; an erasure waits for an admin."""
+    link = read_privacy_link(token)
+    now = at or utcnow()
+
+    def work() -> list[int]:
+        request, fresh = rights.verify_privacy_request(link.request.id, now)
+        if not fresh or request.kind != "access":
+            return []
+        contact = crm.get_contact(request.contact_id)
+        row = queue_email(
+            contact,
+            kind=MailKind.TRANSACTIONAL,
+            template="privacy_export",
+            idempotency_key=f"privacy_export:{request.id}",
+            params={"request_id": request.id},
+            at=now,
+        )
+        return [row.id]
+
+    hand_over(_committed(work))
+    return read_privacy_link(token)

@@ -37,7 +37,7 @@ from crm.errors import InvalidInput, NotPermitted
 from extensions import csrf, limiter
 from mailing import services
 from mailing.messages import page_language
-from mailing.schemas import AddressSchema, SignupSchema
+from mailing.schemas import AddressSchema, PrivacyRequestSchema, SignupSchema
 from mailing.texts import texts
 from mailing.transport import mail_folder
 
@@ -341,6 +341,35 @@ def unsubscribe_by_address() -> Any:
     if not data["website"]:
         services.request_unsubscribe_link(data["email"])
     return _page("public/unsubscribe_address_sent.html", lang)
+
+
+# Privacy requests (R20, R21) ------------------------------------------------------------------
+
+
+@bp.route("/privacy/requests", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"])
+def privacy_request() -> Any:
+    lang = page_language(request.args.get("lang") or _browser_language())
+    if request.method != "POST":  # GET and HEAD only read
+        return _page("public/privacy_request.html", lang)
+    _check_origin()
+    data = _load(PrivacyRequestSchema(), _form_data())
+    if not data["website"]:
+        services.request_privacy(data["email"], data["kind"])
+    # The same answer whether or not we know the address (no enumeration).
+    if request.is_json:
+        return {"status": "accepted"}, 202
+    return _page("public/privacy_sent.html", lang)
+
+
+@bp.route("/privacy/verify/<token>", methods=["GET", "POST"])
+def privacy_verify(token: str) -> Any:
+    if request.method == "POST":
+        link = services.verify_privacy(token)
+    else:  # GET and HEAD only read: a mail scanner must not verify anything
+        link = services.read_privacy_link(token)
+    return _page("public/privacy_verify.html", link.language, link=link)
 
 
 # Preference centre ------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ ROUTES = [
     ("GET", "/api/v1/policies", "policies.read"),
     ("POST", "/api/v1/webhooks", "webhooks.manage"),
     ("GET", "/api/v1/webhooks", "webhooks.manage"),
+    ("GET", "/api/v1/privacy-requests", "privacy_requests.read"),
     ("DELETE", "/api/v1/webhooks/{wid}", "webhooks.manage"),
     ("GET", "/api/v1/retention/preview?as_of=2027-01-01", "retention.read"),
     ("GET", "/api/v1/retention/runs", "retention.read"),
