@@ -638,7 +638,10 @@ def import_contacts(
     else:
         delimiter = _sniff_delimiter(header_line)
     reader = csv.reader(itertools.chain([header_line], line_iter), delimiter=delimiter)
-    header = next(reader, [])
+    try:
+        header = next(reader, [])
+    except csv.Error as exc:
+        raise FileRejected(f"The header line cannot be read as CSV: {exc}.") from exc
     columns, ignored = _map_header(header)
 
     batch = ImportBatch(

@@ -406,3 +406,21 @@ def test_odd_form_fields_and_a_png_get_a_clear_error(app, api_as) -> None:
     )
     assert response.status_code == 422
     assert response.json["error"]["code"] == "invalid_file"
+
+
+def test_a_header_with_a_stray_carriage_return_is_a_clear_error(app, admin_api) -> None:
+    # Found by schemathesis: csv.Error escaped as a 500.
+    before = count_rows(app)
+    response = admin_api.client.post(
+        "/api/v1/imports",
+        data={
+            "basis": "customer",
+            "source": "fair",
+            "file": (io.BytesIO(b"email,na\rme\na@b.se,x\n"), "x.csv"),
+        },
+        headers=admin_api.headers,
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "invalid_file"
+    assert count_rows(app) == before
