@@ -32,3 +32,8 @@ def deliver_email(outbox_id: int) -> None:
 @dramatiq.actor(broker=broker, queue_name="mail", max_retries=0, time_limit=300_000)
 def sweep_outbox() -> None:
     services.sweep()
+
+
+@dramatiq.actor(broker=broker, queue_name="mail", max_retries=3, time_limit=60_000)
+def send_unsubscribe_link(address_hash: str) -> None:
+    services.send_unsubscribe_link(address_hash)
