@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from consent.services import BasisInput, record_objection, register_contact
 from consent.models import Basis, InterestKind
+from consent.services import BasisInput, record_objection, register_contact
 from crm.access import SYSTEM_ACTOR
 from crm.services import remove_contact
 from extensions import db
