@@ -56,7 +56,7 @@ def _campaign(app: Any, run: int, size: int) -> list[tuple[int, str]]:
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,  # a race: some runs do not hit it
     reason="Known race, not fixed yet: deliver() asks the policy, then talks SMTP; an "
     "objection committed in between is not seen (see docs/reliability.md).",
 )
