@@ -109,15 +109,32 @@ def _html_paragraphs(text: str) -> list[Markup]:
     return out
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def one_line(text: str) -> str:
+    """A header value from free text: line breaks and other control characters
+    become one space, so a name or subject can neither add a header nor make the
+    message unbuildable (which would lose the email)."""
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def _display_name(name: str | None) -> str:
+    """The name in ``To``; dropped when it holds RFC 2047 syntax, which the
+    header parser would decode (an encoded CR LF cannot be allowed through)."""
+    shown = one_line(name or "")
+    return "" if "=?" in shown else shown
+
+
 def build_message(row: OutboxMessage, contact: Contact) -> EmailMessage:
     context = _context(row, contact)
     rendered = render_template(f"email/{row.template}.{context['lang']}.txt", **context)
     subject_line, _, body = rendered.lstrip().partition("\n")
-    subject = subject_line.removeprefix("Subject:").strip()
+    subject = one_line(subject_line.removeprefix("Subject:"))
     message = EmailMessage()
     message["Subject"] = subject
     message["From"] = current_app.config["MAIL_FROM"]
-    message["To"] = formataddr((contact.name or "", contact.email))
+    message["To"] = formataddr((_display_name(contact.name), contact.email))
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = row.message_id
     message["Content-Language"] = context["lang"]

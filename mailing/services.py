@@ -31,7 +31,7 @@ from consent.subscriptions import (
 from consent.tokens import RENEWABLE_FOR, LinkExpired, LinkInvalid, Purpose, read_token
 from consent.topics import current_policy
 from crm import services as crm
-from crm.addresses import normalise_email
+from crm.addresses import keyed_hash, normalise_email
 from crm.errors import InvalidInput, NotFound
 from crm.models import Contact, utcnow
 from extensions import db
@@ -464,17 +464,31 @@ def unsubscribe(
     return holder
 
 
-def request_unsubscribe_link(email: str, at: datetime | None = None) -> None:
+def request_unsubscribe_link(email: str) -> None:
     """A person typed an address: email it a signed unsubscribe link (double opt-out).
 
     Nothing happens for an unknown address, and nothing tells the caller which
-    it was. At most one such email per address per ``EMAIL_INTERVAL``.
+    it was, not even the time the answer takes: the request only hands the
+    address's keyed hash to a job (never the address), and the job looks the
+    contact up (``send_unsubscribe_link``). A broker that is down loses the
+    request, not a consent change; the person can ask again.
     """
+    from mailing.tasks import send_unsubscribe_link as job
+
+    digest = keyed_hash(normalise_email(email))
+    try:
+        job.send(digest)
+    except Exception as exc:
+        log.warning("Unsubscribe-link request not handed to the broker (%s).", exc)
+
+
+def send_unsubscribe_link(address_hash: str, at: datetime | None = None) -> None:
+    """The job behind ``request_unsubscribe_link``: queue the link for a known
+    address, at most one such email per address per ``EMAIL_INTERVAL``."""
     now = at or utcnow()
-    address = normalise_email(email)
 
     def work() -> list[int]:
-        contact = db.session.scalar(sa.select(Contact).where(Contact.email == address))
+        contact = db.session.scalar(sa.select(Contact).where(Contact.address_hash == address_hash))
         if contact is None or _recently_emailed(contact.id, "unsubscribe_link", now):
             return []
         bucket = int(now.timestamp()) // int(EMAIL_INTERVAL.total_seconds())

@@ -40,3 +40,8 @@ def send_policy_notices(policy_version_id: int) -> None:
     from mailing import notices
 
     notices.queue_policy_notices(policy_version_id)
+
+
+@dramatiq.actor(broker=broker, queue_name="mail", max_retries=3, time_limit=60_000)
+def send_unsubscribe_link(address_hash: str) -> None:
+    services.send_unsubscribe_link(address_hash)

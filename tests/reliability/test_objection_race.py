@@ -1,0 +1,99 @@
+"""Row "objections committed while campaigns send, 10 runs": 0 messages sent
+after the objection's commit.
+
+Campaigns are not on main yet, so this queues marketing outbox rows through
+``mailing.services.queue_email`` the way a campaign does, hands them to a real
+dramatiq worker (4 threads) and records objections from another thread while
+it sends. The SMTP server stamps the moment it accepts each message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from consent.ledger import Evidence
+from consent.models import Basis
+from consent.services import BasisInput, record_objection, register_contact
+from consent.subscriptions import wording_hash
+from consent.topics import current_policy
+from crm.access import SYSTEM_ACTOR
+from crm.models import utcnow
+from extensions import db
+from mailing import services
+from mailing.models import MailKind
+from tests.reliability.conftest import figure, scale
+
+
+def _campaign(app: Any, run: int, size: int) -> list[tuple[int, str]]:
+    contacts = []
+    with app.app_context():
+        evidence = Evidence(form_id="import", policy_version=current_policy().version,
+                            wording_hash=wording_hash("Yes, send me the newsletter."))  # fmt: skip
+        basis = BasisInput(type=Basis.CONSENT, source="import", topics=["newsletter"],
+                           obtained_at=utcnow(), evidence=evidence)  # fmt: skip
+        for n in range(size):
+            contact, _ = register_contact(SYSTEM_ACTOR, f"r{run}-{n}@example.se", {}, basis=basis)
+            contacts.append((contact.id, contact.email))
+        ids = [
+            services.queue_email(
+                db.session.get(type(contact), cid),
+                kind=MailKind.MARKETING,
+                template="bulletin",
+                topic="newsletter",
+                idempotency_key=f"race:{run}:{cid}",
+                params={"subject": f"Bulletin {run}", "body": "News."},
+            ).id
+            for cid, _ in contacts
+        ]
+        db.session.commit()
+        services.hand_over(ids)
+        db.session.remove()
+    return contacts
+
+
+@pytest.mark.xfail(
+    strict=False,  # a race: some runs do not hit it
+    reason="Known race, not fixed yet: deliver() asks the policy, then talks SMTP; an "
+    "objection committed in between is not seen (see docs/reliability.md).",
+)
+def test_no_message_leaves_after_the_objection_commits(app, smtp, mail_worker) -> None:
+    runs, size = scale(10, 10), scale(40, 400)
+    accepted_at: dict[str, float] = {}
+    original = smtp.controller.handler.handle_DATA  # type: ignore[union-attr]
+
+    async def stamped(server, session, envelope):  # type: ignore[no-untyped-def]
+        result = await original(server, session, envelope)
+        for rcpt in envelope.rcpt_tos:
+            accepted_at.setdefault(rcpt, time.monotonic())
+        return result
+
+    smtp.controller.handler.handle_DATA = stamped  # type: ignore[union-attr]
+    late: list[str] = []
+    objected = blocked = 0
+    for run in range(runs):
+        contacts = _campaign(app, run, size)
+        committed_at: dict[str, float] = {}
+
+        def object_half(contacts: list[tuple[int, str]], committed_at: dict[str, float]) -> None:
+            with app.app_context():
+                for cid, address in contacts[1::2]:
+                    record_objection(SYSTEM_ACTOR, cid, received_via="email")
+                    committed_at[address] = time.monotonic()
+                db.session.remove()
+
+        objector = threading.Thread(target=object_half, args=(contacts, committed_at))
+        objector.start()
+        objector.join()
+        mail_worker.drain(timeout_ms=60_000)
+        objected += len(committed_at)
+        for address, at in committed_at.items():
+            if address in accepted_at and accepted_at[address] > at:
+                late.append(address)
+            blocked += address not in accepted_at
+    figure("objection_race", runs=runs, campaign_size=size, objections=objected,
+           stopped=blocked, sent_after_commit=len(late))  # fmt: skip
+    assert late == []
