@@ -576,29 +576,54 @@ def emails_for_export(contact: Contact) -> list[dict[str, Any]]:
 # Privacy requests from the public (R20, R21) ------------------------------------------------
 
 
-def request_privacy(email: str, kind: str, at: datetime | None = None) -> None:
+def request_privacy(email: str, kind: str) -> None:
     """A person asks for a copy of their data or its erasure: email a verification link.
 
-    The same nothing-to-see answer for unknown addresses (no enumeration); at
-    most one such email per address per ``EMAIL_INTERVAL``. Nothing is done
-    until the link is used (R21: identity verified through the address).
+    As with ``request_unsubscribe_link``, the request only hands the address's
+    keyed hash to a job, so neither the answer nor its timing tells whether the
+    address is known. Nothing is done until the link is used (R21).
     """
+    from mailing.tasks import open_privacy_request as job
+
+    if kind not in rights.PRIVACY_KINDS:
+        raise InvalidInput("kind must be access or erasure.", fields={"kind": ["Unknown."]})
+    digest = keyed_hash(normalise_email(email))
+    try:
+        job.send(digest, kind)
+    except Exception as exc:
+        log.warning("Privacy request not handed to the broker (%s).", exc)
+
+
+def open_privacy_request(address_hash: str, kind: str, at: datetime | None = None) -> None:
+    """The job behind ``request_privacy``: for a known address, record the request
+    and email the link, at most one such email per address per ``EMAIL_INTERVAL``."""
     now = at or utcnow()
-    address = normalise_email(email)
 
     def work() -> list[int]:
-        contact = db.session.scalar(sa.select(Contact).where(Contact.email == address))
+        contact = db.session.scalar(sa.select(Contact).where(Contact.address_hash == address_hash))
         if contact is None or _recently_emailed(contact.id, "privacy_verify", now):
+            return []
+        # One key per address and ten-minute bucket: two jobs racing for the
+        # same address collide on it, and the loser's retry finds the email.
+        bucket = int(now.timestamp()) // int(EMAIL_INTERVAL.total_seconds())
+        key = f"privacy_verify:{contact.id}:{bucket}"
+        if db.session.scalar(
+            sa.select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key)
+        ):
             return []
         request = rights.open_privacy_request(contact, kind, now)
         row = queue_email(
             contact,
             kind=MailKind.TRANSACTIONAL,
             template="privacy_verify",
-            idempotency_key=f"privacy_verify:{request.id}",
+            idempotency_key=key,
             params={"request_id": request.id, "kind": kind},
             at=now,
         )
+        if row.params.get("request_id") != request.id:
+            # Another job won the race for this address: keep its request only.
+            db.session.rollback()
+            return []
         return [row.id]
 
     hand_over(_committed(work))

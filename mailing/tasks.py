@@ -45,3 +45,8 @@ def send_policy_notices(policy_version_id: int) -> None:
 @dramatiq.actor(broker=broker, queue_name="mail", max_retries=3, time_limit=60_000)
 def send_unsubscribe_link(address_hash: str) -> None:
     services.send_unsubscribe_link(address_hash)
+
+
+@dramatiq.actor(broker=broker, queue_name="mail", max_retries=3, time_limit=60_000)
+def open_privacy_request(address_hash: str, kind: str) -> None:
+    services.open_privacy_request(address_hash, kind)
