@@ -19,7 +19,7 @@ from consent.suppression import lift_suppression, suppress
 from consent.webhooks import note_decision_change
 from crm.access import Actor
 from crm.models import Contact, utcnow
-from crm.services import note_interaction
+from crm.services import lock_contact, note_interaction
 from extensions import db
 
 # Only the person, proving the address through a double opt-in link, may undo
@@ -66,7 +66,12 @@ def record(
     received_via: str | None = None,
     note: str | None = None,
 ) -> ConsentEvent:
-    """Append one event and fold it into the projection. Does not commit."""
+    """Append one event and fold it into the projection. Does not commit.
+
+    Takes the contact's lock first, so that a change never slips in between
+    the last policy check of a marketing email and its hand-over to SMTP.
+    """
+    lock_contact(contact.id)
     now = utcnow()
     evidence = evidence or Evidence()
     event = ConsentEvent(

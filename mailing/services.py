@@ -203,6 +203,8 @@ def deliver(outbox_id: int, at: datetime | None = None) -> Delivery:
     if contact is None:
         return Delivery("skipped", "contact_erased")
     if row.is_marketing:
+        # Held until _finish commits: see crm.services.lock_contact.
+        crm.lock_contact(contact.id)
         decision = check_permissions([contact.email], row.topic or "", "email", at=now)[0]
         if not decision.allowed:
             return _finish(row, MailStatus.BLOCKED, block_reason=decision.reason.value)

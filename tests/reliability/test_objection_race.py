@@ -13,8 +13,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
-
 from consent.ledger import Evidence
 from consent.models import Basis
 from consent.services import BasisInput, record_objection, register_contact
@@ -55,11 +53,6 @@ def _campaign(app: Any, run: int, size: int) -> list[tuple[int, str]]:
     return contacts
 
 
-@pytest.mark.xfail(
-    strict=False,  # a race: some runs do not hit it
-    reason="Known race, not fixed yet: deliver() asks the policy, then talks SMTP; an "
-    "objection committed in between is not seen (see docs/reliability.md).",
-)
 def test_no_message_leaves_after_the_objection_commits(app, smtp, mail_worker) -> None:
     runs, size = scale(10, 10), scale(40, 400)
     accepted_at: dict[str, float] = {}
