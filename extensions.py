@@ -46,6 +46,10 @@ def _sqlite_foreign_keys(dbapi_connection: object, connection_record: object) ->
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Write-ahead log: a writer waiting for the write lock holds nothing the
+        # holder needs to commit (a marketing send holds it until SMTP accepted
+        # its message, mailing.services.deliver), and readers never wait.
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
 
 

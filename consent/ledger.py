@@ -65,6 +65,12 @@ def record(
     note: str | None = None,
 ) -> ConsentEvent:
     """Append one event and fold it into the projection. Does not commit."""
+    # R11: a marketing send holds this row lock from its last policy check until
+    # SMTP accepted the message (mailing.services.deliver); a consent change
+    # waits for it, so no email leaves after an objection has committed.
+    # (SQLite has no row locks; there every writer already waits for the one
+    # write lock a send holds.)
+    db.session.execute(sa.select(Contact.id).where(Contact.id == contact.id).with_for_update())
     now = utcnow()
     evidence = evidence or Evidence()
     event = ConsentEvent(

@@ -1,0 +1,62 @@
+"""Campaigns, and the outbox rows that belong to one (unique per campaign and contact by idempotency_key).
+
+Revision ID: 0008
+Revises: 0003
+Create Date: 2026-11-23 20:33:56.742138
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = '0008'
+down_revision = '0003'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table('campaign',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('topic', sa.String(length=64), nullable=False),
+    sa.Column('channel', sa.String(length=16), nullable=False),
+    sa.Column('subject_sv', sa.String(length=200), nullable=False),
+    sa.Column('body_sv', sa.Text(), nullable=False),
+    sa.Column('subject_en', sa.String(length=200), nullable=False),
+    sa.Column('body_en', sa.Text(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('created_by', sa.String(length=200), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('sent_by', sa.String(length=200), nullable=True),
+    sa.Column('send_started_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('queued_count', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign'))
+    )
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite cannot add a constraint to a table, but it can add a column
+        # that carries one; this avoids copying the whole outbox table.
+        op.execute(
+            "ALTER TABLE outbox_message ADD COLUMN campaign_id INTEGER "
+            "CONSTRAINT fk_outbox_message_campaign_id_campaign "
+            "REFERENCES campaign (id) ON DELETE RESTRICT"
+        )
+    else:
+        op.add_column('outbox_message', sa.Column('campaign_id', sa.Integer(), nullable=True))
+        op.create_foreign_key(
+            op.f('fk_outbox_message_campaign_id_campaign'),
+            'outbox_message', 'campaign', ['campaign_id'], ['id'], ondelete='RESTRICT',
+        )
+    op.create_index(op.f('ix_outbox_message_campaign_id'), 'outbox_message', ['campaign_id'], unique=False)
+
+
+def downgrade():
+    op.drop_index(op.f('ix_outbox_message_campaign_id'), table_name='outbox_message')
+    if op.get_bind().dialect.name != "sqlite":
+        op.drop_constraint(
+            op.f('fk_outbox_message_campaign_id_campaign'), 'outbox_message', type_='foreignkey'
+        )
+    # SQLite 3.35+ drops a column that no index uses; its constraint goes with it.
+    op.drop_column('outbox_message', 'campaign_id')
+
+    op.drop_table('campaign')

@@ -1,0 +1,235 @@
+"""Campaigns with a real dramatiq worker and a real SMTP server (aiosmtpd in this process)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import random
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from consent.ledger import record
+from consent.models import Basis, EventKind
+from consent.services import record_objection
+from crm.access import Actor
+from crm.models import Contact, utcnow
+from extensions import db
+from mailing import campaigns
+from mailing.campaigns import CampaignInput
+from mailing.models import MailStatus, OutboxMessage
+from mailing.services import sweep
+from tests.mailing.conftest import SmtpSink, text_of
+
+STAFF = Actor(kind="user", name="marketer@example.com", role="marketing")
+SALES = Actor(kind="user", name="sales@example.com", role="sales")
+TEXTS = CampaignInput(
+    topic="newsletter",
+    subject_sv="Nyheter i november",
+    body_sv="Hej! Här är månadens nyheter.",
+    subject_en="News in November",
+    body_en="Hello! Here is this month's news.",
+)
+
+
+def _consented_contacts(app: Any, count: int, start: int = 0) -> list[int]:
+    """``count`` contacts with a confirmed newsletter consent, in one transaction."""
+    with app.app_context():
+        ids = []
+        for index in range(start, start + count):
+            contact = Contact(
+                email=f"person{index}@example.se", language="sv" if index % 2 else "en"
+            )
+            db.session.add(contact)
+            db.session.flush()
+            record(
+                contact,
+                EventKind.CONFIRMED,
+                actor=Actor(kind="person", name="form"),
+                source="double_opt_in",
+                topic="newsletter",
+                channel="email",
+                basis=Basis.CONSENT.value,
+            )
+            ids.append(contact.id)
+        db.session.commit()
+        db.session.remove()
+        return ids
+
+
+def _outbox_of(app: Any, campaign_id: int) -> list[tuple[int, str, str | None]]:
+    with app.app_context():
+        rows = db.session.execute(
+            sa.select(OutboxMessage.contact_id, OutboxMessage.status, OutboxMessage.block_reason)
+            .where(OutboxMessage.campaign_id == campaign_id)
+            .order_by(OutboxMessage.contact_id)
+        ).all()
+        db.session.remove()
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+class TimedSink(SmtpSink):
+    """The SMTP server notes, per recipient, when it accepted a message (before its 250)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.accepted: list[tuple[str, float]] = []
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+                parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+                with sink.lock:
+                    sink.messages.append(parsed)  # type: ignore[arg-type]
+                    for address in envelope.rcpt_tos:
+                        sink.accepted.append((address, time.monotonic()))
+                return "250 Message accepted for delivery"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+
+def test_no_email_reaches_smtp_after_the_contacts_objection_committed(app, mail_worker) -> None:
+    """The issue's test: 2,000 recipients, 200 objections committed while the campaign sends."""
+    sink = TimedSink()
+    sink.start()
+    previous = app.config.get("SMTP_URL")
+    app.config["SMTP_URL"] = sink.url
+    try:
+        ids = _consented_contacts(app, 2_000)
+        objectors = ids[::10]
+        random.Random(4).shuffle(objectors)
+        committed_at: dict[str, float] = {}
+
+        def object_all() -> None:
+            with app.app_context():
+                session = db.session()
+
+                def note_commit(_session: Any) -> None:
+                    note_commit.at = time.monotonic()  # type: ignore[attr-defined]
+
+                sa.event.listen(session, "after_commit", note_commit)
+                for contact_id in objectors:
+                    record_objection(SALES, contact_id, received_via="phone")
+                    address = db.session.get(Contact, contact_id).email  # type: ignore[union-attr]
+                    committed_at[address] = note_commit.at  # type: ignore[attr-defined]
+                db.session.remove()
+
+        with app.app_context():
+            campaign = campaigns.create_campaign(STAFF, TEXTS)
+            campaign_id = campaign.id
+            objector = threading.Thread(target=object_all)
+            started = time.monotonic()
+            result = campaigns.send_campaign(STAFF, campaign_id)
+            assert result.newly_queued == 2_000
+            sink.wait_for(50)  # the campaign is on its way: now the objections come in
+            objector.start()
+            db.session.remove()
+        objector.join(timeout=60)
+        mail_worker.drain(timeout_ms=60_000)
+        elapsed = time.monotonic() - started
+
+        late = [
+            (address, accepted - committed_at[address])
+            for address, accepted in sink.accepted
+            if address in committed_at and accepted >= committed_at[address]
+        ]
+        assert late == [], f"emails accepted by SMTP after the objection committed: {late[:5]}"
+        received = [address for address, _ in sink.accepted]
+        assert len(received) == len(set(received)), "a contact received the campaign twice"
+
+        rows = _outbox_of(app, campaign_id)
+        with app.app_context():
+            report = campaigns.report(campaign_id)
+            emails = dict(db.session.execute(sa.select(Contact.id, Contact.email)).all())
+            db.session.remove()
+        objector_emails = {emails[c] for c in objectors}
+        blocked = {emails[c] for c, status, _ in rows if status == MailStatus.BLOCKED}
+        # The objections really came in while the campaign was sending: some
+        # objectors had their email already, the others were stopped.
+        assert blocked and blocked <= objector_emails
+        assert objector_emails & set(received)
+        assert objector_emails == blocked | (objector_emails & set(received))
+        assert set(report.blocked_by_reason) <= {"suppressed", "objection"}
+        # Every contact is accounted for, and the report matches what SMTP saw.
+        assert report.audience == 2_000
+        assert report.sent + report.blocked + report.failed == report.audience
+        assert report.queued == 0 and report.status == "sent"
+        assert report.sent == len(received)
+        assert report.blocked == len(blocked)
+        assert elapsed < 60
+    finally:
+        app.config["SMTP_URL"] = previous
+        sink.stop()
+
+
+def test_campaign_email_is_in_the_contacts_language_with_unsubscribe(
+    app, mail_worker, smtp
+) -> None:
+    swedish, english = _consented_contacts(app, 2)
+    with app.app_context():
+        campaign = campaigns.create_campaign(STAFF, TEXTS)
+        campaigns.send_campaign(STAFF, campaign.id)
+        db.session.remove()
+    mail_worker.drain()
+    (to_english,) = smtp.to("person0@example.se")
+    (to_swedish,) = smtp.to("person1@example.se")
+    assert to_english["Subject"] == "News in November"
+    assert to_swedish["Subject"] == "Nyheter i november"
+    assert "Här är månadens nyheter." in text_of(to_swedish)
+    assert "/unsubscribe/" in text_of(to_english)
+    assert to_english["List-Unsubscribe"].startswith("<http://localhost/unsubscribe/")
+    assert to_english["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_sending_again_creates_no_duplicates(app, mail_worker, smtp) -> None:
+    _consented_contacts(app, 5)
+    with app.app_context():
+        campaign = campaigns.create_campaign(STAFF, TEXTS)
+        first = campaigns.send_campaign(STAFF, campaign.id)
+        db.session.remove()
+    mail_worker.drain()
+    _consented_contacts(app, 2, start=100)  # eligible since the first send
+    with app.app_context():
+        second = campaigns.send_campaign(STAFF, campaign.id)
+        third = campaigns.send_campaign(STAFF, campaign.id)
+        report = campaigns.report(campaign.id)
+        db.session.remove()
+    mail_worker.drain()
+    assert (first.newly_queued, second.newly_queued, third.newly_queued) == (5, 2, 0)
+    assert len(smtp.messages) == 7
+    assert len({str(m["To"]) for m in smtp.messages}) == 7
+    assert (report.audience, report.sent) == (7, 7)
+
+
+def test_report_counts_blocked_sends_by_reason(app, smtp, request) -> None:
+    ids = _consented_contacts(app, 6)
+    with app.app_context():
+        campaign = campaigns.create_campaign(STAFF, TEXTS)
+        # Queued while no worker runs: the standings change before anything leaves.
+        campaigns.send_campaign(STAFF, campaign.id)
+        record_objection(SALES, ids[0], received_via="letter")
+        record_objection(SALES, ids[1], channel="email", received_via="phone")
+        contact = db.session.get(Contact, ids[2])
+        record(contact, EventKind.UNSUBSCRIBED, actor=SALES, source="staff", topic="newsletter")
+        db.session.commit()
+        db.session.remove()
+    mail_worker = request.getfixturevalue("mail_worker")  # drops the jobs queued above
+    with app.app_context():
+        # The sweeper hands over what no worker ran.
+        assert len(sweep(at=utcnow() + timedelta(minutes=11))) == 6
+        db.session.remove()
+    mail_worker.drain()
+    with app.app_context():
+        report = campaigns.report(campaign.id)
+        db.session.remove()
+    assert report.blocked_by_reason == {"objection": 1, "suppressed": 1, "unsubscribed": 1}
+    assert (report.sent, report.blocked, report.failed, report.audience) == (3, 3, 0, 6)
+    assert len(smtp.messages) == 3
