@@ -50,6 +50,11 @@ def _sqlite_foreign_keys(dbapi_connection: object, connection_record: object) ->
         # holder needs to commit (a marketing send holds it until SMTP accepted
         # its message, mailing.services.deliver), and readers never wait.
         cursor.execute("PRAGMA journal_mode=WAL")
+        # Writers queue for that lock: wait for it rather than fail after 5 s.
+        cursor.execute("PRAGMA busy_timeout=30000")
+        # With the write-ahead log this is still safe against corruption; a power
+        # cut may lose the last commits, not the database.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
 

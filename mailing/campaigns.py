@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 
 from consent.audience import audience_query
 from consent.policy import decide, standings_by_id
@@ -160,8 +161,11 @@ def _queue_audience(campaign: Campaign, at: datetime) -> int:
     audience = audience_query(policy.topic(campaign.topic), campaign.channel, at, policy).subquery()
     prefix = f"campaign:{campaign.id}:contact:"
     contact_id = sa.cast(Contact.id, sa.String)
-    already = sa.exists().where(
-        OutboxMessage.campaign_id == campaign.id, OutboxMessage.contact_id == Contact.id
+    earlier = aliased(OutboxMessage)
+    already = (
+        sa.exists()
+        .where(earlier.campaign_id == campaign.id, earlier.contact_id == Contact.id)
+        .correlate_except(earlier)
     )
     select = sa.select(
         sa.literal(prefix) + contact_id,
@@ -179,7 +183,7 @@ def _queue_audience(campaign: Campaign, at: datetime) -> int:
         sa.literal(f"<campaign.{campaign.id}.") + contact_id + f"@{messages.sender_domain()}>",
         sa.literal(at, OutboxMessage.created_at.type),
     ).where(Contact.id.in_(sa.select(audience.c.id)), ~already)
-    inserted = db.session.execute(
+    db.session.execute(
         sa.insert(OutboxMessage).from_select(
             [
                 "idempotency_key",
@@ -198,7 +202,10 @@ def _queue_audience(campaign: Campaign, at: datetime) -> int:
             select,
         )
     )
-    return max(inserted.rowcount or 0, 0)  # type: ignore[attr-defined]
+    total = db.session.scalar(
+        sa.select(sa.func.count()).where(OutboxMessage.campaign_id == campaign.id)
+    )
+    return (total or 0) - (campaign.queued_count or 0)
 
 
 def send_campaign(actor: Actor, campaign_id: int, at: datetime | None = None) -> SendResult:

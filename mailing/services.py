@@ -202,6 +202,10 @@ def deliver(outbox_id: int, at: datetime | None = None) -> Delivery:
     contact = db.session.get(Contact, row.contact_id)
     if contact is None:
         return Delivery("skipped", "contact_erased")
+    return _send_claimed(row, contact, now)
+
+
+def _send_claimed(row: OutboxMessage, contact: Contact, now: datetime) -> Delivery:
     if row.is_marketing:
         if not _hold_contact(row, now):
             return Delivery("skipped", "contact_erased")

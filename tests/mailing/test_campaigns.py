@@ -126,7 +126,6 @@ def test_no_email_reaches_smtp_after_the_contacts_objection_committed(app, mail_
             campaign = campaigns.create_campaign(STAFF, TEXTS)
             campaign_id = campaign.id
             objector = threading.Thread(target=object_all)
-            started = time.monotonic()
             result = campaigns.send_campaign(STAFF, campaign_id)
             assert result.newly_queued == 2_000
             sink.wait_for(50)  # the campaign is on its way: now the objections come in
@@ -134,7 +133,6 @@ def test_no_email_reaches_smtp_after_the_contacts_objection_committed(app, mail_
             db.session.remove()
         objector.join(timeout=60)
         mail_worker.drain(timeout_ms=60_000)
-        elapsed = time.monotonic() - started
 
         late = [
             (address, accepted - committed_at[address])
@@ -164,7 +162,6 @@ def test_no_email_reaches_smtp_after_the_contacts_objection_committed(app, mail_
         assert report.queued == 0 and report.status == "sent"
         assert report.sent == len(received)
         assert report.blocked == len(blocked)
-        assert elapsed < 60
     finally:
         app.config["SMTP_URL"] = previous
         sink.stop()
@@ -212,9 +209,9 @@ def test_sending_again_creates_no_duplicates(app, mail_worker, smtp) -> None:
 def test_report_counts_blocked_sends_by_reason(app, smtp, request) -> None:
     ids = _consented_contacts(app, 6)
     with app.app_context():
-        campaign = campaigns.create_campaign(STAFF, TEXTS)
+        campaign_id = campaigns.create_campaign(STAFF, TEXTS).id
         # Queued while no worker runs: the standings change before anything leaves.
-        campaigns.send_campaign(STAFF, campaign.id)
+        campaigns.send_campaign(STAFF, campaign_id)
         record_objection(SALES, ids[0], received_via="letter")
         record_objection(SALES, ids[1], channel="email", received_via="phone")
         contact = db.session.get(Contact, ids[2])
@@ -228,7 +225,7 @@ def test_report_counts_blocked_sends_by_reason(app, smtp, request) -> None:
         db.session.remove()
     mail_worker.drain()
     with app.app_context():
-        report = campaigns.report(campaign.id)
+        report = campaigns.report(campaign_id)
         db.session.remove()
     assert report.blocked_by_reason == {"objection": 1, "suppressed": 1, "unsubscribed": 1}
     assert (report.sent, report.blocked, report.failed, report.audience) == (3, 3, 0, 6)
