@@ -170,7 +170,7 @@ def test_no_email_reaches_smtp_after_the_contacts_objection_committed(app, mail_
 def test_campaign_email_is_in_the_contacts_language_with_unsubscribe(
     app, mail_worker, smtp
 ) -> None:
-    swedish, english = _consented_contacts(app, 2)
+    _consented_contacts(app, 2)
     with app.app_context():
         campaign = campaigns.create_campaign(STAFF, TEXTS)
         campaigns.send_campaign(STAFF, campaign.id)
