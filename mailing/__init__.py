@@ -30,10 +30,11 @@ def _settings() -> dict[str, object]:
 
 
 def init_app(app: Flask) -> None:
-    from mailing import api, cli, models, tasks, views  # noqa: F401 - models and actors declared
+    from mailing import api, campaign_pages, cli, models, tasks, views  # noqa: F401
 
     for key, value in _settings().items():
         app.config.setdefault(key, value)
     views.register(app)
     api.register(app)
+    campaign_pages.register(app)
     cli.register(app)
