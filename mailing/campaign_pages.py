@@ -26,7 +26,9 @@ class ComposeForm(FormSchema):
 class SendForm(FormSchema):
     # The explicit "yes, send it" box: a send cannot be taken back.
     confirm = fields.String(
-        required=True, validate=validate.Equal("yes", error="Tick the box to confirm.")
+        required=True,
+        validate=validate.Equal("yes", error="Tick the box to confirm."),
+        error_messages={"required": "Tick the box to confirm."},
     )
 
 
