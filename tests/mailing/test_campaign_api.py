@@ -47,3 +47,20 @@ def test_an_unknown_campaign_is_404(app, api_as) -> None:
 def test_sales_may_not_send_campaigns(app, api_as) -> None:
     response = api_as("sales").post("/api/v1/campaigns", json=CAMPAIGN)
     assert response.status_code == 403
+
+
+def test_cli_sends_a_campaign_and_reports_it(app, runner_for, mail_worker, smtp) -> None:
+    from crm.access import CLI_ACTOR
+    from extensions import db
+    from mailing import campaigns
+    from mailing.campaigns import CampaignInput
+
+    _consented_contacts(app, 2)
+    with app.app_context():
+        campaign_id = campaigns.create_campaign(CLI_ACTOR, CampaignInput(**CAMPAIGN)).id
+        db.session.remove()
+    sent = runner_for(app).invoke(args=["campaigns", "send", str(campaign_id)])
+    assert "2 newly queued" in sent.output
+    mail_worker.drain()
+    reported = runner_for(app).invoke(args=["campaigns", "report", str(campaign_id)])
+    assert "sent: audience 2, queued 0, sent 2, blocked 0" in reported.output
