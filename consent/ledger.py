@@ -70,7 +70,9 @@ def record(
     # waits for it, so no email leaves after an objection has committed.
     # (SQLite has no row locks; there every writer already waits for the one
     # write lock a send holds.)
-    db.session.execute(sa.select(Contact.id).where(Contact.id == contact.id).with_for_update())
+    db.session.execute(
+        sa.select(Contact.id).where(Contact.id == contact.id).with_for_update(key_share=True)
+    )
     now = utcnow()
     evidence = evidence or Evidence()
     event = ConsentEvent(

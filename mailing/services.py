@@ -244,7 +244,7 @@ def _hold_contact(row: OutboxMessage, at: datetime) -> bool:
     was erased meanwhile.
     """
     held = db.session.execute(
-        sa.select(Contact.id).where(Contact.id == row.contact_id).with_for_update()
+        sa.select(Contact.id).where(Contact.id == row.contact_id).with_for_update(key_share=True)
     ).first()
     if held is None:
         db.session.rollback()
