@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
+import queue
 import random
 import threading
 import time
@@ -77,6 +79,10 @@ class TimedSink(SmtpSink):
     def __init__(self) -> None:
         super().__init__()
         self.accepted: list[tuple[str, float]] = []
+        # Addresses whose objection is posted the moment their message arrives.
+        self.race: set[str] = set()
+        self.race_queue: queue.Queue[str] = queue.Queue()
+        self.committed_at: dict[str, float] = {}
 
     def start(self) -> None:
         from aiosmtpd.controller import Controller
@@ -86,6 +92,16 @@ class TimedSink(SmtpSink):
         class Handler:
             async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
                 parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+                for address in envelope.rcpt_tos:
+                    if address in sink.race:
+                        # Object while this very message is between the last
+                        # check and the server's "250": the objection must not
+                        # be able to commit before we answer.
+                        sink.race_queue.put(address)
+                        for _ in range(15):
+                            if address in sink.committed_at:
+                                break
+                            await asyncio.sleep(0.01)
                 with sink.lock:
                     sink.messages.append(parsed)  # type: ignore[arg-type]
                     for address in envelope.rcpt_tos:
@@ -104,11 +120,18 @@ def test_no_email_reaches_smtp_after_the_contacts_objection_committed(app, mail_
     app.config["SMTP_URL"] = sink.url
     try:
         ids = _consented_contacts(app, 2_000)
-        objectors = ids[::10]
-        random.Random(4).shuffle(objectors)
-        committed_at: dict[str, float] = {}
+        # 180 objections in random order while the campaign sends, and 20 more
+        # each posted while that contact's own message is being accepted.
+        background = ids[::10][:180]
+        random.Random(4).shuffle(background)
+        racers = ids[5::100]
+        objectors = background + racers
+        committed_at = sink.committed_at
+        address_of = {cid: f"person{cid - ids[0]}@example.se" for cid in objectors}
+        sink.race = {address_of[cid] for cid in racers}
+        id_of = {address: cid for cid, address in address_of.items()}
 
-        def object_all() -> None:
+        def objecting(next_contact: Any) -> None:
             with app.app_context():
                 session = db.session()
 
@@ -116,22 +139,39 @@ def test_no_email_reaches_smtp_after_the_contacts_objection_committed(app, mail_
                     note_commit.at = time.monotonic()  # type: ignore[attr-defined]
 
                 sa.event.listen(session, "after_commit", note_commit)
-                for contact_id in objectors:
+                while (contact_id := next_contact()) is not None:
                     record_objection(SALES, contact_id, received_via="phone")
-                    address = db.session.get(Contact, contact_id).email  # type: ignore[union-attr]
-                    committed_at[address] = note_commit.at  # type: ignore[attr-defined]
+                    committed_at[address_of[contact_id]] = note_commit.at  # type: ignore[attr-defined]
                 db.session.remove()
 
+        pending = iter(background)
+        objector = threading.Thread(target=objecting, args=(lambda: next(pending, None),))
+
+        def next_racer() -> int | None:
+            try:
+                return id_of[sink.race_queue.get(timeout=60)]
+            except queue.Empty:
+                return None
+
+        raced = 0
+
+        def next_race() -> int | None:
+            nonlocal raced
+            raced += 1
+            return next_racer() if raced <= len(racers) else None
+
+        racer = threading.Thread(target=objecting, args=(next_race,))
+        racer.start()
         with app.app_context():
             campaign = campaigns.create_campaign(STAFF, TEXTS)
             campaign_id = campaign.id
-            objector = threading.Thread(target=object_all)
             result = campaigns.send_campaign(STAFF, campaign_id)
             assert result.newly_queued == 2_000
             sink.wait_for(50)  # the campaign is on its way: now the objections come in
             objector.start()
             db.session.remove()
         objector.join(timeout=60)
+        racer.join(timeout=60)
         mail_worker.drain(timeout_ms=60_000)
 
         late = [
