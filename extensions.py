@@ -46,6 +46,15 @@ def _sqlite_foreign_keys(dbapi_connection: object, connection_record: object) ->
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Write-ahead log: a writer waiting for the write lock holds nothing the
+        # holder needs to commit (a marketing send holds it until SMTP accepted
+        # its message, mailing.services.deliver), and readers never wait.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # Writers queue for that lock: wait for it rather than fail after 5 s.
+        cursor.execute("PRAGMA busy_timeout=30000")
+        # With the write-ahead log this is still safe against corruption; a power
+        # cut may lose the last commits, not the database.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
 

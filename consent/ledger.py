@@ -19,7 +19,7 @@ from consent.suppression import lift_suppression, suppress
 from consent.webhooks import note_decision_change
 from crm.access import Actor
 from crm.models import Contact, utcnow
-from crm.services import lock_contact, note_interaction
+from crm.services import note_interaction
 from extensions import db
 
 # Only the person, proving the address through a double opt-in link, may undo
@@ -66,12 +66,15 @@ def record(
     received_via: str | None = None,
     note: str | None = None,
 ) -> ConsentEvent:
-    """Append one event and fold it into the projection. Does not commit.
-
-    Takes the contact's lock first, so that a change never slips in between
-    the last policy check of a marketing email and its hand-over to SMTP.
-    """
-    lock_contact(contact.id)
+    """Append one event and fold it into the projection. Does not commit."""
+    # R11: a marketing send holds this row lock from its last policy check until
+    # SMTP accepted the message (mailing.services.deliver); a consent change
+    # waits for it, so no email leaves after an objection has committed.
+    # (SQLite has no row locks; there every writer already waits for the one
+    # write lock a send holds.)
+    db.session.execute(
+        sa.select(Contact.id).where(Contact.id == contact.id).with_for_update(key_share=True)
+    )
     now = utcnow()
     evidence = evidence or Evidence()
     event = ConsentEvent(

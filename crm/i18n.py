@@ -222,6 +222,43 @@ SV: dict[str, str] = {
     "activity.form_submission": "formulär",
     "activity.event_attendance": "evenemang",
     "activity.marketing_email": "marknadsföringsmejl",
+    # Campaigns (mailing/campaign_pages.py)
+    "A send now would reach": "Ett utskick nu skulle nå",
+    "All campaigns": "Alla kampanjer",
+    "Audience": "Mottagare",
+    "Audience now": "Mottagare just nu",
+    "Blocked": "Stoppade",
+    "Blocked right before sending": "Stoppade strax före utskick",
+    "Erased since": "Raderade sedan dess",
+    "Failed": "Misslyckade",
+    "In English": "På engelska",
+    "In Swedish": "På svenska",
+    "New campaign": "Ny kampanj",
+    "No campaigns yet.": "Inga kampanjer ännu.",
+    "Not allowed, by reason": "Inte tillåtna, per skäl",
+    "Preview the audience": "Förhandsgranska mottagarna",
+    "Save as draft": "Spara som utkast",
+    "Send": "Skicka",
+    "Send again": "Skicka igen",
+    "Sent": "Skickade",
+    "Subject": "Ämnesrad",
+    "Text": "Text",
+    "Texts": "Texter",
+    "The unsubscribe link and the reason the person receives the email are added below the text.": (
+        "Avregistreringslänken och skälet till att personen får mejlet läggs till under texten."
+    ),
+    "This page updates every few seconds while the campaign is sending.": (
+        "Sidan uppdateras med några sekunders mellanrum medan kampanjen skickas."
+    ),
+    "Waiting": "Väntar",
+    "Yes, send this campaign to everyone allowed now. Each contact receives it at most once.": (
+        "Ja, skicka kampanjen till alla som är tillåtna nu. Varje kontakt får den högst en gång."
+    ),
+    "draft": "utkast",
+    "sending": "skickas",
+    "sent": "skickad",
+    "Campaign saved as a draft.": "Kampanjen är sparad som utkast.",
+    "The campaign is on its way.": "Kampanjen är på väg.",
 }
 
 TRANSLATIONS = {"sv": SV}

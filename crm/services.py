@@ -396,16 +396,3 @@ def id_in(column: Any, ids: Sequence[int]) -> sa.ColumnElement[bool]:
 
         return column == sa.any_(sa.bindparam(None, list(ids), type_=ARRAY(sa.Integer)))
     return column.in_(list(ids))
-
-
-def lock_contact(contact_id: int) -> None:
-    """Take the contact's write lock until the current transaction ends. No commit.
-
-    The last check before a marketing email leaves holds it from the policy
-    check until the message is accepted by SMTP and marked sent; every consent
-    change takes it first. So an objection either commits before the check
-    (and blocks the email) or waits until the email has left: never "sent
-    after the objection committed" (R10, R11). A row lock on PostgreSQL; on
-    SQLite the statement takes the database's write lock.
-    """
-    db.session.execute(sa.update(Contact).where(Contact.id == contact_id).values(id=Contact.id))

@@ -32,11 +32,13 @@ def _settings() -> dict[str, object]:
 
 
 def init_app(app: Flask) -> None:
-    from mailing import cli, models, tasks, views  # noqa: F401 - models and actors declared
+    from mailing import api, campaign_pages, cli, models, tasks, views  # noqa: F401
 
     for key, value in _settings().items():
         app.config.setdefault(key, value)
     views.register(app)
+    api.register(app)
+    campaign_pages.register(app)
     cli.register(app)
     _register_export_section()
     _notify_on_major_policy_versions()

@@ -1,4 +1,4 @@
-"""``flask outbox sweep`` and ``flask outbox deliver``."""
+"""``flask outbox sweep|deliver`` and ``flask campaigns send|report``."""
 
 from __future__ import annotations
 
@@ -30,5 +30,38 @@ def deliver(outbox_id: int) -> None:
     click.echo(f"{result.status}" + (f": {result.reason}" if result.reason else ""))
 
 
+campaigns_group = AppGroup("campaigns", help="Marketing campaigns.")
+
+
+@campaigns_group.command("send")
+@click.argument("campaign_id", type=int)
+def send_campaign(campaign_id: int) -> None:
+    """Queue a campaign for everyone the policy allows now (safe to repeat)."""
+    from crm.access import CLI_ACTOR
+    from mailing import campaigns
+
+    result = campaigns.send_campaign(CLI_ACTOR, campaign_id)
+    click.echo(
+        f"Campaign {campaign_id}: {result.newly_queued} newly queued, "
+        f"{result.campaign.queued_count} in all, {result.handed_over} handed to workers."
+    )
+
+
+@campaigns_group.command("report")
+@click.argument("campaign_id", type=int)
+def report_campaign(campaign_id: int) -> None:
+    """Audience, sent, blocked (by reason) and failed."""
+    from mailing import campaigns
+
+    r = campaigns.report(campaign_id)
+    click.echo(
+        f"{r.status}: audience {r.audience}, queued {r.queued}, sent {r.sent}, "
+        f"blocked {r.blocked}, failed {r.failed}, removed {r.removed}"
+    )
+    for reason, count in r.blocked_by_reason.items():
+        click.echo(f"  blocked {reason}: {count}")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(outbox)
+    app.cli.add_command(campaigns_group)

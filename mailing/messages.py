@@ -20,11 +20,12 @@ from markupsafe import Markup, escape
 
 from consent.models import ALL
 from consent.subscriptions import get_request
-from consent.tokens import Purpose, make_token
+from consent.tokens import LinkInvalid, Purpose, make_token
 from consent.topics import current_policy
 from crm.countries import normalise_language
 from crm.models import Contact, utcnow
-from mailing.models import OutboxMessage
+from extensions import db
+from mailing.models import Campaign, OutboxMessage
 
 LANGUAGES = ("en", "sv")
 
@@ -90,6 +91,12 @@ def _context(row: OutboxMessage, contact: Contact) -> dict[str, Any]:
         context["is_erasure"] = params.get("kind") == "erasure"
     if row.template == "welcome":
         context["topics"] = [policy.topic(t).label(lang) for t in params.get("topics", [])]
+    if row.template == "campaign":
+        campaign = db.session.get(Campaign, row.campaign_id)
+        if campaign is None:
+            raise LinkInvalid("The campaign of this email is gone.")
+        context["subject"] = campaign.subject_sv if lang == "sv" else campaign.subject_en
+        context["body"] = campaign.body_sv if lang == "sv" else campaign.body_en
     if row.is_marketing:
         context["unsubscribe_url"] = unsubscribe_url(contact.id, row.topic or ALL, row.id)
         context["preferences_url"] = preferences_url(contact.id)

@@ -28,6 +28,38 @@ class MailStatus(enum.StrEnum):
     FAILED = "failed"  # permanent SMTP refusal; never retried
 
 
+class CampaignStatus(enum.StrEnum):
+    DRAFT = "draft"
+    SENDING = "sending"  # its outbox rows are queued; some may still wait for a worker
+    SENT = "sent"  # every outbox row of it is sent, blocked or failed
+
+
+class Campaign(db.Model):
+    """A marketing email on one topic, in Swedish and English.
+
+    The audience is not stored: it is computed when the campaign is sent
+    (``mailing.campaigns.send_campaign``), and every recipient is checked
+    again by the policy right before their message leaves.
+    """
+
+    __tablename__ = "campaign"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    topic: Mapped[str] = mapped_column(sa.String(64))
+    channel: Mapped[str] = mapped_column(sa.String(16), default="email")
+    subject_sv: Mapped[str] = mapped_column(sa.String(200))
+    body_sv: Mapped[str] = mapped_column(sa.Text)
+    subject_en: Mapped[str] = mapped_column(sa.String(200))
+    body_en: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16), default=CampaignStatus.DRAFT.value)
+    created_by: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_by: Mapped[str | None] = mapped_column(sa.String(200))
+    # When the audience was last expanded, and how many outbox rows that made in all.
+    send_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    queued_count: Mapped[int] = mapped_column(default=0)
+
+
 class OutboxMessage(db.Model):
     """One email to send, written in the same transaction as its cause.
 
@@ -48,6 +80,12 @@ class OutboxMessage(db.Model):
     language: Mapped[str] = mapped_column(sa.String(8))
     # The marketing topic, for the policy check and the unsubscribe link.
     topic: Mapped[str | None] = mapped_column(sa.String(64))
+    # The campaign this row is one recipient of; with ``idempotency_key``
+    # "campaign:<id>:contact:<id>" a campaign reaches a contact at most once.
+    # A campaign with messages cannot be deleted (its report would lose them).
+    campaign_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("campaign.id", ondelete="RESTRICT"), index=True
+    )
     # Ids and small values the template needs; never the address.
     params: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     status: Mapped[str] = mapped_column(sa.String(16), default=MailStatus.QUEUED.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate
 
 
 def _split(value: Any) -> list[str]:
@@ -72,3 +72,47 @@ class PrivacyRequestSchema(Schema):
     email = fields.String(required=True, validate=validate.Length(max=320))
     kind = fields.String(required=True, validate=validate.OneOf(["access", "erasure"]))
     website = fields.String(load_default="")
+
+
+class CampaignCreateSchema(Schema):
+    """``POST /api/v1/campaigns``: a topic and the email in Swedish and English."""
+
+    class Meta:
+        unknown = RAISE
+
+    topic = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    subject_sv = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    body_sv = fields.String(required=True, validate=validate.Length(min=1, max=50_000))
+    subject_en = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    body_en = fields.String(required=True, validate=validate.Length(min=1, max=50_000))
+
+
+class CampaignSchema(Schema):
+    """A campaign and where every recipient stands (counts from the outbox)."""
+
+    id = fields.Integer()
+    topic = fields.String()
+    channel = fields.String()
+    status = fields.String(metadata={"description": "draft, sending or sent"})
+    subject_sv = fields.String()
+    body_sv = fields.String()
+    subject_en = fields.String()
+    body_en = fields.String()
+    created_by = fields.String()
+    created_at = fields.DateTime()
+    send_started_at = fields.DateTime(allow_none=True)
+    audience = fields.Integer(
+        metadata={"description": "Contacts the audience query found at send time."}
+    )
+    queued = fields.Integer(metadata={"description": "Waiting for a worker or being sent."})
+    sent = fields.Integer()
+    blocked = fields.Integer(
+        metadata={"description": "Stopped by the policy right before sending."}
+    )
+    blocked_by_reason = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), metadata={"description": "Reason codes."}
+    )
+    failed = fields.Integer()
+    removed = fields.Integer(
+        metadata={"description": "Recipients erased or purged since the send."}
+    )

@@ -202,9 +202,13 @@ def deliver(outbox_id: int, at: datetime | None = None) -> Delivery:
     contact = db.session.get(Contact, row.contact_id)
     if contact is None:
         return Delivery("skipped", "contact_erased")
+    return _send_claimed(row, contact, now)
+
+
+def _send_claimed(row: OutboxMessage, contact: Contact, now: datetime) -> Delivery:
     if row.is_marketing:
-        # Held until _finish commits: see crm.services.lock_contact.
-        crm.lock_contact(contact.id)
+        if not _hold_contact(row, now):
+            return Delivery("skipped", "contact_erased")
         decision = check_permissions([contact.email], row.topic or "", "email", at=now)[0]
         if not decision.allowed:
             return _finish(row, MailStatus.BLOCKED, block_reason=decision.reason.value)
@@ -225,6 +229,30 @@ def deliver(outbox_id: int, at: datetime | None = None) -> Delivery:
         return _finish(row, MailStatus.FAILED, error=str(exc))
     log.info("Outbox %s (%s) sent to %s", row.id, row.template, where)
     return _finish(row, MailStatus.SENT, sent_at=utcnow())
+
+
+def _hold_contact(row: OutboxMessage, at: datetime) -> bool:
+    """Hold the contact from the last policy check until SMTP accepted the message.
+
+    GDPR art. 21(3), R11: an objection ends marketing from the moment it
+    commits, including mail already queued. ``consent.ledger.record`` takes
+    the same row lock before any consent change, so an objection either
+    committed before this check (and the check sees it) or commits after the
+    message was accepted (the ``_finish`` commit releases the lock). On
+    SQLite the write below takes the database's one write lock, which every
+    consent change waits for in the same way. Returns False when the contact
+    was erased meanwhile.
+    """
+    held = db.session.execute(
+        sa.select(Contact.id).where(Contact.id == row.contact_id).with_for_update(key_share=True)
+    ).first()
+    if held is None:
+        db.session.rollback()
+        return False
+    db.session.execute(
+        sa.update(OutboxMessage).where(OutboxMessage.id == row.id).values(claimed_at=at)
+    )
+    return True
 
 
 def _finish(

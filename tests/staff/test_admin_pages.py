@@ -120,9 +120,11 @@ def test_navigation_shows_each_role_only_its_pages(app) -> None:
     for role in ("sales", "marketing", "admin"):
         page = client_as(app, role, email=f"nav-{role}@staff.example").get("/staff/")
         nav[role] = re.findall(r'<li[^>]*><a href="(/staff/[^"]*)"', page.get_data(as_text=True))
-    assert nav["sales"] == nav["marketing"] == ["/staff/"]
+    assert nav["sales"] == ["/staff/"]
+    assert nav["marketing"] == ["/staff/", "/staff/campaigns"]
     assert nav["admin"] == [
         "/staff/",
+        "/staff/campaigns",
         "/staff/admin/users",
         "/staff/admin/tokens",
         "/staff/admin/audit",

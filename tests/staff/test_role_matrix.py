@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from crm.access import create_api_token, may
+from crm.access import Actor, create_api_token, may
 from extensions import db
 from tests.staff.helpers import ROLES, client_as, make_contact, make_user
 
@@ -73,6 +73,32 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         None,
         _guarded("retention.read", 200),
     ),
+    ("staff_campaigns.campaign_list", "GET"): (
+        "/staff/campaigns",
+        None,
+        _guarded("campaigns.manage", 200),
+    ),
+    ("staff_campaigns.compose", "POST"): (
+        "/staff/campaigns",
+        {
+            "topic": "newsletter",
+            "subject_sv": "Nyheter",
+            "body_sv": "Hej!",
+            "subject_en": "News",
+            "body_en": "Hello!",
+        },
+        _guarded("campaigns.manage", 303),
+    ),
+    ("staff_campaigns.campaign_page", "GET"): (
+        "/staff/campaigns/{campaign_id}?preview=1",
+        None,
+        _guarded("campaigns.manage", 200),
+    ),
+    ("staff_campaigns.send", "POST"): (
+        "/staff/campaigns/{campaign_id}/send",
+        {"confirm": "yes"},
+        _guarded("campaigns.manage", 303),
+    ),
     ("staff_contacts.search", "GET"): ("/staff/?q=anna", None, _guarded("contacts.read", 200)),
     ("staff_contacts.contact", "GET"): (
         "/staff/contacts/{contact_id}",
@@ -112,6 +138,14 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
 }
 
 
+def make_campaign() -> int:
+    """A draft campaign, in the caller's app context."""
+    from mailing.campaigns import CampaignInput, create_campaign
+
+    texts = CampaignInput("newsletter", "Nyheter", "Hej!", "News", "Hello!")
+    return create_campaign(Actor(kind="cli", name="matrix"), texts).id
+
+
 def _staff_routes(app: Any) -> set[tuple[str, str]]:
     return {
         (rule.endpoint, method)
@@ -146,8 +180,11 @@ def test_role_gets_the_expected_status(app, role: str, route: tuple[str, str]) -
         token, _ = create_api_token("matrix-existing", "sales")
         token_id = token.id
         db.session.remove()
+        campaign_id = make_campaign()
     client = app.test_client() if role == ANONYMOUS else client_as(app, role)
-    url = path.format(contact_id=contact_id, user_id=other_user, token_id=token_id)
+    url = path.format(
+        contact_id=contact_id, user_id=other_user, token_id=token_id, campaign_id=campaign_id
+    )
 
     _endpoint, method = route
     response = client.get(url) if method == "GET" else client.post(url, data=form)

@@ -1,0 +1,75 @@
+"""HTTP API of campaigns: create, send, and the report of one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g
+from flask_smorest import Blueprint
+
+from crm.access import requires
+from extensions import api, csrf
+from mailing import campaigns
+from mailing.schemas import CampaignCreateSchema, CampaignSchema
+
+blp = Blueprint("mailing_api", __name__, url_prefix="/api/v1", description="Campaigns")
+
+
+def _dump(report: campaigns.Report) -> dict[str, Any]:
+    campaign = report.campaign
+    return {
+        "id": campaign.id,
+        "topic": campaign.topic,
+        "channel": campaign.channel,
+        "status": report.status,
+        "subject_sv": campaign.subject_sv,
+        "body_sv": campaign.body_sv,
+        "subject_en": campaign.subject_en,
+        "body_en": campaign.body_en,
+        "created_by": campaign.created_by,
+        "created_at": campaign.created_at,
+        "send_started_at": campaign.send_started_at,
+        "audience": report.audience,
+        "queued": report.queued,
+        "sent": report.sent,
+        "blocked": report.blocked,
+        "blocked_by_reason": report.blocked_by_reason,
+        "failed": report.failed,
+        "removed": report.removed,
+    }
+
+
+@blp.post("/campaigns")
+@requires("campaigns.manage")
+@blp.arguments(CampaignCreateSchema)
+@blp.response(201, CampaignSchema)
+def create_campaign(data: dict[str, Any]) -> Any:
+    """Create a draft campaign on a topic, in Swedish and English."""
+    campaign = campaigns.create_campaign(g.actor, campaigns.CampaignInput(**data))
+    return _dump(campaigns.report(campaign.id))
+
+
+@blp.post("/campaigns/<int:campaign_id>/send")
+@requires("campaigns.manage")
+@blp.response(202, CampaignSchema)
+def send_campaign(campaign_id: int) -> Any:
+    """Queue the campaign for everyone the policy allows now; safe to repeat (no duplicates).
+
+    Each recipient is checked again by the policy right before their message
+    leaves; the report then counts them as sent or blocked, by reason.
+    """
+    campaigns.send_campaign(g.actor, campaign_id)
+    return _dump(campaigns.report(campaign_id))
+
+
+@blp.get("/campaigns/<int:campaign_id>")
+@requires("campaigns.manage")
+@blp.response(200, CampaignSchema)
+def read_campaign(campaign_id: int) -> Any:
+    """A campaign with its audience size and its sent, blocked (by reason) and failed counts."""
+    return _dump(campaigns.report(campaign_id))
+
+
+def register(app: Flask) -> None:
+    csrf.exempt(blp)
+    api.register_blueprint(blp)

@@ -1,0 +1,82 @@
+"""Staff pages of campaigns (marketing role): list, compose, preview, send, live counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g, render_template, request
+from marshmallow import fields, validate
+
+from crm.access import staff_requires
+from crm.forms import FormSchema
+from crm.views import add_staff_page, run_form, see_other, staff_blueprint
+from mailing import campaigns
+
+bp = staff_blueprint("staff_campaigns", __name__)
+
+
+class ComposeForm(FormSchema):
+    topic = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    subject_sv = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    body_sv = fields.String(required=True, validate=validate.Length(min=1, max=50_000))
+    subject_en = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    body_en = fields.String(required=True, validate=validate.Length(min=1, max=50_000))
+
+
+class SendForm(FormSchema):
+    # The explicit "yes, send it" box: a send cannot be taken back.
+    confirm = fields.String(
+        required=True,
+        validate=validate.Equal("yes", error="Tick the box to confirm."),
+        error_messages={"required": "Tick the box to confirm."},
+    )
+
+
+@bp.get("/campaigns")
+@staff_requires("campaigns.manage")
+def campaign_list() -> Any:
+    """Every campaign with its status, and the form to compose a new one."""
+    from consent.topics import current_policy
+
+    reports = [campaigns.report(c.id) for c in campaigns.list_campaigns()]
+    return render_template(
+        "staff/campaigns.html", reports=reports, topics=list(current_policy().topics.values())
+    )
+
+
+@bp.post("/campaigns")
+@staff_requires("campaigns.manage")
+def compose() -> Any:
+    created = run_form(
+        ComposeForm(),
+        lambda d: campaigns.create_campaign(g.actor, campaigns.CampaignInput(**d)),
+        "Campaign saved as a draft.",
+    )
+    if created is None:
+        return see_other("staff_campaigns.campaign_list")
+    return see_other("staff_campaigns.campaign_page", campaign_id=created.id)
+
+
+@bp.get("/campaigns/<int:campaign_id>")
+@staff_requires("campaigns.manage")
+def campaign_page(campaign_id: int) -> Any:
+    """The texts, the counts so far, and on request the audience a send now would reach."""
+    report = campaigns.report(campaign_id)
+    preview = campaigns.preview_campaign(campaign_id) if request.args.get("preview") else None
+    return render_template("staff/campaign.html", report=report, preview=preview)
+
+
+@bp.post("/campaigns/<int:campaign_id>/send")
+@staff_requires("campaigns.manage")
+def send(campaign_id: int) -> Any:
+    run_form(
+        SendForm(),
+        lambda d: campaigns.send_campaign(g.actor, campaign_id),
+        "The campaign is on its way.",
+    )
+    return see_other("staff_campaigns.campaign_page", campaign_id=campaign_id)
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(bp)
+    add_staff_page(app, "staff_campaigns.campaign_list", "Campaigns", "campaigns.manage")

@@ -1,0 +1,313 @@
+"""Campaigns: a marketing email on one topic, sent to whoever the policy allows at send time.
+
+Sending expands the audience with ONE set-based statement (``INSERT ... SELECT``
+over ``consent.audience.audience_query``), so a million recipients never pass
+through Python; it commits, and only then hands the new outbox rows to the
+job queue in batches. Each row goes through ``mailing.services.deliver``,
+which asks the policy again right before the message leaves (R10, R11).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import aliased
+
+from consent.audience import audience_query
+from consent.policy import decide, standings_by_id
+from consent.topics import current_policy
+from crm.access import Actor
+from crm.errors import InvalidInput, NotFound
+from crm.models import Contact, utcnow
+from crm.services import audit
+from extensions import db
+from mailing import messages
+from mailing.models import Campaign, CampaignStatus, MailKind, MailStatus, OutboxMessage
+from mailing.services import hand_over
+
+# Outbox ids handed to the broker per query and commit.
+HAND_OVER_BATCH = 1_000
+# Contacts decided per chunk by the preview.
+PREVIEW_CHUNK = 5_000
+CHANNEL = "email"
+
+
+@dataclass(frozen=True)
+class CampaignInput:
+    topic: str
+    subject_sv: str
+    body_sv: str
+    subject_en: str
+    body_en: str
+
+
+def _check_texts(data: CampaignInput) -> None:
+    errors: dict[str, list[str]] = {}
+    for name in ("subject_sv", "subject_en"):
+        value = getattr(data, name)
+        if not value.strip():
+            errors[name] = ["A subject is required."]
+        elif "\n" in value or "\r" in value:
+            errors[name] = ["A subject is one line."]
+    for name in ("body_sv", "body_en"):
+        if not getattr(data, name).strip():
+            errors[name] = ["A body is required."]
+    if errors:
+        raise InvalidInput("The campaign is not complete.", fields=errors)
+
+
+def create_campaign(actor: Actor, data: CampaignInput, at: datetime | None = None) -> Campaign:
+    """A draft campaign on a configured topic, with its text in Swedish and English."""
+    policy = current_policy()
+    policy.topic(data.topic)  # an unknown topic is refused here, not at send time
+    _check_texts(data)
+    campaign = Campaign(
+        topic=data.topic,
+        channel=CHANNEL,
+        subject_sv=data.subject_sv.strip(),
+        body_sv=data.body_sv.strip(),
+        subject_en=data.subject_en.strip(),
+        body_en=data.body_en.strip(),
+        status=CampaignStatus.DRAFT.value,
+        created_by=actor.label,
+        created_at=at or utcnow(),
+    )
+    db.session.add(campaign)
+    db.session.flush()
+    audit(actor, "campaign.create", detail=f"campaign {campaign.id}")
+    db.session.commit()
+    return campaign
+
+
+def get_campaign(campaign_id: int) -> Campaign:
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound(f"No campaign with id {campaign_id}.", code="campaign_not_found")
+    return campaign
+
+
+def list_campaigns(limit: int = 100) -> list[Campaign]:
+    return list(db.session.scalars(sa.select(Campaign).order_by(Campaign.id.desc()).limit(limit)))
+
+
+@dataclass(frozen=True)
+class Preview:
+    """Who a send now would reach, and why the others would not."""
+
+    audience: int
+    not_allowed: dict[str, int] = field(default_factory=dict)
+
+
+def _contact_id_chunks(size: int) -> Iterator[list[int]]:
+    last = 0
+    while True:
+        ids = list(
+            db.session.scalars(
+                sa.select(Contact.id).where(Contact.id > last).order_by(Contact.id).limit(size)
+            )
+        )
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
+
+
+def preview_campaign(campaign_id: int, at: datetime | None = None) -> Preview:
+    """Ask the policy about every contact, in chunks: the audience and the reasons of the rest.
+
+    This is the policy's own answer (``consent.policy.decide``), not the SQL
+    pre-filter, so the figures are what the last check before each send says.
+    Reads only.
+    """
+    campaign = get_campaign(campaign_id)
+    policy = current_policy()
+    topic = policy.topic(campaign.topic)
+    moment = at or utcnow()
+    allowed = 0
+    refused: Counter[str] = Counter()
+    for ids in _contact_id_chunks(PREVIEW_CHUNK):
+        for standing in standings_by_id(ids).values():
+            decision = decide(
+                standing,
+                email=standing.email,
+                topic=topic,
+                channel=campaign.channel,
+                at=moment,
+                policy=policy,
+            )
+            if decision.allowed:
+                allowed += 1
+            else:
+                refused[decision.reason.value] += 1
+        db.session.expunge_all()
+    db.session.rollback()
+    return Preview(audience=allowed, not_allowed=dict(sorted(refused.items())))
+
+
+@dataclass(frozen=True)
+class SendResult:
+    campaign: Campaign
+    newly_queued: int
+    handed_over: int
+
+
+def _queue_audience(campaign: Campaign, at: datetime) -> int:
+    """One INSERT ... SELECT: an outbox row for every contact in the audience that has none yet."""
+    policy = current_policy()
+    audience = audience_query(policy.topic(campaign.topic), campaign.channel, at, policy).subquery()
+    prefix = f"campaign:{campaign.id}:contact:"
+    contact_id = sa.cast(Contact.id, sa.String)
+    earlier = aliased(OutboxMessage)
+    already = (
+        sa.exists()
+        .where(earlier.campaign_id == campaign.id, earlier.contact_id == Contact.id)
+        .correlate_except(earlier)
+    )
+    select = sa.select(
+        sa.literal(prefix) + contact_id,
+        sa.literal(MailKind.MARKETING.value),
+        Contact.id,
+        sa.literal(campaign.id),
+        sa.literal("campaign"),
+        # The row keeps the raw language; rendering picks sv or en from it.
+        sa.func.coalesce(Contact.language, "en"),
+        sa.literal(campaign.topic),
+        sa.literal({}, sa.JSON),
+        sa.literal(MailStatus.QUEUED.value),
+        sa.literal(0),
+        # Deterministic, so a resend after a lost reply is recognisably the same mail.
+        sa.literal(f"<campaign.{campaign.id}.") + contact_id + f"@{messages.sender_domain()}>",
+        sa.literal(at, OutboxMessage.created_at.type),
+    ).where(Contact.id.in_(sa.select(audience.c.id)), ~already)
+    db.session.execute(
+        sa.insert(OutboxMessage).from_select(
+            [
+                "idempotency_key",
+                "kind",
+                "contact_id",
+                "campaign_id",
+                "template",
+                "language",
+                "topic",
+                "params",
+                "status",
+                "attempts",
+                "message_id",
+                "created_at",
+            ],
+            select,
+        )
+    )
+    total = db.session.scalar(
+        sa.select(sa.func.count()).where(OutboxMessage.campaign_id == campaign.id)
+    )
+    return (total or 0) - (campaign.queued_count or 0)
+
+
+def send_campaign(actor: Actor, campaign_id: int, at: datetime | None = None) -> SendResult:
+    """Queue the campaign for everyone the policy allows now, then hand the rows to workers.
+
+    Sending again is safe: a contact who already has a row for this campaign
+    gets none (the unique key ``campaign:<id>:contact:<id>``), so a second
+    send only reaches contacts who became eligible since, and rows a broker
+    outage left un-handed are handed over again. The final word on each
+    recipient is the policy's, right before the send (``deliver``).
+    """
+    now = at or utcnow()
+    # The conditional update takes the campaign's row lock first, so two
+    # concurrent sends of one campaign run one after the other.
+    locked = db.session.execute(
+        sa.update(Campaign)
+        .where(Campaign.id == campaign_id)
+        .values(status=CampaignStatus.SENDING.value, send_started_at=now, sent_by=actor.label)
+    )
+    if locked.rowcount != 1:  # type: ignore[attr-defined]
+        db.session.rollback()
+        raise NotFound(f"No campaign with id {campaign_id}.", code="campaign_not_found")
+    campaign = get_campaign(campaign_id)
+    if campaign.channel != CHANNEL:
+        raise InvalidInput(f"Campaigns send by {CHANNEL} only.", code="unsupported_channel")
+    added = _queue_audience(campaign, now)
+    campaign.queued_count = (campaign.queued_count or 0) + added
+    audit(actor, "campaign.send", detail=f"campaign {campaign.id}: {added} queued")
+    db.session.commit()
+    handed = 0
+    for ids in _unhanded_chunks(campaign.id):
+        handed += len(hand_over(ids))
+    return SendResult(campaign=get_campaign(campaign_id), newly_queued=added, handed_over=handed)
+
+
+def _unhanded_chunks(campaign_id: int) -> Iterator[list[int]]:
+    last = 0
+    while True:
+        ids = list(
+            db.session.scalars(
+                sa.select(OutboxMessage.id)
+                .where(
+                    OutboxMessage.campaign_id == campaign_id,
+                    OutboxMessage.id > last,
+                    OutboxMessage.status == MailStatus.QUEUED.value,
+                    OutboxMessage.handed_over_at.is_(None),
+                )
+                .order_by(OutboxMessage.id)
+                .limit(HAND_OVER_BATCH)
+            )
+        )
+        db.session.commit()
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
+
+
+@dataclass(frozen=True)
+class Report:
+    """Where every recipient of a campaign stands."""
+
+    campaign: Campaign
+    audience: int  # outbox rows ever queued for it (contacts in the audience at send time)
+    queued: int  # waiting for a worker or being sent
+    sent: int
+    blocked: int
+    failed: int
+    # Rows gone with their contact (erasure, retention) after the send.
+    removed: int
+    blocked_by_reason: dict[str, int]
+
+    @property
+    def status(self) -> str:
+        """``sent`` once a sending campaign has nothing left to send."""
+        if self.campaign.status == CampaignStatus.SENDING and self.queued == 0:
+            return CampaignStatus.SENT.value
+        return self.campaign.status
+
+
+def report(campaign_id: int) -> Report:
+    """Counts per status and block reason, from the outbox. Reads only (a GET calls it)."""
+    campaign = get_campaign(campaign_id)
+    rows = db.session.execute(
+        sa.select(OutboxMessage.status, OutboxMessage.block_reason, sa.func.count())
+        .where(OutboxMessage.campaign_id == campaign_id)
+        .group_by(OutboxMessage.status, OutboxMessage.block_reason)
+    ).all()
+    by_status: Counter[str] = Counter()
+    by_reason: Counter[str] = Counter()
+    for status, reason, count in rows:
+        by_status[status] += count
+        if status == MailStatus.BLOCKED:
+            by_reason[reason or "unknown"] += count
+    total = sum(by_status.values())
+    return Report(
+        campaign=campaign,
+        audience=campaign.queued_count,
+        queued=by_status[MailStatus.QUEUED] + by_status[MailStatus.SENDING],
+        sent=by_status[MailStatus.SENT],
+        blocked=by_status[MailStatus.BLOCKED],
+        failed=by_status[MailStatus.FAILED],
+        removed=max(campaign.queued_count - total, 0),
+        blocked_by_reason=dict(sorted(by_reason.items())),
+    )
