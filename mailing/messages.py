@@ -101,6 +101,9 @@ def _context(row: OutboxMessage, contact: Contact) -> dict[str, Any]:
         context["unsubscribe_url"] = unsubscribe_url(contact.id, row.topic or ALL, row.id)
         context["preferences_url"] = preferences_url(contact.id)
         context["topic_label"] = policy.topic(row.topic).label(lang) if row.topic else ""
+        # GDPR art. 14(3)(b): the first email to an address from an industry list
+        # tells the person where we got it and on what basis.
+        context["art14_notice"] = contact.art14_notice_owed_since is not None
     return context
 
 

@@ -228,6 +228,8 @@ def _send_claimed(row: OutboxMessage, contact: Contact, now: datetime) -> Delive
     except transport.PermanentFailure as exc:
         return _finish(row, MailStatus.FAILED, error=str(exc))
     log.info("Outbox %s (%s) sent to %s", row.id, row.template, where)
+    if row.is_marketing and contact.art14_notice_owed_since is not None:
+        crm.note_art14_notice_given(contact.id)  # committed with the sent mark
     return _finish(row, MailStatus.SENT, sent_at=utcnow())
 
 

@@ -276,3 +276,35 @@ def test_report_counts_blocked_sends_by_reason(app, smtp, request) -> None:
     assert by_reason["unsubscribed"] == 1
     assert (report.sent, report.blocked, report.failed, report.audience) == (3, 3, 0, 6)
     assert len(smtp.messages) == 3
+
+
+def test_first_email_to_an_industry_list_contact_carries_the_art14_notice_once(
+    app, admin_api, mail_worker, smtp
+) -> None:
+    listed = {"type": "legitimate_interest", "kind": "industry_list", "source": "fair-list-2026"}
+    admin_api.post(
+        "/api/v1/contacts",
+        json={"email": "listad@bransch.se", "country": "SE", "language": "sv", "basis": listed},
+    )
+    events = CampaignInput(
+        topic="events",
+        subject_sv="Mässa",
+        body_sv="Välkommen!",
+        subject_en="Fair",
+        body_en="Welcome!",
+    )
+    with app.app_context():
+        first = campaigns.create_campaign(STAFF, events)
+        campaigns.send_campaign(STAFF, first.id)
+        db.session.remove()
+    mail_worker.drain()
+    (message,) = smtp.to("listad@bransch.se")
+    assert "branschlista" in text_of(message)
+    with app.app_context():
+        assert db.session.scalar(sa.select(Contact.art14_notice_owed_since)) is None
+        second = campaigns.create_campaign(STAFF, events)
+        campaigns.send_campaign(STAFF, second.id)
+        db.session.remove()
+    mail_worker.drain()
+    later = smtp.to("listad@bransch.se")[-1]
+    assert later is not message and "branschlista" not in text_of(later)
