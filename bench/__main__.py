@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = {
     "retention": "bench.retention",
     "http": "bench.http",
+    "audience": "bench.audience",
 }
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 

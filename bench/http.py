@@ -70,8 +70,8 @@ def _seed(url: str, contacts: int) -> tuple[str, int, list[str], str]:
 
     from app import create_app
     from consent import services
-    from consent.models import Basis
     from consent.ledger import Evidence
+    from consent.models import Basis
     from crm.access import Actor, create_api_token
     from crm.models import utcnow
     from extensions import db
