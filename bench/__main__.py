@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # name -> module; add a benchmark by adding a line here.
 BENCHMARKS = {
     "retention": "bench.retention",
+    "http": "bench.http",
+    "audience": "bench.audience",
 }
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 

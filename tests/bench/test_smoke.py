@@ -41,3 +41,28 @@ def test_the_benchmarks_run_on_tiny_data_and_write_their_section(tmp_path: Path)
     assert "batched retention run" in rows and "one raw DELETE" in rows
     errors_column = rows["batched retention run"].split("|")[7].strip()
     assert errors_column == "0", "the permission API answered during the purge"
+
+    # HTTP: every endpoint answered under gunicorn, each with its ratio.
+    assert "<!-- bench:http -->" in text
+    for label in (
+        "bare SELECT by primary key",
+        "POST /api/v1/permissions/check, 1 address",
+        "POST /api/v1/permissions/check, 1,000 addresses",
+        "bare single-row UPDATE",
+        "POST /api/v1/contacts/<id>/objection",
+    ):
+        cells = [cell.strip() for cell in rows[label].split("|")]
+        assert float(cells[2].replace(",", "")) > 0, f"{label}: no requests served"
+        assert cells[5] == "0", f"{label}: errors under load"
+    assert "addresses/s" in rows["POST /api/v1/permissions/check, 1,000 addresses"]
+
+    # Audience: the service's query counts exactly the contacts the policy allows.
+    assert "<!-- bench:audience -->" in text
+    audience = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("| SQLite") or line.startswith("| PostgreSQL")
+    )
+    cells = [cell.strip() for cell in audience.split("|")]
+    assert cells[3] == "790", "60% consented + 20% industry list, minus the suppressed 1%"
+    assert cells[5] == "700", "the raw count over the consented rows"

@@ -1,0 +1,410 @@
+"""The HTTP figures: permission checks (single and batch) and objection writes,
+each against a bare endpoint in the same gunicorn server.
+
+The app runs under gunicorn (``bench.wsgi:create()``, gthread workers); the
+load comes from ``wrk`` when it is installed (Debian package ``wrk``), else from
+a small threaded Python generator (keep-alive connections, one thread each).
+Every figure is the median over ``ctx.repeat`` runs of ``DURATION`` seconds;
+the baselines run in the same server, in the same session, just before.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench.__main__ import Context
+
+TITLE = "Permission checks and objections over HTTP (issue 7)"
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-secret-key"
+SUPPRESSION_KEY = "bench-suppression-key"
+BATCH = 1000
+
+
+def _sizes(ctx: Context) -> tuple[int, float, int]:
+    """(contacts, seconds per load run, concurrent connections)."""
+    if ctx.smoke:
+        return 30, 1.0, 2
+    return (
+        int(os.environ.get("BENCH_HTTP_CONTACTS", 2000)),
+        float(os.environ.get("BENCH_HTTP_SECONDS", 10)),
+        int(os.environ.get("BENCH_HTTP_CONNECTIONS", 8)),
+    )
+
+
+def _env(url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "CONSENT_ENV": "testing",
+        "SECRET_KEY": SECRET,
+        "SUPPRESSION_KEY": SUPPRESSION_KEY,
+        "CONSENT_RATELIMIT_ENABLED": "false",
+        "INPROCESS_WORKER": "0",
+    }
+
+
+def _seed(url: str, contacts: int) -> tuple[str, int, list[str], str]:
+    """Contacts with consent to the first topic; returns (token, one contact id,
+    every address, the server's version)."""
+    os.environ.update({k: v for k, v in _env(url).items() if k not in os.environ})
+    from datetime import timedelta
+
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from consent import services
+    from consent.ledger import Evidence
+    from consent.models import Basis
+    from crm.access import Actor, create_api_token
+    from crm.models import utcnow
+    from extensions import db
+
+    app = create_app(
+        {
+            "CONSENT_ENV": "testing",
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SECRET_KEY": SECRET,
+            "SUPPRESSION_KEY": SUPPRESSION_KEY,
+        }
+    )
+    with app.app_context():
+        upgrade(revision="heads")
+        _, token = create_api_token("bench", "admin")
+        topic = next(iter(services.current_policy().topics))
+        actor = Actor(kind="cli", name="bench", role="admin")
+        basis = services.BasisInput(
+            type=Basis.CONSENT,
+            source="bench",
+            topics=(topic,),
+            obtained_at=utcnow() - timedelta(days=30),
+            evidence=Evidence(policy_version="1.0", wording_hash="0" * 64, form_id="bench"),
+        )
+        emails = [f"person{i}@bench.example" for i in range(contacts)]
+        first = None
+        for email in emails:
+            contact, _ = services.register_contact(actor, email, {"name": email}, None, basis)
+            first = first or contact.id
+        version = db.session.scalar(
+            sa.text(
+                "SELECT version()"
+                if db.engine.dialect.name == "postgresql"
+                else "SELECT 'SQLite ' || sqlite_version()"
+            )
+        )
+        db.session.remove()
+        db.engine.dispose()
+    return token, int(first or 0), emails, f"{version}".split(" on ")[0] + f"; topic {topic}"
+
+
+class Gunicorn:
+    def __init__(self, url: str, workers: int, threads: int) -> None:
+        from bench.retention import _free_port
+
+        self.port = _free_port()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--workers",
+                str(workers),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                str(threads),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--log-level",
+                "warning",
+                "bench.wsgi:create()",
+            ],
+            cwd=ROOT,
+            env=_env(url),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.base}/healthz", timeout=10).close()
+                return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("gunicorn did not start")
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _wrk(
+    url: str, method: str, body: str | None, token: str | None, seconds: float, connections: int
+) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(f"wrk.method = {json.dumps(method)}\n")
+        script.write('wrk.headers["Content-Type"] = "application/json"\n')
+        if token:
+            script.write(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
+        if body is not None:
+            script.write(f"wrk.body = {json.dumps(body)}\n")
+    try:
+        done = subprocess.run(
+            [
+                "wrk",
+                "--threads",
+                str(min(2, connections)),
+                "--connections",
+                str(connections),
+                "--duration",
+                f"{max(1, round(seconds))}s",
+                "--timeout",
+                "30s",
+                "--latency",
+                "--script",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        os.unlink(script.name)
+    out = done.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s|m)\b", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s|m)\b", out)
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*?timeout (\d+)", out)
+    return {
+        "rps": rps,
+        "p50_ms": float(p50.group(1)) * _UNITS[p50.group(2)],  # type: ignore[union-attr]
+        "p99_ms": float(p99.group(1)) * _UNITS[p99.group(2)],  # type: ignore[union-attr]
+        "requests": total,
+        "errors": (int(bad.group(1)) if bad else 0) + (int(errors.group(1)) if errors else 0),
+    }
+
+
+def _python_load(
+    url: str, method: str, body: str | None, token: str | None, seconds: float, connections: int
+) -> dict[str, Any]:
+    """The fallback generator: one keep-alive connection per thread."""
+    parsed = urllib.parse.urlsplit(url)
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    latencies: list[list[float]] = [[] for _ in range(connections)]
+    errors = [0] * connections
+    stop_at = time.perf_counter() + seconds
+
+    def worker(n: int) -> None:
+        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+        while time.perf_counter() < stop_at:
+            start = time.perf_counter()
+            try:
+                conn.request(method, parsed.path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                ok = response.status < 400
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+                ok = False
+            latencies[n].append(time.perf_counter() - start)
+            errors[n] += 0 if ok else 1
+        conn.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    ordered = sorted(x for each in latencies for x in each) or [0.0]
+    return {
+        "rps": len(ordered) / elapsed,
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        "requests": len(ordered),
+        "errors": sum(errors),
+    }
+
+
+import urllib.parse  # noqa: E402 - used by the fallback generator only
+
+LOAD_TOOL = "wrk" if shutil.which("wrk") else "python"
+
+
+def _load(*args: Any) -> dict[str, Any]:
+    return _wrk(*args) if LOAD_TOOL == "wrk" else _python_load(*args)
+
+
+def _databases(ctx: Context) -> list[str]:
+    """The configured server, and SQLite too when that is PostgreSQL (not in smoke runs)."""
+    if ctx.smoke or ctx.database_url.startswith("sqlite"):
+        return [ctx.database_url]
+    return [ctx.database_url, "sqlite:///"]
+
+
+def _one_database(ctx: Context, url_root: str) -> tuple[list[str], dict[str, Any]]:
+    contacts, seconds, connections = _sizes(ctx)
+    probe = Context(ctx.smoke, ctx.repeat, url_root, ctx.machine)
+    with probe.fresh_database() as url:
+        token, contact_id, emails, version = _seed(url, contacts)
+        topic = version.rsplit("topic ", 1)[1]
+        sqlite = url.startswith("sqlite")
+        # SQLite takes one writer at a time: one worker process; PostgreSQL: one per CPU.
+        workers = 1 if sqlite else (os.cpu_count() or 2)
+        server = Gunicorn(url, workers=workers, threads=4)
+        base = server.base
+        single = json.dumps({"emails": [emails[0]], "topic": topic})
+        batch_size = BATCH
+        batch = json.dumps(
+            {"emails": [emails[i % len(emails)] for i in range(BATCH)], "topic": topic}
+        )
+        objection = json.dumps({"received_via": "phone", "channel": "email"})
+        cases = [
+            (
+                "bare SELECT by primary key",
+                f"{base}/bench/bare/select/{contact_id}",
+                "GET",
+                None,
+                None,
+            ),
+            (
+                "POST /api/v1/permissions/check, 1 address",
+                f"{base}/api/v1/permissions/check",
+                "POST",
+                single,
+                token,
+            ),
+            (
+                f"POST /api/v1/permissions/check, {batch_size:,} addresses",
+                f"{base}/api/v1/permissions/check",
+                "POST",
+                batch,
+                token,
+            ),
+            (
+                "bare single-row UPDATE",
+                f"{base}/bench/bare/update/{contact_id}",
+                "POST",
+                "{}",
+                None,
+            ),
+            (
+                "POST /api/v1/contacts/<id>/objection",
+                f"{base}/api/v1/contacts/{contact_id}/objection",
+                "POST",
+                objection,
+                token,
+            ),
+        ]
+        results = {}
+        try:
+            for label, target, method, body, auth in cases:
+                results[label] = probe.measure(
+                    label,
+                    lambda t=target, m=method, b=body, a=auth: _load(
+                        t, m, b, a, seconds, connections
+                    ),
+                )
+        finally:
+            server.stop()
+    return [version.split(";")[0], workers, connections, seconds, batch_size], results
+
+
+def _row(label: str, m: Any, ratio: str, bar: str) -> str:
+    return (
+        f"| {label} | {m.detail('rps'):,.1f} | {m.detail('p50_ms'):.1f} ms "
+        f"| {m.detail('p99_ms'):.1f} ms | {m.detail('errors', max)} | {ratio} | {bar} |"
+    )
+
+
+def run(ctx: Context) -> list[str]:
+    contacts, seconds, connections = _sizes(ctx)
+    lines = [
+        f"Load tool: `{LOAD_TOOL}`"
+        + (" (Debian package wrk 4.1)" if LOAD_TOOL == "wrk" else " (threaded Python generator)")
+        + f", {connections} connections, {seconds:.0f} s per run; gunicorn gthread workers "
+        "(4 threads each), rate limiting off. "
+        f"{contacts:,} contacts with consent to one topic; every request asks about the same "
+        "contact. The baselines are endpoints added only by bench/wsgi.py to the same app in "
+        "the same server: one primary-key SELECT, and one single-row UPDATE + commit. "
+        f"The batch check sends {BATCH:,} addresses per request; its figure is addresses "
+        "decided per second.",
+        "",
+    ]
+    for url_root in _databases(ctx):
+        (version, workers, _, _, batch_size), r = _one_database(ctx, url_root)
+        keys = list(r)
+        bare, single, batch, update, objection = (r[k] for k in keys)
+        tput = single.detail("rps") / bare.detail("rps")
+        p99 = single.detail("p99_ms") / bare.detail("p99_ms")
+        per_second = batch.detail("rps") * batch_size
+        batch_ratio = per_second / single.detail("rps")
+        write_ratio = objection.detail("rps") / update.detail("rps")
+
+        def ok(flag: bool) -> str:
+            return "met" if flag else "**not met**"
+
+        lines += [
+            f"### {version} ({workers} gunicorn worker{'s' if workers > 1 else ''})",
+            "",
+            "| endpoint | requests/s (median) | p50 | p99 | errors | ratio | bar |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            _row(keys[0], bare, "1.00", "baseline"),
+            _row(
+                keys[1],
+                single,
+                f"{tput:.2f}x throughput, {p99:.2f}x p99",
+                f">= 0.5x, p99 <= 2x: {ok(tput >= 0.5 and p99 <= 2)}",
+            ),
+            _row(
+                keys[2],
+                batch,
+                f"{per_second:,.0f} addresses/s = {batch_ratio:.1f}x the single check",
+                f">= 20x: {ok(batch_ratio >= 20)}",
+            ),
+            _row(keys[3], update, "1.00", "baseline"),
+            _row(keys[4], objection, f"{write_ratio:.2f}x", f">= 0.4x: {ok(write_ratio >= 0.4)}"),
+            "",
+            "Per run (requests/s): "
+            + "; ".join(
+                f"{k}: " + ", ".join(f"{d['rps']:,.0f}" for d in m.details) for k, m in r.items()
+            )
+            + ".",
+            "",
+        ]
+    return lines
