@@ -130,6 +130,17 @@ def request_subscription(signup: Signup, evidence: Evidence, at: datetime) -> Si
         profile = {"name": signup.name, "country": country, "language": signup.language}
         company = crm.CompanyInput(name=signup.company) if signup.company else None
         contact, _ = crm.upsert_contact(address, {k: v for k, v in profile.items() if v}, company)
+        if find_suppression(address) is not None:
+            # R22: the ledger shows the address came back; it stays blocked
+            # until the person confirms by double opt-in.
+            record(
+                contact,
+                EventKind.CREATED_WHILE_SUPPRESSED,
+                actor=PERSON,
+                source="form",
+                at=at,
+                note="Address is on the suppression list; only its own confirmation lifts it.",
+            )
     decisions = _decisions(contact, topics, at)
     at_once = [
         key
