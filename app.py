@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 import consent
 import crm
@@ -115,12 +116,28 @@ def _require_secrets(app: Flask) -> None:
 # Extensions and packages -------------------------------------------------------------
 
 
+class RowIdConverter(IntegerConverter):
+    """``<int:...>`` in every route: ids are 32-bit integers on PostgreSQL, so a
+    larger number cannot name a row and is a 404, never a database error."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
+
+
+def _row_id_schema(converter: RowIdConverter) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+
+
 def register_extensions(app: Flask) -> None:
+    # Before any route exists, so that every <int:...> is bounded.
+    app.url_map.converters["int"] = RowIdConverter
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)
     api.init_app(app)
+    api.register_converter(RowIdConverter, _row_id_schema)
     if app.config["CONSENT_ENV"] == "testing":
         return
     if app.config["DRAMATIQ_BROKER_URL"] is None and app.config["INPROCESS_WORKER"]:
