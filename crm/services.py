@@ -20,14 +20,23 @@ from crm.signals import contact_rectified
 from extensions import db
 
 
+_INSERT_AUDIT = AuditEntry.__table__.insert()
+
+
 def audit(
     actor: Actor, action: str, contact_id: int | None = None, detail: str | None = None
 ) -> None:
     """Note who did what to whose data (R25). Part of the caller's transaction."""
-    db.session.add(
-        AuditEntry(
-            at=utcnow(), actor=actor.label, action=action, contact_id=contact_id, detail=detail
-        )
+    # A prepared INSERT, not an object to flush: every audited read pays for this.
+    db.session.execute(
+        _INSERT_AUDIT,
+        {
+            "at": utcnow(),
+            "actor": actor.label,
+            "action": action,
+            "contact_id": contact_id,
+            "detail": detail,
+        },
     )
 
 
