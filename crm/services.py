@@ -19,7 +19,6 @@ from crm.models import Activity, ActivityKind, AuditEntry, Company, Contact, utc
 from crm.signals import contact_rectified
 from extensions import db
 
-
 _INSERT_AUDIT = AuditEntry.__table__.insert()
 
 
