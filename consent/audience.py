@@ -9,6 +9,7 @@ covers every reason code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -22,12 +23,20 @@ from crm.models import Company, Contact
 def audience_query(
     topic: Topic, channel: str, at: datetime, policy: MarketingPolicy
 ) -> sa.Select[tuple[int]]:
-    """SELECT the ids of every contact the policy allows for ``topic`` by ``channel`` at ``at``."""
+    """SELECT the ids of every contact the policy allows for ``topic`` by ``channel`` at ``at``.
 
-    def rows(*where: sa.ColumnElement[bool]) -> sa.Exists:
+    A UNION of one plain join per basis (consent; legitimate interest as a
+    customer of the company, as a customer recorded on the contact, or from an
+    industry list), each filtered by the blocks, so that PostgreSQL answers
+    every branch with (parallel) hash joins. The same rules as one WHERE with
+    the bases OR-ed together made it probe the projection once per contact
+    (8.6x the raw count; docs/benchmarks.md).
+    """
+    Where = Callable[[type[PermissionState]], sa.ColumnElement[bool]]
+
+    def no_row(*where: Where) -> sa.ColumnElement[bool]:
         state = aliased(PermissionState)
-        conditions = [state.contact_id == Contact.id, *(w(state) for w in where)]  # type: ignore[operator]
-        return sa.exists().where(*conditions)
+        return ~sa.exists().where(state.contact_id == Contact.id, *(w(state) for w in where))
 
     def blanket(s: type[PermissionState]) -> sa.ColumnElement[bool]:
         return sa.and_(s.topic == ALL, s.channel.in_([ALL, channel]))
@@ -38,68 +47,88 @@ def audience_query(
     # Rules 1-5: nothing blocks.
     blocks = [
         ~sa.exists().where(Suppression.address_hash == Contact.address_hash),
-        ~rows(blanket, lambda s: s.objected_since.is_not(None)),
+        no_row(blanket, lambda s: s.objected_since.is_not(None)),
         Contact.restricted_at.is_(None),
-        ~rows(own, lambda s: s.unsubscribed_since.is_not(None)),
+        no_row(own, lambda s: s.unsubscribed_since.is_not(None)),
     ]
     if channel == "email":
         blocks.append(Contact.hard_bounced_at.is_(None))
 
-    bases: list[sa.ColumnElement[bool]] = []
+    branches: list[sa.Select[tuple[int]]] = []
     # Rule 6: a consent newer than any unsubscribe from all marketing.
     if Basis.CONSENT in topic.bases:
         consent = aliased(PermissionState)
         unsubscribe = aliased(PermissionState)
+        consented = sa.and_(
+            consent.contact_id == Contact.id,
+            consent.topic == topic.key,
+            consent.channel.in_([ALL, channel]),
+            consent.consent_since.is_not(None),
+        )
         newer_than_unsubscribes = ~sa.exists().where(
             unsubscribe.contact_id == consent.contact_id,
             unsubscribe.topic == ALL,
             unsubscribe.channel.in_([ALL, channel]),
             unsubscribe.unsubscribed_since >= consent.consent_since,
         )
-        bases.append(
-            sa.exists().where(
-                consent.contact_id == Contact.id,
-                consent.topic == topic.key,
-                consent.channel.in_([ALL, channel]),
-                consent.consent_since.is_not(None),
-                newer_than_unsubscribes,
-            )
+        branches.append(
+            sa.select(Contact.id).join(consent, consented).where(*blocks, newer_than_unsubscribes)
         )
     # Rule 7: legitimate interest, where topic and country admit it and no
     # unsubscribe from all marketing stands.
     if topic.admits_legitimate_interest and policy.legitimate_interest_countries:
         ended_before = (at - policy.customer_grace).date()
-        live_customer = sa.and_(
-            sa.or_(
-                Company.customer_since.is_not(None),
-                rows(lambda s: s.topic == ALL, lambda s: s.customer_since.is_not(None)),
-            ),
-            sa.or_(
-                Company.relationship_ended_at.is_(None),
-                Company.relationship_ended_at > ended_before,
-            ),
+        relationship_live = sa.or_(
+            Company.relationship_ended_at.is_(None), Company.relationship_ended_at > ended_before
         )
-        listed = rows(blanket, lambda s: s.industry_list_since.is_not(None))
-        bases.append(
-            sa.and_(
-                sa.func.coalesce(Contact.country, Company.country).in_(
-                    sorted(policy.legitimate_interest_countries)
-                ),
-                ~rows(blanket, lambda s: s.unsubscribed_since.is_not(None)),
-                sa.or_(live_customer, listed),
-            )
+        interest_blocks = [
+            *blocks,
+            sa.func.coalesce(Contact.country, Company.country).in_(
+                sorted(policy.legitimate_interest_countries)
+            ),
+            no_row(blanket, lambda s: s.unsubscribed_since.is_not(None)),
+        ]
+
+        def with_company() -> sa.Select[tuple[int]]:
+            return sa.select(Contact.id).outerjoin(Company, Contact.company_id == Company.id)
+
+        def with_state(*where: Where) -> sa.Select[tuple[int]]:
+            state = aliased(PermissionState)
+            on = sa.and_(state.contact_id == Contact.id, *(w(state) for w in where))
+            return with_company().join(state, on)
+
+        customer_on_contact = with_state(
+            lambda s: s.topic == ALL, lambda s: s.customer_since.is_not(None)
         )
-    if not bases:
+        listed = with_state(blanket, lambda s: s.industry_list_since.is_not(None))
+        branches += [
+            with_company().where(
+                *interest_blocks, Company.customer_since.is_not(None), relationship_live
+            ),
+            customer_on_contact.where(*interest_blocks, relationship_live),
+            listed.where(*interest_blocks),
+        ]
+    if not branches:
         return sa.select(Contact.id).where(sa.false())
-    return (
-        sa.select(Contact.id)
-        .outerjoin(Company, Contact.company_id == Company.id)
-        .where(*blocks, sa.or_(*bases))
-    )
+    union = sa.union(*branches).subquery()
+    return sa.select(union.c.id)
+
+
+def plan_for_audience() -> None:
+    """Tune the current transaction for one big audience query.
+
+    On PostgreSQL, JIT-compiling this plan cost more than it saved (2.9 s of a
+    16 s run over a million contacts); the setting ends with the transaction.
+    """
+    from extensions import db
+
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(sa.text("SET LOCAL jit = off"))
 
 
 def audience_size(topic: Topic, channel: str, at: datetime, policy: MarketingPolicy) -> int:
     from extensions import db
 
+    plan_for_audience()
     query = audience_query(topic, channel, at, policy).subquery()
     return db.session.scalar(sa.select(sa.func.count()).select_from(query)) or 0

@@ -17,7 +17,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
-from consent.audience import audience_query
+from consent.audience import audience_query, plan_for_audience
 from consent.policy import decide, standings_by_id
 from consent.topics import current_policy
 from crm.access import Actor
@@ -158,6 +158,7 @@ class SendResult:
 def _queue_audience(campaign: Campaign, at: datetime) -> int:
     """One INSERT ... SELECT: an outbox row for every contact in the audience that has none yet."""
     policy = current_policy()
+    plan_for_audience()
     audience = audience_query(policy.topic(campaign.topic), campaign.channel, at, policy).subquery()
     prefix = f"campaign:{campaign.id}:contact:"
     contact_id = sa.cast(Contact.id, sa.String)
