@@ -6,7 +6,7 @@ import hashlib
 import itertools
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, jsonify, request
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, ValidationError
 
@@ -102,7 +102,13 @@ def check_permissions(data: dict[str, Any]) -> Any:
     decisions = services.check_permissions(
         data["emails"], data["topic"], data["channel"], at=data.get("at"), actor=g.actor
     )
-    return {"topic": data["topic"], "channel": data["channel"], "decisions": decisions}
+    # Serialised here rather than by BatchResultSchema (which documents it):
+    # marshmallow spent a fifth of a 1,000-address check.
+    return jsonify(
+        topic=data["topic"],
+        channel=data["channel"],
+        decisions=[decision.as_json() for decision in decisions],
+    )
 
 
 @blp.post("/contacts/<int:contact_id>/objection")

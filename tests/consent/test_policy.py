@@ -405,3 +405,15 @@ def test_restriction_and_unsubscribe_from_all_never_allow(
         **{**facts.__dict__, "states": (*without_consent, blanket(unsubscribed_since=T0))}
     )
     assert not _decide(unsubscribed, topic, channel).allowed
+
+
+@pytest.mark.parametrize(("case", "facts", "topic", "channel"), [row[:4] for row in TABLE])
+def test_the_json_of_a_decision_is_what_its_schema_dumps(case, facts, topic, channel) -> None:
+    """The batch check serialises with ``Decision.as_json``; the OpenAPI document
+    describes ``DecisionSchema``. They must not drift apart."""
+    from consent.schemas import DecisionSchema
+
+    decision = decide(
+        facts, email="a@b.se", topic=POLICY.topic(topic), channel=channel, at=NOW, policy=POLICY
+    )
+    assert decision.as_json() == DecisionSchema().dump(decision), case
