@@ -201,8 +201,11 @@ def record_objection(
     if channel == ALL and find_suppression(contact.email) is None:
         record(contact, EventKind.SUPPRESSED, actor=actor, source=source, note="objection")
     crm.audit(actor, "objection.record", contact.id, detail=received_via)
+    # Detached as written, so that answering with it needs no second read after
+    # the commit expires the session's objects.
+    db.session.expunge(event)
     db.session.commit()
-    consent_changed.send(current_app._get_current_object(), contact_id=contact.id, kind="objected")
+    consent_changed.send(current_app._get_current_object(), contact_id=contact_id, kind="objected")
     return event
 
 
