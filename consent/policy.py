@@ -414,7 +414,7 @@ def _read_standings(statement: sa.Select[Any], keys: list[Any]) -> dict[int, Sta
     company, suppression and projection rows come back as one joined result
     (a contact appears once per projection row).
     """
-    rows = db.session.execute(statement, {"keys": keys}).all()
+    rows = db.session.connection().execute(statement, {"keys": keys}).all()
     facts: dict[int, sa.Row[Any]] = {}
     states: dict[int, list[StateRow]] = defaultdict(list)
     for row in rows:

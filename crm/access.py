@@ -151,14 +151,19 @@ def create_api_token(name: str, role: str) -> tuple[ApiToken, str]:
 _LAST_USED_RESOLUTION = timedelta(minutes=5)
 
 
-# Columns, not an ORM object, in a statement built once: this runs on every API request.
+# Columns, not an ORM object, in a statement built once and run on the session's
+# connection (no ORM loading): this runs on every API request.
 _TOKEN_BY_HASH = sa.select(
     ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.revoked_at, ApiToken.last_used_at
 ).where(ApiToken.token_hash == sa.bindparam("token_hash"))
 
 
 def authenticate_token(raw: str) -> Actor:
-    token = db.session.execute(_TOKEN_BY_HASH, {"token_hash": _hash_token(raw)}).one_or_none()
+    token = (
+        db.session.connection()
+        .execute(_TOKEN_BY_HASH, {"token_hash": _hash_token(raw)})
+        .one_or_none()
+    )
     if token is None or token.revoked_at is not None:
         raise NotAuthenticated("The API token is not valid.", code="invalid_token")
     now = utcnow()

@@ -27,7 +27,7 @@ def audit(
 ) -> None:
     """Note who did what to whose data (R25). Part of the caller's transaction."""
     # A prepared INSERT, not an object to flush: every audited read pays for this.
-    db.session.execute(
+    db.session.connection().execute(
         _INSERT_AUDIT,
         {
             "at": utcnow(),
