@@ -472,6 +472,9 @@ def _stage(rows: list[tuple[Any, ...]]) -> None:
         with cursor.copy(f"COPY import_row ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+        # A temporary table has no statistics until asked; without them the
+        # joins below are planned for an empty table.
+        conn.exec_driver_sql("ANALYZE import_row")
         return
     conn.execute(sa.delete(_STAGED))
     stamp = _STAGED.c.last_interaction_at.type.bind_processor(conn.dialect)

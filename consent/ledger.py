@@ -356,6 +356,9 @@ def record_set(
     occurred_at = at or now
     events = ConsentEvent.__table__
     chosen = contacts.subquery()
+    # Every id this call inserts is above the highest one already written, so
+    # the fold below finds its events by a range of the primary key.
+    before = db.session.scalar(sa.select(sa.func.coalesce(sa.func.max(events.c.id), 0)))
     fixed: dict[str, Any] = {
         "kind": kind.value,
         "topic": ALL,
@@ -384,12 +387,12 @@ def record_set(
     if kind is not EventKind.BASIS_GRANTED:
         return contact_ids  # CREATED_WHILE_SUPPRESSED only documents.
     assert column is not None
-    # This call's events: one per contact, told apart by their shared stamp.
+    # This call's events, one per contact: above ``before``, with its stamp.
     these = sa.select(events.c.contact_id, events.c.id).where(
+        events.c.id > before,
         events.c.kind == kind.value,
         events.c.recorded_at == now,
         events.c.recorded_by == actor.label,
-        events.c.contact_id.in_(sa.select(chosen.c[0])),
     )
     states = PermissionState.__table__
     since = states.c[column]
@@ -398,15 +401,8 @@ def record_set(
     event_of = these.subquery()
     db.session.execute(
         sa.update(states)
-        .where(blanket, since.is_(None), states.c.contact_id.in_(sa.select(event_of.c.contact_id)))
-        .values(
-            {
-                since: sa.literal(occurred_at, since.type),
-                states.c.basis_event_id: sa.select(event_of.c.id)
-                .where(event_of.c.contact_id == states.c.contact_id)
-                .scalar_subquery(),
-            }
-        )
+        .where(blanket, since.is_(None), states.c.contact_id == event_of.c.contact_id)
+        .values({since: sa.literal(occurred_at, since.type), "basis_event_id": event_of.c.id})
     )
     held = sa.select(states.c.contact_id).where(
         blanket, states.c.contact_id == event_of.c.contact_id
