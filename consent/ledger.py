@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from consent.models import ALL, ConsentEvent, EventKind, InterestKind, PermissionState
 from consent.suppression import lift_suppression, suppress
@@ -404,11 +405,15 @@ def record_set(
         .where(blanket, since.is_(None), states.c.contact_id == event_of.c.contact_id)
         .values({since: sa.literal(occurred_at, since.type), "basis_event_id": event_of.c.id})
     )
-    held = sa.select(states.c.contact_id).where(
-        blanket, states.c.contact_id == event_of.c.contact_id
+    # Contacts without a blanket row get one; ON CONFLICT rather than NOT EXISTS
+    # keeps the plan an index probe per event even before the table's statistics
+    # know about the rows just written.
+    insert = (
+        postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
     )
     db.session.execute(
-        sa.insert(states).from_select(
+        insert(states)
+        .from_select(
             ["contact_id", "topic", "channel", column, "basis_event_id"],
             sa.select(
                 event_of.c.contact_id,
@@ -416,8 +421,9 @@ def record_set(
                 sa.literal(ALL),
                 sa.literal(occurred_at, since.type),
                 event_of.c.id,
-            ).where(~held.exists()),
+            ).where(sa.true()),  # SQLite reads "SELECT ... ON CONFLICT" only after a WHERE
         )
+        .on_conflict_do_nothing(index_elements=["contact_id", "topic", "channel"])
     )
     return contact_ids
 
