@@ -616,7 +616,7 @@ def _apply_batch(
             )
         )
 
-    def contacts(*actions: str) -> sa.Select[tuple[int]]:
+    def contacts(*actions: str) -> sa.Select[Any]:
         return (
             sa.select(Contact.id)
             .join(_STAGED, _STAGED.c.email == Contact.email)

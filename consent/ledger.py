@@ -324,7 +324,7 @@ _BASIS_COLUMNS = {
 
 
 def record_set(
-    contacts: sa.Select[tuple[int]],
+    contacts: sa.Select[Any],
     kind: EventKind,
     *,
     actor: Actor,
@@ -348,7 +348,7 @@ def record_set(
     column = _BASIS_COLUMNS.get(interest_kind or "")
     if kind is EventKind.BASIS_GRANTED and column is None:
         raise ValueError("record_set grants the customer or industry_list basis only.")
-    contact_ids = list(db.session.scalars(contacts))
+    contact_ids: list[int] = list(db.session.scalars(contacts))
     if not contact_ids:
         return []
     if len(set(contact_ids)) != len(contact_ids):
