@@ -397,23 +397,15 @@ def record_set(
     )
     states = PermissionState.__table__
     since = states.c[column]
-    blanket = sa.and_(states.c.topic == ALL, states.c.channel == ALL)
-    # As _fold: a contact that holds the basis keeps its date and event.
+    # As _fold: a blanket row is created or, if it lacks the basis, given it; a
+    # contact that holds the basis keeps its date and event. One upsert, also
+    # right when another transaction creates the row meanwhile.
     event_of = these.subquery()
-    db.session.execute(
-        sa.update(states)
-        .where(blanket, since.is_(None), states.c.contact_id == event_of.c.contact_id)
-        .values({since: sa.literal(occurred_at, since.type), "basis_event_id": event_of.c.id})
-    )
-    # Contacts without a blanket row get one; ON CONFLICT rather than NOT EXISTS
-    # keeps the plan an index probe per event even before the table's statistics
-    # know about the rows just written.
     insert = (
         postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    )
+    )(states)
     db.session.execute(
-        insert(states)
-        .from_select(
+        insert.from_select(
             ["contact_id", "topic", "channel", column, "basis_event_id"],
             sa.select(
                 event_of.c.contact_id,
@@ -422,8 +414,14 @@ def record_set(
                 sa.literal(occurred_at, since.type),
                 event_of.c.id,
             ).where(sa.true()),  # SQLite reads "SELECT ... ON CONFLICT" only after a WHERE
+        ).on_conflict_do_update(
+            index_elements=["contact_id", "topic", "channel"],
+            set_={
+                column: insert.excluded[column],
+                "basis_event_id": insert.excluded.basis_event_id,
+            },
+            where=since.is_(None),
         )
-        .on_conflict_do_nothing(index_elements=["contact_id", "topic", "channel"])
     )
     return contact_ids
 
