@@ -66,3 +66,14 @@ def test_the_benchmarks_run_on_tiny_data_and_write_their_section(tmp_path: Path)
     cells = [cell.strip() for cell in audience.split("|")]
     assert cells[3] == "790", "60% consented + 20% industry list, minus the suppressed 1%"
     assert cells[5] == "700", "the raw count over the consented rows"
+
+    # Imports: every valid row created, the broken ones rejected, the re-run measured.
+    assert "<!-- bench:imports -->" in text
+    imported = next(
+        line
+        for line in text.split("<!-- bench:imports -->")[1].splitlines()
+        if line.startswith("| SQLite") or line.startswith("| PostgreSQL")
+    )
+    cells = [cell.strip() for cell in imported.split("|")]
+    assert cells[9] == "1,998 / 2", "2,000 rows, one in 1,000 with a broken address"
+    assert cells[7].endswith("MiB") and cells[8].endswith(" s"), "peak RSS and the re-run"

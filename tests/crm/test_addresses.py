@@ -1,58 +1,69 @@
-"""The fast path of ``normalise_email`` never disagrees with email-validator."""
+"""The fast path of ``normalise_email`` answers exactly as email-validator does."""
 
 from __future__ import annotations
 
 import pytest
 from email_validator import EmailNotValidError, validate_email
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from crm.addresses import _plain_address, normalise_email
+from crm.addresses import normalise_email
 from crm.errors import InvalidInput
 
-# Characters near the fast path's edges: its alphabet, specials it refuses,
-# dots and hyphens in odd places, non-ASCII letters and upper case.
-_ALPHABET = "abcxyzAZ09._%+-!#'=@ äé"
-_LABEL = st.text("abzAZ09-", min_size=1, max_size=70)
-_LOCAL = st.text(_ALPHABET.replace("@", ""), min_size=0, max_size=70)
-_TLD = st.sampled_from(["se", "com", "COM", "test", "local", "x", "c0m", "xn--p1ai", "onion"])
+ATEXT = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
+LOCAL = st.text(alphabet=ATEXT + '.. "@\\é<>(),;:', min_size=0, max_size=70)
+LABEL = st.one_of(
+    st.text(alphabet="abcXY09-", min_size=0, max_size=66),
+    st.sampled_from(["xn--bcher-kva", "xn--zz", "localhost", "test", "invalid", "local", "123"]),
+)
+DOMAIN = st.builds(".".join, st.lists(LABEL, min_size=1, max_size=5)) | st.text(
+    alphabet="abc.-_é[]0:", max_size=30
+)
 
 
-def _reference(address: str) -> str | None:
+def _validator(raw: str) -> str | None:
     try:
-        return validate_email(address, check_deliverability=False).normalized.lower()
+        return validate_email(raw.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError:
         return None
 
 
+def _ours(raw: str) -> str | None:
+    try:
+        return normalise_email(raw)
+    except InvalidInput:
+        return None
+
+
 @settings(max_examples=3000, deadline=None)
-@given(local=_LOCAL, labels=st.lists(_LABEL, min_size=0, max_size=4), tld=_TLD)
-def test_fast_path_agrees_with_email_validator(local: str, labels: list[str], tld: str) -> None:
-    address = f"{local}@{'.'.join([*labels, tld])}"
-    fast = _plain_address(address)
-    if fast is not None:
-        assert fast == _reference(address), address
+@given(local=LOCAL, domain=DOMAIN, pad=st.sampled_from(["", " ", "\t"]))
+@example(local="Anna.Svensson", domain="Example.SE", pad="")
+@example(local="a", domain="xn--bcher-kva.example.com", pad="")
+@example(local="a" * 65, domain="example.se", pad="")
+@example(local="a" * 64, domain=("b" * 63 + ".") * 3 + "se", pad="")
+@example(local="a..b", domain="example.se", pad="")
+@example(local="a", domain="example.123", pad="")
+@example(local="a", domain="localhost", pad="")
+@example(local="a", domain="ex--ample.se", pad="")
+def test_normalising_an_address_agrees_with_email_validator(
+    local: str, domain: str, pad: str
+) -> None:
+    raw = f"{pad}{local}@{domain}{pad}"
+    assert _ours(raw) == _validator(raw)
+    # The second time the domain comes from the cache: the same answer.
+    assert _ours(raw) == _validator(raw)
 
 
-@settings(max_examples=2000, deadline=None)
-@given(st.text(_ALPHABET, max_size=40))
-def test_fast_path_never_accepts_what_email_validator_refuses(raw: str) -> None:
-    fast = _plain_address(raw)
-    if fast is not None:
-        assert _reference(raw) == fast, raw
+def test_a_refused_address_carries_email_validators_reason() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        normalise_email("anna@localhost")
+    with pytest.raises(EmailNotValidError) as reference:
+        validate_email("anna@localhost", check_deliverability=False)
+    assert str(reference.value) in caught.value.message
 
 
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("Anna.Berg@Example.SE", "anna.berg@example.se"),
-        ("  anna+news@example.co.uk ", "anna+news@example.co.uk"),
-        ("anna@bücher.de", "anna@bücher.de"),  # the full path (IDNA)
-        ("ANNA@XN--BCHER-KVA.DE", "anna@bücher.de"),
-    ],
-)
-def test_normalised_forms(raw: str, expected: str) -> None:
-    assert normalise_email(raw) == expected
+def test_an_address_is_lower_cased_and_stripped() -> None:
+    assert normalise_email("  Anna.Svensson@Example.SE ") == "anna.svensson@example.se"
 
 
 @pytest.mark.parametrize(
@@ -60,6 +71,7 @@ def test_normalised_forms(raw: str, expected: str) -> None:
     [
         "anna@localhost",
         "anna@example.test",
+        "anna@shop.onion",
         "a..b@example.se",
         ".a@example.se",
         "a@ab--cd.se",
@@ -68,6 +80,6 @@ def test_normalised_forms(raw: str, expected: str) -> None:
         "anna@example.123",
     ],
 )
-def test_refused_on_either_path(raw: str) -> None:
+def test_addresses_email_validator_refuses_are_refused(raw: str) -> None:
     with pytest.raises(InvalidInput):
         normalise_email(raw)
