@@ -41,6 +41,7 @@ BENCHMARKS = {
     "retention": "bench.retention",
     "http": "bench.http",
     "audience": "bench.audience",
+    "sending": "bench.sending",
 }
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 
