@@ -94,12 +94,15 @@ class Sink:
     def __init__(self) -> None:
         from bench.server import free_port
 
-        spawn = multiprocessing.get_context("spawn")
+        # Forked before this process starts any thread of its own: the child
+        # only runs aiosmtpd, and any script (not only ``python -m bench``) can
+        # start one.
+        fork = multiprocessing.get_context("fork")
         self.port = free_port()
-        self._count = spawn.Value("q", 0)
-        self._stop = spawn.Event()
-        ready = spawn.Event()
-        self.process = spawn.Process(
+        self._count = fork.Value("q", 0)
+        self._stop = fork.Event()
+        ready = fork.Event()
+        self.process = fork.Process(
             target=_serve_sink, args=(self.port, self._count, ready, self._stop), daemon=True
         )
         self.process.start()
@@ -355,8 +358,23 @@ def _one_database(ctx: Context, root: str, n: int, threads: int) -> dict[str, An
     }
 
 
+def _redis_reachable(url: str) -> str | None:
+    """None when Redis answers at ``url``, else why not."""
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def run(ctx: Context) -> list[str]:
     n, threads = _sizes(ctx)
+    trouble = _redis_reachable(_redis_url())
+    if trouble:
+        print(f"  sending: not run, no Redis at {_redis_url()} ({trouble})", file=sys.stderr)
+        return [f"Not run: no Redis at `{_redis_url()}` (set BENCH_REDIS_URL)."]
     lines = [
         f"{n:,} contacts with consent to `{TOPIC}` by email (half Swedish, half English). "
         f"A campaign is created and sent through the API (`POST /api/v1/campaigns/<id>/send`, "
