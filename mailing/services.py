@@ -226,6 +226,9 @@ def _send_claimed(row: OutboxMessage, contact: Contact, now: datetime) -> Delive
     if row.is_marketing:
         if not _hold_contact(row, now):
             return Delivery("skipped", "contact_erased")
+        # The contact as it is now that it is held: a restriction or a bounce
+        # committed since it was read must count (the policy reads it from here).
+        db.session.refresh(contact)
         decision = check_permissions([contact.email], row.topic or "", "email", at=now)[0]
         if not decision.allowed:
             return _finish(row, MailStatus.BLOCKED, block_reason=decision.reason.value)

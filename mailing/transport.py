@@ -84,6 +84,10 @@ class _Connection:
     sent: int = 0
     last_used: float = field(default_factory=time.monotonic)
 
+    def __del__(self) -> None:
+        # A thread that ends takes its kept connection with it.
+        self.server.close()
+
 
 def send_smtp(message: EmailMessage, settings: SmtpSettings) -> None:
     try:
