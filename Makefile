@@ -21,4 +21,5 @@ test: setup
 	@bash .ci/test
 
 bench: setup
+	@bash .ci/bench-setup
 	@.venv/bin/python -m bench

@@ -42,6 +42,7 @@ BENCHMARKS = {
     "http": "bench.http",
     "audience": "bench.audience",
     "imports": "bench.imports",
+    "sending": "bench.sending",
 }
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -17,23 +17,19 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from bench.__main__ import Context
+from bench.server import SECRET, SUPPRESSION_KEY, app_env, gunicorn
 
 TITLE = "Permission checks and objections over HTTP (issue 7)"
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "bench-secret-key"
-SUPPRESSION_KEY = "bench-suppression-key"
 BATCH = 1000
 
 
@@ -48,22 +44,10 @@ def _sizes(ctx: Context) -> tuple[int, float, int]:
     )
 
 
-def _env(url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": url,
-        "CONSENT_ENV": "testing",
-        "SECRET_KEY": SECRET,
-        "SUPPRESSION_KEY": SUPPRESSION_KEY,
-        "CONSENT_RATELIMIT_ENABLED": "false",
-        "INPROCESS_WORKER": "0",
-    }
-
-
 def _seed(url: str, contacts: int) -> tuple[str, int, list[str], str]:
     """Contacts with consent to the first topic; returns (token, one contact id,
     every address, the server's version)."""
-    os.environ.update({k: v for k, v in _env(url).items() if k not in os.environ})
+    os.environ.update({k: v for k, v in app_env(url).items() if k not in os.environ})
     from datetime import timedelta
 
     from flask_migrate import upgrade
@@ -111,56 +95,6 @@ def _seed(url: str, contacts: int) -> tuple[str, int, list[str], str]:
         db.session.remove()
         db.engine.dispose()
     return token, int(first or 0), emails, f"{version}".split(" on ")[0] + f"; topic {topic}"
-
-
-class Gunicorn:
-    def __init__(self, url: str, workers: int, threads: int) -> None:
-        from bench.retention import _free_port
-
-        self.port = _free_port()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--workers",
-                str(workers),
-                "--worker-class",
-                "gthread",
-                "--threads",
-                str(threads),
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--log-level",
-                "warning",
-                "bench.wsgi:create()",
-            ],
-            cwd=ROOT,
-            env=_env(url),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.base}/healthz", timeout=10).close()
-                return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("gunicorn did not start")
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -286,7 +220,7 @@ def _one_database(ctx: Context, url_root: str) -> tuple[list[str], dict[str, Any
         sqlite = url.startswith("sqlite")
         # SQLite takes one writer at a time: one worker process; PostgreSQL: one per CPU.
         workers = 1 if sqlite else (os.cpu_count() or 2)
-        server = Gunicorn(url, workers=workers, threads=4)
+        server = gunicorn(url, workers=workers, threads=4)
         base = server.base
         single = json.dumps({"emails": [emails[0]], "topic": topic})
         batch_size = BATCH

@@ -13,28 +13,22 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from bench.__main__ import Context
+from bench.server import SECRET, SUPPRESSION_KEY, WebServer, werkzeug
 
 TITLE = "Retention purge (issue 5)"
-ROOT = Path(__file__).resolve().parent.parent
 ACTIVITIES_PER_CONTACT = 10
 AS_OF = date(2025, 1, 1)
-SECRET = "bench-secret-key"
-SUPPRESSION_KEY = "bench-suppression-key"
 
 
 def _sizes(ctx: Context) -> tuple[int, int]:
@@ -149,71 +143,10 @@ def _count_activities(app: Any) -> int:
         return int(db.session.scalar(sa.text("SELECT count(*) FROM activity")))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Server:
-    """The web app in its own process (werkzeug, threaded), on this database."""
-
-    def __init__(self, url: str) -> None:
-        self.port = _free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "CONSENT_ENV": "testing",
-            "SECRET_KEY": SECRET,
-            "SUPPRESSION_KEY": SUPPRESSION_KEY,
-            "CONSENT_RATELIMIT_ENABLED": "false",
-        }
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flask",
-                "--app",
-                "app",
-                "run",
-                "--port",
-                str(self.port),
-                "--no-reload",
-                "--no-debugger",
-                "--with-threads",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.base}/healthz", timeout=1).close()
-                return
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("the web server did not start")
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 class Prober(threading.Thread):
     """Asks the permission API about kept contacts, one request after another."""
 
-    def __init__(self, server: Server, token: str, contact_ids: list[int]) -> None:
+    def __init__(self, server: WebServer, token: str, contact_ids: list[int]) -> None:
         super().__init__(daemon=True)
         self.server, self.token, self.contact_ids = server, token, contact_ids
         self.latencies: list[float] = []
@@ -279,7 +212,7 @@ def run(ctx: Context) -> list[str]:
             )
             db.session.remove()
         kept_ids = list(range(due + 1, due + kept + 1))
-        server = Server(url)
+        server = werkzeug(url)
         try:
             _load(app, due, kept)
             idle = Prober(server, token, kept_ids)

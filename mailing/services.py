@@ -36,7 +36,7 @@ from crm.errors import InvalidInput, NotFound
 from crm.models import Contact, utcnow
 from extensions import db
 from mailing import messages, transport
-from mailing.models import MailKind, MailStatus, OutboxMessage
+from mailing.models import Campaign, MailKind, MailStatus, OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -172,11 +172,8 @@ def deliver(outbox_id: int, at: datetime | None = None) -> Delivery:
     a permanent one marks it failed.
     """
     now = at or utcnow()
-    row = db.session.get(OutboxMessage, outbox_id)
-    if row is None:
-        return Delivery("skipped", "not_in_outbox")
-    if row.status in (MailStatus.SENT, MailStatus.BLOCKED, MailStatus.FAILED):
-        return Delivery("skipped", f"already_{row.status}")
+    # Claim first: the conditional update is the check that the row is still
+    # waiting, and the row is only read once it is ours.
     claimed = db.session.execute(
         sa.update(OutboxMessage)
         .where(
@@ -197,18 +194,41 @@ def deliver(outbox_id: int, at: datetime | None = None) -> Delivery:
     )
     db.session.commit()
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        return Delivery("skipped", "claimed_by_another_worker")
-    db.session.refresh(row)
-    contact = db.session.get(Contact, row.contact_id)
-    if contact is None:
+        return _not_claimed(outbox_id)
+    # The row with its contact and campaign in one read (rendering finds the
+    # campaign in the session); the row goes with its contact, so no row or no
+    # contact means the contact was erased meanwhile.
+    found = db.session.execute(
+        sa.select(OutboxMessage, Contact, Campaign)
+        .join(Contact, Contact.id == OutboxMessage.contact_id)
+        .outerjoin(Campaign, Campaign.id == OutboxMessage.campaign_id)
+        .where(OutboxMessage.id == outbox_id)
+    ).first()
+    if found is None:
+        db.session.rollback()
         return Delivery("skipped", "contact_erased")
+    row, contact, _campaign = found
     return _send_claimed(row, contact, now)
+
+
+def _not_claimed(outbox_id: int) -> Delivery:
+    """Why ``deliver`` left a row alone."""
+    status = db.session.scalar(sa.select(OutboxMessage.status).where(OutboxMessage.id == outbox_id))
+    db.session.rollback()
+    if status is None:
+        return Delivery("skipped", "not_in_outbox")
+    if status in (MailStatus.SENT, MailStatus.BLOCKED, MailStatus.FAILED):
+        return Delivery("skipped", f"already_{status}")
+    return Delivery("skipped", "claimed_by_another_worker")
 
 
 def _send_claimed(row: OutboxMessage, contact: Contact, now: datetime) -> Delivery:
     if row.is_marketing:
         if not _hold_contact(row, now):
             return Delivery("skipped", "contact_erased")
+        # The contact as it is now that it is held: a restriction or a bounce
+        # committed since it was read must count (the policy reads it from here).
+        db.session.refresh(contact)
         decision = check_permissions([contact.email], row.topic or "", "email", at=now)[0]
         if not decision.allowed:
             return _finish(row, MailStatus.BLOCKED, block_reason=decision.reason.value)

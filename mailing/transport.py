@@ -2,6 +2,7 @@
 
 Failures are sorted for the retry policy: a 4xx reply or a connection problem
 is temporary (try again later); a 5xx reply is permanent (never retry).
+Each thread keeps its SMTP connection for the next message (``send_smtp``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import functools
 import smtplib
 import ssl
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -64,30 +67,109 @@ def send(message: EmailMessage, file_name: str) -> str:
     return f"smtp://{settings.host}:{settings.port}"
 
 
+# One SMTP connection per thread, kept for the next message: a worker sending a
+# campaign pays the TCP (and TLS) handshake, the greeting and EHLO once per
+# connection rather than once per message. Servers limit both how many
+# messages one connection may carry and how long it may sit idle.
+MAX_MESSAGES_PER_CONNECTION = 100
+MAX_IDLE_SECONDS = 30.0
+
+_pool = threading.local()
+
+
+@dataclass
+class _Connection:
+    settings: SmtpSettings
+    server: smtplib.SMTP
+    sent: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+
+    def __del__(self) -> None:
+        # A thread that ends takes its kept connection with it.
+        self.server.close()
+
+
 def send_smtp(message: EmailMessage, settings: SmtpSettings) -> None:
     try:
-        if settings.implicit_tls:
-            server: smtplib.SMTP = smtplib.SMTP_SSL(
-                settings.host, settings.port, timeout=settings.timeout, context=_tls_context()
-            )
-        else:
-            server = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
-        with server:
-            server.ehlo()
-            if not settings.implicit_tls and server.has_extn("starttls"):
-                server.starttls(context=_tls_context())
-                server.ehlo()
-            if settings.username:
-                server.login(settings.username, settings.password or "")
-            server.send_message(message)
+        connection = _connection(settings)
+        connection.server.send_message(message)
     except smtplib.SMTPRecipientsRefused as exc:
+        _discard()
         codes = [code for code, _ in exc.recipients.values()]
         _raise_for_code(min(codes) if codes else 550, str(exc.recipients))
     except smtplib.SMTPResponseException as exc:
+        _discard()
         _raise_for_code(exc.smtp_code, _text(exc.smtp_error))
     except (smtplib.SMTPException, OSError) as exc:
+        _discard()
         # Refused, reset or timed-out connections, TLS trouble, a server that hung up.
         raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from exc
+    connection.sent += 1
+    connection.last_used = time.monotonic()
+    if connection.sent >= MAX_MESSAGES_PER_CONNECTION:
+        _discard(polite=True)
+
+
+def _connection(settings: SmtpSettings) -> _Connection:
+    """This thread's open connection to the server, or a new one.
+
+    A kept connection must answer RSET first: a server that closed it while it
+    sat idle is noticed before a message is handed over, never in the middle
+    of one (which could leave the message delivered and then sent again).
+    """
+    current: _Connection | None = getattr(_pool, "connection", None)
+    if current is not None:
+        fresh = time.monotonic() - current.last_used < MAX_IDLE_SECONDS
+        if current.settings == settings and fresh:
+            try:
+                code, _ = current.server.rset()
+                if code == 250:
+                    return current
+            except (smtplib.SMTPException, OSError):
+                pass
+        _discard(polite=fresh)
+    _pool.connection = _Connection(settings, _open(settings))
+    return _pool.connection
+
+
+def _open(settings: SmtpSettings) -> smtplib.SMTP:
+    if settings.implicit_tls:
+        server: smtplib.SMTP = smtplib.SMTP_SSL(
+            settings.host, settings.port, timeout=settings.timeout, context=_tls_context()
+        )
+    else:
+        server = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+    try:
+        server.ehlo()
+        if not settings.implicit_tls and server.has_extn("starttls"):
+            server.starttls(context=_tls_context())
+            server.ehlo()
+        if settings.username:
+            server.login(settings.username, settings.password or "")
+    except BaseException:
+        server.close()
+        raise
+    return server
+
+
+def close_connection() -> None:
+    """Say goodbye on this thread's kept connection, if any."""
+    _discard(polite=True)
+
+
+def _discard(polite: bool = False) -> None:
+    """Forget this thread's connection: QUIT when it is healthy, else just close."""
+    current: _Connection | None = getattr(_pool, "connection", None)
+    _pool.connection = None
+    if current is None:
+        return
+    try:
+        if polite:
+            current.server.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
+    finally:
+        current.server.close()
 
 
 @functools.cache

@@ -16,6 +16,7 @@ def test_the_benchmarks_run_on_tiny_data_and_write_their_section(tmp_path: Path)
         "# Benchmarks\n\n<!-- bench:other -->\nkept as it was\n<!-- /bench:other -->\n"
     )
     database = os.environ.get("TEST_DATABASE_URL") or "sqlite:///"
+    redis_url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
     done = subprocess.run(
         [
             sys.executable,
@@ -28,6 +29,7 @@ def test_the_benchmarks_run_on_tiny_data_and_write_their_section(tmp_path: Path)
             str(output),
         ],
         cwd=ROOT,
+        env={**os.environ, "BENCH_REDIS_URL": redis_url},
         capture_output=True,
         text=True,
         timeout=300,
@@ -77,3 +79,26 @@ def test_the_benchmarks_run_on_tiny_data_and_write_their_section(tmp_path: Path)
     cells = [cell.strip() for cell in imported.split("|")]
     assert cells[9] == "1,998 / 2", "2,000 rows, one in 1,000 with a broken address"
     assert cells[7].endswith("MiB") and cells[8].endswith(" s"), "peak RSS and the re-run"
+
+    # Sending: the campaign reached the sink through Redis and two worker processes.
+    assert "<!-- bench:sending -->" in text
+    if _redis_answers(redis_url):
+        sending = text.split("<!-- bench:sending -->")[1].split("<!-- /bench:sending -->")[0]
+        row = next(
+            line
+            for line in sending.splitlines()
+            if line.startswith("| SQLite") or line.startswith("| PostgreSQL")
+        )
+        cells = [cell.strip() for cell in row.split("|")]
+        assert float(cells[3].replace(",", "")) > 0, "no campaign messages per second"
+        assert float(cells[5].replace(",", "")) > 0, "no baseline messages per second"
+        assert "every outbox row `sent`" in sending
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except Exception:
+        return False
