@@ -18,7 +18,15 @@ import consent
 import crm
 import mailing
 from consent.topics import MarketingPolicy
-from crm.errors import Conflict, DomainError, InvalidInput, NotAuthenticated, NotFound, NotPermitted
+from crm.errors import (
+    Conflict,
+    DomainError,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    NotPermitted,
+    Unavailable,
+)
 from extensions import api, broker, csrf, db, limiter, migrate
 
 log = logging.getLogger(__name__)
@@ -68,6 +76,12 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         SECRET_KEY_FALLBACKS=[k for k in env.get("SECRET_KEY_FALLBACKS", "").split(",") if k],
         SUPPRESSION_KEY=env.get("SUPPRESSION_KEY") or None,
         RATELIMIT_STORAGE_URI=env.get("RATELIMIT_STORAGE_URI", "memory://"),
+        # A rate-limit store (Redis) that is down: count in this process meanwhile,
+        # rather than answer every limited form with an error. A request caught
+        # mid-check by the failure (before the switch) goes through uncounted
+        # instead of failing (the outbox's own ten-minute rule still holds).
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=env.get("RATELIMIT_IN_MEMORY_FALLBACK", "1") == "1",
+        RATELIMIT_SWALLOW_ERRORS=env.get("RATELIMIT_IN_MEMORY_FALLBACK", "1") == "1",
         INPROCESS_WORKER=env.get("INPROCESS_WORKER", "1") == "1",
         # 1 MiB for every request; the import endpoint raises its own limit.
         MAX_CONTENT_LENGTH=1024 * 1024,
@@ -173,6 +187,7 @@ _STATUS = {
     Conflict: 409,
     NotPermitted: 403,
     NotAuthenticated: 401,
+    Unavailable: 503,
 }
 
 

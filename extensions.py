@@ -104,6 +104,24 @@ broker = build_broker(os.environ.get("DRAMATIQ_BROKER_URL") or None)
 dramatiq.set_broker(broker)
 
 
+def broker_was_emptied() -> bool:
+    """Whether the broker lost its stored messages since this was last asked.
+
+    A Redis restarted without its data (``--save ""``, a lost disk) or flushed
+    forgets every message, with no error anywhere. A mark is kept beside the
+    queues: its absence means everything stored with it is gone, and the one
+    caller that sets it again gets True (once per loss; the first call ever
+    too). Other brokers keep their messages (RabbitMQ's durable queues) or
+    never outlive the process that uses them (the in-memory one): False.
+    Raises when the broker is unreachable.
+    """
+    client = getattr(broker, "client", None)
+    namespace = getattr(broker, "namespace", None)
+    if client is None or namespace is None:
+        return False
+    return bool(client.set(f"{namespace}:__outbox_mark__", "1", nx=True))
+
+
 class AppContextMiddleware(dramatiq.Middleware):
     """Runs every actor inside an application context of ``app``."""
 

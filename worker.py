@@ -1,15 +1,19 @@
 """The dramatiq entry point: ``dramatiq worker`` (or ``dramatiq worker:broker``).
 
 Builds the app once per worker process and runs every actor inside its
-application context. The broker comes from ``DRAMATIQ_BROKER_URL``.
+application context; each process also runs the outbox sweeper every
+``OUTBOX_SWEEP_INTERVAL_S`` (``mailing.tasks.PeriodicSweep``). The broker comes
+from ``DRAMATIQ_BROKER_URL``.
 """
 
 from __future__ import annotations
 
 from app import create_app
 from extensions import AppContextMiddleware, broker
+from mailing.tasks import PeriodicSweep
 
 app = create_app()
 broker.add_middleware(AppContextMiddleware(app))
+broker.add_middleware(PeriodicSweep(app))
 
 __all__ = ["app", "broker"]

@@ -32,7 +32,8 @@ class EvidenceSchema(Schema):
 class BasisSchema(Schema):
     type = fields.String(required=True, validate=validate.OneOf([b.value for b in Basis]))
     kind = fields.String(validate=validate.OneOf([k.value for k in InterestKind]))
-    source = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    # The ledger's event column holds 32 characters (a short code: "crm-sync").
+    source = fields.String(required=True, validate=validate.Length(min=1, max=32))
     topics = fields.List(
         fields.String(validate=validate.Length(max=64)), validate=validate.Length(max=50)
     )

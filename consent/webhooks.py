@@ -136,17 +136,21 @@ def hand_over(delivery_ids: list[int]) -> None:
             )
 
 
-def sweep(older_than_seconds: int = 60) -> int:
-    """Hand over deliveries that never reached the broker. Returns how many."""
+def sweep(older_than_seconds: int = 60, *, broker_emptied: bool = False) -> int:
+    """Hand over deliveries that never reached the broker. Returns how many.
+
+    ``broker_emptied``: the broker lost its stored messages (a Redis restarted
+    empty, ``extensions.broker_was_emptied``), so every pending delivery is
+    handed over again; one posted twice carries the contact's current decisions
+    both times, so the repeat changes nothing at the receiver."""
     cutoff = utcnow().timestamp() - older_than_seconds
+    pending = sa.select(WebhookDelivery).where(WebhookDelivery.status == "pending")
+    if not broker_emptied:
+        pending = pending.where(WebhookDelivery.handed_over_at.is_(None))
     ids = [
         d.id
-        for d in db.session.scalars(
-            sa.select(WebhookDelivery).where(
-                WebhookDelivery.status == "pending", WebhookDelivery.handed_over_at.is_(None)
-            )
-        )
-        if d.created_at.timestamp() <= cutoff
+        for d in db.session.scalars(pending)
+        if broker_emptied or d.created_at.timestamp() <= cutoff
     ]
     db.session.commit()
     if ids:

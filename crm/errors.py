@@ -33,3 +33,9 @@ class NotPermitted(DomainError):
 
 class NotAuthenticated(DomainError):
     code = "unauthenticated"
+
+
+class Unavailable(DomainError):
+    """A part the request needs (the job queue) is down; nothing was recorded."""
+
+    code = "unavailable"

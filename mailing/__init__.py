@@ -26,6 +26,12 @@ def _settings() -> dict[str, object]:
         # Retry backoff of temporary SMTP failures (exponential between the two).
         "OUTBOX_MIN_BACKOFF_MS": int(env.get("OUTBOX_MIN_BACKOFF_MS", "15000")),
         "OUTBOX_MAX_BACKOFF_MS": int(env.get("OUTBOX_MAX_BACKOFF_MS", str(30 * 60_000))),
+        # A row claimed by a worker that vanished (killed mid-send) is free again after this.
+        "OUTBOX_CLAIM_TIMEOUT_S": int(env.get("OUTBOX_CLAIM_TIMEOUT_S", "600")),
+        # Every worker process runs the sweeper this often (0: never; then run
+        # `flask outbox sweep` from cron), leaving rows younger than the grace alone.
+        "OUTBOX_SWEEP_INTERVAL_S": float(env.get("OUTBOX_SWEEP_INTERVAL_S", "60")),
+        "OUTBOX_SWEEP_GRACE_S": float(env.get("OUTBOX_SWEEP_GRACE_S", "60")),
         # R24: a major privacy-policy version is mailed to every registered address.
         "POLICY_NOTICE_ON_MAJOR": env.get("POLICY_NOTICE_ON_MAJOR", "1") == "1",
     }
@@ -40,6 +46,7 @@ def init_app(app: Flask) -> None:
     api.register(app)
     campaign_pages.register(app)
     cli.register(app)
+    tasks.register(app)
     _register_export_section()
     _notify_on_major_policy_versions()
 

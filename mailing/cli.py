@@ -14,9 +14,9 @@ outbox = AppGroup("outbox", help="The email outbox.")
 
 @outbox.command("sweep")
 def sweep() -> None:
-    """Hand over to the job queue every email that never reached a worker."""
-    handed = services.sweep()
-    click.echo(f"Handed over {len(handed)} queued email(s).")
+    """Hand over to the job queue every email (and webhook) that never reached a worker."""
+    handed, webhooks = services.sweep_all()
+    click.echo(f"Handed over {len(handed)} queued email(s) and {webhooks} webhook delivery(ies).")
 
 
 @outbox.command("deliver")

@@ -32,7 +32,7 @@ from consent.tokens import RENEWABLE_FOR, LinkExpired, LinkInvalid, Purpose, rea
 from consent.topics import current_policy
 from crm import services as crm
 from crm.addresses import keyed_hash, normalise_email
-from crm.errors import InvalidInput, NotFound
+from crm.errors import InvalidInput, NotFound, Unavailable
 from crm.models import Contact, utcnow
 from extensions import db
 from mailing import messages, transport
@@ -43,8 +43,7 @@ log = logging.getLogger(__name__)
 # At most one confirmation or verification email per address in this time,
 # counted from the outbox so that every web process sees the same answer.
 EMAIL_INTERVAL = timedelta(minutes=10)
-# A worker that claimed a row and vanished: after this the row is free again.
-CLAIM_TIMEOUT = timedelta(minutes=10)
+BROKER_DOWN = "The service is briefly unavailable; please try again in a few minutes."
 
 T = TypeVar("T")
 
@@ -95,13 +94,15 @@ def hand_over(outbox_ids: Iterable[int]) -> list[int]:
     """Send one job per row to the broker, after the commit. Returns the ids handed over.
 
     A broker that is down is logged, not raised: the change is committed and
-    the rows wait for the sweeper.
+    the rows wait for the sweeper. The first failure ends the hand-over, so a
+    campaign's thousands of rows do not each wait for a dead broker.
     """
     from mailing.tasks import deliver_email
 
     config = current_app.config
+    ids = list(outbox_ids)
     done = []
-    for outbox_id in outbox_ids:
+    for outbox_id in ids:
         try:
             deliver_email.send_with_options(
                 args=(outbox_id,),
@@ -110,9 +111,11 @@ def hand_over(outbox_ids: Iterable[int]) -> list[int]:
             )
         except Exception as exc:
             log.warning(
-                "Outbox %s not handed to the broker (%s); the sweeper will.", outbox_id, exc
+                "%d outbox row(s) not handed to the broker (%s); the sweeper will.",
+                len(ids) - len(done),
+                exc,
             )
-            continue
+            break
         done.append(outbox_id)
     if done:
         db.session.execute(
@@ -124,33 +127,80 @@ def hand_over(outbox_ids: Iterable[int]) -> list[int]:
     return done
 
 
-def sweep(at: datetime | None = None, older_than: timedelta = timedelta(minutes=1)) -> list[int]:
+def claim_timeout() -> timedelta:
+    """After this a row claimed by a worker that vanished (killed mid-send) is free again."""
+    return timedelta(seconds=current_app.config["OUTBOX_CLAIM_TIMEOUT_S"])
+
+
+def sweep(
+    at: datetime | None = None,
+    older_than: timedelta | None = None,
+    *,
+    broker_emptied: bool | None = None,
+) -> list[int]:
     """Hand over again what never reached a worker: rows queued but never handed
     over (broker down at commit), handed over long ago and still queued (a job
-    lost or out of retries), or claimed by a worker that vanished."""
+    lost or out of retries), or claimed by a worker that vanished.
+
+    When the broker lost its stored messages (``broker_emptied``; asked of the
+    broker when None: a Redis restarted empty), every queued row is handed over
+    again at once, whatever its age: the outbox, not the broker, is the record
+    of what is owed. A row handed over twice is sent once (``deliver`` claims it).
+    """
     now = at or utcnow()
-    rows = db.session.scalars(
-        sa.select(OutboxMessage.id).where(
+    if older_than is None:
+        older_than = timedelta(seconds=current_app.config["OUTBOX_SWEEP_GRACE_S"])
+    if broker_emptied is None:
+        broker_emptied = _broker_emptied()
+    stale = now - claim_timeout()
+    waiting = (
+        OutboxMessage.status == MailStatus.QUEUED
+        if broker_emptied
+        else sa.and_(
+            OutboxMessage.status == MailStatus.QUEUED,
             sa.or_(
                 sa.and_(
-                    OutboxMessage.status == MailStatus.QUEUED,
-                    sa.or_(
-                        sa.and_(
-                            OutboxMessage.handed_over_at.is_(None),
-                            OutboxMessage.created_at <= now - older_than,
-                        ),
-                        OutboxMessage.handed_over_at <= now - CLAIM_TIMEOUT,
-                    ),
+                    OutboxMessage.handed_over_at.is_(None),
+                    OutboxMessage.created_at <= now - older_than,
                 ),
+                OutboxMessage.handed_over_at <= stale,
+            ),
+        )
+    )
+    rows = db.session.scalars(
+        sa.select(OutboxMessage.id)
+        .where(
+            sa.or_(
+                waiting,
                 sa.and_(
                     OutboxMessage.status == MailStatus.SENDING,
-                    OutboxMessage.claimed_at <= now - CLAIM_TIMEOUT,
+                    OutboxMessage.claimed_at <= stale,
                 ),
             )
         )
+        .order_by(OutboxMessage.id)
     ).all()
     db.session.commit()
     return hand_over(list(rows))
+
+
+def _broker_emptied() -> bool:
+    from extensions import broker_was_emptied
+
+    try:
+        return broker_was_emptied()
+    except Exception as exc:  # unreachable: nothing can be handed over anyway
+        log.warning("Broker unreachable for the sweeper (%s).", exc)
+        return False
+
+
+def sweep_all() -> tuple[list[int], int]:
+    """What the periodic sweeper runs: the outbox, then webhook deliveries.
+    Returns the outbox ids and the number of deliveries handed over again."""
+    from consent import webhooks
+
+    emptied = _broker_emptied()
+    return sweep(broker_emptied=emptied), webhooks.sweep(broker_emptied=emptied)
 
 
 @dataclass(frozen=True)
@@ -182,7 +232,7 @@ def deliver(outbox_id: int, at: datetime | None = None) -> Delivery:
                 OutboxMessage.status == MailStatus.QUEUED,
                 sa.and_(
                     OutboxMessage.status == MailStatus.SENDING,
-                    OutboxMessage.claimed_at <= now - CLAIM_TIMEOUT,
+                    OutboxMessage.claimed_at <= now - claim_timeout(),
                 ),
             ),
         )
@@ -522,8 +572,9 @@ def request_unsubscribe_link(email: str) -> None:
     Nothing happens for an unknown address, and nothing tells the caller which
     it was, not even the time the answer takes: the request only hands the
     address's keyed hash to a job (never the address), and the job looks the
-    contact up (``send_unsubscribe_link``). A broker that is down loses the
-    request, not a consent change; the person can ask again.
+    contact up (``send_unsubscribe_link``). The job is the only record of the
+    request, so a broker that is down raises ``Unavailable`` (a 503 page, the
+    same for every address) rather than answer "sent" for nothing.
     """
     from mailing.tasks import send_unsubscribe_link as job
 
@@ -532,6 +583,7 @@ def request_unsubscribe_link(email: str) -> None:
         job.send(digest)
     except Exception as exc:
         log.warning("Unsubscribe-link request not handed to the broker (%s).", exc)
+        raise Unavailable(BROKER_DOWN) from None
 
 
 def send_unsubscribe_link(address_hash: str, at: datetime | None = None) -> None:
@@ -642,8 +694,9 @@ def request_privacy(email: str, kind: str) -> None:
     digest = keyed_hash(normalise_email(email))
     try:
         job.send(digest, kind)
-    except Exception as exc:
+    except Exception as exc:  # the job is the request's only record: see above
         log.warning("Privacy request not handed to the broker (%s).", exc)
+        raise Unavailable(BROKER_DOWN) from None
 
 
 def open_privacy_request(address_hash: str, kind: str, at: datetime | None = None) -> None:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import dramatiq
+import logging
+import threading
 
-from extensions import broker
+import dramatiq
+import sqlalchemy as sa
+from flask import Flask
+
+from extensions import broker, db
 from mailing import services
 from mailing.transport import TemporaryFailure
 
 # Temporary SMTP trouble (4xx, connection refused) is retried with exponential
 # backoff; anything else is a bug or a permanent refusal and is not.
 MAX_DELIVERY_RETRIES = 25
+
+log = logging.getLogger(__name__)
 
 
 def _retry_temporary_failures(retries: int, exception: BaseException) -> bool:
@@ -31,7 +38,7 @@ def deliver_email(outbox_id: int) -> None:
 
 @dramatiq.actor(broker=broker, queue_name="mail", max_retries=0, time_limit=300_000)
 def sweep_outbox() -> None:
-    services.sweep()
+    services.sweep_all()
 
 
 @dramatiq.actor(broker=broker, queue_name="mail", max_retries=3, time_limit=3_600_000)
@@ -50,3 +57,53 @@ def send_unsubscribe_link(address_hash: str) -> None:
 @dramatiq.actor(broker=broker, queue_name="mail", max_retries=3, time_limit=60_000)
 def open_privacy_request(address_hash: str, kind: str) -> None:
     services.open_privacy_request(address_hash, kind)
+
+
+class PeriodicSweep(dramatiq.Middleware):
+    """Runs the sweeper (``services.sweep_all``) every ``OUTBOX_SWEEP_INTERVAL_S`` in a
+    thread of each worker process, from its boot on.
+
+    It needs no message to start it: a broker that lost every message (a Redis
+    restarted empty) cannot lose the sweeper too, and the outbox rows it owes
+    are handed over again without anyone running a command. Several worker
+    processes sweeping at once hand some rows over twice, which ``deliver``
+    makes harmless.
+    """
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.stopping = threading.Event()
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.start()
+
+    def start(self) -> None:
+        interval = float(self.app.config["OUTBOX_SWEEP_INTERVAL_S"])
+        if interval > 0:
+            threading.Thread(
+                target=self._run, args=(interval,), name="outbox-sweeper", daemon=True
+            ).start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.stopping.set()
+
+    def _run(self, interval: float) -> None:
+        while not self.stopping.is_set():
+            with self.app.app_context():
+                try:
+                    services.sweep_all()
+                except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+                    # The database is down, or `flask db upgrade` has not made the tables yet.
+                    log.warning("Outbox sweep skipped: %s", type(exc).__name__)
+                except Exception:
+                    log.exception("Outbox sweep failed")
+                finally:
+                    db.session.remove()
+            self.stopping.wait(interval)
+
+
+def register(app: Flask) -> None:
+    """The in-process worker (no broker configured, ``flask run`` alone) sweeps too;
+    ``worker.py`` adds ``PeriodicSweep`` to real worker processes."""
+    if app.config["CONSENT_ENV"] != "testing" and "inprocess_worker" in app.extensions:
+        PeriodicSweep(app).start()

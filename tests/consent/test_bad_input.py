@@ -24,6 +24,13 @@ CUSTOMER = {"type": "legitimate_interest", "kind": "customer", "source": "crm"}
             "basis",
         ),
         ({"email": "a@b.se", "surprise": 1}, 422, "invalid_input", "surprise"),
+        # Longer than the ledger's column: was a 500 on PostgreSQL (the injection test found it).
+        (
+            {"email": "a@b.se", "basis": {**CUSTOMER, "source": "s" * 33}},
+            422,
+            "invalid_input",
+            "basis",
+        ),
         (
             {
                 "email": "a@b.se",

@@ -1,6 +1,6 @@
-"""Row "enumeration": signup and unsubscribe-by-address answer the same for a
-known, an unknown, a suppressed and an erased address (body, status, headers,
-timing beyond noise). Privacy requests do not exist on main yet: not covered.
+"""Row "enumeration": signup, unsubscribe-by-address and privacy requests
+answer the same for a known, an unknown, a suppressed and an erased address
+(body, status, headers, timing beyond noise).
 """
 
 from __future__ import annotations
@@ -54,9 +54,19 @@ def _unsubscribe_by_address(client: Any, address: str) -> Any:
     )
 
 
+def _privacy_request(client: Any, address: str) -> Any:
+    return client.post(
+        "/privacy/requests",
+        data={"email": address, "kind": "access"},
+        headers={"Origin": "http://localhost"},
+        environ_base={"REMOTE_ADDR": "192.0.2.10"},
+    )
+
+
 FORMS = {
     "signup": lambda client, address: signup(client, address),
     "unsubscribe": _unsubscribe_by_address,
+    "privacy_request": _privacy_request,
 }
 
 

@@ -1,11 +1,15 @@
-"""Row "injection": email header injection in names, SQL and HTML in every text
-field; 0 successful injections. Subjects are fixed texts (no user input reaches
-them) and main has no CSV export yet, so formula cells are not covered.
+"""Row "injection": email header injection in names, CSV formula cells in
+exports, SQL and HTML in every text field; 0 successful injections. Subjects
+are fixed texts (no user input reaches them). The export a spreadsheet opens
+is the audit log's CSV (`flask audit list --csv`, ``crm.spreadsheet``).
 """
 
 from __future__ import annotations
 
-from tests.conftest import count_rows
+import csv
+import io
+
+from tests.conftest import ApiClient, count_rows
 from tests.mailing.helpers import contact_id_of, signup
 from tests.reliability.conftest import figure
 from tests.staff.helpers import client_as
@@ -98,3 +102,45 @@ def test_sql_and_html_in_every_text_field_are_kept_as_text(app, client, admin_ap
         injected=injected,
     )
     assert injected == 0
+
+
+FORMULAS = [
+    '=HYPERLINK("http://evil.example","x")',
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\t=2+2",
+    "\r=3+3",
+]
+TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def test_formula_cells_in_the_csv_export_are_never_run(app, client) -> None:
+    """Texts a caller chooses reach the export: a token's name is the detail of
+    its ``api_token.create`` entry (first in the cell) and the actor of what
+    the token does. Each name starts with one of the triggers."""
+    from crm.access import SYSTEM_ACTOR
+    from crm.staff import create_token
+    from extensions import db
+
+    for n, formula in enumerate(FORMULAS):
+        with app.app_context():
+            _, raw = create_token(SYSTEM_ACTOR, formula, "admin")
+            db.session.remove()
+        created = ApiClient(client, raw).post(
+            "/api/v1/contacts",
+            json={"email": f"csv{n}@example.se", "name": formula,
+                  "basis": {"type": "legitimate_interest", "kind": "customer",
+                            "source": formula[:32]}},
+        )  # fmt: skip
+        assert created.status_code == 201, created.json
+    output = app.test_cli_runner().invoke(args=["audit", "list", "--csv", "--limit", "1000"]).output
+    rows = list(csv.reader(io.StringIO(output, newline="")))
+    cells = [cell for row in rows[1:] for cell in row]
+    carrying = [cell for cell in cells if any(f.strip() in cell for f in FORMULAS)]
+    at_start = [c for c in carrying if any(c.lstrip("'").startswith(f.strip()) for f in FORMULAS)]
+    runnable = [cell for cell in cells if cell.startswith(TRIGGERS)]
+    figure("injection:csv_formulas", payloads=len(FORMULAS), cells_carrying_one=len(carrying),
+           first_in_their_cell=len(at_start), cells_a_spreadsheet_would_run=len(runnable))  # fmt: skip
+    assert len(at_start) >= len(FORMULAS)  # the payloads did reach the export, first in a cell
+    assert runnable == []
