@@ -106,4 +106,12 @@ def register(app: Flask) -> None:
     """The in-process worker (no broker configured, ``flask run`` alone) sweeps too;
     ``worker.py`` adds ``PeriodicSweep`` to real worker processes."""
     if app.config["CONSENT_ENV"] != "testing" and "inprocess_worker" in app.extensions:
-        PeriodicSweep(app).start()
+        sweep = PeriodicSweep(app)
+        start_once = threading.Lock()
+
+        # At the first request, not at import: `flask db upgrade` and the other
+        # commands build this app too, before the tables exist.
+        @app.before_request
+        def _start_sweeper() -> None:
+            if start_once.acquire(blocking=False):
+                sweep.start()
