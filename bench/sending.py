@@ -408,4 +408,4 @@ def run(ctx: Context) -> list[str]:
             + ", ".join(f"{s:.2f} s" for s in baseline.seconds)
             + f"; {result['size']:,.0f} bytes per message; every outbox row `sent`."
         )
-    return [*lines, "", *notes]
+    return [*lines, *(line for note in notes for line in ("", note))]
