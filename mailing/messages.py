@@ -7,6 +7,7 @@ signed at the moment it leaves.
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import json
 import re
@@ -136,12 +137,19 @@ def _display_name(name: str | None) -> str:
     return "" if "=?" in shown else shown
 
 
+# Lines up to RFC 5322's hard limit of 998 characters. At the default 78, the
+# email package cannot fold a header holding one long word (the signed
+# List-Unsubscribe URL) and writes it as RFC 2047 encoded words, which mailbox
+# providers do not read as a List-Unsubscribe URL: no unsubscribe button.
+MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998)
+
+
 def build_message(row: OutboxMessage, contact: Contact) -> EmailMessage:
     context = _context(row, contact)
     rendered = render_template(f"email/{row.template}.{context['lang']}.txt", **context)
     subject_line, _, body = rendered.lstrip().partition("\n")
     subject = one_line(subject_line.removeprefix("Subject:"))
-    message = EmailMessage()
+    message = EmailMessage(policy=MESSAGE_POLICY)
     message["Subject"] = subject
     message["From"] = current_app.config["MAIL_FROM"]
     message["To"] = formataddr((_display_name(contact.name), contact.email))

@@ -40,6 +40,7 @@ class _Handler:
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.sink.lock:
             self.sink.messages.append(parsed)  # type: ignore[arg-type]
+            self.sink.raw.append(envelope.content)
         return "250 Message accepted for delivery"
 
 
@@ -49,6 +50,9 @@ class SmtpSink:
     def __init__(self) -> None:
         self.port = free_port()
         self.messages: list[EmailMessage] = []
+        # The bytes as received, beside each parsed message: what a mailbox
+        # provider's parser sees before any decoding.
+        self.raw: list[bytes] = []
         self.refuse: set[str] = set()
         self.lock = threading.Lock()
         self.controller: Controller | None = None

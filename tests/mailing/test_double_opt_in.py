@@ -66,6 +66,11 @@ def test_a_person_subscribes_confirms_by_email_and_unsubscribes_through_the_link
     assert "Welcome" in welcome["Subject"]
     assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "/one-click>" in welcome["List-Unsubscribe"]
+    # As sent, not only as parsed: a URL mailbox providers can read (RFC 2369,
+    # RFC 8058), never RFC 2047 encoded words.
+    [raw_welcome] = [raw for raw in smtp.raw if b"List-Unsubscribe:" in raw]
+    header = raw_welcome.split(b"List-Unsubscribe:", 1)[1].split(b"\r\n", 1)[0]
+    assert header.strip().startswith(b"<http") and b"=?" not in header, header
 
     unsubscribe_path = link(welcome, "/unsubscribe/")
     assert client.get(unsubscribe_path).status_code == 200
