@@ -230,7 +230,7 @@ def check_permissions(
     at: datetime | None = None,
     actor: Actor | None = None,
 ) -> list[Decision]:
-    """Decisions for many addresses at once, in input order, from one read per table.
+    """Decisions for many addresses at once, in input order, from one joined read.
 
     A malformed address cannot be a known contact: it is answered ``unknown_contact``.
     With an actor, the lookup is audited (R25): one entry per call with the count.
