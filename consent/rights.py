@@ -249,7 +249,7 @@ def _open_requests(contact_ids: Sequence[int]) -> dict[int, str]:
     cutoff = utcnow() - VERIFICATION_WINDOW
     rows = db.session.execute(
         sa.select(PrivacyRequest.contact_id, PrivacyRequest.kind, PrivacyRequest.status).where(
-            PrivacyRequest.contact_id.in_(list(contact_ids)),
+            crm.id_in(PrivacyRequest.contact_id, contact_ids),
             sa.or_(
                 PrivacyRequest.status == "awaiting_admin",
                 sa.and_(
