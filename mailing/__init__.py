@@ -19,6 +19,9 @@ def _settings() -> dict[str, object]:
         ],
         "SIGNUP_LIMIT_PER_IP": env.get("SIGNUP_LIMIT_PER_IP", "30 per hour"),
         "SIGNUP_LIMIT_PER_ADDRESS": env.get("SIGNUP_LIMIT_PER_ADDRESS", "5 per hour"),
+        # A signup is answered no sooner than this after it arrived: a new address
+        # costs a contact row, and the answer's timing must not tell which it was.
+        "SIGNUP_MIN_SECONDS": float(env.get("SIGNUP_MIN_SECONDS", "0.1")),
         # Optional mailto: added to List-Unsubscribe next to the one-click URL.
         "MAIL_UNSUBSCRIBE_MAILTO": env.get("MAIL_UNSUBSCRIBE_MAILTO") or None,
         # Where messages are written when SMTP_URL is not set (default instance/mail).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -93,6 +94,22 @@ def test_the_response_is_the_same_for_every_kind_of_address(
             response = signup(client, address)
         answers.add((response.status_code, response.get_data(as_text=True)))
     assert len(answers) == 1
+
+
+def test_every_signup_is_answered_no_sooner_than_the_floor(app, client, monkeypatch) -> None:
+    # A new address stores a contact and a known one does not; the floor keeps
+    # that difference out of the answer's timing (the enumeration test in
+    # tests/reliability measures it).
+    monkeypatch.setitem(app.config, "SIGNUP_MIN_SECONDS", 0.05)
+    for address in ("new@example.se", "new@example.se", "bot@example.se"):
+        started = time.monotonic()
+        extra = {"website": "http://spam.example"} if address.startswith("bot") else {}
+        response = signup(client, address, **extra)
+        elapsed = time.monotonic() - started
+        assert response.status_code == 200
+        assert elapsed >= 0.05, (address, elapsed)
+    assert contact_id_of(app, "new@example.se") is not None
+    assert contact_id_of(app, "bot@example.se") is None
 
 
 def test_a_suppressed_address_comes_back_only_through_its_own_confirmation(
