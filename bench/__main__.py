@@ -90,6 +90,16 @@ class Context:
             print(f"  {label} #{attempt + 1}: {result.seconds[-1]:.2f} s", file=sys.stderr)
         return result
 
+    def databases(self) -> list[str]:
+        """The configured server, and SQLite too when that is PostgreSQL (not in smoke runs)."""
+        if self.smoke or self.database_url.startswith("sqlite"):
+            return [self.database_url]
+        return [self.database_url, "sqlite:///"]
+
+    def on(self, database_url: str, repeat: int | None = None) -> Context:
+        """This context for one of ``databases()``."""
+        return Context(self.smoke, repeat or self.repeat, database_url, self.machine)
+
     @contextmanager
     def fresh_database(self) -> Iterator[str]:
         """A new, empty database on the configured server (dropped afterwards), or
@@ -115,6 +125,23 @@ class Context:
             with admin.connect() as conn:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
+
+
+def database_version() -> str:
+    """The current app's database server and version, as it reports itself."""
+    import sqlalchemy as sa
+
+    from extensions import db
+
+    return str(
+        db.session.scalar(
+            sa.text(
+                "SELECT version()"
+                if db.engine.dialect.name == "postgresql"
+                else "SELECT 'SQLite ' || sqlite_version()"
+            )
+        )
+    )
 
 
 def describe_machine() -> dict[str, str]:

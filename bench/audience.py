@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.__main__ import Context
+from bench.__main__ import Context, database_version
 
 TITLE = "Campaign audience (issue 7)"
 TOPIC = "product-updates"
@@ -81,12 +81,6 @@ BASELINE = (
 )
 
 
-def _databases(ctx: Context) -> list[str]:
-    if ctx.smoke or ctx.database_url.startswith("sqlite"):
-        return [ctx.database_url]
-    return [ctx.database_url, "sqlite:///"]
-
-
 def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -113,21 +107,15 @@ def run(ctx: Context) -> list[str]:
         "| database | audience_size (median) | contacts in audience | raw count (median) | rows counted | ratio | bar (<= 3x, memory flat) | peak RSS growth |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for root in _databases(ctx):
-        probe = Context(ctx.smoke, ctx.repeat, root, ctx.machine)
+    for root in ctx.databases():
+        probe = ctx.on(root)
         with probe.fresh_database() as url:
             app = _app(url)
             with app.app_context():
                 upgrade(revision="heads")
                 with db.engine.begin() as conn:
                     _load(conn, n)
-                version = db.session.scalar(
-                    sa.text(
-                        "SELECT version()"
-                        if db.engine.dialect.name == "postgresql"
-                        else "SELECT 'SQLite ' || sqlite_version()"
-                    )
-                )
+                version = database_version()
                 policy = current_policy()
                 topic = policy.topic(TOPIC)
                 at = datetime(2026, 1, 1, tzinfo=UTC)

@@ -24,9 +24,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-import sqlalchemy as sa
-
-from bench.__main__ import Context
+from bench.__main__ import Context, database_version
 from bench.server import SECRET, SUPPRESSION_KEY, app_env, gunicorn
 
 TITLE = "Permission checks and objections over HTTP (issue 7)"
@@ -85,13 +83,7 @@ def _seed(url: str, contacts: int) -> tuple[str, int, list[str], str]:
         for email in emails:
             contact, _ = services.register_contact(actor, email, {"name": email}, None, basis)
             first = first or contact.id
-        version = db.session.scalar(
-            sa.text(
-                "SELECT version()"
-                if db.engine.dialect.name == "postgresql"
-                else "SELECT 'SQLite ' || sqlite_version()"
-            )
-        )
+        version = database_version()
         db.session.remove()
         db.engine.dispose()
     return token, int(first or 0), emails, f"{version}".split(" on ")[0] + f"; topic {topic}"
@@ -204,16 +196,9 @@ def _load(*args: Any) -> dict[str, Any]:
     return _wrk(*args) if LOAD_TOOL == "wrk" else _python_load(*args)
 
 
-def _databases(ctx: Context) -> list[str]:
-    """The configured server, and SQLite too when that is PostgreSQL (not in smoke runs)."""
-    if ctx.smoke or ctx.database_url.startswith("sqlite"):
-        return [ctx.database_url]
-    return [ctx.database_url, "sqlite:///"]
-
-
 def _one_database(ctx: Context, url_root: str) -> tuple[list[str], dict[str, Any]]:
     contacts, seconds, connections = _sizes(ctx)
-    probe = Context(ctx.smoke, ctx.repeat, url_root, ctx.machine)
+    probe = ctx.on(url_root)
     with probe.fresh_database() as url:
         token, contact_id, emails, version = _seed(url, contacts)
         topic = version.rsplit("topic ", 1)[1]
@@ -300,7 +285,7 @@ def run(ctx: Context) -> list[str]:
         "decided per second.",
         "",
     ]
-    for url_root in _databases(ctx):
+    for url_root in ctx.databases():
         (version, workers, _, _, batch_size), r = _one_database(ctx, url_root)
         keys = list(r)
         bare, single, batch, update, objection = (r[k] for k in keys)

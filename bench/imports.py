@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.__main__ import ROOT, Context, Measurement
+from bench.__main__ import ROOT, Context, Measurement, database_version
 
 TITLE = "CSV import (issue 7)"
 HEADER = "email,name,company,organisation number,country,language,last interaction date\n"
@@ -232,15 +232,8 @@ def _baseline_copy(path: Path, url: str) -> tuple[Any, Any]:
 # The section ---------------------------------------------------------------------------------
 
 
-def _databases(ctx: Context) -> list[str]:
-    if ctx.smoke or ctx.database_url.startswith("sqlite"):
-        return [ctx.database_url]
-    return [ctx.database_url, "sqlite:///"]
-
-
 def _prepare(url: str) -> str:
     """Build the schema with the real migrations; the server's version string."""
-    import sqlalchemy as sa
     from flask_migrate import upgrade
 
     from bench.retention import _app
@@ -249,13 +242,7 @@ def _prepare(url: str) -> str:
     app = _app(url)
     with app.app_context():
         upgrade(revision="heads")
-        version = db.session.scalar(
-            sa.text(
-                "SELECT version()"
-                if db.engine.dialect.name == "postgresql"
-                else "SELECT 'SQLite ' || sqlite_version()"
-            )
-        )
+        version = database_version()
         db.session.remove()
         db.engine.dispose()
     return str(version).split(" on ")[0].split(" (")[0]
@@ -285,8 +272,8 @@ def run(ctx: Context) -> list[str]:
         write_csv(path, rows)
         sample = folder / "sample.csv"
         write_csv(sample, _profile_rows(ctx, rows))
-        for root in _databases(ctx):
-            probe = Context(ctx.smoke, 1, root, ctx.machine)
+        for root in ctx.databases():
+            probe = ctx.on(root, repeat=1)
             mine = Measurement("import")
             base = Measurement("baseline")
             version = ""

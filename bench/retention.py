@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.__main__ import Context
+from bench.__main__ import Context, database_version
 from bench.server import SECRET, SUPPRESSION_KEY, WebServer, werkzeug
 
 TITLE = "Retention purge (issues 5 and 7)"
@@ -189,16 +189,10 @@ def latency_summary(latencies: list[float], errors: int) -> dict[str, Any]:
     }
 
 
-def _databases(ctx: Context) -> list[str]:
-    if ctx.smoke or ctx.database_url.startswith("sqlite"):
-        return [ctx.database_url]
-    return [ctx.database_url, "sqlite:///"]
-
-
 def run(ctx: Context) -> list[str]:
     lines: list[str] = []
-    for root in _databases(ctx):
-        probe = Context(ctx.smoke, ctx.repeat, root, ctx.machine)
+    for root in ctx.databases():
+        probe = ctx.on(root)
         lines += _run_on(probe)
     return lines
 
@@ -216,13 +210,7 @@ def _run_on(ctx: Context) -> list[str]:
         with app.app_context():
             upgrade(revision="heads")
             _, token = create_api_token("bench", "sales")
-            server_version = db.session.scalar(
-                sa.text(
-                    "SELECT version()"
-                    if db.engine.dialect.name == "postgresql"
-                    else "SELECT 'SQLite ' || sqlite_version()"
-                )
-            )
+            server_version = database_version()
             db.session.remove()
         kept_ids = list(range(due + 1, due + kept + 1))
         server = werkzeug(url)

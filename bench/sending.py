@@ -35,7 +35,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.__main__ import Context
+from bench.__main__ import Context, database_version
 from bench.server import Process, app_env, werkzeug
 
 TITLE = "Campaign send rate (issue 7)"
@@ -59,13 +59,6 @@ def _sizes(ctx: Context) -> tuple[int, int]:
 
 def _redis_url() -> str:
     return os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def _databases(ctx: Context) -> list[str]:
-    """The configured server, and SQLite too when that is PostgreSQL (not in smoke runs)."""
-    if ctx.smoke or ctx.database_url.startswith("sqlite"):
-        return [ctx.database_url]
-    return [ctx.database_url, "sqlite:///"]
 
 
 # The sink ------------------------------------------------------------------------
@@ -171,13 +164,7 @@ def _seed(app: Any, n: int) -> tuple[str, str]:
             ],
         )
         db.session.commit()
-        version = db.session.scalar(
-            sa.text(
-                "SELECT version()"
-                if db.engine.dialect.name == "postgresql"
-                else "SELECT 'SQLite ' || sqlite_version()"
-            )
-        )
+        version = database_version()
         db.session.remove()
         db.engine.dispose()
     return token, str(version).split(" on ")[0].split(" (")[0]
@@ -262,29 +249,24 @@ def _one_database(ctx: Context, root: str, n: int, threads: int) -> dict[str, An
 
     from bench.retention import _app
 
-    probe = Context(ctx.smoke, ctx.repeat, root, ctx.machine)
+    probe = ctx.on(root)
     namespace = f"consent-bench-{uuid.uuid4().hex[:8]}"
     broker = _redis_url()
     with probe.fresh_database() as url:
         app = _app(url)
         token, version = _seed(app, n)
         sink = Sink()
-        env = app_env(
-            url,
-            DRAMATIQ_BROKER_URL=broker,
-            DRAMATIQ_NAMESPACE=namespace,
-            SMTP_URL=sink.url,
-            MAIL_FROM=SENDER,
-        )
+        # The web process and the workers share one broker, namespace and sink.
+        settings = {
+            "DRAMATIQ_BROKER_URL": broker,
+            "DRAMATIQ_NAMESPACE": namespace,
+            "SMTP_URL": sink.url,
+            "MAIL_FROM": SENDER,
+        }
+        env = app_env(url, **settings)
         log = Path(f"/tmp/{namespace}-worker.log")
         try:
-            web = werkzeug(
-                url,
-                DRAMATIQ_BROKER_URL=broker,
-                DRAMATIQ_NAMESPACE=namespace,
-                SMTP_URL=sink.url,
-                MAIL_FROM=SENDER,
-            )
+            web = werkzeug(url, **settings)
             try:
                 with _worker(env, threads, log):
                     campaigns: list[int] = []
@@ -389,7 +371,7 @@ def run(ctx: Context) -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     notes = []
-    for root in _databases(ctx):
+    for root in ctx.databases():
         result = _one_database(ctx, root, n, threads)
         product, baseline = result["product"], result["baseline"]
         assert all(d["messages"] == n for d in product.details), "the sink missed messages"

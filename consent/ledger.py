@@ -77,28 +77,23 @@ def record(
         sa.select(Contact.id).where(Contact.id == contact.id).with_for_update(key_share=True)
     )
     now = utcnow()
-    evidence = evidence or Evidence()
     event = ConsentEvent(
         contact_id=contact.id,
-        kind=kind.value,
-        topic=topic,
-        channel=channel,
-        basis=basis,
-        interest_kind=interest_kind,
-        occurred_at=at or now,
-        recorded_at=now,
-        source=source,
-        source_ref=source_ref,
-        recorded_by=actor.label,
-        received_via=received_via,
-        ip_address=evidence.ip_address,
-        user_agent=evidence.user_agent,
-        policy_version=evidence.policy_version,
-        wording_hash=evidence.wording_hash,
-        form_id=evidence.form_id,
-        page_url=evidence.page_url,
-        language=evidence.language,
-        note=note,
+        **_event_columns(
+            kind,
+            actor=actor,
+            source=source,
+            recorded_at=now,
+            occurred_at=at or now,
+            topic=topic,
+            channel=channel,
+            basis=basis,
+            interest_kind=interest_kind,
+            evidence=evidence,
+            source_ref=source_ref,
+            received_via=received_via,
+            note=note,
+        ),
     )
     db.session.add(event)
     db.session.flush()
@@ -225,6 +220,49 @@ BATCH_KINDS = frozenset(
 )
 
 
+def _event_columns(
+    kind: EventKind,
+    *,
+    actor: Actor,
+    source: str,
+    recorded_at: datetime,
+    occurred_at: datetime,
+    topic: str = ALL,
+    channel: str = ALL,
+    basis: str | None = None,
+    interest_kind: str | None = None,
+    evidence: Evidence | None = None,
+    source_ref: str | None = None,
+    received_via: str | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """The columns of one consent_event row but its contact, leaving out the
+    empty ones: shared by ``record``, ``record_many`` and ``record_set``."""
+    evidence = evidence or Evidence()
+    columns = {
+        "kind": kind.value,
+        "topic": topic,
+        "channel": channel,
+        "basis": basis,
+        "interest_kind": interest_kind,
+        "occurred_at": occurred_at,
+        "recorded_at": recorded_at,
+        "source": source,
+        "source_ref": source_ref,
+        "recorded_by": actor.label,
+        "received_via": received_via,
+        "ip_address": evidence.ip_address,
+        "user_agent": evidence.user_agent,
+        "policy_version": evidence.policy_version,
+        "wording_hash": evidence.wording_hash,
+        "form_id": evidence.form_id,
+        "page_url": evidence.page_url,
+        "language": evidence.language,
+        "note": note,
+    }
+    return {name: value for name, value in columns.items() if value is not None}
+
+
 def record_many(
     contacts: Sequence[_ContactRef],
     kind: EventKind,
@@ -251,34 +289,25 @@ def record_many(
         return []
     now = utcnow()
     occurred_at = at or now
-    evidence = evidence or Evidence()
-    shared: dict[str, Any] = {
-        "kind": kind.value,
-        "topic": topic,
-        "channel": channel,
-        "basis": basis,
-        "interest_kind": interest_kind,
-        "occurred_at": occurred_at,
-        "recorded_at": now,
-        "source": source,
-        "source_ref": source_ref,
-        "recorded_by": actor.label,
-        "received_via": None,
-        "ip_address": evidence.ip_address,
-        "user_agent": evidence.user_agent,
-        "policy_version": evidence.policy_version,
-        "wording_hash": evidence.wording_hash,
-        "form_id": evidence.form_id,
-        "page_url": evidence.page_url,
-        "language": evidence.language,
-        "note": note,
-    }
+    values = _event_columns(
+        kind,
+        actor=actor,
+        source=source,
+        recorded_at=now,
+        occurred_at=occurred_at,
+        topic=topic,
+        channel=channel,
+        basis=basis,
+        interest_kind=interest_kind,
+        evidence=evidence,
+        source_ref=source_ref,
+        note=note,
+    )
     if len({c.id for c in contacts}) != len(contacts):
         raise ValueError("record_many takes each contact once.")
     table = ConsentEvent.__table__
     # A plain executemany (no RETURNING) is the fast path on both databases;
     # the ids are read back by contact, which appears once per call.
-    values = {key: value for key, value in shared.items() if value is not None}
     contact_ids = [c.id for c in contacts]
     db.session.execute(sa.insert(table), [{"contact_id": cid, **values} for cid in contact_ids])
     event_ids: dict[int, int] = {}
@@ -360,20 +389,17 @@ def record_set(
     # Every id this call inserts is above the highest one already written, so
     # the fold below finds its events by a range of the primary key.
     before = db.session.scalar(sa.select(sa.func.coalesce(sa.func.max(events.c.id), 0)))
-    fixed: dict[str, Any] = {
-        "kind": kind.value,
-        "topic": ALL,
-        "channel": ALL,
-        "basis": basis,
-        "interest_kind": interest_kind,
-        "occurred_at": occurred_at,
-        "recorded_at": now,
-        "source": source,
-        "source_ref": source_ref,
-        "recorded_by": actor.label,
-        "note": note,
-    }
-    fixed = {key: value for key, value in fixed.items() if value is not None}
+    fixed = _event_columns(
+        kind,
+        actor=actor,
+        source=source,
+        recorded_at=now,
+        occurred_at=occurred_at,
+        basis=basis,
+        interest_kind=interest_kind,
+        source_ref=source_ref,
+        note=note,
+    )
     db.session.execute(
         sa.insert(events).from_select(
             ["contact_id", *fixed],

@@ -414,6 +414,9 @@ def _read_standings(statement: sa.Select[Any], keys: list[Any]) -> dict[int, Sta
     company, suppression and projection rows come back as one joined result
     (a contact appears once per projection row).
     """
+    # The connection does not autoflush as the session would: changes this
+    # transaction has made to the projection must count (a no-op when clean).
+    db.session.flush()
     rows = db.session.connection().execute(statement, {"keys": keys}).all()
     facts: dict[int, sa.Row[Any]] = {}
     states: dict[int, list[StateRow]] = defaultdict(list)

@@ -276,9 +276,6 @@ def _send_claimed(row: OutboxMessage, contact: Contact, now: datetime) -> Delive
     if row.is_marketing:
         if not _hold_contact(row, now):
             return Delivery("skipped", "contact_erased")
-        # The contact as it is now that it is held: a restriction or a bounce
-        # committed since it was read must count (the policy reads it from here).
-        db.session.refresh(contact)
         decision = check_permissions([contact.email], row.topic or "", "email", at=now)[0]
         if not decision.allowed:
             return _finish(row, MailStatus.BLOCKED, block_reason=decision.reason.value)
@@ -313,10 +310,15 @@ def _hold_contact(row: OutboxMessage, at: datetime) -> bool:
     message was accepted (the ``_finish`` commit releases the lock). On
     SQLite the write below takes the database's one write lock, which every
     consent change waits for in the same way. Returns False when the contact
-    was erased meanwhile.
+    was erased meanwhile. The locking read also refreshes the contact already
+    loaded: a restriction, a bounce or a new address committed since it was
+    read must count.
     """
     held = db.session.execute(
-        sa.select(Contact.id).where(Contact.id == row.contact_id).with_for_update(key_share=True)
+        sa.select(Contact)
+        .where(Contact.id == row.contact_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
     ).first()
     if held is None:
         db.session.rollback()
