@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 
+from consent import ledger
 from consent.ledger import Evidence, record
 from consent.models import ALL, Basis, ConsentEvent, EventKind, InterestKind, PermissionState
 from consent.policies import check_consent_version
@@ -181,7 +182,6 @@ def record_objection(
     An objection to all channels also puts the address on the suppression list
     so that it outlives erasure (R22).
     """
-    contact = crm.get_contact(contact_id)
     if channel != ALL:
         current_policy().check_channel(channel)
     if received_via is not None and received_via not in OBJECTION_CHANNELS:
@@ -189,21 +189,18 @@ def record_objection(
             f"received_via must be one of: {', '.join(OBJECTION_CHANNELS)}.",
             fields={"received_via": ["Unknown."]},
         )
-    event = record(
-        contact,
-        EventKind.OBJECTED,
+    event, email = ledger.record_objection(
+        contact_id,
         actor=actor,
         source=source,
         channel=channel,
         received_via=received_via,
         note=note,
     )
-    if channel == ALL and find_suppression(contact.email) is None:
+    if channel == ALL and find_suppression(email) is None:
+        contact = crm.get_contact(contact_id)
         record(contact, EventKind.SUPPRESSED, actor=actor, source=source, note="objection")
-    crm.audit(actor, "objection.record", contact.id, detail=received_via)
-    # Detached as written, so that answering with it needs no second read after
-    # the commit expires the session's objects.
-    db.session.expunge(event)
+    crm.audit(actor, "objection.record", contact_id, detail=received_via)
     db.session.commit()
     consent_changed.send(current_app._get_current_object(), contact_id=contact_id, kind="objected")
     return event

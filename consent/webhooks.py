@@ -75,14 +75,19 @@ def note_decision_change(session: sa.orm.Session, contact_id: int) -> None:
     session.info.setdefault(_PENDING_CONTACTS, set()).add(contact_id)
 
 
+_ACTIVE_ENDPOINTS = sa.select(WebhookEndpoint.__table__.c.id).where(
+    WebhookEndpoint.__table__.c.is_active.is_(True)
+)
+
+
 @sa.event.listens_for(sa.orm.Session, "before_commit")
 def _write_deliveries(session: sa.orm.Session) -> None:
     contact_ids = session.info.pop(_PENDING_CONTACTS, None)
     if not contact_ids:
         return
-    endpoints = session.scalars(
-        sa.select(WebhookEndpoint.id).where(WebhookEndpoint.is_active.is_(True))
-    ).all()
+    # On the connection, not through the ORM: this runs before every commit
+    # that changed a consent, objections included.
+    endpoints = session.connection().scalars(_ACTIVE_ENDPOINTS).all()
     if not endpoints:
         return
     existing = set(session.scalars(sa.select(Contact.id).where(Contact.id.in_(contact_ids))))

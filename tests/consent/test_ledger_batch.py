@@ -137,3 +137,107 @@ def test_record_set_refuses_kinds_it_cannot_fold_in_sql(app_ctx) -> None:
 
     with pytest.raises(ValueError, match="record"):
         record_set(sa.select(Contact.id), EventKind.OBJECTED, actor=SYSTEM_ACTOR, source="api")
+
+
+BEFORE_AN_OBJECTION = [
+    [],
+    [("objected", {})],
+    [("objected", {"channel": "email"})],
+    [("unsubscribed", {}), ("confirmed", {"topic": "newsletter", "channel": "email"})],
+    [("objected", {}), ("objection_lifted", {})],
+]
+
+
+def objection_state(contact_id: int, channel: str) -> tuple | None:
+    """The projection's objection for one channel: (objected?, the position of
+    the event it names in the contact's ledger, whether its date is that event's)."""
+    from consent.models import ConsentEvent, PermissionState
+    from extensions import db
+
+    row = db.session.get(PermissionState, (contact_id, "*", channel))
+    if row is None:
+        return None
+    ledger_ids = db.session.scalars(
+        sa.select(ConsentEvent.id)
+        .where(ConsentEvent.contact_id == contact_id)
+        .order_by(ConsentEvent.id)
+    ).all()
+    named = db.session.get(ConsentEvent, row.objection_event_id) if row.objection_event_id else None
+    return (
+        row.objected_since is not None,
+        ledger_ids.index(named.id) if named else None,
+        named is not None and named.occurred_at == row.objected_since,
+    )
+
+
+@pytest.mark.parametrize("via", [None, "phone"])
+@pytest.mark.parametrize("channel", ["*", "email"])
+@pytest.mark.parametrize("before", BEFORE_AN_OBJECTION)
+def test_the_objection_fast_path_folds_as_record_does(app_ctx, before, channel, via) -> None:
+    from consent import ledger
+    from consent.models import ConsentEvent, EventKind
+    from crm.access import SYSTEM_ACTOR
+    from crm.models import Contact
+    from extensions import db
+
+    one, fast = (Contact(email=f"{n}@kund.se") for n in ("one", "fast"))
+    db.session.add_all([one, fast])
+    db.session.flush()
+    for kind, options in before:
+        for contact in (one, fast):
+            record_options = {"received_via": "web"} if kind == "objection_lifted" else {}
+            ledger.record(
+                contact,
+                EventKind(kind),
+                actor=SYSTEM_ACTOR,
+                source="api",
+                **options,
+                **record_options,
+            )
+    db.session.commit()
+    interaction_before = {c.id: c.last_interaction_at for c in (one, fast)}
+    one_id, fast_id = one.id, fast.id
+    options = {"actor": SYSTEM_ACTOR, "source": "staff", "channel": channel, "received_via": via}
+    expected = ledger.record(one, EventKind.OBJECTED, **options)
+    event, email = ledger.record_objection(fast_id, **options, note="by phone")
+    db.session.commit()
+
+    assert email == "fast@kund.se"
+    assert projection(one_id) == projection(fast_id)
+    assert objection_state(one_id, channel) == objection_state(fast_id, channel)
+    stored = db.session.get(ConsentEvent, event.id)
+    assert (stored.contact_id, stored.kind, stored.channel, stored.received_via) == (
+        fast_id,
+        "objected",
+        channel,
+        via,
+    )
+    assert (event.kind, event.channel, event.note, event.recorded_by) == (
+        stored.kind,
+        stored.channel,
+        "by phone",
+        stored.recorded_by,
+    )
+    assert (expected.kind, expected.channel) == (stored.kind, stored.channel)
+    # An objection received by phone is an interaction (retention counts from
+    # it, R13); one entered by the system on its own is not.
+    for contact_id in (one_id, fast_id):
+        moved = db.session.get(Contact, contact_id).last_interaction_at
+        if via is None:
+            assert moved == interaction_before[contact_id]
+        else:
+            assert moved is not None and moved != interaction_before[contact_id]
+
+
+def test_the_objection_fast_path_refuses_an_unknown_contact_and_writes_nothing(app_ctx) -> None:
+    from consent import ledger
+    from consent.models import ConsentEvent
+    from crm.access import SYSTEM_ACTOR
+    from crm.errors import NotFound
+    from extensions import db
+
+    for contact_id in (424242, 2**40, 0, -1):
+        with pytest.raises(NotFound):
+            ledger.record_objection(contact_id, actor=SYSTEM_ACTOR, source="staff")
+    db.session.commit()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent)) == 0
