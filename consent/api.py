@@ -118,13 +118,16 @@ def check_permissions(data: dict[str, Any]) -> Any:
 def record_objection(data: dict[str, Any], contact_id: int) -> Any:
     """Record an objection received on the person's behalf (phone, letter, ...)."""
     channel = ALL if data["channel"] == "all" else data["channel"]
-    return services.record_objection(
+    event = services.record_objection(
         g.actor,
         contact_id,
         channel=channel,
         received_via=data["received_via"],
         note=data.get("note"),
     )
+    # Serialised here rather than by ConsentEventSchema (which documents it),
+    # as the permission check does: objections must stay cheap under load.
+    return jsonify(event.as_json()), 201
 
 
 @blp.get("/contacts/<int:contact_id>/events")

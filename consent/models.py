@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -77,6 +78,18 @@ class ConsentEvent(db.Model):
     page_url: Mapped[str | None] = mapped_column(sa.String(500))
     language: Mapped[str | None] = mapped_column(sa.String(8))
     note: Mapped[str | None] = mapped_column(sa.String(1000))
+
+    def as_json(self) -> dict[str, Any]:
+        """What ``ConsentEventSchema`` dumps, built directly: marshmallow was a
+        tenth of an objection's time over HTTP (a test holds the two equal)."""
+        return {
+            column.key: value.isoformat() if isinstance(value, datetime) else value
+            for column in _EVENT_COLUMNS
+            for value in (getattr(self, column.key),)
+        }
+
+
+_EVENT_COLUMNS = tuple(ConsentEvent.__table__.columns)
 
 
 @sa.event.listens_for(ConsentEvent, "before_update")

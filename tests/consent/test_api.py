@@ -54,6 +54,56 @@ def test_customer_is_allowed_then_objection_blocks_with_its_time(app, api_as) ->
     assert objected["received_via"] == "phone"
 
 
+def test_an_objection_answers_with_the_ledger_entry_it_wrote(app, api_as) -> None:
+    """The 201 body is the event exactly as the ledger lists it afterwards
+    (the objection serialises without marshmallow; the ledger list with it)."""
+    sales = api_as("sales")
+    contact_id = create(api_as("marketing"), basis=CUSTOMER).json["id"]
+    for body in (
+        {"received_via": "letter", "channel": "email", "note": "Skriv inte mer"},
+        {"received_via": "phone", "channel": "all"},
+    ):
+        objection = sales.post(f"/api/v1/contacts/{contact_id}/objection", json=body)
+        assert objection.status_code == 201
+        events = sales.get(f"/api/v1/contacts/{contact_id}/events").json
+        assert objection.json in events
+        assert objection.json["kind"] == "objected"
+        assert objection.json["channel"] == ("*" if body["channel"] == "all" else "email")
+
+
+def test_the_json_of_an_event_is_what_its_schema_dumps(app_ctx) -> None:
+    """Objections answer with ``ConsentEvent.as_json``; the OpenAPI document
+    describes ``ConsentEventSchema``. They must not drift apart."""
+    from consent.ledger import Evidence, record
+    from consent.models import EventKind
+    from consent.schemas import ConsentEventSchema
+    from crm.access import SYSTEM_ACTOR
+    from crm.models import Contact
+    from extensions import db
+
+    contact = Contact(email="eva@kund.se")
+    db.session.add(contact)
+    db.session.flush()
+    evidence = Evidence(
+        ip_address="192.0.2.1",
+        user_agent="Firefox",
+        policy_version="2.0",
+        wording_hash="a" * 64,
+        form_id="signup",
+        page_url="https://kund.se/nyhetsbrev",
+        language="sv",
+    )
+    full = record(contact, EventKind.CONFIRMED, actor=SYSTEM_ACTOR, source="form",
+                  topic="newsletter", channel="email", basis="consent", evidence=evidence,
+                  source_ref="form-1", received_via="web", note="hej")  # fmt: skip
+    bare = record(contact, EventKind.OBJECTED, actor=SYSTEM_ACTOR, source="staff")
+    db.session.commit()
+    for event in (full, bare):
+        assert event.as_json() == ConsentEventSchema().dump(event)
+    assert full.as_json()["ip_address"] == "192.0.2.1"
+    assert full.as_json()["occurred_at"].endswith("+00:00")
+
+
 def test_update_by_email_returns_200_and_keeps_one_contact(app, admin_api) -> None:
     first = create(admin_api)
     second = create(admin_api, email="ANNA@Kund.se", name="Anna Andersson")
