@@ -87,8 +87,10 @@ _LAST_INTERACTION = _CONTACT.c.last_interaction_at
 _AT = sa.bindparam("at", type_=_LAST_INTERACTION.type)
 # The row lock a marketing send takes from its last policy check until SMTP
 # accepted the message (mailing.services._hold_contact): FOR NO KEY UPDATE.
-_HOLD = sa.select(_CONTACT.c.email).where(_CONTACT.c.id == sa.bindparam("id")).with_for_update(
-    key_share=True
+_HOLD = (
+    sa.select(_CONTACT.c.email)
+    .where(_CONTACT.c.id == sa.bindparam("id"))
+    .with_for_update(key_share=True)
 )
 # The same lock, taken by the UPDATE itself, while it notes an interaction as
 # note_interaction does: only a later moment moves the date.
