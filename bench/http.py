@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import re
 import shutil
 import statistics
@@ -21,6 +22,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -43,7 +45,7 @@ def _sizes(ctx: Context) -> tuple[int, float, int]:
 
 
 def _seed(url: str, contacts: int) -> tuple[str, int, list[str], str]:
-    """Contacts with consent to the first topic; returns (token, one contact id,
+    """Contacts with consent to the first topic; returns (token, every contact id,
     every address, the server's version)."""
     os.environ.update({k: v for k, v in app_env(url).items() if k not in os.environ})
     from datetime import timedelta
@@ -79,16 +81,18 @@ def _seed(url: str, contacts: int) -> tuple[str, int, list[str], str]:
             evidence=Evidence(policy_version="1.0", wording_hash="0" * 64, form_id="bench"),
         )
         emails = [f"person{i}@bench.example" for i in range(contacts)]
-        first = None
+        ids = []
         for email in emails:
             contact, _ = services.register_contact(actor, email, {"name": email}, None, basis)
-            first = first or contact.id
+            ids.append(contact.id)
         version = database_version()
         db.session.remove()
         db.engine.dispose()
-    return token, int(first or 0), emails, f"{version}".split(" on ")[0] + f"; topic {topic}"
+    return token, ids, emails, f"{version}".split(" on ")[0] + f"; topic {topic}"
 
 
+# "{low-high}" in a benchmark URL: a contact id drawn at random for each request.
+_ID_RANGE = re.compile(r"\{(\d+)-(\d+)\}")
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
@@ -102,6 +106,24 @@ def _wrk(
             script.write(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
         if body is not None:
             script.write(f"wrk.body = {json.dumps(body)}\n")
+        spread = _ID_RANGE.search(url)
+        if spread:
+            # One contact per request, drawn from the range; each wrk thread
+            # has its own Lua state and its own seed.
+            path = urllib.parse.urlsplit(url).path
+            head, tail = path[: path.index("{")], path[path.index("}") + 1 :]
+            low, high = spread.groups()
+            script.write(
+                "local threads = 0\n"
+                "function setup(thread) threads = threads + 1; thread:set('seed', threads) end\n"
+                "function init(args) math.randomseed(seed) end\n"
+                "function request()\n"
+                f"  local path = {json.dumps(head)} .. math.random({low}, {high}) .. "
+                f"{json.dumps(tail)}\n"
+                "  return wrk.format(nil, path)\n"
+                "end\n"
+            )
+            url = _ID_RANGE.sub(low, url)
     try:
         done = subprocess.run(
             [
@@ -146,6 +168,7 @@ def _python_load(
 ) -> dict[str, Any]:
     """The fallback generator: one keep-alive connection per thread."""
     parsed = urllib.parse.urlsplit(url)
+    spread = _ID_RANGE.search(parsed.path)
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -158,7 +181,11 @@ def _python_load(
         while time.perf_counter() < stop_at:
             start = time.perf_counter()
             try:
-                conn.request(method, parsed.path, body=body, headers=headers)
+                path = parsed.path
+                if spread:
+                    low, high = map(int, spread.groups())
+                    path = _ID_RANGE.sub(str(random.randint(low, high)), path)
+                conn.request(method, path, body=body, headers=headers)
                 response = conn.getresponse()
                 response.read()
                 ok = response.status < 400
@@ -187,8 +214,6 @@ def _python_load(
     }
 
 
-import urllib.parse  # noqa: E402 - used by the fallback generator only
-
 LOAD_TOOL = "wrk" if shutil.which("wrk") else "python"
 
 
@@ -200,7 +225,12 @@ def _one_database(ctx: Context, url_root: str) -> tuple[list[str], dict[str, Any
     contacts, seconds, connections = _sizes(ctx)
     probe = ctx.on(url_root)
     with probe.fresh_database() as url:
-        token, contact_id, emails, version = _seed(url, contacts)
+        token, contact_ids, emails, version = _seed(url, contacts)
+        contact_id = contact_ids[0]
+        # The writes go to a contact drawn at random per request, on both sides:
+        # objections come from many people, and 8 clients writing one row
+        # measure that row's lock queue rather than the write.
+        spread = f"{min(contact_ids)}-{max(contact_ids)}"
         topic = version.rsplit("topic ", 1)[1]
         sqlite = url.startswith("sqlite")
         # SQLite takes one writer at a time: one worker process; PostgreSQL: one per CPU.
@@ -237,14 +267,14 @@ def _one_database(ctx: Context, url_root: str) -> tuple[list[str], dict[str, Any
             ),
             (
                 "bare single-row UPDATE",
-                f"{base}/bench/bare/update/{contact_id}",
+                f"{base}/bench/bare/update/{{{spread}}}",
                 "POST",
                 "{}",
                 None,
             ),
             (
                 "POST /api/v1/contacts/<id>/objection",
-                f"{base}/api/v1/contacts/{contact_id}/objection",
+                f"{base}/api/v1/contacts/{{{spread}}}/objection",
                 "POST",
                 objection,
                 token,
@@ -278,8 +308,9 @@ def run(ctx: Context) -> list[str]:
         + (" (Debian package wrk 4.1)" if LOAD_TOOL == "wrk" else " (threaded Python generator)")
         + f", {connections} connections, {seconds:.0f} s per run; gunicorn gthread workers "
         "(4 threads each), rate limiting off. "
-        f"{contacts:,} contacts with consent to one topic; every request asks about the same "
-        "contact. The baselines are endpoints added only by bench/wsgi.py to the same app in "
+        f"{contacts:,} contacts with consent to one topic; every check asks about the same "
+        "contact, and each write (the objection and its baseline UPDATE) goes to a contact "
+        "drawn at random from all of them. The baselines are endpoints added only by bench/wsgi.py to the same app in "
         "the same server: one primary-key SELECT, and one single-row UPDATE + commit. "
         f"The batch check sends {BATCH:,} addresses per request; its figure is addresses "
         "decided per second.",
