@@ -27,7 +27,7 @@ from crm.errors import (
     NotPermitted,
     Unavailable,
 )
-from extensions import api, broker, csrf, db, limiter, migrate
+from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,8 @@ def register_extensions(app: Flask) -> None:
     # Before any route exists, so that every <int:...> is bounded.
     app.url_map.converters["int"] = RowIdConverter
     db.init_app(app)
+    with app.app_context():
+        queue_sqlite_writers(db.engine)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)

@@ -8,6 +8,7 @@ must exist before any ``tasks.py`` module is imported.
 from __future__ import annotations
 
 import os
+import threading
 
 import dramatiq
 import marshmallow as ma
@@ -56,6 +57,72 @@ def _sqlite_foreign_keys(dbapi_connection: object, connection_record: object) ->
         # cut may lose the last commits, not the database.
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+
+class _SQLiteWriters:
+    """One writing transaction at a time per process on SQLite, queued on a lock.
+
+    SQLite has one write lock per database. A connection that finds it taken
+    sleeps in growing steps (1, 2, 5, 10, 15, 20 ms ...) and retries, so under
+    concurrent writes (every permission check writes its audit entry, R25) a
+    request can sleep long after the lock was freed: the long tail of the
+    single check on SQLite (docs/benchmarks.md). Within a process the writers
+    now wait on a lock that wakes the next one the moment the holder is done;
+    between processes SQLite's busy handler still decides.
+
+    A thread takes the lock just before its first write statement (where
+    SQLite takes its own) and gives it back when it returns a connection to
+    the pool, after the commit or rollback. It is the thread's, not the
+    connection's: work done after a commit on a second connection (webhook
+    hand-over in ``after_commit``) must not wait for the first one's return.
+    """
+
+    _READS = ("SELECT", "PRAGMA", "SAVEPOINT", "RELEASE", "ROLLBACK")
+
+    def __init__(self, timeout: float) -> None:
+        self._lock = threading.Lock()
+        self._holder = threading.local()
+        self.timeout = timeout
+
+    def before_statement(self, statement: str) -> None:
+        if getattr(self._holder, "held", False):
+            return
+        if statement.lstrip()[:9].upper().startswith(self._READS):
+            return
+        if not self._lock.acquire(timeout=self.timeout):
+            import sqlite3
+
+            raise sqlite3.OperationalError("database is locked")
+        self._holder.held = True
+
+    def connection_returned(self) -> None:
+        if getattr(self._holder, "held", False):
+            self._holder.held = False
+            self._lock.release()
+
+
+_sqlite_writers = _SQLiteWriters(timeout=30.0)
+
+
+def _queue_sqlite_writer(
+    connection: sa.Connection, cursor: object, statement: str, *args: object
+) -> None:
+    _sqlite_writers.before_statement(statement)
+
+
+def _release_sqlite_writer(dbapi_connection: object, connection_record: object) -> None:
+    _sqlite_writers.connection_returned()
+
+
+def queue_sqlite_writers(engine: sa.Engine) -> None:
+    """Make the writers of this process queue on one lock, if ``engine`` is SQLite's.
+
+    Attached per engine, so that PostgreSQL's engine carries no listener."""
+    if engine.dialect.name != "sqlite":
+        return
+    if not sa.event.contains(engine, "before_cursor_execute", _queue_sqlite_writer):
+        sa.event.listen(engine, "before_cursor_execute", _queue_sqlite_writer)
+        sa.event.listen(engine, "checkin", _release_sqlite_writer)
 
 
 migrate = Migrate(render_as_batch=True, compare_type=True)
