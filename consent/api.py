@@ -94,7 +94,7 @@ def contact_permissions(query: dict[str, Any], contact_id: int) -> Any:
 
 
 @blp.post("/permissions/check")
-@requires("permissions.read")
+@requires("permissions.read", autocommit=True)
 @blp.arguments(BatchCheckSchema)
 @blp.response(200, BatchResultSchema)
 def check_permissions(data: dict[str, Any]) -> Any:

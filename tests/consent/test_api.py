@@ -328,3 +328,76 @@ def test_healthz_reports_database_and_broker(client) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+def test_a_permission_check_commits_each_statement_and_stores_its_audit_entry(app, api_as) -> None:
+    """The check runs without a transaction of its own (two round trips fewer on
+    PostgreSQL): every statement it sends is autocommitted, and its audit
+    entry (R25) is stored by the time it answers."""
+    from crm.models import AuditEntry
+    from extensions import db
+
+    marketing = api_as("marketing")
+    create(marketing, basis=CUSTOMER)
+    seen: list[tuple[str, object]] = []
+
+    def note(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        seen.append(
+            (statement.split()[0].upper(), conn.get_execution_options().get("isolation_level"))
+        )
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        answer = marketing.post(
+            "/api/v1/permissions/check", json={"emails": ["anna@kund.se"], "topic": "events"}
+        )
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
+    assert answer.status_code == 200
+    assert answer.json["decisions"][0]["allowed"] is True
+    assert {kind for kind, _ in seen} >= {"SELECT", "INSERT"}
+    assert {level for _, level in seen} == {"AUTOCOMMIT"}, seen
+    with app.app_context():
+        actions = db.session.scalars(sa.select(AuditEntry.action)).all()
+        db.session.remove()
+    assert "permissions.check" in actions
+
+
+def test_after_a_permission_check_its_connection_has_transactions_again(app, api_as) -> None:
+    """The connection goes back to the pool with its isolation level restored:
+    the next user of it can still roll back."""
+    from crm.models import AuditEntry, utcnow
+    from extensions import db
+
+    marketing = api_as("marketing")
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()  # one connection in the pool from here on
+        engine = db.engine
+    used: list[int] = []
+
+    def note(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        used.append(id(conn.connection.dbapi_connection))
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        assert (
+            marketing.post(
+                "/api/v1/permissions/check", json={"emails": ["nobody@kund.se"], "topic": "events"}
+            ).status_code
+            == 200
+        )
+        with app.app_context():
+            undone = {"at": utcnow(), "actor": "t", "action": "undone"}
+            db.session.execute(sa.insert(AuditEntry), [undone])
+            db.session.rollback()
+            kept = db.session.scalars(
+                sa.select(AuditEntry.action).where(AuditEntry.action == "undone")
+            ).all()
+            db.session.remove()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
+    assert len(set(used)) == 1, "the check and the rollback used the same connection"
+    assert kept == []
