@@ -95,7 +95,7 @@ def contact_permissions(query: dict[str, Any], contact_id: int) -> Any:
 
 @blp.post("/permissions/check")
 @requires("permissions.read", autocommit=True)
-@blp.arguments(BatchCheckSchema)
+@blp.arguments(BatchCheckSchema())  # one instance: webargs builds a class anew per request
 @blp.response(200, BatchResultSchema)
 def check_permissions(data: dict[str, Any]) -> Any:
     """Decide for up to 10,000 addresses at once; unknown ones are ``unknown_contact``."""
