@@ -73,9 +73,7 @@ def record(
     # waits for it, so no email leaves after an objection has committed.
     # (SQLite has no row locks; there every writer already waits for the one
     # write lock a send holds.)
-    db.session.execute(
-        sa.select(Contact.id).where(Contact.id == contact.id).with_for_update(key_share=True)
-    )
+    hold_contact(contact.id)
     now = utcnow()
     event = ConsentEvent(
         contact_id=contact.id,

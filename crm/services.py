@@ -89,7 +89,7 @@ _AT = sa.bindparam("at", type_=_LAST_INTERACTION.type)
 # accepted the message (mailing.services._hold_contact): FOR NO KEY UPDATE.
 _HOLD = (
     sa.select(_CONTACT.c.email)
-    .where(_CONTACT.c.id == sa.bindparam("id"))
+    .where(_CONTACT.c.id == sa.bindparam("contact_id"))
     .with_for_update(key_share=True)
 )
 # The same lock, taken by the UPDATE itself, while it notes an interaction as
@@ -121,7 +121,7 @@ def hold_contact(contact_id: int, interaction_at: datetime | None = None) -> str
     if not 0 < contact_id <= _MAX_ID:
         email = None
     elif interaction_at is None:
-        email = db.session.connection().scalar(_HOLD, {"id": contact_id})
+        email = db.session.connection().scalar(_HOLD, {"contact_id": contact_id})
     else:
         email = db.session.connection().scalar(
             _HOLD_AND_NOTE, {"contact_id": contact_id, "at": interaction_at}
