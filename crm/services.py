@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -399,12 +399,12 @@ def list_activities(contact_id: int) -> list[Activity]:
     )
 
 
-def note_art14_notice_given(contact_id: int) -> None:
-    """The first email to a contact from an industry list carried the GDPR art. 14
-    notice: it is no longer owed. Part of the caller's transaction (the send)."""
+def note_art14_notice_given(contact_ids: Iterable[int]) -> None:
+    """The first email to these contacts from an industry list carried the GDPR
+    art. 14 notice: it is no longer owed. Part of the caller's transaction (the send)."""
     db.session.execute(
         sa.update(Contact)
-        .where(Contact.id == contact_id, Contact.art14_notice_owed_since.is_not(None))
+        .where(Contact.id.in_(list(contact_ids)), Contact.art14_notice_owed_since.is_not(None))
         .values(art14_notice_owed_since=None)
     )
 

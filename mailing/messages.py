@@ -8,9 +8,12 @@ signed at the moment it leaves.
 from __future__ import annotations
 
 import email.policy
+import functools
 import hashlib
 import json
 import re
+import secrets
+from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, getaddresses
@@ -27,6 +30,7 @@ from crm.countries import normalise_language
 from crm.models import Contact, utcnow
 from extensions import db
 from mailing.models import Campaign, OutboxMessage
+from mailing.transport import PreparedMessage
 
 LANGUAGES = ("en", "sv")
 
@@ -145,7 +149,10 @@ MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
 def build_message(row: OutboxMessage, contact: Contact) -> EmailMessage:
-    context = _context(row, contact)
+    return _build(row, contact, _context(row, contact))
+
+
+def _build(row: OutboxMessage, contact: Contact, context: dict[str, Any]) -> EmailMessage:
     rendered = render_template(f"email/{row.template}.{context['lang']}.txt", **context)
     subject_line, _, body = rendered.lstrip().partition("\n")
     subject = one_line(subject_line.removeprefix("Subject:"))
@@ -185,3 +192,141 @@ def build_message(row: OutboxMessage, contact: Contact) -> EmailMessage:
             export.encode(), maintype="application", subtype="json", filename="your-data.json"
         )
     return message
+
+
+# Campaign mail: built once per campaign text, reused for every recipient ------------
+
+# As smtplib's send_message puts a message on the wire.
+WIRE_POLICY = MESSAGE_POLICY.clone(linesep="\r\n")
+
+
+class _StandIns:
+    """Values that stand in for what differs between the recipients of one
+    campaign text. Random per blank, so that no campaign text can contain them;
+    letters and digits only, so that neither HTML escaping nor the link finder
+    changes them."""
+
+    def __init__(self) -> None:
+        word = "Standin" + secrets.token_hex(12)
+        self.to = f"{word}@recipient.invalid"
+        self.message_id = f"<{word}@message.invalid>"
+        self.date = "Thu, 01 Jan 1970 00:00:00 +0000"
+        self.unsubscribe = f"{word}Unsubscribe"
+        self.preferences = f"{word}Preferences"
+        self.boundary = f"==============={word}=="
+
+    def to_line(self) -> bytes:
+        return b"To: " + self.to.encode() + b"\r\n"
+
+    def slots(self) -> tuple[bytes, ...]:
+        return tuple(
+            v.encode() for v in (self.message_id, self.date, self.unsubscribe, self.preferences)
+        )
+
+
+# RFC 5322's limit, which MESSAGE_POLICY keeps; a longer line needs another encoding.
+_MAX_LINE = 998
+
+
+@dataclass(frozen=True)
+class _CampaignBlank:
+    """A campaign message for one language and notice, built by ``build_message``
+    with stand-ins and flattened once; ``fill`` puts in one recipient's values."""
+
+    data: bytes
+    stand_ins: _StandIns
+    sender: str
+
+    def fill(self, to_line: bytes, values: tuple[str, ...]) -> bytes:
+        data = self.data.replace(self.stand_ins.to_line(), to_line, 1)
+        for slot, value in zip(self.stand_ins.slots(), values, strict=True):
+            data = data.replace(slot, value.encode())
+        return data
+
+
+def prepare_message(row: OutboxMessage, contact: Contact) -> PreparedMessage | EmailMessage:
+    """The message ``deliver`` sends for this row.
+
+    A campaign's message is its wire bytes, filled in from a blank built once
+    per campaign text, language and notice: byte for byte what
+    ``build_message`` makes, at a fraction of the cost. Any other mail, and
+    whatever a blank cannot hold (an address that is not ASCII, a line that
+    would need another transfer encoding), is ``build_message``'s message.
+    """
+    context = _context(row, contact)
+    if row.template != "campaign" or not contact.email.isascii():
+        return _build(row, contact, context)
+    config = current_app.config
+    blank = _campaign_blank(
+        context["lang"],
+        context["subject"],
+        context["body"],
+        context["topic_label"],
+        context["art14_notice"],
+        config["MAIL_FROM"],
+        config["PUBLIC_BASE_URL"],
+        config.get("MAIL_UNSUBSCRIBE_MAILTO"),
+    )
+    values = (
+        row.message_id or "",
+        format_datetime(utcnow()),
+        context["unsubscribe_url"].rpartition("/")[2],
+        context["preferences_url"].rpartition("/")[2],
+    )
+    if blank is None or not all(v.isascii() and v.isprintable() for v in values):
+        return _build(row, contact, context)
+    _, to = WIRE_POLICY.header_store_parse(
+        "To", formataddr((_display_name(contact.name), contact.email))
+    )
+    data = blank.fill(WIRE_POLICY.fold_binary("To", to), values)
+    if max(map(len, data.split(b"\r\n"))) > _MAX_LINE:
+        return _build(row, contact, context)
+    return PreparedMessage(data=data, sender=blank.sender, recipient=contact.email)
+
+
+@functools.lru_cache(maxsize=64)
+def _campaign_blank(
+    lang: str,
+    subject: str,
+    body: str,
+    topic_label: str,
+    art14_notice: bool,
+    mail_from: str,
+    base_url: str,
+    mailto: str | None,
+) -> _CampaignBlank | None:
+    """The blank for one campaign text, or None when filling it in would not give
+    what ``build_message`` gives: it is built twice, with two sets of stand-ins,
+    and the first filled in with the second's values must equal the second
+    (a stand-in folded or encoded away would not be replaced)."""
+    first, second = _StandIns(), _StandIns()
+    texts = (lang, subject, body, topic_label, art14_notice)
+    blank = _CampaignBlank(
+        data=_flattened(first, *texts),
+        stand_ins=first,
+        sender=getaddresses([mail_from])[0][1],
+    )
+    expected = _flattened(second, *texts).replace(second.boundary.encode(), first.boundary.encode())
+    filled = blank.fill(second.to_line(), tuple(v.decode() for v in second.slots()))
+    return blank if filled == expected else None
+
+
+def _flattened(
+    stand_ins: _StandIns, lang: str, subject: str, body: str, topic_label: str, art14_notice: bool
+) -> bytes:
+    context = {
+        "lang": lang,
+        "subject": subject,
+        "body": body,
+        "topic_label": topic_label,
+        "art14_notice": art14_notice,
+        "unsubscribe_url": _url("/unsubscribe/" + stand_ins.unsubscribe),
+        "preferences_url": _url("/preferences/" + stand_ins.preferences),
+        "name": None,
+        "params": {},
+    }
+    row = OutboxMessage(template="campaign", kind="marketing", message_id=stand_ins.message_id)
+    message = _build(row, Contact(email=stand_ins.to, name=None), context)
+    message.replace_header("Date", stand_ins.date)
+    message.set_boundary(stand_ins.boundary)
+    return message.as_bytes(policy=WIRE_POLICY)

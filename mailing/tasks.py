@@ -33,7 +33,20 @@ def _retry_temporary_failures(retries: int, exception: BaseException) -> bool:
     time_limit=120_000,
 )
 def deliver_email(outbox_id: int) -> None:
+    # Jobs of one row each, as a version before deliver_emails handed them over.
     services.deliver(outbox_id)
+
+
+@dramatiq.actor(
+    broker=broker,
+    queue_name="mail",
+    retry_when=_retry_temporary_failures,
+    min_backoff=5_000,
+    max_backoff=30 * 60_000,
+    time_limit=600_000,
+)
+def deliver_emails(outbox_ids: list[int]) -> None:
+    services.deliver_many(outbox_ids)
 
 
 @dramatiq.actor(broker=broker, queue_name="mail", max_retries=0, time_limit=300_000)

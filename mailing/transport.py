@@ -33,6 +33,15 @@ class PermanentFailure(DeliveryError):
 
 
 @dataclass(frozen=True)
+class PreparedMessage:
+    """A message already in its wire form (CRLF line ends), with its envelope."""
+
+    data: bytes
+    sender: str
+    recipient: str
+
+
+@dataclass(frozen=True)
 class SmtpSettings:
     host: str
     port: int
@@ -57,7 +66,7 @@ class SmtpSettings:
         )
 
 
-def send(message: EmailMessage, file_name: str) -> str:
+def send(message: EmailMessage | PreparedMessage, file_name: str) -> str:
     """Deliver ``message``; return where it went (for the log)."""
     url = current_app.config.get("SMTP_URL")
     if not url:
@@ -89,10 +98,13 @@ class _Connection:
         self.server.close()
 
 
-def send_smtp(message: EmailMessage, settings: SmtpSettings) -> None:
+def send_smtp(message: EmailMessage | PreparedMessage, settings: SmtpSettings) -> None:
     try:
         connection = _connection(settings)
-        connection.server.send_message(message)
+        if isinstance(message, PreparedMessage):
+            connection.server.sendmail(message.sender, [message.recipient], message.data)
+        else:
+            connection.server.send_message(message)
     except smtplib.SMTPRecipientsRefused as exc:
         _discard()
         codes = [code for code, _ in exc.recipients.values()]
@@ -193,10 +205,10 @@ def mail_folder() -> Path:
     return Path(configured) if configured else Path(current_app.instance_path) / "mail"
 
 
-def write_file(message: EmailMessage, file_name: str) -> str:
+def write_file(message: EmailMessage | PreparedMessage, file_name: str) -> str:
     """No SMTP configured: keep the message as an .eml file a developer can open."""
     folder = mail_folder()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / file_name
-    path.write_bytes(bytes(message))
+    path.write_bytes(message.data if isinstance(message, PreparedMessage) else bytes(message))
     return str(path)

@@ -288,7 +288,7 @@ def test_an_industry_list_contact_from_the_api_is_owed_the_art14_notice(app, adm
 
         assert db.session.get(Contact, contact_id).art14_notice_owed_since is not None
         assert db.session.get(Contact, customer_id).art14_notice_owed_since is None
-        note_art14_notice_given(contact_id)
+        note_art14_notice_given([contact_id])
         db.session.commit()
         db.session.expire_all()
         assert db.session.get(Contact, contact_id).art14_notice_owed_since is None

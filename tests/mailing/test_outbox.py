@@ -39,15 +39,15 @@ def test_with_the_broker_down_at_commit_the_sweeper_delivers(
 ) -> None:
     from dramatiq.brokers.redis import RedisBroker
 
-    from mailing.tasks import deliver_email
+    from mailing.tasks import deliver_emails
 
     # A real Redis broker on a port where nothing listens: every enqueue fails.
-    deliver_email.broker = RedisBroker(url=f"redis://127.0.0.1:{free_port()}/0")
+    deliver_emails.broker = RedisBroker(url=f"redis://127.0.0.1:{free_port()}/0")
     try:
         for n in range(5):
             assert signup(client, f"swept{n}@example.se").status_code == 200
     finally:
-        deliver_email.broker = broker
+        deliver_emails.broker = broker
     rows = outbox(app)
     assert len(rows) == 5
     assert all(row.handed_over_at is None and row.status == "queued" for row in rows)
