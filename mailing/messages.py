@@ -296,24 +296,40 @@ def _campaign_blank(
     mailto: str | None,
 ) -> _CampaignBlank | None:
     """The blank for one campaign text, or None when filling it in would not give
-    what ``build_message`` gives: it is built twice, with two sets of stand-ins,
-    and the first filled in with the second's values must equal the second
-    (a stand-in folded or encoded away would not be replaced)."""
+    what ``build_message`` gives:
+
+    - a part in quoted-printable or base64 (a line over 998 characters) would
+      wrap or encode differently for values of another length;
+    - the blank is built twice, with two sets of stand-ins, and the first
+      filled in with the second's values must equal the second (a stand-in
+      folded or encoded away would not be replaced).
+    """
     first, second = _StandIns(), _StandIns()
     texts = (lang, subject, body, topic_label, art14_notice)
+    message = _built(first, *texts)
+    if any(
+        part["Content-Transfer-Encoding"] not in ("7bit", "8bit")
+        for part in message.walk()
+        if not part.is_multipart()
+    ):
+        return None
     blank = _CampaignBlank(
-        data=_flattened(first, *texts),
+        data=message.as_bytes(policy=WIRE_POLICY),
         stand_ins=first,
         sender=getaddresses([mail_from])[0][1],
     )
-    expected = _flattened(second, *texts).replace(second.boundary.encode(), first.boundary.encode())
+    expected = (
+        _built(second, *texts)
+        .as_bytes(policy=WIRE_POLICY)
+        .replace(second.boundary.encode(), first.boundary.encode())
+    )
     filled = blank.fill(second.to_line(), tuple(v.decode() for v in second.slots()))
     return blank if filled == expected else None
 
 
-def _flattened(
+def _built(
     stand_ins: _StandIns, lang: str, subject: str, body: str, topic_label: str, art14_notice: bool
-) -> bytes:
+) -> EmailMessage:
     context = {
         "lang": lang,
         "subject": subject,
@@ -329,4 +345,4 @@ def _flattened(
     message = _build(row, Contact(email=stand_ins.to, name=None), context)
     message.replace_header("Date", stand_ins.date)
     message.set_boundary(stand_ins.boundary)
-    return message.as_bytes(policy=WIRE_POLICY)
+    return message

@@ -33,6 +33,8 @@ class _Handler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
         if address in self.sink.refuse:
             return "550 5.1.1 No such mailbox"
+        if address in self.sink.defer:
+            return "451 4.2.1 Mailbox busy, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -53,7 +55,8 @@ class SmtpSink:
         # The bytes as received, beside each parsed message: what a mailbox
         # provider's parser sees before any decoding.
         self.raw: list[bytes] = []
-        self.refuse: set[str] = set()
+        self.refuse: set[str] = set()  # answered 550 (permanent)
+        self.defer: set[str] = set()  # answered 451 (temporary)
         self.lock = threading.Lock()
         self.controller: Controller | None = None
 
