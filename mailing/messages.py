@@ -275,13 +275,30 @@ def prepare_message(row: OutboxMessage, contact: Contact) -> PreparedMessage | E
     )
     if blank is None or not all(v.isascii() and v.isprintable() for v in values):
         return _build(row, contact, context)
-    _, to = WIRE_POLICY.header_store_parse(
-        "To", formataddr((_display_name(contact.name), contact.email))
-    )
-    data = blank.fill(WIRE_POLICY.fold_binary("To", to), values)
+    data = blank.fill(to_line(contact.name, contact.email), values)
     if max(map(len, data.split(b"\r\n"))) > _MAX_LINE:
         return _build(row, contact, context)
     return PreparedMessage(data=data, sender=blank.sender, recipient=contact.email)
+
+
+# A display name of plain words and a dot-atom address come out of the header
+# machinery unchanged; anything else (quotes, commas, letters outside ASCII,
+# which need RFC 2047) goes through it. A test holds the two equal.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+)
+
+
+def to_line(name: str | None, address: str) -> bytes:
+    """The ``To`` header line as ``build_message`` writes it on the wire."""
+    shown = _display_name(name)
+    if (not shown or _PLAIN_NAME.fullmatch(shown)) and _PLAIN_ADDRESS.fullmatch(address):
+        line = f"To: {shown} <{address}>\r\n" if shown else f"To: {address}\r\n"
+        if len(line) <= _MAX_LINE:
+            return line.encode()
+    _, header = WIRE_POLICY.header_store_parse("To", formataddr((shown, address)))
+    return WIRE_POLICY.fold_binary("To", header)
 
 
 @functools.lru_cache(maxsize=64)

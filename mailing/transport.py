@@ -82,6 +82,10 @@ def send(message: EmailMessage | PreparedMessage, file_name: str) -> str:
 # messages one connection may carry and how long it may sit idle.
 MAX_MESSAGES_PER_CONNECTION = 100
 MAX_IDLE_SECONDS = 30.0
+# A connection idle for longer must answer RSET before it takes a message. One
+# used a moment ago is trusted: servers drop idle connections after minutes,
+# and a RSET per message would cost a campaign one round trip in five.
+RSET_AFTER_IDLE_SECONDS = 1.0
 
 _pool = threading.local()
 
@@ -125,13 +129,17 @@ def send_smtp(message: EmailMessage | PreparedMessage, settings: SmtpSettings) -
 def _connection(settings: SmtpSettings) -> _Connection:
     """This thread's open connection to the server, or a new one.
 
-    A kept connection must answer RSET first: a server that closed it while it
-    sat idle is noticed before a message is handed over, never in the middle
-    of one (which could leave the message delivered and then sent again).
+    A kept connection idle for more than ``RSET_AFTER_IDLE_SECONDS`` must
+    answer RSET first: a server that closed it while it sat idle is noticed
+    before a message is handed over, never in the middle of one (which could
+    leave the message delivered and then sent again).
     """
     current: _Connection | None = getattr(_pool, "connection", None)
     if current is not None:
-        fresh = time.monotonic() - current.last_used < MAX_IDLE_SECONDS
+        idle = time.monotonic() - current.last_used
+        fresh = idle < MAX_IDLE_SECONDS
+        if current.settings == settings and idle < RSET_AFTER_IDLE_SECONDS:
+            return current
         if current.settings == settings and fresh:
             try:
                 code, _ = current.server.rset()

@@ -10,7 +10,7 @@ import threading
 from collections import Counter
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import getaddresses
+from email.utils import formataddr, getaddresses
 from typing import Any
 
 import dramatiq
@@ -142,6 +142,21 @@ def test_a_campaign_message_from_the_blank_equals_the_one_built_for_its_recipien
             db.session.remove()
     finally:
         app.config["MAIL_UNSUBSCRIBE_MAILTO"] = None
+
+
+@pytest.mark.parametrize(
+    "name",
+    [None, "", "Anna", "Anna Berg", "Anna  Berg ", "Åsa Öberg", 'A "B"', "Berg, Anna", "O'Brien",
+     "Dr. No", "A" * 1000, "=?utf-8?q?x?=", "Anna\r\nBcc: x@example.com", "Anna 2"],
+)  # fmt: skip
+@pytest.mark.parametrize(
+    "address",
+    ["a@b.se", "first.last+tag@sub.example.com", "a..b@x.se", "o'brien@x.se", "a@localhost"],
+)
+def test_the_to_line_is_the_one_the_header_machinery_writes(name, address) -> None:
+    shown = messages._display_name(name)
+    _, header = messages.WIRE_POLICY.header_store_parse("To", formataddr((shown, address)))
+    assert messages.to_line(name, address) == messages.WIRE_POLICY.fold_binary("To", header)
 
 
 def test_a_line_a_blank_cannot_hold_is_built_in_full(app, one_moment) -> None:
