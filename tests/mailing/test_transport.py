@@ -16,11 +16,17 @@ from tests.mailing.conftest import SmtpSink, _Handler
 
 
 class CountingHandler(_Handler):
-    """Keeps what it receives and counts the connections that greeted it."""
+    """Keeps what it receives and counts the connections that greeted it and
+    the RSET commands it was sent."""
 
     def __init__(self, sink: SmtpSink) -> None:
         super().__init__(sink)
         self.connections = 0
+        self.resets = 0
+
+    async def handle_RSET(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.resets += 1
+        return "250 OK"
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
         self.connections += 1
@@ -64,9 +70,33 @@ def test_one_thread_sends_its_messages_over_one_connection(sink: Any) -> None:
     assert sink.handler.connections == 1
 
 
-def test_a_connection_the_server_dropped_is_replaced_and_the_message_still_goes(
-    sink: Any,
+def test_a_connection_used_a_moment_ago_takes_the_next_message_without_rset(
+    sink: Any, monkeypatch: Any
 ) -> None:
+    monkeypatch.setattr(transport, "RSET_AFTER_IDLE_SECONDS", 60.0)
+    settings = SmtpSettings.from_url(sink.url)
+    for n in range(3):
+        send_smtp(_message(n), settings)
+    assert len(sink.wait_for(3)) == 3
+    assert (sink.handler.connections, sink.handler.resets) == (1, 0)
+
+
+def test_an_idle_connection_answers_rset_before_the_next_message(
+    sink: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(transport, "RSET_AFTER_IDLE_SECONDS", 0.0)
+    settings = SmtpSettings.from_url(sink.url)
+    for n in range(3):
+        send_smtp(_message(n), settings)
+    assert len(sink.wait_for(3)) == 3
+    assert (sink.handler.connections, sink.handler.resets) == (1, 2)
+
+
+def test_a_connection_the_server_dropped_is_replaced_and_the_message_still_goes(
+    sink: Any, monkeypatch: Any
+) -> None:
+    # Servers drop connections that sat idle: the kept one is past the RSET limit.
+    monkeypatch.setattr(transport, "RSET_AFTER_IDLE_SECONDS", 0.0)
     settings = SmtpSettings.from_url(sink.url)
     send_smtp(_message(1), settings)
     sink.stop()  # drops the kept connection
