@@ -86,7 +86,7 @@ _CONTACT = Contact.__table__
 _LAST_INTERACTION = _CONTACT.c.last_interaction_at
 _AT = sa.bindparam("at", type_=_LAST_INTERACTION.type)
 # The row lock a marketing send takes from its last policy check until SMTP
-# accepted the message (mailing.services._hold_contact): FOR NO KEY UPDATE.
+# accepted the message (mailing.services._hold_and_check): FOR NO KEY UPDATE.
 _HOLD = (
     sa.select(_CONTACT.c.email)
     .where(_CONTACT.c.id == sa.bindparam("contact_id"))

@@ -204,13 +204,15 @@ class _StandIns:
     """Values that stand in for what differs between the recipients of one
     campaign text. Random per blank, so that no campaign text can contain them;
     letters and digits only, so that neither HTML escaping nor the link finder
-    changes them."""
+    changes them. The date cannot be random words: it is replaced as the whole
+    ``Date`` header line, the first one, which comes before any text."""
+
+    date = "Thu, 01 Jan 1970 00:00:00 +0000"
 
     def __init__(self) -> None:
         word = "Standin" + secrets.token_hex(12)
         self.to = f"{word}@recipient.invalid"
         self.message_id = f"<{word}@message.invalid>"
-        self.date = "Thu, 01 Jan 1970 00:00:00 +0000"
         self.unsubscribe = f"{word}Unsubscribe"
         self.preferences = f"{word}Preferences"
         self.boundary = f"==============={word}=="
@@ -219,9 +221,12 @@ class _StandIns:
         return b"To: " + self.to.encode() + b"\r\n"
 
     def slots(self) -> tuple[bytes, ...]:
-        return tuple(
-            v.encode() for v in (self.message_id, self.date, self.unsubscribe, self.preferences)
-        )
+        """The stand-ins replaced wherever they occur, in ``fill``'s order."""
+        return tuple(v.encode() for v in (self.message_id, self.unsubscribe, self.preferences))
+
+
+def _date_line(date: str) -> bytes:
+    return b"\r\nDate: " + date.encode() + b"\r\n"
 
 
 # RFC 5322's limit, which MESSAGE_POLICY keeps; a longer line needs another encoding.
@@ -237,8 +242,10 @@ class _CampaignBlank:
     stand_ins: _StandIns
     sender: str
 
-    def fill(self, to_line: bytes, values: tuple[str, ...]) -> bytes:
+    def fill(self, to_line: bytes, date: str, values: tuple[str, ...]) -> bytes:
+        """``values``: the Message-ID and the two signed link tokens."""
         data = self.data.replace(self.stand_ins.to_line(), to_line, 1)
+        data = data.replace(_date_line(self.stand_ins.date), _date_line(date), 1)
         for slot, value in zip(self.stand_ins.slots(), values, strict=True):
             data = data.replace(slot, value.encode())
         return data
@@ -269,13 +276,12 @@ def prepare_message(row: OutboxMessage, contact: Contact) -> PreparedMessage | E
     )
     values = (
         row.message_id or "",
-        format_datetime(utcnow()),
         context["unsubscribe_url"].rpartition("/")[2],
         context["preferences_url"].rpartition("/")[2],
     )
     if blank is None or not all(v.isascii() and v.isprintable() for v in values):
         return _build(row, contact, context)
-    data = blank.fill(to_line(contact.name, contact.email), values)
+    data = blank.fill(to_line(contact.name, contact.email), format_datetime(utcnow()), values)
     if max(map(len, data.split(b"\r\n"))) > _MAX_LINE:
         return _build(row, contact, context)
     return PreparedMessage(data=data, sender=blank.sender, recipient=contact.email)
@@ -340,7 +346,7 @@ def _campaign_blank(
         .as_bytes(policy=WIRE_POLICY)
         .replace(second.boundary.encode(), first.boundary.encode())
     )
-    filled = blank.fill(second.to_line(), tuple(v.decode() for v in second.slots()))
+    filled = blank.fill(second.to_line(), second.date, tuple(v.decode() for v in second.slots()))
     return blank if filled == expected else None
 
 

@@ -9,6 +9,7 @@ rows stay un-handed and ``sweep`` hands them over later.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -209,7 +210,8 @@ def sweep_all() -> tuple[list[int], int]:
 @dataclass(frozen=True)
 class Delivery:
     """What ``deliver`` did: ``sent``, or why not (``skipped``, ``blocked``, ``failed``,
-    ``queued`` when a temporary failure put the row back)."""
+    or ``queued``: put back because the batch's hold time was up; a temporary
+    failure puts rows back too, but raises)."""
 
     status: str
     reason: str | None = None
@@ -220,6 +222,12 @@ class Delivery:
 # than a dozen per message; a worker killed mid-job can send at most this many
 # messages twice (their rows were not yet marked sent).
 DELIVERY_BATCH = 25
+# How long a batch may hold its contacts (and, on SQLite, the database's write
+# lock) while it sends. Twenty-five messages take tens of milliseconds; a slow
+# SMTP server must not make objections and signups wait for minutes. What is
+# left when the time is up goes back to the queue and is handed over again.
+HOLD_BUDGET_SECONDS = 2.0
+OUT_OF_TIME = "the batch's hold time was up; handed over again"
 
 
 def deliver(outbox_id: int, at: datetime | None = None) -> Delivery:
@@ -243,15 +251,14 @@ def deliver_many(outbox_ids: Sequence[int], at: datetime | None = None) -> dict[
     wanted = sorted(set(outbox_ids))
     claimed = _claim(wanted, now)
     outcomes = _not_claimed([i for i in wanted if i not in claimed])
-    letters = _read_claimed(claimed)
     outcomes.update({i: Delivery("skipped", "contact_erased") for i in claimed})
-    render_error: Exception | None = None
-    for letter in letters:
-        render_error = letter.render() or render_error
-    ids = [x.row.id for x in letters]  # read now: the commit in ``_mark`` expires the rows
+    letters = _read_claimed(claimed)
+    render_errors = [letter.render() for letter in letters]
     stopped_by: BaseException | None = None
     try:
-        _hold_and_check([x for x in letters if x.row.is_marketing and x.outcome is None], now)
+        render_errors += _hold_and_check(
+            [x for x in letters if x.is_marketing and x.outcome is None], now
+        )
         stopped_by = _send_all(letters, now)
     except BaseException as exc:
         stopped_by = exc
@@ -259,11 +266,15 @@ def deliver_many(outbox_ids: Sequence[int], at: datetime | None = None) -> dict[
     finally:
         # Whatever happens, what left is marked sent and the rest goes back to the queue.
         _mark(letters, stopped_by)
-    outcomes.update(zip(ids, (x.outcome or Delivery("queued") for x in letters), strict=True))
+    outcomes.update({x.outbox_id: x.outcome or Delivery("queued") for x in letters})
+    unsent = [x.outbox_id for x in letters if x.outcome and x.outcome.reason == OUT_OF_TIME]
+    if unsent:
+        hand_over(unsent)
     if stopped_by is not None:
         raise stopped_by
-    if render_error is not None:
-        raise render_error
+    for error in render_errors:
+        if error is not None:
+            raise error
     return outcomes
 
 
@@ -322,31 +333,44 @@ def _not_claimed(outbox_ids: list[int]) -> dict[int, Delivery]:
 
 @dataclass
 class _Letter:
-    """One claimed row on its way out: its message, and what became of it."""
+    """One claimed row on its way out: its message, and what became of it.
+
+    The ids and flags ``_mark`` needs are copied out of the ORM objects, which
+    a rollback would expire (and a contact erased meanwhile could not reload).
+    """
 
     row: OutboxMessage
     contact: Contact
     # Kept so that the session's identity map (weak references) keeps it for rendering.
     campaign: Campaign | None
+    outbox_id: int = 0
+    contact_id: int = 0
+    is_marketing: bool = False
     message: EmailMessage | transport.PreparedMessage | None = None
+    # Why the message could not be built; the row is failed unless the policy blocks it.
+    failure: str | None = None
     # The contact's values the message was built from; the hold re-reads them.
     built_from: tuple[Any, ...] = ()
+    owes_notice: bool = False
     outcome: Delivery | None = None
 
+    def __post_init__(self) -> None:
+        self.outbox_id, self.contact_id = self.row.id, self.row.contact_id
+        self.is_marketing = self.row.is_marketing
+
     def render(self) -> Exception | None:
-        """Build the message; a failure marks the row failed. Returns an
-        unexpected error, to be raised once the batch is done."""
+        """Build the message, or note why it cannot be built. Returns an
+        unexpected error (a bug), to be raised once the batch is marked."""
         self.built_from = _rendered_fields(self.contact)
+        self.message, self.failure = None, None
         try:
             self.message = messages.prepare_message(self.row, self.contact)
         except LinkInvalid as exc:  # the confirmation it points to is gone
-            self.outcome = Delivery(MailStatus.FAILED.value, str(exc))
+            self.failure = str(exc)
         except Exception as exc:
             # A bug in a template is not worth retrying; the row says what happened.
-            log.exception("Rendering outbox %s failed", self.row.id)
-            self.outcome = Delivery(
-                MailStatus.FAILED.value, f"rendering failed: {type(exc).__name__}: {exc}"
-            )
+            log.exception("Rendering outbox %s failed", self.outbox_id)
+            self.failure = f"rendering failed: {type(exc).__name__}: {exc}"
             return exc
         return None
 
@@ -373,7 +397,7 @@ def _read_claimed(claimed: set[int]) -> list[_Letter]:
     ]
 
 
-def _hold_and_check(letters: list[_Letter], at: datetime) -> None:
+def _hold_and_check(letters: list[_Letter], at: datetime) -> list[Exception | None]:
     """Hold the contacts from the policy's last check until SMTP accepted their messages.
 
     GDPR art. 21(3), R11: an objection ends marketing from the moment it
@@ -385,10 +409,10 @@ def _hold_and_check(letters: list[_Letter], at: datetime) -> None:
     consent change waits for in the same way. The locking read also refreshes
     the contacts already loaded: a restriction, a bounce or a new address
     committed since they were read must count, and a message built from the
-    old values is built again.
+    old values is built again (returned: the errors of those builds).
     """
     if not letters:
-        return
+        return []
     contact_ids = sorted({x.contact.id for x in letters})
     held = {
         contact.id
@@ -402,7 +426,7 @@ def _hold_and_check(letters: list[_Letter], at: datetime) -> None:
     }
     db.session.execute(
         sa.update(OutboxMessage)
-        .where(OutboxMessage.id.in_([x.row.id for x in letters]))
+        .where(OutboxMessage.id.in_([x.outbox_id for x in letters]))
         .values(claimed_at=at)
         .execution_options(synchronize_session=False)
     )
@@ -415,35 +439,50 @@ def _hold_and_check(letters: list[_Letter], at: datetime) -> None:
     by_topic: dict[str, list[_Letter]] = {}
     for letter in waiting:
         by_topic.setdefault(letter.row.topic or "", []).append(letter)
+    errors = []
     for topic, group in by_topic.items():
         decisions = check_permissions([x.contact.email for x in group], topic, "email", at=at)
         for letter, decision in zip(group, decisions, strict=True):
             if not decision.allowed:
                 letter.outcome = Delivery(MailStatus.BLOCKED.value, decision.reason.value)
             elif _rendered_fields(letter.contact) != letter.built_from:
-                letter.render()
+                errors.append(letter.render())
+    return errors
 
 
 def _send_all(letters: list[_Letter], now: datetime) -> transport.TemporaryFailure | None:
     """Send every letter still waiting, in order. A temporary failure stops the
-    batch: that row and the ones after it go back to the queue."""
+    batch: that row and the ones after it go back to the queue. So does the
+    end of ``HOLD_BUDGET_SECONDS``, without the failure."""
+    deadline = time.monotonic() + HOLD_BUDGET_SECONDS
     for index, letter in enumerate(letters):
-        if letter.outcome is not None or letter.message is None:
+        if letter.outcome is not None:
             continue
+        if letter.message is None:
+            letter.outcome = Delivery(MailStatus.FAILED.value, letter.failure)
+            continue
+        if time.monotonic() > deadline:
+            _put_back(letters[index:], Delivery(MailStatus.QUEUED.value, OUT_OF_TIME))
+            return None
         try:
-            where = transport.send(letter.message, f"{now:%Y%m%dT%H%M%S}-{letter.row.id}.eml")
+            where = transport.send(letter.message, f"{now:%Y%m%dT%H%M%S}-{letter.outbox_id}.eml")
         except transport.TemporaryFailure as exc:
             letter.outcome = Delivery(MailStatus.QUEUED.value, str(exc))
-            for later in letters[index + 1 :]:
-                if later.outcome is None:
-                    later.outcome = Delivery(MailStatus.QUEUED.value)
+            _put_back(letters[index + 1 :], Delivery(MailStatus.QUEUED.value))
             return exc
         except transport.PermanentFailure as exc:
             letter.outcome = Delivery(MailStatus.FAILED.value, str(exc))
             continue
-        log.info("Outbox %s (%s) sent to %s", letter.row.id, letter.row.template, where)
+        log.info("Outbox %s (%s) sent to %s", letter.outbox_id, letter.row.template, where)
         letter.outcome = Delivery("sent")
+        letter.owes_notice = letter.is_marketing and bool(letter.contact.art14_notice_owed_since)
     return None
+
+
+def _put_back(letters: list[_Letter], outcome: Delivery) -> None:
+    for letter in letters:
+        if letter.outcome is None:
+            letter.outcome = outcome
 
 
 def _mark(letters: list[_Letter], error: BaseException | None) -> None:
@@ -458,10 +497,9 @@ def _mark(letters: list[_Letter], error: BaseException | None) -> None:
         values = _final_values(letter.outcome, now)
         if values is None:
             continue
-        changes.setdefault(tuple(sorted(values.items())), []).append(letter.row.id)
-        sent = values["status"] == MailStatus.SENT
-        if sent and letter.row.is_marketing and letter.contact.art14_notice_owed_since:
-            owed_notice.append(letter.contact.id)
+        changes.setdefault(tuple(sorted(values.items())), []).append(letter.outbox_id)
+        if letter.outcome is not None and letter.outcome.status == "sent" and letter.owes_notice:
+            owed_notice.append(letter.contact_id)
     for values, outbox_ids in changes.items():
         _update(outbox_ids, **dict(values))
     if owed_notice:

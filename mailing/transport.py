@@ -96,6 +96,8 @@ class _Connection:
     server: smtplib.SMTP
     sent: int = 0
     last_used: float = field(default_factory=time.monotonic)
+    # Reused without RSET: a server that hung up is noticed by the next message.
+    unchecked: bool = False
 
     def __del__(self) -> None:
         # A thread that ends takes its kept connection with it.
@@ -105,10 +107,18 @@ class _Connection:
 def send_smtp(message: EmailMessage | PreparedMessage, settings: SmtpSettings) -> None:
     try:
         connection = _connection(settings)
-        if isinstance(message, PreparedMessage):
-            connection.server.sendmail(message.sender, [message.recipient], message.data)
-        else:
-            connection.server.send_message(message)
+        try:
+            _transmit(connection.server, message)
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPSenderRefused) as exc:
+            hung_up = not isinstance(exc, smtplib.SMTPSenderRefused) or exc.smtp_code == 421
+            if not (connection.unchecked and hung_up):
+                raise
+            # A connection reused without RSET that the server had closed (or was
+            # closing, 421) fails at the envelope's first command: a new
+            # connection takes the message rather than a retry minutes later.
+            _discard()
+            connection = _connection(settings)
+            _transmit(connection.server, message)
     except smtplib.SMTPRecipientsRefused as exc:
         _discard()
         codes = [code for code, _ in exc.recipients.values()]
@@ -126,6 +136,13 @@ def send_smtp(message: EmailMessage | PreparedMessage, settings: SmtpSettings) -
         _discard(polite=True)
 
 
+def _transmit(server: smtplib.SMTP, message: EmailMessage | PreparedMessage) -> None:
+    if isinstance(message, PreparedMessage):
+        server.sendmail(message.sender, [message.recipient], message.data)
+    else:
+        server.send_message(message)
+
+
 def _connection(settings: SmtpSettings) -> _Connection:
     """This thread's open connection to the server, or a new one.
 
@@ -139,11 +156,13 @@ def _connection(settings: SmtpSettings) -> _Connection:
         idle = time.monotonic() - current.last_used
         fresh = idle < MAX_IDLE_SECONDS
         if current.settings == settings and idle < RSET_AFTER_IDLE_SECONDS:
+            current.unchecked = True
             return current
         if current.settings == settings and fresh:
             try:
                 code, _ = current.server.rset()
                 if code == 250:
+                    current.unchecked = False
                     return current
             except (smtplib.SMTPException, OSError):
                 pass

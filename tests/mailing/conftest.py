@@ -3,6 +3,7 @@ dramatiq worker on the in-memory broker, both wired to the session's app."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import re
@@ -39,6 +40,8 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        if self.sink.delay:
+            await asyncio.sleep(self.sink.delay)
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.sink.lock:
             self.sink.messages.append(parsed)  # type: ignore[arg-type]
@@ -57,6 +60,7 @@ class SmtpSink:
         self.raw: list[bytes] = []
         self.refuse: set[str] = set()  # answered 550 (permanent)
         self.defer: set[str] = set()  # answered 451 (temporary)
+        self.delay = 0.0  # seconds before each message is accepted
         self.lock = threading.Lock()
         self.controller: Controller | None = None
 

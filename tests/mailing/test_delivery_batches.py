@@ -107,6 +107,17 @@ LONG_LINE = "Ett ord till. " * 100  # 1,400 characters on one line
             ),
             None,
         ),
+        (
+            # Text that looks like the blank's stand-ins and headers stays text.
+            CampaignInput(
+                topic="newsletter",
+                subject_sv="Thu, 01 Jan 1970 00:00:00 +0000",
+                body_sv="Date: Thu, 01 Jan 1970 00:00:00 +0000\n\nTo: Standin@recipient.invalid",
+                subject_en="Date: Thu, 01 Jan 1970 00:00:00 +0000",
+                body_en="Thu, 01 Jan 1970 00:00:00 +0000\nDate: Thu, 01 Jan 1970 00:00:00 +0000",
+            ),
+            None,
+        ),
     ],
 )
 def test_a_campaign_message_from_the_blank_equals_the_one_built_for_its_recipient(
@@ -350,3 +361,90 @@ def test_a_campaign_is_handed_over_in_jobs_of_a_batch_each(app) -> None:
         ("deliver_emails", services.DELIVERY_BATCH),
         ("deliver_emails", 3),
     ]
+
+
+def test_a_message_that_cannot_be_built_for_an_objector_is_blocked_not_failed(
+    app, smtp, monkeypatch
+) -> None:
+    """Rendering comes before the hold, but the policy's answer comes first in
+    the outcome: the report counts an objector as blocked whatever the template did."""
+    objector, other = _consented_contacts(app, 2, start=800)
+    outbox_ids = _queued_campaign(app)
+    with app.app_context():
+        record_objection(SALES, objector, received_via="phone")
+        db.session.remove()
+
+    def broken(row: Any, contact: Any) -> Any:
+        raise RuntimeError("template bug")
+
+    monkeypatch.setattr(messages, "prepare_message", broken)
+    with pytest.raises(RuntimeError, match="template bug"):
+        _deliver_many(app, outbox_ids)
+    with app.app_context():
+        rows = {
+            r.contact_id: r
+            for r in db.session.scalars(
+                sa.select(OutboxMessage).where(OutboxMessage.id.in_(outbox_ids))
+            )
+        }
+        db.session.remove()
+    assert (rows[objector].status, rows[objector].block_reason) == ("blocked", "objection")
+    assert rows[other].status == "failed"
+    assert "rendering failed: RuntimeError: template bug" in (rows[other].last_error or "")
+    assert smtp.messages == []
+
+
+def test_an_error_in_the_middle_of_a_batch_marks_what_left_and_puts_back_the_rest(
+    app, smtp, monkeypatch
+) -> None:
+    _consented_contacts(app, 4, start=900)
+    outbox_ids = sorted(_queued_campaign(app))
+    real_send = transport.send
+    calls: list[int] = []
+
+    def send_then_crash(message: Any, file_name: str) -> str:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("a bug in the transport")
+        return real_send(message, file_name)
+
+    monkeypatch.setattr(transport, "send", send_then_crash)
+    with pytest.raises(RuntimeError, match="a bug in the transport"):
+        _deliver_many(app, outbox_ids)
+    assert [s for s, _ in _statuses(app, outbox_ids)] == ["sent", "sent", "queued", "queued"]
+    assert len(smtp.wait_for(2)) == 2
+
+
+def test_a_batch_whose_hold_time_is_up_hands_the_rest_over_again(app, smtp, monkeypatch) -> None:
+    """A slow SMTP server must not keep contacts (on SQLite: every writer) waiting:
+    after HOLD_BUDGET_SECONDS the rest goes back to the queue and to the broker."""
+    _consented_contacts(app, 5, start=1000)
+    outbox_ids = sorted(_queued_campaign(app))
+    monkeypatch.setattr(services, "HOLD_BUDGET_SECONDS", 0.25)
+    smtp.delay = 0.2
+
+    outcomes = _deliver_many(app, outbox_ids)
+
+    sent = [i for i in outbox_ids if outcomes[i].status == "sent"]
+    back = [
+        i for i in outbox_ids if outcomes[i] == services.Delivery("queued", services.OUT_OF_TIME)
+    ]
+    assert 1 <= len(sent) < 5 and sent + back == outbox_ids
+    queued = broker.queues["mail"]
+    jobs = []
+    while not queued.empty():
+        jobs.append(dramatiq.Message.decode(queued.get_nowait()))
+        queued.task_done()
+    assert [job.args[0] for job in jobs] == [back]
+    with app.app_context():
+        handed = db.session.scalars(
+            sa.select(OutboxMessage.handed_over_at).where(OutboxMessage.id.in_(back))
+        ).all()
+        db.session.remove()
+    assert all(at is not None for at in handed)
+
+    smtp.delay = 0.0
+    again = _deliver_many(app, back)
+    assert {o.status for o in again.values()} == {"sent"}
+    assert len(smtp.wait_for(5)) == 5
+    assert len({str(m["To"]) for m in smtp.messages}) == 5
