@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import dramatiq
 import sqlalchemy as sa
@@ -24,27 +25,22 @@ def _retry_temporary_failures(retries: int, exception: BaseException) -> bool:
     return isinstance(exception, TemporaryFailure) and retries < MAX_DELIVERY_RETRIES
 
 
-@dramatiq.actor(
-    broker=broker,
-    queue_name="mail",
-    retry_when=_retry_temporary_failures,
-    min_backoff=5_000,
-    max_backoff=30 * 60_000,
-    time_limit=120_000,
-)
+_DELIVERY: dict[str, Any] = {
+    "broker": broker,
+    "queue_name": "mail",
+    "retry_when": _retry_temporary_failures,
+    "min_backoff": 5_000,
+    "max_backoff": 30 * 60_000,
+}
+
+
+@dramatiq.actor(**_DELIVERY, time_limit=120_000)
 def deliver_email(outbox_id: int) -> None:
     # Jobs of one row each, as a version before deliver_emails handed them over.
     services.deliver(outbox_id)
 
 
-@dramatiq.actor(
-    broker=broker,
-    queue_name="mail",
-    retry_when=_retry_temporary_failures,
-    min_backoff=5_000,
-    max_backoff=30 * 60_000,
-    time_limit=600_000,
-)
+@dramatiq.actor(**_DELIVERY, time_limit=600_000)
 def deliver_emails(outbox_ids: list[int]) -> None:
     services.deliver_many(outbox_ids)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,3 +51,31 @@ def outbox(app: Any) -> list[Any]:
         db.session.expunge_all()
         db.session.remove()
         return rows
+
+
+def deliver_with_a_change_before_the_hold(
+    app: Any, outbox_id: int, change: Callable[[], None]
+) -> tuple[Any, bool]:
+    """``deliver`` one row, with ``change`` committed by another thread after the
+    row and its contact were read and just before the contact is held (the
+    hold is the first locking read). Returns the Delivery and whether the
+    change ran."""
+    from mailing.services import deliver
+
+    ran: list[bool] = []
+
+    def just_before_the_hold(state: Any) -> None:
+        if not ran and getattr(state.statement, "_for_update_arg", None) is not None:
+            other = threading.Thread(target=change)
+            other.start()
+            other.join()
+            ran.append(True)
+
+    with app.app_context():
+        session = db.session()
+        sa.event.listen(session, "do_orm_execute", just_before_the_hold)
+        try:
+            return deliver(outbox_id), bool(ran)
+        finally:
+            sa.event.remove(session, "do_orm_execute", just_before_the_hold)
+            db.session.remove()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import threading
 from collections import Counter
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -24,6 +23,7 @@ from extensions import broker, db
 from mailing import campaigns, messages, services, transport
 from mailing.campaigns import CampaignInput
 from mailing.models import OutboxMessage
+from tests.mailing.helpers import deliver_with_a_change_before_the_hold
 from tests.mailing.test_campaigns import SALES, STAFF, TEXTS, _consented_contacts
 
 MOMENT = datetime(2026, 11, 23, 9, 30, 15, tzinfo=UTC)
@@ -321,24 +321,8 @@ def test_a_contact_changed_before_the_hold_gets_the_message_built_again(app, smt
             db.session.commit()
             db.session.remove()
 
-    changed: list[bool] = []
-
-    def just_before_the_hold(state: Any) -> None:
-        if not changed and getattr(state.statement, "_for_update_arg", None) is not None:
-            other = threading.Thread(target=rename)
-            other.start()
-            other.join()
-            changed.append(True)
-
-    with app.app_context():
-        session = db.session()
-        sa.event.listen(session, "do_orm_execute", just_before_the_hold)
-        try:
-            outcome = services.deliver(outbox_id)
-        finally:
-            sa.event.remove(session, "do_orm_execute", just_before_the_hold)
-            db.session.remove()
-    assert changed == [True]
+    outcome, changed = deliver_with_a_change_before_the_hold(app, outbox_id, rename)
+    assert changed
     assert outcome == services.Delivery("sent")
     [message] = smtp.wait_for(1)
     assert message["To"].addresses[0].addr_spec == "moved600@example.se"

@@ -3,16 +3,13 @@ once the contact is held, not as it was when the outbox row was read."""
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 import sqlalchemy as sa
 
 from consent.services import restrict_processing
 from extensions import db
 from mailing import campaigns
 from mailing.models import MailStatus, OutboxMessage
-from mailing.services import deliver
+from tests.mailing.helpers import deliver_with_a_change_before_the_hold
 from tests.mailing.test_campaigns import SALES, STAFF, TEXTS, _consented_contacts
 
 
@@ -33,28 +30,13 @@ def test_a_restriction_committed_just_before_the_hold_blocks_the_send(app, smtp)
             restrict_processing(SALES, contact_id, received_via="phone")
             db.session.remove()
 
-    restricted = []
-
-    def just_before_the_hold(state: Any) -> None:
-        # The hold is the first locking read of the contact in ``deliver``.
-        if not restricted and getattr(state.statement, "_for_update_arg", None) is not None:
-            other = threading.Thread(target=restrict)
-            other.start()
-            other.join()
-            restricted.append(contact_id)
-
+    result, restricted = deliver_with_a_change_before_the_hold(app, outbox_id, restrict)
     with app.app_context():
-        session = db.session()
-        sa.event.listen(session, "do_orm_execute", just_before_the_hold)
-        try:
-            result = deliver(outbox_id)
-        finally:
-            sa.event.remove(session, "do_orm_execute", just_before_the_hold)
         status = db.session.scalar(
             sa.select(OutboxMessage.status).where(OutboxMessage.id == outbox_id)
         )
         db.session.remove()
-    assert restricted == [contact_id], "the restriction ran between the read and the hold"
+    assert restricted, "the restriction ran between the read and the hold"
     assert (result.status, result.reason) == ("blocked", "restricted")
     assert status == MailStatus.BLOCKED
     assert smtp.messages == []

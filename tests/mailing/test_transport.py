@@ -70,26 +70,18 @@ def test_one_thread_sends_its_messages_over_one_connection(sink: Any) -> None:
     assert sink.handler.connections == 1
 
 
-def test_a_connection_used_a_moment_ago_takes_the_next_message_without_rset(
-    sink: Any, monkeypatch: Any
+@pytest.mark.parametrize(
+    "rset_after, resets", [(60.0, 0), (0.0, 2)], ids=["used a moment ago", "idle"]
+)
+def test_a_kept_connection_answers_rset_only_after_it_sat_idle(
+    sink: Any, monkeypatch: Any, rset_after: float, resets: int
 ) -> None:
-    monkeypatch.setattr(transport, "RSET_AFTER_IDLE_SECONDS", 60.0)
+    monkeypatch.setattr(transport, "RSET_AFTER_IDLE_SECONDS", rset_after)
     settings = SmtpSettings.from_url(sink.url)
     for n in range(3):
         send_smtp(_message(n), settings)
     assert len(sink.wait_for(3)) == 3
-    assert (sink.handler.connections, sink.handler.resets) == (1, 0)
-
-
-def test_an_idle_connection_answers_rset_before_the_next_message(
-    sink: Any, monkeypatch: Any
-) -> None:
-    monkeypatch.setattr(transport, "RSET_AFTER_IDLE_SECONDS", 0.0)
-    settings = SmtpSettings.from_url(sink.url)
-    for n in range(3):
-        send_smtp(_message(n), settings)
-    assert len(sink.wait_for(3)) == 3
-    assert (sink.handler.connections, sink.handler.resets) == (1, 2)
+    assert (sink.handler.connections, sink.handler.resets) == (1, resets)
 
 
 @pytest.mark.parametrize("rset_after", [0.0, 60.0], ids=["idle, RSET first", "no RSET"])
