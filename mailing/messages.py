@@ -257,11 +257,11 @@ def prepare_message(row: OutboxMessage, contact: Contact) -> PreparedMessage | E
     A campaign's message is its wire bytes, filled in from a blank built once
     per campaign text, language and notice: byte for byte what
     ``build_message`` makes, at a fraction of the cost. Any other mail, and
-    whatever a blank cannot hold (an address that is not ASCII, a line that
-    would need another transfer encoding), is ``build_message``'s message.
+    whatever a blank cannot hold (a line that would need another transfer
+    encoding), is ``build_message``'s message.
     """
     context = _context(row, contact)
-    if row.template != "campaign" or not contact.email.isascii():
+    if row.template != "campaign":
         return _build(row, contact, context)
     config = current_app.config
     blank = _campaign_blank(

@@ -251,6 +251,8 @@ def deliver_many(outbox_ids: Sequence[int], at: datetime | None = None) -> dict[
     wanted = sorted(set(outbox_ids))
     claimed = _claim(wanted, now)
     outcomes = _not_claimed([i for i in wanted if i not in claimed])
+    # Overwritten by each letter's outcome; a claimed row without a letter went
+    # with its contact between the claim and the read.
     outcomes.update({i: Delivery("skipped", "contact_erased") for i in claimed})
     letters = _read_claimed(claimed)
     render_errors = [letter.render() for letter in letters]
@@ -413,7 +415,7 @@ def _hold_and_check(letters: list[_Letter], at: datetime) -> list[Exception | No
     """
     if not letters:
         return []
-    contact_ids = sorted({x.contact.id for x in letters})
+    contact_ids = sorted({x.contact_id for x in letters})
     held = {
         contact.id
         for contact in db.session.scalars(
@@ -424,15 +426,10 @@ def _hold_and_check(letters: list[_Letter], at: datetime) -> list[Exception | No
             .execution_options(populate_existing=True)
         )
     }
-    db.session.execute(
-        sa.update(OutboxMessage)
-        .where(OutboxMessage.id.in_([x.outbox_id for x in letters]))
-        .values(claimed_at=at)
-        .execution_options(synchronize_session=False)
-    )
+    _update([x.outbox_id for x in letters], claimed_at=at)
     waiting = []
     for letter in letters:
-        if letter.contact.id not in held:
+        if letter.contact_id not in held:
             letter.outcome = Delivery("skipped", "contact_erased")
         else:
             waiting.append(letter)
@@ -498,7 +495,7 @@ def _mark(letters: list[_Letter], error: BaseException | None) -> None:
         if values is None:
             continue
         changes.setdefault(tuple(sorted(values.items())), []).append(letter.outbox_id)
-        if letter.outcome is not None and letter.outcome.status == "sent" and letter.owes_notice:
+        if values["status"] == MailStatus.SENT and letter.owes_notice:
             owed_notice.append(letter.contact_id)
     for values, outbox_ids in changes.items():
         _update(outbox_ids, **dict(values))
@@ -514,8 +511,8 @@ def _final_values(outcome: Delivery | None, now: datetime) -> dict[str, Any] | N
     if outcome.status == "skipped":
         return None
     values: dict[str, Any] = {"status": outcome.status, "block_reason": None, "sent_at": None}
-    if outcome.status == "sent":
-        values.update(status=MailStatus.SENT.value, sent_at=now)
+    if outcome.status == MailStatus.SENT:
+        values["sent_at"] = now
     elif outcome.status == MailStatus.BLOCKED:
         values["block_reason"] = outcome.reason
     elif outcome.status == MailStatus.QUEUED:
