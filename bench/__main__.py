@@ -90,6 +90,23 @@ class Context:
             print(f"  {label} #{attempt + 1}: {result.seconds[-1]:.2f} s", file=sys.stderr)
         return result
 
+    def measure_in_turns(
+        self, actions: dict[str, Callable[[], dict[str, Any] | None]]
+    ) -> dict[str, Measurement]:
+        """Time each action ``repeat`` times, taking turns (A B C, A B C...), so that
+        a slow spell of a shared machine falls on every action alike instead of on
+        the one that happened to run then."""
+        results = {label: Measurement(label) for label in actions}
+        for attempt in range(self.repeat):
+            for label, action in actions.items():
+                result = results[label]
+                start = time.perf_counter()
+                details = action() or {}
+                result.seconds.append(time.perf_counter() - start)
+                result.details.append(details)
+                print(f"  {label} #{attempt + 1}: {result.seconds[-1]:.2f} s", file=sys.stderr)
+        return results
+
     def databases(self) -> list[str]:
         """The configured server, and SQLite too when that is PostgreSQL (not in smoke runs)."""
         if self.smoke or self.database_url.startswith("sqlite"):
