@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 import consent
@@ -38,6 +39,7 @@ DEVELOPMENT_ENVS = ("development", "testing")
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     register_config(app, test_config)
+    register_proxies(app)
     register_extensions(app)
     register_packages(app)
     register_error_handlers(app)
@@ -83,6 +85,7 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=env.get("RATELIMIT_IN_MEMORY_FALLBACK", "1") == "1",
         RATELIMIT_SWALLOW_ERRORS=env.get("RATELIMIT_IN_MEMORY_FALLBACK", "1") == "1",
         INPROCESS_WORKER=env.get("INPROCESS_WORKER", "1") == "1",
+        TRUSTED_PROXY_HOPS=env.get("TRUSTED_PROXY_HOPS", "0"),
         # 1 MiB for every request; the import endpoint raises its own limit.
         MAX_CONTENT_LENGTH=1024 * 1024,
         IMPORT_MAX_BYTES=int(env.get("IMPORT_MAX_BYTES", str(200 * 1024 * 1024))),
@@ -125,6 +128,30 @@ def _require_secrets(app: Flask) -> None:
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
         app.config[name] = path.read_text().strip()
+
+
+def register_proxies(app: Flask) -> None:
+    """Behind reverse proxies, take the client's address and scheme from the
+    ``X-Forwarded-For`` and ``X-Forwarded-Proto`` entries that the last
+    ``TRUSTED_PROXY_HOPS`` of them added.
+
+    Off by default: with no proxy in front, those headers come from the client,
+    who could then choose the address that the rate limits count and that a
+    consent's evidence records. With too few hops trusted, every client shares
+    the proxy's address (and its rate limit).
+    """
+    raw = app.config["TRUSTED_PROXY_HOPS"]
+    try:
+        hops = int(raw)
+    except (TypeError, ValueError):
+        hops = -1
+    if hops < 0:
+        raise RuntimeError(
+            f"TRUSTED_PROXY_HOPS must be a whole number of proxies (0 or more), not {raw!r}."
+        )
+    app.config["TRUSTED_PROXY_HOPS"] = hops
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
 # Extensions and packages -------------------------------------------------------------
