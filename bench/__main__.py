@@ -61,6 +61,14 @@ class Measurement:
     def ratio_to(self, baseline: Measurement) -> float:
         return self.median / baseline.median
 
+    def take(self, action: Callable[[], dict[str, Any] | None]) -> None:
+        """Time one run of ``action`` and keep its time and what it returned."""
+        start = time.perf_counter()
+        details = action() or {}
+        self.seconds.append(time.perf_counter() - start)
+        self.details.append(details)
+        print(f"  {self.label} #{len(self.seconds)}: {self.seconds[-1]:.2f} s", file=sys.stderr)
+
     def detail(self, key: str, pick: Callable[[list[Any]], Any] = statistics.median) -> Any:
         return pick([d[key] for d in self.details if key in d])
 
@@ -80,14 +88,10 @@ class Context:
     ) -> Measurement:
         """Time ``action`` ``repeat`` times, each after an untimed ``setup``."""
         result = Measurement(label)
-        for attempt in range(self.repeat):
+        for _ in range(self.repeat):
             if setup is not None:
                 setup()
-            start = time.perf_counter()
-            details = action() or {}
-            result.seconds.append(time.perf_counter() - start)
-            result.details.append(details)
-            print(f"  {label} #{attempt + 1}: {result.seconds[-1]:.2f} s", file=sys.stderr)
+            result.take(action)
         return result
 
     def measure_in_turns(
@@ -97,14 +101,9 @@ class Context:
         a slow spell of a shared machine falls on every action alike instead of on
         the one that happened to run then."""
         results = {label: Measurement(label) for label in actions}
-        for attempt in range(self.repeat):
+        for _ in range(self.repeat):
             for label, action in actions.items():
-                result = results[label]
-                start = time.perf_counter()
-                details = action() or {}
-                result.seconds.append(time.perf_counter() - start)
-                result.details.append(details)
-                print(f"  {label} #{attempt + 1}: {result.seconds[-1]:.2f} s", file=sys.stderr)
+                results[label].take(action)
         return results
 
     def databases(self) -> list[str]:
