@@ -13,6 +13,9 @@ import threading
 import dramatiq
 import marshmallow as ma
 import sqlalchemy as sa
+from dramatiq.broker import MessageProxy
+from flask import Flask
+from flask.ctx import AppContext
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
@@ -131,7 +134,8 @@ migrate = Migrate(render_as_batch=True, compare_type=True)
 class ErrorDetailSchema(ma.Schema):
     code = ma.fields.String(required=True)
     message = ma.fields.String(required=True)
-    fields = ma.fields.Dict()
+    # Not ``fields``: that name is the schema's own table of its fields.
+    field_errors = ma.fields.Dict(data_key="fields")
 
 
 class ErrorSchema(ma.Schema):
@@ -192,21 +196,21 @@ def broker_was_emptied() -> bool:
 class AppContextMiddleware(dramatiq.Middleware):
     """Runs every actor inside an application context of ``app``."""
 
-    def __init__(self, app: object) -> None:
+    def __init__(self, app: Flask) -> None:
         self.app = app
-        self._contexts: dict[int, object] = {}
+        self._contexts: dict[int, AppContext] = {}
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         import threading
 
-        context = self.app.app_context()  # type: ignore[attr-defined]
+        context = self.app.app_context()
         context.push()
         self._contexts[threading.get_ident()] = context
 
     def after_process_message(
         self,
         broker: dramatiq.Broker,
-        message: dramatiq.Message,
+        message: MessageProxy,
         *,
         result: object = None,
         exception: BaseException | None = None,
@@ -216,6 +220,6 @@ class AppContextMiddleware(dramatiq.Middleware):
         context = self._contexts.pop(threading.get_ident(), None)
         if context is not None:
             db.session.remove()
-            context.pop()  # type: ignore[attr-defined]
+            context.pop()
 
     after_skip_message = after_process_message

@@ -77,7 +77,9 @@ def create_or_update_contact(data: dict[str, Any]) -> Any:
     """Create or update a contact by email, with the basis it may be marketed on."""
     company = CompanyInput(**data["company"]) if data.get("company") else None
     basis = _basis_input(data["basis"]) if data.get("basis") else None
-    profile = {k: data[k] for k in ("name", "phone", "country", "language") if k in data}
+    profile: dict[str, Any] = {
+        k: data[k] for k in ("name", "phone", "country", "language") if k in data
+    }
     contact, created = services.register_contact(g.actor, data["email"], profile, company, basis)
     return contact, 201 if created else 200
 

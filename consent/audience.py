@@ -10,6 +10,7 @@ covers every reason code.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
@@ -21,7 +22,7 @@ from crm.models import Company, Contact
 
 def audience_query(
     topic: Topic, channel: str, at: datetime, policy: MarketingPolicy
-) -> sa.Select[tuple[int]]:
+) -> sa.Select[Any]:
     """SELECT the ids of every contact the policy allows for ``topic`` by ``channel`` at ``at``.
 
     One pass over the contacts. The policy reads at most four projection rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -72,7 +73,7 @@ def load_demo(password: str | None = None) -> DemoSummary:
         summary.contacts = 10
         return summary
 
-    def contact(email: str, name: str, country: str, **kwargs: object):  # type: ignore[no-untyped-def]
+    def contact(email: str, name: str, country: str, **kwargs: Any) -> Contact:
         summary.contacts += 1
         found, _ = services.register_contact(
             DEMO_ACTOR, email, {"name": name, "country": country, "language": "sv"}, **kwargs

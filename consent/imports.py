@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 import sqlalchemy as sa
-from flask import current_app
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.schema import CreateTable
 
@@ -49,6 +48,7 @@ from crm.addresses import keyed_hasher, normalise_email
 from crm.countries import normalise_country, normalise_language
 from crm.errors import DomainError, InvalidInput, NotFound
 from crm.models import Company, Contact, UTCDateTime, utcnow
+from crm.signals import sender as signal_sender
 from extensions import db
 
 # Bases a file may carry. Consent cannot be imported: it needs per-person
@@ -849,7 +849,7 @@ def _after_commit(report: ImportReport, outcome: _Outcome) -> None:
     if room > 0:
         report.rejections.extend(outcome.rejections[:room])
     if outcome.changed_ids:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        app = signal_sender()
         for contact_id in outcome.changed_ids:
             consent_changed.send(app, contact_id=contact_id, kind="import")
 

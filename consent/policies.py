@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from flask import current_app
 
 from consent.models import PolicyVersion, PolicyWording
 from consent.signals import policy_published
@@ -24,6 +23,7 @@ from crm.access import Actor
 from crm.countries import normalise_language
 from crm.errors import Conflict, InvalidInput, NotFound
 from crm.models import utcnow
+from crm.signals import sender as signal_sender
 from extensions import db
 
 
@@ -104,9 +104,7 @@ def publish_policy(
         )
     crm.audit(actor, "policy.publish", None, detail=f"{version}{' (major)' if is_major else ''}")
     db.session.commit()
-    policy_published.send(
-        current_app._get_current_object(), policy_version_id=policy.id, is_major=is_major
-    )
+    policy_published.send(signal_sender(), policy_version_id=policy.id, is_major=is_major)
     return policy
 
 

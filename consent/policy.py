@@ -406,7 +406,7 @@ _STANDINGS_BY_EMAIL = _STANDING_QUERY.where(Contact.email.in_(sa.bindparam("keys
 _STANDINGS_BY_ID = _STANDING_QUERY.where(Contact.id.in_(sa.bindparam("keys", expanding=True)))
 
 
-def _read_standings(statement: sa.Select[Any], keys: list[Any]) -> dict[int, Standing]:
+def _read_standings(statement: sa.Select, keys: list[Any]) -> dict[int, Standing]:
     """Standings of the contacts whose email or id is in ``keys``, in one query
     without ORM objects.
 

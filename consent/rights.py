@@ -16,7 +16,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app
 
 from consent import services
 from consent.ledger import record
@@ -28,6 +27,7 @@ from crm.access import SYSTEM_ACTOR, Actor
 from crm.errors import Conflict, InvalidInput, NotFound
 from crm.models import Activity, Company, Contact, utcnow
 from crm.retention import register_exclusion_source
+from crm.signals import sender as signal_sender
 from extensions import db
 
 ExportSection = Callable[[Contact], Any]
@@ -190,7 +190,7 @@ def erase_contact(actor: Actor, contact_id: int) -> bool:
         detail="suppression hash kept" if suppressed else "nothing kept",
     )
     db.session.commit()
-    consent_changed.send(current_app._get_current_object(), contact_id=contact_id, kind="erased")
+    consent_changed.send(signal_sender(), contact_id=contact_id, kind="erased")
     return suppressed
 
 

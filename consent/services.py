@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app
 
 from consent import ledger
 from consent.ledger import Evidence, record
@@ -24,6 +23,7 @@ from crm.addresses import normalise_email
 from crm.errors import Conflict, InvalidInput
 from crm.models import Activity, Contact, utcnow
 from crm.signals import contact_rectified
+from crm.signals import sender as signal_sender
 from extensions import db
 
 OBJECTION_CHANNELS = ("phone", "letter", "email", "meeting", "web", "other")
@@ -114,7 +114,7 @@ def register_contact(
             contact.art14_notice_owed_since = utcnow()
     crm.audit(actor, "contact.create" if created else "contact.update", contact.id)
     db.session.commit()
-    consent_changed.send(current_app._get_current_object(), contact_id=contact.id, kind="basis")
+    consent_changed.send(signal_sender(), contact_id=contact.id, kind="basis")
     return contact, created
 
 
@@ -202,7 +202,7 @@ def record_objection(
         record(contact, EventKind.SUPPRESSED, actor=actor, source=source, note="objection")
     crm.audit(actor, "objection.record", contact_id, detail=received_via)
     db.session.commit()
-    consent_changed.send(current_app._get_current_object(), contact_id=contact_id, kind="objected")
+    consent_changed.send(signal_sender(), contact_id=contact_id, kind="objected")
     return event
 
 
@@ -323,9 +323,7 @@ def restrict_processing(
     )
     crm.audit(actor, "contact.restrict", contact.id, detail=received_via)
     db.session.commit()
-    consent_changed.send(
-        current_app._get_current_object(), contact_id=contact.id, kind=EventKind.RESTRICTED.value
-    )
+    consent_changed.send(signal_sender(), contact_id=contact.id, kind=EventKind.RESTRICTED.value)
     return event
 
 
@@ -339,9 +337,7 @@ def lift_restriction(actor: Actor, contact_id: int, note: str | None = None) -> 
     )
     crm.audit(actor, "contact.unrestrict", contact.id)
     db.session.commit()
-    consent_changed.send(
-        current_app._get_current_object(), contact_id=contact.id, kind=EventKind.UNRESTRICTED.value
-    )
+    consent_changed.send(signal_sender(), contact_id=contact.id, kind=EventKind.UNRESTRICTED.value)
     return event
 
 

@@ -8,7 +8,6 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app
 from sqlalchemy.orm import selectinload
 
 from crm.access import Actor
@@ -17,6 +16,7 @@ from crm.countries import normalise_country, normalise_language
 from crm.errors import Conflict, InvalidInput, NotFound
 from crm.models import Activity, ActivityKind, AuditEntry, Company, Contact, utcnow
 from crm.signals import contact_rectified
+from crm.signals import sender as signal_sender
 from extensions import db
 
 _INSERT_AUDIT = AuditEntry.__table__.insert()
@@ -139,12 +139,10 @@ def read_contact(
     actor: Actor, *, contact_id: int | None = None, email: str | None = None
 ) -> Contact:
     """A contact for a staff lookup, which is audited (R25)."""
-    if contact_id is not None:
-        contact = get_contact(contact_id)
-    else:
-        contact = find_contact(email or "")
-        if contact is None:
-            raise NotFound("No contact with that address.", code="contact_not_found")
+    found = get_contact(contact_id) if contact_id is not None else find_contact(email or "")
+    if found is None:
+        raise NotFound("No contact with that address.", code="contact_not_found")
+    contact = found
     audit(actor, "contact.read", contact.id)
     db.session.commit()
     return contact
@@ -331,9 +329,7 @@ def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> C
         setattr(contact, key, value)
     audit(actor, "contact.rectify", contact.id, detail=",".join(sorted(changes)))
     db.session.commit()
-    contact_rectified.send(
-        current_app._get_current_object(), contact_id=contact.id, fields=tuple(sorted(changes))
-    )
+    contact_rectified.send(signal_sender(), contact_id=contact.id, fields=tuple(sorted(changes)))
     return contact
 
 

@@ -36,6 +36,7 @@ from crm import services as crm
 from crm.addresses import keyed_hash, normalise_email
 from crm.errors import InvalidInput, NotFound, Unavailable
 from crm.models import Contact, utcnow
+from crm.signals import sender as signal_sender
 from extensions import db
 from mailing import messages, transport
 from mailing.models import Campaign, MailKind, MailStatus, OutboxMessage
@@ -497,8 +498,8 @@ def _mark(letters: list[_Letter], error: BaseException | None) -> None:
         changes.setdefault(tuple(sorted(values.items())), []).append(letter.outbox_id)
         if values["status"] == MailStatus.SENT and letter.owes_notice:
             owed_notice.append(letter.contact_id)
-    for values, outbox_ids in changes.items():
-        _update(outbox_ids, **dict(values))
+    for change, outbox_ids in changes.items():
+        _update(outbox_ids, **dict(change))
     if owed_notice:
         crm.note_art14_notice_given(owed_notice)  # committed with the sent marks
     db.session.commit()
@@ -551,7 +552,7 @@ def _committed(work: Callable[[], T], attempts: int = 4) -> T:
 
 
 def _announce(contact_id: int, kind: str) -> None:
-    consent_changed.send(current_app._get_current_object(), contact_id=contact_id, kind=kind)
+    consent_changed.send(signal_sender(), contact_id=contact_id, kind=kind)
 
 
 def _recently_emailed(contact_id: int, template: str, at: datetime) -> bool:
