@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from crm import access
 from crm.access import Actor
-from crm.errors import Conflict, InvalidInput, NotFound
-from crm.models import ApiToken, AuditEntry, Role, StaffUser, utcnow
+from crm.errors import Conflict, NotFound
+from crm.models import ApiToken, Role, StaffUser, utcnow
 from crm.services import audit
 from extensions import db
 
@@ -107,16 +107,6 @@ def revoke_token(actor: Actor, token_id: int) -> ApiToken:
 
 
 AUDIT_PAGE = 50
-
-
-def list_audit(before_id: int | None = None, limit: int = AUDIT_PAGE) -> list[AuditEntry]:
-    """Newest first; ``before_id`` pages back."""
-    if limit < 1 or limit > 500:
-        raise InvalidInput("limit must be between 1 and 500.")
-    statement = sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-    if before_id is not None:
-        statement = statement.where(AuditEntry.id < before_id)
-    return list(db.session.scalars(statement))
 
 
 def display_names(labels: Iterable[str]) -> dict[str, str]:

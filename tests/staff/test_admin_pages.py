@@ -115,6 +115,19 @@ def test_audit_log_lists_lookups_newest_first_with_names(app) -> None:
     assert f'href="/staff/contacts/{contact_id}"' in page
 
 
+def test_reading_the_audit_log_on_its_page_is_logged_like_any_other_read(app) -> None:
+    admin = client_as(app, "admin")
+    assert admin.get("/staff/admin/audit").status_code == 200
+
+    with app.app_context():
+        entries = db.session.execute(sa.select(AuditEntry.actor, AuditEntry.action)).all()
+        db.session.remove()
+    assert entries == [("user:admin@staff.example", "audit.read")]
+    # The next look shows the first one, newest first.
+    page = admin.get("/staff/admin/audit").get_data(as_text=True)
+    assert "audit.read" in page and "Test admin (admin@staff.example)" in page
+
+
 def test_navigation_shows_each_role_only_its_pages(app) -> None:
     nav = {}
     for role in ("sales", "marketing", "admin"):
