@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, getaddresses
+from email.utils import format_datetime, formataddr, getaddresses, quote
 from typing import Any
 
 from flask import current_app, render_template
@@ -141,11 +141,48 @@ def _display_name(name: str | None) -> str:
     return "" if "=?" in shown else shown
 
 
+def _to_header(name: str | None, address: str) -> str:
+    """The ``To`` header's value for ``build_message``."""
+    shown = _display_name(name)
+    if address.isascii():
+        return formataddr((shown, address))
+    # A local part outside ASCII (RFC 6531) can only travel as UTF-8, with
+    # SMTPUTF8 (mailing.transport); formataddr refuses it. A display name in
+    # quotes is valid whatever it holds.
+    return f'"{quote(shown)}" <{address}>' if shown else address
+
+
 # Lines up to RFC 5322's hard limit of 998 characters. At the default 78, the
 # email package cannot fold a header holding one long word (the signed
 # List-Unsubscribe URL) and writes it as RFC 2047 encoded words, which mailbox
 # providers do not read as a List-Unsubscribe URL: no unsubscribe button.
 MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998)
+
+
+def read_message(data: bytes) -> EmailMessage:
+    """A message as written to a file or received.
+
+    Its headers may be UTF-8 (RFC 6532, for an address outside ASCII), which
+    the bytes parser leaves as escapes that cannot be shown; the text parser
+    reads them, but not a body part in 8bit. So the body comes from the one,
+    each header holding such escapes from the other.
+    """
+    message: EmailMessage = email.message_from_bytes(data, policy=email.policy.default)  # type: ignore[assignment]
+    escaped = [name for name, value in message.items() if not _is_clean(str(value))]
+    if not escaped:
+        return message
+    try:
+        headers = email.message_from_string(data.decode("utf-8"), policy=email.policy.default)
+    except UnicodeDecodeError:
+        return message
+    for name in dict.fromkeys(escaped):
+        message.replace_header(name, str(headers[name]))
+    return message
+
+
+def _is_clean(text: str) -> bool:
+    """No byte the parser could not decode (kept as a lone surrogate)."""
+    return not any("\udc80" <= char <= "\udcff" for char in text)
 
 
 def build_message(row: OutboxMessage, contact: Contact) -> EmailMessage:
@@ -159,7 +196,7 @@ def _build(row: OutboxMessage, contact: Contact, context: dict[str, Any]) -> Ema
     message = EmailMessage(policy=MESSAGE_POLICY)
     message["Subject"] = subject
     message["From"] = current_app.config["MAIL_FROM"]
-    message["To"] = formataddr((_display_name(contact.name), contact.email))
+    message["To"] = _to_header(contact.name, contact.email)
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = row.message_id
     message["Content-Language"] = context["lang"]
@@ -261,7 +298,9 @@ def prepare_message(row: OutboxMessage, contact: Contact) -> PreparedMessage | E
     encoding), is ``build_message``'s message.
     """
     context = _context(row, contact)
-    if row.template != "campaign":
+    # A blank holds ASCII wire bytes; an address outside ASCII needs the UTF-8
+    # form that only the email package's own output gives.
+    if row.template != "campaign" or not contact.email.isascii():
         return _build(row, contact, context)
     config = current_app.config
     blank = _campaign_blank(

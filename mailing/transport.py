@@ -14,7 +14,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from email.policy import EmailPolicy
+from email.utils import getaddresses
 from pathlib import Path
+from typing import cast
 from urllib.parse import unquote, urlsplit
 
 from flask import current_app
@@ -119,6 +122,13 @@ def send_smtp(message: EmailMessage | PreparedMessage, settings: SmtpSettings) -
             _discard()
             connection = _connection(settings)
             _transmit(connection.server, message)
+    except smtplib.SMTPNotSupportedError as exc:
+        # Raised before the envelope is sent: the server does not take an
+        # address outside ASCII (no SMTPUTF8). Another try would meet the same.
+        raise PermanentFailure(
+            "The mail server does not accept email addresses with characters outside "
+            f"ASCII (it lacks SMTPUTF8): {exc}"[:500]
+        ) from exc
     except smtplib.SMTPRecipientsRefused as exc:
         _discard()
         codes = [code for code, _ in exc.recipients.values()]
@@ -227,6 +237,15 @@ def _raise_for_code(code: int, detail: str) -> None:
     raise TemporaryFailure(f"SMTP {code}: {detail}"[:500])
 
 
+def _file_bytes(message: EmailMessage) -> bytes:
+    """The message as a mailbox would store it: with an address outside ASCII,
+    in UTF-8 as SMTPUTF8 carries it (the ASCII form would mangle the address)."""
+    if all(address.isascii() for _, address in getaddresses(message.get_all("To", []))):
+        return bytes(message)
+    policy = cast(EmailPolicy, message.policy)
+    return message.as_bytes(policy=policy.clone(utf8=True))
+
+
 def mail_folder() -> Path:
     configured = current_app.config.get("MAIL_FOLDER")
     return Path(configured) if configured else Path(current_app.instance_path) / "mail"
@@ -237,5 +256,5 @@ def write_file(message: EmailMessage | PreparedMessage, file_name: str) -> str:
     folder = mail_folder()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / file_name
-    path.write_bytes(message.data if isinstance(message, PreparedMessage) else bytes(message))
+    path.write_bytes(message.data if isinstance(message, PreparedMessage) else _file_bytes(message))
     return str(path)

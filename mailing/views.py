@@ -9,8 +9,6 @@ HEAD never change anything, so mail scanners that fetch every link are harmless.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import hashlib
 import time
 from pathlib import Path
@@ -37,7 +35,7 @@ from crm.addresses import normalise_email
 from crm.errors import InvalidInput, NotPermitted
 from extensions import csrf, limiter
 from mailing import services
-from mailing.messages import page_language
+from mailing.messages import page_language, read_message
 from mailing.schemas import AddressSchema, PrivacyRequestSchema, SignupSchema
 from mailing.texts import texts
 from mailing.transport import mail_folder
@@ -440,7 +438,7 @@ def dev_mail_file(name: str) -> Any:
     path = mail_folder() / name
     if not path.is_file():
         abort(404)
-    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    message = read_message(path.read_bytes())
     body = message.get_body(preferencelist=("plain",))
     headers = [(key, str(value)) for key, value in message.items()]
     text = body.get_content() if body is not None else ""

@@ -43,21 +43,30 @@ class _Handler:
         if self.sink.delay:
             await asyncio.sleep(self.sink.delay)
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        if envelope.smtp_utf8:
+            # Headers in UTF-8 (RFC 6532), which the bytes parser leaves as
+            # escapes: read them from the text instead (the bodies are right).
+            head = envelope.content.split(b"\r\n\r\n", 1)[0].decode("utf-8")
+            for name, value in email.message_from_string(head, policy=email.policy.default).items():
+                parsed.replace_header(name, str(value))
         with self.sink.lock:
             self.sink.messages.append(parsed)  # type: ignore[arg-type]
             self.sink.raw.append(envelope.content)
+            self.sink.recipients.extend(envelope.rcpt_tos)
         return "250 Message accepted for delivery"
 
 
 class SmtpSink:
     """An SMTP server that keeps what it receives; it can be stopped and restarted."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, smtputf8: bool = True) -> None:
         self.port = free_port()
+        self.smtputf8 = smtputf8  # whether EHLO offers SMTPUTF8 (RFC 6531)
         self.messages: list[EmailMessage] = []
         # The bytes as received, beside each parsed message: what a mailbox
         # provider's parser sees before any decoding.
         self.raw: list[bytes] = []
+        self.recipients: list[str] = []  # the envelope's RCPT TO of every message taken
         self.refuse: set[str] = set()  # answered 550 (permanent)
         self.defer: set[str] = set()  # answered 451 (temporary)
         self.delay = 0.0  # seconds before each message is accepted
@@ -69,7 +78,12 @@ class SmtpSink:
         return f"smtp://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(
+            _Handler(self),
+            hostname="127.0.0.1",
+            port=self.port,
+            enable_SMTPUTF8=self.smtputf8,
+        )
         self.controller.start()
 
     def stop(self) -> None:

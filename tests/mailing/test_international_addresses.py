@@ -1,0 +1,143 @@
+"""Addresses with letters outside ASCII before the @-sign (RFC 6531), such as
+``jörgen@firma.se``: accepted by the forms, so they must be mailable, through
+a server that offers SMTPUTF8, and refused once with a clear reason by one
+that does not."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from typing import Any
+
+import pytest
+
+from consent.ledger import record
+from consent.models import Basis, EventKind
+from crm.access import Actor
+from crm.models import Contact
+from extensions import db
+from mailing import campaigns
+from mailing.campaigns import CampaignInput
+from tests.mailing.conftest import SmtpSink, link, text_of
+from tests.mailing.helpers import contact_id_of, decision, outbox, signup
+
+ADDRESS = "jörgen@firma.se"
+STAFF = Actor(kind="user", name="marketer@example.com", role="marketing")
+
+
+@pytest.fixture
+def plain_smtp(app: Any) -> Any:
+    """A server whose EHLO does not offer SMTPUTF8."""
+    sink = SmtpSink(smtputf8=False)
+    sink.start()
+    previous = app.config.get("SMTP_URL")
+    app.config["SMTP_URL"] = sink.url
+    yield sink
+    app.config["SMTP_URL"] = previous
+    sink.stop()
+
+
+def test_a_person_with_such_an_address_gets_the_confirmation_and_can_confirm(
+    app, client, admin_api, smtp, mail_worker
+) -> None:
+    assert signup(client, ADDRESS, name="Jörgen Åberg").status_code == 200
+    mail_worker.drain()
+
+    [confirmation] = smtp.wait_for(1)
+    assert smtp.recipients == [ADDRESS]
+    [to] = confirmation["To"].addresses
+    assert (to.addr_spec, to.display_name) == (ADDRESS, "Jörgen Åberg")
+    # In UTF-8, as RFC 6532 has it; an RFC 2047 encoded word is not allowed in
+    # an address and would name another mailbox.
+    assert ADDRESS.encode() in smtp.raw[0] and b"=?utf-8?q?j=C3=B6rgen?=" not in smtp.raw[0]
+
+    assert client.post(link(confirmation, "/confirm/")).status_code == 200
+    contact_id = contact_id_of(app, ADDRESS)
+    assert decision(admin_api, contact_id, "newsletter")["reason"] == "consent"
+
+
+def test_a_campaign_reaches_such_an_address_and_its_unsubscribe_link_works(
+    app, client, admin_api, smtp, mail_worker
+) -> None:
+    with app.app_context():
+        ids = []
+        for address, name in ((ADDRESS, "Jörgen Åberg"), ("anna@firma.se", "Anna")):
+            contact = Contact(email=address, name=name, language="sv")
+            db.session.add(contact)
+            db.session.flush()
+            record(
+                contact,
+                EventKind.CONFIRMED,
+                actor=Actor(kind="person", name="form"),
+                source="double_opt_in",
+                topic="newsletter",
+                channel="email",
+                basis=Basis.CONSENT.value,
+            )
+            ids.append(contact.id)
+        db.session.commit()
+        texts = CampaignInput(
+            topic="newsletter",
+            subject_sv="Nyheter",
+            body_sv="Hej! Här är nyheterna.",
+            subject_en="News",
+            body_en="Hello! Here is the news.",
+        )
+        campaign_id = campaigns.create_campaign(STAFF, texts).id
+        campaigns.send_campaign(STAFF, campaign_id)
+        db.session.remove()
+    mail_worker.drain()
+
+    smtp.wait_for(2)
+    assert sorted(smtp.recipients) == sorted([ADDRESS, "anna@firma.se"])
+    [message] = [m for m in smtp.messages if m["To"].addresses[0].addr_spec == ADDRESS]
+    assert message["Subject"] == "Nyheter" and "Här är nyheterna." in text_of(message)
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    one_click = message["List-Unsubscribe"].split(",")[0].strip("<> ")
+    answer = client.post(
+        one_click.removeprefix("http://localhost"), data={"List-Unsubscribe": "One-Click"}
+    )
+    assert answer.status_code == 200
+    assert decision(admin_api, ids[0], "newsletter")["allowed"] is False
+    assert decision(admin_api, ids[1], "newsletter")["allowed"] is True
+
+
+def test_a_server_without_smtputf8_fails_the_message_once_with_the_reason(
+    app, client, plain_smtp, mail_worker
+) -> None:
+    signup(client, ADDRESS)
+    signup(client, "anna@firma.se")
+    mail_worker.drain()
+
+    rows = {row.contact_id: row for row in outbox(app)}
+    failed = rows[contact_id_of(app, ADDRESS)]
+    assert (failed.status, failed.attempts) == ("failed", 1)
+    assert "SMTPUTF8" in (failed.last_error or "")
+    # The same server still takes every ASCII address.
+    assert rows[contact_id_of(app, "anna@firma.se")].status == "sent"
+    assert plain_smtp.recipients == ["anna@firma.se"]
+
+
+def test_without_smtp_the_file_holds_the_address_as_written(
+    app, client, mail_worker, tmp_path
+) -> None:
+    previous = app.config["MAIL_FOLDER"]
+    app.config.update(SMTP_URL=None, MAIL_FOLDER=str(tmp_path))
+    try:
+        signup(client, ADDRESS)
+        mail_worker.drain()
+        [eml] = list(tmp_path.glob("*.eml"))
+    finally:
+        app.config.update(MAIL_FOLDER=previous)
+    # As a mail program that reads RFC 6532 opens it.
+    head = eml.read_bytes().split(b"\r\n\r\n", 1)[0].decode("utf-8")
+    message = email.message_from_string(head, policy=email.policy.default)
+    assert message["To"].addresses[0].addr_spec == ADDRESS
+    # And the development mail page shows it.
+    app.config.update(CONSENT_ENV="development", MAIL_FOLDER=str(tmp_path))
+    try:
+        shown = client.get(f"/dev/mail/{eml.name}")
+    finally:
+        app.config.update(CONSENT_ENV="testing", MAIL_FOLDER=previous)
+    assert shown.status_code == 200 and ADDRESS in shown.get_data(as_text=True)
