@@ -28,7 +28,16 @@ from crm.errors import (
     NotPermitted,
     Unavailable,
 )
-from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
+from extensions import (
+    api,
+    broker,
+    csrf,
+    db,
+    lift_upload_limit,
+    limiter,
+    migrate,
+    queue_sqlite_writers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +186,8 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         queue_sqlite_writers(db.engine)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
+    # Before CSRFProtect's own hook, which reads the form (see lift_upload_limit).
+    app.before_request(lift_upload_limit)
     csrf.init_app(app)
     limiter.init_app(app)
     api.init_app(app)

@@ -6,9 +6,17 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from consent import api, cli, services, tasks, views  # noqa: F401 - tasks declares the actors
+    from consent import (  # noqa: F401 - tasks declares the actors
+        api,
+        cli,
+        import_pages,
+        services,
+        tasks,
+        views,
+    )
 
     api.register(app)
     cli.register(app)
     views.register(app)
+    import_pages.register(app)
     services.connect_signals()

@@ -906,3 +906,10 @@ def get_batch(batch_id: int) -> ImportBatch:
     if batch is None:
         raise NotFound(f"No import batch {batch_id}.", code="import_not_found")
     return batch
+
+
+def list_batches(limit: int = 50) -> list[ImportBatch]:
+    """The latest import batches, newest first."""
+    return list(
+        db.session.scalars(sa.select(ImportBatch).order_by(ImportBatch.id.desc()).limit(limit))
+    )

@@ -259,6 +259,52 @@ SV: dict[str, str] = {
     "sent": "skickad",
     "Campaign saved as a draft.": "Kampanjen är sparad som utkast.",
     "The campaign is on its way.": "Kampanjen är på väg.",
+    # Imports (consent/import_pages.py)
+    "All imports": "Alla importer",
+    "An industry list (legitimate interest; the first email carries the notice of where the address came from)": (
+        "Ett branschregister (berättigat intresse; första mejlet talar om var adressen kommer ifrån)"
+    ),
+    "Choose a CSV file to import.": "Välj en CSV-fil att importera.",
+    "Contact persons at customers (legitimate interest)": (
+        "Kontaktpersoner hos kunder (berättigat intresse)"
+    ),
+    "Error": "Fel",
+    "File": "Fil",
+    "Finished": "Klar",
+    "Import": "Importera",
+    "Import a CSV file": "Importera en CSV-fil",
+    "Import finished.": "Importen är klar.",
+    "Later rejected rows": "Senare avvisade rader",
+    "Latest imports": "Senaste importerna",
+    "No imports yet.": "Inga importer ännu.",
+    "No later rejected rows.": "Inga senare avvisade rader.",
+    "No row was rejected.": "Ingen rad avvisades.",
+    "Rejected": "Avvisade",
+    "Rejected rows": "Avvisade rader",
+    "Report": "Rapport",
+    "Row": "Rad",
+    "Row numbers as a spreadsheet shows them (the header is row 1). The reasons never repeat what the row holds.": (
+        "Radnummer som i ett kalkylark (rubrikraden är rad 1). Skälen upprepar aldrig radens innehåll."
+    ),
+    "Rows": "Rader",
+    "Skipped: suppressed": "Hoppade över: spärrade",
+    "Source of the list": "Listans källa",
+    "The import runs while you wait. Import very large files with the command line (flask contacts import).": (
+        "Importen körs medan du väntar. Importera mycket stora filer från kommandoraden "
+        "(flask contacts import)."
+    ),
+    "UTF-8, comma or semicolon separated, with a header row naming an email column; name, company, organisation number, country, language and last interaction date are read when present. Consent cannot be imported: people give it through the signup form.": (
+        "UTF-8, separerad med komma eller semikolon, med en rubrikrad som har en e-postkolumn; "
+        "namn, företag, organisationsnummer, land, språk och senaste kontakt läses när de finns. "
+        "Samtycke kan inte importeras: det ger personen själv via anmälningsformuläret."
+    ),
+    "Unchanged": "Oförändrade",
+    "Updated": "Uppdaterade",
+    "e.g. the partner or fair it came from": "t.ex. partnern eller mässan den kommer från",
+    "running": "pågår",
+    "done": "klar",
+    "failed": "misslyckades",
+    "The page is not valid.": "Sidan är inte giltig.",
 }
 
 TRANSLATIONS = {"sv": SV}

@@ -134,9 +134,10 @@ def test_navigation_shows_each_role_only_its_pages(app) -> None:
         page = client_as(app, role, email=f"nav-{role}@staff.example").get("/staff/")
         nav[role] = re.findall(r'<li[^>]*><a href="(/staff/[^"]*)"', page.get_data(as_text=True))
     assert nav["sales"] == ["/staff/"]
-    assert nav["marketing"] == ["/staff/", "/staff/campaigns"]
+    assert nav["marketing"] == ["/staff/", "/staff/imports", "/staff/campaigns"]
     assert nav["admin"] == [
         "/staff/",
+        "/staff/imports",
         "/staff/campaigns",
         "/staff/admin/users",
         "/staff/admin/tokens",

@@ -209,6 +209,39 @@ def test_admin_restricts_a_contact_and_sees_the_admin_pages(
     page.context.close()
 
 
+def test_marketing_imports_a_list_and_reads_its_report(
+    browser, live_server, shots: Path, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "massan.csv"
+    csv_file.write_text(
+        "e-post;namn;företag;land\n"
+        "greta@massan.example;Greta Gäst;Mässbolaget AB;SE\n"
+        "inte-en-adress;Hugo;;SE\n"
+        "ines@massan.example;Ines;Mässbolaget AB;SE\n",
+        encoding="utf-8",
+    )
+    page = new_page(browser)
+    sign_in(page, live_server, "marketing@example.com")
+    page.get_by_role("navigation", name="Main navigation").get_by_role(
+        "link", name="Imports"
+    ).click()
+    page.get_by_label("File", exact=True).set_input_files(str(csv_file))
+    page.get_by_label("An industry list", exact=False).check()
+    page.get_by_label("Source of the list").fill("Mässan 2026")
+    page.get_by_role("button", name="Import", exact=True).click()
+
+    page.get_by_text("Import finished.").wait_for()
+    assert page.locator("dd.created").inner_text() == "2"
+    assert page.locator("dd.rejected").inner_text() == "1"
+    assert page.locator("tr.rejection td").first.inner_text() == "3"
+    page.screenshot(path=str(shots / "import-report.png"), full_page=True)
+    page.get_by_role("link", name="All imports").click()
+    assert page.locator("tr.batch").count() == 1
+    assert "Mässan 2026" in page.locator("tr.batch").inner_text()
+    page.screenshot(path=str(shots / "imports.png"), full_page=True)
+    page.context.close()
+
+
 def test_swedish_and_a_narrow_screen(browser, live_server, shots: Path) -> None:
     page = new_page(browser, width=390)
     sign_in(page, live_server, "sales@example.com")

@@ -99,6 +99,18 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         {"confirm": "yes"},
         _guarded("campaigns.manage", 303),
     ),
+    ("staff_imports.import_list", "GET"): ("/staff/imports", None, _guarded("imports.run", 200)),
+    # No file: the page says so (the guard is what this matrix checks).
+    ("staff_imports.upload", "POST"): (
+        "/staff/imports",
+        {"basis": "customer", "source": "CRM"},
+        _guarded("imports.run", 303),
+    ),
+    ("staff_imports.import_page", "GET"): (
+        "/staff/imports/{batch_id}?after_row=1",
+        None,
+        _guarded("imports.run", 200),
+    ),
     ("staff_contacts.search", "GET"): ("/staff/?q=anna", None, _guarded("contacts.read", 200)),
     ("staff_contacts.contact", "GET"): (
         "/staff/contacts/{contact_id}",
@@ -146,6 +158,19 @@ def make_campaign() -> int:
     return create_campaign(Actor(kind="cli", name="matrix"), texts).id
 
 
+def make_import() -> int:
+    """An import batch with one contact and one rejected row, in the caller's app context."""
+    import io
+
+    from consent.imports import import_contacts
+
+    content = b"email,name\nimported@kund.se,Imported\nnot-an-address,X\n"
+    report = import_contacts(
+        Actor(kind="cli", name="matrix"), io.BytesIO(content), basis="customer", source="CRM"
+    )
+    return report.batch_id
+
+
 def _staff_routes(app: Any) -> set[tuple[str, str]]:
     return {
         (rule.endpoint, method)
@@ -181,9 +206,14 @@ def test_role_gets_the_expected_status(app, role: str, route: tuple[str, str]) -
         token_id = token.id
         db.session.remove()
         campaign_id = make_campaign()
+        batch_id = make_import()
     client = app.test_client() if role == ANONYMOUS else client_as(app, role)
     url = path.format(
-        contact_id=contact_id, user_id=other_user, token_id=token_id, campaign_id=campaign_id
+        contact_id=contact_id,
+        user_id=other_user,
+        token_id=token_id,
+        campaign_id=campaign_id,
+        batch_id=batch_id,
     )
 
     _endpoint, method = route

@@ -1,0 +1,93 @@
+"""Staff pages of CSV imports (marketing, admin): upload a file, read its report."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from flask import Flask, flash, g, render_template, request
+from marshmallow import ValidationError, fields, validate
+
+from consent import imports
+from crm import staff
+from crm.access import staff_requires
+from crm.errors import InvalidInput
+from crm.forms import FormSchema
+from crm.i18n import translate as _
+from crm.views import add_staff_page, run_form, see_other, staff_blueprint
+from extensions import allow_large_uploads
+
+bp = staff_blueprint("staff_imports", __name__)
+
+# Rejected rows shown on one page of a batch's report.
+REJECTIONS_PAGE = 200
+
+
+class UploadForm(FormSchema):
+    # Checked by imports.parse_basis, which explains why consent cannot be imported.
+    basis = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    source = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class RejectionsPage(FormSchema):
+    after_row = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+@bp.get("/imports")
+@staff_requires("imports.run")
+def import_list() -> Any:
+    """The upload form and the latest batches with their counts."""
+    batches = imports.list_batches()
+    names = staff.display_names(b.actor for b in batches)
+    return render_template("staff/imports.html", batches=batches, names=names)
+
+
+@bp.post("/imports")
+@staff_requires("imports.run")
+def upload() -> Any:
+    def run(data: dict[str, Any]) -> imports.ImportReport:
+        upload = request.files.get("file")
+        if upload is None or not upload.filename:
+            raise InvalidInput("Choose a CSV file to import.")
+        return imports.import_contacts(
+            g.actor,
+            upload.stream,
+            basis=data["basis"],
+            source=data["source"],
+            filename=upload.filename,
+        )
+
+    report = run_form(UploadForm(), run, "Import finished.")
+    if report is None:
+        return see_other("staff_imports.import_list")
+    return see_other("staff_imports.import_page", batch_id=report.batch_id)
+
+
+@bp.get("/imports/<int:batch_id>")
+@staff_requires("imports.run")
+def import_page(batch_id: int) -> Any:
+    """A batch's report: its counts and its rejected rows, a page at a time."""
+    batch = imports.get_batch(batch_id)
+    try:
+        after_row = RejectionsPage().load(request.args.to_dict())["after_row"]
+    except ValidationError:
+        flash(_("The page is not valid."), "error")
+        after_row = 0
+    rejections = list(
+        itertools.islice(imports.iter_rejections(batch_id, after_row), REJECTIONS_PAGE + 1)
+    )
+    more = rejections[REJECTIONS_PAGE - 1].row if len(rejections) > REJECTIONS_PAGE else None
+    return render_template(
+        "staff/import.html",
+        batch=batch,
+        started_by=staff.display_names([batch.actor])[batch.actor],
+        rejections=rejections[:REJECTIONS_PAGE],
+        after_row=after_row,
+        more=more,
+    )
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(bp)
+    allow_large_uploads(app, "staff_imports.upload")
+    add_staff_page(app, "staff_imports.import_list", "Imports", "imports.run")
