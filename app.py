@@ -28,16 +28,7 @@ from crm.errors import (
     NotPermitted,
     Unavailable,
 )
-from extensions import (
-    api,
-    broker,
-    csrf,
-    db,
-    lift_upload_limit,
-    limiter,
-    migrate,
-    queue_sqlite_writers,
-)
+from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +86,8 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         RATELIMIT_SWALLOW_ERRORS=env.get("RATELIMIT_IN_MEMORY_FALLBACK", "1") == "1",
         INPROCESS_WORKER=env.get("INPROCESS_WORKER", "1") == "1",
         TRUSTED_PROXY_HOPS=env.get("TRUSTED_PROXY_HOPS", "0"),
-        # 1 MiB for every request; the import endpoint raises its own limit.
+        # 1 MiB for every request; the two import routes (API and staff page) raise
+        # their own limit, once the caller is known to be allowed to import.
         MAX_CONTENT_LENGTH=1024 * 1024,
         IMPORT_MAX_BYTES=int(env.get("IMPORT_MAX_BYTES", str(200 * 1024 * 1024))),
         SESSION_COOKIE_HTTPONLY=True,
@@ -150,9 +142,13 @@ def register_proxies(app: Flask) -> None:
     the proxy's address (and its rate limit).
     """
     raw = app.config["TRUSTED_PROXY_HOPS"]
-    try:
+    # A whole number, from the environment or from CONSENT_TRUSTED_PROXY_HOPS
+    # (read as JSON); not a boolean, not a fraction.
+    if type(raw) is int:
+        hops = raw
+    elif isinstance(raw, str) and raw.strip().isdigit():
         hops = int(raw)
-    except (TypeError, ValueError):
+    else:
         hops = -1
     if hops < 0:
         raise RuntimeError(
@@ -186,8 +182,6 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         queue_sqlite_writers(db.engine)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
-    # Before CSRFProtect's own hook, which reads the form (see lift_upload_limit).
-    app.before_request(lift_upload_limit)
     csrf.init_app(app)
     limiter.init_app(app)
     api.init_app(app)

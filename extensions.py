@@ -14,7 +14,7 @@ import dramatiq
 import marshmallow as ma
 import sqlalchemy as sa
 from dramatiq.broker import MessageProxy
-from flask import Flask, current_app, request
+from flask import Flask
 from flask.ctx import AppContext
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -129,19 +129,6 @@ def queue_sqlite_writers(engine: sa.Engine) -> None:
 
 
 migrate = Migrate(render_as_batch=True, compare_type=True)
-
-
-def allow_large_uploads(app: Flask, endpoint: str) -> None:
-    """Let ``endpoint`` receive a request body up to ``IMPORT_MAX_BYTES`` (a CSV
-    file); every other route keeps ``MAX_CONTENT_LENGTH``."""
-    app.extensions.setdefault("large_upload_endpoints", set()).add(endpoint)
-
-
-def lift_upload_limit() -> None:
-    """A ``before_request`` hook, registered before CSRFProtect's: the CSRF check
-    reads the form, and a form read under the general limit would refuse the file."""
-    if request.endpoint in current_app.extensions.get("large_upload_endpoints", ()):
-        request.max_content_length = current_app.config["IMPORT_MAX_BYTES"]
 
 
 class ErrorDetailSchema(ma.Schema):

@@ -1,4 +1,4 @@
-"""Marshmallow schemas for the staff pages' HTML forms about a contact."""
+"""Marshmallow schemas for the staff pages' HTML forms: about a contact, and imports."""
 
 from __future__ import annotations
 
@@ -46,3 +46,13 @@ class NoteForm(FormSchema):
 
 class LegalHoldForm(FormSchema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
+class ImportUploadForm(FormSchema):
+    # Checked by imports.parse_basis, which explains why consent cannot be imported.
+    basis = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    source = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class RejectionsPage(FormSchema):
+    after_row = fields.Integer(load_default=0, validate=validate.Range(min=0))

@@ -5,32 +5,22 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from flask import Flask, flash, g, render_template, request
-from marshmallow import ValidationError, fields, validate
+from flask import Flask, current_app, flash, g, render_template, request
+from marshmallow import ValidationError
 
 from consent import imports
+from consent.forms import ImportUploadForm, RejectionsPage
 from crm import staff
 from crm.access import staff_requires
 from crm.errors import InvalidInput
-from crm.forms import FormSchema
 from crm.i18n import translate as _
 from crm.views import add_staff_page, run_form, see_other, staff_blueprint
-from extensions import allow_large_uploads
+from extensions import csrf
 
 bp = staff_blueprint("staff_imports", __name__)
 
 # Rejected rows shown on one page of a batch's report.
 REJECTIONS_PAGE = 200
-
-
-class UploadForm(FormSchema):
-    # Checked by imports.parse_basis, which explains why consent cannot be imported.
-    basis = fields.String(required=True, validate=validate.Length(min=1, max=32))
-    source = fields.String(required=True, validate=validate.Length(min=1, max=200))
-
-
-class RejectionsPage(FormSchema):
-    after_row = fields.Integer(load_default=0, validate=validate.Range(min=0))
 
 
 @bp.get("/imports")
@@ -45,19 +35,23 @@ def import_list() -> Any:
 @bp.post("/imports")
 @staff_requires("imports.run")
 def upload() -> Any:
+    # Only this form may be larger than the 1 MiB every other request is held
+    # to, and only for a staff member who may import: the limit is lifted here,
+    # after staff_requires, and the CSRF check (exempted from CSRFProtect's
+    # global hook, which would read the body before anyone is known) runs now.
+    request.max_content_length = current_app.config["IMPORT_MAX_BYTES"]
+    if current_app.config["WTF_CSRF_ENABLED"]:
+        csrf.protect()
+
     def run(data: dict[str, Any]) -> imports.ImportReport:
-        upload = request.files.get("file")
-        if upload is None or not upload.filename:
-            raise InvalidInput("Choose a CSV file to import.")
+        file = request.files.get("file")
+        if file is None or not file.filename:
+            raise InvalidInput(_("Choose a CSV file to import."))
         return imports.import_contacts(
-            g.actor,
-            upload.stream,
-            basis=data["basis"],
-            source=data["source"],
-            filename=upload.filename,
+            g.actor, file.stream, basis=data["basis"], source=data["source"], filename=file.filename
         )
 
-    report = run_form(UploadForm(), run, "Import finished.")
+    report = run_form(ImportUploadForm(), run, "Import finished.")
     if report is None:
         return see_other("staff_imports.import_list")
     return see_other("staff_imports.import_page", batch_id=report.batch_id)
@@ -88,6 +82,6 @@ def import_page(batch_id: int) -> Any:
 
 
 def register(app: Flask) -> None:
+    csrf.exempt(upload)
     app.register_blueprint(bp)
-    allow_large_uploads(app, "staff_imports.upload")
     add_staff_page(app, "staff_imports.import_list", "Imports", "imports.run")

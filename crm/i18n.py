@@ -274,6 +274,8 @@ SV: dict[str, str] = {
     "Import": "Importera",
     "Import a CSV file": "Importera en CSV-fil",
     "Import finished.": "Importen är klar.",
+    "Import batch": "Import",
+    "New": "Nya",
     "Later rejected rows": "Senare avvisade rader",
     "Latest imports": "Senaste importerna",
     "No imports yet.": "Inga importer ännu.",

@@ -19,6 +19,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, getaddresses, quote
 from typing import Any
 
+import idna
 from flask import current_app, render_template
 from markupsafe import Markup, escape
 
@@ -141,6 +142,19 @@ def _display_name(name: str | None) -> str:
     return "" if "=?" in shown else shown
 
 
+def mailbox(address: str) -> str:
+    """The stored address as it travels: a domain outside ASCII in its IDNA
+    form (``xn--...``), which every server takes, so that only a local part
+    outside ASCII needs SMTPUTF8."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain).decode('ascii')}"
+    except idna.IDNAError:
+        return address
+
+
 def _to_header(name: str | None, address: str) -> str:
     """The ``To`` header's value for ``build_message``."""
     shown = _display_name(name)
@@ -196,7 +210,7 @@ def _build(row: OutboxMessage, contact: Contact, context: dict[str, Any]) -> Ema
     message = EmailMessage(policy=MESSAGE_POLICY)
     message["Subject"] = subject
     message["From"] = current_app.config["MAIL_FROM"]
-    message["To"] = _to_header(contact.name, contact.email)
+    message["To"] = _to_header(contact.name, mailbox(contact.email))
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = row.message_id
     message["Content-Language"] = context["lang"]
@@ -298,9 +312,10 @@ def prepare_message(row: OutboxMessage, contact: Contact) -> PreparedMessage | E
     encoding), is ``build_message``'s message.
     """
     context = _context(row, contact)
+    address = mailbox(contact.email)
     # A blank holds ASCII wire bytes; an address outside ASCII needs the UTF-8
     # form that only the email package's own output gives.
-    if row.template != "campaign" or not contact.email.isascii():
+    if row.template != "campaign" or not address.isascii():
         return _build(row, contact, context)
     config = current_app.config
     blank = _campaign_blank(
@@ -320,10 +335,10 @@ def prepare_message(row: OutboxMessage, contact: Contact) -> PreparedMessage | E
     )
     if blank is None or not all(v.isascii() and v.isprintable() for v in values):
         return _build(row, contact, context)
-    data = blank.fill(to_line(contact.name, contact.email), format_datetime(utcnow()), values)
+    data = blank.fill(to_line(contact.name, address), format_datetime(utcnow()), values)
     if max(map(len, data.split(b"\r\n"))) > _MAX_LINE:
         return _build(row, contact, context)
-    return PreparedMessage(data=data, sender=blank.sender, recipient=contact.email)
+    return PreparedMessage(data=data, sender=blank.sender, recipient=address)
 
 
 # A display name of plain words and a dot-atom address come out of the header

@@ -122,13 +122,6 @@ def send_smtp(message: EmailMessage | PreparedMessage, settings: SmtpSettings) -
             _discard()
             connection = _connection(settings)
             _transmit(connection.server, message)
-    except smtplib.SMTPNotSupportedError as exc:
-        # Raised before the envelope is sent: the server does not take an
-        # address outside ASCII (no SMTPUTF8). Another try would meet the same.
-        raise PermanentFailure(
-            "The mail server does not accept email addresses with characters outside "
-            f"ASCII (it lacks SMTPUTF8): {exc}"[:500]
-        ) from exc
     except smtplib.SMTPRecipientsRefused as exc:
         _discard()
         codes = [code for code, _ in exc.recipients.values()]
@@ -149,8 +142,21 @@ def send_smtp(message: EmailMessage | PreparedMessage, settings: SmtpSettings) -
 def _transmit(server: smtplib.SMTP, message: EmailMessage | PreparedMessage) -> None:
     if isinstance(message, PreparedMessage):
         server.sendmail(message.sender, [message.recipient], message.data)
-    else:
-        server.send_message(message)
+        return
+    if not _ascii_addresses(message) and not server.has_extn("smtputf8"):
+        # Before the envelope, so the connection stays usable. Another try
+        # would meet the same server.
+        raise PermanentFailure(
+            "The mail server does not take addresses with letters outside ASCII "
+            "before the @-sign (it does not offer SMTPUTF8)."
+        )
+    server.send_message(message)
+
+
+def _ascii_addresses(message: EmailMessage) -> bool:
+    """Whether sender and recipient are ASCII (else SMTPUTF8 must carry them)."""
+    headers = [*message.get_all("From", []), *message.get_all("To", [])]
+    return all(address.isascii() for _, address in getaddresses(headers))
 
 
 def _connection(settings: SmtpSettings) -> _Connection:
@@ -240,7 +246,7 @@ def _raise_for_code(code: int, detail: str) -> None:
 def _file_bytes(message: EmailMessage) -> bytes:
     """The message as a mailbox would store it: with an address outside ASCII,
     in UTF-8 as SMTPUTF8 carries it (the ASCII form would mangle the address)."""
-    if all(address.isascii() for _, address in getaddresses(message.get_all("To", []))):
+    if _ascii_addresses(message):
         return bytes(message)
     policy = cast(EmailPolicy, message.policy)
     return message.as_bytes(policy=policy.clone(utf8=True))

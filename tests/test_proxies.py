@@ -100,7 +100,7 @@ def test_with_no_proxy_trusted_a_forged_header_changes_nothing(app, limited) -> 
     assert _recorded_address(app, "second@example.se") == PROXY
 
 
-@pytest.mark.parametrize("value", ["two", "-1", "1.5"])
+@pytest.mark.parametrize("value", ["two", "-1", "1.5", 1.5, True, None])
 def test_a_proxy_count_that_is_not_a_whole_number_stops_the_start(database_url, value) -> None:
     with pytest.raises(RuntimeError, match="TRUSTED_PROXY_HOPS must be a whole number"):
         create_app(

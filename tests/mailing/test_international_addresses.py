@@ -61,7 +61,12 @@ def test_a_campaign_reaches_such_an_address_and_its_unsubscribe_link_works(
 ) -> None:
     with app.app_context():
         ids = []
-        for address, name in ((ADDRESS, "Jörgen Åberg"), ("anna@firma.se", "Anna")):
+        people = (
+            (ADDRESS, "Jörgen Åberg"),
+            ("anna@firma.se", "Anna"),
+            ("bo@företag.se", "Bo"),
+        )
+        for address, name in people:
             contact = Contact(email=address, name=name, language="sv")
             db.session.add(contact)
             db.session.flush()
@@ -88,8 +93,9 @@ def test_a_campaign_reaches_such_an_address_and_its_unsubscribe_link_works(
         db.session.remove()
     mail_worker.drain()
 
-    smtp.wait_for(2)
-    assert sorted(smtp.recipients) == sorted([ADDRESS, "anna@firma.se"])
+    smtp.wait_for(3)
+    # A domain outside ASCII travels in its IDNA form, in the prepared message too.
+    assert sorted(smtp.recipients) == sorted([ADDRESS, "anna@firma.se", "bo@xn--fretag-wxa.se"])
     [message] = [m for m in smtp.messages if m["To"].addresses[0].addr_spec == ADDRESS]
     assert message["Subject"] == "Nyheter" and "Här är nyheterna." in text_of(message)
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -117,6 +123,16 @@ def test_a_server_without_smtputf8_fails_the_message_once_with_the_reason(
     # The same server still takes every ASCII address.
     assert rows[contact_id_of(app, "anna@firma.se")].status == "sent"
     assert plain_smtp.recipients == ["anna@firma.se"]
+
+
+def test_a_domain_outside_ascii_needs_no_smtputf8(app, client, plain_smtp, mail_worker) -> None:
+    signup(client, "anna@företag.se")
+    mail_worker.drain()
+
+    [confirmation] = plain_smtp.wait_for(1)
+    assert plain_smtp.recipients == ["anna@xn--fretag-wxa.se"]
+    assert confirmation["To"].addresses[0].addr_spec == "anna@xn--fretag-wxa.se"
+    assert contact_id_of(app, "anna@företag.se") is not None  # stored as written
 
 
 def test_without_smtp_the_file_holds_the_address_as_written(

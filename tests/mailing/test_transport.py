@@ -107,3 +107,14 @@ def test_a_connection_carries_at_most_its_share_of_messages(sink: Any, monkeypat
         send_smtp(_message(n), settings)
     assert len(sink.wait_for(5)) == 5
     assert sink.handler.connections == 3
+
+
+def test_a_server_that_offers_no_auth_is_a_temporary_failure_not_an_address_problem(
+    sink: Any,
+) -> None:
+    """smtplib raises the same error class for a missing AUTH as for a missing
+    SMTPUTF8; only the latter is the address's fault, and final."""
+    with_user = SmtpSettings.from_url(sink.url.replace("smtp://", "smtp://user:secret@"))
+    with pytest.raises(transport.TemporaryFailure, match="AUTH"):
+        send_smtp(_message(1), with_user)
+    assert sink.messages == []
