@@ -105,15 +105,19 @@ class SmtpSink:
         raise AssertionError(f"expected {count} emails, received {len(self.messages)}")
 
 
-@pytest.fixture
-def smtp(app: Any) -> Iterator[SmtpSink]:
-    sink = SmtpSink()
+def serve(app: Any, sink: SmtpSink) -> Iterator[SmtpSink]:
+    """Start ``sink`` as the app's SMTP server for one test."""
     sink.start()
     previous = app.config.get("SMTP_URL")
     app.config["SMTP_URL"] = sink.url
     yield sink
     app.config["SMTP_URL"] = previous
     sink.stop()
+
+
+@pytest.fixture
+def smtp(app: Any) -> Iterator[SmtpSink]:
+    yield from serve(app, SmtpSink())
 
 
 class MailWorker:

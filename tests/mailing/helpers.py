@@ -25,6 +25,35 @@ def signup(client: Any, address: str, topics: str = "newsletter", **extra: Any) 
     )
 
 
+def consented_contacts(app: Any, people: list[tuple[str, str | None, str]]) -> list[int]:
+    """Contacts (address, name, language) with a confirmed newsletter consent by
+    email, in one transaction."""
+    from consent.ledger import record
+    from consent.models import Basis, EventKind
+    from crm.access import Actor
+    from crm.models import Contact
+
+    with app.app_context():
+        ids = []
+        for address, name, language in people:
+            contact = Contact(email=address, name=name, language=language)
+            db.session.add(contact)
+            db.session.flush()
+            record(
+                contact,
+                EventKind.CONFIRMED,
+                actor=Actor(kind="person", name="form"),
+                source="double_opt_in",
+                topic="newsletter",
+                channel="email",
+                basis=Basis.CONSENT.value,
+            )
+            ids.append(contact.id)
+        db.session.commit()
+        db.session.remove()
+        return ids
+
+
 def contact_id_of(app: Any, address: str) -> int | None:
     from crm.models import Contact
 

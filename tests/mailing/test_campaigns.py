@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from consent.ledger import record
-from consent.models import Basis, EventKind
+from consent.models import EventKind
 from consent.services import record_objection
 from crm.access import Actor
 from crm.models import Contact, utcnow
@@ -25,6 +25,7 @@ from mailing.campaigns import CampaignInput
 from mailing.models import MailStatus, OutboxMessage
 from mailing.services import sweep
 from tests.mailing.conftest import SmtpSink, text_of
+from tests.mailing.helpers import consented_contacts
 
 STAFF = Actor(kind="user", name="marketer@example.com", role="marketing")
 SALES = Actor(kind="user", name="sales@example.com", role="sales")
@@ -39,27 +40,11 @@ TEXTS = CampaignInput(
 
 def _consented_contacts(app: Any, count: int, start: int = 0) -> list[int]:
     """``count`` contacts with a confirmed newsletter consent, in one transaction."""
-    with app.app_context():
-        ids = []
-        for index in range(start, start + count):
-            contact = Contact(
-                email=f"person{index}@example.se", language="sv" if index % 2 else "en"
-            )
-            db.session.add(contact)
-            db.session.flush()
-            record(
-                contact,
-                EventKind.CONFIRMED,
-                actor=Actor(kind="person", name="form"),
-                source="double_opt_in",
-                topic="newsletter",
-                channel="email",
-                basis=Basis.CONSENT.value,
-            )
-            ids.append(contact.id)
-        db.session.commit()
-        db.session.remove()
-        return ids
+    people = [
+        (f"person{index}@example.se", None, "sv" if index % 2 else "en")
+        for index in range(start, start + count)
+    ]
+    return consented_contacts(app, people)
 
 
 def _outbox_of(app: Any, campaign_id: int) -> list[tuple[int, str, str | None]]:

@@ -7,34 +7,26 @@ from __future__ import annotations
 
 import email
 import email.policy
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from consent.ledger import record
-from consent.models import Basis, EventKind
 from crm.access import Actor
-from crm.models import Contact
 from extensions import db
 from mailing import campaigns
 from mailing.campaigns import CampaignInput
-from tests.mailing.conftest import SmtpSink, link, text_of
-from tests.mailing.helpers import contact_id_of, decision, outbox, signup
+from tests.mailing.conftest import SmtpSink, link, serve, text_of
+from tests.mailing.helpers import consented_contacts, contact_id_of, decision, outbox, signup
 
 ADDRESS = "jörgen@firma.se"
 STAFF = Actor(kind="user", name="marketer@example.com", role="marketing")
 
 
 @pytest.fixture
-def plain_smtp(app: Any) -> Any:
+def plain_smtp(app: Any) -> Iterator[SmtpSink]:
     """A server whose EHLO does not offer SMTPUTF8."""
-    sink = SmtpSink(smtputf8=False)
-    sink.start()
-    previous = app.config.get("SMTP_URL")
-    app.config["SMTP_URL"] = sink.url
-    yield sink
-    app.config["SMTP_URL"] = previous
-    sink.stop()
+    yield from serve(app, SmtpSink(smtputf8=False))
 
 
 def test_a_person_with_such_an_address_gets_the_confirmation_and_can_confirm(
@@ -59,28 +51,9 @@ def test_a_person_with_such_an_address_gets_the_confirmation_and_can_confirm(
 def test_a_campaign_reaches_such_an_address_and_its_unsubscribe_link_works(
     app, client, admin_api, smtp, mail_worker
 ) -> None:
+    people = [(ADDRESS, "Jörgen Åberg"), ("anna@firma.se", "Anna"), ("bo@företag.se", "Bo")]
+    ids = consented_contacts(app, [(address, name, "sv") for address, name in people])
     with app.app_context():
-        ids = []
-        people = (
-            (ADDRESS, "Jörgen Åberg"),
-            ("anna@firma.se", "Anna"),
-            ("bo@företag.se", "Bo"),
-        )
-        for address, name in people:
-            contact = Contact(email=address, name=name, language="sv")
-            db.session.add(contact)
-            db.session.flush()
-            record(
-                contact,
-                EventKind.CONFIRMED,
-                actor=Actor(kind="person", name="form"),
-                source="double_opt_in",
-                topic="newsletter",
-                channel="email",
-                basis=Basis.CONSENT.value,
-            )
-            ids.append(contact.id)
-        db.session.commit()
         texts = CampaignInput(
             topic="newsletter",
             subject_sv="Nyheter",
