@@ -139,10 +139,9 @@ def read_contact(
     actor: Actor, *, contact_id: int | None = None, email: str | None = None
 ) -> Contact:
     """A contact for a staff lookup, which is audited (R25)."""
-    found = get_contact(contact_id) if contact_id is not None else find_contact(email or "")
-    if found is None:
+    contact = get_contact(contact_id) if contact_id is not None else find_contact(email or "")
+    if contact is None:
         raise NotFound("No contact with that address.", code="contact_not_found")
-    contact = found
     audit(actor, "contact.read", contact.id)
     db.session.commit()
     return contact
