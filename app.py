@@ -19,7 +19,8 @@ import consent
 import crm
 import mailing
 from consent.topics import MarketingPolicy
-from crm.errors import (
+from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
+from kernel.errors import (
     Conflict,
     DomainError,
     InvalidInput,
@@ -28,7 +29,6 @@ from crm.errors import (
     NotPermitted,
     Unavailable,
 )
-from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
 
 log = logging.getLogger(__name__)
 

@@ -58,9 +58,9 @@ def _seed(url: str, contacts: int) -> tuple[str, int, list[str], str]:
     from consent import services
     from consent.ledger import Evidence
     from consent.models import Basis
-    from crm.access import Actor, create_api_token
-    from crm.models import utcnow
     from extensions import db
+    from kernel.access import Actor, create_api_token
+    from kernel.timestamps import utcnow
 
     app = create_app(
         {

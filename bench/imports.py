@@ -71,7 +71,7 @@ def write_csv(path: Path, rows: int) -> None:
 def _child(path: str, url: str, profile: bool) -> None:
     from bench.retention import _app
     from consent.imports import import_contacts
-    from crm.access import cli_actor
+    from kernel.access import cli_actor
 
     app = _app(url)
     out: dict[str, Any] = {}

@@ -204,8 +204,8 @@ def _run_on(ctx: Context) -> list[str]:
         from flask_migrate import upgrade
 
         from crm import retention
-        from crm.access import create_api_token
         from extensions import db
+        from kernel.access import create_api_token
 
         with app.app_context():
             upgrade(revision="heads")

@@ -133,10 +133,10 @@ def _seed(app: Any, n: int) -> tuple[str, str]:
     from flask_migrate import upgrade
 
     from consent.models import PermissionState
-    from crm.access import create_api_token
-    from crm.addresses import keyed_hash
     from crm.models import Contact
     from extensions import db
+    from kernel.access import create_api_token
+    from kernel.addresses import keyed_hash
 
     with app.app_context():
         upgrade(revision="heads")

@@ -51,8 +51,8 @@ SEARCHES = ["bo.andersson.1@c2.example", "anna", "karin lind", "nordic teknik", 
 def main(url: str) -> None:
     from app import create_app
     from crm import services
-    from crm.access import Actor
     from extensions import db
+    from kernel.access import Actor
 
     url = url.replace("postgresql://", "postgresql+psycopg://", 1)
     app = create_app({"SQLALCHEMY_DATABASE_URI": url})

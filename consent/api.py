@@ -37,11 +37,11 @@ from consent.schemas import (
     WebhookSchema,
 )
 from crm import services as crm
-from crm.access import requires
-from crm.errors import InvalidInput
 from crm.schemas import ContactSchema
 from crm.services import CompanyInput
 from extensions import api, csrf
+from kernel.access import requires
+from kernel.errors import InvalidInput
 
 blp = Blueprint("consent_api", __name__, url_prefix="/api/v1", description="Bases and decisions")
 

@@ -15,8 +15,8 @@ from flask.cli import AppGroup, with_appcontext
 from consent import demo, imports, policies, services
 from consent.models import ALL
 from consent.topics import current_policy
-from crm.access import cli_actor
-from crm.errors import DomainError
+from kernel.access import cli_actor
+from kernel.errors import DomainError
 
 permissions = AppGroup("permissions", help="Marketing decisions.")
 contacts = AppGroup("contacts", help="Contacts: CSV imports.")

@@ -12,11 +12,13 @@ import sqlalchemy as sa
 from consent import services
 from consent.ledger import Evidence, record
 from consent.models import ALL, Basis, EventKind, InterestKind
-from crm import access
-from crm.access import Actor
-from crm.models import Contact, Role, StaffUser, utcnow
+from crm.models import Contact
 from crm.services import CompanyInput
 from extensions import db
+from kernel import access
+from kernel.access import Actor
+from kernel.models import Role, StaffUser
+from kernel.timestamps import utcnow
 
 DEMO_ACTOR = Actor(kind="cli", name="demo")
 DEMO_PASSWORD = "demo-password-1"

@@ -11,11 +11,11 @@ from marshmallow import ValidationError
 from consent import imports
 from consent.forms import ImportUploadForm, RejectionsPage
 from crm import staff
-from crm.access import staff_requires
-from crm.errors import InvalidInput
-from crm.i18n import translate as _
 from crm.views import add_staff_page, run_form, see_other, staff_blueprint
 from extensions import csrf
+from kernel.access import staff_requires
+from kernel.errors import InvalidInput
+from kernel.i18n import translate as _
 
 bp = staff_blueprint("staff_imports", __name__)
 

@@ -43,13 +43,14 @@ from consent.models import (
 )
 from consent.signals import consent_changed
 from crm import services as crm
-from crm.access import Actor
-from crm.addresses import keyed_hasher, normalise_email
-from crm.countries import normalise_country, normalise_language
-from crm.errors import DomainError, InvalidInput, NotFound
-from crm.models import Company, Contact, UTCDateTime, utcnow
+from crm.models import Company, Contact
 from crm.signals import sender as signal_sender
 from extensions import db
+from kernel.access import Actor
+from kernel.addresses import keyed_hasher, normalise_email
+from kernel.countries import normalise_country, normalise_language
+from kernel.errors import DomainError, InvalidInput, NotFound
+from kernel.timestamps import UTCDateTime, utcnow
 
 # Bases a file may carry. Consent cannot be imported: it needs per-person
 # evidence (time, policy version, the wording agreed to) that a list does not hold.

@@ -18,10 +18,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from consent.models import ALL, ConsentEvent, EventKind, InterestKind, PermissionState
 from consent.suppression import lift_suppression, suppress
 from consent.webhooks import note_decision_change
-from crm.access import Actor
-from crm.models import Contact, utcnow
+from crm.models import Contact
 from crm.services import hold_contact, note_interaction
 from extensions import db
+from kernel.access import Actor
+from kernel.timestamps import utcnow
 
 # Only the person, proving the address through a double opt-in link, may undo
 # an unsubscribe or an objection (GDPR art. 21; DESIGN.md section 5). Consents

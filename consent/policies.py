@@ -19,12 +19,12 @@ from consent.models import PolicyVersion, PolicyWording
 from consent.signals import policy_published
 from consent.topics import current_policy
 from crm import services as crm
-from crm.access import Actor
-from crm.countries import normalise_language
-from crm.errors import Conflict, InvalidInput, NotFound
-from crm.models import utcnow
 from crm.signals import sender as signal_sender
 from extensions import db
+from kernel.access import Actor
+from kernel.countries import normalise_language
+from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.timestamps import utcnow
 
 
 @dataclass(frozen=True)

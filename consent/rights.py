@@ -23,12 +23,13 @@ from consent.models import ALL, ConsentEvent, EventKind, ImportBatch, PrivacyReq
 from consent.signals import consent_changed
 from consent.suppression import find_suppression
 from crm import services as crm
-from crm.access import SYSTEM_ACTOR, Actor
-from crm.errors import Conflict, InvalidInput, NotFound
-from crm.models import Activity, Company, Contact, utcnow
+from crm.models import Activity, Company, Contact
 from crm.retention import register_exclusion_source
 from crm.signals import sender as signal_sender
 from extensions import db
+from kernel.access import SYSTEM_ACTOR, Actor
+from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.timestamps import utcnow
 
 ExportSection = Callable[[Contact], Any]
 _SECTIONS: dict[str, ExportSection] = {}

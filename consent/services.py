@@ -18,13 +18,14 @@ from consent.signals import consent_changed
 from consent.suppression import find_suppression
 from consent.topics import current_policy
 from crm import services as crm
-from crm.access import Actor
-from crm.addresses import normalise_email
-from crm.errors import Conflict, InvalidInput
-from crm.models import Activity, Contact, utcnow
+from crm.models import Activity, Contact
 from crm.signals import contact_rectified
 from crm.signals import sender as signal_sender
 from extensions import db
+from kernel.access import Actor
+from kernel.addresses import normalise_email
+from kernel.errors import Conflict, InvalidInput
+from kernel.timestamps import utcnow
 
 OBJECTION_CHANNELS = ("phone", "letter", "email", "meeting", "web", "other")
 

@@ -24,12 +24,13 @@ from consent.suppression import find_suppression
 from consent.tokens import LinkInvalid
 from consent.topics import MarketingPolicy, current_policy
 from crm import services as crm
-from crm.access import Actor
-from crm.addresses import normalise_email
-from crm.countries import normalise_country, normalise_language
-from crm.errors import InvalidInput
-from crm.models import Contact, utcnow
+from crm.models import Contact
 from extensions import db
+from kernel.access import Actor
+from kernel.addresses import normalise_email
+from kernel.countries import normalise_country, normalise_language
+from kernel.errors import InvalidInput
+from kernel.timestamps import utcnow
 
 PERSON = Actor(kind="person", name="email-owner")
 DOUBLE_OPT_IN = "double_opt_in"  # consent.ledger.PERSON_VERIFIED_SOURCES

@@ -7,13 +7,13 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from consent.models import Suppression
-from crm.addresses import keyed_hash
-from crm.models import utcnow
 from extensions import db
+from kernel.addresses import keyed_hash
+from kernel.timestamps import utcnow
 
 
 def address_hash(normalised_email: str) -> str:
-    """The suppression key of an address (``crm.addresses.keyed_hash``)."""
+    """The suppression key of an address (``kernel.addresses.keyed_hash``)."""
     return keyed_hash(normalised_email)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
-from crm.errors import InvalidInput
+from kernel.errors import InvalidInput
 
 
 class Purpose(enum.StrEnum):

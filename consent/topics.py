@@ -10,7 +10,7 @@ from typing import Any
 from flask import current_app
 
 from consent.models import Basis
-from crm.errors import InvalidInput
+from kernel.errors import InvalidInput
 
 
 @dataclass(frozen=True)

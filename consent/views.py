@@ -15,12 +15,13 @@ from consent.services import OBJECTION_CHANNELS
 from consent.topics import current_policy
 from crm import services as crm
 from crm import staff
-from crm.access import staff_requires
-from crm.errors import InvalidInput
 from crm.forms import FormSchema
-from crm.models import ActivityKind, utcnow
+from crm.models import ActivityKind
 from crm.retention import purge_outlook
 from crm.views import add_staff_page, run_form, staff_blueprint
+from kernel.access import staff_requires
+from kernel.errors import InvalidInput
+from kernel.timestamps import utcnow
 
 bp = staff_blueprint("staff_contacts", __name__)
 

@@ -24,10 +24,11 @@ from flask import current_app
 
 from consent.models import WebhookDelivery, WebhookEndpoint
 from crm import services as crm
-from crm.access import Actor
-from crm.errors import InvalidInput, NotFound
-from crm.models import Contact, utcnow
+from crm.models import Contact
 from extensions import db
+from kernel.access import Actor
+from kernel.errors import InvalidInput, NotFound
+from kernel.timestamps import utcnow
 
 SIGNATURE_HEADER = "X-Consent-Signature"
 TIMESTAMP_HEADER = "X-Consent-Timestamp"

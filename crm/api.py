@@ -8,7 +8,6 @@ from flask import Flask, g
 from flask_smorest import Blueprint
 
 from crm import retention, services
-from crm.access import requires
 from crm.schemas import (
     ActivityCreateSchema,
     ActivitySchema,
@@ -24,6 +23,7 @@ from crm.schemas import (
 )
 from crm.services import CompanyInput
 from extensions import api, csrf
+from kernel.access import requires
 
 blp = Blueprint("crm_api", __name__, url_prefix="/api/v1", description="Contacts and activities")
 

@@ -11,10 +11,10 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from crm import retention, services, staff
-from crm.access import cli_actor
-from crm.errors import DomainError
-from crm.models import Role
-from crm.spreadsheet import write_csv
+from kernel.access import cli_actor
+from kernel.errors import DomainError
+from kernel.models import Role
+from kernel.spreadsheet import write_csv
 
 users = AppGroup("users", help="Staff users.")
 tokens = AppGroup("tokens", help="API tokens.")

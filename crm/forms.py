@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from crm.i18n import LANGUAGES
-from crm.models import Role
+from kernel.i18n import LANGUAGES
+from kernel.models import Role
 
 ROLES = [r.value for r in Role]
 

@@ -1,50 +1,16 @@
-"""Companies, contacts, activities, staff users, API tokens and the audit log."""
+"""Companies, contacts, activities, the audit log and the retention run's records."""
 
 from __future__ import annotations
 
 import enum
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
-from sqlalchemy.types import TypeDecorator
 
-from crm.addresses import keyed_hash
 from extensions import db
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC in Python on every database.
-
-    SQLite has no time zone type, so values are stored naive in UTC and made
-    aware again when read; naive input is refused rather than guessed.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given; use timezone-aware UTC")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Role(enum.StrEnum):
-    SALES = "sales"
-    MARKETING = "marketing"
-    ADMIN = "admin"
+from kernel.addresses import keyed_hash
+from kernel.timestamps import UTCDateTime, utcnow
 
 
 class ActivityKind(enum.StrEnum):
@@ -99,9 +65,9 @@ class Contact(db.Model):
     __tablename__ = "contact"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # Normalised and lower-cased (crm.addresses.normalise_email); the only form stored.
+    # Normalised and lower-cased (kernel.addresses.normalise_email); the only form stored.
     email: Mapped[str] = mapped_column(sa.String(320), unique=True)
-    # crm.addresses.keyed_hash(email), kept in step by ``_hash_email`` below so
+    # kernel.addresses.keyed_hash(email), kept in step by ``_hash_email`` below so
     # that set-based queries (campaign audiences) can join the suppression list.
     address_hash: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     name: Mapped[str | None] = mapped_column(sa.String(200))
@@ -171,31 +137,6 @@ class Activity(db.Model):
     __table_args__ = (sa.Index("ix_activity_kind_id", "kind", "id"),)
 
     contact: Mapped[Contact] = relationship(back_populates="activities")
-
-
-class StaffUser(db.Model):
-    __tablename__ = "staff_user"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
-    name: Mapped[str | None] = mapped_column(sa.String(200))
-    password_hash: Mapped[str] = mapped_column(sa.String(300))
-    role: Mapped[str] = mapped_column(sa.String(16))
-    is_active: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class ApiToken(db.Model):
-    __tablename__ = "api_token"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
-    # SHA-256 of the token; the token itself is shown once and never stored.
-    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    role: Mapped[str] = mapped_column(sa.String(16))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AuditEntry(db.Model):

@@ -34,7 +34,6 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 
-from crm.errors import Conflict, InvalidInput
 from crm.models import (
     Activity,
     ActivityKind,
@@ -43,10 +42,11 @@ from crm.models import (
     Contact,
     RetentionLock,
     RetentionRun,
-    utcnow,
 )
 from crm.services import id_in, remove_contacts
 from extensions import db
+from kernel.errors import Conflict, InvalidInput
+from kernel.timestamps import utcnow
 
 # Categories this service holds and enforces. Any other category name is
 # accepted in a rule set when it says where it is enforced (``held_in``), so

@@ -10,14 +10,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
-from crm.access import Actor
-from crm.addresses import normalise_email
-from crm.countries import normalise_country, normalise_language
-from crm.errors import Conflict, InvalidInput, NotFound
-from crm.models import Activity, ActivityKind, AuditEntry, Company, Contact, utcnow
+from crm.models import Activity, ActivityKind, AuditEntry, Company, Contact
 from crm.signals import contact_rectified
 from crm.signals import sender as signal_sender
 from extensions import db
+from kernel.access import Actor
+from kernel.addresses import normalise_email
+from kernel.countries import normalise_country, normalise_language
+from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.timestamps import utcnow
 
 _INSERT_AUDIT = AuditEntry.__table__.insert()
 

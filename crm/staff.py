@@ -7,12 +7,13 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
-from crm import access
-from crm.access import Actor
-from crm.errors import Conflict, NotFound
-from crm.models import ApiToken, Role, StaffUser, utcnow
 from crm.services import audit
 from extensions import db
+from kernel import access
+from kernel.access import Actor
+from kernel.errors import Conflict, NotFound
+from kernel.models import ApiToken, Role, StaffUser
+from kernel.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from flask import Flask
 
 from crm import retention
-from crm.models import utcnow
 from extensions import broker
+from kernel.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -28,16 +28,7 @@ from flask import (
 from marshmallow import Schema, ValidationError
 from werkzeug.wrappers import Response
 
-from crm import i18n, retention, services, staff
-from crm.access import (
-    current_staff_user,
-    end_staff_session,
-    may,
-    staff_requires,
-    start_staff_session,
-)
-from crm.addresses import normalise_email
-from crm.errors import Conflict, InvalidInput
+from crm import retention, services, staff
 from crm.forms import (
     ROLES,
     ActiveForm,
@@ -50,6 +41,16 @@ from crm.forms import (
     UserCreateForm,
 )
 from extensions import db, limiter
+from kernel import i18n
+from kernel.access import (
+    current_staff_user,
+    end_staff_session,
+    may,
+    staff_requires,
+    start_staff_session,
+)
+from kernel.addresses import normalise_email
+from kernel.errors import Conflict, InvalidInput
 
 _ = i18n.translate
 

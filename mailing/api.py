@@ -7,8 +7,8 @@ from typing import Any
 from flask import Flask, g
 from flask_smorest import Blueprint
 
-from crm.access import requires
 from extensions import api, csrf
+from kernel.access import requires
 from mailing import campaigns
 from mailing.schemas import CampaignCreateSchema, CampaignSchema
 

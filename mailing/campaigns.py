@@ -20,11 +20,12 @@ from sqlalchemy.orm import aliased
 from consent.audience import audience_query, plan_for_audience
 from consent.policy import decide, standings_by_id
 from consent.topics import current_policy
-from crm.access import Actor
-from crm.errors import InvalidInput, NotFound
-from crm.models import Contact, utcnow
+from crm.models import Contact
 from crm.services import audit
 from extensions import db
+from kernel.access import Actor
+from kernel.errors import InvalidInput, NotFound
+from kernel.timestamps import utcnow
 from mailing import messages
 from mailing.models import Campaign, CampaignStatus, MailKind, MailStatus, OutboxMessage
 from mailing.services import hand_over

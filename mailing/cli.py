@@ -37,7 +37,7 @@ campaigns_group = AppGroup("campaigns", help="Marketing campaigns.")
 @click.argument("campaign_id", type=int)
 def send_campaign(campaign_id: int) -> None:
     """Queue a campaign for everyone the policy allows now (safe to repeat)."""
-    from crm.access import CLI_ACTOR
+    from kernel.access import CLI_ACTOR
     from mailing import campaigns
 
     result = campaigns.send_campaign(CLI_ACTOR, campaign_id)

@@ -27,9 +27,10 @@ from consent.models import ALL
 from consent.subscriptions import get_request
 from consent.tokens import LinkInvalid, Purpose, make_token
 from consent.topics import current_policy
-from crm.countries import normalise_language
-from crm.models import Contact, utcnow
+from crm.models import Contact
 from extensions import db
+from kernel.countries import normalise_language
+from kernel.timestamps import utcnow
 from mailing.models import Campaign, OutboxMessage
 from mailing.transport import PreparedMessage
 
@@ -236,7 +237,7 @@ def _build(row: OutboxMessage, contact: Contact, context: dict[str, Any]) -> Ema
     if row.template == "privacy_export":
         # GDPR art. 15 and 20: the copy, machine-readable, built at send time.
         from consent.rights import export_contact
-        from crm.access import SYSTEM_ACTOR
+        from kernel.access import SYSTEM_ACTOR
 
         export = json.dumps(export_contact(SYSTEM_ACTOR, contact.id), indent=2, ensure_ascii=False)
         message.add_attachment(

@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm.models import UTCDateTime, utcnow
 from extensions import db
+from kernel.timestamps import UTCDateTime, utcnow
 
 
 class MailKind(enum.StrEnum):

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 
 from consent.models import PolicyVersion
-from crm.errors import NotFound
-from crm.models import Contact, utcnow
+from crm.models import Contact
 from extensions import db
+from kernel.errors import NotFound
+from kernel.timestamps import utcnow
 from mailing import messages
 from mailing.models import MailKind, MailStatus, OutboxMessage
 from mailing.services import hand_over

@@ -33,11 +33,12 @@ from consent.subscriptions import (
 from consent.tokens import RENEWABLE_FOR, LinkExpired, LinkInvalid, Purpose, read_token
 from consent.topics import current_policy
 from crm import services as crm
-from crm.addresses import keyed_hash, normalise_email
-from crm.errors import InvalidInput, NotFound, Unavailable
-from crm.models import Contact, utcnow
+from crm.models import Contact
 from crm.signals import sender as signal_sender
 from extensions import db
+from kernel.addresses import keyed_hash, normalise_email
+from kernel.errors import InvalidInput, NotFound, Unavailable
+from kernel.timestamps import utcnow
 from mailing import messages, transport
 from mailing.models import Campaign, MailKind, MailStatus, OutboxMessage
 

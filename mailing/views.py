@@ -31,9 +31,9 @@ from consent.policies import current_version_label
 from consent.subscriptions import HOSTED_FORM_ID, Scope, Signup, hosted_wording, wording_hash
 from consent.tokens import LinkExpired, LinkInvalid
 from consent.topics import current_policy
-from crm.addresses import normalise_email
-from crm.errors import InvalidInput, NotPermitted
 from extensions import csrf, limiter
+from kernel.addresses import normalise_email
+from kernel.errors import InvalidInput, NotPermitted
 from mailing import services
 from mailing.messages import page_language, read_message
 from mailing.schemas import AddressSchema, PrivacyRequestSchema, SignupSchema

@@ -126,7 +126,7 @@ def client(app: Any) -> Any:
 @pytest.fixture
 def token_for(app: Any) -> Callable[[str], str]:
     """A fresh API token for a role."""
-    from crm.access import create_api_token
+    from kernel.access import create_api_token
 
     def make(role: str) -> str:
         with app.app_context():

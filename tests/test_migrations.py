@@ -12,8 +12,8 @@ from tests.conftest import TEST_CONFIG
 def test_contact_address_hash_is_backfilled_by_its_migration(tmp_path) -> None:
     app = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/m.db"})
     with app.app_context():
-        from crm.addresses import keyed_hash
         from extensions import db
+        from kernel.addresses import keyed_hash
 
         upgrade(revision="0001")
         db.session.execute(

@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 import extensions
-from crm.models import AuditEntry, utcnow
+from crm.models import AuditEntry
 from extensions import db
+from kernel.timestamps import utcnow
 
 
 @pytest.fixture

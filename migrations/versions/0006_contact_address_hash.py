@@ -24,7 +24,7 @@ def upgrade():
 
     # Existing contacts get their keyed hash; it needs the app's key, which
     # `flask db upgrade` provides through the application context.
-    from crm.addresses import keyed_hash
+    from kernel.addresses import keyed_hash
 
     contact = sa.table("contact", sa.column("id", sa.Integer), sa.column("email", sa.String),
                        sa.column("address_hash", sa.String))

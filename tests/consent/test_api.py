@@ -77,9 +77,9 @@ def test_the_json_of_an_event_is_what_its_schema_dumps(app_ctx) -> None:
     from consent.ledger import Evidence, record
     from consent.models import EventKind
     from consent.schemas import ConsentEventSchema
-    from crm.access import SYSTEM_ACTOR
     from crm.models import Contact
     from extensions import db
+    from kernel.access import SYSTEM_ACTOR
 
     contact = Contact(email="eva@kund.se")
     db.session.add(contact)
@@ -368,8 +368,9 @@ def test_a_permission_check_commits_each_statement_and_stores_its_audit_entry(ap
 def test_after_a_permission_check_its_connection_has_transactions_again(app, api_as) -> None:
     """The connection goes back to the pool with its isolation level restored:
     the next user of it can still roll back."""
-    from crm.models import AuditEntry, utcnow
+    from crm.models import AuditEntry
     from extensions import db
+    from kernel.timestamps import utcnow
 
     marketing = api_as("marketing")
     with app.app_context():

@@ -11,9 +11,9 @@ from consent.models import EventKind, InterestKind
 from consent.policy import Reason, decide, standings_by_id
 from consent.suppression import suppress
 from consent.topics import current_policy
-from crm.access import Actor
 from crm.models import Company, Contact
 from extensions import db
+from kernel.access import Actor
 
 ACTOR = Actor(kind="cli", name="test")
 NOW = datetime.now(UTC)

@@ -41,7 +41,7 @@ def test_users_create_with_password_and_authenticate(app, runner_for) -> None:
     )
     assert result.exit_code == 0, result.output
     with app.app_context():
-        from crm.access import authenticate_staff
+        from kernel.access import authenticate_staff
 
         assert authenticate_staff("sara@example.com", "long-enough-pw").role == "sales"
         assert authenticate_staff("sara@example.com", "wrong-password") is None

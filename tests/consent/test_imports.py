@@ -64,9 +64,9 @@ def test_customer_import_creates_contacts_allowed_on_legitimate_interest(
     events = admin_api.get(f"/api/v1/contacts/{contact['id']}/events").json
     assert [(e["kind"], e["source"]) for e in events] == [("basis_granted", "import")]
     with app.app_context():
-        from crm.addresses import keyed_hash
         from crm.models import Contact
         from extensions import db
+        from kernel.addresses import keyed_hash
 
         # The campaign audience joins the suppression list on this column.
         stored = db.session.scalar(
@@ -371,7 +371,7 @@ class CountingStream(io.RawIOBase):
 
 def test_the_file_is_streamed_never_read_whole(app) -> None:
     from consent.imports import import_contacts
-    from crm.access import cli_actor
+    from kernel.access import cli_actor
 
     rows = "".join(f"s{i}@kund.se,Person {i},,,SE,,\n" for i in range(5_000))
     stream = CountingStream((HEADER + rows).encode())

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from consent.ledger import record
 from consent.models import EventKind
 from consent.subscriptions import PERSON
-from crm.access import Actor
 from crm.models import Contact
 from extensions import db
+from kernel.access import Actor
 
 WHEN = datetime(2024, 5, 6, 7, 8, tzinfo=UTC)
 STAFF = Actor(kind="user", name="anna@example.com", role="sales")

@@ -49,9 +49,9 @@ def projection(contact_id: int) -> list[tuple]:
 def test_batch_and_single_folds_agree(app_ctx, sequence) -> None:
     from consent.ledger import record, record_many
     from consent.models import EventKind
-    from crm.access import SYSTEM_ACTOR
     from crm.models import Contact
     from extensions import db
+    from kernel.access import SYSTEM_ACTOR
 
     one, many, other = (Contact(email=f"{n}@kund.se") for n in ("one", "many", "other"))
     db.session.add_all([one, many, other])
@@ -67,7 +67,7 @@ def test_batch_and_single_folds_agree(app_ctx, sequence) -> None:
 def test_record_many_refuses_kinds_that_change_the_contact(app_ctx) -> None:
     from consent.ledger import record_many
     from consent.models import EventKind
-    from crm.access import SYSTEM_ACTOR
+    from kernel.access import SYSTEM_ACTOR
 
     with pytest.raises(ValueError, match="record"):
         record_many([], EventKind.RESTRICTED, actor=SYSTEM_ACTOR, source="api")
@@ -99,9 +99,9 @@ def basis_event(contact_id: int) -> tuple | None:
 def test_set_based_grant_folds_as_record_does(app_ctx, before, interest_kind) -> None:
     from consent.ledger import record, record_set
     from consent.models import ConsentEvent, EventKind
-    from crm.access import SYSTEM_ACTOR
     from crm.models import Contact
     from extensions import db
+    from kernel.access import SYSTEM_ACTOR
 
     one, many, other = (Contact(email=f"{n}@kund.se") for n in ("one", "many", "other"))
     db.session.add_all([one, many, other])
@@ -132,8 +132,8 @@ def test_set_based_grant_folds_as_record_does(app_ctx, before, interest_kind) ->
 def test_record_set_refuses_kinds_it_cannot_fold_in_sql(app_ctx) -> None:
     from consent.ledger import record_set
     from consent.models import EventKind
-    from crm.access import SYSTEM_ACTOR
     from crm.models import Contact
+    from kernel.access import SYSTEM_ACTOR
 
     with pytest.raises(ValueError, match="record"):
         record_set(sa.select(Contact.id), EventKind.OBJECTED, actor=SYSTEM_ACTOR, source="api")
@@ -176,9 +176,9 @@ def objection_state(contact_id: int, channel: str) -> tuple | None:
 def test_the_objection_fast_path_folds_as_record_does(app_ctx, before, channel, via) -> None:
     from consent import ledger
     from consent.models import ConsentEvent, EventKind
-    from crm.access import SYSTEM_ACTOR
     from crm.models import Contact
     from extensions import db
+    from kernel.access import SYSTEM_ACTOR
 
     one, fast = (Contact(email=f"{n}@kund.se") for n in ("one", "fast"))
     db.session.add_all([one, fast])
@@ -232,9 +232,9 @@ def test_the_objection_fast_path_folds_as_record_does(app_ctx, before, channel, 
 def test_the_objection_fast_path_refuses_an_unknown_contact_and_writes_nothing(app_ctx) -> None:
     from consent import ledger
     from consent.models import ConsentEvent
-    from crm.access import SYSTEM_ACTOR
-    from crm.errors import NotFound
     from extensions import db
+    from kernel.access import SYSTEM_ACTOR
+    from kernel.errors import NotFound
 
     for contact_id in (424242, 2**40, 0, -1):
         with pytest.raises(NotFound):

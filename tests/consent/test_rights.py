@@ -185,9 +185,9 @@ def test_erasing_someone_who_unsubscribed_from_everything_keeps_the_hash(app, ad
     with app.app_context():
         from consent.ledger import record
         from consent.models import EventKind
-        from crm.access import SYSTEM_ACTOR
         from crm.models import Contact
         from extensions import db
+        from kernel.access import SYSTEM_ACTOR
 
         contact = db.session.get(Contact, contact_id)
         record(contact, EventKind.UNSUBSCRIBED, actor=SYSTEM_ACTOR, source="email_link")

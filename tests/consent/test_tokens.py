@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from consent.tokens import LinkExpired, LinkInvalid, Purpose, make_token, read_token
-from crm.models import utcnow
+from kernel.timestamps import utcnow
 
 
 def test_a_token_holds_ids_only_and_reads_back(app_ctx) -> None:

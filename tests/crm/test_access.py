@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from crm.access import ACTIONS, may
-from crm.models import Role
+from kernel.access import ACTIONS, may
+from kernel.models import Role
 
 # (method, path, action the route requires)
 ROUTES = [

@@ -7,8 +7,8 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from crm.addresses import normalise_email
-from crm.errors import InvalidInput
+from kernel.addresses import normalise_email
+from kernel.errors import InvalidInput
 
 ATEXT = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
 LOCAL = st.text(alphabet=ATEXT + '.. "@\\é<>(),;:', min_size=0, max_size=70)

@@ -71,8 +71,8 @@ def test_audit_csv_never_holds_a_cell_a_spreadsheet_would_run(app, token_for, cl
 
 
 def _token_named(app, name: str) -> str:  # type: ignore[no-untyped-def]
-    from crm.access import create_api_token
     from extensions import db
+    from kernel.access import create_api_token
 
     with app.app_context():
         _, raw = create_api_token(name, "admin")
@@ -81,7 +81,7 @@ def _token_named(app, name: str) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_safe_cell_prefixes_every_formula_trigger() -> None:
-    from crm.spreadsheet import safe_cell
+    from kernel.spreadsheet import safe_cell
 
     for value in ("=1+1", "+46 70", "-2", "@SUM(A1)", "\tx", "\rx"):
         assert safe_cell(value) == "'" + value

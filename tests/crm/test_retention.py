@@ -10,11 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crm import retention
-from crm.access import Actor
-from crm.errors import Conflict
 from crm.models import Activity, AnonymisedActivity, RetentionRun
 from crm.retention import Period, RetentionPolicy, Rule
 from extensions import db
+from kernel.access import Actor
+from kernel.errors import Conflict
 from tests.crm.retention_helpers import add_contact, at, day, exists, snapshot
 
 STAFF = Actor(kind="user", name="anna@example.com", role="admin")
@@ -232,7 +232,8 @@ def test_only_one_run_at_a_time(app_ctx) -> None:
     import os
     import socket
 
-    from crm.models import RetentionLock, utcnow
+    from crm.models import RetentionLock
+    from kernel.timestamps import utcnow
 
     # Another live process (our parent) holds the lock and keeps beating.
     db.session.add(
@@ -255,7 +256,8 @@ def test_only_one_run_at_a_time(app_ctx) -> None:
 
 
 def test_a_lock_that_stopped_beating_is_taken_over(app, app_ctx) -> None:
-    from crm.models import RetentionLock, utcnow
+    from crm.models import RetentionLock
+    from kernel.timestamps import utcnow
 
     stuck = RetentionRun(as_of=day("2026-01-01"), started_by="other-host", status="running")
     db.session.add(stuck)

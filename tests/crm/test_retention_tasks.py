@@ -12,9 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from crm import retention
-from crm.models import RetentionRun, RetentionSchedule, utcnow
+from crm.models import RetentionRun, RetentionSchedule
 from crm.tasks import run_daily_retention
 from extensions import AppContextMiddleware, broker, db
+from kernel.timestamps import utcnow
 from tests.crm.retention_helpers import add_contact, exists
 
 

@@ -30,8 +30,8 @@ def consented_contacts(app: Any, people: list[tuple[str, str | None, str]]) -> l
     email, in one transaction."""
     from consent.ledger import record
     from consent.models import Basis, EventKind
-    from crm.access import Actor
     from crm.models import Contact
+    from kernel.access import Actor
 
     with app.app_context():
         ids = []

@@ -50,8 +50,8 @@ def test_sales_may_not_send_campaigns(app, api_as) -> None:
 
 
 def test_cli_sends_a_campaign_and_reports_it(app, runner_for, mail_worker, smtp) -> None:
-    from crm.access import CLI_ACTOR
     from extensions import db
+    from kernel.access import CLI_ACTOR
     from mailing import campaigns
     from mailing.campaigns import CampaignInput
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from consent.services import record_objection
-from crm.access import Actor
 from extensions import db
+from kernel.access import Actor
 from tests.mailing.test_campaigns import _consented_contacts
 from tests.staff.helpers import client_as
 

@@ -17,9 +17,10 @@ import sqlalchemy as sa
 from consent.ledger import record
 from consent.models import EventKind
 from consent.services import record_objection
-from crm.access import Actor
-from crm.models import Contact, utcnow
+from crm.models import Contact
 from extensions import db
+from kernel.access import Actor
+from kernel.timestamps import utcnow
 from mailing import campaigns
 from mailing.campaigns import CampaignInput
 from mailing.models import MailStatus, OutboxMessage

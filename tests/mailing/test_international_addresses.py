@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from crm.access import Actor
 from extensions import db
+from kernel.access import Actor
 from mailing import campaigns
 from mailing.campaigns import CampaignInput
 from tests.mailing.conftest import SmtpSink, link, serve, text_of

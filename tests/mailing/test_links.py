@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from consent.tokens import Purpose, make_token
-from crm.models import utcnow
+from kernel.timestamps import utcnow
 from tests.conftest import count_rows
 from tests.mailing.conftest import link
 from tests.mailing.helpers import contact_id_of, decision, signup

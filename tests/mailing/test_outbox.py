@@ -6,8 +6,8 @@ import time
 from collections import Counter
 from datetime import timedelta
 
-from crm.models import utcnow
 from extensions import broker, db
+from kernel.timestamps import utcnow
 from tests.mailing.conftest import free_port, link
 from tests.mailing.helpers import outbox, signup
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from crm.models import utcnow
 from extensions import db
+from kernel.timestamps import utcnow
 from tests.conftest import count_rows
 from tests.mailing.conftest import link
 from tests.mailing.helpers import contact_id_of, decision, events, outbox, signup

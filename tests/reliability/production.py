@@ -23,9 +23,9 @@ from typing import Any
 
 from consent.ledger import record
 from consent.models import Basis, EventKind
-from crm.access import Actor
 from crm.models import Contact
 from extensions import db
+from kernel.access import Actor
 from tests.conftest import TEST_CONFIG, service_unavailable
 from tests.mailing.conftest import free_port
 

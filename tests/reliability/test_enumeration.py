@@ -14,9 +14,9 @@ import pytest
 import mailing
 from consent.models import Basis, InterestKind
 from consent.services import BasisInput, record_objection, register_contact
-from crm.access import SYSTEM_ACTOR
 from crm.services import remove_contact
 from extensions import db
+from kernel.access import SYSTEM_ACTOR
 from tests.mailing.helpers import signup
 from tests.reliability.conftest import figure, scale
 

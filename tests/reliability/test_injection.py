@@ -1,7 +1,7 @@
 """Row "injection": email header injection in names, CSV formula cells in
 exports, SQL and HTML in every text field; 0 successful injections. Subjects
 are fixed texts (no user input reaches them). The export a spreadsheet opens
-is the audit log's CSV (`flask audit list --csv`, ``crm.spreadsheet``).
+is the audit log's CSV (`flask audit list --csv`, ``kernel.spreadsheet``).
 """
 
 from __future__ import annotations
@@ -119,9 +119,9 @@ def test_formula_cells_in_the_csv_export_are_never_run(app, client) -> None:
     """Texts a caller chooses reach the export: a token's name is the detail of
     its ``api_token.create`` entry (first in the cell) and the actor of what
     the token does. Each name starts with one of the triggers."""
-    from crm.access import SYSTEM_ACTOR
     from crm.staff import create_token
     from extensions import db
+    from kernel.access import SYSTEM_ACTOR
 
     for n, formula in enumerate(FORMULAS):
         with app.app_context():

@@ -18,9 +18,9 @@ from consent.models import Basis
 from consent.services import BasisInput, record_objection, register_contact
 from consent.subscriptions import wording_hash
 from consent.topics import current_policy
-from crm.access import SYSTEM_ACTOR
-from crm.models import utcnow
 from extensions import db
+from kernel.access import SYSTEM_ACTOR
+from kernel.timestamps import utcnow
 from mailing import services
 from mailing.models import MailKind
 from tests.reliability.conftest import figure, scale

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
 from app import create_app
-from crm.models import Role
+from kernel.models import Role
 from tests.conftest import TEST_CONFIG
 
 CHECKS = [

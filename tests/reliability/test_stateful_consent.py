@@ -23,10 +23,10 @@ from consent.models import Basis, InterestKind
 from consent.services import BasisInput, check_permissions, record_objection, register_contact
 from consent.subscriptions import Scope, Signup
 from consent.tokens import Purpose, make_token
-from crm.access import SYSTEM_ACTOR
 from crm.models import Contact
 from crm.services import remove_contacts
 from extensions import broker, db
+from kernel.access import SYSTEM_ACTOR
 from mailing import services as mailing
 from tests.reliability.conftest import LONG, figure
 

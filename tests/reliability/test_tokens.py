@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 
 from consent.tokens import LinkExpired, LinkInvalid, Purpose, make_token, read_token
-from crm.models import utcnow
+from kernel.timestamps import utcnow
 from tests.mailing.conftest import link
 from tests.mailing.helpers import contact_id_of, events, outbox, signup
 from tests.reliability.conftest import figure, scale

@@ -9,16 +9,16 @@ from werkzeug.security import generate_password_hash
 
 from consent import services
 from consent.models import Basis, InterestKind
-from crm.access import (
+from crm.services import CompanyInput
+from extensions import db
+from kernel.access import (
     CLI_ACTOR,
     SESSION_SIGNED_IN_AT,
     SESSION_STAMP,
     SESSION_USER,
     session_stamp,
 )
-from crm.models import StaffUser
-from crm.services import CompanyInput
-from extensions import db
+from kernel.models import StaffUser
 
 ROLES = ("sales", "marketing", "admin")
 PASSWORD = "staff-password-1"

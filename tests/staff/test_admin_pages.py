@@ -10,11 +10,12 @@ import sqlalchemy as sa
 from consent.models import Basis, EventKind
 from consent.policy import Reason
 from consent.services import OBJECTION_CHANNELS
-from crm.access import authenticate_token
-from crm.errors import NotAuthenticated
-from crm.i18n import SV
-from crm.models import ActivityKind, ApiToken, AuditEntry, Role, StaffUser
+from crm.models import ActivityKind, AuditEntry
 from extensions import db
+from kernel.access import authenticate_token
+from kernel.errors import NotAuthenticated
+from kernel.i18n import SV
+from kernel.models import ApiToken, Role, StaffUser
 from tests.staff.helpers import client_as, make_contact, make_user
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from crm.access import Actor, create_api_token, may
 from extensions import db
+from kernel.access import Actor, create_api_token, may
 from tests.staff.helpers import ROLES, client_as, make_contact, make_user
 
 ANONYMOUS = "anonymous"
 EVERYONE = (ANONYMOUS, *ROLES)
 # Routes anyone may reach (signing in, out, choosing a language); all others
-# are guarded by ``staff_requires`` with one action of crm.access.ACTIONS.
+# are guarded by ``staff_requires`` with one action of kernel.access.ACTIONS.
 PUBLIC = {"staff.login", "staff.logout", "staff.set_language"}
 
 

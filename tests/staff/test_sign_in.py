@@ -9,8 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from app import create_app
-from crm.models import AuditEntry, StaffUser
+from crm.models import AuditEntry
 from extensions import db, limiter
+from kernel.models import StaffUser
 from tests.conftest import TEST_CONFIG
 from tests.staff.helpers import PASSWORD, client_as, make_user
 

@@ -15,10 +15,11 @@ import sqlalchemy as sa
 from flask import current_app, g, redirect, request, session, url_for
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from crm.addresses import normalise_email
-from crm.errors import Conflict, InvalidInput, NotAuthenticated, NotPermitted
-from crm.models import ApiToken, Role, StaffUser, utcnow
 from extensions import db
+from kernel.addresses import normalise_email
+from kernel.errors import Conflict, InvalidInput, NotAuthenticated, NotPermitted
+from kernel.models import ApiToken, Role, StaffUser
+from kernel.timestamps import utcnow
 
 ALL_ROLES = frozenset(Role)
 

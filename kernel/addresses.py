@@ -11,7 +11,7 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 
-from crm.errors import InvalidInput
+from kernel.errors import InvalidInput
 
 # An unquoted ASCII address: an RFC 5322 dot-atom before the @-sign (the
 # characters email-validator's own first check accepts), letters, digits,

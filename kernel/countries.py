@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pycountry
 
-from crm.errors import InvalidInput
+from kernel.errors import InvalidInput
 
 COUNTRY_CODES = frozenset(c.alpha_2 for c in pycountry.countries)
 LANGUAGE_CODES = frozenset(lang.alpha_2 for lang in pycountry.languages if hasattr(lang, "alpha_2"))
