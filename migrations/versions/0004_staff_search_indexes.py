@@ -1,7 +1,7 @@
 """staff search indexes: the start of an address, a name or a company name
 
 Revision ID: 0004
-Revises: 0007
+Revises: 0003
 Create Date: 2026-11-23 19:19:35.496917
 
 Staff search (crm.services.search_contacts) matches the beginning of the
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0004'
-down_revision = '0007'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

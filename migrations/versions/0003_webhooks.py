@@ -1,7 +1,7 @@
 """webhook endpoints and deliveries
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-23 19:28:06.184052
 
 """
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0007'
-down_revision = '0006'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 

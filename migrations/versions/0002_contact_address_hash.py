@@ -1,6 +1,6 @@
 """contact.address_hash for set-based suppression joins
 
-Revision ID: 0006
+Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-23 19:23:26.377479
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0006'
+revision = '0002'
 down_revision = '0001'
 branch_labels = None
 depends_on = None

@@ -1,6 +1,6 @@
 """mailing outbox and subscription requests
 
-Revision ID: 0002
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-23 19:24:48.948324
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0002'
+revision = '0005'
 down_revision = '0004'
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """privacy requests
 
-Revision ID: 0011
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-11-23 20:43:51.007569
 
 """
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0011'
-down_revision = '0005'
+revision = '0008'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """Campaigns, and the outbox rows that belong to one (unique per campaign and contact by idempotency_key).
 
-Revision ID: 0008
-Revises: 0011
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-23 20:33:56.742138
 
 """
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0008'
-down_revision = '0011'
+revision = '0009'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
