@@ -10,9 +10,11 @@ def init_app(app: Flask) -> None:
         api,
         cli,
         import_pages,
+        rights,
         services,
         tasks,
         views,
+        webhooks,
     )
 
     api.register(app)
@@ -20,3 +22,5 @@ def init_app(app: Flask) -> None:
     views.register(app)
     import_pages.register(app)
     services.connect_signals()
+    rights.connect_signals()
+    webhooks.connect_signals()

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, post_load, validate
 
-from consent.services import OBJECTION_CHANNELS
+from consent.models import OBJECTION_CHANNELS
 from crm.forms import FormSchema
 from crm.models import ActivityKind
 

@@ -41,15 +41,15 @@ from consent.models import (
     PermissionState,
     Suppression,
 )
-from consent.signals import consent_changed
 from crm import services as crm
 from crm.models import Company, Contact
-from crm.signals import sender as signal_sender
 from extensions import db
 from kernel.access import Actor
 from kernel.addresses import keyed_hasher, normalise_email
 from kernel.countries import normalise_country, normalise_language
 from kernel.errors import DomainError, InvalidInput, NotFound
+from kernel.signals import decisions_changed
+from kernel.signals import sender as signal_sender
 from kernel.timestamps import UTCDateTime, utcnow
 
 # Bases a file may carry. Consent cannot be imported: it needs per-person
@@ -852,7 +852,7 @@ def _after_commit(report: ImportReport, outcome: _Outcome) -> None:
     if outcome.changed_ids:
         app = signal_sender()
         for contact_id in outcome.changed_ids:
-            consent_changed.send(app, contact_id=contact_id, kind="import")
+            decisions_changed.send(app, contact_id=contact_id, kind="import")
 
 
 def _finish(

@@ -17,11 +17,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from consent.models import ALL, ConsentEvent, EventKind, InterestKind, PermissionState
 from consent.suppression import lift_suppression, suppress
-from consent.webhooks import note_decision_change
 from crm.models import Contact
 from crm.services import hold_contact, note_interaction
 from extensions import db
 from kernel.access import Actor
+from kernel.signals import ledger_written
+from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
 
 # Only the person, proving the address through a double opt-in link, may undo
@@ -99,7 +100,7 @@ def record(
     if is_interaction(actor, received_via):
         note_interaction(contact, event.occurred_at)
     _fold(contact, event)
-    note_decision_change(db.session(), contact.id)
+    ledger_written.send(signal_sender(), contact_ids=(contact.id,))
     return event
 
 
@@ -141,7 +142,7 @@ def record_objection(
         _fold_objection(),
         {"contact_id": contact_id, "channel": channel, "at": now, "event_id": event_id},
     )
-    note_decision_change(db.session(), contact_id)
+    ledger_written.send(signal_sender(), contact_ids=(contact_id,))
     return ConsentEvent(id=event_id, contact_id=contact_id, **columns), email
 
 
@@ -414,8 +415,8 @@ def record_many(
             note=note,
         )
         _fold(contact, event, states)  # type: ignore[arg-type]
-        note_decision_change(db.session(), contact.id)
     states.insert_new()
+    ledger_written.send(signal_sender(), contact_ids=tuple(contact_ids))
     return ids
 
 
@@ -484,8 +485,7 @@ def record_set(
             ),
         )
     )
-    for contact_id in contact_ids:
-        note_decision_change(db.session(), contact_id)
+    ledger_written.send(signal_sender(), contact_ids=tuple(contact_ids))
     if kind is not EventKind.BASIS_GRANTED:
         return contact_ids  # CREATED_WHILE_SUPPRESSED only documents.
     assert column is not None

@@ -14,6 +14,9 @@ from kernel.timestamps import UTCDateTime, utcnow
 
 ALL = "*"  # topic or channel meaning "every topic" / "every channel"
 
+# How staff received an objection they record on the person's behalf.
+OBJECTION_CHANNELS = ("phone", "letter", "email", "meeting", "web", "other")
+
 
 class EventKind(enum.StrEnum):
     REQUESTED = "requested"

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from consent.models import PolicyVersion, PolicyWording
-from consent.signals import policy_published
 from consent.topics import current_policy
 from crm import services as crm
-from crm.signals import sender as signal_sender
 from extensions import db
 from kernel.access import Actor
 from kernel.countries import normalise_language
 from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.signals import policy_published
+from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
 
 

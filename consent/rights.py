@@ -2,11 +2,11 @@
 everything held, and erasure that keeps only the suppression hash.
 Restriction (art. 18) is ``consent.services.restrict_processing``.
 
-The export is assembled from named sections. The consent layer registers the
-ones it can see (profile, company, activities, the ledger with its evidence,
-decisions, imports); a higher layer adds its own with
-``register_export_section`` in its ``init_app`` (mailing: the emails sent),
-so that consent never imports mailing.
+The export is assembled from named sections: the ones the consent layer can
+see (profile, company, activities, the ledger with its evidence, decisions,
+imports), then those the higher layers answer to
+``kernel.signals.collect_export_sections`` (mailing: the emails sent), so
+that consent never imports mailing.
 """
 
 from __future__ import annotations
@@ -20,24 +20,15 @@ import sqlalchemy as sa
 from consent import services
 from consent.ledger import record
 from consent.models import ALL, ConsentEvent, EventKind, ImportBatch, PrivacyRequest
-from consent.signals import consent_changed
 from consent.suppression import find_suppression
 from crm import services as crm
 from crm.models import Activity, Company, Contact
-from crm.retention import register_exclusion_source
-from crm.signals import sender as signal_sender
 from extensions import db
 from kernel.access import SYSTEM_ACTOR, Actor
 from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.signals import collect_export_sections, collect_retention_exclusions, decisions_changed
+from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
-
-ExportSection = Callable[[Contact], Any]
-_SECTIONS: dict[str, ExportSection] = {}
-
-
-def register_export_section(name: str, build: ExportSection) -> None:
-    """Add (or replace) a section of the export: ``build(contact)`` returns JSON-ready data."""
-    _SECTIONS[name] = build
 
 
 def _plain(value: Any) -> Any:
@@ -114,15 +105,14 @@ def _imports(contact: Contact) -> list[dict[str, Any]]:
     ]
 
 
-for _name, _build in (
-    ("profile", _profile),
-    ("company", _company),
-    ("activities", _activities),
-    ("consent_events", _ledger),
-    ("decisions", _decisions),
-    ("imports", _imports),
-):
-    register_export_section(_name, _build)
+_OWN_SECTIONS: dict[str, Callable[[Contact], Any]] = {
+    "profile": _profile,
+    "company": _company,
+    "activities": _activities,
+    "consent_events": _ledger,
+    "decisions": _decisions,
+    "imports": _imports,
+}
 
 
 def export_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
@@ -133,9 +123,14 @@ def export_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
         "contact_id": contact.id,
         "suppressed": find_suppression(contact.email) is not None,
     }
-    for name, build in _SECTIONS.items():
-        data[name] = build(contact)
-    crm.audit(actor, "contact.export", contact.id, detail=",".join(_SECTIONS))
+    sections = {name: build(contact) for name, build in _OWN_SECTIONS.items()}
+    # The upper packages' sections (kernel.signals.collect_export_sections).
+    for _receiver, (name, section) in collect_export_sections.send(
+        signal_sender(), contact=contact
+    ):
+        sections[name] = section
+    data.update(sections)
+    crm.audit(actor, "contact.export", contact.id, detail=",".join(sections))
     db.session.commit()
     return data
 
@@ -191,7 +186,7 @@ def erase_contact(actor: Actor, contact_id: int) -> bool:
         detail="suppression hash kept" if suppressed else "nothing kept",
     )
     db.session.commit()
-    consent_changed.send(signal_sender(), contact_id=contact_id, kind="erased")
+    decisions_changed.send(signal_sender(), contact_id=contact_id, kind="erased")
     return suppressed
 
 
@@ -244,8 +239,7 @@ def list_privacy_requests(status: str | None = None) -> list[PrivacyRequest]:
     return list(db.session.scalars(query))
 
 
-@register_exclusion_source
-def _open_requests(contact_ids: Sequence[int]) -> dict[int, str]:
+def _open_requests(sender: Any, *, contact_ids: Sequence[int], **_: object) -> dict[int, str]:
     """Retention does not purge a contact whose rights request is open (R20)."""
     cutoff = utcnow() - VERIFICATION_WINDOW
     rows = db.session.execute(
@@ -261,3 +255,8 @@ def _open_requests(contact_ids: Sequence[int]) -> dict[int, str]:
         )
     ).all()
     return {cid: f"open {kind} request ({status.replace('_', ' ')})" for cid, kind, status in rows}
+
+
+def connect_signals() -> None:
+    """Keep contacts with an open rights request out of retention (consent.init_app)."""
+    collect_retention_exclusions.connect(_open_requests, weak=False)

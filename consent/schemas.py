@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from consent.models import Basis, InterestKind
-from consent.services import OBJECTION_CHANNELS
+from consent.models import OBJECTION_CHANNELS, Basis, InterestKind
 from crm.schemas import CompanySchema, UtcDateTime
 
 MAX_BATCH = 10_000

@@ -11,23 +11,28 @@ import sqlalchemy as sa
 
 from consent import ledger
 from consent.ledger import Evidence, record
-from consent.models import ALL, Basis, ConsentEvent, EventKind, InterestKind, PermissionState
+from consent.models import (
+    ALL,
+    OBJECTION_CHANNELS,
+    Basis,
+    ConsentEvent,
+    EventKind,
+    InterestKind,
+    PermissionState,
+)
 from consent.policies import check_consent_version
 from consent.policy import Decision, Reason, decide, standing_of, standings_by_email
-from consent.signals import consent_changed
 from consent.suppression import find_suppression
 from consent.topics import current_policy
 from crm import services as crm
 from crm.models import Activity, Contact
-from crm.signals import contact_rectified
-from crm.signals import sender as signal_sender
 from extensions import db
 from kernel.access import Actor
 from kernel.addresses import normalise_email
 from kernel.errors import Conflict, InvalidInput
+from kernel.signals import contact_rectified, decisions_changed
+from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
-
-OBJECTION_CHANNELS = ("phone", "letter", "email", "meeting", "web", "other")
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,7 @@ def register_contact(
             contact.art14_notice_owed_since = utcnow()
     crm.audit(actor, "contact.create" if created else "contact.update", contact.id)
     db.session.commit()
-    consent_changed.send(signal_sender(), contact_id=contact.id, kind="basis")
+    decisions_changed.send(signal_sender(), contact_id=contact.id, kind="basis")
     return contact, created
 
 
@@ -203,7 +208,7 @@ def record_objection(
         record(contact, EventKind.SUPPRESSED, actor=actor, source=source, note="objection")
     crm.audit(actor, "objection.record", contact_id, detail=received_via)
     db.session.commit()
-    consent_changed.send(signal_sender(), contact_id=contact_id, kind="objected")
+    decisions_changed.send(signal_sender(), contact_id=contact_id, kind="objected")
     return event
 
 
@@ -290,11 +295,11 @@ _DECIDING_FIELDS = frozenset({"country", "company", "email"})
 
 def _on_contact_rectified(sender: Any, contact_id: int, fields: tuple[str, ...]) -> None:
     if _DECIDING_FIELDS.intersection(fields):
-        consent_changed.send(sender, contact_id=contact_id, kind="rectified")
+        decisions_changed.send(sender, contact_id=contact_id, kind="rectified")
 
 
 def connect_signals() -> None:
-    """Announce CRM changes that can change a decision as ``consent_changed``."""
+    """Announce CRM changes that can change a decision as ``decisions_changed``."""
     contact_rectified.connect(_on_contact_rectified)
 
 
@@ -324,7 +329,7 @@ def restrict_processing(
     )
     crm.audit(actor, "contact.restrict", contact.id, detail=received_via)
     db.session.commit()
-    consent_changed.send(signal_sender(), contact_id=contact.id, kind=EventKind.RESTRICTED.value)
+    decisions_changed.send(signal_sender(), contact_id=contact.id, kind=EventKind.RESTRICTED.value)
     return event
 
 
@@ -338,7 +343,9 @@ def lift_restriction(actor: Actor, contact_id: int, note: str | None = None) -> 
     )
     crm.audit(actor, "contact.unrestrict", contact.id)
     db.session.commit()
-    consent_changed.send(signal_sender(), contact_id=contact.id, kind=EventKind.UNRESTRICTED.value)
+    decisions_changed.send(
+        signal_sender(), contact_id=contact.id, kind=EventKind.UNRESTRICTED.value
+    )
     return event
 
 

@@ -10,8 +10,7 @@ from marshmallow import ValidationError
 
 from consent import services
 from consent.forms import ActivityForm, LegalHoldForm, NoteForm, ObjectionForm, SearchQuery
-from consent.models import ALL
-from consent.services import OBJECTION_CHANNELS
+from consent.models import ALL, OBJECTION_CHANNELS
 from consent.topics import current_policy
 from crm import services as crm
 from crm import staff

@@ -2,9 +2,10 @@
 registered URLs, so that the CRM and other mail tools stop marketing too.
 
 Deliveries are rows written in the same transaction as the ledger events that
-caused them (``consent.ledger.record`` notes the contact; a ``before_commit``
-hook writes one row per active endpoint), handed to a dramatiq actor after
-the commit, and retried with backoff until the receiver answers 2xx.
+caused them (the receiver of ``kernel.signals.ledger_written``: one row per
+active endpoint and contact), handed to a dramatiq actor after the commit (the
+receiver of ``decisions_changed``), swept up if that never happened, and
+retried with backoff until the receiver answers 2xx.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import current_app
+from flask import Flask, current_app
 
 from consent.models import WebhookDelivery, WebhookEndpoint
 from crm import services as crm
@@ -28,12 +29,15 @@ from crm.models import Contact
 from extensions import db
 from kernel.access import Actor
 from kernel.errors import InvalidInput, NotFound
+from kernel.signals import decisions_changed, ledger_written
 from kernel.timestamps import utcnow
 
 SIGNATURE_HEADER = "X-Consent-Signature"
 TIMESTAMP_HEADER = "X-Consent-Timestamp"
-_PENDING_CONTACTS = "webhook_contacts"
-_TO_SEND = "webhook_deliveries"
+# session.info keys: the contacts owed a delivery in the open transaction, and
+# the ids of deliveries written and not yet handed over.
+_OWED = "webhook_owed"
+_WRITTEN = "webhook_written"
 
 
 class DeliveryFailed(Exception):
@@ -71,48 +75,63 @@ def deactivate_endpoint(actor: Actor, endpoint_id: int) -> WebhookEndpoint:
     return endpoint
 
 
-def note_decision_change(session: sa.orm.Session, contact_id: int) -> None:
-    """Called by the ledger for every event: this contact's receivers are owed a post."""
-    session.info.setdefault(_PENDING_CONTACTS, set()).add(contact_id)
+def connect_signals() -> None:
+    """Receivers register at app start (``consent.init_app``); the ledger never calls up here."""
+    ledger_written.connect(_write_deliveries, weak=False)
+    decisions_changed.connect(_hand_over_written, weak=False)
 
 
 _ACTIVE_ENDPOINTS = sa.select(WebhookEndpoint.__table__.c.id).where(
     WebhookEndpoint.__table__.c.is_active.is_(True)
 )
+_INSERT_DELIVERIES = sa.insert(WebhookDelivery.__table__).returning(WebhookDelivery.__table__.c.id)
 
 
-@sa.event.listens_for(sa.orm.Session, "before_commit")
-def _write_deliveries(session: sa.orm.Session) -> None:
-    contact_ids = session.info.pop(_PENDING_CONTACTS, None)
-    if not contact_ids:
+def _write_deliveries(app: Flask, *, contact_ids: tuple[int, ...], **_: object) -> None:
+    """Inside the ledger writer's transaction: one delivery per active endpoint for
+    each contact not yet owed one in this transaction, so that the notification
+    commits or rolls back with the change itself."""
+    session = db.session()
+    transaction = session.get_transaction()
+    owed = session.info.get(_OWED)
+    if owed is None or owed[0] is not transaction:
+        owed = (transaction, set[int]())
+        session.info[_OWED] = owed
+    new = sorted(set(contact_ids) - owed[1])
+    if not new:
         return
-    # On the connection, not through the ORM: this runs before every commit
-    # that changed a consent, objections included.
+    owed[1].update(new)
+    # On the connection, not through the ORM: this runs for every change of a
+    # consent, objections included.
     endpoints = session.connection().scalars(_ACTIVE_ENDPOINTS).all()
     if not endpoints:
         return
-    existing = set(session.scalars(sa.select(Contact.id).where(Contact.id.in_(contact_ids))))
-    deliveries = [
-        WebhookDelivery(endpoint_id=endpoint_id, contact_id=contact_id, created_at=utcnow())
-        for contact_id in sorted(existing)
+    now = utcnow()
+    rows = [
+        {"endpoint_id": endpoint_id, "contact_id": contact_id, "created_at": now}
+        for contact_id in new
         for endpoint_id in endpoints
     ]
-    session.add_all(deliveries)
-    session.flush()
-    session.info.setdefault(_TO_SEND, []).extend(d.id for d in deliveries)
+    ids = session.connection().scalars(_INSERT_DELIVERIES, rows).all()
+    session.info.setdefault(_WRITTEN, []).extend(ids)
 
 
-@sa.event.listens_for(sa.orm.Session, "after_commit")
-def _send_deliveries(session: sa.orm.Session) -> None:
-    ids = session.info.pop(_TO_SEND, None)
-    if ids:
-        hand_over(ids)
+def _hand_over_written(app: Flask, **_: object) -> None:
+    """After the commit: hand over the deliveries written since the last hand-over.
 
-
-@sa.event.listens_for(sa.orm.Session, "after_rollback")
-def _forget_deliveries(session: sa.orm.Session) -> None:
-    session.info.pop(_PENDING_CONTACTS, None)
-    session.info.pop(_TO_SEND, None)
+    Read through a connection of its own, which sees only committed rows: ids
+    of a transaction that rolled back are not handed over (and any row that
+    took such an id since is owed anyway)."""
+    written = db.session().info.pop(_WRITTEN, None)
+    if not written:
+        return
+    table = WebhookDelivery.__table__
+    with db.engine.connect() as conn:
+        committed = conn.scalars(
+            sa.select(table.c.id).where(table.c.id.in_(written), table.c.handed_over_at.is_(None))
+        ).all()
+    if committed:
+        hand_over(list(committed))
 
 
 def hand_over(delivery_ids: list[int]) -> None:

@@ -46,6 +46,8 @@ from crm.models import (
 from crm.services import id_in, remove_contacts
 from extensions import db
 from kernel.errors import Conflict, InvalidInput
+from kernel.signals import collect_retention_exclusions
+from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
 
 # Categories this service holds and enforces. Any other category name is
@@ -297,25 +299,7 @@ def current_retention_policy() -> RetentionPolicy:
     return current_app.extensions["retention_policy"]
 
 
-# Exclusions: legal hold and whatever else registers -----------------------------
-
-ExclusionSource = Callable[[Sequence[int]], Mapping[int, str]]
-_exclusion_sources: list[ExclusionSource] = []
-
-
-def register_exclusion_source(source: ExclusionSource) -> ExclusionSource:
-    """Add a reason to keep contacts out of retention (and a decorator for it).
-
-    ``source(contact_ids)`` returns ``{contact_id: reason}`` for those of the
-    given contacts it protects, with a reason a person reads in the preview.
-    The rights-request module registers "a pending rights request" here
-    (R20: a contact whose access or erasure request is open is not purged
-    from under it). Registering happens at import time, so every process
-    has the same list.
-    """
-    if source not in _exclusion_sources:
-        _exclusion_sources.append(source)
-    return source
+# Exclusions: legal hold and what other packages answer -----------------------------
 
 
 def retention_exclusions(contact_ids: Sequence[int]) -> dict[int, str]:
@@ -332,8 +316,9 @@ def retention_exclusions(contact_ids: Sequence[int]) -> dict[int, str]:
             )
         )
     }
-    for source in _exclusion_sources:
-        for contact_id, reason in source(ids).items():
+    # The other packages' reasons (kernel.signals.collect_retention_exclusions).
+    for _receiver, found in collect_retention_exclusions.send(signal_sender(), contact_ids=ids):
+        for contact_id, reason in found.items():
             reasons.setdefault(contact_id, reason)
     return reasons
 

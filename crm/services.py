@@ -11,13 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from crm.models import Activity, ActivityKind, AuditEntry, Company, Contact
-from crm.signals import contact_rectified
-from crm.signals import sender as signal_sender
 from extensions import db
 from kernel.access import Actor
 from kernel.addresses import normalise_email
 from kernel.countries import normalise_country, normalise_language
 from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.signals import contact_rectified
+from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
 
 _INSERT_AUDIT = AuditEntry.__table__.insert()

@@ -50,21 +50,21 @@ def init_app(app: Flask) -> None:
     campaign_pages.register(app)
     cli.register(app)
     tasks.register(app)
-    _register_export_section()
-    _notify_on_major_policy_versions()
+    _connect_signals()
 
 
-def _register_export_section() -> None:
-    from consent.rights import register_export_section
+def _connect_signals() -> None:
+    from kernel.signals import collect_export_sections, policy_published
+
+    collect_export_sections.connect(_export_emails, weak=False)
+    policy_published.connect(_on_policy_published, weak=False)
+
+
+def _export_emails(app: Flask, *, contact: object, **_: object) -> tuple[str, object]:
+    """The emails sent to the person, as a section of their export (GDPR art. 15)."""
     from mailing.services import emails_for_export
 
-    register_export_section("emails", emails_for_export)
-
-
-def _notify_on_major_policy_versions() -> None:
-    from consent.signals import policy_published
-
-    policy_published.connect(_on_policy_published, weak=False)
+    return "emails", emails_for_export(contact)  # type: ignore[arg-type]
 
 
 def _on_policy_published(

@@ -23,7 +23,6 @@ from consent import rights, subscriptions
 from consent.ledger import Evidence
 from consent.models import ALL
 from consent.services import check_permissions
-from consent.signals import consent_changed
 from consent.subscriptions import (
     ConfirmOutcome,
     Scope,
@@ -34,10 +33,11 @@ from consent.tokens import RENEWABLE_FOR, LinkExpired, LinkInvalid, Purpose, rea
 from consent.topics import current_policy
 from crm import services as crm
 from crm.models import Contact
-from crm.signals import sender as signal_sender
 from extensions import db
 from kernel.addresses import keyed_hash, normalise_email
 from kernel.errors import InvalidInput, NotFound, Unavailable
+from kernel.signals import decisions_changed
+from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
 from mailing import messages, transport
 from mailing.models import Campaign, MailKind, MailStatus, OutboxMessage
@@ -553,7 +553,7 @@ def _committed(work: Callable[[], T], attempts: int = 4) -> T:
 
 
 def _announce(contact_id: int, kind: str) -> None:
-    consent_changed.send(signal_sender(), contact_id=contact_id, kind=kind)
+    decisions_changed.send(signal_sender(), contact_id=contact_id, kind=kind)
 
 
 def _recently_emailed(contact_id: int, template: str, at: datetime) -> bool:

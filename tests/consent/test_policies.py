@@ -85,7 +85,7 @@ def test_current_version_falls_back_to_the_policy_file_until_one_is_published(
 
 
 def test_publishing_signals_after_commit_with_the_major_flag(app, admin_api) -> None:
-    from consent.signals import policy_published
+    from kernel.signals import policy_published
 
     seen = []
 

@@ -38,9 +38,9 @@ def decision(api, email: str, topic: str = "events") -> dict:  # type: ignore[no
 
 @contextmanager
 def signals_received(app):  # type: ignore[no-untyped-def]
-    """consent_changed as a receiver sees it, with whether the change was committed."""
-    from consent.signals import consent_changed
+    """decisions_changed as a receiver sees it, with whether the change was committed."""
     from extensions import db
+    from kernel.signals import decisions_changed
 
     seen: list[tuple[int, str, int]] = []
 
@@ -53,11 +53,11 @@ def signals_received(app):  # type: ignore[no-untyped-def]
             ).scalar_one()
         seen.append((contact_id, kind, events))
 
-    consent_changed.connect(receiver)
+    decisions_changed.connect(receiver)
     try:
         yield seen
     finally:
-        consent_changed.disconnect(receiver)
+        decisions_changed.disconnect(receiver)
 
 
 def test_export_holds_profile_company_activities_ledger_and_decisions(app, admin_api) -> None:
@@ -90,15 +90,18 @@ def test_export_holds_profile_company_activities_ledger_and_decisions(app, admin
 
 
 def test_a_higher_layer_can_add_a_section_to_the_export(app, admin_api) -> None:
-    from consent import rights
+    from kernel.signals import collect_export_sections
 
-    rights.register_export_section("greetings", lambda contact: [{"to": contact.email}])
+    def greetings(sender, contact):  # type: ignore[no-untyped-def]
+        return "greetings", [{"to": contact.email}]
+
+    collect_export_sections.connect(greetings)
     try:
         contact_id = create(admin_api)
         data = admin_api.get(f"/api/v1/contacts/{contact_id}/export").json
         assert data["greetings"] == [{"to": "eva@kund.se"}]
     finally:
-        rights._SECTIONS.pop("greetings")
+        collect_export_sections.disconnect(greetings)
 
 
 def test_the_export_lists_the_emails_sent(app, admin_api) -> None:

@@ -191,13 +191,15 @@ def test_a_legal_hold_keeps_a_due_contact_and_the_preview_says_why(app_ctx) -> N
 
 
 def test_a_registered_exclusion_source_keeps_its_contacts(app_ctx) -> None:
+    from kernel.signals import collect_retention_exclusions
+
     waiting = add_contact("begaran@kund.se", last_interaction="2015-01-10T10:00:00")
     db.session.commit()
 
-    def pending_requests(ids):  # type: ignore[no-untyped-def]
-        return {waiting.id: "pending rights request (access)"} if waiting.id in ids else {}
+    def pending_requests(sender, contact_ids):  # type: ignore[no-untyped-def]
+        return {waiting.id: "pending rights request (access)"} if waiting.id in contact_ids else {}
 
-    retention.register_exclusion_source(pending_requests)
+    collect_retention_exclusions.connect(pending_requests)
     try:
         retention.run(day("2027-01-01"), started_by="test")
         assert exists("begaran@kund.se")
@@ -205,7 +207,7 @@ def test_a_registered_exclusion_source_keeps_its_contacts(app_ctx) -> None:
             retention.purge_outlook(waiting).excluded_because == "pending rights request (access)"
         )
     finally:
-        retention._exclusion_sources.remove(pending_requests)
+        collect_retention_exclusions.disconnect(pending_requests)
 
 
 # The lock and the record --------------------------------------------------------------

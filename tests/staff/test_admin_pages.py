@@ -7,9 +7,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from consent.models import Basis, EventKind
+from consent.models import OBJECTION_CHANNELS, Basis, EventKind
 from consent.policy import Reason
-from consent.services import OBJECTION_CHANNELS
 from crm.models import ActivityKind, AuditEntry
 from extensions import db
 from kernel.access import authenticate_token
