@@ -56,7 +56,7 @@ def _seed(url: str, contacts: int) -> tuple[str, int, list[str], str]:
 
     from app import create_app
     from consent import services
-    from consent.ledger import Evidence
+    from consent.evidence import Evidence
     from consent.models import Basis
     from extensions import db
     from kernel.access import Actor, create_api_token

@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, ValidationError
 
 from consent import imports, policies, rights, services, webhooks
-from consent.ledger import Evidence
+from consent.evidence import Evidence
 from consent.models import ALL, Basis, InterestKind
 from consent.schemas import (
     BatchCheckSchema,

@@ -83,7 +83,7 @@ def audience_query(
             Company.relationship_ended_at.is_(None), Company.relationship_ended_at > ended_before
         )
         # The ledger folds a legitimate-interest basis into the blanket row of
-        # all channels only (consent.ledger._fold), so the two blanket rows
+        # all channels only (consent.projection.fold), so the two blanket rows
         # hold every basis the policy can find.
         bases.append(
             sa.and_(

@@ -10,7 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from consent import services
-from consent.ledger import Evidence, record
+from consent.evidence import Evidence
+from consent.ledger import record
 from consent.models import ALL, Basis, EventKind, InterestKind
 from crm.models import Contact
 from crm.services import CompanyInput

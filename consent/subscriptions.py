@@ -9,7 +9,6 @@ the job queue.
 from __future__ import annotations
 
 import enum
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,12 +16,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from consent.ledger import Evidence, record
+from consent.evidence import Evidence
+from consent.ledger import record
 from consent.models import ALL, Basis, ConsentEvent, EventKind, PermissionState, SubscriptionRequest
 from consent.policy import Decision, Reason, decide, standing_of
 from consent.suppression import find_suppression
 from consent.tokens import LinkInvalid
-from consent.topics import MarketingPolicy, current_policy
+from consent.topics import check_topics, current_policy
 from crm import services as crm
 from crm.models import Contact
 from extensions import db
@@ -33,36 +33,11 @@ from kernel.errors import InvalidInput
 from kernel.timestamps import utcnow
 
 PERSON = Actor(kind="person", name="email-owner")
-DOUBLE_OPT_IN = "double_opt_in"  # consent.ledger.PERSON_VERIFIED_SOURCES
+DOUBLE_OPT_IN = "double_opt_in"  # consent.projection.PERSON_VERIFIED_SOURCES
 EMAIL = "email"
-HOSTED_FORM_ID = "hosted"
 
 # A person who said no can only say yes again through a fresh double opt-in.
 _NEEDS_THE_PERSON = frozenset({Reason.SUPPRESSED, Reason.OBJECTION, Reason.UNSUBSCRIBED})
-
-_HOSTED_WORDING = {
-    "en": (
-        "Yes, send me {topics} by email. I can unsubscribe at any time with the link in "
-        "every email. We handle your data as our privacy policy (version {version}) describes."
-    ),
-    "sv": (
-        "Ja, skicka {topics} till mig via e-post. Jag kan avsluta när som helst med länken i "
-        "varje utskick. Vi hanterar dina uppgifter enligt vår integritetspolicy (version {version})."
-    ),
-}
-
-
-def hosted_wording(language: str, topic_keys: Sequence[str], policy: MarketingPolicy) -> str:
-    """The exact consent sentence the hosted form shows; its hash is the evidence (R23)."""
-    lang = language if language in _HOSTED_WORDING else "en"
-    labels = [policy.topic(t).label(lang).lower() for t in topic_keys]
-    joiner = " och " if lang == "sv" else " and "
-    topics = ", ".join(labels[:-1]) + joiner + labels[-1] if len(labels) > 1 else labels[0]
-    return _HOSTED_WORDING[lang].format(topics=topics, version=policy.version)
-
-
-def wording_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -84,16 +59,6 @@ class SignupOutcome:
     contact: Contact
     request: SubscriptionRequest | None
     confirmed_at_once: list[str] = field(default_factory=list)
-
-
-def check_topics(topic_keys: Sequence[str]) -> tuple[str, ...]:
-    policy = current_policy()
-    if not topic_keys:
-        raise InvalidInput("Choose at least one topic.", fields={"topics": ["Required."]})
-    for key in topic_keys:
-        if Basis.CONSENT not in policy.topic(key).bases:
-            raise InvalidInput(f"Topic {key!r} does not take consent.", code="basis_not_admitted")
-    return tuple(dict.fromkeys(topic_keys))
 
 
 def _decisions(contact: Contact, topic_keys: Sequence[str], at: datetime) -> dict[str, Decision]:

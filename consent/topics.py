@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -100,3 +100,14 @@ class MarketingPolicy:
 def current_policy() -> MarketingPolicy:
     """The marketing policy of the running app (parsed once at start-up)."""
     return current_app.extensions["marketing_policy"]
+
+
+def check_topics(topic_keys: Sequence[str]) -> tuple[str, ...]:
+    """The topics a signup names, each once, in order; all must take consent."""
+    policy = current_policy()
+    if not topic_keys:
+        raise InvalidInput("Choose at least one topic.", fields={"topics": ["Required."]})
+    for key in topic_keys:
+        if Basis.CONSENT not in policy.topic(key).bases:
+            raise InvalidInput(f"Topic {key!r} does not take consent.", code="basis_not_admitted")
+    return tuple(dict.fromkeys(topic_keys))

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from consent import rights, subscriptions
-from consent.ledger import Evidence
+from consent.evidence import Evidence
 from consent.models import ALL
 from consent.services import check_permissions
 from consent.subscriptions import (

@@ -26,9 +26,9 @@ from flask import (
 )
 from marshmallow import ValidationError
 
-from consent.ledger import Evidence
+from consent.evidence import HOSTED_FORM_ID, Evidence, hosted_wording, signup_evidence
 from consent.policies import current_version_label
-from consent.subscriptions import HOSTED_FORM_ID, Scope, Signup, hosted_wording, wording_hash
+from consent.subscriptions import Scope, Signup
 from consent.tokens import LinkExpired, LinkInvalid
 from consent.topics import current_policy
 from extensions import csrf, limiter
@@ -201,7 +201,7 @@ def _let_allowed_sites_read_the_answer(response: Any) -> Any:
 
 
 def _hosted_form() -> Any:
-    from consent.subscriptions import check_topics
+    from consent.topics import check_topics
 
     lang = page_language(request.args.get("lang") or _browser_language())
     topics = check_topics(
@@ -226,36 +226,15 @@ def _signup(data: dict[str, Any], lang: str) -> Signup:
 
 
 def _signup_evidence(data: dict[str, Any], lang: str) -> Evidence:
-    """R5, R23: which wording and policy version the person saw, on which page."""
-    policy = current_policy()
-    page = data["page_url"] or request.referrer
-    if data["form_id"] == HOSTED_FORM_ID:
-        # Our own form: we know exactly what it showed, whatever was posted.
-        from consent.subscriptions import check_topics
-
-        if not data["consent"]:
-            raise InvalidInput("Tick the box to subscribe.", fields={"consent": ["Required."]})
-        shown = hosted_wording(lang, check_topics(data["topics"]), policy)
-        return _evidence(
-            lang,
-            form_id=HOSTED_FORM_ID,
-            page_url=page,
-            policy_version=current_version_label(),
-            wording_hash=wording_hash(shown),
-        )
-    digest = wording_hash(data["wording"]) if data["wording"] else data["wording_hash"]
-    if not digest:
-        raise InvalidInput(
-            "Send the consent wording the form showed (wording) or its SHA-256 (wording_hash).",
-            code="missing_evidence",
-            fields={"wording": ["Required."]},
-        )
-    return _evidence(
-        lang,
-        form_id=data["form_id"] or "external",
-        page_url=page,
-        policy_version=data["policy_version"] or current_version_label(),
-        wording_hash=digest,
+    return signup_evidence(
+        _evidence(lang),
+        form_id=data["form_id"],
+        topics=data["topics"],
+        consent_ticked=bool(data["consent"]),
+        wording=data["wording"],
+        wording_sha256=data["wording_hash"],
+        policy_version=data["policy_version"],
+        page_url=data["page_url"] or request.referrer,
     )
 
 

@@ -74,7 +74,8 @@ def test_an_objection_answers_with_the_ledger_entry_it_wrote(app, api_as) -> Non
 def test_the_json_of_an_event_is_what_its_schema_dumps(app_ctx) -> None:
     """Objections answer with ``ConsentEvent.as_json``; the OpenAPI document
     describes ``ConsentEventSchema``. They must not drift apart."""
-    from consent.ledger import Evidence, record
+    from consent.evidence import Evidence
+    from consent.ledger import record
     from consent.models import EventKind
     from consent.schemas import ConsentEventSchema
     from crm.models import Contact

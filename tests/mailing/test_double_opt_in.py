@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consent.subscriptions import hosted_wording, wording_hash
+from consent.evidence import hosted_wording, wording_hash
 from tests.conftest import count_rows
 from tests.mailing.conftest import link, links_in, text_of
 from tests.mailing.helpers import contact_id_of, decision, events, outbox, signup

@@ -158,7 +158,7 @@ def test_at_most_one_confirmation_email_per_address_in_ten_minutes(app, client) 
     rows = outbox(app)
     assert [row.template for row in rows] == ["confirm"]
     with app.app_context():
-        from consent.ledger import Evidence
+        from consent.evidence import Evidence
         from consent.models import SubscriptionRequest
         from consent.subscriptions import Signup
         from mailing import services

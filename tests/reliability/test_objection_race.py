@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from consent.ledger import Evidence
+from consent.evidence import Evidence
 from consent.models import Basis
 from consent.services import BasisInput, record_objection, register_contact
 from consent.subscriptions import wording_hash

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from consent.ledger import Evidence
+from consent.evidence import Evidence
 from consent.models import Basis, InterestKind
 from consent.services import BasisInput, check_permissions, record_objection, register_contact
 from consent.subscriptions import Scope, Signup

@@ -1,0 +1,285 @@
+"""The fold: how each consent event changes the permission projection.
+
+The projection (``PermissionState``, plus the contact's restriction and bounce
+columns) is what the decision reads; ``consent.ledger`` appends every event
+and calls the fold in the same transaction, so the two never disagree.
+
+## Every place that restates the policy
+
+``consent.policy.decide`` is the one decision. These copies restate part of
+its meaning for speed, and each has a test that proves it equal to ``decide``
+(or to the Python fold), plus tests that pin the rules themselves so that a
+mistake made in every copy at once still fails:
+
+| copy | where | agreement test | rule pinned by |
+| --- | --- | --- | --- |
+| the fold, Python | ``fold`` (here) | tests/consent/test_policy.py, tests/reliability/test_stateful_consent.py | tests/consent/test_policy.py, tests/consent/test_policy_parameters.py |
+| the fold of an objection, SQL | ``objection_upsert`` (here) | tests/consent/test_ledger_batch.py | tests/reliability/test_objection_race.py |
+| the fold of granted bases, SQL | ``fold_granted_basis`` (here) | tests/consent/test_ledger_batch.py | tests/consent/test_imports.py |
+| the campaign audience, SQL | ``consent.audience.audience_query`` | tests/consent/test_audience.py | tests/consent/test_policy_parameters.py |
+| the batch of facts for many contacts | ``consent.policy.standings_by_email`` (read, then ``decide``) | tests/consent/test_api.py | tests/consent/test_policy_parameters.py |
+
+The policy's parameters (topics and their bases, the countries that admit
+legitimate interest, the customer grace period, the double opt-in countries)
+live in the policy file (consent/default_policy.toml), read by
+``consent.topics``; no copy holds a number of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from consent.models import ALL, ConsentEvent, EventKind, InterestKind, PermissionState
+from consent.suppression import lift_suppression, suppress
+from crm.models import Contact
+from extensions import db
+
+# Only the person, proving the address through a double opt-in link, may undo
+# an unsubscribe or an objection (GDPR art. 21; docs/rules.md R9, R11). Consents
+# synced by a CRM, imported or entered by staff never do.
+PERSON_VERIFIED_SOURCES = frozenset({"double_opt_in"})
+
+BASIS_COLUMNS = {
+    InterestKind.CUSTOMER.value: "customer_since",
+    InterestKind.INDUSTRY_LIST.value: "industry_list_since",
+}
+
+
+def fold(contact: Contact, event: ConsentEvent, states: States | None = None) -> None:
+    """Apply one ledger event to the projection (and, for the kinds that change the
+    contact itself, to the contact). The Python copy; see the module's header."""
+    states = states or States()
+    kind = EventKind(event.kind)
+    at = event.occurred_at
+    if kind is EventKind.REQUESTED:
+        row = states.get(contact.id, event.topic, event.channel)
+        if row.consent_since is None:
+            row.pending_since = at
+    elif kind is EventKind.CONFIRMED:
+        row = states.get(contact.id, event.topic, event.channel)
+        verified = event.source in PERSON_VERIFIED_SOURCES
+        blanket_blocks = any(
+            r.unsubscribed_since or r.objected_since for r in states.blanket(contact.id)
+        )
+        if not verified and (row.unsubscribed_since is not None or blanket_blocks):
+            # The ledger keeps the claim; the projection keeps the person's "no".
+            return
+        row.consent_since = at
+        row.consent_event_id = event.id
+        row.pending_since = None
+        row.unsubscribed_since = None
+    elif kind in (EventKind.WITHDRAWN, EventKind.UNSUBSCRIBED):
+        row = states.get(contact.id, event.topic, event.channel)
+        row.unsubscribed_since = at
+        row.consent_since = None
+        row.consent_event_id = None
+        row.pending_since = None
+    elif kind is EventKind.OBJECTED:
+        row = states.get(contact.id, ALL, event.channel)
+        if row.objected_since is None:
+            row.objected_since = at
+            row.objection_event_id = event.id
+    elif kind is EventKind.OBJECTION_LIFTED:
+        # The objection becomes an unsubscribe from everything: only topics the
+        # person confirms afresh open again; legitimate interest stays closed.
+        # It dates from the objection, so a confirmation recorded in the same
+        # moment as the lift (a double opt-in) is newer and opens its topics.
+        for row in states.blanket(contact.id):
+            if row.objected_since is not None:
+                row.unsubscribed_since = max(
+                    row.unsubscribed_since or row.objected_since, row.objected_since
+                )
+                row.objected_since = None
+                row.objection_event_id = None
+    elif kind is EventKind.BASIS_GRANTED:
+        row = states.get(contact.id, ALL, ALL)
+        if event.interest_kind == InterestKind.CUSTOMER and row.customer_since is None:
+            row.customer_since = at
+            row.basis_event_id = event.id
+        elif event.interest_kind == InterestKind.INDUSTRY_LIST and row.industry_list_since is None:
+            row.industry_list_since = at
+            row.basis_event_id = event.id
+    elif kind is EventKind.BASIS_ENDED:
+        row = states.get(contact.id, ALL, ALL)
+        if event.interest_kind == InterestKind.CUSTOMER:
+            row.customer_since = None
+        elif event.interest_kind == InterestKind.INDUSTRY_LIST:
+            row.industry_list_since = None
+    elif kind is EventKind.RESTRICTED:
+        contact.restricted_at = contact.restricted_at or at
+    elif kind is EventKind.UNRESTRICTED:
+        contact.restricted_at = None
+    elif kind is EventKind.UNDELIVERABLE:
+        contact.hard_bounced_at = contact.hard_bounced_at or at
+    elif kind is EventKind.SUPPRESSED:
+        suppress(contact.email, reason=event.note or "suppressed")
+    elif kind is EventKind.UNSUPPRESSED:
+        lift_suppression(contact.email)
+    # CREATED_WHILE_SUPPRESSED only documents; the suppression entry already blocks.
+
+
+_OBJECTION_UPSERT: dict[str, sa.Insert] = {}
+
+
+def objection_upsert() -> sa.Insert:
+    """The SQL copy of ``fold`` for one objection (``consent.ledger.record_objection``):
+    one upsert, built once per dialect."""
+    dialect = db.session.get_bind().dialect.name
+    if dialect not in _OBJECTION_UPSERT:
+        states = PermissionState.__table__
+        upsert = insert_for_dialect(states)
+        _OBJECTION_UPSERT[dialect] = upsert.values(
+            contact_id=sa.bindparam("contact_id"),
+            topic=ALL,
+            channel=sa.bindparam("channel"),
+            objected_since=sa.bindparam("at", type_=states.c.objected_since.type),
+            objection_event_id=sa.bindparam("event_id"),
+        ).on_conflict_do_update(
+            index_elements=["contact_id", "topic", "channel"],
+            set_={
+                "objected_since": upsert.excluded.objected_since,
+                "objection_event_id": upsert.excluded.objection_event_id,
+            },
+            # As fold: the first objection stands; a repeated one is only recorded.
+            where=states.c.objected_since.is_(None),
+        )
+    return _OBJECTION_UPSERT[dialect]
+
+
+def insert_for_dialect(table: sa.Table) -> Any:
+    """INSERT with ON CONFLICT, which PostgreSQL and SQLite spell alike."""
+    dialect = db.session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def fold_granted_basis(events: sa.Select[Any], column: str, occurred_at: datetime) -> None:
+    """Fold a set of BASIS_GRANTED events (``events`` selects contact_id and the
+    event's id, one row per contact) into the projection, in one statement:
+    the SQL copy of ``fold`` for ``consent.ledger.record_set``."""
+    states = PermissionState.__table__
+    since = states.c[column]
+    # As fold: a blanket row is created or, if it lacks the basis, given it; a
+    # contact that holds the basis keeps its date and event. One upsert, also
+    # right when another transaction creates the row meanwhile.
+    event_of = events.subquery()
+    insert = insert_for_dialect(states)
+    db.session.execute(
+        insert.from_select(
+            ["contact_id", "topic", "channel", column, "basis_event_id"],
+            sa.select(
+                event_of.c.contact_id,
+                sa.literal(ALL),
+                sa.literal(ALL),
+                sa.literal(occurred_at, since.type),
+                event_of.c.id,
+            ).where(sa.true()),  # SQLite reads "SELECT ... ON CONFLICT" only after a WHERE
+        ).on_conflict_do_update(
+            index_elements=["contact_id", "topic", "channel"],
+            set_={
+                column: insert.excluded[column],
+                "basis_event_id": insert.excluded.basis_event_id,
+            },
+            where=since.is_(None),
+        )
+    )
+
+
+class States:
+    """The projection rows ``fold`` reads and writes.
+
+    ``record`` reads them from the database one at a time; ``record_many``
+    preloads every row of its contacts with one SELECT and keeps new ones here,
+    so that folding a batch costs no query per event.
+    """
+
+    def __init__(self, preloaded: Iterable[PermissionState] | None = None) -> None:
+        self._cached = preloaded is not None
+        self._rows: dict[tuple[int, str, str], PermissionState | NewState] = {
+            (r.contact_id, r.topic, r.channel): r for r in preloaded or ()
+        }
+        self._new: list[NewState] = []
+
+    @classmethod
+    def of_contacts(cls, contact_ids: Collection[int]) -> States:
+        rows = (
+            db.session.scalars(
+                sa.select(PermissionState).where(PermissionState.contact_id.in_(contact_ids))
+            )
+            if contact_ids
+            else ()
+        )
+        return cls(list(rows))
+
+    def get(self, contact_id: int, topic: str, channel: str) -> PermissionState:
+        key = (contact_id, topic, channel)
+        row = self._rows.get(key)
+        if row is None and not self._cached:
+            row = db.session.get(PermissionState, key)
+        if row is None:
+            if self._cached:
+                # New rows of a batch are inserted together by insert_new().
+                row = NewState(contact_id=contact_id, topic=topic, channel=channel)
+                self._new.append(row)
+            else:
+                row = PermissionState(contact_id=contact_id, topic=topic, channel=channel)
+                db.session.add(row)
+        self._rows[key] = row
+        return row  # type: ignore[return-value]
+
+    def insert_new(self) -> None:
+        # One executemany per shape of row, leaving out the NULL columns: fewer
+        # parameters to process, and the same rows.
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in self._new:
+            values = {k: v for k, v in vars(row).items() if v is not None}
+            shapes.setdefault(tuple(values), []).append(values)
+        for rows in shapes.values():
+            db.session.execute(sa.insert(PermissionState.__table__), rows)
+        self._new.clear()
+
+    def blanket(self, contact_id: int) -> list[PermissionState]:
+        if not self._cached:
+            return list(
+                db.session.scalars(
+                    sa.select(PermissionState).where(
+                        PermissionState.contact_id == contact_id, PermissionState.topic == ALL
+                    )
+                )
+            )
+        return [
+            row  # type: ignore[misc]
+            for (cid, topic, _), row in self._rows.items()
+            if cid == contact_id and topic == ALL
+        ]
+
+
+class NewState:
+    """A projection row not yet in the database: the columns of PermissionState."""
+
+    _EMPTY = dict.fromkeys(c.key for c in PermissionState.__table__.columns)
+
+    def __init__(self, contact_id: int, topic: str, channel: str) -> None:
+        self.__dict__.update(self._EMPTY)
+        self.contact_id = contact_id
+        self.topic = topic
+        self.channel = channel
+
+
+@dataclass(frozen=True)
+class BatchEvent:
+    """What ``fold`` reads of an event inserted by ``record_many``."""
+
+    id: int
+    kind: str
+    topic: str
+    channel: str
+    occurred_at: datetime
+    source: str
+    interest_kind: str | None
+    note: str | None
