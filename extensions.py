@@ -52,7 +52,7 @@ def _sqlite_foreign_keys(dbapi_connection: object, connection_record: object) ->
         cursor.execute("PRAGMA foreign_keys=ON")
         # Write-ahead log: a writer waiting for the write lock holds nothing the
         # holder needs to commit (a marketing send holds it until SMTP accepted
-        # its message, mailing.services.deliver), and readers never wait.
+        # its message, mailing.delivery.deliver), and readers never wait.
         cursor.execute("PRAGMA journal_mode=WAL")
         # Writers queue for that lock: wait for it rather than fail after 5 s.
         cursor.execute("PRAGMA busy_timeout=30000")

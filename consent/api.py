@@ -41,6 +41,7 @@ from crm.schemas import ContactSchema
 from crm.services import CompanyInput
 from extensions import api, csrf
 from kernel.access import requires
+from kernel.database import autocommit_statements
 from kernel.errors import InvalidInput
 
 blp = Blueprint("consent_api", __name__, url_prefix="/api/v1", description="Bases and decisions")
@@ -96,7 +97,8 @@ def contact_permissions(query: dict[str, Any], contact_id: int) -> Any:
 
 
 @blp.post("/permissions/check")
-@requires("permissions.read", autocommit=True)
+@autocommit_statements
+@requires("permissions.read")
 @blp.arguments(BatchCheckSchema())  # one instance: webargs builds a class anew per request
 @blp.response(200, BatchResultSchema)
 def check_permissions(data: dict[str, Any]) -> Any:

@@ -59,7 +59,7 @@ def record(
 ) -> ConsentEvent:
     """Append one event and fold it into the projection. Does not commit."""
     # R11: a marketing send holds this row lock from its last policy check until
-    # SMTP accepted the message (mailing.services.deliver); a consent change
+    # SMTP accepted the message (mailing.delivery.deliver); a consent change
     # waits for it, so no email leaves after an objection has committed.
     # (SQLite has no row locks; there every writer already waits for the one
     # write lock a send holds.)

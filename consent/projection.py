@@ -33,12 +33,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from consent.models import ALL, ConsentEvent, EventKind, InterestKind, PermissionState
 from consent.suppression import lift_suppression, suppress
 from crm.models import Contact
 from extensions import db
+from kernel.database import insert_for_dialect
 
 # Only the person, proving the address through a double opt-in link, may undo
 # an unsubscribe or an objection (GDPR art. 21; docs/rules.md R9, R11). Consents
@@ -150,12 +150,6 @@ def objection_upsert() -> sa.Insert:
             where=states.c.objected_since.is_(None),
         )
     return _OBJECTION_UPSERT[dialect]
-
-
-def insert_for_dialect(table: sa.Table) -> Any:
-    """INSERT with ON CONFLICT, which PostgreSQL and SQLite spell alike."""
-    dialect = db.session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def fold_granted_basis(events: sa.Select[Any], column: str, occurred_at: datetime) -> None:

@@ -25,6 +25,7 @@ from crm import services as crm
 from crm.models import Activity, Company, Contact
 from extensions import db
 from kernel.access import SYSTEM_ACTOR, Actor
+from kernel.database import id_in
 from kernel.errors import Conflict, InvalidInput, NotFound
 from kernel.signals import collect_export_sections, collect_retention_exclusions, decisions_changed
 from kernel.signals import sender as signal_sender
@@ -244,7 +245,7 @@ def _open_requests(sender: Any, *, contact_ids: Sequence[int], **_: object) -> d
     cutoff = utcnow() - VERIFICATION_WINDOW
     rows = db.session.execute(
         sa.select(PrivacyRequest.contact_id, PrivacyRequest.kind, PrivacyRequest.status).where(
-            crm.id_in(PrivacyRequest.contact_id, contact_ids),
+            id_in(PrivacyRequest.contact_id, contact_ids),
             sa.or_(
                 PrivacyRequest.status == "awaiting_admin",
                 sa.and_(

@@ -7,7 +7,9 @@ import dramatiq
 from consent import webhooks
 
 
-@dramatiq.actor(queue_name="webhooks", max_retries=25, time_limit=60_000)
+@dramatiq.actor(
+    actor_name=webhooks.WEBHOOK_JOB, queue_name="webhooks", max_retries=25, time_limit=60_000
+)
 def deliver_webhook(delivery_id: int) -> None:
     """Post one webhook delivery; dramatiq retries it with backoff on failure."""
     webhooks.deliver(delivery_id)

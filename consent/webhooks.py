@@ -29,9 +29,12 @@ from crm.models import Contact
 from extensions import db
 from kernel.access import Actor
 from kernel.errors import InvalidInput, NotFound
+from kernel.jobs import send_job
 from kernel.signals import decisions_changed, ledger_written
 from kernel.timestamps import utcnow
 
+# The actor that posts one delivery (declared in consent.tasks).
+WEBHOOK_JOB = "deliver_webhook"
 SIGNATURE_HEADER = "X-Consent-Signature"
 TIMESTAMP_HEADER = "X-Consent-Timestamp"
 # session.info keys: the contacts owed a delivery in the open transaction, and
@@ -136,8 +139,6 @@ def _hand_over_written(app: Flask, **_: object) -> None:
 
 def hand_over(delivery_ids: list[int]) -> None:
     """Send the actor messages; a broker that is down leaves rows for the sweeper."""
-    from consent.tasks import deliver_webhook
-
     options = {
         "min_backoff": current_app.config.get("WEBHOOK_MIN_BACKOFF_MS", 5_000),
         "max_backoff": current_app.config.get("WEBHOOK_MAX_BACKOFF_MS", 3_600_000),
@@ -145,7 +146,7 @@ def hand_over(delivery_ids: list[int]) -> None:
     handed = []
     for delivery_id in delivery_ids:
         try:
-            deliver_webhook.send_with_options(args=(delivery_id,), **options)
+            send_job(WEBHOOK_JOB, delivery_id, **options)
         except Exception:
             current_app.logger.warning(
                 "Broker unavailable; webhook delivery %s left for the sweeper", delivery_id

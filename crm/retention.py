@@ -43,8 +43,9 @@ from crm.models import (
     RetentionLock,
     RetentionRun,
 )
-from crm.services import id_in, remove_contacts
+from crm.services import remove_contacts
 from extensions import db
+from kernel.database import id_in
 from kernel.errors import Conflict, InvalidInput
 from kernel.signals import collect_retention_exclusions
 from kernel.signals import sender as signal_sender

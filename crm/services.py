@@ -15,6 +15,7 @@ from extensions import db
 from kernel.access import Actor
 from kernel.addresses import normalise_email
 from kernel.countries import normalise_country, normalise_language
+from kernel.database import id_in
 from kernel.errors import Conflict, InvalidInput, NotFound
 from kernel.signals import contact_rectified
 from kernel.signals import sender as signal_sender
@@ -87,7 +88,7 @@ _CONTACT = Contact.__table__
 _LAST_INTERACTION = _CONTACT.c.last_interaction_at
 _AT = sa.bindparam("at", type_=_LAST_INTERACTION.type)
 # The row lock a marketing send takes from its last policy check until SMTP
-# accepted the message (mailing.services._hold_and_check): FOR NO KEY UPDATE.
+# accepted the message (mailing.delivery._hold_and_check): FOR NO KEY UPDATE.
 _HOLD = (
     sa.select(_CONTACT.c.email)
     .where(_CONTACT.c.id == sa.bindparam("contact_id"))
@@ -438,14 +439,3 @@ def remove_contacts(contact_ids: Sequence[int]) -> int:
     )
     db.session.expire_all()
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def id_in(column: Any, ids: Sequence[int]) -> sa.ColumnElement[bool]:
-    """``column IN ids`` for a batch of ids. On PostgreSQL it is ``= ANY(array)``: one
-    parameter whatever the batch size, where a thousand placeholders would be
-    compiled and parsed again for every batch."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        return column == sa.any_(sa.bindparam(None, list(ids), type_=ARRAY(sa.Integer)))
-    return column.in_(list(ids))

@@ -180,23 +180,17 @@ def authenticate_token(raw: str) -> Actor:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def requires(action: str, *, autocommit: bool = False) -> Callable[[F], F]:
+def requires(action: str) -> Callable[[F], F]:
     """Guard an API route: a valid bearer token whose role ``may`` take ``action``.
 
-    The actor is kept in ``g.actor`` for the route to pass to services.
-
-    ``autocommit``: for routes that read and then write only their audit entry
-    (the permission check). Each statement then commits on its own, which
-    spares the transaction's BEGIN and COMMIT round trips: two of five per
-    check on PostgreSQL. The connection gets its isolation level back when it
-    returns to the pool.
+    The actor is kept in ``g.actor`` for the route to pass to services. How the
+    route's statements are committed is the route's choice
+    (``kernel.database.autocommit_statements``), not the guard's.
     """
 
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            if autocommit:
-                db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             header = request.headers.get("Authorization", "")
             scheme, _, raw = header.partition(" ")
             if scheme.lower() != "bearer" or not raw.strip():

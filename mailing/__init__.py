@@ -62,7 +62,7 @@ def _connect_signals() -> None:
 
 def _export_emails(app: Flask, *, contact: object, **_: object) -> tuple[str, object]:
     """The emails sent to the person, as a section of their export (GDPR art. 15)."""
-    from mailing.services import emails_for_export
+    from mailing.outbox import emails_for_export
 
     return "emails", emails_for_export(contact)  # type: ignore[arg-type]
 

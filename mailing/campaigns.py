@@ -3,7 +3,7 @@
 Sending expands the audience with ONE set-based statement (``INSERT ... SELECT``
 over ``consent.audience.audience_query``), so a million recipients never pass
 through Python; it commits, and only then hands the new outbox rows to the
-job queue in batches. Each row goes through ``mailing.services.deliver``,
+job queue in batches. Each row goes through ``mailing.delivery.deliver``,
 which asks the policy again right before the message leaves (R10, R11).
 """
 
@@ -28,7 +28,7 @@ from kernel.errors import InvalidInput, NotFound
 from kernel.timestamps import utcnow
 from mailing import messages
 from mailing.models import Campaign, CampaignStatus, MailKind, MailStatus, OutboxMessage
-from mailing.services import hand_over
+from mailing.outbox import hand_over
 
 # Outbox ids handed to the broker per query and commit.
 HAND_OVER_BATCH = 1_000

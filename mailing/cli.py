@@ -6,7 +6,8 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from mailing import services
+from mailing import delivery
+from mailing.outbox import sweep_all
 from mailing.transport import DeliveryError
 
 outbox = AppGroup("outbox", help="The email outbox.")
@@ -15,7 +16,7 @@ outbox = AppGroup("outbox", help="The email outbox.")
 @outbox.command("sweep")
 def sweep() -> None:
     """Hand over to the job queue every email (and webhook) that never reached a worker."""
-    handed, webhooks = services.sweep_all()
+    handed, webhooks = sweep_all()
     click.echo(f"Handed over {len(handed)} queued email(s) and {webhooks} webhook delivery(ies).")
 
 
@@ -24,7 +25,7 @@ def sweep() -> None:
 def deliver(outbox_id: int) -> None:
     """Deliver one outbox row now, in this process."""
     try:
-        result = services.deliver(outbox_id)
+        result = delivery.deliver(outbox_id)
     except DeliveryError as exc:
         raise click.ClickException(f"Temporary failure, left queued: {exc}") from exc
     click.echo(f"{result.status}" + (f": {result.reason}" if result.reason else ""))

@@ -20,7 +20,7 @@ from kernel.errors import NotFound
 from kernel.timestamps import utcnow
 from mailing import messages
 from mailing.models import MailKind, MailStatus, OutboxMessage
-from mailing.services import hand_over
+from mailing.outbox import hand_over
 
 TEMPLATE = "policy_notice"
 CHUNK = 1_000

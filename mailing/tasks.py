@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from extensions import broker, db
-from mailing import services
+from mailing import delivery, notices, outbox, privacy_requests, subscription_flows
 from mailing.transport import TemporaryFailure
 
 # Temporary SMTP trouble (4xx, connection refused) is retried with exponential
@@ -37,39 +37,49 @@ _DELIVERY: dict[str, Any] = {
 @dramatiq.actor(**_DELIVERY, time_limit=120_000)
 def deliver_email(outbox_id: int) -> None:
     # Jobs of one row each, as a version before deliver_emails handed them over.
-    services.deliver(outbox_id)
+    delivery.deliver(outbox_id)
 
 
-@dramatiq.actor(**_DELIVERY, time_limit=600_000)
+@dramatiq.actor(actor_name=outbox.DELIVERY_JOB, **_DELIVERY, time_limit=600_000)
 def deliver_emails(outbox_ids: list[int]) -> None:
-    services.deliver_many(outbox_ids)
+    delivery.deliver_many(outbox_ids)
 
 
 @dramatiq.actor(broker=broker, queue_name="mail", max_retries=0, time_limit=300_000)
 def sweep_outbox() -> None:
-    services.sweep_all()
+    outbox.sweep_all()
 
 
 @dramatiq.actor(broker=broker, queue_name="mail", max_retries=3, time_limit=3_600_000)
 def send_policy_notices(policy_version_id: int) -> None:
     """Queue the notice of a major policy version to every contact (R24)."""
-    from mailing import notices
-
     notices.queue_policy_notices(policy_version_id)
 
 
-@dramatiq.actor(broker=broker, queue_name="mail", max_retries=3, time_limit=60_000)
+@dramatiq.actor(
+    actor_name=subscription_flows.UNSUBSCRIBE_LINK_JOB,
+    broker=broker,
+    queue_name="mail",
+    max_retries=3,
+    time_limit=60_000,
+)
 def send_unsubscribe_link(address_hash: str) -> None:
-    services.send_unsubscribe_link(address_hash)
+    subscription_flows.send_unsubscribe_link(address_hash)
 
 
-@dramatiq.actor(broker=broker, queue_name="mail", max_retries=3, time_limit=60_000)
+@dramatiq.actor(
+    actor_name=privacy_requests.PRIVACY_REQUEST_JOB,
+    broker=broker,
+    queue_name="mail",
+    max_retries=3,
+    time_limit=60_000,
+)
 def open_privacy_request(address_hash: str, kind: str) -> None:
-    services.open_privacy_request(address_hash, kind)
+    privacy_requests.open_privacy_request(address_hash, kind)
 
 
 class PeriodicSweep(dramatiq.Middleware):
-    """Runs the sweeper (``services.sweep_all``) every ``OUTBOX_SWEEP_INTERVAL_S`` in a
+    """Runs the sweeper (``outbox.sweep_all``) every ``OUTBOX_SWEEP_INTERVAL_S`` in a
     thread of each worker process, from its boot on.
 
     It needs no message to start it: a broker that lost every message (a Redis
@@ -100,7 +110,7 @@ class PeriodicSweep(dramatiq.Middleware):
         while not self.stopping.is_set():
             with self.app.app_context():
                 try:
-                    services.sweep_all()
+                    outbox.sweep_all()
                 except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
                     # The database is down, or `flask db upgrade` has not made the tables yet.
                     log.warning("Outbox sweep skipped: %s", type(exc).__name__)

@@ -34,7 +34,7 @@ from consent.topics import current_policy
 from extensions import csrf, limiter
 from kernel.addresses import normalise_email
 from kernel.errors import InvalidInput, NotPermitted
-from mailing import services
+from mailing import privacy_requests, subscription_flows
 from mailing.messages import page_language, read_message
 from mailing.schemas import AddressSchema, PrivacyRequestSchema, SignupSchema
 from mailing.texts import texts
@@ -163,7 +163,7 @@ def subscribe() -> Any:
     data = _load(SignupSchema(), _form_data())
     lang = page_language(data["language"])
     if not data["website"]:  # the honeypot is empty: a person
-        services.subscribe(_signup(data, lang), _signup_evidence(data, lang))
+        subscription_flows.subscribe(_signup(data, lang), _signup_evidence(data, lang))
     _answer_no_sooner_than(arrived + current_app.config["SIGNUP_MIN_SECONDS"])
     message = texts(lang)["inbox_text"]
     if request.is_json:
@@ -244,7 +244,7 @@ def _signup_evidence(data: dict[str, Any], lang: str) -> Evidence:
 @bp.route("/confirm/<token>", methods=["GET", "POST"])
 def confirm(token: str) -> Any:
     if request.method != "POST":  # GET and HEAD only read
-        pending = services.read_confirmation(token)
+        pending = subscription_flows.read_confirmation(token)
         return _page(
             "public/confirm.html",
             pending.language,
@@ -253,8 +253,8 @@ def confirm(token: str) -> Any:
             already=pending.already_confirmed,
         )
     _check_origin()
-    pending = services.read_confirmation(token)
-    outcome = services.confirm(
+    pending = subscription_flows.read_confirmation(token)
+    outcome = subscription_flows.confirm(
         token,
         _evidence(
             pending.language,
@@ -274,7 +274,7 @@ def confirm(token: str) -> Any:
 @bp.post("/confirm/<token>/renew")
 def renew_confirmation(token: str) -> Any:
     _check_origin()
-    lang = services.renew_confirmation(token)
+    lang = subscription_flows.renew_confirmation(token)
     return _page("public/renewed.html", lang)
 
 
@@ -283,7 +283,7 @@ def renew_confirmation(token: str) -> Any:
 
 @bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
 def unsubscribe(token: str) -> Any:
-    holder = services.read_unsubscribe_link(token)
+    holder = subscription_flows.read_unsubscribe_link(token)
     if request.method != "POST":  # GET and HEAD only read
         return _page("public/unsubscribe.html", holder.language, token=token, holder=holder)
     _check_origin()
@@ -293,7 +293,7 @@ def unsubscribe(token: str) -> Any:
         raise InvalidInput(
             "Choose what to unsubscribe from.", fields={"scope": ["Unknown."]}
         ) from None
-    services.unsubscribe(
+    subscription_flows.unsubscribe(
         token, scope, _evidence(holder.language, page_url=_page_url()), source="email_link"
     )
     return _page("public/unsubscribed.html", holder.language, holder=holder, scope=scope.value)
@@ -304,14 +304,14 @@ def one_click(token: str) -> Any:
     """RFC 8058: a mailbox provider POSTs ``List-Unsubscribe=One-Click``; no cookies,
     no CSRF token, no redirect, no page to click through."""
     try:
-        holder = services.read_unsubscribe_link(token)
+        holder = subscription_flows.read_unsubscribe_link(token)
     except LinkInvalid:
         return _text(texts(_browser_language())["one_click_invalid"], 400)
     t = texts(holder.language)
     if request.form.get("List-Unsubscribe") != "One-Click":
         return _text(t["one_click_body"], 400)
     scope = Scope.TOPIC if holder.topic_label else Scope.ALL
-    services.unsubscribe(
+    subscription_flows.unsubscribe(
         token, scope, _evidence(holder.language, page_url=_page_url()), source="one_click"
     )
     return _text(t["one_click_done"], 200)
@@ -331,7 +331,7 @@ def unsubscribe_by_address() -> Any:
     _check_origin()
     data = _load(AddressSchema(), _form_data())
     if not data["website"]:
-        services.request_unsubscribe_link(data["email"])
+        subscription_flows.request_unsubscribe_link(data["email"])
     return _page("public/unsubscribe_address_sent.html", lang)
 
 
@@ -348,7 +348,7 @@ def privacy_request() -> Any:
     _check_origin()
     data = _load(PrivacyRequestSchema(), _form_data())
     if not data["website"]:
-        services.request_privacy(data["email"], data["kind"])
+        privacy_requests.request_privacy(data["email"], data["kind"])
     # The same answer whether or not we know the address (no enumeration).
     if request.is_json:
         return {"status": "accepted"}, 202
@@ -358,9 +358,9 @@ def privacy_request() -> Any:
 @bp.route("/privacy/verify/<token>", methods=["GET", "POST"])
 def privacy_verify(token: str) -> Any:
     if request.method == "POST":
-        link = services.verify_privacy(token)
+        link = privacy_requests.verify_privacy(token)
     else:  # GET and HEAD only read: a mail scanner must not verify anything
-        link = services.read_privacy_link(token)
+        link = privacy_requests.read_privacy_link(token)
     return _page("public/privacy_verify.html", link.language, link=link)
 
 
@@ -369,13 +369,13 @@ def privacy_verify(token: str) -> Any:
 
 @bp.route("/preferences/<token>", methods=["GET", "POST"])
 def preferences(token: str) -> Any:
-    holder, prefs = services.read_preferences(token)
+    holder, prefs = subscription_flows.read_preferences(token)
     if request.method != "POST":  # GET and HEAD only read
         return _page("public/preferences.html", holder.language, token=token, prefs=prefs)
     _check_origin()
     action = request.form.get("action", "save")
     scope = {"all": Scope.ALL, "object": Scope.OBJECT}.get(action)
-    saved = services.save_preferences(
+    saved = subscription_flows.save_preferences(
         token,
         request.form.getlist("topics"),
         _evidence(holder.language, page_url=_page_url()),

@@ -110,7 +110,7 @@ def test_the_export_lists_the_emails_sent(app, admin_api) -> None:
         from crm.models import Contact
         from extensions import db
         from mailing.models import MailKind
-        from mailing.services import queue_email
+        from mailing.outbox import queue_email
 
         queue_email(
             db.session.get(Contact, contact_id),

@@ -89,7 +89,7 @@ def deliver_with_a_change_before_the_hold(
     row and its contact were read and just before the contact is held (the
     hold is the first locking read). Returns the Delivery and whether the
     change ran."""
-    from mailing.services import deliver
+    from mailing.delivery import deliver
 
     ran: list[bool] = []
 

@@ -24,7 +24,7 @@ from kernel.timestamps import utcnow
 from mailing import campaigns
 from mailing.campaigns import CampaignInput
 from mailing.models import MailStatus, OutboxMessage
-from mailing.services import sweep
+from mailing.outbox import sweep
 from tests.mailing.conftest import SmtpSink, text_of
 from tests.mailing.helpers import consented_contacts
 

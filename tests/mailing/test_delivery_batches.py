@@ -1,4 +1,4 @@
-"""Delivery in batches (``mailing.services.deliver_many``) and campaign messages
+"""Delivery in batches (``mailing.delivery.deliver_many``) and campaign messages
 filled in from a blank (``mailing.messages.prepare_message``), against a real
 SMTP server (aiosmtpd in this process) and the test database."""
 
@@ -20,7 +20,7 @@ from consent.services import record_objection
 from crm.models import Contact
 from crm.services import remove_contact
 from extensions import broker, db
-from mailing import campaigns, messages, services, transport
+from mailing import campaigns, delivery, messages, outbox, transport
 from mailing.campaigns import CampaignInput
 from mailing.models import OutboxMessage
 from tests.mailing.helpers import deliver_with_a_change_before_the_hold
@@ -58,10 +58,10 @@ def _statuses(app: Any, ids: list[int]) -> list[tuple[str, str | None]]:
     return [found.get(i, ("gone", None)) for i in ids]
 
 
-def _deliver_many(app: Any, ids: list[int]) -> dict[int, services.Delivery]:
+def _deliver_many(app: Any, ids: list[int]) -> dict[int, delivery.Delivery]:
     with app.app_context():
         try:
-            return services.deliver_many(ids)
+            return delivery.deliver_many(ids)
         finally:
             db.session.remove()
 
@@ -205,20 +205,20 @@ def test_each_row_of_a_batch_gets_its_own_outcome(app, smtp) -> None:
         db.session.commit()
         db.session.remove()
     smtp.refuse.add(addresses[3])
-    assert _deliver_many(app, [outbox_ids[4]]) == {outbox_ids[4]: services.Delivery("sent")}
+    assert _deliver_many(app, [outbox_ids[4]]) == {outbox_ids[4]: delivery.Delivery("sent")}
 
     unknown = 10**9
     outcomes = _deliver_many(app, [*outbox_ids, unknown])
 
     assert outcomes == {
-        outbox_ids[0]: services.Delivery("sent"),
-        outbox_ids[1]: services.Delivery("blocked", "objection"),
+        outbox_ids[0]: delivery.Delivery("sent"),
+        outbox_ids[1]: delivery.Delivery("blocked", "objection"),
         # Erased before the job ran: its mail went with it.
-        outbox_ids[2]: services.Delivery("skipped", "not_in_outbox"),
-        outbox_ids[3]: services.Delivery("failed", outcomes[outbox_ids[3]].reason),
-        outbox_ids[4]: services.Delivery("skipped", "already_sent"),
-        outbox_ids[5]: services.Delivery("sent"),
-        unknown: services.Delivery("skipped", "not_in_outbox"),
+        outbox_ids[2]: delivery.Delivery("skipped", "not_in_outbox"),
+        outbox_ids[3]: delivery.Delivery("failed", outcomes[outbox_ids[3]].reason),
+        outbox_ids[4]: delivery.Delivery("skipped", "already_sent"),
+        outbox_ids[5]: delivery.Delivery("sent"),
+        unknown: delivery.Delivery("skipped", "not_in_outbox"),
     }
     assert "550" in (outcomes[outbox_ids[3]].reason or "")
     assert _statuses(app, outbox_ids) == [
@@ -297,7 +297,7 @@ def test_a_batch_costs_the_same_statements_for_five_rows_as_for_twenty_five(app,
 
             sa.event.listen(engine, "before_cursor_execute", count)
             try:
-                outcomes = services.deliver_many(ids)
+                outcomes = delivery.deliver_many(ids)
             finally:
                 sa.event.remove(engine, "before_cursor_execute", count)
                 db.session.remove()
@@ -323,14 +323,14 @@ def test_a_contact_changed_before_the_hold_gets_the_message_built_again(app, smt
 
     outcome, changed = deliver_with_a_change_before_the_hold(app, outbox_id, rename)
     assert changed
-    assert outcome == services.Delivery("sent")
+    assert outcome == delivery.Delivery("sent")
     [message] = smtp.wait_for(1)
     assert message["To"].addresses[0].addr_spec == "moved600@example.se"
     assert message["To"].addresses[0].display_name == "Åsa Moved"
 
 
 def test_a_campaign_is_handed_over_in_jobs_of_a_batch_each(app) -> None:
-    _consented_contacts(app, 2 * services.DELIVERY_BATCH + 3, start=700)
+    _consented_contacts(app, 2 * outbox.DELIVERY_BATCH + 3, start=700)
     with app.app_context():
         campaign = campaigns.create_campaign(STAFF, TEXTS)
         campaigns.send_campaign(STAFF, campaign.id)
@@ -341,8 +341,8 @@ def test_a_campaign_is_handed_over_in_jobs_of_a_batch_each(app) -> None:
         jobs.append(dramatiq.Message.decode(queued.get_nowait()))
         queued.task_done()  # or a later broker.join would wait for it
     assert [(job.actor_name, len(job.args[0])) for job in jobs] == [
-        ("deliver_emails", services.DELIVERY_BATCH),
-        ("deliver_emails", services.DELIVERY_BATCH),
+        ("deliver_emails", outbox.DELIVERY_BATCH),
+        ("deliver_emails", outbox.DELIVERY_BATCH),
         ("deliver_emails", 3),
     ]
 
@@ -404,14 +404,14 @@ def test_a_batch_whose_hold_time_is_up_hands_the_rest_over_again(app, smtp, monk
     after HOLD_BUDGET_SECONDS the rest goes back to the queue and to the broker."""
     _consented_contacts(app, 5, start=1000)
     outbox_ids = sorted(_queued_campaign(app))
-    monkeypatch.setattr(services, "HOLD_BUDGET_SECONDS", 0.25)
+    monkeypatch.setattr(delivery, "HOLD_BUDGET_SECONDS", 0.25)
     smtp.delay = 0.2
 
     outcomes = _deliver_many(app, outbox_ids)
 
     sent = [i for i in outbox_ids if outcomes[i].status == "sent"]
     back = [
-        i for i in outbox_ids if outcomes[i] == services.Delivery("queued", services.OUT_OF_TIME)
+        i for i in outbox_ids if outcomes[i] == delivery.Delivery("queued", delivery.OUT_OF_TIME)
     ]
     assert 1 <= len(sent) < 5 and sent + back == outbox_ids
     queued = broker.queues["mail"]

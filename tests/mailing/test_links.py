@@ -155,11 +155,11 @@ def test_an_expired_link_sends_a_new_confirmation_after_ten_minutes(
     with app.app_context():
         from consent.models import SubscriptionRequest
         from extensions import db
-        from mailing import services
+        from mailing import subscription_flows
 
         request_id = db.session.query(SubscriptionRequest.id).scalar()
         old = make_token(Purpose.CONFIRM, {"r": request_id}, issued_at=utcnow() - timedelta(days=8))
-        services.renew_confirmation(old, at=utcnow() + timedelta(minutes=11))
+        subscription_flows.renew_confirmation(old, at=utcnow() + timedelta(minutes=11))
         db.session.remove()
     mail_worker.drain()
     fresh = smtp.wait_for(2)[1]

@@ -161,11 +161,11 @@ def test_at_most_one_confirmation_email_per_address_in_ten_minutes(app, client) 
         from consent.evidence import Evidence
         from consent.models import SubscriptionRequest
         from consent.subscriptions import Signup
-        from mailing import services
+        from mailing import subscription_flows
 
         [request] = db.session.query(SubscriptionRequest).all()
         assert request.topic_keys == ["newsletter", "events"]  # one request, merged
-        services.subscribe(
+        subscription_flows.subscribe(
             Signup(email="eager@example.se", topics=("newsletter",)),
             evidence=Evidence(),
             at=utcnow() + timedelta(minutes=11),

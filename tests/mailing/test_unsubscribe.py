@@ -84,14 +84,15 @@ def test_an_objection_on_the_page_blocks_marketing_already_queued(
     app, client, admin_api, subscriber
 ) -> None:
     from extensions import db
-    from mailing import services
+    from mailing import delivery
     from mailing.models import MailKind
+    from mailing.outbox import queue_email
 
     with app.app_context():
         from crm.models import Contact
 
         contact = db.session.get(Contact, subscriber["id"])
-        row = services.queue_email(
+        row = queue_email(
             contact,
             kind=MailKind.MARKETING,
             template="bulletin",
@@ -106,7 +107,7 @@ def test_an_objection_on_the_page_blocks_marketing_already_queued(
     client.post(link(subscriber["welcome"], "/unsubscribe/"), data={"scope": "object"})
     assert decision(admin_api, subscriber["id"], "events")["reason"] == "objection"
     with app.app_context():
-        result = services.deliver(row_id)
+        result = delivery.deliver(row_id)
         db.session.remove()
     assert (result.status, result.reason) == ("blocked", "objection")
     [blocked] = [r for r in outbox(app) if r.id == row_id]

@@ -2,7 +2,7 @@
 after the objection's commit.
 
 Campaigns are not on main yet, so this queues marketing outbox rows through
-``mailing.services.queue_email`` the way a campaign does, hands them to a real
+``mailing.outbox.queue_email`` the way a campaign does, hands them to a real
 dramatiq worker (4 threads) and records objections from another thread while
 it sends. The SMTP server stamps the moment it accepts each message.
 """
@@ -21,7 +21,7 @@ from consent.topics import current_policy
 from extensions import db
 from kernel.access import SYSTEM_ACTOR
 from kernel.timestamps import utcnow
-from mailing import services
+from mailing import outbox
 from mailing.models import MailKind
 from tests.reliability.conftest import figure, scale
 
@@ -37,7 +37,7 @@ def _campaign(app: Any, run: int, size: int) -> list[tuple[int, str]]:
             contact, _ = register_contact(SYSTEM_ACTOR, f"r{run}-{n}@example.se", {}, basis=basis)
             contacts.append((contact.id, contact.email))
         ids = [
-            services.queue_email(
+            outbox.queue_email(
                 db.session.get(type(contact), cid),
                 kind=MailKind.MARKETING,
                 template="bulletin",
@@ -48,7 +48,7 @@ def _campaign(app: Any, run: int, size: int) -> list[tuple[int, str]]:
             for cid, _ in contacts
         ]
         db.session.commit()
-        services.hand_over(ids)
+        outbox.hand_over(ids)
         db.session.remove()
     return contacts
 

@@ -10,7 +10,7 @@ through them Redis gets SIGKILL; the next third is posted while it is down;
 it comes back EMPTY (no persistence), and the last third follows. The broker
 forgot every message it held: the outbox in the database is the record of
 what is owed, and the workers' sweeper hands it over again
-(``mailing.services.sweep``, which tells an emptied broker by the mark it
+(``mailing.outbox.sweep``, which tells an emptied broker by the mark it
 keeps beside the queues). The claim timeout stays at its production value
 (10 minutes), so nothing but that recovery can deliver the lost messages
 within the test's wait.

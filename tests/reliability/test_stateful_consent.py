@@ -27,7 +27,7 @@ from crm.models import Contact
 from crm.services import remove_contacts
 from extensions import broker, db
 from kernel.access import SYSTEM_ACTOR
-from mailing import services as mailing
+from mailing import subscription_flows
 from tests.reliability.conftest import LONG, figure
 
 ADDRESSES = [f"p{n}@example.se" for n in range(3)]
@@ -69,7 +69,7 @@ class ConsentMachine(RuleBasedStateMachine):
     @rule(address=st.sampled_from(ADDRESSES), topics=st.sets(st.sampled_from(TOPICS), min_size=1))
     def signup(self, address: str, topics: set[str]) -> None:
         chosen = tuple(sorted(topics))
-        mailing.subscribe(Signup(email=address, topics=chosen), EVIDENCE)
+        subscription_flows.subscribe(Signup(email=address, topics=chosen), EVIDENCE)
         from consent.models import SubscriptionRequest
 
         contact = self._contact(address)
@@ -91,7 +91,7 @@ class ConsentMachine(RuleBasedStateMachine):
         topics = person.requests[request_id]
         if self._contact(address) is None:
             return  # erased: the link no longer works
-        mailing.confirm(make_token(Purpose.CONFIRM, {"r": request_id}), EVIDENCE)
+        subscription_flows.confirm(make_token(Purpose.CONFIRM, {"r": request_id}), EVIDENCE)
         person.consent |= set(topics)
         person.suppressed = False
 
@@ -105,7 +105,7 @@ class ConsentMachine(RuleBasedStateMachine):
         if contact is None:
             return
         token = make_token(Purpose.UNSUBSCRIBE, {"c": contact.id, "t": topic})
-        mailing.unsubscribe(token, scope, EVIDENCE)
+        subscription_flows.unsubscribe(token, scope, EVIDENCE)
         person = self.people[address]
         if scope is Scope.TOPIC:
             person.consent.discard(topic)

@@ -41,7 +41,7 @@ import sqlalchemy as sa
 
 from extensions import db
 from mailing.models import OutboxMessage
-from mailing.services import DELIVERY_BATCH
+from mailing.outbox import DELIVERY_BATCH
 from tests.reliability.conftest import LONG, figure, scale
 from tests.reliability.production import OwnRedis, Production, consented_contacts
 

@@ -1,0 +1,223 @@
+"""The outbox: every email is first a row, written in the transaction of the change
+that caused it, then handed to a delivery job after the commit.
+
+If the broker is down at that moment the rows stay un-handed and ``sweep``
+hands them over later: the outbox, not the broker, is the record of what is
+owed. ``mailing.delivery`` sends what is handed over.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+
+from crm.models import Contact
+from extensions import db
+from kernel.errors import InvalidInput
+from kernel.jobs import send_job
+from kernel.timestamps import utcnow
+from mailing import messages
+from mailing.models import MailKind, MailStatus, OutboxMessage
+
+log = logging.getLogger(__name__)
+
+# The actor that delivers a batch of rows (declared in mailing.tasks).
+DELIVERY_JOB = "deliver_emails"
+# Rows per delivery job. A job claims, holds, checks and marks its rows with one
+# statement each, so a campaign costs a few statements per 25 messages rather
+# than a dozen per message; a worker killed mid-job can send at most this many
+# messages twice (their rows were not yet marked sent).
+DELIVERY_BATCH = 25
+# At most one confirmation or verification email per address in this time,
+# counted from the outbox so that every web process sees the same answer.
+EMAIL_INTERVAL = timedelta(minutes=10)
+
+
+def queue_email(
+    contact: Contact,
+    *,
+    kind: MailKind,
+    template: str,
+    idempotency_key: str,
+    topic: str | None = None,
+    params: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> OutboxMessage:
+    """Add an email to the outbox in the caller's transaction (no commit).
+
+    Queuing the same ``idempotency_key`` twice returns the first row. After
+    the commit, pass the row's id to ``hand_over``.
+    """
+    existing = db.session.scalar(
+        sa.select(OutboxMessage).where(OutboxMessage.idempotency_key == idempotency_key)
+    )
+    if existing is not None:
+        return existing
+    if kind is MailKind.MARKETING and not topic:
+        raise InvalidInput("Marketing email needs its topic.", code="missing_topic")
+    row = OutboxMessage(
+        idempotency_key=idempotency_key,
+        kind=kind.value,
+        contact_id=contact.id,
+        template=template,
+        language=messages.page_language(contact.language),
+        topic=topic,
+        params=params or {},
+        status=MailStatus.QUEUED.value,
+        message_id=messages.message_id_for(idempotency_key),
+        created_at=at or utcnow(),
+    )
+    db.session.add(row)
+    db.session.flush()
+    return row
+
+
+def hand_over(outbox_ids: Iterable[int]) -> list[int]:
+    """Send the rows to the broker, ``DELIVERY_BATCH`` per job, after the commit.
+    Returns the ids handed over.
+
+    A broker that is down is logged, not raised: the change is committed and
+    the rows wait for the sweeper. The first failure ends the hand-over, so a
+    campaign's thousands of rows do not each wait for a dead broker.
+    """
+    config = current_app.config
+    ids = list(outbox_ids)
+    done: list[int] = []
+    for start in range(0, len(ids), DELIVERY_BATCH):
+        batch = ids[start : start + DELIVERY_BATCH]
+        try:
+            send_job(
+                DELIVERY_JOB,
+                batch,
+                min_backoff=config["OUTBOX_MIN_BACKOFF_MS"],
+                max_backoff=config["OUTBOX_MAX_BACKOFF_MS"],
+            )
+        except Exception as exc:
+            log.warning(
+                "%d outbox row(s) not handed to the broker (%s); the sweeper will.",
+                len(ids) - len(done),
+                exc,
+            )
+            break
+        done.extend(batch)
+    if done:
+        db.session.execute(
+            sa.update(OutboxMessage)
+            .where(OutboxMessage.id.in_(done))
+            .values(handed_over_at=utcnow())
+        )
+        db.session.commit()
+    return done
+
+
+def claim_timeout() -> timedelta:
+    """After this a row claimed by a worker that vanished (killed mid-send) is free again."""
+    return timedelta(seconds=current_app.config["OUTBOX_CLAIM_TIMEOUT_S"])
+
+
+def sweep(
+    at: datetime | None = None,
+    older_than: timedelta | None = None,
+    *,
+    broker_emptied: bool | None = None,
+) -> list[int]:
+    """Hand over again what never reached a worker: rows queued but never handed
+    over (broker down at commit), handed over long ago and still queued (a job
+    lost or out of retries), or claimed by a worker that vanished.
+
+    When the broker lost its stored messages (``broker_emptied``; asked of the
+    broker when None: a Redis restarted empty), every queued row is handed over
+    again at once, whatever its age: the outbox, not the broker, is the record
+    of what is owed. A row handed over twice is sent once (``deliver`` claims it).
+    """
+    now = at or utcnow()
+    if older_than is None:
+        older_than = timedelta(seconds=current_app.config["OUTBOX_SWEEP_GRACE_S"])
+    if broker_emptied is None:
+        broker_emptied = _broker_emptied()
+    stale = now - claim_timeout()
+    waiting = (
+        OutboxMessage.status == MailStatus.QUEUED
+        if broker_emptied
+        else sa.and_(
+            OutboxMessage.status == MailStatus.QUEUED,
+            sa.or_(
+                sa.and_(
+                    OutboxMessage.handed_over_at.is_(None),
+                    OutboxMessage.created_at <= now - older_than,
+                ),
+                OutboxMessage.handed_over_at <= stale,
+            ),
+        )
+    )
+    rows = db.session.scalars(
+        sa.select(OutboxMessage.id)
+        .where(
+            sa.or_(
+                waiting,
+                sa.and_(
+                    OutboxMessage.status == MailStatus.SENDING,
+                    OutboxMessage.claimed_at <= stale,
+                ),
+            )
+        )
+        .order_by(OutboxMessage.id)
+    ).all()
+    db.session.commit()
+    return hand_over(list(rows))
+
+
+def _broker_emptied() -> bool:
+    from extensions import broker_was_emptied
+
+    try:
+        return broker_was_emptied()
+    except Exception as exc:  # unreachable: nothing can be handed over anyway
+        log.warning("Broker unreachable for the sweeper (%s).", exc)
+        return False
+
+
+def sweep_all() -> tuple[list[int], int]:
+    """What the periodic sweeper runs: the outbox, then webhook deliveries.
+    Returns the outbox ids and the number of deliveries handed over again."""
+    from consent import webhooks
+
+    emptied = _broker_emptied()
+    return sweep(broker_emptied=emptied), webhooks.sweep(broker_emptied=emptied)
+
+
+def recently_emailed(contact_id: int, template: str, at: datetime) -> bool:
+    """Whether this contact was sent (or queued) this template within ``EMAIL_INTERVAL``."""
+    last = db.session.scalar(
+        sa.select(sa.func.max(OutboxMessage.created_at)).where(
+            OutboxMessage.contact_id == contact_id, OutboxMessage.template == template
+        )
+    )
+    return last is not None and at - last < EMAIL_INTERVAL
+
+
+def emails_for_export(contact: Contact) -> list[dict[str, Any]]:
+    """The emails sent or queued to a contact, for its export (GDPR art. 15)."""
+    rows = db.session.scalars(
+        sa.select(OutboxMessage)
+        .where(OutboxMessage.contact_id == contact.id)
+        .order_by(OutboxMessage.created_at, OutboxMessage.id)
+    )
+    return [
+        {
+            "kind": row.kind,
+            "template": row.template,
+            "topic": row.topic,
+            "language": row.language,
+            "status": row.status,
+            "block_reason": row.block_reason,
+            "created_at": row.created_at.isoformat(),
+            "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+        }
+        for row in rows
+    ]

@@ -1,0 +1,318 @@
+"""The public subscription flows by email: double opt-in, double opt-out by a
+typed address, the unsubscribe link and the preference centre.
+
+Every use case here writes its consent events (through ``consent``) and the
+email they cause (an outbox row) in one transaction, commits, announces the
+change, and only then hands the row ids to the job queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from consent import subscriptions
+from consent.evidence import Evidence
+from consent.models import ALL
+from consent.subscriptions import (
+    ConfirmOutcome,
+    Scope,
+    Signup,
+    TopicPreference,
+)
+from consent.tokens import RENEWABLE_FOR, LinkExpired, LinkInvalid, Purpose, read_token
+from consent.topics import current_policy
+from crm import services as crm
+from crm.models import Contact
+from extensions import db
+from kernel.addresses import keyed_hash, normalise_email
+from kernel.database import commit_retrying
+from kernel.errors import NotFound
+from kernel.jobs import send_or_unavailable
+from kernel.signals import decisions_changed
+from kernel.signals import sender as signal_sender
+from kernel.timestamps import utcnow
+from mailing import messages
+from mailing.models import MailKind, OutboxMessage
+from mailing.outbox import EMAIL_INTERVAL, hand_over, queue_email, recently_emailed
+
+log = logging.getLogger(__name__)
+
+log = logging.getLogger(__name__)
+
+# The actor behind ``request_unsubscribe_link`` (declared in mailing.tasks).
+UNSUBSCRIBE_LINK_JOB = "send_unsubscribe_link"
+
+
+def _announce(contact_id: int, kind: str) -> None:
+    decisions_changed.send(signal_sender(), contact_id=contact_id, kind=kind)
+
+
+def _queue_confirmation(
+    contact: Contact,
+    request: subscriptions.SubscriptionRequest,
+    at: datetime,
+    *,
+    throttled: bool = True,
+) -> OutboxMessage | None:
+    """Queue the double opt-in email. ``throttled``: at most one per address per
+    ``EMAIL_INTERVAL``, wherever anyone can type an address; a preference-centre
+    request comes from the address's own link and is not held back."""
+    if throttled and recently_emailed(contact.id, "confirm", at):
+        return None
+    request.emails_queued += 1
+    request.last_email_at = at
+    return queue_email(
+        contact,
+        kind=MailKind.TRANSACTIONAL,
+        template="confirm",
+        idempotency_key=f"confirm:{request.id}:{request.emails_queued}",
+        params={"request_id": request.id},
+        at=at,
+    )
+
+
+def subscribe(signup: Signup, evidence: Evidence, at: datetime | None = None) -> None:
+    """A signup form was posted (R7, R8). Returns nothing on purpose: the caller
+    must answer the same whether the address was known, subscribed or suppressed."""
+    now = at or utcnow()
+
+    def work() -> tuple[int, list[int]]:
+        outcome = subscriptions.request_subscription(signup, evidence, now)
+        queued = (
+            _queue_confirmation(outcome.contact, outcome.request, now) if outcome.request else None
+        )
+        return outcome.contact.id, [queued.id] if queued else []
+
+    contact_id, outbox_ids = commit_retrying(work)
+    hand_over(outbox_ids)
+    _announce(contact_id, "requested")
+
+
+def _request_id(token: str, *, allow_expired_for: timedelta | None = None) -> int:
+    try:
+        payload = read_token(Purpose.CONFIRM, token)
+    except LinkExpired as exc:
+        if allow_expired_for is None or exc.issued_at is None:
+            raise
+        if utcnow() - exc.issued_at > allow_expired_for:
+            raise
+        payload = exc.payload
+    try:
+        return int(payload["r"])
+    except (KeyError, TypeError, ValueError):
+        raise LinkInvalid("This link is not valid.") from None
+
+
+@dataclass(frozen=True)
+class PendingConfirmation:
+    language: str
+    topics: list[str]
+    already_confirmed: bool
+
+
+def read_confirmation(token: str) -> PendingConfirmation:
+    """What the confirmation page shows (GET: reads only)."""
+    request = subscriptions.get_request(_request_id(token))
+    contact = crm.get_contact(request.contact_id)
+    lang = messages.page_language(contact.language)
+    policy = current_policy()
+    return PendingConfirmation(
+        language=lang,
+        topics=[policy.topic(t).label(lang) for t in request.topic_keys],
+        already_confirmed=request.is_confirmed,
+    )
+
+
+def confirm(token: str, evidence: Evidence, at: datetime | None = None) -> ConfirmOutcome:
+    """The person pressed "Confirm" (R7). A second press reports "already confirmed".
+
+    The welcome email that follows is marketing: it carries the unsubscribe
+    link and headers, and the policy is asked again before it leaves.
+    """
+    now = at or utcnow()
+    request_id = _request_id(token)
+
+    def work() -> tuple[ConfirmOutcome, list[int]]:
+        outcome = subscriptions.confirm_subscription(request_id, evidence, now)
+        if outcome.already_confirmed:
+            return outcome, []
+        welcome = queue_email(
+            outcome.contact,
+            kind=MailKind.MARKETING,
+            template="welcome",
+            topic=outcome.topics[0],
+            idempotency_key=f"welcome:{outcome.request.id}",
+            params={"topics": outcome.topics},
+            at=now,
+        )
+        return outcome, [welcome.id]
+
+    outcome, outbox_ids = commit_retrying(work)
+    hand_over(outbox_ids)
+    if not outcome.already_confirmed:
+        _announce(outcome.contact.id, "confirmed")
+    return outcome
+
+
+def renew_confirmation(token: str, at: datetime | None = None) -> str:
+    """An expired confirmation link asks for a fresh email. Returns the page language."""
+    now = at or utcnow()
+    request_id = _request_id(token, allow_expired_for=RENEWABLE_FOR)
+
+    def work() -> tuple[str, list[int]]:
+        request = subscriptions.get_request(request_id)
+        contact = crm.get_contact(request.contact_id)
+        if request.is_confirmed:
+            return messages.page_language(contact.language), []
+        queued = _queue_confirmation(contact, request, now)
+        return messages.page_language(contact.language), [queued.id] if queued else []
+
+    lang, outbox_ids = commit_retrying(work)
+    hand_over(outbox_ids)
+    return lang
+
+
+# Unsubscribe (double opt-out) and the preference centre ----------------------------------
+
+
+@dataclass(frozen=True)
+class LinkHolder:
+    """Who a signed link speaks for, as the page needs it."""
+
+    contact: Contact
+    topic: str
+    topic_label: str | None
+    language: str
+
+
+def _holder(purpose: Purpose, token: str) -> LinkHolder:
+    payload = read_token(purpose, token)
+    try:
+        contact_id = int(payload["c"])
+        topic = str(payload.get("t", ALL))
+    except (KeyError, TypeError, ValueError):
+        raise LinkInvalid("This link is not valid.") from None
+    try:
+        contact = crm.get_contact(contact_id)
+    except NotFound:
+        raise LinkInvalid("This link no longer works.") from None
+    lang = messages.page_language(contact.language)
+    policy = current_policy()
+    label = policy.topics[topic].label(lang) if topic in policy.topics else None
+    return LinkHolder(contact=contact, topic=topic, topic_label=label, language=lang)
+
+
+def read_unsubscribe_link(token: str) -> LinkHolder:
+    """What the unsubscribe page shows (GET: reads only)."""
+    return _holder(Purpose.UNSUBSCRIBE, token)
+
+
+def unsubscribe(
+    token: str,
+    scope: Scope,
+    evidence: Evidence,
+    *,
+    source: str = "email_link",
+    at: datetime | None = None,
+) -> LinkHolder:
+    """Apply the choice made on the unsubscribe page, or a one-click POST (RFC 8058)."""
+    now = at or utcnow()
+    holder = _holder(Purpose.UNSUBSCRIBE, token)
+    if scope is Scope.TOPIC and holder.topic not in current_policy().topics:
+        scope = Scope.ALL
+
+    def work() -> None:
+        subscriptions.unsubscribe(
+            holder.contact, scope, topic=holder.topic, source=source, evidence=evidence, at=now
+        )
+
+    commit_retrying(work)
+    _announce(holder.contact.id, "objected" if scope is Scope.OBJECT else "unsubscribed")
+    return holder
+
+
+def request_unsubscribe_link(email: str) -> None:
+    """A person typed an address: email it a signed unsubscribe link (double opt-out).
+
+    Nothing happens for an unknown address, and nothing tells the caller which
+    it was, not even the time the answer takes: the request only hands the
+    address's keyed hash to a job (never the address), and the job looks the
+    contact up (``send_unsubscribe_link``). The job is the only record of the
+    request, so a broker that is down raises ``Unavailable`` (a 503 page, the
+    same for every address) rather than answer "sent" for nothing.
+    """
+    send_or_unavailable(UNSUBSCRIBE_LINK_JOB, keyed_hash(normalise_email(email)))
+
+
+def send_unsubscribe_link(address_hash: str, at: datetime | None = None) -> None:
+    """The job behind ``request_unsubscribe_link``: queue the link for a known
+    address, at most one such email per address per ``EMAIL_INTERVAL``."""
+    now = at or utcnow()
+
+    def work() -> list[int]:
+        contact = db.session.scalar(sa.select(Contact).where(Contact.address_hash == address_hash))
+        if contact is None or recently_emailed(contact.id, "unsubscribe_link", now):
+            return []
+        bucket = int(now.timestamp()) // int(EMAIL_INTERVAL.total_seconds())
+        row = queue_email(
+            contact,
+            kind=MailKind.TRANSACTIONAL,
+            template="unsubscribe_link",
+            idempotency_key=f"unsubscribe_link:{contact.id}:{bucket}",
+            at=now,
+        )
+        return [row.id]
+
+    hand_over(commit_retrying(work))
+
+
+def read_preferences(token: str) -> tuple[LinkHolder, list[TopicPreference]]:
+    holder = _holder(Purpose.PREFERENCES, token)
+    return holder, subscriptions.preferences_of(holder.contact)
+
+
+@dataclass(frozen=True)
+class PreferencesSaved:
+    holder: LinkHolder
+    turned_off: list[str]
+    to_confirm: list[str]
+    scope: Scope | None
+
+
+def save_preferences(
+    token: str,
+    wanted: Sequence[str],
+    evidence: Evidence,
+    *,
+    scope: Scope | None = None,
+    at: datetime | None = None,
+) -> PreferencesSaved:
+    """The preference centre's POST: topics off at once, topics on by double opt-in,
+    or everything off / an objection when ``scope`` says so."""
+    now = at or utcnow()
+    holder = _holder(Purpose.PREFERENCES, token)
+
+    def work() -> tuple[list[str], list[str], list[int]]:
+        contact = holder.contact
+        if scope in (Scope.ALL, Scope.OBJECT):
+            subscriptions.unsubscribe(
+                contact, scope, topic=None, source="preference_centre", evidence=evidence, at=now
+            )
+            return [], [], []
+        off, on = subscriptions.apply_preferences(contact, wanted, evidence, now)
+        ids: list[int] = []
+        if on:
+            request = subscriptions.request_topics(contact, on, "preference_centre", evidence, now)
+            queued = _queue_confirmation(contact, request, now, throttled=False)
+            ids = [queued.id] if queued else []
+        return off, on, ids
+
+    off, on, outbox_ids = commit_retrying(work)
+    hand_over(outbox_ids)
+    _announce(holder.contact.id, "preferences")
+    return PreferencesSaved(holder=holder, turned_off=off, to_confirm=on, scope=scope)
