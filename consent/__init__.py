@@ -9,18 +9,16 @@ def init_app(app: Flask) -> None:
     from consent import (  # noqa: F401 - tasks declares the actors
         api,
         cli,
-        import_pages,
         rights,
         services,
+        staff_pages,
         tasks,
-        views,
         webhooks,
     )
 
     api.register(app)
     cli.register(app)
-    views.register(app)
-    import_pages.register(app)
+    staff_pages.register(app)
     services.connect_signals()
     rights.connect_signals()
     webhooks.connect_signals()

@@ -8,8 +8,8 @@ from typing import Any
 from marshmallow import ValidationError, fields, post_load, validate
 
 from consent.models import OBJECTION_CHANNELS
-from crm.forms import FormSchema
 from crm.models import ActivityKind
+from kernel.pages import FormSchema
 
 
 class SearchQuery(FormSchema):

@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from crm import api, cli, tasks, views
+    from crm import api, cli, staff_pages, tasks
     from crm.retention import RetentionPolicy
 
     # Parsed at start-up so that a malformed rule stops the service, not a run.
@@ -17,5 +17,5 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("RETENTION_BATCH_PAUSE", 0)
     api.register(app)
     cli.register(app)
-    views.register(app)
+    staff_pages.register(app)
     tasks.register(app)

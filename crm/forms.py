@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import fields, validate
 
 from kernel.i18n import LANGUAGES
 from kernel.models import Role
+from kernel.pages import FormSchema
 
 ROLES = [r.value for r in Role]
-
-
-class FormSchema(Schema):
-    class Meta:
-        # The CSRF token and the submit button travel with every form.
-        unknown = EXCLUDE
 
 
 class SignInForm(FormSchema):

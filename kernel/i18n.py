@@ -222,7 +222,7 @@ SV: dict[str, str] = {
     "activity.form_submission": "formulär",
     "activity.event_attendance": "evenemang",
     "activity.marketing_email": "marknadsföringsmejl",
-    # Campaigns (mailing/campaign_pages.py)
+    # Campaigns (mailing/staff_pages.py)
     "A send now would reach": "Ett utskick nu skulle nå",
     "All campaigns": "Alla kampanjer",
     "Audience": "Mottagare",
@@ -259,7 +259,7 @@ SV: dict[str, str] = {
     "sent": "skickad",
     "Campaign saved as a draft.": "Kampanjen är sparad som utkast.",
     "The campaign is on its way.": "Kampanjen är på väg.",
-    # Imports (consent/import_pages.py)
+    # Imports (consent/staff_pages.py)
     "All imports": "Alla importer",
     "An industry list (legitimate interest; the first email carries the notice of where the address came from)": (
         "Ett branschregister (berättigat intresse; första mejlet talar om var adressen kommer ifrån)"

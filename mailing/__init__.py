@@ -41,13 +41,13 @@ def _settings() -> dict[str, object]:
 
 
 def init_app(app: Flask) -> None:
-    from mailing import api, campaign_pages, cli, models, tasks, views  # noqa: F401
+    from mailing import api, cli, models, public_pages, staff_pages, tasks  # noqa: F401
 
     for key, value in _settings().items():
         app.config.setdefault(key, value)
-    views.register(app)
+    public_pages.register(app)
     api.register(app)
-    campaign_pages.register(app)
+    staff_pages.register(app)
     cli.register(app)
     tasks.register(app)
     _connect_signals()

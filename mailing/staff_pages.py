@@ -7,9 +7,8 @@ from typing import Any
 from flask import Flask, g, render_template, request
 from marshmallow import fields, validate
 
-from crm.forms import FormSchema
-from crm.views import add_staff_page, run_form, see_other, staff_blueprint
 from kernel.access import staff_requires
+from kernel.pages import FormSchema, add_staff_page, run_form, see_other, staff_blueprint
 from mailing import campaigns
 
 bp = staff_blueprint("staff_campaigns", __name__)
