@@ -15,8 +15,8 @@ from typing import Any
 
 from consent.evidence import Evidence
 from consent.models import Basis
-from consent.services import BasisInput, record_objection, register_contact
 from consent.policies import wording_hash
+from consent.services import BasisInput, record_objection, register_contact
 from consent.topics import current_policy
 from extensions import db
 from kernel.access import SYSTEM_ACTOR

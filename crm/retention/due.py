@@ -1,0 +1,286 @@
+"""What is due: the purge date of one contact, the rows a rule selects at a date,
+and the preview of a run (docs/retention.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+
+from crm.models import (
+    Activity,
+    Company,
+    Contact,
+)
+from crm.retention.rules import RetentionPolicy, Rule, current_retention_policy, start_of_day
+from extensions import db
+from kernel.database import id_in
+from kernel.signals import collect_retention_exclusions
+from kernel.signals import sender as signal_sender
+
+# Exclusions: legal hold and what other packages answer -----------------------------
+
+
+def retention_exclusions(contact_ids: Sequence[int]) -> dict[int, str]:
+    """Which of ``contact_ids`` no retention rule may touch, and why."""
+    if not contact_ids:
+        return {}
+    ids = list(contact_ids)
+    # A legal obligation to keep the data wins over the retention period.
+    reasons = {
+        contact_id: f"legal hold: {reason}"
+        for contact_id, reason in db.session.execute(
+            sa.select(Contact.id, Contact.legal_hold_reason).where(
+                id_in(Contact.id, ids), Contact.legal_hold_reason.is_not(None)
+            )
+        )
+    }
+    # The other packages' reasons (kernel.signals.collect_retention_exclusions).
+    for _receiver, found in collect_retention_exclusions.send(signal_sender(), contact_ids=ids):
+        for contact_id, reason in found.items():
+            reasons.setdefault(contact_id, reason)
+    return reasons
+
+
+# Purge dates of one contact (shown on every contact read) --------------------------
+
+
+@dataclass(frozen=True)
+class PurgeOutlook:
+    """When the current rules delete a contact, by which rule, or why not."""
+
+    purge_on: date | None
+    rule: str | None
+    excluded_because: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "purge_on": self.purge_on.isoformat() if self.purge_on else None,
+            "rule": self.rule,
+            "excluded_because": self.excluded_because,
+        }
+
+
+def _contact_anchor(rule: Rule, contact: Contact) -> datetime | date | None:
+    if rule.counts_from == "last_interaction":
+        # A contact who never interacted counts from when it was created.
+        return contact.last_interaction_at or contact.created_at
+    if rule.counts_from == "created":
+        return contact.created_at
+    if rule.counts_from == "relationship_end":
+        return contact.company.relationship_ended_at if contact.company else None
+    return None
+
+
+def purge_outlook(contact: Contact, policy: RetentionPolicy | None = None) -> PurgeOutlook:
+    """The day a run deletes ``contact`` under the current rules (the earliest
+    contact rule), or why no run will while the reason stands."""
+    policy = policy or current_retention_policy()
+    best: tuple[date, str] | None = None
+    for rule in policy.held_rules:
+        if not rule.is_contact_rule or not rule.applies_to(contact):
+            continue
+        anchor = _contact_anchor(rule, contact)
+        if anchor is None:
+            continue
+        day = rule.purge_on(anchor)
+        if best is None or day < best[0]:
+            best = (day, rule.name)
+    excluded = retention_exclusions([contact.id]).get(contact.id) if contact.id else None
+    return PurgeOutlook(
+        purge_on=best[0] if best else None,
+        rule=best[1] if best else None,
+        excluded_because=excluded,
+    )
+
+
+# Selecting what is due --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DueRow:
+    contact_id: int
+    rule: Rule = field(repr=False)
+    anchor: datetime | date = field(repr=False)
+    activity_id: int | None = None
+    kind: str | None = None
+    occurred_at: datetime | None = None
+
+    @property
+    def purge_on(self) -> date:
+        # Worked out when asked: a run only needs the ids, and the date
+        # arithmetic for every row of every batch cost a tenth of a run.
+        return self.rule.purge_on(self.anchor)
+
+
+def _contact_anchor_due(before: datetime) -> sa.ColumnElement[bool]:
+    return sa.or_(
+        Contact.last_interaction_at < before,
+        sa.and_(Contact.last_interaction_at.is_(None), Contact.created_at < before),
+    )
+
+
+def _has_activity(kinds: Sequence[str]) -> sa.ColumnElement[bool]:
+    return (
+        sa.select(Activity.id)
+        .where(Activity.contact_id == Contact.id, Activity.kind.in_(kinds))
+        .exists()
+    )
+
+
+def _due_query(rule: Rule, as_of: date, after_id: int, limit: int) -> sa.Select:
+    """Up to ``limit`` rows due under ``rule`` on ``as_of`` with id > ``after_id``,
+    legal holds included (they are reported, then skipped)."""
+    latest = rule.latest_due_anchor_day(as_of)
+    before = start_of_day(latest + timedelta(days=1))
+    query: sa.Select
+    if rule.is_contact_rule:
+        query = sa.select(
+            Contact.id, Contact.last_interaction_at, Contact.created_at, sa.null(), sa.null()
+        )
+        if rule.counts_from == "last_interaction":
+            query = query.where(_contact_anchor_due(before))
+        elif rule.counts_from == "created":
+            query = query.where(Contact.created_at < before)
+        else:
+            query = (
+                sa.select(
+                    Contact.id,
+                    Company.relationship_ended_at,
+                    Company.relationship_ended_at,
+                    sa.null(),
+                    sa.null(),
+                )
+                .join(Company, Contact.company_id == Company.id)
+                .where(Company.relationship_ended_at <= latest)
+            )
+        if rule.with_activity_kinds:
+            query = query.where(_has_activity(rule.with_activity_kinds))
+        if rule.without_activity_kinds:
+            query = query.where(~_has_activity(rule.without_activity_kinds))
+        return query.where(Contact.id > after_id).order_by(Contact.id).limit(limit)
+    query = sa.select(
+        Activity.contact_id, Activity.occurred_at, Activity.id, Activity.kind, Activity.occurred_at
+    ).where(Activity.kind.in_(rule.kinds))
+    if rule.counts_from == "record_date":
+        query = query.where(Activity.occurred_at < before)
+    else:
+        query = (
+            sa.select(
+                Activity.contact_id,
+                sa.func.coalesce(Contact.last_interaction_at, Contact.created_at),
+                Activity.id,
+                Activity.kind,
+                Activity.occurred_at,
+            )
+            .join(Contact, Activity.contact_id == Contact.id)
+            .where(Activity.kind.in_(rule.kinds), _contact_anchor_due(before))
+        )
+    return query.where(Activity.id > after_id).order_by(Activity.id).limit(limit)
+
+
+def _rows(rule: Rule, result: Sequence[Any]) -> list[DueRow]:
+    rows = []
+    for first, anchor, other, kind, occurred_at in result:
+        if rule.is_contact_rule and rule.counts_from == "last_interaction":
+            anchor = anchor or other  # created_at when there was never an interaction
+        if rule.is_contact_rule and rule.counts_from == "created":
+            anchor = other
+        rows.append(
+            DueRow(
+                contact_id=first,
+                rule=rule,
+                anchor=_aware(anchor),
+                activity_id=None if rule.is_contact_rule else other,
+                kind=kind,
+                occurred_at=_aware(occurred_at) if occurred_at is not None else None,
+            )
+        )
+    return rows
+
+
+def _aware(value: Any) -> Any:
+    # Raw column reads through coalesce() bypass the UTCDateTime type on SQLite.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _row_key(rule: Rule, row: DueRow) -> int:
+    return row.contact_id if rule.is_contact_rule else int(row.activity_id or 0)
+
+
+def due_batches(
+    rule: Rule, as_of: date, batch_size: int, *, lock: bool = False
+) -> Iterator[tuple[list[DueRow], dict[int, str]]]:
+    """Due rows in id order, ``batch_size`` at a time, with the exclusions among them."""
+    after = 0
+    while True:
+        query = _due_query(rule, as_of, after, batch_size)
+        if lock:
+            query = query.with_for_update(of=Contact if rule.is_contact_rule else Activity)
+        rows = _rows(rule, db.session.execute(query).all())
+        if not rows:
+            return
+        after = _row_key(rule, rows[-1])
+        yield rows, retention_exclusions(sorted({r.contact_id for r in rows}))
+
+
+# Preview ---------------------------------------------------------------------------
+
+
+@dataclass
+class RuleOutcome:
+    rule: Rule
+    count: int = 0
+    items: list[DueRow] = field(default_factory=list)
+    excluded: list[tuple[DueRow, str]] = field(default_factory=list)
+    excluded_count: int = 0
+    truncated: bool = False
+
+
+@dataclass
+class Preview:
+    as_of: date
+    outcomes: list[RuleOutcome]
+    external: tuple[Rule, ...]
+
+
+def rows_per_batch() -> int:
+    """Rows a run removes per transaction (``RETENTION_BATCH_SIZE``)."""
+    return int(current_app.config.get("RETENTION_BATCH_SIZE", 1000))
+
+
+def preview(
+    as_of: date, *, limit: int | None = 1000, policy: RetentionPolicy | None = None
+) -> Preview:
+    """What a run on ``as_of`` would remove or anonymise, per rule, and what it
+    would skip and why. Changes nothing. ``limit`` caps the listed items per
+    rule (counts are always complete)."""
+    policy = policy or current_retention_policy()
+    outcomes = []
+    batch_size = rows_per_batch()
+    for rule in policy.held_rules:
+        outcome = RuleOutcome(rule)
+        for rows, exclusions in due_batches(rule, as_of, batch_size):
+            for row in rows:
+                reason = exclusions.get(row.contact_id)
+                if reason is not None:
+                    outcome.excluded_count += 1
+                    if limit is None or len(outcome.excluded) < limit:
+                        outcome.excluded.append((row, reason))
+                    continue
+                outcome.count += 1
+                if limit is None or len(outcome.items) < limit:
+                    outcome.items.append(row)
+                else:
+                    outcome.truncated = True
+        outcomes.append(outcome)
+    db.session.rollback()
+    return Preview(as_of=as_of, outcomes=outcomes, external=policy.external_rules)
