@@ -9,6 +9,7 @@ route that wants it.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -66,3 +67,12 @@ def autocommit_statements(view: F) -> F:
         return view(*args, **kwargs)
 
     return wrapped  # type: ignore[return-value]
+
+
+def one_of(column: Any, values: list[str]) -> Any:
+    """``column IN values`` as one parameter (a PostgreSQL array, a JSON array on
+    SQLite), so a lookup of thousands of values costs no per-value binding."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(sa.String)))
+    each = sa.func.json_each(sa.bindparam(None, json.dumps(values))).table_valued("value")
+    return column.in_(sa.select(each.c.value))

@@ -1,0 +1,259 @@
+"""Applying one batch of valid rows in the current transaction, with a fixed
+number of statements: contacts and companies through ``crm.bulk``, suppression
+checked by keyed hash, the basis through ``consent.ledger.record_set``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.schema import CreateTable
+
+from consent.imports.reading import Rejection, Row
+from consent.ledger import record_set
+from consent.models import (
+    ALL,
+    Basis,
+    EventKind,
+    InterestKind,
+    PermissionState,
+    Suppression,
+)
+from crm import bulk
+from crm.models import Contact
+from extensions import db
+from kernel.access import Actor
+from kernel.database import one_of
+from kernel.timestamps import UTCDateTime, utcnow
+
+
+@dataclass
+class Outcome:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped_suppressed: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    changed_ids: list[int] = field(default_factory=list)
+
+
+# Applying one batch ----------------------------------------------------------------------
+
+
+def _companies(rows: list[Row], kind: InterestKind) -> dict[tuple[str, str], int]:
+    """Company ids for the rows' company keys, creating the missing ones."""
+    wanted: dict[tuple[str, str], str] = {}
+    for row in rows:
+        key = row.company_key
+        if key is not None:
+            wanted[key] = row.company or key[1]  # the last row's name wins
+    # R1: contacts registered as customers make their company a customer.
+    return bulk.ensure_companies(wanted, as_customers=kind is InterestKind.CUSTOMER)
+
+
+# New contacts and the contacts that get the basis, staged in a temporary
+# table so that the contacts, their ledger events and the projection are each
+# written by one INSERT ... SELECT per batch instead of row by row.
+_STAGED = sa.Table(
+    "import_row",
+    sa.MetaData(),
+    sa.Column("line", sa.Integer, primary_key=True),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("address_hash", sa.String(64)),
+    sa.Column("name", sa.String(200)),
+    sa.Column("country", sa.String(2)),
+    sa.Column("language", sa.String(8)),
+    sa.Column("company_id", sa.Integer),
+    sa.Column("last_interaction_at", UTCDateTime),
+    prefixes=["TEMPORARY"],
+    # PostgreSQL drops it with the batch's transaction; SQLite keeps it per
+    # connection, so it is emptied before and after each use.
+    postgresql_on_commit="DROP",
+)
+_NEW, _NEW_SUPPRESSED, _GRANT = "new", "new_suppressed", "grant"
+
+
+def _stage(rows: list[tuple[Any, ...]]) -> None:
+    """Load rows into the staging table: COPY on PostgreSQL, one executemany on SQLite."""
+    conn = db.session.connection()
+    conn.execute(CreateTable(_STAGED, if_not_exists=True))
+    columns = [c.name for c in _STAGED.columns]
+    if conn.dialect.name == "postgresql":
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(f"COPY import_row ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        # A temporary table has no statistics until asked; without them the
+        # joins below are planned for an empty table.
+        conn.exec_driver_sql("ANALYZE import_row")
+        return
+    conn.execute(sa.delete(_STAGED))
+    stamp = _STAGED.c.last_interaction_at.type.bind_processor(conn.dialect)
+    assert stamp is not None
+    moment = len(columns) - 1
+    # The compiled INSERT names every column, in order, as positional "?" markers;
+    # executed on the driver, the rows skip SQLAlchemy's per-value processing.
+    conn.exec_driver_sql(
+        str(sa.insert(_STAGED).compile(dialect=conn.dialect)),
+        [(*row[:moment], stamp(row[moment])) for row in rows],
+    )
+
+
+def apply_batch(
+    rows: list[Row], kind: InterestKind, batch_id: int, actor: Actor, hasher: Callable[[str], str]
+) -> Outcome:
+    """Apply valid rows (distinct addresses) in the current transaction."""
+    outcome = Outcome()
+    emails = [r.email for r in rows]
+    attribute = "customer_since" if kind is InterestKind.CUSTOMER else "industry_list_since"
+    holds = PermissionState.__table__.alias("holds")
+    existing = {
+        c.email: c
+        for c in db.session.execute(
+            sa.select(
+                Contact.id,
+                Contact.email,
+                Contact.name,
+                Contact.country,
+                Contact.language,
+                Contact.company_id,
+                Contact.last_interaction_at,
+                Contact.restricted_at,
+                holds.c.contact_id.is_not(None).label("holds_basis"),
+            )
+            .outerjoin(
+                holds,
+                sa.and_(
+                    holds.c.contact_id == Contact.id,
+                    holds.c.topic == ALL,
+                    holds.c.channel == ALL,
+                    holds.c[attribute].is_not(None),
+                ),
+            )
+            .where(one_of(Contact.email, emails))
+        )
+    }
+    hashes = {email: hasher(email) for email in emails}
+    suppressed_hashes = set(
+        db.session.scalars(
+            sa.select(Suppression.address_hash).where(
+                one_of(Suppression.address_hash, list(hashes.values()))
+            )
+        )
+    )
+    suppressed = {email for email, digest in hashes.items() if digest in suppressed_hashes}
+
+    # GDPR art. 21 / R22: an address on the suppression list from an industry
+    # list is not stored at all; a customer contact is stored but never allowed.
+    keep = []
+    for row in rows:
+        if row.email in suppressed and kind is InterestKind.INDUSTRY_LIST:
+            outcome.skipped_suppressed += 1
+        else:
+            keep.append(row)
+    company_ids = _companies(keep, kind)
+    now = utcnow()
+
+    staged: list[tuple[Any, ...]] = []
+    updates: list[dict[str, Any]] = []
+    for row in keep:
+        company_id = company_ids.get(row.company_key) if row.company_key else None
+        current = existing.get(row.email)
+        if current is None:
+            staged.append(
+                (
+                    row.number,
+                    _NEW_SUPPRESSED if row.email in suppressed else _NEW,
+                    row.email,
+                    hashes[row.email],
+                    row.name,
+                    row.country,
+                    row.language or "en",
+                    company_id,
+                    row.last_interaction_at,
+                )
+            )
+            outcome.created += 1
+            continue
+        changes: dict[str, Any] = {}
+        for column in ("name", "country", "language"):
+            value = getattr(row, column)
+            if value is not None and value != getattr(current, column):
+                changes[column] = value
+        if company_id is not None and company_id != current.company_id:
+            changes["company_id"] = company_id
+        if row.last_interaction_at is not None and (
+            current.last_interaction_at is None
+            or row.last_interaction_at > current.last_interaction_at
+        ):
+            # Only ever forward, as crm.services.note_interaction moves it.
+            changes["last_interaction_at"] = row.last_interaction_at
+        needs_basis = not current.holds_basis
+        if not changes and not needs_basis:
+            outcome.unchanged += 1
+            continue
+        if current.restricted_at is not None:
+            outcome.rejections.append(
+                Rejection(row.number, "processing is restricted (GDPR art. 18); not changed")
+            )
+            continue
+        if changes:
+            updates.append({"id": current.id, **changes, "updated_at": now})
+        if needs_basis:
+            staged.append((row.number, _GRANT, row.email, None, None, None, None, None, None))
+        outcome.updated += 1
+        outcome.changed_ids.append(current.id)
+
+    bulk.update_contacts(updates)
+    if not staged:
+        return outcome
+    _stage(staged)
+    if outcome.created:
+        table = Contact.__table__
+        fixed = {
+            # GDPR art. 14: data not obtained from the person; notice owed.
+            "art14_notice_owed_since": now if kind is InterestKind.INDUSTRY_LIST else None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        copied = [c for c in _STAGED.columns if c.name in table.c]
+        bulk.insert_contacts(
+            [*(c.name for c in copied), *fixed],
+            sa.select(*copied, *(sa.literal(v, table.c[k].type) for k, v in fixed.items()))
+            .where(_STAGED.c.action.in_([_NEW, _NEW_SUPPRESSED]))
+            .order_by(_STAGED.c.line),
+        )
+
+    def contacts(*actions: str) -> sa.Select[Any]:
+        return (
+            sa.select(Contact.id)
+            .join(_STAGED, _STAGED.c.email == Contact.email)
+            .where(_STAGED.c.action.in_(actions))
+        )
+
+    source_ref = f"import-batch:{batch_id}"
+    record_set(
+        contacts(_NEW_SUPPRESSED),
+        EventKind.CREATED_WHILE_SUPPRESSED,
+        actor=actor,
+        source="import",
+        source_ref=source_ref,
+        note="Address is on the suppression list; it will not be marketed to.",
+    )
+    granted = record_set(
+        contacts(_NEW, _NEW_SUPPRESSED, _GRANT),
+        EventKind.BASIS_GRANTED,
+        actor=actor,
+        source="import",
+        source_ref=source_ref,
+        basis=Basis.LEGITIMATE_INTEREST.value,
+        interest_kind=kind.value,
+    )
+    changed = set(outcome.changed_ids)
+    outcome.changed_ids.extend(i for i in granted if i not in changed)
+    if db.session.get_bind().dialect.name != "postgresql":
+        db.session.execute(sa.delete(_STAGED))
+    return outcome

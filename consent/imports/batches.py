@@ -1,0 +1,336 @@
+"""The import use case: a file streamed in batches of ``BATCH_SIZE`` rows, one
+transaction each, recorded as an import batch with its report and rejected
+rows."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+import sqlalchemy as sa
+
+from consent.imports.applying import Outcome, apply_batch
+from consent.imports.reading import (
+    FileRejected,
+    Lines,
+    Rejection,
+    Row,
+    check_head,
+    map_header,
+    parse_row,
+    sniff_delimiter,
+)
+from consent.models import (
+    Basis,
+    ImportBatch,
+    ImportRejection,
+    InterestKind,
+)
+from crm import services as crm
+from extensions import db
+from kernel.access import Actor
+from kernel.addresses import keyed_hasher
+from kernel.errors import DomainError, InvalidInput, NotFound
+from kernel.signals import decisions_changed
+from kernel.signals import sender as signal_sender
+from kernel.timestamps import utcnow
+
+# Bases a file may carry. Consent cannot be imported: it needs per-person
+# evidence (time, policy version, the wording agreed to) that a list does not hold.
+IMPORT_BASES = {
+    "customer": InterestKind.CUSTOMER,
+    "industry_list": InterestKind.INDUSTRY_LIST,
+}
+# Rows per transaction: large enough that per-statement costs vanish, small
+# enough that memory stays flat and no transaction holds locks for long.
+BATCH_SIZE = 10_000
+
+REPORT_REJECTIONS = 1_000
+
+
+@dataclass
+class ImportReport:
+    batch_id: int
+    interest_kind: str
+    source: str
+    status: str = "running"
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped_suppressed: int = 0
+    rejected: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+    file_sha256: str | None = None
+    error: str | None = None
+
+
+# The use case -----------------------------------------------------------------------------
+
+
+def parse_basis(value: str) -> InterestKind:
+    if value == Basis.CONSENT.value:
+        raise InvalidInput(
+            "Consent cannot be imported from a file: a consent needs its own evidence per "
+            "person (when, the policy version and the exact wording agreed to) and a double "
+            "opt-in. Register consents through POST /api/v1/contacts with their evidence, or "
+            "let people sign up; import lists only as customer or industry_list.",
+            code="consent_not_importable",
+            fields={"basis": ["Use customer or industry_list."]},
+        )
+    try:
+        return IMPORT_BASES[value]
+    except KeyError:
+        raise InvalidInput(
+            f"Unknown basis {value!r}; use customer or industry_list.",
+            code="invalid_basis",
+            fields={"basis": ["Use customer or industry_list."]},
+        ) from None
+
+
+def import_contacts(
+    actor: Actor,
+    stream: IO[bytes],
+    *,
+    basis: str,
+    source: str,
+    filename: str | None = None,
+    batch_size: int = BATCH_SIZE,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import a CSV file of contacts with a legitimate-interest basis (R1, R3).
+
+    Suppressed addresses on an industry list are skipped; as customers they
+    are stored but never allowed (R22). Industry-list contacts are marked as
+    owed the GDPR art. 14 notice. Raises ``FileRejected`` when the file as a
+    whole cannot be read (nothing is stored then); otherwise returns the
+    report, with every rejected row stored under the batch.
+    """
+    kind = parse_basis(basis)
+    source = (source or "").strip()
+    if not source:
+        raise InvalidInput(
+            "Name the source of the list (e.g. the partner or fair it came from).",
+            code="missing_source",
+            fields={"source": ["Required."]},
+        )
+    if not stream.seekable():
+        raise InvalidInput("The file must be seekable.", code="invalid_file")
+    check_head(stream)
+    lines = Lines(stream)
+    line_iter = iter(lines)
+    header_line = next(line_iter, "")
+    hint = header_line.strip()
+    if hint.lower().startswith("sep=") and len(hint) == 5:
+        # Excel's "sep=;" line names the delimiter; the header follows it.
+        delimiter = hint[4]
+        header_line = next(line_iter, "")
+    else:
+        delimiter = sniff_delimiter(header_line)
+    reader = csv.reader(itertools.chain([header_line], line_iter), delimiter=delimiter)
+    try:
+        header = next(reader, [])
+    except csv.Error as exc:
+        raise FileRejected(f"The header line cannot be read as CSV: {exc}.") from exc
+    columns, ignored = map_header(header)
+
+    batch = ImportBatch(
+        actor=actor.label,
+        interest_kind=kind.value,
+        source=source[:200],
+        filename=(filename or "")[:200] or None,
+        started_at=utcnow(),
+        status="running",
+    )
+    db.session.add(batch)
+    db.session.commit()
+    report = ImportReport(
+        batch_id=batch.id, interest_kind=kind.value, source=batch.source, ignored_columns=ignored
+    )
+
+    hasher = keyed_hasher()
+    pending: list[Row] = []
+    pending_rejections: list[Rejection] = []
+    seen: set[str] = set()
+
+    def flush() -> None:
+        _commit_batch(batch.id, pending, pending_rejections, kind, actor, report, hasher)
+        pending.clear()
+        pending_rejections.clear()
+        seen.clear()
+        if progress is not None:
+            progress(lines.bytes_read)
+
+    number = 1  # the header is row 1, as a spreadsheet shows it
+    try:
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                number += 1
+                report.rows += 1
+                pending_rejections.append(Rejection(number, f"not readable as CSV: {exc}"[:300]))
+                continue
+            number += 1
+            if not any(cell.strip() for cell in cells):
+                continue  # a blank line is not a contact
+            report.rows += 1
+            parsed = parse_row(number, cells, columns)
+            if isinstance(parsed, str):
+                pending_rejections.append(Rejection(number, parsed))
+            else:
+                if parsed.email in seen:
+                    # The same address twice: apply what came before first, so the
+                    # file means what it would mean row by row.
+                    flush()
+                pending.append(parsed)
+                seen.add(parsed.email)
+            if len(pending) + len(pending_rejections) >= batch_size:
+                flush()
+        flush()
+    except Exception as exc:
+        db.session.rollback()
+        message = exc.message if isinstance(exc, DomainError) else "an unexpected error"
+        _finish(
+            batch.id, report, actor, status="failed", error=f"Stopped at row {number}: {message}"
+        )
+        raise
+    report.file_sha256 = lines.digest.hexdigest()
+    _finish(batch.id, report, actor, status="done")
+    return report
+
+
+def _commit_batch(
+    batch_id: int,
+    rows: list[Row],
+    rejections: list[Rejection],
+    kind: InterestKind,
+    actor: Actor,
+    report: ImportReport,
+    hasher: Callable[[str], str],
+) -> None:
+    """Apply one batch in its own transaction; on a conflict, row by row."""
+    try:
+        outcome = apply_batch(rows, kind, batch_id, actor, hasher) if rows else Outcome()
+        outcome.rejections[:0] = rejections
+        _store_outcome(batch_id, outcome, report)
+        db.session.commit()
+    except sa.exc.IntegrityError:
+        # A concurrent writer created one of these addresses or companies:
+        # redo the rows one at a time so that only the clashing one is refused.
+        db.session.rollback()
+        if len(rows) <= 1:
+            failed = [
+                Rejection(r.number, "changed concurrently; import the file again") for r in rows
+            ]
+            _store_outcome(batch_id, Outcome(rejections=[*rejections, *failed]), report)
+            db.session.commit()
+            _after_commit(report, Outcome(rejections=[*rejections, *failed]))
+            return
+        _commit_batch(batch_id, [], rejections, kind, actor, report, hasher)
+        for row in rows:
+            _commit_batch(batch_id, [row], [], kind, actor, report, hasher)
+        return
+    _after_commit(report, outcome)
+
+
+def _store_outcome(batch_id: int, outcome: Outcome, report: ImportReport) -> None:
+    if outcome.rejections:
+        db.session.execute(
+            sa.insert(ImportRejection.__table__),
+            [{"batch_id": batch_id, "row": r.row, "reason": r.reason} for r in outcome.rejections],
+        )
+    db.session.execute(
+        sa.update(ImportBatch)
+        .where(ImportBatch.id == batch_id)
+        .values(
+            rows=report.rows,
+            created=report.created + outcome.created,
+            updated=report.updated + outcome.updated,
+            unchanged=report.unchanged + outcome.unchanged,
+            skipped_suppressed=report.skipped_suppressed + outcome.skipped_suppressed,
+            rejected=report.rejected + len(outcome.rejections),
+        )
+    )
+
+
+def _after_commit(report: ImportReport, outcome: Outcome) -> None:
+    report.created += outcome.created
+    report.updated += outcome.updated
+    report.unchanged += outcome.unchanged
+    report.skipped_suppressed += outcome.skipped_suppressed
+    report.rejected += len(outcome.rejections)
+    room = REPORT_REJECTIONS - len(report.rejections)
+    if room > 0:
+        report.rejections.extend(outcome.rejections[:room])
+    if outcome.changed_ids:
+        app = signal_sender()
+        for contact_id in outcome.changed_ids:
+            decisions_changed.send(app, contact_id=contact_id, kind="import")
+
+
+def _finish(
+    batch_id: int, report: ImportReport, actor: Actor, *, status: str, error: str | None = None
+) -> None:
+    report.status = status
+    report.error = error
+    db.session.execute(
+        sa.update(ImportBatch)
+        .where(ImportBatch.id == batch_id)
+        .values(
+            status=status,
+            error=error[:500] if error else None,
+            finished_at=utcnow(),
+            file_sha256=report.file_sha256,
+            rows=report.rows,
+        )
+    )
+    crm.audit(
+        actor,
+        "import.run",
+        detail=(
+            f"batch {batch_id} {status}: rows={report.rows} created={report.created} "
+            f"updated={report.updated} unchanged={report.unchanged} "
+            f"skipped_suppressed={report.skipped_suppressed} rejected={report.rejected}"
+        ),
+    )
+    db.session.commit()
+
+
+def iter_rejections(batch_id: int, after_row: int = 0) -> Iterator[ImportRejection]:
+    """Every rejected row of a batch, in row order, read in pages."""
+    while True:
+        page = list(
+            db.session.scalars(
+                sa.select(ImportRejection)
+                .where(ImportRejection.batch_id == batch_id, ImportRejection.row > after_row)
+                .order_by(ImportRejection.row)
+                .limit(1_000)
+            )
+        )
+        yield from page
+        if len(page) < 1_000:
+            return
+        after_row = page[-1].row
+        db.session.expunge_all()
+
+
+def get_batch(batch_id: int) -> ImportBatch:
+    # Ids are 32-bit integers on PostgreSQL; a larger number names nothing.
+    batch = db.session.get(ImportBatch, batch_id) if 0 < batch_id < 2**31 else None
+    if batch is None:
+        raise NotFound(f"No import batch {batch_id}.", code="import_not_found")
+    return batch
+
+
+def list_batches(limit: int = 50) -> list[ImportBatch]:
+    """The latest import batches, newest first."""
+    return list(
+        db.session.scalars(sa.select(ImportBatch).order_by(ImportBatch.id.desc()).limit(limit))
+    )
