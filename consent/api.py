@@ -37,6 +37,7 @@ from consent.schemas import (
     WebhookSchema,
 )
 from crm import services as crm
+from crm.retention import ContactRead
 from crm.schemas import ContactSchema
 from crm.services import CompanyInput
 from extensions import api, csrf
@@ -82,7 +83,7 @@ def create_or_update_contact(data: dict[str, Any]) -> Any:
         k: data[k] for k in ("name", "phone", "country", "language") if k in data
     }
     contact, created = services.register_contact(g.actor, data["email"], profile, company, basis)
-    return contact, 201 if created else 200
+    return ContactRead(contact), 201 if created else 200
 
 
 @blp.get("/contacts/<int:contact_id>/permissions")

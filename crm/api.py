@@ -8,6 +8,7 @@ from flask import Flask, g
 from flask_smorest import Blueprint
 
 from crm import retention, services
+from crm.retention import ContactRead
 from crm.schemas import (
     ActivityCreateSchema,
     ActivitySchema,
@@ -34,7 +35,7 @@ blp = Blueprint("crm_api", __name__, url_prefix="/api/v1", description="Contacts
 @blp.response(200, ContactSchema)
 def find_contact(query: dict[str, Any]) -> Any:
     """Find a contact by email address."""
-    return services.read_contact(g.actor, email=query["email"])
+    return ContactRead(services.read_contact(g.actor, email=query["email"]))
 
 
 @blp.get("/contacts/<int:contact_id>")
@@ -42,7 +43,7 @@ def find_contact(query: dict[str, Any]) -> Any:
 @blp.response(200, ContactSchema)
 def read_contact(contact_id: int) -> Any:
     """Read one contact."""
-    return services.read_contact(g.actor, contact_id=contact_id)
+    return ContactRead(services.read_contact(g.actor, contact_id=contact_id))
 
 
 @blp.patch("/contacts/<int:contact_id>")
@@ -53,7 +54,7 @@ def rectify_contact(changes: dict[str, Any], contact_id: int) -> Any:
     """Rectify a contact's data (GDPR art. 16)."""
     if changes.get("company") is not None:
         changes["company"] = CompanyInput(**changes["company"])
-    return services.rectify_contact(g.actor, contact_id, changes)
+    return ContactRead(services.rectify_contact(g.actor, contact_id, changes))
 
 
 @blp.post("/contacts/<int:contact_id>/activities")
@@ -81,7 +82,7 @@ def list_activities(contact_id: int) -> Any:
 @blp.response(200, ContactSchema)
 def set_legal_hold(data: dict[str, Any], contact_id: int) -> Any:
     """Set a legal hold: erasure is refused (409) and retention skips the contact."""
-    return services.set_legal_hold(g.actor, contact_id, data["reason"])
+    return ContactRead(services.set_legal_hold(g.actor, contact_id, data["reason"]))
 
 
 @blp.delete("/contacts/<int:contact_id>/legal-hold")
@@ -89,7 +90,7 @@ def set_legal_hold(data: dict[str, Any], contact_id: int) -> Any:
 @blp.response(200, ContactSchema)
 def lift_legal_hold(contact_id: int) -> Any:
     """Lift the legal hold."""
-    return services.lift_legal_hold(g.actor, contact_id)
+    return ContactRead(services.lift_legal_hold(g.actor, contact_id))
 
 
 @blp.get("/audit")

@@ -26,6 +26,7 @@ public names are re-exported here, so callers write ``retention.run(...)``.
 """
 
 from crm.retention.due import (
+    ContactRead,
     DueRow,
     Preview,
     PurgeOutlook,
@@ -87,6 +88,7 @@ __all__ = [
     "SCHEDULE_GRACE",
     "SCHEDULE_NAME",
     "SUPPORT_CASE",
+    "ContactRead",
     "DueRow",
     "NextLink",
     "Period",

@@ -98,6 +98,18 @@ def purge_outlook(contact: Contact, policy: RetentionPolicy | None = None) -> Pu
     )
 
 
+class ContactRead:
+    """A contact as every read returns it: its own columns and, as ``retention``,
+    when the current rules delete it or why they do not (``purge_outlook``)."""
+
+    def __init__(self, contact: Contact) -> None:
+        self._contact = contact
+        self.retention = purge_outlook(contact).as_dict()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._contact, name)
+
+
 # Selecting what is due --------------------------------------------------------------
 
 
