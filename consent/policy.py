@@ -1,7 +1,7 @@
 """THE decision: may we market to this contact, on this topic and channel, and why?
 
 The only code that turns the ledger projection, the suppression list and the
-customer relationship into a yes or no (DESIGN.md section 4). Its callers:
+customer relationship into a yes or no (docs/rules.md X1, X2). Its callers:
 the permission API and staff pages, the campaign audience, and the mailing
 actor right before each send.
 
@@ -126,7 +126,7 @@ def decide(
     at: datetime,
     policy: MarketingPolicy,
 ) -> Decision:
-    """Apply the nine ordered rules of DESIGN.md section 4. First match wins."""
+    """Apply the nine ordered rules of docs/rules.md X1. First match wins."""
 
     def result(
         allowed: bool,

@@ -1,7 +1,7 @@
 """Signed links: one serializer per purpose, each with its own salt and lifetime.
 
 A link proves that whoever holds it received our email at that address
-(DESIGN.md section 5). The payload holds opaque ids, never the address, so a
+(docs/rules.md X9). The payload holds opaque ids, never the address, so a
 forwarded or logged URL reveals nothing. Links keep working across a rotation
 of ``SECRET_KEY`` while the old key is listed in ``SECRET_KEY_FALLBACKS``.
 """

@@ -1,4 +1,4 @@
-"""The decision table of DESIGN.md section 4, and its invariants."""
+"""The decision table (docs/rules.md X1, in order), and its invariants."""
 
 from __future__ import annotations
 
