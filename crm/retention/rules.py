@@ -1,19 +1,8 @@
-"""Retention rules: what the policy file says, parsed and checked at start-up.
+"""Retention rules: what the policy file says, parsed and checked at start-up, and
+the calendar arithmetic of periods (months, year ends, UTC days).
 
-Retention: rule sets from the policy file, purge dates, preview and run (R13-R18).
-
-A *retention rule* names a data category, a period, what the period counts
-from, whether the end date rounds up to the end of that year, and the action
-(delete or anonymise). The rules live under ``[retention]`` in the policy
-file (``POLICY_FILE``); docs/retention.md explains every key.
-
-Dates are UTC calendar days. For a record whose period counts from the
-instant ``anchor``, the *last kept day* is ``anchor's UTC date + period``
-(or the 31 December of that date's year when the rule rounds to the year
-end); the *purge date* is the day after, and a run on or after the purge
-date removes it. So "seven years after the last interaction, deleted at the
-end of that year" with a last interaction on 2019-03-15 keeps the contact
-through 2026-12-31 and a run on 2027-01-01 deletes it.
+The meaning of a rule and of its dates is in the package's docstring
+(``crm/retention/__init__.py``) and in docs/retention.md.
 """
 
 from __future__ import annotations
