@@ -35,6 +35,7 @@ from crm.forms import (
 from extensions import limiter
 from kernel import i18n
 from kernel.access import (
+    current_staff_user,
     end_staff_session,
     staff_requires,
     start_staff_session,
@@ -137,6 +138,9 @@ def login() -> Any:
 
 @bp.post("/logout")
 def logout() -> Any:
+    user = current_staff_user()
+    if user is not None:
+        staff.sign_out(user)
     end_staff_session()
     flash(_("You are signed out."), "success")
     return see_other("staff.login")

@@ -175,6 +175,121 @@ def test_role_change_applies_on_the_next_request(app) -> None:
     assert client.get("/staff/admin/users").status_code == 403
 
 
+# A session is a signed cookie: whoever holds a copy (a shared computer, a stolen
+# laptop, a proxy log) holds the session. These copy it before the event that
+# must end it, then replay the copy from a fresh browser.
+
+
+def _signed_in_cookie(app: Any, email: str, password: str = PASSWORD) -> str:
+    """Sign in through the form, as a browser does, and copy the session cookie."""
+    client = app.test_client()
+    assert sign_in_form(client, email, password).status_code == 303
+    return client.get_cookie("session").value
+
+
+def _replay(app: Any, cookie: str, path: str = "/staff/") -> Any:
+    client = app.test_client()
+    client.set_cookie("session", cookie)
+    return client.get(path)
+
+
+def _refused(response: Any) -> bool:
+    return response.status_code == 302 and response.location.startswith("/staff/login")
+
+
+def test_a_session_cookie_copied_before_sign_out_is_refused_after(app) -> None:
+    make_user(app, "sales")
+    client = app.test_client()
+    assert sign_in_form(client, "sales@staff.example").status_code == 303
+    copied = client.get_cookie("session").value
+    other_device = _signed_in_cookie(app, "sales@staff.example")
+    assert _replay(app, copied).status_code == 200
+
+    assert client.post("/staff/logout").status_code == 303
+
+    assert _refused(_replay(app, copied))
+    assert _refused(_replay(app, other_device))  # every session of the user ends
+    assert _refused(client.get("/staff/"))
+    # Signing in again works, and that new session is the only one.
+    fresh = _signed_in_cookie(app, "sales@staff.example")
+    assert _replay(app, fresh).status_code == 200
+    assert _refused(_replay(app, copied))
+
+
+def _change_role(app: Any, admin: Any, user_id: int, email: str, role: str, how: str) -> None:
+    if how == "staff page":
+        admin.post(f"/staff/admin/users/{user_id}/role", data={"role": role})
+    else:
+        result = app.test_cli_runner().invoke(args=["users", "set-role", email, "--role", role])
+        assert result.exit_code == 0, result.output
+
+
+def _set_active(app: Any, admin: Any, user_id: int, email: str, active: bool, how: str) -> None:
+    if how == "staff page":
+        admin.post(f"/staff/admin/users/{user_id}/active", data={"active": str(active).lower()})
+    else:
+        command = "activate" if active else "deactivate"
+        result = app.test_cli_runner().invoke(args=["users", command, email])
+        assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("how", ["staff page", "cli"])
+@pytest.mark.parametrize(("before", "after"), [("admin", "sales"), ("sales", "marketing")])
+def test_a_role_change_ends_every_session_of_the_user(app, how, before, after) -> None:
+    admin = client_as(app, "admin", email="boss@staff.example")
+    user_id = make_user(app, before, email="moved@staff.example")
+    copied = _signed_in_cookie(app, "moved@staff.example")
+    assert _replay(app, copied).status_code == 200
+
+    _change_role(app, admin, user_id, "moved@staff.example", after, how)
+
+    with app.app_context():
+        assert db.session.get(StaffUser, user_id).role == after
+        db.session.remove()
+    # Not "the old session with the new role": no session at all.
+    assert _refused(_replay(app, copied))
+    assert admin.get("/staff/admin/users").status_code == 200  # the admin's own goes on
+    assert _replay(app, _signed_in_cookie(app, "moved@staff.example")).status_code == 200
+
+
+@pytest.mark.parametrize("how", ["staff page", "cli"])
+def test_deactivation_ends_every_session_even_after_reactivation(app, how) -> None:
+    admin = client_as(app, "admin", email="boss@staff.example")
+    user_id = make_user(app, "sales", email="leaver@staff.example")
+    copied = _signed_in_cookie(app, "leaver@staff.example")
+
+    _set_active(app, admin, user_id, "leaver@staff.example", False, how)
+    assert _refused(_replay(app, copied))
+    _set_active(app, admin, user_id, "leaver@staff.example", True, how)
+
+    # Coming back means signing in again; a cookie from before stays dead.
+    assert _refused(_replay(app, copied))
+    assert _replay(app, _signed_in_cookie(app, "leaver@staff.example")).status_code == 200
+
+
+def test_a_new_password_ends_every_session_of_the_user(app) -> None:
+    make_user(app, "sales")
+    copied = _signed_in_cookie(app, "sales@staff.example")
+    result = app.test_cli_runner().invoke(
+        args=["users", "set-password", "sales@staff.example", "--password", "a-new-password-2"]
+    )
+    assert result.exit_code == 0, result.output
+
+    assert _refused(_replay(app, copied))
+    assert sign_in_form(app.test_client(), "sales@staff.example").status_code == 401
+    fresh = _signed_in_cookie(app, "sales@staff.example", "a-new-password-2")
+    assert _replay(app, fresh).status_code == 200
+
+
+def test_a_new_password_must_be_long_enough(app) -> None:
+    make_user(app, "sales")
+    result = app.test_cli_runner().invoke(
+        args=["users", "set-password", "sales@staff.example", "--password", "short"]
+    )
+    assert result.exit_code != 0 and "at least 10 characters" in result.output
+    assert sign_in_form(app.test_client(), "sales@staff.example").status_code == 303
+
+
 def test_session_expires_after_the_configured_age(app, monkeypatch) -> None:
     client = client_as(app, "sales")
     monkeypatch.setitem(app.config, "STAFF_SESSION_MAX_AGE", 0)
