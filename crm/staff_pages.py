@@ -18,6 +18,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_limiter.util import get_remote_address
 from marshmallow import ValidationError
 
 from crm import retention, services, staff
@@ -98,11 +99,19 @@ def _account_limit() -> str:
 
 
 def _account_key() -> str:
+    """Failed sign-ins count per account *and* client address.
+
+    Counted per account alone, anyone who knows a staff address could lock its
+    owner out by failing five times. Per pair, a guesser is stopped after five
+    failures while the owner, from their own address, still signs in; guessing
+    from many addresses is bounded by the per-address limit of each.
+    """
     raw = request.form.get("email", "")
     try:
-        return "staff-account:" + normalise_email(raw)
+        account = normalise_email(raw)
     except InvalidInput:
-        return "staff-account:" + raw.strip().lower()[:320]
+        account = raw.strip().lower()[:320]
+    return f"staff-account:{account}|{get_remote_address()}"
 
 
 THROTTLED = "Too many sign-in attempts. Wait a few minutes and try again."
@@ -119,7 +128,7 @@ THROTTLED = "Too many sign-in attempts. Wait a few minutes and try again."
     deduct_when=lambda response: response.status_code != 303,
 )
 def login() -> Any:
-    """Sign in; per IP and per account throttled (Flask-Limiter)."""
+    """Sign in; throttled per client address, and failures per account and address."""
     next_target = request.values.get("next")
     if request.method == "GET":
         message = _("Please sign in to continue.") if next_target else None

@@ -20,10 +20,12 @@ from flask import (
     Flask,
     abort,
     current_app,
+    g,
     jsonify,
     render_template,
     request,
 )
+from flask_limiter.util import get_remote_address
 from marshmallow import ValidationError
 
 from consent.evidence import HOSTED_FORM_ID, Evidence, hosted_wording, signup_evidence
@@ -112,13 +114,44 @@ def _page_url() -> str:
 
 
 def _address_key() -> str:
-    """Rate-limit key for the address a form names (its hash, not the address)."""
+    """Rate-limit key for the address a form names (its hash, not the address),
+    from this client.
+
+    Per address alone, anyone could use up a person's limit by posting their
+    address, and lock them out of unsubscribing (or of a privacy request) for
+    an hour. Per address and client, a flood from one client is still cut
+    off, while the person, posting from their own connection, is not. Mail to
+    one address stays bounded whatever the clients: the jobs send at most one
+    link per address per ``mailing.outbox.EMAIL_INTERVAL``.
+    """
     try:
         raw = _form_data().get("email", "")
         address = normalise_email(raw) if isinstance(raw, str) else ""
     except InvalidInput:
         address = str(request.form.get("email", "")).strip().lower()
-    return "address:" + hashlib.sha256(address.encode()).hexdigest()
+    return f"address:{hashlib.sha256(address.encode()).hexdigest()}|{get_remote_address()}"
+
+
+_DROPPED_AS_BOT = "public_form_dropped_as_bot"
+
+
+def _dropped_as_bot(data: dict[str, Any]) -> bool:
+    """Whether the honeypot field is filled: a robot's post, answered alike and
+    otherwise ignored. Noted for ``_counts``."""
+    if data["website"]:
+        g.setdefault(_DROPPED_AS_BOT, True)
+        return True
+    return False
+
+
+def _counts(response: Any) -> bool:
+    """Whether a post counts toward the form's limits (Flask-Limiter ``deduct_when``).
+
+    A post the honeypot dropped does nothing, so it counts toward nothing:
+    otherwise a robot naming someone's address would use up their limit.
+    Every other post counts, refused ones included.
+    """
+    return not g.get(_DROPPED_AS_BOT, False)
 
 
 def _browser_language() -> str:
@@ -153,8 +186,8 @@ def _address_limit() -> str:
 
 
 @bp.route("/subscribe", methods=["GET", "POST"])
-@limiter.limit(_ip_limit, methods=["POST"])
-@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"])
+@limiter.limit(_ip_limit, methods=["POST"], deduct_when=_counts)
+@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"], deduct_when=_counts)
 def subscribe() -> Any:
     if request.method != "POST":  # GET and HEAD only read
         return _hosted_form()
@@ -162,7 +195,7 @@ def subscribe() -> Any:
     _check_origin(other_sites=True)
     data = _load(SignupSchema(), _form_data())
     lang = page_language(data["language"])
-    if not data["website"]:  # the honeypot is empty: a person
+    if not _dropped_as_bot(data):
         subscription_flows.subscribe(_signup(data, lang), _signup_evidence(data, lang))
     _answer_no_sooner_than(arrived + current_app.config["SIGNUP_MIN_SECONDS"])
     message = texts(lang)["inbox_text"]
@@ -322,15 +355,15 @@ def _text(body: str, status: int) -> Any:
 
 
 @bp.route("/unsubscribe", methods=["GET", "POST"])
-@limiter.limit(_ip_limit, methods=["POST"])
-@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"])
+@limiter.limit(_ip_limit, methods=["POST"], deduct_when=_counts)
+@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"], deduct_when=_counts)
 def unsubscribe_by_address() -> Any:
     lang = page_language(request.args.get("lang") or _browser_language())
     if request.method != "POST":  # GET and HEAD only read
         return _page("public/unsubscribe_address.html", lang)
     _check_origin()
     data = _load(AddressSchema(), _form_data())
-    if not data["website"]:
+    if not _dropped_as_bot(data):
         subscription_flows.request_unsubscribe_link(data["email"])
     return _page("public/unsubscribe_address_sent.html", lang)
 
@@ -339,15 +372,15 @@ def unsubscribe_by_address() -> Any:
 
 
 @bp.route("/privacy/requests", methods=["GET", "POST"])
-@limiter.limit(_ip_limit, methods=["POST"])
-@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"])
+@limiter.limit(_ip_limit, methods=["POST"], deduct_when=_counts)
+@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"], deduct_when=_counts)
 def privacy_request() -> Any:
     lang = page_language(request.args.get("lang") or _browser_language())
     if request.method != "POST":  # GET and HEAD only read
         return _page("public/privacy_request.html", lang)
     _check_origin()
     data = _load(PrivacyRequestSchema(), _form_data())
-    if not data["website"]:
+    if not _dropped_as_bot(data):
         privacy_requests.request_privacy(data["email"], data["kind"])
     # The same answer whether or not we know the address (no enumeration).
     if request.is_json:

@@ -18,8 +18,14 @@ from tests.conftest import TEST_CONFIG
 from tests.staff.helpers import PASSWORD, client_as, make_user
 
 
-def sign_in_form(client: Any, email: str, password: str = PASSWORD, **extra: str) -> Any:
-    return client.post("/staff/login", data={"email": email, "password": password, **extra})
+def sign_in_form(
+    client: Any, email: str, password: str = PASSWORD, *, client_ip: str | None = None, **extra: str
+) -> Any:
+    """Post the sign-in form, from ``client_ip`` when given (the connection's address)."""
+    environ = {"REMOTE_ADDR": client_ip} if client_ip else {}
+    return client.post(
+        "/staff/login", data={"email": email, "password": password, **extra}, environ_base=environ
+    )
 
 
 def test_anonymous_visitor_is_sent_to_sign_in_and_back_after(app, client) -> None:
@@ -326,8 +332,7 @@ def test_a_form_posted_without_the_csrf_token_is_refused(app, monkeypatch) -> No
     assert accepted.status_code == 303
 
 
-@pytest.fixture
-def throttled_app(database_url: str, monkeypatch) -> Iterator[Any]:
+def _limited_app(database_url: str, monkeypatch: Any, **config: Any) -> Iterator[Any]:
     """The app with rate limits on (the suite runs with them off). The limiter is
     one object: its switch is put back afterwards."""
     monkeypatch.setattr(limiter, "enabled", limiter.enabled)
@@ -336,8 +341,7 @@ def throttled_app(database_url: str, monkeypatch) -> Iterator[Any]:
             **TEST_CONFIG,
             "SQLALCHEMY_DATABASE_URI": database_url,
             "RATELIMIT_ENABLED": True,
-            "STAFF_SIGN_IN_LIMIT_PER_ACCOUNT": "3 per 15 minutes",
-            "STAFF_SIGN_IN_LIMIT_PER_IP": "6 per minute",
+            **config,
         }
     )
     limiter.reset()
@@ -345,6 +349,24 @@ def throttled_app(database_url: str, monkeypatch) -> Iterator[Any]:
     limiter.reset()
     with application.app_context():
         db.session.remove()
+
+
+# Each asks for ``app`` too: it builds the schema and empties the tables after the test.
+@pytest.fixture
+def throttled_app(app, database_url: str, monkeypatch) -> Iterator[Any]:
+    """Rate limits on, and lower than in production so that tests are short."""
+    yield from _limited_app(
+        database_url,
+        monkeypatch,
+        STAFF_SIGN_IN_LIMIT_PER_ACCOUNT="3 per 15 minutes",
+        STAFF_SIGN_IN_LIMIT_PER_IP="6 per minute",
+    )
+
+
+@pytest.fixture
+def production_limits_app(app, database_url: str, monkeypatch) -> Iterator[Any]:
+    """Rate limits on, at their production settings."""
+    yield from _limited_app(database_url, monkeypatch)
 
 
 def test_failed_sign_ins_are_throttled_per_account(throttled_app) -> None:
@@ -359,6 +381,33 @@ def test_failed_sign_ins_are_throttled_per_account(throttled_app) -> None:
     # Another account from the same address is not locked by this one.
     make_user(throttled_app, "admin")
     assert sign_in_form(client, "admin@staff.example").status_code == 303
+
+
+def test_failures_from_one_address_do_not_lock_the_owner_out_from_another(
+    production_limits_app,
+) -> None:
+    """Anyone who knows a staff address must not be able to lock its owner out."""
+    app = production_limits_app
+    make_user(app, "sales")
+    attacker, owner = app.test_client(), app.test_client()
+    statuses = [
+        sign_in_form(
+            attacker, "sales@staff.example", f"guess-{n}", client_ip="203.0.113.9"
+        ).status_code
+        for n in range(12)
+    ]
+    # The guesser is still stopped after five, the production limit ...
+    assert statuses == [401] * 5 + [429] * 7
+    assert sign_in_form(attacker, "sales@staff.example", client_ip="203.0.113.9").status_code == 429
+    # ... and the owner, elsewhere, signs in with the right password at once.
+    assert sign_in_form(owner, "sales@staff.example", client_ip="198.51.100.7").status_code == 303
+    assert owner.get("/staff/").status_code == 200
+    # A second guesser starts from zero and is stopped after five too.
+    other = [
+        sign_in_form(attacker, "sales@staff.example", "guess", client_ip="192.0.2.44").status_code
+        for _ in range(6)
+    ]
+    assert other == [401] * 5 + [429]
 
 
 def test_sign_ins_are_throttled_per_address(throttled_app) -> None:
