@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -109,41 +109,46 @@ def where_a_browser_goes(location: str) -> tuple[str, str]:
     return parts.netloc, parts.path
 
 
-def _follow_next(app: Any, route: str, target: str) -> Any:
+def _next_follower(app: Any, route: str) -> Callable[[str], Any]:
+    """Posts the form of ``route`` with a ``next``, as a signed-in browser would."""
     if route == "login":
         make_user(app, "sales")
-        return sign_in_form(app.test_client(), "sales@staff.example", next=target)
+        return lambda target: sign_in_form(app.test_client(), "sales@staff.example", next=target)
     client = client_as(app, "sales")
     lang = "sv" if route == "language" else "not-a-language"  # both branches of the view
-    return client.post("/staff/language", data={"lang": lang, "next": target})
+    return lambda target: client.post("/staff/language", data={"lang": lang, "next": target})
 
 
-@pytest.mark.parametrize("route", ["login", "language", "language-refused"])
-@pytest.mark.parametrize("target", NASTY_NEXT)
-def test_next_never_leads_a_browser_off_the_site(app, route, target) -> None:
-    response = _follow_next(app, route, target)
-    assert response.status_code == 303
-    location = response.headers["Location"]
-    assert where_a_browser_goes(location) == ("localhost", "/staff/")
-    assert location == "/staff/"  # the staff home, nothing of the target kept
+ROUTES_WITH_NEXT = ["login", "language", "language-refused"]
 
 
-@pytest.mark.parametrize("route", ["login", "language"])
-@pytest.mark.parametrize(
-    "target",
-    [
+@pytest.mark.parametrize("route", ROUTES_WITH_NEXT)
+def test_next_never_leads_a_browser_off_the_site(app, route) -> None:
+    follow = _next_follower(app, route)
+    wrong = {}
+    for target in NASTY_NEXT:
+        response = follow(target)
+        location = response.headers.get("Location")
+        # The staff home, nothing of the target kept, and where a browser goes.
+        home = response.status_code == 303 and location == "/staff/"
+        if not home or where_a_browser_goes(location) != ("localhost", "/staff/"):
+            wrong[target] = (response.status_code, location)
+    assert wrong == {}
+
+
+@pytest.mark.parametrize("route", ROUTES_WITH_NEXT[:2])
+def test_next_is_followed_to_a_path_on_this_site(app, route) -> None:
+    follow = _next_follower(app, route)
+    for target in (
         "/staff/?q=anna",
         "/staff/contacts/12",
         "/staff/?q=%C3%85sa+kund%40kund.se",
         "/staff/imports/3?after_row=200",
         "/staff/admin/audit?before=5",
-    ],
-)
-def test_next_is_followed_to_a_path_on_this_site(app, route, target) -> None:
-    response = _follow_next(app, route, target)
-    assert response.status_code == 303
-    assert response.headers["Location"] == target
-    assert where_a_browser_goes(target)[0] == "localhost"
+    ):
+        response = follow(target)
+        assert (response.status_code, response.headers["Location"]) == (303, target)
+        assert where_a_browser_goes(target)[0] == "localhost"
 
 
 def test_sign_out_ends_the_session_and_is_post_only(app) -> None:
