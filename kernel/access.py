@@ -263,6 +263,7 @@ def end_every_session(user: StaffUser) -> None:
         .where(StaffUser.id == user.id)
         .values(session_epoch=StaffUser.session_epoch + 1)
     )
+    # The user this request cached may be the one whose sessions just ended.
     g.pop("staff_user", None)
 
 

@@ -20,7 +20,6 @@ from flask import (
     Flask,
     abort,
     current_app,
-    g,
     jsonify,
     render_template,
     request,
@@ -132,26 +131,20 @@ def _address_key() -> str:
     return f"address:{hashlib.sha256(address.encode()).hexdigest()}|{get_remote_address()}"
 
 
-_DROPPED_AS_BOT = "public_form_dropped_as_bot"
+def _honeypot_filled() -> bool:
+    """Whether the form's hidden field is filled: a robot's post, answered like
+    any other and otherwise ignored by the view.
 
-
-def _dropped_as_bot(data: dict[str, Any]) -> bool:
-    """Whether the honeypot field is filled: a robot's post, answered alike and
-    otherwise ignored. Noted for ``_counts``."""
-    if data["website"]:
-        g.setdefault(_DROPPED_AS_BOT, True)
-        return True
-    return False
-
-
-def _counts(response: Any) -> bool:
-    """Whether a post counts toward the form's limits (Flask-Limiter ``deduct_when``).
-
-    A post the honeypot dropped does nothing, so it counts toward nothing:
-    otherwise a robot naming someone's address would use up their limit.
-    Every other post counts, refused ones included.
+    Such a post counts toward no limit (Flask-Limiter ``exempt_when``, decided
+    before the count): it does nothing, and a robot naming someone's address
+    must not use up their limit. Every other post is counted at once, refused
+    ones included.
     """
-    return not g.get(_DROPPED_AS_BOT, False)
+    try:
+        value = _form_data().get("website")
+    except InvalidInput:
+        return False
+    return isinstance(value, str) and value != ""
 
 
 def _browser_language() -> str:
@@ -186,8 +179,10 @@ def _address_limit() -> str:
 
 
 @bp.route("/subscribe", methods=["GET", "POST"])
-@limiter.limit(_ip_limit, methods=["POST"], deduct_when=_counts)
-@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"], deduct_when=_counts)
+@limiter.limit(_ip_limit, methods=["POST"], exempt_when=_honeypot_filled)
+@limiter.limit(
+    _address_limit, key_func=_address_key, methods=["POST"], exempt_when=_honeypot_filled
+)
 def subscribe() -> Any:
     if request.method != "POST":  # GET and HEAD only read
         return _hosted_form()
@@ -195,7 +190,7 @@ def subscribe() -> Any:
     _check_origin(other_sites=True)
     data = _load(SignupSchema(), _form_data())
     lang = page_language(data["language"])
-    if not _dropped_as_bot(data):
+    if not data["website"]:  # the honeypot is empty: a person
         subscription_flows.subscribe(_signup(data, lang), _signup_evidence(data, lang))
     _answer_no_sooner_than(arrived + current_app.config["SIGNUP_MIN_SECONDS"])
     message = texts(lang)["inbox_text"]
@@ -355,15 +350,17 @@ def _text(body: str, status: int) -> Any:
 
 
 @bp.route("/unsubscribe", methods=["GET", "POST"])
-@limiter.limit(_ip_limit, methods=["POST"], deduct_when=_counts)
-@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"], deduct_when=_counts)
+@limiter.limit(_ip_limit, methods=["POST"], exempt_when=_honeypot_filled)
+@limiter.limit(
+    _address_limit, key_func=_address_key, methods=["POST"], exempt_when=_honeypot_filled
+)
 def unsubscribe_by_address() -> Any:
     lang = page_language(request.args.get("lang") or _browser_language())
     if request.method != "POST":  # GET and HEAD only read
         return _page("public/unsubscribe_address.html", lang)
     _check_origin()
     data = _load(AddressSchema(), _form_data())
-    if not _dropped_as_bot(data):
+    if not data["website"]:
         subscription_flows.request_unsubscribe_link(data["email"])
     return _page("public/unsubscribe_address_sent.html", lang)
 
@@ -372,15 +369,17 @@ def unsubscribe_by_address() -> Any:
 
 
 @bp.route("/privacy/requests", methods=["GET", "POST"])
-@limiter.limit(_ip_limit, methods=["POST"], deduct_when=_counts)
-@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"], deduct_when=_counts)
+@limiter.limit(_ip_limit, methods=["POST"], exempt_when=_honeypot_filled)
+@limiter.limit(
+    _address_limit, key_func=_address_key, methods=["POST"], exempt_when=_honeypot_filled
+)
 def privacy_request() -> Any:
     lang = page_language(request.args.get("lang") or _browser_language())
     if request.method != "POST":  # GET and HEAD only read
         return _page("public/privacy_request.html", lang)
     _check_origin()
     data = _load(PrivacyRequestSchema(), _form_data())
-    if not _dropped_as_bot(data):
+    if not data["website"]:
         privacy_requests.request_privacy(data["email"], data["kind"])
     # The same answer whether or not we know the address (no enumeration).
     if request.is_json:
