@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime
+from typing import Any
 
 import click
 from flask import Flask
@@ -35,6 +37,47 @@ def create_user(email: str, role: str, name: str | None, password: str) -> None:
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"Created {user.role} user {user.email}.")
+
+
+def _run(change: Callable[[], Any]) -> Any:
+    try:
+        return change()
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+@users.command("set-role")
+@click.argument("email")
+@click.option("--role", type=ROLE_CHOICE, required=True)
+def set_role(email: str, role: str) -> None:
+    """Change a user's role; every session of the user ends."""
+    user = _run(lambda: staff.set_role(cli_actor(), staff.user_id_by_email(email), role))
+    click.echo(f"{user.email} is now {user.role}; their sessions have ended.")
+
+
+@users.command("deactivate")
+@click.argument("email")
+def deactivate(email: str) -> None:
+    """Deactivate a user; every session of the user ends."""
+    user = _run(lambda: staff.set_active(cli_actor(), staff.user_id_by_email(email), False))
+    click.echo(f"{user.email} is deactivated; their sessions have ended.")
+
+
+@users.command("activate")
+@click.argument("email")
+def activate(email: str) -> None:
+    """Reactivate a user, who signs in again (old sessions stay ended)."""
+    user = _run(lambda: staff.set_active(cli_actor(), staff.user_id_by_email(email), True))
+    click.echo(f"{user.email} is active.")
+
+
+@users.command("set-password")
+@click.argument("email")
+@click.password_option(help="Prompted (twice, hidden) when not given.")
+def set_password(email: str, password: str) -> None:
+    """Give a user a new password; every session of the user ends."""
+    user = _run(lambda: staff.set_password(cli_actor(), staff.user_id_by_email(email), password))
+    click.echo(f"{user.email} has a new password; their sessions have ended.")
 
 
 @tokens.command("create")

@@ -11,7 +11,8 @@ from crm.services import audit
 from extensions import db
 from kernel import access
 from kernel.access import Actor
-from kernel.errors import Conflict, NotFound
+from kernel.addresses import normalise_email
+from kernel.errors import Conflict, InvalidInput, NotFound
 from kernel.models import ApiToken, Role, StaffUser
 from kernel.timestamps import utcnow
 
@@ -27,6 +28,12 @@ def sign_in(email: str, password: str) -> StaffUser | None:
     audit(access.staff_actor(user), "staff.sign_in")
     db.session.commit()
     return user
+
+
+def sign_out(user: StaffUser) -> None:
+    """End every session of ``user``: this browser's and any copy of its cookie."""
+    access.end_every_session(user)
+    db.session.commit()
 
 
 def list_users() -> list[StaffUser]:
@@ -45,6 +52,18 @@ def _get_user(user_id: int) -> StaffUser:
     return user
 
 
+def user_id_by_email(email: str) -> int:
+    """The id of the staff user with this address (for the command line)."""
+    try:
+        address = normalise_email(email)
+    except InvalidInput:
+        address = email.strip().lower()
+    user_id = db.session.scalar(sa.select(StaffUser.id).where(StaffUser.email == address))
+    if user_id is None:
+        raise NotFound(f"No staff user {address}.", code="user_not_found")
+    return user_id
+
+
 def _is_last_active_admin(user: StaffUser) -> bool:
     if user.role != Role.ADMIN or not user.is_active:
         return False
@@ -57,13 +76,16 @@ def _is_last_active_admin(user: StaffUser) -> bool:
 
 
 def set_role(actor: Actor, user_id: int, role: str) -> StaffUser:
-    """Change a user's role; it applies from their next request."""
+    """Change a user's role and end every session they have: they sign in again
+    under the new role, and no copy of an old cookie outlives the change."""
     user = _get_user(user_id)
     new_role = access.parse_role(role)
     if new_role != Role.ADMIN and _is_last_active_admin(user):
         raise Conflict("The last active admin cannot lose the role.", code="last_admin")
     audit(actor, "staff.user.role", detail=f"{user.email}: {user.role} -> {new_role.value}")
-    user.role = new_role.value
+    if user.role != new_role.value:
+        user.role = new_role.value
+        access.end_every_session(user)
     db.session.commit()
     return user
 
@@ -77,6 +99,19 @@ def set_active(actor: Actor, user_id: int, active: bool) -> StaffUser:
         raise Conflict("The last active admin cannot be deactivated.", code="last_admin")
     audit(actor, "staff.user.activate" if active else "staff.user.deactivate", detail=user.email)
     user.is_active = active
+    if not active:
+        # Not only refused while inactive: a session from before must not come
+        # back to life when the account is reactivated.
+        access.end_every_session(user)
+    db.session.commit()
+    return user
+
+
+def set_password(actor: Actor, user_id: int, password: str) -> StaffUser:
+    """Give a user a new password; every session they have ends."""
+    user = _get_user(user_id)
+    access.set_staff_password(user, password)
+    audit(actor, "staff.user.password", detail=user.email)
     db.session.commit()
     return user
 

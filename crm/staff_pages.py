@@ -3,7 +3,9 @@ the retention preview and runs. Built with ``kernel.pages`` like every staff pag
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import unquote
 
 from flask import (
     Flask,
@@ -16,6 +18,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_limiter.util import get_remote_address
 from marshmallow import ValidationError
 
 from crm import retention, services, staff
@@ -33,6 +36,7 @@ from crm.forms import (
 from extensions import limiter
 from kernel import i18n
 from kernel.access import (
+    current_staff_user,
     end_staff_session,
     staff_requires,
     start_staff_session,
@@ -44,11 +48,41 @@ from kernel.pages import add_staff_page, run_form, see_other, staff_blueprint
 _ = i18n.translate
 
 
+# A path on this site: a slash, then printable ASCII only. Browsers strip tabs and
+# newlines anywhere in a URL and C0 controls and spaces around it, read "\\" as
+# "/" and may turn other whitespace into something else, so "/\t/evil.example"
+# reaches evil.example; a newline also cannot go into a header at all (a 500).
+# The pages we send people back to (``request.full_path``, a search's query)
+# never need any of those characters raw.
+_LOCAL_PATH = re.compile(r"/[\x21-\x5b\x5d-\x7e]*")  # "\\" (0x5c) left out
+_MAX_DECODINGS = 4
+
+
 def safe_next(target: str | None) -> str:
-    """A local path to go back to, never another site (no open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """``target`` if it is a path on this site, else the staff home (no open redirect).
+
+    Refused: anything not starting with one "/" (a scheme, "//host", a bare
+    host), control characters, any whitespace (ASCII or Unicode), backslashes,
+    and the same in the path once percent-decoded (``/%2F/evil``, ``/%5Cevil``,
+    ``/%252F/evil``), which a proxy or a later redirect might decode.
+    """
+    if target and _is_local_path(target):
         return target
     return url_for("staff_contacts.search")
+
+
+def _is_local_path(target: str) -> bool:
+    if not _LOCAL_PATH.fullmatch(target) or target.startswith("//"):
+        return False
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    for _attempt in range(_MAX_DECODINGS):
+        decoded = unquote(path)
+        if decoded == path:
+            return True
+        if not _LOCAL_PATH.fullmatch(decoded) or decoded.startswith("//"):
+            return False
+        path = decoded
+    return False  # still encoded after several decodings: nobody's real page
 
 
 bp = staff_blueprint("staff", __name__)
@@ -65,11 +99,19 @@ def _account_limit() -> str:
 
 
 def _account_key() -> str:
+    """Failed sign-ins count per account *and* client address.
+
+    Counted per account alone, anyone who knows a staff address could lock its
+    owner out by failing five times. Per pair, a guesser is stopped after five
+    failures while the owner, from their own address, still signs in; guessing
+    from many addresses is bounded by the per-address limit of each.
+    """
     raw = request.form.get("email", "")
     try:
-        return "staff-account:" + normalise_email(raw)
+        account = normalise_email(raw)
     except InvalidInput:
-        return "staff-account:" + raw.strip().lower()[:320]
+        account = raw.strip().lower()[:320]
+    return f"staff-account:{account}|{get_remote_address()}"
 
 
 THROTTLED = "Too many sign-in attempts. Wait a few minutes and try again."
@@ -86,7 +128,7 @@ THROTTLED = "Too many sign-in attempts. Wait a few minutes and try again."
     deduct_when=lambda response: response.status_code != 303,
 )
 def login() -> Any:
-    """Sign in; per IP and per account throttled (Flask-Limiter)."""
+    """Sign in; throttled per client address, and failures per account and address."""
     next_target = request.values.get("next")
     if request.method == "GET":
         message = _("Please sign in to continue.") if next_target else None
@@ -105,6 +147,9 @@ def login() -> Any:
 
 @bp.post("/logout")
 def logout() -> Any:
+    user = current_staff_user()
+    if user is not None:
+        staff.sign_out(user)
     end_staff_session()
     flash(_("You are signed out."), "success")
     return see_other("staff.login")

@@ -96,11 +96,21 @@ def parse_role(value: str) -> Role:
         ) from None
 
 
+MIN_PASSWORD_LENGTH = 10
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"The password must be at least {MIN_PASSWORD_LENGTH} characters.",
+            code="weak_password",
+        )
+
+
 def create_staff_user(email: str, password: str, role: str, name: str | None = None) -> StaffUser:
     address = normalise_email(email)
     role_value = parse_role(role)
-    if len(password) < 10:
-        raise InvalidInput("The password must be at least 10 characters.", code="weak_password")
+    _check_password(password)
     if db.session.scalar(sa.select(StaffUser.id).where(StaffUser.email == address)):
         raise Conflict(f"A staff user {address} already exists.", code="user_exists")
     user = StaffUser(
@@ -112,6 +122,13 @@ def create_staff_user(email: str, password: str, role: str, name: str | None = N
     db.session.add(user)
     db.session.commit()
     return user
+
+
+def set_staff_password(user: StaffUser, password: str) -> None:
+    """Give ``user`` a new password and end every session they have. Does not commit."""
+    _check_password(password)
+    user.password_hash = generate_password_hash(password)
+    end_every_session(user)
 
 
 def authenticate_staff(email: str, password: str) -> StaffUser | None:
@@ -216,6 +233,7 @@ def requires(action: str) -> Callable[[F], F]:
 SESSION_USER = "staff_user_id"
 SESSION_STAMP = "staff_stamp"
 SESSION_SIGNED_IN_AT = "staff_signed_in_at"
+SESSION_EPOCH = "staff_epoch"
 DEFAULT_SESSION_MAX_AGE = timedelta(hours=12)
 
 
@@ -229,9 +247,28 @@ def start_staff_session(user: StaffUser) -> None:
     session[SESSION_USER] = user.id
     session[SESSION_STAMP] = session_stamp(user)
     session[SESSION_SIGNED_IN_AT] = int(utcnow().timestamp())
+    session[SESSION_EPOCH] = user.session_epoch
+
+
+def end_every_session(user: StaffUser) -> None:
+    """End every session ``user`` has, on every device, from their next request.
+
+    The cookie is signed, not stored: the server cannot delete a copy of it.
+    Raising the user's epoch makes every cookie that carries the old one
+    useless (``current_staff_user`` compares them). An SQL increment, so that
+    two changes at once both count. Does not commit.
+    """
+    db.session.execute(
+        sa.update(StaffUser)
+        .where(StaffUser.id == user.id)
+        .values(session_epoch=StaffUser.session_epoch + 1)
+    )
+    # The user this request cached may be the one whose sessions just ended.
+    g.pop("staff_user", None)
 
 
 def end_staff_session() -> None:
+    """Forget the session in this browser (the caller ends it for every other copy)."""
     language = session.get("staff_lang")
     session.clear()
     if language:
@@ -243,7 +280,9 @@ def current_staff_user() -> StaffUser | None:
 
     Read from the database on every request, so that deactivating a user or
     changing a role takes effect at once, and sessions older than
-    ``STAFF_SESSION_MAX_AGE`` (seconds; 12 hours by default) end.
+    ``STAFF_SESSION_MAX_AGE`` (seconds; 12 hours by default) end. The cookie's
+    epoch must be the user's current one: sign-out, deactivation and a new
+    role or password raise it (``end_every_session``), ending every copy.
     """
     if "staff_user" in g:
         return g.staff_user
@@ -259,6 +298,7 @@ def current_staff_user() -> StaffUser | None:
             candidate is not None
             and candidate.is_active
             and session.get(SESSION_STAMP) == session_stamp(candidate)
+            and session.get(SESSION_EPOCH) == candidate.session_epoch
             and utcnow() - signed_in_at < max_age
         ):
             user = candidate

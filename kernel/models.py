@@ -28,6 +28,11 @@ class StaffUser(db.Model):
     role: Mapped[str] = mapped_column(sa.String(16))
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Copied into every session cookie at sign-in and compared on every request:
+    # raising it (sign-out, deactivation, a new role or password) ends every
+    # session of the user at once, including copies of the cookie
+    # (kernel.access.end_every_session).
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default=sa.text("0"))
 
 
 class ApiToken(db.Model):

@@ -24,6 +24,7 @@ from flask import (
     render_template,
     request,
 )
+from flask_limiter.util import get_remote_address
 from marshmallow import ValidationError
 
 from consent.evidence import HOSTED_FORM_ID, Evidence, hosted_wording, signup_evidence
@@ -112,13 +113,38 @@ def _page_url() -> str:
 
 
 def _address_key() -> str:
-    """Rate-limit key for the address a form names (its hash, not the address)."""
+    """Rate-limit key for the address a form names (its hash, not the address),
+    from this client.
+
+    Per address alone, anyone could use up a person's limit by posting their
+    address, and lock them out of unsubscribing (or of a privacy request) for
+    an hour. Per address and client, a flood from one client is still cut
+    off, while the person, posting from their own connection, is not. Mail to
+    one address stays bounded whatever the clients: the jobs send at most one
+    link per address per ``mailing.outbox.EMAIL_INTERVAL``.
+    """
     try:
         raw = _form_data().get("email", "")
         address = normalise_email(raw) if isinstance(raw, str) else ""
     except InvalidInput:
         address = str(request.form.get("email", "")).strip().lower()
-    return "address:" + hashlib.sha256(address.encode()).hexdigest()
+    return f"address:{hashlib.sha256(address.encode()).hexdigest()}|{get_remote_address()}"
+
+
+def _honeypot_filled() -> bool:
+    """Whether the form's hidden field is filled: a robot's post, answered like
+    any other and otherwise ignored by the view.
+
+    Such a post counts toward no limit (Flask-Limiter ``exempt_when``, decided
+    before the count): it does nothing, and a robot naming someone's address
+    must not use up their limit. Every other post is counted at once, refused
+    ones included.
+    """
+    try:
+        value = _form_data().get("website")
+    except InvalidInput:
+        return False
+    return isinstance(value, str) and value != ""
 
 
 def _browser_language() -> str:
@@ -153,8 +179,10 @@ def _address_limit() -> str:
 
 
 @bp.route("/subscribe", methods=["GET", "POST"])
-@limiter.limit(_ip_limit, methods=["POST"])
-@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"])
+@limiter.limit(_ip_limit, methods=["POST"], exempt_when=_honeypot_filled)
+@limiter.limit(
+    _address_limit, key_func=_address_key, methods=["POST"], exempt_when=_honeypot_filled
+)
 def subscribe() -> Any:
     if request.method != "POST":  # GET and HEAD only read
         return _hosted_form()
@@ -322,8 +350,10 @@ def _text(body: str, status: int) -> Any:
 
 
 @bp.route("/unsubscribe", methods=["GET", "POST"])
-@limiter.limit(_ip_limit, methods=["POST"])
-@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"])
+@limiter.limit(_ip_limit, methods=["POST"], exempt_when=_honeypot_filled)
+@limiter.limit(
+    _address_limit, key_func=_address_key, methods=["POST"], exempt_when=_honeypot_filled
+)
 def unsubscribe_by_address() -> Any:
     lang = page_language(request.args.get("lang") or _browser_language())
     if request.method != "POST":  # GET and HEAD only read
@@ -339,8 +369,10 @@ def unsubscribe_by_address() -> Any:
 
 
 @bp.route("/privacy/requests", methods=["GET", "POST"])
-@limiter.limit(_ip_limit, methods=["POST"])
-@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"])
+@limiter.limit(_ip_limit, methods=["POST"], exempt_when=_honeypot_filled)
+@limiter.limit(
+    _address_limit, key_func=_address_key, methods=["POST"], exempt_when=_honeypot_filled
+)
 def privacy_request() -> Any:
     lang = page_language(request.args.get("lang") or _browser_language())
     if request.method != "POST":  # GET and HEAD only read

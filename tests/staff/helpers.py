@@ -13,6 +13,7 @@ from crm.services import CompanyInput
 from extensions import db
 from kernel.access import (
     CLI_ACTOR,
+    SESSION_EPOCH,
     SESSION_SIGNED_IN_AT,
     SESSION_STAMP,
     SESSION_USER,
@@ -45,12 +46,14 @@ def make_user(app: Any, role: str, *, email: str | None = None, name: str | None
 def sign_in(client: Any, app: Any, user_id: int) -> None:
     """What a successful sign-in leaves in the session cookie."""
     with app.app_context():
-        stamp = session_stamp(db.session.get(StaffUser, user_id))
+        user = db.session.get(StaffUser, user_id)
+        stamp, epoch = session_stamp(user), user.session_epoch
         db.session.remove()
     with client.session_transaction() as session:
         session[SESSION_USER] = user_id
         session[SESSION_STAMP] = stamp
         session[SESSION_SIGNED_IN_AT] = int(time.time())
+        session[SESSION_EPOCH] = epoch
 
 
 def client_as(app: Any, role: str, **kwargs: Any) -> Any:
