@@ -7,6 +7,8 @@ Each thread keeps its SMTP connection for the next message (``send_smtp``).
 
 from __future__ import annotations
 
+import email
+import email.policy
 import functools
 import smtplib
 import ssl
@@ -140,17 +142,53 @@ def send_smtp(message: EmailMessage | PreparedMessage, settings: SmtpSettings) -
 
 
 def _transmit(server: smtplib.SMTP, message: EmailMessage | PreparedMessage) -> None:
+    """Hand the message over: its envelope, and its bytes declared as what they
+    are (SMTPUTF8, BODY=8BITMIME), or made 7-bit for a server that takes no more."""
+    options: list[str] = []
     if isinstance(message, PreparedMessage):
-        server.sendmail(message.sender, [message.recipient], message.data)
-        return
-    if not _ascii_addresses(message) and not server.has_extn("smtputf8"):
-        # Before the envelope, so the connection stays usable. Another try
-        # would meet the same server.
-        raise PermanentFailure(
-            "The mail server does not take addresses with letters outside ASCII "
-            "before the @-sign (it does not offer SMTPUTF8)."
-        )
-    server.send_message(message)
+        sender, recipients, data = message.sender, [message.recipient], message.data
+    else:
+        sender, recipients = _envelope(message)
+        international = not all(a.isascii() for a in [sender, *recipients])
+        if international and not server.has_extn("smtputf8"):
+            # Before the envelope, so the connection stays usable. Another try
+            # would meet the same server.
+            raise PermanentFailure(
+                "The mail server does not take addresses with letters outside ASCII "
+                "before the @-sign (it does not offer SMTPUTF8)."
+            )
+        if international:
+            options.append("SMTPUTF8")  # RFC 6531: the headers travel in UTF-8
+        policy = cast(EmailPolicy, message.policy).clone(linesep="\r\n", utf8=international)
+        data = message.as_bytes(policy=policy)
+    if not data.isascii():
+        if server.has_extn("8bitmime") or "SMTPUTF8" in options:
+            # RFC 6152: 8-bit data must be declared (SMTPUTF8 implies 8BITMIME).
+            options.append("BODY=8BITMIME")
+        else:
+            data = _seven_bit(data)
+    server.sendmail(sender, recipients, data, options)
+
+
+def _envelope(message: EmailMessage) -> tuple[str, list[str]]:
+    """The envelope from the parsed ``From`` and ``To`` (and ``Cc``) headers."""
+    senders = [a.addr_spec for h in message.get_all("From", []) for a in h.addresses]
+    recipients = [
+        a.addr_spec for name in ("To", "Cc") for h in message.get_all(name, []) for a in h.addresses
+    ]
+    if not senders or not recipients:
+        raise PermanentFailure("The message names no sender or no recipient.")
+    return senders[0], recipients
+
+
+# A server that does not offer 8BITMIME takes 7-bit data only (RFC 6152): the
+# generator re-encodes each 8-bit text part (base64) and leaves the headers,
+# ASCII already, as they were written.
+_SEVEN_BIT = email.policy.SMTP.clone(cte_type="7bit", refold_source="none")
+
+
+def _seven_bit(data: bytes) -> bytes:
+    return email.message_from_bytes(data, policy=_SEVEN_BIT).as_bytes(policy=_SEVEN_BIT)
 
 
 def _ascii_addresses(message: EmailMessage) -> bool:
