@@ -89,11 +89,31 @@ def message_id_for(idempotency_key: str) -> str:
     return f"<{digest}@{sender_domain()}>"
 
 
+# Transactional mail that goes only to an address that has proved to be its
+# owner's: the copy of their data follows the verification link mailed to it.
+_SENT_TO_A_PROVED_ADDRESS = frozenset({"privacy_export"})
+
+
+def shown_name(row: OutboxMessage, contact: Contact) -> str | None:
+    """The contact's name where this message may show it (greeting and ``To``), else None.
+
+    Anyone can post a signup form for any address, with any name, and then
+    have the confirmation, an unsubscribe link, a privacy verification or a
+    policy notice sent there: mail to an address that has not proved itself
+    must carry nothing that person wrote. Marketing needs the policy's yes
+    (a confirmed consent or a basis staff recorded), and the copy of a
+    person's data goes out only after its link was used.
+    """
+    if row.is_marketing or row.template in _SENT_TO_A_PROVED_ADDRESS:
+        return contact.name
+    return None
+
+
 def _context(row: OutboxMessage, contact: Contact) -> dict[str, Any]:
     policy = current_policy()
     lang = page_language(row.language)
     params = row.params or {}
-    context: dict[str, Any] = {"lang": lang, "name": contact.name, "params": params}
+    context: dict[str, Any] = {"lang": lang, "name": shown_name(row, contact), "params": params}
     if row.template == "confirm":
         request = get_request(int(params["request_id"]))
         context["topics"] = [policy.topic(t).label(lang) for t in request.topic_keys]
@@ -125,12 +145,32 @@ def _context(row: OutboxMessage, contact: Contact) -> dict[str, Any]:
 _URL = re.compile(r"https?://[^\s<>\"]+")
 
 
-def _html_paragraphs(text: str) -> list[Markup]:
+def _own_links(context: dict[str, Any]) -> frozenset[str]:
+    """The URLs the HTML part may turn into links: the signed links of this
+    message and those in what staff wrote (a campaign, a policy's address).
+    A contact's data reaches the templates only as their name, which is never
+    one of them, so no text a form poster typed becomes a link."""
+    texts = [value for key, value in context.items() if key.endswith("_url")]
+    texts += [context.get("subject"), context.get("body"), *(context["params"] or {}).values()]
+    return frozenset(
+        match.group(0) for text in texts if isinstance(text, str) for match in _URL.finditer(text)
+    )
+
+
+def _html_paragraphs(text: str, links: frozenset[str]) -> list[Markup]:
+    """The text as HTML paragraphs: escaped, with the URLs in ``links`` as links."""
     out = []
     for block in text.strip().split("\n\n"):
-        escaped = str(escape(block))
-        linked = _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', escaped)
-        out.append(Markup(linked.replace("\n", "<br>\n")))  # noqa: S704 - escaped above
+        pieces: list[str] = []
+        done = 0
+        for match in _URL.finditer(block):
+            url = match.group(0)
+            pieces.append(escape(block[done : match.start()]))
+            linked = Markup('<a href="{0}">{0}</a>').format(url) if url in links else escape(url)
+            pieces.append(linked)
+            done = match.end()
+        pieces.append(escape(block[done:]))
+        out.append(Markup("".join(pieces).replace("\n", "<br>\n")))  # noqa: S704 - escaped above
     return out
 
 
@@ -221,7 +261,7 @@ def _build(row: OutboxMessage, contact: Contact, context: dict[str, Any]) -> Ema
     message = EmailMessage(policy=MESSAGE_POLICY)
     message["Subject"] = subject
     message["From"] = from_address(current_app.config["MAIL_FROM"])
-    message["To"] = recipient(contact.name, mailbox(contact.email))
+    message["To"] = recipient(context["name"], mailbox(contact.email))
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = row.message_id
     if row.is_marketing:
@@ -241,7 +281,7 @@ def _build(row: OutboxMessage, contact: Contact, context: dict[str, Any]) -> Ema
         "email/layout.html",
         lang=context["lang"],
         subject=subject,
-        paragraphs=_html_paragraphs(body),
+        paragraphs=_html_paragraphs(body, _own_links(context)),
     )
     message.add_alternative(html, subtype="html", cte=mime.transfer_encoding(html))
     if row.template == "privacy_export":
@@ -342,7 +382,7 @@ def prepare_message(row: OutboxMessage, contact: Contact) -> PreparedMessage | E
     )
     if blank is None or not all(v.isascii() and v.isprintable() for v in values):
         return _build(row, contact, context)
-    data = blank.fill(to_line(contact.name, address), format_datetime(utcnow()), values)
+    data = blank.fill(to_line(context["name"], address), format_datetime(utcnow()), values)
     if max(map(len, data.split(b"\r\n"))) > mime.MAX_LINE:
         return _build(row, contact, context)
     return PreparedMessage(data=data, sender=blank.sender, recipient=address)
