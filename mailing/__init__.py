@@ -24,6 +24,9 @@ def _settings() -> dict[str, object]:
         "SIGNUP_MIN_SECONDS": float(env.get("SIGNUP_MIN_SECONDS", "0.1")),
         # Optional mailto: added to List-Unsubscribe next to the one-click URL.
         "MAIL_UNSUBSCRIBE_MAILTO": env.get("MAIL_UNSUBSCRIBE_MAILTO") or None,
+        # The CAs (PEM) trusted for the SMTP_URL server's certificate, instead of the
+        # system's: a relay with a self-signed or private-CA certificate.
+        "SMTP_CA_FILE": env.get("SMTP_CA_FILE") or None,
         # Where messages are written when SMTP_URL is not set (default instance/mail).
         "MAIL_FOLDER": env.get("MAIL_FOLDER") or None,
         # Retry backoff of temporary SMTP failures (exponential between the two).

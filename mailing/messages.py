@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, getaddresses, quote
+from email.utils import format_datetime
 from typing import Any
 
 import idna
@@ -31,6 +31,7 @@ from crm.models import Contact
 from extensions import db
 from kernel.countries import normalise_language
 from kernel.timestamps import utcnow
+from mailing import mime
 from mailing.models import Campaign, OutboxMessage
 from mailing.transport import PreparedMessage
 
@@ -69,10 +70,17 @@ def privacy_verify_url(request_id: int) -> str:
     return _url("/privacy/verify/" + make_token(Purpose.VERIFY_ADDRESS, {"p": request_id}))
 
 
+@functools.lru_cache(maxsize=8)
+def from_address(mail_from: str) -> Address:
+    """``MAIL_FROM`` (``Name <address>``) as the one Address every message is from."""
+    found = MESSAGE_POLICY.header_factory("From", mail_from).addresses
+    if not found:
+        raise RuntimeError(f"MAIL_FROM holds no address: {mail_from!r}")
+    return found[0]
+
+
 def sender_domain() -> str:
-    pairs = getaddresses([current_app.config["MAIL_FROM"]])
-    address = pairs[0][1] if pairs else ""
-    return address.rpartition("@")[2] or "localhost"
+    return from_address(current_app.config["MAIL_FROM"]).domain or "localhost"
 
 
 def message_id_for(idempotency_key: str) -> str:
@@ -81,11 +89,31 @@ def message_id_for(idempotency_key: str) -> str:
     return f"<{digest}@{sender_domain()}>"
 
 
+# Transactional mail that goes only to an address that has proved to be its
+# owner's: the copy of their data follows the verification link mailed to it.
+_SENT_TO_A_PROVED_ADDRESS = frozenset({"privacy_export"})
+
+
+def shown_name(row: OutboxMessage, contact: Contact) -> str | None:
+    """The contact's name where this message may show it (greeting and ``To``), else None.
+
+    Anyone can post a signup form for any address, with any name, and then
+    have the confirmation, an unsubscribe link, a privacy verification or a
+    policy notice sent there: mail to an address that has not proved itself
+    must carry nothing that person wrote. Marketing needs the policy's yes
+    (a confirmed consent or a basis staff recorded), and the copy of a
+    person's data goes out only after its link was used.
+    """
+    if row.is_marketing or row.template in _SENT_TO_A_PROVED_ADDRESS:
+        return contact.name
+    return None
+
+
 def _context(row: OutboxMessage, contact: Contact) -> dict[str, Any]:
     policy = current_policy()
     lang = page_language(row.language)
     params = row.params or {}
-    context: dict[str, Any] = {"lang": lang, "name": contact.name, "params": params}
+    context: dict[str, Any] = {"lang": lang, "name": shown_name(row, contact), "params": params}
     if row.template == "confirm":
         request = get_request(int(params["request_id"]))
         context["topics"] = [policy.topic(t).label(lang) for t in request.topic_keys]
@@ -117,12 +145,32 @@ def _context(row: OutboxMessage, contact: Contact) -> dict[str, Any]:
 _URL = re.compile(r"https?://[^\s<>\"]+")
 
 
-def _html_paragraphs(text: str) -> list[Markup]:
+def _own_links(context: dict[str, Any]) -> frozenset[str]:
+    """The URLs the HTML part may turn into links: the signed links of this
+    message and those in what staff wrote (a campaign, a policy's address).
+    A contact's data reaches the templates only as their name, which is never
+    one of them, so no text a form poster typed becomes a link."""
+    texts = [value for key, value in context.items() if key.endswith("_url")]
+    texts += [context.get("subject"), context.get("body"), *(context["params"] or {}).values()]
+    return frozenset(
+        match.group(0) for text in texts if isinstance(text, str) for match in _URL.finditer(text)
+    )
+
+
+def _html_paragraphs(text: str, links: frozenset[str]) -> list[Markup]:
+    """The text as HTML paragraphs: escaped, with the URLs in ``links`` as links."""
     out = []
     for block in text.strip().split("\n\n"):
-        escaped = str(escape(block))
-        linked = _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', escaped)
-        out.append(Markup(linked.replace("\n", "<br>\n")))  # noqa: S704 - escaped above
+        pieces: list[str] = []
+        done = 0
+        for match in _URL.finditer(block):
+            url = match.group(0)
+            pieces.append(escape(block[done : match.start()]))
+            linked = Markup('<a href="{0}">{0}</a>').format(url) if url in links else escape(url)
+            pieces.append(linked)
+            done = match.end()
+        pieces.append(escape(block[done:]))
+        out.append(Markup("".join(pieces).replace("\n", "<br>\n")))  # noqa: S704 - escaped above
     return out
 
 
@@ -156,22 +204,24 @@ def mailbox(address: str) -> str:
         return address
 
 
-def _to_header(name: str | None, address: str) -> str:
-    """The ``To`` header's value for ``build_message``."""
-    shown = _display_name(name)
-    if address.isascii():
-        return formataddr((shown, address))
-    # A local part outside ASCII (RFC 6531) can only travel as UTF-8, with
-    # SMTPUTF8 (mailing.transport); formataddr refuses it. A display name in
-    # quotes is valid whatever it holds.
-    return f'"{quote(shown)}" <{address}>' if shown else address
+def recipient(name: str | None, address: str) -> Address:
+    """The one mailbox in ``To``.
+
+    Built as an Address, never as text to be parsed, and written by
+    ``mime.fold_addresses``, which encodes a name holding anything but plain
+    words as a whole: nothing in it (``<>``, ``"``, ``()``, commas, letters
+    outside ASCII) can add or replace a recipient. The address is given in its
+    parts, as stored: the address parser refuses a local part outside ASCII
+    (RFC 6531, sent with SMTPUTF8).
+    """
+    local, _, domain = address.rpartition("@")
+    return Address(display_name=_display_name(name), username=local, domain=domain)
 
 
-# Lines up to RFC 5322's hard limit of 998 characters. At the default 78, the
-# email package cannot fold a header holding one long word (the signed
-# List-Unsubscribe URL) and writes it as RFC 2047 encoded words, which mailbox
-# providers do not read as a List-Unsubscribe URL: no unsubscribe button.
-MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998)
+# Kept under these names: the policy every message is built with, and the one it
+# is written in on the wire (the same, CRLF line ends).
+MESSAGE_POLICY = mime.MESSAGE_POLICY
+WIRE_POLICY = mime.MESSAGE_POLICY
 
 
 def read_message(data: bytes) -> EmailMessage:
@@ -210,11 +260,10 @@ def _build(row: OutboxMessage, contact: Contact, context: dict[str, Any]) -> Ema
     subject = one_line(subject_line.removeprefix("Subject:"))
     message = EmailMessage(policy=MESSAGE_POLICY)
     message["Subject"] = subject
-    message["From"] = current_app.config["MAIL_FROM"]
-    message["To"] = _to_header(contact.name, mailbox(contact.email))
+    message["From"] = from_address(current_app.config["MAIL_FROM"])
+    message["To"] = recipient(context["name"], mailbox(contact.email))
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = row.message_id
-    message["Content-Language"] = context["lang"]
     if row.is_marketing:
         # RFC 2369 and RFC 8058: mailbox providers show an unsubscribe button and
         # POST to the first URL; the mailto is a fallback for older clients.
@@ -226,14 +275,15 @@ def _build(row: OutboxMessage, contact: Contact, context: dict[str, Any]) -> Ema
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     else:
         message["Auto-Submitted"] = "auto-generated"
-    message.set_content(body.strip() + "\n")
+    text = body.strip() + "\n"
+    message.set_content(text, cte=mime.transfer_encoding(text))
     html = render_template(
         "email/layout.html",
         lang=context["lang"],
         subject=subject,
-        paragraphs=_html_paragraphs(body),
+        paragraphs=_html_paragraphs(body, _own_links(context)),
     )
-    message.add_alternative(html, subtype="html")
+    message.add_alternative(html, subtype="html", cte=mime.transfer_encoding(html))
     if row.template == "privacy_export":
         # GDPR art. 15 and 20: the copy, machine-readable, built at send time.
         from consent.rights import export_contact
@@ -243,13 +293,13 @@ def _build(row: OutboxMessage, contact: Contact, context: dict[str, Any]) -> Ema
         message.add_attachment(
             export.encode(), maintype="application", subtype="json", filename="your-data.json"
         )
+    # RFC 3282. Last: set_content() and the step to multipart drop or move every
+    # Content-* header the message had before.
+    message["Content-Language"] = context["lang"]
     return message
 
 
 # Campaign mail: built once per campaign text, reused for every recipient ------------
-
-# As smtplib's send_message puts a message on the wire.
-WIRE_POLICY = MESSAGE_POLICY.clone(linesep="\r\n")
 
 
 class _StandIns:
@@ -279,10 +329,6 @@ class _StandIns:
 
 def _date_line(date: str) -> bytes:
     return b"\r\nDate: " + date.encode() + b"\r\n"
-
-
-# RFC 5322's limit, which MESSAGE_POLICY keeps; a longer line needs another encoding.
-_MAX_LINE = 998
 
 
 @dataclass(frozen=True)
@@ -336,30 +382,15 @@ def prepare_message(row: OutboxMessage, contact: Contact) -> PreparedMessage | E
     )
     if blank is None or not all(v.isascii() and v.isprintable() for v in values):
         return _build(row, contact, context)
-    data = blank.fill(to_line(contact.name, address), format_datetime(utcnow()), values)
-    if max(map(len, data.split(b"\r\n"))) > _MAX_LINE:
+    data = blank.fill(to_line(context["name"], address), format_datetime(utcnow()), values)
+    if max(map(len, data.split(b"\r\n"))) > mime.MAX_LINE:
         return _build(row, contact, context)
     return PreparedMessage(data=data, sender=blank.sender, recipient=address)
 
 
-# A display name of plain words and a dot-atom address come out of the header
-# machinery unchanged; anything else (quotes, commas, letters outside ASCII,
-# which need RFC 2047) goes through it. A test holds the two equal.
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
-_PLAIN_ADDRESS = re.compile(
-    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
-)
-
-
 def to_line(name: str | None, address: str) -> bytes:
     """The ``To`` header line as ``build_message`` writes it on the wire."""
-    shown = _display_name(name)
-    if (not shown or _PLAIN_NAME.fullmatch(shown)) and _PLAIN_ADDRESS.fullmatch(address):
-        line = f"To: {shown} <{address}>\r\n" if shown else f"To: {address}\r\n"
-        if len(line) <= _MAX_LINE:
-            return line.encode()
-    _, header = WIRE_POLICY.header_store_parse("To", formataddr((shown, address)))
-    return WIRE_POLICY.fold_binary("To", header)
+    return mime.fold_addresses("To", [recipient(name, address)]).encode()
 
 
 @functools.lru_cache(maxsize=64)
@@ -394,7 +425,7 @@ def _campaign_blank(
     blank = _CampaignBlank(
         data=message.as_bytes(policy=WIRE_POLICY),
         stand_ins=first,
-        sender=getaddresses([mail_from])[0][1],
+        sender=from_address(mail_from).addr_spec,
     )
     expected = (
         _built(second, *texts)

@@ -7,6 +7,8 @@ Each thread keeps its SMTP connection for the next message (``send_smtp``).
 
 from __future__ import annotations
 
+import email
+import email.policy
 import functools
 import smtplib
 import ssl
@@ -52,9 +54,11 @@ class SmtpSettings:
     password: str | None
     implicit_tls: bool
     timeout: float = 30.0
+    # SMTP_CA_FILE: the CAs trusted for this server instead of the system's.
+    ca_file: str | None = None
 
     @classmethod
-    def from_url(cls, url: str) -> SmtpSettings:
+    def from_url(cls, url: str, ca_file: str | None = None) -> SmtpSettings:
         """``smtp://user:pass@host:587`` (STARTTLS when offered) or ``smtps://...:465``."""
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
@@ -66,15 +70,17 @@ class SmtpSettings:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             implicit_tls=implicit,
+            ca_file=ca_file or None,
         )
 
 
 def send(message: EmailMessage | PreparedMessage, file_name: str) -> str:
     """Deliver ``message``; return where it went (for the log)."""
-    url = current_app.config.get("SMTP_URL")
+    config = current_app.config
+    url = config.get("SMTP_URL")
     if not url:
         return write_file(message, file_name)
-    settings = SmtpSettings.from_url(url)
+    settings = SmtpSettings.from_url(url, ca_file=config.get("SMTP_CA_FILE"))
     send_smtp(message, settings)
     return f"smtp://{settings.host}:{settings.port}"
 
@@ -129,6 +135,14 @@ def send_smtp(message: EmailMessage | PreparedMessage, settings: SmtpSettings) -
     except smtplib.SMTPResponseException as exc:
         _discard()
         _raise_for_code(exc.smtp_code, _text(exc.smtp_error))
+    except ssl.SSLCertVerificationError as exc:
+        _discard()
+        # Temporary: the relay or SMTP_CA_FILE may be put right while the row waits.
+        raise TemporaryFailure(
+            f"TLS: the certificate of {settings.host}:{settings.port} is not trusted "
+            f"({exc.verify_message}); a relay with a certificate from its own CA "
+            f"needs that CA in SMTP_CA_FILE"
+        ) from exc
     except (smtplib.SMTPException, OSError) as exc:
         _discard()
         # Refused, reset or timed-out connections, TLS trouble, a server that hung up.
@@ -140,17 +154,53 @@ def send_smtp(message: EmailMessage | PreparedMessage, settings: SmtpSettings) -
 
 
 def _transmit(server: smtplib.SMTP, message: EmailMessage | PreparedMessage) -> None:
+    """Hand the message over: its envelope, and its bytes declared as what they
+    are (SMTPUTF8, BODY=8BITMIME), or made 7-bit for a server that takes no more."""
+    options: list[str] = []
     if isinstance(message, PreparedMessage):
-        server.sendmail(message.sender, [message.recipient], message.data)
-        return
-    if not _ascii_addresses(message) and not server.has_extn("smtputf8"):
-        # Before the envelope, so the connection stays usable. Another try
-        # would meet the same server.
-        raise PermanentFailure(
-            "The mail server does not take addresses with letters outside ASCII "
-            "before the @-sign (it does not offer SMTPUTF8)."
-        )
-    server.send_message(message)
+        sender, recipients, data = message.sender, [message.recipient], message.data
+    else:
+        sender, recipients = _envelope(message)
+        international = not all(a.isascii() for a in [sender, *recipients])
+        if international and not server.has_extn("smtputf8"):
+            # Before the envelope, so the connection stays usable. Another try
+            # would meet the same server.
+            raise PermanentFailure(
+                "The mail server does not take addresses with letters outside ASCII "
+                "before the @-sign (it does not offer SMTPUTF8)."
+            )
+        if international:
+            options.append("SMTPUTF8")  # RFC 6531: the headers travel in UTF-8
+        policy = cast(EmailPolicy, message.policy).clone(linesep="\r\n", utf8=international)
+        data = message.as_bytes(policy=policy)
+    if not data.isascii():
+        if server.has_extn("8bitmime") or "SMTPUTF8" in options:
+            # RFC 6152: 8-bit data must be declared (SMTPUTF8 implies 8BITMIME).
+            options.append("BODY=8BITMIME")
+        else:
+            data = _seven_bit(data)
+    server.sendmail(sender, recipients, data, options)
+
+
+def _envelope(message: EmailMessage) -> tuple[str, list[str]]:
+    """The envelope from the parsed ``From`` and ``To`` (and ``Cc``) headers."""
+    senders = [a.addr_spec for h in message.get_all("From", []) for a in h.addresses]
+    recipients = [
+        a.addr_spec for name in ("To", "Cc") for h in message.get_all(name, []) for a in h.addresses
+    ]
+    if not senders or not recipients:
+        raise PermanentFailure("The message names no sender or no recipient.")
+    return senders[0], recipients
+
+
+# A server that does not offer 8BITMIME takes 7-bit data only (RFC 6152): the
+# generator re-encodes each 8-bit text part (base64) and leaves the headers,
+# ASCII already, as they were written.
+_SEVEN_BIT = email.policy.SMTP.clone(cte_type="7bit", refold_source="none")
+
+
+def _seven_bit(data: bytes) -> bytes:
+    return email.message_from_bytes(data, policy=_SEVEN_BIT).as_bytes(policy=_SEVEN_BIT)
 
 
 def _ascii_addresses(message: EmailMessage) -> bool:
@@ -188,16 +238,17 @@ def _connection(settings: SmtpSettings) -> _Connection:
 
 
 def _open(settings: SmtpSettings) -> smtplib.SMTP:
+    context = _tls_context(settings.ca_file)
     if settings.implicit_tls:
         server: smtplib.SMTP = smtplib.SMTP_SSL(
-            settings.host, settings.port, timeout=settings.timeout, context=_tls_context()
+            settings.host, settings.port, timeout=settings.timeout, context=context
         )
     else:
         server = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
     try:
         server.ehlo()
         if not settings.implicit_tls and server.has_extn("starttls"):
-            server.starttls(context=_tls_context())
+            server.starttls(context=context)
             server.ehlo()
         if settings.username:
             server.login(settings.username, settings.password or "")
@@ -228,9 +279,17 @@ def _discard(polite: bool = False) -> None:
 
 
 @functools.cache
-def _tls_context() -> ssl.SSLContext:
-    # Loading the CA bundle is slow; one verifying context serves every connection.
-    return ssl.create_default_context()
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """The verifying TLS context: the system's CAs, or only those in ``ca_file``
+    (SMTP_CA_FILE), for a relay with a certificate from a CA of its own. Only,
+    so that no public CA can vouch for a name the relay's own CA stands for.
+    Cached: loading a CA bundle is slow, one context serves every connection."""
+    if ca_file is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise TemporaryFailure(f"SMTP_CA_FILE {ca_file} cannot be read: {exc}") from exc
 
 
 def _text(value: bytes | str) -> str:

@@ -52,21 +52,33 @@ class _Handler:
         with self.sink.lock:
             self.sink.messages.append(parsed)  # type: ignore[arg-type]
             self.sink.raw.append(envelope.content)
+            self.sink.mail_options.append(list(envelope.mail_options))
             self.sink.recipients.extend(envelope.rcpt_tos)
         return "250 Message accepted for delivery"
+
+
+class _SevenBitHandler(_Handler):
+    """A server that does not offer 8BITMIME (RFC 6152): it takes 7-bit data only."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+        session.host_name = hostname
+        return [line for line in responses if line[4:].upper() != "8BITMIME"]
 
 
 class SmtpSink:
     """An SMTP server that keeps what it receives; it can be stopped and restarted."""
 
-    def __init__(self, *, smtputf8: bool = True) -> None:
+    def __init__(self, *, smtputf8: bool = True, eight_bit_mime: bool = True) -> None:
         self.port = free_port()
         self.smtputf8 = smtputf8  # whether EHLO offers SMTPUTF8 (RFC 6531)
+        self.eight_bit_mime = eight_bit_mime  # whether EHLO offers 8BITMIME (RFC 6152)
         self.messages: list[EmailMessage] = []
         # The bytes as received, beside each parsed message: what a mailbox
         # provider's parser sees before any decoding.
         self.raw: list[bytes] = []
         self.recipients: list[str] = []  # the envelope's RCPT TO of every message taken
+        # The MAIL FROM parameters (BODY=8BITMIME, SMTPUTF8) of each message, beside it.
+        self.mail_options: list[list[str]] = []
         self.refuse: set[str] = set()  # answered 550 (permanent)
         self.defer: set[str] = set()  # answered 451 (temporary)
         self.delay = 0.0  # seconds before each message is accepted
@@ -78,8 +90,9 @@ class SmtpSink:
         return f"smtp://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        handler = _Handler(self) if self.eight_bit_mime else _SevenBitHandler(self)
         self.controller = Controller(
-            _Handler(self),
+            handler,
             hostname="127.0.0.1",
             port=self.port,
             enable_SMTPUTF8=self.smtputf8,

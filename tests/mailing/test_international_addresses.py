@@ -38,7 +38,8 @@ def test_a_person_with_such_an_address_gets_the_confirmation_and_can_confirm(
     [confirmation] = smtp.wait_for(1)
     assert smtp.recipients == [ADDRESS]
     [to] = confirmation["To"].addresses
-    assert (to.addr_spec, to.display_name) == (ADDRESS, "Jörgen Åberg")
+    # No name: the address has not proved to be Jörgen's yet.
+    assert (to.addr_spec, to.display_name) == (ADDRESS, "")
     # In UTF-8, as RFC 6532 has it; an RFC 2047 encoded word is not allowed in
     # an address and would name another mailbox.
     assert ADDRESS.encode() in smtp.raw[0] and b"=?utf-8?q?j=C3=B6rgen?=" not in smtp.raw[0]
@@ -46,6 +47,11 @@ def test_a_person_with_such_an_address_gets_the_confirmation_and_can_confirm(
     assert client.post(link(confirmation, "/confirm/")).status_code == 200
     contact_id = contact_id_of(app, ADDRESS)
     assert decision(admin_api, contact_id, "newsletter")["reason"] == "consent"
+    mail_worker.drain()
+    [_, welcome] = smtp.wait_for(2)
+    [to] = welcome["To"].addresses
+    assert (to.addr_spec, to.display_name) == (ADDRESS, "Jörgen Åberg")
+    assert ADDRESS.encode() in smtp.raw[1]
 
 
 def test_a_campaign_reaches_such_an_address_and_its_unsubscribe_link_works(
