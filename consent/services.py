@@ -23,7 +23,7 @@ from consent.models import (
 )
 from consent.policies import check_consent_version
 from consent.policy import Decision, Reason, decide, standing_of, standings_by_email
-from consent.suppression import find_suppression
+from consent.suppression import find_suppression, own_suppression
 from consent.topics import current_policy
 from crm import services as crm
 from crm.models import Activity, Contact
@@ -204,7 +204,7 @@ def record_objection(
         received_via=received_via,
         note=note,
     )
-    if channel == ALL and find_suppression(email) is None:
+    if channel == ALL and own_suppression(email) is None:
         contact = crm.get_contact(contact_id)
         record(contact, EventKind.SUPPRESSED, actor=actor, source=source, note="objection")
     crm.audit(actor, "objection.record", contact_id, detail=received_via)

@@ -20,7 +20,7 @@ from consent.evidence import Evidence
 from consent.ledger import record
 from consent.models import ALL, Basis, ConsentEvent, EventKind, PermissionState, SubscriptionRequest
 from consent.policy import Decision, Reason, decide, standing_of
-from consent.suppression import find_suppression
+from consent.suppression import find_suppression, own_suppression
 from consent.tokens import LinkInvalid
 from consent.topics import check_topics, current_policy
 from crm import services as crm
@@ -222,7 +222,8 @@ def confirm_subscription(request_id: int, evidence: Evidence, at: datetime) -> C
             source_ref=ref,
             note="The person confirmed a new subscription through the emailed link.",
         )
-    if find_suppression(contact.email) is not None:
+    # Its own entry only: a confirmation at anna+x@ never lifts anna@'s "no".
+    if own_suppression(contact.email) is not None:
         record(
             contact,
             EventKind.UNSUPPRESSED,
@@ -305,7 +306,9 @@ def unsubscribe(
         if blanket is None or blanket.objected_since is None:
             add(EventKind.OBJECTED, received_via="web")
         reason = "objection"
-    if find_suppression(contact.email) is None:
+    # Its own entry, even when its mailbox's blocks it already: it must
+    # outlive a later lift of the mailbox's.
+    if own_suppression(contact.email) is None:
         add(EventKind.SUPPRESSED, note=reason)
     return events
 

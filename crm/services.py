@@ -133,6 +133,26 @@ def hold_contact(contact_id: int, interaction_at: datetime | None = None) -> str
     return email
 
 
+def contact_ids_at_mailbox(mailbox: str) -> list[int]:
+    """Ids of the contacts whose address delivers to ``mailbox`` (its
+    ``kernel.addresses.mailbox_of``): the mailbox itself and every
+    ``local+tag@domain`` of it. An index range on the address, then the domain."""
+    local, _, domain = mailbox.rpartition("@")
+    return list(
+        db.session.scalars(
+            sa.select(Contact.id).where(
+                sa.or_(
+                    Contact.email == mailbox,
+                    sa.and_(
+                        _starts_with(Contact.email, f"{local}+"),
+                        Contact.email.endswith(f"@{domain}", autoescape=True),
+                    ),
+                )
+            )
+        )
+    )
+
+
 def find_contact(email: str) -> Contact | None:
     return db.session.scalar(sa.select(Contact).where(Contact.email == normalise_email(email)))
 

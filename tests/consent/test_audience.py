@@ -107,6 +107,13 @@ def test_audience_query_and_policy_agree_on_every_contact(app_ctx) -> None:
         db.session.add(Contact(email=f"plain{index}@example.se", country=None, company=company))
     for index in range(400):
         _random_contact(rng, index, companies)
+    # Customer contacts at sub-addresses, every other one's mailbox suppressed:
+    # the policy finds the mailbox's entry by hashing the address in hand, the
+    # query names those contacts by id (consent.suppression.suppressed_sub_addresses).
+    for index in range(20):
+        db.session.add(Contact(email=f"tagged{index}+news@example.se", company=companies[0]))
+        if index % 2:
+            suppress(f"tagged{index}@example.se", reason="test")
     db.session.commit()
 
     policy = current_policy()
