@@ -101,6 +101,8 @@ def register_contact(
     A suppressed address is still stored (a customer contact must be reachable
     for service mail), but the ledger notes it and it is never allowed (R22).
     An objection or unsubscribe is never undone here: only the person can.
+    A restricted contact (GDPR art. 18) takes no edit and no basis: Conflict
+    ``restricted``.
     """
     if basis is not None:
         basis.validate()
@@ -127,7 +129,13 @@ def register_contact(
 
 def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> list[ConsentEvent]:
     """Record a basis unless the projection already holds it, so that a repeated
-    sync or import adds nothing to the ledger. Does not commit."""
+    sync or import adds nothing to the ledger. Does not commit.
+
+    Refused (Conflict ``restricted``) while processing is restricted, even a
+    basis already held: the caller learns the contact takes no change now
+    rather than a 200 that reads like one (GDPR art. 18)."""
+    if contact.is_restricted:
+        raise crm.refusal_while_restricted()
     events = []
     if basis.type is Basis.LEGITIMATE_INTEREST:
         state = db.session.get(PermissionState, (contact.id, ALL, ALL))

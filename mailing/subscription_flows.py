@@ -140,7 +140,7 @@ def confirm(token: str, evidence: Evidence, at: datetime | None = None) -> Confi
 
     def work() -> tuple[ConfirmOutcome, list[int]]:
         outcome = subscriptions.confirm_subscription(request_id, evidence, now)
-        if outcome.already_confirmed:
+        if not outcome.recorded:
             return outcome, []
         welcome = queue_email(
             outcome.contact,
@@ -155,7 +155,7 @@ def confirm(token: str, evidence: Evidence, at: datetime | None = None) -> Confi
 
     outcome, outbox_ids = commit_retrying(work)
     hand_over(outbox_ids)
-    if not outcome.already_confirmed:
+    if outcome.recorded:
         _announce(outcome.contact.id, "confirmed")
     return outcome
 
@@ -322,7 +322,8 @@ def save_preferences(
         ids: list[int] = []
         if on:
             request = subscriptions.request_topics(contact, on, "preference_centre", evidence, now)
-            queued = _queue_confirmation(contact, request, now)
+            # None while restricted: the page answers as usual, nothing is sent.
+            queued = _queue_confirmation(contact, request, now) if request else None
             ids = [queued.id] if queued else []
         return off, on, ids
 
