@@ -24,12 +24,30 @@ from consent.projection import (
     objection_upsert,
 )
 from crm.models import Contact
-from crm.services import hold_contact, note_interaction
+from crm.services import hold_contact, note_interaction, refusal_while_restricted
 from extensions import db
 from kernel.access import Actor
 from kernel.signals import ledger_written
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
+
+# GDPR art. 18: what the ledger takes for a contact whose processing is
+# restricted. The person's "no" always (an objection, an unsubscribe, the
+# suppression that goes with them), what only narrows processing (a bounce, a
+# basis ending) and the restriction's own events; never a yes, a new basis or
+# the lift of a "no" (docs/rules.md R20).
+TAKEN_WHILE_RESTRICTED = frozenset(
+    {
+        EventKind.RESTRICTED,
+        EventKind.UNRESTRICTED,
+        EventKind.OBJECTED,
+        EventKind.UNSUBSCRIBED,
+        EventKind.WITHDRAWN,
+        EventKind.SUPPRESSED,
+        EventKind.UNDELIVERABLE,
+        EventKind.BASIS_ENDED,
+    }
+)
 
 
 def is_interaction(actor: Actor, received_via: str | None) -> bool:
@@ -57,13 +75,23 @@ def record(
     received_via: str | None = None,
     note: str | None = None,
 ) -> ConsentEvent:
-    """Append one event and fold it into the projection. Does not commit."""
+    """Append one event and fold it into the projection. Does not commit.
+
+    Raises Conflict ``restricted`` for an event a restricted contact may not
+    get (``TAKEN_WHILE_RESTRICTED``): the use cases answer before they get
+    here, and this is the line none of them can forget.
+    """
     # R11: a marketing send holds this row lock from its last policy check until
     # SMTP accepted the message (mailing.delivery.deliver); a consent change
     # waits for it, so no email leaves after an objection has committed.
     # (SQLite has no row locks; there every writer already waits for the one
     # write lock a send holds.)
-    hold_contact(contact.id)
+    held = hold_contact(contact.id)
+    # The lock's read sees a restriction committed meanwhile; the object, one
+    # this transaction made and has not flushed yet.
+    restricted = held.restricted_at is not None or contact.restricted_at is not None
+    if restricted and kind not in TAKEN_WHILE_RESTRICTED:
+        raise refusal_while_restricted()
     now = utcnow()
     event = ConsentEvent(
         contact_id=contact.id,
@@ -111,7 +139,7 @@ def record_objection(
     not commit; raises NotFound for an unknown contact.
     """
     now = utcnow()
-    email = hold_contact(contact_id, now if is_interaction(actor, received_via) else None)
+    email = hold_contact(contact_id, now if is_interaction(actor, received_via) else None).email
     columns = _event_columns(
         EventKind.OBJECTED,
         actor=actor,

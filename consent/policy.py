@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from consent.models import ALL, Basis, PermissionState, Suppression
-from consent.suppression import address_hash, suppressed_hashes
+from consent.suppression import address_hash, mailbox_suppressions, suppressed_hashes
 from consent.topics import MarketingPolicy, Topic
 from crm.models import Company, Contact
 from extensions import db
@@ -365,6 +365,7 @@ def _standings(contacts: Sequence[tuple[Contact, Company | None]]) -> dict[int, 
         states[row.contact_id].append(StateRow.of(row))
     hashes = {c.id: c.address_hash or address_hash(c.email) for c, _ in contacts}
     suppressed = suppressed_hashes(hashes.values())
+    by_mailbox = mailbox_suppressions({c.id: c.email for c, _ in contacts})
     out = {}
     for contact, company in contacts:
         entry = suppressed.get(hashes[contact.id])
@@ -372,7 +373,9 @@ def _standings(contacts: Sequence[tuple[Contact, Company | None]]) -> dict[int, 
             contact_id=contact.id,
             email=contact.email,
             country=contact.country or (company.country if company else None),
-            suppressed_since=entry.created_at if entry else None,
+            suppressed_since=_earliest(
+                entry.created_at if entry else None, by_mailbox.get(contact.id)
+            ),
             restricted_since=contact.restricted_at,
             hard_bounced_at=contact.hard_bounced_at,
             company_customer_since=company.customer_since if company else None,
@@ -428,6 +431,9 @@ def _read_standings(statement: sa.Select, keys: list[Any]) -> dict[int, Standing
     # miss its suppression in the join, so it is looked up by the computed hash.
     unhashed = {i: address_hash(r.email) for i, r in facts.items() if r.address_hash is None}
     late = suppressed_hashes(unhashed.values())
+    # The join finds each address's own entry; a sub-address (anna+x@) is also
+    # blocked by its mailbox's (anna@), which only the address in hand can name.
+    by_mailbox = mailbox_suppressions({i: r.email for i, r in facts.items()})
     out = {}
     for contact_id, row in facts.items():
         entry = late.get(unhashed[contact_id]) if contact_id in unhashed else None
@@ -435,7 +441,9 @@ def _read_standings(statement: sa.Select, keys: list[Any]) -> dict[int, Standing
             contact_id=contact_id,
             email=row.email,
             country=row.country or row.company_country,
-            suppressed_since=entry.created_at if entry else row.suppressed_since,
+            suppressed_since=_earliest(
+                entry.created_at if entry else row.suppressed_since, by_mailbox.get(contact_id)
+            ),
             restricted_since=row.restricted_at,
             hard_bounced_at=row.hard_bounced_at,
             company_customer_since=row.customer_since,
@@ -443,6 +451,13 @@ def _read_standings(statement: sa.Select, keys: list[Any]) -> dict[int, Standing
             states=tuple(states.get(contact_id, ())),
         )
     return out
+
+
+def _earliest(own: datetime | None, mailbox: Suppression | None) -> datetime | None:
+    """Since when an address is blocked: its own entry or its mailbox's, the older."""
+    if mailbox is None:
+        return own
+    return mailbox.created_at if own is None else min(own, mailbox.created_at)
 
 
 def standing_of(contact: Contact) -> Standing:

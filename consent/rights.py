@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from consent import services
 from consent.ledger import record
 from consent.models import ALL, ConsentEvent, EventKind, ImportBatch, PrivacyRequest
-from consent.suppression import find_suppression
+from consent.suppression import find_suppression, own_suppression
 from crm import services as crm
 from crm.models import Activity, Company, Contact
 from extensions import db
@@ -175,7 +175,9 @@ def erase_contact(actor: Actor, contact_id: int) -> bool:
             f"({contact.legal_hold_reason}). Lift the hold once the obligation has ended.",
             code="legal_hold",
         )
-    suppressed = find_suppression(contact.email) is not None
+    # The address's own entry: a mailbox's (see consent.suppression) may be lifted
+    # one day, and this person's "no" must not go with it.
+    suppressed = own_suppression(contact.email) is not None
     if not suppressed and _has_said_no_to_everything(contact.id):
         record(contact, EventKind.SUPPRESSED, actor=actor, source=_source_of(actor), note="erasure")
         suppressed = True

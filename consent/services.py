@@ -23,7 +23,7 @@ from consent.models import (
 )
 from consent.policies import check_consent_version
 from consent.policy import Decision, Reason, decide, standing_of, standings_by_email
-from consent.suppression import find_suppression
+from consent.suppression import find_suppression, own_suppression
 from consent.topics import current_policy
 from crm import services as crm
 from crm.models import Activity, Contact
@@ -101,6 +101,8 @@ def register_contact(
     A suppressed address is still stored (a customer contact must be reachable
     for service mail), but the ledger notes it and it is never allowed (R22).
     An objection or unsubscribe is never undone here: only the person can.
+    A restricted contact (GDPR art. 18) takes no edit and no basis: Conflict
+    ``restricted``.
     """
     if basis is not None:
         basis.validate()
@@ -127,7 +129,13 @@ def register_contact(
 
 def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> list[ConsentEvent]:
     """Record a basis unless the projection already holds it, so that a repeated
-    sync or import adds nothing to the ledger. Does not commit."""
+    sync or import adds nothing to the ledger. Does not commit.
+
+    Refused (Conflict ``restricted``) while processing is restricted, even a
+    basis already held: the caller learns the contact takes no change now
+    rather than a 200 that reads like one (GDPR art. 18)."""
+    if contact.is_restricted:
+        raise crm.refusal_while_restricted()
     events = []
     if basis.type is Basis.LEGITIMATE_INTEREST:
         state = db.session.get(PermissionState, (contact.id, ALL, ALL))
@@ -204,7 +212,7 @@ def record_objection(
         received_via=received_via,
         note=note,
     )
-    if channel == ALL and find_suppression(email) is None:
+    if channel == ALL and own_suppression(email) is None:
         contact = crm.get_contact(contact_id)
         record(contact, EventKind.SUPPRESSED, actor=actor, source=source, note="objection")
     crm.audit(actor, "objection.record", contact_id, detail=received_via)

@@ -20,7 +20,7 @@ from consent.evidence import Evidence
 from consent.ledger import record
 from consent.models import ALL, Basis, ConsentEvent, EventKind, PermissionState, SubscriptionRequest
 from consent.policy import Decision, Reason, decide, standing_of
-from consent.suppression import find_suppression
+from consent.suppression import find_suppression, own_suppression
 from consent.tokens import LinkInvalid
 from consent.topics import check_topics, current_policy
 from crm import services as crm
@@ -86,12 +86,18 @@ def request_subscription(signup: Signup, evidence: Evidence, at: datetime) -> Si
     the country does not demand it and the topic is not one that always does
     (R8). A person who unsubscribed or objected always goes through it: only
     their own confirmation may undo their "no". Does not commit.
+
+    A restricted contact (GDPR art. 18) is left as it is: nothing recorded, no
+    request (so no email), and the caller answers as it always does, since
+    the answer must not tell a stranger the address is known.
     """
     policy = current_policy()
     topics = check_topics(signup.topics)
     address = normalise_email(signup.email)
     country = normalise_country(signup.country) if signup.country else None
     contact = db.session.scalar(sa.select(Contact).where(Contact.email == address))
+    if contact is not None and contact.is_restricted:
+        return SignupOutcome(contact=contact, request=None)
     if contact is None:
         profile = {"name": signup.name, "country": country, "language": signup.language}
         company = crm.CompanyInput(name=signup.company) if signup.company else None
@@ -136,12 +142,16 @@ def request_subscription(signup: Signup, evidence: Evidence, at: datetime) -> Si
 
 def request_topics(
     contact: Contact, topics: Sequence[str], source: str, evidence: Evidence, at: datetime
-) -> SubscriptionRequest:
+) -> SubscriptionRequest | None:
     """Record ``requested`` per topic and open (or extend) the contact's one open request.
 
     The insert may fail on ``open_for_contact`` when another form posts the same
     address at the same moment; the caller retries its whole transaction.
+    None for a restricted contact (GDPR art. 18): nothing is recorded and no
+    confirmation is owed, since the yes it asks for could not be taken.
     """
+    if contact.is_restricted:
+        return None
     for key in topics:
         record(
             contact,
@@ -177,6 +187,13 @@ class ConfirmOutcome:
     request: SubscriptionRequest
     already_confirmed: bool
     topics: list[str]
+    # Nothing was recorded because processing is restricted (GDPR art. 18); the
+    # request stays open, so the link confirms once the restriction is lifted.
+    restricted: bool = False
+
+    @property
+    def recorded(self) -> bool:
+        return not (self.already_confirmed or self.restricted)
 
 
 def get_request(request_id: int) -> SubscriptionRequest:
@@ -193,7 +210,8 @@ def confirm_subscription(request_id: int, evidence: Evidence, at: datetime) -> C
     Single use: a second confirmation records nothing and reports it. This is
     the only way back for an address that unsubscribed or objected: the
     ledger first records that the objection and the suppression were lifted
-    by the person, then the consent. Does not commit.
+    by the person, then the consent. While the contact is restricted (GDPR
+    art. 18) nothing is recorded and the request stays open. Does not commit.
     """
     request = db.session.get(SubscriptionRequest, request_id, with_for_update=True)
     if request is None:
@@ -201,6 +219,8 @@ def confirm_subscription(request_id: int, evidence: Evidence, at: datetime) -> C
     contact = crm.get_contact(request.contact_id)
     if request.is_confirmed:
         return ConfirmOutcome(contact, request, True, request.topic_keys)
+    if contact.is_restricted:
+        return ConfirmOutcome(contact, request, False, request.topic_keys, restricted=True)
     objected = db.session.scalar(
         sa.select(sa.func.count())
         .select_from(PermissionState)
@@ -222,7 +242,8 @@ def confirm_subscription(request_id: int, evidence: Evidence, at: datetime) -> C
             source_ref=ref,
             note="The person confirmed a new subscription through the emailed link.",
         )
-    if find_suppression(contact.email) is not None:
+    # Its own entry only: a confirmation at anna+x@ never lifts anna@'s "no".
+    if own_suppression(contact.email) is not None:
         record(
             contact,
             EventKind.UNSUPPRESSED,
@@ -305,7 +326,9 @@ def unsubscribe(
         if blanket is None or blanket.objected_since is None:
             add(EventKind.OBJECTED, received_via="web")
         reason = "objection"
-    if find_suppression(contact.email) is None:
+    # Its own entry, even when its mailbox's blocks it already: it must
+    # outlive a later lift of the mailbox's.
+    if own_suppression(contact.email) is None:
         add(EventKind.SUPPRESSED, note=reason)
     return events
 

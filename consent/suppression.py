@@ -1,15 +1,30 @@
-"""The suppression list: keyed hashes of addresses that must never be marketed to (R22)."""
+"""The suppression list: keyed hashes of addresses that must never be marketed to (R22).
+
+An entry is the keyed hash of one address, as it was suppressed. An address
+is blocked by its own entry or by its mailbox's: mail to ``anna+x@firma.se``
+lands in ``anna@firma.se``, so a suppressed ``anna@`` blocks every
+``anna+tag@`` (X5). The list keeps no address, so both hashes are computed
+from the address being checked (``kernel.addresses.keyed_hashes``). The other
+way round does not hold: a suppressed sub-address blocks only itself.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Mapping
+from typing import TypeVar
 
 import sqlalchemy as sa
 
 from consent.models import Suppression
+from crm.models import Contact
 from extensions import db
-from kernel.addresses import keyed_hash
+from kernel.addresses import keyed_hash, keyed_hashes, mailbox_of
 from kernel.timestamps import utcnow
+
+K = TypeVar("K", bound=Hashable)
+
+# Hashes per lookup: well under SQLite's limit of bound parameters.
+_CHUNK = 5_000
 
 
 def address_hash(normalised_email: str) -> str:
@@ -18,15 +33,59 @@ def address_hash(normalised_email: str) -> str:
 
 
 def suppressed_hashes(hashes: Iterable[str]) -> dict[str, Suppression]:
-    wanted = list(hashes)
-    if not wanted:
-        return {}
-    rows = db.session.scalars(sa.select(Suppression).where(Suppression.address_hash.in_(wanted)))
-    return {row.address_hash: row for row in rows}
+    wanted = list(dict.fromkeys(hashes))
+    found: dict[str, Suppression] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        rows = db.session.scalars(sa.select(Suppression).where(Suppression.address_hash.in_(chunk)))
+        found.update((row.address_hash, row) for row in rows)
+    return found
 
 
 def find_suppression(normalised_email: str) -> Suppression | None:
+    """The entry that blocks this address: its own, else its mailbox's. None when
+    neither is listed. This is the question "may it ever be marketed to?"."""
+    hashes = keyed_hashes(normalised_email)
+    found = suppressed_hashes(hashes)
+    return next((found[h] for h in hashes if h in found), None)
+
+
+def own_suppression(normalised_email: str) -> Suppression | None:
+    """The address's own entry only: what ``suppress`` adds and
+    ``lift_suppression`` removes.
+
+    Writers ask this one. A person who says no at ``anna+x@`` gets an entry of
+    their own even when ``anna@`` is listed (so that it outlives a later lift
+    of ``anna@``), and a confirmation at ``anna+x@`` lifts its own entry,
+    never the mailbox's: the mailbox's owner said no at ``anna@``.
+    """
     return db.session.get(Suppression, address_hash(normalised_email))
+
+
+def mailbox_suppressions(addresses: Mapping[K, str]) -> dict[K, Suppression]:
+    """For each address with a ``+tag`` among ``addresses`` (normalised, by any
+    key), its mailbox's entry where the mailbox is listed. Addresses without a
+    tag are skipped at no cost: there is no query when none has one."""
+    tagged: dict[K, str] = {}
+    for key, address in addresses.items():
+        mailbox = mailbox_of(address)
+        if mailbox != address:
+            tagged[key] = address_hash(mailbox)
+    found = suppressed_hashes(tagged.values())
+    return {key: found[digest] for key, digest in tagged.items() if digest in found}
+
+
+def suppressed_sub_addresses() -> list[int]:
+    """Ids of the contacts at a sub-address (``anna+x@``) whose mailbox is
+    suppressed: the set-based queries (the campaign audience) join the list on
+    each contact's own hash and leave these out by id.
+
+    One pass over the addresses holding a ``+``; few do in a B2B list.
+    """
+    rows = db.session.execute(
+        sa.select(Contact.id, Contact.email).where(Contact.email.contains("+", autoescape=True))
+    ).all()
+    return sorted(mailbox_suppressions({row.id: row.email for row in rows}))
 
 
 def suppress(normalised_email: str, reason: str) -> Suppression:
@@ -41,8 +100,9 @@ def suppress(normalised_email: str, reason: str) -> Suppression:
 
 
 def lift_suppression(normalised_email: str) -> bool:
-    """Remove the entry; only a fresh double opt-in by the person may call this."""
-    entry = find_suppression(normalised_email)
+    """Remove the address's own entry; only a fresh double opt-in by the person may
+    call this. A mailbox's entry stays (see ``own_suppression``)."""
+    entry = own_suppression(normalised_email)
     if entry is None:
         return False
     db.session.delete(entry)

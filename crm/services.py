@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
@@ -90,7 +90,7 @@ _AT = sa.bindparam("at", type_=_LAST_INTERACTION.type)
 # The row lock a marketing send takes from its last policy check until SMTP
 # accepted the message (mailing.delivery._hold_and_check): FOR NO KEY UPDATE.
 _HOLD = (
-    sa.select(_CONTACT.c.email)
+    sa.select(_CONTACT.c.email, _CONTACT.c.restricted_at)
     .where(_CONTACT.c.id == sa.bindparam("contact_id"))
     .with_for_update(key_share=True)
 )
@@ -108,29 +108,70 @@ _HOLD_AND_NOTE = (
             else_=_LAST_INTERACTION,
         )
     )
-    .returning(_CONTACT.c.email)
+    .returning(_CONTACT.c.email, _CONTACT.c.restricted_at)
 )
 
 
-def hold_contact(contact_id: int, interaction_at: datetime | None = None) -> str:
-    """Lock a contact's row for a consent change and return its address.
+class HeldContact(NamedTuple):
+    email: str
+    # As committed when the lock was granted: a restriction that committed
+    # while this change waited for the lock is seen here (GDPR art. 18).
+    restricted_at: datetime | None
+
+
+def hold_contact(contact_id: int, interaction_at: datetime | None = None) -> HeldContact:
+    """Lock a contact's row for a consent change; return its address and restriction.
 
     The lock is the one a marketing send holds (R11), so the change waits for
     a send in progress; one statement instead of a load and a flush, for the
     objection's hot path. ``interaction_at`` notes an interaction in the same
     statement. Raises NotFound for an unknown id.
     """
+    row = None
     if not 0 < contact_id <= _MAX_ID:
-        email = None
+        pass
     elif interaction_at is None:
-        email = db.session.connection().scalar(_HOLD, {"contact_id": contact_id})
+        row = db.session.connection().execute(_HOLD, {"contact_id": contact_id}).first()
     else:
-        email = db.session.connection().scalar(
-            _HOLD_AND_NOTE, {"contact_id": contact_id, "at": interaction_at}
+        row = (
+            db.session.connection()
+            .execute(_HOLD_AND_NOTE, {"contact_id": contact_id, "at": interaction_at})
+            .first()
         )
-    if email is None:
+    if row is None:
         raise NotFound(f"No contact with id {contact_id}.", code="contact_not_found")
-    return email
+    return HeldContact(email=row.email, restricted_at=row.restricted_at)
+
+
+def refusal_while_restricted() -> Conflict:
+    """The answer to a change of a restricted contact (GDPR art. 18), in every
+    use case's words alike: only lifting the restriction, an objection or an
+    unsubscribe are taken until then."""
+    return Conflict(
+        "Processing of this contact is restricted (GDPR art. 18); nothing about it can be "
+        "changed until the restriction is lifted, except the person's objection or unsubscribe.",
+        code="restricted",
+    )
+
+
+def contact_ids_at_mailbox(mailbox: str) -> list[int]:
+    """Ids of the contacts whose address delivers to ``mailbox`` (its
+    ``kernel.addresses.mailbox_of``): the mailbox itself and every
+    ``local+tag@domain`` of it. An index range on the address, then the domain."""
+    local, _, domain = mailbox.rpartition("@")
+    return list(
+        db.session.scalars(
+            sa.select(Contact.id).where(
+                sa.or_(
+                    Contact.email == mailbox,
+                    sa.and_(
+                        _starts_with(Contact.email, f"{local}+"),
+                        Contact.email.endswith(f"@{domain}", autoescape=True),
+                    ),
+                )
+            )
+        )
+    )
 
 
 def find_contact(email: str) -> Contact | None:
@@ -284,11 +325,7 @@ def upsert_contact(
         contact = Contact(email=address, language=values.pop("language", None) or "en")
         db.session.add(contact)
     elif contact.is_restricted and (values or company):
-        raise Conflict(
-            "Processing of this contact is restricted (GDPR art. 18); it cannot be edited "
-            "until the restriction is lifted.",
-            code="restricted",
-        )
+        raise refusal_while_restricted()
     for key, value in values.items():
         setattr(contact, key, value)
     if company is not None:
@@ -310,11 +347,7 @@ def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> C
     """GDPR art. 16: correct a contact's data. Refused while processing is restricted."""
     contact = get_contact(contact_id)
     if contact.is_restricted:
-        raise Conflict(
-            "Processing of this contact is restricted (GDPR art. 18); it cannot be edited "
-            "until the restriction is lifted.",
-            code="restricted",
-        )
+        raise refusal_while_restricted()
     values = _clean_profile(changes)
     if "email" in changes:
         address = normalise_email(changes["email"])
@@ -338,8 +371,14 @@ def log_activity(
     actor: Actor, contact_id: int, kind: str, occurred_at: datetime, note: str | None
 ) -> Activity:
     """Record a CRM interaction. Only kinds the contact took part in move
-    ``last_interaction_at``, which the retention rules count from (R13, R14)."""
+    ``last_interaction_at``, which the retention rules count from (R13, R14).
+
+    Refused while processing is restricted (GDPR art. 18): an activity is new
+    data about the person, and it would keep their data longer. An objection
+    made in that call is recorded as an objection (consent), which is taken."""
     contact = get_contact(contact_id)
+    if contact.is_restricted:
+        raise refusal_while_restricted()
     try:
         activity_kind = ActivityKind(kind)
     except ValueError:

@@ -76,6 +76,27 @@ def is_valid_email(raw: str) -> bool:
     return True
 
 
+def mailbox_of(normalised_email: str) -> str:
+    """The mailbox a normalised address delivers to: the address without its
+    ``+tag`` (RFC 5233 sub-addressing), ``anna+news@firma.se`` -> ``anna@firma.se``.
+
+    Mail servers deliver ``anna+anything@`` to ``anna@``, so a limit or a
+    suppression that counts typed addresses can be walked around with a new tag
+    per post. A local part that starts with ``+`` or is quoted has no tag we
+    could strip safely and is its own mailbox.
+    """
+    local, at, domain = normalised_email.rpartition("@")
+    base, plus, _tag = local.partition("+")
+    if not at or not plus or not base or local.startswith('"'):
+        return normalised_email
+    return f"{base}@{domain}"
+
+
+def domain_of(normalised_email: str) -> str:
+    """The recipient domain of a normalised address (already lower case)."""
+    return normalised_email.rpartition("@")[2]
+
+
 def keyed_hash(normalised_email: str) -> str:
     """HMAC-SHA256 of an address with the server's SUPPRESSION_KEY.
 
@@ -84,6 +105,19 @@ def keyed_hash(normalised_email: str) -> str:
     contact too, so that set-based queries can join the suppression list.
     """
     return keyed_hasher()(normalised_email)
+
+
+def keyed_hashes(normalised_email: str, hasher: Callable[[str], str] | None = None) -> list[str]:
+    """The keyed hashes an address can be found under on the suppression list:
+    its own, then its mailbox's when it has a ``+tag`` (``mailbox_of``).
+
+    A suppressed ``anna@firma.se`` must block ``anna+x@firma.se`` too, and the
+    list holds only hashes, so both are computed from the address in hand.
+    """
+    digest = hasher or keyed_hasher()
+    mailbox = mailbox_of(normalised_email)
+    own = digest(normalised_email)
+    return [own] if mailbox == normalised_email else [own, digest(mailbox)]
 
 
 def keyed_hasher() -> Callable[[str], str]:

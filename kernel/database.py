@@ -9,6 +9,7 @@ route that wants it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -36,6 +37,26 @@ def commit_retrying(work: Callable[[], T], attempts: int = 4) -> T:
             if not retriable or attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def take_turns(name: str, table: sa.Table) -> None:
+    """Make the transactions that call this with the same ``name`` go on one at a
+    time from here until each commits or rolls back. Call it before reading
+    what the rest of the transaction decides on (a count of emails sent).
+
+    PostgreSQL: a transaction-level advisory lock on a number made from the
+    name, so that others (other names, other tables) are not held up. SQLite
+    has one write lock for the whole database: a write to ``table`` that
+    changes nothing takes it now rather than at the transaction's first real
+    write, so every read that follows sees what the previous holder committed.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.sha256(name.encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+        return
+    key_column = next(iter(table.primary_key.columns))
+    db.session.execute(sa.update(table).where(sa.false()).values({key_column: key_column}))
 
 
 def id_in(column: Any, ids: Sequence[int]) -> sa.ColumnElement[bool]:

@@ -18,7 +18,13 @@ def _settings() -> dict[str, object]:
             if o.strip()
         ],
         "SIGNUP_LIMIT_PER_IP": env.get("SIGNUP_LIMIT_PER_IP", "30 per hour"),
+        # Every public form that sends mail shares these counts: per client
+        # address, per mailbox (the address without its +tag) and per domain.
         "SIGNUP_LIMIT_PER_ADDRESS": env.get("SIGNUP_LIMIT_PER_ADDRESS", "5 per hour"),
+        "SIGNUP_LIMIT_PER_DOMAIN": env.get("SIGNUP_LIMIT_PER_DOMAIN", "100 per hour"),
+        # Emails the public forms can cause (confirmation, unsubscribe link,
+        # privacy verification) per mailbox in a day, on top of one per ten minutes.
+        "MAILBOX_DAILY_LIMIT": int(env.get("MAILBOX_DAILY_LIMIT", "5")),
         # A signup is answered no sooner than this after it arrived: a new address
         # costs a contact row, and the answer's timing must not tell which it was.
         "SIGNUP_MIN_SECONDS": float(env.get("SIGNUP_MIN_SECONDS", "0.1")),

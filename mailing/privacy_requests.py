@@ -22,9 +22,7 @@ from kernel.jobs import send_or_unavailable
 from kernel.timestamps import utcnow
 from mailing import messages
 from mailing.models import MailKind, OutboxMessage
-from mailing.outbox import EMAIL_INTERVAL, hand_over, queue_email, recently_emailed
-
-log = logging.getLogger(__name__)
+from mailing.outbox import EMAIL_INTERVAL, hand_over, mailbox_may_receive, queue_email
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +45,12 @@ def request_privacy(email: str, kind: str) -> None:
 
 def open_privacy_request(address_hash: str, kind: str, at: datetime | None = None) -> None:
     """The job behind ``request_privacy``: for a known address, record the request
-    and email the link, at most one such email per address per ``EMAIL_INTERVAL``."""
+    and email the link, within the mailbox's share (``mailbox_may_receive``)."""
     now = at or utcnow()
 
     def work() -> list[int]:
         contact = db.session.scalar(sa.select(Contact).where(Contact.address_hash == address_hash))
-        if contact is None or recently_emailed(contact.id, "privacy_verify", now):
+        if contact is None or not mailbox_may_receive(contact, now):
             return []
         # One key per address and ten-minute bucket: two jobs racing for the
         # same address collide on it, and the loser's retry finds the email.

@@ -9,8 +9,8 @@ HEAD never change anything, so mail scanners that fetch every link are harmless.
 
 from __future__ import annotations
 
-import hashlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +20,7 @@ from flask import (
     Flask,
     abort,
     current_app,
+    g,
     jsonify,
     render_template,
     request,
@@ -30,10 +31,10 @@ from marshmallow import ValidationError
 from consent.evidence import HOSTED_FORM_ID, Evidence, hosted_wording, signup_evidence
 from consent.policies import current_version_label
 from consent.subscriptions import Scope, Signup
-from consent.tokens import LinkExpired, LinkInvalid
+from consent.tokens import LinkExpired, LinkInvalid, Purpose
 from consent.topics import current_policy
 from extensions import csrf, limiter
-from kernel.addresses import normalise_email
+from kernel.addresses import domain_of, keyed_hash, mailbox_of, normalise_email
 from kernel.errors import InvalidInput, NotPermitted
 from mailing import privacy_requests, subscription_flows
 from mailing.messages import page_language, read_message
@@ -112,25 +113,6 @@ def _page_url() -> str:
     return current_app.config["PUBLIC_BASE_URL"] + rule
 
 
-def _address_key() -> str:
-    """Rate-limit key for the address a form names (its hash, not the address),
-    from this client.
-
-    Per address alone, anyone could use up a person's limit by posting their
-    address, and lock them out of unsubscribing (or of a privacy request) for
-    an hour. Per address and client, a flood from one client is still cut
-    off, while the person, posting from their own connection, is not. Mail to
-    one address stays bounded whatever the clients: the jobs send at most one
-    link per address per ``mailing.outbox.EMAIL_INTERVAL``.
-    """
-    try:
-        raw = _form_data().get("email", "")
-        address = normalise_email(raw) if isinstance(raw, str) else ""
-    except InvalidInput:
-        address = str(request.form.get("email", "")).strip().lower()
-    return f"address:{hashlib.sha256(address.encode()).hexdigest()}|{get_remote_address()}"
-
-
 def _honeypot_filled() -> bool:
     """Whether the form's hidden field is filled: a robot's post, answered like
     any other and otherwise ignored by the view.
@@ -167,7 +149,52 @@ def _link_problem(exc: LinkInvalid) -> Any:
     return _page("public/link_invalid.html", lang, 400)
 
 
-# Subscribe -----------------------------------------------------------------------------
+# The limits of every public form that sends mail ---------------------------------------
+
+# Forms whose post is about the address behind the link in their URL.
+_LINK_PURPOSES = {
+    "public.preferences": Purpose.PREFERENCES,
+    "public.renew_confirmation": Purpose.CONFIRM,
+}
+
+
+def _named_address() -> str | None:
+    """The normalised address a post would send mail to: the one typed into the
+    form, or the one behind the link in the URL. None for a malformed address or
+    a link that does not work (those posts change nothing; the per-client limit
+    still counts them). Read once per request."""
+    if "named_address" not in g:
+        purpose = _LINK_PURPOSES.get(request.endpoint or "")
+        address: str | None
+        if purpose is not None:
+            token = (request.view_args or {}).get("token", "")
+            address = subscription_flows.address_behind_link(purpose, token)
+        else:
+            try:
+                raw = _form_data().get("email", "")
+                address = normalise_email(raw) if isinstance(raw, str) else None
+            except InvalidInput:
+                address = None
+        g.named_address = address
+    return g.named_address
+
+
+def _mailbox_key() -> str:
+    """Rate-limit key: the mailbox the post would mail (``anna+1@`` and ``Anna+2@``
+    are both ``anna@``), as a keyed hash, never the address."""
+    address = _named_address()
+    mailbox = keyed_hash(mailbox_of(address).casefold() if address else "-")
+    # With the client: a stranger posting someone's address must not use up
+    # that person's allowance (issue 18, item 10); mail into the mailbox stays
+    # bounded whatever the clients by mailing.outbox.mailbox_may_receive.
+    return f"mailbox:{mailbox}|{get_remote_address()}"
+
+
+def _domain_key() -> str:
+    """Rate-limit key: the recipient domain, for many mailboxes of one domain
+    (a catch-all, or a company's people signed up one by one)."""
+    address = _named_address()
+    return "domain:" + keyed_hash(domain_of(address) if address else "-")
 
 
 def _ip_limit() -> str:
@@ -178,11 +205,45 @@ def _address_limit() -> str:
     return current_app.config["SIGNUP_LIMIT_PER_ADDRESS"]
 
 
-@bp.route("/subscribe", methods=["GET", "POST"])
-@limiter.limit(_ip_limit, methods=["POST"], exempt_when=_honeypot_filled)
-@limiter.limit(
-    _address_limit, key_func=_address_key, methods=["POST"], exempt_when=_honeypot_filled
+def _domain_limit() -> str:
+    return current_app.config["SIGNUP_LIMIT_PER_DOMAIN"]
+
+
+# Shared by every form below: a new form, or a new sub-address, buys no new
+# allowance (issue 18: 180 emails into one mailbox in 36 s from four clients).
+_PER_CLIENT = limiter.shared_limit(
+    _ip_limit, scope="mail-forms:client", methods=["POST"], exempt_when=_honeypot_filled
 )
+_PER_MAILBOX = limiter.shared_limit(
+    _address_limit,
+    scope="mail-forms:mailbox",
+    key_func=_mailbox_key,
+    methods=["POST"],
+    exempt_when=_honeypot_filled,
+)
+_PER_DOMAIN = limiter.shared_limit(
+    _domain_limit,
+    scope="mail-forms:domain",
+    key_func=_domain_key,
+    methods=["POST"],
+    exempt_when=_honeypot_filled,
+)
+
+
+def _sends_mail(view: Callable[..., Any]) -> Callable[..., Any]:
+    """The rate limits of a public form whose post can send an email: per client
+    address, per mailbox and per recipient domain, counted together over all
+    such forms. Behind them the outbox allows one such email per mailbox per
+    ten minutes (``mailing.outbox.mailbox_may_receive``), which holds even when
+    the limiter's store is down."""
+    return _PER_CLIENT(_PER_MAILBOX(_PER_DOMAIN(view)))
+
+
+# Subscribe -----------------------------------------------------------------------------
+
+
+@bp.route("/subscribe", methods=["GET", "POST"])
+@_sends_mail
 def subscribe() -> Any:
     if request.method != "POST":  # GET and HEAD only read
         return _hosted_form()
@@ -300,6 +361,7 @@ def confirm(token: str) -> Any:
 
 
 @bp.post("/confirm/<token>/renew")
+@_sends_mail
 def renew_confirmation(token: str) -> Any:
     _check_origin()
     lang = subscription_flows.renew_confirmation(token)
@@ -350,10 +412,7 @@ def _text(body: str, status: int) -> Any:
 
 
 @bp.route("/unsubscribe", methods=["GET", "POST"])
-@limiter.limit(_ip_limit, methods=["POST"], exempt_when=_honeypot_filled)
-@limiter.limit(
-    _address_limit, key_func=_address_key, methods=["POST"], exempt_when=_honeypot_filled
-)
+@_sends_mail
 def unsubscribe_by_address() -> Any:
     lang = page_language(request.args.get("lang") or _browser_language())
     if request.method != "POST":  # GET and HEAD only read
@@ -369,10 +428,7 @@ def unsubscribe_by_address() -> Any:
 
 
 @bp.route("/privacy/requests", methods=["GET", "POST"])
-@limiter.limit(_ip_limit, methods=["POST"], exempt_when=_honeypot_filled)
-@limiter.limit(
-    _address_limit, key_func=_address_key, methods=["POST"], exempt_when=_honeypot_filled
-)
+@_sends_mail
 def privacy_request() -> Any:
     lang = page_language(request.args.get("lang") or _browser_language())
     if request.method != "POST":  # GET and HEAD only read
@@ -400,6 +456,7 @@ def privacy_verify(token: str) -> Any:
 
 
 @bp.route("/preferences/<token>", methods=["GET", "POST"])
+@_sends_mail
 def preferences(token: str) -> Any:
     holder, prefs = subscription_flows.read_preferences(token)
     if request.method != "POST":  # GET and HEAD only read

@@ -38,9 +38,7 @@ from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
 from mailing import messages
 from mailing.models import MailKind, OutboxMessage
-from mailing.outbox import EMAIL_INTERVAL, hand_over, queue_email, recently_emailed
-
-log = logging.getLogger(__name__)
+from mailing.outbox import EMAIL_INTERVAL, hand_over, mailbox_may_receive, queue_email
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +54,16 @@ def _queue_confirmation(
     contact: Contact,
     request: subscriptions.SubscriptionRequest,
     at: datetime,
-    *,
-    throttled: bool = True,
 ) -> OutboxMessage | None:
-    """Queue the double opt-in email. ``throttled``: at most one per address per
-    ``EMAIL_INTERVAL``, wherever anyone can type an address; a preference-centre
-    request comes from the address's own link and is not held back."""
-    if throttled and recently_emailed(contact.id, "confirm", at):
+    """Queue the double opt-in email, unless the mailbox had its share
+    (``mailbox_may_receive``): from a signup, a renewal or the preference
+    centre alike, since a preferences link can be forwarded and replayed as
+    easily as an address can be typed. The open request keeps its topics, so
+    the email that did go confirms them all.
+
+    A restricted contact (GDPR art. 18) gets none: it would ask for a yes that
+    cannot be taken until the restriction is lifted."""
+    if contact.is_restricted or not mailbox_may_receive(contact, at):
         return None
     request.emails_queued += 1
     request.last_email_at = at
@@ -139,7 +140,7 @@ def confirm(token: str, evidence: Evidence, at: datetime | None = None) -> Confi
 
     def work() -> tuple[ConfirmOutcome, list[int]]:
         outcome = subscriptions.confirm_subscription(request_id, evidence, now)
-        if outcome.already_confirmed:
+        if not outcome.recorded:
             return outcome, []
         welcome = queue_email(
             outcome.contact,
@@ -154,7 +155,7 @@ def confirm(token: str, evidence: Evidence, at: datetime | None = None) -> Confi
 
     outcome, outbox_ids = commit_retrying(work)
     hand_over(outbox_ids)
-    if not outcome.already_confirmed:
+    if outcome.recorded:
         _announce(outcome.contact.id, "confirmed")
     return outcome
 
@@ -207,6 +208,19 @@ def _holder(purpose: Purpose, token: str) -> LinkHolder:
     return LinkHolder(contact=contact, topic=topic, topic_label=label, language=lang)
 
 
+def address_behind_link(purpose: Purpose, token: str) -> str | None:
+    """The address a preferences or confirmation link speaks for (a confirmation
+    link still renewable when expired), or None when it does not work: the rate
+    limits count the mailbox a link would mail, as they do a typed address."""
+    try:
+        if purpose is Purpose.CONFIRM:
+            request = subscriptions.get_request(_request_id(token, allow_expired_for=RENEWABLE_FOR))
+            return crm.get_contact(request.contact_id).email
+        return _holder(purpose, token).contact.email
+    except (LinkInvalid, NotFound):
+        return None
+
+
 def read_unsubscribe_link(token: str) -> LinkHolder:
     """What the unsubscribe page shows (GET: reads only)."""
     return _holder(Purpose.UNSUBSCRIBE, token)
@@ -251,12 +265,12 @@ def request_unsubscribe_link(email: str) -> None:
 
 def send_unsubscribe_link(address_hash: str, at: datetime | None = None) -> None:
     """The job behind ``request_unsubscribe_link``: queue the link for a known
-    address, at most one such email per address per ``EMAIL_INTERVAL``."""
+    address, within the mailbox's share (``mailbox_may_receive``)."""
     now = at or utcnow()
 
     def work() -> list[int]:
         contact = db.session.scalar(sa.select(Contact).where(Contact.address_hash == address_hash))
-        if contact is None or recently_emailed(contact.id, "unsubscribe_link", now):
+        if contact is None or not mailbox_may_receive(contact, now):
             return []
         bucket = int(now.timestamp()) // int(EMAIL_INTERVAL.total_seconds())
         row = queue_email(
@@ -308,7 +322,8 @@ def save_preferences(
         ids: list[int] = []
         if on:
             request = subscriptions.request_topics(contact, on, "preference_centre", evidence, now)
-            queued = _queue_confirmation(contact, request, now, throttled=False)
+            # None while restricted: the page answers as usual, nothing is sent.
+            queued = _queue_confirmation(contact, request, now) if request else None
             ids = [queued.id] if queued else []
         return off, on, ids
 

@@ -25,6 +25,7 @@ from crm import bulk
 from crm.models import Contact
 from extensions import db
 from kernel.access import Actor
+from kernel.addresses import mailbox_of
 from kernel.database import one_of
 from kernel.timestamps import UTCDateTime, utcnow
 
@@ -137,14 +138,21 @@ def apply_batch(
         )
     }
     hashes = {email: hasher(email) for email in emails}
-    suppressed_hashes = set(
+    # An address is suppressed by its own hash or, at a sub-address (anna+x@),
+    # by its mailbox's (anna@): consent.suppression.find_suppression, per batch.
+    keys = {email: [digest] for email, digest in hashes.items()}
+    for email in emails:
+        mailbox = mailbox_of(email)
+        if mailbox != email:
+            keys[email].append(hasher(mailbox))
+    listed = set(
         db.session.scalars(
             sa.select(Suppression.address_hash).where(
-                one_of(Suppression.address_hash, list(hashes.values()))
+                one_of(Suppression.address_hash, [k for ks in keys.values() for k in ks])
             )
         )
     )
-    suppressed = {email for email, digest in hashes.items() if digest in suppressed_hashes}
+    suppressed = {email for email, ks in keys.items() if listed.intersection(ks)}
 
     # GDPR art. 21 / R22: an address on the suppression list from an industry
     # list is not stored at all; a customer contact is stored but never allowed.

@@ -9,17 +9,26 @@ import pytest
 
 from tests.conftest import count_rows
 from tests.mailing.conftest import link, text_of
-from tests.mailing.helpers import contact_id_of, decision, events, outbox, signup
+from tests.mailing.helpers import (
+    contact_id_of,
+    decision,
+    eleven_minutes_pass,
+    events,
+    outbox,
+    signup,
+)
 
 
 @pytest.fixture
 def subscriber(app, client, smtp, mail_worker) -> dict[str, Any]:
-    """A confirmed subscriber to the newsletter and events, with the welcome email."""
+    """A confirmed subscriber to the newsletter and events, with the welcome email,
+    who comes back more than ten minutes after the confirmation email."""
     signup(client, "sara@example.se", topics="newsletter,events", language="sv")
     mail_worker.drain()
     client.post(link(smtp.wait_for(1)[0], "/confirm/"))
     mail_worker.drain()
     welcome = smtp.wait_for(2)[1]
+    eleven_minutes_pass(app)
     return {"id": contact_id_of(app, "sara@example.se"), "welcome": welcome}
 
 

@@ -1,6 +1,6 @@
 """Row "enumeration": signup, unsubscribe-by-address and privacy requests
-answer the same for a known, an unknown, a suppressed and an erased address
-(body, status, headers, timing beyond noise).
+answer the same for a known, an unknown, a suppressed, an erased and a
+restricted address (body, status, headers, timing beyond noise).
 """
 
 from __future__ import annotations
@@ -13,14 +13,19 @@ import pytest
 
 import mailing
 from consent.models import Basis, InterestKind
-from consent.services import BasisInput, record_objection, register_contact
+from consent.services import (
+    BasisInput,
+    record_objection,
+    register_contact,
+    restrict_processing,
+)
 from crm.services import remove_contact
 from extensions import db
 from kernel.access import SYSTEM_ACTOR
 from tests.mailing.helpers import signup
 from tests.reliability.conftest import figure, scale
 
-STATES = ("known", "unknown", "suppressed", "erased")
+STATES = ("known", "unknown", "suppressed", "erased", "restricted")
 # Headers that legitimately differ per response.
 VARYING = {"Date", "Content-Length"}
 PRODUCTION_SIGNUP_FLOOR = mailing._settings()["SIGNUP_MIN_SECONDS"]
@@ -33,12 +38,15 @@ def _prepare(app: Any, count: int) -> dict[str, list[str]]:
         type=Basis.LEGITIMATE_INTEREST, source="crm", interest_kind=InterestKind.CUSTOMER
     )
     with app.app_context():
-        for state in ("known", "suppressed", "erased"):
+        for state in ("known", "suppressed", "erased", "restricted"):
             for address in addresses[state]:
                 contact, _ = register_contact(
                     SYSTEM_ACTOR, address, {"name": "Known Person"}, basis=basis
                 )
-                if state != "known":
+                if state == "restricted":
+                    # GDPR art. 18: a signup records nothing for it (R20).
+                    restrict_processing(SYSTEM_ACTOR, contact.id, note="enumeration test")
+                elif state != "known":
                     record_objection(SYSTEM_ACTOR, contact.id, note="enumeration test")
                 if state == "erased":
                     remove_contact(contact.id)

@@ -1,6 +1,6 @@
 """Row "hypothesis: random sequences of signup, confirm, unsubscribe, object,
-import, erase, purge": 0 states where a decision is ``allowed`` without a basis,
-after an objection or while suppressed.
+import, restrict, lift, erase, purge": 0 states where a decision is ``allowed``
+without a basis, after an objection, while suppressed or while restricted.
 
 The machine drives the real services (the ones the web pages and the API call)
 and keeps a deliberately permissive model of what the person and the company
@@ -20,13 +20,21 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from consent.evidence import Evidence
 from consent.models import Basis, InterestKind
-from consent.services import BasisInput, check_permissions, record_objection, register_contact
+from consent.services import (
+    BasisInput,
+    check_permissions,
+    lift_restriction,
+    record_objection,
+    register_contact,
+    restrict_processing,
+)
 from consent.subscriptions import Scope, Signup
 from consent.tokens import Purpose, make_token
 from crm.models import Contact
 from crm.services import remove_contacts
 from extensions import broker, db
 from kernel.access import SYSTEM_ACTOR
+from kernel.errors import Conflict
 from mailing import subscription_flows
 from tests.reliability.conftest import LONG, figure
 
@@ -42,6 +50,8 @@ class Person:
     interest: bool = False  # imported as a customer
     said_no: bool = False  # unsubscribed from all or objected since the import
     suppressed: bool = False  # objected; outlives erasure; only a confirmation lifts it
+    # GDPR art. 18: while restricted, only the person's "no" changes anything.
+    restricted: bool = False
     # Open requests are extended by later signups until confirmed (one per contact).
     requests: dict[int, set[str]] = field(default_factory=dict)
 
@@ -92,6 +102,8 @@ class ConsentMachine(RuleBasedStateMachine):
         if self._contact(address) is None:
             return  # erased: the link no longer works
         subscription_flows.confirm(make_token(Purpose.CONFIRM, {"r": request_id}), EVIDENCE)
+        if person.restricted:
+            return  # no yes is taken; the link works again once the restriction is lifted
         person.consent |= set(topics)
         person.suppressed = False
 
@@ -128,8 +140,32 @@ class ConsentMachine(RuleBasedStateMachine):
         basis = BasisInput(
             type=Basis.LEGITIMATE_INTEREST, source="import", interest_kind=InterestKind.CUSTOMER
         )
+        person = self.people[address]
+        if person.restricted:
+            # A sync that sends only the basis: refused, and nothing may change.
+            try:
+                register_contact(SYSTEM_ACTOR, address, {}, basis=basis)
+            except Conflict:
+                db.session.rollback()
+            return
         register_contact(SYSTEM_ACTOR, address, {"name": "Imported"}, basis=basis)
-        self.people[address].interest = True
+        person.interest = True
+
+    @rule(address=st.sampled_from(ADDRESSES))
+    def restrict(self, address: str) -> None:
+        contact = self._contact(address)
+        if contact is None or contact.is_restricted:
+            return
+        restrict_processing(SYSTEM_ACTOR, contact.id, received_via="letter")
+        self.people[address].restricted = True
+
+    @rule(address=st.sampled_from(ADDRESSES))
+    def lift(self, address: str) -> None:
+        contact = self._contact(address)
+        if contact is None or not contact.is_restricted:
+            return
+        lift_restriction(SYSTEM_ACTOR, contact.id)
+        self.people[address].restricted = False
 
     def _forget(self, addresses: list[str]) -> None:
         ids = [c.id for a in addresses if (c := self._contact(a)) is not None]
@@ -155,8 +191,9 @@ class ConsentMachine(RuleBasedStateMachine):
                 ADDRESSES, check_permissions(ADDRESSES, topic), strict=True
             ):
                 person = self.people[address]
-                justified = topic in person.consent or (
-                    person.interest and not person.said_no and not person.suppressed
+                justified = not person.restricted and (
+                    topic in person.consent
+                    or (person.interest and not person.said_no and not person.suppressed)
                 )
                 CHECKS["states"] += 1
                 if decision.allowed and not justified:
