@@ -26,8 +26,6 @@ from mailing.outbox import EMAIL_INTERVAL, hand_over, queue_email, recently_emai
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
-
 # The actor behind ``request_privacy`` (declared in mailing.tasks).
 PRIVACY_REQUEST_JOB = "open_privacy_request"
 
@@ -99,6 +97,16 @@ def read_privacy_link(token: str) -> PrivacyLink:
         raise LinkInvalid("This link no longer works.") from None
     contact = crm.get_contact(request.contact_id)
     return PrivacyLink(request=request, language=messages.page_language(contact.language))
+
+
+def language_behind(payload: dict[str, Any]) -> str | None:
+    """The language of the person behind a genuine (if expired) verification link."""
+    try:
+        request = rights.get_privacy_request(int(payload["p"]))
+        contact = crm.get_contact(request.contact_id)
+    except (KeyError, TypeError, ValueError, NotFound):
+        return None
+    return messages.page_language(contact.language)
 
 
 def verify_privacy(token: str, at: datetime | None = None) -> PrivacyLink:
