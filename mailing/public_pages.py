@@ -86,9 +86,23 @@ class OriginRefused(NotPermitted):
 
 
 def _posting_origin() -> str | None:
-    """The origin of the page that posted, as the browser says (Origin, else Referer)."""
+    """The origin of the page that posted, as the browser says (Origin, else Referer).
+
+    A browser writes ``Origin: null`` for a sandboxed frame or a data: URL,
+    never an allowed page, but also for a post from a page that sends no
+    Referer, as our pages behind a token do (``_keep_the_token_to_this_page``).
+    ``Sec-Fetch-Site``, which no page can set, still tells our own page apart:
+    ``same-origin`` is us. A browser too old to send it gets the benefit of the
+    doubt on a page behind a token only, where the signed link, not the
+    origin, is the proof that the person received our email.
+    """
     sent = request.headers.get("Origin")
-    if sent == "null":  # sandboxed frames, data: URLs: never an allowed page
+    if sent == "null":
+        site = request.headers.get("Sec-Fetch-Site")
+        if site == "same-origin":
+            return _origin(request.host_url)
+        if site is None and "token" in (request.view_args or {}):
+            return None  # as a post without Origin: the token decides
         return "null"
     return sent.rstrip("/").lower() if sent else _origin(request.referrer)
 

@@ -227,3 +227,30 @@ def test_the_brand_defaults_to_the_name_our_emails_come_from(app, database_url) 
     page = named.test_client().get("/subscribe?lang=sv").get_data(as_text=True)
     assert '<span class="brand">Kund AB</span>' in page
     assert "<title>Prenumerera · Kund AB</title>" in page
+
+
+@pytest.mark.parametrize(
+    ("fetch_site", "status"),
+    [
+        ("same-origin", 200),  # our own page: it sends no Referer, so the browser says "null"
+        (None, 200),  # a browser without fetch metadata: the signed link decides
+        ("cross-site", 403),  # a sandboxed frame elsewhere
+    ],
+)
+def test_a_post_from_our_own_page_without_a_referrer_is_ours(
+    app, client, fetch_site, status
+) -> None:
+    path = PATHS[UNSUBSCRIBE].format(_swedish_links(app, client)[UNSUBSCRIBE]())
+    headers = {"Origin": "null"}
+    if fetch_site:
+        headers["Sec-Fetch-Site"] = fetch_site
+    response = client.post(path, data={"scope": "topic"}, headers=headers)
+    assert response.status_code == status
+
+
+def test_origin_null_is_never_ours_on_a_page_without_a_token(app, client) -> None:
+    # No token to prove anything: a "null" origin without fetch metadata is refused.
+    before = count_rows(app)
+    data = {"form_id": "hosted", "consent": "on", "topics": "newsletter", "email": "n@example.se"}
+    assert client.post("/subscribe", data=data, headers={"Origin": "null"}).status_code == 403
+    assert count_rows(app) == before
