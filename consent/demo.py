@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -10,9 +9,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from consent import services
-from consent.evidence import Evidence
+from consent.evidence import Evidence, form_wording, shown_version
 from consent.ledger import record
 from consent.models import ALL, Basis, EventKind, InterestKind
+from consent.policies import wording_hash
+from consent.topics import HOSTED_FORM_ID, current_policy
 from crm.models import Contact
 from crm.services import CompanyInput
 from extensions import db
@@ -23,7 +24,8 @@ from kernel.timestamps import utcnow
 
 DEMO_ACTOR = Actor(kind="cli", name="demo")
 DEMO_PASSWORD = "demo-password-1"
-WORDING = "Yes, send me the newsletter. I can unsubscribe at any time."
+# The example form on another site, registered in consent/default_policy.toml.
+DEMO_FORM_ID = "website-footer"
 
 
 @dataclass
@@ -34,15 +36,24 @@ class DemoSummary:
 
 
 def _consent(topic: str) -> services.BasisInput:
+    """A consent given on the example form registered in the policy file, with
+    the evidence that form's post would have recorded (in Swedish, as the demo
+    contacts are)."""
+    policy = current_policy()
+    # A policy file of one's own may not have the example form; every one has the hosted.
+    form = policy.forms.get(DEMO_FORM_ID) or policy.form(HOSTED_FORM_ID)
+    version = shown_version(form)
     return services.BasisInput(
         type=Basis.CONSENT,
         source="demo-form",
         topics=(topic,),
         obtained_at=utcnow() - timedelta(days=30),
         evidence=Evidence(
-            policy_version="1.0",
-            wording_hash=hashlib.sha256(WORDING.encode()).hexdigest(),
-            form_id="website-footer",
+            policy_version=version,
+            wording_hash=wording_hash(form_wording(form, "sv", (topic,), version)),
+            form_id=form.id,
+            language="sv",
+            page_url="https://www.example.se/",
             ip_address="192.0.2.10",
         ),
     )

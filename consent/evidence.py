@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from consent.policies import current_version_label, wording_hash
-from consent.topics import MarketingPolicy, check_topics, current_policy
+from consent.policies import check_consent_version, current_version_label, wording_hash
+from consent.topics import SignupForm, current_policy
 from kernel.errors import InvalidInput
-
-HOSTED_FORM_ID = "hosted"
 
 
 @dataclass(frozen=True)
@@ -31,69 +29,58 @@ class Evidence:
     language: str | None = None
 
 
-_HOSTED_WORDING = {
-    "en": (
-        "Yes, send me {topics} by email. I can unsubscribe at any time with the link in "
-        "every email. We handle your data as our privacy policy (version {version}) describes."
-    ),
-    "sv": (
-        "Ja, skicka {topics} till mig via e-post. Jag kan avsluta när som helst med länken i "
-        "varje utskick. Vi hanterar dina uppgifter enligt vår integritetspolicy (version {version})."
-    ),
-}
+# How the labels of several topics are joined in a sentence, per language.
+_LAST_JOINER = {"en": " and ", "sv": " och "}
 
 
-def hosted_wording(language: str, topic_keys: Sequence[str], policy: MarketingPolicy) -> str:
-    """The exact consent sentence the hosted form shows; its hash is the evidence (R23)."""
-    lang = language if language in _HOSTED_WORDING else "en"
+def form_wording(form: SignupForm, language: str, topic_keys: Sequence[str], version: str) -> str:
+    """The exact consent sentence ``form`` shows in ``language`` for ``topic_keys``
+    under policy ``version``: its registered wording with ``{topics}`` and
+    ``{version}`` filled in. Its hash is the evidence (R23)."""
+    lang = form.language_for(language)
+    policy = current_policy()
     labels = [policy.topic(t).label(lang).lower() for t in topic_keys]
-    joiner = " och " if lang == "sv" else " and "
+    joiner = _LAST_JOINER.get(lang, ", ")
     topics = ", ".join(labels[:-1]) + joiner + labels[-1] if len(labels) > 1 else labels[0]
-    return _HOSTED_WORDING[lang].format(topics=topics, version=policy.version)
+    return form.wording[lang].format(topics=topics, version=version)
+
+
+def shown_version(form: SignupForm) -> str:
+    """The privacy-policy version ``form`` names: its own, or the current one."""
+    return form.policy_version or current_version_label()
 
 
 def signup_evidence(
     visit: Evidence,
     *,
-    form_id: str | None,
+    form: SignupForm,
     topics: Sequence[str],
     consent_ticked: bool,
-    wording: str | None,
-    wording_sha256: str | None,
-    policy_version: str | None,
     page_url: str | None,
 ) -> Evidence:
     """The evidence of a signup form's post: ``visit`` (address, browser,
-    language) completed with what the form showed.
+    language) completed with what the registered ``form`` showed.
 
-    For our own hosted form we know exactly what it showed, whatever was
-    posted: the box must be ticked and the wording is rebuilt from the topics.
-    Another site's form must send the wording it showed or its SHA-256; a
-    consent without it could not be proven.
+    Everything about the form comes from the registry (the policy file), never
+    from the post: a page that copies a form's fields cannot borrow its
+    wording, and no post can name the wording or version it would like
+    recorded. Only the page the form sat on is the post's word (and the caller
+    has already checked that it lies on the origin that posted).
     """
-    language = visit.language or "en"
-    if form_id == HOSTED_FORM_ID:
-        if not consent_ticked:
-            raise InvalidInput("Tick the box to subscribe.", fields={"consent": ["Required."]})
-        shown = hosted_wording(language, check_topics(topics), current_policy())
-        return replace(
-            visit,
-            form_id=HOSTED_FORM_ID,
-            page_url=page_url,
-            policy_version=current_version_label(),
-            wording_hash=wording_hash(shown),
-        )
-    digest = wording_hash(wording) if wording else wording_sha256
-    if not digest:
-        raise InvalidInput(
-            "Send the consent wording the form showed (wording) or its SHA-256 (wording_hash).",
-            code="missing_evidence",
-            fields={"wording": ["Required."]},
-        )
+    language = form.language_for(visit.language)
+    asked = form.check_topics(topics)
+    if form.is_hosted and not consent_ticked:
+        # Our own page has the box and the browser requires it; without it the
+        # post did not come from the page whose sentence we would record.
+        raise InvalidInput("Tick the box to subscribe.", fields={"consent": ["Required."]})
+    version = shown_version(form)
+    # R23: once versions are published, a form naming another one proves nothing.
+    check_consent_version(version)
     return replace(
         visit,
-        form_id=form_id or "external",
+        language=language,
+        form_id=form.id,
         page_url=page_url,
-        policy_version=policy_version or current_version_label(),
-        wording_hash=digest,
+        policy_version=version,
+        wording_hash=wording_hash(form_wording(form, language, asked, version)),
     )

@@ -59,6 +59,9 @@ class SignupOutcome:
     contact: Contact
     request: SubscriptionRequest | None
     confirmed_at_once: list[str] = field(default_factory=list)
+    # The consents this post recorded at once (R8); the caller must tell the
+    # person about them, with a way to undo them (``undo_signup``).
+    recorded_at_once: list[ConsentEvent] = field(default_factory=list)
 
 
 def _decisions(contact: Contact, topic_keys: Sequence[str], at: datetime) -> dict[str, Decision]:
@@ -84,8 +87,13 @@ def request_subscription(signup: Signup, evidence: Evidence, at: datetime) -> Si
     nothing yet proves that the form was filled in by the address's owner.
     Topics go through double opt-in unless the person ticked the checkbox,
     the country does not demand it and the topic is not one that always does
-    (R8). A person who unsubscribed or objected always goes through it: only
-    their own confirmation may undo their "no". Does not commit.
+    (R8). The country is the contact's stored one: anyone can post a form, so
+    a posted country only stands in where none is stored (for this decision;
+    the contact keeps its empty country, which also decides legitimate
+    interest, X19). A person who unsubscribed or objected always goes through
+    it: only their own confirmation may undo their "no". A consent recorded
+    at once is in ``recorded_at_once``: the caller emails the person about it
+    with a link that undoes it. Does not commit.
 
     A restricted contact (GDPR art. 18) is left as it is: nothing recorded, no
     request (so no email), and the caller answers as it always does, since
@@ -114,16 +122,18 @@ def request_subscription(signup: Signup, evidence: Evidence, at: datetime) -> Si
                 note="Address is on the suppression list; only its own confirmation lifts it.",
             )
     decisions = _decisions(contact, topics, at)
+    deciding_country = contact.country or country
     at_once = [
         key
         for key in topics
         if signup.checkbox_ticked
-        and not policy.requires_double_opt_in_for(key, country or contact.country)
+        and not policy.requires_double_opt_in_for(key, deciding_country)
         and decisions[key].reason not in _NEEDS_THE_PERSON
     ]
+    recorded: list[ConsentEvent] = []
     for key in at_once:
         if decisions[key].reason is not Reason.CONSENT:
-            record(
+            event = record(
                 contact,
                 EventKind.CONFIRMED,
                 actor=PERSON,
@@ -135,9 +145,59 @@ def request_subscription(signup: Signup, evidence: Evidence, at: datetime) -> Si
                 evidence=evidence,
                 source_ref=evidence.form_id,
             )
+            recorded.append(event)
     rest = [key for key in topics if key not in at_once]
     request = request_topics(contact, rest, "form", evidence, at) if rest else None
-    return SignupOutcome(contact=contact, request=request, confirmed_at_once=at_once)
+    return SignupOutcome(
+        contact=contact, request=request, confirmed_at_once=at_once, recorded_at_once=recorded
+    )
+
+
+def undoable_topics(contact: Contact, event_ids: Sequence[int], *, lock: bool = False) -> list[str]:
+    """The topics whose standing consent is still one of ``event_ids`` (consents a
+    form recorded at once). A consent given since, by any way, is another one."""
+    if not event_ids:
+        return []
+    query = (
+        sa.select(PermissionState)
+        .where(
+            PermissionState.contact_id == contact.id,
+            PermissionState.channel == EMAIL,
+            PermissionState.consent_event_id.in_(list(event_ids)),
+            PermissionState.consent_since.is_not(None),
+        )
+        .order_by(PermissionState.topic)
+    )
+    return [row.topic for row in db.session.scalars(query.with_for_update() if lock else query)]
+
+
+def undo_signup(
+    contact: Contact, event_ids: Sequence[int], evidence: Evidence, at: datetime
+) -> list[str]:
+    """The person pressed "Undo" behind the link in the notice of a signup that a
+    form recorded as consent at once (R8): each of those consents still standing
+    is withdrawn, by the person, from the emailed link (R9). Returns the topics.
+
+    The link proves the address, so this is the owner's own "no": a later form
+    cannot open the topic at once again, only their confirmation can.
+    Repeating it records nothing. Does not commit.
+    """
+    topics = undoable_topics(contact, event_ids, lock=True)
+    for key in topics:
+        record(
+            contact,
+            EventKind.WITHDRAWN,
+            actor=PERSON,
+            source="email_link",
+            at=at,
+            topic=key,
+            channel=EMAIL,
+            basis=Basis.CONSENT.value,
+            evidence=evidence,
+            source_ref="signup_notice",
+            note="Undone through the link in the email that told of the signup.",
+        )
+    return topics
 
 
 def request_topics(

@@ -23,6 +23,8 @@ class Purpose(enum.StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     PREFERENCES = "preferences"
     VERIFY_ADDRESS = "verify-address"
+    # Undoes a consent a form recorded at once (R8), from the email that tells of it.
+    UNDO_SIGNUP = "undo-signup"
 
 
 # How long a link works. Unsubscribe links must work for at least 60 days
@@ -32,6 +34,9 @@ MAX_AGE: dict[Purpose, timedelta] = {
     Purpose.UNSUBSCRIBE: timedelta(days=180),
     Purpose.PREFERENCES: timedelta(days=180),
     Purpose.VERIFY_ADDRESS: timedelta(days=2),
+    # As long as an unsubscribe link: the notice may be the person's only record
+    # of a subscription they never asked for.
+    Purpose.UNDO_SIGNUP: timedelta(days=180),
 }
 
 # An expired confirmation link may still ask for a fresh email for this long.
@@ -49,10 +54,18 @@ class LinkExpired(LinkInvalid):
 
     code = "expired_link"
 
-    def __init__(self, message: str, payload: dict[str, Any], issued_at: datetime | None):
+    def __init__(
+        self,
+        message: str,
+        payload: dict[str, Any],
+        issued_at: datetime | None,
+        purpose: Purpose | None = None,
+    ):
         super().__init__(message)
         self.payload = payload
         self.issued_at = issued_at
+        # Whose link it was can still be read (for the page's language).
+        self.purpose = purpose
 
 
 def _signer_issued_at(moment: datetime) -> type[TimestampSigner]:
@@ -90,6 +103,7 @@ def read_token(purpose: Purpose, token: str, *, max_age: timedelta | None = None
             "This link has expired.",
             payload=payload if isinstance(payload, dict) else {},
             issued_at=exc.date_signed,
+            purpose=purpose,
         ) from None
     except BadSignature:
         raise LinkInvalid("This link is not valid. It may be incomplete or changed.") from None

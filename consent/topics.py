@@ -1,16 +1,31 @@
-"""Topics, channels and the country rules, read from the policy file (TOML)."""
+"""Topics, channels, the country rules and the signup forms, read from the policy file (TOML)."""
 
 from __future__ import annotations
 
+import functools
+import re
+import string
+import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import current_app
 
 from consent.models import Basis
+from kernel.countries import normalise_language
 from kernel.errors import InvalidInput
+
+# The form this service shows itself at GET /subscribe (docs/mail-flows.md).
+HOSTED_FORM_ID = "hosted"
+# A policy file without [forms.hosted] gets this file's: the hosted page keeps working.
+_DEFAULT_POLICY_FILE = Path(__file__).with_name("default_policy.toml")
+_FORM_KEYS = frozenset({"origins", "topics", "languages", "wording", "policy_version"})
+_FORM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_PLACEHOLDERS = frozenset({"topics", "version"})
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,8 @@ class MarketingPolicy:
     customer_grace: timedelta
     # Topics a form checkbox never opens without double opt-in, whatever the country.
     always_double_opt_in_topics: frozenset[str] = frozenset({"newsletter"})
+    # The registered signup forms by id ([forms.<id>]); a post naming another is refused.
+    forms: Mapping[str, SignupForm] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> MarketingPolicy:
@@ -50,6 +67,7 @@ class MarketingPolicy:
                 for key, spec in data["topics"].items()
             }
             interest = data.get("legitimate_interest", {})
+            forms = _parse_forms(data.get("forms", {}), topics)
             return cls(
                 version=str(data.get("policy_version", "1.0")),
                 topics=topics,
@@ -64,6 +82,7 @@ class MarketingPolicy:
                 always_double_opt_in_topics=frozenset(
                     data.get("double_opt_in", {}).get("always_topics", ["newsletter"])
                 ),
+                forms=forms,
             )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise RuntimeError(f"The policy file is malformed: {exc!r}") from exc
@@ -77,6 +96,16 @@ class MarketingPolicy:
                 code="unknown_topic",
                 fields={"topic": ["Unknown topic."]},
             ) from None
+
+    def form(self, form_id: str | None) -> SignupForm:
+        """The registered form ``form_id`` names; ``UnknownForm`` for any other."""
+        found = self.forms.get(form_id or "")
+        if found is None:
+            raise UnknownForm(
+                "This form is not registered with the service; nothing was recorded.",
+                fields={"form_id": ["Not a registered form."]},
+            )
+        return found
 
     def check_channel(self, channel: str) -> str:
         if channel not in self.channels:
@@ -111,3 +140,124 @@ def check_topics(topic_keys: Sequence[str]) -> tuple[str, ...]:
         if Basis.CONSENT not in policy.topic(key).bases:
             raise InvalidInput(f"Topic {key!r} does not take consent.", code="basis_not_admitted")
     return tuple(dict.fromkeys(topic_keys))
+
+
+class UnknownForm(InvalidInput):
+    """A post names no registered form (``[forms.<id>]``), so nothing proves what it showed."""
+
+    code = "unknown_form"
+
+
+@dataclass(frozen=True)
+class SignupForm:
+    """A signup form registered in the policy file (``[forms.<id>]``).
+
+    The registry, not the post, says what a form showed: its exact wording per
+    language and the privacy-policy version it names, so the evidence of a
+    consent is the server's record of the form (R23). It also says which sites
+    may post it, so that a copy of its fields on another page is refused.
+    """
+
+    id: str
+    # The topics it may ask for (a post may name fewer, never others).
+    topics: tuple[str, ...]
+    # Language -> the exact consent sentence; may hold {topics} and {version}.
+    wording: Mapping[str, str]
+    # The languages it exists in; the first is used when a post names another.
+    languages: tuple[str, ...]
+    # Origins whose pages may post it; None: SIGNUP_ALLOWED_ORIGINS (the hosted
+    # form: this service's own origin only, whatever is configured).
+    origins: frozenset[str] | None
+    # The version the form names; None: the current one (consent.policies).
+    policy_version: str | None = None
+
+    @property
+    def is_hosted(self) -> bool:
+        return self.id == HOSTED_FORM_ID
+
+    def language_for(self, requested: str | None) -> str:
+        """The form's language for a post that asks for ``requested``."""
+        code = (requested or "").strip().lower()
+        return code if code in self.languages else self.languages[0]
+
+    def check_topics(self, topic_keys: Sequence[str]) -> tuple[str, ...]:
+        """The topics a post asks for, each once, in order: at least one, and never
+        one the form does not offer (its wording did not ask for it)."""
+        if not topic_keys:
+            raise InvalidInput("Choose at least one topic.", fields={"topics": ["Required."]})
+        wanted = tuple(dict.fromkeys(topic_keys))
+        others = [key for key in wanted if key not in self.topics]
+        if others:
+            raise InvalidInput(
+                f"The form {self.id!r} does not ask for {', '.join(others)}.",
+                code="topic_not_on_form",
+                fields={"topics": ["Not offered by this form."]},
+            )
+        return wanted
+
+
+def _origin(value: Any) -> str:
+    if value == "*":
+        return value
+    parts = urlsplit(str(value).strip().rstrip("/").lower())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+        raise ValueError(f"an origin is scheme://host[:port], not {value!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+@functools.cache
+def _default_hosted_form() -> Mapping[str, Any]:
+    with _DEFAULT_POLICY_FILE.open("rb") as handle:
+        spec: Mapping[str, Any] = tomllib.load(handle)["forms"][HOSTED_FORM_ID]
+    # Its topics are the default file's; a policy with other topics offers its own.
+    return {key: value for key, value in spec.items() if key != "topics"}
+
+
+def _parse_forms(data: Mapping[str, Any], topics: Mapping[str, Topic]) -> dict[str, SignupForm]:
+    specs = dict(data)
+    specs.setdefault(HOSTED_FORM_ID, _default_hosted_form())
+    return {form_id: _parse_form(form_id, spec, topics) for form_id, spec in specs.items()}
+
+
+def _parse_form(form_id: str, spec: Mapping[str, Any], topics: Mapping[str, Topic]) -> SignupForm:
+    """One ``[forms.<id>]``; a mistake stops the service at start with the key."""
+    where = f"[forms.{form_id}]"
+    if not _FORM_ID.match(form_id):
+        raise ValueError(f"{where}: a form id is letters, digits, '-', '_' or '.'")
+    unknown = set(spec) - _FORM_KEYS
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+    consent_topics = tuple(k for k, t in topics.items() if Basis.CONSENT in t.bases)
+    hosted = form_id == HOSTED_FORM_ID
+    asked = tuple(spec["topics"]) if "topics" in spec or not hosted else consent_topics
+    for key in asked:
+        if key not in consent_topics:
+            raise ValueError(f"{where} topics: {key!r} is not a topic that takes consent")
+    if not asked:
+        raise ValueError(f"{where} topics: at least one")
+    try:
+        wording = {normalise_language(lang): str(text) for lang, text in spec["wording"].items()}
+        languages = tuple(normalise_language(lang) for lang in spec.get("languages", wording))
+    except InvalidInput as exc:
+        raise ValueError(f"{where}: {exc.message}") from None
+    if not languages or any(not wording.get(lang, "").strip() for lang in languages):
+        raise ValueError(f"{where} wording: the exact text for each of {list(languages)}")
+    for lang, text in wording.items():
+        named = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+        if named - _PLACEHOLDERS:
+            raise ValueError(
+                f"{where} wording.{lang}: only {{topics}} and {{version}} are filled in "
+                f"(write {{{{ and }}}} for a brace), not {sorted(named - _PLACEHOLDERS)}"
+            )
+    if hosted and "origins" in spec:
+        raise ValueError(f"{where} origins: the hosted form is posted from this service only")
+    origins = frozenset(_origin(o) for o in spec["origins"]) if "origins" in spec else None
+    version = spec.get("policy_version")
+    return SignupForm(
+        id=form_id,
+        topics=asked,
+        wording=wording,
+        languages=languages,
+        origins=origins,
+        policy_version=str(version) if version is not None else None,
+    )

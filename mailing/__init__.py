@@ -11,7 +11,8 @@ def _settings() -> dict[str, object]:
     """This package's settings from the environment (README, Configuration)."""
     env = os.environ
     return {
-        # Sites whose forms may post to POST /subscribe (scheme://host[:port]; "*" for any).
+        # Sites that may post the registered forms that list no `origins` of their
+        # own (scheme://host[:port]; "*" for any); never the hosted form.
         "SIGNUP_ALLOWED_ORIGINS": [
             o.strip().rstrip("/").lower()
             for o in env.get("SIGNUP_ALLOWED_ORIGINS", "").split(",")
@@ -46,7 +47,16 @@ def _settings() -> dict[str, object]:
         "OUTBOX_SWEEP_GRACE_S": float(env.get("OUTBOX_SWEEP_GRACE_S", "60")),
         # R24: a major privacy-policy version is mailed to every registered address.
         "POLICY_NOTICE_ON_MAJOR": env.get("POLICY_NOTICE_ON_MAJOR", "1") == "1",
+        # The name public pages and notices give the sender; empty: MAIL_FROM's name.
+        "BRAND_NAME": env.get("BRAND_NAME", "").strip(),
     }
+
+
+def _name_in(mail_from: str) -> str:
+    """The display name of an address header, e.g. "Acme" in ``Acme <no-reply@acme.se>``."""
+    from email.utils import parseaddr
+
+    return parseaddr(mail_from)[0].strip()
 
 
 def init_app(app: Flask) -> None:
@@ -54,6 +64,9 @@ def init_app(app: Flask) -> None:
 
     for key, value in _settings().items():
         app.config.setdefault(key, value)
+    if not app.config["BRAND_NAME"]:
+        # The person already knows us by the name our emails come from.
+        app.config["BRAND_NAME"] = _name_in(app.config["MAIL_FROM"]) or "Consent Service"
     public_pages.register(app)
     api.register(app)
     staff_pages.register(app)

@@ -1,4 +1,4 @@
-"""``flask outbox sweep|deliver`` and ``flask campaigns send|report``."""
+"""``flask outbox sweep|deliver``, ``flask campaigns send|report`` and ``flask forms list|snippet``."""
 
 from __future__ import annotations
 
@@ -63,6 +63,58 @@ def report_campaign(campaign_id: int) -> None:
         click.echo(f"  blocked {reason}: {count}")
 
 
+forms_group = AppGroup("forms", help="The signup forms registered in the policy file.")
+
+
+@forms_group.command("list")
+def list_forms() -> None:
+    """Every registered form: its topics, languages and where it may be posted from."""
+    from flask import current_app
+
+    from consent.topics import current_policy
+
+    for form in current_policy().forms.values():
+        if form.is_hosted:
+            where = "this service only"
+        elif form.origins is None:
+            allowed = current_app.config["SIGNUP_ALLOWED_ORIGINS"]
+            where = f"SIGNUP_ALLOWED_ORIGINS ({', '.join(allowed) or 'none'})"
+        else:
+            where = ", ".join(sorted(form.origins)) or "this service only"
+        click.echo(
+            f"{form.id}: topics {', '.join(form.topics)}; languages {', '.join(form.languages)}; "
+            f"version {form.policy_version or 'current'}; posted from {where}"
+        )
+
+
+@forms_group.command("snippet")
+@click.argument("form_id")
+@click.option("--lang", "language", default=None, help="One of the form's languages.")
+def snippet(form_id: str, language: str | None) -> None:
+    """The HTML to paste on another site for a registered form, with its exact wording."""
+    from flask import render_template
+
+    from consent.evidence import form_wording, shown_version
+    from consent.topics import current_policy
+    from mailing.messages import brand_name, page_language
+    from mailing.texts import texts
+
+    form = current_policy().form(form_id)
+    lang = form.language_for(language)
+    click.echo(
+        render_template(
+            "public/snippet.html",
+            form=form,
+            lang=lang,
+            t=texts(page_language(lang)),
+            brand=brand_name(),
+            # The exact sentence whose hash a post of this form records.
+            wording=form_wording(form, lang, form.topics, shown_version(form)),
+        )
+    )
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(outbox)
     app.cli.add_command(campaigns_group)
+    app.cli.add_command(forms_group)

@@ -66,6 +66,15 @@ def preferences_url(contact_id: int) -> str:
     return _url("/preferences/" + make_token(Purpose.PREFERENCES, {"c": contact_id}))
 
 
+def undo_signup_url(contact_id: int, event_ids: list[int]) -> str:
+    return _url("/undo/" + make_token(Purpose.UNDO_SIGNUP, {"c": contact_id, "e": event_ids}))
+
+
+def brand_name() -> str:
+    """Who the person deals with, as pages and notices name it (``BRAND_NAME``)."""
+    return str(current_app.config.get("BRAND_NAME") or "")
+
+
 def privacy_verify_url(request_id: int) -> str:
     return _url("/privacy/verify/" + make_token(Purpose.VERIFY_ADDRESS, {"p": request_id}))
 
@@ -113,7 +122,12 @@ def _context(row: OutboxMessage, contact: Contact) -> dict[str, Any]:
     policy = current_policy()
     lang = page_language(row.language)
     params = row.params or {}
-    context: dict[str, Any] = {"lang": lang, "name": shown_name(row, contact), "params": params}
+    context: dict[str, Any] = {
+        "lang": lang,
+        "name": shown_name(row, contact),
+        "params": params,
+        "brand": brand_name(),
+    }
     if row.template == "confirm":
         request = get_request(int(params["request_id"]))
         context["topics"] = [policy.topic(t).label(lang) for t in request.topic_keys]
@@ -124,6 +138,12 @@ def _context(row: OutboxMessage, contact: Contact) -> dict[str, Any]:
     if row.template == "privacy_verify":
         context["verify_url"] = privacy_verify_url(int(params["request_id"]))
         context["is_erasure"] = params.get("kind") == "erasure"
+    if row.template == "subscribed":
+        # R8: a form's ticked box was taken as consent at once; the person hears
+        # of it straight away and can undo it with one button.
+        context["topics"] = [policy.topic(t).label(lang) for t in params.get("topics", [])]
+        context["undo_url"] = undo_signup_url(contact.id, list(params.get("events", [])))
+        context["preferences_url"] = preferences_url(contact.id)
     if row.template == "welcome":
         context["topics"] = [policy.topic(t).label(lang) for t in params.get("topics", [])]
     if row.template == "campaign":

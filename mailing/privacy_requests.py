@@ -3,7 +3,6 @@ the address before anything is done (docs/rules.md R20, R21)."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,8 +22,6 @@ from kernel.timestamps import utcnow
 from mailing import messages
 from mailing.models import MailKind, OutboxMessage
 from mailing.outbox import EMAIL_INTERVAL, hand_over, mailbox_may_receive, queue_email
-
-log = logging.getLogger(__name__)
 
 # The actor behind ``request_privacy`` (declared in mailing.tasks).
 PRIVACY_REQUEST_JOB = "open_privacy_request"
@@ -97,6 +94,16 @@ def read_privacy_link(token: str) -> PrivacyLink:
         raise LinkInvalid("This link no longer works.") from None
     contact = crm.get_contact(request.contact_id)
     return PrivacyLink(request=request, language=messages.page_language(contact.language))
+
+
+def language_behind(payload: dict[str, Any]) -> str | None:
+    """The language of the person behind a genuine (if expired) verification link."""
+    try:
+        request = rights.get_privacy_request(int(payload["p"]))
+        contact = crm.get_contact(request.contact_id)
+    except (KeyError, TypeError, ValueError, NotFound):
+        return None
+    return messages.page_language(contact.language)
 
 
 def verify_privacy(token: str, at: datetime | None = None) -> PrivacyLink:

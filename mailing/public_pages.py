@@ -1,10 +1,17 @@
-"""Public pages: signup, confirmation, unsubscribe, one-click, preference centre.
+"""Public pages: signup, confirmation, unsubscribe, one-click, preference centre,
+the undo of a signup, privacy requests.
 
 None of them uses a session or a CSRF token: a signup form lives on other
 sites, and the links are opened from mail clients. Posts from a browser must
-come from our own origin, or (signup only) from a configured one; a signed
-token in the URL is the proof that the person received our email. GET and
-HEAD never change anything, so mail scanners that fetch every link are harmless.
+come from our own origin, or (signup only) from an origin registered for the
+form they name; a signed token in the URL is the proof that the person
+received our email. GET and HEAD never change anything, so mail scanners that
+fetch every link are harmless. A page with a token in its URL keeps it to
+itself: no Referer leaves it and no other site may frame it.
+
+A refusal a person can meet (a form posted from elsewhere, a form we do not
+know, too many attempts, a link that ran out) is a page in their language:
+the form's, or the contact's behind a link.
 """
 
 from __future__ import annotations
@@ -24,20 +31,22 @@ from flask import (
     jsonify,
     render_template,
     request,
+    url_for,
 )
 from flask_limiter.util import get_remote_address
 from marshmallow import ValidationError
+from werkzeug.exceptions import TooManyRequests
 
-from consent.evidence import HOSTED_FORM_ID, Evidence, hosted_wording, signup_evidence
+from consent.evidence import Evidence, form_wording, shown_version, signup_evidence
 from consent.policies import current_version_label
 from consent.subscriptions import Scope, Signup
 from consent.tokens import LinkExpired, LinkInvalid, Purpose
-from consent.topics import current_policy
-from extensions import csrf, limiter
+from consent.topics import HOSTED_FORM_ID, SignupForm, UnknownForm, current_policy
+from extensions import csrf, db, limiter
 from kernel.addresses import domain_of, keyed_hash, mailbox_of, normalise_email
 from kernel.errors import InvalidInput, NotPermitted
 from mailing import privacy_requests, subscription_flows
-from mailing.messages import page_language, read_message
+from mailing.messages import brand_name, page_language, preferences_url, read_message
 from mailing.schemas import AddressSchema, PrivacyRequestSchema, SignupSchema
 from mailing.texts import texts
 from mailing.transport import mail_folder
@@ -55,28 +64,66 @@ def _origin(url: str | None) -> str | None:
     return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else None
 
 
-def _allowed_origins(*, other_sites: bool) -> set[str | None]:
-    allowed = {_origin(current_app.config["PUBLIC_BASE_URL"]), _origin(request.host_url)}
-    if other_sites:
-        allowed |= set(current_app.config["SIGNUP_ALLOWED_ORIGINS"])
+def _own_origins() -> set[str | None]:
+    return {_origin(current_app.config["PUBLIC_BASE_URL"]), _origin(request.host_url)}
+
+
+def _form_origins(form: SignupForm) -> set[str | None]:
+    """Where ``form`` may be posted from: our own origin, and for a form on other
+    sites the origins registered for it (``[forms.<id>] origins``), or, when it
+    lists none, ``SIGNUP_ALLOWED_ORIGINS``. The hosted form: our own only, so
+    that a copy of its fields elsewhere cannot borrow its wording."""
+    allowed = _own_origins()
+    if not form.is_hosted:
+        listed = form.origins
+        allowed |= set(current_app.config["SIGNUP_ALLOWED_ORIGINS"] if listed is None else listed)
     return allowed
 
 
-def _check_origin(*, other_sites: bool = False) -> None:
-    """A browser tells us which page posted; refuse pages that are not ours.
+class OriginRefused(NotPermitted):
+    """A browser posted from a page that is not allowed to post here."""
 
-    Posts without Origin or Referer (a server, curl) are let through: they
-    carry no cookies we would trust anyway.
+    code = "origin_not_allowed"
+
+
+def _posting_origin() -> str | None:
+    """The origin of the page that posted, as the browser says (Origin, else Referer).
+
+    A browser writes ``Origin: null`` for a sandboxed frame or a data: URL,
+    never an allowed page, but also for a post from a page that sends no
+    Referer, as our pages behind a token do (``_keep_the_token_to_this_page``).
+    ``Sec-Fetch-Site``, which no page can set, still tells our own page apart:
+    ``same-origin`` is us. A browser too old to send it gets the benefit of the
+    doubt on a page behind a token only, where the signed link, not the
+    origin, is the proof that the person received our email.
     """
     sent = request.headers.get("Origin")
-    origin = sent.lower() if sent and sent != "null" else _origin(request.referrer)
     if sent == "null":
-        origin = "null"
+        site = request.headers.get("Sec-Fetch-Site")
+        if site == "same-origin":
+            return _origin(request.host_url)
+        if site is None and "token" in (request.view_args or {}):
+            return None  # as a post without Origin: the token decides
+        return "null"
+    return sent.rstrip("/").lower() if sent else _origin(request.referrer)
+
+
+def _check_origin(lang: str, allowed: set[str | None] | None = None) -> str | None:
+    """A browser tells us which page posted; refuse pages that are not ours (or,
+    for a signup, not registered for the form). Returns the posting origin.
+
+    Posts without Origin or Referer (a server, curl) are let through: they
+    carry no cookies we would trust anyway, and nothing a browser page could
+    make a visitor send.
+    """
+    origin = _posting_origin()
     if origin is None:
-        return
-    allowed = _allowed_origins(other_sites=other_sites)
+        return None
+    allowed = _own_origins() if allowed is None else allowed
     if origin not in allowed and "*" not in allowed:
-        raise NotPermitted("Forms from this site may not post here.", code="origin_not_allowed")
+        g.page_lang = lang
+        raise OriginRefused("Forms from this site may not post here.")
+    return origin
 
 
 def _form_data() -> dict[str, Any]:
@@ -137,16 +184,119 @@ def _page(template: str, lang: str, status: int = 200, **context: Any) -> Any:
     return render_template(template, lang=lang, t=texts(lang), **context), status
 
 
+@bp.context_processor
+def _brand() -> dict[str, str]:
+    return {"brand": brand_name()}
+
+
+# Refusals, as a person reads them -------------------------------------------------------
+
+
+def _asked_language() -> str:
+    """The language of this request's pages when a refusal comes before the view
+    knew better (a rate limit): the registered form's for a signup, else the
+    post's ``language``, the page's ``?lang`` or the browser's."""
+    known = g.get("page_lang")
+    if known:
+        return str(known)
+    try:
+        data = _form_data()
+    except InvalidInput:
+        data = {}
+    posted = _string(data.get("language")) or request.args.get("lang")
+    if request.endpoint == "public.subscribe":
+        form = current_policy().forms.get(_string(data.get("form_id")) or "")
+        if form is not None:
+            return page_language(form.language_for(posted))
+    return page_language(posted or _browser_language())
+
+
+def _string(value: Any) -> str | None:
+    """A posted field that must be text (a JSON body may hold anything)."""
+    return value if isinstance(value, str) and value else None
+
+
+def _problem(status: int, code: str, kind: str, *, hint: bool = False) -> Any:
+    """A refusal in the asked language: a page for a person, JSON for a script."""
+    db.session.rollback()
+    lang = _asked_language()
+    t = texts(lang)
+    brand = brand_name()
+    title, text = t[f"{kind}_title"], t[f"{kind}_text"].format(brand=brand)
+    if request.is_json or request.accept_mimetypes.best == "application/json":
+        return jsonify(error={"code": code, "message": f"{title}. {text}"}), status
+    hint_url = url_for("public.subscribe", lang=lang) if hint else None
+    return _page(
+        "public/problem.html",
+        lang,
+        status,
+        title=title,
+        text=text,
+        hint=t["sign_up_here"],
+        hint_url=hint_url,
+    )
+
+
+@bp.errorhandler(OriginRefused)
+def _origin_refused(exc: OriginRefused) -> Any:
+    return _problem(403, exc.code, "origin", hint=request.endpoint == "public.subscribe")
+
+
+@bp.errorhandler(UnknownForm)
+def _unknown_form(exc: UnknownForm) -> Any:
+    return _problem(422, exc.code, "unknown_form", hint=True)
+
+
+@bp.errorhandler(TooManyRequests)
+def _rate_limited(exc: TooManyRequests) -> Any:
+    body, status = _problem(429, "rate_limited", "rate_limited")
+    response = current_app.make_response((body, status))
+    # Keep what the limiter says about itself (Retry-After, X-RateLimit-*).
+    for name, value in exc.get_headers():
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers[name] = value
+    return response
+
+
+def _language_behind(exc: LinkExpired) -> str | None:
+    if exc.purpose is Purpose.VERIFY_ADDRESS:
+        return privacy_requests.language_behind(exc.payload)
+    if exc.purpose is not None:
+        return subscription_flows.language_behind(exc.purpose, exc.payload)
+    return None
+
+
 @bp.errorhandler(LinkInvalid)
 def _link_problem(exc: LinkInvalid) -> Any:
-    from extensions import db
-
     db.session.rollback()
-    lang = _browser_language()
+    # A genuine link that ran out still says whose it was: speak their language.
+    # A tampered one names nobody: the browser's.
+    lang = (_language_behind(exc) if isinstance(exc, LinkExpired) else None) or (
+        _browser_language()
+    )
     if isinstance(exc, LinkExpired) and request.endpoint == "public.confirm":
         token = (request.view_args or {}).get("token", "")
         return _page("public/link_expired.html", lang, 410, token=token)
     return _page("public/link_invalid.html", lang, 400)
+
+
+@bp.after_request
+def _keep_the_token_to_this_page(response: Any) -> Any:
+    """A page whose URL holds a signed token (confirm, unsubscribe, preferences,
+    privacy verification, undo) must not hand it on: no Referer to the sites it
+    links to, and no framing by another site (clickjacking the button that
+    confirms, unsubscribes or undoes)."""
+    if "token" in (request.view_args or {}):
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Frame-Options"] = "DENY"
+        policy = response.headers.get("Content-Security-Policy")
+        ancestors = "frame-ancestors 'none'"
+        response.headers["Content-Security-Policy"] = (
+            f"{policy}; {ancestors}"
+            if policy and "frame-ancestors" not in policy
+            else policy or ancestors
+        )
+    return response
 
 
 # The limits of every public form that sends mail ---------------------------------------
@@ -248,11 +398,20 @@ def subscribe() -> Any:
     if request.method != "POST":  # GET and HEAD only read
         return _hosted_form()
     arrived = time.monotonic()
-    _check_origin(other_sites=True)
-    data = _load(SignupSchema(), _form_data())
-    lang = page_language(data["language"])
+    raw = _form_data()
+    # The form must be registered (R23): it, not the post, says what was shown.
+    form = current_policy().form(_string(raw.get("form_id")))
+    form_lang = form.language_for(_string(raw.get("language")))
+    lang = page_language(form_lang)
+    g.page_lang = lang
+    origin = _check_origin(lang, _form_origins(form))
+    data = _load(SignupSchema(), raw)
+    topics = form.check_topics(data["topics"])
     if not data["website"]:  # the honeypot is empty: a person
-        subscription_flows.subscribe(_signup(data, lang), _signup_evidence(data, lang))
+        subscription_flows.subscribe(
+            _signup(data, form_lang, topics),
+            _signup_evidence(data, form, form_lang, topics, origin),
+        )
     _answer_no_sooner_than(arrived + current_app.config["SIGNUP_MIN_SECONDS"])
     message = texts(lang)["inbox_text"]
     if request.is_json:
@@ -279,7 +438,10 @@ def _let_allowed_sites_read_the_answer(response: Any) -> Any:
     origin = request.headers.get("Origin", "").rstrip("/").lower()
     if request.endpoint != "public.subscribe" or not origin:
         return response
-    allowed = _allowed_origins(other_sites=True)
+    # A preflight names no form: any origin registered for one may read answers.
+    allowed = _own_origins().union(
+        *(_form_origins(form) for form in current_policy().forms.values())
+    )
     if origin in allowed or "*" in allowed:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = "POST"
@@ -290,22 +452,26 @@ def _let_allowed_sites_read_the_answer(response: Any) -> Any:
 
 
 def _hosted_form() -> Any:
-    from consent.topics import check_topics
-
-    lang = page_language(request.args.get("lang") or _browser_language())
-    topics = check_topics(
-        [t.strip() for t in request.args.get("topics", "newsletter").split(",") if t.strip()]
-    )
-    wording = hosted_wording(lang, topics, current_policy())
+    form = current_policy().form(HOSTED_FORM_ID)
+    lang = form.language_for(request.args.get("lang") or _browser_language())
+    asked = [t.strip() for t in request.args.get("topics", "").split(",") if t.strip()]
+    topics = form.check_topics(asked or form.topics)  # without ?topics=, all it offers
+    wording = form_wording(form, lang, topics, shown_version(form))
     return _page(
-        "public/subscribe.html", lang, topics=topics, wording=wording, form_id=HOSTED_FORM_ID
+        "public/subscribe.html",
+        page_language(lang),
+        topics=topics,
+        wording=wording,
+        form_id=form.id,
+        form_lang=lang,
+        page_url=request.url,
     )
 
 
-def _signup(data: dict[str, Any], lang: str) -> Signup:
+def _signup(data: dict[str, Any], lang: str, topics: tuple[str, ...]) -> Signup:
     return Signup(
         email=data["email"],
-        topics=tuple(data["topics"]),
+        topics=topics,
         language=lang,
         country=data["country"],
         name=data["name"],
@@ -314,17 +480,34 @@ def _signup(data: dict[str, Any], lang: str) -> Signup:
     )
 
 
-def _signup_evidence(data: dict[str, Any], lang: str) -> Evidence:
+def _signup_evidence(
+    data: dict[str, Any],
+    form: SignupForm,
+    lang: str,
+    topics: tuple[str, ...],
+    origin: str | None,
+) -> Evidence:
     return signup_evidence(
         _evidence(lang),
-        form_id=data["form_id"],
-        topics=data["topics"],
+        form=form,
+        topics=topics,
         consent_ticked=bool(data["consent"]),
-        wording=data["wording"],
-        wording_sha256=data["wording_hash"],
-        policy_version=data["policy_version"],
-        page_url=data["page_url"] or request.referrer,
+        page_url=_page_of_the_form(data["page_url"], origin),
     )
+
+
+def _page_of_the_form(posted: str | None, origin: str | None) -> str | None:
+    """The page the form sat on, for the evidence.
+
+    Across sites a browser sends only the origin as Referer, so the snippet
+    posts the page's address (``page_url``). It is the post's word, kept only
+    when it lies on the origin that posted: a page cannot speak for another
+    site's page. Failing that, the Referer, or the bare origin.
+    """
+    for url in (posted, request.referrer):
+        if url and _origin(url) is not None and origin in (None, _origin(url)):
+            return url[:500]
+    return origin
 
 
 # Confirm -------------------------------------------------------------------------------------
@@ -341,8 +524,8 @@ def confirm(token: str) -> Any:
             topics=pending.topics,
             already=pending.already_confirmed,
         )
-    _check_origin()
     pending = subscription_flows.read_confirmation(token)
+    _check_origin(pending.language)
     outcome = subscription_flows.confirm(
         token,
         _evidence(
@@ -363,7 +546,7 @@ def confirm(token: str) -> Any:
 @bp.post("/confirm/<token>/renew")
 @_sends_mail
 def renew_confirmation(token: str) -> Any:
-    _check_origin()
+    _check_origin(_browser_language())
     lang = subscription_flows.renew_confirmation(token)
     return _page("public/renewed.html", lang)
 
@@ -376,7 +559,7 @@ def unsubscribe(token: str) -> Any:
     holder = subscription_flows.read_unsubscribe_link(token)
     if request.method != "POST":  # GET and HEAD only read
         return _page("public/unsubscribe.html", holder.language, token=token, holder=holder)
-    _check_origin()
+    _check_origin(holder.language)
     try:
         scope = Scope(request.form.get("scope", Scope.TOPIC.value))
     except ValueError:
@@ -417,7 +600,7 @@ def unsubscribe_by_address() -> Any:
     lang = page_language(request.args.get("lang") or _browser_language())
     if request.method != "POST":  # GET and HEAD only read
         return _page("public/unsubscribe_address.html", lang)
-    _check_origin()
+    _check_origin(lang)
     data = _load(AddressSchema(), _form_data())
     if not data["website"]:
         subscription_flows.request_unsubscribe_link(data["email"])
@@ -433,7 +616,7 @@ def privacy_request() -> Any:
     lang = page_language(request.args.get("lang") or _browser_language())
     if request.method != "POST":  # GET and HEAD only read
         return _page("public/privacy_request.html", lang)
-    _check_origin()
+    _check_origin(lang)
     data = _load(PrivacyRequestSchema(), _form_data())
     if not data["website"]:
         privacy_requests.request_privacy(data["email"], data["kind"])
@@ -461,7 +644,7 @@ def preferences(token: str) -> Any:
     holder, prefs = subscription_flows.read_preferences(token)
     if request.method != "POST":  # GET and HEAD only read
         return _page("public/preferences.html", holder.language, token=token, prefs=prefs)
-    _check_origin()
+    _check_origin(holder.language)
     action = request.form.get("action", "save")
     scope = {"all": Scope.ALL, "object": Scope.OBJECT}.get(action)
     saved = subscription_flows.save_preferences(
@@ -480,6 +663,23 @@ def preferences(token: str) -> Any:
         off=label(saved.turned_off),
         on=label(saved.to_confirm),
     )
+
+
+# Undo a signup recorded at once (R8) --------------------------------------------------------
+
+
+@bp.route("/undo/<token>", methods=["GET", "POST"])
+def undo(token: str) -> Any:
+    """The link in the email that tells a person a form subscribed them at once:
+    GET shows what it would undo and a button; only the button's POST undoes."""
+    link = subscription_flows.read_undo_link(token)
+    lang = link.holder.language
+    preferences = preferences_url(link.holder.contact.id)
+    if request.method != "POST":  # GET and HEAD only read
+        return _page("public/undo.html", lang, token=token, link=link, preferences_url=preferences)
+    _check_origin(lang)
+    done = subscription_flows.undo_signup(token, _evidence(lang, page_url=_page_url()))
+    return _page("public/undone.html", lang, link=done, preferences_url=preferences)
 
 
 # Development: the mail folder ------------------------------------------------------------------------

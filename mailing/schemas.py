@@ -19,7 +19,13 @@ def _split(value: Any) -> list[str]:
 
 
 class SignupSchema(Schema):
-    """``POST /subscribe`` from the hosted form or any allowed site."""
+    """``POST /subscribe`` from a registered form (``[forms.<id>]`` in the policy file).
+
+    ``wording``, ``wording_hash`` and ``policy_version`` are no longer read: the
+    registered form says what it showed (R23), so what a post claims about its
+    own wording is dropped with the other unknown fields, and old snippets that
+    still send them keep working.
+    """
 
     class Meta:
         unknown = EXCLUDE
@@ -31,13 +37,9 @@ class SignupSchema(Schema):
     country = fields.String(load_default=None, validate=validate.Length(max=2))
     language = fields.String(load_default="en", validate=validate.Length(max=8))
     form_id = fields.String(load_default=None, validate=validate.Length(max=100))
-    page_url = fields.String(load_default=None, validate=validate.Length(max=500))
-    policy_version = fields.String(load_default=None, validate=validate.Length(max=40))
-    # The exact consent wording shown, or its SHA-256 (R23).
-    wording = fields.String(load_default=None, validate=validate.Length(max=5000))
-    wording_hash = fields.String(
-        load_default=None, validate=validate.Regexp(r"^[0-9a-f]{64}$", error="SHA-256 hex.")
-    )
+    # The page the form sat on (the snippet fills it in): browsers send only the
+    # origin as Referer across sites.
+    page_url = fields.String(load_default=None, validate=validate.Length(max=2000))
     # R8: the person ticked a marketing consent checkbox on the form.
     consent = fields.Boolean(load_default=False)
     # A field people never see: only robots fill it in.

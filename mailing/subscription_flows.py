@@ -8,7 +8,6 @@ change, and only then hands the row ids to the job queue.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 
 from consent import subscriptions
 from consent.evidence import Evidence
-from consent.models import ALL
+from consent.models import ALL, ConsentEvent
 from consent.subscriptions import (
     ConfirmOutcome,
     Scope,
@@ -39,8 +38,6 @@ from kernel.timestamps import utcnow
 from mailing import messages
 from mailing.models import MailKind, OutboxMessage
 from mailing.outbox import EMAIL_INTERVAL, hand_over, mailbox_may_receive, queue_email
-
-log = logging.getLogger(__name__)
 
 # The actor behind ``request_unsubscribe_link`` (declared in mailing.tasks).
 UNSUBSCRIBE_LINK_JOB = "send_unsubscribe_link"
@@ -79,7 +76,15 @@ def _queue_confirmation(
 
 def subscribe(signup: Signup, evidence: Evidence, at: datetime | None = None) -> None:
     """A signup form was posted (R7, R8). Returns nothing on purpose: the caller
-    must answer the same whether the address was known, subscribed or suppressed."""
+    must answer the same whether the address was known, subscribed or suppressed.
+
+    Anyone can post a form with anyone's address. So a consent the form was
+    allowed to record at once (R8) is told to the address's owner straight
+    away, in the same transaction, with a link that undoes it: the notice is
+    transactional (it goes whatever the decision) and is not held back by the
+    ten-minute rule, because each one reports a consent that was not there
+    before (a post that changes nothing sends nothing).
+    """
     now = at or utcnow()
 
     def work() -> tuple[int, list[int]]:
@@ -87,11 +92,28 @@ def subscribe(signup: Signup, evidence: Evidence, at: datetime | None = None) ->
         queued = (
             _queue_confirmation(outcome.contact, outcome.request, now) if outcome.request else None
         )
-        return outcome.contact.id, [queued.id] if queued else []
+        ids = [queued.id] if queued else []
+        if outcome.recorded_at_once:
+            ids.append(_queue_signup_notice(outcome.contact, outcome.recorded_at_once, now).id)
+        return outcome.contact.id, ids
 
     contact_id, outbox_ids = commit_retrying(work)
     hand_over(outbox_ids)
     _announce(contact_id, "requested")
+
+
+def _queue_signup_notice(
+    contact: Contact, events: Sequence[ConsentEvent], at: datetime
+) -> OutboxMessage:
+    """The email that tells the person a form subscribed them at once, with the undo link."""
+    return queue_email(
+        contact,
+        kind=MailKind.TRANSACTIONAL,
+        template="subscribed",
+        idempotency_key=f"subscribed:{events[0].id}",
+        params={"topics": [e.topic for e in events], "events": [e.id for e in events]},
+        at=at,
+    )
 
 
 def _request_id(token: str, *, allow_expired_for: timedelta | None = None) -> int:
@@ -331,3 +353,63 @@ def save_preferences(
     hand_over(outbox_ids)
     _announce(holder.contact.id, "preferences")
     return PreferencesSaved(holder=holder, turned_off=off, to_confirm=on, scope=scope)
+
+
+# Undoing a signup recorded at once (R8) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UndoLink:
+    """What the undo page shows: the topics the link can still undo."""
+
+    holder: LinkHolder
+    event_ids: tuple[int, ...]
+    topics: list[str]
+    topic_labels: list[str]
+
+
+def read_undo_link(token: str) -> UndoLink:
+    """The undo page (GET: reads only, so a mail scanner undoes nothing)."""
+    holder = _holder(Purpose.UNDO_SIGNUP, token)
+    payload = read_token(Purpose.UNDO_SIGNUP, token)
+    try:
+        event_ids = tuple(int(e) for e in payload["e"])
+    except (KeyError, TypeError, ValueError):
+        raise LinkInvalid("This link is not valid.") from None
+    topics = subscriptions.undoable_topics(holder.contact, event_ids)
+    policy = current_policy()
+    labels = [policy.topic(t).label(holder.language) for t in topics if t in policy.topics]
+    return UndoLink(holder=holder, event_ids=event_ids, topics=topics, topic_labels=labels)
+
+
+def undo_signup(token: str, evidence: Evidence, at: datetime | None = None) -> UndoLink:
+    """The button behind the link in the signup notice: withdraw, as the person,
+    the consents that signup recorded at once. Returns what was undone."""
+    now = at or utcnow()
+    link = read_undo_link(token)
+
+    def work() -> list[str]:
+        return subscriptions.undo_signup(link.holder.contact, link.event_ids, evidence, now)
+
+    undone = commit_retrying(work)
+    if undone:
+        _announce(link.holder.contact.id, "withdrawn")
+    policy = current_policy()
+    labels = [policy.topic(t).label(link.holder.language) for t in undone if t in policy.topics]
+    return UndoLink(link.holder, link.event_ids, undone, labels)
+
+
+def language_behind(purpose: Purpose, payload: dict[str, object]) -> str | None:
+    """The language of the contact a genuine (if expired) link speaks for, so that
+    its page talks to them in their own; None when the link names nobody we hold."""
+    try:
+        if purpose is Purpose.CONFIRM:
+            request = subscriptions.get_request(int(payload["r"]))  # type: ignore[call-overload]
+            contact = crm.get_contact(request.contact_id)
+        elif purpose in (Purpose.UNSUBSCRIBE, Purpose.PREFERENCES, Purpose.UNDO_SIGNUP):
+            contact = crm.get_contact(int(payload["c"]))  # type: ignore[call-overload]
+        else:
+            return None
+    except (KeyError, TypeError, ValueError, LinkInvalid, NotFound):
+        return None
+    return messages.page_language(contact.language)

@@ -89,6 +89,42 @@ TEXTS: dict[str, dict[str, str]] = {
         "one_click_done": "You are unsubscribed.",
         "one_click_invalid": "This unsubscribe link does not work. Nothing was changed.",
         "one_click_body": "The request must contain List-Unsubscribe=One-Click.",
+        "skip": "Skip to content",
+        "origin_title": "This form cannot be sent from here",
+        "origin_text": (
+            "To protect the people on our lists, {brand} accepts this form only from the "
+            "websites it was made for, and the page you used is not one of them. "
+            "Nothing was saved."
+        ),
+        "unknown_form_title": "This signup form is not in use",
+        "unknown_form_text": (
+            "{brand} does not recognise the form you filled in, so nothing was saved. "
+            "Please let the owner of the website know."
+        ),
+        "sign_up_here": "You can sign up on our own signup page instead.",
+        "rate_limited_title": "Too many attempts",
+        "rate_limited_text": (
+            "{brand} received many requests from your connection or for this address in a "
+            "short time, so this one was not handled and nothing was saved. "
+            "Please wait a while and try again."
+        ),
+        "expired_other_text": (
+            "Links in our emails work for a limited time, and this one has run out. "
+            "Nothing was changed. You can still unsubscribe: type your address and we "
+            "send you a new link."
+        ),
+        "undo_title": "Undo your subscription",
+        "undo_text": (
+            "A signup form with your address subscribed you to the following. "
+            "Press the button to undo it:"
+        ),
+        "undo_button": "Undo the subscription",
+        "undo_nothing": (
+            "There is nothing left to undo: this subscription was already undone, or it has "
+            "changed since. You can see and change all your choices on your preferences page."
+        ),
+        "undone_title": "Subscription undone",
+        "undone_text": "Done. You will no longer receive:",
     },
     "sv": {
         "privacy_title": "Dina personuppgifter",
@@ -182,6 +218,42 @@ TEXTS: dict[str, dict[str, str]] = {
         "one_click_done": "Du har avslutat prenumerationen.",
         "one_click_invalid": "Avregistreringslänken fungerar inte. Inget har ändrats.",
         "one_click_body": "Begäran måste innehålla List-Unsubscribe=One-Click.",
+        "skip": "Hoppa till innehållet",
+        "origin_title": "Formuläret kan inte skickas härifrån",
+        "origin_text": (
+            "För att skydda dem som finns i våra register tar {brand} bara emot formuläret "
+            "från de webbplatser det är gjort för, och sidan du använde är inte en av dem. "
+            "Inget har sparats."
+        ),
+        "unknown_form_title": "Formuläret används inte",
+        "unknown_form_text": (
+            "{brand} känner inte igen formuläret du fyllde i, så inget har sparats. "
+            "Berätta gärna det för den som äger webbplatsen."
+        ),
+        "sign_up_here": "Du kan anmäla dig på vår egen anmälningssida i stället.",
+        "rate_limited_title": "För många försök",
+        "rate_limited_text": (
+            "{brand} har fått många förfrågningar från din uppkoppling eller för den här "
+            "adressen på kort tid, så den här hanterades inte och inget har sparats. "
+            "Vänta en stund och försök igen."
+        ),
+        "expired_other_text": (
+            "Länkarna i våra utskick gäller en begränsad tid, och den här har gått ut. "
+            "Inget har ändrats. Du kan fortfarande avsluta: skriv din adress så skickar vi "
+            "en ny länk."
+        ),
+        "undo_title": "Ångra din prenumeration",
+        "undo_text": (
+            "Ett anmälningsformulär med din adress anmälde dig till följande. "
+            "Tryck på knappen för att ångra det:"
+        ),
+        "undo_button": "Ångra prenumerationen",
+        "undo_nothing": (
+            "Det finns inget kvar att ångra: prenumerationen är redan ångrad eller har ändrats "
+            "sedan dess. Du kan se och ändra alla dina val på sidan med dina inställningar."
+        ),
+        "undone_title": "Prenumerationen är ångrad",
+        "undone_text": "Klart. Du får inte längre:",
     },
 }
 

@@ -84,3 +84,36 @@ def test_subscribe_on_the_hosted_form_confirm_from_the_email_and_unsubscribe(
         [decision] = check_permissions(["browser@example.se"], "newsletter")
         db.session.remove()
     assert (decision.allowed, decision.reason) == (False, "unsubscribed")
+
+
+def test_a_signup_told_by_email_is_undone_with_the_button_in_chromium(
+    app, live_server, page, smtp, mail_worker
+) -> None:
+    """The undo page sends no Referer, so Chromium posts its button with
+    ``Origin: null``: the page must still accept its own post."""
+    from playwright.sync_api import expect
+
+    client = app.test_client()
+    client.post(
+        "/subscribe",
+        data={
+            "form_id": "hosted",
+            "consent": "on",
+            "language": "en",
+            "topics": "events",
+            "country": "SE",
+            "email": "undo@example.se",
+        },
+    )
+    mail_worker.drain()
+    [notice] = smtp.wait_for(1)
+    page.goto(_link(notice, "/undo/"))
+    page.get_by_role("button", name="Undo the subscription").click()
+    expect(page.get_by_role("heading", name="Subscription undone")).to_be_visible()
+
+    with app.app_context():
+        from consent.services import check_permissions
+
+        [decision] = check_permissions(["undo@example.se"], "events")
+        db.session.remove()
+    assert (decision.allowed, decision.reason) == (False, "unsubscribed")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consent.evidence import hosted_wording, wording_hash
+from consent.evidence import form_wording, wording_hash
 from tests.conftest import count_rows
 from tests.mailing.conftest import link, links_in, text_of
 from tests.mailing.helpers import (
@@ -60,7 +60,8 @@ def test_a_person_subscribes_confirms_by_email_and_unsubscribes_through_the_link
     with app.app_context():
         from consent.topics import current_policy
 
-        expected = wording_hash(hosted_wording("en", ["newsletter", "events"], current_policy()))
+        hosted = current_policy().form("hosted")
+        expected = wording_hash(form_wording(hosted, "en", ["newsletter", "events"], "1.0"))
     assert first["wording_hash"] == expected
     confirmed_events = [e for e in ledger if e["kind"] == "confirmed"]
     assert {e["source"] for e in confirmed_events} == {"double_opt_in"}

@@ -68,6 +68,10 @@ def _send_every_kind(
 ) -> None:
     """Every message the service can send, through its own flows, in both languages."""
     for lang in ("en", "sv"):
+        # A ticked box from a single opt-in country: the notice with its undo link.
+        single = f"single-{lang}@example.se"
+        answer = signup(client, single, "events", name=LONG_NAME, language=lang, country="SE")
+        assert answer.status_code == 200
         address = f"signup-{lang}@example.se"
         assert signup(client, address, name=LONG_NAME, language=lang).status_code == 200
         mail_worker.drain()
