@@ -20,6 +20,7 @@ import crm
 import mailing
 from consent.topics import MarketingPolicy
 from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
+from kernel import inputs
 from kernel.errors import (
     Conflict,
     DomainError,
@@ -40,6 +41,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     register_config(app, test_config)
     register_proxies(app)
+    inputs.init_app(app)
     register_extensions(app)
     register_packages(app)
     register_error_handlers(app)

@@ -9,6 +9,7 @@ from marshmallow import ValidationError, fields, post_load, validate
 
 from consent.models import OBJECTION_CHANNELS
 from crm.models import ActivityKind
+from kernel.inputs import ROW_ID
 from kernel.pages import FormSchema
 
 
@@ -55,4 +56,5 @@ class ImportUploadForm(FormSchema):
 
 
 class RejectionsPage(FormSchema):
-    after_row = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    # A row number of the file: bounded as a row id is (SQLite cannot bind over 2**63).
+    after_row = fields.Integer(load_default=0, validate=ROW_ID)

@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate
 
 from crm.models import ActivityKind
+from kernel.inputs import ROW_ID
 
 Text = fields.String
 
@@ -99,7 +100,7 @@ class LegalHoldSchema(Schema):
 
 
 # Ids are 32-bit integers on PostgreSQL; a larger number names nothing.
-Id = validate.Range(min=0, max=2**31 - 1)
+Id = ROW_ID
 
 
 class AuditQuerySchema(Schema):
