@@ -179,6 +179,25 @@ def count_rows(app: Any) -> dict[str, int]:
         }
 
 
+def known_since(app: Any, contact_id: int, moment: str) -> None:
+    """Back-date a contact's creation to ``moment`` (ISO 8601, UTC).
+
+    An interaction dated before a contact was created does not move its last
+    interaction (X16): a test that logs history in the past needs a contact
+    known since before it."""
+    from datetime import UTC, datetime
+
+    from crm.models import Contact
+
+    created = datetime.fromisoformat(moment).replace(tzinfo=UTC)
+    with app.app_context():
+        db.session.execute(
+            sa.update(Contact).where(Contact.id == contact_id).values(created_at=created)
+        )
+        db.session.commit()
+        db.session.remove()
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """A reachable Redis, or a skip (a failure under CI)."""
