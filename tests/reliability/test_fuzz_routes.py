@@ -15,9 +15,10 @@ value replaced: NUL bytes, other control characters, a lone surrogate (JSON),
 numbers), and very long strings. Every answer must be below 500; an API error
 must have the house shape ``{"error": {"code", "message"}}``.
 
-Deterministic (a fixed table, fixed values) and fresh objects per route, so
-that a route that deletes its object (erasure, revoking) does not starve the
-next one. ``RELIABILITY_LONG=1`` adds more values (every C0 and C1 control,
+Deterministic (a fixed table, fixed values), with fresh objects where an
+accepted value could remove them (a contact per position of a route on one
+contact, a session per position of signing out), so that no value starves
+the next one. ``RELIABILITY_LONG=1`` adds more values (every C0 and C1 control,
 several surrogates, more sizes) and the whole-form variant: every field hostile at once.
 """
 
@@ -577,6 +578,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("staff.logout", "POST"): Route("/staff/logout", "staff", form=lambda s: {}),
 }
 
+ENDS_THE_SESSION = {("staff.logout", "POST")}
+
 # Hostile file contents for the two import routes (the file is a position too).
 FILES = [
     ("nul", b"email;name\nnul@kund.example;A\x00B\n"),
@@ -603,10 +606,9 @@ class Outcome:
 def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
     """``seeds()``: a fresh contact, and the objects every route may name.
 
-    The contact is new for every position (erasure, a restriction or a legal
-    hold set by an accepted value would change what the next one meets); the
-    rest is made once, as no route removes it (a campaign sent or a token
-    revoked twice is only refused)."""
+    The contact is new at each call (``Fuzzer.fuzz`` calls it for every
+    position of a route on one contact); the rest is made once, as no route
+    removes it (a campaign sent or a token revoked twice is only refused)."""
     from consent import imports, rights, services
     from consent.models import Basis, InterestKind, SubscriptionRequest, WebhookEndpoint
     from consent.tokens import Purpose, make_token
@@ -787,12 +789,17 @@ class Fuzzer:
                 self.outcome.bad_shapes.append(where)
 
     def fuzz(self, endpoint: str, method: str, route: Route) -> None:
-        # Each position gets its own fresh objects and client: a hostile value
-        # that was accepted (erasure, a revoked token, a sign-out) must not
-        # change what the next value meets.
-        for position, variants in self._positions(route):
-            seed = self.seeds()
-            client, headers, form_extra = self._client(route)
+        # A hostile value that was accepted must not change what the next one
+        # meets: a route on one contact gets a fresh contact for each position
+        # (erasure, a restriction or a legal hold would end or narrow it), and
+        # signing out a fresh session. Other routes share one of each.
+        seed = self.seeds()
+        client, headers, form_extra = self._client(route)
+        for n, (position, variants) in enumerate(self._positions(route)):
+            if n and "{contact_id}" in route.path:
+                seed = self.seeds()
+            if n and (endpoint, method) in ENDS_THE_SESSION:
+                client, headers, form_extra = self._client(route)
             for value_label, build in variants:
                 kwargs = build(seed, form_extra)
                 self.send(
