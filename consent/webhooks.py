@@ -183,6 +183,13 @@ def create_endpoint(
         try:
             resolve_target(url)
         except TargetRefused as refused:
+            if refused.temporary:
+                # Which addresses it has decides whether it may be posted to.
+                raise InvalidInput(
+                    f"The webhook URL is refused: {refused}. Register it once its name resolves.",
+                    code="webhook_target_unresolvable",
+                    fields={"url": [f"Cannot be resolved: {refused}."]},
+                ) from None
             raise InvalidInput(
                 f"The webhook URL is refused: {refused}. Webhooks post only to public "
                 "addresses, never to this service's own network (set "
@@ -414,32 +421,45 @@ def deliver(delivery_id: int) -> str:
     raise DeliveryFailed(delivery.last_error)
 
 
-class _CheckedHTTPConnection(http.client.HTTPConnection):
-    """HTTP to one address that was checked, whatever the name resolves to now."""
+def _connect_checked(addresses: tuple[str, ...], port: int, timeout: float | None) -> socket.socket:
+    """A connection to the first of ``addresses`` (IP literals, all checked) that
+    answers, in the resolver's order: create_connection looks nothing up."""
+    error: OSError = OSError("no address to connect to")
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout)
+        except OSError as exc:
+            error = exc
+    raise error
 
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self.checked_address = address
+
+class _CheckedHTTPConnection(http.client.HTTPConnection):
+    """HTTP to the addresses that were checked, whatever the name resolves to now."""
+
+    def __init__(self, target: Target, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self.checked = target.addresses
 
     def connect(self) -> None:
-        # An IP literal: create_connection looks nothing up.
-        self.sock = socket.create_connection((self.checked_address, self.port), self.timeout)
+        self.sock = _connect_checked(self.checked, self.port, self.timeout)
 
 
 class _CheckedHTTPSConnection(http.client.HTTPSConnection):
-    """HTTPS to one checked address; the certificate is verified for the host's name."""
+    """HTTPS to the checked addresses; the certificate is verified for the host's name."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self.checked_address = address
+    def __init__(self, target: Target, timeout: float) -> None:
+        super().__init__(
+            target.host, target.port, timeout=timeout, context=ssl.create_default_context()
+        )
+        self.checked = target.addresses
 
     def connect(self) -> None:
-        sock = socket.create_connection((self.checked_address, self.port), self.timeout)
+        sock = _connect_checked(self.checked, self.port, self.timeout)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
 def _post(target: Target, body: bytes, headers: dict[str, str]) -> int:
-    """POST ``body`` to the first checked address of ``target``; the answer's status.
+    """POST ``body`` to ``target`` at one of its checked addresses; the answer's status.
 
     No proxy from the environment and no redirect: either would reach a place
     that was never checked."""
@@ -448,7 +468,7 @@ def _post(target: Target, body: bytes, headers: dict[str, str]) -> int:
     connection_class = (
         _CheckedHTTPSConnection if parts.scheme == "https" else _CheckedHTTPConnection
     )
-    connection = connection_class(target.host, target.port, target.addresses[0], timeout=10)
+    connection = connection_class(target, timeout=10)
     try:
         connection.request("POST", path, body=body, headers=headers)
         return connection.getresponse().status

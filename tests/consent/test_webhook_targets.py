@@ -149,7 +149,9 @@ def test_a_public_address_is_registered_and_an_unknown_name_is_not(
         admin_api.post("/api/v1/webhooks", json={"url": f"https://{PUBLIC}/h"}).status_code == 201
     )
     unknown = admin_api.post("/api/v1/webhooks", json={"url": "https://no-such-host.invalid/h"})
-    assert unknown.status_code == 422 and "cannot be resolved" in unknown.json["error"]["message"]
+    assert unknown.status_code == 422
+    assert unknown.json["error"]["code"] == "webhook_target_unresolvable"
+    assert "cannot be resolved" in unknown.json["error"]["message"]
 
 
 def test_with_private_targets_allowed_they_are_registered(app, admin_api) -> None:

@@ -10,9 +10,9 @@ does not send, so a new route or field cannot escape the fuzzing.
 For each route and each position (one query field, one form field, one JSON
 leaf, the uploaded file, one path id, an extra unknown query field, and the
 whole body) the valid request is sent once per hostile value, with that one
-value replaced: NUL bytes, other control characters, a lone surrogate (JSON),
-50,000-deep nested JSON, huge and negative numbers (as text and as JSON
-numbers), and very long strings. Every answer must be below 500; an API error
+value replaced: NUL bytes, other control characters, a lone surrogate (JSON,
+escaped and as raw bytes), 50,000-deep nested JSON, huge and negative
+numbers (as text and as JSON numbers), and very long strings. Every answer must be below 500; an API error
 must have the house shape ``{"error": {"code", "message"}}``.
 
 Deterministic (a fixed table, fixed values), with fresh objects where an
@@ -78,15 +78,18 @@ def _text_values(valid: str) -> list[tuple[str, str]]:
 
 
 def _json_values(valid: Any) -> list[tuple[str, Any]]:
-    """(label, value) for a JSON leaf; ``_DEEP_MARK`` becomes 50,000-deep nesting.
+    """(label, value) for a JSON leaf; ``_DEEP_MARK`` becomes 50,000-deep nesting
+    and ``_RAW_SURROGATE_MARK`` a surrogate half as raw bytes.
 
     The numbers go as JSON numbers (a string of digits is what the text
-    positions send); a lone surrogate can only come as a JSON escape."""
+    positions send); a lone surrogate can only come in JSON (form and query
+    decoding replace or keep invalid bytes as they are)."""
     text = valid if isinstance(valid, str) else str(valid)
     values: list[tuple[str, Any]] = [
         ("nul", f"{text}\x00x"),
         ("control", f"{text}\x01\x08\x0b\x1b\x7f"),
         ("surrogate", f"{text}\ud800"),
+        ("raw-surrogate", _RAW_SURROGATE_MARK),
         ("long", "x" * 100_000),
         ("deep", _DEEP_MARK),
         ("huge", int(HUGE)),
@@ -106,8 +109,16 @@ def _json_values(valid: Any) -> list[tuple[str, Any]]:
     return values
 
 
-def _dumps(body: Any) -> str:
-    return json.dumps(body).replace(json.dumps(_DEEP_MARK), _DEEP_JSON)
+# A surrogate half as raw UTF-8 bytes: invalid UTF-8 that json.loads, given
+# bytes, decodes anyway ("surrogatepass", as Flask's get_json does).
+_RAW_SURROGATE_MARK = "__raw_surrogate__"
+
+
+def _dumps(body: Any) -> str | bytes:
+    text = json.dumps(body).replace(json.dumps(_DEEP_MARK), _DEEP_JSON)
+    if _RAW_SURROGATE_MARK not in text:
+        return text
+    return text.encode().replace(_RAW_SURROGATE_MARK.encode(), b"a\xed\xa0\x80b")
 
 
 # The valid request of every route ----------------------------------------------------
@@ -822,7 +833,7 @@ class Fuzzer:
             *,
             query: dict[str, str] | None = None,
             form: dict[str, str] | None = None,
-            body: str | None = None,
+            body: str | bytes | None = None,
             file: bytes | None = None,
             path: str | None = None,
         ) -> dict[str, Any]:

@@ -7,6 +7,7 @@ cases the issue reported, with what the answer says and that nothing changed.
 
 from __future__ import annotations
 
+import json
 import re
 
 from tests.conftest import count_rows
@@ -132,6 +133,26 @@ def test_a_lone_surrogate_is_refused(app, admin_api) -> None:
     )
     assert answer.status_code == 422
     assert _error(answer)["fields"] == {"note": ["Contains an unpaired surrogate (U+D800)."]}
+
+
+def test_a_surrogate_sent_as_raw_bytes_is_refused_on_the_public_forms(app, client) -> None:
+    """Invalid UTF-8, yet Flask's get_json decodes bytes with "surrogatepass": a
+    signup whose name held one was a 500 (the database could not encode it)."""
+    signup = {
+        "email": "sam@kund.example",
+        "topics": ["newsletter"],
+        "name": "SURROGATE",
+        "form_id": "website",
+        "wording": "Yes please.",
+        "policy_version": "2026-01",
+        "consent": True,
+    }
+    body = json.dumps(signup).encode().replace(b"SURROGATE", b"S\xed\xa0\x80")
+    before = count_rows(app)
+    answer = client.post("/subscribe", data=body, content_type="application/json")
+    assert answer.status_code == 422
+    assert _error(answer)["fields"] == {"name": ["Contains an unpaired surrogate (U+D800)."]}
+    assert count_rows(app) == before
 
 
 def test_row_numbers_beyond_any_id_are_refused_on_the_staff_pages(app) -> None:
