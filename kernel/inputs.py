@@ -95,11 +95,14 @@ def _describe(character: str) -> str:
 
 def _refuse(where: str, name: str, character: str) -> InvalidInput:
     what = _describe(character)
+    # The name as sent, unless it is itself the problem or too long to repeat.
+    shown = ascii(name)[1:-1] if _FORBIDDEN.search(name) else name
+    shown = shown if len(shown) <= 100 else shown[:100] + "..."
     return InvalidInput(
-        f"The {where} {name!r} contains {what}, which no field accepts. "
+        f"The {where} '{shown}' contains {what}, which no field accepts. "
         "Nothing was saved; remove it and send again.",
         code="invalid_characters",
-        fields={name: [f"Contains {what}."]},
+        fields={shown: [f"Contains {what}."]},
     )
 
 
