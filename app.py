@@ -20,6 +20,7 @@ import crm
 import mailing
 from consent.topics import MarketingPolicy
 from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
+from kernel import inputs
 from kernel.errors import (
     Conflict,
     DomainError,
@@ -40,6 +41,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     register_config(app, test_config)
     register_proxies(app)
+    inputs.init_app(app)
     register_extensions(app)
     register_packages(app)
     register_error_handlers(app)
@@ -90,6 +92,10 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         # their own limit, once the caller is known to be allowed to import.
         MAX_CONTENT_LENGTH=1024 * 1024,
         IMPORT_MAX_BYTES=int(env.get("IMPORT_MAX_BYTES", str(200 * 1024 * 1024))),
+        # Webhook receivers inside the network (loopback, private, link-local
+        # addresses) are refused unless this is 1: an admin's URL must not reach
+        # Redis, the database or a cloud metadata service (consent/webhooks.py).
+        WEBHOOK_ALLOW_PRIVATE_TARGETS=env.get("WEBHOOK_ALLOW_PRIVATE_TARGETS", "0") == "1",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=env.get("SESSION_COOKIE_SECURE", "1") == "1",

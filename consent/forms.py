@@ -8,7 +8,8 @@ from typing import Any
 from marshmallow import ValidationError, fields, post_load, validate
 
 from consent.models import OBJECTION_CHANNELS
-from crm.models import ActivityKind
+from crm.models import ActivityKind, activity_time_problem
+from kernel.inputs import ROW_ID
 from kernel.pages import FormSchema
 
 
@@ -28,7 +29,12 @@ class ActivityForm(FormSchema):
             moment = datetime.fromisoformat(data["occurred_at"])
         except ValueError:
             raise ValidationError("Not a date and time.", "occurred_at") from None
-        data["occurred_at"] = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        # Year 1 parses, and would have made retention count from long ago.
+        problem = activity_time_problem(moment, datetime.now(UTC))
+        if problem:
+            raise ValidationError(problem, "occurred_at")
+        data["occurred_at"] = moment
         data["note"] = (data.get("note") or "").strip() or None
         return data
 
@@ -55,4 +61,5 @@ class ImportUploadForm(FormSchema):
 
 
 class RejectionsPage(FormSchema):
-    after_row = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    # A row number of the file: bounded as a row id is (SQLite cannot bind over 2**63).
+    after_row = fields.Integer(load_default=0, validate=ROW_ID)

@@ -6,6 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from consent.models import OBJECTION_CHANNELS, Basis, InterestKind
 from crm.schemas import CompanySchema, UtcDateTime
+from kernel.inputs import ROW_ID
 
 MAX_BATCH = 10_000
 
@@ -168,7 +169,7 @@ class ImportBatchSchema(Schema):
 
 
 class RejectionsQuerySchema(Schema):
-    after_row = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+    after_row = fields.Integer(load_default=0, validate=ROW_ID)
     limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=10_000))
 
 

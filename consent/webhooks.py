@@ -6,19 +6,33 @@ caused them (the receiver of ``kernel.signals.ledger_written``: one row per
 active endpoint and contact), handed to a dramatiq actor after the commit (the
 receiver of ``decisions_changed``), swept up if that never happened, and
 retried with backoff until the receiver answers 2xx.
+
+Receivers are on the public internet (``docs/webhooks.md``): a URL whose host is,
+or resolves to, a loopback, private, link-local, unique-local, unspecified,
+multicast or otherwise non-global address (IPv4 or IPv6, including IPv4
+written inside IPv6) is refused when it is registered and again at every
+delivery, since what a name resolves to can change. A delivery resolves the
+name once, checks every address, and connects to the checked address itself
+(TLS still verifies the certificate for the name), so that no second lookup
+between the check and the connection can send the post elsewhere; it follows
+no redirect. ``WEBHOOK_ALLOW_PRIVATE_TARGETS=1`` lifts the check for
+receivers inside the network.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
+import ipaddress
 import json
 import secrets
+import socket
+import ssl
 import time
-import urllib.error
-import urllib.request
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import sqlalchemy as sa
 from flask import Flask, current_app
@@ -47,15 +61,142 @@ class DeliveryFailed(Exception):
     """The receiver did not take the notification; dramatiq retries it."""
 
 
+class TargetRefused(Exception):
+    """The receiver's host is, or resolves to, an address webhooks may not reach.
+
+    ``temporary``: the name could not be resolved now (DNS down or not yet
+    propagated), which a later try may change."""
+
+    def __init__(self, reason: str, *, temporary: bool = False) -> None:
+        super().__init__(reason)
+        self.temporary = temporary
+
+
+# Where a receiver may not be: beyond ``is_global`` (loopback, private,
+# link-local, unique-local, unspecified, shared, reserved, documentation),
+# multicast, and IPv4 addresses written inside IPv6, checked as the IPv4
+# address they reach.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
+
+
+def _not_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """What kind of address ``ip`` is, if a webhook may not reach it."""
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_unspecified:
+        return "the unspecified address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if isinstance(ip, ipaddress.IPv6Address) and ip in _UNIQUE_LOCAL:
+        return "a unique-local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_private:
+        return "a private address"
+    if not ip.is_global:
+        return "not a public address"
+    return None
+
+
+def address_problem(address: str) -> str | None:
+    """Why a webhook may not connect to ``address`` (an IP literal), or None:
+    e.g. "127.0.0.1 (a loopback address)"."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # a zone index only on link-local
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            kind = _not_public(embedded)
+            if kind:
+                return f"{ip} (the IPv4 address {embedded} inside IPv6: {kind})"
+        elif ip in _IPV4_COMPATIBLE and not ip.is_loopback:
+            return f"{ip} (an IPv4-compatible or the unspecified address)"
+    kind = _not_public(ip)
+    return f"{ip} ({kind})" if kind else None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A receiver's URL, taken apart, with the addresses its host resolved to."""
+
+    parts: SplitResult
+    host: str
+    port: int
+    addresses: tuple[str, ...]
+
+
+def _private_targets_allowed() -> bool:
+    return bool(current_app.config.get("WEBHOOK_ALLOW_PRIVATE_TARGETS"))
+
+
+def resolve_target(url: str) -> Target:
+    """Resolve the receiver's host once and check every address it has.
+
+    Raises ``TargetRefused`` when the host cannot be resolved or any address
+    is not public (a name with one private address among public ones is
+    refused: which one a connection takes is not ours to choose), unless
+    ``WEBHOOK_ALLOW_PRIVATE_TARGETS`` is set.
+    """
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise TargetRefused(
+            f"the port of {parts.netloc!r} is not a number from 1 to 65535"
+        ) from None
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host:
+        raise TargetRefused("it is not an http(s) URL with a host")
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise TargetRefused(f"the host {host} cannot be resolved ({exc})", temporary=True) from None
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in found))
+    if not addresses:
+        raise TargetRefused(f"the host {host} has no address")
+    if not _private_targets_allowed():
+        for address in addresses:
+            problem = address_problem(address)
+            if problem:
+                literal = address == host.split("%", 1)[0] or ":" in host
+                where = "the host is" if literal else f"{host} resolves to"
+                raise TargetRefused(f"{where} {problem}")
+    return Target(parts=parts, host=host, port=port, addresses=addresses)
+
+
 def create_endpoint(
     actor: Actor, url: str, description: str | None = None
 ) -> tuple[WebhookEndpoint, str]:
-    """Register a receiver; returns it with its signing secret, shown once."""
+    """Register a receiver; returns it with its signing secret, shown once.
+
+    A host that is, or resolves to, an address that is not public is refused
+    (docs/webhooks.md), unless ``WEBHOOK_ALLOW_PRIVATE_TARGETS`` is set."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise InvalidInput(
             "The webhook URL must be an http(s) URL.", fields={"url": ["Not an http(s) URL."]}
         )
+    if not _private_targets_allowed():
+        try:
+            resolve_target(url)
+        except TargetRefused as refused:
+            if refused.temporary:
+                # Which addresses it has decides whether it may be posted to.
+                raise InvalidInput(
+                    f"The webhook URL is refused: {refused}. Register it once its name resolves.",
+                    code="webhook_target_unresolvable",
+                    fields={"url": [f"Cannot be resolved: {refused}."]},
+                ) from None
+            raise InvalidInput(
+                f"The webhook URL is refused: {refused}. Webhooks post only to public "
+                "addresses, never to this service's own network (set "
+                "WEBHOOK_ALLOW_PRIVATE_TARGETS=1 to allow receivers inside it).",
+                code="webhook_target_refused",
+                fields={"url": [f"Not a public address: {refused}."]},
+            ) from None
     secret = "whsec_" + secrets.token_urlsafe(32)
     endpoint = WebhookEndpoint(url=url, description=description, secret=secret)
     db.session.add(endpoint)
@@ -232,26 +373,32 @@ def deliver(delivery_id: int) -> str:
         delivery.last_error = "endpoint inactive or contact gone"
         db.session.commit()
         return "failed"
+    try:
+        target = resolve_target(endpoint.url)
+    except TargetRefused as refused:
+        delivery.attempts += 1
+        delivery.last_error = f"refused: {refused}"[:300]
+        if refused.temporary:
+            # DNS may be down or slow to propagate: try again with backoff.
+            db.session.commit()
+            raise DeliveryFailed(delivery.last_error) from None
+        # The name now points inside the network (or never left it): no retry
+        # will make posting there right; an admin re-registers a receiver.
+        delivery.status = "failed"
+        db.session.commit()
+        return "failed"
     body = json.dumps(payload_for(contact), separators=(",", ":")).encode()
     timestamp = str(int(time.time()))
-    request = urllib.request.Request(  # noqa: S310 - admins register http(s) URLs only
-        endpoint.url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "consent-service-webhooks/1",
-            TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(endpoint.secret, timestamp, body),
-        },
-    )
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "consent-service-webhooks/1",
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(endpoint.secret, timestamp, body),
+    }
     delivery.attempts += 1
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except (urllib.error.URLError, OSError) as exc:
+        status = _post(target, body, headers)
+    except (OSError, http.client.HTTPException) as exc:
         delivery.last_error = f"unreachable: {type(exc).__name__}"
         db.session.commit()
         raise DeliveryFailed(delivery.last_error) from exc
@@ -262,10 +409,68 @@ def deliver(delivery_id: int) -> str:
         db.session.commit()
         return "delivered"
     delivery.last_error = f"HTTP {status}"
-    if 400 <= status < 500 and status not in (408, 409, 425, 429):
+    if 300 <= status < 400:
+        # Not followed: the place it points to was never checked.
+        delivery.last_error += " (redirects are not followed)"
+    if 300 <= status < 500 and status not in (408, 409, 425, 429):
         # The receiver refuses this request as such; sending it again will not help.
         delivery.status = "failed"
         db.session.commit()
         return "failed"
     db.session.commit()
     raise DeliveryFailed(delivery.last_error)
+
+
+def _connect_checked(addresses: tuple[str, ...], port: int, timeout: float | None) -> socket.socket:
+    """A connection to the first of ``addresses`` (IP literals, all checked) that
+    answers, in the resolver's order: create_connection looks nothing up."""
+    error: OSError = OSError("no address to connect to")
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout)
+        except OSError as exc:
+            error = exc
+    raise error
+
+
+class _CheckedHTTPConnection(http.client.HTTPConnection):
+    """HTTP to the addresses that were checked, whatever the name resolves to now."""
+
+    def __init__(self, target: Target, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self.checked = target.addresses
+
+    def connect(self) -> None:
+        self.sock = _connect_checked(self.checked, self.port, self.timeout)
+
+
+class _CheckedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to the checked addresses; the certificate is verified for the host's name."""
+
+    def __init__(self, target: Target, timeout: float) -> None:
+        super().__init__(
+            target.host, target.port, timeout=timeout, context=ssl.create_default_context()
+        )
+        self.checked = target.addresses
+
+    def connect(self) -> None:
+        sock = _connect_checked(self.checked, self.port, self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def _post(target: Target, body: bytes, headers: dict[str, str]) -> int:
+    """POST ``body`` to ``target`` at one of its checked addresses; the answer's status.
+
+    No proxy from the environment and no redirect: either would reach a place
+    that was never checked."""
+    parts = target.parts
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    connection_class = (
+        _CheckedHTTPSConnection if parts.scheme == "https" else _CheckedHTTPConnection
+    )
+    connection = connection_class(target, timeout=10)
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()

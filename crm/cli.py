@@ -113,6 +113,13 @@ def _moment(value: str | None, name: str) -> datetime | None:
 @click.option("--until", default=None, help="YYYY-MM-DD or ISO time (UTC when no zone).")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @click.option("--csv", "as_csv", is_flag=True, help="CSV, safe to open in a spreadsheet.")
+@click.option(
+    "--delimiter",
+    type=click.Choice([",", ";"]),
+    default=",",
+    show_default=True,
+    help="Of the CSV: ';' for Excel set up for Swedish (decimal comma), which splits on it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_audit(
     contact_id: int | None,
@@ -122,6 +129,7 @@ def list_audit(
     until: str | None,
     limit: int,
     as_csv: bool,
+    delimiter: str,
     as_json: bool,
 ) -> None:
     """Show audit entries, newest first. Reading the log is logged too."""
@@ -136,7 +144,9 @@ def list_audit(
     entries = services.list_audit(cli_actor(), query)
     columns = ("id", "at", "actor", "action", "contact_id", "detail")
     if as_csv:
-        write_csv(sys.stdout, columns, ([getattr(e, c) for c in columns] for e in entries))
+        write_csv(
+            sys.stdout, columns, ([getattr(e, c) for c in columns] for e in entries), delimiter
+        )
         return
     if as_json:
         rows = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from kernel.i18n import LANGUAGES
+from kernel.inputs import MAX_ROW_ID
 from kernel.models import Role
 from kernel.pages import FormSchema
 
@@ -43,4 +44,5 @@ class TokenCreateForm(FormSchema):
 
 
 class AuditQuery(FormSchema):
-    before = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    # A row id: a larger number names no row (and SQLite cannot bind one over 2**63).
+    before = fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_ROW_ID))

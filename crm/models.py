@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
@@ -11,6 +11,22 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from extensions import db
 from kernel.addresses import keyed_hash
 from kernel.timestamps import UTCDateTime, utcnow
+
+# When an activity may have occurred (the API, the staff page and the service
+# check the same bounds). Before 1970 no interaction is real: such a date is a
+# typo or an attempt to make retention count from long ago. A day ahead is
+# allowed for clocks and zones: the staff page takes the time typed as UTC.
+EARLIEST_ACTIVITY = datetime(1970, 1, 1, tzinfo=UTC)
+ACTIVITY_AHEAD = timedelta(days=1)
+
+
+def activity_time_problem(moment: datetime, now: datetime) -> str | None:
+    """Why ``moment`` (timezone-aware) cannot be when an activity occurred, or None."""
+    if moment < EARLIEST_ACTIVITY:
+        return f"An activity cannot have occurred before {EARLIEST_ACTIVITY:%Y-%m-%d}."
+    if moment > now + ACTIVITY_AHEAD:
+        return "An activity cannot have occurred in the future (more than a day from now)."
+    return None
 
 
 class ActivityKind(enum.StrEnum):

@@ -7,7 +7,8 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from crm.models import ActivityKind
+from crm.models import ActivityKind, activity_time_problem
+from kernel.inputs import ROW_ID
 
 Text = fields.String
 
@@ -29,6 +30,18 @@ class UtcDateTime(fields.AwareDateTime):
             raise ValidationError("Not a representable time.") from None
         if not 1900 <= moment.year <= 2999:
             raise ValidationError("The year must be between 1900 and 2999.")
+        return moment
+
+
+class ActivityTime(UtcDateTime):
+    """When an activity occurred: from 1970 to a day from now (``crm.models``), so
+    that a date long ago is a clear 422 here rather than a purge date moved."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        problem = activity_time_problem(moment, datetime.now(UTC))
+        if problem:
+            raise ValidationError(problem)
         return moment
 
 
@@ -80,7 +93,7 @@ class RectifySchema(Schema):
 
 class ActivityCreateSchema(Schema):
     kind = Text(required=True, validate=validate.OneOf([k.value for k in ActivityKind]))
-    occurred_at = UtcDateTime(required=True)
+    occurred_at = ActivityTime(required=True)
     note = Text(allow_none=True, validate=validate.Length(max=5000))
 
 
@@ -99,7 +112,7 @@ class LegalHoldSchema(Schema):
 
 
 # Ids are 32-bit integers on PostgreSQL; a larger number names nothing.
-Id = validate.Range(min=0, max=2**31 - 1)
+Id = ROW_ID
 
 
 class AuditQuerySchema(Schema):

@@ -10,7 +10,15 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
-from crm.models import Activity, ActivityKind, AuditEntry, Company, Contact
+from crm.models import (
+    EARLIEST_ACTIVITY,
+    Activity,
+    ActivityKind,
+    AuditEntry,
+    Company,
+    Contact,
+    activity_time_problem,
+)
 from extensions import db
 from kernel.access import Actor
 from kernel.addresses import normalise_email
@@ -95,14 +103,18 @@ _HOLD = (
     .with_for_update(key_share=True)
 )
 # The same lock, taken by the UPDATE itself, while it notes an interaction as
-# note_interaction does: only a later moment moves the date.
+# note_interaction does: only a moment after the retention anchor (the last
+# interaction, or the creation for a contact that never interacted) moves it.
 _HOLD_AND_NOTE = (
     sa.update(_CONTACT)
     .where(_CONTACT.c.id == sa.bindparam("contact_id"))
     .values(
         last_interaction_at=sa.case(
             (
-                sa.or_(_LAST_INTERACTION.is_(None), _LAST_INTERACTION < _AT),
+                sa.or_(
+                    _LAST_INTERACTION < _AT,
+                    sa.and_(_LAST_INTERACTION.is_(None), _CONTACT.c.created_at <= _AT),
+                ),
                 _AT,
             ),
             else_=_LAST_INTERACTION,
@@ -371,7 +383,9 @@ def log_activity(
     actor: Actor, contact_id: int, kind: str, occurred_at: datetime, note: str | None
 ) -> Activity:
     """Record a CRM interaction. Only kinds the contact took part in move
-    ``last_interaction_at``, which the retention rules count from (R13, R14).
+    ``last_interaction_at``, which the retention rules count from (R13, R14),
+    and only forward (``note_interaction``): a back-dated activity never brings
+    the day a contact is purged closer (X16).
 
     Refused while processing is restricted (GDPR art. 18): an activity is new
     data about the person, and it would keep their data longer. An objection
@@ -389,11 +403,12 @@ def log_activity(
         ) from None
     if occurred_at.tzinfo is None:
         raise InvalidInput("occurred_at needs a time zone.", fields={"occurred_at": ["No zone."]})
-    if occurred_at > utcnow():
+    problem = activity_time_problem(occurred_at, utcnow())
+    if problem:
         raise InvalidInput(
-            "An activity cannot have occurred in the future.",
-            code="future_activity",
-            fields={"occurred_at": ["In the future."]},
+            problem,
+            code="activity_too_early" if occurred_at < EARLIEST_ACTIVITY else "future_activity",
+            fields={"occurred_at": [problem]},
         )
     activity = Activity(
         contact_id=contact.id,
@@ -410,9 +425,26 @@ def log_activity(
     return activity
 
 
+def moves_last_interaction(
+    last_interaction_at: datetime | None, created_at: datetime | None, at: datetime
+) -> bool:
+    """Whether an interaction at ``at`` moves a contact's ``last_interaction_at``.
+
+    Only forward from the moment retention counts from: the last interaction,
+    or the creation of a contact that never interacted. An interaction dated
+    before the contact was created here leaves a contact without one as it
+    is, counting from its creation: otherwise an activity dated 1900 on a
+    contact created today made the next retention run delete it (X16).
+    """
+    if last_interaction_at is not None:
+        return at > last_interaction_at
+    # Created in this transaction and not flushed yet: it is created now.
+    return at >= (created_at or utcnow())
+
+
 def note_interaction(contact: Contact, at: datetime) -> None:
     """The one place ``last_interaction_at`` moves: an interaction the contact took part in."""
-    if contact.last_interaction_at is None or at > contact.last_interaction_at:
+    if moves_last_interaction(contact.last_interaction_at, contact.created_at, at):
         contact.last_interaction_at = at
 
 

@@ -2,6 +2,7 @@
 
 Errors, who may do what (roles, actors, staff accounts and API tokens),
 email addresses, countries and languages, the staff pages' translations,
-timestamps and formula-safe CSV. It sits below ``crm``, ``consent`` and
-``mailing`` and imports none of them (docs/architecture.md).
+timestamps, formula-safe CSV and the checks every request's input passes.
+It sits below ``crm``, ``consent`` and ``mailing`` and imports none of them
+(docs/architecture.md).
 """

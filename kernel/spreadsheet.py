@@ -4,16 +4,31 @@ Excel, LibreOffice and Google Sheets evaluate a cell that starts with
 ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (OWASP "CSV
 injection"). Any text we export that starts so is prefixed with ``'``,
 which spreadsheets show as text; numbers are written as they are.
+
+A spreadsheet also guesses the delimiter: Excel in Sweden (and wherever the
+decimal separator is a comma) splits a ``.csv`` on semicolons, so a comma
+file's cell ``x;=HYPERLINK(...)`` became two cells there, the second a
+formula. So every place inside a text where a cell could begin under any
+delimiter a spreadsheet guesses (after a comma, a semicolon, a tab or a line
+break, past spaces and quotes) gets the same ``'`` before a trigger, and a
+field holding either delimiter, a quote, a tab or a line break is quoted.
+``delimiter=";"`` writes the file Swedish Excel expects.
 """
 
 from __future__ import annotations
 
-import csv
+import re
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import IO, Any
 
-_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# A trigger first in the cell, past any spaces and quotes a spreadsheet may trim.
+_STARTS_LIKE_FORMULA = re.compile(r'[\s"]*[=+\-@\t\r]')
+# A cell a spreadsheet could see starting inside the text: after a delimiter it
+# may split on or a line break, past spaces and quotes, a trigger.
+_INNER_CELL = re.compile(r'([,;\t\r\n][\s"]*)([=+\-@\t\r])')
+_NEEDS_QUOTES = re.compile(r'[,;"\t\r\n]|^\s|\s$')
+DELIMITERS = (",", ";")
 
 
 def safe_cell(value: Any) -> Any:
@@ -23,12 +38,27 @@ def safe_cell(value: Any) -> Any:
         return value
     if isinstance(value, datetime | date):
         return value.isoformat()
-    text = str(value)
-    return "'" + text if text.startswith(_TRIGGERS) else text
+    text = _INNER_CELL.sub(r"\1'\2", str(value))
+    return "'" + text if _STARTS_LIKE_FORMULA.match(text) else text
 
 
-def write_csv(out: IO[str], header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    writer = csv.writer(out)
-    writer.writerow([safe_cell(h) for h in header])
+def _field(value: Any) -> str:
+    """One field of a line: a safe cell, quoted when it holds a delimiter of
+    either kind, a quote, a tab, a line break or edge spaces."""
+    cell = safe_cell(value)
+    text = str(cell)
+    if isinstance(cell, str) and _NEEDS_QUOTES.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def write_csv(
+    out: IO[str], header: Sequence[str], rows: Iterable[Sequence[Any]], delimiter: str = ","
+) -> None:
+    """``header`` and ``rows`` as CSV with ``delimiter`` ("," or ";"), lines ended
+    by CRLF as spreadsheets write them."""
+    if delimiter not in DELIMITERS:
+        raise ValueError(f"delimiter must be one of {DELIMITERS}")
+    out.write(delimiter.join(_field(h) for h in header) + "\r\n")
     for row in rows:
-        writer.writerow([safe_cell(cell) for cell in row])
+        out.write(delimiter.join(_field(cell) for cell in row) + "\r\n")

@@ -79,6 +79,10 @@ TEST_CONFIG = {
     # Signups answer at once here; tests/reliability/test_enumeration.py puts
     # the production floor back to prove it hides the difference.
     "SIGNUP_MIN_SECONDS": 0,
+    # The webhook tests post to a real receiver on 127.0.0.1, which production
+    # refuses; the tests of that refusal (tests/consent/test_webhook_targets.py)
+    # and the fuzzing of every route turn it off again.
+    "WEBHOOK_ALLOW_PRIVATE_TARGETS": True,
 }
 
 
@@ -177,6 +181,25 @@ def count_rows(app: Any) -> dict[str, int]:
             t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
             for t in db.metadata.sorted_tables
         }
+
+
+def known_since(app: Any, contact_id: int, moment: str) -> None:
+    """Back-date a contact's creation to ``moment`` (ISO 8601, UTC).
+
+    An interaction dated before a contact was created does not move its last
+    interaction (X16): a test that logs history in the past needs a contact
+    known since before it."""
+    from datetime import UTC, datetime
+
+    from crm.models import Contact
+
+    created = datetime.fromisoformat(moment).replace(tzinfo=UTC)
+    with app.app_context():
+        db.session.execute(
+            sa.update(Contact).where(Contact.id == contact_id).values(created_at=created)
+        )
+        db.session.commit()
+        db.session.remove()
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from consent.models import (
     Suppression,
 )
 from crm import bulk
+from crm import services as crm
 from crm.models import Contact
 from extensions import db
 from kernel.access import Actor
@@ -122,6 +123,7 @@ def apply_batch(
                 Contact.language,
                 Contact.company_id,
                 Contact.last_interaction_at,
+                Contact.created_at,
                 Contact.restricted_at,
                 holds.c.contact_id.is_not(None).label("holds_basis"),
             )
@@ -193,11 +195,12 @@ def apply_batch(
                 changes[column] = value
         if company_id is not None and company_id != current.company_id:
             changes["company_id"] = company_id
-        if row.last_interaction_at is not None and (
-            current.last_interaction_at is None
-            or row.last_interaction_at > current.last_interaction_at
+        if row.last_interaction_at is not None and crm.moves_last_interaction(
+            current.last_interaction_at, current.created_at, row.last_interaction_at
         ):
-            # Only ever forward, as crm.services.note_interaction moves it.
+            # Only ever forward from where retention counts, as
+            # crm.services.note_interaction moves it: a file dated 1970 does not
+            # bring a known contact's purge date closer.
             changes["last_interaction_at"] = row.last_interaction_at
         needs_basis = not current.holds_basis
         if not changes and not needs_basis:

@@ -4,8 +4,6 @@ rows."""
 
 from __future__ import annotations
 
-import csv
-import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
@@ -15,6 +13,7 @@ import sqlalchemy as sa
 from consent.imports.applying import Outcome, apply_batch
 from consent.imports.reading import (
     FileRejected,
+    LineReader,
     Lines,
     Rejection,
     Row,
@@ -131,11 +130,11 @@ def import_contacts(
         header_line = next(line_iter, "")
     else:
         delimiter = sniff_delimiter(header_line)
-    reader = csv.reader(itertools.chain([header_line], line_iter), delimiter=delimiter)
+    reader = LineReader(delimiter)
     try:
-        header = next(reader, [])
-    except csv.Error as exc:
-        raise FileRejected(f"The header line cannot be read as CSV: {exc}.") from exc
+        header = reader.cells(header_line)
+    except ValueError as exc:
+        raise FileRejected(f"The header line cannot be read as CSV: {exc}.") from None
     columns, ignored = map_header(header)
 
     batch = ImportBatch(
@@ -167,17 +166,17 @@ def import_contacts(
 
     number = 1  # the header is row 1, as a spreadsheet shows it
     try:
-        while True:
-            try:
-                cells = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                number += 1
-                report.rows += 1
-                pending_rejections.append(Rejection(number, f"not readable as CSV: {exc}"[:300]))
-                continue
+        for line in line_iter:
+            # One physical line is one row: its number is the line's.
             number += 1
+            try:
+                cells = reader.cells(line)
+            except ValueError as exc:
+                report.rows += 1
+                pending_rejections.append(Rejection(number, str(exc)))
+                if len(pending) + len(pending_rejections) >= batch_size:
+                    flush()
+                continue
             if not any(cell.strip() for cell in cells):
                 continue  # a blank line is not a contact
             report.rows += 1

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from tests.conftest import count_rows
+from tests.conftest import count_rows, known_since
 
 CUSTOMER = {"type": "legitimate_interest", "kind": "customer", "source": "crm-sync"}
 
@@ -283,6 +283,8 @@ def test_find_by_email_and_unknown_id(app, api_as) -> None:
 def test_activities_move_last_interaction_except_marketing_email(app, api_as) -> None:
     admin, sales = api_as("admin"), api_as("sales")
     contact_id = create(admin).json["id"]
+    # Known since before the activities below (X16: earlier ones would not count).
+    known_since(app, contact_id, "2025-01-01T00:00:00")
     call = sales.post(
         f"/api/v1/contacts/{contact_id}/activities",
         json={"kind": "call", "occurred_at": "2026-01-10T09:00:00+01:00", "note": "Talked"},

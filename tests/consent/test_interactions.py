@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from consent.ledger import record
 from consent.models import EventKind
@@ -17,7 +17,9 @@ SYNC = Actor(kind="token", name="crm-sync", role="marketing")
 
 
 def new_contact() -> Contact:
-    contact = Contact(email="lena@kund.se")
+    # Known since before WHEN: an interaction before a contact's creation does
+    # not move its last interaction (X16).
+    contact = Contact(email="lena@kund.se", created_at=WHEN - timedelta(days=365))
     db.session.add(contact)
     db.session.flush()
     return contact

@@ -15,19 +15,21 @@ import sqlalchemy as sa
 from crm import retention
 from crm.models import RetentionRun
 from extensions import db
-from tests.conftest import TEST_CONFIG
+from tests.conftest import TEST_CONFIG, known_since
 from tests.crm.retention_helpers import add_contact, day, exists, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_ARGS = ["--as-of", "2026-01-01", "--batch-size", "3"]
 
 
-def test_every_contact_read_shows_its_purge_date(admin_api) -> None:
+def test_every_contact_read_shows_its_purge_date(app, admin_api) -> None:
     created = admin_api.post(
         "/api/v1/contacts",
         json={"email": "lena@kund.se", "country": "SE", "name": "Lena"},
     )
     contact_id = created.json["id"]
+    # Known since before the call, so that the call is its last interaction (X16).
+    known_since(app, contact_id, "2018-01-01T00:00:00")
     admin_api.post(
         f"/api/v1/contacts/{contact_id}/activities",
         json={"kind": "call", "occurred_at": "2019-03-15T09:00:00+00:00", "note": "Quote"},

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from consent.models import ConsentEvent
 from crm.models import Activity, AuditEntry, Contact
 from extensions import db
+from tests.conftest import known_since
 from tests.staff.helpers import client_as, make_contact
 
 
@@ -105,6 +106,7 @@ def test_objection_by_phone_turns_every_decision_with_who_and_when(app) -> None:
 
 def test_activity_logged_on_the_page_appears_and_moves_last_interaction(app) -> None:
     contact_id = make_contact(app)
+    known_since(app, contact_id, "2026-01-01T00:00:00")  # before the meeting (X16)
     client = client_as(app, "marketing")
     response = client.post(
         f"/staff/contacts/{contact_id}/activities",

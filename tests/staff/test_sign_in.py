@@ -129,6 +129,10 @@ def test_next_never_leads_a_browser_off_the_site(app, route) -> None:
     for target in NASTY_NEXT:
         response = follow(target)
         location = response.headers.get("Location")
+        # A control character is refused before any view (kernel.inputs): no
+        # redirect at all, which takes no browser anywhere.
+        if response.status_code == 422 and location is None:
+            continue
         # The staff home, nothing of the target kept, and where a browser goes.
         home = response.status_code == 303 and location == "/staff/"
         if not home or where_a_browser_goes(location) != ("localhost", "/staff/"):
