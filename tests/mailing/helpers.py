@@ -14,6 +14,22 @@ HOSTED = {"form_id": "hosted", "consent": "on", "language": "en"}
 SITE_ORIGIN = "http://localhost"
 
 
+# The reverse proxy a test app trusts (TRUSTED_PROXY_HOPS=1); the client's own
+# address is the one it forwards.
+PROXY = "10.0.0.5"
+
+
+def post_from(client: Any, path: str, data: dict[str, Any], client_address: str) -> int:
+    """Post a public form as a browser at ``client_address`` does, behind ``PROXY``."""
+    response = client.post(
+        path,
+        data=data,
+        headers={"Origin": SITE_ORIGIN, "X-Forwarded-For": client_address},
+        environ_base={"REMOTE_ADDR": PROXY},
+    )
+    return response.status_code
+
+
 def signup(client: Any, address: str, topics: str = "newsletter", **extra: Any) -> Any:
     """Post the hosted form as a browser does."""
     data = {**HOSTED, "email": address, "topics": topics, **extra}

@@ -22,9 +22,7 @@ from app import create_app
 from extensions import db, limiter
 from kernel.timestamps import utcnow
 from tests.conftest import TEST_CONFIG
-from tests.mailing.helpers import HOSTED, SITE_ORIGIN, consented_contacts, outbox
-
-PROXY = "10.0.0.5"
+from tests.mailing.helpers import HOSTED, consented_contacts, outbox, post_from
 
 
 @pytest.fixture
@@ -53,18 +51,8 @@ def limited(app, database_url) -> Iterator[Callable[..., Any]]:
         limiter.reset()
 
 
-def _post(client: Any, path: str, data: dict[str, Any], client_address: str) -> int:
-    response = client.post(
-        path,
-        data=data,
-        headers={"Origin": SITE_ORIGIN, "X-Forwarded-For": client_address},
-        environ_base={"REMOTE_ADDR": PROXY},
-    )
-    return response.status_code
-
-
 def _signup(client: Any, address: str, client_address: str) -> int:
-    return _post(
+    return post_from(
         client, "/subscribe", {**HOSTED, "email": address, "topics": "newsletter"}, client_address
     )
 
@@ -107,15 +95,15 @@ def test_every_form_that_sends_mail_shares_one_allowance_per_client_and_mailbox(
     ]
 
     per_client = limited(SIGNUP_LIMIT_PER_IP="3 per hour")
-    assert [_post(per_client, p, d, "203.0.113.1") for p, d in forms] == [200, 200, 200, 429]
+    assert [post_from(per_client, p, d, "203.0.113.1") for p, d in forms] == [200, 200, 200, 429]
     limiter.reset()
 
     per_mailbox = limited(SIGNUP_LIMIT_PER_ADDRESS="3 per hour")
-    statuses = [_post(per_mailbox, p, d, "203.0.113.2") for p, d in forms]
+    statuses = [post_from(per_mailbox, p, d, "203.0.113.2") for p, d in forms]
     assert statuses == [200, 200, 200, 429]
     # The preference page alone, from one client: counted per mailbox too.
     limiter.reset()
-    again = [_post(per_mailbox, *forms[3], "198.51.100.1") for _ in range(5)]
+    again = [post_from(per_mailbox, *forms[3], "198.51.100.1") for _ in range(5)]
     assert again == [200, 200, 200, 429, 429]
 
 
@@ -130,7 +118,7 @@ def test_confirmation_renewals_count_the_mailbox_behind_the_link(app, limited) -
         old = make_token(Purpose.CONFIRM, {"r": request_id}, issued_at=utcnow() - timedelta(days=8))
         db.session.remove()
     renew = f"/confirm/{old}/renew"
-    statuses = [_post(client, renew, {}, "203.0.113.1") for _ in range(2)]
+    statuses = [post_from(client, renew, {}, "203.0.113.1") for _ in range(2)]
     assert statuses == [200, 429]
 
 

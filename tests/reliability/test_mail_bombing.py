@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import Any
 
 import pytest
 
 from app import create_app
 from tests.conftest import TEST_CONFIG
-from tests.mailing.helpers import HOSTED, SITE_ORIGIN, consented_contacts
+from tests.mailing.helpers import HOSTED, consented_contacts, post_from
 from tests.reliability.conftest import figure, scale
 
 DOMAIN = "bombed.example"
 MAILBOX = f"victim@{DOMAIN}"
-PROXY = "10.0.0.5"
 CLIENTS = ("203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4")
 TEN_MINUTES = 600.0
 
@@ -45,16 +43,6 @@ def _limits_back_off() -> None:
 
     limiter.enabled = False
     limiter.reset()
-
-
-def _post(client: Any, path: str, data: dict[str, Any], client_address: str) -> int:
-    response = client.post(
-        path,
-        data=data,
-        headers={"Origin": SITE_ORIGIN, "X-Forwarded-For": client_address},
-        environ_base={"REMOTE_ADDR": PROXY},
-    )
-    return response.status_code
 
 
 @pytest.mark.parametrize("limits", ["on", "off"])
@@ -93,7 +81,7 @@ def test_one_mailbox_gets_at_most_one_email_in_ten_minutes_from_every_form(
             (preferences, {"action": "save", "topics": ["newsletter", "events"]}),
         ]
         for i, (path, data) in enumerate(forms):
-            statuses[_post(client, path, data, CLIENTS[(n + i) % len(CLIENTS)])] += 1
+            statuses[post_from(client, path, data, CLIENTS[(n + i) % len(CLIENTS)])] += 1
     posted_in = time.monotonic() - started
     mail_worker.drain(timeout_ms=60_000)
     elapsed = time.monotonic() - started
