@@ -13,16 +13,19 @@ mistake made in every copy at once still fails:
 
 | copy | where | agreement test | rule pinned by |
 | --- | --- | --- | --- |
-| the fold, Python | ``fold`` (here) | tests/consent/test_policy.py, tests/reliability/test_stateful_consent.py | tests/consent/test_policy.py, tests/consent/test_policy_parameters.py |
-| the fold of an objection, SQL | ``objection_upsert`` (here) | tests/consent/test_ledger_batch.py | tests/reliability/test_objection_race.py |
-| the fold of granted bases, SQL | ``fold_granted_basis`` (here) | tests/consent/test_ledger_batch.py | tests/consent/test_imports.py |
-| the campaign audience, SQL | ``consent.audience.audience_query`` | tests/consent/test_audience.py | tests/consent/test_policy_parameters.py |
-| the batch of facts for many contacts | ``consent.policy.standings_by_email`` (read, then ``decide``) | tests/consent/test_api.py | tests/consent/test_policy_parameters.py |
+| the fold, Python | ``fold`` (here) | tests/consent/test_policy.py, tests/reliability/test_stateful_consent.py | tests/consent/test_policy_rules_pinned.py (only the person reopens a "no", the first objection stands, a re-granted basis keeps its first date) |
+| the fold of an objection, SQL | ``objection_upsert`` (here) | tests/consent/test_ledger_batch.py | tests/consent/test_policy_rules_pinned.py (the first objection stands) |
+| the fold of granted bases, SQL | ``fold_granted_basis`` (here) | tests/consent/test_ledger_batch.py | tests/consent/test_policy_rules_pinned.py (a re-granted basis keeps its first date), tests/consent/test_imports.py |
+| the campaign audience, SQL | ``consent.audience.audience_query`` | tests/consent/test_audience.py | tests/consent/test_policy_parameters.py, tests/consent/test_policy_rules_pinned.py |
+| the batch of facts for many contacts | ``consent.policy.standings_by_email`` (read, then ``decide``) | tests/consent/test_api.py | tests/consent/test_policy_parameters.py, tests/consent/test_policy_rules_pinned.py |
 
 The policy's parameters (topics and their bases, the countries that admit
 legitimate interest, the customer grace period, the double opt-in countries)
 live in the policy file (consent/default_policy.toml), read by
-``consent.topics``; no copy holds a number of its own.
+``consent.topics``; no copy holds a number of its own. Each is pinned at its
+shipped value by tests/consent/test_policy_parameters.py,
+tests/consent/test_policy_rules_pinned.py (topics' bases, channels) and
+tests/mailing/test_signup_countries_pinned.py (the double opt-in countries).
 """
 
 from __future__ import annotations
