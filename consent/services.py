@@ -23,6 +23,7 @@ from consent.models import (
 )
 from consent.policies import check_consent_version
 from consent.policy import Decision, Reason, decide, standing_of, standings_by_email
+from consent.projection import RESERVED_SOURCES
 from consent.suppression import find_suppression, own_suppression
 from consent.topics import current_policy
 from crm import services as crm
@@ -51,6 +52,16 @@ class BasisInput:
         if not self.source.strip():
             raise InvalidInput(
                 "A basis needs a source.", fields={"basis": {"source": ["Required."]}}
+            )
+        if self.source.strip().lower() in RESERVED_SOURCES:
+            # X6: these name the person's own acts through links this service
+            # emailed; a caller claiming one is refused rather than believed.
+            raise InvalidInput(
+                f"The source {self.source.strip()!r} is reserved for what the person does "
+                "through this service's own links (the double opt-in confirmation, "
+                "unsubscribe links); name your own system instead, e.g. 'crm-sync'.",
+                code="reserved_source",
+                fields={"basis": {"source": ["Reserved."]}},
             )
         if self.type is Basis.LEGITIMATE_INTEREST and self.interest_kind is None:
             raise InvalidInput(
