@@ -18,8 +18,9 @@ import sqlalchemy as sa
 from consent.evidence import Evidence
 from consent.ledger import record
 from consent.models import Basis, EventKind, SubscriptionRequest
-from consent.projection import DOUBLE_OPT_IN, PERSON
 from consent.subscriptions import (
+    DOUBLE_OPT_IN,
+    PERSON,
     Scope,
     Signup,
     confirm_subscription,
