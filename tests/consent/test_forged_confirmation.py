@@ -106,13 +106,15 @@ def test_a_crm_consent_under_its_own_source_is_kept_but_does_not_reopen(app, api
     assert outcome(single(marketing, contact_id, "events"))[:2] == (False, "unsubscribed")
 
 
-def confirmed_after_the_no(app, actor: Actor, source_ref: str | None, *, request_for: str) -> None:
+def confirmed_after_the_no(
+    app, actor: Actor, source_ref: str | None, *, request_for: str, request_of: str = EMAIL
+) -> None:
     """Record a confirmation of events straight into the ledger, as a path that
     bypassed the API's check would."""
     with app.app_context():
         contact = db.session.scalar(sa.select(Contact).where(Contact.email == EMAIL))
-        # A real open request of this contact, for ``request_for``: the link's id.
-        signup = Signup(email=EMAIL, topics=(request_for,))
+        # A real open request of ``request_of``, for ``request_for``: the link's id.
+        signup = Signup(email=request_of, topics=(request_for,))
         request = request_subscription(signup, LINK_EVIDENCE, datetime.now(UTC)).request
         assert request is not None
         ref = source_ref.format(id=request.id) if source_ref else None
@@ -161,6 +163,20 @@ def test_only_the_services_own_confirmation_reopens_in_the_fold(
     confirmed_after_the_no(app, actor, source_ref, request_for=request_for)
     assert outcome(single(admin_api, contact_id, "events"))[:2] == (False, "unsubscribed")
     assert contact_id not in audience(app, "events")
+
+
+def test_a_request_of_another_address_does_not_reopen(app, admin_api) -> None:
+    """The person of another address confirming their own request never opens
+    this contact's topic, even when the event names that request."""
+    contact_id = unsubscribed_from_events(app, admin_api)
+    confirmed_after_the_no(
+        app,
+        PERSON,
+        "subscription_request:{id}",
+        request_for="events",
+        request_of="someone.else@kund.se",
+    )
+    assert outcome(single(admin_api, contact_id, "events"))[:2] == (False, "unsubscribed")
 
 
 def test_the_persons_confirmation_through_the_link_reopens(app, admin_api) -> None:
