@@ -13,7 +13,7 @@ mistake made in every copy at once still fails:
 
 | copy | where | agreement test | rule pinned by |
 | --- | --- | --- | --- |
-| the fold, Python | ``fold`` (here) | tests/consent/test_policy.py, tests/reliability/test_stateful_consent.py | tests/consent/test_policy_rules_pinned.py (only the person reopens a "no", the first objection stands, a re-granted basis keeps its first date) |
+| the fold, Python | ``fold`` (here) | tests/consent/test_policy.py, tests/reliability/test_stateful_consent.py | tests/consent/test_policy_rules_pinned.py (only the person reopens a "no", the first objection stands, a re-granted basis keeps its first date), tests/consent/test_forged_confirmation.py (only a confirmation the service verified, ``is_person_verified``) |
 | the fold of an objection, SQL | ``objection_upsert`` (here) | tests/consent/test_ledger_batch.py | tests/consent/test_policy_rules_pinned.py (the first objection stands) |
 | the fold of granted bases, SQL | ``fold_granted_basis`` (here) | tests/consent/test_ledger_batch.py | tests/consent/test_policy_rules_pinned.py (a re-granted basis keeps its first date), tests/consent/test_imports.py |
 | the campaign audience, SQL | ``consent.audience.audience_query`` | tests/consent/test_audience.py | tests/consent/test_policy_parameters.py, tests/consent/test_policy_rules_pinned.py |
