@@ -248,17 +248,41 @@ def test_erasure_keeps_an_entry_so_the_same_purchased_list_does_not_bring_the_pe
     assert count_rows(app)["contact"] == 0
 
 
+@pytest.mark.parametrize("way_back", list(WAYS_BACK))
 def test_an_erased_topic_refusal_comes_back_as_a_suppression_on_every_way_in(
-    app, client, admin_api
+    app, client, admin_api, way_back: str
 ) -> None:
     """All scope after erasure: the erasure adds the all-marketing entry on top
-    of the topic's, so a return by API or import is never marketed to."""
+    of the topic's, so a return by any way in is never marketed to."""
     register(admin_api)
     one_click(app, client, EMAIL, "events")
     admin_api.delete(f"/api/v1/contacts/{contact_id(admin_api)}")
-    register(admin_api)
+    assert count_rows(app)["suppression"] == 1
+    WAYS_BACK[way_back](app, client, admin_api)
     for topic in ("events", "product-updates"):
-        assert decision(admin_api, EMAIL, topic) == (False, "suppressed")
+        for channel in ("email", "phone"):
+            assert decision(admin_api, EMAIL, topic, channel) == (False, "suppressed")
+
+
+def test_a_phone_only_objection_survives_a_purge_and_a_signup(
+    app, client, admin_api, smtp, mail_worker
+) -> None:
+    """Channel scope and the signup form: the returning person confirms events
+    by email; phone marketing stays closed, since the confirmation was about
+    email and never about the objection to phone calls."""
+    cid = register(admin_api)
+    admin_api.post(
+        f"/api/v1/contacts/{cid}/objection", json={"channel": "phone", "received_via": "phone"}
+    )
+    purge(app)
+    assert signup(client, EMAIL, topics="events", consent="on").status_code == 200
+    assert decision(admin_api, EMAIL, "events", "phone") == (False, "objection")
+    mail_worker.drain()
+    client.post(link(smtp.wait_for(1)[0], "/confirm/"))
+    assert decision(admin_api, EMAIL, "events", "email") == (True, "consent")
+    # The confirmation lifts the objection into an unsubscribe (X6): still closed.
+    assert decision(admin_api, EMAIL, "events", "phone")[0] is False
+    assert entries(app) == [("*", "phone", "objected")]
 
 
 def with_keep_years(app: Any, years: int | None) -> Any:
