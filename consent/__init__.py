@@ -9,6 +9,7 @@ def init_app(app: Flask) -> None:
     from consent import (  # noqa: F401 - tasks declares the actors
         api,
         cli,
+        refusals,
         rights,
         services,
         staff_pages,
@@ -21,4 +22,5 @@ def init_app(app: Flask) -> None:
     staff_pages.register(app)
     services.connect_signals()
     rights.connect_signals()
+    refusals.connect_signals()
     webhooks.connect_signals()

@@ -118,14 +118,8 @@ def load_demo(password: str | None = None) -> DemoSummary:
         "frida.sparrad@example.se", "Frida Spärrad", "SE", basis=_consent("newsletter")
     )
     if not _has_event(suppressed.id, EventKind.SUPPRESSED):
+        # The ledger puts a "no" to everything on the suppression list itself (R22).
         record(suppressed, EventKind.UNSUBSCRIBED, actor=DEMO_ACTOR, source="email_link")
-        record(
-            suppressed,
-            EventKind.SUPPRESSED,
-            actor=DEMO_ACTOR,
-            source="email_link",
-            note="unsubscribe_all",
-        )
     restricted = contact(
         "gustav.begransad@kund.example", "Gustav Begränsad", "SE", company=KUND_AB, basis=CUSTOMER
     )

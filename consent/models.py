@@ -140,6 +140,31 @@ class Suppression(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ScopedSuppression(db.Model):
+    """A "do not contact" entry narrower than the suppression list: the keyed hash
+    of an address that refused one topic (an unsubscribe or a withdrawal) or
+    one channel (an objection to phone marketing, say). The refusal of all
+    marketing is a ``Suppression``.
+
+    Like the suppression list it outlives erasure and retention purges (R22)
+    and holds no address, only HMAC-SHA256(SUPPRESSION_KEY, normalised
+    address); ``consent.refusals`` restates it in the ledger of a contact that
+    appears at the address again, so the person's "no" holds on every way in.
+    Kept for as long as the policy file's ``[do_not_contact]`` says.
+    """
+
+    __tablename__ = "scoped_suppression"
+
+    address_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # The topic refused, or "*" for every topic (a channel's objection).
+    topic: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # The channel refused, or "*" for every channel.
+    channel: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    # The ledger event kind of the refusal: unsubscribed, withdrawn or objected.
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
 class ImportBatch(db.Model):
     """One run of a CSV import: who, what file, on which basis, and its report.
 

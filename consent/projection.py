@@ -13,7 +13,7 @@ mistake made in every copy at once still fails:
 
 | copy | where | agreement test | rule pinned by |
 | --- | --- | --- | --- |
-| the fold, Python | ``fold`` (here) | tests/consent/test_policy.py, tests/reliability/test_stateful_consent.py | tests/consent/test_policy_rules_pinned.py (only the person reopens a "no", the first objection stands, a re-granted basis keeps its first date) |
+| the fold, Python | ``fold`` (here) | tests/consent/test_policy.py, tests/reliability/test_stateful_consent.py | tests/consent/test_policy_rules_pinned.py (only the person reopens a "no", the first objection stands, a re-granted basis keeps its first date), tests/consent/test_forged_confirmation.py (only a confirmation the service verified, ``is_person_verified``) |
 | the fold of an objection, SQL | ``objection_upsert`` (here) | tests/consent/test_ledger_batch.py | tests/consent/test_policy_rules_pinned.py (the first objection stands) |
 | the fold of granted bases, SQL | ``fold_granted_basis`` (here) | tests/consent/test_ledger_batch.py | tests/consent/test_policy_rules_pinned.py (a re-granted basis keeps its first date), tests/consent/test_imports.py |
 | the campaign audience, SQL | ``consent.audience.audience_query`` | tests/consent/test_audience.py | tests/consent/test_policy_parameters.py, tests/consent/test_policy_rules_pinned.py |
@@ -37,16 +37,64 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from consent.models import ALL, ConsentEvent, EventKind, InterestKind, PermissionState
-from consent.suppression import lift_suppression, suppress
+from consent.models import (
+    ALL,
+    ConsentEvent,
+    EventKind,
+    InterestKind,
+    PermissionState,
+    SubscriptionRequest,
+)
+from consent.suppression import (
+    keep_scoped_refusal,
+    lift_scoped_refusal,
+    lift_suppression,
+    suppress,
+)
 from crm.models import Contact
 from extensions import db
+from kernel.access import Actor
 from kernel.database import insert_for_dialect
 
-# Only the person, proving the address through a double opt-in link, may undo
-# an unsubscribe or an objection (GDPR art. 21; docs/rules.md R9, R11). Consents
-# synced by a CRM, imported or entered by staff never do.
-PERSON_VERIFIED_SOURCES = frozenset({"double_opt_in"})
+# The person themself, acting through a link this service emailed to the address.
+PERSON = Actor(kind="person", name="email-owner")
+# The source of the events ``consent.subscriptions.confirm_subscription`` records
+# when the person presses the button behind the double opt-in link.
+DOUBLE_OPT_IN = "double_opt_in"
+# Sources only the service's own code paths write: no API body, import, staff
+# form or command may name them (``consent.services.BasisInput.validate``), so
+# that the ledger never shows a claim as the person's own act (docs/rules.md X6).
+RESERVED_SOURCES = frozenset(
+    {DOUBLE_OPT_IN, "email_link", "one_click", "preference_centre", "system"}
+)
+_REQUEST_REF = "subscription_request:"
+
+
+def is_person_verified(contact_id: int, event: ConsentEvent | BatchEvent) -> bool:
+    """Whether a confirmation is the person's own, verified by this service: the
+    button behind a double opt-in link it emailed to the address (GDPR art. 7(1),
+    21(3); docs/rules.md R9, X6). Only then may it undo the person's "no".
+
+    Three marks together, none of which a caller can set: the person as the
+    recorder (only the public pages' use cases act as ``PERSON``), the
+    double opt-in source, and a reference to an open subscription request of
+    this contact that asked for the topic (the link carried its id). A consent
+    synced by a CRM, imported or entered by staff is none of these.
+    """
+    if event.recorded_by != PERSON.label or event.source != DOUBLE_OPT_IN:
+        return False
+    ref = event.source_ref or ""
+    number = ref.removeprefix(_REQUEST_REF)
+    if not ref.startswith(_REQUEST_REF) or not number.isdigit():
+        return False
+    request = db.session.get(SubscriptionRequest, int(number))
+    return (
+        request is not None
+        and request.contact_id == contact_id
+        and request.confirmed_at is None
+        and event.topic in request.topic_keys
+    )
+
 
 BASIS_COLUMNS = {
     InterestKind.CUSTOMER.value: "customer_since",
@@ -66,7 +114,7 @@ def fold(contact: Contact, event: ConsentEvent, states: States | None = None) ->
             row.pending_since = at
     elif kind is EventKind.CONFIRMED:
         row = states.get(contact.id, event.topic, event.channel)
-        verified = event.source in PERSON_VERIFIED_SOURCES
+        verified = is_person_verified(contact.id, event)
         blanket_blocks = any(
             r.unsubscribed_since or r.objected_since for r in states.blanket(contact.id)
         )
@@ -77,17 +125,27 @@ def fold(contact: Contact, event: ConsentEvent, states: States | None = None) ->
         row.consent_event_id = event.id
         row.pending_since = None
         row.unsubscribed_since = None
+        if verified:
+            # The person reopened what they closed: the address's "do not
+            # contact" entry for this topic goes too (docs/rules.md R22).
+            lift_scoped_refusal(contact.email, event.topic, event.channel)
     elif kind in (EventKind.WITHDRAWN, EventKind.UNSUBSCRIBED):
         row = states.get(contact.id, event.topic, event.channel)
         row.unsubscribed_since = at
         row.consent_since = None
         row.consent_event_id = None
         row.pending_since = None
+        if event.topic != ALL or event.channel != ALL:
+            # R22: the "no" to this topic (or channel) outlives the contact; a
+            # "no" to everything is the suppression consent.ledger adds.
+            keep_scoped_refusal(contact.email, event.kind, event.topic, event.channel, at)
     elif kind is EventKind.OBJECTED:
         row = states.get(contact.id, ALL, event.channel)
         if row.objected_since is None:
             row.objected_since = at
             row.objection_event_id = event.id
+        if event.channel != ALL:
+            keep_scoped_refusal(contact.email, event.kind, ALL, event.channel, at)
     elif kind is EventKind.OBJECTION_LIFTED:
         # The objection becomes an unsubscribe from everything: only topics the
         # person confirms afresh open again; legitimate interest stays closed.
@@ -280,3 +338,5 @@ class BatchEvent:
     source: str
     interest_kind: str | None
     note: str | None
+    recorded_by: str
+    source_ref: str | None

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 
 from consent import services
 from consent.ledger import record
-from consent.models import ALL, ConsentEvent, EventKind, ImportBatch, PrivacyRequest
+from consent.models import ConsentEvent, EventKind, ImportBatch, PrivacyRequest
+from consent.projection import PERSON
 from consent.suppression import find_suppression, own_suppression
 from crm import services as crm
 from crm.models import Activity, Company, Contact
@@ -136,26 +137,6 @@ def export_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
     return data
 
 
-def _has_said_no_to_everything(contact_id: int) -> bool:
-    return (
-        db.session.scalar(
-            sa.select(ConsentEvent.id)
-            .where(
-                ConsentEvent.contact_id == contact_id,
-                sa.or_(
-                    ConsentEvent.kind == EventKind.OBJECTED.value,
-                    sa.and_(
-                        ConsentEvent.kind == EventKind.UNSUBSCRIBED.value,
-                        ConsentEvent.topic == ALL,
-                    ),
-                ),
-            )
-            .limit(1)
-        )
-        is not None
-    )
-
-
 def _source_of(actor: Actor) -> str:
     return "api" if actor.kind == "token" else actor.kind
 
@@ -163,10 +144,12 @@ def _source_of(actor: Actor) -> str:
 def erase_contact(actor: Actor, contact_id: int) -> bool:
     """GDPR art. 17: remove the person's data; refused while a legal hold is set.
 
-    R22: if the person ever objected or unsubscribed from everything, the
-    address's keyed hash is put on the suppression list first, so that no
-    later import, sync or signup markets to them again. The audit entry names
-    no contact afterwards. Returns whether the suppression hash is kept.
+    R22: the address's keyed hash is put on the suppression list first, even
+    when the person never said no: asking to be erased is asking to be left
+    alone, and without the hash the same purchased list would bring them
+    back. The scoped entries of earlier refusals (a topic, a channel) stay as
+    they are. The audit entry names no contact afterwards. Returns whether
+    the suppression hash is kept (always, since issue 19).
     """
     contact = crm.get_contact(contact_id)
     if contact.legal_hold_reason:
@@ -177,10 +160,9 @@ def erase_contact(actor: Actor, contact_id: int) -> bool:
         )
     # The address's own entry: a mailbox's (see consent.suppression) may be lifted
     # one day, and this person's "no" must not go with it.
-    suppressed = own_suppression(contact.email) is not None
-    if not suppressed and _has_said_no_to_everything(contact.id):
+    if own_suppression(contact.email) is None:
         record(contact, EventKind.SUPPRESSED, actor=actor, source=_source_of(actor), note="erasure")
-        suppressed = True
+    suppressed = True
     crm.remove_contact(contact.id)
     crm.audit(
         actor,
@@ -231,8 +213,27 @@ def verify_privacy_request(request_id: int, at: datetime) -> tuple[PrivacyReques
     request.verified_at = at
     request.due_at = at + ANSWER_WITHIN
     request.status = "verified" if request.kind == "access" else "awaiting_admin"
+    if request.kind == "erasure":
+        _suppress_on_erasure_request(request, at)
     crm.audit(SYSTEM_ACTOR, f"privacy_request.verify.{request.kind}", request.contact_id)
     return request, True
+
+
+def _suppress_on_erasure_request(request: PrivacyRequest, at: datetime) -> None:
+    """R22: the person who proved the address and asked to be erased is not
+    marketed to from that moment, whether or not the erasure can be done
+    (a legal hold keeps the data, not the right to market)."""
+    contact = crm.get_contact(request.contact_id)
+    if own_suppression(contact.email) is None:
+        record(
+            contact,
+            EventKind.SUPPRESSED,
+            actor=PERSON,
+            source="email_link",
+            at=at,
+            source_ref=f"privacy_request:{request.id}",
+            note="erasure request",
+        )
 
 
 def list_privacy_requests(status: str | None = None) -> list[PrivacyRequest]:

@@ -23,7 +23,8 @@ from consent.models import (
 )
 from consent.policies import check_consent_version
 from consent.policy import Decision, Reason, decide, standing_of, standings_by_email
-from consent.suppression import find_suppression, own_suppression
+from consent.projection import RESERVED_SOURCES
+from consent.suppression import find_suppression
 from consent.topics import current_policy
 from crm import services as crm
 from crm.models import Activity, Contact
@@ -51,6 +52,16 @@ class BasisInput:
         if not self.source.strip():
             raise InvalidInput(
                 "A basis needs a source.", fields={"basis": {"source": ["Required."]}}
+            )
+        if self.source.strip().lower() in RESERVED_SOURCES:
+            # X6: these name the person's own acts through links this service
+            # emailed; a caller claiming one is refused rather than believed.
+            raise InvalidInput(
+                f"The source {self.source.strip()!r} is reserved for what the person does "
+                "through this service's own links (the double opt-in confirmation, "
+                "unsubscribe links); name your own system instead, e.g. 'crm-sync'.",
+                code="reserved_source",
+                fields={"basis": {"source": ["Reserved."]}},
             )
         if self.type is Basis.LEGITIMATE_INTEREST and self.interest_kind is None:
             raise InvalidInput(
@@ -194,8 +205,9 @@ def record_objection(
     """GDPR art. 21(2)-(3): record an objection to direct marketing.
 
     It ends marketing on every basis from the moment this transaction commits.
-    An objection to all channels also puts the address on the suppression list
-    so that it outlives erasure (R22).
+    It outlives erasure and purges (R22): ``consent.ledger.record_objection``
+    puts the address on the suppression list (all channels) or keeps a "do
+    not contact" entry for the channel, in the same transaction.
     """
     if channel != ALL:
         current_policy().check_channel(channel)
@@ -204,7 +216,7 @@ def record_objection(
             f"received_via must be one of: {', '.join(OBJECTION_CHANNELS)}.",
             fields={"received_via": ["Unknown."]},
         )
-    event, email = ledger.record_objection(
+    event, _email = ledger.record_objection(
         contact_id,
         actor=actor,
         source=source,
@@ -212,9 +224,6 @@ def record_objection(
         received_via=received_via,
         note=note,
     )
-    if channel == ALL and own_suppression(email) is None:
-        contact = crm.get_contact(contact_id)
-        record(contact, EventKind.SUPPRESSED, actor=actor, source=source, note="objection")
     crm.audit(actor, "objection.record", contact_id, detail=received_via)
     db.session.commit()
     decisions_changed.send(signal_sender(), contact_id=contact_id, kind="objected")

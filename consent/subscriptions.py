@@ -20,20 +20,18 @@ from consent.evidence import Evidence
 from consent.ledger import record
 from consent.models import ALL, Basis, ConsentEvent, EventKind, PermissionState, SubscriptionRequest
 from consent.policy import Decision, Reason, decide, standing_of
+from consent.projection import DOUBLE_OPT_IN, PERSON
 from consent.suppression import find_suppression, own_suppression
 from consent.tokens import LinkInvalid
 from consent.topics import check_topics, current_policy
 from crm import services as crm
 from crm.models import Contact
 from extensions import db
-from kernel.access import Actor
 from kernel.addresses import normalise_email
 from kernel.countries import normalise_country, normalise_language
 from kernel.errors import InvalidInput
 from kernel.timestamps import utcnow
 
-PERSON = Actor(kind="person", name="email-owner")
-DOUBLE_OPT_IN = "double_opt_in"  # consent.projection.PERSON_VERIFIED_SOURCES
 EMAIL = "email"
 
 # A person who said no can only say yes again through a fresh double opt-in.

@@ -54,6 +54,9 @@ class MarketingPolicy:
     always_double_opt_in_topics: frozenset[str] = frozenset({"newsletter"})
     # The registered signup forms by id ([forms.<id>]); a post naming another is refused.
     forms: Mapping[str, SignupForm] = field(default_factory=dict)
+    # Years a "do not contact" entry is kept after the refusal ([do_not_contact]
+    # keep_years); None: without end (docs/rules.md R22).
+    do_not_contact_years: int | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> MarketingPolicy:
@@ -83,6 +86,7 @@ class MarketingPolicy:
                     data.get("double_opt_in", {}).get("always_topics", ["newsletter"])
                 ),
                 forms=forms,
+                do_not_contact_years=_keep_years(data.get("do_not_contact", {})),
             )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise RuntimeError(f"The policy file is malformed: {exc!r}") from exc
@@ -124,6 +128,19 @@ class MarketingPolicy:
         """R8: whether a ticked form checkbox for ``topic`` still needs the email
         confirmation. Newsletter signups always do."""
         return topic in self.always_double_opt_in_topics or self.requires_double_opt_in(country)
+
+
+def _keep_years(section: Mapping[str, Any]) -> int | None:
+    """``[do_not_contact] keep_years``: a whole number of years, at least one."""
+    unknown = set(section) - {"keep_years"}
+    if unknown:
+        raise ValueError(f"[do_not_contact]: unknown keys {sorted(unknown)}")
+    years = section.get("keep_years")
+    if years is None:
+        return None
+    if isinstance(years, bool) or not isinstance(years, int) or not 1 <= years <= 200:
+        raise ValueError("[do_not_contact] keep_years: a whole number of years, 1 to 200")
+    return years
 
 
 def current_policy() -> MarketingPolicy:

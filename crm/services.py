@@ -25,7 +25,7 @@ from kernel.addresses import normalise_email
 from kernel.countries import normalise_country, normalise_language
 from kernel.database import id_in
 from kernel.errors import Conflict, InvalidInput, NotFound
-from kernel.signals import contact_rectified
+from kernel.signals import contact_rectified, contacts_addressed
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
 
@@ -343,6 +343,8 @@ def upsert_contact(
     if company is not None:
         contact.company = _upsert_company(company)
     db.session.flush()
+    if created:
+        contacts_addressed.send(signal_sender(), contact_ids=(contact.id,))
     return contact, created
 
 
@@ -373,6 +375,9 @@ def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> C
         contact.company = _upsert_company(company) if company is not None else None
     for key, value in values.items():
         setattr(contact, key, value)
+    if "email" in values:
+        db.session.flush()
+        contacts_addressed.send(signal_sender(), contact_ids=(contact.id,))
     audit(actor, "contact.rectify", contact.id, detail=",".join(sorted(changes)))
     db.session.commit()
     contact_rectified.send(signal_sender(), contact_id=contact.id, fields=tuple(sorted(changes)))

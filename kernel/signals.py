@@ -50,6 +50,13 @@ decisions_changed = _signals.signal("decisions-changed")
 # announces ``decisions_changed`` when a field the decision reads changed.
 contact_rectified = _signals.signal("contact-rectified")
 
+# Inside the transaction. Sent by crm.services.upsert_contact (a new contact),
+# crm.services.rectify_contact (a new address) and crm.bulk.insert_contacts (new
+# contacts of an import or sync); kwargs: contact_ids (a tuple). Receiver:
+# consent.refusals restates in the ledger each "do not contact" entry kept for
+# the address, so that a refusal outlives erasure and purges (docs/rules.md R22).
+contacts_addressed = _signals.signal("contacts-addressed")
+
 # --- policy versions ----------------------------------------------------------------
 
 # After the commit. Sent by consent.policies.publish_policy; kwargs:
@@ -58,6 +65,13 @@ contact_rectified = _signals.signal("contact-rectified")
 policy_published = _signals.signal("policy-published")
 
 # --- contributions (the receivers' return values are the answer) ---------------------
+
+# Inside the transaction. Sent by crm.retention.run.run once its rules are
+# applied, with kwargs as_of (the run's date); each receiver removes what of its
+# own is due on that date and returns {name: count removed} for the run's record.
+# Receiver: consent.refusals drops the "do not contact" entries kept longer than
+# the policy file's [do_not_contact] allows (docs/rules.md R22).
+retention_due = _signals.signal("retention-due")
 
 # Sent by crm.retention with kwargs contact_ids (a sequence); each receiver
 # returns {contact_id: reason} for the contacts no retention rule may touch.

@@ -27,6 +27,8 @@ from crm.services import remove_contacts
 from extensions import db
 from kernel.database import id_in
 from kernel.errors import Conflict
+from kernel.signals import retention_due
+from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
 
 LOCK_NAME = "retention"
@@ -174,7 +176,9 @@ def run(
     PostgreSQL), skip excluded contacts, delete or anonymise, count, beat the
     lock, commit. Nothing is carried between batches but an id to continue
     after, so a run killed at any point leaves whole contacts and the next
-    run finishes the work. The suppression list is never touched (R22).
+    run finishes the work. The suppression list and the scoped "do not contact"
+    entries are touched only once the policy file's ``[do_not_contact]`` period
+    has passed (``kernel.signals.retention_due``; R22).
     Raises Conflict while another run holds the lock.
     """
     policy = policy or current_retention_policy()
@@ -217,6 +221,12 @@ def run(
                     time_module.sleep(pause)
                 if after_batch is not None:
                     after_batch(db.session.get(RetentionRun, run_id))  # type: ignore[arg-type]
+        # What the other packages keep for a limited time: the "do not contact"
+        # entries, for as long as the policy file says (R22). Committed by _finish.
+        for _receiver, removed in retention_due.send(signal_sender(), as_of=as_of):
+            for name, count in removed.items():
+                counts[name] = {"deleted": count, "anonymised": 0, "excluded": 0}
+        _beat(run_id)
         _finish(run_id, "completed", counts)
     except BaseException as exc:
         db.session.rollback()

@@ -325,7 +325,7 @@ def test_legitimate_interest_follows_the_contacts_country_else_its_companys(
     assert (contact_id in audience(app, "events")) is allowed
 
 
-# Only the person undoes their "no" (consent.projection.PERSON_VERIFIED_SOURCES) ----------------
+# Only the person undoes their "no" (consent.projection.is_person_verified) ----------------
 
 
 def test_a_crm_consent_does_not_reopen_a_topic_the_person_unsubscribed_from(app, admin_api) -> None:

@@ -183,7 +183,13 @@ def test_erased_objector_stays_blocked_when_recreated_by_api_and_import(
         assert decision(admin_api, "eva@kund.se", topic)["allowed"] is False
 
 
-def test_erasing_someone_who_unsubscribed_from_everything_keeps_the_hash(app, admin_api) -> None:
+def test_an_unsubscribe_from_everything_keeps_the_hash_whatever_path_records_it(
+    app, admin_api
+) -> None:
+    """R22: the ledger itself puts a "no" to everything on the suppression list,
+    in the same transaction, so that a path that records the unsubscribe
+    without asking for it (here the ledger's writer called directly) still
+    keeps it through the erasure."""
     contact_id = create(admin_api)
     with app.app_context():
         from consent.ledger import record
@@ -195,17 +201,19 @@ def test_erasing_someone_who_unsubscribed_from_everything_keeps_the_hash(app, ad
         contact = db.session.get(Contact, contact_id)
         record(contact, EventKind.UNSUBSCRIBED, actor=SYSTEM_ACTOR, source="email_link")
         db.session.commit()
-    assert count_rows(app)["suppression"] == 0
+    assert count_rows(app)["suppression"] == 1
     assert admin_api.delete(f"/api/v1/contacts/{contact_id}").json["suppression_kept"] is True
     assert count_rows(app)["suppression"] == 1
 
 
-def test_erasing_a_contact_who_never_said_no_keeps_nothing(app, admin_api) -> None:
+def test_erasing_a_contact_who_never_said_no_keeps_the_hash(app, admin_api) -> None:
+    """R22 (issue 19): an erasure leaves the keyed hash even when the person never
+    said no, so that the same purchased list or CRM sync does not bring them back."""
     contact_id = create(admin_api, basis=CUSTOMER)
-    assert admin_api.delete(f"/api/v1/contacts/{contact_id}").json["suppression_kept"] is False
-    assert count_rows(app)["suppression"] == 0
+    assert admin_api.delete(f"/api/v1/contacts/{contact_id}").json["suppression_kept"] is True
+    assert count_rows(app)["suppression"] == 1
     create(admin_api, basis=CUSTOMER)
-    assert decision(admin_api, "eva@kund.se")["reason"] == "customer"
+    assert decision(admin_api, "eva@kund.se")["reason"] == "suppressed"
 
 
 def test_legal_hold_refuses_erasure_with_its_reason(app, admin_api) -> None:
