@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from tests.conftest import count_rows
 
-HEADER = "email,name,company,organisation number,country,language,last interaction date\n"
+HEADER = "email,name,company,organisation number,country,language,last interaction date,last interaction kind\n"
 
 
 def write(tmp_path: Path, text: str | bytes, name: str = "list.csv") -> Path:
@@ -50,7 +50,7 @@ def test_customer_import_creates_contacts_allowed_on_legitimate_interest(
     path = write(
         tmp_path,
         HEADER
-        + "anna@kund.se,Anna Berg,Kund AB,556000-1111,SE,sv,2025-03-01\n"
+        + "anna@kund.se,Anna Berg,Kund AB,556000-1111,SE,sv,2025-03-01,order\n"
         + "bo@kund.se,Bo Ek,Kund AB,556000-1111,SE,en,\n",
     )
     report = report_of(app, path)
@@ -80,26 +80,28 @@ def test_running_the_same_file_again_changes_nothing(app, tmp_path, admin_api) -
     path = write(
         tmp_path,
         HEADER
-        + "anna@kund.se,Anna Berg,Kund AB,556000-1111,SE,sv,2025-03-01\n"
+        + "anna@kund.se,Anna Berg,Kund AB,556000-1111,SE,sv,2025-03-01,order\n"
         + "not-an-address,X,,,SE,,\n"
         + "bo@lista.se,Bo Ek,Lista AB,,DK,en,\n",
     )
-    first = report_of(app, path, "industry_list")
+    first = report_of(app, path, "customer")
     before = admin_api.get("/api/v1/contacts?email=anna@kund.se").json
     events_before = ledger_size(app)
-    second = report_of(app, path, "industry_list")
+    second = report_of(app, path, "customer")
     after = admin_api.get("/api/v1/contacts?email=anna@kund.se").json
     assert first["created"] == 2
     assert (second["created"], second["updated"], second["unchanged"]) == (0, 0, 2)
     assert second["rejected"] == 1
     assert ledger_size(app) == events_before
     assert after["updated_at"] == before["updated_at"]
+    # The stated last interaction is one activity, not one per run (X16).
+    assert len(admin_api.get(f"/api/v1/contacts/{after['id']}/activities").json) == 1
 
 
 def test_swedish_headers_semicolons_and_a_bom_are_read(app, tmp_path, admin_api) -> None:
     text = (
-        "E-post;Namn;Företag;Org.nr;Land;Språk;Senaste kontakt\n"
-        "karin@bolag.se;Karin Åberg;Bolaget AB;556111-2222;se;sv;2024-12-24\n"
+        "E-post;Namn;Företag;Org.nr;Land;Språk;Senaste kontakt;Kontakttyp\n"
+        "karin@bolag.se;Karin Åberg;Bolaget AB;556111-2222;se;sv;2024-12-24;möte\n"
     )
     path = write(tmp_path, b"\xef\xbb\xbf" + text.encode())
     report = report_of(app, path)
