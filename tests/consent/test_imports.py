@@ -426,3 +426,37 @@ def test_a_header_with_a_stray_carriage_return_is_a_clear_error(app, admin_api) 
     assert response.status_code == 422
     assert response.json["error"]["code"] == "invalid_file"
     assert count_rows(app) == before
+
+
+def test_a_last_interaction_is_taken_only_from_a_customer_file_with_its_kind_as_an_activity(
+    app, tmp_path, admin_api
+) -> None:
+    """X16: an import's last interaction date moves the retention clock only as an
+    interaction the importer states happened with the person: a customer file,
+    with what it was, never later than now, recorded as an activity."""
+    rows = (
+        "dated@kund.se,A,,,SE,,2025-03-01,meeting\n"
+        "bare@kund.se,B,,,SE,,2025-03-01,\n"
+        "kindonly@kund.se,C,,,SE,,,call\n"
+        "marketing@kund.se,D,,,SE,,2025-03-01,marketing_email\n"
+        "future@kund.se,E,,,SE,,2999-01-01,call\n"
+        "ancient@kund.se,F,,,SE,,1900-01-01,call\n"
+    )
+    report = report_of(app, write(tmp_path, HEADER + rows))
+    reasons = {r["row"]: r["reason"] for r in report["rejections"]}
+    assert report["created"] == 1, report
+    assert "say what the interaction was in a 'last interaction kind' column" in reasons[3]
+    assert "needs the last interaction date too" in reasons[4]
+    assert "an interaction the person took part in" in reasons[5]
+    assert "in the future" in reasons[6]
+    assert "before 1970-01-01" in reasons[7]
+    contact = admin_api.get("/api/v1/contacts?email=dated@kund.se").json
+    activities = admin_api.get(f"/api/v1/contacts/{contact['id']}/activities").json
+    assert [(a["kind"], a["occurred_at"][:10]) for a in activities] == [("meeting", "2025-03-01")]
+    assert "import batch" in activities[0]["note"]
+
+    listed = report_of(
+        app, write(tmp_path, HEADER + "lista@bolag.se,L,,,SE,,2025-03-01,call\n"), "industry_list"
+    )
+    assert (listed["created"], listed["rejected"]) == (0, 1)
+    assert "not accepted on an industry list" in listed["rejections"][0]["reason"]
