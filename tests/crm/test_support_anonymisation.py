@@ -115,3 +115,31 @@ def test_support_information_must_be_codes_never_free_text(app, admin_api) -> No
             assert "code from your own list" in str(refused.json), (field, value)
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Activity)) == 0
+
+
+def test_a_support_field_that_is_not_a_code_is_dropped_not_kept(app_ctx) -> None:
+    """Written past the API (a sync, a hand-made row): the anonymisation copies only
+    values that are codes."""
+    contact = Contact(email=EMAIL, name=NAME, created_at=retention.start_of_day(day("2010-01-01")))
+    db.session.add(contact)
+    db.session.flush()
+    db.session.add(
+        Activity(
+            contact_id=contact.id,
+            kind="support_case",
+            occurred_at=retention.start_of_day(day("2018-03-15")),
+            author="user:someone",
+            product="ab7000",
+            problem_category=f"called {PHONE}",
+            resolution_code=EMAIL,
+        )
+    )
+    contact.last_interaction_at = retention.start_of_day(day("2018-03-15"))
+    db.session.commit()
+    retention.run(day("2025-03-16"), started_by="test")
+    row = db.session.execute(sa.select(AnonymisedActivity.__table__)).one()._mapping
+    assert (row["product"], row["problem_category"], row["resolution_code"]) == (
+        "ab7000",
+        None,
+        None,
+    )
