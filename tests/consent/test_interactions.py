@@ -118,3 +118,13 @@ def test_a_synced_or_imported_basis_is_not_an_interaction(app_ctx) -> None:
     )
     record(contact, EventKind.RESTRICTED, actor=STAFF, source="staff", at=WHEN)
     assert contact.last_interaction_at is None
+
+
+def test_a_one_click_post_is_never_the_persons_interaction_whatever_it_records() -> None:
+    """RFC 8058: the POST comes from the mailbox provider's machine, so even an
+    event that would otherwise count does not when it came by one-click."""
+    from consent.ledger import is_interaction
+
+    assert is_interaction(PERSON, None, EventKind.CONFIRMED, "preference_centre")
+    assert not is_interaction(PERSON, None, EventKind.CONFIRMED, "one_click")
+    assert not is_interaction(PERSON, None, EventKind.CONFIRMED, "form")

@@ -270,3 +270,21 @@ def test_a_customer_who_objected_keeps_the_order_period_not_seven_more_years(
 
 def _month_after(today: date) -> date:
     return retention.Period(months=1).after(today) + timedelta(days=1)
+
+
+def test_an_objection_to_one_channel_only_leaves_the_record_to_its_usual_rule(app_ctx) -> None:
+    """Only an objection to all direct marketing ends the purpose of the record;
+    a person who refused phone calls may still be emailed."""
+    from consent.services import record_objection
+    from kernel.access import Actor
+
+    policy = load("001-axessa.toml")
+    contact = add_contact("bara-mejl@foretag.se", last_interaction="2025-11-01T10:00:00")
+    db.session.commit()
+    staff = Actor(kind="user", name="anna@example.com", role="sales")
+    record_objection(staff, contact.id, channel="phone", received_via="phone")
+    db.session.expire_all()
+    outlook = retention.purge_outlook(db.session.get(type(contact), contact.id), policy)
+    assert outlook.rule is None
+    run_on(policy, "2099-12-31")
+    assert exists("bara-mejl@foretag.se")
