@@ -239,7 +239,10 @@ def preview_command(as_of: str | None, limit: int | None, as_json: bool) -> None
 def done_command(rule: str, through: str) -> None:
     """Record that a purge held in another system was done (R16-R18)."""
     try:
-        day = retention.parse_as_of(through)
+        day = date.fromisoformat(through)
+    except ValueError:
+        raise click.BadParameter("use a date, YYYY-MM-DD", param_hint="--through") from None
+    try:
         mark = retention.mark_done(cli_actor(), rule, day)
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc

@@ -141,6 +141,8 @@ def test_cli_preview_shows_the_checklist_and_done_marks_it(app, runner_for, monk
     assert items["sms-traffic-settled"]["is_done"] is False
     refused = runner.invoke(args=["retention", "done", "customers", "--through", "2020-01-01"])
     assert refused.exit_code != 0 and "No retention rule 'customers'" in refused.output
+    bad = runner.invoke(args=["retention", "done", "sms-traffic", "--through", "soon"])
+    assert bad.exit_code != 0 and "YYYY-MM-DD" in bad.output
 
 
 def test_the_staff_retention_page_is_a_checklist_the_admin_marks_done(app, monkeypatch) -> None:

@@ -143,3 +143,22 @@ def test_a_support_field_that_is_not_a_code_is_dropped_not_kept(app_ctx) -> None
         None,
         None,
     )
+
+
+def test_the_service_refuses_free_text_in_support_fields_whoever_calls_it(app_ctx) -> None:
+    import pytest
+
+    from crm.services import log_activity
+    from kernel.access import CLI_ACTOR
+    from kernel.errors import InvalidInput
+
+    contact = Contact(email=EMAIL, name=NAME)
+    db.session.add(contact)
+    db.session.commit()
+    when = retention.start_of_day(day("2025-03-15"))
+    with pytest.raises(InvalidInput, match="code from your own list"):
+        log_activity(CLI_ACTOR, contact.id, "support_case", when, None, {"product": NAME})
+    with pytest.raises(InvalidInput, match="Unknown support fields: customer"):
+        log_activity(CLI_ACTOR, contact.id, "support_case", when, None, {"customer": "x"})
+    db.session.rollback()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Activity)) == 0
