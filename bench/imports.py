@@ -36,7 +36,10 @@ from typing import Any
 from bench.__main__ import ROOT, Context, Measurement, database_version
 
 TITLE = "CSV import (issue 7)"
-HEADER = "email,name,company,organisation number,country,language,last interaction date\n"
+HEADER = (
+    "email,name,company,organisation number,country,language,last interaction date,"
+    "last interaction kind\n"
+)
 BARS = {"postgresql": 0.1, "sqlite": 0.3}
 MEMORY_BAR_MIB = 300
 
@@ -61,7 +64,7 @@ def write_csv(path: Path, rows: int) -> None:
             company = i % 20_000
             out.write(
                 f"person{i}@company{company}.se,Person {i},Company {company} AB,"
-                f"556{company:07d},SE,sv,2025-0{1 + i % 9}-1{i % 9}\n"
+                f"556{company:07d},SE,sv,2025-0{1 + i % 9}-1{i % 9},order\n"
             )
 
 

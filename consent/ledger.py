@@ -69,13 +69,37 @@ def _suppression_note(kind: EventKind) -> str:
     return "objection" if kind is EventKind.OBJECTED else "unsubscribed"
 
 
-def is_interaction(actor: Actor, received_via: str | None) -> bool:
+# X16: a "no" is honoured by the suppression entry alone (R22), never by keeping
+# the rest of the person's data longer; and the address coming back while
+# suppressed is nothing the person did.
+NOT_INTERACTIONS = frozenset(
+    {
+        EventKind.OBJECTED,
+        EventKind.UNSUBSCRIBED,
+        EventKind.WITHDRAWN,
+        EventKind.SUPPRESSED,
+        EventKind.CREATED_WHILE_SUPPRESSED,
+    }
+)
+# Sources whose "person" is not shown to be the person: a form post, which anyone
+# can make with any address until its confirmation, and a one-click POST
+# (RFC 8058), which a mailbox provider's machine makes on its own.
+UNPROVEN_SOURCES = frozenset({"form", "one_click"})
+
+
+def is_interaction(actor: Actor, received_via: str | None, kind: EventKind, source: str) -> bool:
     """Whether a consent event is an interaction of the contact, which keeps its
-    data (retention counts from the last one, R13, R14): the person acted
-    (a form, a confirmation, the preference centre, an unsubscribe or
-    objection link) or told staff (received by phone, letter, ...). Imports,
-    CRM syncs and staff entries on their own are not."""
-    return actor.kind == "person" or received_via is not None
+    data (retention counts from the last one, R13, R14, X16): the person acted
+    through something the service verified (a confirmation of the emailed
+    link, the preference centre, a link in an email) or told staff (received
+    by phone, letter, ...). A "no" (``NOT_INTERACTIONS``), an unconfirmed form
+    post, a one-click POST, imports, CRM syncs and staff entries on their own
+    are not."""
+    if kind in NOT_INTERACTIONS:
+        return False
+    if received_via is not None:
+        return True
+    return actor.kind == "person" and source not in UNPROVEN_SOURCES
 
 
 def record(
@@ -132,7 +156,7 @@ def record(
     )
     db.session.add(event)
     db.session.flush()
-    if is_interaction(actor, received_via):
+    if is_interaction(actor, received_via, kind, source):
         note_interaction(contact, event.occurred_at)
     fold(contact, event)
     ledger_written.send(signal_sender(), contact_ids=(contact.id,))
@@ -173,7 +197,9 @@ def record_objection(
     not commit; raises NotFound for an unknown contact.
     """
     now = utcnow()
-    email = hold_contact(contact_id, now if is_interaction(actor, received_via) else None).email
+    email = hold_contact(
+        contact_id, now if is_interaction(actor, received_via, EventKind.OBJECTED, source) else None
+    ).email
     columns = _event_columns(
         EventKind.OBJECTED,
         actor=actor,

@@ -19,7 +19,14 @@ import sqlalchemy as sa
 
 from consent import services
 from consent.ledger import record
-from consent.models import ConsentEvent, EventKind, ImportBatch, PrivacyRequest
+from consent.models import (
+    ALL,
+    ConsentEvent,
+    EventKind,
+    ImportBatch,
+    PermissionState,
+    PrivacyRequest,
+)
 from consent.projection import PERSON
 from consent.suppression import find_suppression, own_suppression
 from crm import services as crm
@@ -28,7 +35,12 @@ from extensions import db
 from kernel.access import SYSTEM_ACTOR, Actor
 from kernel.database import id_in
 from kernel.errors import Conflict, InvalidInput, NotFound
-from kernel.signals import collect_export_sections, collect_retention_exclusions, decisions_changed
+from kernel.signals import (
+    collect_export_sections,
+    collect_retention_anchors,
+    collect_retention_exclusions,
+    decisions_changed,
+)
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
 
@@ -261,6 +273,24 @@ def _open_requests(sender: Any, *, contact_ids: Sequence[int], **_: object) -> d
     return {cid: f"open {kind} request ({status.replace('_', ' ')})" for cid, kind, status in rows}
 
 
+def _objection_anchors(sender: Any, *, counts_from: str, **_: object) -> sa.Select | None:
+    """When each contact objected to all direct marketing (GDPR art. 21(3)), for the
+    retention rules that count from ``objection``: after it only the suppression
+    entry needs to live on (R22), not the full record."""
+    if counts_from != "objection":
+        return None
+    return sa.select(
+        PermissionState.contact_id.label("contact_id"),
+        PermissionState.objected_since.label("at"),
+    ).where(
+        PermissionState.topic == ALL,
+        PermissionState.channel == ALL,
+        PermissionState.objected_since.is_not(None),
+    )
+
+
 def connect_signals() -> None:
-    """Keep contacts with an open rights request out of retention (consent.init_app)."""
+    """Keep contacts with an open rights request out of retention, and tell it when
+    contacts objected (consent.init_app)."""
     collect_retention_exclusions.connect(_open_requests, weak=False)
+    collect_retention_anchors.connect(_objection_anchors, weak=False)

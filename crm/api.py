@@ -8,6 +8,7 @@ from flask import Flask, g
 from flask_smorest import Blueprint
 
 from crm import retention, services
+from crm.models import SUPPORT_FIELDS
 from crm.retention import ContactRead
 from crm.schemas import (
     ActivityCreateSchema,
@@ -63,8 +64,9 @@ def rectify_contact(changes: dict[str, Any], contact_id: int) -> Any:
 @blp.response(201, ActivitySchema)
 def log_activity(data: dict[str, Any], contact_id: int) -> Any:
     """Log an interaction; kinds the contact took part in move last_interaction_at."""
+    support = {name: data.get(name) for name in SUPPORT_FIELDS}
     return services.log_activity(
-        g.actor, contact_id, data["kind"], data["occurred_at"], data.get("note")
+        g.actor, contact_id, data["kind"], data["occurred_at"], data.get("note"), support
     )
 
 

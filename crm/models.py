@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
@@ -26,6 +27,25 @@ def activity_time_problem(moment: datetime, now: datetime) -> str | None:
         return f"An activity cannot have occurred before {EARLIEST_ACTIVITY:%Y-%m-%d}."
     if moment > now + ACTIVITY_AHEAD:
         return "An activity cannot have occurred in the future (more than a day from now)."
+    return None
+
+
+# General support information (R15) is kept as codes from the company's own
+# lists (a product, a problem category, a resolution): lower-case letters,
+# digits, ".", "_" and "-", no spaces and no "@" or "+", so that no sentence,
+# name with spaces, address or phone number fits, and it can outlive the
+# anonymisation of the case.
+SUPPORT_CODE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+SUPPORT_FIELDS = ("product", "problem_category", "resolution_code")
+
+
+def support_code_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a support code, or None."""
+    if SUPPORT_CODE.fullmatch(value) is None or value.isdigit():
+        return (
+            "Use a code from your own list: 1-64 lower-case letters, digits, '.', '_' or '-' "
+            "(not only digits), e.g. 'ab7000' or 'connection-lost'; never names or free text."
+        )
     return None
 
 
@@ -147,6 +167,11 @@ class Activity(db.Model):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     author: Mapped[str] = mapped_column(sa.String(200))
     note: Mapped[str | None] = mapped_column(sa.Text)
+    # General support information (R15): codes from the company's own lists,
+    # never free text, so that they can outlive the case's anonymisation.
+    product: Mapped[str | None] = mapped_column(sa.String(64))
+    problem_category: Mapped[str | None] = mapped_column(sa.String(64))
+    resolution_code: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     # Retention rules select activities by kind in id order, batch after batch.
@@ -173,8 +198,9 @@ class AuditEntry(db.Model):
 class AnonymisedActivity(db.Model):
     """What is left of an activity after a retention rule anonymised it (R15).
 
-    General support information may stay, nothing linkable to a person: no
-    contact, no author, no note, and the time only to the month.
+    General support information may stay (the product, the problem category and
+    the resolution, as codes), nothing linkable to a person: no contact, no
+    author, no note, and the time only to the month.
     """
 
     __tablename__ = "anonymised_activity"
@@ -182,6 +208,9 @@ class AnonymisedActivity(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(sa.String(32))
     occurred_month: Mapped[date] = mapped_column(sa.Date)
+    product: Mapped[str | None] = mapped_column(sa.String(64))
+    problem_category: Mapped[str | None] = mapped_column(sa.String(64))
+    resolution_code: Mapped[str | None] = mapped_column(sa.String(64))
     rule: Mapped[str] = mapped_column(sa.String(64))
     anonymised_on: Mapped[date] = mapped_column(sa.Date)
 
@@ -205,6 +234,27 @@ class RetentionRun(db.Model):
     counts: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     batches: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(sa.String(500))
+
+
+class RetentionChecklistMark(db.Model):
+    """An admin's word that data held in another system was purged (R16-R18).
+
+    A rule whose data lives elsewhere (``held_in``) is purged by someone else
+    (``purged_by``); the retention preview lists what is due there, and the
+    admin marks it done through a day: everything counting from that day or
+    earlier was removed. Who and when is kept here and in the audit log.
+    """
+
+    __tablename__ = "retention_checklist_mark"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule: Mapped[str] = mapped_column(sa.String(64), index=True)
+    # The rule's cut-off: records counting from this day or earlier are purged.
+    done_through: Mapped[date] = mapped_column(sa.Date)
+    done_by: Mapped[str] = mapped_column(sa.String(200))
+    done_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("rule", "done_through"),)
 
 
 class RetentionLock(db.Model):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -12,12 +12,14 @@ from sqlalchemy.orm import selectinload
 
 from crm.models import (
     EARLIEST_ACTIVITY,
+    SUPPORT_FIELDS,
     Activity,
     ActivityKind,
     AuditEntry,
     Company,
     Contact,
     activity_time_problem,
+    support_code_problem,
 )
 from extensions import db
 from kernel.access import Actor
@@ -385,7 +387,12 @@ def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> C
 
 
 def log_activity(
-    actor: Actor, contact_id: int, kind: str, occurred_at: datetime, note: str | None
+    actor: Actor,
+    contact_id: int,
+    kind: str,
+    occurred_at: datetime,
+    note: str | None,
+    support: Mapping[str, str | None] | None = None,
 ) -> Activity:
     """Record a CRM interaction. Only kinds the contact took part in move
     ``last_interaction_at``, which the retention rules count from (R13, R14),
@@ -394,7 +401,13 @@ def log_activity(
 
     Refused while processing is restricted (GDPR art. 18): an activity is new
     data about the person, and it would keep their data longer. An objection
-    made in that call is recorded as an objection (consent), which is taken."""
+    made in that call is recorded as an objection (consent), which is taken.
+
+    ``support`` holds the general support information of the case (product,
+    problem_category, resolution_code) as codes (``crm.models.SUPPORT_CODE``):
+    they survive the case's anonymisation (R15), so they may never carry free
+    text."""
+    codes = _support_codes(support or {})
     contact = get_contact(contact_id)
     if contact.is_restricted:
         raise refusal_while_restricted()
@@ -421,6 +434,7 @@ def log_activity(
         occurred_at=occurred_at,
         author=actor.label,
         note=note,
+        **codes,
     )
     db.session.add(activity)
     if activity_kind.is_interaction:
@@ -428,6 +442,22 @@ def log_activity(
     audit(actor, "activity.create", contact.id, detail=activity_kind.value)
     db.session.commit()
     return activity
+
+
+def _support_codes(support: Mapping[str, str | None]) -> dict[str, str | None]:
+    unknown = sorted(set(support) - set(SUPPORT_FIELDS))
+    if unknown:
+        raise InvalidInput(f"Unknown support fields: {', '.join(unknown)}.")
+    codes: dict[str, str | None] = {}
+    for name in SUPPORT_FIELDS:
+        value = support.get(name)
+        if value is None:
+            continue
+        problem = support_code_problem(value)
+        if problem:
+            raise InvalidInput(problem, code="invalid_support_code", fields={name: [problem]})
+        codes[name] = value
+    return codes
 
 
 def moves_last_interaction(

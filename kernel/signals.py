@@ -78,6 +78,14 @@ retention_due = _signals.signal("retention-due")
 # Receiver: consent.rights (a rights request is open, docs/rules.md R20).
 collect_retention_exclusions = _signals.signal("retention-exclusions")
 
+# Sent by crm.retention with kwargs counts_from (the name of a contact rule's
+# anchor that crm does not hold, e.g. "objection"); the one receiver that
+# holds it returns a SELECT of two columns, contact_id and at: the moment each
+# such contact's period counts from (contacts without one are not listed).
+# Receiver: consent.rights ("objection": the objection to all direct
+# marketing, GDPR art. 21(3), docs/rules.md R22).
+collect_retention_anchors = _signals.signal("retention-anchors")
+
 # Sent by consent.rights.export_contact with kwargs contact (the Contact); each
 # receiver returns (section name, JSON-ready data) for the person's export.
 # Receiver: mailing (the emails sent to the person).

@@ -16,10 +16,12 @@ import sqlalchemy as sa
 from flask import current_app
 
 from crm.models import (
+    SUPPORT_FIELDS,
     Activity,
     AnonymisedActivity,
     RetentionLock,
     RetentionRun,
+    support_code_problem,
 )
 from crm.retention.due import DueRow, due_batches, rows_per_batch
 from crm.retention.rules import RetentionPolicy, Rule, current_retention_policy, utc_day
@@ -133,6 +135,40 @@ def _release(run_id: int) -> None:
     )
 
 
+def _anonymise(rule: Rule, rows: list[DueRow], ids: list[int], as_of: date) -> None:
+    """R15: what general support information may stay, and nothing linkable to a
+    person: the kind, the month, and the case's product, problem category and
+    resolution as codes; no contact, author, note or exact time. A code that is
+    not one (``crm.models.SUPPORT_CODE``) is dropped, not copied."""
+    codes = {
+        activity_id: {
+            name: value
+            for name, value in zip(SUPPORT_FIELDS, values, strict=True)
+            if value is not None and support_code_problem(value) is None
+        }
+        for activity_id, *values in db.session.execute(
+            sa.select(Activity.id, *(getattr(Activity, name) for name in SUPPORT_FIELDS)).where(
+                id_in(Activity.id, ids)
+            )
+        )
+    }
+    db.session.execute(
+        sa.insert(AnonymisedActivity),
+        [
+            {
+                "kind": r.kind,
+                "occurred_month": utc_day(r.occurred_at).replace(day=1),
+                "rule": rule.name,
+                "anonymised_on": as_of,
+                **{name: None for name in SUPPORT_FIELDS},
+                **codes.get(int(r.activity_id or 0), {}),
+            }
+            for r in rows
+            if r.occurred_at is not None
+        ],
+    )
+
+
 def _apply(rule: Rule, rows: list[DueRow], as_of: date) -> int:
     if not rows:
         return 0
@@ -140,20 +176,7 @@ def _apply(rule: Rule, rows: list[DueRow], as_of: date) -> int:
         return remove_contacts([r.contact_id for r in rows])
     ids = [int(r.activity_id) for r in rows if r.activity_id is not None]
     if rule.action == "anonymise":
-        # R15: general support information may stay; nothing linkable to a person.
-        db.session.execute(
-            sa.insert(AnonymisedActivity),
-            [
-                {
-                    "kind": r.kind,
-                    "occurred_month": utc_day(r.occurred_at).replace(day=1),
-                    "rule": rule.name,
-                    "anonymised_on": as_of,
-                }
-                for r in rows
-                if r.occurred_at is not None
-            ],
-        )
+        _anonymise(rule, rows, ids, as_of)
     result = db.session.execute(
         sa.delete(Activity)
         .where(id_in(Activity.id, ids))

@@ -480,6 +480,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("staff.retention_page", "GET"): Route(
         "/staff/admin/retention", "staff", query=lambda s: {"as_of": "2026-01-15"}
     ),
+    ("staff.retention_checklist_done", "POST"): Route(
+        "/staff/admin/retention/checklist",
+        "staff",
+        form=lambda s: {"rule": "server-logs", "done_through": "2020-01-01"},
+    ),
     ("staff.tokens", "GET"): Route("/staff/admin/tokens", "staff"),
     ("staff.create_token", "POST"): Route(
         "/staff/admin/tokens",
