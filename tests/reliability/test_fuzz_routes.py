@@ -642,7 +642,7 @@ def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
     counter = itertools.count()
 
     def contact(email: str) -> int:
-        found, _ = services.register_contact(
+        found = services.register_contact(
             CLI_ACTOR,
             email,
             {"name": "Fuzz Kund", "country": "SE"},
@@ -652,7 +652,7 @@ def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
                 source="crm-sync",
                 interest_kind=InterestKind.CUSTOMER,
             ),
-        )
+        ).contact
         return found.id
 
     with app.app_context():
