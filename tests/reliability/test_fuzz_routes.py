@@ -190,6 +190,12 @@ def _contact_body(s: Seed) -> dict[str, Any]:
                 "form_id": "website",
                 "page_url": "https://www.kund.example/",
             },
+            "confirmation": {
+                "confirmed_at": NOW,
+                "ip_address": "192.0.2.2",
+                "message_id": "<confirm-1@kund.example>",
+                "user_agent": "Mozilla/5.0",
+            },
         },
     }
 
