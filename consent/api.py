@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, ValidationError
 
 from consent import imports, policies, rights, services, webhooks
+from consent.claims import ExternalConfirmation
 from consent.evidence import Evidence
 from consent.models import ALL, Basis, InterestKind
 from consent.schemas import (
@@ -18,6 +19,7 @@ from consent.schemas import (
     BatchResultSchema,
     ConsentEventSchema,
     ContactCreateSchema,
+    ContactRegisteredSchema,
     ErasureSchema,
     ImportBatchSchema,
     ImportFormSchema,
@@ -38,7 +40,6 @@ from consent.schemas import (
 )
 from crm import services as crm
 from crm.retention import ContactRead
-from crm.schemas import ContactSchema
 from crm.services import CompanyInput
 from extensions import api, csrf
 from kernel.access import requires
@@ -48,8 +49,17 @@ from kernel.errors import InvalidInput
 blp = Blueprint("consent_api", __name__, url_prefix="/api/v1", description="Bases and decisions")
 
 
+class _Registered(ContactRead):
+    """A contact as every read returns it, and what its consent became."""
+
+    def __init__(self, registration: services.Registration) -> None:
+        super().__init__(registration.contact)
+        self.consent = registration.consent
+
+
 def _basis_input(data: dict[str, Any]) -> services.BasisInput:
     evidence = data.get("evidence") or {}
+    confirmation = data.get("confirmation")
     wording_hash = evidence.get("wording_hash")
     if evidence.get("wording"):
         wording_hash = hashlib.sha256(evidence["wording"].encode()).hexdigest()
@@ -67,23 +77,33 @@ def _basis_input(data: dict[str, Any]) -> services.BasisInput:
             form_id=evidence.get("form_id"),
             page_url=evidence.get("page_url"),
         ),
+        confirmation=ExternalConfirmation(**confirmation) if confirmation else None,
     )
 
 
 @blp.post("/contacts")
 @requires("contacts.write")
 @blp.arguments(ContactCreateSchema)
-@blp.response(201, ContactSchema)
-@blp.alt_response(200, schema=ContactSchema, description="An existing contact was updated")
+@blp.response(201, ContactRegisteredSchema)
+@blp.alt_response(
+    200, schema=ContactRegisteredSchema, description="An existing contact was updated"
+)
 def create_or_update_contact(data: dict[str, Any]) -> Any:
-    """Create or update a contact by email, with the basis it may be marketed on."""
+    """Create or update a contact by email, with the basis it may be marketed on.
+
+    A consent that needs the person's double opt-in (R8: the contact's country
+    or the topic; or the person said no before, X6) is recorded as requested and
+    the person is emailed the confirmation: ``consent.status`` is then
+    ``pending_confirmation`` and ``consent.confirmation_email`` says whether it
+    went. A double opt-in already confirmed elsewhere counts only with
+    ``basis.confirmation`` (confirmed_at, ip_address, message_id)."""
     company = CompanyInput(**data["company"]) if data.get("company") else None
     basis = _basis_input(data["basis"]) if data.get("basis") else None
     profile: dict[str, Any] = {
         k: data[k] for k in ("name", "phone", "country", "language") if k in data
     }
-    contact, created = services.register_contact(g.actor, data["email"], profile, company, basis)
-    return ContactRead(contact), 201 if created else 200
+    registration = services.register_contact(g.actor, data["email"], profile, company, basis)
+    return _Registered(registration), 201 if registration.created else 200
 
 
 @blp.get("/contacts/<int:contact_id>/permissions")

@@ -65,7 +65,15 @@ DOUBLE_OPT_IN = "double_opt_in"
 # form or command may name them (``consent.services.BasisInput.validate``), so
 # that the ledger never shows a claim as the person's own act (docs/rules.md X6).
 RESERVED_SOURCES = frozenset(
-    {DOUBLE_OPT_IN, "email_link", "one_click", "preference_centre", "system"}
+    {
+        DOUBLE_OPT_IN,
+        "email_link",
+        "one_click",
+        "preference_centre",
+        "system",
+        # consent.claims.EXTERNAL_CONFIRMATION: written with a caller's confirmation evidence.
+        "external_confirmation",
+    }
 )
 _REQUEST_REF = "subscription_request:"
 

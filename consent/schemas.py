@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from consent.models import OBJECTION_CHANNELS, Basis, InterestKind
-from crm.schemas import CompanySchema, UtcDateTime
+from crm.schemas import CompanySchema, ContactSchema, UtcDateTime
 from kernel.inputs import ROW_ID
 
 MAX_BATCH = 10_000
@@ -29,6 +29,28 @@ class EvidenceSchema(Schema):
             )
 
 
+class ConfirmationSchema(Schema):
+    """A double opt-in the caller ran itself (R7, R8): the confirming event's evidence."""
+
+    confirmed_at = UtcDateTime(
+        required=True,
+        metadata={
+            "description": "When the person confirmed; after evidence.obtained_at, not in the future."
+        },
+    )
+    ip_address = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "The IP address the confirmation came from."},
+    )
+    message_id = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=180),
+        metadata={"description": "The Message-ID of the confirmation email the person answered."},
+    )
+    user_agent = fields.String(allow_none=True, validate=validate.Length(max=400))
+
+
 class BasisSchema(Schema):
     type = fields.String(required=True, validate=validate.OneOf([b.value for b in Basis]))
     kind = fields.String(validate=validate.OneOf([k.value for k in InterestKind]))
@@ -38,6 +60,14 @@ class BasisSchema(Schema):
         fields.String(validate=validate.Length(max=64)), validate=validate.Length(max=50)
     )
     evidence = fields.Nested(EvidenceSchema)
+    confirmation = fields.Nested(
+        ConfirmationSchema,
+        metadata={
+            "description": "Only for a double opt-in already confirmed elsewhere, with its "
+            "evidence; without it a consent that needs the double opt-in is pending and the "
+            "person is sent the confirmation email."
+        },
+    )
 
 
 class ContactCreateSchema(Schema):
@@ -48,6 +78,45 @@ class ContactCreateSchema(Schema):
     language = fields.String(validate=validate.Length(max=8))
     company = fields.Nested(CompanySchema, allow_none=True)
     basis = fields.Nested(BasisSchema)
+
+
+class TopicOutcomeSchema(Schema):
+    topic = fields.String()
+    status = fields.String(metadata={"description": "consent or pending_confirmation"})
+    reason = fields.String(
+        metadata={
+            "description": "recorded, already_held, confirmed_elsewhere, "
+            "double_opt_in_required (R8), person_said_no (X6)"
+        }
+    )
+
+
+class ConsentOutcomeSchema(Schema):
+    """What a consent sent to ``POST /api/v1/contacts`` became (R7, R8, X6)."""
+
+    status = fields.String(
+        metadata={
+            "description": "pending_confirmation while any topic awaits the person's "
+            "confirmation, else consent"
+        }
+    )
+    confirmation_email = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "queued (sent to the person now), already_sent (an earlier "
+            "confirmation email asks for these topics), held_back (the mailbox had its share; "
+            "the next email confirms them), or null (none needed)"
+        },
+    )
+    topics = fields.List(fields.Nested(TopicOutcomeSchema))
+
+
+class ContactRegisteredSchema(ContactSchema):
+    consent = fields.Nested(
+        ConsentOutcomeSchema,
+        allow_none=True,
+        metadata={"description": "For a consent basis: what it became; else null."},
+    )
 
 
 class DecisionSchema(Schema):

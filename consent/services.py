@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from consent import ledger
+from consent.claims import ConsentOutcome, ExternalConfirmation, claim_consent
 from consent.evidence import Evidence
 from consent.ledger import record
 from consent.models import (
@@ -47,6 +48,8 @@ class BasisInput:
     topics: Sequence[str] = ()
     obtained_at: datetime | None = None
     evidence: Evidence = field(default_factory=Evidence)
+    # A double opt-in the caller ran itself, with the confirming event's evidence (R7).
+    confirmation: ExternalConfirmation | None = None
 
     def validate(self) -> None:
         if not self.source.strip():
@@ -59,9 +62,17 @@ class BasisInput:
             raise InvalidInput(
                 f"The source {self.source.strip()!r} is reserved for what the person does "
                 "through this service's own links (the double opt-in confirmation, "
-                "unsubscribe links); name your own system instead, e.g. 'crm-sync'.",
+                "unsubscribe links); name your own system instead, e.g. 'crm-sync'. A double "
+                "opt-in your system ran is reported with basis.confirmation (its time, IP "
+                "address and message id).",
                 code="reserved_source",
                 fields={"basis": {"source": ["Reserved."]}},
+            )
+        if self.confirmation is not None and self.type is not Basis.CONSENT:
+            raise InvalidInput(
+                "Only a consent is confirmed.",
+                code="invalid_confirmation",
+                fields={"basis": {"confirmation": ["Only with type consent."]}},
             )
         if self.type is Basis.LEGITIMATE_INTEREST and self.interest_kind is None:
             raise InvalidInput(
@@ -91,6 +102,8 @@ class BasisInput:
                     "Consent cannot be obtained in the future.",
                     fields={"basis": {"evidence": {"obtained_at": ["In the future."]}}},
                 )
+            if self.confirmation is not None:
+                self.confirmation.validate(self.obtained_at)
             check_consent_version(self.evidence.policy_version)
             policy = current_policy()
             for topic in self.topics:
@@ -100,18 +113,29 @@ class BasisInput:
                     )
 
 
+@dataclass(frozen=True)
+class Registration:
+    """A registered contact; for a consent basis, what the consent became."""
+
+    contact: Contact
+    created: bool
+    consent: ConsentOutcome | None = None
+
+
 def register_contact(
     actor: Actor,
     email: str,
     profile: dict[str, Any],
     company: crm.CompanyInput | None = None,
     basis: BasisInput | None = None,
-) -> tuple[Contact, bool]:
+) -> Registration:
     """Create or update a contact by address, with the basis it may be marketed on.
 
     A suppressed address is still stored (a customer contact must be reachable
     for service mail), but the ledger notes it and it is never allowed (R22).
     An objection or unsubscribe is never undone here: only the person can.
+    A consent goes through the person's double opt-in where a form's would
+    (R7, R8) and wherever the person said no (X6): ``consent.claims``.
     A restricted contact (GDPR art. 18) takes no edit and no basis: Conflict
     ``restricted``.
     """
@@ -126,8 +150,9 @@ def register_contact(
             source="api" if actor.kind == "token" else actor.kind,
             note="Address is on the suppression list; it will not be marketed to.",
         )
+    outcome = None
     if basis is not None:
-        grant_basis(contact, basis, actor)
+        outcome = grant_basis(contact, basis, actor)
         if created and basis.interest_kind is InterestKind.INDUSTRY_LIST:
             # GDPR art. 14: the data did not come from the person; the first
             # email must tell them who we are and where we got their address.
@@ -135,19 +160,19 @@ def register_contact(
     crm.audit(actor, "contact.create" if created else "contact.update", contact.id)
     db.session.commit()
     decisions_changed.send(signal_sender(), contact_id=contact.id, kind="basis")
-    return contact, created
+    return Registration(contact, created, outcome)
 
 
-def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> list[ConsentEvent]:
+def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> ConsentOutcome | None:
     """Record a basis unless the projection already holds it, so that a repeated
-    sync or import adds nothing to the ledger. Does not commit.
+    sync or import adds nothing to the ledger. Does not commit. A consent is
+    recorded as ``consent.claims.claim_consent`` allows; its outcome is returned.
 
     Refused (Conflict ``restricted``) while processing is restricted, even a
     basis already held: the caller learns the contact takes no change now
     rather than a 200 that reads like one (GDPR art. 18)."""
     if contact.is_restricted:
         raise crm.refusal_while_restricted()
-    events = []
     if basis.type is Basis.LEGITIMATE_INTEREST:
         state = db.session.get(PermissionState, (contact.id, ALL, ALL))
         attribute = (
@@ -156,15 +181,13 @@ def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> list[Conse
             else "industry_list_since"
         )
         if state is None or getattr(state, attribute) is None:
-            events.append(
-                record(
-                    contact,
-                    EventKind.BASIS_GRANTED,
-                    actor=actor,
-                    source=basis.source,
-                    basis=Basis.LEGITIMATE_INTEREST.value,
-                    interest_kind=basis.interest_kind.value if basis.interest_kind else None,
-                )
+            record(
+                contact,
+                EventKind.BASIS_GRANTED,
+                actor=actor,
+                source=basis.source,
+                basis=Basis.LEGITIMATE_INTEREST.value,
+                interest_kind=basis.interest_kind.value if basis.interest_kind else None,
             )
         if (
             basis.interest_kind is InterestKind.CUSTOMER
@@ -172,25 +195,17 @@ def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> list[Conse
             and contact.company.customer_since is None
         ):
             contact.company.customer_since = utcnow().date()
-        return events
-    for topic in basis.topics:
-        state = db.session.get(PermissionState, (contact.id, topic, "email"))
-        if state is not None and state.consent_since is not None:
-            continue
-        events.append(
-            record(
-                contact,
-                EventKind.CONFIRMED,
-                actor=actor,
-                source=basis.source,
-                at=basis.obtained_at,
-                topic=topic,
-                channel="email",
-                basis=Basis.CONSENT.value,
-                evidence=basis.evidence,
-            )
-        )
-    return events
+        return None
+    assert basis.obtained_at is not None  # BasisInput.validate
+    return claim_consent(
+        contact,
+        basis.topics,
+        actor=actor,
+        source=basis.source,
+        obtained_at=basis.obtained_at,
+        evidence=basis.evidence,
+        confirmation=basis.confirmation,
+    )
 
 
 def record_objection(

@@ -223,6 +223,12 @@ def request_topics(
             evidence=evidence,
             source_ref=evidence.form_id,
         )
+    return open_request(contact, topics, at)
+
+
+def open_request(contact: Contact, topics: Sequence[str], at: datetime) -> SubscriptionRequest:
+    """The contact's one open request, opened or extended with ``topics`` (the
+    ``requested`` events are the caller's to record). Does not commit."""
     request = db.session.scalar(
         sa.select(SubscriptionRequest)
         .where(SubscriptionRequest.open_for_contact == contact.id)
@@ -237,6 +243,13 @@ def request_topics(
     request.topics = ",".join(merged)
     db.session.flush()
     return request
+
+
+def open_request_of(contact: Contact) -> SubscriptionRequest | None:
+    """The contact's open request, if any (read only)."""
+    return db.session.scalar(
+        sa.select(SubscriptionRequest).where(SubscriptionRequest.open_for_contact == contact.id)
+    )
 
 
 @dataclass

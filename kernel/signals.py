@@ -41,9 +41,18 @@ ledger_written = _signals.signal("ledger-written")
 # After the commit. Sent by every use case whose commit changed a contact's
 # decisions (consent, subscriptions, imports, erasure, rectification of a
 # deciding field); kwargs: contact_id, kind (the ledger event kind, or
-# "erased", "rectified", "import"). Receiver: consent.webhooks hands the
-# deliveries written for the contact to the broker.
+# "erased", "rectified", "import"). Receivers: consent.webhooks hands the
+# deliveries written for the contact to the broker; mailing hands over the
+# confirmation emails ``confirmation_owed`` queued in that transaction.
 decisions_changed = _signals.signal("decisions-changed")
+
+# Inside the transaction. Sent by consent.claims when a consent another system
+# registered (API, CRM sync) must first be confirmed by the person (R7, R8, X6);
+# kwargs: request_id (the open SubscriptionRequest). Receiver: mailing queues
+# the double opt-in email as an outbox row in the sender's transaction and
+# returns the row's id, or None when no email may go now (the mailbox had its
+# share, or processing is restricted): the sender reads that answer.
+confirmation_owed = _signals.signal("confirmation-owed")
 
 # After the commit. Sent by crm.services.rectify_contact; kwargs: contact_id,
 # fields (the names of the fields changed). Receiver: consent.services

@@ -76,10 +76,21 @@ def init_app(app: Flask) -> None:
 
 
 def _connect_signals() -> None:
-    from kernel.signals import collect_export_sections, policy_published
+    from kernel.signals import (
+        collect_export_sections,
+        confirmation_owed,
+        decisions_changed,
+        policy_published,
+    )
+    from mailing.subscription_flows import (
+        hand_over_owed_confirmations,
+        queue_owed_confirmation,
+    )
 
     collect_export_sections.connect(_export_emails, weak=False)
     policy_published.connect(_on_policy_published, weak=False)
+    confirmation_owed.connect(queue_owed_confirmation, weak=False)
+    decisions_changed.connect(hand_over_owed_confirmations, weak=False)
 
 
 def _export_emails(app: Flask, *, contact: object, **_: object) -> tuple[str, object]:

@@ -74,6 +74,39 @@ def _queue_confirmation(
     )
 
 
+# The confirmation emails ``confirmation_owed`` queued in the session's transaction.
+_OWED = "mailing.confirmations_owed"
+
+
+def queue_owed_confirmation(app: object, *, request_id: int, **_: object) -> int | None:
+    """Inside the sender's transaction (``kernel.signals.confirmation_owed``): the
+    double opt-in email of a consent another system registered (R7, R8), queued
+    as a signup's is, within the mailbox's share. Returns the outbox id, or None."""
+    request = subscriptions.get_request(request_id)
+    contact = crm.get_contact(request.contact_id)
+    queued = _queue_confirmation(contact, request, utcnow())
+    if queued is None:
+        return None
+    db.session().info.setdefault(_OWED, []).append(queued.id)
+    return queued.id
+
+
+def hand_over_owed_confirmations(app: object, **_: object) -> None:
+    """After the commit (``kernel.signals.decisions_changed``): hand over what
+    ``queue_owed_confirmation`` queued. Read through a connection of its own,
+    which sees committed rows only: a transaction that rolled back owes nothing."""
+    owed = db.session().info.pop(_OWED, None)
+    if not owed:
+        return
+    table = OutboxMessage.__table__
+    with db.engine.connect() as conn:
+        committed = conn.scalars(
+            sa.select(table.c.id).where(table.c.id.in_(owed), table.c.handed_over_at.is_(None))
+        ).all()
+    if committed:
+        hand_over(list(committed))
+
+
 def subscribe(signup: Signup, evidence: Evidence, at: datetime | None = None) -> None:
     """A signup form was posted (R7, R8). Returns nothing on purpose: the caller
     must answer the same whether the address was known, subscribed or suppressed.

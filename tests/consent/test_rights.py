@@ -21,6 +21,12 @@ CONSENT = {
         "wording": "Yes, send me the newsletter.",
         "ip_address": "192.0.2.7",
     },
+    # The newsletter always needs the double opt-in (R8): confirmed by the webinar's tool.
+    "confirmation": {
+        "confirmed_at": "2026-10-01T10:05:00+00:00",
+        "ip_address": "192.0.2.8",
+        "message_id": "<confirm-1@webinar.example>",
+    },
 }
 
 
@@ -75,11 +81,16 @@ def test_export_holds_profile_company_activities_ledger_and_decisions(app, admin
     assert data["profile"]["phone"] == "+46 70 123 45 67"
     assert data["company"]["org_number"] == "556000-1111"
     assert [a["note"] for a in data["activities"]] == ["Demo"]
-    confirmed = data["consent_events"][0]
-    assert (confirmed["kind"], confirmed["ip_address"], confirmed["policy_version"]) == (
-        "confirmed",
+    requested, confirmed = data["consent_events"][:2]
+    assert (requested["kind"], requested["ip_address"], requested["policy_version"]) == (
+        "requested",
         "192.0.2.7",
         "1.0",
+    )
+    assert (confirmed["kind"], confirmed["ip_address"], confirmed["source"]) == (
+        "confirmed",
+        "192.0.2.8",
+        "external_confirmation",
     )
     assert len(confirmed["wording_hash"]) == 64
     newsletter = next(d for d in data["decisions"] if d["topic"] == "newsletter")

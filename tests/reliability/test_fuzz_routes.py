@@ -190,6 +190,12 @@ def _contact_body(s: Seed) -> dict[str, Any]:
                 "form_id": "website",
                 "page_url": "https://www.kund.example/",
             },
+            "confirmation": {
+                "confirmed_at": NOW,
+                "ip_address": "192.0.2.2",
+                "message_id": "<confirm-1@kund.example>",
+                "user_agent": "Mozilla/5.0",
+            },
         },
     }
 
@@ -647,7 +653,7 @@ def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
     counter = itertools.count()
 
     def contact(email: str) -> int:
-        found, _ = services.register_contact(
+        found = services.register_contact(
             CLI_ACTOR,
             email,
             {"name": "Fuzz Kund", "country": "SE"},
@@ -657,7 +663,7 @@ def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
                 source="crm-sync",
                 interest_kind=InterestKind.CUSTOMER,
             ),
-        )
+        ).contact
         return found.id
 
     with app.app_context():

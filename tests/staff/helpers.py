@@ -72,7 +72,7 @@ def make_contact(
     customer: bool = True,
 ) -> int:
     with app.app_context():
-        contact, _ = services.register_contact(
+        contact = services.register_contact(
             CLI_ACTOR,
             email,
             {"name": name, "country": "SE"},
@@ -84,7 +84,7 @@ def make_contact(
             )
             if customer
             else None,
-        )
+        ).contact
         contact_id = contact.id
         db.session.remove()
     return contact_id
