@@ -409,6 +409,9 @@ _EVIDENCE_KINDS = {
     Reason.UNDELIVERABLE: (EventKind.UNDELIVERABLE,),
     Reason.UNSUBSCRIBED: (EventKind.UNSUBSCRIBED, EventKind.WITHDRAWN),
     Reason.PENDING_CONFIRMATION: (EventKind.REQUESTED,),
+    # Within a company's grace period the basis names no event of its own: the
+    # end of the relationship (and the grace it leaves) is the evidence.
+    Reason.CUSTOMER: (EventKind.BASIS_GRANTED, EventKind.BASIS_ENDED),
 }
 
 

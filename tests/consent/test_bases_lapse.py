@@ -392,3 +392,31 @@ def test_the_daily_retention_chain_also_runs_the_lapse_of_bases(
         time.sleep(0.1)
     stub_worker.join("retention")
     assert [(c, k) for c, k, _, _ in ended_events(app)] == [(listed_id, "industry_list")]
+
+
+@pytest.mark.parametrize("ask", ASK)
+def test_a_customer_basis_does_not_follow_a_contact_to_a_company_that_is_not_a_customer(
+    app, admin_api, ask: Ask
+) -> None:
+    """A company change the ledger never heard of (a connector writing the
+    column, data from before this rule) still ends the basis in the decision,
+    and the daily run writes its end."""
+    contact_id = register(admin_api, "flyttad@kund.se", basis=CUSTOMER)
+    other = register(admin_api, "kollega@annat.se", company={"name": "Annat AB"})
+    with app.app_context():
+        company_id = db.session.get(Contact, other).company_id
+        db.session.execute(
+            sa.update(Contact).where(Contact.id == contact_id).values(company_id=company_id)
+        )
+        db.session.commit()
+        db.session.remove()
+    decision = ask(admin_api, contact_id, "flyttad@kund.se", None)
+    assert outcome(decision) == (False, "no_basis", None)
+    assert "company is not a customer" in decision["explanation"]
+    assert contact_id not in audience(app, utcnow())
+    from consent.bases import reconcile_bases
+
+    with app.app_context():
+        reconcile_bases()
+        db.session.remove()
+    assert [(c, k) for c, k, _, _ in ended_events(app)] == [(contact_id, "customer")]

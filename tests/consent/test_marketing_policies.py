@@ -173,9 +173,7 @@ def register(api: Any, email: str, country: str, basis: dict[str, str]) -> int:
 
 def decisions(app: Any, api: Any, contacts: dict[str, int], topic: str) -> dict[str, Any]:
     """Each contact's decision on the three paths: (single, batch, in the audience)."""
-    checked = api.post(
-        "/api/v1/permissions/check", json={"emails": list(contacts), "topic": topic}
-    )
+    checked = api.post("/api/v1/permissions/check", json={"emails": list(contacts), "topic": topic})
     assert checked.status_code == 200, checked.json
     by_batch = {d["email"]: d for d in checked.json["decisions"]}
     with app.app_context():
@@ -187,9 +185,7 @@ def decisions(app: Any, api: Any, contacts: dict[str, int], topic: str) -> dict[
     for email, contact_id in contacts.items():
         response = api.get(f"/api/v1/contacts/{contact_id}/permissions")
         single = next(
-            d
-            for d in response.json["decisions"]
-            if d["topic"] == topic and d["channel"] == "email"
+            d for d in response.json["decisions"] if d["topic"] == topic and d["channel"] == "email"
         )
         out[email] = (single, by_batch[email], contact_id in chosen)
     return out
