@@ -420,3 +420,16 @@ def test_a_customer_basis_does_not_follow_a_contact_to_a_company_that_is_not_a_c
         reconcile_bases()
         db.session.remove()
     assert [(c, k) for c, k, _, _ in ended_events(app)] == [(contact_id, "customer")]
+
+
+def test_the_daily_runs_job_can_be_run_by_hand_as_of_a_date(app, admin_api, runner_for) -> None:
+    listed_id = register(admin_api, "hand@bransch.se")
+    grant_on(app, listed_id, "industry_list", GRANTED)
+    result = runner_for(app).invoke(
+        args=["permissions", "reconcile-bases", "--as-of", "2026-03-16"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "industry list expired 1" in result.output
+    ((contact_id, kind, who, _),) = ended_events(app)
+    assert (contact_id, kind) == (listed_id, "industry_list")
+    assert who.startswith("cli:")
