@@ -8,6 +8,7 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     from consent import (  # noqa: F401 - tasks declares the actors
         api,
+        bases,
         cli,
         refusals,
         rights,
@@ -21,6 +22,7 @@ def init_app(app: Flask) -> None:
     cli.register(app)
     staff_pages.register(app)
     services.connect_signals()
+    bases.connect_signals()
     rights.connect_signals()
     refusals.connect_signals()
     webhooks.connect_signals()

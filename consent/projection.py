@@ -17,14 +17,19 @@ mistake made in every copy at once still fails:
 | the fold of an objection, SQL | ``objection_upsert`` (here) | tests/consent/test_ledger_batch.py | tests/consent/test_policy_rules_pinned.py (the first objection stands) |
 | the fold of granted bases, SQL | ``fold_granted_basis`` (here) | tests/consent/test_ledger_batch.py | tests/consent/test_policy_rules_pinned.py (a re-granted basis keeps its first date), tests/consent/test_imports.py |
 | the campaign audience, SQL | ``consent.audience.audience_query`` | tests/consent/test_audience.py | tests/consent/test_policy_parameters.py, tests/consent/test_policy_rules_pinned.py |
-| the batch of facts for many contacts | ``consent.policy.standings_by_email`` (read, then ``decide``) | tests/consent/test_api.py | tests/consent/test_policy_parameters.py, tests/consent/test_policy_rules_pinned.py |
+| the batch of facts for many contacts | ``consent.policy.standings_by_email`` (read, then ``decide``) | tests/consent/test_api.py | tests/consent/test_policy_parameters.py, tests/consent/test_policy_rules_pinned.py, tests/consent/test_bases_lapse.py (the last interaction a lapse counts from) |
+| the lapse of bases, SQL | ``consent.audience.audience_query`` (each ground's countries, topics, grace and lapse) | tests/consent/test_audience.py (under the default policy and two examples whose grounds differ) | tests/consent/test_bases_lapse.py (each limit at its last moment and the next), tests/consent/test_marketing_policies.py (each ground's countries and topics) |
+| the daily run's choice of lapsed bases, SQL | ``consent.bases.reconcile_bases`` (writes ``basis_ended``; the decision never reads it) | tests/consent/test_bases_lapse.py (the run ends exactly what the decision no longer allows, once) | tests/consent/test_bases_lapse.py |
 
-The policy's parameters (topics and their bases, the countries that admit
-legitimate interest, the customer grace period, the double opt-in countries)
+The policy's parameters (topics and their bases, each legitimate-interest
+ground's countries and topics, the customer grace period, the lapse of a
+customer basis without a company and of an industry list, the double opt-in
+countries)
 live in the policy file (consent/default_policy.toml), read by
 ``consent.topics``; no copy holds a number of its own. Each is pinned at its
 shipped value by tests/consent/test_policy_parameters.py,
-tests/consent/test_policy_rules_pinned.py (topics' bases, channels) and
+tests/consent/test_policy_rules_pinned.py (topics' bases, channels),
+tests/consent/test_bases_lapse.py (the 24 months of each lapse) and
 tests/mailing/test_signup_countries_pinned.py (the double opt-in countries).
 """
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from consent import ledger
+from consent import bases, ledger
 from consent.claims import ConsentOutcome, ExternalConfirmation, claim_consent
 from consent.evidence import Evidence
 from consent.ledger import record
@@ -141,7 +141,7 @@ def register_contact(
     """
     if basis is not None:
         basis.validate()
-    contact, created = crm.upsert_contact(email, profile, company)
+    contact, created = crm.upsert_contact(email, profile, company, actor=actor)
     if created and find_suppression(contact.email) is not None:
         record(
             contact,
@@ -157,6 +157,16 @@ def register_contact(
             # GDPR art. 14: the data did not come from the person; the first
             # email must tell them who we are and where we got their address.
             contact.art14_notice_owed_since = utcnow()
+    if created and contact.company is not None and contact.company.is_customer:
+        # R1: a new contact of a customer company holds the company's basis;
+        # the ledger shows it like any other (a moved contact: consent.bases).
+        bases.grant_company_basis(
+            sa.select(Contact.id).where(Contact.id == contact.id),
+            actor,
+            f"The contact joined company #{contact.company.id}, a customer since "
+            f"{contact.company.customer_since}.",
+            f"company:{contact.company.id}",
+        )
     crm.audit(actor, "contact.create" if created else "contact.update", contact.id)
     db.session.commit()
     decisions_changed.send(signal_sender(), contact_id=contact.id, kind="basis")
@@ -189,12 +199,20 @@ def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> ConsentOut
                 basis=Basis.LEGITIMATE_INTEREST.value,
                 interest_kind=basis.interest_kind.value if basis.interest_kind else None,
             )
+        company = contact.company
         if (
             basis.interest_kind is InterestKind.CUSTOMER
-            and contact.company is not None
-            and contact.company.customer_since is None
+            and company is not None
+            and company.customer_since is None
         ):
-            contact.company.customer_since = utcnow().date()
+            company.customer_since = utcnow().date()
+            # The company's other contacts hold its basis from now on (R1).
+            bases.grant_company_basis(
+                sa.select(Contact.id).where(Contact.company_id == company.id),
+                actor,
+                f"The contact's company became a customer on {company.customer_since}.",
+                f"company:{company.id}",
+            )
         return None
     assert basis.obtained_at is not None  # BasisInput.validate
     return claim_consent(
@@ -415,6 +433,9 @@ _EVIDENCE_KINDS = {
     Reason.UNDELIVERABLE: (EventKind.UNDELIVERABLE,),
     Reason.UNSUBSCRIBED: (EventKind.UNSUBSCRIBED, EventKind.WITHDRAWN),
     Reason.PENDING_CONFIRMATION: (EventKind.REQUESTED,),
+    # Within a company's grace period the basis names no event of its own: the
+    # end of the relationship (and the grace it leaves) is the evidence.
+    Reason.CUSTOMER: (EventKind.BASIS_GRANTED, EventKind.BASIS_ENDED),
 }
 
 

@@ -22,12 +22,17 @@ from crm.models import (
     support_code_problem,
 )
 from extensions import db
-from kernel.access import Actor
+from kernel.access import SYSTEM_ACTOR, Actor
 from kernel.addresses import normalise_email
 from kernel.countries import normalise_country, normalise_language
 from kernel.database import id_in
 from kernel.errors import Conflict, InvalidInput, NotFound
-from kernel.signals import contact_rectified, contacts_addressed
+from kernel.signals import (
+    company_relationship_changed,
+    contact_moved_company,
+    contact_rectified,
+    contacts_addressed,
+)
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
 
@@ -286,7 +291,12 @@ class CompanyInput:
     relationship_ended_at: date | None = None
 
 
-def _upsert_company(data: CompanyInput) -> Company:
+def _upsert_company(data: CompanyInput) -> tuple[Company, str | None]:
+    """The company ``data`` names, created or updated; and how its customer
+    relationship changed ("became_customer", "returned", "ended" or None).
+
+    A ``customer_since`` later than the day the relationship ended is a
+    returning customer: the end is cleared (R1)."""
     company = None
     if data.org_number:
         company = db.session.scalar(sa.select(Company).where(Company.org_number == data.org_number))
@@ -302,10 +312,18 @@ def _upsert_company(data: CompanyInput) -> Company:
         company = Company(name=data.name, org_number=data.org_number)
         db.session.add(company)
     company.name = data.name
+    was_customer = company.is_customer
+    had_ended = company.relationship_ended_at
     if data.country is not None:
         company.country = normalise_country(data.country)
     if data.customer_since is not None:
         company.customer_since = data.customer_since
+        if (
+            data.relationship_ended_at is None
+            and company.relationship_ended_at is not None
+            and data.customer_since > company.relationship_ended_at
+        ):
+            company.relationship_ended_at = None
     if data.relationship_ended_at is not None:
         company.relationship_ended_at = data.relationship_ended_at
     if (
@@ -318,18 +336,48 @@ def _upsert_company(data: CompanyInput) -> Company:
             code="invalid_relationship",
             fields={"company": {"relationship_ended_at": ["Before customer_since."]}},
         )
-    return company
+    change = None
+    if company.is_customer and not was_customer:
+        change = "returned" if had_ended is not None else "became_customer"
+    elif was_customer and company.relationship_ended_at is not None:
+        change = "ended"
+    return company, change
+
+
+def _announce_company(actor: Actor, company: Company, change: str | None) -> None:
+    """Tell consent (inside the transaction) that a company's relationship changed."""
+    if change is not None:
+        company_relationship_changed.send(
+            signal_sender(), company_id=company.id, change=change, actor=actor
+        )
+
+
+def _announce_move(actor: Actor, contact: Contact, from_company_id: int | None) -> None:
+    if contact.company_id != from_company_id:
+        contact_moved_company.send(
+            signal_sender(),
+            contact_id=contact.id,
+            from_company_id=from_company_id,
+            to_company_id=contact.company_id,
+            actor=actor,
+        )
 
 
 _PROFILE_FIELDS = ("name", "phone", "country", "language")
 
 
 def upsert_contact(
-    email: str, profile: dict[str, Any], company: CompanyInput | None = None
+    email: str,
+    profile: dict[str, Any],
+    company: CompanyInput | None = None,
+    actor: Actor | None = None,
 ) -> tuple[Contact, bool]:
     """Create or update a contact by address. Returns (contact, created). Does not commit.
 
-    A restricted contact (GDPR art. 18) is not edited.
+    A restricted contact (GDPR art. 18) is not edited. A change of a company's
+    customer relationship, and a known contact's move to another company, are
+    announced inside the transaction (``kernel.signals``), on behalf of
+    ``actor``.
     """
     address = normalise_email(email)
     values = _clean_profile(profile)
@@ -342,11 +390,18 @@ def upsert_contact(
         raise refusal_while_restricted()
     for key, value in values.items():
         setattr(contact, key, value)
+    moved_from = contact.company_id
+    change = None
     if company is not None:
-        contact.company = _upsert_company(company)
+        contact.company, change = _upsert_company(company)
     db.session.flush()
     if created:
         contacts_addressed.send(signal_sender(), contact_ids=(contact.id,))
+    who = actor or SYSTEM_ACTOR
+    if contact.company is not None:
+        _announce_company(who, contact.company, change)
+    if not created:
+        _announce_move(who, contact, moved_from)
     return contact, created
 
 
@@ -372,14 +427,19 @@ def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> C
             if clash is not None:
                 raise Conflict("Another contact has that address.", code="email_taken")
             values["email"] = address
+    moved_from = contact.company_id
+    change = None
     if "company" in changes:
         company = changes["company"]
-        contact.company = _upsert_company(company) if company is not None else None
+        contact.company, change = _upsert_company(company) if company is not None else (None, None)
     for key, value in values.items():
         setattr(contact, key, value)
+    db.session.flush()
     if "email" in values:
-        db.session.flush()
         contacts_addressed.send(signal_sender(), contact_ids=(contact.id,))
+    if contact.company is not None:
+        _announce_company(actor, contact.company, change)
+    _announce_move(actor, contact, moved_from)
     audit(actor, "contact.rectify", contact.id, detail=",".join(sorted(changes)))
     db.session.commit()
     contact_rectified.send(signal_sender(), contact_id=contact.id, fields=tuple(sorted(changes)))

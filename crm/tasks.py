@@ -14,6 +14,8 @@ from flask import Flask
 
 from crm import retention
 from extensions import broker
+from kernel.signals import daily_run
+from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,8 @@ def run_daily_retention(chain_id: str, due_at: str) -> None:
     if link is not None:
         send_link(link)
     retention.run_daily()
+    # The other daily work (legitimate-interest bases that lapsed, R1, R3).
+    daily_run.send(signal_sender(), at=utcnow())
 
 
 @dramatiq.actor(queue_name="retention", max_retries=10)

@@ -66,6 +66,26 @@ contact_rectified = _signals.signal("contact-rectified")
 # the address, so that a refusal outlives erasure and purges (docs/rules.md R22).
 contacts_addressed = _signals.signal("contacts-addressed")
 
+# --- customer relationships -----------------------------------------------------------
+
+# Inside the transaction. Sent by crm.services when a company becomes a
+# customer, returns as one, or its customer relationship ends; kwargs:
+# company_id, change ("became_customer", "returned", "ended"), actor (the
+# kernel.access.Actor who made the change). Receiver: consent.bases records
+# basis_granted / basis_ended for the company's contacts (docs/rules.md R1).
+company_relationship_changed = _signals.signal("company-relationship-changed")
+
+# Inside the transaction. Sent by crm.services when a known contact's company
+# changes; kwargs: contact_id, from_company_id, to_company_id (either None),
+# actor. Receiver: consent.bases ends the contact's customer basis and grants
+# the new company's, if it is a customer (docs/rules.md R1).
+contact_moved_company = _signals.signal("contact-moved-company")
+
+# After the commit. Sent by crm.tasks.run_daily_retention, each day of the
+# daily chain; kwargs: at (the moment of the run). Receiver: consent.bases
+# sends the job that writes the bases that lapsed by time to the ledger.
+daily_run = _signals.signal("daily-run")
+
 # --- policy versions ----------------------------------------------------------------
 
 # After the commit. Sent by consent.policies.publish_policy; kwargs:
