@@ -236,15 +236,25 @@ class WebhookCreatedSchema(WebhookSchema):
 
 class PrivacyRequestSchema(Schema):
     id = fields.Integer()
-    contact_id = fields.Integer()
+    # Null once the contact is erased or purged: the record stays as the proof.
+    contact_id = fields.Integer(allow_none=True)
     kind = fields.String()
     status = fields.String()
+    received_via = fields.String()
     requested_at = fields.DateTime()
     verified_at = fields.DateTime(allow_none=True)
     due_at = fields.DateTime(allow_none=True)
+    extended_until = fields.DateTime(allow_none=True)
+    extension_reason = fields.String(allow_none=True)
+    completed_at = fields.DateTime(allow_none=True)
+    outcome = fields.String(allow_none=True)
+    outcome_note = fields.String(allow_none=True)
+    handled_by = fields.String(allow_none=True)
 
 
 class PrivacyRequestQuerySchema(Schema):
     status = fields.String(
-        validate=validate.OneOf(["pending_verification", "verified", "awaiting_admin"])
+        validate=validate.OneOf(
+            ["pending_verification", "awaiting_admin", "completed", "refused", "verified"]
+        )
     )
