@@ -333,3 +333,23 @@ def test_restriction_on_the_persons_request_is_recorded_and_can_be_lifted(app) -
         "restricted",
         "phone",
     )
+
+
+def test_an_extended_request_is_not_overdue_until_its_extended_deadline(app) -> None:
+    from consent import privacy_requests
+    from kernel.access import CLI_ACTOR
+
+    verified = datetime.now(UTC) - timedelta(days=40)
+    request_id = public_request(app, make_contact(app), "erasure", verified)
+    with app.app_context():
+        # Decided within the first month, as GDPR art. 12(3) asks.
+        privacy_requests.extend_deadline(
+            CLI_ACTOR, request_id, "Complex request", at=verified + timedelta(days=10)
+        )
+        db.session.remove()
+    client = client_as(app, "admin")
+
+    inbox = text(client.get("/staff/admin/privacy-requests"))
+    assert re.search(rf'<tr id="request-{request_id}" class=""', inbox)
+    overdue = text(client.get("/staff/admin/privacy-requests?show=overdue"))
+    assert f"request-{request_id}" not in overdue
