@@ -96,6 +96,10 @@ class ObjectionSchema(Schema):
     note = fields.String(allow_none=True, validate=validate.Length(max=1000))
 
 
+# R25: consent.evidence.IDENTIFYING_EVIDENCE, left out for other roles.
+_NEED_TO_KNOW = "Only for tokens whose role may read evidence (admin, dpo); left out otherwise."
+
+
 class ConsentEventSchema(Schema):
     id = fields.Integer()
     contact_id = fields.Integer()
@@ -110,12 +114,12 @@ class ConsentEventSchema(Schema):
     source_ref = fields.String(allow_none=True)
     recorded_by = fields.String()
     received_via = fields.String(allow_none=True)
-    ip_address = fields.String(allow_none=True)
-    user_agent = fields.String(allow_none=True)
+    ip_address = fields.String(allow_none=True, metadata={"description": _NEED_TO_KNOW})
+    user_agent = fields.String(allow_none=True, metadata={"description": _NEED_TO_KNOW})
     policy_version = fields.String(allow_none=True)
     wording_hash = fields.String(allow_none=True)
     form_id = fields.String(allow_none=True)
-    page_url = fields.String(allow_none=True)
+    page_url = fields.String(allow_none=True, metadata={"description": _NEED_TO_KNOW})
     language = fields.String(allow_none=True)
     note = fields.String(allow_none=True)
 
