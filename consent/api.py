@@ -12,7 +12,7 @@ from marshmallow import EXCLUDE, ValidationError
 
 from consent import imports, policies, rights, services, webhooks
 from consent.claims import ExternalConfirmation
-from consent.evidence import Evidence
+from consent.evidence import Evidence, evidence_shown_to
 from consent.models import ALL, Basis, InterestKind
 from consent.schemas import (
     BatchCheckSchema,
@@ -152,15 +152,23 @@ def record_objection(data: dict[str, Any], contact_id: int) -> Any:
     )
     # Serialised here rather than by ConsentEventSchema (which documents it),
     # as the permission check does: objections must stay cheap under load.
-    return jsonify(event.as_json()), 201
+    return jsonify(_event_json(event)), 201
+
+
+def _event_json(event: Any) -> dict[str, Any]:
+    """A ledger event as the token's role may see it (R25: the identifying
+    evidence only for the roles that ``may`` take ``evidence.read``)."""
+    return evidence_shown_to(g.actor.role, event.as_json())
 
 
 @blp.get("/contacts/<int:contact_id>/events")
 @requires("contacts.read")
 @blp.response(200, ConsentEventSchema(many=True))
 def list_events(contact_id: int) -> Any:
-    """The consent ledger of a contact, oldest first."""
-    return services.list_events(contact_id, actor=g.actor)
+    """The consent ledger of a contact, oldest first. IP address, user agent and
+    page URL of the evidence only for roles that may read evidence (admin, dpo)."""
+    events = services.list_events(contact_id, actor=g.actor)
+    return jsonify([_event_json(event) for event in events])
 
 
 @blp.get("/contacts/<int:contact_id>/export")
@@ -190,9 +198,10 @@ def erase_contact(contact_id: int) -> Any:
 @blp.response(201, ConsentEventSchema)
 def restrict_processing(data: dict[str, Any], contact_id: int) -> Any:
     """Restrict processing (GDPR art. 18): no marketing and no edits until lifted."""
-    return services.restrict_processing(
+    event = services.restrict_processing(
         g.actor, contact_id, note=data.get("note"), received_via=data.get("received_via")
     )
+    return jsonify(_event_json(event)), 201
 
 
 @blp.delete("/contacts/<int:contact_id>/restriction")
@@ -200,7 +209,7 @@ def restrict_processing(data: dict[str, Any], contact_id: int) -> Any:
 @blp.response(200, ConsentEventSchema)
 def lift_restriction(contact_id: int) -> Any:
     """Lift the restriction."""
-    return services.lift_restriction(g.actor, contact_id)
+    return jsonify(_event_json(services.lift_restriction(g.actor, contact_id)))
 
 
 @blp.post("/imports")

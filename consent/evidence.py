@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from consent.policies import check_consent_version, current_version_label, wording_hash
 from consent.topics import SignupForm, current_policy
+from kernel.access import may
 from kernel.errors import InvalidInput
 
 
@@ -27,6 +29,21 @@ class Evidence:
     form_id: str | None = None
     page_url: str | None = None
     language: str | None = None
+
+
+# R25, need to know: the parts of the evidence that identify the person's device
+# or visit. Sales and marketing need the basis, its source, form, policy
+# version and wording to answer "may I, and why?"; these only the roles that
+# ``may`` take ``evidence.read`` (admin, dpo) see, on the pages and in the API.
+IDENTIFYING_EVIDENCE = ("ip_address", "user_agent", "page_url")
+
+
+def evidence_shown_to(role: str | None, event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` (a ledger event as JSON) as ``role`` may see it: without the
+    identifying evidence unless the role ``may`` read it."""
+    if may(role, "evidence.read"):
+        return event
+    return {key: value for key, value in event.items() if key not in IDENTIFYING_EVIDENCE}
 
 
 # How the labels of several topics are joined in a sentence, per language.

@@ -165,6 +165,10 @@ class ObjectionSchema(Schema):
     note = fields.String(allow_none=True, validate=validate.Length(max=1000))
 
 
+# R25: consent.evidence.IDENTIFYING_EVIDENCE, left out for other roles.
+_NEED_TO_KNOW = "Only for tokens whose role may read evidence (admin, dpo); left out otherwise."
+
+
 class ConsentEventSchema(Schema):
     id = fields.Integer()
     contact_id = fields.Integer()
@@ -179,12 +183,12 @@ class ConsentEventSchema(Schema):
     source_ref = fields.String(allow_none=True)
     recorded_by = fields.String()
     received_via = fields.String(allow_none=True)
-    ip_address = fields.String(allow_none=True)
-    user_agent = fields.String(allow_none=True)
+    ip_address = fields.String(allow_none=True, metadata={"description": _NEED_TO_KNOW})
+    user_agent = fields.String(allow_none=True, metadata={"description": _NEED_TO_KNOW})
     policy_version = fields.String(allow_none=True)
     wording_hash = fields.String(allow_none=True)
     form_id = fields.String(allow_none=True)
-    page_url = fields.String(allow_none=True)
+    page_url = fields.String(allow_none=True, metadata={"description": _NEED_TO_KNOW})
     language = fields.String(allow_none=True)
     note = fields.String(allow_none=True)
 
@@ -305,15 +309,25 @@ class WebhookCreatedSchema(WebhookSchema):
 
 class PrivacyRequestSchema(Schema):
     id = fields.Integer()
-    contact_id = fields.Integer()
+    # Null once the contact is erased or purged: the record stays as the proof.
+    contact_id = fields.Integer(allow_none=True)
     kind = fields.String()
     status = fields.String()
+    received_via = fields.String()
     requested_at = fields.DateTime()
     verified_at = fields.DateTime(allow_none=True)
     due_at = fields.DateTime(allow_none=True)
+    extended_until = fields.DateTime(allow_none=True)
+    extension_reason = fields.String(allow_none=True)
+    completed_at = fields.DateTime(allow_none=True)
+    outcome = fields.String(allow_none=True)
+    outcome_note = fields.String(allow_none=True)
+    handled_by = fields.String(allow_none=True)
 
 
 class PrivacyRequestQuerySchema(Schema):
     status = fields.String(
-        validate=validate.OneOf(["pending_verification", "verified", "awaiting_admin"])
+        validate=validate.OneOf(
+            ["pending_verification", "awaiting_admin", "completed", "refused", "verified"]
+        )
     )

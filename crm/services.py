@@ -577,8 +577,10 @@ def remove_contact(contact_id: int) -> None:
 
     Activities, ledger events, the permission projection and any other row
     that references the contact go with it through ``ON DELETE CASCADE``
-    (every foreign key to ``contact.id`` must declare it); audit entries
-    keep what was done but lose the id, so nothing links back to the person.
+    (every foreign key to ``contact.id`` must declare it), except a rights
+    request's record, which loses the id (``ON DELETE SET NULL``) and stays as
+    the proof it was answered; audit entries keep what was done but lose the
+    id, so nothing links back to the person.
     The suppression list holds no id and is untouched (R22).
     Used by erasure (GDPR art. 17) and by retention purges alike.
     """

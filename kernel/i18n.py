@@ -315,6 +315,84 @@ SV: dict[str, str] = {
     "done": "klar",
     "failed": "misslyckades",
     "The page is not valid.": "Sidan är inte giltig.",
+    # Rights from the contact page, the privacy-request inbox, the dpo role (issue 19)
+    "dpo": "dataskyddsombud",
+    "Browser": "Webbläsare",
+    "Page": "Sida",
+    "Privacy requests": "Integritetsärenden",
+    "Open privacy requests": "Öppna integritetsärenden",
+    "due": "senast",
+    "The person asked via": "Personen bad om det via",
+    "Not a request from the person": "Inte en begäran från personen",
+    "Correct the data (GDPR art. 16)": "Rätta uppgifterna (GDPR art. 16)",
+    "Save the correction": "Spara rättelsen",
+    "Contact corrected.": "Kontakten är rättad.",
+    "Export the data (GDPR art. 15, 20)": "Exportera uppgifterna (GDPR art. 15, 20)",
+    "Everything held about the person, as a JSON file to give them.": (
+        "Allt vi har om personen, som en JSON-fil att lämna till personen."
+    ),
+    "Erase the contact (GDPR art. 17)": "Radera kontakten (GDPR art. 17)",
+    "Back to the contact": "Tillbaka till kontakten",
+    "What erasure does": "Vad radering gör",
+    "The contact, its activities, its consent ledger and its decisions are deleted. This cannot be undone.": (
+        "Kontakten, dess aktiviteter, dess samtyckeslogg och dess beslut raderas. "
+        "Det går inte att ångra."
+    ),
+    "If the person ever objected or unsubscribed from everything, a keyed hash of the address stays on the suppression list, so that they are never marketed to again.": (
+        "Om personen någon gång invänt eller avregistrerat sig från allt stannar en nyckelhashad "
+        "adress på spärrlistan, så att personen aldrig får marknadsföring igen."
+    ),
+    "The privacy requests of the contact stay, without any personal data, as proof of when they were answered.": (
+        "Kontaktens integritetsärenden finns kvar, utan personuppgifter, som bevis på när de "
+        "besvarades."
+    ),
+    "This answers the open requests:": "Detta besvarar de öppna ärendena:",
+    "Erasure is refused while a legal hold is set:": (
+        "Radering nekas så länge bevarandeplikt gäller:"
+    ),
+    "Yes, erase the contact": "Ja, radera kontakten",
+    "Contact erased.": "Kontakten är raderad.",
+    "Contact erased. The suppression hash is kept.": (
+        "Kontakten är raderad. Spärrhashen finns kvar."
+    ),
+    "Each request must be answered within one month of its verification; where necessary the deadline can be extended once by two further months, with the reason (GDPR art. 12(3)).": (
+        "Varje ärende ska besvaras inom en månad från verifieringen; vid behov kan tiden "
+        "förlängas en gång med två månader, med skälet (GDPR art. 12.3)."
+    ),
+    "Filter": "Filter",
+    "show.open": "öppna",
+    "show.overdue": "försenade",
+    "show.closed": "besvarade",
+    "show.all": "alla",
+    "Received": "Mottaget",
+    "Verified": "Verifierat",
+    "Deadline": "Senast",
+    "Answered": "Besvarat",
+    "via": "via",
+    "Overdue": "Försenat",
+    "extended from": "förlängt från",
+    "erased": "raderad",
+    "Reason for two more months": "Skäl för två månader till",
+    "Extend the deadline": "Förläng tiden",
+    "Reason for the refusal (no personal data)": "Skäl för avslaget (inga personuppgifter)",
+    "Refuse the request": "Avslå ärendet",
+    "No requests.": "Inga ärenden.",
+    "Deadline extended.": "Tiden är förlängd.",
+    "Request refused.": "Ärendet är avslaget.",
+    "request.access": "registerutdrag",
+    "request.erasure": "radering",
+    "request.rectification": "rättelse",
+    "request.restriction": "begränsning",
+    "status.pending_verification": "väntar på verifiering",
+    "status.awaiting_admin": "väntar på admin",
+    "status.verified": "verifierat",
+    "status.completed": "besvarat",
+    "status.refused": "avslaget",
+    "outcome.exported": "exporterat",
+    "outcome.erased": "raderat",
+    "outcome.restricted": "begränsat",
+    "outcome.rectified": "rättat",
+    "outcome.refused": "avslaget",
 }
 
 TRANSLATIONS = {"sv": SV}
@@ -334,7 +412,11 @@ def translate(text: str, **values: object) -> str:
     if result is None:
         # Keys such as "reason.objection" fall back to their readable part.
         prefix, dot, rest = text.partition(".")
-        keyed = dot and prefix in ("reason", "event", "activity") and " " not in text
+        keyed = (
+            dot
+            and prefix in ("reason", "event", "activity", "request", "status", "outcome", "show")
+            and " " not in text
+        )
         result = rest if keyed else text
         if " " not in result:
             result = result.replace("_", " ")  # a code such as legitimate_interest

@@ -140,6 +140,7 @@ class Seed:
     preferences: str
     verify: str
     undo: str
+    privacy_request: int
 
 
 @dataclass
@@ -572,8 +573,51 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("staff_contacts.restrict", "POST"): Route(
         "/staff/contacts/{contact_id}/restriction",
         "staff",
-        form=lambda s: {"note": "Contests the data."},
+        form=lambda s: {"note": "Contests the data.", "received_via": "letter"},
         path_values=_C,
+    ),
+    ("staff_contacts.export_contact", "POST"): Route(
+        "/staff/contacts/{contact_id}/export",
+        "staff",
+        form=lambda s: {"received_via": "email"},
+        path_values=_C,
+    ),
+    ("staff_contacts.confirm_erasure", "GET"): Route(
+        "/staff/contacts/{contact_id}/erase", "staff", path_values=_C
+    ),
+    ("staff_contacts.erase_contact", "POST"): Route(
+        "/staff/contacts/{contact_id}/erase",
+        "staff",
+        form=lambda s: {"confirm": "yes", "received_via": "phone"},
+        path_values=_C,
+    ),
+    ("staff_contacts.rectify", "POST"): Route(
+        "/staff/contacts/{contact_id}/rectify",
+        "staff",
+        form=lambda s: {
+            "email": s.email,
+            "name": "Fuzz Rättad",
+            "phone": "+46 8 123",
+            "country": "SE",
+            "language": "sv",
+            "received_via": "letter",
+        },
+        path_values=_C,
+    ),
+    ("staff_requests.inbox", "GET"): Route(
+        "/staff/admin/privacy-requests", "staff", query=lambda s: {"show": "all"}
+    ),
+    ("staff_requests.extend_request", "POST"): Route(
+        "/staff/admin/privacy-requests/{request_id}/extend",
+        "staff",
+        form=lambda s: {"reason": "Many requests this month."},
+        path_values=lambda s: {"request_id": str(s.privacy_request)},
+    ),
+    ("staff_requests.refuse_request", "POST"): Route(
+        "/staff/admin/privacy-requests/{request_id}/refuse",
+        "staff",
+        form=lambda s: {"reason": "Legal hold: accounting law."},
+        path_values=lambda s: {"request_id": str(s.privacy_request)},
     ),
     ("staff_contacts.lift_restriction", "POST"): Route(
         "/staff/contacts/{contact_id}/restriction/lift",
@@ -694,6 +738,10 @@ def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
         privacy = rights.open_privacy_request(
             db.session.get(Contact, holder), "access", datetime.now(UTC)
         )
+        erasure = rights.open_privacy_request(
+            db.session.get(Contact, holder), "erasure", datetime.now(UTC)
+        )
+        rights.verify_privacy_request(erasure.id, datetime.now(UTC))
         db.session.commit()
         token, _raw = create_api_token("fuzz-target", "sales")
         shared = {
@@ -708,6 +756,7 @@ def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
             "verify": make_token(Purpose.VERIFY_ADDRESS, {"p": privacy.id}),
             # A signup notice's undo link; its event ids need not exist to be fuzzed.
             "undo": make_token(Purpose.UNDO_SIGNUP, {"c": holder, "e": [1]}),
+            "privacy_request": erasure.id,
         }
         db.session.remove()
 

@@ -21,7 +21,7 @@ from kernel.access import (
 )
 from kernel.models import StaffUser
 
-ROLES = ("sales", "marketing", "admin")
+ROLES = ("sales", "marketing", "admin", "dpo")
 PASSWORD = "staff-password-1"
 # Hashed once: a staff user per test must not cost a scrypt each.
 _HASH = generate_password_hash(PASSWORD)
