@@ -2,7 +2,7 @@
 checklist of purges done in other systems (R16-R18).
 
 Revision ID: 0017
-Revises: 0010
+Revises: 0015
 Create Date: 2026-12-06 06:30:00.000000
 
 """
@@ -15,7 +15,7 @@ import kernel.timestamps
 
 # revision identifiers, used by Alembic.
 revision = '0017'
-down_revision = '0010'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
