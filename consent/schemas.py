@@ -38,6 +38,8 @@ class BasisSchema(Schema):
         fields.String(validate=validate.Length(max=64)), validate=validate.Length(max=50)
     )
     evidence = fields.Nested(EvidenceSchema)
+    # Consent only: the channel the person said yes to (checked against the policy file).
+    channel = fields.String(load_default="email", validate=validate.Length(min=1, max=16))
 
 
 class ContactCreateSchema(Schema):
@@ -93,6 +95,17 @@ class BatchResultSchema(Schema):
 class ObjectionSchema(Schema):
     channel = fields.String(load_default="all", validate=validate.Length(max=16))
     received_via = fields.String(required=True, validate=validate.OneOf(OBJECTION_CHANNELS))
+    note = fields.String(allow_none=True, validate=validate.Length(max=1000))
+
+
+class WithdrawalSchema(Schema):
+    """A withdrawal the person made through staff or another tool (GDPR art. 7(3))."""
+
+    topic = fields.String(load_default="all", validate=validate.Length(min=1, max=64))
+    channel = fields.String(load_default="all", validate=validate.Length(min=1, max=16))
+    received_via = fields.String(required=True, validate=validate.OneOf(OBJECTION_CHANNELS))
+    # Who took it in the other tool (its user's name or id), kept with the token's name.
+    recorded_by = fields.String(required=True, validate=validate.Length(min=1, max=150))
     note = fields.String(allow_none=True, validate=validate.Length(max=1000))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -323,12 +323,37 @@ def confirm_subscription(request_id: int, evidence: Evidence, at: datetime) -> C
             topic=key,
             channel=EMAIL,
             basis=Basis.CONSENT.value,
-            evidence=evidence,
+            evidence=_as_shown_at_request(evidence, contact.id, key, request.created_at),
             source_ref=ref,
         )
     request.confirmed_at = at
     request.open_for_contact = None
     return ConfirmOutcome(contact, request, False, request.topic_keys)
+
+
+def _as_shown_at_request(
+    evidence: Evidence, contact_id: int, topic: str, since: datetime
+) -> Evidence:
+    """The confirmation's evidence with the policy version and wording the person
+    was shown when they asked (R23): what they agreed to is the form's sentence
+    under the version it named, not whatever version is current when they
+    click. Read from the latest ``requested`` event of this request's topic;
+    the click's own address, browser and time stay the confirmation's."""
+    asked = db.session.execute(
+        sa.select(ConsentEvent.policy_version, ConsentEvent.wording_hash)
+        .where(
+            ConsentEvent.contact_id == contact_id,
+            ConsentEvent.kind == EventKind.REQUESTED.value,
+            ConsentEvent.topic == topic,
+            ConsentEvent.channel == EMAIL,
+            ConsentEvent.occurred_at >= since,
+        )
+        .order_by(ConsentEvent.occurred_at.desc(), ConsentEvent.id.desc())
+        .limit(1)
+    ).first()
+    if asked is None or asked.policy_version is None:
+        return evidence
+    return replace(evidence, policy_version=asked.policy_version, wording_hash=asked.wording_hash)
 
 
 class Scope(enum.StrEnum):

@@ -34,6 +34,9 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "contacts.legal_hold": frozenset({Role.ADMIN}),
     "activities.create": ALL_ROLES,
     "objections.record": ALL_ROLES,
+    # A withdrawal taken on the person's behalf ("stop the newsletter"): whoever
+    # may take their objection may take this smaller "no".
+    "withdrawals.record": ALL_ROLES,
     "permissions.read": ALL_ROLES,
     "imports.run": frozenset({Role.MARKETING, Role.ADMIN}),
     "campaigns.manage": frozenset({Role.MARKETING, Role.ADMIN}),

@@ -295,6 +295,17 @@ ROUTES: dict[tuple[str, str], Route] = {
         json=lambda s: {"channel": "all", "received_via": "phone", "note": "Called us."},
         path_values=_C,
     ),
+    ("consent_api.record_withdrawal", "POST"): Route(
+        "/api/v1/contacts/{contact_id}/withdrawals",
+        "api",
+        json=lambda s: {
+            "topic": "newsletter",
+            "channel": "all",
+            "received_via": "phone",
+            "recorded_by": "crm:sara",
+        },
+        path_values=_C,
+    ),
     ("consent_api.contact_permissions", "GET"): Route(
         "/api/v1/contacts/{contact_id}/permissions",
         "api",
@@ -525,6 +536,9 @@ ROUTES: dict[tuple[str, str], Route] = {
         query=lambda s: {"preview": "1"},
         path_values=lambda s: {"campaign_id": str(s.campaign)},
     ),
+    ("staff_campaigns.send_repermission", "POST"): Route(
+        "/staff/campaigns/repermission", "staff", form=lambda s: {"confirm": "yes"}
+    ),
     ("staff_campaigns.send", "POST"): Route(
         "/staff/campaigns/{campaign_id}/send",
         "staff",
@@ -556,6 +570,12 @@ ROUTES: dict[tuple[str, str], Route] = {
         "/staff/contacts/{contact_id}/objection",
         "staff",
         form=lambda s: {"received_via": "phone", "channel": "all", "note": "Called us."},
+        path_values=_C,
+    ),
+    ("staff_contacts.record_withdrawal", "POST"): Route(
+        "/staff/contacts/{contact_id}/withdrawal",
+        "staff",
+        form=lambda s: {"received_via": "phone", "topic": "newsletter", "channel": "all"},
         path_values=_C,
     ),
     ("staff_contacts.restrict", "POST"): Route(
