@@ -184,3 +184,30 @@ def test_a_withdrawal_naming_what_does_not_exist_is_refused_and_writes_nothing(
     with app.app_context():
         kinds = set(db.session.scalars(sa.select(ConsentEvent.kind)))
     assert "withdrawn" not in kinds
+
+
+def test_after_a_topic_withdrawal_the_persons_own_double_opt_in_reopens_that_channel(
+    app, admin_api
+) -> None:
+    """A topic withdrawn on every channel is one event per channel: the person's
+    own confirmation by email later reopens email, and only email (R9)."""
+    from consent import subscriptions
+    from consent.evidence import Evidence
+    from crm.services import get_contact
+
+    contact_id = register(admin_api, "igen@kund.se", basis=consent_to(["events"]))
+    withdrawn = withdraw(
+        admin_api, contact_id, topic="events", received_via="phone", recorded_by="x"
+    )
+    assert withdrawn.status_code == 201
+    with app.app_context():
+        now = datetime.now(UTC)
+        contact = get_contact(contact_id)
+        request = subscriptions.request_topics(contact, ["events"], "form", Evidence(), now)
+        assert request is not None
+        subscriptions.confirm_subscription(request.id, Evidence(ip_address="192.0.2.9"), now)
+        db.session.commit()
+        db.session.remove()
+
+    assert decision(admin_api, contact_id, "events", "email") == (True, "consent")
+    assert decision(admin_api, contact_id, "events", "phone") == (False, "unsubscribed")
