@@ -464,17 +464,7 @@ def check_permissions(
             normalised.append(raw if isinstance(raw, str) else "")
     standings = standings_by_email(normalised)
     moment = at or utcnow()
-    if actor is not None:
-        known = [s.contact_id for s in standings.values()]
-        crm.audit(
-            actor,
-            "permissions.check",
-            known[0] if len(known) == 1 and len(normalised) == 1 else None,
-            detail=f"topic={topic.key} channel={channel} addresses={len(normalised)} "
-            f"known={len(known)}",
-        )
-        db.session.commit()
-    return mark_older_consents(
+    decisions = mark_older_consents(
         [
             decide(
                 standings.get(address),
@@ -487,6 +477,17 @@ def check_permissions(
             for address in normalised
         ]
     )
+    if actor is not None:
+        known = [s.contact_id for s in standings.values()]
+        crm.audit(
+            actor,
+            "permissions.check",
+            known[0] if len(known) == 1 and len(normalised) == 1 else None,
+            detail=f"topic={topic.key} channel={channel} addresses={len(normalised)} "
+            f"known={len(known)}",
+        )
+        db.session.commit()
+    return decisions
 
 
 def list_events(contact_id: int, actor: Actor | None = None) -> list[ConsentEvent]:

@@ -150,10 +150,10 @@ SV: dict[str, str] = {
     "Objection recorded.": "Invändningen är registrerad.",
     "Record a withdrawal": "Registrera ett återkallande",
     (
-        'The person asked us to stop a topic or a channel ("stop the newsletter"). It takes '
+        "The person asked us to stop a topic or a channel, such as the newsletter. It takes "
         "effect at once; other topics and channels keep their basis."
     ): (
-        'Personen bad oss sluta med ett ämne eller en kanal ("sluta skicka nyhetsbrevet"). '
+        "Personen bad oss sluta med ett ämne eller en kanal, till exempel nyhetsbrevet. "
         "Det gäller direkt; andra ämnen och kanaler behåller sin grund."
     ),
     "Record withdrawal": "Registrera återkallandet",

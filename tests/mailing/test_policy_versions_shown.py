@@ -106,9 +106,7 @@ def test_a_consent_naming_a_version_never_published_is_refused_by_name(app, admi
     assert count_rows(app) == before
 
 
-def test_a_consent_naming_a_wording_its_version_never_published_is_refused(
-    app, admin_api
-) -> None:
+def test_a_consent_naming_a_wording_its_version_never_published_is_refused(app, admin_api) -> None:
     publish(admin_api, "1.0", wording=WORDING_1)
     before = count_rows(app)
 
@@ -121,9 +119,7 @@ def test_a_consent_naming_a_wording_its_version_never_published_is_refused(
         assert "1.0" in refused.json["error"]["message"]
         assert "wording_hash" in str(refused.json["error"]["fields"])
     assert count_rows(app) == before
-    accepted = synced_consent(
-        admin_api, "ny@kund.se", "1.0", wording_hash=wording_hash(WORDING_1)
-    )
+    accepted = synced_consent(admin_api, "ny@kund.se", "1.0", wording_hash=wording_hash(WORDING_1))
     assert accepted.status_code == 201, accepted.json
 
 

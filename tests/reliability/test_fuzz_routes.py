@@ -180,6 +180,7 @@ def _contact_body(s: Seed) -> dict[str, Any]:
             "kind": "customer",
             "source": "crm-sync",
             "topics": ["newsletter"],
+            "channel": "email",
             "evidence": {
                 "obtained_at": NOW,
                 "policy_version": "2026-01",
@@ -303,6 +304,7 @@ ROUTES: dict[tuple[str, str], Route] = {
             "channel": "all",
             "received_via": "phone",
             "recorded_by": "crm:sara",
+            "note": "Said on the phone: stop the newsletter.",
         },
         path_values=_C,
     ),
