@@ -201,9 +201,19 @@ def undo_signup(
 
 
 def request_topics(
-    contact: Contact, topics: Sequence[str], source: str, evidence: Evidence, at: datetime
+    contact: Contact,
+    topics: Sequence[str],
+    source: str,
+    evidence: Evidence,
+    at: datetime,
+    *,
+    actor: Actor = PERSON,
 ) -> SubscriptionRequest | None:
     """Record ``requested`` per topic and open (or extend) the contact's one open request.
+
+    ``actor`` is who asked: the person (a form, the preference centre), or
+    staff asking the person to confirm again (R24), which is no interaction
+    of the person's and keeps no data alive.
 
     The insert may fail on ``open_for_contact`` when another form posts the same
     address at the same moment; the caller retries its whole transaction.
@@ -216,7 +226,7 @@ def request_topics(
         record(
             contact,
             EventKind.REQUESTED,
-            actor=PERSON,
+            actor=actor,
             source=source,
             at=at,
             topic=key,

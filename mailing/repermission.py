@@ -94,6 +94,7 @@ def send_repermission(actor: Actor, at: datetime | None = None) -> int:
                 "repermission",
                 repermission_evidence(language, topics, major.version),
                 now,
+                actor=actor,
             )
             if request is None:  # restricted (GDPR art. 18): no yes can be taken
                 continue

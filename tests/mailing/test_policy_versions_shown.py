@@ -123,6 +123,17 @@ def test_a_consent_naming_a_wording_its_version_never_published_is_refused(app, 
     assert accepted.status_code == 201, accepted.json
 
 
+def last_interaction(app: Any, contact_id: int) -> datetime | None:
+    from crm.models import Contact
+
+    with app.app_context():
+        found = db.session.scalar(
+            sa.select(Contact.last_interaction_at).where(Contact.id == contact_id)
+        )
+        db.session.remove()
+    return found
+
+
 def _marked(explanation: str) -> bool:
     return "Given under policy version 1.0; version 2.0 is a major change" in explanation
 
@@ -163,8 +174,13 @@ def test_a_major_version_marks_older_consents_and_re_permission_asks_exactly_the
     assert "Re-permission under policy version 2.0" in campaigns
     assert "<strong>1</strong>" in campaigns
 
+    kept_alive_until = last_interaction(app, older)
     sent = staff.post("/staff/campaigns/repermission", data={"confirm": "yes"})
     assert sent.status_code == 303
+    # Asking is staff's act, not the person's: it keeps no data alive (X16).
+    assert last_interaction(app, older) == kept_alive_until
+    [asked] = [e for e in events(admin_api, older) if e["kind"] == "requested"]
+    assert asked["recorded_by"] == "user:marketing@staff.example"
     again = staff.post("/staff/campaigns/repermission", data={"confirm": "yes"})
     assert again.status_code == 303
 
