@@ -275,7 +275,11 @@ def record_withdrawal(
     contact = crm.get_contact(contact_id)
     channels = [channel] if channel != ALL or topic == ALL else list(policy.channels)
     source = _source_of(actor)
-    reference = f"recorded by {recorded_by.strip()}"[:200] if recorded_by else None
+    reference = (
+        f"recorded by {recorded_by.strip()}"[:200] if recorded_by and recorded_by.strip() else None
+    )
+    # No basis named: whichever the topic rests on (consent or legitimate
+    # interest), the person's "no" ends it.
     events = [
         record(
             contact,
@@ -284,7 +288,6 @@ def record_withdrawal(
             source=source,
             topic=topic,
             channel=each,
-            basis=Basis.CONSENT.value if topic != ALL else None,
             source_ref=reference,
             received_via=received_via,
             note=note or None,
