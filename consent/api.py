@@ -37,6 +37,7 @@ from consent.schemas import (
     WebhookCreatedSchema,
     WebhookCreateSchema,
     WebhookSchema,
+    WithdrawalSchema,
 )
 from crm import services as crm
 from crm.retention import ContactRead
@@ -68,6 +69,7 @@ def _basis_input(data: dict[str, Any]) -> services.BasisInput:
         source=data["source"],
         interest_kind=InterestKind(data["kind"]) if data.get("kind") else None,
         topics=tuple(data.get("topics") or ()),
+        channel=data.get("channel", "email"),
         obtained_at=evidence.get("obtained_at"),
         evidence=Evidence(
             ip_address=evidence.get("ip_address"),
@@ -159,6 +161,25 @@ def _event_json(event: Any) -> dict[str, Any]:
     """A ledger event as the token's role may see it (R25: the identifying
     evidence only for the roles that ``may`` take ``evidence.read``)."""
     return evidence_shown_to(g.actor.role, event.as_json())
+
+
+@blp.post("/contacts/<int:contact_id>/withdrawals")
+@requires("withdrawals.record")
+@blp.arguments(WithdrawalSchema)
+@blp.response(201, ConsentEventSchema(many=True))
+def record_withdrawal(data: dict[str, Any], contact_id: int) -> Any:
+    """Record a withdrawal synced from another tool: a topic or ``all``, on a
+    channel or ``all``, with who recorded it and how it was received. Never
+    refused for want of evidence; it takes effect at once."""
+    return services.record_withdrawal(
+        g.actor,
+        contact_id,
+        topic=ALL if data["topic"] == "all" else data["topic"],
+        channel=ALL if data["channel"] == "all" else data["channel"],
+        received_via=data["received_via"],
+        recorded_by=data["recorded_by"],
+        note=data.get("note"),
+    )
 
 
 @blp.get("/contacts/<int:contact_id>/events")

@@ -84,6 +84,9 @@ class ExternalConfirmation:
 class TopicStatus(enum.StrEnum):
     CONSENT = "consent"
     PENDING_CONFIRMATION = "pending_confirmation"
+    # A "no" on a channel other than email: no emailed link can confirm a phone
+    # call, so nothing is recorded and the person's "no" stands (X6).
+    REFUSED = "refused"
 
 
 class ConfirmationEmail(enum.StrEnum):
@@ -116,8 +119,12 @@ class ConsentOutcome:
 
     @property
     def status(self) -> TopicStatus:
-        pending = any(t.status is TopicStatus.PENDING_CONFIRMATION for t in self.topics)
-        return TopicStatus.PENDING_CONFIRMATION if pending else TopicStatus.CONSENT
+        """Pending while any topic awaits the person; else refused where any topic
+        was; else consent."""
+        for status in (TopicStatus.PENDING_CONFIRMATION, TopicStatus.REFUSED):
+            if any(t.status is status for t in self.topics):
+                return status
+        return TopicStatus.CONSENT
 
     @property
     def pending(self) -> list[str]:
@@ -133,6 +140,7 @@ def claim_consent(
     obtained_at: datetime,
     evidence: Evidence,
     confirmation: ExternalConfirmation | None = None,
+    channel: str = EMAIL,
 ) -> ConsentOutcome:
     """Record a consent another system reports, as R7, R8 and X6 allow. Does not commit.
 
@@ -149,6 +157,11 @@ def claim_consent(
     ``confirmation``, recorded as confirmed elsewhere too). A topic
     already waiting in the contact's open request is not asked again, so a
     repeated sync sends one email, not one per sync.
+
+    A consent for another ``channel`` (a phone call) is decided on that
+    channel. The double opt-in confirms an email address, so R8 does not
+    apply to it and no email can reopen it: after the person's "no" on that
+    channel it is refused (nothing recorded), otherwise recorded at once.
     """
     policy = current_policy()
     # The person's own "no" counts even where a hard bounce decides first.
@@ -161,12 +174,14 @@ def claim_consent(
             standing,
             email=contact.email,
             topic=policy.topic(key),
-            channel=EMAIL,
+            channel=channel,
             at=now,
             policy=policy,
         )
-        state = db.session.get(PermissionState, (contact.id, key, EMAIL))
-        if decision.reason in _SAID_NO:
+        state = db.session.get(PermissionState, (contact.id, key, channel))
+        if decision.reason in _SAID_NO and channel != EMAIL:
+            outcome.topics.append(TopicOutcome(key, TopicStatus.REFUSED, "person_said_no"))
+        elif decision.reason in _SAID_NO:
             to_ask.append(key)
             outcome.topics.append(
                 TopicOutcome(key, TopicStatus.PENDING_CONFIRMATION, "person_said_no")
@@ -175,10 +190,10 @@ def claim_consent(
             outcome.topics.append(TopicOutcome(key, TopicStatus.CONSENT, "already_held"))
         elif confirmation is not None:
             outcome.events += _confirmed_elsewhere(
-                contact, key, actor, source, obtained_at, evidence, confirmation
+                contact, key, channel, actor, source, obtained_at, evidence, confirmation
             )
             outcome.topics.append(TopicOutcome(key, TopicStatus.CONSENT, "confirmed_elsewhere"))
-        elif policy.requires_double_opt_in_for(key, standing.country):
+        elif channel == EMAIL and policy.requires_double_opt_in_for(key, standing.country):
             to_ask.append(key)
             outcome.topics.append(
                 TopicOutcome(key, TopicStatus.PENDING_CONFIRMATION, "double_opt_in_required")
@@ -192,7 +207,7 @@ def claim_consent(
                     source=source,
                     at=obtained_at,
                     topic=key,
-                    channel=EMAIL,
+                    channel=channel,
                     basis=Basis.CONSENT.value,
                     evidence=evidence,
                 )
@@ -206,6 +221,7 @@ def claim_consent(
 def _confirmed_elsewhere(
     contact: Contact,
     topic: str,
+    channel: str,
     actor: Actor,
     source: str,
     obtained_at: datetime,
@@ -221,7 +237,7 @@ def _confirmed_elsewhere(
         source=source,
         at=obtained_at,
         topic=topic,
-        channel=EMAIL,
+        channel=channel,
         basis=Basis.CONSENT.value,
         evidence=evidence,
         source_ref=evidence.form_id,
@@ -233,7 +249,7 @@ def _confirmed_elsewhere(
         source=EXTERNAL_CONFIRMATION,
         at=confirmation.confirmed_at,
         topic=topic,
-        channel=EMAIL,
+        channel=channel,
         basis=Basis.CONSENT.value,
         evidence=Evidence(
             ip_address=confirmation.ip_address,

@@ -101,3 +101,34 @@ def signup_evidence(
         policy_version=version,
         wording_hash=wording_hash(form_wording(form, language, asked, version)),
     )
+
+
+# The sentence a re-permission email asks the person to confirm (R23, R24): its
+# hash is the wording their confirmation records, under the new version.
+REPERMISSION_WORDING = {
+    "en": "Yes, I still want {topics} by email. We handle your data as our privacy policy "
+    "(version {version}) describes.",
+    "sv": "Ja, jag vill fortfarande få {topics} via e-post. Vi hanterar dina uppgifter enligt "
+    "vår integritetspolicy (version {version}).",
+}
+
+
+def repermission_wording(language: str, topic_keys: Sequence[str], version: str) -> str:
+    """The exact sentence of the re-permission email in ``language`` for ``topic_keys``."""
+    lang = language if language in REPERMISSION_WORDING else "en"
+    policy = current_policy()
+    labels = [policy.topic(t).label(lang).lower() for t in topic_keys]
+    joiner = _LAST_JOINER.get(lang, ", ")
+    topics = ", ".join(labels[:-1]) + joiner + labels[-1] if len(labels) > 1 else labels[0]
+    return REPERMISSION_WORDING[lang].format(topics=topics, version=version)
+
+
+def repermission_evidence(language: str, topic_keys: Sequence[str], version: str) -> Evidence:
+    """What a re-permission request records as shown: the new version and the
+    hash of the email's sentence; the person's click is the confirmation."""
+    return Evidence(
+        policy_version=version,
+        wording_hash=wording_hash(repermission_wording(language, topic_keys, version)),
+        form_id="repermission",
+        language=language,
+    )

@@ -46,6 +46,14 @@ class ObjectionForm(FormSchema):
     note = fields.String(load_default=None, validate=validate.Length(max=1000))
 
 
+class WithdrawalForm(FormSchema):
+    # "all", or one configured topic / channel (checked by the service).
+    topic = fields.String(load_default="all", validate=validate.Length(min=1, max=64))
+    channel = fields.String(load_default="all", validate=validate.Length(min=1, max=16))
+    received_via = fields.String(required=True, validate=validate.OneOf(OBJECTION_CHANNELS))
+    note = fields.String(load_default=None, validate=validate.Length(max=1000))
+
+
 class NoteForm(FormSchema):
     note = fields.String(load_default=None, validate=validate.Length(max=1000))
 

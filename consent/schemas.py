@@ -68,6 +68,8 @@ class BasisSchema(Schema):
             "person is sent the confirmation email."
         },
     )
+    # Consent only: the channel the person said yes to (checked against the policy file).
+    channel = fields.String(load_default="email", validate=validate.Length(min=1, max=16))
 
 
 class ContactCreateSchema(Schema):
@@ -82,7 +84,12 @@ class ContactCreateSchema(Schema):
 
 class TopicOutcomeSchema(Schema):
     topic = fields.String()
-    status = fields.String(metadata={"description": "consent or pending_confirmation"})
+    status = fields.String(
+        metadata={
+            "description": "consent, pending_confirmation, or refused (a channel other than "
+            "email after the person's no there: nothing is recorded)"
+        }
+    )
     reason = fields.String(
         metadata={
             "description": "recorded, already_held, confirmed_elsewhere, "
@@ -97,7 +104,7 @@ class ConsentOutcomeSchema(Schema):
     status = fields.String(
         metadata={
             "description": "pending_confirmation while any topic awaits the person's "
-            "confirmation, else consent"
+            "confirmation, else refused where any topic was, else consent"
         }
     )
     confirmation_email = fields.String(
@@ -167,6 +174,17 @@ class ObjectionSchema(Schema):
 
 # R25: consent.evidence.IDENTIFYING_EVIDENCE, left out for other roles.
 _NEED_TO_KNOW = "Only for tokens whose role may read evidence (admin, dpo); left out otherwise."
+
+
+class WithdrawalSchema(Schema):
+    """A withdrawal the person made through staff or another tool (GDPR art. 7(3))."""
+
+    topic = fields.String(load_default="all", validate=validate.Length(min=1, max=64))
+    channel = fields.String(load_default="all", validate=validate.Length(min=1, max=16))
+    received_via = fields.String(required=True, validate=validate.OneOf(OBJECTION_CHANNELS))
+    # Who took it in the other tool (its user's name or id), kept with the token's name.
+    recorded_by = fields.String(required=True, validate=validate.Length(min=1, max=150))
+    note = fields.String(allow_none=True, validate=validate.Length(max=1000))
 
 
 class ConsentEventSchema(Schema):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,10 +22,17 @@ from consent.models import (
     InterestKind,
     PermissionState,
 )
-from consent.policies import check_consent_version
-from consent.policy import Decision, Reason, decide, standing_of, standings_by_email
+from consent.policies import check_consent_version, latest_major_version, version_published_at
+from consent.policy import (
+    Decision,
+    Reason,
+    decide,
+    standing_of,
+    standings_by_email,
+    standings_by_id,
+)
 from consent.projection import RESERVED_SOURCES
-from consent.suppression import find_suppression
+from consent.suppression import find_suppression, own_suppression
 from consent.topics import current_policy
 from crm import services as crm
 from crm.models import Activity, Contact
@@ -50,6 +57,9 @@ class BasisInput:
     evidence: Evidence = field(default_factory=Evidence)
     # A double opt-in the caller ran itself, with the confirming event's evidence (R7).
     confirmation: ExternalConfirmation | None = None
+    # The channel a consent was given for (the policy file's ``channels``): a
+    # "yes" to email is no "yes" to a phone call, and the reverse (R2).
+    channel: str = "email"
 
     def validate(self) -> None:
         if not self.source.strip():
@@ -104,8 +114,15 @@ class BasisInput:
                 )
             if self.confirmation is not None:
                 self.confirmation.validate(self.obtained_at)
-            check_consent_version(self.evidence.policy_version)
+            check_consent_version(self.evidence.policy_version, self.evidence.wording_hash)
             policy = current_policy()
+            if self.channel not in policy.channels:
+                raise InvalidInput(
+                    f"Unknown channel {self.channel!r}; consent is given for one of: "
+                    f"{', '.join(policy.channels)}.",
+                    code="unknown_channel",
+                    fields={"basis": {"channel": ["Not a configured channel."]}},
+                )
             for topic in self.topics:
                 if Basis.CONSENT not in policy.topic(topic).bases:
                     raise InvalidInput(
@@ -223,6 +240,7 @@ def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> ConsentOut
         obtained_at=basis.obtained_at,
         evidence=basis.evidence,
         confirmation=basis.confirmation,
+        channel=basis.channel,
     )
 
 
@@ -263,18 +281,210 @@ def record_objection(
     return event
 
 
+def record_withdrawal(
+    actor: Actor,
+    contact_id: int,
+    *,
+    topic: str = ALL,
+    channel: str = ALL,
+    received_via: str,
+    recorded_by: str | None = None,
+    note: str | None = None,
+) -> list[ConsentEvent]:
+    """GDPR art. 7(3): the person withdrew, told staff or another tool ("stop the
+    newsletter", "no more calls"); record it on their behalf.
+
+    A topic or every topic (``ALL``), on one channel or on every channel. Never
+    refused for want of evidence: withdrawing must be as easy as consenting, so
+    who recorded it (the actor, and ``recorded_by`` as another tool names its
+    user) and how it was received are kept, and it takes effect with the
+    commit. A topic on every channel is one event per configured channel, so
+    that the person's own later double opt-in on one channel reopens only that
+    channel; every topic on every channel is an unsubscribe from all marketing
+    and, as the unsubscribe link's, puts the address on the suppression list
+    (R22). Allowed while processing is restricted (a "no" always is).
+    """
+    policy = current_policy()
+    if topic != ALL:
+        policy.topic(topic)
+    if channel != ALL:
+        policy.check_channel(channel)
+    if received_via not in OBJECTION_CHANNELS:
+        raise InvalidInput(
+            f"received_via must be one of: {', '.join(OBJECTION_CHANNELS)}.",
+            code="invalid_received_via",
+            fields={"received_via": ["Unknown."]},
+        )
+    contact = crm.get_contact(contact_id)
+    channels = [channel] if channel != ALL or topic == ALL else list(policy.channels)
+    source = _source_of(actor)
+    reference = (
+        f"recorded by {recorded_by.strip()}"[:200] if recorded_by and recorded_by.strip() else None
+    )
+    # No basis named: whichever the topic rests on (consent or legitimate
+    # interest), the person's "no" ends it.
+    events = [
+        record(
+            contact,
+            EventKind.WITHDRAWN,
+            actor=actor,
+            source=source,
+            topic=topic,
+            channel=each,
+            source_ref=reference,
+            received_via=received_via,
+            note=note or None,
+        )
+        for each in channels
+    ]
+    if topic == ALL and channel == ALL and own_suppression(contact.email) is None:
+        record(contact, EventKind.SUPPRESSED, actor=actor, source=source, note="withdrawn")
+    crm.audit(
+        actor,
+        "withdrawal.record",
+        contact.id,
+        detail=f"topic={topic} channel={channel} received_via={received_via}",
+    )
+    db.session.commit()
+    decisions_changed.send(signal_sender(), contact_id=contact.id, kind=EventKind.WITHDRAWN.value)
+    return events
+
+
 def decisions_for_contact(contact: Contact, at: datetime | None = None) -> list[Decision]:
     """The decision for every configured topic and channel."""
     policy = current_policy()
     standing = standing_of(contact)
     moment = at or utcnow()
-    return [
-        decide(
-            standing, email=contact.email, topic=topic, channel=channel, at=moment, policy=policy
+    return mark_older_consents(
+        [
+            decide(
+                standing,
+                email=contact.email,
+                topic=topic,
+                channel=channel,
+                at=moment,
+                policy=policy,
+            )
+            for topic in policy.topics.values()
+            for channel in policy.channels
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class OlderConsent:
+    """A consent given under a policy version older than the latest major one (R23, R24)."""
+
+    event_id: int
+    contact_id: int
+    topic: str
+    channel: str
+    given_under: str | None
+    major: str
+
+    @property
+    def note(self) -> str:
+        return (
+            f" Given under policy version {self.given_under or 'unknown'}; version "
+            f"{self.major} is a major change. The consent still stands until the person "
+            f"withdraws it; a re-permission request can ask them to confirm under {self.major}."
         )
-        for topic in policy.topics.values()
-        for channel in policy.channels
+
+
+def _older_consents(event_ids: Sequence[int]) -> dict[int, OlderConsent]:
+    """Of the consent events ``event_ids``, those given under a version published
+    before the latest major version (or, for a version never published here,
+    given before it), by event id. Empty while no major version exists."""
+    major = latest_major_version()
+    if major is None or not event_ids:
+        return {}
+    events = db.session.execute(
+        sa.select(
+            ConsentEvent.id,
+            ConsentEvent.contact_id,
+            ConsentEvent.topic,
+            ConsentEvent.channel,
+            ConsentEvent.policy_version,
+            ConsentEvent.occurred_at,
+        ).where(ConsentEvent.id.in_(list(dict.fromkeys(event_ids))))
+    ).all()
+    published: dict[str | None, datetime | None] = {}
+    out = {}
+    for event in events:
+        if event.policy_version == major.version:
+            continue
+        if event.policy_version not in published:
+            published[event.policy_version] = version_published_at(event.policy_version)
+        since = published[event.policy_version] or event.occurred_at
+        if since < major.published_at:
+            out[event.id] = OlderConsent(
+                event.id,
+                event.contact_id,
+                event.topic,
+                event.channel,
+                event.policy_version,
+                major.version,
+            )
+    return out
+
+
+def mark_older_consents(decisions: list[Decision]) -> list[Decision]:
+    """R23, R24: say in the explanation of each decision that rests on a consent
+    given under a version older than the latest major one.
+
+    Such a consent is neither void nor renewed by the new version: it was
+    valid for what the person was shown, and it keeps allowing marketing until
+    the person withdraws it or the company decides to stop relying on it
+    (docs/rules.md R24). Staff see the mark and may send a re-permission
+    request (``mailing.repermission``)."""
+    older = _older_consents(
+        [d.event_id for d in decisions if d.reason is Reason.CONSENT and d.event_id is not None]
+    )
+    if not older:
+        return decisions
+    return [
+        replace(d, explanation=d.explanation + older[d.event_id].note)
+        if d.reason is Reason.CONSENT and d.event_id in older
+        else d
+        for d in decisions
     ]
+
+
+def older_consents(at: datetime | None = None) -> dict[int, list[str]]:
+    """Contacts whose email consent to a topic still allows marketing but was given
+    under a version older than the latest major one: contact id -> topics.
+    Who a re-permission request goes to (R24)."""
+    if latest_major_version() is None:
+        return {}
+    rows = db.session.execute(
+        sa.select(PermissionState.contact_id, PermissionState.consent_event_id).where(
+            PermissionState.channel == "email",
+            PermissionState.consent_since.is_not(None),
+            PermissionState.consent_event_id.is_not(None),
+        )
+    ).all()
+    older = _older_consents([r.consent_event_id for r in rows])
+    if not older:
+        return {}
+    policy = current_policy()
+    standings = standings_by_id({o.contact_id for o in older.values()})
+    moment = at or utcnow()
+    out: dict[int, list[str]] = {}
+    for item in sorted(older.values(), key=lambda o: (o.contact_id, o.topic)):
+        standing = standings.get(item.contact_id)
+        if standing is None or item.topic not in policy.topics:
+            continue
+        decision = decide(
+            standing,
+            email=standing.email,
+            topic=policy.topic(item.topic),
+            channel="email",
+            at=moment,
+            policy=policy,
+        )
+        if decision.reason is Reason.CONSENT and decision.event_id == item.event_id:
+            out.setdefault(item.contact_id, []).append(item.topic)
+    return out
 
 
 def check_permissions(
@@ -300,6 +510,19 @@ def check_permissions(
             normalised.append(raw if isinstance(raw, str) else "")
     standings = standings_by_email(normalised)
     moment = at or utcnow()
+    decisions = mark_older_consents(
+        [
+            decide(
+                standings.get(address),
+                email=address,
+                topic=topic,
+                channel=channel,
+                at=moment,
+                policy=policy,
+            )
+            for address in normalised
+        ]
+    )
     if actor is not None:
         known = [s.contact_id for s in standings.values()]
         crm.audit(
@@ -310,17 +533,7 @@ def check_permissions(
             f"known={len(known)}",
         )
         db.session.commit()
-    return [
-        decide(
-            standings.get(address),
-            email=address,
-            topic=topic,
-            channel=channel,
-            at=moment,
-            policy=policy,
-        )
-        for address in normalised
-    ]
+    return decisions
 
 
 def list_events(contact_id: int, actor: Actor | None = None) -> list[ConsentEvent]:

@@ -36,6 +36,7 @@ from consent.forms import (
     RequestForm,
     RestrictionForm,
     SearchQuery,
+    WithdrawalForm,
 )
 from consent.models import ALL, OBJECTION_CHANNELS
 from consent.topics import current_policy
@@ -121,6 +122,25 @@ def record_objection(contact_id: int) -> Any:
             note=(d.get("note") or "").strip() or None,
         ),
         "Objection recorded.",
+    )
+    return _back(contact_id, "decisions")
+
+
+@bp.post("/contacts/<int:contact_id>/withdrawal")
+@staff_requires("withdrawals.record")
+def record_withdrawal(contact_id: int) -> Any:
+    """A withdrawal the person told staff ("stop the newsletter"), on their behalf."""
+    run_form(
+        WithdrawalForm(),
+        lambda d: services.record_withdrawal(
+            g.actor,
+            contact_id,
+            topic=ALL if d["topic"] == "all" else d["topic"],
+            channel=ALL if d["channel"] == "all" else d["channel"],
+            received_via=d["received_via"],
+            note=(d.get("note") or "").strip() or None,
+        ),
+        "Withdrawal recorded.",
     )
     return _back(contact_id, "decisions")
 

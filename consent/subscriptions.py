@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from consent.topics import check_topics, current_policy
 from crm import services as crm
 from crm.models import Contact
 from extensions import db
+from kernel.access import Actor
 from kernel.addresses import normalise_email
 from kernel.countries import normalise_country, normalise_language
 from kernel.errors import InvalidInput
@@ -199,9 +200,19 @@ def undo_signup(
 
 
 def request_topics(
-    contact: Contact, topics: Sequence[str], source: str, evidence: Evidence, at: datetime
+    contact: Contact,
+    topics: Sequence[str],
+    source: str,
+    evidence: Evidence,
+    at: datetime,
+    *,
+    actor: Actor = PERSON,
 ) -> SubscriptionRequest | None:
     """Record ``requested`` per topic and open (or extend) the contact's one open request.
+
+    ``actor`` is who asked: the person (a form, the preference centre), or
+    staff asking the person to confirm again (R24), which is no interaction
+    of the person's and keeps no data alive.
 
     The insert may fail on ``open_for_contact`` when another form posts the same
     address at the same moment; the caller retries its whole transaction.
@@ -214,7 +225,7 @@ def request_topics(
         record(
             contact,
             EventKind.REQUESTED,
-            actor=PERSON,
+            actor=actor,
             source=source,
             at=at,
             topic=key,
@@ -334,12 +345,37 @@ def confirm_subscription(request_id: int, evidence: Evidence, at: datetime) -> C
             topic=key,
             channel=EMAIL,
             basis=Basis.CONSENT.value,
-            evidence=evidence,
+            evidence=_as_shown_at_request(evidence, contact.id, key, request.created_at),
             source_ref=ref,
         )
     request.confirmed_at = at
     request.open_for_contact = None
     return ConfirmOutcome(contact, request, False, request.topic_keys)
+
+
+def _as_shown_at_request(
+    evidence: Evidence, contact_id: int, topic: str, since: datetime
+) -> Evidence:
+    """The confirmation's evidence with the policy version and wording the person
+    was shown when they asked (R23): what they agreed to is the form's sentence
+    under the version it named, not whatever version is current when they
+    click. Read from the latest ``requested`` event of this request's topic;
+    the click's own address, browser and time stay the confirmation's."""
+    asked = db.session.execute(
+        sa.select(ConsentEvent.policy_version, ConsentEvent.wording_hash)
+        .where(
+            ConsentEvent.contact_id == contact_id,
+            ConsentEvent.kind == EventKind.REQUESTED.value,
+            ConsentEvent.topic == topic,
+            ConsentEvent.channel == EMAIL,
+            ConsentEvent.occurred_at >= since,
+        )
+        .order_by(ConsentEvent.occurred_at.desc(), ConsentEvent.id.desc())
+        .limit(1)
+    ).first()
+    if asked is None or asked.policy_version is None:
+        return evidence
+    return replace(evidence, policy_version=asked.policy_version, wording_hash=asked.wording_hash)
 
 
 class Scope(enum.StrEnum):

@@ -40,6 +40,9 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "activities.create": STAFF_WORK,
     # The person's own "no" is taken by whoever they tell it to (GDPR art. 21).
     "objections.record": ALL_ROLES,
+    # A withdrawal taken on the person's behalf ("stop the newsletter"): whoever
+    # may take their objection may take this smaller "no".
+    "withdrawals.record": ALL_ROLES,
     "permissions.read": ALL_ROLES,
     "evidence.read": EVIDENCE_READERS,
     "imports.run": frozenset({Role.MARKETING, Role.ADMIN}),

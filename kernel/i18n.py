@@ -156,6 +156,34 @@ SV: dict[str, str] = {
     "Which channels": "Vilka kanaler",
     "Record objection": "Registrera invändningen",
     "Objection recorded.": "Invändningen är registrerad.",
+    "Record a withdrawal": "Registrera ett återkallande",
+    (
+        "The person asked us to stop a topic or a channel, such as the newsletter. It takes "
+        "effect at once; other topics and channels keep their basis."
+    ): (
+        "Personen bad oss sluta med ett ämne eller en kanal, till exempel nyhetsbrevet. "
+        "Det gäller direkt; andra ämnen och kanaler behåller sin grund."
+    ),
+    "Record withdrawal": "Registrera återkallandet",
+    "Withdrawal recorded.": "Återkallandet är registrerat.",
+    "Re-permission under policy version": "Förnyat samtycke enligt policyversion",
+    (
+        "Version %(version)s is a major change. Consents given under an earlier version still "
+        "stand; you may ask those people to confirm under the new version. Only their click "
+        "records consent again."
+    ): (
+        "Version %(version)s är en större ändring. Samtycken som lämnats enligt en tidigare "
+        "version gäller fortfarande; du kan be dessa personer bekräfta enligt den nya versionen. "
+        "Bara deras klick registrerar samtycket på nytt."
+    ),
+    "Contacts with a consent given under an earlier version:": (
+        "Kontakter med samtycke enligt en tidigare version:"
+    ),
+    "Yes, send the re-permission request to these contacts": (
+        "Ja, skicka begäran om förnyat samtycke till dessa kontakter"
+    ),
+    "Send re-permission request": "Skicka begäran om förnyat samtycke",
+    "Re-permission requests are on their way.": "Begäran om förnyat samtycke skickas.",
     "Restrict processing (GDPR art. 18)": "Begränsa behandlingen (GDPR art. 18)",
     "Restrict": "Begränsa",
     "Lift the restriction": "Häv begränsningen",

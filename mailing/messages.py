@@ -132,6 +132,11 @@ def _context(row: OutboxMessage, contact: Contact) -> dict[str, Any]:
         request = get_request(int(params["request_id"]))
         context["topics"] = [policy.topic(t).label(lang) for t in request.topic_keys]
         context["confirm_url"] = confirm_url(request.id)
+    if row.template == "repermission":
+        # R24: the same signed confirmation link as a signup's double opt-in.
+        request = get_request(int(params["request_id"]))
+        context["topics"] = [policy.topic(t).label(lang) for t in params.get("topics", [])]
+        context["confirm_url"] = confirm_url(request.id)
     if row.template == "unsubscribe_link":
         context["unsubscribe_url"] = unsubscribe_url(contact.id, ALL, row.id)
         context["preferences_url"] = preferences_url(contact.id)

@@ -117,6 +117,12 @@ def _send_every_kind(
         json={"version": "2.0", "major": True, "url": "https://example.com/privacy/2.0"},
     )
     assert published.status_code == 201, published.json
+    # R24: consents given before the major version are asked to confirm under it.
+    with app.app_context():
+        from mailing.repermission import send_repermission
+
+        assert send_repermission(STAFF) >= 2
+        db.session.remove()
     mail_worker.drain()
 
 

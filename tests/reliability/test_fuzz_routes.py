@@ -181,6 +181,7 @@ def _contact_body(s: Seed) -> dict[str, Any]:
             "kind": "customer",
             "source": "crm-sync",
             "topics": ["newsletter"],
+            "channel": "email",
             "evidence": {
                 "obtained_at": NOW,
                 "policy_version": "2026-01",
@@ -300,6 +301,18 @@ ROUTES: dict[tuple[str, str], Route] = {
         "/api/v1/contacts/{contact_id}/objection",
         "api",
         json=lambda s: {"channel": "all", "received_via": "phone", "note": "Called us."},
+        path_values=_C,
+    ),
+    ("consent_api.record_withdrawal", "POST"): Route(
+        "/api/v1/contacts/{contact_id}/withdrawals",
+        "api",
+        json=lambda s: {
+            "topic": "newsletter",
+            "channel": "all",
+            "received_via": "phone",
+            "recorded_by": "crm:sara",
+            "note": "Said on the phone: stop the newsletter.",
+        },
         path_values=_C,
     ),
     ("consent_api.contact_permissions", "GET"): Route(
@@ -537,6 +550,9 @@ ROUTES: dict[tuple[str, str], Route] = {
         query=lambda s: {"preview": "1"},
         path_values=lambda s: {"campaign_id": str(s.campaign)},
     ),
+    ("staff_campaigns.send_repermission", "POST"): Route(
+        "/staff/campaigns/repermission", "staff", form=lambda s: {"confirm": "yes"}
+    ),
     ("staff_campaigns.send", "POST"): Route(
         "/staff/campaigns/{campaign_id}/send",
         "staff",
@@ -568,6 +584,12 @@ ROUTES: dict[tuple[str, str], Route] = {
         "/staff/contacts/{contact_id}/objection",
         "staff",
         form=lambda s: {"received_via": "phone", "channel": "all", "note": "Called us."},
+        path_values=_C,
+    ),
+    ("staff_contacts.record_withdrawal", "POST"): Route(
+        "/staff/contacts/{contact_id}/withdrawal",
+        "staff",
+        form=lambda s: {"received_via": "phone", "topic": "newsletter", "channel": "all"},
         path_values=_C,
     ),
     ("staff_contacts.restrict", "POST"): Route(

@@ -94,6 +94,11 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         None,
         _guarded("campaigns.manage", 200),
     ),
+    ("staff_campaigns.send_repermission", "POST"): (
+        "/staff/campaigns/repermission",
+        {"confirm": "yes"},
+        _guarded("campaigns.manage", 303),
+    ),
     ("staff_campaigns.send", "POST"): (
         "/staff/campaigns/{campaign_id}/send",
         {"confirm": "yes"},
@@ -126,6 +131,11 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         "/staff/contacts/{contact_id}/objection",
         {"received_via": "phone", "channel": "all"},
         _guarded("objections.record", 303),
+    ),
+    ("staff_contacts.record_withdrawal", "POST"): (
+        "/staff/contacts/{contact_id}/withdrawal",
+        {"received_via": "phone", "topic": "newsletter", "channel": "all"},
+        _guarded("withdrawals.record", 303),
     ),
     ("staff_contacts.restrict", "POST"): (
         "/staff/contacts/{contact_id}/restriction",
