@@ -211,3 +211,51 @@ def test_after_a_topic_withdrawal_the_persons_own_double_opt_in_reopens_that_cha
 
     assert decision(admin_api, contact_id, "events", "email") == (True, "consent")
     assert decision(admin_api, contact_id, "events", "phone") == (False, "unsubscribed")
+
+
+def test_a_phone_consent_after_a_no_on_the_phone_is_refused_and_sends_nothing(
+    app, admin_api
+) -> None:
+    """The emailed double opt-in confirms an address, not a call: after the
+    person's phone-only objection a CRM's phone consent records nothing,
+    says so, and queues no confirmation email (X6)."""
+    contact_id = register(admin_api, "nej@kund.se", basis=CUSTOMER, company=LIVE_CUSTOMER)
+    objected = admin_api.post(
+        f"/api/v1/contacts/{contact_id}/objection",
+        json={"channel": "phone", "received_via": "phone"},
+    )
+    assert objected.status_code in (200, 201), objected.json
+    before = count_rows(app)
+
+    response = admin_api.post(
+        "/api/v1/contacts",
+        json={"email": "nej@kund.se", "basis": consent_to(["events"], "phone")},
+    )
+
+    assert response.status_code == 200, response.json
+    assert response.json["consent"]["status"] == "refused"
+    assert response.json["consent"]["topics"] == [
+        {"topic": "events", "status": "refused", "reason": "person_said_no"}
+    ]
+    assert response.json["consent"]["confirmation_email"] is None
+    assert count_rows(app) == before
+    assert decision(admin_api, contact_id, "events", "phone") == (False, "objection")
+    assert decision(admin_api, contact_id, "events", "email") == (True, "customer")
+
+
+def test_a_phone_consent_from_a_double_opt_in_country_counts_at_once(app, admin_api) -> None:
+    """R8 asks for the emailed confirmation of an address; a consent to be
+    called, from Germany, is not an email consent and is recorded at once."""
+    response = admin_api.post(
+        "/api/v1/contacts",
+        json={"email": "anruf@firma.de", "country": "DE", "basis": consent_to(["events"], "phone")},
+    )
+
+    assert response.status_code == 201, response.json
+    assert response.json["consent"]["status"] == "consent"
+    contact_id = response.json["id"]
+    assert decision(admin_api, contact_id, "events", "phone") == (True, "consent")
+    assert decision(admin_api, contact_id, "events", "email") == (False, "no_basis")
+    assert [e["channel"] for e in admin_api.get(f"/api/v1/contacts/{contact_id}/events").json] == [
+        "phone"
+    ]
