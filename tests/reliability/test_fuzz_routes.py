@@ -276,7 +276,14 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("crm_api.log_activity", "POST"): Route(
         "/api/v1/contacts/{contact_id}/activities",
         "api",
-        json=lambda s: {"kind": "call", "occurred_at": NOW, "note": "Called about the offer."},
+        json=lambda s: {
+            "kind": "support_case",
+            "occurred_at": NOW,
+            "note": "Called about the offer.",
+            "product": "ab7000",
+            "problem_category": "connection-lost",
+            "resolution_code": "firmware-update",
+        },
         path_values=_C,
     ),
     ("crm_api.list_activities", "GET"): Route(

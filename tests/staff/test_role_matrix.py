@@ -73,6 +73,11 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         None,
         _guarded("retention.read", 200),
     ),
+    ("staff.retention_checklist_done", "POST"): (
+        "/staff/admin/retention/checklist",
+        {"rule": "server-logs", "done_through": "2020-01-01"},
+        _guarded("retention.run", 303),
+    ),
     ("staff_campaigns.campaign_list", "GET"): (
         "/staff/campaigns",
         None,
