@@ -58,7 +58,7 @@ def synced_consent(
             "basis": {
                 "type": "consent",
                 "source": "crm-sync",
-                "topics": ["newsletter"],
+                "topics": ["events"],
                 "evidence": shown,
             },
         },
@@ -169,13 +169,13 @@ def test_a_major_version_marks_older_consents_and_re_permission_asks_exactly_the
     newer = synced_consent(admin_api, "ny@kund.se", "2.0", WORDING_2).json["id"]
 
     # Marked, and still allowed: a new version neither voids nor renews a consent.
-    before = decision(admin_api, older, "newsletter")
+    before = decision(admin_api, older, "events")
     assert (before["allowed"], before["reason"]) == (True, "consent")
     assert _marked(before["explanation"])
-    assert not _marked(decision(admin_api, newer, "newsletter")["explanation"])
+    assert not _marked(decision(admin_api, newer, "events")["explanation"])
     batch = admin_api.post(
         "/api/v1/permissions/check",
-        json={"emails": ["gammal@kund.se", "ny@kund.se"], "topic": "newsletter"},
+        json={"emails": ["gammal@kund.se", "ny@kund.se"], "topic": "events"},
     ).json["decisions"]
     assert [_marked(d["explanation"]) for d in batch] == [True, False]
     staff = client_as(app, "marketing")
@@ -207,7 +207,7 @@ def test_a_major_version_marks_older_consents_and_re_permission_asks_exactly_the
     with app.app_context():
         from consent.evidence import repermission_wording
 
-        sentence = repermission_wording("en", ["newsletter"], "2.0")
+        sentence = repermission_wording("en", ["events"], "2.0")
     assert sentence in text_of(ask)
     assert "List-Unsubscribe" not in ask
 
@@ -221,7 +221,7 @@ def test_a_major_version_marks_older_consents_and_re_permission_asks_exactly_the
         "2.0",
         wording_hash(sentence),
     )
-    after = decision(admin_api, older, "newsletter")
+    after = decision(admin_api, older, "events")
     assert (after["allowed"], after["reason"]) == (True, "consent")
     assert not _marked(after["explanation"])
     for untouched in (objector, customer, newer):
@@ -242,7 +242,7 @@ def test_without_a_major_version_nothing_is_marked_and_no_request_can_be_sent(
     contact_id = synced_consent(admin_api, "gammal@kund.se", "1.0", WORDING_1).json["id"]
     publish(admin_api, "1.1", wording=WORDING_2)
 
-    assert not _marked(decision(admin_api, contact_id, "newsletter")["explanation"])
+    assert not _marked(decision(admin_api, contact_id, "events")["explanation"])
     staff = client_as(app, "marketing")
     assert "Re-permission" not in staff.get("/staff/campaigns").get_data(as_text=True)
     refused = staff.post("/staff/campaigns/repermission", data={"confirm": "yes"})

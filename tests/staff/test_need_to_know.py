@@ -17,7 +17,8 @@ PAGE = "https://www.kund.example/nyhetsbrev?kampanj=host"
 
 
 def consent_contact(admin_api: Any) -> int:
-    """A contact who gave consent to the newsletter on a form, with its full evidence."""
+    """A contact who gave consent to events on a form, with its full evidence (events:
+    a Swedish consent to them counts at once, R8)."""
     response = admin_api.post(
         "/api/v1/contacts",
         json={
@@ -27,7 +28,7 @@ def consent_contact(admin_api: Any) -> int:
             "basis": {
                 "type": "consent",
                 "source": "website",
-                "topics": ["newsletter"],
+                "topics": ["events"],
                 "evidence": {
                     "obtained_at": "2026-01-15T10:00:00+00:00",
                     "policy_version": "2026-01",
@@ -44,9 +45,9 @@ def consent_contact(admin_api: Any) -> int:
     return response.json["id"]
 
 
-def newsletter_evidence(page: str) -> str:
+def events_evidence(page: str) -> str:
     return re.search(
-        r'data-topic="newsletter" data-channel="email".*?</article>', page, re.S
+        r'data-topic="events" data-channel="email".*?</article>', page, re.S
     ).group(0)
 
 
@@ -55,7 +56,7 @@ def test_sales_and_marketing_see_the_basis_but_not_the_ip_or_browser(app, admin_
     contact_id = consent_contact(admin_api)
     page = client_as(app, role).get(f"/staff/contacts/{contact_id}").get_data(as_text=True)
 
-    evidence = newsletter_evidence(page)
+    evidence = events_evidence(page)
     assert "Allowed" in evidence and "website" in evidence and "2026-01" in evidence
     assert IP not in page and "EvidenceBrowser" not in page and "kampanj" not in page
 
@@ -65,7 +66,7 @@ def test_admin_and_dpo_see_the_ip_browser_and_page_of_the_evidence(app, admin_ap
     contact_id = consent_contact(admin_api)
     page = client_as(app, role).get(f"/staff/contacts/{contact_id}").get_data(as_text=True)
 
-    evidence = newsletter_evidence(page)
+    evidence = events_evidence(page)
     assert IP in evidence and "EvidenceBrowser/9.9" in evidence and "kampanj=host" in evidence
 
 
