@@ -117,9 +117,10 @@ def register_contact(
         )
     if basis is not None:
         grant_basis(contact, basis, actor)
-        if created and basis.interest_kind is InterestKind.INDUSTRY_LIST:
-            # GDPR art. 14: the data did not come from the person; the first
-            # email must tell them who we are and where we got their address.
+        if created and basis.interest_kind is not None:
+            # GDPR art. 14: the data did not come from the person (a list, or
+            # their employer, our customer); within a month, or with the first
+            # email, they must hear who we are and where we got their address.
             contact.art14_notice_owed_since = utcnow()
     crm.audit(actor, "contact.create" if created else "contact.update", contact.id)
     db.session.commit()

@@ -57,6 +57,15 @@ contact_rectified = _signals.signal("contact-rectified")
 # notice to every registered address on a major version (docs/rules.md R24).
 policy_published = _signals.signal("policy-published")
 
+# --- the daily run -----------------------------------------------------------------
+
+# After the commit. Sent by crm.tasks.run_daily_retention each day the daily
+# chain runs; no kwargs. Receivers: mailing queues the GDPR art. 14 notices
+# still owed (docs/rules.md X15); consent unlinks web visitors whose contact
+# no longer consents to web tracking (docs/rules.md R19). Each is safe to run
+# twice in a day.
+day_started = _signals.signal("day-started")
+
 # --- contributions (the receivers' return values are the answer) ---------------------
 
 # Sent by crm.retention with kwargs contact_ids (a sequence); each receiver

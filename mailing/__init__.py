@@ -76,10 +76,11 @@ def init_app(app: Flask) -> None:
 
 
 def _connect_signals() -> None:
-    from kernel.signals import collect_export_sections, policy_published
+    from kernel.signals import collect_export_sections, day_started, policy_published
 
     collect_export_sections.connect(_export_emails, weak=False)
     policy_published.connect(_on_policy_published, weak=False)
+    day_started.connect(_on_day_started, weak=False)
 
 
 def _export_emails(app: Flask, *, contact: object, **_: object) -> tuple[str, object]:
@@ -97,3 +98,10 @@ def _on_policy_published(
         from mailing.tasks import send_policy_notices
 
         send_policy_notices.send(policy_version_id)
+
+
+def _on_day_started(app: Flask, **_: object) -> None:
+    """GDPR art. 14(3)(a): the notices still owed go out well within their month."""
+    from mailing.tasks import send_art14_notices
+
+    send_art14_notices.send()
