@@ -13,6 +13,7 @@ def init_app(app: Flask) -> None:
         services,
         staff_pages,
         tasks,
+        web_tracking,
         webhooks,
     )
 
@@ -22,3 +23,4 @@ def init_app(app: Flask) -> None:
     services.connect_signals()
     rights.connect_signals()
     webhooks.connect_signals()
+    web_tracking.connect_signals()

@@ -248,3 +248,24 @@ class PrivacyRequestQuerySchema(Schema):
     status = fields.String(
         validate=validate.OneOf(["pending_verification", "verified", "awaiting_admin"])
     )
+
+
+class WebVisitorLinkSchema(Schema):
+    """R19: which contact an anonymous visitor id is (only with its consent)."""
+
+    contact_id = fields.Integer(required=True, validate=ROW_ID)
+
+
+class WebVisitorLinkedSchema(Schema):
+    visitor_id = fields.String()
+    contact_id = fields.Integer()
+    linked_at = fields.DateTime()
+
+
+class WebTrackingWithdrawalSchema(Schema):
+    received_via = fields.String(allow_none=True, validate=validate.OneOf(OBJECTION_CHANNELS))
+
+
+class WebTrackingWithdrawnSchema(Schema):
+    contact_id = fields.Integer()
+    unlinked = fields.Integer()

@@ -223,7 +223,7 @@ def record_objection(
 
 
 def decisions_for_contact(contact: Contact, at: datetime | None = None) -> list[Decision]:
-    """The decision for every configured topic and channel."""
+    """The decision for every marketing topic and channel."""
     policy = current_policy()
     standing = standing_of(contact)
     moment = at or utcnow()
@@ -231,7 +231,7 @@ def decisions_for_contact(contact: Contact, at: datetime | None = None) -> list[
         decide(
             standing, email=contact.email, topic=topic, channel=channel, at=moment, policy=policy
         )
-        for topic in policy.topics.values()
+        for topic in policy.marketing_topics.values()
         for channel in policy.channels
     ]
 

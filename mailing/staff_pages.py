@@ -39,7 +39,9 @@ def campaign_list() -> Any:
 
     reports = [campaigns.report(c.id) for c in campaigns.list_campaigns()]
     return render_template(
-        "staff/campaigns.html", reports=reports, topics=list(current_policy().topics.values())
+        "staff/campaigns.html",
+        reports=reports,
+        topics=list(current_policy().marketing_topics.values()),
     )
 
 
