@@ -32,8 +32,10 @@ def run_daily_retention(chain_id: str, due_at: str) -> None:
     if link is not None:
         send_link(link)
     retention.run_daily()
-    # The other daily duties (art. 14 notices, R19 links) belong to the packages above.
-    day_started.send(signal_sender())
+    if link is not None:
+        # The day's other duties (art. 14 notices, R19 links) belong to the packages
+        # above; announced by the chain's own link, not by a redelivered message.
+        day_started.send(signal_sender())
 
 
 @dramatiq.actor(queue_name="retention", max_retries=10)

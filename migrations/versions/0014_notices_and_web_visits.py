@@ -52,5 +52,5 @@ def upgrade():
 def downgrade():
     op.drop_table('web_visitor_link')
     op.drop_table('web_visit')
-    with op.batch_alter_table('contact', schema=None) as batch_op:
-        batch_op.drop_column('art14_notice_given_at')
+    # Not a batch: SQLite would copy the table and cannot reflect its expression indexes.
+    op.execute('ALTER TABLE contact DROP COLUMN art14_notice_given_at')
