@@ -41,8 +41,10 @@ ledger_written = _signals.signal("ledger-written")
 # After the commit. Sent by every use case whose commit changed a contact's
 # decisions (consent, subscriptions, imports, erasure, rectification of a
 # deciding field); kwargs: contact_id, kind (the ledger event kind, or
-# "erased", "rectified", "import"). Receiver: consent.webhooks hands the
-# deliveries written for the contact to the broker.
+# "erased", "rectified", "import"). Receivers: consent.webhooks hands the
+# deliveries written for the contact to the broker; consent.web_tracking
+# unlinks the contact's web visitors when its web-tracking consent no longer
+# holds (docs/rules.md R19).
 decisions_changed = _signals.signal("decisions-changed")
 
 # After the commit. Sent by crm.services.rectify_contact; kwargs: contact_id,
