@@ -146,10 +146,19 @@ def enforce_daily(at: datetime | None = None) -> tuple[int, int]:
 
 
 def connect_signals() -> None:
-    from kernel.signals import day_started
+    from kernel.signals import collect_export_sections, day_started
 
     decisions_changed.connect(_on_decisions_changed, weak=False)
     day_started.connect(_on_day_started, weak=False)
+    collect_export_sections.connect(_export_web_visits, weak=False)
+
+
+def _export_web_visits(app: object, *, contact: Contact, **_: object) -> tuple[str, object]:
+    """The visits linked to the person, as a section of their export (GDPR art. 15)."""
+    return "web_visits", [
+        {"visitor_id": v.visitor_id, "page": v.page, "visited_at": v.visited_at.isoformat()}
+        for v in web_visits.visits_of(contact.id)
+    ]
 
 
 def _on_decisions_changed(app: object, *, contact_id: int, **_: object) -> None:

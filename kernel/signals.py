@@ -77,5 +77,6 @@ collect_retention_exclusions = _signals.signal("retention-exclusions")
 
 # Sent by consent.rights.export_contact with kwargs contact (the Contact); each
 # receiver returns (section name, JSON-ready data) for the person's export.
-# Receiver: mailing (the emails sent to the person).
+# Receivers: mailing (the emails sent to the person); consent.web_tracking
+# (the web visits linked to the person, R19).
 collect_export_sections = _signals.signal("export-sections")

@@ -90,6 +90,16 @@ def test_with_the_consent_the_visits_are_linked_to_the_contact(app, api_as) -> N
     assert _pages(marketing, contact_id) == ["/contact-us", "/products/sensors"]
 
 
+def test_the_linked_visits_are_part_of_the_persons_export(app, api_as, admin_api) -> None:
+    marketing = api_as("marketing")
+    contact_id = _contact(marketing, basis=WEB_CONSENT)
+    _visit(marketing, "/pricing")
+    assert _link(marketing, contact_id).status_code == 200
+    export = admin_api.get(f"/api/v1/contacts/{contact_id}/export")
+    assert export.status_code == 200, export.json
+    assert [v["page"] for v in export.json["web_visits"]] == ["/pricing"]
+
+
 def test_a_withdrawal_makes_the_visits_anonymous_again(app, api_as) -> None:
     marketing = api_as("marketing")
     contact_id = _contact(marketing, basis=WEB_CONSENT)
