@@ -15,6 +15,7 @@ def init_app(app: Flask) -> None:
         services,
         staff_pages,
         tasks,
+        web_tracking,
         webhooks,
     )
 
@@ -26,3 +27,4 @@ def init_app(app: Flask) -> None:
     rights.connect_signals()
     refusals.connect_signals()
     webhooks.connect_signals()
+    web_tracking.connect_signals()

@@ -10,7 +10,7 @@ from flask import Flask, current_app, g, jsonify, request
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, ValidationError
 
-from consent import imports, policies, rights, services, webhooks
+from consent import imports, policies, rights, services, web_tracking, webhooks
 from consent.claims import ExternalConfirmation
 from consent.evidence import Evidence, evidence_shown_to
 from consent.models import ALL, Basis, InterestKind
@@ -37,10 +37,15 @@ from consent.schemas import (
     WebhookCreatedSchema,
     WebhookCreateSchema,
     WebhookSchema,
+    WebTrackingWithdrawalSchema,
+    WebTrackingWithdrawnSchema,
+    WebVisitorLinkedSchema,
+    WebVisitorLinkSchema,
     WithdrawalSchema,
 )
 from crm import services as crm
 from crm.retention import ContactRead
+from crm.schemas import check_visitor_id
 from crm.services import CompanyInput
 from extensions import api, csrf
 from kernel.access import requires
@@ -352,6 +357,28 @@ def deactivate_webhook(webhook_id: int) -> Any:
 def list_privacy_requests(query: dict[str, Any]) -> Any:
     """Requests from the public, soonest due first; verified erasures await an admin."""
     return rights.list_privacy_requests(query.get("status"))
+
+
+@blp.put("/web-visitors/<visitor_id>/contact")
+@requires("contacts.write")
+@blp.arguments(WebVisitorLinkSchema)
+@blp.response(200, WebVisitorLinkedSchema)
+def link_web_visitor(data: dict[str, Any], visitor_id: str) -> Any:
+    """Link an anonymous visitor id to a contact (R19): 409 ``no_web_tracking_consent``
+    unless the contact's explicit consent to web tracking holds."""
+    check_visitor_id(visitor_id)
+    return web_tracking.link_visitor(g.actor, visitor_id, data["contact_id"])
+
+
+@blp.post("/contacts/<int:contact_id>/web-tracking/withdrawal")
+@requires("contacts.write")
+@blp.arguments(WebTrackingWithdrawalSchema)
+@blp.response(200, WebTrackingWithdrawnSchema)
+def withdraw_web_tracking(data: dict[str, Any], contact_id: int) -> Any:
+    """The contact withdrew the web-tracking consent: recorded in the ledger, and
+    every visitor id linked to them is unlinked (their visits are anonymous again)."""
+    unlinked = web_tracking.withdraw(g.actor, contact_id, data.get("received_via"))
+    return {"contact_id": contact_id, "unlinked": unlinked}
 
 
 def register(app: Flask) -> None:

@@ -34,7 +34,7 @@ from crm.models import Company, Contact
 from extensions import db
 from kernel.access import Actor
 from kernel.jobs import send_job
-from kernel.signals import company_relationship_changed, contact_moved_company, daily_run
+from kernel.signals import company_relationship_changed, contact_moved_company, day_started
 from kernel.timestamps import utcnow
 
 # The job of the daily run (declared in consent.tasks).
@@ -162,14 +162,14 @@ def _on_contact_moved(
         )
 
 
-def _on_daily_run(sender: Any, at: datetime) -> None:
+def _on_day_started(sender: Any, at: datetime, **_: object) -> None:
     send_job(BASES_JOB, at.isoformat())
 
 
 def connect_signals() -> None:
     company_relationship_changed.connect(_on_company_changed)
     contact_moved_company.connect(_on_contact_moved)
-    daily_run.connect(_on_daily_run)
+    day_started.connect(_on_day_started)
 
 
 @dataclass(frozen=True)

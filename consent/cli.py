@@ -39,13 +39,13 @@ def parse_as_of(value: str | None) -> datetime | None:
 
 @permissions.command("check")
 @click.argument("email")
-@click.option("--topic", default=None, help="One topic; all topics when left out.")
+@click.option("--topic", default=None, help="One topic; every marketing topic when left out.")
 @click.option("--channel", default="email", show_default=True)
 @click.option("--as-of", "as_of", default=None, help="Decide as on this date (YYYY-MM-DD).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def check(email: str, topic: str | None, channel: str, as_of: str | None, as_json: bool) -> None:
     """May we market to EMAIL, and why?"""
-    topics = [topic] if topic else list(current_policy().topics)
+    topics = [topic] if topic else list(current_policy().marketing_topics)
     try:
         decisions = [
             services.check_permissions(

@@ -349,3 +349,24 @@ class PrivacyRequestQuerySchema(Schema):
             ["pending_verification", "awaiting_admin", "completed", "refused", "verified"]
         )
     )
+
+
+class WebVisitorLinkSchema(Schema):
+    """R19: which contact an anonymous visitor id is (only with its consent)."""
+
+    contact_id = fields.Integer(required=True, validate=ROW_ID)
+
+
+class WebVisitorLinkedSchema(Schema):
+    visitor_id = fields.String()
+    contact_id = fields.Integer()
+    linked_at = fields.DateTime()
+
+
+class WebTrackingWithdrawalSchema(Schema):
+    received_via = fields.String(allow_none=True, validate=validate.OneOf(OBJECTION_CHANNELS))
+
+
+class WebTrackingWithdrawnSchema(Schema):
+    contact_id = fields.Integer()
+    unlinked = fields.Integer()

@@ -170,9 +170,10 @@ def register_contact(
     outcome = None
     if basis is not None:
         outcome = grant_basis(contact, basis, actor)
-        if created and basis.interest_kind is InterestKind.INDUSTRY_LIST:
-            # GDPR art. 14: the data did not come from the person; the first
-            # email must tell them who we are and where we got their address.
+        if created and basis.interest_kind is not None:
+            # GDPR art. 14: the data did not come from the person (a list, or
+            # their employer, our customer); within a month, or with the first
+            # email, they must hear who we are and where we got their address.
             contact.art14_notice_owed_since = utcnow()
     if created and contact.company is not None and contact.company.is_customer:
         # R1: a new contact of a customer company holds the company's basis;
@@ -351,7 +352,7 @@ def record_withdrawal(
 
 
 def decisions_for_contact(contact: Contact, at: datetime | None = None) -> list[Decision]:
-    """The decision for every configured topic and channel."""
+    """The decision for every marketing topic and channel."""
     policy = current_policy()
     standing = standing_of(contact)
     moment = at or utcnow()
@@ -365,7 +366,7 @@ def decisions_for_contact(contact: Contact, at: datetime | None = None) -> list[
                 at=moment,
                 policy=policy,
             )
-            for topic in policy.topics.values()
+            for topic in policy.marketing_topics.values()
             for channel in policy.channels
         ]
     )

@@ -453,7 +453,7 @@ def preferences_of(contact: Contact, at: datetime | None = None) -> list[TopicPr
     """Each topic as the preference centre shows it, from the decision itself."""
     policy = current_policy()
     lang = normalise_language(contact.language)
-    decisions = _decisions(contact, list(policy.topics), at or utcnow())
+    decisions = _decisions(contact, list(policy.marketing_topics), at or utcnow())
     return [
         TopicPreference(
             key=key,

@@ -34,6 +34,10 @@ class Topic:
     key: str
     labels: Mapping[str, str]
     bases: frozenset[Basis]
+    # False for a purpose that is not marketing (``marketing = false``), such as
+    # linking web visits to the contact (R19): no campaign, form or preference
+    # centre offers it, and the permission listings leave it out.
+    marketing: bool = True
 
     @property
     def admits_legitimate_interest(self) -> bool:
@@ -101,6 +105,14 @@ class MarketingPolicy:
     # Years a "do not contact" entry is kept after the refusal ([do_not_contact]
     # keep_years); None: without end (docs/rules.md R22).
     do_not_contact_years: int | None = None
+    # R19: the consent-only topic whose consent lets web visits be linked to the
+    # contact ([web_tracking] topic), and how long visits are kept (R18).
+    web_tracking_topic: str | None = None
+    web_visits_kept: timedelta = timedelta(days=3 * 365)
+
+    @property
+    def marketing_topics(self) -> dict[str, Topic]:
+        return {key: topic for key, topic in self.topics.items() if topic.marketing}
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> MarketingPolicy:
@@ -110,10 +122,17 @@ class MarketingPolicy:
                     key=key,
                     labels=dict(spec.get("label", {})),
                     bases=frozenset(Basis(b) for b in spec["bases"]),
+                    marketing=bool(spec.get("marketing", True)),
                 )
                 for key, spec in data["topics"].items()
             }
             interest = data.get("legitimate_interest", {})
+            web = data.get("web_tracking", {})
+            web_topic = web.get("topic")
+            if web_topic is not None and (
+                web_topic not in topics or topics[web_topic].bases != {Basis.CONSENT}
+            ):
+                raise ValueError(f"[web_tracking] topic {web_topic!r} must be a consent-only topic")
             forms = _parse_forms(data.get("forms", {}), topics)
             return cls(
                 version=str(data.get("policy_version", "1.0")),
@@ -129,6 +148,8 @@ class MarketingPolicy:
                 ),
                 forms=forms,
                 do_not_contact_years=_keep_years(data.get("do_not_contact", {})),
+                web_tracking_topic=web_topic,
+                web_visits_kept=timedelta(days=int(web.get("keep_visits_days", 3 * 365))),
             )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise RuntimeError(f"The policy file is malformed: {exc!r}") from exc
@@ -339,7 +360,7 @@ def _parse_form(form_id: str, spec: Mapping[str, Any], topics: Mapping[str, Topi
     unknown = set(spec) - _FORM_KEYS
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
-    consent_topics = tuple(k for k, t in topics.items() if Basis.CONSENT in t.bases)
+    consent_topics = tuple(k for k, t in topics.items() if Basis.CONSENT in t.bases and t.marketing)
     hosted = form_id == HOSTED_FORM_ID
     asked = tuple(spec["topics"]) if "topics" in spec or not hosted else consent_topics
     for key in asked:

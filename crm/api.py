@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, g
 from flask_smorest import Blueprint
 
-from crm import retention, services
+from crm import retention, services, web_visits
 from crm.models import SUPPORT_FIELDS
 from crm.retention import ContactRead
 from crm.schemas import (
@@ -22,6 +22,8 @@ from crm.schemas import (
     RetentionPreviewQuerySchema,
     RetentionPreviewSchema,
     RetentionRunSchema,
+    WebVisitCreateSchema,
+    WebVisitSchema,
 )
 from crm.services import CompanyInput
 from extensions import api, csrf
@@ -120,6 +122,24 @@ def retention_preview(query: dict[str, Any]) -> Any:
 def retention_runs() -> Any:
     """The latest retention runs: when, by whom, counts per rule (never the data)."""
     return retention.list_runs()
+
+
+@blp.post("/web-visits")
+@requires("contacts.write")
+@blp.arguments(WebVisitCreateSchema)
+@blp.response(201, WebVisitSchema)
+def record_web_visit(data: dict[str, Any]) -> Any:
+    """Record a page view under an anonymous visitor id (R19): it names no contact
+    and stays anonymous unless the visitor is linked with the contact's consent."""
+    return web_visits.record_visit(data["visitor_id"], data["page"], data["visited_at"])
+
+
+@blp.get("/contacts/<int:contact_id>/web-visits")
+@requires("contacts.read")
+@blp.response(200, WebVisitSchema(many=True))
+def list_web_visits(contact_id: int) -> Any:
+    """The web visits linked to a contact (only while its consent holds), newest first."""
+    return web_visits.read_visits(g.actor, contact_id)
 
 
 def register(app: Flask) -> None:

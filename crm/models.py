@@ -119,11 +119,14 @@ class Contact(db.Model):
     # A legal obligation to keep the data: erasure and retention skip the contact.
     legal_hold_reason: Mapped[str | None] = mapped_column(sa.String(500))
     hard_bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # GDPR art. 14: the data came from someone else (an industry list), so the
-    # person must be told who we are and where we got it, at the latest with
-    # the first email. Set when such a contact is created; cleared by
-    # crm.services.note_art14_notice_given once that email has gone.
+    # GDPR art. 14: the data came from someone else (an industry list, or the
+    # employer of a customer contact), so the person must be told who we are and
+    # where we got it: within a month (art. 14(3)(a), mailing.art14_notices) or
+    # with the first email if that is earlier. Set when such a contact is
+    # created; cleared by crm.services.note_art14_notice_given once a notice
+    # has gone, which sets ``art14_notice_given_at`` (shown on the staff page).
     art14_notice_owed_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    art14_notice_given_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -287,3 +290,34 @@ class RetentionSchedule(db.Model):
     name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
     chain_id: Mapped[str] = mapped_column(sa.String(64))
     next_run_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebVisit(db.Model):
+    """One page view on the company's website, under an anonymous visitor id
+    (a cookie's value), never a contact id: R19 keeps web activity anonymous
+    unless the contact consented (``WebVisitorLink``). Deleted by
+    ``crm.web_visits.purge_visits`` after the policy's web-analytics period (R18)."""
+
+    __tablename__ = "web_visit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    visitor_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    page: Mapped[str] = mapped_column(sa.String(500))
+    visited_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebVisitorLink(db.Model):
+    """An anonymous visitor id tied to a contact, which exists only while the
+    contact's explicit consent to web tracking holds (R19; written by
+    ``consent.web_tracking.link_visitor``). Deleting the row makes every visit
+    of that id anonymous again; it goes with its contact on erasure."""
+
+    __tablename__ = "web_visitor_link"
+
+    visitor_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("contact.id", ondelete="CASCADE"), index=True
+    )
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    linked_by: Mapped[str] = mapped_column(sa.String(200))

@@ -242,3 +242,34 @@ class RetentionRunSchema(Schema):
     counts = fields.Dict()
     batches = fields.Integer()
     error = Text(allow_none=True)
+
+
+# R19: web visits under an anonymous visitor id (a cookie's value, not a person).
+VisitorId = validate.Regexp(
+    r"^[A-Za-z0-9_-]{8,64}$", error="A visitor id is 8-64 letters, digits, '-' or '_'."
+)
+
+
+def check_visitor_id(value: str) -> str:
+    """A visitor id in a path: the same rule as in a body, a 422 otherwise."""
+    try:
+        return str(VisitorId(value))
+    except ValidationError as exc:
+        from kernel.errors import InvalidInput
+
+        raise InvalidInput(
+            "Invalid visitor id.", fields={"visitor_id": [str(m) for m in exc.messages]}
+        ) from None
+
+
+class WebVisitCreateSchema(Schema):
+    visitor_id = Text(required=True, validate=VisitorId)
+    page = Text(required=True, validate=validate.Length(min=1, max=500))
+    visited_at = ActivityTime(required=True)
+
+
+class WebVisitSchema(Schema):
+    id = fields.Integer()
+    visitor_id = Text()
+    page = Text()
+    visited_at = fields.DateTime()

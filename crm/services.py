@@ -562,14 +562,27 @@ def list_activities(contact_id: int) -> list[Activity]:
     )
 
 
-def note_art14_notice_given(contact_ids: Iterable[int]) -> None:
-    """The first email to these contacts from an industry list carried the GDPR
-    art. 14 notice: it is no longer owed. Part of the caller's transaction (the send)."""
-    db.session.execute(
-        sa.update(Contact)
-        .where(Contact.id.in_(list(contact_ids)), Contact.art14_notice_owed_since.is_not(None))
-        .values(art14_notice_owed_since=None)
+def note_art14_notice_given(contact_ids: Iterable[int], via: str) -> list[int]:
+    """A GDPR art. 14 notice reached these contacts (``via``: the template of the
+    email that carried it, its own notice or a campaign's first email): it is
+    no longer owed, the date it was given is kept and the audit log says so.
+    Part of the caller's transaction (the send). Returns the contacts that
+    were still owed one."""
+    ids = list(contact_ids)
+    if not ids:
+        return []
+    given = list(
+        db.session.scalars(
+            sa.update(Contact)
+            .where(id_in(Contact.id, ids), Contact.art14_notice_owed_since.is_not(None))
+            .values(art14_notice_owed_since=None, art14_notice_given_at=utcnow())
+            .returning(Contact.id)
+            .execution_options(synchronize_session=False)
+        )
     )
+    for contact_id in given:
+        audit(SYSTEM_ACTOR, "contact.art14_notice_given", contact_id, detail=via)
+    return given
 
 
 def remove_contact(contact_id: int) -> None:

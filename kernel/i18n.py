@@ -113,6 +113,8 @@ SV: dict[str, str] = {
     "not while": "inte så länge:",
     "Processing restricted since": "Behandlingen begränsad sedan",
     "Legal hold": "Bevarandeplikt",
+    "Source notice (GDPR art. 14) sent": "Information om källan (GDPR art. 14) skickad",
+    "Source notice (GDPR art. 14) owed since": "Information om källan (GDPR art. 14) ska skickas, sedan",
     "None": "Ingen",
     "Customer since": "Kund sedan",
     "Consent ledger": "Samtyckeshistorik",

@@ -43,7 +43,9 @@ ledger_written = _signals.signal("ledger-written")
 # deciding field); kwargs: contact_id, kind (the ledger event kind, or
 # "erased", "rectified", "import"). Receivers: consent.webhooks hands the
 # deliveries written for the contact to the broker; mailing hands over the
-# confirmation emails ``confirmation_owed`` queued in that transaction.
+# confirmation emails ``confirmation_owed`` queued in that transaction;
+# consent.web_tracking unlinks the contact's web visitors when its
+# web-tracking consent no longer holds (docs/rules.md R19).
 decisions_changed = _signals.signal("decisions-changed")
 
 # Inside the transaction. Sent by consent.claims when a consent another system
@@ -81,10 +83,6 @@ company_relationship_changed = _signals.signal("company-relationship-changed")
 # the new company's, if it is a customer (docs/rules.md R1).
 contact_moved_company = _signals.signal("contact-moved-company")
 
-# After the commit. Sent by crm.tasks.run_daily_retention, each day of the
-# daily chain; kwargs: at (the moment of the run). Receiver: consent.bases
-# sends the job that writes the bases that lapsed by time to the ledger.
-daily_run = _signals.signal("daily-run")
 
 # --- policy versions ----------------------------------------------------------------
 
@@ -92,6 +90,17 @@ daily_run = _signals.signal("daily-run")
 # policy_version_id, is_major. Receiver: mailing sends the transactional
 # notice to every registered address on a major version (docs/rules.md R24).
 policy_published = _signals.signal("policy-published")
+
+# --- the daily run -----------------------------------------------------------------
+
+# After the commit. Sent by crm.tasks.run_daily_retention each day the daily
+# chain runs (a redelivered link sends it again); kwargs: at (the moment of the
+# run). Receivers: consent.bases sends the job that writes the bases that
+# lapsed by time to the ledger (docs/rules.md R1, R3); mailing queues the GDPR
+# art. 14 notices still owed (docs/rules.md X15); consent.web_tracking unlinks
+# web visitors whose contact no longer consents to web tracking (R19). Each
+# is safe to run twice in a day.
+day_started = _signals.signal("day-started")
 
 # --- contributions (the receivers' return values are the answer) ---------------------
 
@@ -117,5 +126,6 @@ collect_retention_anchors = _signals.signal("retention-anchors")
 
 # Sent by consent.rights.export_contact with kwargs contact (the Contact); each
 # receiver returns (section name, JSON-ready data) for the person's export.
-# Receiver: mailing (the emails sent to the person).
+# Receivers: mailing (the emails sent to the person); consent.web_tracking
+# (the web visits linked to the person, R19).
 collect_export_sections = _signals.signal("export-sections")

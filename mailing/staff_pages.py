@@ -41,7 +41,7 @@ def campaign_list() -> Any:
     return render_template(
         "staff/campaigns.html",
         reports=reports,
-        topics=list(current_policy().topics.values()),
+        topics=list(current_policy().marketing_topics.values()),
         repermission=repermission.outlook(),
     )
 

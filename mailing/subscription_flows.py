@@ -244,6 +244,9 @@ class LinkHolder:
     topic: str
     topic_label: str | None
     language: str
+    # Every topic the link withdraws: ``topic``, or all the topics a signup
+    # confirmed when the link is the welcome email's.
+    topics: tuple[str, ...] = ()
 
 
 def _holder(purpose: Purpose, token: str) -> LinkHolder:
@@ -259,8 +262,17 @@ def _holder(purpose: Purpose, token: str) -> LinkHolder:
         raise LinkInvalid("This link no longer works.") from None
     lang = messages.page_language(contact.language)
     policy = current_policy()
-    label = policy.topics[topic].label(lang) if topic in policy.topics else None
-    return LinkHolder(contact=contact, topic=topic, topic_label=label, language=lang)
+    listed = payload.get("ts")
+    named = [str(t) for t in listed] if isinstance(listed, list) and listed else [topic]
+    topics = tuple(dict.fromkeys(t for t in named if t in policy.topics))
+    label = ", ".join(policy.topics[t].label(lang) for t in topics) or None
+    return LinkHolder(
+        contact=contact,
+        topic=topics[0] if topics else topic,
+        topic_label=label,
+        language=lang,
+        topics=topics,
+    )
 
 
 def address_behind_link(purpose: Purpose, token: str) -> str | None:
@@ -289,16 +301,20 @@ def unsubscribe(
     source: str = "email_link",
     at: datetime | None = None,
 ) -> LinkHolder:
-    """Apply the choice made on the unsubscribe page, or a one-click POST (RFC 8058)."""
+    """Apply the choice made on the unsubscribe page, or a one-click POST (RFC 8058).
+
+    A topic link withdraws every topic it names: the welcome email's link,
+    all the topics the person confirmed in that signup (R9)."""
     now = at or utcnow()
     holder = _holder(Purpose.UNSUBSCRIBE, token)
-    if scope is Scope.TOPIC and holder.topic not in current_policy().topics:
+    if scope is Scope.TOPIC and not holder.topics:
         scope = Scope.ALL
 
     def work() -> None:
-        subscriptions.unsubscribe(
-            holder.contact, scope, topic=holder.topic, source=source, evidence=evidence, at=now
-        )
+        for topic in holder.topics if scope is Scope.TOPIC else (holder.topic,):
+            subscriptions.unsubscribe(
+                holder.contact, scope, topic=topic, source=source, evidence=evidence, at=now
+            )
 
     commit_retrying(work)
     _announce(holder.contact.id, "objected" if scope is Scope.OBJECT else "unsubscribed")

@@ -273,8 +273,9 @@ def apply_batch(
     if outcome.created:
         table = Contact.__table__
         fixed = {
-            # GDPR art. 14: data not obtained from the person; notice owed.
-            "art14_notice_owed_since": now if kind is InterestKind.INDUSTRY_LIST else None,
+            # GDPR art. 14: data not obtained from the person (a list, or the
+            # customer company that gave us its contact person); notice owed.
+            "art14_notice_owed_since": now,
             "created_at": now,
             "updated_at": now,
         }

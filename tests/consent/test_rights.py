@@ -300,17 +300,20 @@ def test_a_rectified_country_or_company_is_signalled_but_a_name_is_not(app, admi
 
 
 def test_an_industry_list_contact_from_the_api_is_owed_the_art14_notice(app, admin_api) -> None:
+    """So is a customer contact: its employer, not the person, gave us the data."""
     listed = {"type": "legitimate_interest", "kind": "industry_list", "source": "partner"}
     contact_id = create(admin_api, basis=listed)
     customer_id = create(admin_api, email="kund@kund.se", basis=CUSTOMER)
+    signed_up = create(admin_api, email="self@kund.se")
     with app.app_context():
         from crm.models import Contact
         from crm.services import note_art14_notice_given
         from extensions import db
 
         assert db.session.get(Contact, contact_id).art14_notice_owed_since is not None
-        assert db.session.get(Contact, customer_id).art14_notice_owed_since is None
-        note_art14_notice_given([contact_id])
+        assert db.session.get(Contact, customer_id).art14_notice_owed_since is not None
+        assert db.session.get(Contact, signed_up).art14_notice_owed_since is None
+        note_art14_notice_given([contact_id], "source_notice")
         db.session.commit()
         db.session.expire_all()
         assert db.session.get(Contact, contact_id).art14_notice_owed_since is None

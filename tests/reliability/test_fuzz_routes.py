@@ -289,6 +289,26 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("crm_api.list_activities", "GET"): Route(
         "/api/v1/contacts/{contact_id}/activities", "api", path_values=_C
     ),
+    ("crm_api.record_web_visit", "POST"): Route(
+        "/api/v1/web-visits",
+        "api",
+        json=lambda s: {"visitor_id": "visitor-0001", "page": "/products", "visited_at": NOW},
+    ),
+    ("crm_api.list_web_visits", "GET"): Route(
+        "/api/v1/contacts/{contact_id}/web-visits", "api", path_values=_C
+    ),
+    ("consent_api.link_web_visitor", "PUT"): Route(
+        "/api/v1/web-visitors/{visitor_id}/contact",
+        "api",
+        json=lambda s: {"contact_id": s.contact},
+        path_values=lambda s: {"visitor_id": "visitor-0001"},
+    ),
+    ("consent_api.withdraw_web_tracking", "POST"): Route(
+        "/api/v1/contacts/{contact_id}/web-tracking/withdrawal",
+        "api",
+        json=lambda s: {"received_via": "web"},
+        path_values=_C,
+    ),
     ("consent_api.list_events", "GET"): Route(
         "/api/v1/contacts/{contact_id}/events", "api", path_values=_C
     ),

@@ -46,9 +46,7 @@ def consent_contact(admin_api: Any) -> int:
 
 
 def events_evidence(page: str) -> str:
-    return re.search(
-        r'data-topic="events" data-channel="email".*?</article>', page, re.S
-    ).group(0)
+    return re.search(r'data-topic="events" data-channel="email".*?</article>', page, re.S).group(0)
 
 
 @pytest.mark.parametrize("role", ["sales", "marketing"])
