@@ -208,7 +208,11 @@ def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> ConsentOut
             if basis.interest_kind is InterestKind.CUSTOMER
             else "industry_list_since"
         )
-        if state is None or getattr(state, attribute) is None:
+        if (
+            state is None
+            or getattr(state, attribute) is None
+            or (attribute == "customer_since" and _only_company_granted(contact.id, state))
+        ):
             record(
                 contact,
                 EventKind.BASIS_GRANTED,
@@ -242,6 +246,24 @@ def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> ConsentOut
         evidence=basis.evidence,
         confirmation=basis.confirmation,
         channel=basis.channel,
+    )
+
+
+def _only_company_granted(contact_id: int, state: PermissionState) -> bool:
+    """The customer basis the contact holds was granted only because its company
+    is a customer (``consent.bases``): a caller's own grant is then still worth
+    its event, as the source an art. 14 notice names. Once it is written, a
+    repeated sync finds it and adds nothing."""
+    return not db.session.scalar(
+        sa.select(
+            sa.exists().where(
+                ConsentEvent.contact_id == contact_id,
+                ConsentEvent.kind == EventKind.BASIS_GRANTED,
+                ConsentEvent.interest_kind == InterestKind.CUSTOMER,
+                ConsentEvent.source != "company",
+                ConsentEvent.occurred_at >= state.customer_since,
+            )
+        )
     )
 
 

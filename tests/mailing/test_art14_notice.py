@@ -253,3 +253,24 @@ def test_an_erased_contact_gets_no_notice(app, admin_api, tmp_path, mail_worker,
     _queue_now(app)
     mail_worker.drain()
     assert smtp.to("lista@bransch.se") == []
+
+
+def test_a_repeated_sync_of_a_customer_contact_records_the_callers_grant_once(
+    app, admin_api
+) -> None:
+    customer = {"type": "legitimate_interest", "kind": "customer", "source": "crm-sync"}
+    body = {
+        "email": "kund@kundab.se",
+        "company": {"name": "Kund AB", "customer_since": "2020-01-01"},
+        "basis": customer,
+    }
+    for _ in range(2):
+        assert admin_api.post("/api/v1/contacts", json=body).status_code in (200, 201)
+    with app.app_context():
+        from consent.models import ConsentEvent
+
+        sources = db.session.scalars(
+            sa.select(ConsentEvent.source).where(ConsentEvent.kind == "basis_granted")
+        ).all()
+        db.session.remove()
+    assert sorted(sources) == ["company", "crm-sync"]
