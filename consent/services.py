@@ -170,11 +170,6 @@ def register_contact(
     outcome = None
     if basis is not None:
         outcome = grant_basis(contact, basis, actor)
-        if created and basis.interest_kind is not None:
-            # GDPR art. 14: the data did not come from the person (a list, or
-            # their employer, our customer); within a month, or with the first
-            # email, they must hear who we are and where we got their address.
-            contact.art14_notice_owed_since = utcnow()
     if created and contact.company is not None and contact.company.is_customer:
         # R1: a new contact of a customer company holds the company's basis;
         # the ledger shows it like any other (a moved contact: consent.bases).
@@ -208,11 +203,13 @@ def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> ConsentOut
             if basis.interest_kind is InterestKind.CUSTOMER
             else "industry_list_since"
         )
-        if (
-            state is None
-            or getattr(state, attribute) is None
-            or (attribute == "customer_since" and _only_company_granted(contact.id, state))
-        ):
+        first = state is None or getattr(state, attribute) is None
+        if first:
+            # GDPR art. 14: the data did not come from the person (a list, or
+            # their employer, our customer); within a month, or with the first
+            # email, they must hear who we are and where we got their address.
+            crm.owe_art14_notice([contact.id])
+        if first or (attribute == "customer_since" and _only_company_granted(contact.id, state)):
             record(
                 contact,
                 EventKind.BASIS_GRANTED,
