@@ -209,7 +209,11 @@ def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> ConsentOut
             # their employer, our customer); within a month, or with the first
             # email, they must hear who we are and where we got their address.
             crm.owe_art14_notice([contact.id])
-        if first or (attribute == "customer_since" and _only_company_granted(contact.id, state)):
+        if (
+            state is None
+            or first
+            or (attribute == "customer_since" and _only_company_granted(contact.id, state))
+        ):
             record(
                 contact,
                 EventKind.BASIS_GRANTED,
