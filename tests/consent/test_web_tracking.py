@@ -185,3 +185,80 @@ def test_bad_visits_and_links_are_refused_with_nothing_written(app, api_as) -> N
     assert count_rows(app) == before
     sales = api_as("sales")
     assert _visit(sales).status_code == 403
+
+
+def _consent_again(api: Any, email: str) -> Any:
+    response = api.post("/api/v1/contacts", json={"email": email, "basis": WEB_CONSENT})
+    assert response.status_code == 200, response.json
+    return response.json["consent"]
+
+
+def _web_events(app: Any, contact_id: int) -> list[str]:
+    from consent.models import ConsentEvent
+
+    with app.app_context():
+        kinds = db.session.scalars(
+            sa.select(ConsentEvent.kind).where(
+                ConsentEvent.contact_id == contact_id, ConsentEvent.topic == "web-tracking"
+            )
+        ).all()
+        db.session.remove()
+    return list(kinds)
+
+
+def test_a_cookie_consent_from_a_double_opt_in_country_counts_at_once_without_mail(
+    app, api_as
+) -> None:
+    """R19: the cookie banner's consent is a purpose, not a newsletter signup:
+    R8's emailed confirmation is not asked for it."""
+    marketing = api_as("marketing")
+    response = marketing.post(
+        "/api/v1/contacts",
+        json={"email": "web@firma.de", "country": "DE", "basis": WEB_CONSENT},
+    )
+    assert response.status_code == 201, response.json
+    assert response.json["consent"]["status"] == "consent"
+    assert response.json["consent"]["confirmation_email"] is None
+    assert count_rows(app)["outbox_message"] == 0
+    contact_id = int(response.json["id"])
+    assert _web_events(app, contact_id) == ["confirmed"]
+    _visit(marketing)
+    assert _link(marketing, contact_id).status_code == 200
+
+
+def test_a_cookie_consent_after_an_unsubscribe_from_all_is_recorded_without_mail(
+    app, api_as, admin_api
+) -> None:
+    """An unsubscribe from all marketing is not a "no" to the website's cookies."""
+    contact_id = _contact(admin_api, "ut@firma.de")
+    withdrawn = admin_api.post(
+        f"/api/v1/contacts/{contact_id}/withdrawals",
+        json={"received_via": "email", "recorded_by": "crm:olle"},
+    )
+    assert withdrawn.status_code == 201, withdrawn.json
+    consent = _consent_again(admin_api, "ut@firma.de")
+    assert consent["topics"] == [
+        {"topic": "web-tracking", "status": "consent", "reason": "recorded"}
+    ]
+    assert consent["confirmation_email"] is None
+    assert count_rows(app)["outbox_message"] == 0
+    assert _web_events(app, contact_id) == ["confirmed"]
+
+
+def test_a_cookie_consent_after_an_objection_is_refused_and_records_nothing(app, admin_api) -> None:
+    """R11: after an objection to direct marketing no profiling for it."""
+    contact_id = _contact(admin_api, "nej@firma.de")
+    objected = admin_api.post(
+        f"/api/v1/contacts/{contact_id}/objection", json={"received_via": "phone"}
+    )
+    assert objected.status_code in (200, 201), objected.json
+    before = count_rows(app)
+    consent = _consent_again(admin_api, "nej@firma.de")
+    assert consent["status"] == "refused"
+    assert consent["topics"] == [
+        {"topic": "web-tracking", "status": "refused", "reason": "person_objected"}
+    ]
+    assert consent["confirmation_email"] is None
+    after = count_rows(app)
+    assert after.pop("audit_entry") == before.pop("audit_entry") + 1
+    assert after == before
