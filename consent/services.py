@@ -475,7 +475,7 @@ def mark_older_consents(decisions: list[Decision]) -> list[Decision]:
 
 
 def older_consents(at: datetime | None = None) -> dict[int, list[str]]:
-    """Contacts whose email consent to a topic still allows marketing but was given
+    """Contacts whose email consent to a marketing topic still allows marketing but was given
     under a version older than the latest major one: contact id -> topics.
     Who a re-permission request goes to (R24)."""
     if latest_major_version() is None:
@@ -496,7 +496,7 @@ def older_consents(at: datetime | None = None) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     for item in sorted(older.values(), key=lambda o: (o.contact_id, o.topic)):
         standing = standings.get(item.contact_id)
-        if standing is None or item.topic not in policy.topics:
+        if standing is None or item.topic not in policy.marketing_topics:
             continue
         decision = decide(
             standing,
