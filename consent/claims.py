@@ -306,6 +306,14 @@ def _ask_the_person(
     extended, and the confirmation email asked of the mailing layer."""
     existing = open_request_of(contact)
     new = [k for k in topics if existing is None or k not in existing.topic_keys]
+    if new:
+        # Opened (or extended) first: each ``requested`` below is written
+        # after the request's opening, which is how the confirmation finds
+        # the caller's evidence (consent.subscriptions._as_shown_at_request).
+        request = open_request(contact, new, utcnow())
+    else:
+        assert existing is not None  # every topic was already in it
+        request = existing
     for key in new:
         outcome.events.append(
             record(
@@ -321,11 +329,6 @@ def _ask_the_person(
                 source_ref=evidence.form_id,
             )
         )
-    if new:
-        request = open_request(contact, new, utcnow())
-    else:
-        assert existing is not None  # every topic was already in it
-        request = existing
     outcome.request_id = request.id
     if not new and request.emails_queued:
         outcome.confirmation_email = ConfirmationEmail.ALREADY_SENT
