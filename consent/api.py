@@ -371,13 +371,13 @@ def link_web_visitor(data: dict[str, Any], visitor_id: str) -> Any:
 
 
 @blp.post("/contacts/<int:contact_id>/web-tracking/withdrawal")
-@requires("contacts.write")
+@requires("withdrawals.record")
 @blp.arguments(WebTrackingWithdrawalSchema)
 @blp.response(200, WebTrackingWithdrawnSchema)
 def withdraw_web_tracking(data: dict[str, Any], contact_id: int) -> Any:
     """The contact withdrew the web-tracking consent: recorded in the ledger, and
     every visitor id linked to them is unlinked (their visits are anonymous again)."""
-    unlinked = web_tracking.withdraw(g.actor, contact_id, data.get("received_via"))
+    unlinked = web_tracking.withdraw(g.actor, contact_id, data.get("received_via") or "web")
     return {"contact_id": contact_id, "unlinked": unlinked}
 
 

@@ -32,7 +32,7 @@ from consent.policy import (
     standings_by_id,
 )
 from consent.projection import RESERVED_SOURCES
-from consent.suppression import find_suppression, own_suppression
+from consent.suppression import find_suppression
 from consent.topics import current_policy
 from crm import services as crm
 from crm.models import Activity, Contact
@@ -328,6 +328,34 @@ def record_withdrawal(
     and, as the unsubscribe link's, puts the address on the suppression list
     (R22). Allowed while processing is restricted (a "no" always is).
     """
+    events = note_withdrawal(
+        actor,
+        contact_id,
+        topic=topic,
+        channel=channel,
+        received_via=received_via,
+        recorded_by=recorded_by,
+        note=note,
+    )
+    db.session.commit()
+    decisions_changed.send(signal_sender(), contact_id=contact_id, kind=EventKind.WITHDRAWN.value)
+    return events
+
+
+def note_withdrawal(
+    actor: Actor,
+    contact_id: int,
+    *,
+    topic: str = ALL,
+    channel: str = ALL,
+    received_via: str,
+    recorded_by: str | None = None,
+    note: str | None = None,
+) -> list[ConsentEvent]:
+    """``record_withdrawal`` without the commit and its signal: for a use case
+    that ends more in the same transaction (``consent.web_tracking.withdraw``
+    unlinks the visitor ids). The caller commits, then sends
+    ``decisions_changed``."""
     policy = current_policy()
     if topic != ALL:
         policy.topic(topic)
@@ -361,16 +389,14 @@ def record_withdrawal(
         )
         for each in channels
     ]
-    if topic == ALL and channel == ALL and own_suppression(contact.email) is None:
-        record(contact, EventKind.SUPPRESSED, actor=actor, source=source, note="withdrawn")
+    # A withdrawal from every topic on every channel puts the address on the
+    # suppression list: consent.ledger.record does it for every "no" to everything.
     crm.audit(
         actor,
         "withdrawal.record",
         contact.id,
         detail=f"topic={topic} channel={channel} received_via={received_via}",
     )
-    db.session.commit()
-    decisions_changed.send(signal_sender(), contact_id=contact.id, kind=EventKind.WITHDRAWN.value)
     return events
 
 

@@ -17,9 +17,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from consent.ledger import record
-from consent.models import Basis, EventKind, PermissionState
-from consent.services import check_permissions
+from consent.models import Basis, EventKind
+from consent.services import check_permissions, note_withdrawal
 from consent.topics import current_policy
 from crm import services as crm
 from crm import web_visits
@@ -83,27 +82,17 @@ def link_visitor(actor: Actor, visitor_id: str, contact_id: int) -> WebVisitorLi
     return link
 
 
-def withdraw(actor: Actor, contact_id: int, received_via: str | None = None) -> int:
-    """The contact withdrew the web-tracking consent (GDPR art. 7(3)): the ledger
-    records it and every visitor id is unlinked in the same commit. Returns how
-    many links went. Repeating it records nothing new."""
+def withdraw(actor: Actor, contact_id: int, received_via: str = "web") -> int:
+    """The contact withdrew the web-tracking consent (GDPR art. 7(3)): recorded
+    as every withdrawal is (``consent.services.note_withdrawal``: never refused,
+    on every channel, with how it was received), and every visitor id is
+    unlinked in the same commit. Returns how many links went."""
     topic = tracking_topic()
-    contact = crm.get_contact(contact_id)
-    state = db.session.get(PermissionState, (contact.id, topic, CHANNEL))
-    if state is not None and (state.consent_since is not None or state.pending_since is not None):
-        record(
-            contact,
-            EventKind.WITHDRAWN,
-            actor=actor,
-            source="api" if actor.kind == "token" else actor.kind,
-            topic=topic,
-            channel=CHANNEL,
-            received_via=received_via,
-        )
-    unlinked = web_visits.unlink_contacts([contact.id])
-    crm.audit(actor, "web_tracking.withdraw", contact.id, detail=f"unlinked={unlinked}")
+    note_withdrawal(actor, contact_id, topic=topic, received_via=received_via)
+    unlinked = web_visits.unlink_contacts([contact_id])
+    crm.audit(actor, "web_tracking.withdraw", contact_id, detail=f"unlinked={unlinked}")
     db.session.commit()
-    decisions_changed.send(signal_sender(), contact_id=contact.id, kind="withdrawn")
+    decisions_changed.send(signal_sender(), contact_id=contact_id, kind=EventKind.WITHDRAWN.value)
     return unlinked
 
 

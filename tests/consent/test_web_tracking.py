@@ -262,3 +262,30 @@ def test_a_cookie_consent_after_an_objection_is_refused_and_records_nothing(app,
     after = count_rows(app)
     assert after.pop("audit_entry") == before.pop("audit_entry") + 1
     assert after == before
+
+
+def _withdraw_web(api: Any, contact_id: int, body: dict[str, Any] | None = None) -> Any:
+    return api.post(f"/api/v1/contacts/{contact_id}/web-tracking/withdrawal", json=body or {})
+
+
+def test_a_web_tracking_withdrawal_is_recorded_like_every_withdrawal(app, api_as) -> None:
+    """GDPR art. 7(3): never refused, not even before the consent is recorded
+    (the cookie banner's "no" may reach us first), and it says how it was received."""
+    marketing = api_as("marketing")
+    contact_id = _contact(marketing)
+    withdrawn = _withdraw_web(marketing, contact_id)
+    assert withdrawn.status_code == 200, withdrawn.json
+    ledger = marketing.get(f"/api/v1/contacts/{contact_id}/events").json
+    received = {
+        (e["topic"], e["channel"], e["received_via"]) for e in ledger if e["kind"] == "withdrawn"
+    }
+    assert received == {("web-tracking", "email", "web"), ("web-tracking", "phone", "web")}
+
+
+def test_whoever_may_take_a_withdrawal_may_take_the_web_tracking_one(app, api_as) -> None:
+    """Withdrawing is as easy as consenting: a sales token, which may not edit
+    contacts, takes it as it takes any other withdrawal."""
+    contact_id = _contact(api_as("marketing"), basis=WEB_CONSENT)
+    withdrawn = _withdraw_web(api_as("sales"), contact_id, {"received_via": "phone"})
+    assert withdrawn.status_code == 200, withdrawn.json
+    assert _web_events(app, contact_id)[-1] == "withdrawn"
