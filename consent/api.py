@@ -45,7 +45,7 @@ from consent.schemas import (
 )
 from crm import services as crm
 from crm.retention import ContactRead
-from crm.schemas import check_visitor_id
+from crm.schemas import WebVisitSchema, check_visitor_id
 from crm.services import CompanyInput
 from extensions import api, csrf
 from kernel.access import requires
@@ -368,6 +368,15 @@ def link_web_visitor(data: dict[str, Any], visitor_id: str) -> Any:
     unless the contact's explicit consent to web tracking holds."""
     check_visitor_id(visitor_id)
     return web_tracking.link_visitor(g.actor, visitor_id, data["contact_id"])
+
+
+@blp.get("/contacts/<int:contact_id>/web-visits")
+@requires("contacts.read")
+@blp.response(200, WebVisitSchema(many=True))
+def list_web_visits(contact_id: int) -> Any:
+    """The web visits linked to a contact, made since its consent began (only
+    while the consent holds), newest first."""
+    return web_tracking.read_visits(g.actor, contact_id)
 
 
 @blp.post("/contacts/<int:contact_id>/web-tracking/withdrawal")

@@ -6,8 +6,10 @@ default): given in the website's cookie banner and sent through the API with
 its evidence, like any other consent (R5, R23). Whether it holds is asked of
 THE decision (``consent.policy``), so an objection (R11: no profiling), an
 unsubscribe from all marketing or a restriction ends it as they end
-marketing. Without it a visitor id stays anonymous: ``link_visitor`` refuses
-(409), a withdrawal unlinks at once, a decision that changed to "no" unlinks
+marketing. Without it a visitor id (pseudonymous: a cookie's value, personal
+data, but tied to no contact) stays unlinked: ``link_visitor`` refuses
+(409), a link covers only the visits made since the consent began, a
+withdrawal unlinks at once, a decision that changed to "no" unlinks
 after its commit (``decisions_changed``), and the daily run checks every link
 again and deletes visits older than the policy's period (R18).
 """
@@ -22,7 +24,7 @@ from consent.services import check_permissions, note_withdrawal
 from consent.topics import current_policy
 from crm import services as crm
 from crm import web_visits
-from crm.models import Contact, WebVisitorLink
+from crm.models import Contact, WebVisit, WebVisitorLink
 from extensions import db
 from kernel.access import Actor
 from kernel.errors import Conflict
@@ -32,8 +34,8 @@ from kernel.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 
-# Consents are recorded on the email channel (consent.services.grant_basis);
-# the web-tracking consent is asked on the channel it was recorded on.
+# The web-tracking consent is asked on the email channel, the API's default
+# ``basis.channel`` for a consent (docs/rules.md R19, gaps).
 CHANNEL = "email"
 CHUNK = 1_000
 
@@ -59,10 +61,27 @@ def may_link(emails: list[str], at: datetime | None = None) -> list[bool]:
     ]
 
 
+def consent_began(contact: Contact) -> datetime | None:
+    """When the contact's web-tracking consent that holds now began; None when
+    none holds (or the policy tracks no visits)."""
+    topic = current_policy().web_tracking_topic
+    if topic is None:
+        return None
+    decision = check_permissions([contact.email], topic, CHANNEL)[0]
+    return decision.since if decision.allowed and decision.basis is Basis.CONSENT else None
+
+
+def read_visits(actor: Actor, contact_id: int) -> list[WebVisit]:
+    """The visits linked to the contact since its consent began (audited, R25)."""
+    return web_visits.read_visits(actor, contact_id, consent_began(crm.get_contact(contact_id)))
+
+
 def link_visitor(actor: Actor, visitor_id: str, contact_id: int) -> WebVisitorLink:
-    """Tie an anonymous visitor id to a contact: only while the contact's explicit
+    """Tie a pseudonymous visitor id to a contact: only while the contact's explicit
     consent to web tracking holds (R19; ePrivacy art. 5(3), GDPR art. 6(1)(a)).
-    Conflict ``no_web_tracking_consent`` otherwise, with nothing written."""
+    Conflict ``no_web_tracking_consent`` otherwise, with nothing written. Only
+    the id's visits made since the consent began are the contact's
+    (``read_visits``, the export); earlier ones stay unlinked."""
     topic = tracking_topic()
     # The row lock every consent change takes first (consent.ledger.record): a
     # withdrawal either committed before this check or waits for this link, and
@@ -146,7 +165,7 @@ def _export_web_visits(app: object, *, contact: Contact, **_: object) -> tuple[s
     """The visits linked to the person, as a section of their export (GDPR art. 15)."""
     return "web_visits", [
         {"visitor_id": v.visitor_id, "page": v.page, "visited_at": v.visited_at.isoformat()}
-        for v in web_visits.visits_of(contact.id)
+        for v in web_visits.visits_of(contact.id, consent_began(contact))
     ]
 
 

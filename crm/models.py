@@ -293,8 +293,8 @@ class RetentionSchedule(db.Model):
 
 
 class WebVisit(db.Model):
-    """One page view on the company's website, under an anonymous visitor id
-    (a cookie's value), never a contact id: R19 keeps web activity anonymous
+    """One page view on the company's website, under a pseudonymous visitor id
+    (a cookie's value), never a contact id: R19 keeps web activity apart from contacts
     unless the contact consented (``WebVisitorLink``). Deleted by
     ``crm.web_visits.purge_visits`` after the policy's web-analytics period (R18)."""
 
@@ -308,7 +308,7 @@ class WebVisit(db.Model):
 
 
 class WebVisitorLink(db.Model):
-    """An anonymous visitor id tied to a contact, which exists only while the
+    """A pseudonymous visitor id tied to a contact, which exists only while the
     contact's explicit consent to web tracking holds (R19; written by
     ``consent.web_tracking.link_visitor``). Deleting the row makes every visit
     of that id anonymous again; it goes with its contact on erasure."""

@@ -289,3 +289,22 @@ def test_whoever_may_take_a_withdrawal_may_take_the_web_tracking_one(app, api_as
     withdrawn = _withdraw_web(api_as("sales"), contact_id, {"received_via": "phone"})
     assert withdrawn.status_code == 200, withdrawn.json
     assert _web_events(app, contact_id)[-1] == "withdrawn"
+
+
+def test_visits_before_the_consent_stay_unlinked(app, api_as, admin_api) -> None:
+    """The consent covers what follows it: the visitor id's earlier visits are
+    not the contact's, neither in the API nor in the person's export."""
+    marketing = api_as("marketing")
+    contact_id = _contact(marketing, basis=WEB_CONSENT)  # obtained 2026-10-01 10:00
+    for page, at in (
+        ("/before", "2026-09-30T12:00:00+00:00"),
+        ("/after", "2026-10-02T12:00:00+00:00"),
+    ):
+        recorded = marketing.post(
+            "/api/v1/web-visits", json={"visitor_id": VISITOR, "page": page, "visited_at": at}
+        )
+        assert recorded.status_code == 201, recorded.json
+    assert _link(marketing, contact_id).status_code == 200
+    assert _pages(marketing, contact_id) == ["/after"]
+    export = admin_api.get(f"/api/v1/contacts/{contact_id}/export")
+    assert [v["page"] for v in export.json["web_visits"]] == ["/after"]
