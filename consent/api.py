@@ -45,7 +45,7 @@ from consent.schemas import (
 )
 from crm import services as crm
 from crm.retention import ContactRead
-from crm.schemas import check_visitor_id
+from crm.schemas import WebVisitSchema, check_visitor_id
 from crm.services import CompanyInput
 from extensions import api, csrf
 from kernel.access import requires
@@ -370,14 +370,23 @@ def link_web_visitor(data: dict[str, Any], visitor_id: str) -> Any:
     return web_tracking.link_visitor(g.actor, visitor_id, data["contact_id"])
 
 
+@blp.get("/contacts/<int:contact_id>/web-visits")
+@requires("contacts.read")
+@blp.response(200, WebVisitSchema(many=True))
+def list_web_visits(contact_id: int) -> Any:
+    """The web visits linked to a contact, made since its consent began (only
+    while the consent holds), newest first."""
+    return web_tracking.read_visits(g.actor, contact_id)
+
+
 @blp.post("/contacts/<int:contact_id>/web-tracking/withdrawal")
-@requires("contacts.write")
+@requires("withdrawals.record")
 @blp.arguments(WebTrackingWithdrawalSchema)
 @blp.response(200, WebTrackingWithdrawnSchema)
 def withdraw_web_tracking(data: dict[str, Any], contact_id: int) -> Any:
     """The contact withdrew the web-tracking consent: recorded in the ledger, and
     every visitor id linked to them is unlinked (their visits are anonymous again)."""
-    unlinked = web_tracking.withdraw(g.actor, contact_id, data.get("received_via"))
+    unlinked = web_tracking.withdraw(g.actor, contact_id, data.get("received_via") or "web")
     return {"contact_id": contact_id, "unlinked": unlinked}
 
 

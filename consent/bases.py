@@ -17,6 +17,9 @@ event like every other basis's, and the end of a basis says who and why:
   or an industry-list address without an interaction for the policy's
   months) and ``basis_granted`` for contacts of customer companies whose
   ledger holds no grant yet.
+
+Every first grant of the customer basis owes the contact the art. 14 notice
+(the employer gave us the data), unless it is owed or was given already.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import sqlalchemy as sa
 from consent.ledger import record, record_many, record_set
 from consent.models import ALL, Basis, EventKind, InterestKind, PermissionState
 from consent.topics import current_policy, months_before
+from crm import services as crm
 from crm.models import Company, Contact
 from extensions import db
 from kernel.access import Actor
@@ -60,18 +64,19 @@ def grant_company_basis(contacts: sa.Select[Any], actor: Actor, note: str, ref: 
     """``basis_granted`` (customer) for the contacts ``contacts`` selects that do
     not hold it and are not restricted; set-based. Does not commit."""
     chosen = contacts.where(~_held("customer_since"), Contact.restricted_at.is_(None))
-    return len(
-        record_set(
-            chosen,
-            EventKind.BASIS_GRANTED,
-            actor=actor,
-            source="company",
-            basis=Basis.LEGITIMATE_INTEREST.value,
-            interest_kind=_CUSTOMER,
-            source_ref=ref,
-            note=note,
-        )
+    granted = record_set(
+        chosen,
+        EventKind.BASIS_GRANTED,
+        actor=actor,
+        source="company",
+        basis=Basis.LEGITIMATE_INTEREST.value,
+        interest_kind=_CUSTOMER,
+        source_ref=ref,
+        note=note,
     )
+    # GDPR art. 14: the customer company gave us its contact person.
+    crm.owe_art14_notice(granted)
+    return len(granted)
 
 
 def _end(contacts: sa.Select[int, str], kind: str, actor: Actor, note: str, **more: Any) -> int:
@@ -160,6 +165,7 @@ def _on_contact_moved(
             source_ref=f"company:{new.id}",
             note=f"The contact joined company #{new.id}, a customer since {new.customer_since}.",
         )
+        crm.owe_art14_notice([contact.id])
 
 
 def _on_day_started(sender: Any, at: datetime, **_: object) -> None:

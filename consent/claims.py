@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from consent.evidence import Evidence
-from consent.ledger import record
+from consent.ledger import OBJECTION_NOTE, record
 from consent.models import Basis, ConsentEvent, EventKind, PermissionState
 from consent.policy import Reason, decide, standing_of
 from consent.subscriptions import open_request, open_request_of
+from consent.suppression import find_suppression
 from consent.topics import current_policy
 from crm.models import Contact
 from extensions import db
@@ -158,6 +159,12 @@ def claim_consent(
     already waiting in the contact's open request is not asked again, so a
     repeated sync sends one email, not one per sync.
 
+    A topic that is not marketing (``marketing = false``: web tracking, R19)
+    is a purpose, not a newsletter: R8's double opt-in and the person's
+    unsubscribe do not apply to it, so its consent is recorded at once and no
+    email is sent; only an objection to direct marketing refuses it (R11:
+    no profiling after it; status ``refused``, nothing recorded).
+
     A consent for another ``channel`` (a phone call) is decided on that
     channel. The double opt-in confirms an email address, so R8 does not
     apply to it and no email can reopen it: after the person's "no" on that
@@ -179,9 +186,15 @@ def claim_consent(
             policy=policy,
         )
         state = db.session.get(PermissionState, (contact.id, key, channel))
-        if decision.reason in _SAID_NO and channel != EMAIL:
+        marketing = key in policy.marketing_topics
+        if not marketing and _objected(contact, decision.reason):
+            # GDPR art. 21(2)-(3), R11: after an objection to direct marketing
+            # nothing is processed for it, profiling included; linking web
+            # visits for marketing automation is profiling.
+            outcome.topics.append(TopicOutcome(key, TopicStatus.REFUSED, "person_objected"))
+        elif marketing and decision.reason in _SAID_NO and channel != EMAIL:
             outcome.topics.append(TopicOutcome(key, TopicStatus.REFUSED, "person_said_no"))
-        elif decision.reason in _SAID_NO:
+        elif marketing and decision.reason in _SAID_NO:
             to_ask.append(key)
             outcome.topics.append(
                 TopicOutcome(key, TopicStatus.PENDING_CONFIRMATION, "person_said_no")
@@ -193,7 +206,11 @@ def claim_consent(
                 contact, key, channel, actor, source, obtained_at, evidence, confirmation
             )
             outcome.topics.append(TopicOutcome(key, TopicStatus.CONSENT, "confirmed_elsewhere"))
-        elif channel == EMAIL and policy.requires_double_opt_in_for(key, standing.country):
+        elif (
+            marketing
+            and channel == EMAIL
+            and policy.requires_double_opt_in_for(key, standing.country)
+        ):
             to_ask.append(key)
             outcome.topics.append(
                 TopicOutcome(key, TopicStatus.PENDING_CONFIRMATION, "double_opt_in_required")
@@ -216,6 +233,17 @@ def claim_consent(
     if to_ask:
         _ask_the_person(contact, to_ask, actor, source, obtained_at, evidence, outcome)
     return outcome
+
+
+def _objected(contact: Contact, reason: Reason) -> bool:
+    """The person objected to direct marketing: their own ledger says so, or
+    their address's suppression entry came from an objection (R22)."""
+    if reason is Reason.OBJECTION:
+        return True
+    if reason is not Reason.SUPPRESSED:
+        return False
+    entry = find_suppression(contact.email)
+    return entry is not None and entry.reason == OBJECTION_NOTE
 
 
 def _confirmed_elsewhere(
@@ -278,6 +306,14 @@ def _ask_the_person(
     extended, and the confirmation email asked of the mailing layer."""
     existing = open_request_of(contact)
     new = [k for k in topics if existing is None or k not in existing.topic_keys]
+    if new:
+        # Opened (or extended) first: each ``requested`` below is written
+        # after the request's opening, which is how the confirmation finds
+        # the caller's evidence (consent.subscriptions._as_shown_at_request).
+        request = open_request(contact, new, utcnow())
+    else:
+        assert existing is not None  # every topic was already in it
+        request = existing
     for key in new:
         outcome.events.append(
             record(
@@ -293,11 +329,6 @@ def _ask_the_person(
                 source_ref=evidence.form_id,
             )
         )
-    if new:
-        request = open_request(contact, new, utcnow())
-    else:
-        assert existing is not None  # every topic was already in it
-        request = existing
     outcome.request_id = request.id
     if not new and request.emails_queued:
         outcome.confirmation_email = ConfirmationEmail.ALREADY_SENT

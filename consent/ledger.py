@@ -65,8 +65,12 @@ def refuses_everything(kind: EventKind, topic: str, channel: str) -> bool:
     return kind in (EventKind.UNSUBSCRIBED, EventKind.WITHDRAWN) and topic == channel == ALL
 
 
+# The suppression entry's reason when an objection put the address on the list.
+OBJECTION_NOTE = "objection"
+
+
 def _suppression_note(kind: EventKind) -> str:
-    return "objection" if kind is EventKind.OBJECTED else "unsubscribed"
+    return OBJECTION_NOTE if kind is EventKind.OBJECTED else "unsubscribed"
 
 
 # X16: a "no" is honoured by the suppression entry alone (R22), never by keeping

@@ -32,7 +32,7 @@ from consent.policy import (
     standings_by_id,
 )
 from consent.projection import RESERVED_SOURCES
-from consent.suppression import find_suppression, own_suppression
+from consent.suppression import find_suppression
 from consent.topics import current_policy
 from crm import services as crm
 from crm.models import Activity, Contact
@@ -170,11 +170,6 @@ def register_contact(
     outcome = None
     if basis is not None:
         outcome = grant_basis(contact, basis, actor)
-        if created and basis.interest_kind is not None:
-            # GDPR art. 14: the data did not come from the person (a list, or
-            # their employer, our customer); within a month, or with the first
-            # email, they must hear who we are and where we got their address.
-            contact.art14_notice_owed_since = utcnow()
     if created and contact.company is not None and contact.company.is_customer:
         # R1: a new contact of a customer company holds the company's basis;
         # the ledger shows it like any other (a moved contact: consent.bases).
@@ -208,7 +203,17 @@ def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> ConsentOut
             if basis.interest_kind is InterestKind.CUSTOMER
             else "industry_list_since"
         )
-        if state is None or getattr(state, attribute) is None:
+        first = state is None or getattr(state, attribute) is None
+        if first:
+            # GDPR art. 14: the data did not come from the person (a list, or
+            # their employer, our customer); within a month, or with the first
+            # email, they must hear who we are and where we got their address.
+            crm.owe_art14_notice([contact.id])
+        if (
+            state is None
+            or first
+            or (attribute == "customer_since" and _only_company_granted(contact.id, state))
+        ):
             record(
                 contact,
                 EventKind.BASIS_GRANTED,
@@ -242,6 +247,24 @@ def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> ConsentOut
         evidence=basis.evidence,
         confirmation=basis.confirmation,
         channel=basis.channel,
+    )
+
+
+def _only_company_granted(contact_id: int, state: PermissionState) -> bool:
+    """The customer basis the contact holds was granted only because its company
+    is a customer (``consent.bases``): a caller's own grant is then still worth
+    its event, as the source an art. 14 notice names. Once it is written, a
+    repeated sync finds it and adds nothing."""
+    return not db.session.scalar(
+        sa.select(
+            sa.exists().where(
+                ConsentEvent.contact_id == contact_id,
+                ConsentEvent.kind == EventKind.BASIS_GRANTED,
+                ConsentEvent.interest_kind == InterestKind.CUSTOMER,
+                ConsentEvent.source != "company",
+                ConsentEvent.occurred_at >= state.customer_since,
+            )
+        )
     )
 
 
@@ -305,6 +328,34 @@ def record_withdrawal(
     and, as the unsubscribe link's, puts the address on the suppression list
     (R22). Allowed while processing is restricted (a "no" always is).
     """
+    events = note_withdrawal(
+        actor,
+        contact_id,
+        topic=topic,
+        channel=channel,
+        received_via=received_via,
+        recorded_by=recorded_by,
+        note=note,
+    )
+    db.session.commit()
+    decisions_changed.send(signal_sender(), contact_id=contact_id, kind=EventKind.WITHDRAWN.value)
+    return events
+
+
+def note_withdrawal(
+    actor: Actor,
+    contact_id: int,
+    *,
+    topic: str = ALL,
+    channel: str = ALL,
+    received_via: str,
+    recorded_by: str | None = None,
+    note: str | None = None,
+) -> list[ConsentEvent]:
+    """``record_withdrawal`` without the commit and its signal: for a use case
+    that ends more in the same transaction (``consent.web_tracking.withdraw``
+    unlinks the visitor ids). The caller commits, then sends
+    ``decisions_changed``."""
     policy = current_policy()
     if topic != ALL:
         policy.topic(topic)
@@ -338,16 +389,14 @@ def record_withdrawal(
         )
         for each in channels
     ]
-    if topic == ALL and channel == ALL and own_suppression(contact.email) is None:
-        record(contact, EventKind.SUPPRESSED, actor=actor, source=source, note="withdrawn")
+    # A withdrawal from every topic on every channel puts the address on the
+    # suppression list: consent.ledger.record does it for every "no" to everything.
     crm.audit(
         actor,
         "withdrawal.record",
         contact.id,
         detail=f"topic={topic} channel={channel} received_via={received_via}",
     )
-    db.session.commit()
-    decisions_changed.send(signal_sender(), contact_id=contact.id, kind=EventKind.WITHDRAWN.value)
     return events
 
 
@@ -452,7 +501,7 @@ def mark_older_consents(decisions: list[Decision]) -> list[Decision]:
 
 
 def older_consents(at: datetime | None = None) -> dict[int, list[str]]:
-    """Contacts whose email consent to a topic still allows marketing but was given
+    """Contacts whose email consent to a marketing topic still allows marketing but was given
     under a version older than the latest major one: contact id -> topics.
     Who a re-permission request goes to (R24)."""
     if latest_major_version() is None:
@@ -473,7 +522,7 @@ def older_consents(at: datetime | None = None) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     for item in sorted(older.values(), key=lambda o: (o.contact_id, o.topic)):
         standing = standings.get(item.contact_id)
-        if standing is None or item.topic not in policy.topics:
+        if standing is None or item.topic not in policy.marketing_topics:
             continue
         decision = decide(
             standing,

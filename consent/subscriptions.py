@@ -359,8 +359,14 @@ def _as_shown_at_request(
     """The confirmation's evidence with the policy version and wording the person
     was shown when they asked (R23): what they agreed to is the form's sentence
     under the version it named, not whatever version is current when they
-    click. Read from the latest ``requested`` event of this request's topic;
-    the click's own address, browser and time stay the confirmation's."""
+    click. Read from the latest ``requested`` event of this request's topic,
+    the one written while the request was open: ``recorded_at`` (when it was
+    written) is no earlier than the request's opening, even for a caller's
+    signup that happened before it (``occurred_at``, the caller's
+    ``obtained_at``) or a topic added to the open request later; an event
+    that also occurred after the opening counts as well (a form that passes
+    its own time). The click's own address, browser and time stay the
+    confirmation's."""
     asked = db.session.execute(
         sa.select(ConsentEvent.policy_version, ConsentEvent.wording_hash)
         .where(
@@ -368,9 +374,9 @@ def _as_shown_at_request(
             ConsentEvent.kind == EventKind.REQUESTED.value,
             ConsentEvent.topic == topic,
             ConsentEvent.channel == EMAIL,
-            ConsentEvent.occurred_at >= since,
+            sa.or_(ConsentEvent.recorded_at >= since, ConsentEvent.occurred_at >= since),
         )
-        .order_by(ConsentEvent.occurred_at.desc(), ConsentEvent.id.desc())
+        .order_by(ConsentEvent.id.desc())
         .limit(1)
     ).first()
     if asked is None or asked.policy_version is None:

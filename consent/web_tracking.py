@@ -6,8 +6,10 @@ default): given in the website's cookie banner and sent through the API with
 its evidence, like any other consent (R5, R23). Whether it holds is asked of
 THE decision (``consent.policy``), so an objection (R11: no profiling), an
 unsubscribe from all marketing or a restriction ends it as they end
-marketing. Without it a visitor id stays anonymous: ``link_visitor`` refuses
-(409), a withdrawal unlinks at once, a decision that changed to "no" unlinks
+marketing. Without it a visitor id (pseudonymous: a cookie's value, personal
+data, but tied to no contact) stays unlinked: ``link_visitor`` refuses
+(409), a link covers only the visits made since the consent began, a
+withdrawal unlinks at once, a decision that changed to "no" unlinks
 after its commit (``decisions_changed``), and the daily run checks every link
 again and deletes visits older than the policy's period (R18).
 """
@@ -17,13 +19,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from consent.ledger import record
-from consent.models import Basis, EventKind, PermissionState
-from consent.services import check_permissions
+from consent.models import Basis, EventKind
+from consent.services import check_permissions, note_withdrawal
 from consent.topics import current_policy
 from crm import services as crm
 from crm import web_visits
-from crm.models import Contact, WebVisitorLink
+from crm.models import Contact, WebVisit, WebVisitorLink
 from extensions import db
 from kernel.access import Actor
 from kernel.errors import Conflict
@@ -33,8 +34,8 @@ from kernel.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 
-# Consents are recorded on the email channel (consent.services.grant_basis);
-# the web-tracking consent is asked on the channel it was recorded on.
+# The web-tracking consent is asked on the email channel, the API's default
+# ``basis.channel`` for a consent (docs/rules.md R19, gaps).
 CHANNEL = "email"
 CHUNK = 1_000
 
@@ -60,10 +61,27 @@ def may_link(emails: list[str], at: datetime | None = None) -> list[bool]:
     ]
 
 
+def consent_began(contact: Contact) -> datetime | None:
+    """When the contact's web-tracking consent that holds now began; None when
+    none holds (or the policy tracks no visits)."""
+    topic = current_policy().web_tracking_topic
+    if topic is None:
+        return None
+    decision = check_permissions([contact.email], topic, CHANNEL)[0]
+    return decision.since if decision.allowed and decision.basis is Basis.CONSENT else None
+
+
+def read_visits(actor: Actor, contact_id: int) -> list[WebVisit]:
+    """The visits linked to the contact since its consent began (audited, R25)."""
+    return web_visits.read_visits(actor, contact_id, consent_began(crm.get_contact(contact_id)))
+
+
 def link_visitor(actor: Actor, visitor_id: str, contact_id: int) -> WebVisitorLink:
-    """Tie an anonymous visitor id to a contact: only while the contact's explicit
+    """Tie a pseudonymous visitor id to a contact: only while the contact's explicit
     consent to web tracking holds (R19; ePrivacy art. 5(3), GDPR art. 6(1)(a)).
-    Conflict ``no_web_tracking_consent`` otherwise, with nothing written."""
+    Conflict ``no_web_tracking_consent`` otherwise, with nothing written. Only
+    the id's visits made since the consent began are the contact's
+    (``read_visits``, the export); earlier ones stay unlinked."""
     topic = tracking_topic()
     # The row lock every consent change takes first (consent.ledger.record): a
     # withdrawal either committed before this check or waits for this link, and
@@ -83,27 +101,17 @@ def link_visitor(actor: Actor, visitor_id: str, contact_id: int) -> WebVisitorLi
     return link
 
 
-def withdraw(actor: Actor, contact_id: int, received_via: str | None = None) -> int:
-    """The contact withdrew the web-tracking consent (GDPR art. 7(3)): the ledger
-    records it and every visitor id is unlinked in the same commit. Returns how
-    many links went. Repeating it records nothing new."""
+def withdraw(actor: Actor, contact_id: int, received_via: str = "web") -> int:
+    """The contact withdrew the web-tracking consent (GDPR art. 7(3)): recorded
+    as every withdrawal is (``consent.services.note_withdrawal``: never refused,
+    on every channel, with how it was received), and every visitor id is
+    unlinked in the same commit. Returns how many links went."""
     topic = tracking_topic()
-    contact = crm.get_contact(contact_id)
-    state = db.session.get(PermissionState, (contact.id, topic, CHANNEL))
-    if state is not None and (state.consent_since is not None or state.pending_since is not None):
-        record(
-            contact,
-            EventKind.WITHDRAWN,
-            actor=actor,
-            source="api" if actor.kind == "token" else actor.kind,
-            topic=topic,
-            channel=CHANNEL,
-            received_via=received_via,
-        )
-    unlinked = web_visits.unlink_contacts([contact.id])
-    crm.audit(actor, "web_tracking.withdraw", contact.id, detail=f"unlinked={unlinked}")
+    note_withdrawal(actor, contact_id, topic=topic, received_via=received_via)
+    unlinked = web_visits.unlink_contacts([contact_id])
+    crm.audit(actor, "web_tracking.withdraw", contact_id, detail=f"unlinked={unlinked}")
     db.session.commit()
-    decisions_changed.send(signal_sender(), contact_id=contact.id, kind="withdrawn")
+    decisions_changed.send(signal_sender(), contact_id=contact_id, kind=EventKind.WITHDRAWN.value)
     return unlinked
 
 
@@ -157,7 +165,7 @@ def _export_web_visits(app: object, *, contact: Contact, **_: object) -> tuple[s
     """The visits linked to the person, as a section of their export (GDPR art. 15)."""
     return "web_visits", [
         {"visitor_id": v.visitor_id, "page": v.page, "visited_at": v.visited_at.isoformat()}
-        for v in web_visits.visits_of(contact.id)
+        for v in web_visits.visits_of(contact.id, consent_began(contact))
     ]
 
 

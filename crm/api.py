@@ -134,14 +134,6 @@ def record_web_visit(data: dict[str, Any]) -> Any:
     return web_visits.record_visit(data["visitor_id"], data["page"], data["visited_at"])
 
 
-@blp.get("/contacts/<int:contact_id>/web-visits")
-@requires("contacts.read")
-@blp.response(200, WebVisitSchema(many=True))
-def list_web_visits(contact_id: int) -> Any:
-    """The web visits linked to a contact (only while its consent holds), newest first."""
-    return web_visits.read_visits(g.actor, contact_id)
-
-
 def register(app: Flask) -> None:
     csrf.exempt(blp)
     api.register_blueprint(blp)

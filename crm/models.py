@@ -30,11 +30,15 @@ def activity_time_problem(moment: datetime, now: datetime) -> str | None:
     return None
 
 
-# General support information (R15) is kept as codes from the company's own
-# lists (a product, a problem category, a resolution): lower-case letters,
-# digits, ".", "_" and "-", no spaces and no "@" or "+", so that no sentence,
-# name with spaces, address or phone number fits, and it can outlive the
-# anonymisation of the case.
+# General support information (R15) is kept as short identifiers that staff
+# choose from the company's own lists (a product, a problem category, a
+# resolution): lower-case letters, digits, ".", "_" and "-", not only digits.
+# The format keeps out sentences and names with spaces (no space), email
+# addresses (no "@") and numbers such as "+46..." or "0701234567"; it cannot
+# tell a code from a name or number written like one ("anna.svensson",
+# "070-123456"): that the values are codes from the lists is the staff's
+# part. The anonymisation keeps only these three fields; notes, authors and
+# free text never survive it.
 SUPPORT_CODE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 SUPPORT_FIELDS = ("product", "problem_category", "resolution_code")
 
@@ -293,8 +297,8 @@ class RetentionSchedule(db.Model):
 
 
 class WebVisit(db.Model):
-    """One page view on the company's website, under an anonymous visitor id
-    (a cookie's value), never a contact id: R19 keeps web activity anonymous
+    """One page view on the company's website, under a pseudonymous visitor id
+    (a cookie's value), never a contact id: R19 keeps web activity apart from contacts
     unless the contact consented (``WebVisitorLink``). Deleted by
     ``crm.web_visits.purge_visits`` after the policy's web-analytics period (R18)."""
 
@@ -308,7 +312,7 @@ class WebVisit(db.Model):
 
 
 class WebVisitorLink(db.Model):
-    """An anonymous visitor id tied to a contact, which exists only while the
+    """A pseudonymous visitor id tied to a contact, which exists only while the
     contact's explicit consent to web tracking holds (R19; written by
     ``consent.web_tracking.link_visitor``). Deleting the row makes every visit
     of that id anonymous again; it goes with its contact on erasure."""

@@ -562,6 +562,26 @@ def list_activities(contact_id: int) -> list[Activity]:
     )
 
 
+def owe_art14_notice(contact_ids: Iterable[int]) -> None:
+    """GDPR art. 14: these contacts' data came from someone else (their employer,
+    our customer, or a list): the notice is owed from now, unless it already
+    is or was given (one notice per contact, ever). Set-based; part of the
+    caller's transaction."""
+    ids = list(contact_ids)
+    if not ids:
+        return
+    db.session.execute(
+        sa.update(Contact)
+        .where(
+            id_in(Contact.id, ids),
+            Contact.art14_notice_owed_since.is_(None),
+            Contact.art14_notice_given_at.is_(None),
+        )
+        .values(art14_notice_owed_since=utcnow())
+        .execution_options(synchronize_session="fetch")
+    )
+
+
 def note_art14_notice_given(contact_ids: Iterable[int], via: str) -> list[int]:
     """A GDPR art. 14 notice reached these contacts (``via``: the template of the
     email that carried it, its own notice or a campaign's first email): it is

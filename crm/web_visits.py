@@ -5,7 +5,9 @@ This module only stores; whether a link may exist is the consent package's
 question (``consent.web_tracking``, which asks the decision). A visit never
 names a contact: the only way from a visit to a person is a
 ``WebVisitorLink``, and deleting it makes every visit of that id anonymous
-again. Visits are deleted after the policy's web-analytics period (R18).
+again. Visits are deleted after the policy's web-analytics period (R18). A link
+shows only the visits made since the consent began (the caller passes its
+date); the earlier ones stay as they were.
 """
 
 from __future__ import annotations
@@ -74,23 +76,28 @@ def has_links(contact_id: int) -> bool:
     )
 
 
-def visits_of(contact_id: int, limit: int = 500) -> list[WebVisit]:
-    """The visits linked to a contact (through its visitor ids), newest first."""
+def visits_of(contact_id: int, since: datetime | None, limit: int = 500) -> list[WebVisit]:
+    """The visits linked to a contact (through its visitor ids) made on or after
+    ``since``, the start of the consent that allows the link, newest first.
+    Earlier visits of the same ids stay unlinked: the consent covers nothing
+    before it. None (no consent holds): none."""
+    if since is None:
+        return []
     return list(
         db.session.scalars(
             sa.select(WebVisit)
             .join(WebVisitorLink, WebVisitorLink.visitor_id == WebVisit.visitor_id)
-            .where(WebVisitorLink.contact_id == contact_id)
+            .where(WebVisitorLink.contact_id == contact_id, WebVisit.visited_at >= since)
             .order_by(WebVisit.visited_at.desc(), WebVisit.id.desc())
             .limit(limit)
         )
     )
 
 
-def read_visits(actor: Actor, contact_id: int) -> list[WebVisit]:
+def read_visits(actor: Actor, contact_id: int, since: datetime | None) -> list[WebVisit]:
     """``visits_of`` for an API or staff lookup, which is audited (R25)."""
     contact = get_contact(contact_id)
-    visits = visits_of(contact.id)
+    visits = visits_of(contact.id, since)
     audit(actor, "web_visits.read", contact.id, detail=f"visits={len(visits)}")
     db.session.commit()
     return visits

@@ -84,7 +84,9 @@ def sources_of(contact_ids: list[int]) -> dict[int, tuple[str, str]]:
             ConsentEvent.kind == EventKind.BASIS_GRANTED,
             ConsentEvent.interest_kind.is_not(None),
         )
-        .order_by(ConsentEvent.id.desc())
+        # A grant a caller named wins over the one the company's relationship
+        # gave (consent.bases): it says where the address came from.
+        .order_by((ConsentEvent.source != "company").asc(), ConsentEvent.id.desc())
     ).all()
     first = {e.contact_id: e for e in events}  # the last written wins: the earliest event
     named = named_sources((cid, e.source, e.source_ref) for cid, e in first.items())

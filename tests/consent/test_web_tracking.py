@@ -185,3 +185,126 @@ def test_bad_visits_and_links_are_refused_with_nothing_written(app, api_as) -> N
     assert count_rows(app) == before
     sales = api_as("sales")
     assert _visit(sales).status_code == 403
+
+
+def _consent_again(api: Any, email: str) -> Any:
+    response = api.post("/api/v1/contacts", json={"email": email, "basis": WEB_CONSENT})
+    assert response.status_code == 200, response.json
+    return response.json["consent"]
+
+
+def _web_events(app: Any, contact_id: int) -> list[str]:
+    from consent.models import ConsentEvent
+
+    with app.app_context():
+        kinds = db.session.scalars(
+            sa.select(ConsentEvent.kind).where(
+                ConsentEvent.contact_id == contact_id, ConsentEvent.topic == "web-tracking"
+            )
+        ).all()
+        db.session.remove()
+    return list(kinds)
+
+
+def test_a_cookie_consent_from_a_double_opt_in_country_counts_at_once_without_mail(
+    app, api_as
+) -> None:
+    """R19: the cookie banner's consent is a purpose, not a newsletter signup:
+    R8's emailed confirmation is not asked for it."""
+    marketing = api_as("marketing")
+    response = marketing.post(
+        "/api/v1/contacts",
+        json={"email": "web@firma.de", "country": "DE", "basis": WEB_CONSENT},
+    )
+    assert response.status_code == 201, response.json
+    assert response.json["consent"]["status"] == "consent"
+    assert response.json["consent"]["confirmation_email"] is None
+    assert count_rows(app)["outbox_message"] == 0
+    contact_id = int(response.json["id"])
+    assert _web_events(app, contact_id) == ["confirmed"]
+    _visit(marketing)
+    assert _link(marketing, contact_id).status_code == 200
+
+
+def test_a_cookie_consent_after_an_unsubscribe_from_all_is_recorded_without_mail(
+    app, api_as, admin_api
+) -> None:
+    """An unsubscribe from all marketing is not a "no" to the website's cookies."""
+    contact_id = _contact(admin_api, "ut@firma.de")
+    withdrawn = admin_api.post(
+        f"/api/v1/contacts/{contact_id}/withdrawals",
+        json={"received_via": "email", "recorded_by": "crm:olle"},
+    )
+    assert withdrawn.status_code == 201, withdrawn.json
+    consent = _consent_again(admin_api, "ut@firma.de")
+    assert consent["topics"] == [
+        {"topic": "web-tracking", "status": "consent", "reason": "recorded"}
+    ]
+    assert consent["confirmation_email"] is None
+    assert count_rows(app)["outbox_message"] == 0
+    assert _web_events(app, contact_id) == ["confirmed"]
+
+
+def test_a_cookie_consent_after_an_objection_is_refused_and_records_nothing(app, admin_api) -> None:
+    """R11: after an objection to direct marketing no profiling for it."""
+    contact_id = _contact(admin_api, "nej@firma.de")
+    objected = admin_api.post(
+        f"/api/v1/contacts/{contact_id}/objection", json={"received_via": "phone"}
+    )
+    assert objected.status_code in (200, 201), objected.json
+    before = count_rows(app)
+    consent = _consent_again(admin_api, "nej@firma.de")
+    assert consent["status"] == "refused"
+    assert consent["topics"] == [
+        {"topic": "web-tracking", "status": "refused", "reason": "person_objected"}
+    ]
+    assert consent["confirmation_email"] is None
+    after = count_rows(app)
+    assert after.pop("audit_entry") == before.pop("audit_entry") + 1
+    assert after == before
+
+
+def _withdraw_web(api: Any, contact_id: int, body: dict[str, Any] | None = None) -> Any:
+    return api.post(f"/api/v1/contacts/{contact_id}/web-tracking/withdrawal", json=body or {})
+
+
+def test_a_web_tracking_withdrawal_is_recorded_like_every_withdrawal(app, api_as) -> None:
+    """GDPR art. 7(3): never refused, not even before the consent is recorded
+    (the cookie banner's "no" may reach us first), and it says how it was received."""
+    marketing = api_as("marketing")
+    contact_id = _contact(marketing)
+    withdrawn = _withdraw_web(marketing, contact_id)
+    assert withdrawn.status_code == 200, withdrawn.json
+    ledger = marketing.get(f"/api/v1/contacts/{contact_id}/events").json
+    received = {
+        (e["topic"], e["channel"], e["received_via"]) for e in ledger if e["kind"] == "withdrawn"
+    }
+    assert received == {("web-tracking", "email", "web"), ("web-tracking", "phone", "web")}
+
+
+def test_whoever_may_take_a_withdrawal_may_take_the_web_tracking_one(app, api_as) -> None:
+    """Withdrawing is as easy as consenting: a sales token, which may not edit
+    contacts, takes it as it takes any other withdrawal."""
+    contact_id = _contact(api_as("marketing"), basis=WEB_CONSENT)
+    withdrawn = _withdraw_web(api_as("sales"), contact_id, {"received_via": "phone"})
+    assert withdrawn.status_code == 200, withdrawn.json
+    assert _web_events(app, contact_id)[-1] == "withdrawn"
+
+
+def test_visits_before_the_consent_stay_unlinked(app, api_as, admin_api) -> None:
+    """The consent covers what follows it: the visitor id's earlier visits are
+    not the contact's, neither in the API nor in the person's export."""
+    marketing = api_as("marketing")
+    contact_id = _contact(marketing, basis=WEB_CONSENT)  # obtained 2026-10-01 10:00
+    for page, at in (
+        ("/before", "2026-09-30T12:00:00+00:00"),
+        ("/after", "2026-10-02T12:00:00+00:00"),
+    ):
+        recorded = marketing.post(
+            "/api/v1/web-visits", json={"visitor_id": VISITOR, "page": page, "visited_at": at}
+        )
+        assert recorded.status_code == 201, recorded.json
+    assert _link(marketing, contact_id).status_code == 200
+    assert _pages(marketing, contact_id) == ["/after"]
+    export = admin_api.get(f"/api/v1/contacts/{contact_id}/export")
+    assert [v["page"] for v in export.json["web_visits"]] == ["/after"]

@@ -46,7 +46,7 @@ ROUTES = [
     ("POST", "/api/v1/web-visits", "contacts.write"),
     ("GET", "/api/v1/contacts/{id}/web-visits", "contacts.read"),
     ("PUT", "/api/v1/web-visitors/visitor-0001/contact", "contacts.write"),
-    ("POST", "/api/v1/contacts/{id}/web-tracking/withdrawal", "contacts.write"),
+    ("POST", "/api/v1/contacts/{id}/web-tracking/withdrawal", "withdrawals.record"),
 ]
 # R19: a visitor is linked only with the contact's consent to web tracking.
 WEB_CONSENT = {

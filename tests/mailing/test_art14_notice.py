@@ -253,3 +253,76 @@ def test_an_erased_contact_gets_no_notice(app, admin_api, tmp_path, mail_worker,
     _queue_now(app)
     mail_worker.drain()
     assert smtp.to("lista@bransch.se") == []
+
+
+def test_a_repeated_sync_of_a_customer_contact_records_the_callers_grant_once(
+    app, admin_api
+) -> None:
+    customer = {"type": "legitimate_interest", "kind": "customer", "source": "crm-sync"}
+    body = {
+        "email": "kund@kundab.se",
+        "company": {"name": "Kund AB", "customer_since": "2020-01-01"},
+        "basis": customer,
+    }
+    for _ in range(2):
+        assert admin_api.post("/api/v1/contacts", json=body).status_code in (200, 201)
+    with app.app_context():
+        from consent.models import ConsentEvent
+
+        sources = db.session.scalars(
+            sa.select(ConsentEvent.source).where(ConsentEvent.kind == "basis_granted")
+        ).all()
+        db.session.remove()
+    assert sorted(sources) == ["company", "crm-sync"]
+
+
+def test_a_contact_created_at_a_customer_company_without_a_basis_gets_the_notice(
+    app, admin_api, mail_worker, smtp
+) -> None:
+    """The company's basis (consent.bases) came from the employer, not the person."""
+    created = admin_api.post(
+        "/api/v1/contacts",
+        json={
+            "email": "ny@kundab.se",
+            "language": "en",
+            "company": {"name": "Kund AB", "customer_since": "2020-01-01"},
+        },
+    )
+    assert created.status_code in (200, 201), created.json
+    assert _contact(app, "ny@kundab.se").art14_notice_owed_since is not None
+    assert _queue_now(app) == 1
+    mail_worker.drain()
+    (message,) = smtp.to("ny@kundab.se")
+    assert "your employer, Kund AB, which is our customer" in text_of(message)
+
+
+def test_a_contact_who_joins_a_customer_company_after_its_notice_is_not_owed_another(
+    app, admin_api, mail_worker, smtp
+) -> None:
+    body = {
+        "email": "flytt@kundab.se",
+        "company": {"name": "Kund AB", "customer_since": "2020-01-01"},
+    }
+    assert admin_api.post("/api/v1/contacts", json=body).status_code in (200, 201)
+    assert _queue_now(app) == 1
+    mail_worker.drain()
+    contact = _contact(app, "flytt@kundab.se")
+    assert contact.art14_notice_given_at is not None
+    for company in ({"name": "Annat AB"}, {"name": "Tredje AB", "customer_since": "2021-01-01"}):
+        moved = admin_api.patch(f"/api/v1/contacts/{contact.id}", json={"company": company})
+        assert moved.status_code == 200, moved.json
+    assert _contact(app, "flytt@kundab.se").art14_notice_owed_since is None
+    assert _queue_now(app) == 0
+
+
+def test_a_contact_who_joins_a_customer_company_is_owed_the_notice(app, admin_api) -> None:
+    body = {"email": "byte@annat.se", "company": {"name": "Annat AB"}}
+    assert admin_api.post("/api/v1/contacts", json=body).status_code in (200, 201)
+    contact = _contact(app, "byte@annat.se")
+    assert contact.art14_notice_owed_since is None
+    moved = admin_api.patch(
+        f"/api/v1/contacts/{contact.id}",
+        json={"company": {"name": "Kund AB", "customer_since": "2020-01-01"}},
+    )
+    assert moved.status_code == 200, moved.json
+    assert _contact(app, "byte@annat.se").art14_notice_owed_since is not None

@@ -248,3 +248,74 @@ def test_without_a_major_version_nothing_is_marked_and_no_request_can_be_sent(
     refused = staff.post("/staff/campaigns/repermission", data={"confirm": "yes"})
     assert refused.status_code == 303
     assert "No major policy version" in staff.get(refused.location).get_data(as_text=True)
+
+
+def test_re_permission_does_not_ask_for_a_web_tracking_consent(app, admin_api) -> None:
+    """R24 asks marketing consents again; the cookie consent (R19) is no
+    newsletter, and a double opt-in mail for it would be marketing in disguise."""
+    publish(admin_api, "1.0", wording=WORDING_1)
+    shown = {
+        "obtained_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+        "policy_version": "1.0",
+        "wording": WORDING_1,
+    }
+    created = admin_api.post(
+        "/api/v1/contacts",
+        json={
+            "email": "kaka@kund.se",
+            "country": "SE",
+            "basis": {
+                "type": "consent",
+                "source": "cookie-banner",
+                "topics": ["web-tracking"],
+                "evidence": shown,
+            },
+        },
+    )
+    assert created.status_code == 201, created.json
+    older = synced_consent(admin_api, "gammal@kund.se", "1.0", WORDING_1).json["id"]
+    publish(admin_api, "2.0", major=True, wording=WORDING_2)
+    with app.app_context():
+        from consent.services import older_consents
+
+        assert older_consents() == {older: ["events"]}
+        db.session.remove()
+
+
+def test_an_api_consent_confirmed_by_the_person_keeps_the_callers_version_and_wording(
+    app, client, admin_api, smtp, mail_worker
+) -> None:
+    """R23: the caller's signup happened before the request it opened; the
+    person's confirmation still records what the caller says they were shown."""
+    publish(admin_api, "1.0", wording=WORDING_1)
+    created = admin_api.post(
+        "/api/v1/contacts",
+        json={
+            "email": "bestaetigt@firma.de",
+            "country": "DE",
+            "language": "en",
+            "basis": {
+                "type": "consent",
+                "source": "crm-sync",
+                "topics": ["events"],
+                "evidence": {
+                    "obtained_at": (datetime.now(UTC) - timedelta(hours=2)).isoformat(),
+                    "policy_version": "1.0",
+                    "wording": WORDING_1,
+                },
+            },
+        },
+    )
+    assert created.status_code == 201, created.json
+    assert created.json["consent"]["status"] == "pending_confirmation"
+    publish(admin_api, "1.1")  # published between the signup and the click
+    mail_worker.drain()
+    [confirmation] = [m for m in smtp.wait_for(1) if "confirm" in m["Subject"].lower()]
+
+    assert client.post(link(confirmation, "/confirm/")).status_code == 200
+
+    [confirmed] = [e for e in events(admin_api, created.json["id"]) if e["kind"] == "confirmed"]
+    assert (confirmed["policy_version"], confirmed["wording_hash"]) == (
+        "1.0",
+        wording_hash(WORDING_1),
+    )
