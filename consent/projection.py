@@ -128,8 +128,12 @@ def fold(contact: Contact, event: ConsentEvent, states: States | None = None) ->
     elif kind is EventKind.CONFIRMED:
         row = states.get(contact.id, event.topic, event.channel)
         verified = is_person_verified(contact.id, event)
+        # Only a "no" to every channel or to this event's channel blocks: a
+        # "no" on the phone leaves an email consent standing (docs/rules.md X6).
         blanket_blocks = any(
-            r.unsubscribed_since or r.objected_since for r in states.blanket(contact.id)
+            r.unsubscribed_since or r.objected_since
+            for r in states.blanket(contact.id)
+            if r.channel in (ALL, event.channel)
         )
         if not verified and (row.unsubscribed_since is not None or blanket_blocks):
             # The ledger keeps the claim; the projection keeps the person's "no".

@@ -264,3 +264,38 @@ def test_a_phone_consent_from_a_double_opt_in_country_counts_at_once(app, admin_
     assert [e["channel"] for e in admin_api.get(f"/api/v1/contacts/{contact_id}/events").json] == [
         "phone"
     ]
+
+
+def test_an_email_consent_after_a_phone_only_objection_counts_for_email(app, admin_api) -> None:
+    """A "no" on the phone is a no to calls: the person's later consent to
+    email counts, and the projection keeps what the API said it recorded (X6)."""
+    contact_id = register(admin_api, "epost@kund.se")
+    objected = admin_api.post(
+        f"/api/v1/contacts/{contact_id}/objection",
+        json={"channel": "phone", "received_via": "phone"},
+    )
+    assert objected.status_code in (200, 201), objected.json
+
+    response = admin_api.post(
+        "/api/v1/contacts", json={"email": "epost@kund.se", "basis": consent_to(["events"])}
+    )
+
+    assert response.json["consent"]["status"] == "consent", response.json
+    assert decision(admin_api, contact_id, "events", "email") == (True, "consent")
+    assert decision(admin_api, contact_id, "events", "phone") == (False, "objection")
+
+
+def test_an_email_consent_after_a_phone_only_withdrawal_counts_for_email(app, admin_api) -> None:
+    contact_id = register(admin_api, "samtal@kund.se")
+    withdrawn = withdraw(
+        admin_api, contact_id, channel="phone", received_via="phone", recorded_by="x"
+    )
+    assert withdrawn.status_code == 201, withdrawn.json
+
+    response = admin_api.post(
+        "/api/v1/contacts", json={"email": "samtal@kund.se", "basis": consent_to(["events"])}
+    )
+
+    assert response.json["consent"]["status"] == "consent", response.json
+    assert decision(admin_api, contact_id, "events", "email") == (True, "consent")
+    assert decision(admin_api, contact_id, "events", "phone") == (False, "unsubscribed")
