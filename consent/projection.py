@@ -168,8 +168,10 @@ def fold(contact: Contact, event: ConsentEvent, states: States | None = None) ->
         # person confirms afresh open again; legitimate interest stays closed.
         # It dates from the objection, so a confirmation recorded in the same
         # moment as the lift (a double opt-in) is newer and opens its topics.
+        # Only the objection of the event's channel: an emailed confirmation
+        # lifts the one to all channels or to email, never one to phone (X6).
         for row in states.blanket(contact.id):
-            if row.objected_since is not None:
+            if row.objected_since is not None and row.channel == event.channel:
                 row.unsubscribed_since = max(
                     row.unsubscribed_since or row.objected_since, row.objected_since
                 )
