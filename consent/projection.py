@@ -90,9 +90,13 @@ def is_person_verified(contact_id: int, event: ConsentEvent | BatchEvent) -> boo
 
     Three marks together, none of which a caller can set: the person as the
     recorder (only the public pages' use cases act as ``PERSON``), the
-    double opt-in source, and a reference to an open subscription request of
-    this contact that asked for the topic (the link carried its id). A consent
+    double opt-in source, and a reference to a subscription request of this
+    contact that asked for the topic (the link carried its id). A consent
     synced by a CRM, imported or entered by staff is none of these.
+
+    Only marks that never change: not whether the request is still open,
+    which its own confirmation ends, so that the same event folds the same
+    way when the projection is rebuilt from the ledger (X7).
     """
     if event.recorded_by != PERSON.label or event.source != DOUBLE_OPT_IN:
         return False
@@ -104,7 +108,6 @@ def is_person_verified(contact_id: int, event: ConsentEvent | BatchEvent) -> boo
     return (
         request is not None
         and request.contact_id == contact_id
-        and request.confirmed_at is None
         and event.topic in request.topic_keys
     )
 
