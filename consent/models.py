@@ -123,7 +123,10 @@ class PermissionState(db.Model):
     objection_event_id: Mapped[int | None] = mapped_column()
     customer_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     industry_list_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    basis_event_id: Mapped[int | None] = mapped_column()
+    # One per ground: the grant each ground's date comes from, so that the
+    # decision names the list's import when the customer ground has gone.
+    customer_event_id: Mapped[int | None] = mapped_column()
+    industry_list_event_id: Mapped[int | None] = mapped_column()
 
 
 class Suppression(db.Model):

@@ -56,7 +56,8 @@ class StateRow:
     objection_event_id: int | None = None
     customer_since: datetime | None = None
     industry_list_since: datetime | None = None
-    basis_event_id: int | None = None
+    customer_event_id: int | None = None
+    industry_list_event_id: int | None = None
 
     @classmethod
     def of(cls, row: PermissionState) -> StateRow:
@@ -302,7 +303,7 @@ def decide(
                 f"marketing of {topic.label('en')} to {_GROUND_NAMES[ground.kind]} is "
                 f"permitted in {country} without consent.",
                 basis=Basis.LEGITIMATE_INTEREST,
-                event_id=_basis_event(blanket, _BASIS_ATTRIBUTE[ground.kind]),
+                event_id=_basis_event(blanket, ground.kind),
             )
     country_note = "".join(notes)
 
@@ -419,8 +420,16 @@ def _interest_basis(
     )
 
 
-def _basis_event(blanket: Sequence[StateRow], attribute: str) -> int | None:
-    return next((r.basis_event_id for r in blanket if getattr(r, attribute)), None)
+_BASIS_EVENT_ATTRIBUTE = {
+    "customer": "customer_event_id",
+    "industry_list": "industry_list_event_id",
+}
+
+
+def _basis_event(blanket: Sequence[StateRow], ground_kind: str) -> int | None:
+    """The grant this ground's date comes from: its own column, never the other ground's."""
+    since, event_id = _BASIS_ATTRIBUTE[ground_kind], _BASIS_EVENT_ATTRIBUTE[ground_kind]
+    return next((getattr(r, event_id) for r in blanket if getattr(r, since)), None)
 
 
 # Reading the facts -------------------------------------------------------------

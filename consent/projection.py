@@ -13,9 +13,9 @@ mistake made in every copy at once still fails:
 
 | copy | where | agreement test | rule pinned by |
 | --- | --- | --- | --- |
-| the fold, Python | ``fold`` (here) | tests/consent/test_policy.py, tests/reliability/test_stateful_consent.py | tests/consent/test_policy_rules_pinned.py (only the person reopens a "no", the first objection stands, a re-granted basis keeps its first date), tests/consent/test_forged_confirmation.py (only a confirmation the service verified, ``is_person_verified``) |
+| the fold, Python | ``fold`` (here) | tests/consent/test_policy.py, tests/reliability/test_stateful_consent.py | tests/consent/test_policy_rules_pinned.py (only the person reopens a "no", the first objection stands, a re-granted basis keeps its first date), tests/consent/test_forged_confirmation.py (only a confirmation the service verified, ``is_person_verified``, also folded again after its request closed), tests/consent/test_channels.py (a "no" blocks only its own channel; an emailed confirmation lifts no phone objection) |
 | the fold of an objection, SQL | ``objection_upsert`` (here) | tests/consent/test_ledger_batch.py | tests/consent/test_policy_rules_pinned.py (the first objection stands) |
-| the fold of granted bases, SQL | ``fold_granted_basis`` (here) | tests/consent/test_ledger_batch.py | tests/consent/test_policy_rules_pinned.py (a re-granted basis keeps its first date), tests/consent/test_imports.py |
+| the fold of granted bases, SQL | ``fold_granted_basis`` (here; each ground's date and its own event column, ``BASIS_EVENT_COLUMNS``) | tests/consent/test_ledger_batch.py | tests/consent/test_policy_rules_pinned.py (a re-granted basis keeps its first date), tests/consent/test_imports.py, tests/mailing/test_unsubscribe_footer.py (a list decision names the list's grant after a customer's) |
 | the campaign audience, SQL | ``consent.audience.audience_query`` | tests/consent/test_audience.py | tests/consent/test_policy_parameters.py, tests/consent/test_policy_rules_pinned.py |
 | the batch of facts for many contacts | ``consent.policy.standings_by_email`` (read, then ``decide``) | tests/consent/test_api.py | tests/consent/test_policy_parameters.py, tests/consent/test_policy_rules_pinned.py, tests/consent/test_bases_lapse.py (the last interaction a lapse counts from) |
 | the lapse of bases, SQL | ``consent.audience.audience_query`` (each ground's countries, topics, grace and lapse) | tests/consent/test_audience.py (under the default policy and two examples whose grounds differ) | tests/consent/test_bases_lapse.py (each limit at its last moment and the next), tests/consent/test_marketing_policies.py (each ground's countries and topics) |
@@ -90,9 +90,13 @@ def is_person_verified(contact_id: int, event: ConsentEvent | BatchEvent) -> boo
 
     Three marks together, none of which a caller can set: the person as the
     recorder (only the public pages' use cases act as ``PERSON``), the
-    double opt-in source, and a reference to an open subscription request of
-    this contact that asked for the topic (the link carried its id). A consent
+    double opt-in source, and a reference to a subscription request of this
+    contact that asked for the topic (the link carried its id). A consent
     synced by a CRM, imported or entered by staff is none of these.
+
+    Only marks that never change: not whether the request is still open,
+    which its own confirmation ends, so that the same event folds the same
+    way when the projection is rebuilt from the ledger (X7).
     """
     if event.recorded_by != PERSON.label or event.source != DOUBLE_OPT_IN:
         return False
@@ -104,7 +108,6 @@ def is_person_verified(contact_id: int, event: ConsentEvent | BatchEvent) -> boo
     return (
         request is not None
         and request.contact_id == contact_id
-        and request.confirmed_at is None
         and event.topic in request.topic_keys
     )
 
@@ -112,6 +115,11 @@ def is_person_verified(contact_id: int, event: ConsentEvent | BatchEvent) -> boo
 BASIS_COLUMNS = {
     InterestKind.CUSTOMER.value: "customer_since",
     InterestKind.INDUSTRY_LIST.value: "industry_list_since",
+}
+# Each ground's own event column, beside its date: the grant the date comes from.
+BASIS_EVENT_COLUMNS = {
+    "customer_since": "customer_event_id",
+    "industry_list_since": "industry_list_event_id",
 }
 
 
@@ -128,8 +136,12 @@ def fold(contact: Contact, event: ConsentEvent, states: States | None = None) ->
     elif kind is EventKind.CONFIRMED:
         row = states.get(contact.id, event.topic, event.channel)
         verified = is_person_verified(contact.id, event)
+        # Only a "no" to every channel or to this event's channel blocks: a
+        # "no" on the phone leaves an email consent standing (docs/rules.md X6).
         blanket_blocks = any(
-            r.unsubscribed_since or r.objected_since for r in states.blanket(contact.id)
+            r.unsubscribed_since or r.objected_since
+            for r in states.blanket(contact.id)
+            if r.channel in (ALL, event.channel)
         )
         if not verified and (row.unsubscribed_since is not None or blanket_blocks):
             # The ledger keeps the claim; the projection keeps the person's "no".
@@ -164,8 +176,10 @@ def fold(contact: Contact, event: ConsentEvent, states: States | None = None) ->
         # person confirms afresh open again; legitimate interest stays closed.
         # It dates from the objection, so a confirmation recorded in the same
         # moment as the lift (a double opt-in) is newer and opens its topics.
+        # Only the objection of the event's channel: an emailed confirmation
+        # lifts the one to all channels or to email, never one to phone (X6).
         for row in states.blanket(contact.id):
-            if row.objected_since is not None:
+            if row.objected_since is not None and row.channel == event.channel:
                 row.unsubscribed_since = max(
                     row.unsubscribed_since or row.objected_since, row.objected_since
                 )
@@ -175,16 +189,18 @@ def fold(contact: Contact, event: ConsentEvent, states: States | None = None) ->
         row = states.get(contact.id, ALL, ALL)
         if event.interest_kind == InterestKind.CUSTOMER and row.customer_since is None:
             row.customer_since = at
-            row.basis_event_id = event.id
+            row.customer_event_id = event.id
         elif event.interest_kind == InterestKind.INDUSTRY_LIST and row.industry_list_since is None:
             row.industry_list_since = at
-            row.basis_event_id = event.id
+            row.industry_list_event_id = event.id
     elif kind is EventKind.BASIS_ENDED:
         row = states.get(contact.id, ALL, ALL)
         if event.interest_kind == InterestKind.CUSTOMER:
             row.customer_since = None
+            row.customer_event_id = None
         elif event.interest_kind == InterestKind.INDUSTRY_LIST:
             row.industry_list_since = None
+            row.industry_list_event_id = None
     elif kind is EventKind.RESTRICTED:
         contact.restricted_at = contact.restricted_at or at
     elif kind is EventKind.UNRESTRICTED:
@@ -232,6 +248,7 @@ def fold_granted_basis(events: sa.Select[Any], column: str, occurred_at: datetim
     the SQL copy of ``fold`` for ``consent.ledger.record_set``."""
     states = PermissionState.__table__
     since = states.c[column]
+    event_column = BASIS_EVENT_COLUMNS[column]
     # As fold: a blanket row is created or, if it lacks the basis, given it; a
     # contact that holds the basis keeps its date and event. One upsert, also
     # right when another transaction creates the row meanwhile.
@@ -239,7 +256,7 @@ def fold_granted_basis(events: sa.Select[Any], column: str, occurred_at: datetim
     insert = insert_for_dialect(states)
     db.session.execute(
         insert.from_select(
-            ["contact_id", "topic", "channel", column, "basis_event_id"],
+            ["contact_id", "topic", "channel", column, event_column],
             sa.select(
                 event_of.c.contact_id,
                 sa.literal(ALL),
@@ -251,7 +268,7 @@ def fold_granted_basis(events: sa.Select[Any], column: str, occurred_at: datetim
             index_elements=["contact_id", "topic", "channel"],
             set_={
                 column: insert.excluded[column],
-                "basis_event_id": insert.excluded.basis_event_id,
+                event_column: insert.excluded[event_column],
             },
             where=since.is_(None),
         )

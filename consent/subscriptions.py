@@ -303,23 +303,27 @@ def confirm_subscription(request_id: int, evidence: Evidence, at: datetime) -> C
         return ConfirmOutcome(contact, request, True, request.topic_keys)
     if contact.is_restricted:
         return ConfirmOutcome(contact, request, False, request.topic_keys, restricted=True)
-    objected = db.session.scalar(
-        sa.select(sa.func.count())
-        .select_from(PermissionState)
+    # The emailed link confirms an address: it lifts an objection to every
+    # channel or to email, never one to phone only (X6).
+    objected_channels = db.session.scalars(
+        sa.select(PermissionState.channel)
         .where(
             PermissionState.contact_id == contact.id,
             PermissionState.topic == ALL,
+            PermissionState.channel.in_((ALL, EMAIL)),
             PermissionState.objected_since.is_not(None),
         )
-    )
+        .order_by(PermissionState.channel)
+    ).all()
     ref = f"subscription_request:{request.id}"
-    if objected:
+    for channel in objected_channels:
         record(
             contact,
             EventKind.OBJECTION_LIFTED,
             actor=PERSON,
             source=DOUBLE_OPT_IN,
             at=at,
+            channel=channel,
             evidence=evidence,
             source_ref=ref,
             note="The person confirmed a new subscription through the emailed link.",

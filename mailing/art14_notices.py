@@ -25,15 +25,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from consent.models import ConsentEvent, EventKind
+from consent.models import ConsentEvent, EventKind, InterestKind
 from consent.policies import current_policy_version
+from consent.sources import industry_list_sources, named_sources
 from crm.models import Company, Contact
 from extensions import db
 from kernel.timestamps import utcnow
 from mailing import messages
 from mailing.models import MailKind, MailStatus, OutboxMessage
 from mailing.outbox import hand_over
-from mailing.why import named_sources
 
 TEMPLATE = messages.SOURCE_NOTICE
 CHUNK = 1_000
@@ -71,7 +71,9 @@ def _owed_chunks() -> Iterator[list[Any]]:
 
 def sources_of(contact_ids: list[int]) -> dict[int, tuple[str, str]]:
     """Per contact, the kind and the named source of the first legitimate-interest
-    basis it was given (``mailing.why.named_sources``). Two queries for the chunk."""
+    basis it was given: an industry list named as the footer names it
+    (``consent.sources.industry_list_sources``), a customer's grant by its own
+    source (``consent.sources.named_sources``). A fixed number of queries."""
     events = db.session.execute(
         sa.select(
             ConsentEvent.contact_id,
@@ -89,8 +91,11 @@ def sources_of(contact_ids: list[int]) -> dict[int, tuple[str, str]]:
         .order_by((ConsentEvent.source != "company").asc(), ConsentEvent.id.desc())
     ).all()
     first = {e.contact_id: e for e in events}  # the last written wins: the earliest event
+    lists = industry_list_sources(
+        [cid for cid, e in first.items() if e.interest_kind == InterestKind.INDUSTRY_LIST]
+    )
     named = named_sources((cid, e.source, e.source_ref) for cid, e in first.items())
-    return {cid: (str(e.interest_kind), named[cid]) for cid, e in first.items()}
+    return {cid: (str(e.interest_kind), lists.get(cid, named[cid])) for cid, e in first.items()}
 
 
 def queue_art14_notices(at: datetime | None = None) -> int:

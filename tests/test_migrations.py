@@ -66,3 +66,51 @@ def test_privacy_requests_carry_forward_and_outlive_their_contact(tmp_path) -> N
         db.session.commit()
         left = db.session.execute(sa.text("SELECT contact_id FROM privacy_request")).scalars()
         assert list(left) == [None, None]
+
+
+def test_each_grounds_basis_event_is_backfilled_from_the_ledger(tmp_path) -> None:
+    """Migration 0018: the one shared column (which named the customer's grant
+    last) becomes one per ground, each the grant its ground's date comes from."""
+    app = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/b.db"})
+    with app.app_context():
+        from extensions import db
+
+        upgrade(revision="0017")
+        db.session.execute(
+            sa.text(
+                "INSERT INTO contact (id, email, language, created_at, updated_at) "
+                "VALUES (7, 'lista@bransch.se', 'sv', '2026-01-01', '2026-01-01')"
+            )
+        )
+        # The list's import, the customer's grant and end, a later import of the
+        # list while the contact still held it (the fold kept the first).
+        for event_id, kind, interest_kind, at in [
+            (1, "basis_granted", "industry_list", "2026-01-01 00:00:00"),
+            (2, "basis_granted", "customer", "2026-02-01 00:00:00"),
+            (3, "basis_ended", "customer", "2026-03-01 00:00:00"),
+            (4, "basis_granted", "industry_list", "2026-04-01 00:00:00"),
+        ]:
+            db.session.execute(
+                sa.text(
+                    "INSERT INTO consent_event (id, contact_id, kind, topic, channel, "
+                    "occurred_at, recorded_at, source, recorded_by, interest_kind) VALUES "
+                    "(:id, 7, :kind, '*', '*', :at, :at, 'import', 'system', :interest)"
+                ),
+                {"id": event_id, "kind": kind, "at": at, "interest": interest_kind},
+            )
+        db.session.execute(
+            sa.text(
+                "INSERT INTO permission_state (contact_id, topic, channel, "
+                "industry_list_since, basis_event_id) "
+                "VALUES (7, '*', '*', '2026-01-01 00:00:00', 2)"
+            )
+        )
+        db.session.commit()
+        upgrade(revision="0018")
+        row = db.session.execute(
+            sa.text("SELECT customer_event_id, industry_list_event_id FROM permission_state")
+        ).one()
+        assert tuple(row) == (None, 1)
+        downgrade(revision="0017")
+        back = db.session.execute(sa.text("SELECT basis_event_id FROM permission_state"))
+        assert back.scalar_one() == 1

@@ -264,3 +264,92 @@ def test_a_phone_consent_from_a_double_opt_in_country_counts_at_once(app, admin_
     assert [e["channel"] for e in admin_api.get(f"/api/v1/contacts/{contact_id}/events").json] == [
         "phone"
     ]
+
+
+def test_an_email_consent_after_a_phone_only_objection_counts_for_email(app, admin_api) -> None:
+    """A "no" on the phone is a no to calls: the person's later consent to
+    email counts, and the projection keeps what the API said it recorded (X6)."""
+    contact_id = register(admin_api, "epost@kund.se")
+    objected = admin_api.post(
+        f"/api/v1/contacts/{contact_id}/objection",
+        json={"channel": "phone", "received_via": "phone"},
+    )
+    assert objected.status_code in (200, 201), objected.json
+
+    response = admin_api.post(
+        "/api/v1/contacts", json={"email": "epost@kund.se", "basis": consent_to(["events"])}
+    )
+
+    assert response.json["consent"]["status"] == "consent", response.json
+    assert decision(admin_api, contact_id, "events", "email") == (True, "consent")
+    assert decision(admin_api, contact_id, "events", "phone") == (False, "objection")
+
+
+def test_an_email_consent_after_a_phone_only_withdrawal_counts_for_email(app, admin_api) -> None:
+    contact_id = register(admin_api, "samtal@kund.se")
+    withdrawn = withdraw(
+        admin_api, contact_id, channel="phone", received_via="phone", recorded_by="x"
+    )
+    assert withdrawn.status_code == 201, withdrawn.json
+
+    response = admin_api.post(
+        "/api/v1/contacts", json={"email": "samtal@kund.se", "basis": consent_to(["events"])}
+    )
+
+    assert response.json["consent"]["status"] == "consent", response.json
+    assert decision(admin_api, contact_id, "events", "email") == (True, "consent")
+    assert decision(admin_api, contact_id, "events", "phone") == (False, "unsubscribed")
+
+
+def confirm_by_email(app: Any, contact_id: int, topics: list[str]) -> None:
+    """The person's own double opt-in: the request and the button behind its link."""
+    from consent import subscriptions
+    from consent.evidence import Evidence
+    from crm.services import get_contact
+
+    with app.app_context():
+        now = datetime.now(UTC)
+        contact = get_contact(contact_id)
+        request = subscriptions.request_topics(contact, topics, "form", Evidence(), now)
+        assert request is not None
+        subscriptions.confirm_subscription(request.id, Evidence(ip_address="192.0.2.9"), now)
+        db.session.commit()
+        db.session.remove()
+
+
+def test_an_email_confirmation_leaves_a_phone_only_objection_standing(app, admin_api) -> None:
+    """Confirming an email subscription says nothing about calls: the ledger
+    never shows the person lifting an objection they made to phone only (X6)."""
+    contact_id = register(admin_api, "ringinte@kund.se")
+    objected = admin_api.post(
+        f"/api/v1/contacts/{contact_id}/objection",
+        json={"channel": "phone", "received_via": "phone"},
+    )
+    assert objected.status_code in (200, 201), objected.json
+
+    confirm_by_email(app, contact_id, ["events"])
+
+    kinds = [e["kind"] for e in admin_api.get(f"/api/v1/contacts/{contact_id}/events").json]
+    assert "objection_lifted" not in kinds
+    assert decision(admin_api, contact_id, "events", "phone") == (False, "objection")
+    assert decision(admin_api, contact_id, "events", "email") == (True, "consent")
+
+
+def test_an_email_confirmation_lifts_an_objection_to_everything_only_on_all_channels(
+    app, admin_api
+) -> None:
+    """An objection to all channels and another to phone: the confirmation lifts
+    the first (one ``objection_lifted`` on all channels) and the phone's stands."""
+    contact_id = register(admin_api, "allt@kund.se")
+    for body in ({"channel": "phone", "received_via": "phone"}, {"received_via": "letter"}):
+        response = admin_api.post(f"/api/v1/contacts/{contact_id}/objection", json=body)
+        assert response.status_code in (200, 201), response.json
+
+    confirm_by_email(app, contact_id, ["events"])
+
+    events = admin_api.get(f"/api/v1/contacts/{contact_id}/events").json
+    lifted = [e["channel"] for e in events if e["kind"] == "objection_lifted"]
+    assert lifted == ["*"]
+    assert decision(admin_api, contact_id, "events", "phone") == (False, "objection")
+    assert decision(admin_api, contact_id, "events", "email") == (True, "consent")
+    assert decision(admin_api, contact_id, "product-updates", "email") == (False, "unsubscribed")

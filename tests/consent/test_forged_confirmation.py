@@ -191,3 +191,40 @@ def test_the_persons_confirmation_through_the_link_reopens(app, admin_api) -> No
         assert db.session.get(SubscriptionRequest, request.id).is_confirmed
         db.session.remove()
     assert outcome(single(admin_api, contact_id, "events")) == (True, "consent", "consent")
+
+
+def test_the_persons_confirmation_folded_again_after_the_request_is_confirmed_still_reopens(
+    app, admin_api
+) -> None:
+    """The fold reads only what never changes: the projection rebuilt from the
+    ledger, after the request was confirmed, reopens the topic as the first
+    fold did (X7: the projection is the ledger folded)."""
+    from consent.models import ConsentEvent, PermissionState
+    from consent.projection import States, fold
+
+    contact_id = unsubscribed_from_events(app, admin_api)
+    with app.app_context():
+        signup = Signup(email=EMAIL, topics=("events",))
+        request = request_subscription(signup, LINK_EVIDENCE, datetime.now(UTC)).request
+        assert request is not None
+        confirm_subscription(request.id, LINK_EVIDENCE, datetime.now(UTC))
+        db.session.commit()
+        db.session.remove()
+
+    with app.app_context():
+        contact = db.session.get(Contact, contact_id)
+        assert contact is not None
+        db.session.execute(
+            sa.delete(PermissionState).where(PermissionState.contact_id == contact_id)
+        )
+        states = States()
+        for event in db.session.scalars(
+            sa.select(ConsentEvent)
+            .where(ConsentEvent.contact_id == contact_id)
+            .order_by(ConsentEvent.id)
+        ):
+            fold(contact, event, states)
+        db.session.commit()
+        db.session.remove()
+
+    assert outcome(single(admin_api, contact_id, "events")) == (True, "consent", "consent")

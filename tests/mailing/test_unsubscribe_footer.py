@@ -204,6 +204,47 @@ def test_an_industry_list_contact_is_told_the_list_its_address_came_from(
     assert _why_line(message) == WHY_LIST[language]
 
 
+def test_a_list_contact_whose_company_was_a_customer_is_told_the_list_not_the_company(
+    app, admin_api, api_as, mail_worker, smtp, tmp_path
+) -> None:
+    """R3, R5: an address from an industry list whose company later became a
+    customer and then stopped being one is mailed on the list again, and the
+    decision and the footer name the list's import, not the customer's grant."""
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "email,name,company,organisation number,country,language\n"
+        "lista.kund@bransch.se,Lisa,Bransch AB,,SE,en\n",
+        encoding="utf-8",
+    )
+    imported = app.test_cli_runner().invoke(
+        args=[
+            "contacts", "import", str(path), "--basis", "industry_list",
+            "--source", "Branschregistret 2026",
+        ]
+    )  # fmt: skip
+    assert imported.exit_code == 0, imported.output
+    customer = {"type": "legitimate_interest", "kind": "customer", "source": "crm"}
+    company = {"name": "Bransch AB", "customer_since": "2020-01-01"}
+    for body in (
+        {"company": company, "basis": customer},
+        {"company": {**company, "relationship_ended_at": "2024-01-01"}},
+    ):
+        response = admin_api.post(
+            "/api/v1/contacts", json={"email": "lista.kund@bransch.se", **body}
+        )
+        assert response.status_code in (200, 201), response.json
+    contact_id = response.json["id"]
+
+    decisions = admin_api.get(f"/api/v1/contacts/{contact_id}/permissions").json["decisions"]
+    events_email = next(d for d in decisions if (d["topic"], d["channel"]) == ("events", "email"))
+    assert events_email["reason"] == "industry_list"
+    ledger = admin_api.get(f"/api/v1/contacts/{contact_id}/events").json
+    named = next(e for e in ledger if e["id"] == events_email["event_id"])
+    assert (named["kind"], named["interest_kind"]) == ("basis_granted", "industry_list")
+    message = _events_campaign_to(api_as, mail_worker, smtp, "lista.kund@bransch.se")
+    assert _why_line(message) == WHY_LIST["en"]
+
+
 @pytest.mark.parametrize(
     "why",
     [
