@@ -294,7 +294,7 @@ ROUTES: dict[tuple[str, str], Route] = {
         "api",
         json=lambda s: {"visitor_id": "visitor-0001", "page": "/products", "visited_at": NOW},
     ),
-    ("crm_api.list_web_visits", "GET"): Route(
+    ("consent_api.list_web_visits", "GET"): Route(
         "/api/v1/contacts/{contact_id}/web-visits", "api", path_values=_C
     ),
     ("consent_api.link_web_visitor", "PUT"): Route(
