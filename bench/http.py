@@ -56,6 +56,7 @@ def _seed(url: str, contacts: int) -> tuple[str, int, list[str], str]:
 
     from app import create_app
     from consent import services
+    from consent.claims import ExternalConfirmation
     from consent.evidence import Evidence
     from consent.models import Basis
     from extensions import db
@@ -81,11 +82,17 @@ def _seed(url: str, contacts: int) -> tuple[str, int, list[str], str]:
             topics=(topic,),
             obtained_at=utcnow() - timedelta(days=30),
             evidence=Evidence(policy_version="1.0", wording_hash="0" * 64, form_id="bench"),
+            # Confirmed by double opt-in (R7, R8), with the confirming event's evidence.
+            confirmation=ExternalConfirmation(
+                confirmed_at=utcnow() - timedelta(days=29),
+                ip_address="192.0.2.10",
+                message_id="<confirm@bench.example>",
+            ),
         )
         emails = [f"person{i}@bench.example" for i in range(contacts)]
         ids = []
         for email in emails:
-            contact, _ = services.register_contact(actor, email, {"name": email}, None, basis)
+            contact = services.register_contact(actor, email, {"name": email}, None, basis).contact
             ids.append(contact.id)
         version = database_version()
         db.session.remove()

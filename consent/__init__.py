@@ -8,11 +8,14 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     from consent import (  # noqa: F401 - tasks declares the actors
         api,
+        bases,
         cli,
+        refusals,
         rights,
         services,
         staff_pages,
         tasks,
+        web_tracking,
         webhooks,
     )
 
@@ -20,5 +23,8 @@ def init_app(app: Flask) -> None:
     cli.register(app)
     staff_pages.register(app)
     services.connect_signals()
+    bases.connect_signals()
     rights.connect_signals()
+    refusals.connect_signals()
     webhooks.connect_signals()
+    web_tracking.connect_signals()

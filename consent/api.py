@@ -10,14 +10,16 @@ from flask import Flask, current_app, g, jsonify, request
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, ValidationError
 
-from consent import imports, policies, rights, services, webhooks
-from consent.evidence import Evidence
+from consent import imports, policies, rights, services, web_tracking, webhooks
+from consent.claims import ExternalConfirmation
+from consent.evidence import Evidence, evidence_shown_to
 from consent.models import ALL, Basis, InterestKind
 from consent.schemas import (
     BatchCheckSchema,
     BatchResultSchema,
     ConsentEventSchema,
     ContactCreateSchema,
+    ContactRegisteredSchema,
     ErasureSchema,
     ImportBatchSchema,
     ImportFormSchema,
@@ -35,10 +37,15 @@ from consent.schemas import (
     WebhookCreatedSchema,
     WebhookCreateSchema,
     WebhookSchema,
+    WebTrackingWithdrawalSchema,
+    WebTrackingWithdrawnSchema,
+    WebVisitorLinkedSchema,
+    WebVisitorLinkSchema,
+    WithdrawalSchema,
 )
 from crm import services as crm
 from crm.retention import ContactRead
-from crm.schemas import ContactSchema
+from crm.schemas import WebVisitSchema, check_visitor_id
 from crm.services import CompanyInput
 from extensions import api, csrf
 from kernel.access import requires
@@ -48,8 +55,17 @@ from kernel.errors import InvalidInput
 blp = Blueprint("consent_api", __name__, url_prefix="/api/v1", description="Bases and decisions")
 
 
+class _Registered(ContactRead):
+    """A contact as every read returns it, and what its consent became."""
+
+    def __init__(self, registration: services.Registration) -> None:
+        super().__init__(registration.contact)
+        self.consent = registration.consent
+
+
 def _basis_input(data: dict[str, Any]) -> services.BasisInput:
     evidence = data.get("evidence") or {}
+    confirmation = data.get("confirmation")
     wording_hash = evidence.get("wording_hash")
     if evidence.get("wording"):
         wording_hash = hashlib.sha256(evidence["wording"].encode()).hexdigest()
@@ -58,6 +74,7 @@ def _basis_input(data: dict[str, Any]) -> services.BasisInput:
         source=data["source"],
         interest_kind=InterestKind(data["kind"]) if data.get("kind") else None,
         topics=tuple(data.get("topics") or ()),
+        channel=data.get("channel", "email"),
         obtained_at=evidence.get("obtained_at"),
         evidence=Evidence(
             ip_address=evidence.get("ip_address"),
@@ -67,23 +84,33 @@ def _basis_input(data: dict[str, Any]) -> services.BasisInput:
             form_id=evidence.get("form_id"),
             page_url=evidence.get("page_url"),
         ),
+        confirmation=ExternalConfirmation(**confirmation) if confirmation else None,
     )
 
 
 @blp.post("/contacts")
 @requires("contacts.write")
 @blp.arguments(ContactCreateSchema)
-@blp.response(201, ContactSchema)
-@blp.alt_response(200, schema=ContactSchema, description="An existing contact was updated")
+@blp.response(201, ContactRegisteredSchema)
+@blp.alt_response(
+    200, schema=ContactRegisteredSchema, description="An existing contact was updated"
+)
 def create_or_update_contact(data: dict[str, Any]) -> Any:
-    """Create or update a contact by email, with the basis it may be marketed on."""
+    """Create or update a contact by email, with the basis it may be marketed on.
+
+    A consent that needs the person's double opt-in (R8: the contact's country
+    or the topic; or the person said no before, X6) is recorded as requested and
+    the person is emailed the confirmation: ``consent.status`` is then
+    ``pending_confirmation`` and ``consent.confirmation_email`` says whether it
+    went. A double opt-in already confirmed elsewhere counts only with
+    ``basis.confirmation`` (confirmed_at, ip_address, message_id)."""
     company = CompanyInput(**data["company"]) if data.get("company") else None
     basis = _basis_input(data["basis"]) if data.get("basis") else None
     profile: dict[str, Any] = {
         k: data[k] for k in ("name", "phone", "country", "language") if k in data
     }
-    contact, created = services.register_contact(g.actor, data["email"], profile, company, basis)
-    return ContactRead(contact), 201 if created else 200
+    registration = services.register_contact(g.actor, data["email"], profile, company, basis)
+    return _Registered(registration), 201 if registration.created else 200
 
 
 @blp.get("/contacts/<int:contact_id>/permissions")
@@ -132,15 +159,42 @@ def record_objection(data: dict[str, Any], contact_id: int) -> Any:
     )
     # Serialised here rather than by ConsentEventSchema (which documents it),
     # as the permission check does: objections must stay cheap under load.
-    return jsonify(event.as_json()), 201
+    return jsonify(_event_json(event)), 201
+
+
+def _event_json(event: Any) -> dict[str, Any]:
+    """A ledger event as the token's role may see it (R25: the identifying
+    evidence only for the roles that ``may`` take ``evidence.read``)."""
+    return evidence_shown_to(g.actor.role, event.as_json())
+
+
+@blp.post("/contacts/<int:contact_id>/withdrawals")
+@requires("withdrawals.record")
+@blp.arguments(WithdrawalSchema)
+@blp.response(201, ConsentEventSchema(many=True))
+def record_withdrawal(data: dict[str, Any], contact_id: int) -> Any:
+    """Record a withdrawal synced from another tool: a topic or ``all``, on a
+    channel or ``all``, with who recorded it and how it was received. Never
+    refused for want of evidence; it takes effect at once."""
+    return services.record_withdrawal(
+        g.actor,
+        contact_id,
+        topic=ALL if data["topic"] == "all" else data["topic"],
+        channel=ALL if data["channel"] == "all" else data["channel"],
+        received_via=data["received_via"],
+        recorded_by=data["recorded_by"],
+        note=data.get("note"),
+    )
 
 
 @blp.get("/contacts/<int:contact_id>/events")
 @requires("contacts.read")
 @blp.response(200, ConsentEventSchema(many=True))
 def list_events(contact_id: int) -> Any:
-    """The consent ledger of a contact, oldest first."""
-    return services.list_events(contact_id, actor=g.actor)
+    """The consent ledger of a contact, oldest first. IP address, user agent and
+    page URL of the evidence only for roles that may read evidence (admin, dpo)."""
+    events = services.list_events(contact_id, actor=g.actor)
+    return jsonify([_event_json(event) for event in events])
 
 
 @blp.get("/contacts/<int:contact_id>/export")
@@ -170,9 +224,10 @@ def erase_contact(contact_id: int) -> Any:
 @blp.response(201, ConsentEventSchema)
 def restrict_processing(data: dict[str, Any], contact_id: int) -> Any:
     """Restrict processing (GDPR art. 18): no marketing and no edits until lifted."""
-    return services.restrict_processing(
+    event = services.restrict_processing(
         g.actor, contact_id, note=data.get("note"), received_via=data.get("received_via")
     )
+    return jsonify(_event_json(event)), 201
 
 
 @blp.delete("/contacts/<int:contact_id>/restriction")
@@ -180,7 +235,7 @@ def restrict_processing(data: dict[str, Any], contact_id: int) -> Any:
 @blp.response(200, ConsentEventSchema)
 def lift_restriction(contact_id: int) -> Any:
     """Lift the restriction."""
-    return services.lift_restriction(g.actor, contact_id)
+    return jsonify(_event_json(services.lift_restriction(g.actor, contact_id)))
 
 
 @blp.post("/imports")
@@ -302,6 +357,37 @@ def deactivate_webhook(webhook_id: int) -> Any:
 def list_privacy_requests(query: dict[str, Any]) -> Any:
     """Requests from the public, soonest due first; verified erasures await an admin."""
     return rights.list_privacy_requests(query.get("status"))
+
+
+@blp.put("/web-visitors/<visitor_id>/contact")
+@requires("contacts.write")
+@blp.arguments(WebVisitorLinkSchema)
+@blp.response(200, WebVisitorLinkedSchema)
+def link_web_visitor(data: dict[str, Any], visitor_id: str) -> Any:
+    """Link an anonymous visitor id to a contact (R19): 409 ``no_web_tracking_consent``
+    unless the contact's explicit consent to web tracking holds."""
+    check_visitor_id(visitor_id)
+    return web_tracking.link_visitor(g.actor, visitor_id, data["contact_id"])
+
+
+@blp.get("/contacts/<int:contact_id>/web-visits")
+@requires("contacts.read")
+@blp.response(200, WebVisitSchema(many=True))
+def list_web_visits(contact_id: int) -> Any:
+    """The web visits linked to a contact, made since its consent began (only
+    while the consent holds), newest first."""
+    return web_tracking.read_visits(g.actor, contact_id)
+
+
+@blp.post("/contacts/<int:contact_id>/web-tracking/withdrawal")
+@requires("withdrawals.record")
+@blp.arguments(WebTrackingWithdrawalSchema)
+@blp.response(200, WebTrackingWithdrawnSchema)
+def withdraw_web_tracking(data: dict[str, Any], contact_id: int) -> Any:
+    """The contact withdrew the web-tracking consent: recorded in the ledger, and
+    every visitor id linked to them is unlinked (their visits are anonymous again)."""
+    unlinked = web_tracking.withdraw(g.actor, contact_id, data.get("received_via") or "web")
+    return {"contact_id": contact_id, "unlinked": unlinked}
 
 
 def register(app: Flask) -> None:

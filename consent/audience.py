@@ -17,7 +17,7 @@ from sqlalchemy.orm import aliased
 
 from consent.models import ALL, Basis, PermissionState, Suppression
 from consent.suppression import suppressed_sub_addresses
-from consent.topics import MarketingPolicy, Topic
+from consent.topics import MarketingPolicy, Topic, months_before
 from crm.models import Company, Contact
 
 
@@ -84,31 +84,70 @@ def audience_query(
             )
             for o in own
         ]
-    # Rule 7: legitimate interest, where topic and country admit it and no
-    # unsubscribe from all marketing stands.
-    if topic.admits_legitimate_interest and policy.legitimate_interest_countries:
-        ended_before = (at - policy.customer_grace).date()
+    # Rule 7: legitimate interest on either ground, where the ground admits the
+    # topic and the country, no unsubscribe from all marketing stands, and the
+    # basis has not lapsed (consent.policy._interest_basis). The ledger folds a
+    # legitimate-interest basis into the blanket row of all channels only
+    # (consent.projection.fold), so the two blanket rows hold every basis.
+    country = sa.func.coalesce(Contact.country, Company.country)
+    no_blanket_unsubscribe = [b.unsubscribed_since.is_(None) for b in blanket]
+    customer, listed = policy.customer, policy.industry_list
+    if topic.key in customer.topics and customer.countries:
+        ended_before = (at - customer.grace).date()
         relationship_live = sa.or_(
             Company.relationship_ended_at.is_(None), Company.relationship_ended_at > ended_before
         )
-        # The ledger folds a legitimate-interest basis into the blanket row of
-        # all channels only (consent.projection.fold), so the two blanket rows
-        # hold every basis the policy can find.
+        cutoff = months_before(at, customer.lapse_months)
         bases.append(
             sa.and_(
-                sa.func.coalesce(Contact.country, Company.country).in_(
-                    sorted(policy.legitimate_interest_countries)
-                ),
-                *(b.unsubscribed_since.is_(None) for b in blanket),
+                country.in_(sorted(customer.countries)),
+                *no_blanket_unsubscribe,
                 sa.or_(
-                    *(b.industry_list_since.is_not(None) for b in blanket),
+                    # R1: a company's contacts, while it is a customer (and the grace).
                     sa.and_(
+                        Contact.company_id.is_not(None),
+                        Company.customer_since.is_not(None),
                         relationship_live,
+                    ),
+                    # A customer basis on a contact without a company lapses
+                    # lapse_months after its start or the last interaction.
+                    sa.and_(
+                        Contact.company_id.is_(None),
                         sa.or_(
-                            Company.customer_since.is_not(None),
-                            *(b.customer_since.is_not(None) for b in blanket),
+                            *(
+                                sa.and_(
+                                    b.customer_since.is_not(None),
+                                    sa.or_(
+                                        b.customer_since > cutoff,
+                                        Contact.last_interaction_at > cutoff,
+                                    ),
+                                )
+                                for b in blanket
+                            )
                         ),
                     ),
+                ),
+            )
+        )
+    if topic.key in listed.topics and listed.countries:
+        cutoff = months_before(at, listed.lapse_months)
+        bases.append(
+            sa.and_(
+                country.in_(sorted(listed.countries)),
+                *no_blanket_unsubscribe,
+                sa.or_(
+                    *(
+                        sa.and_(
+                            b.industry_list_since.is_not(None),
+                            # R3: expires expiry_months after the import or the
+                            # person's last interaction, the later.
+                            sa.or_(
+                                b.industry_list_since > cutoff,
+                                Contact.last_interaction_at > cutoff,
+                            ),
+                        )
+                        for b in blanket
+                    )
                 ),
             )
         )

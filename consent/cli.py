@@ -1,4 +1,5 @@
-"""``flask permissions check``, ``flask contacts import`` and ``flask demo``."""
+"""``flask permissions check``, ``flask permissions reconcile-bases``,
+``flask contacts import`` and ``flask demo``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
-from consent import demo, imports, policies, services
+from consent import bases, demo, imports, policies, services
 from consent.models import ALL
 from consent.topics import current_policy
 from kernel.access import cli_actor
@@ -38,13 +39,13 @@ def parse_as_of(value: str | None) -> datetime | None:
 
 @permissions.command("check")
 @click.argument("email")
-@click.option("--topic", default=None, help="One topic; all topics when left out.")
+@click.option("--topic", default=None, help="One topic; every marketing topic when left out.")
 @click.option("--channel", default="email", show_default=True)
 @click.option("--as-of", "as_of", default=None, help="Decide as on this date (YYYY-MM-DD).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def check(email: str, topic: str | None, channel: str, as_of: str | None, as_json: bool) -> None:
     """May we market to EMAIL, and why?"""
-    topics = [topic] if topic else list(current_policy().topics)
+    topics = [topic] if topic else list(current_policy().marketing_topics)
     try:
         decisions = [
             services.check_permissions(
@@ -66,6 +67,20 @@ def check(email: str, topic: str | None, channel: str, as_of: str | None, as_jso
         click.secho(f"{decision.topic} by {decision.channel}: {verdict}", fg=colour, bold=True)
         click.echo(f"  reason {decision.reason}{basis}")
         click.echo(f"  {decision.explanation}")
+
+
+@permissions.command("reconcile-bases")
+@click.option(
+    "--as-of", "as_of", default=None, help="As on this date (YYYY-MM-DD); now if left out."
+)
+def reconcile_bases_command(as_of: str | None) -> None:
+    """Write to the ledger the bases that began or lapsed (the daily run's job, R1, R3)."""
+    report = bases.reconcile_bases(parse_as_of(as_of), actor=cli_actor())
+    click.echo(
+        f"granted from the company: {report.granted}; ended: company not a customer "
+        f"{report.ended_company}, grace over {report.ended_grace}, customer without a "
+        f"company {report.ended_no_company}, industry list expired {report.expired_lists}"
+    )
 
 
 @contacts.command("import")

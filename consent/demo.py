@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from consent import services
+from consent.claims import ExternalConfirmation
 from consent.evidence import Evidence, form_wording, shown_version
 from consent.ledger import record
 from consent.models import ALL, Basis, EventKind, InterestKind
@@ -43,11 +44,18 @@ def _consent(topic: str) -> services.BasisInput:
     # A policy file of one's own may not have the example form; every one has the hosted.
     form = policy.forms.get(DEMO_FORM_ID) or policy.form(HOSTED_FORM_ID)
     version = shown_version(form)
+    signed_up = utcnow() - timedelta(days=30)
     return services.BasisInput(
         type=Basis.CONSENT,
         source="demo-form",
         topics=(topic,),
-        obtained_at=utcnow() - timedelta(days=30),
+        obtained_at=signed_up,
+        # The site ran the double opt-in itself (R7): its confirming event's evidence.
+        confirmation=ExternalConfirmation(
+            confirmed_at=signed_up + timedelta(minutes=12),
+            ip_address="192.0.2.10",
+            message_id=f"<confirm-{topic}@www.example.se>",
+        ),
         evidence=Evidence(
             policy_version=version,
             wording_hash=wording_hash(form_wording(form, "sv", (topic,), version)),
@@ -89,10 +97,9 @@ def load_demo(password: str | None = None) -> DemoSummary:
 
     def contact(email: str, name: str, country: str, **kwargs: Any) -> Contact:
         summary.contacts += 1
-        found, _ = services.register_contact(
+        return services.register_contact(
             DEMO_ACTOR, email, {"name": name, "country": country, "language": "sv"}, **kwargs
-        )
-        return found
+        ).contact
 
     contact("anna.kund@kund.example", "Anna Kund", "SE", company=KUND_AB, basis=CUSTOMER)
     contact("bo.bransch@bransch.example", "Bo Bransch", "SE", basis=INDUSTRY)
@@ -118,14 +125,8 @@ def load_demo(password: str | None = None) -> DemoSummary:
         "frida.sparrad@example.se", "Frida Spärrad", "SE", basis=_consent("newsletter")
     )
     if not _has_event(suppressed.id, EventKind.SUPPRESSED):
+        # The ledger puts a "no" to everything on the suppression list itself (R22).
         record(suppressed, EventKind.UNSUBSCRIBED, actor=DEMO_ACTOR, source="email_link")
-        record(
-            suppressed,
-            EventKind.SUPPRESSED,
-            actor=DEMO_ACTOR,
-            source="email_link",
-            note="unsubscribe_all",
-        )
     restricted = contact(
         "gustav.begransad@kund.example", "Gustav Begränsad", "SE", company=KUND_AB, basis=CUSTOMER
     )

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from consent.policies import check_consent_version, current_version_label, wording_hash
 from consent.topics import SignupForm, current_policy
+from kernel.access import may
 from kernel.errors import InvalidInput
 
 
@@ -27,6 +29,21 @@ class Evidence:
     form_id: str | None = None
     page_url: str | None = None
     language: str | None = None
+
+
+# R25, need to know: the parts of the evidence that identify the person's device
+# or visit. Sales and marketing need the basis, its source, form, policy
+# version and wording to answer "may I, and why?"; these only the roles that
+# ``may`` take ``evidence.read`` (admin, dpo) see, on the pages and in the API.
+IDENTIFYING_EVIDENCE = ("ip_address", "user_agent", "page_url")
+
+
+def evidence_shown_to(role: str | None, event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` (a ledger event as JSON) as ``role`` may see it: without the
+    identifying evidence unless the role ``may`` read it."""
+    if may(role, "evidence.read"):
+        return event
+    return {key: value for key, value in event.items() if key not in IDENTIFYING_EVIDENCE}
 
 
 # How the labels of several topics are joined in a sentence, per language.
@@ -83,4 +100,35 @@ def signup_evidence(
         page_url=page_url,
         policy_version=version,
         wording_hash=wording_hash(form_wording(form, language, asked, version)),
+    )
+
+
+# The sentence a re-permission email asks the person to confirm (R23, R24): its
+# hash is the wording their confirmation records, under the new version.
+REPERMISSION_WORDING = {
+    "en": "Yes, I still want {topics} by email. We handle your data as our privacy policy "
+    "(version {version}) describes.",
+    "sv": "Ja, jag vill fortfarande få {topics} via e-post. Vi hanterar dina uppgifter enligt "
+    "vår integritetspolicy (version {version}).",
+}
+
+
+def repermission_wording(language: str, topic_keys: Sequence[str], version: str) -> str:
+    """The exact sentence of the re-permission email in ``language`` for ``topic_keys``."""
+    lang = language if language in REPERMISSION_WORDING else "en"
+    policy = current_policy()
+    labels = [policy.topic(t).label(lang).lower() for t in topic_keys]
+    joiner = _LAST_JOINER.get(lang, ", ")
+    topics = ", ".join(labels[:-1]) + joiner + labels[-1] if len(labels) > 1 else labels[0]
+    return REPERMISSION_WORDING[lang].format(topics=topics, version=version)
+
+
+def repermission_evidence(language: str, topic_keys: Sequence[str], version: str) -> Evidence:
+    """What a re-permission request records as shown: the new version and the
+    hash of the email's sentence; the person's click is the confirmation."""
+    return Evidence(
+        policy_version=version,
+        wording_hash=wording_hash(repermission_wording(language, topic_keys, version)),
+        form_id="repermission",
+        language=language,
     )

@@ -46,6 +46,14 @@ class ObjectionForm(FormSchema):
     note = fields.String(load_default=None, validate=validate.Length(max=1000))
 
 
+class WithdrawalForm(FormSchema):
+    # "all", or one configured topic / channel (checked by the service).
+    topic = fields.String(load_default="all", validate=validate.Length(min=1, max=64))
+    channel = fields.String(load_default="all", validate=validate.Length(min=1, max=16))
+    received_via = fields.String(required=True, validate=validate.OneOf(OBJECTION_CHANNELS))
+    note = fields.String(load_default=None, validate=validate.Length(max=1000))
+
+
 class NoteForm(FormSchema):
     note = fields.String(load_default=None, validate=validate.Length(max=1000))
 
@@ -63,3 +71,56 @@ class ImportUploadForm(FormSchema):
 class RejectionsPage(FormSchema):
     # A row number of the file: bounded as a row id is (SQLite cannot bind over 2**63).
     after_row = fields.Integer(load_default=0, validate=ROW_ID)
+
+
+# Rights requests: what staff record when they act on the person's request ---------------
+
+# "none": staff act on their own (a correction), not on a request from the person.
+NOT_A_REQUEST = "none"
+
+
+class RequestForm(FormSchema):
+    """How staff received the person's request (phone, letter, ...), or "none"."""
+
+    received_via = fields.String(
+        load_default=NOT_A_REQUEST, validate=validate.OneOf((NOT_A_REQUEST, *OBJECTION_CHANNELS))
+    )
+
+    @post_load
+    def _none_is_no_request(self, data: dict[str, Any], **kwargs: object) -> dict[str, Any]:
+        if data.get("received_via") == NOT_A_REQUEST:
+            data["received_via"] = None
+        return data
+
+
+class RestrictionForm(RequestForm):
+    note = fields.String(load_default=None, validate=validate.Length(max=1000))
+
+
+class ErasureForm(RequestForm):
+    # The confirmation page's explicit "yes": a stray post erases nothing.
+    confirm = fields.String(required=True, validate=validate.Equal("yes"))
+
+
+class RectificationForm(RequestForm):
+    email = fields.String(required=True, validate=validate.Length(min=3, max=320))
+    name = fields.String(load_default="", validate=validate.Length(max=200))
+    phone = fields.String(load_default="", validate=validate.Length(max=40))
+    country = fields.String(load_default="", validate=validate.Length(max=2))
+    language = fields.String(load_default="", validate=validate.Length(max=8))
+
+    @post_load
+    def _stripped(self, data: dict[str, Any], **kwargs: object) -> dict[str, Any]:
+        for key in ("email", "name", "phone", "country", "language"):
+            data[key] = data[key].strip()
+        return data
+
+
+class ReasonForm(FormSchema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
+class InboxQuery(FormSchema):
+    show = fields.String(
+        load_default="open", validate=validate.OneOf(("open", "overdue", "closed", "all"))
+    )

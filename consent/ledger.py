@@ -23,8 +23,14 @@ from consent.projection import (
     fold_granted_basis,
     objection_upsert,
 )
+from consent.suppression import (
+    address_hash,
+    keep_scoped_refusal,
+    own_suppression,
+    suppressed_hashes,
+)
 from crm.models import Contact
-from crm.services import hold_contact, note_interaction, refusal_while_restricted
+from crm.services import get_contact, hold_contact, note_interaction, refusal_while_restricted
 from extensions import db
 from kernel.access import Actor
 from kernel.signals import ledger_written
@@ -50,13 +56,54 @@ TAKEN_WHILE_RESTRICTED = frozenset(
 )
 
 
-def is_interaction(actor: Actor, received_via: str | None) -> bool:
+def refuses_everything(kind: EventKind, topic: str, channel: str) -> bool:
+    """Whether an event is the person's "no" to all marketing: an unsubscribe or
+    withdrawal from every topic on every channel, or an objection on every
+    channel. It puts the address on the suppression list (R22)."""
+    if kind is EventKind.OBJECTED:
+        return channel == ALL
+    return kind in (EventKind.UNSUBSCRIBED, EventKind.WITHDRAWN) and topic == channel == ALL
+
+
+# The suppression entry's reason when an objection put the address on the list.
+OBJECTION_NOTE = "objection"
+
+
+def _suppression_note(kind: EventKind) -> str:
+    return OBJECTION_NOTE if kind is EventKind.OBJECTED else "unsubscribed"
+
+
+# X16: a "no" is honoured by the suppression entry alone (R22), never by keeping
+# the rest of the person's data longer; and the address coming back while
+# suppressed is nothing the person did.
+NOT_INTERACTIONS = frozenset(
+    {
+        EventKind.OBJECTED,
+        EventKind.UNSUBSCRIBED,
+        EventKind.WITHDRAWN,
+        EventKind.SUPPRESSED,
+        EventKind.CREATED_WHILE_SUPPRESSED,
+    }
+)
+# Sources whose "person" is not shown to be the person: a form post, which anyone
+# can make with any address until its confirmation, and a one-click POST
+# (RFC 8058), which a mailbox provider's machine makes on its own.
+UNPROVEN_SOURCES = frozenset({"form", "one_click"})
+
+
+def is_interaction(actor: Actor, received_via: str | None, kind: EventKind, source: str) -> bool:
     """Whether a consent event is an interaction of the contact, which keeps its
-    data (retention counts from the last one, R13, R14): the person acted
-    (a form, a confirmation, the preference centre, an unsubscribe or
-    objection link) or told staff (received by phone, letter, ...). Imports,
-    CRM syncs and staff entries on their own are not."""
-    return actor.kind == "person" or received_via is not None
+    data (retention counts from the last one, R13, R14, X16): the person acted
+    through something the service verified (a confirmation of the emailed
+    link, the preference centre, a link in an email) or told staff (received
+    by phone, letter, ...). A "no" (``NOT_INTERACTIONS``), an unconfirmed form
+    post, a one-click POST, imports, CRM syncs and staff entries on their own
+    are not."""
+    if kind in NOT_INTERACTIONS:
+        return False
+    if received_via is not None:
+        return True
+    return actor.kind == "person" and source not in UNPROVEN_SOURCES
 
 
 def record(
@@ -113,10 +160,25 @@ def record(
     )
     db.session.add(event)
     db.session.flush()
-    if is_interaction(actor, received_via):
+    if is_interaction(actor, received_via, kind, source):
         note_interaction(contact, event.occurred_at)
     fold(contact, event)
     ledger_written.send(signal_sender(), contact_ids=(contact.id,))
+    if refuses_everything(kind, topic, channel) and own_suppression(contact.email) is None:
+        # R22: whichever use case records a "no" to everything, the address's
+        # keyed hash goes on the suppression list in the same transaction, so
+        # that it outlives erasure and purges. Its own entry, even when its
+        # mailbox's blocks it already: it must outlive a lift of the mailbox's.
+        record(
+            contact,
+            EventKind.SUPPRESSED,
+            actor=actor,
+            source=source,
+            at=event.occurred_at,
+            evidence=evidence,
+            received_via=received_via,
+            note=_suppression_note(kind),
+        )
     return event
 
 
@@ -139,7 +201,9 @@ def record_objection(
     not commit; raises NotFound for an unknown contact.
     """
     now = utcnow()
-    email = hold_contact(contact_id, now if is_interaction(actor, received_via) else None).email
+    email = hold_contact(
+        contact_id, now if is_interaction(actor, received_via, EventKind.OBJECTED, source) else None
+    ).email
     columns = _event_columns(
         EventKind.OBJECTED,
         actor=actor,
@@ -159,6 +223,19 @@ def record_objection(
         {"contact_id": contact_id, "channel": channel, "at": now, "event_id": event_id},
     )
     ledger_written.send(signal_sender(), contact_ids=(contact_id,))
+    # R22: the objection outlives the contact, as ``fold`` and ``record`` keep it.
+    if channel != ALL:
+        keep_scoped_refusal(email, EventKind.OBJECTED.value, ALL, channel, now)
+    elif own_suppression(email) is None:
+        record(
+            get_contact(contact_id),
+            EventKind.SUPPRESSED,
+            actor=actor,
+            source=source,
+            at=now,
+            received_via=received_via,
+            note=_suppression_note(EventKind.OBJECTED),
+        )
     return ConsentEvent(id=event_id, contact_id=contact_id, **columns), email
 
 
@@ -182,6 +259,8 @@ BATCH_KINDS = frozenset(
         EventKind.BASIS_GRANTED,
         EventKind.BASIS_ENDED,
         EventKind.CREATED_WHILE_SUPPRESSED,
+        # Its effect is on the suppression list, by the address alone.
+        EventKind.SUPPRESSED,
     }
 )
 
@@ -303,10 +382,25 @@ def record_many(
             source=source,
             interest_kind=interest_kind,
             note=note,
+            recorded_by=actor.label,
+            source_ref=source_ref,
         )
         fold(contact, event, states)  # type: ignore[arg-type]
     states.insert_new()
     ledger_written.send(signal_sender(), contact_ids=tuple(contact_ids))
+    if refuses_everything(kind, topic, channel):
+        # As ``record``: each address not yet on the suppression list goes on it.
+        listed = suppressed_hashes(address_hash(c.email) for c in contacts)
+        unlisted = [c for c in contacts if address_hash(c.email) not in listed]
+        record_many(
+            unlisted,
+            EventKind.SUPPRESSED,
+            actor=actor,
+            source=source,
+            at=occurred_at,
+            evidence=evidence,
+            note=_suppression_note(kind),
+        )
     return ids
 
 

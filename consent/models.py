@@ -123,7 +123,10 @@ class PermissionState(db.Model):
     objection_event_id: Mapped[int | None] = mapped_column()
     customer_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     industry_list_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    basis_event_id: Mapped[int | None] = mapped_column()
+    # One per ground: the grant each ground's date comes from, so that the
+    # decision names the list's import when the customer ground has gone.
+    customer_event_id: Mapped[int | None] = mapped_column()
+    industry_list_event_id: Mapped[int | None] = mapped_column()
 
 
 class Suppression(db.Model):
@@ -138,6 +141,31 @@ class Suppression(db.Model):
     address_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     reason: Mapped[str] = mapped_column(sa.String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ScopedSuppression(db.Model):
+    """A "do not contact" entry narrower than the suppression list: the keyed hash
+    of an address that refused one topic (an unsubscribe or a withdrawal) or
+    one channel (an objection to phone marketing, say). The refusal of all
+    marketing is a ``Suppression``.
+
+    Like the suppression list it outlives erasure and retention purges (R22)
+    and holds no address, only HMAC-SHA256(SUPPRESSION_KEY, normalised
+    address); ``consent.refusals`` restates it in the ledger of a contact that
+    appears at the address again, so the person's "no" holds on every way in.
+    Kept for as long as the policy file's ``[do_not_contact]`` says.
+    """
+
+    __tablename__ = "scoped_suppression"
+
+    address_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # The topic refused, or "*" for every topic (a channel's objection).
+    topic: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # The channel refused, or "*" for every channel.
+    channel: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    # The ledger event kind of the refusal: unsubscribed, withdrawn or objected.
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class ImportBatch(db.Model):
@@ -301,23 +329,54 @@ class SubscriptionRequest(db.Model):
 
 
 class PrivacyRequest(db.Model):
-    """A person's request for a copy of their data or its erasure (R20, R21).
+    """A person's rights request (R20, R21): a copy of their data, erasure,
+    rectification or restriction, and how and when it was answered.
 
-    Only requests for known addresses are stored (the public answer is the
-    same either way); nothing is done until the address proves itself through
-    the emailed link.
+    From the public form, only requests for known addresses are stored (the
+    public answer is the same either way) and nothing is done until the
+    address proves itself through the emailed link. Staff record the requests
+    they receive themselves (phone, letter) when they act on them.
+
+    The row outlives the contact without personal data: on erasure or a purge
+    ``contact_id`` becomes null (``ON DELETE SET NULL``) and the keyed hash of
+    the address, the dates, the kind, what was done and by whom remain, the
+    proof that the one-month deadline was met (GDPR art. 5(2), 12(3)).
     """
 
     __tablename__ = "privacy_request"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    contact_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("contact.id", ondelete="CASCADE"), index=True
+    contact_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("contact.id", ondelete="SET NULL"), index=True
     )
-    kind: Mapped[str] = mapped_column(sa.String(16))  # access, erasure
-    # pending_verification -> verified (access: copy emailed) | awaiting_admin (erasure)
+    # kernel.addresses.keyed_hash of the address the request came from.
+    address_hash: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))  # access, erasure, rectification, restriction
+    # pending_verification -> awaiting_admin (open) -> completed | refused
     status: Mapped[str] = mapped_column(sa.String(24), default="pending_verification")
+    # How it reached us: web (the public form, verified by its link) or how staff got it.
+    received_via: Mapped[str] = mapped_column(
+        sa.String(16), default="web", server_default=sa.text("'web'")
+    )
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # GDPR art. 12(3): answered within one month of the verified request.
+    # GDPR art. 12(3): answered within one month of the verified request ...
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # ... or, where necessary, two further months, with the reason recorded.
+    extended_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    extension_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # erased, exported, restricted, rectified, refused
+    outcome: Mapped[str | None] = mapped_column(sa.String(16))
+    # Why it was refused, or which fields were rectified (names, never values).
+    outcome_note: Mapped[str | None] = mapped_column(sa.String(500))
+    # The actor label of whoever answered it (a staff member, the service).
+    handled_by: Mapped[str | None] = mapped_column(sa.String(200))
+
+    @property
+    def deadline(self) -> datetime | None:
+        return self.extended_until or self.due_at
+
+    @property
+    def is_open(self) -> bool:
+        return self.completed_at is None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -168,17 +169,59 @@ def current_wording(key: str, language: str) -> PolicyWording | None:
     return rows.get(language) or rows.get("en")
 
 
-def check_consent_version(version: str | None) -> None:
-    """R23: a consent names a version that was actually published (once any is)."""
+def check_consent_version(version: str | None, wording_sha256: str | None = None) -> None:
+    """R23: a consent names a version that was actually published (once any is)
+    and, when that version published its consent wordings, the hash of one of
+    them: a caller cannot claim a version or a wording nobody was shown.
+
+    A version published without wordings (only its URL or text) cannot vouch
+    for a hash, so any hash is taken with it; the ledger still keeps it."""
     if version is None:
         return
     any_published = db.session.scalar(sa.select(PolicyVersion.id).limit(1)) is not None
-    if any_published and not db.session.scalar(
+    if not any_published:
+        return
+    published = db.session.scalar(
         sa.select(PolicyVersion.id).where(PolicyVersion.version == version)
-    ):
+    )
+    if published is None:
         raise InvalidInput(
             f"Policy version {version!r} was never published; consents must name the version "
             "the person was shown.",
             code="unknown_policy_version",
             fields={"basis": {"evidence": {"policy_version": ["Not a published version."]}}},
         )
+    if wording_sha256 is None:
+        return
+    hashes = set(
+        db.session.scalars(
+            sa.select(PolicyWording.sha256).where(PolicyWording.policy_version_id == published)
+        )
+    )
+    if hashes and wording_sha256 not in hashes:
+        raise InvalidInput(
+            f"The wording (or wording_hash) is not one published with policy version "
+            f"{version!r}; send the exact text the person was shown under that version.",
+            code="unknown_wording",
+            fields={"basis": {"evidence": {"wording_hash": ["Not a wording of this version."]}}},
+        )
+
+
+def version_published_at(version: str | None) -> datetime | None:
+    """When ``version`` was published; None for one never published (the policy
+    file's label, from before versions were published here)."""
+    if version is None:
+        return None
+    return db.session.scalar(
+        sa.select(PolicyVersion.published_at).where(PolicyVersion.version == version)
+    )
+
+
+def latest_major_version() -> PolicyVersion | None:
+    """The newest version published as a major change (R24), if any."""
+    return db.session.scalar(
+        sa.select(PolicyVersion)
+        .where(PolicyVersion.is_major.is_(True))
+        .order_by(PolicyVersion.published_at.desc(), PolicyVersion.id.desc())
+        .limit(1)
+    )

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from consent.models import ALL, Basis, PermissionState, Suppression
 from consent.suppression import address_hash, mailbox_suppressions, suppressed_hashes
-from consent.topics import MarketingPolicy, Topic
+from consent.topics import InterestGround, MarketingPolicy, Topic, months_after, months_before
 from crm.models import Company, Contact
 from extensions import db
 
@@ -56,7 +56,8 @@ class StateRow:
     objection_event_id: int | None = None
     customer_since: datetime | None = None
     industry_list_since: datetime | None = None
-    basis_event_id: int | None = None
+    customer_event_id: int | None = None
+    industry_list_event_id: int | None = None
 
     @classmethod
     def of(cls, row: PermissionState) -> StateRow:
@@ -75,7 +76,15 @@ class Standing:
     hard_bounced_at: datetime | None = None
     company_customer_since: date | None = None
     company_relationship_ended_at: date | None = None
+    # The contact's company (None: it has none) and its last interaction the
+    # person took part in: what a basis that lapses counts from (R1, R3).
+    company_id: int | None = None
+    last_interaction_at: datetime | None = None
     states: tuple[StateRow, ...] = field(default_factory=tuple)
+
+    @property
+    def has_company(self) -> bool:
+        return self.company_id is not None or self.company_customer_since is not None
 
 
 @dataclass(frozen=True)
@@ -262,43 +271,41 @@ def decide(
             event_id=consent_row.consent_event_id,
         )
 
-    # 7. Legitimate interest: a customer relationship (R1, R4) or an industry list (R3),
-    # where both the topic and the contact's country admit it.
-    country_note = ""
-    if topic.admits_legitimate_interest:
-        country = (standing.country or "").upper()
-        if country in policy.legitimate_interest_countries:
-            customer_since = _customer_since(standing, at, policy)
-            if customer_since is not None:
-                return result(
-                    True,
-                    Reason.CUSTOMER,
-                    customer_since,
-                    f"Allowed: legitimate interest as a customer contact since "
-                    f"{_fmt(customer_since)}; B2B marketing of {topic.label('en')} "
-                    f"is permitted in {country} without consent.",
-                    basis=Basis.LEGITIMATE_INTEREST,
-                    event_id=_basis_event(blanket, "customer_since"),
+    # 7. Legitimate interest, on one of two grounds, each where both the topic
+    # and the contact's country admit it and while it has not lapsed: a
+    # customer relationship (R1, R4) or an industry list (R3).
+    country = (standing.country or "").upper()
+    notes: list[str] = []
+    for ground in (policy.customer, policy.industry_list):
+        found = _interest_basis(standing, ground, at, blanket)
+        if found is None:
+            continue
+        if topic.key not in ground.topics:
+            if topic.admits_legitimate_interest:
+                notes.append(
+                    f" The {_GROUND_LABELS[ground.kind]} basis does not apply: the policy "
+                    f"does not use it for {topic.label('en')}."
                 )
-            listed = min(
-                (r.industry_list_since for r in blanket if r.industry_list_since), default=None
-            )
-            if listed is not None:
-                return result(
-                    True,
-                    Reason.INDUSTRY_LIST,
-                    listed,
-                    f"Allowed: legitimate interest, address from an industry list since "
-                    f"{_fmt(listed)}; B2B marketing of {topic.label('en')} is permitted in "
-                    f"{country} without consent.",
-                    basis=Basis.LEGITIMATE_INTEREST,
-                    event_id=_basis_event(blanket, "industry_list_since"),
-                )
-        elif _has_interest_basis(standing, at, policy, blanket):
-            country_note = (
+        elif not ground.admits(topic.key, country):
+            notes.append(
                 f" Legitimate interest does not apply: the contact's country "
-                f"({country or 'unknown'}) does not admit B2B marketing without consent."
+                f"({country or 'unknown'}) does not admit B2B marketing to "
+                f"{_GROUND_NAMES[ground.kind]} without consent."
             )
+        elif found.lapsed is not None:
+            notes.append(f" {found.lapsed}")
+        else:
+            return result(
+                True,
+                Reason.CUSTOMER if ground.kind == "customer" else Reason.INDUSTRY_LIST,
+                found.since,
+                f"Allowed: legitimate interest (GDPR art. 6(1)(f)) {found.why}; B2B "
+                f"marketing of {topic.label('en')} to {_GROUND_NAMES[ground.kind]} is "
+                f"permitted in {country} without consent.",
+                basis=Basis.LEGITIMATE_INTEREST,
+                event_id=_basis_event(blanket, ground.kind),
+            )
+    country_note = "".join(notes)
 
     # 8. Double opt-in sent but not yet confirmed.
     pending = next((r for r in own if r.pending_since is not None), None)
@@ -321,27 +328,108 @@ def decide(
     )
 
 
-def _customer_since(standing: Standing, at: datetime, policy: MarketingPolicy) -> datetime | None:
-    """Start of a live customer relationship, or None once it ended (plus the grace period)."""
-    ended = standing.company_relationship_ended_at
-    if ended is not None and at >= _day_start(ended) + policy.customer_grace:
+_GROUND_NAMES = {
+    "customer": "customers' contacts",
+    "industry_list": "addresses from industry lists",
+}
+_GROUND_LABELS = {"customer": "customer", "industry_list": "industry-list"}
+_BASIS_ATTRIBUTE = {"customer": "customer_since", "industry_list": "industry_list_since"}
+
+
+@dataclass(frozen=True)
+class InterestBasis:
+    """A legitimate-interest basis a contact holds on one ground: since when, the
+    sentence that says why it applies, and, once lapsed, the sentence that says
+    why and when it lapsed."""
+
+    since: datetime
+    why: str
+    lapsed: str | None = None
+
+
+def _interest_basis(
+    standing: Standing, ground: InterestGround, at: datetime, blanket: Sequence[StateRow]
+) -> InterestBasis | None:
+    """The basis ``standing`` holds on ``ground`` at ``at``, live or lapsed; None
+    without one. The SQL audience (``consent.audience``) restates these rules."""
+    attribute = _BASIS_ATTRIBUTE[ground.kind]
+    starts = [getattr(r, attribute) for r in blanket if getattr(r, attribute) is not None]
+    if ground.kind == "customer" and standing.has_company:
+        # R1: a company's contact is a customer contact while the company is a
+        # customer, and for the grace period after the relationship ended; a
+        # basis registered on the contact hangs on the same relationship.
+        if standing.company_customer_since is None:
+            if not starts:
+                return None
+            return InterestBasis(
+                min(starts),
+                "",
+                lapsed="The customer basis ended: the contact's company is not a customer "
+                "(the contact moved to another company, or the company never was one).",
+            )
+        since = min([*starts, _day_start(standing.company_customer_since)])
+        ended = standing.company_relationship_ended_at
+        if ended is None:
+            return InterestBasis(since, f"as the contact of a customer company since {_fmt(since)}")
+        lapses = _day_start(ended) + ground.grace
+        if at >= lapses:
+            return InterestBasis(
+                since,
+                "",
+                lapsed=f"The customer basis ended on {_fmt(lapses)}: the company's customer "
+                f"relationship ended on {ended.isoformat()} and the "
+                f"{ground.grace.days}-day grace period is over.",
+            )
+        return InterestBasis(
+            since,
+            f"as the contact of a customer company since {_fmt(since)}, whose relationship "
+            f"ended on {ended.isoformat()}, within the {ground.grace.days}-day grace period "
+            f"(until {_fmt(lapses)})",
+        )
+    if not starts:
         return None
-    starts = [r.customer_since for r in standing.states if r.topic == ALL and r.customer_since]
-    if standing.company_customer_since is not None:
-        starts.append(_day_start(standing.company_customer_since))
-    return min(starts, default=None)
-
-
-def _has_interest_basis(
-    standing: Standing, at: datetime, policy: MarketingPolicy, blanket: Sequence[StateRow]
-) -> bool:
-    return _customer_since(standing, at, policy) is not None or any(
-        r.industry_list_since for r in blanket
+    # Without a company (customer) and for a list: the basis lives for
+    # ``lapse_months`` from its start or the person's last interaction, the later.
+    since = min(starts)
+    anchor = max(
+        [*starts, *([standing.last_interaction_at] if standing.last_interaction_at else [])]
+    )
+    lapses = months_after(anchor, ground.lapse_months)
+    counted = "the contact's last interaction" if anchor not in starts else "its start"
+    if ground.kind == "customer":
+        what = "a customer basis registered on a contact without a company"
+    else:
+        what = "the address from an industry list"
+    if not anchor > months_before(at, ground.lapse_months):
+        return InterestBasis(
+            since,
+            "",
+            lapsed=f"The {_GROUND_LABELS[ground.kind]} basis "
+            f"lapsed on {_fmt(lapses)}: {what} lapses {ground.lapse_months} months after "
+            f"{counted} ({_fmt(anchor)}).",
+        )
+    label = (
+        "as a customer contact"
+        if ground.kind == "customer"
+        else "for an address from an industry list"
+    )
+    return InterestBasis(
+        since,
+        f"{label} since {_fmt(since)}, until {_fmt(lapses)} "
+        f"({ground.lapse_months} months after {counted}, unless the person interacts again)",
     )
 
 
-def _basis_event(blanket: Sequence[StateRow], attribute: str) -> int | None:
-    return next((r.basis_event_id for r in blanket if getattr(r, attribute)), None)
+_BASIS_EVENT_ATTRIBUTE = {
+    "customer": "customer_event_id",
+    "industry_list": "industry_list_event_id",
+}
+
+
+def _basis_event(blanket: Sequence[StateRow], ground_kind: str) -> int | None:
+    """The grant this ground's date comes from: its own column, never the other ground's."""
+    since, event_id = _BASIS_ATTRIBUTE[ground_kind], _BASIS_EVENT_ATTRIBUTE[ground_kind]
+    return next((getattr(r, event_id) for r in blanket if getattr(r, since)), None)
 
 
 # Reading the facts -------------------------------------------------------------
@@ -380,6 +468,8 @@ def _standings(contacts: Sequence[tuple[Contact, Company | None]]) -> dict[int, 
             hard_bounced_at=contact.hard_bounced_at,
             company_customer_since=company.customer_since if company else None,
             company_relationship_ended_at=company.relationship_ended_at if company else None,
+            company_id=company.id if company else None,
+            last_interaction_at=contact.last_interaction_at,
             states=tuple(states.get(contact.id, ())),
         )
     return out
@@ -393,6 +483,8 @@ _STANDING_QUERY = (
         Contact.country,
         Contact.restricted_at,
         Contact.hard_bounced_at,
+        Contact.company_id,
+        Contact.last_interaction_at,
         Company.country.label("company_country"),
         Company.customer_since,
         Company.relationship_ended_at,
@@ -448,6 +540,8 @@ def _read_standings(statement: sa.Select, keys: list[Any]) -> dict[int, Standing
             hard_bounced_at=row.hard_bounced_at,
             company_customer_since=row.customer_since,
             company_relationship_ended_at=row.relationship_ended_at,
+            company_id=row.company_id,
+            last_interaction_at=row.last_interaction_at,
             states=tuple(states.get(contact_id, ())),
         )
     return out

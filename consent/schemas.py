@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from consent.models import OBJECTION_CHANNELS, Basis, InterestKind
-from crm.schemas import CompanySchema, UtcDateTime
+from crm.schemas import CompanySchema, ContactSchema, UtcDateTime
 from kernel.inputs import ROW_ID
 
 MAX_BATCH = 10_000
@@ -29,6 +29,28 @@ class EvidenceSchema(Schema):
             )
 
 
+class ConfirmationSchema(Schema):
+    """A double opt-in the caller ran itself (R7, R8): the confirming event's evidence."""
+
+    confirmed_at = UtcDateTime(
+        required=True,
+        metadata={
+            "description": "When the person confirmed; after evidence.obtained_at, not in the future."
+        },
+    )
+    ip_address = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "The IP address the confirmation came from."},
+    )
+    message_id = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=180),
+        metadata={"description": "The Message-ID of the confirmation email the person answered."},
+    )
+    user_agent = fields.String(allow_none=True, validate=validate.Length(max=400))
+
+
 class BasisSchema(Schema):
     type = fields.String(required=True, validate=validate.OneOf([b.value for b in Basis]))
     kind = fields.String(validate=validate.OneOf([k.value for k in InterestKind]))
@@ -38,6 +60,16 @@ class BasisSchema(Schema):
         fields.String(validate=validate.Length(max=64)), validate=validate.Length(max=50)
     )
     evidence = fields.Nested(EvidenceSchema)
+    confirmation = fields.Nested(
+        ConfirmationSchema,
+        metadata={
+            "description": "Only for a double opt-in already confirmed elsewhere, with its "
+            "evidence; without it a consent that needs the double opt-in is pending and the "
+            "person is sent the confirmation email."
+        },
+    )
+    # Consent only: the channel the person said yes to (checked against the policy file).
+    channel = fields.String(load_default="email", validate=validate.Length(min=1, max=16))
 
 
 class ContactCreateSchema(Schema):
@@ -48,6 +80,50 @@ class ContactCreateSchema(Schema):
     language = fields.String(validate=validate.Length(max=8))
     company = fields.Nested(CompanySchema, allow_none=True)
     basis = fields.Nested(BasisSchema)
+
+
+class TopicOutcomeSchema(Schema):
+    topic = fields.String()
+    status = fields.String(
+        metadata={
+            "description": "consent, pending_confirmation, or refused (a channel other than "
+            "email after the person's no there: nothing is recorded)"
+        }
+    )
+    reason = fields.String(
+        metadata={
+            "description": "recorded, already_held, confirmed_elsewhere, "
+            "double_opt_in_required (R8), person_said_no (X6)"
+        }
+    )
+
+
+class ConsentOutcomeSchema(Schema):
+    """What a consent sent to ``POST /api/v1/contacts`` became (R7, R8, X6)."""
+
+    status = fields.String(
+        metadata={
+            "description": "pending_confirmation while any topic awaits the person's "
+            "confirmation, else refused where any topic was, else consent"
+        }
+    )
+    confirmation_email = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "queued (sent to the person now), already_sent (an earlier "
+            "confirmation email asks for these topics), held_back (the mailbox had its share; "
+            "the next email confirms them), or null (none needed)"
+        },
+    )
+    topics = fields.List(fields.Nested(TopicOutcomeSchema))
+
+
+class ContactRegisteredSchema(ContactSchema):
+    consent = fields.Nested(
+        ConsentOutcomeSchema,
+        allow_none=True,
+        metadata={"description": "For a consent basis: what it became; else null."},
+    )
 
 
 class DecisionSchema(Schema):
@@ -96,6 +172,21 @@ class ObjectionSchema(Schema):
     note = fields.String(allow_none=True, validate=validate.Length(max=1000))
 
 
+# R25: consent.evidence.IDENTIFYING_EVIDENCE, left out for other roles.
+_NEED_TO_KNOW = "Only for tokens whose role may read evidence (admin, dpo); left out otherwise."
+
+
+class WithdrawalSchema(Schema):
+    """A withdrawal the person made through staff or another tool (GDPR art. 7(3))."""
+
+    topic = fields.String(load_default="all", validate=validate.Length(min=1, max=64))
+    channel = fields.String(load_default="all", validate=validate.Length(min=1, max=16))
+    received_via = fields.String(required=True, validate=validate.OneOf(OBJECTION_CHANNELS))
+    # Who took it in the other tool (its user's name or id), kept with the token's name.
+    recorded_by = fields.String(required=True, validate=validate.Length(min=1, max=150))
+    note = fields.String(allow_none=True, validate=validate.Length(max=1000))
+
+
 class ConsentEventSchema(Schema):
     id = fields.Integer()
     contact_id = fields.Integer()
@@ -110,12 +201,12 @@ class ConsentEventSchema(Schema):
     source_ref = fields.String(allow_none=True)
     recorded_by = fields.String()
     received_via = fields.String(allow_none=True)
-    ip_address = fields.String(allow_none=True)
-    user_agent = fields.String(allow_none=True)
+    ip_address = fields.String(allow_none=True, metadata={"description": _NEED_TO_KNOW})
+    user_agent = fields.String(allow_none=True, metadata={"description": _NEED_TO_KNOW})
     policy_version = fields.String(allow_none=True)
     wording_hash = fields.String(allow_none=True)
     form_id = fields.String(allow_none=True)
-    page_url = fields.String(allow_none=True)
+    page_url = fields.String(allow_none=True, metadata={"description": _NEED_TO_KNOW})
     language = fields.String(allow_none=True)
     note = fields.String(allow_none=True)
 
@@ -236,15 +327,46 @@ class WebhookCreatedSchema(WebhookSchema):
 
 class PrivacyRequestSchema(Schema):
     id = fields.Integer()
-    contact_id = fields.Integer()
+    # Null once the contact is erased or purged: the record stays as the proof.
+    contact_id = fields.Integer(allow_none=True)
     kind = fields.String()
     status = fields.String()
+    received_via = fields.String()
     requested_at = fields.DateTime()
     verified_at = fields.DateTime(allow_none=True)
     due_at = fields.DateTime(allow_none=True)
+    extended_until = fields.DateTime(allow_none=True)
+    extension_reason = fields.String(allow_none=True)
+    completed_at = fields.DateTime(allow_none=True)
+    outcome = fields.String(allow_none=True)
+    outcome_note = fields.String(allow_none=True)
+    handled_by = fields.String(allow_none=True)
 
 
 class PrivacyRequestQuerySchema(Schema):
     status = fields.String(
-        validate=validate.OneOf(["pending_verification", "verified", "awaiting_admin"])
+        validate=validate.OneOf(
+            ["pending_verification", "awaiting_admin", "completed", "refused", "verified"]
+        )
     )
+
+
+class WebVisitorLinkSchema(Schema):
+    """R19: which contact an anonymous visitor id is (only with its consent)."""
+
+    contact_id = fields.Integer(required=True, validate=ROW_ID)
+
+
+class WebVisitorLinkedSchema(Schema):
+    visitor_id = fields.String()
+    contact_id = fields.Integer()
+    linked_at = fields.DateTime()
+
+
+class WebTrackingWithdrawalSchema(Schema):
+    received_via = fields.String(allow_none=True, validate=validate.OneOf(OBJECTION_CHANNELS))
+
+
+class WebTrackingWithdrawnSchema(Schema):
+    contact_id = fields.Integer()
+    unlinked = fields.Integer()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from consent import ledger
+from consent import bases, ledger
+from consent.claims import ConsentOutcome, ExternalConfirmation, claim_consent
 from consent.evidence import Evidence
 from consent.ledger import record
 from consent.models import (
@@ -21,9 +22,17 @@ from consent.models import (
     InterestKind,
     PermissionState,
 )
-from consent.policies import check_consent_version
-from consent.policy import Decision, Reason, decide, standing_of, standings_by_email
-from consent.suppression import find_suppression, own_suppression
+from consent.policies import check_consent_version, latest_major_version, version_published_at
+from consent.policy import (
+    Decision,
+    Reason,
+    decide,
+    standing_of,
+    standings_by_email,
+    standings_by_id,
+)
+from consent.projection import RESERVED_SOURCES
+from consent.suppression import find_suppression
 from consent.topics import current_policy
 from crm import services as crm
 from crm.models import Activity, Contact
@@ -46,11 +55,34 @@ class BasisInput:
     topics: Sequence[str] = ()
     obtained_at: datetime | None = None
     evidence: Evidence = field(default_factory=Evidence)
+    # A double opt-in the caller ran itself, with the confirming event's evidence (R7).
+    confirmation: ExternalConfirmation | None = None
+    # The channel a consent was given for (the policy file's ``channels``): a
+    # "yes" to email is no "yes" to a phone call, and the reverse (R2).
+    channel: str = "email"
 
     def validate(self) -> None:
         if not self.source.strip():
             raise InvalidInput(
                 "A basis needs a source.", fields={"basis": {"source": ["Required."]}}
+            )
+        if self.source.strip().lower() in RESERVED_SOURCES:
+            # X6: these name the person's own acts through links this service
+            # emailed; a caller claiming one is refused rather than believed.
+            raise InvalidInput(
+                f"The source {self.source.strip()!r} is reserved for what the person does "
+                "through this service's own links (the double opt-in confirmation, "
+                "unsubscribe links); name your own system instead, e.g. 'crm-sync'. A double "
+                "opt-in your system ran is reported with basis.confirmation (its time, IP "
+                "address and message id).",
+                code="reserved_source",
+                fields={"basis": {"source": ["Reserved."]}},
+            )
+        if self.confirmation is not None and self.type is not Basis.CONSENT:
+            raise InvalidInput(
+                "Only a consent is confirmed.",
+                code="invalid_confirmation",
+                fields={"basis": {"confirmation": ["Only with type consent."]}},
             )
         if self.type is Basis.LEGITIMATE_INTEREST and self.interest_kind is None:
             raise InvalidInput(
@@ -80,13 +112,31 @@ class BasisInput:
                     "Consent cannot be obtained in the future.",
                     fields={"basis": {"evidence": {"obtained_at": ["In the future."]}}},
                 )
-            check_consent_version(self.evidence.policy_version)
+            if self.confirmation is not None:
+                self.confirmation.validate(self.obtained_at)
+            check_consent_version(self.evidence.policy_version, self.evidence.wording_hash)
             policy = current_policy()
+            if self.channel not in policy.channels:
+                raise InvalidInput(
+                    f"Unknown channel {self.channel!r}; consent is given for one of: "
+                    f"{', '.join(policy.channels)}.",
+                    code="unknown_channel",
+                    fields={"basis": {"channel": ["Not a configured channel."]}},
+                )
             for topic in self.topics:
                 if Basis.CONSENT not in policy.topic(topic).bases:
                     raise InvalidInput(
                         f"Topic {topic!r} does not take consent.", code="basis_not_admitted"
                     )
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A registered contact; for a consent basis, what the consent became."""
+
+    contact: Contact
+    created: bool
+    consent: ConsentOutcome | None = None
 
 
 def register_contact(
@@ -95,18 +145,20 @@ def register_contact(
     profile: dict[str, Any],
     company: crm.CompanyInput | None = None,
     basis: BasisInput | None = None,
-) -> tuple[Contact, bool]:
+) -> Registration:
     """Create or update a contact by address, with the basis it may be marketed on.
 
     A suppressed address is still stored (a customer contact must be reachable
     for service mail), but the ledger notes it and it is never allowed (R22).
     An objection or unsubscribe is never undone here: only the person can.
+    A consent goes through the person's double opt-in where a form's would
+    (R7, R8) and wherever the person said no (X6): ``consent.claims``.
     A restricted contact (GDPR art. 18) takes no edit and no basis: Conflict
     ``restricted``.
     """
     if basis is not None:
         basis.validate()
-    contact, created = crm.upsert_contact(email, profile, company)
+    contact, created = crm.upsert_contact(email, profile, company, actor=actor)
     if created and find_suppression(contact.email) is not None:
         record(
             contact,
@@ -115,28 +167,35 @@ def register_contact(
             source="api" if actor.kind == "token" else actor.kind,
             note="Address is on the suppression list; it will not be marketed to.",
         )
+    outcome = None
     if basis is not None:
-        grant_basis(contact, basis, actor)
-        if created and basis.interest_kind is InterestKind.INDUSTRY_LIST:
-            # GDPR art. 14: the data did not come from the person; the first
-            # email must tell them who we are and where we got their address.
-            contact.art14_notice_owed_since = utcnow()
+        outcome = grant_basis(contact, basis, actor)
+    if created and contact.company is not None and contact.company.is_customer:
+        # R1: a new contact of a customer company holds the company's basis;
+        # the ledger shows it like any other (a moved contact: consent.bases).
+        bases.grant_company_basis(
+            sa.select(Contact.id).where(Contact.id == contact.id),
+            actor,
+            f"The contact joined company #{contact.company.id}, a customer since "
+            f"{contact.company.customer_since}.",
+            f"company:{contact.company.id}",
+        )
     crm.audit(actor, "contact.create" if created else "contact.update", contact.id)
     db.session.commit()
     decisions_changed.send(signal_sender(), contact_id=contact.id, kind="basis")
-    return contact, created
+    return Registration(contact, created, outcome)
 
 
-def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> list[ConsentEvent]:
+def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> ConsentOutcome | None:
     """Record a basis unless the projection already holds it, so that a repeated
-    sync or import adds nothing to the ledger. Does not commit.
+    sync or import adds nothing to the ledger. Does not commit. A consent is
+    recorded as ``consent.claims.claim_consent`` allows; its outcome is returned.
 
     Refused (Conflict ``restricted``) while processing is restricted, even a
     basis already held: the caller learns the contact takes no change now
     rather than a 200 that reads like one (GDPR art. 18)."""
     if contact.is_restricted:
         raise crm.refusal_while_restricted()
-    events = []
     if basis.type is Basis.LEGITIMATE_INTEREST:
         state = db.session.get(PermissionState, (contact.id, ALL, ALL))
         attribute = (
@@ -144,42 +203,69 @@ def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> list[Conse
             if basis.interest_kind is InterestKind.CUSTOMER
             else "industry_list_since"
         )
-        if state is None or getattr(state, attribute) is None:
-            events.append(
-                record(
-                    contact,
-                    EventKind.BASIS_GRANTED,
-                    actor=actor,
-                    source=basis.source,
-                    basis=Basis.LEGITIMATE_INTEREST.value,
-                    interest_kind=basis.interest_kind.value if basis.interest_kind else None,
-                )
-            )
+        first = state is None or getattr(state, attribute) is None
+        if first:
+            # GDPR art. 14: the data did not come from the person (a list, or
+            # their employer, our customer); within a month, or with the first
+            # email, they must hear who we are and where we got their address.
+            crm.owe_art14_notice([contact.id])
         if (
-            basis.interest_kind is InterestKind.CUSTOMER
-            and contact.company is not None
-            and contact.company.customer_since is None
+            state is None
+            or first
+            or (attribute == "customer_since" and _only_company_granted(contact.id, state))
         ):
-            contact.company.customer_since = utcnow().date()
-        return events
-    for topic in basis.topics:
-        state = db.session.get(PermissionState, (contact.id, topic, "email"))
-        if state is not None and state.consent_since is not None:
-            continue
-        events.append(
             record(
                 contact,
-                EventKind.CONFIRMED,
+                EventKind.BASIS_GRANTED,
                 actor=actor,
                 source=basis.source,
-                at=basis.obtained_at,
-                topic=topic,
-                channel="email",
-                basis=Basis.CONSENT.value,
-                evidence=basis.evidence,
+                basis=Basis.LEGITIMATE_INTEREST.value,
+                interest_kind=basis.interest_kind.value if basis.interest_kind else None,
+            )
+        company = contact.company
+        if (
+            basis.interest_kind is InterestKind.CUSTOMER
+            and company is not None
+            and company.customer_since is None
+        ):
+            company.customer_since = utcnow().date()
+            # The company's other contacts hold its basis from now on (R1).
+            bases.grant_company_basis(
+                sa.select(Contact.id).where(Contact.company_id == company.id),
+                actor,
+                f"The contact's company became a customer on {company.customer_since}.",
+                f"company:{company.id}",
+            )
+        return None
+    assert basis.obtained_at is not None  # BasisInput.validate
+    return claim_consent(
+        contact,
+        basis.topics,
+        actor=actor,
+        source=basis.source,
+        obtained_at=basis.obtained_at,
+        evidence=basis.evidence,
+        confirmation=basis.confirmation,
+        channel=basis.channel,
+    )
+
+
+def _only_company_granted(contact_id: int, state: PermissionState) -> bool:
+    """The customer basis the contact holds was granted only because its company
+    is a customer (``consent.bases``): a caller's own grant is then still worth
+    its event, as the source an art. 14 notice names. Once it is written, a
+    repeated sync finds it and adds nothing."""
+    return not db.session.scalar(
+        sa.select(
+            sa.exists().where(
+                ConsentEvent.contact_id == contact_id,
+                ConsentEvent.kind == EventKind.BASIS_GRANTED,
+                ConsentEvent.interest_kind == InterestKind.CUSTOMER,
+                ConsentEvent.source != "company",
+                ConsentEvent.occurred_at >= state.customer_since,
             )
         )
-    return events
+    )
 
 
 def record_objection(
@@ -194,8 +280,9 @@ def record_objection(
     """GDPR art. 21(2)-(3): record an objection to direct marketing.
 
     It ends marketing on every basis from the moment this transaction commits.
-    An objection to all channels also puts the address on the suppression list
-    so that it outlives erasure (R22).
+    It outlives erasure and purges (R22): ``consent.ledger.record_objection``
+    puts the address on the suppression list (all channels) or keeps a "do
+    not contact" entry for the channel, in the same transaction.
     """
     if channel != ALL:
         current_policy().check_channel(channel)
@@ -204,7 +291,7 @@ def record_objection(
             f"received_via must be one of: {', '.join(OBJECTION_CHANNELS)}.",
             fields={"received_via": ["Unknown."]},
         )
-    event, email = ledger.record_objection(
+    event, _email = ledger.record_objection(
         contact_id,
         actor=actor,
         source=source,
@@ -212,27 +299,242 @@ def record_objection(
         received_via=received_via,
         note=note,
     )
-    if channel == ALL and own_suppression(email) is None:
-        contact = crm.get_contact(contact_id)
-        record(contact, EventKind.SUPPRESSED, actor=actor, source=source, note="objection")
     crm.audit(actor, "objection.record", contact_id, detail=received_via)
     db.session.commit()
     decisions_changed.send(signal_sender(), contact_id=contact_id, kind="objected")
     return event
 
 
+def record_withdrawal(
+    actor: Actor,
+    contact_id: int,
+    *,
+    topic: str = ALL,
+    channel: str = ALL,
+    received_via: str,
+    recorded_by: str | None = None,
+    note: str | None = None,
+) -> list[ConsentEvent]:
+    """GDPR art. 7(3): the person withdrew, told staff or another tool ("stop the
+    newsletter", "no more calls"); record it on their behalf.
+
+    A topic or every topic (``ALL``), on one channel or on every channel. Never
+    refused for want of evidence: withdrawing must be as easy as consenting, so
+    who recorded it (the actor, and ``recorded_by`` as another tool names its
+    user) and how it was received are kept, and it takes effect with the
+    commit. A topic on every channel is one event per configured channel, so
+    that the person's own later double opt-in on one channel reopens only that
+    channel; every topic on every channel is an unsubscribe from all marketing
+    and, as the unsubscribe link's, puts the address on the suppression list
+    (R22). Allowed while processing is restricted (a "no" always is).
+    """
+    events = note_withdrawal(
+        actor,
+        contact_id,
+        topic=topic,
+        channel=channel,
+        received_via=received_via,
+        recorded_by=recorded_by,
+        note=note,
+    )
+    db.session.commit()
+    decisions_changed.send(signal_sender(), contact_id=contact_id, kind=EventKind.WITHDRAWN.value)
+    return events
+
+
+def note_withdrawal(
+    actor: Actor,
+    contact_id: int,
+    *,
+    topic: str = ALL,
+    channel: str = ALL,
+    received_via: str,
+    recorded_by: str | None = None,
+    note: str | None = None,
+) -> list[ConsentEvent]:
+    """``record_withdrawal`` without the commit and its signal: for a use case
+    that ends more in the same transaction (``consent.web_tracking.withdraw``
+    unlinks the visitor ids). The caller commits, then sends
+    ``decisions_changed``."""
+    policy = current_policy()
+    if topic != ALL:
+        policy.topic(topic)
+    if channel != ALL:
+        policy.check_channel(channel)
+    if received_via not in OBJECTION_CHANNELS:
+        raise InvalidInput(
+            f"received_via must be one of: {', '.join(OBJECTION_CHANNELS)}.",
+            code="invalid_received_via",
+            fields={"received_via": ["Unknown."]},
+        )
+    contact = crm.get_contact(contact_id)
+    channels = [channel] if channel != ALL or topic == ALL else list(policy.channels)
+    source = _source_of(actor)
+    reference = (
+        f"recorded by {recorded_by.strip()}"[:200] if recorded_by and recorded_by.strip() else None
+    )
+    # No basis named: whichever the topic rests on (consent or legitimate
+    # interest), the person's "no" ends it.
+    events = [
+        record(
+            contact,
+            EventKind.WITHDRAWN,
+            actor=actor,
+            source=source,
+            topic=topic,
+            channel=each,
+            source_ref=reference,
+            received_via=received_via,
+            note=note or None,
+        )
+        for each in channels
+    ]
+    # A withdrawal from every topic on every channel puts the address on the
+    # suppression list: consent.ledger.record does it for every "no" to everything.
+    crm.audit(
+        actor,
+        "withdrawal.record",
+        contact.id,
+        detail=f"topic={topic} channel={channel} received_via={received_via}",
+    )
+    return events
+
+
 def decisions_for_contact(contact: Contact, at: datetime | None = None) -> list[Decision]:
-    """The decision for every configured topic and channel."""
+    """The decision for every marketing topic and channel."""
     policy = current_policy()
     standing = standing_of(contact)
     moment = at or utcnow()
-    return [
-        decide(
-            standing, email=contact.email, topic=topic, channel=channel, at=moment, policy=policy
+    return mark_older_consents(
+        [
+            decide(
+                standing,
+                email=contact.email,
+                topic=topic,
+                channel=channel,
+                at=moment,
+                policy=policy,
+            )
+            for topic in policy.marketing_topics.values()
+            for channel in policy.channels
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class OlderConsent:
+    """A consent given under a policy version older than the latest major one (R23, R24)."""
+
+    event_id: int
+    contact_id: int
+    topic: str
+    channel: str
+    given_under: str | None
+    major: str
+
+    @property
+    def note(self) -> str:
+        return (
+            f" Given under policy version {self.given_under or 'unknown'}; version "
+            f"{self.major} is a major change. The consent still stands until the person "
+            f"withdraws it; a re-permission request can ask them to confirm under {self.major}."
         )
-        for topic in policy.topics.values()
-        for channel in policy.channels
+
+
+def _older_consents(event_ids: Sequence[int]) -> dict[int, OlderConsent]:
+    """Of the consent events ``event_ids``, those given under a version published
+    before the latest major version (or, for a version never published here,
+    given before it), by event id. Empty while no major version exists."""
+    major = latest_major_version()
+    if major is None or not event_ids:
+        return {}
+    events = db.session.execute(
+        sa.select(
+            ConsentEvent.id,
+            ConsentEvent.contact_id,
+            ConsentEvent.topic,
+            ConsentEvent.channel,
+            ConsentEvent.policy_version,
+            ConsentEvent.occurred_at,
+        ).where(ConsentEvent.id.in_(list(dict.fromkeys(event_ids))))
+    ).all()
+    published: dict[str | None, datetime | None] = {}
+    out = {}
+    for event in events:
+        if event.policy_version == major.version:
+            continue
+        if event.policy_version not in published:
+            published[event.policy_version] = version_published_at(event.policy_version)
+        since = published[event.policy_version] or event.occurred_at
+        if since < major.published_at:
+            out[event.id] = OlderConsent(
+                event.id,
+                event.contact_id,
+                event.topic,
+                event.channel,
+                event.policy_version,
+                major.version,
+            )
+    return out
+
+
+def mark_older_consents(decisions: list[Decision]) -> list[Decision]:
+    """R23, R24: say in the explanation of each decision that rests on a consent
+    given under a version older than the latest major one.
+
+    Such a consent is neither void nor renewed by the new version: it was
+    valid for what the person was shown, and it keeps allowing marketing until
+    the person withdraws it or the company decides to stop relying on it
+    (docs/rules.md R24). Staff see the mark and may send a re-permission
+    request (``mailing.repermission``)."""
+    older = _older_consents(
+        [d.event_id for d in decisions if d.reason is Reason.CONSENT and d.event_id is not None]
+    )
+    if not older:
+        return decisions
+    return [
+        replace(d, explanation=d.explanation + older[d.event_id].note)
+        if d.reason is Reason.CONSENT and d.event_id in older
+        else d
+        for d in decisions
     ]
+
+
+def older_consents(at: datetime | None = None) -> dict[int, list[str]]:
+    """Contacts whose email consent to a marketing topic still allows marketing but was given
+    under a version older than the latest major one: contact id -> topics.
+    Who a re-permission request goes to (R24)."""
+    if latest_major_version() is None:
+        return {}
+    rows = db.session.execute(
+        sa.select(PermissionState.contact_id, PermissionState.consent_event_id).where(
+            PermissionState.channel == "email",
+            PermissionState.consent_since.is_not(None),
+            PermissionState.consent_event_id.is_not(None),
+        )
+    ).all()
+    older = _older_consents([r.consent_event_id for r in rows])
+    if not older:
+        return {}
+    policy = current_policy()
+    standings = standings_by_id({o.contact_id for o in older.values()})
+    moment = at or utcnow()
+    out: dict[int, list[str]] = {}
+    for item in sorted(older.values(), key=lambda o: (o.contact_id, o.topic)):
+        standing = standings.get(item.contact_id)
+        if standing is None or item.topic not in policy.marketing_topics:
+            continue
+        decision = decide(
+            standing,
+            email=standing.email,
+            topic=policy.topic(item.topic),
+            channel="email",
+            at=moment,
+            policy=policy,
+        )
+        if decision.reason is Reason.CONSENT and decision.event_id == item.event_id:
+            out.setdefault(item.contact_id, []).append(item.topic)
+    return out
 
 
 def check_permissions(
@@ -258,6 +560,19 @@ def check_permissions(
             normalised.append(raw if isinstance(raw, str) else "")
     standings = standings_by_email(normalised)
     moment = at or utcnow()
+    decisions = mark_older_consents(
+        [
+            decide(
+                standings.get(address),
+                email=address,
+                topic=topic,
+                channel=channel,
+                at=moment,
+                policy=policy,
+            )
+            for address in normalised
+        ]
+    )
     if actor is not None:
         known = [s.contact_id for s in standings.values()]
         crm.audit(
@@ -268,17 +583,7 @@ def check_permissions(
             f"known={len(known)}",
         )
         db.session.commit()
-    return [
-        decide(
-            standings.get(address),
-            email=address,
-            topic=topic,
-            channel=channel,
-            at=moment,
-            policy=policy,
-        )
-        for address in normalised
-    ]
+    return decisions
 
 
 def list_events(contact_id: int, actor: Actor | None = None) -> list[ConsentEvent]:
@@ -391,6 +696,9 @@ _EVIDENCE_KINDS = {
     Reason.UNDELIVERABLE: (EventKind.UNDELIVERABLE,),
     Reason.UNSUBSCRIBED: (EventKind.UNSUBSCRIBED, EventKind.WITHDRAWN),
     Reason.PENDING_CONFIRMATION: (EventKind.REQUESTED,),
+    # Within a company's grace period the basis names no event of its own: the
+    # end of the relationship (and the grace it leaves) is the evidence.
+    Reason.CUSTOMER: (EventKind.BASIS_GRANTED, EventKind.BASIS_ENDED),
 }
 
 

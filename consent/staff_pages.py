@@ -5,20 +5,38 @@ imports with their reports."""
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
-from flask import Flask, current_app, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from marshmallow import ValidationError
 
-from consent import imports, services
+from consent import imports, privacy_requests, rights, services
 from consent.forms import (
     ActivityForm,
+    ErasureForm,
     ImportUploadForm,
+    InboxQuery,
     LegalHoldForm,
     NoteForm,
     ObjectionForm,
+    ReasonForm,
+    RectificationForm,
     RejectionsPage,
+    RequestForm,
+    RestrictionForm,
     SearchQuery,
+    WithdrawalForm,
 )
 from consent.models import ALL, OBJECTION_CHANNELS
 from consent.topics import current_policy
@@ -27,7 +45,7 @@ from crm import staff
 from crm.models import ActivityKind
 from crm.retention import purge_outlook
 from extensions import csrf
-from kernel.access import staff_requires
+from kernel.access import may, staff_requires
 from kernel.errors import InvalidInput
 from kernel.i18n import translate as _
 from kernel.pages import FormSchema, add_staff_page, run_form, see_other, staff_blueprint
@@ -68,6 +86,10 @@ def contact(contact_id: int) -> Any:
         now=utcnow(),
         # When the current retention rules delete this contact, or why not (R13, R14).
         purge=purge_outlook(file.contact),
+        open_requests=privacy_requests.open_requests(contact_id)
+        if may(g.actor.role, "privacy_requests.read")
+        else [],
+        received_via=privacy_requests.RECEIVED_VIA,
     )
 
 
@@ -104,12 +126,32 @@ def record_objection(contact_id: int) -> Any:
     return _back(contact_id, "decisions")
 
 
+@bp.post("/contacts/<int:contact_id>/withdrawal")
+@staff_requires("withdrawals.record")
+def record_withdrawal(contact_id: int) -> Any:
+    """A withdrawal the person told staff ("stop the newsletter"), on their behalf."""
+    run_form(
+        WithdrawalForm(),
+        lambda d: services.record_withdrawal(
+            g.actor,
+            contact_id,
+            topic=ALL if d["topic"] == "all" else d["topic"],
+            channel=ALL if d["channel"] == "all" else d["channel"],
+            received_via=d["received_via"],
+            note=(d.get("note") or "").strip() or None,
+        ),
+        "Withdrawal recorded.",
+    )
+    return _back(contact_id, "decisions")
+
+
 @bp.post("/contacts/<int:contact_id>/restriction")
 @staff_requires("contacts.restrict")
 def restrict(contact_id: int) -> Any:
+    """GDPR art. 18, on the person's request when staff say how it came."""
     run_form(
-        NoteForm(),
-        lambda d: services.restrict_processing(g.actor, contact_id, d["note"]),
+        RestrictionForm(),
+        lambda d: rights.restrict_on_request(g.actor, contact_id, d["note"], d["received_via"]),
         "Restriction recorded.",
     )
     return _back(contact_id, "decisions")
@@ -142,6 +184,116 @@ def set_legal_hold(contact_id: int) -> Any:
 def lift_legal_hold(contact_id: int) -> Any:
     run_form(FormSchema(), lambda d: crm.lift_legal_hold(g.actor, contact_id), "Legal hold lifted.")
     return _back(contact_id, "profile")
+
+
+# The person's rights from the contact page (R20): export, erasure, rectification --------
+
+
+@bp.post("/contacts/<int:contact_id>/export")
+@staff_requires("contacts.export")
+def export_contact(contact_id: int) -> Any:
+    """GDPR art. 15 and 20: the access export as a JSON file to hand to the person."""
+    data = run_form(
+        RequestForm(),
+        lambda d: rights.export_contact(g.actor, contact_id, d["received_via"]),
+        None,
+    )
+    if data is None:
+        return _back(contact_id, "actions")
+    return Response(
+        json.dumps(data, ensure_ascii=False, indent=2),
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="contact-{contact_id}-export.json"'},
+    )
+
+
+@bp.get("/contacts/<int:contact_id>/erase")
+@staff_requires("contacts.erase")
+def confirm_erasure(contact_id: int) -> Any:
+    """GDPR art. 17: what erasure removes and keeps, and the button that does it."""
+    contact = crm.read_contact(g.actor, contact_id=contact_id)
+    return render_template(
+        "staff/erase.html",
+        contact=contact,
+        open_requests=privacy_requests.open_requests(contact.id),
+        received_via=privacy_requests.RECEIVED_VIA,
+    )
+
+
+@bp.post("/contacts/<int:contact_id>/erase")
+@staff_requires("contacts.erase")
+def erase_contact(contact_id: int) -> Any:
+    kept = run_form(
+        ErasureForm(),
+        lambda d: rights.erase_contact(g.actor, contact_id, d["received_via"]),
+        None,
+    )
+    if kept is None:
+        return _back(contact_id, "actions")
+    flash(
+        _("Contact erased. The suppression hash is kept.") if kept else _("Contact erased."),
+        "success",
+    )
+    return see_other("staff_requests.inbox", show="closed")
+
+
+@bp.post("/contacts/<int:contact_id>/rectify")
+@staff_requires("contacts.write")
+def rectify(contact_id: int) -> Any:
+    """GDPR art. 16: correct the contact's data, through the API's rectification."""
+
+    def run(data: dict[str, Any]) -> Any:
+        proposed = {k: data[k] for k in ("email", "name", "phone", "country", "language")}
+        return rights.rectify_on_request(g.actor, contact_id, proposed, data["received_via"])
+
+    run_form(RectificationForm(), run, "Contact corrected.")
+    return _back(contact_id, "profile")
+
+
+# The privacy-request inbox (admin, dpo) ---------------------------------------------------
+
+requests_bp = staff_blueprint("staff_requests", __name__)
+
+
+@requests_bp.get("/admin/privacy-requests")
+@staff_requires("privacy_requests.read")
+def inbox() -> Any:
+    """Every rights request with its deadline (GDPR art. 12(3)) and answer; overdue marked."""
+    try:
+        show = InboxQuery().load(request.args.to_dict())["show"]
+    except ValidationError as exc:
+        raise InvalidInput("The page is not valid.", fields=exc.messages) from exc  # type: ignore[arg-type]
+    box = privacy_requests.inbox(g.actor, show)
+    names = staff.display_names(r.handled_by for r in box.requests if r.handled_by)
+    return render_template(
+        "staff/privacy_requests.html",
+        box=box,
+        show=show,
+        names=names,
+        filters=privacy_requests.INBOX_FILTERS,
+    )
+
+
+@requests_bp.post("/admin/privacy-requests/<int:request_id>/extend")
+@staff_requires("privacy_requests.manage")
+def extend_request(request_id: int) -> Any:
+    run_form(
+        ReasonForm(),
+        lambda d: privacy_requests.extend_deadline(g.actor, request_id, d["reason"]),
+        "Deadline extended.",
+    )
+    return see_other("staff_requests.inbox")
+
+
+@requests_bp.post("/admin/privacy-requests/<int:request_id>/refuse")
+@staff_requires("privacy_requests.manage")
+def refuse_request(request_id: int) -> Any:
+    run_form(
+        ReasonForm(),
+        lambda d: privacy_requests.refuse_request(g.actor, request_id, d["reason"]),
+        "Request refused.",
+    )
+    return see_other("staff_requests.inbox")
 
 
 def _home() -> Any:
@@ -222,3 +374,7 @@ def register(app: Flask) -> None:
     csrf.exempt(upload)
     app.register_blueprint(imports_bp)
     add_staff_page(app, "staff_imports.import_list", "Imports", "imports.run")
+    app.register_blueprint(requests_bp)
+    add_staff_page(
+        app, "staff_requests.inbox", "Privacy requests", "privacy_requests.read", "admin"
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from consent.evidence import Evidence
 from consent.ledger import record
 from consent.models import ALL, Basis, ConsentEvent, EventKind, PermissionState, SubscriptionRequest
 from consent.policy import Decision, Reason, decide, standing_of
+from consent.projection import DOUBLE_OPT_IN, PERSON
 from consent.suppression import find_suppression, own_suppression
 from consent.tokens import LinkInvalid
 from consent.topics import check_topics, current_policy
@@ -32,8 +33,6 @@ from kernel.countries import normalise_country, normalise_language
 from kernel.errors import InvalidInput
 from kernel.timestamps import utcnow
 
-PERSON = Actor(kind="person", name="email-owner")
-DOUBLE_OPT_IN = "double_opt_in"  # consent.projection.PERSON_VERIFIED_SOURCES
 EMAIL = "email"
 
 # A person who said no can only say yes again through a fresh double opt-in.
@@ -201,9 +200,19 @@ def undo_signup(
 
 
 def request_topics(
-    contact: Contact, topics: Sequence[str], source: str, evidence: Evidence, at: datetime
+    contact: Contact,
+    topics: Sequence[str],
+    source: str,
+    evidence: Evidence,
+    at: datetime,
+    *,
+    actor: Actor = PERSON,
 ) -> SubscriptionRequest | None:
     """Record ``requested`` per topic and open (or extend) the contact's one open request.
+
+    ``actor`` is who asked: the person (a form, the preference centre), or
+    staff asking the person to confirm again (R24), which is no interaction
+    of the person's and keeps no data alive.
 
     The insert may fail on ``open_for_contact`` when another form posts the same
     address at the same moment; the caller retries its whole transaction.
@@ -216,7 +225,7 @@ def request_topics(
         record(
             contact,
             EventKind.REQUESTED,
-            actor=PERSON,
+            actor=actor,
             source=source,
             at=at,
             topic=key,
@@ -225,6 +234,12 @@ def request_topics(
             evidence=evidence,
             source_ref=evidence.form_id,
         )
+    return open_request(contact, topics, at)
+
+
+def open_request(contact: Contact, topics: Sequence[str], at: datetime) -> SubscriptionRequest:
+    """The contact's one open request, opened or extended with ``topics`` (the
+    ``requested`` events are the caller's to record). Does not commit."""
     request = db.session.scalar(
         sa.select(SubscriptionRequest)
         .where(SubscriptionRequest.open_for_contact == contact.id)
@@ -239,6 +254,13 @@ def request_topics(
     request.topics = ",".join(merged)
     db.session.flush()
     return request
+
+
+def open_request_of(contact: Contact) -> SubscriptionRequest | None:
+    """The contact's open request, if any (read only)."""
+    return db.session.scalar(
+        sa.select(SubscriptionRequest).where(SubscriptionRequest.open_for_contact == contact.id)
+    )
 
 
 @dataclass
@@ -281,23 +303,27 @@ def confirm_subscription(request_id: int, evidence: Evidence, at: datetime) -> C
         return ConfirmOutcome(contact, request, True, request.topic_keys)
     if contact.is_restricted:
         return ConfirmOutcome(contact, request, False, request.topic_keys, restricted=True)
-    objected = db.session.scalar(
-        sa.select(sa.func.count())
-        .select_from(PermissionState)
+    # The emailed link confirms an address: it lifts an objection to every
+    # channel or to email, never one to phone only (X6).
+    objected_channels = db.session.scalars(
+        sa.select(PermissionState.channel)
         .where(
             PermissionState.contact_id == contact.id,
             PermissionState.topic == ALL,
+            PermissionState.channel.in_((ALL, EMAIL)),
             PermissionState.objected_since.is_not(None),
         )
-    )
+        .order_by(PermissionState.channel)
+    ).all()
     ref = f"subscription_request:{request.id}"
-    if objected:
+    for channel in objected_channels:
         record(
             contact,
             EventKind.OBJECTION_LIFTED,
             actor=PERSON,
             source=DOUBLE_OPT_IN,
             at=at,
+            channel=channel,
             evidence=evidence,
             source_ref=ref,
             note="The person confirmed a new subscription through the emailed link.",
@@ -323,12 +349,43 @@ def confirm_subscription(request_id: int, evidence: Evidence, at: datetime) -> C
             topic=key,
             channel=EMAIL,
             basis=Basis.CONSENT.value,
-            evidence=evidence,
+            evidence=_as_shown_at_request(evidence, contact.id, key, request.created_at),
             source_ref=ref,
         )
     request.confirmed_at = at
     request.open_for_contact = None
     return ConfirmOutcome(contact, request, False, request.topic_keys)
+
+
+def _as_shown_at_request(
+    evidence: Evidence, contact_id: int, topic: str, since: datetime
+) -> Evidence:
+    """The confirmation's evidence with the policy version and wording the person
+    was shown when they asked (R23): what they agreed to is the form's sentence
+    under the version it named, not whatever version is current when they
+    click. Read from the latest ``requested`` event of this request's topic,
+    the one written while the request was open: ``recorded_at`` (when it was
+    written) is no earlier than the request's opening, even for a caller's
+    signup that happened before it (``occurred_at``, the caller's
+    ``obtained_at``) or a topic added to the open request later; an event
+    that also occurred after the opening counts as well (a form that passes
+    its own time). The click's own address, browser and time stay the
+    confirmation's."""
+    asked = db.session.execute(
+        sa.select(ConsentEvent.policy_version, ConsentEvent.wording_hash)
+        .where(
+            ConsentEvent.contact_id == contact_id,
+            ConsentEvent.kind == EventKind.REQUESTED.value,
+            ConsentEvent.topic == topic,
+            ConsentEvent.channel == EMAIL,
+            sa.or_(ConsentEvent.recorded_at >= since, ConsentEvent.occurred_at >= since),
+        )
+        .order_by(ConsentEvent.id.desc())
+        .limit(1)
+    ).first()
+    if asked is None or asked.policy_version is None:
+        return evidence
+    return replace(evidence, policy_version=asked.policy_version, wording_hash=asked.wording_hash)
 
 
 class Scope(enum.StrEnum):
@@ -406,7 +463,7 @@ def preferences_of(contact: Contact, at: datetime | None = None) -> list[TopicPr
     """Each topic as the preference centre shows it, from the decision itself."""
     policy = current_policy()
     lang = normalise_language(contact.language)
-    decisions = _decisions(contact, list(policy.topics), at or utcnow())
+    decisions = _decisions(contact, list(policy.marketing_topics), at or utcnow())
     return [
         TopicPreference(
             key=key,

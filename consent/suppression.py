@@ -1,4 +1,6 @@
-"""The suppression list: keyed hashes of addresses that must never be marketed to (R22).
+"""The suppression list: keyed hashes of addresses that must never be marketed to (R22),
+and the scoped "do not contact" entries of addresses that refused one topic or
+one channel.
 
 An entry is the keyed hash of one address, as it was suppressed. An address
 is blocked by its own entry or by its mailbox's: mail to ``anna+x@firma.se``
@@ -6,19 +8,28 @@ lands in ``anna@firma.se``, so a suppressed ``anna@`` blocks every
 ``anna+tag@`` (X5). The list keeps no address, so both hashes are computed
 from the address being checked (``kernel.addresses.keyed_hashes``). The other
 way round does not hold: a suppressed sub-address blocks only itself.
+
+A scoped entry (``ScopedSuppression``) is the same keyed hash with the topic
+or channel refused. The decision does not read it: ``consent.refusals``
+restates it in the ledger of a contact that appears at the address again,
+and ``consent.ledger`` writes it with every refusal. Both kinds of entry are
+kept for as long as the policy file's ``[do_not_contact]`` says
+(``drop_expired``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
+from datetime import datetime
 from typing import TypeVar
 
 import sqlalchemy as sa
 
-from consent.models import Suppression
+from consent.models import ALL, ScopedSuppression, Suppression
 from crm.models import Contact
 from extensions import db
 from kernel.addresses import keyed_hash, keyed_hashes, mailbox_of
+from kernel.database import insert_for_dialect
 from kernel.timestamps import utcnow
 
 K = TypeVar("K", bound=Hashable)
@@ -107,3 +118,76 @@ def lift_suppression(normalised_email: str) -> bool:
         return False
     db.session.delete(entry)
     return True
+
+
+# Scoped entries ----------------------------------------------------------------------
+
+
+def keep_scoped_refusal(
+    normalised_email: str, kind: str, topic: str, channel: str, at: datetime
+) -> None:
+    """Keep the address's "no" to one topic or one channel (no commit; part of
+    the transaction that records the refusal). A refusal of everything is a
+    ``suppress`` instead. An entry already kept keeps its date: the person's
+    first "no" is the one that counts. One statement, also right when
+    another transaction keeps the same entry at the same moment."""
+    if topic == ALL and channel == ALL:
+        raise ValueError("A refusal of all marketing is a suppression; use suppress().")
+    insert = insert_for_dialect(ScopedSuppression.__table__)
+    db.session.execute(
+        insert.values(
+            address_hash=address_hash(normalised_email),
+            topic=topic,
+            channel=channel,
+            kind=kind,
+            created_at=at,
+        ).on_conflict_do_nothing(index_elements=["address_hash", "topic", "channel"])
+    )
+
+
+def lift_scoped_refusal(normalised_email: str, topic: str, channel: str) -> bool:
+    """Remove the address's own entry for ``topic`` by ``channel``; only the
+    person's verified opt-in to that topic may call this (``consent.projection.fold``).
+    A mailbox's entry stays, as for ``lift_suppression``."""
+    result = db.session.execute(
+        sa.delete(ScopedSuppression)
+        .where(
+            ScopedSuppression.address_hash == address_hash(normalised_email),
+            ScopedSuppression.topic == topic,
+            ScopedSuppression.channel == channel,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def scoped_refusals(hashes: Iterable[str]) -> dict[str, list[ScopedSuppression]]:
+    """The scoped entries kept under each of ``hashes`` (only hashes holding some)."""
+    wanted = list(dict.fromkeys(hashes))
+    found: dict[str, list[ScopedSuppression]] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        rows = db.session.scalars(
+            sa.select(ScopedSuppression)
+            .where(ScopedSuppression.address_hash.in_(chunk))
+            .order_by(ScopedSuppression.created_at)
+        )
+        for row in rows:
+            found.setdefault(row.address_hash, []).append(row)
+    return found
+
+
+def drop_expired(kept_since_before: datetime) -> dict[str, int]:
+    """Remove the entries, scoped and of all marketing, created before
+    ``kept_since_before`` (no commit): the daily retention run's part for the
+    suppression list, when the policy file limits how long it is kept.
+    Returns how many of each went."""
+    counts = {}
+    for name, model in (("suppression", Suppression), ("scoped", ScopedSuppression)):
+        result = db.session.execute(
+            sa.delete(model)
+            .where(model.created_at < kept_since_before)
+            .execution_options(synchronize_session=False)
+        )
+        counts[name] = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return counts

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import calendar
 import functools
 import re
 import string
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +34,10 @@ class Topic:
     key: str
     labels: Mapping[str, str]
     bases: frozenset[Basis]
+    # False for a purpose that is not marketing (``marketing = false``), such as
+    # linking web visits to the contact (R19): no campaign, form or preference
+    # centre offers it, and the permission listings leave it out.
+    marketing: bool = True
 
     @property
     def admits_legitimate_interest(self) -> bool:
@@ -42,18 +47,72 @@ class Topic:
         return self.labels.get(language) or self.labels.get("en") or self.key
 
 
+def months_before(moment: datetime, months: int) -> datetime:
+    """The same moment ``months`` calendar months earlier (the day clamped to the
+    month's end): where a basis counted in months began to be too old."""
+    index = moment.year * 12 + moment.month - 1 - months
+    year, month = divmod(index, 12)
+    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+    return moment.replace(year=year, month=month + 1, day=day)
+
+
+def months_after(moment: datetime, months: int) -> datetime:
+    """The same moment ``months`` calendar months later (the day clamped)."""
+    return months_before(moment, -months)
+
+
+@dataclass(frozen=True)
+class InterestGround:
+    """One legal ground for marketing without consent, as the policy file sets it
+    (``[legitimate_interest.customer]``, ``[legitimate_interest.industry_list]``).
+
+    The two are different grounds: an existing customer's contact (GDPR art.
+    6(1)(f), and where ePrivacy art. 13(1) applies its customer exception,
+    art. 13(2)) and cold B2B marketing to an address from an industry list
+    (art. 6(1)(f) only). Each has its own countries and topics, and its own
+    time after which it lapses (R1, R3, X19).
+    """
+
+    kind: str
+    # Countries (ISO 3166-1) whose law admits this ground; elsewhere, consent only.
+    countries: frozenset[str]
+    # Topics this ground may be used for (each admits legitimate interest).
+    topics: frozenset[str]
+    # Calendar months after the later of the basis's start and the contact's
+    # last interaction when the basis lapses: a customer contact without a
+    # company (customer), an address from a list (industry_list).
+    lapse_months: int = 24
+    # How long a company's contacts keep the customer ground after the
+    # company's relationship ended (customer only).
+    grace: timedelta = timedelta(0)
+
+    def admits(self, topic: str, country: str | None) -> bool:
+        return topic in self.topics and (country or "").upper() in self.countries
+
+
 @dataclass(frozen=True)
 class MarketingPolicy:
     version: str
     topics: Mapping[str, Topic]
     channels: tuple[str, ...]
-    legitimate_interest_countries: frozenset[str]
     double_opt_in_countries: frozenset[str]
-    customer_grace: timedelta
+    customer: InterestGround
+    industry_list: InterestGround
     # Topics a form checkbox never opens without double opt-in, whatever the country.
     always_double_opt_in_topics: frozenset[str] = frozenset({"newsletter"})
     # The registered signup forms by id ([forms.<id>]); a post naming another is refused.
     forms: Mapping[str, SignupForm] = field(default_factory=dict)
+    # Years a "do not contact" entry is kept after the refusal ([do_not_contact]
+    # keep_years); None: without end (docs/rules.md R22).
+    do_not_contact_years: int | None = None
+    # R19: the consent-only topic whose consent lets web visits be linked to the
+    # contact ([web_tracking] topic), and how long visits are kept (R18).
+    web_tracking_topic: str | None = None
+    web_visits_kept: timedelta = timedelta(days=3 * 365)
+
+    @property
+    def marketing_topics(self) -> dict[str, Topic]:
+        return {key: topic for key, topic in self.topics.items() if topic.marketing}
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> MarketingPolicy:
@@ -63,29 +122,49 @@ class MarketingPolicy:
                     key=key,
                     labels=dict(spec.get("label", {})),
                     bases=frozenset(Basis(b) for b in spec["bases"]),
+                    marketing=bool(spec.get("marketing", True)),
                 )
                 for key, spec in data["topics"].items()
             }
             interest = data.get("legitimate_interest", {})
+            web = data.get("web_tracking", {})
+            web_topic = web.get("topic")
+            if web_topic is not None and (
+                web_topic not in topics or topics[web_topic].bases != {Basis.CONSENT}
+            ):
+                raise ValueError(f"[web_tracking] topic {web_topic!r} must be a consent-only topic")
             forms = _parse_forms(data.get("forms", {}), topics)
             return cls(
                 version=str(data.get("policy_version", "1.0")),
                 topics=topics,
                 channels=tuple(data.get("channels", ["email"])),
-                legitimate_interest_countries=frozenset(
-                    c.upper() for c in interest.get("countries", [])
-                ),
                 double_opt_in_countries=frozenset(
                     c.upper() for c in data.get("double_opt_in", {}).get("countries", [])
                 ),
-                customer_grace=timedelta(days=int(interest.get("customer_grace_days", 0))),
+                customer=_parse_ground("customer", interest, topics),
+                industry_list=_parse_ground("industry_list", interest, topics),
                 always_double_opt_in_topics=frozenset(
                     data.get("double_opt_in", {}).get("always_topics", ["newsletter"])
                 ),
                 forms=forms,
+                do_not_contact_years=_keep_years(data.get("do_not_contact", {})),
+                web_tracking_topic=web_topic,
+                web_visits_kept=timedelta(days=int(web.get("keep_visits_days", 3 * 365))),
             )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise RuntimeError(f"The policy file is malformed: {exc!r}") from exc
+
+    @property
+    def legitimate_interest_countries(self) -> frozenset[str]:
+        """Countries where either ground admits marketing without consent."""
+        return self.customer.countries | self.industry_list.countries
+
+    @property
+    def customer_grace(self) -> timedelta:
+        return self.customer.grace
+
+    def ground(self, kind: str) -> InterestGround:
+        return self.customer if kind == "customer" else self.industry_list
 
     def topic(self, key: str) -> Topic:
         try:
@@ -124,6 +203,60 @@ class MarketingPolicy:
         """R8: whether a ticked form checkbox for ``topic`` still needs the email
         confirmation. Newsletter signups always do."""
         return topic in self.always_double_opt_in_topics or self.requires_double_opt_in(country)
+
+
+def _keep_years(section: Mapping[str, Any]) -> int | None:
+    """``[do_not_contact] keep_years``: a whole number of years, at least one."""
+    unknown = set(section) - {"keep_years"}
+    if unknown:
+        raise ValueError(f"[do_not_contact]: unknown keys {sorted(unknown)}")
+    years = section.get("keep_years")
+    if years is None:
+        return None
+    if isinstance(years, bool) or not isinstance(years, int) or not 1 <= years <= 200:
+        raise ValueError("[do_not_contact] keep_years: a whole number of years, 1 to 200")
+    return years
+
+
+_GROUND_KEYS = {
+    "customer": frozenset({"countries", "topics", "grace_days", "lapse_months"}),
+    "industry_list": frozenset({"countries", "topics", "expiry_months"}),
+}
+
+
+def _parse_ground(
+    kind: str, interest: Mapping[str, Any], topics: Mapping[str, Topic]
+) -> InterestGround:
+    """``[legitimate_interest.<kind>]``. Without its ``countries`` the older single
+    list (``[legitimate_interest] countries``) serves both grounds, as before
+    they were told apart; without ``topics``, every topic that admits
+    legitimate interest (docs/policy.md)."""
+    where = f"[legitimate_interest.{kind}]"
+    spec = interest.get(kind, {})
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{where} is a table")
+    unknown = set(spec) - _GROUND_KEYS[kind]
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+    countries = spec.get("countries", interest.get("countries", []))
+    admitting = [k for k, t in topics.items() if t.admits_legitimate_interest]
+    chosen = list(spec.get("topics", admitting))
+    for key in chosen:
+        if key not in admitting:
+            raise ValueError(
+                f"{where} topics: {key!r} is not a topic that admits legitimate_interest"
+            )
+    months = int(spec.get("lapse_months" if kind == "customer" else "expiry_months", 24))
+    grace = int(spec.get("grace_days", interest.get("customer_grace_days", 0)))
+    if months < 1 or grace < 0:
+        raise ValueError(f"{where}: periods are positive")
+    return InterestGround(
+        kind=kind,
+        countries=frozenset(str(c).upper() for c in countries),
+        topics=frozenset(chosen),
+        lapse_months=months,
+        grace=timedelta(days=grace) if kind == "customer" else timedelta(0),
+    )
 
 
 def current_policy() -> MarketingPolicy:
@@ -227,7 +360,7 @@ def _parse_form(form_id: str, spec: Mapping[str, Any], topics: Mapping[str, Topi
     unknown = set(spec) - _FORM_KEYS
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
-    consent_topics = tuple(k for k, t in topics.items() if Basis.CONSENT in t.bases)
+    consent_topics = tuple(k for k, t in topics.items() if Basis.CONSENT in t.bases and t.marketing)
     hosted = form_id == HOSTED_FORM_ID
     asked = tuple(spec["topics"]) if "topics" in spec or not hosted else consent_topics
     for key in asked:

@@ -39,9 +39,9 @@ from flask import Flask, current_app
 
 from consent.models import WebhookDelivery, WebhookEndpoint
 from crm import services as crm
-from crm.models import Contact
+from crm.models import AuditEntry, Contact
 from extensions import db
-from kernel.access import Actor
+from kernel.access import SYSTEM_ACTOR, Actor
 from kernel.errors import InvalidInput, NotFound
 from kernel.jobs import send_job
 from kernel.signals import decisions_changed, ledger_written
@@ -50,6 +50,8 @@ from kernel.timestamps import utcnow
 # The actor that posts one delivery (declared in consent.tasks).
 WEBHOOK_JOB = "deliver_webhook"
 SIGNATURE_HEADER = "X-Consent-Signature"
+# The audit entry of a delivery: the receiver got the contact's address (R25).
+DISCLOSURE_ACTION = "webhook.deliver"
 TIMESTAMP_HEADER = "X-Consent-Timestamp"
 # session.info keys: the contacts owed a delivery in the open transaction, and
 # the ids of deliveries written and not yet handed over.
@@ -402,6 +404,7 @@ def deliver(delivery_id: int) -> str:
         delivery.last_error = f"unreachable: {type(exc).__name__}"
         db.session.commit()
         raise DeliveryFailed(delivery.last_error) from exc
+    _audit_disclosure(endpoint.id, delivery.id, contact.id)
     if 200 <= status < 300:
         delivery.status = "delivered"
         delivery.delivered_at = utcnow()
@@ -419,6 +422,26 @@ def deliver(delivery_id: int) -> str:
         return "failed"
     db.session.commit()
     raise DeliveryFailed(delivery.last_error)
+
+
+def _audit_disclosure(endpoint_id: int, delivery_id: int, contact_id: int) -> None:
+    """R25: the payload carries the contact's address, so the receiver's copy is
+    written to the audit log like any other disclosure: which endpoint, which
+    delivery, whose address, by ids only (X14). One entry per delivery, the
+    first time the receiver answers a post of it (an answer, even a 5xx, means
+    it has read the body); a retry adds none. Part of the caller's transaction."""
+    detail = f"endpoint={endpoint_id} delivery={delivery_id}"
+    logged = db.session.scalar(
+        sa.select(AuditEntry.id)
+        .where(
+            AuditEntry.contact_id == contact_id,
+            AuditEntry.action == DISCLOSURE_ACTION,
+            AuditEntry.detail == detail,
+        )
+        .limit(1)
+    )
+    if logged is None:
+        crm.audit(SYSTEM_ACTOR, DISCLOSURE_ACTION, contact_id, detail=detail)
 
 
 def _connect_checked(addresses: tuple[str, ...], port: int, timeout: float | None) -> socket.socket:

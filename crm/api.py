@@ -7,7 +7,8 @@ from typing import Any
 from flask import Flask, g
 from flask_smorest import Blueprint
 
-from crm import retention, services
+from crm import retention, services, web_visits
+from crm.models import SUPPORT_FIELDS
 from crm.retention import ContactRead
 from crm.schemas import (
     ActivityCreateSchema,
@@ -21,6 +22,8 @@ from crm.schemas import (
     RetentionPreviewQuerySchema,
     RetentionPreviewSchema,
     RetentionRunSchema,
+    WebVisitCreateSchema,
+    WebVisitSchema,
 )
 from crm.services import CompanyInput
 from extensions import api, csrf
@@ -63,8 +66,9 @@ def rectify_contact(changes: dict[str, Any], contact_id: int) -> Any:
 @blp.response(201, ActivitySchema)
 def log_activity(data: dict[str, Any], contact_id: int) -> Any:
     """Log an interaction; kinds the contact took part in move last_interaction_at."""
+    support = {name: data.get(name) for name in SUPPORT_FIELDS}
     return services.log_activity(
-        g.actor, contact_id, data["kind"], data["occurred_at"], data.get("note")
+        g.actor, contact_id, data["kind"], data["occurred_at"], data.get("note"), support
     )
 
 
@@ -118,6 +122,16 @@ def retention_preview(query: dict[str, Any]) -> Any:
 def retention_runs() -> Any:
     """The latest retention runs: when, by whom, counts per rule (never the data)."""
     return retention.list_runs()
+
+
+@blp.post("/web-visits")
+@requires("contacts.write")
+@blp.arguments(WebVisitCreateSchema)
+@blp.response(201, WebVisitSchema)
+def record_web_visit(data: dict[str, Any]) -> Any:
+    """Record a page view under an anonymous visitor id (R19): it names no contact
+    and stays anonymous unless the visitor is linked with the contact's consent."""
+    return web_visits.record_visit(data["visitor_id"], data["page"], data["visited_at"])
 
 
 def register(app: Flask) -> None:

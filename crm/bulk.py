@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from crm.models import Company, Contact
 from extensions import db
 from kernel.database import one_of
+from kernel.signals import contacts_addressed
+from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
 
 
@@ -89,7 +91,15 @@ def update_contacts(changes: Sequence[Mapping[str, Any]]) -> None:
         db.session.execute(sa.update(Contact), list(changes))
 
 
-def insert_contacts(columns: Sequence[str], rows: sa.Select[Any]) -> None:
+def insert_contacts(columns: Sequence[str], rows: sa.Select[Any]) -> list[int]:
     """Create contacts from a SELECT whose columns are ``columns``, in order: one
-    INSERT ... SELECT per batch."""
-    db.session.execute(sa.insert(Contact.__table__).from_select(list(columns), rows))
+    INSERT ... SELECT per batch. Returns the new ids, and announces them
+    (``kernel.signals.contacts_addressed``) in the same transaction, so that
+    the consent layer restates what was refused at these addresses (R22)."""
+    table = Contact.__table__
+    ids = list(
+        db.session.scalars(sa.insert(table).from_select(list(columns), rows).returning(table.c.id))
+    )
+    if ids:
+        contacts_addressed.send(signal_sender(), contact_ids=tuple(ids))
+    return ids

@@ -208,9 +208,47 @@ def preview_command(as_of: str | None, limit: int | None, as_json: bool) -> None
             click.secho(f"  skipped {outcome.excluded_count}:", fg="yellow")
             for row, reason in outcome.excluded:
                 click.echo(f"  contact {row.contact_id}: {reason}")
-    for rule in result.external:
-        click.secho(f"\n{rule.name}: held in {rule.held_in}, not here", fg="cyan")
-        click.echo(f"  rule: {rule.explain()}")
+    if result.checklist:
+        click.secho("\nHeld elsewhere: purges to check (R16-R18)", bold=True)
+    for item in result.checklist:
+        box = "[x]" if item.is_done else "[ ]"
+        click.secho(f"\n{box} {item.rule.name}: held in {item.rule.held_in}", fg="cyan")
+        click.echo(f"  rule: {item.rule.explain()}")
+        click.echo(f"  due: everything counting from {item.due_through.isoformat()} or earlier")
+        click.echo(f"  purged by: {item.rule.purged_by}")
+        if item.mark is not None:
+            click.echo(
+                f"  done through {item.mark.done_through.isoformat()} by {item.mark.done_by} "
+                f"at {item.mark.done_at.isoformat(timespec='seconds')}"
+            )
+        if not item.is_done:
+            click.echo(
+                f"  when done: flask retention done {item.rule.name} "
+                f"--through {item.due_through.isoformat()}"
+            )
+
+
+@retention_cli.command("done")
+@click.argument("rule")
+@click.option(
+    "--through",
+    "through",
+    required=True,
+    help="Purged everything counting from this day or earlier (YYYY-MM-DD).",
+)
+def done_command(rule: str, through: str) -> None:
+    """Record that a purge held in another system was done (R16-R18)."""
+    try:
+        day = date.fromisoformat(through)
+    except ValueError:
+        raise click.BadParameter("use a date, YYYY-MM-DD", param_hint="--through") from None
+    try:
+        mark = retention.mark_done(cli_actor(), rule, day)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(
+        f"{mark.rule}: done through {mark.done_through.isoformat()}, recorded by {mark.done_by}"
+    )
 
 
 @retention_cli.command("run")

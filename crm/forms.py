@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from marshmallow import fields, validate
 
 from kernel.i18n import LANGUAGES
@@ -46,3 +48,15 @@ class TokenCreateForm(FormSchema):
 class AuditQuery(FormSchema):
     # A row id: a larger number names no row (and SQLite cannot bind one over 2**63).
     before = fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_ROW_ID))
+
+
+class ChecklistDoneForm(FormSchema):
+    """An admin marks a purge held elsewhere done (R16-R18)."""
+
+    rule = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    done_through = fields.Date(
+        required=True, validate=validate.Range(min=date(1900, 1, 1), max=date(2999, 12, 31))
+    )
+    as_of = fields.Date(
+        load_default=None, validate=validate.Range(min=date(1900, 1, 1), max=date(2999, 12, 31))
+    )

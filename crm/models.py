@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
@@ -26,6 +27,29 @@ def activity_time_problem(moment: datetime, now: datetime) -> str | None:
         return f"An activity cannot have occurred before {EARLIEST_ACTIVITY:%Y-%m-%d}."
     if moment > now + ACTIVITY_AHEAD:
         return "An activity cannot have occurred in the future (more than a day from now)."
+    return None
+
+
+# General support information (R15) is kept as short identifiers that staff
+# choose from the company's own lists (a product, a problem category, a
+# resolution): lower-case letters, digits, ".", "_" and "-", not only digits.
+# The format keeps out sentences and names with spaces (no space), email
+# addresses (no "@") and numbers such as "+46..." or "0701234567"; it cannot
+# tell a code from a name or number written like one ("anna.svensson",
+# "070-123456"): that the values are codes from the lists is the staff's
+# part. The anonymisation keeps only these three fields; notes, authors and
+# free text never survive it.
+SUPPORT_CODE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+SUPPORT_FIELDS = ("product", "problem_category", "resolution_code")
+
+
+def support_code_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a support code, or None."""
+    if SUPPORT_CODE.fullmatch(value) is None or value.isdigit():
+        return (
+            "Use a code from your own list: 1-64 lower-case letters, digits, '.', '_' or '-' "
+            "(not only digits), e.g. 'ab7000' or 'connection-lost'; never names or free text."
+        )
     return None
 
 
@@ -99,11 +123,14 @@ class Contact(db.Model):
     # A legal obligation to keep the data: erasure and retention skip the contact.
     legal_hold_reason: Mapped[str | None] = mapped_column(sa.String(500))
     hard_bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # GDPR art. 14: the data came from someone else (an industry list), so the
-    # person must be told who we are and where we got it, at the latest with
-    # the first email. Set when such a contact is created; cleared by
-    # crm.services.note_art14_notice_given once that email has gone.
+    # GDPR art. 14: the data came from someone else (an industry list, or the
+    # employer of a customer contact), so the person must be told who we are and
+    # where we got it: within a month (art. 14(3)(a), mailing.art14_notices) or
+    # with the first email if that is earlier. Set when such a contact is
+    # created; cleared by crm.services.note_art14_notice_given once a notice
+    # has gone, which sets ``art14_notice_given_at`` (shown on the staff page).
     art14_notice_owed_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    art14_notice_given_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -147,6 +174,11 @@ class Activity(db.Model):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     author: Mapped[str] = mapped_column(sa.String(200))
     note: Mapped[str | None] = mapped_column(sa.Text)
+    # General support information (R15): codes from the company's own lists,
+    # never free text, so that they can outlive the case's anonymisation.
+    product: Mapped[str | None] = mapped_column(sa.String(64))
+    problem_category: Mapped[str | None] = mapped_column(sa.String(64))
+    resolution_code: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     # Retention rules select activities by kind in id order, batch after batch.
@@ -173,8 +205,9 @@ class AuditEntry(db.Model):
 class AnonymisedActivity(db.Model):
     """What is left of an activity after a retention rule anonymised it (R15).
 
-    General support information may stay, nothing linkable to a person: no
-    contact, no author, no note, and the time only to the month.
+    General support information may stay (the product, the problem category and
+    the resolution, as codes), nothing linkable to a person: no contact, no
+    author, no note, and the time only to the month.
     """
 
     __tablename__ = "anonymised_activity"
@@ -182,6 +215,9 @@ class AnonymisedActivity(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(sa.String(32))
     occurred_month: Mapped[date] = mapped_column(sa.Date)
+    product: Mapped[str | None] = mapped_column(sa.String(64))
+    problem_category: Mapped[str | None] = mapped_column(sa.String(64))
+    resolution_code: Mapped[str | None] = mapped_column(sa.String(64))
     rule: Mapped[str] = mapped_column(sa.String(64))
     anonymised_on: Mapped[date] = mapped_column(sa.Date)
 
@@ -205,6 +241,27 @@ class RetentionRun(db.Model):
     counts: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     batches: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(sa.String(500))
+
+
+class RetentionChecklistMark(db.Model):
+    """An admin's word that data held in another system was purged (R16-R18).
+
+    A rule whose data lives elsewhere (``held_in``) is purged by someone else
+    (``purged_by``); the retention preview lists what is due there, and the
+    admin marks it done through a day: everything counting from that day or
+    earlier was removed. Who and when is kept here and in the audit log.
+    """
+
+    __tablename__ = "retention_checklist_mark"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule: Mapped[str] = mapped_column(sa.String(64), index=True)
+    # The rule's cut-off: records counting from this day or earlier are purged.
+    done_through: Mapped[date] = mapped_column(sa.Date)
+    done_by: Mapped[str] = mapped_column(sa.String(200))
+    done_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("rule", "done_through"),)
 
 
 class RetentionLock(db.Model):
@@ -237,3 +294,34 @@ class RetentionSchedule(db.Model):
     name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
     chain_id: Mapped[str] = mapped_column(sa.String(64))
     next_run_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebVisit(db.Model):
+    """One page view on the company's website, under a pseudonymous visitor id
+    (a cookie's value), never a contact id: R19 keeps web activity apart from contacts
+    unless the contact consented (``WebVisitorLink``). Deleted by
+    ``crm.web_visits.purge_visits`` after the policy's web-analytics period (R18)."""
+
+    __tablename__ = "web_visit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    visitor_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    page: Mapped[str] = mapped_column(sa.String(500))
+    visited_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebVisitorLink(db.Model):
+    """A pseudonymous visitor id tied to a contact, which exists only while the
+    contact's explicit consent to web tracking holds (R19; written by
+    ``consent.web_tracking.link_visitor``). Deleting the row makes every visit
+    of that id anonymous again; it goes with its contact on erasure."""
+
+    __tablename__ = "web_visitor_link"
+
+    visitor_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("contact.id", ondelete="CASCADE"), index=True
+    )
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    linked_by: Mapped[str] = mapped_column(sa.String(200))

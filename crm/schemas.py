@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from crm.models import ActivityKind, activity_time_problem
+from crm.models import ActivityKind, activity_time_problem, support_code_problem
 from kernel.inputs import ROW_ID
 
 Text = fields.String
@@ -91,10 +91,25 @@ class RectifySchema(Schema):
     company = fields.Nested(CompanySchema, allow_none=True)
 
 
+def _support_code(value: str) -> None:
+    problem = support_code_problem(value)
+    if problem:
+        raise ValidationError(problem)
+
+
+SUPPORT_CODE_DOC = {
+    "description": "general support information kept after anonymisation (R15): "
+    "a code from your own list, never free text"
+}
+
+
 class ActivityCreateSchema(Schema):
     kind = Text(required=True, validate=validate.OneOf([k.value for k in ActivityKind]))
     occurred_at = ActivityTime(required=True)
     note = Text(allow_none=True, validate=validate.Length(max=5000))
+    product = Text(allow_none=True, validate=_support_code, metadata=SUPPORT_CODE_DOC)
+    problem_category = Text(allow_none=True, validate=_support_code, metadata=SUPPORT_CODE_DOC)
+    resolution_code = Text(allow_none=True, validate=_support_code, metadata=SUPPORT_CODE_DOC)
 
 
 class ActivitySchema(Schema):
@@ -104,6 +119,9 @@ class ActivitySchema(Schema):
     occurred_at = fields.DateTime()
     author = Text()
     note = Text(allow_none=True)
+    product = Text(allow_none=True)
+    problem_category = Text(allow_none=True)
+    resolution_code = Text(allow_none=True)
     created_at = fields.DateTime()
 
 
@@ -168,6 +186,24 @@ class RuleSchema(Schema):
     description = Text()
     explanation = fields.Function(lambda rule: rule.explain())
     held_in = Text(allow_none=True)
+    purged_by = Text(allow_none=True)
+
+
+class ChecklistMarkSchema(Schema):
+    done_through = fields.Date()
+    done_by = Text()
+    done_at = fields.DateTime()
+
+
+class ChecklistItemSchema(Schema):
+    rule = fields.Function(lambda item: item.rule.name)
+    held_in = fields.Function(lambda item: item.rule.held_in)
+    purged_by = fields.Function(lambda item: item.rule.purged_by)
+    due_through = fields.Date(
+        metadata={"description": "everything counting from this day or earlier is due there"}
+    )
+    is_done = fields.Boolean()
+    last_done = fields.Nested(ChecklistMarkSchema, attribute="mark", allow_none=True)
 
 
 class RuleOutcomeSchema(Schema):
@@ -193,6 +229,7 @@ class RetentionPreviewSchema(Schema):
     as_of = fields.Date()
     outcomes = fields.List(fields.Nested(RuleOutcomeSchema), data_key="rules")
     external = fields.List(fields.Nested(RuleSchema), data_key="held_elsewhere")
+    checklist = fields.List(fields.Nested(ChecklistItemSchema))
 
 
 class RetentionRunSchema(Schema):
@@ -205,3 +242,34 @@ class RetentionRunSchema(Schema):
     counts = fields.Dict()
     batches = fields.Integer()
     error = Text(allow_none=True)
+
+
+# R19: web visits under an anonymous visitor id (a cookie's value, not a person).
+VisitorId = validate.Regexp(
+    r"^[A-Za-z0-9_-]{8,64}$", error="A visitor id is 8-64 letters, digits, '-' or '_'."
+)
+
+
+def check_visitor_id(value: str) -> str:
+    """A visitor id in a path: the same rule as in a body, a 422 otherwise."""
+    try:
+        return str(VisitorId(value))
+    except ValidationError as exc:
+        from kernel.errors import InvalidInput
+
+        raise InvalidInput(
+            "Invalid visitor id.", fields={"visitor_id": [str(m) for m in exc.messages]}
+        ) from None
+
+
+class WebVisitCreateSchema(Schema):
+    visitor_id = Text(required=True, validate=VisitorId)
+    page = Text(required=True, validate=validate.Length(min=1, max=500))
+    visited_at = ActivityTime(required=True)
+
+
+class WebVisitSchema(Schema):
+    id = fields.Integer()
+    visitor_id = Text()
+    page = Text()
+    visited_at = fields.DateTime()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -12,20 +12,27 @@ from sqlalchemy.orm import selectinload
 
 from crm.models import (
     EARLIEST_ACTIVITY,
+    SUPPORT_FIELDS,
     Activity,
     ActivityKind,
     AuditEntry,
     Company,
     Contact,
     activity_time_problem,
+    support_code_problem,
 )
 from extensions import db
-from kernel.access import Actor
+from kernel.access import SYSTEM_ACTOR, Actor
 from kernel.addresses import normalise_email
 from kernel.countries import normalise_country, normalise_language
 from kernel.database import id_in
 from kernel.errors import Conflict, InvalidInput, NotFound
-from kernel.signals import contact_rectified
+from kernel.signals import (
+    company_relationship_changed,
+    contact_moved_company,
+    contact_rectified,
+    contacts_addressed,
+)
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
 
@@ -284,7 +291,12 @@ class CompanyInput:
     relationship_ended_at: date | None = None
 
 
-def _upsert_company(data: CompanyInput) -> Company:
+def _upsert_company(data: CompanyInput) -> tuple[Company, str | None]:
+    """The company ``data`` names, created or updated; and how its customer
+    relationship changed ("became_customer", "returned", "ended" or None).
+
+    A ``customer_since`` later than the day the relationship ended is a
+    returning customer: the end is cleared (R1)."""
     company = None
     if data.org_number:
         company = db.session.scalar(sa.select(Company).where(Company.org_number == data.org_number))
@@ -300,10 +312,18 @@ def _upsert_company(data: CompanyInput) -> Company:
         company = Company(name=data.name, org_number=data.org_number)
         db.session.add(company)
     company.name = data.name
+    was_customer = company.is_customer
+    had_ended = company.relationship_ended_at
     if data.country is not None:
         company.country = normalise_country(data.country)
     if data.customer_since is not None:
         company.customer_since = data.customer_since
+        if (
+            data.relationship_ended_at is None
+            and company.relationship_ended_at is not None
+            and data.customer_since > company.relationship_ended_at
+        ):
+            company.relationship_ended_at = None
     if data.relationship_ended_at is not None:
         company.relationship_ended_at = data.relationship_ended_at
     if (
@@ -316,18 +336,48 @@ def _upsert_company(data: CompanyInput) -> Company:
             code="invalid_relationship",
             fields={"company": {"relationship_ended_at": ["Before customer_since."]}},
         )
-    return company
+    change = None
+    if company.is_customer and not was_customer:
+        change = "returned" if had_ended is not None else "became_customer"
+    elif was_customer and company.relationship_ended_at is not None:
+        change = "ended"
+    return company, change
+
+
+def _announce_company(actor: Actor, company: Company, change: str | None) -> None:
+    """Tell consent (inside the transaction) that a company's relationship changed."""
+    if change is not None:
+        company_relationship_changed.send(
+            signal_sender(), company_id=company.id, change=change, actor=actor
+        )
+
+
+def _announce_move(actor: Actor, contact: Contact, from_company_id: int | None) -> None:
+    if contact.company_id != from_company_id:
+        contact_moved_company.send(
+            signal_sender(),
+            contact_id=contact.id,
+            from_company_id=from_company_id,
+            to_company_id=contact.company_id,
+            actor=actor,
+        )
 
 
 _PROFILE_FIELDS = ("name", "phone", "country", "language")
 
 
 def upsert_contact(
-    email: str, profile: dict[str, Any], company: CompanyInput | None = None
+    email: str,
+    profile: dict[str, Any],
+    company: CompanyInput | None = None,
+    actor: Actor | None = None,
 ) -> tuple[Contact, bool]:
     """Create or update a contact by address. Returns (contact, created). Does not commit.
 
-    A restricted contact (GDPR art. 18) is not edited.
+    A restricted contact (GDPR art. 18) is not edited. A change of a company's
+    customer relationship, and a known contact's move to another company, are
+    announced inside the transaction (``kernel.signals``), on behalf of
+    ``actor``.
     """
     address = normalise_email(email)
     values = _clean_profile(profile)
@@ -340,9 +390,18 @@ def upsert_contact(
         raise refusal_while_restricted()
     for key, value in values.items():
         setattr(contact, key, value)
+    moved_from = contact.company_id
+    change = None
     if company is not None:
-        contact.company = _upsert_company(company)
+        contact.company, change = _upsert_company(company)
     db.session.flush()
+    if created:
+        contacts_addressed.send(signal_sender(), contact_ids=(contact.id,))
+    who = actor or SYSTEM_ACTOR
+    if contact.company is not None:
+        _announce_company(who, contact.company, change)
+    if not created:
+        _announce_move(who, contact, moved_from)
     return contact, created
 
 
@@ -368,11 +427,19 @@ def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> C
             if clash is not None:
                 raise Conflict("Another contact has that address.", code="email_taken")
             values["email"] = address
+    moved_from = contact.company_id
+    change = None
     if "company" in changes:
         company = changes["company"]
-        contact.company = _upsert_company(company) if company is not None else None
+        contact.company, change = _upsert_company(company) if company is not None else (None, None)
     for key, value in values.items():
         setattr(contact, key, value)
+    db.session.flush()
+    if "email" in values:
+        contacts_addressed.send(signal_sender(), contact_ids=(contact.id,))
+    if contact.company is not None:
+        _announce_company(actor, contact.company, change)
+    _announce_move(actor, contact, moved_from)
     audit(actor, "contact.rectify", contact.id, detail=",".join(sorted(changes)))
     db.session.commit()
     contact_rectified.send(signal_sender(), contact_id=contact.id, fields=tuple(sorted(changes)))
@@ -380,7 +447,12 @@ def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> C
 
 
 def log_activity(
-    actor: Actor, contact_id: int, kind: str, occurred_at: datetime, note: str | None
+    actor: Actor,
+    contact_id: int,
+    kind: str,
+    occurred_at: datetime,
+    note: str | None,
+    support: Mapping[str, str | None] | None = None,
 ) -> Activity:
     """Record a CRM interaction. Only kinds the contact took part in move
     ``last_interaction_at``, which the retention rules count from (R13, R14),
@@ -389,7 +461,13 @@ def log_activity(
 
     Refused while processing is restricted (GDPR art. 18): an activity is new
     data about the person, and it would keep their data longer. An objection
-    made in that call is recorded as an objection (consent), which is taken."""
+    made in that call is recorded as an objection (consent), which is taken.
+
+    ``support`` holds the general support information of the case (product,
+    problem_category, resolution_code) as codes (``crm.models.SUPPORT_CODE``):
+    they survive the case's anonymisation (R15), so they may never carry free
+    text."""
+    codes = _support_codes(support or {})
     contact = get_contact(contact_id)
     if contact.is_restricted:
         raise refusal_while_restricted()
@@ -416,6 +494,7 @@ def log_activity(
         occurred_at=occurred_at,
         author=actor.label,
         note=note,
+        **codes,
     )
     db.session.add(activity)
     if activity_kind.is_interaction:
@@ -423,6 +502,22 @@ def log_activity(
     audit(actor, "activity.create", contact.id, detail=activity_kind.value)
     db.session.commit()
     return activity
+
+
+def _support_codes(support: Mapping[str, str | None]) -> dict[str, str | None]:
+    unknown = sorted(set(support) - set(SUPPORT_FIELDS))
+    if unknown:
+        raise InvalidInput(f"Unknown support fields: {', '.join(unknown)}.")
+    codes: dict[str, str | None] = {}
+    for name in SUPPORT_FIELDS:
+        value = support.get(name)
+        if value is None:
+            continue
+        problem = support_code_problem(value)
+        if problem:
+            raise InvalidInput(problem, code="invalid_support_code", fields={name: [problem]})
+        codes[name] = value
+    return codes
 
 
 def moves_last_interaction(
@@ -467,14 +562,47 @@ def list_activities(contact_id: int) -> list[Activity]:
     )
 
 
-def note_art14_notice_given(contact_ids: Iterable[int]) -> None:
-    """The first email to these contacts from an industry list carried the GDPR
-    art. 14 notice: it is no longer owed. Part of the caller's transaction (the send)."""
+def owe_art14_notice(contact_ids: Iterable[int]) -> None:
+    """GDPR art. 14: these contacts' data came from someone else (their employer,
+    our customer, or a list): the notice is owed from now, unless it already
+    is or was given (one notice per contact, ever). Set-based; part of the
+    caller's transaction."""
+    ids = list(contact_ids)
+    if not ids:
+        return
     db.session.execute(
         sa.update(Contact)
-        .where(Contact.id.in_(list(contact_ids)), Contact.art14_notice_owed_since.is_not(None))
-        .values(art14_notice_owed_since=None)
+        .where(
+            id_in(Contact.id, ids),
+            Contact.art14_notice_owed_since.is_(None),
+            Contact.art14_notice_given_at.is_(None),
+        )
+        .values(art14_notice_owed_since=utcnow())
+        .execution_options(synchronize_session="fetch")
     )
+
+
+def note_art14_notice_given(contact_ids: Iterable[int], via: str) -> list[int]:
+    """A GDPR art. 14 notice reached these contacts (``via``: the template of the
+    email that carried it, its own notice or a campaign's first email): it is
+    no longer owed, the date it was given is kept and the audit log says so.
+    Part of the caller's transaction (the send). Returns the contacts that
+    were still owed one."""
+    ids = list(contact_ids)
+    if not ids:
+        return []
+    given = list(
+        db.session.scalars(
+            sa.update(Contact)
+            .where(id_in(Contact.id, ids), Contact.art14_notice_owed_since.is_not(None))
+            .values(art14_notice_owed_since=None, art14_notice_given_at=utcnow())
+            .returning(Contact.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    for contact_id in given:
+        audit(SYSTEM_ACTOR, "contact.art14_notice_given", contact_id, detail=via)
+    return given
 
 
 def remove_contact(contact_id: int) -> None:
@@ -482,8 +610,10 @@ def remove_contact(contact_id: int) -> None:
 
     Activities, ledger events, the permission projection and any other row
     that references the contact go with it through ``ON DELETE CASCADE``
-    (every foreign key to ``contact.id`` must declare it); audit entries
-    keep what was done but lose the id, so nothing links back to the person.
+    (every foreign key to ``contact.id`` must declare it), except a rights
+    request's record, which loses the id (``ON DELETE SET NULL``) and stays as
+    the proof it was answered; audit entries keep what was done but lose the
+    id, so nothing links back to the person.
     The suppression list holds no id and is untouched (R22).
     Used by erasure (GDPR art. 17) and by retention purges alike.
     """

@@ -26,6 +26,7 @@ from crm.forms import (
     ROLES,
     ActiveForm,
     AuditQuery,
+    ChecklistDoneForm,
     FormSchema,
     LanguageForm,
     RoleForm,
@@ -268,6 +269,18 @@ def retention_page() -> Any:
 
 
 RETENTION_PAGE_ITEMS = 50
+
+
+@bp.post("/admin/retention/checklist")
+@staff_requires("retention.run")
+def retention_checklist_done() -> Any:
+    """The admin says a purge owed in another system was done (R16-R18)."""
+    as_of = run_form(
+        ChecklistDoneForm(),
+        lambda d: retention.mark_done(g.actor, d["rule"], d["done_through"]) and d["as_of"],
+        "Marked done.",
+    )
+    return see_other("staff.retention_page", **({"as_of": as_of.isoformat()} if as_of else {}))
 
 
 def register(app: Flask) -> None:

@@ -1,4 +1,5 @@
-"""Dramatiq actors of the CRM package: the daily retention run.
+"""Dramatiq actors of the CRM package: the daily retention run, which also
+announces the day to the packages above (``kernel.signals.day_started``).
 
 Thin wrappers around ``crm.retention``; ids and times in, never data.
 """
@@ -14,6 +15,8 @@ from flask import Flask
 
 from crm import retention
 from extensions import broker
+from kernel.signals import day_started
+from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,10 @@ def run_daily_retention(chain_id: str, due_at: str) -> None:
     if link is not None:
         send_link(link)
     retention.run_daily()
+    # The day's other duties belong to the packages above: the bases that lapsed
+    # by time (R1, R3), the art. 14 notices still owed (docs/rules.md X15), the web
+    # visitors whose consent ended (R19). Each is safe to run twice in a day.
+    day_started.send(signal_sender(), at=utcnow())
 
 
 @dramatiq.actor(queue_name="retention", max_retries=10)

@@ -22,6 +22,11 @@ from kernel.models import ApiToken, Role, StaffUser
 from kernel.timestamps import utcnow
 
 ALL_ROLES = frozenset(Role)
+# The roles that do the company's sales and marketing work; the dpo is not one.
+STAFF_WORK = frozenset({Role.SALES, Role.MARKETING, Role.ADMIN})
+# Need to know (R25): who reads the details of consent evidence that identify a
+# person's device or visit (``consent.evidence.IDENTIFYING_EVIDENCE``).
+EVIDENCE_READERS = frozenset({Role.ADMIN, Role.DPO})
 
 # R25: only staff who need the data for their task reach it. Every staff page
 # and API route names one of these actions; ``may`` is the only check.
@@ -32,19 +37,26 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "contacts.export": frozenset({Role.ADMIN}),
     "contacts.restrict": frozenset({Role.ADMIN}),
     "contacts.legal_hold": frozenset({Role.ADMIN}),
-    "activities.create": ALL_ROLES,
+    "activities.create": STAFF_WORK,
+    # The person's own "no" is taken by whoever they tell it to (GDPR art. 21).
     "objections.record": ALL_ROLES,
+    # A withdrawal taken on the person's behalf ("stop the newsletter"): whoever
+    # may take their objection may take this smaller "no".
+    "withdrawals.record": ALL_ROLES,
     "permissions.read": ALL_ROLES,
+    "evidence.read": EVIDENCE_READERS,
     "imports.run": frozenset({Role.MARKETING, Role.ADMIN}),
     "campaigns.manage": frozenset({Role.MARKETING, Role.ADMIN}),
     "retention.read": frozenset({Role.ADMIN}),
     "retention.run": frozenset({Role.ADMIN}),
     "users.manage": frozenset({Role.ADMIN}),
     "tokens.manage": frozenset({Role.ADMIN}),
-    "audit.read": frozenset({Role.ADMIN}),
+    "audit.read": frozenset({Role.ADMIN, Role.DPO}),
     "webhooks.manage": frozenset({Role.ADMIN}),
     "policies.manage": frozenset({Role.ADMIN}),
-    "privacy_requests.read": frozenset({Role.ADMIN}),
+    "privacy_requests.read": frozenset({Role.ADMIN, Role.DPO}),
+    # Extend a request's deadline (GDPR art. 12(3)) or refuse it with the reason.
+    "privacy_requests.manage": frozenset({Role.ADMIN}),
     "policies.read": ALL_ROLES,
 }
 

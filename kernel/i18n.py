@@ -94,6 +94,14 @@ SV: dict[str, str] = {
     "Due since": "Gallras sedan",
     "and more": "med flera",
     "Held elsewhere": "Hanteras i andra system",
+    "Held elsewhere: purges to check": "Hanteras i andra system: gallring att bocka av",
+    "Rule": "Regel",
+    "Held in": "Finns i",
+    "Purged by": "Gallras av",
+    "Due through": "Gallras till och med",
+    "Done through": "Klart till och med",
+    "Mark done": "Markera som klart",
+    "Marked done.": "Markerat som klart.",
     "Retention runs": "Gallringskörningar",
     "As of": "Per",
     "Started": "Startad",
@@ -105,6 +113,8 @@ SV: dict[str, str] = {
     "not while": "inte så länge:",
     "Processing restricted since": "Behandlingen begränsad sedan",
     "Legal hold": "Bevarandeplikt",
+    "Source notice (GDPR art. 14) sent": "Information om källan (GDPR art. 14) skickad",
+    "Source notice (GDPR art. 14) owed since": "Information om källan (GDPR art. 14) ska skickas, sedan",
     "None": "Ingen",
     "Customer since": "Kund sedan",
     "Consent ledger": "Samtyckeshistorik",
@@ -148,6 +158,34 @@ SV: dict[str, str] = {
     "Which channels": "Vilka kanaler",
     "Record objection": "Registrera invändningen",
     "Objection recorded.": "Invändningen är registrerad.",
+    "Record a withdrawal": "Registrera ett återkallande",
+    (
+        "The person asked us to stop a topic or a channel, such as the newsletter. It takes "
+        "effect at once; other topics and channels keep their basis."
+    ): (
+        "Personen bad oss sluta med ett ämne eller en kanal, till exempel nyhetsbrevet. "
+        "Det gäller direkt; andra ämnen och kanaler behåller sin grund."
+    ),
+    "Record withdrawal": "Registrera återkallandet",
+    "Withdrawal recorded.": "Återkallandet är registrerat.",
+    "Re-permission under policy version": "Förnyat samtycke enligt policyversion",
+    (
+        "Version %(version)s is a major change. Consents given under an earlier version still "
+        "stand; you may ask those people to confirm under the new version. Only their click "
+        "records consent again."
+    ): (
+        "Version %(version)s är en större ändring. Samtycken som lämnats enligt en tidigare "
+        "version gäller fortfarande; du kan be dessa personer bekräfta enligt den nya versionen. "
+        "Bara deras klick registrerar samtycket på nytt."
+    ),
+    "Contacts with a consent given under an earlier version:": (
+        "Kontakter med samtycke enligt en tidigare version:"
+    ),
+    "Yes, send the re-permission request to these contacts": (
+        "Ja, skicka begäran om förnyat samtycke till dessa kontakter"
+    ),
+    "Send re-permission request": "Skicka begäran om förnyat samtycke",
+    "Re-permission requests are on their way.": "Begäran om förnyat samtycke skickas.",
     "Restrict processing (GDPR art. 18)": "Begränsa behandlingen (GDPR art. 18)",
     "Restrict": "Begränsa",
     "Lift the restriction": "Häv begränsningen",
@@ -307,6 +345,84 @@ SV: dict[str, str] = {
     "done": "klar",
     "failed": "misslyckades",
     "The page is not valid.": "Sidan är inte giltig.",
+    # Rights from the contact page, the privacy-request inbox, the dpo role (issue 19)
+    "dpo": "dataskyddsombud",
+    "Browser": "Webbläsare",
+    "Page": "Sida",
+    "Privacy requests": "Integritetsärenden",
+    "Open privacy requests": "Öppna integritetsärenden",
+    "due": "senast",
+    "The person asked via": "Personen bad om det via",
+    "Not a request from the person": "Inte en begäran från personen",
+    "Correct the data (GDPR art. 16)": "Rätta uppgifterna (GDPR art. 16)",
+    "Save the correction": "Spara rättelsen",
+    "Contact corrected.": "Kontakten är rättad.",
+    "Export the data (GDPR art. 15, 20)": "Exportera uppgifterna (GDPR art. 15, 20)",
+    "Everything held about the person, as a JSON file to give them.": (
+        "Allt vi har om personen, som en JSON-fil att lämna till personen."
+    ),
+    "Erase the contact (GDPR art. 17)": "Radera kontakten (GDPR art. 17)",
+    "Back to the contact": "Tillbaka till kontakten",
+    "What erasure does": "Vad radering gör",
+    "The contact, its activities, its consent ledger and its decisions are deleted. This cannot be undone.": (
+        "Kontakten, dess aktiviteter, dess samtyckeslogg och dess beslut raderas. "
+        "Det går inte att ångra."
+    ),
+    "If the person ever objected or unsubscribed from everything, a keyed hash of the address stays on the suppression list, so that they are never marketed to again.": (
+        "Om personen någon gång invänt eller avregistrerat sig från allt stannar en nyckelhashad "
+        "adress på spärrlistan, så att personen aldrig får marknadsföring igen."
+    ),
+    "The privacy requests of the contact stay, without any personal data, as proof of when they were answered.": (
+        "Kontaktens integritetsärenden finns kvar, utan personuppgifter, som bevis på när de "
+        "besvarades."
+    ),
+    "This answers the open requests:": "Detta besvarar de öppna ärendena:",
+    "Erasure is refused while a legal hold is set:": (
+        "Radering nekas så länge bevarandeplikt gäller:"
+    ),
+    "Yes, erase the contact": "Ja, radera kontakten",
+    "Contact erased.": "Kontakten är raderad.",
+    "Contact erased. The suppression hash is kept.": (
+        "Kontakten är raderad. Spärrhashen finns kvar."
+    ),
+    "Each request must be answered within one month of its verification; where necessary the deadline can be extended once by two further months, with the reason (GDPR art. 12(3)).": (
+        "Varje ärende ska besvaras inom en månad från verifieringen; vid behov kan tiden "
+        "förlängas en gång med två månader, med skälet (GDPR art. 12.3)."
+    ),
+    "Filter": "Filter",
+    "show.open": "öppna",
+    "show.overdue": "försenade",
+    "show.closed": "besvarade",
+    "show.all": "alla",
+    "Received": "Mottaget",
+    "Verified": "Verifierat",
+    "Deadline": "Senast",
+    "Answered": "Besvarat",
+    "via": "via",
+    "Overdue": "Försenat",
+    "extended from": "förlängt från",
+    "erased": "raderad",
+    "Reason for two more months": "Skäl för två månader till",
+    "Extend the deadline": "Förläng tiden",
+    "Reason for the refusal (no personal data)": "Skäl för avslaget (inga personuppgifter)",
+    "Refuse the request": "Avslå ärendet",
+    "No requests.": "Inga ärenden.",
+    "Deadline extended.": "Tiden är förlängd.",
+    "Request refused.": "Ärendet är avslaget.",
+    "request.access": "registerutdrag",
+    "request.erasure": "radering",
+    "request.rectification": "rättelse",
+    "request.restriction": "begränsning",
+    "status.pending_verification": "väntar på verifiering",
+    "status.awaiting_admin": "väntar på admin",
+    "status.verified": "verifierat",
+    "status.completed": "besvarat",
+    "status.refused": "avslaget",
+    "outcome.exported": "exporterat",
+    "outcome.erased": "raderat",
+    "outcome.restricted": "begränsat",
+    "outcome.rectified": "rättat",
+    "outcome.refused": "avslaget",
 }
 
 TRANSLATIONS = {"sv": SV}
@@ -326,7 +442,11 @@ def translate(text: str, **values: object) -> str:
     if result is None:
         # Keys such as "reason.objection" fall back to their readable part.
         prefix, dot, rest = text.partition(".")
-        keyed = dot and prefix in ("reason", "event", "activity") and " " not in text
+        keyed = (
+            dot
+            and prefix in ("reason", "event", "activity", "request", "status", "outcome", "show")
+            and " " not in text
+        )
         result = rest if keyed else text
         if " " not in result:
             result = result.replace("_", " ")  # a code such as legitimate_interest

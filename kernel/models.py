@@ -16,6 +16,10 @@ class Role(enum.StrEnum):
     SALES = "sales"
     MARKETING = "marketing"
     ADMIN = "admin"
+    # The data protection officer: reads what a rights request or a complaint
+    # needs (the consent evidence, the privacy-request inbox, the audit log),
+    # takes no marketing action (R25).
+    DPO = "dpo"
 
 
 class StaffUser(db.Model):

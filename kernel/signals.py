@@ -41,14 +41,48 @@ ledger_written = _signals.signal("ledger-written")
 # After the commit. Sent by every use case whose commit changed a contact's
 # decisions (consent, subscriptions, imports, erasure, rectification of a
 # deciding field); kwargs: contact_id, kind (the ledger event kind, or
-# "erased", "rectified", "import"). Receiver: consent.webhooks hands the
-# deliveries written for the contact to the broker.
+# "erased", "rectified", "import"). Receivers: consent.webhooks hands the
+# deliveries written for the contact to the broker; mailing hands over the
+# confirmation emails ``confirmation_owed`` queued in that transaction;
+# consent.web_tracking unlinks the contact's web visitors when its
+# web-tracking consent no longer holds (docs/rules.md R19).
 decisions_changed = _signals.signal("decisions-changed")
+
+# Inside the transaction. Sent by consent.claims when a consent another system
+# registered (API, CRM sync) must first be confirmed by the person (R7, R8, X6);
+# kwargs: request_id (the open SubscriptionRequest). Receiver: mailing queues
+# the double opt-in email as an outbox row in the sender's transaction and
+# returns the row's id, or None when no email may go now (the mailbox had its
+# share, or processing is restricted): the sender reads that answer.
+confirmation_owed = _signals.signal("confirmation-owed")
 
 # After the commit. Sent by crm.services.rectify_contact; kwargs: contact_id,
 # fields (the names of the fields changed). Receiver: consent.services
 # announces ``decisions_changed`` when a field the decision reads changed.
 contact_rectified = _signals.signal("contact-rectified")
+
+# Inside the transaction. Sent by crm.services.upsert_contact (a new contact),
+# crm.services.rectify_contact (a new address) and crm.bulk.insert_contacts (new
+# contacts of an import or sync); kwargs: contact_ids (a tuple). Receiver:
+# consent.refusals restates in the ledger each "do not contact" entry kept for
+# the address, so that a refusal outlives erasure and purges (docs/rules.md R22).
+contacts_addressed = _signals.signal("contacts-addressed")
+
+# --- customer relationships -----------------------------------------------------------
+
+# Inside the transaction. Sent by crm.services when a company becomes a
+# customer, returns as one, or its customer relationship ends; kwargs:
+# company_id, change ("became_customer", "returned", "ended"), actor (the
+# kernel.access.Actor who made the change). Receiver: consent.bases records
+# basis_granted / basis_ended for the company's contacts (docs/rules.md R1).
+company_relationship_changed = _signals.signal("company-relationship-changed")
+
+# Inside the transaction. Sent by crm.services when a known contact's company
+# changes; kwargs: contact_id, from_company_id, to_company_id (either None),
+# actor. Receiver: consent.bases ends the contact's customer basis and grants
+# the new company's, if it is a customer (docs/rules.md R1).
+contact_moved_company = _signals.signal("contact-moved-company")
+
 
 # --- policy versions ----------------------------------------------------------------
 
@@ -57,14 +91,41 @@ contact_rectified = _signals.signal("contact-rectified")
 # notice to every registered address on a major version (docs/rules.md R24).
 policy_published = _signals.signal("policy-published")
 
+# --- the daily run -----------------------------------------------------------------
+
+# After the commit. Sent by crm.tasks.run_daily_retention each day the daily
+# chain runs (a redelivered link sends it again); kwargs: at (the moment of the
+# run). Receivers: consent.bases sends the job that writes the bases that
+# lapsed by time to the ledger (docs/rules.md R1, R3); mailing queues the GDPR
+# art. 14 notices still owed (docs/rules.md X15); consent.web_tracking unlinks
+# web visitors whose contact no longer consents to web tracking (R19). Each
+# is safe to run twice in a day.
+day_started = _signals.signal("day-started")
+
 # --- contributions (the receivers' return values are the answer) ---------------------
+
+# Inside the transaction. Sent by crm.retention.run.run once its rules are
+# applied, with kwargs as_of (the run's date); each receiver removes what of its
+# own is due on that date and returns {name: count removed} for the run's record.
+# Receiver: consent.refusals drops the "do not contact" entries kept longer than
+# the policy file's [do_not_contact] allows (docs/rules.md R22).
+retention_due = _signals.signal("retention-due")
 
 # Sent by crm.retention with kwargs contact_ids (a sequence); each receiver
 # returns {contact_id: reason} for the contacts no retention rule may touch.
 # Receiver: consent.rights (a rights request is open, docs/rules.md R20).
 collect_retention_exclusions = _signals.signal("retention-exclusions")
 
+# Sent by crm.retention with kwargs counts_from (the name of a contact rule's
+# anchor that crm does not hold, e.g. "objection"); the one receiver that
+# holds it returns a SELECT of two columns, contact_id and at: the moment each
+# such contact's period counts from (contacts without one are not listed).
+# Receiver: consent.rights ("objection": the objection to all direct
+# marketing, GDPR art. 21(3), docs/rules.md R22).
+collect_retention_anchors = _signals.signal("retention-anchors")
+
 # Sent by consent.rights.export_contact with kwargs contact (the Contact); each
 # receiver returns (section name, JSON-ready data) for the person's export.
-# Receiver: mailing (the emails sent to the person).
+# Receivers: mailing (the emails sent to the person); consent.web_tracking
+# (the web visits linked to the person, R19).
 collect_export_sections = _signals.signal("export-sections")

@@ -76,10 +76,23 @@ def init_app(app: Flask) -> None:
 
 
 def _connect_signals() -> None:
-    from kernel.signals import collect_export_sections, policy_published
+    from kernel.signals import (
+        collect_export_sections,
+        confirmation_owed,
+        day_started,
+        decisions_changed,
+        policy_published,
+    )
+    from mailing.subscription_flows import (
+        hand_over_owed_confirmations,
+        queue_owed_confirmation,
+    )
 
     collect_export_sections.connect(_export_emails, weak=False)
     policy_published.connect(_on_policy_published, weak=False)
+    confirmation_owed.connect(queue_owed_confirmation, weak=False)
+    decisions_changed.connect(hand_over_owed_confirmations, weak=False)
+    day_started.connect(_on_day_started, weak=False)
 
 
 def _export_emails(app: Flask, *, contact: object, **_: object) -> tuple[str, object]:
@@ -97,3 +110,10 @@ def _on_policy_published(
         from mailing.tasks import send_policy_notices
 
         send_policy_notices.send(policy_version_id)
+
+
+def _on_day_started(app: Flask, **_: object) -> None:
+    """GDPR art. 14(3)(a): the notices still owed go out well within their month."""
+    from mailing.tasks import send_art14_notices
+
+    send_art14_notices.send()

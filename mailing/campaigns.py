@@ -64,7 +64,14 @@ def _check_texts(data: CampaignInput) -> None:
 def create_campaign(actor: Actor, data: CampaignInput, at: datetime | None = None) -> Campaign:
     """A draft campaign on a configured topic, with its text in Swedish and English."""
     policy = current_policy()
-    policy.topic(data.topic)  # an unknown topic is refused here, not at send time
+    # An unknown topic is refused here, not at send time; so is a purpose that is
+    # not marketing (R19's web tracking).
+    if not policy.topic(data.topic).marketing:
+        raise InvalidInput(
+            f"Topic {data.topic!r} is not marketing.",
+            code="not_a_marketing_topic",
+            fields={"topic": ["Not a marketing topic."]},
+        )
     _check_texts(data)
     campaign = Campaign(
         topic=data.topic,

@@ -1,4 +1,5 @@
-"""``flask outbox sweep|deliver``, ``flask campaigns send|report`` and ``flask forms list|snippet``."""
+"""``flask outbox sweep|deliver``, ``flask campaigns send|report``, ``flask forms list|snippet``
+and ``flask notices art14``."""
 
 from __future__ import annotations
 
@@ -114,7 +115,27 @@ def snippet(form_id: str, language: str | None) -> None:
     )
 
 
+notices_group = AppGroup("notices", help="Notices the law owes people (not marketing).")
+
+
+@notices_group.command("art14")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def send_art14_notices(as_json: bool) -> None:
+    """Queue now the GDPR art. 14 notice (where we got the address) for every
+    contact still owed one; the daily run does the same. Safe to repeat."""
+    import json
+
+    from mailing.art14_notices import queue_art14_notices
+
+    queued = queue_art14_notices()
+    if as_json:
+        click.echo(json.dumps({"queued": queued}))
+    else:
+        click.echo(f"Queued the art. 14 notice for {queued} contact(s).")
+
+
 def register(app: Flask) -> None:
+    app.cli.add_command(notices_group)
     app.cli.add_command(outbox)
     app.cli.add_command(campaigns_group)
     app.cli.add_command(forms_group)

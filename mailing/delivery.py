@@ -27,10 +27,10 @@ from kernel.timestamps import utcnow
 from mailing import messages, transport
 from mailing.models import Campaign, MailStatus, OutboxMessage
 from mailing.outbox import claim_timeout, hand_over
+from mailing.why import Why, reasons_for
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -78,12 +78,11 @@ def deliver_many(outbox_ids: Sequence[int], at: datetime | None = None) -> dict[
     # with its contact between the claim and the read.
     outcomes.update({i: Delivery("skipped", "contact_erased") for i in claimed})
     letters = _read_claimed(claimed)
-    render_errors = [letter.render() for letter in letters]
+    # Marketing is built once the policy has said why it may go (its footer says so).
+    render_errors = [letter.render() for letter in letters if not letter.is_marketing]
     stopped_by: BaseException | None = None
     try:
-        render_errors += _hold_and_check(
-            [x for x in letters if x.is_marketing and x.outcome is None], now
-        )
+        render_errors += _hold_and_check([x for x in letters if x.is_marketing], now)
         stopped_by = _send_all(letters, now)
     except BaseException as exc:
         stopped_by = exc
@@ -171,25 +170,25 @@ class _Letter:
     outbox_id: int = 0
     contact_id: int = 0
     is_marketing: bool = False
+    template: str = ""
     message: EmailMessage | transport.PreparedMessage | None = None
     # Why the message could not be built; the row is failed unless the policy blocks it.
     failure: str | None = None
-    # The contact's values the message was built from; the hold re-reads them.
-    built_from: tuple[Any, ...] = ()
+    # Why the person receives this marketing email, from the policy's decision.
+    why: Why | None = None
     owes_notice: bool = False
     outcome: Delivery | None = None
 
     def __post_init__(self) -> None:
         self.outbox_id, self.contact_id = self.row.id, self.row.contact_id
-        self.is_marketing = self.row.is_marketing
+        self.is_marketing, self.template = self.row.is_marketing, self.row.template
 
     def render(self) -> Exception | None:
         """Build the message, or note why it cannot be built. Returns an
         unexpected error (a bug), to be raised once the batch is marked."""
-        self.built_from = _rendered_fields(self.contact)
         self.message, self.failure = None, None
         try:
-            self.message = messages.prepare_message(self.row, self.contact)
+            self.message = messages.prepare_message(self.row, self.contact, self.why)
         except LinkInvalid as exc:  # the confirmation it points to is gone
             self.failure = str(exc)
         except Exception as exc:
@@ -198,10 +197,6 @@ class _Letter:
             self.failure = f"rendering failed: {type(exc).__name__}: {exc}"
             return exc
         return None
-
-
-def _rendered_fields(contact: Contact) -> tuple[Any, ...]:
-    return (contact.email, contact.name, contact.language, contact.art14_notice_owed_since)
 
 
 def _read_claimed(claimed: set[int]) -> list[_Letter]:
@@ -233,8 +228,9 @@ def _hold_and_check(letters: list[_Letter], at: datetime) -> list[Exception | No
     SQLite the write below takes the database's one write lock, which every
     consent change waits for in the same way. The locking read also refreshes
     the contacts already loaded: a restriction, a bounce or a new address
-    committed since they were read must count, and a message built from the
-    old values is built again (returned: the errors of those builds).
+    committed since they were read must count. Each message allowed is built
+    here, from those values and with the decision's reason for its footer
+    (``mailing.why``); returned: the errors of those builds.
     """
     if not letters:
         return []
@@ -262,10 +258,12 @@ def _hold_and_check(letters: list[_Letter], at: datetime) -> list[Exception | No
     errors = []
     for topic, group in by_topic.items():
         decisions = check_permissions([x.contact.email for x in group], topic, "email", at=at)
-        for letter, decision in zip(group, decisions, strict=True):
+        reasons = reasons_for([(x.contact, d) for x, d in zip(group, decisions, strict=True)])
+        for letter, decision, why in zip(group, decisions, reasons, strict=True):
             if not decision.allowed:
                 letter.outcome = Delivery(MailStatus.BLOCKED.value, decision.reason.value)
-            elif _rendered_fields(letter.contact) != letter.built_from:
+            else:
+                letter.why = why
                 errors.append(letter.render())
     return errors
 
@@ -281,6 +279,13 @@ def _send_all(letters: list[_Letter], now: datetime) -> transport.TemporaryFailu
         if letter.message is None:
             letter.outcome = Delivery(MailStatus.FAILED.value, letter.failure)
             continue
+        if (
+            letter.template == messages.SOURCE_NOTICE
+            and letter.contact.art14_notice_owed_since is None
+        ):
+            # A campaign's first email carried it meanwhile: it is not sent twice.
+            letter.outcome = Delivery(MailStatus.BLOCKED.value, "notice_already_given")
+            continue
         if time.monotonic() > deadline:
             _put_back(letters[index:], Delivery(MailStatus.QUEUED.value, OUT_OF_TIME))
             return None
@@ -295,7 +300,9 @@ def _send_all(letters: list[_Letter], now: datetime) -> transport.TemporaryFailu
             continue
         log.info("Outbox %s (%s) sent to %s", letter.outbox_id, letter.row.template, where)
         letter.outcome = Delivery("sent")
-        letter.owes_notice = letter.is_marketing and bool(letter.contact.art14_notice_owed_since)
+        letter.owes_notice = letter.template == messages.SOURCE_NOTICE or (
+            letter.is_marketing and bool(letter.contact.art14_notice_owed_since)
+        )
     return None
 
 
@@ -312,18 +319,18 @@ def _mark(letters: list[_Letter], error: BaseException | None) -> None:
         db.session.rollback()  # a failed statement ends the transaction: mark in a new one
     now = utcnow()
     changes: dict[tuple[tuple[str, Any], ...], list[int]] = {}
-    owed_notice = []
+    owed_notice: dict[str, list[int]] = {}
     for letter in letters:
         values = _final_values(letter.outcome, now)
         if values is None:
             continue
         changes.setdefault(tuple(sorted(values.items())), []).append(letter.outbox_id)
         if values["status"] == MailStatus.SENT and letter.owes_notice:
-            owed_notice.append(letter.contact_id)
+            owed_notice.setdefault(letter.template, []).append(letter.contact_id)
     for change, outbox_ids in changes.items():
         _update(outbox_ids, **dict(change))
-    if owed_notice:
-        crm.note_art14_notice_given(owed_notice)  # committed with the sent marks
+    for via, contact_ids in owed_notice.items():
+        crm.note_art14_notice_given(contact_ids, via)  # committed with the sent marks
     db.session.commit()
 
 

@@ -34,8 +34,11 @@ from kernel.timestamps import utcnow
 from mailing import mime
 from mailing.models import Campaign, OutboxMessage
 from mailing.transport import PreparedMessage
+from mailing.why import Why
 
 LANGUAGES = ("en", "sv")
+# The GDPR art. 14 notice's own email (mailing.art14_notices), which delivery marks given.
+SOURCE_NOTICE = "source_notice"
 
 
 def page_language(value: str | None) -> str:
@@ -55,10 +58,16 @@ def confirm_url(request_id: int) -> str:
     return _url("/confirm/" + make_token(Purpose.CONFIRM, {"r": request_id}))
 
 
-def unsubscribe_url(contact_id: int, topic: str, message_id: int | None = None) -> str:
+def unsubscribe_url(
+    contact_id: int, topic: str, message_id: int | None = None, topics: list[str] | None = None
+) -> str:
+    """``topics``: every topic the link withdraws, when more than ``topic`` (the
+    welcome email of a signup that confirmed several)."""
     payload: dict[str, Any] = {"c": contact_id, "t": topic}
     if message_id is not None:
         payload["m"] = message_id
+    if topics and len(topics) > 1:
+        payload["ts"] = list(topics)
     return _url("/unsubscribe/" + make_token(Purpose.UNSUBSCRIBE, payload))
 
 
@@ -118,7 +127,7 @@ def shown_name(row: OutboxMessage, contact: Contact) -> str | None:
     return None
 
 
-def _context(row: OutboxMessage, contact: Contact) -> dict[str, Any]:
+def _context(row: OutboxMessage, contact: Contact, why: Why | None = None) -> dict[str, Any]:
     policy = current_policy()
     lang = page_language(row.language)
     params = row.params or {}
@@ -132,6 +141,11 @@ def _context(row: OutboxMessage, contact: Contact) -> dict[str, Any]:
         request = get_request(int(params["request_id"]))
         context["topics"] = [policy.topic(t).label(lang) for t in request.topic_keys]
         context["confirm_url"] = confirm_url(request.id)
+    if row.template == "repermission":
+        # R24: the same signed confirmation link as a signup's double opt-in.
+        request = get_request(int(params["request_id"]))
+        context["topics"] = [policy.topic(t).label(lang) for t in params.get("topics", [])]
+        context["confirm_url"] = confirm_url(request.id)
     if row.template == "unsubscribe_link":
         context["unsubscribe_url"] = unsubscribe_url(contact.id, ALL, row.id)
         context["preferences_url"] = preferences_url(contact.id)
@@ -144,6 +158,9 @@ def _context(row: OutboxMessage, contact: Contact) -> dict[str, Any]:
         context["topics"] = [policy.topic(t).label(lang) for t in params.get("topics", [])]
         context["undo_url"] = undo_signup_url(contact.id, list(params.get("events", [])))
         context["preferences_url"] = preferences_url(contact.id)
+    if row.template == SOURCE_NOTICE:
+        # GDPR art. 21(4): the right to object is brought to their attention, with a way to use it.
+        context["object_url"] = unsubscribe_url(contact.id, ALL, row.id)
     if row.template == "welcome":
         context["topics"] = [policy.topic(t).label(lang) for t in params.get("topics", [])]
     if row.template == "campaign":
@@ -153,13 +170,34 @@ def _context(row: OutboxMessage, contact: Contact) -> dict[str, Any]:
         context["subject"] = campaign.subject_sv if lang == "sv" else campaign.subject_en
         context["body"] = campaign.body_sv if lang == "sv" else campaign.body_en
     if row.is_marketing:
-        context["unsubscribe_url"] = unsubscribe_url(contact.id, row.topic or ALL, row.id)
+        # The welcome email's link withdraws every topic its signup confirmed.
+        signed_up = list(params.get("topics", [])) if row.template == "welcome" else None
+        context["unsubscribe_url"] = unsubscribe_url(
+            contact.id, row.topic or ALL, row.id, topics=signed_up
+        )
         context["preferences_url"] = preferences_url(contact.id)
-        context["topic_label"] = policy.topic(row.topic).label(lang) if row.topic else ""
+        context["topic_label"] = (
+            ", ".join(policy.topic(t).label(lang) for t in signed_up)
+            if signed_up
+            else policy.topic(row.topic).label(lang)
+            if row.topic
+            else ""
+        )
+        # The footer says why this person gets this email (mailing.why).
+        context["why"] = why
         # GDPR art. 14(3)(b): the first email to an address from an industry list
         # tells the person where we got it and on what basis.
         context["art14_notice"] = contact.art14_notice_owed_since is not None
+        context["policy_url"] = _policy_url() if context["art14_notice"] else None
     return context
+
+
+def _policy_url() -> str | None:
+    """The address of the current published privacy policy, if it has one."""
+    from consent.policies import current_policy_version
+
+    policy = current_policy_version()
+    return policy.url if policy is not None else None
 
 
 _URL = re.compile(r"https?://[^\s<>\"]+")
@@ -270,8 +308,8 @@ def _is_clean(text: str) -> bool:
     return not any("\udc80" <= char <= "\udcff" for char in text)
 
 
-def build_message(row: OutboxMessage, contact: Contact) -> EmailMessage:
-    return _build(row, contact, _context(row, contact))
+def build_message(row: OutboxMessage, contact: Contact, why: Why | None = None) -> EmailMessage:
+    return _build(row, contact, _context(row, contact, why))
 
 
 def _build(row: OutboxMessage, contact: Contact, context: dict[str, Any]) -> EmailMessage:
@@ -338,13 +376,15 @@ class _StandIns:
         self.unsubscribe = f"{word}Unsubscribe"
         self.preferences = f"{word}Preferences"
         self.boundary = f"==============={word}=="
+        self.detail = f"{word}Detail"
 
     def to_line(self) -> bytes:
         return b"To: " + self.to.encode() + b"\r\n"
 
     def slots(self) -> tuple[bytes, ...]:
         """The stand-ins replaced wherever they occur, in ``fill``'s order."""
-        return tuple(v.encode() for v in (self.message_id, self.unsubscribe, self.preferences))
+        values = (self.message_id, self.unsubscribe, self.preferences, self.detail)
+        return tuple(v.encode() for v in values)
 
 
 def _date_line(date: str) -> bytes:
@@ -361,7 +401,7 @@ class _CampaignBlank:
     sender: str
 
     def fill(self, to_line: bytes, date: str, values: tuple[str, ...]) -> bytes:
-        """``values``: the Message-ID and the two signed link tokens."""
+        """``values``: the Message-ID, the two signed link tokens and the footer's detail."""
         data = self.data.replace(self.stand_ins.to_line(), to_line, 1)
         data = data.replace(_date_line(self.stand_ins.date), _date_line(date), 1)
         for slot, value in zip(self.stand_ins.slots(), values, strict=True):
@@ -369,7 +409,9 @@ class _CampaignBlank:
         return data
 
 
-def prepare_message(row: OutboxMessage, contact: Contact) -> PreparedMessage | EmailMessage:
+def prepare_message(
+    row: OutboxMessage, contact: Contact, why: Why | None = None
+) -> PreparedMessage | EmailMessage:
     """The message ``deliver`` sends for this row.
 
     A campaign's message is its wire bytes, filled in from a blank built once
@@ -378,7 +420,7 @@ def prepare_message(row: OutboxMessage, contact: Contact) -> PreparedMessage | E
     whatever a blank cannot hold (a line that would need another transfer
     encoding), is ``build_message``'s message.
     """
-    context = _context(row, contact)
+    context = _context(row, contact, why)
     address = mailbox(contact.email)
     # A blank holds ASCII wire bytes; an address outside ASCII needs the UTF-8
     # form that only the email package's own output gives.
@@ -391,16 +433,27 @@ def prepare_message(row: OutboxMessage, contact: Contact) -> PreparedMessage | E
         context["body"],
         context["topic_label"],
         context["art14_notice"],
+        context["policy_url"],
+        why.kind if why is not None else None,
+        why is not None and why.detail is not None,
         config["MAIL_FROM"],
         config["PUBLIC_BASE_URL"],
         config.get("MAIL_UNSUBSCRIBE_MAILTO"),
     )
+    detail = why.detail if why is not None and why.detail is not None else ""
     values = (
         row.message_id or "",
         context["unsubscribe_url"].rpartition("/")[2],
         context["preferences_url"].rpartition("/")[2],
+        detail,
     )
-    if blank is None or not all(v.isascii() and v.isprintable() for v in values):
+    if (
+        blank is None
+        or not all(v.isascii() and v.isprintable() for v in values)
+        # The same in the text and the HTML part, and never a link: else built in full.
+        or str(escape(detail)) != detail
+        or _URL.search(detail)
+    ):
         return _build(row, contact, context)
     data = blank.fill(to_line(context["name"], address), format_datetime(utcnow()), values)
     if max(map(len, data.split(b"\r\n"))) > mime.MAX_LINE:
@@ -420,6 +473,9 @@ def _campaign_blank(
     body: str,
     topic_label: str,
     art14_notice: bool,
+    policy_url: str | None,
+    why_kind: str | None,
+    has_detail: bool,
     mail_from: str,
     base_url: str,
     mailto: str | None,
@@ -434,7 +490,7 @@ def _campaign_blank(
       folded or encoded away would not be replaced).
     """
     first, second = _StandIns(), _StandIns()
-    texts = (lang, subject, body, topic_label, art14_notice)
+    texts = (lang, subject, body, topic_label, art14_notice, policy_url, why_kind, has_detail)
     message = _built(first, *texts)
     if any(
         part["Content-Transfer-Encoding"] not in ("7bit", "8bit")
@@ -457,14 +513,26 @@ def _campaign_blank(
 
 
 def _built(
-    stand_ins: _StandIns, lang: str, subject: str, body: str, topic_label: str, art14_notice: bool
+    stand_ins: _StandIns,
+    lang: str,
+    subject: str,
+    body: str,
+    topic_label: str,
+    art14_notice: bool,
+    policy_url: str | None,
+    why_kind: str | None,
+    has_detail: bool,
 ) -> EmailMessage:
+    why = Why(why_kind, stand_ins.detail if has_detail else None) if why_kind else None
     context = {
         "lang": lang,
         "subject": subject,
         "body": body,
         "topic_label": topic_label,
         "art14_notice": art14_notice,
+        "policy_url": policy_url,
+        "why": why,
+        "brand": brand_name(),
         "unsubscribe_url": _url("/unsubscribe/" + stand_ins.unsubscribe),
         "preferences_url": _url("/preferences/" + stand_ins.preferences),
         "name": None,

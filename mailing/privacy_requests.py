@@ -11,7 +11,6 @@ import sqlalchemy as sa
 
 from consent import rights
 from consent.tokens import LinkInvalid, Purpose, read_token
-from crm import services as crm
 from crm.models import Contact
 from extensions import db
 from kernel.addresses import keyed_hash, normalise_email
@@ -92,7 +91,7 @@ def read_privacy_link(token: str) -> PrivacyLink:
         request = rights.get_privacy_request(request_id)
     except NotFound:
         raise LinkInvalid("This link no longer works.") from None
-    contact = crm.get_contact(request.contact_id)
+    contact = rights.contact_of_request(request)
     return PrivacyLink(request=request, language=messages.page_language(contact.language))
 
 
@@ -100,7 +99,7 @@ def language_behind(payload: dict[str, Any]) -> str | None:
     """The language of the person behind a genuine (if expired) verification link."""
     try:
         request = rights.get_privacy_request(int(payload["p"]))
-        contact = crm.get_contact(request.contact_id)
+        contact = rights.contact_of_request(request)
     except (KeyError, TypeError, ValueError, NotFound):
         return None
     return messages.page_language(contact.language)
@@ -115,7 +114,7 @@ def verify_privacy(token: str, at: datetime | None = None) -> PrivacyLink:
         request, fresh = rights.verify_privacy_request(link.request.id, now)
         if not fresh or request.kind != "access":
             return []
-        contact = crm.get_contact(request.contact_id)
+        contact = rights.contact_of_request(request)
         row = queue_email(
             contact,
             kind=MailKind.TRANSACTIONAL,

@@ -9,7 +9,7 @@ from marshmallow import fields, validate
 
 from kernel.access import staff_requires
 from kernel.pages import FormSchema, add_staff_page, run_form, see_other, staff_blueprint
-from mailing import campaigns
+from mailing import campaigns, repermission
 
 bp = staff_blueprint("staff_campaigns", __name__)
 
@@ -39,7 +39,10 @@ def campaign_list() -> Any:
 
     reports = [campaigns.report(c.id) for c in campaigns.list_campaigns()]
     return render_template(
-        "staff/campaigns.html", reports=reports, topics=list(current_policy().topics.values())
+        "staff/campaigns.html",
+        reports=reports,
+        topics=list(current_policy().marketing_topics.values()),
+        repermission=repermission.outlook(),
     )
 
 
@@ -74,6 +77,19 @@ def send(campaign_id: int) -> Any:
         "The campaign is on its way.",
     )
     return see_other("staff_campaigns.campaign_page", campaign_id=campaign_id)
+
+
+@bp.post("/campaigns/repermission")
+@staff_requires("campaigns.manage")
+def send_repermission() -> Any:
+    """R24: ask contacts whose consent predates the latest major policy version to
+    confirm under it (their consent stands meanwhile)."""
+    run_form(
+        SendForm(),
+        lambda d: repermission.send_repermission(g.actor),
+        "Re-permission requests are on their way.",
+    )
+    return see_other("staff_campaigns.campaign_list")
 
 
 def register(app: Flask) -> None:

@@ -74,6 +74,39 @@ def _queue_confirmation(
     )
 
 
+# The confirmation emails ``confirmation_owed`` queued in the session's transaction.
+_OWED = "mailing.confirmations_owed"
+
+
+def queue_owed_confirmation(app: object, *, request_id: int, **_: object) -> int | None:
+    """Inside the sender's transaction (``kernel.signals.confirmation_owed``): the
+    double opt-in email of a consent another system registered (R7, R8), queued
+    as a signup's is, within the mailbox's share. Returns the outbox id, or None."""
+    request = subscriptions.get_request(request_id)
+    contact = crm.get_contact(request.contact_id)
+    queued = _queue_confirmation(contact, request, utcnow())
+    if queued is None:
+        return None
+    db.session().info.setdefault(_OWED, []).append(queued.id)
+    return queued.id
+
+
+def hand_over_owed_confirmations(app: object, **_: object) -> None:
+    """After the commit (``kernel.signals.decisions_changed``): hand over what
+    ``queue_owed_confirmation`` queued. Read through a connection of its own,
+    which sees committed rows only: a transaction that rolled back owes nothing."""
+    owed = db.session().info.pop(_OWED, None)
+    if not owed:
+        return
+    table = OutboxMessage.__table__
+    with db.engine.connect() as conn:
+        committed = conn.scalars(
+            sa.select(table.c.id).where(table.c.id.in_(owed), table.c.handed_over_at.is_(None))
+        ).all()
+    if committed:
+        hand_over(list(committed))
+
+
 def subscribe(signup: Signup, evidence: Evidence, at: datetime | None = None) -> None:
     """A signup form was posted (R7, R8). Returns nothing on purpose: the caller
     must answer the same whether the address was known, subscribed or suppressed.
@@ -211,6 +244,9 @@ class LinkHolder:
     topic: str
     topic_label: str | None
     language: str
+    # Every topic the link withdraws: ``topic``, or all the topics a signup
+    # confirmed when the link is the welcome email's.
+    topics: tuple[str, ...] = ()
 
 
 def _holder(purpose: Purpose, token: str) -> LinkHolder:
@@ -226,8 +262,17 @@ def _holder(purpose: Purpose, token: str) -> LinkHolder:
         raise LinkInvalid("This link no longer works.") from None
     lang = messages.page_language(contact.language)
     policy = current_policy()
-    label = policy.topics[topic].label(lang) if topic in policy.topics else None
-    return LinkHolder(contact=contact, topic=topic, topic_label=label, language=lang)
+    listed = payload.get("ts")
+    named = [str(t) for t in listed] if isinstance(listed, list) and listed else [topic]
+    topics = tuple(dict.fromkeys(t for t in named if t in policy.topics))
+    label = ", ".join(policy.topics[t].label(lang) for t in topics) or None
+    return LinkHolder(
+        contact=contact,
+        topic=topics[0] if topics else topic,
+        topic_label=label,
+        language=lang,
+        topics=topics,
+    )
 
 
 def address_behind_link(purpose: Purpose, token: str) -> str | None:
@@ -256,16 +301,20 @@ def unsubscribe(
     source: str = "email_link",
     at: datetime | None = None,
 ) -> LinkHolder:
-    """Apply the choice made on the unsubscribe page, or a one-click POST (RFC 8058)."""
+    """Apply the choice made on the unsubscribe page, or a one-click POST (RFC 8058).
+
+    A topic link withdraws every topic it names: the welcome email's link,
+    all the topics the person confirmed in that signup (R9)."""
     now = at or utcnow()
     holder = _holder(Purpose.UNSUBSCRIBE, token)
-    if scope is Scope.TOPIC and holder.topic not in current_policy().topics:
+    if scope is Scope.TOPIC and not holder.topics:
         scope = Scope.ALL
 
     def work() -> None:
-        subscriptions.unsubscribe(
-            holder.contact, scope, topic=holder.topic, source=source, evidence=evidence, at=now
-        )
+        for topic in holder.topics if scope is Scope.TOPIC else (holder.topic,):
+            subscriptions.unsubscribe(
+                holder.contact, scope, topic=topic, source=source, evidence=evidence, at=now
+            )
 
     commit_retrying(work)
     _announce(holder.contact.id, "objected" if scope is Scope.OBJECT else "unsubscribed")

@@ -11,7 +11,14 @@ import sqlalchemy as sa
 from flask import Flask
 
 from extensions import broker, db
-from mailing import delivery, notices, outbox, privacy_requests, subscription_flows
+from mailing import (
+    art14_notices,
+    delivery,
+    notices,
+    outbox,
+    privacy_requests,
+    subscription_flows,
+)
 from mailing.transport import TemporaryFailure
 
 # Temporary SMTP trouble (4xx, connection refused) is retried with exponential
@@ -54,6 +61,12 @@ def sweep_outbox() -> None:
 def send_policy_notices(policy_version_id: int) -> None:
     """Queue the notice of a major policy version to every contact (R24)."""
     notices.queue_policy_notices(policy_version_id)
+
+
+@dramatiq.actor(broker=broker, queue_name="mail", max_retries=3, time_limit=3_600_000)
+def send_art14_notices() -> None:
+    """Queue the GDPR art. 14 notice for every contact still owed one (daily)."""
+    art14_notices.queue_art14_notices()
 
 
 @dramatiq.actor(

@@ -28,3 +28,89 @@ def test_contact_address_hash_is_backfilled_by_its_migration(tmp_path) -> None:
         downgrade(revision="0001")
         columns = {c["name"] for c in sa.inspect(db.engine).get_columns("contact")}
         assert "address_hash" not in columns
+
+
+def test_privacy_requests_carry_forward_and_outlive_their_contact(tmp_path) -> None:
+    """Migration 0015: existing requests get the address's keyed hash, an emailed
+    copy request is answered, and the row survives its contact's deletion."""
+    app = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/p.db"})
+    with app.app_context():
+        from extensions import db
+        from kernel.addresses import keyed_hash
+
+        upgrade(revision="0010")
+        db.session.execute(
+            sa.text(
+                "INSERT INTO contact (id, email, address_hash, language, created_at, updated_at) "
+                "VALUES (7, 'old@kund.se', :hash, 'sv', '2020-01-01', '2020-01-01')"
+            ),
+            {"hash": keyed_hash("old@kund.se")},
+        )
+        db.session.execute(
+            sa.text(
+                "INSERT INTO privacy_request (contact_id, kind, status, requested_at, verified_at, "
+                "due_at) VALUES (7, 'access', 'verified', '2026-01-01', '2026-01-02', '2026-02-01'),"
+                " (7, 'erasure', 'awaiting_admin', '2026-01-01', '2026-01-02', '2026-02-01')"
+            )
+        )
+        db.session.commit()
+        upgrade(revision="heads")
+        rows = db.session.execute(
+            sa.text("SELECT kind, status, outcome, address_hash FROM privacy_request ORDER BY id")
+        ).all()
+        assert [tuple(r) for r in rows] == [
+            ("access", "completed", "exported", keyed_hash("old@kund.se")),
+            ("erasure", "awaiting_admin", None, keyed_hash("old@kund.se")),
+        ]
+        db.session.execute(sa.text("DELETE FROM contact WHERE id = 7"))
+        db.session.commit()
+        left = db.session.execute(sa.text("SELECT contact_id FROM privacy_request")).scalars()
+        assert list(left) == [None, None]
+
+
+def test_each_grounds_basis_event_is_backfilled_from_the_ledger(tmp_path) -> None:
+    """Migration 0018: the one shared column (which named the customer's grant
+    last) becomes one per ground, each the grant its ground's date comes from."""
+    app = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/b.db"})
+    with app.app_context():
+        from extensions import db
+
+        upgrade(revision="0017")
+        db.session.execute(
+            sa.text(
+                "INSERT INTO contact (id, email, language, created_at, updated_at) "
+                "VALUES (7, 'lista@bransch.se', 'sv', '2026-01-01', '2026-01-01')"
+            )
+        )
+        # The list's import, the customer's grant and end, a later import of the
+        # list while the contact still held it (the fold kept the first).
+        for event_id, kind, interest_kind, at in [
+            (1, "basis_granted", "industry_list", "2026-01-01 00:00:00"),
+            (2, "basis_granted", "customer", "2026-02-01 00:00:00"),
+            (3, "basis_ended", "customer", "2026-03-01 00:00:00"),
+            (4, "basis_granted", "industry_list", "2026-04-01 00:00:00"),
+        ]:
+            db.session.execute(
+                sa.text(
+                    "INSERT INTO consent_event (id, contact_id, kind, topic, channel, "
+                    "occurred_at, recorded_at, source, recorded_by, interest_kind) VALUES "
+                    "(:id, 7, :kind, '*', '*', :at, :at, 'import', 'system', :interest)"
+                ),
+                {"id": event_id, "kind": kind, "at": at, "interest": interest_kind},
+            )
+        db.session.execute(
+            sa.text(
+                "INSERT INTO permission_state (contact_id, topic, channel, "
+                "industry_list_since, basis_event_id) "
+                "VALUES (7, '*', '*', '2026-01-01 00:00:00', 2)"
+            )
+        )
+        db.session.commit()
+        upgrade(revision="0018")
+        row = db.session.execute(
+            sa.text("SELECT customer_event_id, industry_list_event_id FROM permission_state")
+        ).one()
+        assert tuple(row) == (None, 1)
+        downgrade(revision="0017")
+        back = db.session.execute(sa.text("SELECT basis_event_id FROM permission_state"))
+        assert back.scalar_one() == 1

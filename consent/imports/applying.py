@@ -23,7 +23,7 @@ from consent.models import (
 )
 from crm import bulk
 from crm import services as crm
-from crm.models import Contact
+from crm.models import Activity, Contact
 from extensions import db
 from kernel.access import Actor
 from kernel.addresses import mailbox_of
@@ -39,6 +39,43 @@ class Outcome:
     skipped_suppressed: int = 0
     rejections: list[Rejection] = field(default_factory=list)
     changed_ids: list[int] = field(default_factory=list)
+
+
+INDUSTRY_LIST_INTERACTION = (
+    "last interaction date: not accepted on an industry list, which cannot show that the "
+    "person took part in an interaction; leave it empty, or import the contact as a customer "
+    "if the interaction happened with you"
+)
+
+
+def _record_interactions(rows: list[Row], batch_id: int, actor: Actor) -> None:
+    """The interactions an import states (a customer file's last interaction date
+    and kind) as activities: the retention clock that the rows moved (X16) is
+    backed by a record of what happened, who stated it and from which batch."""
+    if not rows:
+        return
+    ids = dict(
+        db.session.execute(
+            sa.select(Contact.email, Contact.id).where(
+                one_of(Contact.email, [r.email for r in rows])
+            )
+        ).all()
+    )
+    db.session.execute(
+        sa.insert(Activity),
+        [
+            {
+                "contact_id": ids[row.email],
+                "kind": row.last_interaction_kind,
+                "occurred_at": row.last_interaction_at,
+                "author": actor.label,
+                "note": f"Stated by import batch {batch_id} as the last interaction.",
+                "created_at": utcnow(),
+            }
+            for row in rows
+            if row.email in ids
+        ],
+    )
 
 
 # Applying one batch ----------------------------------------------------------------------
@@ -162,6 +199,10 @@ def apply_batch(
     for row in rows:
         if row.email in suppressed and kind is InterestKind.INDUSTRY_LIST:
             outcome.skipped_suppressed += 1
+        elif row.last_interaction_at is not None and kind is InterestKind.INDUSTRY_LIST:
+            # X16: a list bought or collected elsewhere cannot show that the person
+            # took part in anything, so it never starts their retention clock.
+            outcome.rejections.append(Rejection(row.number, INDUSTRY_LIST_INTERACTION))
         else:
             keep.append(row)
     company_ids = _companies(keep, kind)
@@ -169,6 +210,7 @@ def apply_batch(
 
     staged: list[tuple[Any, ...]] = []
     updates: list[dict[str, Any]] = []
+    interactions: list[Row] = []
     for row in keep:
         company_id = company_ids.get(row.company_key) if row.company_key else None
         current = existing.get(row.email)
@@ -186,6 +228,8 @@ def apply_batch(
                     row.last_interaction_at,
                 )
             )
+            if row.last_interaction_at is not None:
+                interactions.append(row)
             outcome.created += 1
             continue
         changes: dict[str, Any] = {}
@@ -201,6 +245,7 @@ def apply_batch(
             # Only ever forward from where retention counts, as
             # crm.services.note_interaction moves it: a file dated 1970 does not
             # bring a known contact's purge date closer.
+            # ... and never on its own: the interaction is recorded as an activity.
             changes["last_interaction_at"] = row.last_interaction_at
         needs_basis = not current.holds_basis
         if not changes and not needs_basis:
@@ -213,6 +258,8 @@ def apply_batch(
             continue
         if changes:
             updates.append({"id": current.id, **changes, "updated_at": now})
+        if "last_interaction_at" in changes:
+            interactions.append(row)
         if needs_basis:
             staged.append((row.number, _GRANT, row.email, None, None, None, None, None, None))
         outcome.updated += 1
@@ -220,13 +267,15 @@ def apply_batch(
 
     bulk.update_contacts(updates)
     if not staged:
+        _record_interactions(interactions, batch_id, actor)
         return outcome
     _stage(staged)
     if outcome.created:
         table = Contact.__table__
         fixed = {
-            # GDPR art. 14: data not obtained from the person; notice owed.
-            "art14_notice_owed_since": now if kind is InterestKind.INDUSTRY_LIST else None,
+            # GDPR art. 14: data not obtained from the person (a list, or the
+            # customer company that gave us its contact person); notice owed.
+            "art14_notice_owed_since": now,
             "created_at": now,
             "updated_at": now,
         }
@@ -265,6 +314,7 @@ def apply_batch(
     )
     changed = set(outcome.changed_ids)
     outcome.changed_ids.extend(i for i in granted if i not in changed)
+    _record_interactions(interactions, batch_id, actor)
     if db.session.get_bind().dialect.name != "postgresql":
         db.session.execute(sa.delete(_STAGED))
     return outcome

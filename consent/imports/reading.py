@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO
 
+from crm.models import EARLIEST_ACTIVITY, ActivityKind
+from kernel import i18n
 from kernel.addresses import normalise_email
 from kernel.countries import normalise_country, normalise_language
 from kernel.errors import InvalidInput
@@ -65,11 +67,32 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
         "senasteinteraktion",
         "senastkontakt",
     ),
+    # What that interaction was (an activity kind the person took part in): the
+    # import records it as an activity, never a bare date (docs/rules.md X16).
+    "last_interaction_kind": (
+        "lastinteractionkind",
+        "lastinteractiontype",
+        "interactionkind",
+        "interactiontype",
+        "lastcontactkind",
+        "lastcontacttype",
+        "kontakttyp",
+        "senastekontakttyp",
+        "typavkontakt",
+        "interaktionstyp",
+    ),
+}
+# The kinds an import may state for the last interaction: the person took part.
+INTERACTION_KINDS = tuple(k.value for k in ActivityKind if k.is_interaction)
+# ... also by their Swedish names (kernel.i18n), as Swedish headers are read.
+_KIND_NAMES = {
+    **{i18n.SV[f"activity.{kind}"].replace(" ", "_"): kind for kind in INTERACTION_KINDS},
+    **{kind: kind for kind in INTERACTION_KINDS},
 }
 _HEADER_TO_COLUMN = {
     alias: column for column, aliases in COLUMN_ALIASES.items() for alias in aliases
 }
-_LIMITS = {"name": 200, "company": 200, "org_number": 40}
+_LIMITS = {"name": 200, "company": 200, "org_number": 40, "last_interaction_kind": 40}
 _NUMBER_LIKE = re.compile(r"[+-]?[\d\s().,/-]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -98,6 +121,7 @@ class Row:
     country: str | None
     language: str | None
     last_interaction_at: datetime | None
+    last_interaction_kind: str | None = None
 
     @property
     def company_key(self) -> tuple[str, str] | None:
@@ -286,9 +310,32 @@ def _parse_date(value: str) -> datetime:
     except ValueError:
         raise ValueError("last interaction date: use YYYY-MM-DD") from None
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    # Never later than now: an interaction the importer asserts has happened.
     if moment > utcnow():
         raise ValueError("last interaction date is in the future")
+    if moment < EARLIEST_ACTIVITY:
+        raise ValueError(
+            f"last interaction date is before {EARLIEST_ACTIVITY:%Y-%m-%d}; no interaction is that old"
+        )
     return moment.astimezone(UTC)
+
+
+def _interaction_kind(value: str | None, has_date: bool) -> str | None:
+    """The kind of the stated last interaction; raises ValueError with the reason."""
+    kind = (value or "").strip().lower().replace(" ", "_") or None
+    if has_date and kind is None:
+        raise ValueError(
+            "last interaction date: say what the interaction was in a 'last interaction "
+            f"kind' column ({', '.join(INTERACTION_KINDS)}); a bare date is not imported"
+        )
+    if kind is not None and not has_date:
+        raise ValueError("last interaction kind: needs the last interaction date too")
+    if kind is not None and kind not in _KIND_NAMES:
+        raise ValueError(
+            f"last interaction kind: use one of {', '.join(INTERACTION_KINDS)} "
+            "(an interaction the person took part in)"
+        )
+    return _KIND_NAMES[kind] if kind is not None else None
 
 
 def parse_row(number: int, cells: list[str], columns: dict[str, int]) -> Row | str:
@@ -331,11 +378,14 @@ def parse_row(number: int, cells: list[str], columns: dict[str, int]) -> Row | s
     if values.get("org_number") and not values.get("company"):
         return "organisation number: needs the company name too"
     moment = None
-    if values.get("last_interaction"):
-        try:
+    try:
+        if values.get("last_interaction"):
             moment = _parse_date(values["last_interaction"])
-        except ValueError as exc:
-            return str(exc)
+        interaction_kind = _interaction_kind(
+            values.get("last_interaction_kind"), moment is not None
+        )
+    except ValueError as exc:
+        return str(exc)
     return Row(
         number=number,
         email=email,
@@ -345,4 +395,5 @@ def parse_row(number: int, cells: list[str], columns: dict[str, int]) -> Row | s
         country=country,
         language=language,
         last_interaction_at=moment,
+        last_interaction_kind=interaction_kind,
     )

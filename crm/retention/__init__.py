@@ -20,11 +20,13 @@ point and run again: a contact is removed whole or not at all. One run at a
 time across all hosts: a row in ``retention_lock``.
 
 The package by job: ``rules`` (parsing and checking the rule sets),
-``due`` (purge dates, what a rule selects at a date, the preview), ``run``
+``due`` (purge dates, what a rule selects at a date, the preview),
+``checklist`` (purges owed in other systems, R16-R18), ``run``
 (the locked run in batches) and ``schedule`` (the daily chain of jobs). Its
 public names are re-exported here, so callers write ``retention.run(...)``.
 """
 
+from crm.retention.checklist import ChecklistItem, checklist, mark_done
 from crm.retention.due import (
     ContactRead,
     DueRow,
@@ -88,6 +90,7 @@ __all__ = [
     "SCHEDULE_GRACE",
     "SCHEDULE_NAME",
     "SUPPORT_CASE",
+    "ChecklistItem",
     "ContactRead",
     "DueRow",
     "NextLink",
@@ -97,11 +100,13 @@ __all__ = [
     "RetentionPolicy",
     "Rule",
     "RuleOutcome",
+    "checklist",
     "current_retention_policy",
     "due_batches",
     "ensure_daily_schedule",
     "has_completed_run",
     "list_runs",
+    "mark_done",
     "next_daily_time",
     "parse_as_of",
     "preview",

@@ -16,10 +16,11 @@ from crm.models import (
     Company,
     Contact,
 )
+from crm.retention.checklist import ChecklistItem, checklist
 from crm.retention.rules import RetentionPolicy, Rule, current_retention_policy, start_of_day
 from extensions import db
 from kernel.database import id_in
-from kernel.signals import collect_retention_exclusions
+from kernel.signals import collect_retention_anchors, collect_retention_exclusions
 from kernel.signals import sender as signal_sender
 
 # Exclusions: legal hold and what other packages answer -----------------------------
@@ -44,6 +45,22 @@ def retention_exclusions(contact_ids: Sequence[int]) -> dict[int, str]:
         for contact_id, reason in found.items():
             reasons.setdefault(contact_id, reason)
     return reasons
+
+
+def anchors_held_elsewhere(counts_from: str) -> sa.Subquery:
+    """The (contact_id, at) anchors of a contact rule counting from what crm does
+    not hold (``objection``), from the package that holds it
+    (kernel.signals.collect_retention_anchors). Without an answer, no contact."""
+    for _receiver, query in collect_retention_anchors.send(
+        signal_sender(), counts_from=counts_from
+    ):
+        if query is not None:
+            return query.subquery()
+    none = sa.select(
+        sa.cast(sa.null(), sa.Integer).label("contact_id"),
+        sa.cast(sa.null(), Contact.created_at.type).label("at"),
+    ).where(sa.false())
+    return none.subquery()
 
 
 # Purge dates of one contact (shown on every contact read) --------------------------
@@ -73,6 +90,12 @@ def _contact_anchor(rule: Rule, contact: Contact) -> datetime | date | None:
         return contact.created_at
     if rule.counts_from == "relationship_end":
         return contact.company.relationship_ended_at if contact.company else None
+    if rule.counts_from == "objection" and contact.id is not None:
+        anchors = anchors_held_elsewhere(rule.counts_from)
+        moment = db.session.scalar(
+            sa.select(anchors.c.at).where(anchors.c.contact_id == contact.id).limit(1)
+        )
+        return _aware(moment) if moment is not None else None
     return None
 
 
@@ -158,6 +181,13 @@ def _due_query(rule: Rule, as_of: date, after_id: int, limit: int) -> sa.Select:
             query = query.where(_contact_anchor_due(before))
         elif rule.counts_from == "created":
             query = query.where(Contact.created_at < before)
+        elif rule.counts_from == "objection":
+            anchors = anchors_held_elsewhere(rule.counts_from)
+            query = (
+                sa.select(Contact.id, anchors.c.at, anchors.c.at, sa.null(), sa.null())
+                .join(anchors, anchors.c.contact_id == Contact.id)
+                .where(anchors.c.at < before)
+            )
         else:
             query = (
                 sa.select(
@@ -262,6 +292,8 @@ class Preview:
     as_of: date
     outcomes: list[RuleOutcome]
     external: tuple[Rule, ...]
+    # The purges due in other systems, for the admin to do or see done (R16-R18).
+    checklist: list[ChecklistItem] = field(default_factory=list)
 
 
 def rows_per_batch() -> int:
@@ -295,4 +327,9 @@ def preview(
                     outcome.truncated = True
         outcomes.append(outcome)
     db.session.rollback()
-    return Preview(as_of=as_of, outcomes=outcomes, external=policy.external_rules)
+    return Preview(
+        as_of=as_of,
+        outcomes=outcomes,
+        external=policy.external_rules,
+        checklist=checklist(as_of, policy),
+    )

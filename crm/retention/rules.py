@@ -24,9 +24,10 @@ from kernel.errors import InvalidInput
 from kernel.timestamps import utcnow
 
 # Categories this service holds and enforces. Any other category name is
-# accepted in a rule set when it says where it is enforced (``held_in``), so
-# that a company's whole policy reads in one place; the preview lists those
-# as held elsewhere and a run never touches them.
+# accepted in a rule set when it says where it is held (``held_in``) and who
+# or what purges it there (``purged_by``), so that a company's whole policy
+# reads in one place; the preview lists those as a checklist for the admin
+# (R16-R18) and a run never touches them.
 CONTACT = "contact"  # the contact with its activities, consent ledger and projection
 ACTIVITY = "activity"  # activities of the listed kinds
 SUPPORT_CASE = "support_case"  # shorthand for activities of kind support_case
@@ -36,7 +37,9 @@ HELD_CATEGORIES = (CONTACT, ACTIVITY, SUPPORT_CASE)
 NEVER_PURGED = ("suppression", "consent_event", "ledger", "audit_entry")
 
 COUNTS_FROM = {
-    CONTACT: ("last_interaction", "created", "relationship_end"),
+    # "objection": only contacts who objected to all direct marketing, counted
+    # from the objection (GDPR art. 21(3)); their suppression entry stays (R22).
+    CONTACT: ("last_interaction", "created", "relationship_end", "objection"),
     ACTIVITY: ("record_date", "last_interaction"),
     SUPPORT_CASE: ("record_date", "last_interaction"),
 }
@@ -114,6 +117,8 @@ class Rule:
     kinds: tuple[str, ...] = ()
     description: str = ""
     held_in: str | None = None
+    # Rules held elsewhere: the connector, system job or person that purges it there.
+    purged_by: str | None = None
     # Contact rules only: apply to contacts that have (or have no) activity of these kinds,
     # e.g. customers who ordered versus contacts known only from CRM activities.
     with_activity_kinds: tuple[str, ...] = ()
@@ -219,6 +224,7 @@ def _parse_rule(spec: Mapping[str, Any]) -> Rule:
             raise ValueError(f"{category!r} is never subject to retention")
         kinds = tuple(str(k) for k in spec.get("kinds", ()))
         held_in = spec.get("held_in")
+        purged_by = spec.get("purged_by")
         with_kinds = tuple(str(k) for k in spec.get("with_activity_kinds", ()))
         without_kinds = tuple(str(k) for k in spec.get("without_activity_kinds", ()))
         for kind in (*with_kinds, *without_kinds):
@@ -231,6 +237,10 @@ def _parse_rule(spec: Mapping[str, Any]) -> Rule:
             if counts_from not in COUNTS_FROM[category]:
                 raise ValueError(
                     f"counts_from for {category} must be one of {COUNTS_FROM[category]}"
+                )
+            if purged_by is not None:
+                raise ValueError(
+                    "purged_by is for data held elsewhere (held_in); this service purges it"
                 )
             if category == CONTACT and action != "delete":
                 raise ValueError("a contact can only be deleted; anonymise its activities")
@@ -245,6 +255,12 @@ def _parse_rule(spec: Mapping[str, Any]) -> Rule:
                     f"category {category!r} is not held by this service; say where it is "
                     "enforced with held_in"
                 )
+            if not isinstance(purged_by, str) or not purged_by.strip():
+                raise ValueError(
+                    f"its data is held in {held_in} (held_in), so say which connector or "
+                    'person purges it there with purged_by, e.g. purged_by = "the accounting '
+                    "system's yearly close (finance team)\""
+                )
             if counts_from not in EXTERNAL_COUNTS_FROM:
                 raise ValueError(f"counts_from must be one of {EXTERNAL_COUNTS_FROM}")
         return Rule(
@@ -257,6 +273,7 @@ def _parse_rule(spec: Mapping[str, Any]) -> Rule:
             kinds=kinds,
             description=str(spec.get("description", "")),
             held_in=str(held_in) if held_in else None,
+            purged_by=purged_by.strip() if isinstance(purged_by, str) else None,
             with_activity_kinds=with_kinds,
             without_activity_kinds=without_kinds,
         )

@@ -16,10 +16,12 @@ import sqlalchemy as sa
 from flask import current_app
 
 from crm.models import (
+    SUPPORT_FIELDS,
     Activity,
     AnonymisedActivity,
     RetentionLock,
     RetentionRun,
+    support_code_problem,
 )
 from crm.retention.due import DueRow, due_batches, rows_per_batch
 from crm.retention.rules import RetentionPolicy, Rule, current_retention_policy, utc_day
@@ -27,6 +29,8 @@ from crm.services import remove_contacts
 from extensions import db
 from kernel.database import id_in
 from kernel.errors import Conflict
+from kernel.signals import retention_due
+from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
 
 LOCK_NAME = "retention"
@@ -131,6 +135,40 @@ def _release(run_id: int) -> None:
     )
 
 
+def _anonymise(rule: Rule, rows: list[DueRow], ids: list[int], as_of: date) -> None:
+    """R15: what general support information may stay, and nothing linkable to a
+    person: the kind, the month, and the case's product, problem category and
+    resolution as codes; no contact, author, note or exact time. A code that is
+    not one (``crm.models.SUPPORT_CODE``) is dropped, not copied."""
+    codes = {
+        activity_id: {
+            name: value
+            for name, value in zip(SUPPORT_FIELDS, values, strict=True)
+            if value is not None and support_code_problem(value) is None
+        }
+        for activity_id, *values in db.session.execute(
+            sa.select(Activity.id, *(getattr(Activity, name) for name in SUPPORT_FIELDS)).where(
+                id_in(Activity.id, ids)
+            )
+        )
+    }
+    db.session.execute(
+        sa.insert(AnonymisedActivity),
+        [
+            {
+                "kind": r.kind,
+                "occurred_month": utc_day(r.occurred_at).replace(day=1),
+                "rule": rule.name,
+                "anonymised_on": as_of,
+                **{name: None for name in SUPPORT_FIELDS},
+                **codes.get(int(r.activity_id or 0), {}),
+            }
+            for r in rows
+            if r.occurred_at is not None
+        ],
+    )
+
+
 def _apply(rule: Rule, rows: list[DueRow], as_of: date) -> int:
     if not rows:
         return 0
@@ -138,20 +176,7 @@ def _apply(rule: Rule, rows: list[DueRow], as_of: date) -> int:
         return remove_contacts([r.contact_id for r in rows])
     ids = [int(r.activity_id) for r in rows if r.activity_id is not None]
     if rule.action == "anonymise":
-        # R15: general support information may stay; nothing linkable to a person.
-        db.session.execute(
-            sa.insert(AnonymisedActivity),
-            [
-                {
-                    "kind": r.kind,
-                    "occurred_month": utc_day(r.occurred_at).replace(day=1),
-                    "rule": rule.name,
-                    "anonymised_on": as_of,
-                }
-                for r in rows
-                if r.occurred_at is not None
-            ],
-        )
+        _anonymise(rule, rows, ids, as_of)
     result = db.session.execute(
         sa.delete(Activity)
         .where(id_in(Activity.id, ids))
@@ -174,7 +199,9 @@ def run(
     PostgreSQL), skip excluded contacts, delete or anonymise, count, beat the
     lock, commit. Nothing is carried between batches but an id to continue
     after, so a run killed at any point leaves whole contacts and the next
-    run finishes the work. The suppression list is never touched (R22).
+    run finishes the work. The suppression list and the scoped "do not contact"
+    entries are touched only once the policy file's ``[do_not_contact]`` period
+    has passed (``kernel.signals.retention_due``; R22).
     Raises Conflict while another run holds the lock.
     """
     policy = policy or current_retention_policy()
@@ -217,6 +244,12 @@ def run(
                     time_module.sleep(pause)
                 if after_batch is not None:
                     after_batch(db.session.get(RetentionRun, run_id))  # type: ignore[arg-type]
+        # What the other packages keep for a limited time: the "do not contact"
+        # entries, for as long as the policy file says (R22). Committed by _finish.
+        for _receiver, removed in retention_due.send(signal_sender(), as_of=as_of):
+            for name, count in removed.items():
+                counts[name] = {"deleted": count, "anonymised": 0, "excluded": 0}
+        _beat(run_id)
         _finish(run_id, "completed", counts)
     except BaseException as exc:
         db.session.rollback()

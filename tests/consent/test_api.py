@@ -125,7 +125,8 @@ def test_consent_with_evidence_is_allowed_and_shows_its_evidence(app, admin_api)
     basis = {
         "type": "consent",
         "source": "webinar-2026-10",
-        "topics": ["newsletter"],
+        # Swedish and events: counts at once, as a ticked box would (R8).
+        "topics": ["events"],
         "evidence": {
             "obtained_at": "2026-10-01T10:00:00+00:00",
             "policy_version": "1.0",
@@ -134,7 +135,7 @@ def test_consent_with_evidence_is_allowed_and_shows_its_evidence(app, admin_api)
         },
     }
     contact_id = create(admin_api, basis=basis).json["id"]
-    decision = permission(admin_api, contact_id, topic="newsletter")
+    decision = permission(admin_api, contact_id, topic="events")
     assert (decision["allowed"], decision["basis"], decision["reason"]) == (
         True,
         "consent",

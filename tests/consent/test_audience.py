@@ -14,6 +14,7 @@ from consent.topics import current_policy
 from crm.models import Company, Contact
 from extensions import db
 from kernel.access import Actor
+from tests.consent.test_marketing_policies import load
 
 ACTOR = Actor(kind="cli", name="test")
 NOW = datetime.now(UTC)
@@ -70,6 +71,10 @@ def _random_contact(rng: random.Random, index: int, companies: list[Company]) ->
         )
     if rng.random() < 0.08:
         suppress(contact.email, reason="test")
+    # The last interaction the person took part in: what a customer basis
+    # without a company and an industry list's basis count from (R1, R3).
+    if rng.random() < 0.5:
+        contact.last_interaction_at = NOW - timedelta(days=rng.randint(0, 1000))
 
 
 def test_audience_query_and_policy_agree_on_every_contact(app_ctx) -> None:
@@ -120,11 +125,14 @@ def test_audience_query_and_policy_agree_on_every_contact(app_ctx) -> None:
             suppress(f"tagged{index}@example.se", reason="test")
     db.session.commit()
 
-    policy = current_policy()
     ids = [c for (c,) in db.session.execute(db.select(Contact.id))]
     standings = standings_by_id(ids)
     seen: set[Reason] = set()
-    for at in (NOW, NOW + timedelta(days=400)):
+    # The default policy, and one whose two grounds differ in countries, topics
+    # and periods (HMS's example: DE for customers only, no surveys to lists).
+    policies = (current_policy(), load("002-hms.toml"), load("004-advansor.toml"))
+    moments = (NOW, NOW + timedelta(days=400), NOW + timedelta(days=800))
+    for policy, at in ((p, m) for p in policies for m in moments):
         for topic in policy.topics.values():
             for channel in policy.channels:
                 allowed = set()

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from tests.conftest import count_rows
 
-HEADER = "email,name,company,organisation number,country,language,last interaction date\n"
+HEADER = "email,name,company,organisation number,country,language,last interaction date,last interaction kind\n"
 
 
 def write(tmp_path: Path, text: str | bytes, name: str = "list.csv") -> Path:
@@ -50,7 +50,7 @@ def test_customer_import_creates_contacts_allowed_on_legitimate_interest(
     path = write(
         tmp_path,
         HEADER
-        + "anna@kund.se,Anna Berg,Kund AB,556000-1111,SE,sv,2025-03-01\n"
+        + "anna@kund.se,Anna Berg,Kund AB,556000-1111,SE,sv,2025-03-01,order\n"
         + "bo@kund.se,Bo Ek,Kund AB,556000-1111,SE,en,\n",
     )
     report = report_of(app, path)
@@ -80,26 +80,28 @@ def test_running_the_same_file_again_changes_nothing(app, tmp_path, admin_api) -
     path = write(
         tmp_path,
         HEADER
-        + "anna@kund.se,Anna Berg,Kund AB,556000-1111,SE,sv,2025-03-01\n"
+        + "anna@kund.se,Anna Berg,Kund AB,556000-1111,SE,sv,2025-03-01,order\n"
         + "not-an-address,X,,,SE,,\n"
         + "bo@lista.se,Bo Ek,Lista AB,,DK,en,\n",
     )
-    first = report_of(app, path, "industry_list")
+    first = report_of(app, path, "customer")
     before = admin_api.get("/api/v1/contacts?email=anna@kund.se").json
     events_before = ledger_size(app)
-    second = report_of(app, path, "industry_list")
+    second = report_of(app, path, "customer")
     after = admin_api.get("/api/v1/contacts?email=anna@kund.se").json
     assert first["created"] == 2
     assert (second["created"], second["updated"], second["unchanged"]) == (0, 0, 2)
     assert second["rejected"] == 1
     assert ledger_size(app) == events_before
     assert after["updated_at"] == before["updated_at"]
+    # The stated last interaction is one activity, not one per run (X16).
+    assert len(admin_api.get(f"/api/v1/contacts/{after['id']}/activities").json) == 1
 
 
 def test_swedish_headers_semicolons_and_a_bom_are_read(app, tmp_path, admin_api) -> None:
     text = (
-        "E-post;Namn;Företag;Org.nr;Land;Språk;Senaste kontakt\n"
-        "karin@bolag.se;Karin Åberg;Bolaget AB;556111-2222;se;sv;2024-12-24\n"
+        "E-post;Namn;Företag;Org.nr;Land;Språk;Senaste kontakt;Kontakttyp\n"
+        "karin@bolag.se;Karin Åberg;Bolaget AB;556111-2222;se;sv;2024-12-24;möte\n"
     )
     path = write(tmp_path, b"\xef\xbb\xbf" + text.encode())
     report = report_of(app, path)
@@ -424,3 +426,37 @@ def test_a_header_with_a_stray_carriage_return_is_a_clear_error(app, admin_api) 
     assert response.status_code == 422
     assert response.json["error"]["code"] == "invalid_file"
     assert count_rows(app) == before
+
+
+def test_a_last_interaction_is_taken_only_from_a_customer_file_with_its_kind_as_an_activity(
+    app, tmp_path, admin_api
+) -> None:
+    """X16: an import's last interaction date moves the retention clock only as an
+    interaction the importer states happened with the person: a customer file,
+    with what it was, never later than now, recorded as an activity."""
+    rows = (
+        "dated@kund.se,A,,,SE,,2025-03-01,meeting\n"
+        "bare@kund.se,B,,,SE,,2025-03-01,\n"
+        "kindonly@kund.se,C,,,SE,,,call\n"
+        "marketing@kund.se,D,,,SE,,2025-03-01,marketing_email\n"
+        "future@kund.se,E,,,SE,,2999-01-01,call\n"
+        "ancient@kund.se,F,,,SE,,1900-01-01,call\n"
+    )
+    report = report_of(app, write(tmp_path, HEADER + rows))
+    reasons = {r["row"]: r["reason"] for r in report["rejections"]}
+    assert report["created"] == 1, report
+    assert "say what the interaction was in a 'last interaction kind' column" in reasons[3]
+    assert "needs the last interaction date too" in reasons[4]
+    assert "an interaction the person took part in" in reasons[5]
+    assert "in the future" in reasons[6]
+    assert "before 1970-01-01" in reasons[7]
+    contact = admin_api.get("/api/v1/contacts?email=dated@kund.se").json
+    activities = admin_api.get(f"/api/v1/contacts/{contact['id']}/activities").json
+    assert [(a["kind"], a["occurred_at"][:10]) for a in activities] == [("meeting", "2025-03-01")]
+    assert "import batch" in activities[0]["note"]
+
+    listed = report_of(
+        app, write(tmp_path, HEADER + "lista@bolag.se,L,,,SE,,2025-03-01,call\n"), "industry_list"
+    )
+    assert (listed["created"], listed["rejected"]) == (0, 1)
+    assert "not accepted on an industry list" in listed["rejections"][0]["reason"]

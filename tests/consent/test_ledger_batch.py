@@ -40,6 +40,8 @@ def projection(contact_id: int) -> list[tuple]:
             r.objected_since is not None,
             r.customer_since is not None,
             r.industry_list_since is not None,
+            r.customer_event_id is not None,
+            r.industry_list_event_id is not None,
         )
         for r in rows
     ]
@@ -82,15 +84,17 @@ BEFORE_A_GRANT = [
 ]
 
 
-def basis_event(contact_id: int) -> tuple | None:
-    """The event the blanket projection row names as its basis, as (contact, kind, interest)."""
+def basis_event(contact_id: int, interest_kind: str) -> tuple | None:
+    """The event the blanket projection row names as the basis ``interest_kind``
+    (its own column per ground), as (contact, kind, interest)."""
     from consent.models import ConsentEvent, PermissionState
     from extensions import db
 
     row = db.session.get(PermissionState, (contact_id, "*", "*"))
-    if row is None or row.basis_event_id is None:
+    event_id = row and getattr(row, f"{interest_kind}_event_id")
+    if event_id is None:
         return None
-    event = db.session.get(ConsentEvent, row.basis_event_id)
+    event = db.session.get(ConsentEvent, event_id)
     return (event.contact_id, event.kind, event.interest_kind)
 
 
@@ -120,9 +124,12 @@ def test_set_based_grant_folds_as_record_does(app_ctx, before, interest_kind) ->
     assert sorted(ids) == sorted([many.id, other.id])
     assert projection(one.id) == projection(many.id) == projection(other.id)
     for contact in (one, many, other):
-        named = basis_event(contact.id)
-        assert named is None or named[0] == contact.id
-        assert (named is None) == (basis_event(one.id) is None)
+        # Its own grant, in its own ground's column, however it was folded.
+        assert basis_event(contact.id, interest_kind) == (
+            contact.id,
+            "basis_granted",
+            interest_kind,
+        )
         events = db.session.scalars(
             sa.select(ConsentEvent.kind).where(ConsentEvent.contact_id == contact.id)
         ).all()
@@ -219,14 +226,14 @@ def test_the_objection_fast_path_folds_as_record_does(app_ctx, before, channel, 
         stored.recorded_by,
     )
     assert (expected.kind, expected.channel) == (stored.kind, stored.channel)
-    # An objection received by phone is an interaction (retention counts from
-    # it, R13); one entered by the system on its own is not.
+    # An objection, even one received by phone, is not an interaction that keeps
+    # the data longer (X16: honouring a "no" needs only the suppression entry);
+    # both paths leave the retention clock where it was.
     for contact_id in (one_id, fast_id):
-        moved = db.session.get(Contact, contact_id).last_interaction_at
-        if via is None:
-            assert moved == interaction_before[contact_id]
-        else:
-            assert moved is not None and moved != interaction_before[contact_id]
+        assert (
+            db.session.get(Contact, contact_id).last_interaction_at
+            == (interaction_before[contact_id])
+        )
 
 
 def test_the_objection_fast_path_refuses_an_unknown_contact_and_writes_nothing(app_ctx) -> None:

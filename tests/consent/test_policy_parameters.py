@@ -245,3 +245,20 @@ def test_campaign_audience_leaves_out_contacts_in_countries_off_the_list(
     requires consent, or whose country is unknown."""
     contacts = _population(admin_api, kind, CONSENT_ONLY_COUNTRIES)
     assert set(contacts.values()) & audience(app) == set()
+
+
+# Each ground's own lists and periods (docs/rules.md R1, R3, X19) -------------------------
+
+
+def test_the_default_policy_gives_each_ground_its_own_countries_topics_and_periods(app) -> None:
+    """The shipped file states both grounds in full; the limits are pinned at
+    concrete moments on every path by tests/consent/test_bases_lapse.py, and a
+    policy whose two grounds differ by tests/consent/test_marketing_policies.py."""
+    with app.app_context():
+        policy = current_policy()
+    for ground in (policy.customer, policy.industry_list):
+        assert ground.countries == set(LEGITIMATE_INTEREST_COUNTRIES)
+        assert ground.topics == {"product-updates", "events", "surveys"}
+        assert ground.lapse_months == 24
+    assert policy.customer.grace.days == 365
+    assert policy.industry_list.grace.days == 0

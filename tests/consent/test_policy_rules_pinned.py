@@ -60,7 +60,8 @@ LINK_EVIDENCE = Evidence(ip_address="192.0.2.1", form_id="hosted", language="en"
 
 
 def consent_to(topics: list[str], obtained_at: datetime) -> dict[str, Any]:
-    """A consent as a CRM syncs it: to topics, with its evidence (R5)."""
+    """A consent as a CRM syncs it: to topics, with its evidence (R5) and that of
+    the double opt-in it ran (R7)."""
     return {
         "type": "consent",
         "source": "webinar-crm",
@@ -70,6 +71,12 @@ def consent_to(topics: list[str], obtained_at: datetime) -> dict[str, Any]:
             "policy_version": "1.0",
             "wording": "Yes, send me news about these topics.",
             "form_id": "webinar",
+        },
+        # Germany and the newsletter need the double opt-in (R8): the webinar tool ran it.
+        "confirmation": {
+            "confirmed_at": (obtained_at + timedelta(minutes=10)).isoformat(),
+            "ip_address": "192.0.2.20",
+            "message_id": "<confirm@webinar.example>",
         },
     }
 
@@ -325,13 +332,14 @@ def test_legitimate_interest_follows_the_contacts_country_else_its_companys(
     assert (contact_id in audience(app, "events")) is allowed
 
 
-# Only the person undoes their "no" (consent.projection.PERSON_VERIFIED_SOURCES) ----------------
+# Only the person undoes their "no" (consent.projection.is_person_verified) ----------------
 
 
 def test_a_crm_consent_does_not_reopen_a_topic_the_person_unsubscribed_from(app, admin_api) -> None:
     """R9: after the person unsubscribed from events through the link, a consent
     to events synced later by the CRM (a webinar form, say) is kept in the
-    ledger but does not open the topic: only the person's own double opt-in does."""
+    ledger, as a request, but does not open the topic: only the person's own
+    double opt-in does, even where the CRM reports one of its own (X6)."""
     email = "jonas@beispiel.de"
     now = datetime.now(UTC)
     contact_id = register(
@@ -355,7 +363,7 @@ def test_a_crm_consent_does_not_reopen_a_topic_the_person_unsubscribed_from(app,
     assert outcome(batch(admin_api, email, "events"))[:2] == (False, "unsubscribed")
     assert contact_id not in audience(app, "events")
     kinds = [e["kind"] for e in admin_api.get(f"/api/v1/contacts/{contact_id}/events").json]
-    assert kinds.count("confirmed") == 2  # the ledger keeps the claim
+    assert kinds[-1] == "requested" and kinds.count("confirmed") == 1  # the claim is a request
 
 
 def test_a_crm_consent_does_not_reopen_marketing_after_the_person_unsubscribed_from_everything(

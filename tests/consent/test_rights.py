@@ -21,6 +21,12 @@ CONSENT = {
         "wording": "Yes, send me the newsletter.",
         "ip_address": "192.0.2.7",
     },
+    # The newsletter always needs the double opt-in (R8): confirmed by the webinar's tool.
+    "confirmation": {
+        "confirmed_at": "2026-10-01T10:05:00+00:00",
+        "ip_address": "192.0.2.8",
+        "message_id": "<confirm-1@webinar.example>",
+    },
 }
 
 
@@ -75,11 +81,16 @@ def test_export_holds_profile_company_activities_ledger_and_decisions(app, admin
     assert data["profile"]["phone"] == "+46 70 123 45 67"
     assert data["company"]["org_number"] == "556000-1111"
     assert [a["note"] for a in data["activities"]] == ["Demo"]
-    confirmed = data["consent_events"][0]
-    assert (confirmed["kind"], confirmed["ip_address"], confirmed["policy_version"]) == (
-        "confirmed",
+    requested, confirmed = data["consent_events"][:2]
+    assert (requested["kind"], requested["ip_address"], requested["policy_version"]) == (
+        "requested",
         "192.0.2.7",
         "1.0",
+    )
+    assert (confirmed["kind"], confirmed["ip_address"], confirmed["source"]) == (
+        "confirmed",
+        "192.0.2.8",
+        "external_confirmation",
     )
     assert len(confirmed["wording_hash"]) == 64
     newsletter = next(d for d in data["decisions"] if d["topic"] == "newsletter")
@@ -183,7 +194,13 @@ def test_erased_objector_stays_blocked_when_recreated_by_api_and_import(
         assert decision(admin_api, "eva@kund.se", topic)["allowed"] is False
 
 
-def test_erasing_someone_who_unsubscribed_from_everything_keeps_the_hash(app, admin_api) -> None:
+def test_an_unsubscribe_from_everything_keeps_the_hash_whatever_path_records_it(
+    app, admin_api
+) -> None:
+    """R22: the ledger itself puts a "no" to everything on the suppression list,
+    in the same transaction, so that a path that records the unsubscribe
+    without asking for it (here the ledger's writer called directly) still
+    keeps it through the erasure."""
     contact_id = create(admin_api)
     with app.app_context():
         from consent.ledger import record
@@ -195,17 +212,19 @@ def test_erasing_someone_who_unsubscribed_from_everything_keeps_the_hash(app, ad
         contact = db.session.get(Contact, contact_id)
         record(contact, EventKind.UNSUBSCRIBED, actor=SYSTEM_ACTOR, source="email_link")
         db.session.commit()
-    assert count_rows(app)["suppression"] == 0
+    assert count_rows(app)["suppression"] == 1
     assert admin_api.delete(f"/api/v1/contacts/{contact_id}").json["suppression_kept"] is True
     assert count_rows(app)["suppression"] == 1
 
 
-def test_erasing_a_contact_who_never_said_no_keeps_nothing(app, admin_api) -> None:
+def test_erasing_a_contact_who_never_said_no_keeps_the_hash(app, admin_api) -> None:
+    """R22 (issue 19): an erasure leaves the keyed hash even when the person never
+    said no, so that the same purchased list or CRM sync does not bring them back."""
     contact_id = create(admin_api, basis=CUSTOMER)
-    assert admin_api.delete(f"/api/v1/contacts/{contact_id}").json["suppression_kept"] is False
-    assert count_rows(app)["suppression"] == 0
+    assert admin_api.delete(f"/api/v1/contacts/{contact_id}").json["suppression_kept"] is True
+    assert count_rows(app)["suppression"] == 1
     create(admin_api, basis=CUSTOMER)
-    assert decision(admin_api, "eva@kund.se")["reason"] == "customer"
+    assert decision(admin_api, "eva@kund.se")["reason"] == "suppressed"
 
 
 def test_legal_hold_refuses_erasure_with_its_reason(app, admin_api) -> None:
@@ -281,17 +300,20 @@ def test_a_rectified_country_or_company_is_signalled_but_a_name_is_not(app, admi
 
 
 def test_an_industry_list_contact_from_the_api_is_owed_the_art14_notice(app, admin_api) -> None:
+    """So is a customer contact: its employer, not the person, gave us the data."""
     listed = {"type": "legitimate_interest", "kind": "industry_list", "source": "partner"}
     contact_id = create(admin_api, basis=listed)
     customer_id = create(admin_api, email="kund@kund.se", basis=CUSTOMER)
+    signed_up = create(admin_api, email="self@kund.se")
     with app.app_context():
         from crm.models import Contact
         from crm.services import note_art14_notice_given
         from extensions import db
 
         assert db.session.get(Contact, contact_id).art14_notice_owed_since is not None
-        assert db.session.get(Contact, customer_id).art14_notice_owed_since is None
-        note_art14_notice_given([contact_id])
+        assert db.session.get(Contact, customer_id).art14_notice_owed_since is not None
+        assert db.session.get(Contact, signed_up).art14_notice_owed_since is None
+        note_art14_notice_given([contact_id], "source_notice")
         db.session.commit()
         db.session.expire_all()
         assert db.session.get(Contact, contact_id).art14_notice_owed_since is None

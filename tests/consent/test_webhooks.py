@@ -98,6 +98,46 @@ def test_objection_is_posted_signed_after_a_receiver_outage(
     assert statuses == ["delivered", "delivered"]
 
 
+def test_each_delivery_of_an_address_leaves_one_audit_entry_without_it(
+    app, admin_api, stub_worker, receiver_factory, fast_retries
+) -> None:
+    """R25, X14: the receiver got the contact's address; the audit log says
+    which endpoint got whose, by ids, once per delivery however often retried."""
+    receiver = receiver_factory(failures=2)
+    endpoint_id = admin_api.post("/api/v1/webhooks", json={"url": receiver.url}).json["id"]
+    contact_id = admin_api.post(
+        "/api/v1/contacts",
+        json={
+            "email": "mira@kund.se",
+            "country": "SE",
+            "basis": {"type": "legitimate_interest", "kind": "customer", "source": "crm"},
+        },
+    ).json["id"]
+    stub_worker.join("webhooks", timeout=20_000)
+    assert receiver.refused == 2 and len(receiver.received) == 1
+    assert json.loads(receiver.received[0][1])["email"] == "mira@kund.se"
+
+    with app.app_context():
+        from consent.models import WebhookDelivery
+        from crm.models import AuditEntry
+        from extensions import db
+
+        delivery_id = db.session.scalars(sa.select(WebhookDelivery.id)).one()
+        entries = db.session.scalars(
+            sa.select(AuditEntry).where(AuditEntry.action == "webhook.deliver")
+        ).all()
+        [entry] = entries
+        assert (entry.actor, entry.contact_id) == ("system:consent-service", contact_id)
+        assert entry.detail == f"endpoint={endpoint_id} delivery={delivery_id}"
+        everything = " ".join(
+            f"{e.actor} {e.action} {e.detail}" for e in db.session.scalars(sa.select(AuditEntry))
+        )
+    assert "mira" not in everything
+    # The log reader sees the disclosure among the contact's entries.
+    read = admin_api.get(f"/api/v1/audit?contact_id={contact_id}&action=webhook.deliver")
+    assert [e["detail"] for e in read.json] == [f"endpoint={endpoint_id} delivery={delivery_id}"]
+
+
 def test_a_receiver_that_refuses_for_good_is_not_retried(
     app, admin_api, stub_worker, receiver_factory, fast_retries
 ) -> None:

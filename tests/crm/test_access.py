@@ -21,6 +21,7 @@ ROUTES = [
     ("POST", "/api/v1/contacts/{id}/activities", "activities.create"),
     ("GET", "/api/v1/contacts/{id}/activities", "contacts.read"),
     ("POST", "/api/v1/contacts/{id}/objection", "objections.record"),
+    ("POST", "/api/v1/contacts/{id}/withdrawals", "withdrawals.record"),
     ("GET", "/api/v1/contacts/{id}/export", "contacts.export"),
     ("DELETE", "/api/v1/contacts/{id}", "contacts.erase"),
     ("POST", "/api/v1/contacts/{id}/restriction", "contacts.restrict"),
@@ -42,7 +43,22 @@ ROUTES = [
     ("POST", "/api/v1/campaigns", "campaigns.manage"),
     ("POST", "/api/v1/campaigns/{cid}/send", "campaigns.manage"),
     ("GET", "/api/v1/campaigns/{cid}", "campaigns.manage"),
+    ("POST", "/api/v1/web-visits", "contacts.write"),
+    ("GET", "/api/v1/contacts/{id}/web-visits", "contacts.read"),
+    ("PUT", "/api/v1/web-visitors/visitor-0001/contact", "contacts.write"),
+    ("POST", "/api/v1/contacts/{id}/web-tracking/withdrawal", "withdrawals.record"),
 ]
+# R19: a visitor is linked only with the contact's consent to web tracking.
+WEB_CONSENT = {
+    "type": "consent",
+    "source": "cookie-banner",
+    "topics": ["web-tracking"],
+    "evidence": {
+        "obtained_at": "2026-01-01T00:00:00+00:00",
+        "policy_version": "1.0",
+        "wording": "Allow",
+    },
+}
 # What must exist before the call for an allowed role to succeed.
 SETUP = {
     ("DELETE", "/api/v1/contacts/{id}/restriction"): ("POST", "/api/v1/contacts/{id}/restriction"),
@@ -65,10 +81,17 @@ BODIES = {
         "occurred_at": "2026-01-01T00:00:00+00:00",
     },
     "/api/v1/contacts/{id}/objection": {"received_via": "phone"},
+    "/api/v1/contacts/{id}/withdrawals": {"received_via": "phone", "recorded_by": "crm:sara"},
     "/api/v1/contacts/{id}/restriction": {"received_via": "letter"},
     "/api/v1/contacts/{id}/legal-hold": {"reason": "Dispute over invoice 1234"},
     "/api/v1/policies": {"version": "2.0", "url": "https://example.com/privacy"},
     "/api/v1/webhooks": {"url": "https://crm.example.com/hooks/consent"},
+    "/api/v1/web-visits": {
+        "visitor_id": "visitor-0001",
+        "page": "/products",
+        "visited_at": "2026-01-01T00:00:00+00:00",
+    },
+    "/api/v1/contacts/{id}/web-tracking/withdrawal": {"received_via": "web"},
 }
 PLACEHOLDERS = {
     "{id}": "<int:contact_id>",
@@ -79,7 +102,7 @@ PLACEHOLDERS = {
 
 
 def _rule(path: str) -> str:
-    path = path.split("?")[0]
+    path = path.split("?")[0].replace("visitor-0001", "<visitor_id>")
     for placeholder, converter in PLACEHOLDERS.items():
         path = path.replace(placeholder, converter)
     return path
@@ -133,6 +156,9 @@ def test_role_matrix(app, api_as, role, method, path, action) -> None:
     body = BODIES.get(path.split("?")[0])
     if (method, path) == ("POST", "/api/v1/imports"):
         response = _import(caller.client, caller.headers)
+    elif path.startswith("/api/v1/web-visitors/"):
+        admin.post("/api/v1/contacts", json={"email": "a@b.se", "basis": WEB_CONSENT})
+        response = caller.client.put(url, json={"contact_id": contact_id}, headers=caller.headers)
     else:
         response = caller.client.open(url, method=method, json=body, headers=caller.headers)
     if may(role, action):

@@ -148,7 +148,8 @@ def test_an_import_does_not_bring_a_known_contacts_purge_date_closer(app) -> Non
         report = imports.import_contacts(
             CLI_ACTOR,
             io.BytesIO(
-                b"email;last interaction date\nknown@kund.se;1970-01-02\nnew@kund.se;2020-05-05\n"
+                b"email;last interaction date;last interaction kind\n"
+                b"known@kund.se;1970-01-02;call\nnew@kund.se;2020-05-05;order\n"
             ),
             basis="customer",
             source="test",

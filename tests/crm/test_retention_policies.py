@@ -188,7 +188,8 @@ def test_policies_without_a_crm_period_remove_nothing_here(app_ctx, name: str) -
     )
     db.session.commit()
     preview = retention.preview(day("2099-12-31"), policy=policy)
-    assert preview.outcomes == []
+    # Only the objected-contacts rule is held here, and nobody objected.
+    assert [(o.rule.name, o.count) for o in preview.outcomes] == [("objected-contacts", 0)]
     run_on(policy, "2099-12-31")
     assert exists("gammal@foretag.se")
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Activity)) == 1
@@ -202,3 +203,88 @@ def test_003_sms_traffic_at_most_five_months(app_ctx) -> None:
     settled = rule(policy, "sms-traffic-settled")
     assert settled.purge_on(day("2026-02-10")) == day("2026-02-10") + timedelta(days=1)
     assert [r.held_in for r in policy.external_rules] == ["the SMS platform"] * 2
+
+
+# Every policy: after an objection only the suppression entry lives on -------------
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in RULE_SETS.glob("*.toml")))
+def test_a_contact_who_objected_goes_a_month_later_and_only_the_suppression_entry_stays(
+    app_ctx, name: str
+) -> None:
+    from consent.models import Suppression
+    from consent.services import record_objection
+    from kernel.access import Actor
+    from kernel.addresses import keyed_hash
+    from kernel.timestamps import utcnow
+
+    policy = load(name)
+    assert rule(policy, "objected-contacts").counts_from == "objection"
+    lead = add_contact("nej@foretag.se", last_interaction="2025-11-01T10:00:00")
+    add_contact("ja@foretag.se", last_interaction="2025-11-01T10:00:00")
+    db.session.commit()
+    lead_id = lead.id
+    staff = Actor(kind="user", name="anna@example.com", role="sales")
+    record_objection(staff, lead_id, received_via="phone")
+    db.session.expire_all()
+    today = utcnow().date()
+    objected = db.session.get(type(lead), lead_id)
+    # The objection does not restart the clock (X16) ...
+    assert objected.last_interaction_at == at("2025-11-01T10:00:00")
+    # ... and its own rule deletes the record a month after it.
+    outlook = retention.purge_outlook(objected, policy)
+    assert (outlook.rule, outlook.purge_on) == ("objected-contacts", _month_after(today))
+    run_on(policy, today.isoformat())
+    assert exists("nej@foretag.se")
+    run_on(policy, _month_after(today).isoformat())
+    assert not exists("nej@foretag.se") and exists("ja@foretag.se")
+    assert db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Suppression)
+        .where(Suppression.address_hash == keyed_hash("nej@foretag.se"))
+    )
+
+
+@pytest.mark.parametrize("name", ["000-axsensor.toml", "002-hms.toml"])
+def test_a_customer_who_objected_keeps_the_order_period_not_seven_more_years(
+    app_ctx, name: str
+) -> None:
+    from consent.services import record_objection
+    from kernel.access import Actor
+
+    policy = load(name)
+    last = "2019-03-15T16:00:00+00:00"
+    customer = add_contact(
+        "kund@foretag.se", last_interaction=last, activities=[("order", last, None)]
+    )
+    db.session.commit()
+    record_objection(
+        Actor(kind="user", name="a@example.com", role="sales"), customer.id, received_via="letter"
+    )
+    db.session.expire_all()
+    outlook = retention.purge_outlook(db.session.get(type(customer), customer.id), policy)
+    # Orders keep their own purpose (R13): the objection neither deletes the
+    # record early nor adds seven years to it.
+    assert (outlook.rule, outlook.purge_on) == ("customers", day("2027-01-01"))
+
+
+def _month_after(today: date) -> date:
+    return retention.Period(months=1).after(today) + timedelta(days=1)
+
+
+def test_an_objection_to_one_channel_only_leaves_the_record_to_its_usual_rule(app_ctx) -> None:
+    """Only an objection to all direct marketing ends the purpose of the record;
+    a person who refused phone calls may still be emailed."""
+    from consent.services import record_objection
+    from kernel.access import Actor
+
+    policy = load("001-axessa.toml")
+    contact = add_contact("bara-mejl@foretag.se", last_interaction="2025-11-01T10:00:00")
+    db.session.commit()
+    staff = Actor(kind="user", name="anna@example.com", role="sales")
+    record_objection(staff, contact.id, channel="phone", received_via="phone")
+    db.session.expire_all()
+    outlook = retention.purge_outlook(db.session.get(type(contact), contact.id), policy)
+    assert outlook.rule is None
+    run_on(policy, "2099-12-31")
+    assert exists("bara-mejl@foretag.se")

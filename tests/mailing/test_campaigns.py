@@ -285,7 +285,7 @@ def test_first_email_to_an_industry_list_contact_carries_the_art14_notice_once(
         db.session.remove()
     mail_worker.drain()
     (message,) = smtp.to("listad@bransch.se")
-    assert "branschlista" in text_of(message)
+    assert 'Var vi fick din adress: från branschlistan "fair-list-2026"' in text_of(message)
     with app.app_context():
         assert db.session.scalar(sa.select(Contact.art14_notice_owed_since)) is None
         second = campaigns.create_campaign(STAFF, events)
@@ -293,4 +293,4 @@ def test_first_email_to_an_industry_list_contact_carries_the_art14_notice_once(
         db.session.remove()
     mail_worker.drain()
     later = smtp.to("listad@bransch.se")[-1]
-    assert later is not message and "branschlista" not in text_of(later)
+    assert later is not message and "Var vi fick din adress" not in text_of(later)

@@ -357,7 +357,7 @@ def test_a_message_that_cannot_be_built_for_an_objector_is_blocked_not_failed(
         record_objection(SALES, objector, received_via="phone")
         db.session.remove()
 
-    def broken(row: Any, contact: Any) -> Any:
+    def broken(row: Any, contact: Any, why: Any = None) -> Any:
         raise RuntimeError("template bug")
 
     monkeypatch.setattr(messages, "prepare_message", broken)

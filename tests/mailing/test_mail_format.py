@@ -28,6 +28,7 @@ from extensions import db
 from kernel.access import Actor
 from kernel.timestamps import utcnow
 from mailing import campaigns
+from mailing.art14_notices import queue_art14_notices
 from mailing.campaigns import CampaignInput
 from mailing.models import MailKind
 from mailing.outbox import hand_over, queue_email
@@ -117,6 +118,23 @@ def _send_every_kind(
         json={"version": "2.0", "major": True, "url": "https://example.com/privacy/2.0"},
     )
     assert published.status_code == 201, published.json
+    # R24: consents given before the major version are asked to confirm under it.
+    with app.app_context():
+        from mailing.repermission import send_repermission
+
+        assert send_repermission(STAFF) >= 2
+    # The GDPR art. 14 notice on its own, to an industry-list contact in each language.
+    source = {"type": "legitimate_interest", "kind": "industry_list", "source": "Lista <2026> & co"}
+    for lang in ("en", "sv"):
+        created = admin_api.post(
+            "/api/v1/contacts",
+            json={"email": f"notice-{lang}@example.se", "name": LONG_NAME, "language": lang,
+                  "country": "SE", "basis": source},
+        )  # fmt: skip
+        assert created.status_code == 201, created.json
+    with app.app_context():
+        assert queue_art14_notices() == 2
+        db.session.remove()
     mail_worker.drain()
 
 

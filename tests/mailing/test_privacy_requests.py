@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import sqlalchemy as sa
 
+from consent.privacy_requests import add_months
 from tests.conftest import count_rows
 from tests.mailing.conftest import link, links_in
 
@@ -74,7 +74,8 @@ def test_verified_erasure_request_waits_for_an_admin_with_a_due_date(
         from extensions import db
 
         stored = db.session.get(PrivacyRequest, request["id"])
-        assert stored.due_at - stored.verified_at == timedelta(days=30)
+        # GDPR art. 12(3): one calendar month from the verification.
+        assert stored.due_at == add_months(stored.verified_at, 1)
         # Retention does not purge a contact whose request is open.
         assert "open erasure request" in retention_exclusions([contact_id])[contact_id]
     # The contact still exists: erasure is the admin's decision (a legal hold may forbid it).

@@ -40,9 +40,9 @@ def _prepare(app: Any, count: int) -> dict[str, list[str]]:
     with app.app_context():
         for state in ("known", "suppressed", "erased", "restricted"):
             for address in addresses[state]:
-                contact, _ = register_contact(
+                contact = register_contact(
                     SYSTEM_ACTOR, address, {"name": "Known Person"}, basis=basis
-                )
+                ).contact
                 if state == "restricted":
                     # GDPR art. 18: a signup records nothing for it (R20).
                     restrict_processing(SYSTEM_ACTOR, contact.id, note="enumeration test")

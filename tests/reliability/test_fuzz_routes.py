@@ -140,6 +140,7 @@ class Seed:
     preferences: str
     verify: str
     undo: str
+    privacy_request: int
 
 
 @dataclass
@@ -180,6 +181,7 @@ def _contact_body(s: Seed) -> dict[str, Any]:
             "kind": "customer",
             "source": "crm-sync",
             "topics": ["newsletter"],
+            "channel": "email",
             "evidence": {
                 "obtained_at": NOW,
                 "policy_version": "2026-01",
@@ -189,6 +191,12 @@ def _contact_body(s: Seed) -> dict[str, Any]:
                 "user_agent": "Mozilla/5.0",
                 "form_id": "website",
                 "page_url": "https://www.kund.example/",
+            },
+            "confirmation": {
+                "confirmed_at": NOW,
+                "ip_address": "192.0.2.2",
+                "message_id": "<confirm-1@kund.example>",
+                "user_agent": "Mozilla/5.0",
             },
         },
     }
@@ -268,11 +276,38 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("crm_api.log_activity", "POST"): Route(
         "/api/v1/contacts/{contact_id}/activities",
         "api",
-        json=lambda s: {"kind": "call", "occurred_at": NOW, "note": "Called about the offer."},
+        json=lambda s: {
+            "kind": "support_case",
+            "occurred_at": NOW,
+            "note": "Called about the offer.",
+            "product": "ab7000",
+            "problem_category": "connection-lost",
+            "resolution_code": "firmware-update",
+        },
         path_values=_C,
     ),
     ("crm_api.list_activities", "GET"): Route(
         "/api/v1/contacts/{contact_id}/activities", "api", path_values=_C
+    ),
+    ("crm_api.record_web_visit", "POST"): Route(
+        "/api/v1/web-visits",
+        "api",
+        json=lambda s: {"visitor_id": "visitor-0001", "page": "/products", "visited_at": NOW},
+    ),
+    ("consent_api.list_web_visits", "GET"): Route(
+        "/api/v1/contacts/{contact_id}/web-visits", "api", path_values=_C
+    ),
+    ("consent_api.link_web_visitor", "PUT"): Route(
+        "/api/v1/web-visitors/{visitor_id}/contact",
+        "api",
+        json=lambda s: {"contact_id": s.contact},
+        path_values=lambda s: {"visitor_id": "visitor-0001"},
+    ),
+    ("consent_api.withdraw_web_tracking", "POST"): Route(
+        "/api/v1/contacts/{contact_id}/web-tracking/withdrawal",
+        "api",
+        json=lambda s: {"received_via": "web"},
+        path_values=_C,
     ),
     ("consent_api.list_events", "GET"): Route(
         "/api/v1/contacts/{contact_id}/events", "api", path_values=_C
@@ -293,6 +328,18 @@ ROUTES: dict[tuple[str, str], Route] = {
         "/api/v1/contacts/{contact_id}/objection",
         "api",
         json=lambda s: {"channel": "all", "received_via": "phone", "note": "Called us."},
+        path_values=_C,
+    ),
+    ("consent_api.record_withdrawal", "POST"): Route(
+        "/api/v1/contacts/{contact_id}/withdrawals",
+        "api",
+        json=lambda s: {
+            "topic": "newsletter",
+            "channel": "all",
+            "received_via": "phone",
+            "recorded_by": "crm:sara",
+            "note": "Said on the phone: stop the newsletter.",
+        },
         path_values=_C,
     ),
     ("consent_api.contact_permissions", "GET"): Route(
@@ -480,6 +527,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("staff.retention_page", "GET"): Route(
         "/staff/admin/retention", "staff", query=lambda s: {"as_of": "2026-01-15"}
     ),
+    ("staff.retention_checklist_done", "POST"): Route(
+        "/staff/admin/retention/checklist",
+        "staff",
+        form=lambda s: {"rule": "server-logs", "done_through": "2020-01-01"},
+    ),
     ("staff.tokens", "GET"): Route("/staff/admin/tokens", "staff"),
     ("staff.create_token", "POST"): Route(
         "/staff/admin/tokens",
@@ -525,6 +577,9 @@ ROUTES: dict[tuple[str, str], Route] = {
         query=lambda s: {"preview": "1"},
         path_values=lambda s: {"campaign_id": str(s.campaign)},
     ),
+    ("staff_campaigns.send_repermission", "POST"): Route(
+        "/staff/campaigns/repermission", "staff", form=lambda s: {"confirm": "yes"}
+    ),
     ("staff_campaigns.send", "POST"): Route(
         "/staff/campaigns/{campaign_id}/send",
         "staff",
@@ -558,11 +613,60 @@ ROUTES: dict[tuple[str, str], Route] = {
         form=lambda s: {"received_via": "phone", "channel": "all", "note": "Called us."},
         path_values=_C,
     ),
+    ("staff_contacts.record_withdrawal", "POST"): Route(
+        "/staff/contacts/{contact_id}/withdrawal",
+        "staff",
+        form=lambda s: {"received_via": "phone", "topic": "newsletter", "channel": "all"},
+        path_values=_C,
+    ),
     ("staff_contacts.restrict", "POST"): Route(
         "/staff/contacts/{contact_id}/restriction",
         "staff",
-        form=lambda s: {"note": "Contests the data."},
+        form=lambda s: {"note": "Contests the data.", "received_via": "letter"},
         path_values=_C,
+    ),
+    ("staff_contacts.export_contact", "POST"): Route(
+        "/staff/contacts/{contact_id}/export",
+        "staff",
+        form=lambda s: {"received_via": "email"},
+        path_values=_C,
+    ),
+    ("staff_contacts.confirm_erasure", "GET"): Route(
+        "/staff/contacts/{contact_id}/erase", "staff", path_values=_C
+    ),
+    ("staff_contacts.erase_contact", "POST"): Route(
+        "/staff/contacts/{contact_id}/erase",
+        "staff",
+        form=lambda s: {"confirm": "yes", "received_via": "phone"},
+        path_values=_C,
+    ),
+    ("staff_contacts.rectify", "POST"): Route(
+        "/staff/contacts/{contact_id}/rectify",
+        "staff",
+        form=lambda s: {
+            "email": s.email,
+            "name": "Fuzz Rättad",
+            "phone": "+46 8 123",
+            "country": "SE",
+            "language": "sv",
+            "received_via": "letter",
+        },
+        path_values=_C,
+    ),
+    ("staff_requests.inbox", "GET"): Route(
+        "/staff/admin/privacy-requests", "staff", query=lambda s: {"show": "all"}
+    ),
+    ("staff_requests.extend_request", "POST"): Route(
+        "/staff/admin/privacy-requests/{request_id}/extend",
+        "staff",
+        form=lambda s: {"reason": "Many requests this month."},
+        path_values=lambda s: {"request_id": str(s.privacy_request)},
+    ),
+    ("staff_requests.refuse_request", "POST"): Route(
+        "/staff/admin/privacy-requests/{request_id}/refuse",
+        "staff",
+        form=lambda s: {"reason": "Legal hold: accounting law."},
+        path_values=lambda s: {"request_id": str(s.privacy_request)},
     ),
     ("staff_contacts.lift_restriction", "POST"): Route(
         "/staff/contacts/{contact_id}/restriction/lift",
@@ -642,7 +746,7 @@ def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
     counter = itertools.count()
 
     def contact(email: str) -> int:
-        found, _ = services.register_contact(
+        found = services.register_contact(
             CLI_ACTOR,
             email,
             {"name": "Fuzz Kund", "country": "SE"},
@@ -652,7 +756,7 @@ def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
                 source="crm-sync",
                 interest_kind=InterestKind.CUSTOMER,
             ),
-        )
+        ).contact
         return found.id
 
     with app.app_context():
@@ -683,6 +787,10 @@ def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
         privacy = rights.open_privacy_request(
             db.session.get(Contact, holder), "access", datetime.now(UTC)
         )
+        erasure = rights.open_privacy_request(
+            db.session.get(Contact, holder), "erasure", datetime.now(UTC)
+        )
+        rights.verify_privacy_request(erasure.id, datetime.now(UTC))
         db.session.commit()
         token, _raw = create_api_token("fuzz-target", "sales")
         shared = {
@@ -697,6 +805,7 @@ def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
             "verify": make_token(Purpose.VERIFY_ADDRESS, {"p": privacy.id}),
             # A signup notice's undo link; its event ids need not exist to be fuzzed.
             "undo": make_token(Purpose.UNDO_SIGNUP, {"c": holder, "e": [1]}),
+            "privacy_request": erasure.id,
         }
         db.session.remove()
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
+from consent.claims import ExternalConfirmation
 from consent.evidence import Evidence
 from consent.models import Basis
 from consent.policies import wording_hash
@@ -31,10 +33,16 @@ def _campaign(app: Any, run: int, size: int) -> list[tuple[int, str]]:
     with app.app_context():
         evidence = Evidence(form_id="import", policy_version=current_policy().version,
                             wording_hash=wording_hash("Yes, send me the newsletter."))  # fmt: skip
+        # The newsletter always needs the double opt-in (R8): confirmed elsewhere, with its evidence.
+        confirmed = ExternalConfirmation(confirmed_at=utcnow(), ip_address="192.0.2.1",
+                                         message_id=f"<race-{run}@example.se>")  # fmt: skip
         basis = BasisInput(type=Basis.CONSENT, source="import", topics=["newsletter"],
-                           obtained_at=utcnow(), evidence=evidence)  # fmt: skip
+                           obtained_at=utcnow() - timedelta(minutes=5), evidence=evidence,
+                           confirmation=confirmed)  # fmt: skip
         for n in range(size):
-            contact, _ = register_contact(SYSTEM_ACTOR, f"r{run}-{n}@example.se", {}, basis=basis)
+            contact = register_contact(
+                SYSTEM_ACTOR, f"r{run}-{n}@example.se", {}, basis=basis
+            ).contact
             contacts.append((contact.id, contact.email))
         ids = [
             outbox.queue_email(

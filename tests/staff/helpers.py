@@ -21,7 +21,7 @@ from kernel.access import (
 )
 from kernel.models import StaffUser
 
-ROLES = ("sales", "marketing", "admin")
+ROLES = ("sales", "marketing", "admin", "dpo")
 PASSWORD = "staff-password-1"
 # Hashed once: a staff user per test must not cost a scrypt each.
 _HASH = generate_password_hash(PASSWORD)
@@ -72,7 +72,7 @@ def make_contact(
     customer: bool = True,
 ) -> int:
     with app.app_context():
-        contact, _ = services.register_contact(
+        contact = services.register_contact(
             CLI_ACTOR,
             email,
             {"name": name, "country": "SE"},
@@ -84,7 +84,7 @@ def make_contact(
             )
             if customer
             else None,
-        )
+        ).contact
         contact_id = contact.id
         db.session.remove()
     return contact_id

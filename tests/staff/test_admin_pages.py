@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from consent.models import OBJECTION_CHANNELS, Basis, EventKind
 from consent.policy import Reason
+from consent.privacy_requests import INBOX_FILTERS, OUTCOMES, REQUEST_KINDS, STATUSES
 from crm.models import ActivityKind, AuditEntry
 from extensions import db
 from kernel.access import authenticate_token
@@ -130,7 +131,7 @@ def test_reading_the_audit_log_on_its_page_is_logged_like_any_other_read(app) ->
 
 def test_navigation_shows_each_role_only_its_pages(app) -> None:
     nav = {}
-    for role in ("sales", "marketing", "admin"):
+    for role in ("sales", "marketing", "admin", "dpo"):
         page = client_as(app, role, email=f"nav-{role}@staff.example").get("/staff/")
         nav[role] = re.findall(r'<li[^>]*><a href="(/staff/[^"]*)"', page.get_data(as_text=True))
     assert nav["sales"] == ["/staff/"]
@@ -143,7 +144,10 @@ def test_navigation_shows_each_role_only_its_pages(app) -> None:
         "/staff/admin/tokens",
         "/staff/admin/audit",
         "/staff/admin/retention",
+        "/staff/admin/privacy-requests",
     ]
+    # The dpo reads what rights requests and complaints need, no marketing page.
+    assert nav["dpo"] == ["/staff/", "/staff/admin/audit", "/staff/admin/privacy-requests"]
 
 
 def test_public_pages_do_not_show_the_staff_navigation(app, client) -> None:
@@ -161,6 +165,10 @@ def test_every_template_text_has_a_swedish_translation() -> None:
         "reason.": [r.value for r in Reason],
         "event.": [k.value for k in EventKind],
         "activity.": [k.value for k in ActivityKind],
+        "request.": list(REQUEST_KINDS),
+        "status.": list(STATUSES),
+        "outcome.": list(OUTCOMES),
+        "show.": list(INBOX_FILTERS),
     }
     for prefix, values in families.items():
         assert prefix in used

@@ -73,6 +73,11 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         None,
         _guarded("retention.read", 200),
     ),
+    ("staff.retention_checklist_done", "POST"): (
+        "/staff/admin/retention/checklist",
+        {"rule": "server-logs", "done_through": "2020-01-01"},
+        _guarded("retention.run", 303),
+    ),
     ("staff_campaigns.campaign_list", "GET"): (
         "/staff/campaigns",
         None,
@@ -93,6 +98,11 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         "/staff/campaigns/{campaign_id}?preview=1",
         None,
         _guarded("campaigns.manage", 200),
+    ),
+    ("staff_campaigns.send_repermission", "POST"): (
+        "/staff/campaigns/repermission",
+        {"confirm": "yes"},
+        _guarded("campaigns.manage", 303),
     ),
     ("staff_campaigns.send", "POST"): (
         "/staff/campaigns/{campaign_id}/send",
@@ -127,6 +137,11 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         {"received_via": "phone", "channel": "all"},
         _guarded("objections.record", 303),
     ),
+    ("staff_contacts.record_withdrawal", "POST"): (
+        "/staff/contacts/{contact_id}/withdrawal",
+        {"received_via": "phone", "topic": "newsletter", "channel": "all"},
+        _guarded("withdrawals.record", 303),
+    ),
     ("staff_contacts.restrict", "POST"): (
         "/staff/contacts/{contact_id}/restriction",
         {"note": "Disputes accuracy"},
@@ -141,6 +156,41 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         "/staff/contacts/{contact_id}/legal-hold",
         {"reason": "Tax audit 2026"},
         _guarded("contacts.legal_hold", 303),
+    ),
+    ("staff_contacts.export_contact", "POST"): (
+        "/staff/contacts/{contact_id}/export",
+        {"received_via": "letter"},
+        _guarded("contacts.export", 200),
+    ),
+    ("staff_contacts.confirm_erasure", "GET"): (
+        "/staff/contacts/{contact_id}/erase",
+        None,
+        _guarded("contacts.erase", 200),
+    ),
+    ("staff_contacts.erase_contact", "POST"): (
+        "/staff/contacts/{contact_id}/erase",
+        {"confirm": "yes", "received_via": "phone"},
+        _guarded("contacts.erase", 303),
+    ),
+    ("staff_contacts.rectify", "POST"): (
+        "/staff/contacts/{contact_id}/rectify",
+        {"email": "anna.kund@kund.example", "name": "Anna Rättad"},
+        _guarded("contacts.write", 303),
+    ),
+    ("staff_requests.inbox", "GET"): (
+        "/staff/admin/privacy-requests?show=all",
+        None,
+        _guarded("privacy_requests.read", 200),
+    ),
+    ("staff_requests.extend_request", "POST"): (
+        "/staff/admin/privacy-requests/{request_id}/extend",
+        {"reason": "Many requests this month"},
+        _guarded("privacy_requests.manage", 303),
+    ),
+    ("staff_requests.refuse_request", "POST"): (
+        "/staff/admin/privacy-requests/{request_id}/refuse",
+        {"reason": "Legal hold: tax audit"},
+        _guarded("privacy_requests.manage", 303),
     ),
     ("staff_contacts.lift_legal_hold", "POST"): (
         "/staff/contacts/{contact_id}/legal-hold/lift",
@@ -169,6 +219,20 @@ def make_import() -> int:
         Actor(kind="cli", name="matrix"), io.BytesIO(content), basis="customer", source="CRM"
     )
     return report.batch_id
+
+
+def make_privacy_request(contact_id: int) -> int:
+    """A verified erasure request awaiting an admin, in the caller's app context."""
+    from datetime import UTC, datetime
+
+    from consent import rights
+    from crm.models import Contact
+
+    now = datetime.now(UTC)
+    request = rights.open_privacy_request(db.session.get(Contact, contact_id), "erasure", now)
+    rights.verify_privacy_request(request.id, now)
+    db.session.commit()
+    return request.id
 
 
 def _staff_routes(app: Any) -> set[tuple[str, str]]:
@@ -207,6 +271,7 @@ def test_role_gets_the_expected_status(app, role: str, route: tuple[str, str]) -
         db.session.remove()
         campaign_id = make_campaign()
         batch_id = make_import()
+        request_id = make_privacy_request(contact_id)
     client = app.test_client() if role == ANONYMOUS else client_as(app, role)
     url = path.format(
         contact_id=contact_id,
@@ -214,6 +279,7 @@ def test_role_gets_the_expected_status(app, role: str, route: tuple[str, str]) -
         token_id=token_id,
         campaign_id=campaign_id,
         batch_id=batch_id,
+        request_id=request_id,
     )
 
     _endpoint, method = route
