@@ -138,7 +138,9 @@ def test_sales_finds_a_contact_reads_why_and_records_an_objection(
     assert verdict(page, "product-updates") == "Allowed: customer"
     card = page.locator('article[data-topic="product-updates"][data-channel="email"]')
     assert "legitimate interest" in card.inner_text()
-    assert "crm-sync" in card.inner_text()
+    # The evidence is the company's relationship (R1): the grant it caused.
+    assert "company (company:" in card.inner_text()
+    assert "company became a customer on 2020-03-01" in card.inner_text()
     page.screenshot(path=str(shots / "contact.png"), full_page=True)
 
     form = page.locator("#objection-form")
