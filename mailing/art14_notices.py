@@ -32,8 +32,8 @@ from crm.models import Company, Contact
 from extensions import db
 from kernel.timestamps import utcnow
 from mailing import messages
-from mailing.models import MailKind, MailStatus, OutboxMessage
-from mailing.outbox import hand_over
+from mailing.models import OutboxMessage
+from mailing.outbox import insert_and_hand_over, transactional_row
 
 TEMPLATE = messages.SOURCE_NOTICE
 CHUNK = 1_000
@@ -114,40 +114,13 @@ def queue_art14_notices(at: datetime | None = None) -> int:
         rows = []
         for row in chunk:
             kind, source = sources.get(row.id, ("industry_list", ""))
-            key = notice_key(row.id)
+            params = {"kind": kind, "source": source, "company": row.company, **policy_params}
             rows.append(
-                {
-                    "idempotency_key": key,
-                    "kind": MailKind.TRANSACTIONAL.value,
-                    "contact_id": row.id,
-                    "template": TEMPLATE,
-                    "language": messages.page_language(row.language),
-                    "params": {
-                        "kind": kind,
-                        "source": source,
-                        "company": row.company,
-                        **policy_params,
-                    },
-                    "status": MailStatus.QUEUED.value,
-                    "attempts": 0,
-                    "message_id": messages.message_id_for(key),
-                    "created_at": now,
-                }
+                transactional_row(notice_key(row.id), row.id, TEMPLATE, row.language, params, now)
             )
         try:
-            db.session.execute(sa.insert(OutboxMessage), rows)
+            queued += insert_and_hand_over(rows)
         except sa.exc.IntegrityError:
             # A run at the same moment queued some of them; they are owed no second row.
             db.session.rollback()
-            continue
-        ids = list(
-            db.session.scalars(
-                sa.select(OutboxMessage.id).where(
-                    OutboxMessage.idempotency_key.in_([r["idempotency_key"] for r in rows])
-                )
-            )
-        )
-        db.session.commit()
-        hand_over(ids)
-        queued += len(ids)
     return queued

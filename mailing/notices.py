@@ -18,9 +18,8 @@ from crm.models import Contact
 from extensions import db
 from kernel.errors import NotFound
 from kernel.timestamps import utcnow
-from mailing import messages
-from mailing.models import MailKind, MailStatus, OutboxMessage
-from mailing.outbox import hand_over
+from mailing.models import OutboxMessage
+from mailing.outbox import insert_and_hand_over, transactional_row
 
 TEMPLATE = "policy_notice"
 CHUNK = 1_000
@@ -63,32 +62,9 @@ def queue_policy_notices(policy_version_id: int) -> int:
         )
         now = utcnow()
         rows = [
-            {
-                "idempotency_key": key,
-                "kind": MailKind.TRANSACTIONAL.value,
-                "contact_id": cid,
-                "template": TEMPLATE,
-                "language": messages.page_language(lang),
-                "params": params,
-                "status": MailStatus.QUEUED.value,
-                "attempts": 0,
-                "message_id": messages.message_id_for(key),
-                "created_at": now,
-            }
+            transactional_row(key, cid, TEMPLATE, lang, params, now)
             for key, (cid, lang) in keys.items()
             if key not in existing
         ]
-        if not rows:
-            continue
-        db.session.execute(sa.insert(OutboxMessage), rows)
-        ids = list(
-            db.session.scalars(
-                sa.select(OutboxMessage.id).where(
-                    OutboxMessage.idempotency_key.in_([r["idempotency_key"] for r in rows])
-                )
-            )
-        )
-        db.session.commit()
-        hand_over(ids)
-        queued += len(ids)
+        queued += insert_and_hand_over(rows)
     return queued

@@ -85,6 +85,50 @@ def queue_email(
     return row
 
 
+def transactional_row(
+    idempotency_key: str,
+    contact_id: int,
+    template: str,
+    language: str | None,
+    params: dict[str, Any],
+    at: datetime,
+) -> dict[str, Any]:
+    """One transactional outbox row as ``insert_and_hand_over`` takes it: the
+    set-based notices (a policy notice, the art. 14 notice) build thousands."""
+    return {
+        "idempotency_key": idempotency_key,
+        "kind": MailKind.TRANSACTIONAL.value,
+        "contact_id": contact_id,
+        "template": template,
+        "language": messages.page_language(language),
+        "params": params,
+        "status": MailStatus.QUEUED.value,
+        "attempts": 0,
+        "message_id": messages.message_id_for(idempotency_key),
+        "created_at": at,
+    }
+
+
+def insert_and_hand_over(rows: list[dict[str, Any]]) -> int:
+    """Insert ``rows`` in one statement, commit, and hand them to the delivery
+    jobs; returns how many were queued. An ``IntegrityError`` (a row's
+    idempotency key already queued by a run at the same moment) is the
+    caller's to catch; nothing is committed then."""
+    if not rows:
+        return 0
+    db.session.execute(sa.insert(OutboxMessage), rows)
+    ids = list(
+        db.session.scalars(
+            sa.select(OutboxMessage.id).where(
+                OutboxMessage.idempotency_key.in_([r["idempotency_key"] for r in rows])
+            )
+        )
+    )
+    db.session.commit()
+    hand_over(ids)
+    return len(ids)
+
+
 def hand_over(outbox_ids: Iterable[int]) -> list[int]:
     """Send the rows to the broker, ``DELIVERY_BATCH`` per job, after the commit.
     Returns the ids handed over.
