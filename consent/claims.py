@@ -30,7 +30,7 @@ from consent.evidence import Evidence
 from consent.ledger import OBJECTION_NOTE, record
 from consent.models import Basis, ConsentEvent, EventKind, PermissionState
 from consent.policy import Reason, decide, standing_of
-from consent.subscriptions import open_request, open_request_of
+from consent.subscriptions import open_request, open_request_of, record_request
 from consent.suppression import find_suppression
 from consent.topics import current_policy
 from crm.models import Contact
@@ -258,17 +258,14 @@ def _confirmed_elsewhere(
 ) -> list[ConsentEvent]:
     """The signup as the caller recorded it, then its confirmation with the
     confirming event's own evidence, under the wording the person signed up to."""
-    asked = record(
+    asked = record_request(
         contact,
-        EventKind.REQUESTED,
+        topic,
         actor=actor,
         source=source,
         at=obtained_at,
-        topic=topic,
-        channel=channel,
-        basis=Basis.CONSENT.value,
         evidence=evidence,
-        source_ref=evidence.form_id,
+        channel=channel,
     )
     confirmed = record(
         contact,
@@ -316,17 +313,8 @@ def _ask_the_person(
         request = existing
     for key in new:
         outcome.events.append(
-            record(
-                contact,
-                EventKind.REQUESTED,
-                actor=actor,
-                source=source,
-                at=obtained_at,
-                topic=key,
-                channel=EMAIL,
-                basis=Basis.CONSENT.value,
-                evidence=evidence,
-                source_ref=evidence.form_id,
+            record_request(
+                contact, key, actor=actor, source=source, at=obtained_at, evidence=evidence
             )
         )
     outcome.request_id = request.id

@@ -222,19 +222,35 @@ def request_topics(
     if contact.is_restricted:
         return None
     for key in topics:
-        record(
-            contact,
-            EventKind.REQUESTED,
-            actor=actor,
-            source=source,
-            at=at,
-            topic=key,
-            channel=EMAIL,
-            basis=Basis.CONSENT.value,
-            evidence=evidence,
-            source_ref=evidence.form_id,
-        )
+        record_request(contact, key, actor=actor, source=source, at=at, evidence=evidence)
     return open_request(contact, topics, at)
+
+
+def record_request(
+    contact: Contact,
+    topic: str,
+    *,
+    actor: Actor,
+    source: str,
+    at: datetime,
+    evidence: Evidence,
+    channel: str = EMAIL,
+) -> ConsentEvent:
+    """One ``requested`` event: someone asked for consent to ``topic``, with the
+    evidence of what was shown (R5, R23), naming the form it came from. Does not
+    commit."""
+    return record(
+        contact,
+        EventKind.REQUESTED,
+        actor=actor,
+        source=source,
+        at=at,
+        topic=topic,
+        channel=channel,
+        basis=Basis.CONSENT.value,
+        evidence=evidence,
+        source_ref=evidence.form_id,
+    )
 
 
 def open_request(contact: Contact, topics: Sequence[str], at: datetime) -> SubscriptionRequest:
