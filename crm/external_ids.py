@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from crm.models import ExternalId, external_system_problem, external_value_problem
 from extensions import db
-from kernel.database import id_in
+from kernel.database import id_in, one_of
 from kernel.errors import Conflict, InvalidInput
 
 CONTACT = "contact"
@@ -69,6 +69,59 @@ def find_contact(system: str, value: str) -> int | None:
 def find_company(system: str, value: str) -> int | None:
     """The id of the company that ``system`` knows as ``value``, or None."""
     return _find(COMPANY, system, value)
+
+
+def contacts_holding(system: str, values: Sequence[str]) -> dict[str, int]:
+    """{value: contact id} for those of ``values`` a contact holds in ``system``:
+    one query whatever their number (imports check a batch at once)."""
+    wanted = list(dict.fromkeys(values))
+    if not wanted:
+        return {}
+    return dict(
+        db.session.execute(
+            sa.select(_TABLE.c.value, _TABLE.c.owner_id).where(
+                _TABLE.c.owner_type == CONTACT,
+                _TABLE.c.system == system,
+                one_of(_TABLE.c.value, wanted),
+            )
+        ).all()
+    )
+
+
+def set_many_for_contacts(system: str, values: Mapping[int, str]) -> None:
+    """Give each contact (key) its id (value) in ``system``, replacing the one it
+    held there: two statements whatever the number of contacts (a DELETE and
+    one executemany INSERT). Does not commit.
+
+    For imports, which check the values first (``contacts_holding``) and
+    reject the rows whose id another contact holds; a value taken meanwhile
+    by a concurrent writer fails on the unique constraint (IntegrityError),
+    which the caller's retry turns into that row's rejection.
+    """
+    if not values:
+        return
+    problem = external_system_problem(system)
+    bad = next((v for v in values.values() if external_value_problem(v)), None)
+    if problem or bad is not None:
+        raise InvalidInput(
+            problem or external_value_problem(bad or "") or "Invalid external id.",
+            code="invalid_external_id",
+        )
+    owners = list(values)
+    db.session.execute(
+        sa.delete(_TABLE).where(
+            _TABLE.c.owner_type == CONTACT,
+            _TABLE.c.system == system,
+            id_in(_TABLE.c.owner_id, owners),
+        )
+    )
+    db.session.execute(
+        _TABLE.insert(),
+        [
+            {"owner_type": CONTACT, "owner_id": owner, "system": system, "value": value}
+            for owner, value in values.items()
+        ],
+    )
 
 
 def delete_for_contacts(contact_ids: Sequence[int]) -> None:

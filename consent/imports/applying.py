@@ -150,7 +150,9 @@ def _record_ids_taken(
     with_ids = [r for r in rows if r.external_id is not None]
     if system is None or not with_ids:
         return {}, {}
-    holders = external_ids.contacts_holding(system, [r.external_id for r in with_ids if r.external_id])
+    holders = external_ids.contacts_holding(
+        system, [r.external_id for r in with_ids if r.external_id]
+    )
     held_now = {
         contact_id: ids[system]
         for contact_id, ids in external_ids.for_contacts(list(owners.values())).items()
@@ -165,8 +167,7 @@ def _record_ids_taken(
         if holder is not None and holder != own:
             # Issue 20: an id names one contact per system; this row would move it.
             refused[row.number] = (
-                f"record id: this {system} id already belongs to contact {holder}; "
-                "row not imported"
+                f"record id: this {system} id already belongs to contact {holder}; row not imported"
             )
         elif row.external_id in claimed:
             refused[row.number] = (

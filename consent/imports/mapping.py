@@ -19,20 +19,18 @@ language, needs a mapping (docs/imports.md).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from consent.imports.reading import COLUMN_ALIASES, FileRejected, canonical_header, map_header
+from crm.models import external_system_problem
 from kernel.errors import InvalidInput
 
 # The fields a column can fill. "external_id" is the record id of the system
 # the preset names (a mapping names it: "external_id:<system>").
 TARGET_FIELDS: tuple[str, ...] = (*COLUMN_ALIASES, "external_id")
 EXTERNAL_ID = "external_id"
-# The same rule as crm.models.ExternalId.system: what an external id's system may be called.
-_SYSTEM = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 MAX_MAPPING_BYTES = 16 * 1024
 MAX_MAPPING_COLUMNS = 100
 
@@ -212,7 +210,7 @@ def _plan_from_mapping(text: str) -> ColumnPlan:
         loaded: Any = json.loads(text)
     except (ValueError, RecursionError):
         raise _mapping_error(
-            'The mapping is not JSON; give an object of header to field, e.g. '
+            "The mapping is not JSON; give an object of header to field, e.g. "
             '{"E-post": "email", "Förnamn": "first_name"}.'
         ) from None
     if not isinstance(loaded, dict) or not loaded:
@@ -237,7 +235,7 @@ def _plan_from_mapping(text: str) -> ColumnPlan:
             raise _mapping_error("Two headers of the mapping are the same column.")
         name, colon, named_system = target.strip().partition(":")
         if name == EXTERNAL_ID:
-            if not colon or not _SYSTEM.fullmatch(named_system):
+            if not colon or external_system_problem(named_system):
                 raise _mapping_error(
                     "A record id column maps to external_id:<system>, the system in lower "
                     "case (e.g. external_id:hubspot)."

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO
 
-from crm.models import EARLIEST_ACTIVITY, ActivityKind
+from crm.models import EARLIEST_ACTIVITY, ActivityKind, external_value_problem
 from kernel import i18n
 from kernel.addresses import normalise_email
-from crm.models import external_value_problem
 from kernel.countries import country_code_from_name, normalise_language
 from kernel.errors import InvalidInput
 from kernel.timestamps import utcnow

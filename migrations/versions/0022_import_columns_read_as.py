@@ -12,17 +12,17 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0022'
-down_revision = '0018'
+revision = "0022"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
 
 def upgrade():
     # A nullable column: SQLite adds it without copying the table.
-    op.add_column('import_batch', sa.Column('columns_read_as', sa.String(length=32), nullable=True))
+    op.add_column("import_batch", sa.Column("columns_read_as", sa.String(length=32), nullable=True))
 
 
 def downgrade():
-    with op.batch_alter_table('import_batch', schema=None) as batch_op:
-        batch_op.drop_column('columns_read_as')
+    with op.batch_alter_table("import_batch", schema=None) as batch_op:
+        batch_op.drop_column("columns_read_as")
