@@ -469,3 +469,135 @@ def test_a_preset_export_missing_its_email_column_is_refused(app, api_as) -> Non
     response = upload(api_as("marketing"), "Record ID,First Name\n1,Anna\n", preset="hubspot")
     assert response.status_code == 422
     assert "no email column" in response.json["error"]["message"]
+
+
+def test_a_record_id_taken_by_a_concurrent_writer_rejects_only_that_row(app, api_as) -> None:
+    """Another writer gives one of the batch's record ids to its own contact
+    between our check and our insert (here: when the batch writes its first
+    contact, after it read the holders; on SQLite the batch's first write, as
+    writers are serialised): the unique constraint on (system, value) fails the
+    batch, which is redone row by row, and only that row is refused."""
+    marketing = api_as("marketing")
+    upload(marketing, "email\nother@kund.se\n")
+    other = marketing.get("/api/v1/contacts?email=other@kund.se").json["id"]
+    clashed: list[bool] = []
+
+    def concurrent_writer(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if clashed or not statement.startswith("INSERT INTO contact "):
+            return
+        clashed.append(True)
+        with db.engine.connect() as writer:
+            writer.execute(
+                sa.text(
+                    "INSERT INTO external_id (owner_type, owner_id, system, value) "
+                    "VALUES ('contact', :owner, 'hubspot', '5102')"
+                ),
+                {"owner": other},
+            )
+            writer.commit()
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", concurrent_writer)
+    try:
+        report = upload(
+            marketing,
+            "Record ID,Email\n5101,anna@kund.se\n5102,bernd@kunde.de\n5103,cissi@kund.se\n",
+            preset="hubspot",
+        ).json
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", concurrent_writer)
+    assert clashed
+    assert (report["created"], report["rejected"]) == (2, 1)
+    assert report["rejections"] == [
+        {
+            "row": 3,
+            "reason": f"record id: this hubspot id already belongs to contact {other}; "
+            "row not imported",
+        }
+    ]
+    assert "bernd@kunde.de" not in stored(app)
+
+
+# kernel.countries: the names the presets' country columns hold -------------------------
+
+EU_EEA = [
+    "AT",
+    "BE",
+    "BG",
+    "HR",
+    "CY",
+    "CZ",
+    "DK",
+    "EE",
+    "FI",
+    "FR",
+    "DE",
+    "GR",
+    "HU",
+    "IE",
+    "IT",
+    "LV",
+    "LT",
+    "LU",
+    "MT",
+    "NL",
+    "PL",
+    "PT",
+    "RO",
+    "SK",
+    "SI",
+    "ES",
+    "SE",
+    "IS",
+    "LI",
+    "NO",
+]
+COMMON = [
+    "GB",
+    "CH",
+    "US",
+    "CA",
+    "AU",
+    "NZ",
+    "JP",
+    "CN",
+    "IN",
+    "BR",
+    "SG",
+    "AE",
+    "ZA",
+    "TR",
+    "UA",
+    "KR",
+    "MX",
+    "IL",
+    "HK",
+]
+
+
+def test_every_eu_eea_and_common_business_country_has_an_english_and_a_swedish_name() -> None:
+    import gettext
+
+    import pycountry
+
+    from kernel.countries import country_code_from_name
+
+    swedish = gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=["sv"])
+    for code in (*EU_EEA, *COMMON):
+        country = pycountry.countries.get(alpha_2=code)
+        english = getattr(country, "common_name", None) or country.name
+        assert country_code_from_name(english) == code, english
+        assert country_code_from_name(english.upper()) == code, english
+        assert country_code_from_name(swedish.gettext(country.name)) == code, code
+    assert country_code_from_name("Österrike") == country_code_from_name("osterrike") == "AT"
+
+
+def test_a_name_that_is_no_country_or_two_is_refused() -> None:
+    from kernel.countries import country_code_from_name
+    from kernel.errors import InvalidInput
+
+    for value in ("Atlantis", "Korea", "Europe", "S", "XX"):
+        with pytest.raises(InvalidInput):
+            country_code_from_name(value)
+    assert country_code_from_name("  ") is None
