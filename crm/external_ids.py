@@ -19,10 +19,11 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from crm.models import ExternalId, external_system_problem, external_value_problem
+from crm.models import Contact, ExternalId, external_system_problem, external_value_problem
 from extensions import db
 from kernel.database import id_in, one_of
 from kernel.errors import Conflict, InvalidInput
+from kernel.timestamps import utcnow
 
 CONTACT = "contact"
 COMPANY = "company"
@@ -46,7 +47,9 @@ def for_companies(company_ids: Sequence[int]) -> dict[int, dict[str, str]]:
 
 def set_for_contact(contact_id: int, ids: Mapping[str, str | None]) -> None:
     """Set (or with ``None`` remove) the contact's id in each named system;
-    systems not named keep their ids. Does not commit.
+    systems not named keep their ids. Does not commit. A real change moves
+    the contact's ``updated_at`` (the changed-since read); setting the ids it
+    already holds writes nothing.
 
     Raises InvalidInput for a bad system name or value, and Conflict
     ``external_id_taken`` (``details``: ``contact_id`` of the other contact and
@@ -206,11 +209,36 @@ def _find(owner_type: str, system: str, value: str) -> int | None:
     )
 
 
-def _set(owner_type: str, owner_id: int, ids: Mapping[str, str | None]) -> None:
-    wanted = check(ids)
+def changes_for_contact(contact_id: int, ids: Mapping[str, str | None]) -> dict[str, str | None]:
+    """The entries of ``ids`` (validated) that differ from what the contact
+    holds: setting them again is no change (a connector's repeated sync)."""
+    return _changes(CONTACT, contact_id, check(ids))
+
+
+def _changes(
+    owner_type: str, owner_id: int | None, wanted: Mapping[str, str | None]
+) -> dict[str, str | None]:
     if not wanted:
+        return {}
+    held: dict[str, str] = {}
+    if owner_id is not None:
+        held = dict(
+            db.session.execute(
+                sa.select(_TABLE.c.system, _TABLE.c.value).where(
+                    _TABLE.c.owner_type == owner_type,
+                    _TABLE.c.owner_id == owner_id,
+                    _TABLE.c.system.in_(list(wanted)),
+                )
+            ).all()
+        )
+    return {system: value for system, value in wanted.items() if held.get(system) != value}
+
+
+def _set(owner_type: str, owner_id: int, ids: Mapping[str, str | None]) -> None:
+    changes = _changes(owner_type, owner_id, check(ids))
+    if not changes:
         return
-    to_set = {system: value for system, value in wanted.items() if value is not None}
+    to_set = {system: value for system, value in changes.items() if value is not None}
     # Who holds the wanted values now: one query. Another owner means a 409,
     # raised before any row is written, so the caller's transaction stays clean.
     if to_set:
@@ -223,14 +251,14 @@ def _set(owner_type: str, owner_id: int, ids: Mapping[str, str | None]) -> None:
         for holder, system, value in holders:
             if holder != owner_id:
                 raise _taken(owner_type, holder, system, value)
-    # Replace this owner's ids of the named systems: delete then insert, two
+    # Replace this owner's ids of the changed systems: delete then insert, two
     # statements. A concurrent writer of the same value fails on the unique
     # constraint (IntegrityError), which the caller's retry turns into the 409.
     db.session.execute(
         sa.delete(_TABLE).where(
             _TABLE.c.owner_type == owner_type,
             _TABLE.c.owner_id == owner_id,
-            _TABLE.c.system.in_(list(wanted)),
+            _TABLE.c.system.in_(list(changes)),
         )
     )
     if to_set:
@@ -240,6 +268,14 @@ def _set(owner_type: str, owner_id: int, ids: Mapping[str, str | None]) -> None:
                 {"owner_type": owner_type, "owner_id": owner_id, "system": s, "value": v}
                 for s, v in to_set.items()
             ],
+        )
+    if owner_type == CONTACT:
+        # A changed id is a change of the contact for the changed-since read.
+        db.session.execute(
+            sa.update(Contact)
+            .where(Contact.id == owner_id)
+            .values(updated_at=utcnow())
+            .execution_options(synchronize_session=False)
         )
 
 
