@@ -164,6 +164,20 @@ def test_the_staff_page_imports_each_crms_export_with_its_preset(app, preset) ->
     assert f'<dd class="columns-read-as">{preset}</dd>' in batch_page
 
 
+def test_an_imported_contact_is_found_by_its_crm_id_through_the_api(app, api_as) -> None:
+    marketing, sales = api_as("marketing"), api_as("sales")
+    upload(marketing, EXPORTS["hubspot"], preset="hubspot")
+    found = sales.get("/api/v1/contacts?external_id=hubspot:5102")
+    assert found.status_code == 200, found.json
+    body = found.json
+    assert (body["email"], body["name"], body["country"]) == (
+        "bernd@kunde.de",
+        "Bernd Köhler",
+        "DE",
+    )
+    assert body["external_ids"] == {"hubspot": "5102"}
+
+
 def test_the_salesforce_preset_reads_data_loader_api_names_too(app, tmp_path) -> None:
     export = (
         "Id,FirstName,LastName,Email,Account.Name,MailingCountry\n"
