@@ -43,7 +43,6 @@ class Preset:
     vendor: str
     system: str
     columns: Mapping[str, tuple[str, ...]]
-    source: str
 
     def signature(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The record id and email headers: a file holding one of each looks like this export."""
@@ -71,7 +70,6 @@ PRESETS: dict[str, Preset] = {
                 "company": ("Company Name",),
                 "country": ("Country/Region",),
             },
-            source="HubSpot knowledge base: default contact property labels, import/export files",
         ),
         Preset(
             name="salesforce",
@@ -88,17 +86,19 @@ PRESETS: dict[str, Preset] = {
                 "company": ("Account Name", "Account.Name"),
                 "country": ("Mailing Country", "MailingCountry"),
             },
-            source="Salesforce Object Reference, Contact: field labels and API names",
         ),
         Preset(
             name="pipedrive",
             vendor="Pipedrive",
             system="pipedrive",
-            # A people export prefixes each field with its item ("Person - ...",
-            # "Organization - ..."), an email with its label ("- Work"); the
-            # person fields (name, first and last name, email, organization) are
-            # those Pipedrive's support pages on importing people name. A person
-            # has no country field of its own in Pipedrive, so none is read.
+            # Pipedrive names its fields by item ("Person - Name", "Person -
+            # Email", "Organization - Name", as its import mapping shows them)
+            # and an email by its label ("- Work"); the person fields (name, first
+            # and last name, email, organization) are those Pipedrive's support
+            # page "Importing: mandatory fields" names. The exact export headers
+            # come from secondary sources (import guides, a CSV alias list that
+            # strips these prefixes): the weakest-sourced preset. A person has no
+            # country field of its own in Pipedrive, so none is read.
             columns={
                 EXTERNAL_ID: ("Person - ID",),
                 "email": ("Person - Email - Work", "Person - Email"),
@@ -107,7 +107,6 @@ PRESETS: dict[str, Preset] = {
                 "last_name": ("Person - Last name",),
                 "company": ("Person - Organization", "Organization - Name"),
             },
-            source="Pipedrive support: importing people; the item-prefixed export headers",
         ),
         Preset(
             name="lime",
@@ -126,16 +125,16 @@ PRESETS: dict[str, Preset] = {
                 "company": ("Företag", "company"),
                 "country": ("Land", "country"),
             },
-            source="Lime CRM docs (docs.lime-crm.com): import concepts; person card labels (sv)",
         ),
         Preset(
             name="superoffice",
             vendor="SuperOffice",
             system="superoffice",
             # In SuperOffice a "contact" is the company and a "person" the
-            # individual; a person list export names the person's id, name
-            # fields, e-mail, company and country (docs.superoffice.com, import
-            # and person fields), in English or in the Swedish client.
+            # individual. The person fields (ID, First name, Last name, E-mail,
+            # Country) as SuperOffice's import pages (docs.superoffice.com) and a
+            # partner's import specification for SuperOffice persons name them;
+            # "Person ID" as a list export labels the id; Swedish client labels.
             columns={
                 EXTERNAL_ID: ("Person ID", "ID"),
                 "email": ("E-mail", "E-post"),
@@ -144,7 +143,6 @@ PRESETS: dict[str, Preset] = {
                 "company": ("Company", "Company name", "Företag"),
                 "country": ("Country", "Land"),
             },
-            source="SuperOffice docs (docs.superoffice.com): person fields and import",
         ),
     )
 }
