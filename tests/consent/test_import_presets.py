@@ -443,6 +443,12 @@ BAD_REQUESTS = [
     ({"mapping": '["E-post", "email"]'}, "invalid_mapping", "JSON object"),
     ({"mapping": "E-post = email"}, "invalid_mapping", "not JSON"),
     ({"mapping": '{"E-post": ["email"]}'}, "invalid_mapping", "header"),
+    # Hostile mappings: nested past the JSON parser's depth, NUL bytes (refused by the
+    # input check every request passes, kernel/inputs.py), a long header, an oversized one.
+    ({"mapping": '{"E-post": ' + "[" * 5000 + "]" * 5000 + "}"}, "invalid_mapping", "not JSON"),
+    ({"mapping": '{"E-post\u0000": "email\u0000"}'}, "invalid_characters", ""),
+    ({"mapping": json.dumps({"x" * 201: "email"})}, "invalid_mapping", "1-200 characters"),
+    ({"mapping": "x" * 17_000}, "invalid_input", "see fields"),
     (
         {"mapping": '{"E-post": "email", "Land": "country"}'},
         "invalid_file",
