@@ -94,7 +94,8 @@ def contacts_holding(system: str, values: Sequence[str]) -> dict[str, int]:
 def set_many_for_contacts(system: str, values: Mapping[int, str]) -> None:
     """Give each contact (key) its id (value) in ``system``, replacing the one it
     held there: two statements whatever the number of contacts (a DELETE and
-    one executemany INSERT). Does not commit.
+    one executemany INSERT, and one UPDATE of the contacts' ``updated_at``).
+    Does not commit.
 
     For imports, which check the values first (``contacts_holding``) and
     reject the rows whose id another contact holds; a value taken meanwhile
@@ -124,6 +125,14 @@ def set_many_for_contacts(system: str, values: Mapping[int, str]) -> None:
             {"owner_type": CONTACT, "owner_id": owner, "system": system, "value": value}
             for owner, value in values.items()
         ],
+    )
+    # As set_for_contact: a changed id is a change of the contact for the
+    # changed-since read (callers pass only the contacts whose id changes).
+    db.session.execute(
+        sa.update(Contact)
+        .where(id_in(Contact.id, owners))
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
 
 

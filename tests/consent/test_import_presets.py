@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -352,6 +353,21 @@ def test_a_known_contact_gets_its_record_id_and_a_rerun_changes_nothing(app, api
     assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 3)
     assert count_rows(app)["consent_event"] == events
     assert count_rows(app)["external_id"] == before["external_id"] + 3
+
+
+def test_a_record_id_gained_moves_the_contacts_updated_at(app, api_as) -> None:
+    """The changed-since read (``?updated_after=``) must see a contact whose
+    CRM id an import set, as it sees one set through the API."""
+    marketing = api_as("marketing")
+    upload(marketing, "email\nanna@kund.se\n")
+    with app.app_context():
+        db.session.execute(sa.update(Contact).values(updated_at=datetime(2020, 1, 1, tzinfo=UTC)))
+        db.session.commit()
+    upload(marketing, "Record ID,Email\n100,anna@kund.se\n", preset="hubspot")
+    with app.app_context():
+        moved = db.session.scalar(sa.select(Contact.updated_at))
+        db.session.remove()
+    assert moved is not None and moved.year > 2020
 
 
 def test_a_changed_record_id_replaces_the_contacts_old_one(app, api_as) -> None:
