@@ -181,7 +181,7 @@ def _record_ids_taken(
 
 def _store_record_ids(rows: list[Row], system: str | None, known: dict[str, int]) -> None:
     """The rows' record ids as their contacts' external ids in ``system``: one
-    SELECT for the new contacts' ids, then crm.external_ids.set_many."""
+    SELECT for the new contacts' ids, then crm.external_ids.set_many_for_contacts."""
     if system is None or not rows:
         return
     missing = [r.email for r in rows if r.email not in known]
