@@ -109,7 +109,9 @@ def create_or_update_contact(data: dict[str, Any]) -> Any:
     profile: dict[str, Any] = {
         k: data[k] for k in ("name", "phone", "country", "language") if k in data
     }
-    registration = services.register_contact(g.actor, data["email"], profile, company, basis)
+    registration = services.register_contact(
+        g.actor, data["email"], profile, company, basis, external_ids=data.get("external_ids")
+    )
     return _Registered(registration), 201 if registration.created else 200
 
 
@@ -252,6 +254,17 @@ def lift_restriction(contact_id: int) -> Any:
                         "file": {"type": "string", "format": "binary"},
                         "basis": {"type": "string", "enum": ["customer", "industry_list"]},
                         "source": {"type": "string"},
+                        "preset": {
+                            "type": "string",
+                            "enum": imports.preset_names(),
+                            "description": "A CRM's contact export (docs/imports.md, presets).",
+                        },
+                        "mapping": {
+                            "type": "string",
+                            "maxLength": 16 * 1024,
+                            "description": 'JSON object of header to field, e.g. {"E-post": '
+                            '"email", "Kund-ID": "external_id:visma"}; not with a preset.',
+                        },
                     },
                 }
             }
@@ -276,7 +289,13 @@ def run_import(**_: Any) -> Any:
             "Send the CSV as the multipart part 'file'.", fields={"file": ["Required."]}
         )
     return imports.import_contacts(
-        g.actor, upload.stream, basis=data["basis"], source=data["source"], filename=upload.filename
+        g.actor,
+        upload.stream,
+        basis=data["basis"],
+        source=data["source"],
+        filename=upload.filename,
+        preset=data["preset"],
+        mapping=data["mapping"],
     )
 
 

@@ -92,13 +92,40 @@ def reconcile_bases_command(as_of: str | None) -> None:
     help="customer (R1) or industry_list (R3); consent cannot be imported.",
 )
 @click.option("--source", required=True, help="Where the list came from (partner, fair, CRM).")
+@click.option(
+    "--preset",
+    default=None,
+    help=f"The file is a CRM's contact export: {', '.join(imports.preset_names())}.",
+)
+@click.option(
+    "--mapping",
+    "mapping_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help='A JSON file mapping headers to fields: {"E-post": "email", "Förnamn": "first_name"}.',
+)
 @click.option("--batch-size", default=imports.BATCH_SIZE, show_default=True, hidden=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def import_command(file: Path, basis: str, source: str, batch_size: int, as_json: bool) -> None:
+def import_command(
+    file: Path,
+    basis: str,
+    source: str,
+    preset: str | None,
+    mapping_file: Path | None,
+    batch_size: int,
+    as_json: bool,
+) -> None:
     """Import contacts from a CSV FILE (UTF-8, comma or semicolon separated)."""
     actor = cli_actor()
     try:
+        mapping = mapping_file.read_text(encoding="utf-8") if mapping_file else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(
+            f"cannot read it as UTF-8 text: {exc}", param_hint="--mapping"
+        ) from exc
+    try:
         imports.parse_basis(basis)
+        imports.plan_for(preset, mapping)
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
     with file.open("rb") as stream:
@@ -122,6 +149,8 @@ def import_command(file: Path, basis: str, source: str, batch_size: int, as_json
                     filename=file.name,
                     batch_size=batch_size,
                     progress=None if as_json else advance,
+                    preset=preset,
+                    mapping=mapping,
                 )
             except DomainError as exc:
                 raise click.ClickException(exc.message) from exc
@@ -139,8 +168,16 @@ def import_command(file: Path, basis: str, source: str, batch_size: int, as_json
     click.echo(f"  unchanged            {report.unchanged}")
     click.echo(f"  skipped (suppressed) {report.skipped_suppressed}")
     click.echo(f"  rejected             {report.rejected}")
+    if report.preset:
+        click.echo(f"  columns read as      {report.preset}")
     if report.ignored_columns:
         click.echo(f"  ignored columns: {', '.join(report.ignored_columns)}")
+    if report.suggested_preset:
+        click.echo(
+            f"  This file looks like a {imports.PRESETS[report.suggested_preset].vendor} "
+            f"export: import it with --preset {report.suggested_preset} to keep its record "
+            "ids and read its name and country columns."
+        )
     for rejection in imports.iter_rejections(report.batch_id):
         click.echo(f"  row {rejection.row}: {rejection.reason}")
 

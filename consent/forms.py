@@ -66,6 +66,9 @@ class ImportUploadForm(FormSchema):
     # Checked by imports.parse_basis, which explains why consent cannot be imported.
     basis = fields.String(required=True, validate=validate.Length(min=1, max=32))
     source = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    # Checked by imports.plan_for: a preset by name, or the importer's JSON mapping.
+    preset = fields.String(load_default=None, validate=validate.Length(max=32))
+    mapping = fields.String(load_default=None, validate=validate.Length(max=16 * 1024))
 
 
 class RejectionsPage(FormSchema):

@@ -187,6 +187,9 @@ class ImportBatch(db.Model):
     source: Mapped[str] = mapped_column(sa.String(200))
     filename: Mapped[str | None] = mapped_column(sa.String(200))
     file_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    # How the columns were read: a CRM preset ("hubspot"), "mapping" for the
+    # importer's own, None for the recognised header names (docs/imports.md).
+    columns_read_as: Mapped[str | None] = mapped_column(sa.String(32))
     # running, done, failed
     status: Mapped[str] = mapped_column(sa.String(16), default="running")
     error: Mapped[str | None] = mapped_column(sa.String(500))

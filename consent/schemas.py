@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from consent.models import OBJECTION_CHANNELS, Basis, InterestKind
-from crm.schemas import CompanySchema, ContactSchema, UtcDateTime
+from crm.schemas import CompanySchema, ContactSchema, ExternalIdsInput, UtcDateTime
 from kernel.inputs import ROW_ID
 
 MAX_BATCH = 10_000
@@ -80,6 +80,7 @@ class ContactCreateSchema(Schema):
     language = fields.String(validate=validate.Length(max=8))
     company = fields.Nested(CompanySchema, allow_none=True)
     basis = fields.Nested(BasisSchema)
+    external_ids = ExternalIdsInput()
 
 
 class TopicOutcomeSchema(Schema):
@@ -212,10 +213,15 @@ class ConsentEventSchema(Schema):
 
 
 class ImportFormSchema(Schema):
-    """The form fields of ``POST /api/v1/imports`` (the CSV itself is the ``file`` part)."""
+    """The form fields of ``POST /api/v1/imports`` (the CSV itself is the ``file`` part).
+
+    ``preset`` and ``mapping`` are checked by ``consent.imports.plan_for``, which
+    names the valid presets and fields in its 422."""
 
     basis = fields.String(required=True, validate=validate.Length(min=1, max=32))
     source = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    preset = fields.String(load_default=None, validate=validate.Length(max=32))
+    mapping = fields.String(load_default=None, validate=validate.Length(max=16 * 1024))
 
 
 class RejectionSchema(Schema):
@@ -236,6 +242,8 @@ class ImportReportSchema(Schema):
     rejected = fields.Integer()
     rejections = fields.List(fields.Nested(RejectionSchema))
     ignored_columns = fields.List(fields.String())
+    preset = fields.String(allow_none=True)
+    suggested_preset = fields.String(allow_none=True)
     file_sha256 = fields.String(allow_none=True)
     error = fields.String(allow_none=True)
 
@@ -247,6 +255,7 @@ class ImportBatchSchema(Schema):
     source = fields.String()
     filename = fields.String(allow_none=True)
     file_sha256 = fields.String(allow_none=True)
+    preset = fields.String(attribute="columns_read_as", allow_none=True)
     actor = fields.String()
     started_at = fields.DateTime()
     finished_at = fields.DateTime(allow_none=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -145,8 +145,11 @@ def register_contact(
     profile: dict[str, Any],
     company: crm.CompanyInput | None = None,
     basis: BasisInput | None = None,
+    external_ids: Mapping[str, str | None] | None = None,
 ) -> Registration:
-    """Create or update a contact by address, with the basis it may be marketed on.
+    """Create or update a contact by address, with the basis it may be marketed on,
+    and the ids other systems know it by (``external_ids``; Conflict
+    ``external_id_taken`` when another contact holds one, nothing written).
 
     A suppressed address is still stored (a customer contact must be reachable
     for service mail), but the ledger notes it and it is never allowed (R22).
@@ -158,7 +161,7 @@ def register_contact(
     """
     if basis is not None:
         basis.validate()
-    contact, created = crm.upsert_contact(email, profile, company, actor=actor)
+    contact, created = crm.upsert_contact(email, profile, company, actor=actor, ids=external_ids)
     if created and find_suppression(contact.email) is not None:
         record(
             contact,

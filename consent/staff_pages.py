@@ -314,7 +314,9 @@ def import_list() -> Any:
     """The upload form and the latest batches with their counts."""
     batches = imports.list_batches()
     names = staff.display_names(b.actor for b in batches)
-    return render_template("staff/imports.html", batches=batches, names=names)
+    return render_template(
+        "staff/imports.html", batches=batches, names=names, presets=imports.PRESETS
+    )
 
 
 @imports_bp.post("/imports")
@@ -333,12 +335,28 @@ def upload() -> Any:
         if file is None or not file.filename:
             raise InvalidInput(_("Choose a CSV file to import."))
         return imports.import_contacts(
-            g.actor, file.stream, basis=data["basis"], source=data["source"], filename=file.filename
+            g.actor,
+            file.stream,
+            basis=data["basis"],
+            source=data["source"],
+            filename=file.filename,
+            preset=data["preset"],
+            mapping=data["mapping"],
         )
 
     report = run_form(ImportUploadForm(), run, "Import finished.")
     if report is None:
         return see_other("staff_imports.import_list")
+    if report.suggested_preset:
+        vendor = imports.PRESETS[report.suggested_preset].vendor
+        flash(
+            _(
+                "This file looks like a %(vendor)s export: choose that preset under Columns "
+                "to keep its record ids and read its name and country columns.",
+                vendor=vendor,
+            ),
+            "success",
+        )
     return see_other("staff_imports.import_page", batch_id=report.batch_id)
 
 

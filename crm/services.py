@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
+from crm import external_ids
 from crm.models import (
     EARLIEST_ACTIVITY,
     SUPPORT_FIELDS,
@@ -198,10 +199,24 @@ def find_contact(email: str) -> Contact | None:
 
 
 def read_contact(
-    actor: Actor, *, contact_id: int | None = None, email: str | None = None
+    actor: Actor,
+    *,
+    contact_id: int | None = None,
+    email: str | None = None,
+    external_id: str | None = None,
 ) -> Contact:
-    """A contact for a staff lookup, which is audited (R25)."""
-    contact = get_contact(contact_id) if contact_id is not None else find_contact(email or "")
+    """A contact for a staff lookup, which is audited (R25): by id, by address,
+    or by another system's id (``"hubspot:1234"``, ``crm.external_ids``)."""
+    if contact_id is not None:
+        contact: Contact | None = get_contact(contact_id)
+    elif external_id is not None:
+        system, value = external_ids.parse_reference(external_id)
+        found = external_ids.find_contact(system, value)
+        contact = db.session.get(Contact, found) if found is not None else None
+        if contact is None:
+            raise NotFound(f"No contact has that {system} id.", code="contact_not_found")
+    else:
+        contact = find_contact(email or "")
     if contact is None:
         raise NotFound("No contact with that address.", code="contact_not_found")
     audit(actor, "contact.read", contact.id)
@@ -289,6 +304,8 @@ class CompanyInput:
     country: str | None = None
     customer_since: date | None = None
     relationship_ended_at: date | None = None
+    # Other systems' ids of the company: {system: id, or None to remove}.
+    external_ids: Mapping[str, str | None] | None = None
 
 
 def _upsert_company(data: CompanyInput) -> tuple[Company, str | None]:
@@ -300,6 +317,13 @@ def _upsert_company(data: CompanyInput) -> tuple[Company, str | None]:
     company = None
     if data.org_number:
         company = db.session.scalar(sa.select(Company).where(Company.org_number == data.org_number))
+    if company is None and not data.org_number and data.external_ids:
+        # Without an org number another system's id names the company best.
+        for system, value in external_ids.check(data.external_ids, "company").items():
+            found = external_ids.find_company(system, value) if value is not None else None
+            if found is not None:
+                company = db.session.get(Company, found)
+                break
     if company is None:
         company = (
             db.session.scalar(
@@ -341,6 +365,9 @@ def _upsert_company(data: CompanyInput) -> tuple[Company, str | None]:
         change = "returned" if had_ended is not None else "became_customer"
     elif was_customer and company.relationship_ended_at is not None:
         change = "ended"
+    if data.external_ids:
+        db.session.flush()
+        external_ids.set_for_company(company.id, data.external_ids)
     return company, change
 
 
@@ -371,9 +398,12 @@ def upsert_contact(
     profile: dict[str, Any],
     company: CompanyInput | None = None,
     actor: Actor | None = None,
+    ids: Mapping[str, str | None] | None = None,
 ) -> tuple[Contact, bool]:
     """Create or update a contact by address. Returns (contact, created). Does not commit.
 
+    ``ids`` sets the contact's external ids (``crm.external_ids.set_for_contact``:
+    Conflict ``external_id_taken`` when another contact holds one).
     A restricted contact (GDPR art. 18) is not edited. A change of a company's
     customer relationship, and a known contact's move to another company, are
     announced inside the transaction (``kernel.signals``), on behalf of
@@ -383,10 +413,13 @@ def upsert_contact(
     values = _clean_profile(profile)
     contact = db.session.scalar(sa.select(Contact).where(Contact.email == address))
     created = contact is None
+    wanted_ids = external_ids.check(ids) if ids else {}
     if contact is None:
         contact = Contact(email=address, language=values.pop("language", None) or "en")
         db.session.add(contact)
-    elif contact.is_restricted and (values or company):
+    elif contact.is_restricted and (
+        values or company or external_ids.changes_for_contact(contact.id, wanted_ids)
+    ):
         raise refusal_while_restricted()
     for key, value in values.items():
         setattr(contact, key, value)
@@ -395,6 +428,8 @@ def upsert_contact(
     if company is not None:
         contact.company, change = _upsert_company(company)
     db.session.flush()
+    if wanted_ids:
+        external_ids.set_for_contact(contact.id, wanted_ids)
     if created:
         contacts_addressed.send(signal_sender(), contact_ids=(contact.id,))
     who = actor or SYSTEM_ACTOR
@@ -415,10 +450,13 @@ def _clean_profile(profile: dict[str, Any]) -> dict[str, Any]:
 
 
 def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> Contact:
-    """GDPR art. 16: correct a contact's data. Refused while processing is restricted."""
+    """GDPR art. 16: correct a contact's data, and its external ids
+    (``changes["external_ids"]``). Refused while processing is restricted."""
     contact = get_contact(contact_id)
     if contact.is_restricted:
         raise refusal_while_restricted()
+    if changes.get("external_ids"):
+        external_ids.set_for_contact(contact.id, changes["external_ids"])
     values = _clean_profile(changes)
     if "email" in changes:
         address = normalise_email(changes["email"])
@@ -621,12 +659,19 @@ def remove_contact(contact_id: int) -> None:
 
 
 def remove_contacts(contact_ids: Sequence[int]) -> int:
-    """``remove_contact`` for a batch: two statements whatever the batch size,
+    """``remove_contact`` for a batch: three statements whatever the batch size,
     so a retention run stays a short transaction per batch. Does not commit.
-    Returns how many contacts were deleted."""
+    Returns how many contacts were deleted.
+
+    The contacts' external ids (``crm.external_ids``) go too: kept, they would
+    link another system's record back to an erased person. Whoever must tell
+    those systems (the change feed's tombstones) reads them before calling this,
+    in the same transaction.
+    """
     if not contact_ids:
         return 0
     ids = list(contact_ids)
+    external_ids.delete_for_contacts(ids)
     db.session.execute(
         sa.update(AuditEntry)
         .where(id_in(AuditEntry.contact_id, ids))

@@ -311,6 +311,23 @@ SV: dict[str, str] = {
     "Finished": "Klar",
     "Import": "Importera",
     "Import a CSV file": "Importera en CSV-fil",
+    "Columns": "Kolumner",
+    "Recognised column names": "Kända kolumnnamn",
+    "Recognised column names (email, name, company, country ...)": (
+        "Kända kolumnnamn (e-post, namn, företag, land ...)"
+    ),
+    "A %(vendor)s contacts export": "En kontaktexport från %(vendor)s",
+    "Or map the columns yourself": "Eller ange själv vilken kolumn som är vad",
+    "Mapping (JSON: header to field)": "Kolumner (JSON: rubrik till fält)",
+    "Fields: email, name, first_name, last_name, company, org_number, country, language, last_interaction, last_interaction_kind, external_id:<system>. Only the columns named are read.": (
+        "Fält: email, name, first_name, last_name, company, org_number, country, language, "
+        "last_interaction, last_interaction_kind, external_id:<system>. Bara de namngivna "
+        "kolumnerna läses."
+    ),
+    "This file looks like a %(vendor)s export: choose that preset under Columns to keep its record ids and read its name and country columns.": (
+        "Filen ser ut som en export från %(vendor)s: välj den under Kolumner för att behålla "
+        "dess id:n och läsa dess namn- och landkolumner."
+    ),
     "Import finished.": "Importen är klar.",
     "Import batch": "Import",
     "New": "Nya",

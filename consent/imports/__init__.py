@@ -13,6 +13,7 @@ basis goes through ``consent.ledger.record_many`` with ``source="import"``
 and ``source_ref="import-batch:<id>"``.
 
 The package by job: ``reading`` (the file, its lines, header and rows),
+``mapping`` (which column holds which field: CRM presets, the importer's mapping),
 ``applying`` (one batch in one transaction) and ``batches`` (the use case and
 its records). Its public names are re-exported here.
 """
@@ -28,6 +29,14 @@ from consent.imports.batches import (
     list_batches,
     parse_basis,
 )
+from consent.imports.mapping import (
+    PRESETS,
+    TARGET_FIELDS,
+    Preset,
+    plan_for,
+    preset_names,
+    suggest_preset,
+)
 from consent.imports.reading import (
     COLUMN_ALIASES,
     HEAD_BYTES,
@@ -42,13 +51,19 @@ __all__ = [
     "HEAD_BYTES",
     "IMPORT_BASES",
     "MAX_LINE_BYTES",
+    "PRESETS",
     "REPORT_REJECTIONS",
+    "TARGET_FIELDS",
     "FileRejected",
     "ImportReport",
+    "Preset",
     "Rejection",
     "get_batch",
     "import_contacts",
     "iter_rejections",
     "list_batches",
     "parse_basis",
+    "plan_for",
+    "preset_names",
+    "suggest_preset",
 ]

@@ -21,7 +21,7 @@ from consent.models import (
     PermissionState,
     Suppression,
 )
-from crm import bulk
+from crm import bulk, external_ids
 from crm import services as crm
 from crm.models import Activity, Contact
 from extensions import db
@@ -141,10 +141,72 @@ def _stage(rows: list[tuple[Any, ...]]) -> None:
     )
 
 
+def _record_ids_taken(
+    rows: list[Row], system: str | None, owners: dict[str, int]
+) -> tuple[dict[int, str], dict[int, str]]:
+    """The rows whose record id another contact holds ({row number: reason}),
+    and the record id each known contact holds in ``system`` now. One query
+    for the holders of the batch's record ids, one for the known contacts' ids."""
+    with_ids = [r for r in rows if r.external_id is not None]
+    if system is None or not with_ids:
+        return {}, {}
+    holders = external_ids.contacts_holding(
+        system, [r.external_id for r in with_ids if r.external_id]
+    )
+    held_now = {
+        contact_id: ids[system]
+        for contact_id, ids in external_ids.for_contacts(list(owners.values())).items()
+        if system in ids
+    }
+    refused: dict[int, str] = {}
+    claimed: dict[str, int] = {}  # record id -> the row of this batch that holds it
+    for row in with_ids:
+        assert row.external_id is not None
+        own = owners.get(row.email)
+        holder = holders.get(row.external_id)
+        if holder is not None and holder != own:
+            # Issue 20: an id names one contact per system; this row would move it.
+            refused[row.number] = (
+                f"record id: this {system} id already belongs to contact {holder}; row not imported"
+            )
+        elif row.external_id in claimed:
+            refused[row.number] = (
+                f"record id: row {claimed[row.external_id]} has the same {system} id "
+                "with another email; row not imported"
+            )
+        else:
+            claimed[row.external_id] = row.number
+    return refused, held_now
+
+
+def _store_record_ids(rows: list[Row], system: str | None, known: dict[str, int]) -> None:
+    """The rows' record ids as their contacts' external ids in ``system``: one
+    SELECT for the new contacts' ids, then crm.external_ids.set_many_for_contacts."""
+    if system is None or not rows:
+        return
+    missing = [r.email for r in rows if r.email not in known]
+    ids = dict(known)
+    if missing:
+        ids.update(
+            db.session.execute(
+                sa.select(Contact.email, Contact.id).where(one_of(Contact.email, missing))
+            ).all()
+        )
+    external_ids.set_many_for_contacts(
+        system, {ids[r.email]: r.external_id for r in rows if r.external_id and r.email in ids}
+    )
+
+
 def apply_batch(
-    rows: list[Row], kind: InterestKind, batch_id: int, actor: Actor, hasher: Callable[[str], str]
+    rows: list[Row],
+    kind: InterestKind,
+    batch_id: int,
+    actor: Actor,
+    hasher: Callable[[str], str],
+    system: str | None = None,
 ) -> Outcome:
-    """Apply valid rows (distinct addresses) in the current transaction."""
+    """Apply valid rows (distinct addresses) in the current transaction; with
+    ``system``, each row's record id becomes its contact's external id there."""
     outcome = Outcome()
     emails = [r.email for r in rows]
     attribute = "customer_since" if kind is InterestKind.CUSTOMER else "industry_list_since"
@@ -192,12 +254,17 @@ def apply_batch(
         )
     )
     suppressed = {email for email, ks in keys.items() if listed.intersection(ks)}
+    refused, held_now = _record_ids_taken(
+        rows, system, {email: c.id for email, c in existing.items()}
+    )
 
     # GDPR art. 21 / R22: an address on the suppression list from an industry
     # list is not stored at all; a customer contact is stored but never allowed.
     keep = []
     for row in rows:
-        if row.email in suppressed and kind is InterestKind.INDUSTRY_LIST:
+        if row.number in refused:
+            outcome.rejections.append(Rejection(row.number, refused[row.number]))
+        elif row.email in suppressed and kind is InterestKind.INDUSTRY_LIST:
             outcome.skipped_suppressed += 1
         elif row.last_interaction_at is not None and kind is InterestKind.INDUSTRY_LIST:
             # X16: a list bought or collected elsewhere cannot show that the person
@@ -211,6 +278,7 @@ def apply_batch(
     staged: list[tuple[Any, ...]] = []
     updates: list[dict[str, Any]] = []
     interactions: list[Row] = []
+    record_ids: list[Row] = []  # rows whose record id is to be stored
     for row in keep:
         company_id = company_ids.get(row.company_key) if row.company_key else None
         current = existing.get(row.email)
@@ -230,6 +298,8 @@ def apply_batch(
             )
             if row.last_interaction_at is not None:
                 interactions.append(row)
+            if row.external_id is not None:
+                record_ids.append(row)
             outcome.created += 1
             continue
         changes: dict[str, Any] = {}
@@ -248,7 +318,12 @@ def apply_batch(
             # ... and never on its own: the interaction is recorded as an activity.
             changes["last_interaction_at"] = row.last_interaction_at
         needs_basis = not current.holds_basis
-        if not changes and not needs_basis:
+        new_record_id = (
+            system is not None
+            and row.external_id is not None
+            and held_now.get(current.id) != row.external_id
+        )
+        if not changes and not needs_basis and not new_record_id:
             outcome.unchanged += 1
             continue
         if current.restricted_at is not None:
@@ -260,14 +335,20 @@ def apply_batch(
             updates.append({"id": current.id, **changes, "updated_at": now})
         if "last_interaction_at" in changes:
             interactions.append(row)
+        if new_record_id:
+            record_ids.append(row)
         if needs_basis:
             staged.append((row.number, _GRANT, row.email, None, None, None, None, None, None))
         outcome.updated += 1
-        outcome.changed_ids.append(current.id)
+        if changes or needs_basis:
+            # A new record id changes no decision: no decisions_changed for it.
+            outcome.changed_ids.append(current.id)
 
     bulk.update_contacts(updates)
+    known = {email: c.id for email, c in existing.items()}
     if not staged:
         _record_interactions(interactions, batch_id, actor)
+        _store_record_ids(record_ids, system, known)
         return outcome
     _stage(staged)
     if outcome.created:
@@ -315,6 +396,7 @@ def apply_batch(
     changed = set(outcome.changed_ids)
     outcome.changed_ids.extend(i for i in granted if i not in changed)
     _record_interactions(interactions, batch_id, actor)
+    _store_record_ids(record_ids, system, known)
     if db.session.get_bind().dialect.name != "postgresql":
         db.session.execute(sa.delete(_STAGED))
     return outcome

@@ -11,6 +11,7 @@ from typing import IO
 import sqlalchemy as sa
 
 from consent.imports.applying import Outcome, apply_batch
+from consent.imports.mapping import plan_for, read_header, suggest_preset
 from consent.imports.reading import (
     FileRejected,
     LineReader,
@@ -18,7 +19,6 @@ from consent.imports.reading import (
     Rejection,
     Row,
     check_head,
-    map_header,
     parse_row,
     sniff_delimiter,
 )
@@ -64,6 +64,12 @@ class ImportReport:
     rejected: int = 0
     rejections: list[Rejection] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
+    # The preset the file was read with ("hubspot", ...), "mapping" for the
+    # importer's own, None for the recognised header names.
+    preset: str | None = None
+    # Read with the recognised names, a header that holds a preset's record id
+    # and email columns: that preset is named here, never applied unasked.
+    suggested_preset: str | None = None
     file_sha256: str | None = None
     error: str | None = None
 
@@ -100,6 +106,8 @@ def import_contacts(
     filename: str | None = None,
     batch_size: int = BATCH_SIZE,
     progress: Callable[[int], None] | None = None,
+    preset: str | None = None,
+    mapping: str | None = None,
 ) -> ImportReport:
     """Import a CSV file of contacts with a legitimate-interest basis (R1, R3).
 
@@ -108,8 +116,15 @@ def import_contacts(
     owed the GDPR art. 14 notice. Raises ``FileRejected`` when the file as a
     whole cannot be read (nothing is stored then); otherwise returns the
     report, with every rejected row stored under the batch.
+
+    ``preset`` names a CRM's contact export (``consent.imports.mapping.PRESETS``)
+    and ``mapping`` is the importer's own JSON object of header to field;
+    either decides which columns are read, and the record id column is stored
+    as the contact's external id in the preset's (or the mapping's) system. A
+    record id another contact holds rejects its row only.
     """
     kind = parse_basis(basis)
+    plan = plan_for(preset, mapping)
     source = (source or "").strip()
     if not source:
         raise InvalidInput(
@@ -135,20 +150,26 @@ def import_contacts(
         header = reader.cells(header_line)
     except ValueError as exc:
         raise FileRejected(f"The header line cannot be read as CSV: {exc}.") from None
-    columns, ignored = map_header(header)
+    columns, ignored = read_header(header, plan)
 
     batch = ImportBatch(
         actor=actor.label,
         interest_kind=kind.value,
         source=source[:200],
         filename=(filename or "")[:200] or None,
+        columns_read_as=plan.label,
         started_at=utcnow(),
         status="running",
     )
     db.session.add(batch)
     db.session.commit()
     report = ImportReport(
-        batch_id=batch.id, interest_kind=kind.value, source=batch.source, ignored_columns=ignored
+        batch_id=batch.id,
+        interest_kind=kind.value,
+        source=batch.source,
+        ignored_columns=ignored,
+        preset=plan.label,
+        suggested_preset=suggest_preset(header) if plan.label is None else None,
     )
 
     hasher = keyed_hasher()
@@ -157,7 +178,9 @@ def import_contacts(
     seen: set[str] = set()
 
     def flush() -> None:
-        _commit_batch(batch.id, pending, pending_rejections, kind, actor, report, hasher)
+        _commit_batch(
+            batch.id, pending, pending_rejections, kind, actor, report, hasher, plan.system
+        )
         pending.clear()
         pending_rejections.clear()
         seen.clear()
@@ -213,10 +236,11 @@ def _commit_batch(
     actor: Actor,
     report: ImportReport,
     hasher: Callable[[str], str],
+    system: str | None = None,
 ) -> None:
     """Apply one batch in its own transaction; on a conflict, row by row."""
     try:
-        outcome = apply_batch(rows, kind, batch_id, actor, hasher) if rows else Outcome()
+        outcome = apply_batch(rows, kind, batch_id, actor, hasher, system) if rows else Outcome()
         outcome.rejections[:0] = rejections
         _store_outcome(batch_id, outcome, report)
         db.session.commit()
@@ -232,9 +256,9 @@ def _commit_batch(
             db.session.commit()
             _after_commit(report, Outcome(rejections=[*rejections, *failed]))
             return
-        _commit_batch(batch_id, [], rejections, kind, actor, report, hasher)
+        _commit_batch(batch_id, [], rejections, kind, actor, report, hasher, system)
         for row in rows:
-            _commit_batch(batch_id, [row], [], kind, actor, report, hasher)
+            _commit_batch(batch_id, [row], [], kind, actor, report, hasher, system)
         return
     _after_commit(report, outcome)
 

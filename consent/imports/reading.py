@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO
 
-from crm.models import EARLIEST_ACTIVITY, ActivityKind
+from crm.models import EARLIEST_ACTIVITY, ActivityKind, external_value_problem
 from kernel import i18n
 from kernel.addresses import normalise_email
-from kernel.countries import normalise_country, normalise_language
+from kernel.countries import country_code_from_name, normalise_language
 from kernel.errors import InvalidInput
 from kernel.timestamps import utcnow
 
@@ -55,7 +55,11 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
         "corporateid",
         "companynumber",
     ),
-    "country": ("country", "countrycode", "land", "landskod"),
+    # A CRM export often splits the name; the import joins first and last.
+    "first_name": ("firstname", "givenname", "förnamn", "fornamn"),
+    "last_name": ("lastname", "surname", "familyname", "efternamn"),
+    # A code (SE) or a name in English or Swedish (Sweden, Sverige): kernel.countries.
+    "country": ("country", "countrycode", "countryregion", "land", "landskod"),
     "language": ("language", "lang", "språk", "sprak", "languagecode"),
     "last_interaction": (
         "lastinteractiondate",
@@ -92,7 +96,15 @@ _KIND_NAMES = {
 _HEADER_TO_COLUMN = {
     alias: column for column, aliases in COLUMN_ALIASES.items() for alias in aliases
 }
-_LIMITS = {"name": 200, "company": 200, "org_number": 40, "last_interaction_kind": 40}
+_LIMITS = {
+    "name": 200,
+    "first_name": 200,
+    "last_name": 200,
+    "company": 200,
+    "org_number": 40,
+    "country": 100,
+    "last_interaction_kind": 40,
+}
 _NUMBER_LIKE = re.compile(r"[+-]?[\d\s().,/-]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -122,6 +134,9 @@ class Row:
     language: str | None
     last_interaction_at: datetime | None
     last_interaction_kind: str | None = None
+    # The record id the exporting system gives this contact (its system is the
+    # preset's or the mapping's), stored as an external id: crm.external_ids.
+    external_id: str | None = None
 
     @property
     def company_key(self) -> tuple[str, str] | None:
@@ -135,7 +150,9 @@ class Row:
 # Reading -------------------------------------------------------------------------
 
 
-def _canonical_header(value: str) -> str:
+def canonical_header(value: str) -> str:
+    """A header as compared: case, spaces and punctuation ignored ("Country/Region"
+    is "countryregion")."""
     folded = unicodedata.normalize("NFC", value).strip().lower()
     return "".join(ch for ch in folded if ch.isalnum())
 
@@ -274,7 +291,7 @@ def map_header(cells: list[str]) -> tuple[dict[str, int], list[str]]:
     columns: dict[str, int] = {}
     ignored = []
     for index, cell in enumerate(cells):
-        column = _HEADER_TO_COLUMN.get(_canonical_header(cell))
+        column = _HEADER_TO_COLUMN.get(canonical_header(cell))
         if column is None:
             if cell.strip():
                 ignored.append(cell.strip()[:100])
@@ -371,10 +388,26 @@ def parse_row(number: int, cells: list[str], columns: dict[str, int]) -> Row | s
     except InvalidInput as exc:
         return f"email: {exc.message}"[:300]
     try:
-        country = normalise_country(values.get("country") or None)
+        country = country_code_from_name(values.get("country") or None)
+    except InvalidInput:
+        # The reason names no cell content (rejections hold no personal data).
+        return (
+            "country: not an ISO 3166-1 code nor a country name known in English or "
+            "Swedish (e.g. SE, Sweden, Sverige)"
+        )
+    try:
         language = normalise_language(values["language"]) if values.get("language") else None
     except InvalidInput as exc:
         return exc.message[:300]
+    # A full name wins; a CRM's first and last name are joined into it.
+    name = values.get("name") or " ".join(
+        part for part in (values.get("first_name"), values.get("last_name")) if part
+    )
+    if len(name) > _LIMITS["name"]:
+        return f"name: first and last name together longer than {_LIMITS['name']} characters"
+    external_id = values.get("external_id") or None
+    if external_id is not None and external_value_problem(external_id):
+        return "record id: " + (external_value_problem(external_id) or "")
     if values.get("org_number") and not values.get("company"):
         return "organisation number: needs the company name too"
     moment = None
@@ -389,11 +422,12 @@ def parse_row(number: int, cells: list[str], columns: dict[str, int]) -> Row | s
     return Row(
         number=number,
         email=email,
-        name=values.get("name") or None,
+        name=name or None,
         company=values.get("company") or None,
         org_number=values.get("org_number") or None,
         country=country,
         language=language,
         last_interaction_at=moment,
         last_interaction_kind=interaction_kind,
+        external_id=external_id,
     )

@@ -360,7 +360,14 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("consent_api.run_import", "POST"): Route(
         "/api/v1/imports",
         "api",
-        form=lambda s: {"basis": "customer", "source": "Fair 2026"},
+        # The CSV's "email" column is also HubSpot's "Email": a preset the fuzzer
+        # mutates, and an empty mapping (none) it fills with hostile text.
+        form=lambda s: {
+            "basis": "customer",
+            "source": "Fair 2026",
+            "preset": "hubspot",
+            "mapping": "",
+        },
         upload=True,
     ),
     ("consent_api.read_import", "GET"): Route(
@@ -678,7 +685,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("staff_imports.upload", "POST"): Route(
         "/staff/imports",
         "staff",
-        form=lambda s: {"basis": "customer", "source": "Fair 2026"},
+        form=lambda s: {
+            "basis": "customer",
+            "source": "Fair 2026",
+            "mapping": '{"email": "email"}',
+        },
         upload=True,
     ),
     ("staff_imports.import_page", "GET"): Route(
