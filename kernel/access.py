@@ -16,6 +16,7 @@ from flask import current_app, g, redirect, request, session, url_for
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from extensions import db
+from kernel import idempotency
 from kernel.addresses import normalise_email
 from kernel.errors import Conflict, InvalidInput, NotAuthenticated, NotPermitted
 from kernel.models import ApiToken, Role, StaffUser
@@ -232,6 +233,11 @@ def requires(action: str) -> Callable[[F], F]:
                     f"The role {actor.role!r} may not do this ({action}).", code="forbidden"
                 )
             g.actor = actor
+            # Every write of the API honours an Idempotency-Key, once the caller
+            # (whose keys these are) is known: a repeat gets the first answer.
+            replay = idempotency.claim(actor.id)
+            if replay is not None:
+                return replay
             return view(*args, **kwargs)
 
         wrapped._required_action = action  # type: ignore[attr-defined]
