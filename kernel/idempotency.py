@@ -57,7 +57,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from apispec import BasePlugin
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, after_this_request, current_app, g, request
 from werkzeug.wsgi import get_input_stream
 
 from extensions import db
@@ -138,23 +138,43 @@ def _body_digest() -> str:
 
     A multipart upload (an import, up to ``IMPORT_MAX_BYTES``) is copied to a
     spooled file while it is hashed, so that a large file is read once, within
-    the largest limit any route takes (the route applies its own after this);
-    any other body is read within the request's limit, and cached.
+    the largest limit any route takes (the route applies its own after this).
+    Its boundary is random per request in every client, so it is hashed as a
+    fixed marker: the same fields and file repeated are the same request. Any
+    other body is read within the request's limit, and cached.
     """
     if not request.mimetype.startswith("multipart/"):
         return hashlib.sha256(request.get_data(cache=True)).hexdigest()
     limit = max(request.max_content_length or 0, int(current_app.config.get("IMPORT_MAX_BYTES", 0)))
     source = get_input_stream(request.environ, max_content_length=limit or None)
+    boundary = request.mimetype_params.get("boundary", "").encode("latin-1")
+    marker = b"--" + boundary if boundary else b""
     digest = hashlib.sha256()
-    # Not closed here: the route reads it after this returns; it goes with the request.
-    spooled = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115
+    spooled = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 - closed below
+    after_this_request(_closing(spooled))
+    pending = b""
     while chunk := source.read(64 * 1024):
-        digest.update(chunk)
         spooled.write(chunk)
+        pending += chunk
+        if marker:
+            pending = pending.replace(marker, b"--\x00")
+            # A marker may straddle two chunks: keep its length back.
+            cut = max(len(pending) - len(marker) + 1, 0)
+            digest.update(pending[:cut])
+            pending = pending[cut:]
+    digest.update(pending.replace(marker, b"--\x00") if marker else pending)
     spooled.seek(0)
     request.environ["wsgi.input"] = spooled
     request.__dict__.pop("stream", None)
     return digest.hexdigest()
+
+
+def _closing(spooled: Any) -> Callable[[Response], Response]:
+    def close(response: Response) -> Response:
+        spooled.close()
+        return response
+
+    return close
 
 
 def _fingerprint() -> str:
@@ -317,6 +337,7 @@ class IdempotencyKeyPlugin(BasePlugin):
     every write operation of the API but those marked ``read_by_post``."""
 
     COMPONENT = "IdempotencyKey"
+    REFUSAL = "IdempotencyKeyRefused"
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -345,6 +366,17 @@ class IdempotencyKeyPlugin(BasePlugin):
             },
         )
 
+        spec.components.response(
+            self.REFUSAL,
+            {
+                "description": (
+                    f"The {HEADER} was refused: malformed (400), still in flight (409) "
+                    "or used for another request (422)."
+                ),
+                "content": {"application/json": {"schema": "Error"}},
+            },
+        )
+
     def operation_helper(
         self, path: str | None = None, operations: dict | None = None, **kwargs: Any
     ) -> None:
@@ -358,6 +390,9 @@ class IdempotencyKeyPlugin(BasePlugin):
             if method.upper() in WRITE_METHODS:
                 # A string names a component: apispec writes it as a $ref.
                 operation.setdefault("parameters", []).append(self.COMPONENT)
+                responses = operation.setdefault("responses", {})
+                for status in ("400", "409", "422"):
+                    responses.setdefault(status, self.REFUSAL)
 
 
 def init_app(app: Flask) -> None:
