@@ -11,6 +11,7 @@ there: the unique key is the lock).
 from __future__ import annotations
 
 import io
+import re
 import threading
 import uuid
 from datetime import timedelta
@@ -446,3 +447,74 @@ def test_a_keyed_import_is_read_whole_and_answered_once(app, api_as) -> None:
     assert (again.status_code, again.get_data()) == (201, first.get_data())
     assert count_rows(app) == before
     assert before["contact"] == 14_000
+
+
+# Every write, now and later ---------------------------------------------------------------------
+
+
+def _write_routes(app: Any) -> list[tuple[str, str, Any]]:
+    return sorted(
+        (rule.rule, method, app.view_functions[rule.endpoint])
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/v1/")
+        for method in rule.methods & {"POST", "PUT", "PATCH", "DELETE"}
+    )
+
+
+def test_every_write_route_honours_the_key(app, admin_api) -> None:
+    """A new write route cannot forget the header: the guard every API route has
+    (``kernel.access.requires``, tests/staff/test_role_matrix.py) reads it. Shown
+    by the route's answer to a malformed key, before anything else happens."""
+    forgotten = []
+    for rule, method, view in _write_routes(app):
+        path = re.sub(r"<(?:\w+:)?\w+>", "1", rule)
+        answer = admin_api.client.open(
+            path, method=method, headers={**admin_api.headers, **keyed("k" * 256)}, json={}
+        )
+        expected = 400 if not getattr(view, "_read_by_post", False) else None
+        if expected and (answer.status_code, answer.json["error"]["code"]) != (
+            400,
+            "invalid_idempotency_key",
+        ):
+            forgotten.append(f"{method} {rule}: {answer.status_code}")
+    assert forgotten == []
+
+
+def test_every_write_operation_documents_the_header_precisely(client) -> None:
+    document = client.get("/api/v1/openapi.json").json
+    parameter = document["components"]["parameters"]["IdempotencyKey"]
+    assert (parameter["name"], parameter["in"], parameter["required"]) == (
+        "Idempotency-Key",
+        "header",
+        False,
+    )
+    schema = parameter["schema"]
+    assert schema["maxLength"] == 257  # 255 characters, and the quotes of the draft's form
+    pattern = re.compile(schema["pattern"])
+    assert pattern.match("8e03978e-40d5-43e8-bc93-6894a57f9324")
+    assert pattern.match('"8e03978e-40d5-43e8-bc93-6894a57f9324"')
+    for refused in ("k" * 256, "", "two words", "käse", 'a"b'):
+        assert not pattern.match(refused)
+    reference = {"$ref": "#/components/parameters/IdempotencyKey"}
+    undocumented = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if method not in ("post", "put", "patch", "delete"):
+                continue
+            documented = reference in operation.get("parameters", [])
+            refusals = {"400", "409", "422"} <= set(operation["responses"])
+            read_by_post = path == "/api/v1/permissions/check"
+            if documented == read_by_post or not (refusals or read_by_post):
+                undocumented.append(f"{method.upper()} {path}")
+    assert undocumented == []
+
+
+def test_the_batch_permission_check_is_a_read_and_ignores_the_key(app, admin_api) -> None:
+    """A read sent as POST: repeating it is already safe, and its answer (which
+    may name thousands of contacts) is never stored."""
+    body = {"emails": ["anna@kund.se"], "topic": "events"}
+    for _ in range(2):
+        answer = post(admin_api, "/api/v1/permissions/check", body, "same-key")
+        assert answer.status_code == 200
+        assert "Idempotent-Replayed" not in answer.headers
+    assert stored_keys(app) == []
