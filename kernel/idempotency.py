@@ -322,8 +322,8 @@ def store(response: Response) -> Response:
 def prune() -> int:
     """Delete the keys older than the retention; returns how many. Does not commit."""
     cutoff = utcnow() - keep_for()
-    removed = db.session.execute(sa.delete(_table).where(_table.c.created_at < cutoff)).rowcount
-    return int(removed or 0)
+    removed = db.session.execute(sa.delete(_table).where(_table.c.created_at < cutoff))
+    return int(removed.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _on_retention_due(sender: Any, **_: object) -> dict[str, int]:
