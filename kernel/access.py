@@ -215,7 +215,10 @@ def requires(action: str) -> Callable[[F], F]:
 
     The actor is kept in ``g.actor`` for the route to pass to services. How the
     route's statements are committed is the route's choice
-    (``kernel.database.autocommit_statements``), not the guard's.
+    (``kernel.database.autocommit_statements``), not the guard's. A write's
+    ``Idempotency-Key`` is claimed here, once the token is known, so that no
+    write route can forget it (``kernel.idempotency.claim``): a repeat is
+    answered from the stored answer without running the route.
     """
 
     def decorator(view: F) -> F:

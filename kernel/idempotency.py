@@ -337,7 +337,8 @@ def _on_retention_due(sender: Any, **_: object) -> dict[str, int]:
 
 class IdempotencyKeyPlugin(BasePlugin):
     """Documents the ``Idempotency-Key`` header, as one reusable parameter, on
-    every write operation of the API but those marked ``read_by_post``."""
+    every write operation of the API that a token guards, but those marked
+    ``read_by_post``."""
 
     COMPONENT = "IdempotencyKey"
     REFUSAL = "IdempotencyKeyRefused"
@@ -387,7 +388,9 @@ class IdempotencyKeyPlugin(BasePlugin):
         if rule is None or not operations or not rule.rule.startswith(API_PREFIX):
             return
         view = self.app.view_functions.get(rule.endpoint)
-        if view is None or getattr(view, "_read_by_post", False):
+        # Only where ``kernel.access.requires`` guards the route: the key is the
+        # token's, so a route without a token (none yet) cannot honour one.
+        if getattr(view, "_required_action", None) is None or getattr(view, "_read_by_post", False):
             return
         for method, operation in operations.items():
             if method.upper() in WRITE_METHODS:
