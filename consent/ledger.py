@@ -33,6 +33,7 @@ from crm.models import Contact
 from crm.services import get_contact, hold_contact, note_interaction, refusal_while_restricted
 from extensions import db
 from kernel.access import Actor
+from kernel.database import take_turns
 from kernel.signals import ledger_written
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
@@ -274,6 +275,10 @@ def objection_in_force(contact_id: int, channel: str) -> tuple[ConsentEvent, str
     emailed double opt-in may lift the first and never the second, X6).
     Raises NotFound for an unknown contact. Does not commit.
     """
+    if db.session.get_bind().dialect.name != "postgresql":
+        # SQLite ignores FOR UPDATE: take its one write lock now, so that the
+        # read below sees what an objection sent at the same moment committed.
+        take_turns(f"objection:{contact_id}", Contact.__table__)
     email = hold_contact(contact_id).email
     event_id = db.session.scalar(
         sa.select(PermissionState.objection_event_id).where(

@@ -493,3 +493,36 @@ def test_an_objection_after_its_lifting_is_written_again(app, api_as) -> None:
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.json["id"] != first.json["id"]
     assert _ledger_kinds(app, contact_id).count("objected") == 2
+
+
+def test_the_same_objection_sent_at_once_by_six_clients_is_written_once(app, token_for) -> None:
+    """Without a key too: each objection holds the contact (the lock a send
+    takes) before it looks for one in force, so the later ones wait for the
+    first's commit, find it and answer 200 with its event (PostgreSQL: row lock;
+    SQLite: one writer at a time)."""
+    import threading
+
+    from tests.conftest import ApiClient
+
+    token = token_for("sales")
+    contact_id = create(ApiClient(app.test_client(), token_for("marketing")), basis=CUSTOMER).json[
+        "id"
+    ]
+    start = threading.Barrier(6)
+    answers: list = []
+
+    def send() -> None:
+        client = ApiClient(app.test_client(), token)
+        start.wait()
+        answers.append(
+            client.post(f"/api/v1/contacts/{contact_id}/objection", json={"received_via": "phone"})
+        )
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [201]
+    assert len({a.json["id"] for a in answers}) == 1
+    assert _ledger_kinds(app, contact_id).count("objected") == 1
