@@ -312,10 +312,17 @@ def store(response: Response) -> Response:
                 )
             )
         db.session.commit()
-    except Exception:
+    except Exception as exc:
         db.session.rollback()
-        # The key id, never the answer: it may name a person.
-        log.exception("Could not keep the answer of idempotency key row %s", claimed.id)
+        # The key's row id and the error's kind, never its text: a database
+        # error quotes its parameters, the answer among them, which may name a
+        # person. The row stays in flight: repeats get 409 until it counts as
+        # abandoned (ABANDONED_AFTER), since the write itself did happen.
+        log.error(
+            "Could not keep the answer of idempotency key row %s (%s)",
+            claimed.id,
+            type(exc).__name__,
+        )
     return response
 
 

@@ -386,6 +386,33 @@ def test_the_stored_answer_is_never_logged(app, admin_api, caplog) -> None:
     assert "hemlig@kund.se" not in caplog.text
 
 
+def test_an_answer_that_cannot_be_kept_is_not_logged_either(
+    app, admin_api, caplog, monkeypatch
+) -> None:
+    """A database error quotes its statement's parameters, the answer among
+    them: only its kind is logged. The key stays in flight (409), since the
+    write did happen."""
+    from kernel import idempotency
+
+    def fails(response: Any) -> Any:
+        raise sa.exc.StatementError(
+            "the database went away",
+            "UPDATE idempotency_key ...",
+            {"body": response.get_data()},
+            None,
+        )
+
+    monkeypatch.setattr(idempotency, "_contact_named", fails)
+    caplog.set_level("DEBUG")
+    key = new_key()
+    created = create_contact(admin_api, email="hemlig@kund.se", **keyed(key))
+    assert created.status_code == 201
+    assert "Could not keep the answer" in caplog.text
+    assert "StatementError" in caplog.text
+    assert "hemlig@kund.se" not in caplog.text
+    assert create_contact(admin_api, email="hemlig@kund.se", **keyed(key)).status_code == 409
+
+
 # Concurrent duplicates ---------------------------------------------------------------------------
 
 
