@@ -190,27 +190,19 @@ def _fingerprint() -> str:
     return digest.hexdigest()
 
 
-def claim(token_id: int | None) -> Response | None:
-    """Before a write: take the request's key for this token, or answer it.
-
-    Returns None when the route should run (no key, not a write, a read sent as
-    POST, or the key newly claimed: ``g`` remembers it for ``store``); returns
-    the stored answer for a repeat; raises InvalidInput (bad key, or the key
-    used for another request) or Conflict (the first request is in flight).
-    The claim is committed before the route runs: the route's own transaction
-    starts clean, and a concurrent duplicate finds the row.
-    """
-    raw = request.headers.get(HEADER)
-    if raw is None or token_id is None or request.method not in WRITE_METHODS:
-        return None
-    if getattr(current_app.view_functions.get(request.endpoint or ""), "_read_by_post", False):
-        return None
-    key = parse_key(raw)
-    fingerprint = _fingerprint()
+def _take(token_id: int, key: str, fingerprint: str) -> _Claim | Any | None:
+    """Claim the key (a ``_Claim``, committed), or read the row that holds it;
+    None when that row went in between."""
     now = utcnow()
-    expired_before = now - keep_for()
-    # Expired keys of every caller go here too, a few at a time as writes come.
-    db.session.execute(sa.delete(_table).where(_table.c.created_at < expired_before))
+    # Expired keys of every caller go here too, a few at a time as writes come;
+    # rows another transaction is deleting are skipped (no waits, no deadlock).
+    expired = (
+        sa.select(_table.c.id)
+        .where(_table.c.created_at < now - keep_for())
+        .limit(100)
+        .with_for_update(skip_locked=True)
+    )
+    db.session.execute(sa.delete(_table).where(_table.c.id.in_(expired.scalar_subquery())))
     claimed = db.session.execute(
         insert_for_dialect(_table)
         .values(token_id=token_id, key=key, fingerprint=fingerprint, created_at=now)
@@ -232,12 +224,43 @@ def claim(token_id: int | None) -> Response | None:
         ).scalar_one_or_none()
     if claimed is not None:
         db.session.commit()
-        g.idempotency_claim = _Claim(id=claimed, key=key)
-        return None
+        return _Claim(id=claimed, key=key)
     row = db.session.execute(
         sa.select(_table).where(_table.c.token_id == token_id, _table.c.key == key)
-    ).one()
+    ).one_or_none()
     db.session.commit()
+    return row
+
+
+def claim(token_id: int | None) -> Response | None:
+    """Before a write: take the request's key for this token, or answer it.
+
+    Returns None when the route should run (no key, not a write, a read sent as
+    POST, or the key newly claimed: ``g`` remembers it for ``store``); returns
+    the stored answer for a repeat; raises MalformedRequest (a bad key),
+    InvalidInput (the key used for another request) or Conflict (the first
+    request is in flight).
+    The claim is committed before the route runs: the route's own transaction
+    starts clean, and a concurrent duplicate finds the row.
+    """
+    raw = request.headers.get(HEADER)
+    if raw is None or token_id is None or request.method not in WRITE_METHODS:
+        return None
+    if getattr(current_app.view_functions.get(request.endpoint or ""), "_read_by_post", False):
+        return None
+    key = parse_key(raw)
+    fingerprint = _fingerprint()
+    # A few tries: the row found taken may be given back (its request ended in
+    # a 5xx) before it is read.
+    for _attempt in range(3):
+        row = _take(token_id, key, fingerprint)
+        if row is not None:
+            break
+    else:
+        raise _in_flight()
+    if isinstance(row, _Claim):
+        g.idempotency_claim = row
+        return None
     if row.fingerprint != fingerprint:
         raise InvalidInput(
             f"This {HEADER} was used for another request (method, path or body differ) "
@@ -248,12 +271,16 @@ def claim(token_id: int | None) -> Response | None:
             fields={HEADER: ["Used for another request."]},
         )
     if row.completed_at is None:
-        raise Conflict(
-            f"A request with this {HEADER} is still being answered; nothing was done. "
-            "Repeat it in a moment to get its answer.",
-            code="idempotency_key_in_flight",
-        )
+        raise _in_flight()
     return _replay(row)
+
+
+def _in_flight() -> Conflict:
+    return Conflict(
+        f"A request with this {HEADER} is still being answered; nothing was done. "
+        "Repeat it in a moment to get its answer.",
+        code="idempotency_key_in_flight",
+    )
 
 
 def _replay(row: Any) -> Response:
