@@ -20,11 +20,12 @@ import crm
 import mailing
 from consent.topics import MarketingPolicy
 from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
-from kernel import inputs
+from kernel import idempotency, inputs
 from kernel.errors import (
     Conflict,
     DomainError,
     InvalidInput,
+    MalformedRequest,
     NotAuthenticated,
     NotFound,
     NotPermitted,
@@ -44,6 +45,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     inputs.init_app(app)
     register_extensions(app)
     register_packages(app)
+    idempotency.init_app(app)
     register_error_handlers(app)
     register_health(app)
     return app
@@ -190,7 +192,9 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)
-    api.init_app(app)
+    # Before any blueprint registers its routes, so that every write's
+    # operation documents the Idempotency-Key header.
+    api.init_app(app, spec_kwargs={"extra_plugins": [idempotency.IdempotencyKeyPlugin(app)]})
     api.register_converter(RowIdConverter, _row_id_schema)
     if app.config["CONSENT_ENV"] == "testing":
         return
@@ -222,6 +226,7 @@ def register_packages(app: Flask) -> None:
 # Errors ------------------------------------------------------------------------------
 
 _STATUS = {
+    MalformedRequest: 400,
     InvalidInput: 422,
     NotFound: 404,
     Conflict: 409,

@@ -51,6 +51,7 @@ from extensions import api, csrf
 from kernel.access import requires
 from kernel.database import autocommit_statements
 from kernel.errors import InvalidInput
+from kernel.idempotency import read_by_post
 
 blp = Blueprint("consent_api", __name__, url_prefix="/api/v1", description="Bases and decisions")
 
@@ -129,6 +130,7 @@ def contact_permissions(query: dict[str, Any], contact_id: int) -> Any:
 @blp.post("/permissions/check")
 @autocommit_statements
 @requires("permissions.read")
+@read_by_post
 @blp.arguments(BatchCheckSchema())  # one instance: webargs builds a class anew per request
 @blp.response(200, BatchResultSchema)
 def check_permissions(data: dict[str, Any]) -> Any:
@@ -149,10 +151,16 @@ def check_permissions(data: dict[str, Any]) -> Any:
 @requires("objections.record")
 @blp.arguments(ObjectionSchema)
 @blp.response(201, ConsentEventSchema)
+@blp.alt_response(
+    200, schema=ConsentEventSchema, description="An objection on this channel was already in force"
+)
 def record_objection(data: dict[str, Any], contact_id: int) -> Any:
-    """Record an objection received on the person's behalf (phone, letter, ...)."""
+    """Record an objection received on the person's behalf (phone, letter, ...).
+
+    201 with the event written; 200 with the existing event when an objection
+    on the same channel is already in force (nothing is written)."""
     channel = ALL if data["channel"] == "all" else data["channel"]
-    event = services.record_objection(
+    recorded = services.record_objection(
         g.actor,
         contact_id,
         channel=channel,
@@ -161,7 +169,7 @@ def record_objection(data: dict[str, Any], contact_id: int) -> Any:
     )
     # Serialised here rather than by ConsentEventSchema (which documents it),
     # as the permission check does: objections must stay cheap under load.
-    return jsonify(_event_json(event)), 201
+    return jsonify(_event_json(recorded.event)), 201 if recorded.created else 200
 
 
 def _event_json(event: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from consent.evidence import Evidence
-from consent.models import ALL, ConsentEvent, EventKind
+from consent.models import ALL, ConsentEvent, EventKind, PermissionState
 from consent.projection import (
     BASIS_COLUMNS,
     BatchEvent,
@@ -33,6 +33,7 @@ from crm.models import Contact
 from crm.services import get_contact, hold_contact, note_interaction, refusal_while_restricted
 from extensions import db
 from kernel.access import Actor
+from kernel.database import take_turns
 from kernel.signals import ledger_written
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
@@ -223,20 +224,72 @@ def record_objection(
         {"contact_id": contact_id, "channel": channel, "at": now, "event_id": event_id},
     )
     ledger_written.send(signal_sender(), contact_ids=(contact_id,))
-    # R22: the objection outlives the contact, as ``fold`` and ``record`` keep it.
+    keep_objection_refusal(
+        contact_id,
+        email,
+        channel=channel,
+        actor=actor,
+        source=source,
+        at=now,
+        received_via=received_via,
+    )
+    return ConsentEvent(id=event_id, contact_id=contact_id, **columns), email
+
+
+def keep_objection_refusal(
+    contact_id: int,
+    email: str,
+    *,
+    channel: str,
+    actor: Actor,
+    source: str,
+    at: datetime,
+    received_via: str | None = None,
+) -> None:
+    """R22: the objection outlives the contact, as ``fold`` and ``record`` keep
+    it: the "do not contact" entry of a channel's objection, or the address on
+    the suppression list for an objection to every channel (recorded as a
+    ``suppressed`` event), unless it is there already. Does not commit."""
     if channel != ALL:
-        keep_scoped_refusal(email, EventKind.OBJECTED.value, ALL, channel, now)
+        keep_scoped_refusal(email, EventKind.OBJECTED.value, ALL, channel, at)
     elif own_suppression(email) is None:
         record(
             get_contact(contact_id),
             EventKind.SUPPRESSED,
             actor=actor,
             source=source,
-            at=now,
+            at=at,
             received_via=received_via,
             note=_suppression_note(EventKind.OBJECTED),
         )
-    return ConsentEvent(id=event_id, contact_id=contact_id, **columns), email
+
+
+def objection_in_force(contact_id: int, channel: str) -> tuple[ConsentEvent, str] | None:
+    """The event of the objection on ``channel`` (``ALL``: to every channel)
+    already in force for the contact, with its address; None when there is none.
+
+    The contact is held first (the lock every consent change and every send
+    takes), so two identical objections at once find each other: the second
+    waits for the first's commit and then sees it. Exactly this channel: an
+    objection to every channel does not make one to phone "already so" (the
+    emailed double opt-in may lift the first and never the second, X6).
+    Raises NotFound for an unknown contact. Does not commit.
+    """
+    if db.session.get_bind().dialect.name != "postgresql":
+        # SQLite ignores FOR UPDATE: take its one write lock now, so that the
+        # read below sees what an objection sent at the same moment committed.
+        take_turns(f"objection:{contact_id}", Contact.__table__)
+    email = hold_contact(contact_id).email
+    event_id = db.session.scalar(
+        sa.select(PermissionState.objection_event_id).where(
+            PermissionState.contact_id == contact_id,
+            PermissionState.topic == ALL,
+            PermissionState.channel == channel,
+            PermissionState.objected_since.is_not(None),
+        )
+    )
+    event = db.session.get(ConsentEvent, event_id) if event_id is not None else None
+    return (event, email) if event is not None else None
 
 
 _INSERT_EVENT = sa.insert(ConsentEvent.__table__).returning(ConsentEvent.__table__.c.id)

@@ -271,6 +271,14 @@ def _only_company_granted(contact_id: int, state: PermissionState) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class RecordedObjection:
+    """The objection in force after ``record_objection``, and whether this call wrote it."""
+
+    event: ConsentEvent
+    created: bool
+
+
 def record_objection(
     actor: Actor,
     contact_id: int,
@@ -279,13 +287,19 @@ def record_objection(
     received_via: str | None = None,
     note: str | None = None,
     source: str = "staff",
-) -> ConsentEvent:
+) -> RecordedObjection:
     """GDPR art. 21(2)-(3): record an objection to direct marketing.
 
     It ends marketing on every basis from the moment this transaction commits.
     It outlives erasure and purges (R22): ``consent.ledger.record_objection``
     puts the address on the suppression list (all channels) or keeps a "do
     not contact" entry for the channel, in the same transaction.
+
+    An objection on the same channel already in force is "already so": its
+    event is returned (``created`` False) and no second one is written, so an
+    integrator's retry or a second call by the person changes no decision, no
+    date (R11: the first objection stands) and sends no webhook. The lookup is
+    audited all the same.
     """
     if channel != ALL:
         current_policy().check_channel(channel)
@@ -294,6 +308,22 @@ def record_objection(
             f"received_via must be one of: {', '.join(OBJECTION_CHANNELS)}.",
             fields={"received_via": ["Unknown."]},
         )
+    in_force = ledger.objection_in_force(contact_id, channel)
+    if in_force is not None:
+        existing, email = in_force
+        # R22 restated, should a "do not contact" entry have been dropped meanwhile.
+        ledger.keep_objection_refusal(
+            contact_id,
+            email,
+            channel=channel,
+            actor=actor,
+            source=source,
+            at=utcnow(),
+            received_via=received_via,
+        )
+        crm.audit(actor, "objection.repeat", contact_id, detail=received_via)
+        db.session.commit()
+        return RecordedObjection(existing, created=False)
     event, _email = ledger.record_objection(
         contact_id,
         actor=actor,
@@ -305,7 +335,7 @@ def record_objection(
     crm.audit(actor, "objection.record", contact_id, detail=received_via)
     db.session.commit()
     decisions_changed.send(signal_sender(), contact_id=contact_id, kind="objected")
-    return event
+    return RecordedObjection(event, created=True)
 
 
 def record_withdrawal(

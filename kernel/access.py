@@ -16,6 +16,7 @@ from flask import current_app, g, redirect, request, session, url_for
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from extensions import db
+from kernel import idempotency
 from kernel.addresses import normalise_email
 from kernel.errors import Conflict, InvalidInput, NotAuthenticated, NotPermitted
 from kernel.models import ApiToken, Role, StaffUser
@@ -214,7 +215,10 @@ def requires(action: str) -> Callable[[F], F]:
 
     The actor is kept in ``g.actor`` for the route to pass to services. How the
     route's statements are committed is the route's choice
-    (``kernel.database.autocommit_statements``), not the guard's.
+    (``kernel.database.autocommit_statements``), not the guard's. A write's
+    ``Idempotency-Key`` is claimed here, once the token is known, so that no
+    write route can forget it (``kernel.idempotency.claim``): a repeat is
+    answered from the stored answer without running the route.
     """
 
     def decorator(view: F) -> F:
@@ -232,6 +236,11 @@ def requires(action: str) -> Callable[[F], F]:
                     f"The role {actor.role!r} may not do this ({action}).", code="forbidden"
                 )
             g.actor = actor
+            # Every write of the API honours an Idempotency-Key, once the caller
+            # (whose keys these are) is known: a repeat gets the first answer.
+            replay = idempotency.claim(actor.id)
+            if replay is not None:
+                return replay
             return view(*args, **kwargs)
 
         wrapped._required_action = action  # type: ignore[attr-defined]

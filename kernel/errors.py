@@ -29,6 +29,12 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
+class MalformedRequest(DomainError):
+    """The request itself is malformed (a header, not a field of its body)."""
+
+    code = "bad_request"
+
+
 class NotFound(DomainError):
     code = "not_found"
 

@@ -50,3 +50,37 @@ class ApiToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class IdempotencyKey(db.Model):
+    """A write an API caller may repeat: its ``Idempotency-Key``, what was asked
+    and, once answered, the answer (kernel.idempotency).
+
+    Scoped per token: two callers' keys never meet. Kept ``IDEMPOTENCY_KEEP_HOURS``
+    (24 by default), then pruned. The stored answer may hold personal data (a
+    contact as the API returns it): the row goes with the contact its request
+    or answer names (``contact_id``, ON DELETE CASCADE), so an erasure or a
+    purge never leaves a copy here.
+    """
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (sa.UniqueConstraint("token_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_id: Mapped[int] = mapped_column(sa.ForeignKey("api_token.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(sa.String(255))
+    # SHA-256 of method, path, query and body: the same key with another
+    # request is refused (422), never answered with the first one's answer.
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # None while the first request is in flight (a repeat then gets 409).
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status_code: Mapped[int | None] = mapped_column()
+    # JSON object of the answer's headers worth repeating (Content-Type, Location).
+    response_headers: Mapped[str | None] = mapped_column(sa.Text)
+    response_body: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    # The contact the request or its answer names; a string reference, since
+    # the kernel imports no package above it.
+    contact_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("contact.id", ondelete="CASCADE"), index=True
+    )

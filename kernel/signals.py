@@ -107,8 +107,9 @@ day_started = _signals.signal("day-started")
 # Inside the transaction. Sent by crm.retention.run.run once its rules are
 # applied, with kwargs as_of (the run's date); each receiver removes what of its
 # own is due on that date and returns {name: count removed} for the run's record.
-# Receiver: consent.refusals drops the "do not contact" entries kept longer than
-# the policy file's [do_not_contact] allows (docs/rules.md R22).
+# Receivers: consent.refusals drops the "do not contact" entries kept longer than
+# the policy file's [do_not_contact] allows (docs/rules.md R22); kernel.idempotency
+# deletes the Idempotency-Key answers kept longer than IDEMPOTENCY_KEEP_HOURS.
 retention_due = _signals.signal("retention-due")
 
 # Sent by crm.retention with kwargs contact_ids (a sequence); each receiver

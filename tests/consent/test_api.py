@@ -406,3 +406,123 @@ def test_after_a_permission_check_its_connection_has_transactions_again(app, api
         sa.event.remove(engine, "before_cursor_execute", note)
     assert len(set(used)) == 1, "the check and the rollback used the same connection"
     assert kept == []
+
+
+def _ledger_kinds(app, contact_id):  # type: ignore[no-untyped-def]
+    from consent.models import ConsentEvent
+    from extensions import db
+
+    with app.app_context():
+        kinds = db.session.scalars(
+            sa.select(ConsentEvent.kind)
+            .where(ConsentEvent.contact_id == contact_id)
+            .order_by(ConsentEvent.id)
+        ).all()
+        db.session.remove()
+    return kinds
+
+
+def test_an_objection_already_in_force_answers_200_with_the_existing_event(app, api_as) -> None:
+    """Issue 20 item 8: recording the same objection twice (an integrator's
+    retry without a key, or the person calling again) writes one ledger event;
+    the second answer is 200 with that event, and no webhook delivery is owed."""
+    sales = api_as("sales")
+    hook = api_as("admin").post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/hooks"})
+    assert hook.status_code == 201
+    contact_id = create(api_as("marketing"), basis=CUSTOMER).json["id"]
+    path = f"/api/v1/contacts/{contact_id}/objection"
+    first = sales.post(path, json={"received_via": "phone", "channel": "all"})
+    after_first = count_rows(app)
+    assert after_first["webhook_delivery"] >= 2  # the contact's creation and the objection
+
+    again = sales.post(path, json={"received_via": "letter", "note": "Again, by letter"})
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json["id"] == first.json["id"]
+    assert again.json == first.json
+    assert _ledger_kinds(app, contact_id).count("objected") == 1
+    rows = count_rows(app)
+    assert rows["consent_event"] == after_first["consent_event"]
+    assert rows["webhook_delivery"] == after_first["webhook_delivery"]
+    # The lookup itself is audited (who asked to object, again).
+    assert rows["audit_entry"] == after_first["audit_entry"] + 1
+
+
+def test_an_objection_on_another_channel_is_a_new_objection(app, api_as) -> None:
+    """Only the same channel is "already so": an objection to phone after one to
+    every channel is written (the emailed double opt-in may lift the one to every
+    channel, never the one to phone, X6)."""
+    sales = api_as("sales")
+    contact_id = create(api_as("marketing"), basis=CUSTOMER).json["id"]
+    path = f"/api/v1/contacts/{contact_id}/objection"
+    answers = [
+        sales.post(path, json={"received_via": "phone", "channel": channel})
+        for channel in ("all", "phone", "phone", "all")
+    ]
+    assert [a.status_code for a in answers] == [201, 201, 200, 200]
+    assert answers[2].json["id"] == answers[1].json["id"]
+    assert answers[3].json["id"] == answers[0].json["id"]
+    assert _ledger_kinds(app, contact_id).count("objected") == 2
+
+
+def test_an_objection_after_its_lifting_is_written_again(app, api_as) -> None:
+    """Lifted (the person's own double opt-in), the objection is no longer in
+    force: a new one is a new event and a 201."""
+    from consent.ledger import record
+    from consent.models import EventKind
+    from crm.models import Contact
+    from extensions import db
+    from kernel.access import SYSTEM_ACTOR
+
+    sales = api_as("sales")
+    contact_id = create(api_as("marketing"), basis=CUSTOMER).json["id"]
+    path = f"/api/v1/contacts/{contact_id}/objection"
+    first = sales.post(path, json={"received_via": "phone"})
+    with app.app_context():
+        contact = db.session.get(Contact, contact_id)
+        record(
+            contact,
+            EventKind.OBJECTION_LIFTED,
+            actor=SYSTEM_ACTOR,
+            source="api",
+            received_via="web",
+        )
+        db.session.commit()
+        db.session.remove()
+    again = sales.post(path, json={"received_via": "phone"})
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json["id"] != first.json["id"]
+    assert _ledger_kinds(app, contact_id).count("objected") == 2
+
+
+def test_the_same_objection_sent_at_once_by_six_clients_is_written_once(app, token_for) -> None:
+    """Without a key too: each objection holds the contact (the lock a send
+    takes) before it looks for one in force, so the later ones wait for the
+    first's commit, find it and answer 200 with its event (PostgreSQL: row lock;
+    SQLite: one writer at a time)."""
+    import threading
+
+    from tests.conftest import ApiClient
+
+    token = token_for("sales")
+    contact_id = create(ApiClient(app.test_client(), token_for("marketing")), basis=CUSTOMER).json[
+        "id"
+    ]
+    start = threading.Barrier(6)
+    answers: list = []
+
+    def send() -> None:
+        client = ApiClient(app.test_client(), token)
+        start.wait()
+        answers.append(
+            client.post(f"/api/v1/contacts/{contact_id}/objection", json={"received_via": "phone"})
+        )
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [201]
+    assert len({a.json["id"] for a in answers}) == 1
+    assert _ledger_kinds(app, contact_id).count("objected") == 1

@@ -1107,6 +1107,8 @@ def _table_covers_every_api_field(app: Any, sample: Seed) -> None:
             continue
         operation = spec["paths"][paths[(endpoint, method)]][method.lower()]
         for parameter in operation.get("parameters", []):
+            if "$ref" in parameter:  # a reusable one (the Idempotency-Key header)
+                parameter = spec["components"]["parameters"][parameter["$ref"].rsplit("/", 1)[-1]]
             if parameter["in"] == "query" and parameter["name"] not in route.query(sample):
                 missing.append(f"{endpoint} query {parameter['name']}")
         content = operation.get("requestBody", {}).get("content", {})
