@@ -32,9 +32,9 @@ from crm.models import Contact
 from crm.retention import current_retention_policy
 from crm.services import audit
 from extensions import db
-from kernel.access import Actor
+from kernel.access import Actor, may
 from kernel.database import id_in
-from kernel.errors import DomainError
+from kernel.errors import DomainError, NotPermitted
 from kernel.inputs import MAX_ROW_ID
 from kernel.signals import ledger_written
 from kernel.timestamps import utcnow
@@ -86,8 +86,15 @@ def contacts_changed_since(
 ) -> Page:
     """The contacts changed after ``updated_after`` (and after the cursor
     ``after``), oldest change first, at most ``limit``. Audited once per page
-    (R25). One query for the contacts and their companies; the caller reads
-    external ids and purge dates in a fixed number more (``ContactRead.many``)."""
+    (R25), and only for roles that may ``contacts.sync`` (NotPermitted
+    otherwise): the route's guard lets every reader look one contact up. A
+    fixed number of queries for the contacts and their companies; the caller
+    reads external ids and purge dates in a fixed number more
+    (``ContactRead.many``)."""
+    if not may(actor.role, "contacts.sync"):
+        raise NotPermitted(
+            f"The role {actor.role!r} may not do this (contacts.sync).", code="forbidden"
+        )
     # Only the keys first: the page's rows are loaded after the audit's commit.
     statement = (
         sa.select(Contact.id, Contact.updated_at)

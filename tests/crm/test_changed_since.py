@@ -257,3 +257,43 @@ def test_every_page_read_is_audited_once(app, admin_api) -> None:
             sa.select(AuditEntry.detail).where(AuditEntry.action == "contact.list_changed")
         ).all()
     assert entries == ["3 contacts"]
+
+
+def test_the_bulk_read_is_for_the_roles_that_sync_contacts(app, api_as) -> None:
+    """R25: every role may look a contact up; reading every contact changed
+    since a time is a bulk read, for marketing and admin (contacts.sync)."""
+    admin = api_as("admin")
+    _create(admin, "anna@kund.se", external_ids={"hubspot": "1"})
+    for role in ("sales", "dpo"):
+        caller = api_as(role)
+        refused = caller.get("/api/v1/contacts", query_string={"updated_after": EPOCH})
+        assert refused.status_code == 403, role
+        assert refused.json["error"]["code"] == "forbidden"
+        assert caller.get("/api/v1/contacts?external_id=hubspot:1").status_code == 200, role
+    listed = api_as("marketing").get("/api/v1/contacts", query_string={"updated_after": EPOCH})
+    assert listed.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"external_id": "hubspot:" + "9" * 300},
+        {"external_id": "hubspot:%00"},
+        {"external_id": "hubspot:\u00a01"},
+        {"external_id": "hubspot:" + "é" * 200},
+        {"updated_after": "2026-13-45T99:99:99Z"},
+        {"updated_after": "9" * 40},
+        {"updated_after": EPOCH, "after": "OTk5OTk5OTk5OTk5OTk5OTkuMjE0NzQ4MzY0OA"},
+        {"updated_after": EPOCH, "after": "MC4w"},
+        {"updated_after": EPOCH, "after": "=="},
+        {"updated_after": EPOCH, "after": "%ff%fe"},
+        {"updated_after": EPOCH, "limit": "99999999999999999999"},
+    ],
+)
+def test_hostile_values_in_each_read_are_answered_4xx_or_200(app, admin_api, query) -> None:
+    """The fuzz table (tests/reliability) sends one query with every parameter;
+    here each read gets odd values of its own parameters."""
+    response = admin_api.get("/api/v1/contacts", query_string=query)
+    assert response.status_code in (200, 400, 404, 422), (query, response.status_code)
+    if response.status_code != 200:
+        assert set(response.json["error"]) >= {"code", "message"}
