@@ -98,15 +98,10 @@ def contacts_changed_since(
     # Only the keys first: the page's rows are loaded after the audit's commit.
     statement = (
         sa.select(Contact.id, Contact.updated_at)
-        .where(Contact.updated_at > updated_after)
+        .where(_after(updated_after, decode_cursor(after) if after is not None else None))
         .order_by(Contact.updated_at, Contact.id)
         .limit(limit + 1)
     )
-    if after is not None:
-        moment, contact_id = decode_cursor(after)
-        statement = statement.where(
-            sa.tuple_(Contact.updated_at, Contact.id) > (moment, contact_id)
-        )
     rows = db.session.execute(statement).all()
     page, has_more = rows[:limit], len(rows) > limit
     last = page[-1] if page else None
@@ -115,6 +110,25 @@ def contacts_changed_since(
     audit(actor, "contact.list_changed", detail=f"{len(page)} contacts")
     db.session.commit()
     return Page(contacts=_load(ids), has_more=has_more, next_cursor=next_cursor)
+
+
+def _after(updated_after: datetime, cursor: tuple[datetime, int] | None) -> sa.ColumnElement[bool]:
+    """Where the page starts, as one range on ``ix_contact_updated_at_id``.
+
+    Only the later of the two bounds is written: the other follows from it,
+    and given both SQLite starts its index range at ``updated_after`` and
+    walks every row up to the cursor (40 ms a page at the end of a million
+    contacts instead of 0.03 ms). The cursor's bound is spelt with a plain
+    ``>=`` on the time, which both databases use as the range's start.
+    """
+    if cursor is None or cursor[0] <= updated_after:
+        # Every row after updated_after is after the cursor too.
+        return Contact.updated_at > updated_after
+    moment, contact_id = cursor
+    return sa.and_(
+        Contact.updated_at >= moment,
+        sa.or_(Contact.updated_at > moment, Contact.id > contact_id),
+    )
 
 
 def _load(ids: list[int]) -> list[Contact]:

@@ -298,3 +298,26 @@ def test_hostile_values_in_each_read_are_answered_4xx_or_200(app, admin_api, que
     assert response.status_code in (200, 400, 404, 422), (query, response.status_code)
     if response.status_code != 200:
         assert set(response.json["error"]) >= {"code", "message"}
+
+
+def test_a_cursor_before_updated_after_starts_at_updated_after(app, admin_api) -> None:
+    ids = [_create(admin_api, f"c{n}@kund.se") for n in range(4)]
+    base = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    _stamp(app, {contact_id: base + timedelta(days=n) for n, contact_id in enumerate(ids)})
+    first = admin_api.get("/api/v1/contacts", query_string={"updated_after": EPOCH, "limit": 1})
+    assert [c["id"] for c in first.json["contacts"]] == ids[:1]
+    # The same cursor with a later time: the time is the stronger bound.
+    later = admin_api.get(
+        "/api/v1/contacts",
+        query_string={
+            "updated_after": (base + timedelta(days=2)).isoformat(),
+            "after": first.json["next_cursor"],
+        },
+    )
+    assert [c["id"] for c in later.json["contacts"]] == ids[3:]
+    # And a time before the cursor: the cursor is.
+    resumed = admin_api.get(
+        "/api/v1/contacts",
+        query_string={"updated_after": EPOCH, "after": first.json["next_cursor"]},
+    )
+    assert [c["id"] for c in resumed.json["contacts"]] == ids[1:]
