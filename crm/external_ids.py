@@ -83,6 +83,12 @@ def find_company(system: str, value: str) -> int | None:
     return _find(COMPANY, system, value)
 
 
+def changes_for_contact(contact_id: int, ids: Mapping[str, str | None]) -> dict[str, str | None]:
+    """The entries of ``ids`` (validated) that differ from what the contact
+    holds: setting them again is no change (a connector's repeated sync)."""
+    return _changes(CONTACT, contact_id, check(ids))
+
+
 def delete_for_contacts(contact_ids: Sequence[int]) -> None:
     """Remove every external id of these contacts (one statement). Does not
     commit. Called by ``crm.services.remove_contacts``."""
@@ -163,12 +169,6 @@ def _find(owner_type: str, system: str, value: str) -> int | None:
             _TABLE.c.value == value,
         )
     )
-
-
-def changes_for_contact(contact_id: int, ids: Mapping[str, str | None]) -> dict[str, str | None]:
-    """The entries of ``ids`` (validated) that differ from what the contact
-    holds: setting them again is no change (a connector's repeated sync)."""
-    return _changes(CONTACT, contact_id, check(ids))
 
 
 def _changes(
