@@ -34,6 +34,7 @@ from consent.policy import (
 from consent.projection import RESERVED_SOURCES
 from consent.suppression import find_suppression
 from consent.topics import current_policy
+from crm import external_ids
 from crm import services as crm
 from crm.models import Activity, Contact
 from extensions import db
@@ -705,6 +706,8 @@ class ContactFile:
     decisions: list[Decision]
     events: list[ConsentEvent]
     activities: list[Activity]
+    # The ids other systems know the contact by: {system: id}.
+    external_ids: dict[str, str]
 
     def evidence(self, decision: Decision) -> ConsentEvent | None:
         return evidence_for(decision, self.events)
@@ -718,6 +721,7 @@ def contact_file(actor: Actor, contact_id: int) -> ContactFile:
         decisions=decisions_for_contact(contact),
         events=list_events(contact.id),
         activities=crm.list_activities(contact.id),
+        external_ids=external_ids.for_contacts([contact.id]).get(contact.id, {}),
     )
 
 

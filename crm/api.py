@@ -59,7 +59,10 @@ _CONTACT_OR_PAGE = {
 def find_contact(query: dict[str, Any]) -> Any:
     """Find a contact by email address or by another system's id
     (``external_id=hubspot:1234``); or, with ``updated_after``, list the contacts
-    changed since then, a page at a time (``next_cursor`` goes in ``after``)."""
+    changed since then, a page at a time (``next_cursor`` goes in ``after``).
+
+    Give exactly one of ``email``, ``external_id`` and ``updated_after`` (422
+    otherwise); ``after`` and ``limit`` go with ``updated_after``."""
     if "updated_after" in query:
         page = changed_since.contacts_changed_since(
             g.actor, query["updated_after"], after=query.get("after"), limit=query["limit"]

@@ -32,9 +32,9 @@ from crm.models import Contact
 from crm.retention import current_retention_policy
 from crm.services import audit
 from extensions import db
-from kernel.access import Actor
+from kernel.access import Actor, may
 from kernel.database import id_in
-from kernel.errors import DomainError
+from kernel.errors import DomainError, NotPermitted
 from kernel.inputs import MAX_ROW_ID
 from kernel.signals import ledger_written
 from kernel.timestamps import utcnow
@@ -86,20 +86,22 @@ def contacts_changed_since(
 ) -> Page:
     """The contacts changed after ``updated_after`` (and after the cursor
     ``after``), oldest change first, at most ``limit``. Audited once per page
-    (R25). One query for the contacts and their companies; the caller reads
-    external ids and purge dates in a fixed number more (``ContactRead.many``)."""
+    (R25), and only for roles that may ``contacts.sync`` (NotPermitted
+    otherwise): the route's guard lets every reader look one contact up. A
+    fixed number of queries for the contacts and their companies; the caller
+    reads external ids and purge dates in a fixed number more
+    (``ContactRead.many``)."""
+    if not may(actor.role, "contacts.sync"):
+        raise NotPermitted(
+            f"The role {actor.role!r} may not do this (contacts.sync).", code="forbidden"
+        )
     # Only the keys first: the page's rows are loaded after the audit's commit.
     statement = (
         sa.select(Contact.id, Contact.updated_at)
-        .where(Contact.updated_at > updated_after)
+        .where(_after(updated_after, decode_cursor(after) if after is not None else None))
         .order_by(Contact.updated_at, Contact.id)
         .limit(limit + 1)
     )
-    if after is not None:
-        moment, contact_id = decode_cursor(after)
-        statement = statement.where(
-            sa.tuple_(Contact.updated_at, Contact.id) > (moment, contact_id)
-        )
     rows = db.session.execute(statement).all()
     page, has_more = rows[:limit], len(rows) > limit
     last = page[-1] if page else None
@@ -108,6 +110,25 @@ def contacts_changed_since(
     audit(actor, "contact.list_changed", detail=f"{len(page)} contacts")
     db.session.commit()
     return Page(contacts=_load(ids), has_more=has_more, next_cursor=next_cursor)
+
+
+def _after(updated_after: datetime, cursor: tuple[datetime, int] | None) -> sa.ColumnElement[bool]:
+    """Where the page starts, as one range on ``ix_contact_updated_at_id``.
+
+    Only the later of the two bounds is written: the other follows from it,
+    and given both SQLite starts its index range at ``updated_after`` and
+    walks every row up to the cursor (40 ms a page at the end of a million
+    contacts instead of 0.03 ms). The cursor's bound is spelt with a plain
+    ``>=`` on the time, which both databases use as the range's start.
+    """
+    if cursor is None or cursor[0] <= updated_after:
+        # Every row after updated_after is after the cursor too.
+        return Contact.updated_at > updated_after
+    moment, contact_id = cursor
+    return sa.and_(
+        Contact.updated_at >= moment,
+        sa.or_(Contact.updated_at > moment, Contact.id > contact_id),
+    )
 
 
 def _load(ids: list[int]) -> list[Contact]:

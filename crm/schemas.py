@@ -76,12 +76,19 @@ _EXTERNAL_VALUE = validate.Regexp(
 )
 
 
+def _at_most_systems(ids: dict[str, Any]) -> None:
+    # A function, not validate.Length: apispec would state that as the
+    # object's maxLength; ``maxProperties`` is in EXTERNAL_IDS_DOC.
+    if len(ids) > MAX_EXTERNAL_SYSTEMS:
+        raise ValidationError(f"At most {MAX_EXTERNAL_SYSTEMS} systems.")
+
+
 def ExternalIdsInput() -> fields.Dict:
     """``external_ids`` in a write: {system: id or null}."""
     return fields.Dict(
         keys=Text(validate=_SYSTEM),
         values=Text(allow_none=True, validate=_EXTERNAL_VALUE),
-        validate=validate.Length(max=MAX_EXTERNAL_SYSTEMS),
+        validate=_at_most_systems,
         metadata=EXTERNAL_IDS_DOC,
     )
 
@@ -144,7 +151,9 @@ _RFC3339 = "an RFC 3339 time with a zone, e.g. 2026-12-06T09:00:00Z"
 
 class ContactQuerySchema(Schema):
     """One of three reads: by address, by another system's id, or every contact
-    changed after a time (a page in keyset order)."""
+    changed after a time (a page in keyset order). Exactly one of email,
+    external_id and updated_after (422 otherwise); after and limit only with
+    updated_after."""
 
     email = Text(
         validate=validate.Length(min=1, max=320),
@@ -166,7 +175,8 @@ class ContactQuerySchema(Schema):
         },
         metadata={
             "description": "List the contacts whose data or decisions changed after this "
-            "time, oldest change first, in pages (docs/integration.md)."
+            "time (RFC 3339 with a zone, years 1900-2999), oldest change first, in pages "
+            "(docs/integration.md)."
         },
     )
     after = Text(

@@ -242,7 +242,9 @@ def _starts_with(expression: Any, prefix: str) -> Any:
 
 def search_contacts(actor: Actor, text: str, limit: int = SEARCH_LIMIT) -> list[Contact]:
     """Contacts whose email, name or company name begins with ``text``
-    (case-insensitive), at most ``limit``, exact address first. Audited (R25).
+    (case-insensitive), at most ``limit``, exact address first; and first of
+    all the contact another system knows as ``text`` ("hubspot:1234",
+    ``crm.external_ids``). Audited (R25).
 
     Three index range scans, each stopping at ``limit`` rows, so the cost does
     not grow with the number of contacts (docs/staff-pages.md has the plans).
@@ -251,6 +253,9 @@ def search_contacts(actor: Actor, text: str, limit: int = SEARCH_LIMIT) -> list[
     if not term:
         return []
     found: dict[int, Contact] = {}
+    # Another system's id, "hubspot:1234" (case kept: ids are case-sensitive):
+    # one lookup on its unique index, shown first.
+    known_as = external_ids.find_contact_by_reference(text.strip())
 
     def take(condition: Any) -> None:
         statement = (
@@ -259,13 +264,16 @@ def search_contacts(actor: Actor, text: str, limit: int = SEARCH_LIMIT) -> list[
         for contact in db.session.scalars(statement):
             found.setdefault(contact.id, contact)
 
+    if known_as is not None:
+        take(Contact.id == known_as)
     take(_starts_with(Contact.email, term))
     if "@" not in term:
         take(_starts_with(sa.func.lower(Contact.name), term))
         companies = sa.select(Company.id).where(_starts_with(sa.func.lower(Company.name), term))
         take(Contact.company_id.in_(companies.limit(limit).scalar_subquery()))
     results = sorted(
-        found.values(), key=lambda c: (c.email != term, (c.name or c.email).lower(), c.id)
+        found.values(),
+        key=lambda c: (c.id != known_as, c.email != term, (c.name or c.email).lower(), c.id),
     )[:limit]
     audit(actor, "contact.search", detail=f"{len(results)} results")
     db.session.commit()

@@ -163,7 +163,7 @@ def test_a_company_is_found_by_its_external_id(app, admin_api) -> None:
         ({"hubspot": "1\n2"}, "external id"),
         ({"hubspot": "x" * 201}, "external id"),
         ({"hubspot": 12}, "Not a valid string"),
-        ({f"s{n}": str(n) for n in range(21)}, "Longer than maximum length"),
+        ({f"s{n}": str(n) for n in range(21)}, "At most 20 systems"),
     ],
 )
 def test_bad_ids_are_a_clear_422_and_nothing_written(
@@ -237,3 +237,40 @@ def test_erasure_leaves_no_external_id(app, admin_api) -> None:
     assert admin_api.get("/api/v1/contacts?external_id=hubspot:1").status_code == 404
     # The id is free for whoever the CRM gives it to next.
     assert _create(admin_api, "new@kund.se", external_ids={"hubspot": "1"}).status_code == 201
+
+
+def test_a_concurrent_writer_of_the_same_id_gets_the_409_not_a_500(app, admin_api) -> None:
+    """PostgreSQL: another transaction gives the id to bo after this request's
+    check and commits while this request's insert waits on the unique index.
+    SQLite serialises writers, so the check always sees the committed holder."""
+    import threading
+
+    from crm.models import ExternalId
+    from extensions import db
+
+    anna = _create(admin_api, "anna@kund.se").json["id"]
+    bo = _create(admin_api, "bo@kund.se").json["id"]
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("a race between writers needs PostgreSQL's row-level concurrency")
+        other = db.engine.connect()
+    transaction = other.begin()
+    other.execute(
+        sa.insert(ExternalId.__table__).values(
+            owner_type="contact", owner_id=bo, system="hubspot", value="1234"
+        )
+    )
+    timer = threading.Timer(0.5, transaction.commit)
+    timer.start()
+    try:
+        refused = admin_api.patch(
+            f"/api/v1/contacts/{anna}", json={"name": "Anna", "external_ids": {"hubspot": "1234"}}
+        )
+    finally:
+        timer.join()
+        other.close()
+    assert refused.status_code == 409, refused.json
+    assert refused.json["error"]["code"] == "external_id_taken"
+    assert refused.json["error"]["contact_id"] == bo
+    read = admin_api.get(f"/api/v1/contacts/{anna}").json
+    assert (read["name"], read["external_ids"]) == (None, {})
