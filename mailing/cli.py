@@ -168,7 +168,9 @@ def ingest_bounce(file: BinaryIO, recipient: str | None, as_json: bool) -> None:
     try:
         result = ingest_message(raw, recipient)
     except Exception as exc:
-        click.echo(f"Not recorded, try again later: {type(exc).__name__}", err=True)
+        # The driver's own first line (no statement, no parameters: no addresses in logs).
+        detail = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0][:200]
+        click.echo(f"Not recorded, try again later: {type(exc).__name__}: {detail}", err=True)
         raise SystemExit(EX_TEMPFAIL) from exc
     if as_json:
         click.echo(
