@@ -201,6 +201,18 @@ def ingest_bounce(file: BinaryIO, recipient: str | None, as_json: bool) -> None:
         )
 
 
+@bounces_group.command("poll")
+def poll_bounces() -> None:
+    """Read the returned-mail folder (BOUNCE_IMAP_URL) once, as the worker does."""
+    from mailing.bounce_mailbox import poll_mailbox
+
+    result = poll_mailbox()
+    click.echo(
+        f"{result.processed} processed, {result.left} left untouched, "
+        f"{result.set_aside} unreadable moved aside."
+    )
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(bounces_group)
     app.cli.add_command(notices_group)
