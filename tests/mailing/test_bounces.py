@@ -463,12 +463,27 @@ def test_a_dsn_with_auto_submitted_is_still_a_bounce(app) -> None:
 def test_each_auto_reply_mark_alone_makes_a_message_no_bounce(app, header: str) -> None:
     """A qmail-like text that names an address, marked as an auto-reply."""
     name, _, value = header.partition(": ")
-    raw = qmail_bounce(to="x@y", recipient=ADDRESS)
+    # Written by a person's mail program (an out-of-office quoting a bounce), not a mail system.
+    raw = qmail_bounce(to="x@y", recipient=ADDRESS).replace(
+        b"From: MAILER-DAEMON@mx.example.net", b"From: anna.andersson@example.se"
+    )
     head, _, body = raw.partition(b"\n\n")
     marked = head + f"\n{name}: {value}".encode() + b"\n\n" + body
     with app.app_context():
         assert parse_message(raw) != []
         assert parse_message(marked) == []
+
+
+def test_an_exim_bounce_with_auto_submitted_is_still_a_bounce(app) -> None:
+    """Exim's plain-text bounce carries Auto-Submitted and X-Failed-Recipients."""
+    raw = qmail_bounce(to="x@y", recipient=ADDRESS).replace(
+        b"Subject: failure notice",
+        b"Subject: Mail delivery failed\nAuto-Submitted: auto-replied\n"
+        + f"X-Failed-Recipients: {ADDRESS}".encode(),
+    )
+    with app.app_context():
+        found = parse_message(raw)
+    assert [(b.type, b.email) for b in found] == [("hard", ADDRESS)]
 
 
 def test_a_bounce_without_a_dsn_is_read_by_flufl_bounce(app) -> None:
