@@ -332,22 +332,32 @@ def _report_type(message: Message) -> str | None:
     return None
 
 
-_AUTO_REPLY_PRECEDENCE = frozenset({"auto_reply", "auto-reply", "bulk", "junk", "list"})
+_AUTO_REPLY_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Autoresponder")
+_MAIL_SYSTEM = frozenset({"mailer-daemon", "postmaster", "mail-daemon"})
 
 
 def _is_auto_reply(message: Message) -> bool:
-    """RFC 3834 ``Auto-Submitted`` (anything but ``no``), ``X-Autoreply`` and
-    kin, ``Precedence: auto_reply``: an out-of-office or a vacation notice,
-    which says the address works (listmonk's users lost good addresses by
-    counting them)."""
-    submitted = str(message.get("Auto-Submitted") or "").strip().lower()
-    if submitted and not submitted.startswith("no"):
+    """An out-of-office or a vacation notice, which says the address works
+    (listmonk's users lost good addresses by counting them as bounces):
+    ``X-Autoreply`` and kin, ``Precedence: auto_reply``, or RFC 3834's
+    ``Auto-Submitted`` (anything but ``no``) on a message that does not come
+    from a mail system. Exim and others send their plain-text bounces with
+    ``Auto-Submitted`` too, from ``MAILER-DAEMON`` or with ``X-Failed-Recipients``:
+    those are read as bounces."""
+    if any(message.get(name) is not None for name in _AUTO_REPLY_HEADERS):
         return True
-    for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-Auto-Response-Suppress"):
-        if message.get(name) is not None:
-            return True
     precedence = str(message.get("Precedence") or "").strip().lower()
-    return precedence in _AUTO_REPLY_PRECEDENCE
+    if precedence in ("auto_reply", "auto-reply"):
+        return True
+    submitted = str(message.get("Auto-Submitted") or "").strip().lower()
+    return bool(submitted) and not submitted.startswith("no") and not _from_mail_system(message)
+
+
+def _from_mail_system(message: Message) -> bool:
+    if message.get("X-Failed-Recipients") is not None:
+        return True
+    senders = getaddresses([str(v) for v in message.get_all("From", [])])
+    return any(address.partition("@")[0].lower() in _MAIL_SYSTEM for _, address in senders)
 
 
 def _verp_outbox_id(message: Message) -> int | None:
