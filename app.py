@@ -74,6 +74,18 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         DRAMATIQ_BROKER_URL=env.get("DRAMATIQ_BROKER_URL") or None,
         SMTP_URL=env.get("SMTP_URL") or None,
         MAIL_FROM=env.get("MAIL_FROM", "Consent Service <no-reply@localhost>"),
+        # Returned mail (docs/bounces.md): the envelope sender every message
+        # carries, made per message (VERP: bounces+<token>@...); unset, the
+        # envelope sender is MAIL_FROM's address and bounces match by Message-ID.
+        BOUNCE_ADDRESS=env.get("BOUNCE_ADDRESS") or None,
+        # The mailbox the worker polls for returned mail (imaps://user:pass@host/INBOX).
+        BOUNCE_IMAP_URL=env.get("BOUNCE_IMAP_URL") or None,
+        # The IMAP folder processed messages move to (deleted when unset), and
+        # the one messages that cannot be read move to.
+        BOUNCE_IMAP_DONE_FOLDER=env.get("BOUNCE_IMAP_DONE_FOLDER") or None,
+        BOUNCE_IMAP_ERROR_FOLDER=env.get("BOUNCE_IMAP_ERROR_FOLDER", "bounces-unreadable"),
+        # A returned message larger than this is refused before it is parsed.
+        BOUNCE_MAX_BYTES=int(env.get("BOUNCE_MAX_BYTES", str(10 * 1024 * 1024))),
         PUBLIC_BASE_URL=env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
         POLICY_FILE=env.get("POLICY_FILE") or str(DEFAULT_POLICY_FILE),
         SECRET_KEY=env.get("SECRET_KEY") or None,

@@ -51,6 +51,7 @@ TAKEN_WHILE_RESTRICTED = frozenset(
         EventKind.WITHDRAWN,
         EventKind.SUPPRESSED,
         EventKind.UNDELIVERABLE,
+        EventKind.BOUNCED,
         EventKind.BASIS_ENDED,
     }
 )

@@ -32,6 +32,12 @@ class EventKind(enum.StrEnum):
     RESTRICTED = "restricted"
     UNRESTRICTED = "unrestricted"
     UNDELIVERABLE = "undeliverable"
+    # A soft bounce (4.x.x): documents it; ``undeliverable`` follows when enough
+    # came within the policy's window (consent.deliverability).
+    BOUNCED = "bounced"
+    # The address works again: its owner confirmed a link mailed to it, or
+    # staff fixed it. Clears ``undeliverable`` and restarts the soft count.
+    DELIVERABLE = "deliverable"
     CREATED_WHILE_SUPPRESSED = "created_while_suppressed"
 
 
@@ -166,6 +172,44 @@ class ScopedSuppression(db.Model):
     # The ledger event kind of the refusal: unsubscribed, withdrawn or objected.
     kind: Mapped[str] = mapped_column(sa.String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class BounceReport(db.Model):
+    """One bounce or complaint that came back for a message this service sent:
+    the evidence behind the ledger event it caused (``event_id``).
+
+    Rows go with their contact. ``outbox_id`` and ``campaign_id`` are plain
+    numbers, not keys: the message and campaign they name belong to mailing,
+    above this package, and the report outlives neither the contact nor
+    needs them to stay.
+    """
+
+    __tablename__ = "bounce_report"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(sa.ForeignKey("contact.id", ondelete="CASCADE"))
+    # hard, soft or complaint
+    type: Mapped[str] = mapped_column(sa.String(16))
+    # Where it came in: dsn, arf, bounce (a non-standard bounce), smtp, api, ses, ...
+    source: Mapped[str] = mapped_column(sa.String(32))
+    # The enhanced status code (RFC 3463), e.g. 5.1.1, when the report gave one.
+    status: Mapped[str | None] = mapped_column(sa.String(16))
+    diagnostic: Mapped[str | None] = mapped_column(sa.String(500))
+    # The Message-ID of the returned message.
+    message_id: Mapped[str | None] = mapped_column(sa.String(255))
+    outbox_id: Mapped[int | None] = mapped_column()
+    campaign_id: Mapped[int | None] = mapped_column(index=True)
+    # marketing or transactional: the kind of the message that came back.
+    mail_kind: Mapped[str | None] = mapped_column(sa.String(16))
+    # How it was tied to our message: verp, message_id or recent_mail.
+    matched_by: Mapped[str | None] = mapped_column(sa.String(16))
+    event_id: Mapped[int | None] = mapped_column()
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        sa.Index("ix_bounce_report_contact_type_occurred", "contact_id", "type", "occurred_at"),
+    )
 
 
 class ImportBatch(db.Model):

@@ -78,6 +78,9 @@ RESERVED_SOURCES = frozenset(
         "system",
         # consent.claims.EXTERNAL_CONFIRMATION: written with a caller's confirmation evidence.
         "external_confirmation",
+        # consent.deliverability: only returned mail this service matched to its own message.
+        "bounce",
+        "complaint",
     }
 )
 _REQUEST_REF = "subscription_request:"
@@ -207,6 +210,9 @@ def fold(contact: Contact, event: ConsentEvent, states: States | None = None) ->
         contact.restricted_at = None
     elif kind is EventKind.UNDELIVERABLE:
         contact.hard_bounced_at = contact.hard_bounced_at or at
+    elif kind is EventKind.DELIVERABLE:
+        # Its owner confirmed a link mailed to it, or staff fixed it (consent.deliverability).
+        contact.hard_bounced_at = None
     elif kind is EventKind.SUPPRESSED:
         suppress(contact.email, reason=event.note or "suppressed")
     elif kind is EventKind.UNSUPPRESSED:

@@ -61,6 +61,38 @@ def months_after(moment: datetime, months: int) -> datetime:
     return months_before(moment, -months)
 
 
+# What a spam complaint (an ARF report) is taken to mean ([bounces] complaint).
+COMPLAINT_OBJECTION = "objection"  # an objection to marketing by email (GDPR art. 21(3))
+COMPLAINT_UNSUBSCRIBE = "unsubscribe"  # an unsubscribe from every topic on every channel
+
+
+@dataclass(frozen=True)
+class BouncePolicy:
+    """``[bounces]``: when returned mail makes an address undeliverable, and what a
+    complaint means. A hard bounce (5.x.x) always does at once; soft bounces
+    (4.x.x) only when ``soft_limit`` of them came within ``soft_window``, so that
+    a full mailbox for a week does not lose a good address."""
+
+    soft_limit: int = 3
+    soft_window: timedelta = timedelta(days=30)
+    complaint: str = COMPLAINT_OBJECTION
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any]) -> BouncePolicy:
+        unknown = set(section) - {"soft_limit", "soft_window_days", "complaint"}
+        if unknown:
+            raise ValueError(f"[bounces]: unknown keys {sorted(unknown)}")
+        limit = section.get("soft_limit", 3)
+        days = section.get("soft_window_days", 30)
+        for name, value, high in (("soft_limit", limit, 1000), ("soft_window_days", days, 3650)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+                raise ValueError(f"[bounces] {name}: a whole number, 1 to {high}")
+        complaint = section.get("complaint", COMPLAINT_OBJECTION)
+        if complaint not in (COMPLAINT_OBJECTION, COMPLAINT_UNSUBSCRIBE):
+            raise ValueError('[bounces] complaint: "objection" or "unsubscribe"')
+        return cls(soft_limit=limit, soft_window=timedelta(days=days), complaint=complaint)
+
+
 @dataclass(frozen=True)
 class InterestGround:
     """One legal ground for marketing without consent, as the policy file sets it
@@ -109,6 +141,8 @@ class MarketingPolicy:
     # contact ([web_tracking] topic), and how long visits are kept (R18).
     web_tracking_topic: str | None = None
     web_visits_kept: timedelta = timedelta(days=3 * 365)
+    # What returned mail does to an address ([bounces], docs/policy.md).
+    bounces: BouncePolicy = field(default_factory=lambda: BouncePolicy())
 
     @property
     def marketing_topics(self) -> dict[str, Topic]:
@@ -150,6 +184,7 @@ class MarketingPolicy:
                 do_not_contact_years=_keep_years(data.get("do_not_contact", {})),
                 web_tracking_topic=web_topic,
                 web_visits_kept=timedelta(days=int(web.get("keep_visits_days", 3 * 365))),
+                bounces=BouncePolicy.from_section(data.get("bounces", {})),
             )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise RuntimeError(f"The policy file is malformed: {exc!r}") from exc

@@ -92,7 +92,8 @@ class OutboxMessage(db.Model):
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(sa.String(500))
     block_reason: Mapped[str | None] = mapped_column(sa.String(32))
-    message_id: Mapped[str] = mapped_column(sa.String(255))
+    # Found again in returned mail's original headers (mailing.bounces).
+    message_id: Mapped[str] = mapped_column(sa.String(255), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # When the job was handed to the broker; NULL means the sweeper must do it.
     handed_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
