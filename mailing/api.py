@@ -90,8 +90,8 @@ def report_bounce(data: dict[str, Any]) -> Any:
     changes nothing and answers ``ignored``. The answer says only that: the
     caller's role may look up the contact anyway, and learns nothing else.
     """
-    recorded, reason = provider_bounces.report_bounce(g.actor, **data)
-    return {"outcome": "recorded" if recorded else "ignored", "reason": reason}
+    outcome = provider_bounces.report_bounce(g.actor, **data)
+    return {"outcome": outcome.status, "reason": outcome.reason}
 
 
 def register(app: Flask) -> None:

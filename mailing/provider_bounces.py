@@ -26,10 +26,12 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any
 
+from crm.services import audit
+from extensions import db
 from kernel.access import Actor
 from kernel.timestamps import utcnow
 from mailing import provider_signatures as proof
-from mailing.bounces import Bounce, record_bounce
+from mailing.bounces import Bounce, BounceOutcome, record_bounce
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class Received:
     a delivery, an open, an auto-reply)."""
 
     recorded: int = 0
+    # Recorded before (a provider posting the same event again).
+    duplicate: int = 0
     ignored: int = 0
     skipped: int = 0
     # SNS only: the subscription was confirmed (SubscriptionConfirmation).
@@ -59,6 +63,7 @@ class Received:
     def as_dict(self) -> dict[str, Any]:
         return {
             "recorded": self.recorded,
+            "duplicate": self.duplicate,
             "ignored": self.ignored,
             "skipped": self.skipped,
             "confirmed_subscription": self.confirmed_subscription,
@@ -68,22 +73,16 @@ class Received:
 # --- the one path -------------------------------------------------------------------------
 
 
-def _was_recorded(outcome: Any) -> bool:
-    """Whether ``record_bounce`` matched the bounce to a message of ours and recorded it."""
-    recorded = getattr(outcome, "recorded", None)
-    if isinstance(recorded, bool):
-        return recorded
-    return getattr(outcome, "status", None) == "recorded"
-
-
 def _record_all(bounces: Iterable[Bounce], skipped: int = 0) -> Received:
-    recorded = ignored = 0
+    counts = {"recorded": 0, "duplicate": 0, "ignored": 0}
     for bounce in bounces:
-        if _was_recorded(record_bounce(bounce)):
-            recorded += 1
-        else:
-            ignored += 1
-    return Received(recorded=recorded, ignored=ignored, skipped=skipped)
+        counts[record_bounce(bounce).status] += 1
+    return Received(
+        recorded=counts["recorded"],
+        duplicate=counts["duplicate"],
+        ignored=counts["ignored"],
+        skipped=skipped,
+    )
 
 
 def report_bounce(
@@ -95,25 +94,28 @@ def report_bounce(
     message_id: str | None = None,
     diagnostic: str | None = None,
     status: str | None = None,
-) -> tuple[bool, str]:
-    """A bounce or complaint another system saw (``POST /api/v1/bounces``), recorded
-    through the one path; returns (recorded, outcome code).
+) -> BounceOutcome:
+    """A bounce or complaint another system saw (``POST /api/v1/bounces``),
+    recorded through the one path; commits.
 
-    The source the caller names is kept with the caller's own name, so that
-    the evidence says who reported it and no caller can pass its report off
-    as a provider's ("crm-sync via token:crm").
+    The evidence's source is ``api:<the caller's source>``, never a bare
+    provider's name, so that no caller can pass its report off as one of the
+    verified ways in; who reported it goes to the audit log (R25), with the
+    contact when the report matched one of our messages.
     """
     bounce = Bounce(
         email=email,
         type=type,
-        source=f"{source} (via {actor.label})"[:200],
+        source=f"api:{source}",
         status=status,
         diagnostic=diagnostic,
         message_id=message_id,
         occurred_at=utcnow(),
     )
-    recorded = _was_recorded(record_bounce(bounce))
-    return recorded, "recorded" if recorded else "no_matching_message"
+    outcome = record_bounce(bounce)
+    audit(actor, "bounce.report", outcome.contact_id, f"{type} via api:{source}: {outcome.reason}")
+    db.session.commit()
+    return outcome
 
 
 # --- Amazon SES, through SNS --------------------------------------------------------------

@@ -380,7 +380,9 @@ def verify_sendgrid(
             _base64(signature), timestamp.encode() + body, ec.ECDSA(hashes.SHA256())
         )
     except InvalidSignature:
-        raise ProofRefused("The SendGrid signature does not hold.", code="signature_invalid") from None
+        raise ProofRefused(
+            "The SendGrid signature does not hold.", code="signature_invalid"
+        ) from None
 
 
 # --- Postmark -----------------------------------------------------------------------------

@@ -47,7 +47,10 @@ def _answer(provider: str, receive: Callable[[], provider_bounces.Received]) -> 
         received = receive()
     except (proof.ProofMissing, proof.ProofRefused) as refusal:
         log.warning(
-            "Bounce webhook from %s refused (%s) for %s", provider, refusal.code, request.remote_addr
+            "Bounce webhook from %s refused (%s) for %s",
+            provider,
+            refusal.code,
+            request.remote_addr,
         )
         raise
     return jsonify(received.as_dict())

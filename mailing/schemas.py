@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernel.addresses import is_valid_email
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate
+
+from kernel.addresses import is_valid_email
 
 
 def _split(value: Any) -> list[str]:
@@ -182,13 +183,26 @@ class BounceReceiptSchema(Schema):
 
     outcome = fields.String(
         required=True,
-        validate=validate.OneOf(["recorded", "ignored"]),
+        validate=validate.OneOf(["recorded", "duplicate", "ignored"]),
         metadata={
             "description": "recorded: matched to a message of ours and recorded; "
-            "ignored: no message of ours to that address matches, nothing changed."
+            "duplicate: recorded before; ignored: no message of ours to that address "
+            "matches, nothing changed."
         },
     )
     reason = fields.String(
         required=True,
-        validate=validate.OneOf(["recorded", "no_matching_message"]),
+        validate=validate.OneOf(
+            [
+                "undeliverable",
+                "soft_bounce",
+                "objection",
+                "unsubscribed",
+                "duplicate",
+                "not_our_message",
+                "unknown_type",
+                "contact_gone",
+            ]
+        ),
+        metadata={"description": "The effect on the decisions, or why nothing changed."},
     )
