@@ -147,7 +147,7 @@ def _confirm_subscription(message: proof.SnsMessage) -> bool:
             "The SubscribeURL is not an https:// address on an SNS host.",
             code="subscribe_url_refused",
         )
-    proof.https_get(url, 64 * 1024)
+    proof.https_get(url, 64 * 1024, code="subscription_not_confirmed")
     log.info("Confirmed the SNS subscription to %s", message.topic_arn)
     return True
 

@@ -298,7 +298,7 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
 
 
-def https_get(url: str, max_bytes: int) -> bytes:
+def https_get(url: str, max_bytes: int, code: str = "certificate_unavailable") -> bytes:
     """GET ``url`` over verified HTTPS, following no redirect; the body if 200 and small.
 
     Only ever called with a URL ``is_sns_url`` accepted (the certificate and
@@ -318,15 +318,12 @@ def https_get(url: str, max_bytes: int) -> bytes:
         status = response.status
     except (OSError, http.client.HTTPException) as exc:
         raise ProofRefused(
-            f"{parts.hostname} could not be fetched over HTTPS ({type(exc).__name__}).",
-            code="certificate_unavailable",
+            f"{parts.hostname} could not be fetched over HTTPS ({type(exc).__name__}).", code=code
         ) from None
     finally:
         connection.close()
     if status != 200 or len(data) > max_bytes:
-        raise ProofRefused(
-            f"{parts.hostname} answered {status} (or too much).", code="certificate_unavailable"
-        )
+        raise ProofRefused(f"{parts.hostname} answered {status} (or too much).", code=code)
     return data
 
 
