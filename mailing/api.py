@@ -43,6 +43,12 @@ def _dump(report: campaigns.Report) -> dict[str, Any]:
         "blocked_by_reason": report.blocked_by_reason,
         "failed": report.failed,
         "removed": report.removed,
+        "hard_bounces": report.bounces.hard,
+        "soft_bounces": report.bounces.soft,
+        "complaints": report.bounces.complaints,
+        "hard_bounce_rate": report.bounce_rates["hard"],
+        "soft_bounce_rate": report.bounce_rates["soft"],
+        "complaint_rate": report.bounce_rates["complaints"],
     }
 
 

@@ -120,6 +120,27 @@ class CampaignSchema(Schema):
     removed = fields.Integer(
         metadata={"description": "Recipients erased or purged since the send."}
     )
+    hard_bounces = fields.Integer(
+        metadata={"description": "Contacts whose message of this campaign bounced hard (5.x.x)."}
+    )
+    soft_bounces = fields.Integer(
+        metadata={"description": "Contacts whose message of this campaign bounced soft (4.x.x)."}
+    )
+    complaints = fields.Integer(
+        metadata={"description": "Contacts who reported this campaign's message as spam."}
+    )
+    hard_bounce_rate = fields.Float(
+        allow_none=True,
+        metadata={"description": "hard_bounces / (sent + failed); null before any was tried."},
+    )
+    soft_bounce_rate = fields.Float(
+        allow_none=True,
+        metadata={"description": "soft_bounces / (sent + failed); null before any was tried."},
+    )
+    complaint_rate = fields.Float(
+        allow_none=True,
+        metadata={"description": "complaints / (sent + failed); null before any was tried."},
+    )
 
 
 def _an_address(value: str) -> None:
