@@ -121,4 +121,4 @@ def test_a_draft_has_no_rates(app, api_as) -> None:
     page = (
         client_as(app, "marketing").get(f"/staff/campaigns/{created['id']}").get_data(as_text=True)
     )
-    assert re.search(r'class="bounce-hard">.*?<td class="rate">–</td>', page)
+    assert re.search(r'class="bounce-hard">.*?<td class="rate">-</td>', page)
