@@ -164,7 +164,9 @@ def record_bounce_report(evidence: BounceEvidence, at: datetime | None = None) -
 
 
 def _already_recorded(evidence: BounceEvidence) -> bool:
-    if evidence.outbox_id is None and evidence.message_id is None:
+    # Only a report tied to its exact message can be known for a repeat: one
+    # matched to the last mail sent to the address may be about another message.
+    if evidence.matched_by not in ("verp", "message_id"):
         return False
     same_message = (
         BounceReport.outbox_id == evidence.outbox_id
@@ -241,7 +243,7 @@ def _soft_limit_reached(contact_id: int, at: datetime) -> bool:
 def _note(evidence: BounceEvidence) -> str:
     """The evidence as the timeline shows it: type, status, source, diagnostic,
     the message and campaign it was about."""
-    parts = [f"{evidence.type} {'complaint' if evidence.type == COMPLAINT else 'bounce'}"]
+    parts = [evidence.type if evidence.type == COMPLAINT else f"{evidence.type} bounce"]
     if evidence.status:
         parts.append(evidence.status)
     parts.append(f"via {evidence.source}")
@@ -276,7 +278,13 @@ def has_unsettled_bounces(contact: Contact) -> bool:
 
 
 def note_address_works(
-    contact: Contact, *, actor: Actor, source: str, note: str, at: datetime | None = None
+    contact: Contact,
+    *,
+    actor: Actor,
+    source: str,
+    note: str,
+    at: datetime | None = None,
+    source_ref: str | None = None,
 ) -> ConsentEvent | None:
     """The address is known to work again: record ``deliverable`` when it was
     undeliverable or soft bounces counted against it. Does not commit."""
@@ -290,6 +298,7 @@ def note_address_works(
         at=at,
         channel="email",
         note=note,
+        source_ref=source_ref,
     )
 
 

@@ -21,7 +21,7 @@ from flask import (
 )
 from marshmallow import ValidationError
 
-from consent import imports, privacy_requests, rights, services
+from consent import deliverability, imports, privacy_requests, rights, services
 from consent.forms import (
     ActivityForm,
     ErasureForm,
@@ -90,6 +90,8 @@ def contact(contact_id: int) -> Any:
         if may(g.actor.role, "privacy_requests.read")
         else [],
         received_via=privacy_requests.RECEIVED_VIA,
+        # Whether mail to the address bounced, for the "address fixed" action.
+        bouncing=deliverability.has_unsettled_bounces(file.contact),
     )
 
 
@@ -141,6 +143,18 @@ def record_withdrawal(contact_id: int) -> Any:
             note=(d.get("note") or "").strip() or None,
         ),
         "Withdrawal recorded.",
+    )
+    return _back(contact_id, "decisions")
+
+
+@bp.post("/contacts/<int:contact_id>/address-fixed")
+@staff_requires("contacts.write")
+def address_fixed(contact_id: int) -> Any:
+    """Mail to the address bounced and staff know it works again (docs/bounces.md)."""
+    run_form(
+        NoteForm(),
+        lambda d: deliverability.mark_address_fixed(g.actor, contact_id, d["note"]),
+        "The address may receive email again.",
     )
     return _back(contact_id, "decisions")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from consent.deliverability import note_address_works
 from consent.evidence import Evidence
 from consent.ledger import record
 from consent.models import ALL, Basis, ConsentEvent, EventKind, PermissionState, SubscriptionRequest
@@ -368,6 +369,16 @@ def confirm_subscription(request_id: int, evidence: Evidence, at: datetime) -> C
             evidence=_as_shown_at_request(evidence, contact.id, key, request.created_at),
             source_ref=ref,
         )
+    # The link was mailed to the address and its owner opened it: the address
+    # works, whatever bounced before (docs/bounces.md).
+    note_address_works(
+        contact,
+        actor=PERSON,
+        source=DOUBLE_OPT_IN,
+        at=at,
+        note="The person confirmed a link mailed to the address.",
+        source_ref=ref,
+    )
     request.confirmed_at = at
     request.open_for_contact = None
     return ConfirmOutcome(contact, request, False, request.topic_keys)

@@ -249,6 +249,19 @@ SV: dict[str, str] = {
     "event.restricted": "behandling begränsad",
     "event.unrestricted": "begränsning hävd",
     "event.undeliverable": "adressen studsar",
+    "event.bounced": "tillfällig studs",
+    "event.deliverable": "adressen fungerar igen",
+    # Returned mail (consent.deliverability), on the contact page
+    "spam complaint": "spamanmälan",
+    "returned mail": "studsat mejl",
+    "Address fixed": "Adressen rättad",
+    "Mail to this address bounced. Once you know it works again (a typo corrected, the mailbox restored), email may be sent to it again.": (
+        "Mejl till adressen har studsat. När du vet att den fungerar igen (ett stavfel rättat, "
+        "brevlådan återställd) får mejl skickas till den igen."
+    ),
+    "The address works again": "Adressen fungerar igen",
+    "The address may receive email again.": "Adressen får ta emot mejl igen.",
+    "Email bounces since": "Mejl studsar sedan",
     "event.created_while_suppressed": "skapad trots spärr",
     # Activity kinds (crm.models.ActivityKind)
     "activity.call": "samtal",
@@ -430,7 +443,14 @@ SV: dict[str, str] = {
     "outcome.refused": "avslaget",
 }
 
-TRANSLATIONS = {"sv": SV}
+# English labels where the key's readable part is not clear enough.
+EN: dict[str, str] = {
+    "event.undeliverable": "address bounces (undeliverable)",
+    "event.bounced": "soft bounce",
+    "event.deliverable": "address works again",
+}
+
+TRANSLATIONS = {"sv": SV, "en": EN}
 
 
 def current_language() -> str:

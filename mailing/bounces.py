@@ -191,6 +191,41 @@ def _clean(text: str | None) -> str | None:
     return cleaned[:500] or None
 
 
+@dataclass(frozen=True)
+class IngestResult:
+    """What ``ingest_message`` made of one returned message: the outcome of each
+    bounce in it, or why it was ignored as a whole (``auto_reply_or_other``:
+    no bounce or complaint in it; ``too_large``; ``unreadable``)."""
+
+    outcomes: tuple[tuple[Bounce, BounceOutcome], ...] = ()
+    ignored: str | None = None
+
+    @property
+    def recognised(self) -> bool:
+        """Whether it was a bounce or complaint (the poller may remove it)."""
+        return bool(self.outcomes)
+
+
+def ingest_message(raw: bytes, envelope_recipient: str | None = None) -> IngestResult:
+    """The one processing path of a raw returned message (``flask bounces
+    ingest``, the mailbox poller): parse it and record each bounce in it.
+
+    Input that is no bounce, too large or unreadable is an answer, not an
+    error (logged); an error of the database propagates, so that the MTA or
+    the poller tries again later.
+    """
+    try:
+        bounces = parse_message(raw, envelope_recipient)
+    except MessageTooLarge:
+        log.warning("Returned message of %d bytes refused: over BOUNCE_MAX_BYTES.", len(raw))
+        return IngestResult(ignored="too_large")
+    except UnreadableMessage:
+        return IngestResult(ignored="unreadable")
+    if not bounces:
+        return IngestResult(ignored="no_bounce")
+    return IngestResult(outcomes=tuple((b, record_bounce(b)) for b in bounces))
+
+
 # --- parsing -----------------------------------------------------------------------
 
 
@@ -198,12 +233,16 @@ def max_bytes() -> int:
     return int(current_app.config.get("BOUNCE_MAX_BYTES") or 10 * 1024 * 1024)
 
 
-def parse_message(raw: bytes) -> list[Bounce]:
+def parse_message(raw: bytes, envelope_recipient: str | None = None) -> list[Bounce]:
     """The bounces and complaints a returned message reports; empty for an
     auto-reply, an out-of-office, a delay warning and anything else that is
     neither (logged). Raises ``MessageTooLarge`` above ``BOUNCE_MAX_BYTES``,
     before parsing, and ``UnreadableMessage`` for bytes that are no message.
     Never anything else: returned mail is hostile input.
+
+    ``envelope_recipient``: the address the MTA delivered the message to (a
+    Postfix pipe's ``${original_recipient}``), checked for a VERP token before
+    the headers are.
     """
     if len(raw) > max_bytes():
         raise MessageTooLarge(
@@ -213,7 +252,7 @@ def parse_message(raw: bytes) -> list[Bounce]:
         raise UnreadableMessage("The message is empty.")
     try:
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
-        return _bounces_of(message)
+        return _bounces_of(message, envelope_recipient)
     except verp.ForgedToken as exc:
         log.warning("Returned message ignored: %s.", exc)
         return []
@@ -226,8 +265,8 @@ def parse_message(raw: bytes) -> list[Bounce]:
         raise UnreadableMessage(f"The message cannot be read ({type(exc).__name__}).") from exc
 
 
-def _bounces_of(message: Message) -> list[Bounce]:
-    outbox_id = _verp_outbox_id(message)
+def _bounces_of(message: Message, envelope_recipient: str | None) -> list[Bounce]:
+    outbox_id = verp.outbox_id_of(envelope_recipient or "") or _verp_outbox_id(message)
     report = _report_type(message)
     if report == "delivery-status":
         found = _from_dsn(message)

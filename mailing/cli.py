@@ -3,6 +3,8 @@ and ``flask notices art14``."""
 
 from __future__ import annotations
 
+from typing import BinaryIO
+
 import click
 from flask import Flask
 from flask.cli import AppGroup
@@ -134,7 +136,71 @@ def send_art14_notices(as_json: bool) -> None:
         click.echo(f"Queued the art. 14 notice for {queued} contact(s).")
 
 
+bounces_group = AppGroup("bounces", help="Returned mail: bounces and complaints.")
+
+# sysexits.h EX_TEMPFAIL: an MTA piping mail into a command keeps the message
+# and tries again later (Postfix's pipe(8), sendmail, exim).
+EX_TEMPFAIL = 75
+
+
+@bounces_group.command("ingest")
+@click.argument("file", default="-", type=click.File("rb"))
+@click.option(
+    "--recipient",
+    default=None,
+    help="The address the MTA delivered the message to (Postfix: ${original_recipient}).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ingest_bounce(file: BinaryIO, recipient: str | None, as_json: bool) -> None:
+    """Read one returned message (a DSN, a bounce, an ARF complaint) from FILE
+    or standard input (-) and record what it reports.
+
+    Exit status 0 for everything the MTA must not deliver again, including a
+    message that is no bounce (ignored and logged); 75 (EX_TEMPFAIL) when it
+    could not be recorded now (the database is down), so the MTA retries.
+    """
+    import json
+
+    from mailing.bounces import ingest_message, max_bytes
+
+    # At most one byte more than the limit is read: a larger message is refused unread.
+    raw = file.read(max_bytes() + 1)
+    try:
+        result = ingest_message(raw, recipient)
+    except Exception as exc:
+        click.echo(f"Not recorded, try again later: {type(exc).__name__}", err=True)
+        raise SystemExit(EX_TEMPFAIL) from exc
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ignored": result.ignored,
+                    "bounces": [
+                        {
+                            "type": bounce.type,
+                            "status": bounce.status,
+                            "outcome": outcome.status,
+                            "reason": outcome.reason,
+                            "contact_id": outcome.contact_id,
+                            "matched_by": outcome.matched_by,
+                        }
+                        for bounce, outcome in result.outcomes
+                    ],
+                }
+            )
+        )
+        return
+    if result.ignored:
+        click.echo(f"ignored: {result.ignored.replace('_', ' ')}")
+    for bounce, outcome in result.outcomes:
+        matched = f" (matched by {outcome.matched_by})" if outcome.matched_by else ""
+        click.echo(
+            f"{outcome.status}: {bounce.type} {bounce.status or ''} -> {outcome.reason}{matched}"
+        )
+
+
 def register(app: Flask) -> None:
+    app.cli.add_command(bounces_group)
     app.cli.add_command(notices_group)
     app.cli.add_command(outbox)
     app.cli.add_command(campaigns_group)

@@ -25,7 +25,7 @@ from crm import services as crm
 from crm.models import Contact
 from extensions import db
 from kernel.timestamps import utcnow
-from mailing import messages, transport
+from mailing import messages, transport, verp
 from mailing.bounces import Bounce, record_bounce
 from mailing.models import Campaign, MailStatus, OutboxMessage
 from mailing.outbox import claim_timeout, hand_over
@@ -295,7 +295,12 @@ def _send_all(letters: list[_Letter], now: datetime) -> transport.TemporaryFailu
             _put_back(letters[index:], Delivery(MailStatus.QUEUED.value, OUT_OF_TIME))
             return None
         try:
-            where = transport.send(letter.message, f"{now:%Y%m%dT%H%M%S}-{letter.outbox_id}.eml")
+            where = transport.send(
+                letter.message,
+                f"{now:%Y%m%dT%H%M%S}-{letter.outbox_id}.eml",
+                # Returned mail comes back to an address naming this row (VERP).
+                verp.envelope_sender(letter.outbox_id),
+            )
         except transport.TemporaryFailure as exc:
             letter.outcome = Delivery(MailStatus.QUEUED.value, str(exc))
             _put_back(letters[index + 1 :], Delivery(MailStatus.QUEUED.value))

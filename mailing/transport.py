@@ -94,14 +94,17 @@ class SmtpSettings:
         )
 
 
-def send(message: EmailMessage | PreparedMessage, file_name: str) -> str:
-    """Deliver ``message``; return where it went (for the log)."""
+def send(
+    message: EmailMessage | PreparedMessage, file_name: str, envelope_sender: str | None = None
+) -> str:
+    """Deliver ``message``; return where it went (for the log). ``envelope_sender``:
+    the MAIL FROM returned mail goes to (``mailing.verp``), instead of the From address."""
     config = current_app.config
     url = config.get("SMTP_URL")
     if not url:
-        return write_file(message, file_name)
+        return write_file(message, file_name, envelope_sender)
     settings = SmtpSettings.from_url(url, ca_file=config.get("SMTP_CA_FILE"))
-    send_smtp(message, settings)
+    send_smtp(message, settings, envelope_sender)
     return f"smtp://{settings.host}:{settings.port}"
 
 
@@ -133,11 +136,15 @@ class _Connection:
         self.server.close()
 
 
-def send_smtp(message: EmailMessage | PreparedMessage, settings: SmtpSettings) -> None:
+def send_smtp(
+    message: EmailMessage | PreparedMessage,
+    settings: SmtpSettings,
+    envelope_sender: str | None = None,
+) -> None:
     try:
         connection = _connection(settings)
         try:
-            _transmit(connection.server, message)
+            _transmit(connection.server, message, envelope_sender)
         except (smtplib.SMTPServerDisconnected, smtplib.SMTPSenderRefused) as exc:
             hung_up = not isinstance(exc, smtplib.SMTPSenderRefused) or exc.smtp_code == 421
             if not (connection.unchecked and hung_up):
@@ -147,7 +154,7 @@ def send_smtp(message: EmailMessage | PreparedMessage, settings: SmtpSettings) -
             # connection takes the message rather than a retry minutes later.
             _discard()
             connection = _connection(settings)
-            _transmit(connection.server, message)
+            _transmit(connection.server, message, envelope_sender)
     except smtplib.SMTPRecipientsRefused as exc:
         _discard()
         codes = [code for code, _ in exc.recipients.values()]
@@ -177,7 +184,11 @@ def send_smtp(message: EmailMessage | PreparedMessage, settings: SmtpSettings) -
         _discard(polite=True)
 
 
-def _transmit(server: smtplib.SMTP, message: EmailMessage | PreparedMessage) -> None:
+def _transmit(
+    server: smtplib.SMTP,
+    message: EmailMessage | PreparedMessage,
+    envelope_sender: str | None = None,
+) -> None:
     """Hand the message over: its envelope, and its bytes declared as what they
     are (SMTPUTF8, BODY=8BITMIME), or made 7-bit for a server that takes no more."""
     options: list[str] = []
@@ -197,6 +208,7 @@ def _transmit(server: smtplib.SMTP, message: EmailMessage | PreparedMessage) -> 
             options.append("SMTPUTF8")  # RFC 6531: the headers travel in UTF-8
         policy = cast(EmailPolicy, message.policy).clone(linesep="\r\n", utf8=international)
         data = message.as_bytes(policy=policy)
+    sender = envelope_sender or sender
     if not data.isascii():
         if server.has_extn("8bitmime") or "SMTPUTF8" in options:
             # RFC 6152: 8-bit data must be declared (SMTPUTF8 implies 8BITMIME).
@@ -340,10 +352,16 @@ def mail_folder() -> Path:
     return Path(configured) if configured else Path(current_app.instance_path) / "mail"
 
 
-def write_file(message: EmailMessage | PreparedMessage, file_name: str) -> str:
-    """No SMTP configured: keep the message as an .eml file a developer can open."""
+def write_file(
+    message: EmailMessage | PreparedMessage, file_name: str, envelope_sender: str | None = None
+) -> str:
+    """No SMTP configured: keep the message as an .eml file a developer can open,
+    with the envelope sender as a mailbox stores it (``Return-Path``)."""
     folder = mail_folder()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / file_name
-    path.write_bytes(message.data if isinstance(message, PreparedMessage) else _file_bytes(message))
+    data = message.data if isinstance(message, PreparedMessage) else _file_bytes(message)
+    if envelope_sender:
+        data = f"Return-Path: <{envelope_sender}>\r\n".encode() + data
+    path.write_bytes(data)
     return str(path)

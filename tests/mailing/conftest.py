@@ -54,6 +54,7 @@ class _Handler:
             self.sink.raw.append(envelope.content)
             self.sink.mail_options.append(list(envelope.mail_options))
             self.sink.recipients.extend(envelope.rcpt_tos)
+            self.sink.senders.append(envelope.mail_from)
         return "250 Message accepted for delivery"
 
 
@@ -77,6 +78,7 @@ class SmtpSink:
         # provider's parser sees before any decoding.
         self.raw: list[bytes] = []
         self.recipients: list[str] = []  # the envelope's RCPT TO of every message taken
+        self.senders: list[str] = []  # the envelope's MAIL FROM of each message, beside it
         # The MAIL FROM parameters (BODY=8BITMIME, SMTPUTF8) of each message, beside it.
         self.mail_options: list[list[str]] = []
         self.refuse: set[str] = set()  # answered 550 (permanent)
