@@ -102,3 +102,11 @@ def _redis_answers(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
     except Exception:
         return False
+
+    # Bounces: both ways in recorded every DSN (the benchmark asserts it) and say their rate.
+    assert "<!-- bench:bounces -->" in text
+    for label in (
+        "flask bounces ingest, one process, vs parsing",
+        "POST /api/v1/bounces vs GET /healthz",
+    ):
+        assert "DSNs/s" in rows[label] or "bounces/s" in rows[label], label
