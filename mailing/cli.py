@@ -65,16 +65,14 @@ def report_campaign(campaign_id: int) -> None:
     for reason, count in r.blocked_by_reason.items():
         click.echo(f"  blocked {reason}: {count}")
     rates = r.bounce_rates
-    for key, count in (
-        ("hard", r.bounces.hard),
-        ("soft", r.bounces.soft),
-        ("complaints", r.bounces.complaints),
+    for key, label, count in (
+        ("hard", "hard bounces", r.bounces.hard),
+        ("soft", "soft bounces", r.bounces.soft),
+        ("complaints", "complaints", r.bounces.complaints),
     ):
         rate = rates[key]
         shown = f" ({rate:.1%} of {r.tried} tried)" if rate is not None else ""
-        click.echo(
-            f"  {key.replace('hard', 'hard bounces').replace('soft', 'soft bounces')}: {count}{shown}"
-        )
+        click.echo(f"  {label}: {count}{shown}")
 
 
 forms_group = AppGroup("forms", help="The signup forms registered in the policy file.")
