@@ -234,7 +234,7 @@ def verify_sns(body: bytes, message_type_header: str | None, now: datetime) -> S
     except InvalidSignature:
         raise ProofRefused("The SNS signature does not hold.", code="signature_invalid") from None
     return SnsMessage(
-        type=kind,
+        type=str(kind),
         message_id=str(envelope["MessageId"]),
         topic_arn=envelope["TopicArn"],
         message=envelope["Message"],
