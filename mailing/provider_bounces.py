@@ -353,10 +353,17 @@ def _mappings(value: Any) -> list[Mapping[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
+# NUL and the other control characters, and lone surrogates: no column can
+# store them (PostgreSQL refuses NUL in text), and an SNS body is not JSON to
+# kernel.inputs (text/plain), so the payload's strings are cleaned here.
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
 def _text(value: Any, limit: int) -> str | None:
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
         return None
-    return value.strip()[:limit]
+    cleaned = _UNSTORABLE.sub(" ", value).strip()
+    return cleaned[:limit] or None
 
 
 def _status(value: Any) -> str | None:

@@ -137,6 +137,23 @@ def test_a_signed_bounce_for_an_address_we_never_mailed_changes_nothing(
     _unchanged(app, before, admin_api, anna["id"])
 
 
+def test_control_characters_in_a_signed_payload_are_never_a_server_error(
+    app, client, admin_api, anna, sns
+) -> None:
+    """SNS posts text/plain, which the service's JSON checks do not read: the
+    payload's strings are cleaned before they reach a column (PostgreSQL
+    refuses NUL in text)."""
+    notification = json.loads(ses_bounce(ANNA, message_id=anna["message_id"] + "\x00"))
+    recipient = notification["bounce"]["bouncedRecipients"][0]
+    recipient["diagnosticCode"] = "smtp; 550\x00 5.1.1 \ud800 unknown\x1b"
+    recipient["emailAddress"] = ANNA + "\x00"
+
+    response = sns.post(client, sns.envelope(json.dumps(notification)))
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert newsletter_reason(admin_api, anna["id"]) == "undeliverable"
+
+
 def _tampered(sns: SnsStandIn) -> dict[str, Any]:
     envelope = sns.envelope(ses_bounce("someone.else@kund.example"))
     envelope["Message"] = ses_bounce(ANNA)  # signed for another address
