@@ -468,3 +468,30 @@ def test_the_webhooks_need_no_csrf_token_but_refuse_a_get(app, provider) -> None
     # Refused for want of a proof (or a configuration), never for want of a CSRF token.
     assert response.status_code in (401, 403)
     assert protected.get(f"/webhooks/bounces/{provider}").status_code == 405
+
+
+def test_each_webhook_is_rate_limited_per_client(app, database_url, request) -> None:
+    """With the limits on (this test's own app), a client posting more than
+    ``BOUNCE_WEBHOOK_LIMIT`` is answered 429 before anything is verified."""
+    from app import create_app
+    from extensions import limiter
+    from tests.conftest import TEST_CONFIG
+
+    def limits_back_off() -> None:
+        limiter.enabled = False
+        limiter.reset()
+
+    request.addfinalizer(limits_back_off)
+    limited = create_app(
+        {
+            **TEST_CONFIG,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "RATELIMIT_ENABLED": True,
+            "BOUNCE_WEBHOOK_LIMIT": "3 per minute",
+        }
+    )
+    client = limited.test_client()
+    statuses = [client.post("/webhooks/bounces/sendgrid", data=b"[]").status_code for _ in range(5)]
+    assert statuses == [403, 403, 403, 429, 429]
+    # Another provider's route counts on its own.
+    assert client.post("/webhooks/bounces/postmark", data=b"{}").status_code == 403
