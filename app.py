@@ -80,6 +80,7 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         BOUNCE_ADDRESS=env.get("BOUNCE_ADDRESS") or None,
         # The mailbox the worker polls for returned mail (imaps://user:pass@host/INBOX).
         BOUNCE_IMAP_URL=env.get("BOUNCE_IMAP_URL") or None,
+        BOUNCE_IMAP_INTERVAL_S=float(env.get("BOUNCE_IMAP_INTERVAL_S", "300")),
         # The IMAP folder processed messages move to (deleted when unset), and
         # the one messages that cannot be read move to.
         BOUNCE_IMAP_DONE_FOLDER=env.get("BOUNCE_IMAP_DONE_FOLDER") or None,

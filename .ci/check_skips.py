@@ -7,7 +7,7 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 
-SERVICES = re.compile(r"postgres|redis|rabbit|chromium|smtp", re.IGNORECASE)
+SERVICES = re.compile(r"postgres|redis|rabbit|chromium|smtp|postfix|imap|dovecot", re.IGNORECASE)
 
 
 def main(report: str) -> int:

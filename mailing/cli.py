@@ -177,7 +177,9 @@ def ingest_bounce(file: BinaryIO, recipient: str | None, as_json: bool) -> None:
     try:
         result = ingest_message(raw, recipient)
     except Exception as exc:
-        click.echo(f"Not recorded, try again later: {type(exc).__name__}", err=True)
+        # The driver's own first line (no statement, no parameters: no addresses in logs).
+        detail = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0][:200]
+        click.echo(f"Not recorded, try again later: {type(exc).__name__}: {detail}", err=True)
         raise SystemExit(EX_TEMPFAIL) from exc
     if as_json:
         click.echo(
@@ -206,6 +208,18 @@ def ingest_bounce(file: BinaryIO, recipient: str | None, as_json: bool) -> None:
         click.echo(
             f"{outcome.status}: {bounce.type} {bounce.status or ''} -> {outcome.reason}{matched}"
         )
+
+
+@bounces_group.command("poll")
+def poll_bounces() -> None:
+    """Read the returned-mail folder (BOUNCE_IMAP_URL) once, as the worker does."""
+    from mailing.bounce_mailbox import poll_mailbox
+
+    result = poll_mailbox()
+    click.echo(
+        f"{result.processed} processed, {result.left} left untouched, "
+        f"{result.set_aside} unreadable moved aside."
+    )
 
 
 def register(app: Flask) -> None:

@@ -13,6 +13,7 @@ from flask import Flask
 from extensions import broker, db
 from mailing import (
     art14_notices,
+    bounce_mailbox,
     delivery,
     notices,
     outbox,
@@ -129,6 +130,39 @@ class PeriodicSweep(dramatiq.Middleware):
                     log.warning("Outbox sweep skipped: %s", type(exc).__name__)
                 except Exception:
                     log.exception("Outbox sweep failed")
+                finally:
+                    db.session.remove()
+            self.stopping.wait(interval)
+
+
+@dramatiq.actor(broker=broker, queue_name="mail", max_retries=0, time_limit=600_000)
+def poll_bounce_mailbox() -> None:
+    bounce_mailbox.poll_mailbox()
+
+
+class PeriodicBouncePoll(PeriodicSweep):
+    """Reads the returned-mail folder (``BOUNCE_IMAP_URL``) every
+    ``BOUNCE_IMAP_INTERVAL_S`` in a thread of each worker process, as
+    ``PeriodicSweep`` sweeps the outbox; nothing when no mailbox is configured."""
+
+    def start(self) -> None:
+        interval = float(self.app.config["BOUNCE_IMAP_INTERVAL_S"])
+        if self.app.config.get("BOUNCE_IMAP_URL") and interval > 0:
+            threading.Thread(
+                target=self._run, args=(interval,), name="bounce-poller", daemon=True
+            ).start()
+
+    def _run(self, interval: float) -> None:
+        while not self.stopping.is_set():
+            with self.app.app_context():
+                try:
+                    bounce_mailbox.poll_mailbox()
+                except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+                    # The database is down: the messages stay in the mailbox for the next poll.
+                    log.warning("Bounce mailbox poll skipped: %s", type(exc).__name__)
+                except Exception:
+                    # An IMAP server away or refusing the login: try again next time.
+                    log.exception("Bounce mailbox poll failed")
                 finally:
                     db.session.remove()
             self.stopping.wait(interval)
