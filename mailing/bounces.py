@@ -22,6 +22,7 @@ See docs/bounces.md.
 from __future__ import annotations
 
 import email
+import email.errors
 import email.policy
 import logging
 import re
@@ -252,6 +253,7 @@ def parse_message(raw: bytes, envelope_recipient: str | None = None) -> list[Bou
         raise UnreadableMessage("The message is empty.")
     try:
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
+        _refuse_unreadable(message)
         return _bounces_of(message, envelope_recipient)
     except verp.ForgedToken as exc:
         log.warning("Returned message ignored: %s.", exc)
@@ -263,6 +265,24 @@ def parse_message(raw: bytes, envelope_recipient: str | None = None) -> list[Bou
         # it may stop the next message (docs/bounces.md).
         log.warning("Returned message unreadable: %s: %s", type(exc).__name__, exc)
         raise UnreadableMessage(f"The message cannot be read ({type(exc).__name__}).") from exc
+
+
+# Defects after which the parts of a message cannot be told apart.
+_BROKEN = (
+    email.errors.NoBoundaryInMultipartDefect,
+    email.errors.StartBoundaryNotFoundDefect,
+    email.errors.MultipartInvariantViolationDefect,
+)
+
+
+def _refuse_unreadable(message: Message) -> None:
+    """No header at all, or a multipart whose parts cannot be found: malformed
+    MIME that no reader could take a report from (the poller moves it aside)."""
+    if not message.keys():
+        raise UnreadableMessage("The message has no header.")
+    for part in message.walk():
+        if any(isinstance(defect, _BROKEN) for defect in part.defects):
+            raise UnreadableMessage("The message's MIME parts cannot be found.")
 
 
 def _bounces_of(message: Message, envelope_recipient: str | None) -> list[Bounce]:
