@@ -15,7 +15,7 @@ with its evidence (a ``BounceReport`` row and the ledger event it caused):
 
 The address works again (``deliverable``) when its owner confirms a link
 mailed to it (``note_address_works``) or staff say it was fixed
-(``mark_address_fixed``). See docs/bounces.md and docs/rules.md X24.
+(``mark_address_fixed``). See docs/bounces.md and docs/rules.md X25.
 """
 
 from __future__ import annotations

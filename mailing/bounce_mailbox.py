@@ -103,8 +103,8 @@ def poll_mailbox(url: str | None = None, limit: int = POLL_LIMIT) -> PollResult:
             raise RuntimeError(f"IMAP folder {settings.folder!r} cannot be opened")
         can_move = "MOVE" in connection.capabilities
         _, found = connection.uid("SEARCH", "ALL")
-        uids = (found[0] or b"").split()[:limit]
-        removed: list[bytes] = []
+        uids = [uid.decode() for uid in (found[0] or b"").split()[:limit]]
+        removed: list[str] = []
         for uid in uids:
             outcome = _process(connection, uid)
             if outcome == "processed":
@@ -132,7 +132,7 @@ def poll_mailbox(url: str | None = None, limit: int = POLL_LIMIT) -> PollResult:
     return result
 
 
-def _process(connection: imaplib.IMAP4, uid: bytes) -> str:
+def _process(connection: imaplib.IMAP4, uid: str) -> str:
     """``processed``, ``unreadable`` or ``left`` for one message."""
     _, sized = connection.uid("FETCH", uid, "(RFC822.SIZE)")
     size = _SIZE.search(b" ".join(x for x in sized if isinstance(x, bytes)) or b"")
@@ -152,7 +152,7 @@ def _process(connection: imaplib.IMAP4, uid: bytes) -> str:
 
 
 def _move(
-    connection: imaplib.IMAP4, uid: bytes, folder: str, can_move: bool, removed: list[bytes]
+    connection: imaplib.IMAP4, uid: str, folder: str, can_move: bool, removed: list[str]
 ) -> None:
     connection.create(_quoted(folder))  # "already exists" is an answer, not an error
     if can_move:
@@ -167,12 +167,12 @@ def _move(
     removed.append(uid)
 
 
-def _expunge(connection: imaplib.IMAP4, removed: list[bytes]) -> None:
+def _expunge(connection: imaplib.IMAP4, removed: list[str]) -> None:
     """Remove only the messages this poll flagged (RFC 4315 UID EXPUNGE); a
     server without UIDPLUS expunges every message flagged \\Deleted."""
     if not removed:
         return
     if "UIDPLUS" in connection.capabilities:
-        connection.uid("EXPUNGE", b",".join(removed))
+        connection.uid("EXPUNGE", ",".join(removed))
     else:
         connection.expunge()

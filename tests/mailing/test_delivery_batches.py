@@ -385,7 +385,7 @@ def test_an_error_in_the_middle_of_a_batch_marks_what_left_and_puts_back_the_res
     real_send = transport.send
     calls: list[int] = []
 
-    def send_then_crash(message: Any, file_name: str) -> str:
+    def send_then_crash(message: Any, file_name: str, envelope_sender: str | None = None) -> str:
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("a bug in the transport")

@@ -713,6 +713,12 @@ ROUTES: dict[tuple[str, str], Route] = {
         form=lambda s: {"note": "Settled."},
         path_values=_C,
     ),
+    ("staff_contacts.address_fixed", "POST"): Route(
+        "/staff/contacts/{contact_id}/address-fixed",
+        "staff",
+        form=lambda s: {"note": "Typo corrected."},
+        path_values=_C,
+    ),
     ("staff_imports.import_list", "GET"): Route("/staff/imports", "staff"),
     ("staff_imports.upload", "POST"): Route(
         "/staff/imports",

@@ -152,6 +152,11 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         {},
         _guarded("contacts.restrict", 303),
     ),
+    ("staff_contacts.address_fixed", "POST"): (
+        "/staff/contacts/{contact_id}/address-fixed",
+        {"note": "Typo corrected"},
+        _guarded("contacts.write", 303),
+    ),
     ("staff_contacts.set_legal_hold", "POST"): (
         "/staff/contacts/{contact_id}/legal-hold",
         {"reason": "Tax audit 2026"},
