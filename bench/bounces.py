@@ -53,7 +53,7 @@ READING = [
     "and parsing is a small share of it. Both ways in cost about the same per",
     "bounce: the API adds an HTTP request and a token check, the command adds",
     "click. The rates are low because the machine was shared with other test",
-    "runs during this run (a bare commit on PostgreSQL took 11 ms); compare the",
+    "runs (see the bare commit's rate above); compare the",
     "ratios, which were measured in turns with their baselines.",
 ]
 
