@@ -46,7 +46,7 @@ from consent.deliverability import (
 from crm.models import Contact
 from extensions import db
 from kernel.addresses import normalise_email
-from kernel.errors import DomainError
+from kernel.errors import DomainError, NotFound
 from kernel.timestamps import utcnow
 from mailing import verp
 from mailing.models import MailStatus, OutboxMessage
@@ -137,7 +137,12 @@ def record_bounce(bounce: Bounce, at: datetime | None = None) -> BounceOutcome:
         matched_by=matched_by,
         occurred_at=bounce.occurred_at,
     )
-    effect = record_bounce_report(evidence, at=now)
+    try:
+        effect = record_bounce_report(evidence, at=now)
+    except NotFound:
+        # Erased between the match and the record: nobody left to record it for.
+        db.session.rollback()
+        return BounceOutcome("ignored", "contact_gone", None, outbox_id, matched_by)
     log.info(
         "Bounce %s (%s) for outbox %s matched by %s: %s.",
         bounce.type,

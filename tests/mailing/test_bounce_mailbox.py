@@ -132,3 +132,42 @@ def test_the_poller_moves_what_it_recorded_to_the_done_folder_when_one_is_set(
     assert [s for s, _ in mailbox.subjects("bounces-done")] == ["Abuse report"]
     assert email_reasons(admin_api, contact_id) == {"objection"}
     mailbox.close()
+
+
+def test_each_worker_reads_the_mailbox_on_its_schedule(app, smtp, imap, admin_api) -> None:
+    """``PeriodicBouncePoll``, the middleware worker.py adds, with no command run."""
+    import threading
+    import time
+
+    from mailing.tasks import PeriodicBouncePoll
+
+    contact_id, _, message_id = send_campaign_to(app)
+    mailbox = Mailbox(imap)
+    mailbox.put(dsn(to="bounces@example.com", recipient=ADDRESS, message_id=message_id))
+    previous = app.config["BOUNCE_IMAP_INTERVAL_S"]
+    app.config["BOUNCE_IMAP_INTERVAL_S"] = 0.2
+    poller = PeriodicBouncePoll(app)
+    try:
+        poller.start()
+        deadline = time.monotonic() + 20
+        while not reports(app) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        poller.stopping.set()
+        for thread in threading.enumerate():
+            if thread.name == "bounce-poller":
+                thread.join(timeout=30)
+        app.config["BOUNCE_IMAP_INTERVAL_S"] = previous
+    assert email_reasons(admin_api, contact_id) == {"undeliverable"}
+    assert mailbox.subjects("INBOX") == []
+    mailbox.close()
+
+
+def test_no_mailbox_no_poller(app) -> None:
+    import threading
+
+    from mailing.tasks import PeriodicBouncePoll
+
+    assert app.config.get("BOUNCE_IMAP_URL") is None
+    PeriodicBouncePoll(app).start()
+    assert "bounce-poller" not in [t.name for t in threading.enumerate()]

@@ -463,12 +463,27 @@ def test_a_dsn_with_auto_submitted_is_still_a_bounce(app) -> None:
 def test_each_auto_reply_mark_alone_makes_a_message_no_bounce(app, header: str) -> None:
     """A qmail-like text that names an address, marked as an auto-reply."""
     name, _, value = header.partition(": ")
-    raw = qmail_bounce(to="x@y", recipient=ADDRESS)
+    # Written by a person's mail program (an out-of-office quoting a bounce), not a mail system.
+    raw = qmail_bounce(to="x@y", recipient=ADDRESS).replace(
+        b"From: MAILER-DAEMON@mx.example.net", b"From: anna.andersson@example.se"
+    )
     head, _, body = raw.partition(b"\n\n")
     marked = head + f"\n{name}: {value}".encode() + b"\n\n" + body
     with app.app_context():
         assert parse_message(raw) != []
         assert parse_message(marked) == []
+
+
+def test_an_exim_bounce_with_auto_submitted_is_still_a_bounce(app) -> None:
+    """Exim's plain-text bounce carries Auto-Submitted and X-Failed-Recipients."""
+    raw = qmail_bounce(to="x@y", recipient=ADDRESS).replace(
+        b"Subject: failure notice",
+        b"Subject: Mail delivery failed\nAuto-Submitted: auto-replied\n"
+        + f"X-Failed-Recipients: {ADDRESS}".encode(),
+    )
+    with app.app_context():
+        found = parse_message(raw)
+    assert [(b.type, b.email) for b in found] == [("hard", ADDRESS)]
 
 
 def test_a_bounce_without_a_dsn_is_read_by_flufl_bounce(app) -> None:
@@ -536,3 +551,42 @@ def test_every_bounce_kind_appears_in_the_ledger(app, smtp) -> None:
 
     for kind in (EventKind.BOUNCED, EventKind.DELIVERABLE, EventKind.UNDELIVERABLE):
         assert f"event.{kind.value}" in SV
+
+
+def test_a_contacts_bounce_reports_go_with_its_erasure(app, smtp, admin_api) -> None:
+    """The diagnostic may hold the address: the evidence goes with the person."""
+    contact_id, _, message_id = send_campaign_to(app)
+    with app.app_context():
+        record_bounce(Bounce(email=ADDRESS, type="hard", source="dsn", message_id=message_id))
+        db.session.remove()
+    assert len(reports(app)) == 1
+    assert admin_api.delete(f"/api/v1/contacts/{contact_id}").status_code in (200, 204)
+    assert reports(app) == []
+
+
+def _flufl_samples() -> list[Any]:
+    """The sample bounces flufl.bounce ships inside its installed package, if this
+    build ships them (its sdist does; the 6.0 wheel does not)."""
+    from importlib import resources
+
+    root = resources.files("flufl.bounce")
+    for folder in ("tests/data", "testing/data", "data"):
+        candidate = root.joinpath(*folder.split("/"))
+        if candidate.is_dir():
+            return sorted(
+                (p for p in candidate.iterdir() if p.name.endswith(".txt")), key=lambda p: p.name
+            )
+    return []
+
+
+def test_flufl_bounces_own_samples_are_read_without_a_crash(app) -> None:
+    samples = _flufl_samples()
+    if not samples:
+        pytest.skip("the installed flufl.bounce ships no sample messages in its package")
+    with app.app_context():
+        for sample in samples:
+            try:
+                found = parse_message(sample.read_bytes())
+            except UnreadableMessage:
+                continue
+            assert all("@" in b.email or b.type == "complaint" for b in found), sample.name

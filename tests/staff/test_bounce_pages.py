@@ -91,3 +91,23 @@ def test_address_fixed_when_nothing_bounced_changes_nothing(app, smtp) -> None:
     page = text(marketing.get(f"/staff/contacts/{contact_id}"))
     assert "This address is not bouncing." in page
     assert "address works again" not in page
+
+
+def test_address_fixed_without_the_csrf_token_is_refused(app, smtp, admin_api, monkeypatch) -> None:
+    monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
+    contact_id, _, message_id = send_campaign_to(app)
+    with app.app_context():
+        record_bounce(Bounce(email=ADDRESS, type="hard", source="dsn", message_id=message_id))
+        db.session.remove()
+    marketing = client_as(app, "marketing")
+    refused = marketing.post(f"/staff/contacts/{contact_id}/address-fixed", data={})
+    assert refused.status_code == 400
+    assert email_reasons(admin_api, contact_id) == {"undeliverable"}
+    page = text(marketing.get(f"/staff/contacts/{contact_id}"))
+    form = page.split('id="address-fixed-form"', 1)[1]
+    token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    accepted = marketing.post(
+        f"/staff/contacts/{contact_id}/address-fixed", data={"csrf_token": token}
+    )
+    assert accepted.status_code == 303
+    assert email_reasons(admin_api, contact_id) == {"consent", "no_basis"}
