@@ -251,7 +251,7 @@ _STATUS = {
 
 def _wants_json() -> bool:
     return (
-        request.path.startswith("/api/")
+        request.path.startswith(("/api/", "/webhooks/"))
         or request.is_json
         or (request.accept_mimetypes.best == "application/json")
     )

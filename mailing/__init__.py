@@ -60,7 +60,15 @@ def _name_in(mail_from: str) -> str:
 
 
 def init_app(app: Flask) -> None:
-    from mailing import api, cli, models, public_pages, staff_pages, tasks  # noqa: F401
+    from mailing import (  # noqa: F401
+        api,
+        cli,
+        models,
+        provider_webhooks,
+        public_pages,
+        staff_pages,
+        tasks,
+    )
 
     for key, value in _settings().items():
         app.config.setdefault(key, value)
@@ -69,6 +77,7 @@ def init_app(app: Flask) -> None:
         app.config["BRAND_NAME"] = _name_in(app.config["MAIL_FROM"]) or "Consent Service"
     public_pages.register(app)
     api.register(app)
+    provider_webhooks.register(app)
     staff_pages.register(app)
     cli.register(app)
     tasks.register(app)

@@ -9,10 +9,17 @@ from flask_smorest import Blueprint
 
 from extensions import api, csrf
 from kernel.access import requires
-from mailing import campaigns
-from mailing.schemas import CampaignCreateSchema, CampaignSchema
+from mailing import campaigns, provider_bounces
+from mailing.schemas import (
+    BounceReceiptSchema,
+    BounceReportSchema,
+    CampaignCreateSchema,
+    CampaignSchema,
+)
 
-blp = Blueprint("mailing_api", __name__, url_prefix="/api/v1", description="Campaigns")
+blp = Blueprint(
+    "mailing_api", __name__, url_prefix="/api/v1", description="Campaigns, bounces and complaints"
+)
 
 
 def _dump(report: campaigns.Report) -> dict[str, Any]:
@@ -36,6 +43,12 @@ def _dump(report: campaigns.Report) -> dict[str, Any]:
         "blocked_by_reason": report.blocked_by_reason,
         "failed": report.failed,
         "removed": report.removed,
+        "hard_bounces": report.bounces.hard,
+        "soft_bounces": report.bounces.soft,
+        "complaints": report.bounces.complaints,
+        "hard_bounce_rate": report.bounce_rates["hard"],
+        "soft_bounce_rate": report.bounce_rates["soft"],
+        "complaint_rate": report.bounce_rates["complaints"],
     }
 
 
@@ -68,6 +81,23 @@ def send_campaign(campaign_id: int) -> Any:
 def read_campaign(campaign_id: int) -> Any:
     """A campaign with its audience size and its sent, blocked (by reason) and failed counts."""
     return _dump(campaigns.report(campaign_id))
+
+
+@blp.post("/bounces")
+@requires("bounces.record")
+@blp.arguments(BounceReportSchema)
+@blp.response(200, BounceReceiptSchema)
+def report_bounce(data: dict[str, Any]) -> Any:
+    """Record a bounce or complaint another system saw, through the one bounce path.
+
+    A hard bounce makes the address undeliverable for email, soft bounces do
+    after several, a complaint is the person's objection to email marketing
+    (docs/bounces.md). A report about an address we sent nothing to lately
+    changes nothing and answers ``ignored``. The answer says only that: the
+    caller's role may look up the contact anyway, and learns nothing else.
+    """
+    outcome = provider_bounces.report_bounce(g.actor, **data)
+    return {"outcome": outcome.status, "reason": outcome.reason}
 
 
 def register(app: Flask) -> None:

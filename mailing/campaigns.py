@@ -18,6 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
 from consent.audience import audience_query, plan_for_audience
+from consent.deliverability import COMPLAINT, HARD, SOFT
+from consent.models import BounceReport
 from consent.policy import decide, standings_by_id
 from consent.topics import current_policy
 from crm.models import Contact
@@ -274,6 +276,27 @@ def _unhanded_chunks(campaign_id: int) -> Iterator[list[int]]:
 
 
 @dataclass(frozen=True)
+class BounceCounts:
+    """What came back for a campaign: the contacts whose message of it bounced
+    hard or soft, or who complained, each counted once per type."""
+
+    hard: int = 0
+    soft: int = 0
+    complaints: int = 0
+
+    def rates(self, tried: int) -> dict[str, float | None]:
+        """Each count as a share of the messages tried (sent, or refused while
+        sending); None before any was tried."""
+        if not tried:
+            return {"hard": None, "soft": None, "complaints": None}
+        return {
+            "hard": round(self.hard / tried, 4),
+            "soft": round(self.soft / tried, 4),
+            "complaints": round(self.complaints / tried, 4),
+        }
+
+
+@dataclass(frozen=True)
 class Report:
     """Where every recipient of a campaign stands."""
 
@@ -286,6 +309,16 @@ class Report:
     # Rows gone with their contact (erasure, retention) after the send.
     removed: int
     blocked_by_reason: dict[str, int]
+    bounces: BounceCounts = field(default_factory=BounceCounts)
+
+    @property
+    def tried(self) -> int:
+        """Messages handed to the mail server: sent, or refused by it (failed)."""
+        return self.sent + self.failed
+
+    @property
+    def bounce_rates(self) -> dict[str, float | None]:
+        return self.bounces.rates(self.tried)
 
     @property
     def status(self) -> str:
@@ -293,6 +326,21 @@ class Report:
         if self.campaign.status == CampaignStatus.SENDING and self.queued == 0:
             return CampaignStatus.SENT.value
         return self.campaign.status
+
+
+def bounce_counts(campaign_id: int) -> BounceCounts:
+    """Bounces and complaints tied to the campaign's messages (``consent.models.BounceReport``
+    rows carry the campaign of the message that came back), contacts counted once per type."""
+    counts = dict(
+        db.session.execute(
+            sa.select(BounceReport.type, sa.func.count(sa.distinct(BounceReport.contact_id)))
+            .where(BounceReport.campaign_id == campaign_id)
+            .group_by(BounceReport.type)
+        ).all()
+    )
+    return BounceCounts(
+        hard=counts.get(HARD, 0), soft=counts.get(SOFT, 0), complaints=counts.get(COMPLAINT, 0)
+    )
 
 
 def report(campaign_id: int) -> Report:
@@ -311,6 +359,7 @@ def report(campaign_id: int) -> Report:
             by_reason[reason or "unknown"] += count
     total = sum(by_status.values())
     return Report(
+        bounces=bounce_counts(campaign_id),
         campaign=campaign,
         audience=campaign.queued_count,
         queued=by_status[MailStatus.QUEUED] + by_status[MailStatus.SENDING],

@@ -64,6 +64,15 @@ def report_campaign(campaign_id: int) -> None:
     )
     for reason, count in r.blocked_by_reason.items():
         click.echo(f"  blocked {reason}: {count}")
+    rates = r.bounce_rates
+    for key, label, count in (
+        ("hard", "hard bounces", r.bounces.hard),
+        ("soft", "soft bounces", r.bounces.soft),
+        ("complaints", "complaints", r.bounces.complaints),
+    ):
+        rate = rates[key]
+        shown = f" ({rate:.1%} of {r.tried} tried)" if rate is not None else ""
+        click.echo(f"  {label}: {count}{shown}")
 
 
 forms_group = AppGroup("forms", help="The signup forms registered in the policy file.")

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from consent.deliverability import HARD
 from consent.services import check_permissions
 from consent.tokens import LinkInvalid
 from crm import services as crm
@@ -25,6 +26,7 @@ from crm.models import Contact
 from extensions import db
 from kernel.timestamps import utcnow
 from mailing import messages, transport, verp
+from mailing.bounces import Bounce, record_bounce
 from mailing.models import Campaign, MailStatus, OutboxMessage
 from mailing.outbox import claim_timeout, hand_over
 from mailing.why import Why, reasons_for
@@ -90,6 +92,7 @@ def deliver_many(outbox_ids: Sequence[int], at: datetime | None = None) -> dict[
     finally:
         # Whatever happens, what left is marked sent and the rest goes back to the queue.
         _mark(letters, stopped_by)
+        _record_refusals(letters, now)
     outcomes.update({x.outbox_id: x.outcome or Delivery("queued") for x in letters})
     unsent = [x.outbox_id for x in letters if x.outcome and x.outcome.reason == OUT_OF_TIME]
     if unsent:
@@ -178,6 +181,8 @@ class _Letter:
     why: Why | None = None
     owes_notice: bool = False
     outcome: Delivery | None = None
+    # The server refused the recipient at RCPT TO (5xx): a hard bounce to record.
+    refused: transport.RecipientRefused | None = None
 
     def __post_init__(self) -> None:
         self.outbox_id, self.contact_id = self.row.id, self.row.contact_id
@@ -302,6 +307,8 @@ def _send_all(letters: list[_Letter], now: datetime) -> transport.TemporaryFailu
             return exc
         except transport.PermanentFailure as exc:
             letter.outcome = Delivery(MailStatus.FAILED.value, str(exc))
+            if isinstance(exc, transport.RecipientRefused):
+                letter.refused = exc
             continue
         log.info("Outbox %s (%s) sent to %s", letter.outbox_id, letter.row.template, where)
         letter.outcome = Delivery("sent")
@@ -309,6 +316,34 @@ def _send_all(letters: list[_Letter], now: datetime) -> transport.TemporaryFailu
             letter.is_marketing and bool(letter.contact.art14_notice_owed_since)
         )
     return None
+
+
+def _record_refusals(letters: list[_Letter], at: datetime) -> None:
+    """Each recipient the server refused at RCPT TO with a 5xx is a hard bounce,
+    recorded through the one bounce path (``mailing.bounces.record_bounce``,
+    each in its own transaction, after the rows were marked) exactly as if a
+    DSN had come back: the address becomes undeliverable and no later mail is
+    tried. A 4xx there is a temporary failure and stays a retry."""
+    for letter in letters:
+        refusal = letter.refused
+        if refusal is None:
+            continue
+        bounce = Bounce(
+            email=refusal.recipient,
+            type=HARD,
+            source="smtp",
+            status=refusal.status,
+            diagnostic=f"smtp; {refusal.code} {refusal.reply}",
+            outbox_id=letter.outbox_id,
+            occurred_at=at,
+        )
+        try:
+            record_bounce(bounce, at=at)
+        except Exception:
+            # The row is marked failed with the server's words either way; a
+            # recording that failed must not turn the batch into a retry.
+            db.session.rollback()
+            log.exception("Recording the refusal of outbox %s as a bounce failed", letter.outbox_id)
 
 
 def _put_back(letters: list[_Letter], outcome: Delivery) -> None:

@@ -6,6 +6,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate
 
+from kernel.addresses import is_valid_email
+
 
 def _split(value: Any) -> list[str]:
     items = value if isinstance(value, list) else [value]
@@ -117,4 +119,111 @@ class CampaignSchema(Schema):
     failed = fields.Integer()
     removed = fields.Integer(
         metadata={"description": "Recipients erased or purged since the send."}
+    )
+    hard_bounces = fields.Integer(
+        metadata={"description": "Contacts whose message of this campaign bounced hard (5.x.x)."}
+    )
+    soft_bounces = fields.Integer(
+        metadata={"description": "Contacts whose message of this campaign bounced soft (4.x.x)."}
+    )
+    complaints = fields.Integer(
+        metadata={"description": "Contacts who reported this campaign's message as spam."}
+    )
+    hard_bounce_rate = fields.Float(
+        allow_none=True,
+        metadata={"description": "hard_bounces / (sent + failed); null before any was tried."},
+    )
+    soft_bounce_rate = fields.Float(
+        allow_none=True,
+        metadata={"description": "soft_bounces / (sent + failed); null before any was tried."},
+    )
+    complaint_rate = fields.Float(
+        allow_none=True,
+        metadata={"description": "complaints / (sent + failed); null before any was tried."},
+    )
+
+
+def _an_address(value: str) -> None:
+    """What ``format: email`` promises: an address email-validator accepts."""
+    if not is_valid_email(value):
+        raise ValidationError("Not a valid email address.")
+
+
+class BounceReportSchema(Schema):
+    """``POST /api/v1/bounces``: a bounce or complaint another system saw."""
+
+    class Meta:
+        unknown = RAISE
+
+    email = fields.String(
+        required=True,
+        validate=[validate.Length(min=3, max=320), _an_address],
+        metadata={"format": "email", "description": "The address that bounced or complained."},
+    )
+    type = fields.String(
+        required=True,
+        validate=validate.OneOf(["hard", "soft", "complaint"]),
+        metadata={
+            "description": "hard: permanent (5.x.x); soft: temporary (4.x.x); "
+            "complaint: the person reported the mail as spam."
+        },
+    )
+    source = fields.String(
+        required=True,
+        validate=[
+            validate.Length(min=1, max=100),
+            validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]*$", error="Letters, digits, . _ : / -"),
+        ],
+        metadata={
+            "description": "Who saw it (e.g. 'mailgun', 'crm-sync'); kept with the token's name.",
+            "pattern": r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]*$",
+        },
+    )
+    message_id = fields.String(
+        load_default=None,
+        validate=validate.Length(min=3, max=255),
+        metadata={"description": "The Message-ID of our message that bounced, with <>."},
+    )
+    diagnostic = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=1000),
+        metadata={"description": "The receiving server's words (e.g. 'smtp; 550 5.1.1 unknown')."},
+    )
+    status = fields.String(
+        load_default=None,
+        validate=validate.Regexp(r"^[245]\.[0-9]{1,3}\.[0-9]{1,3}$"),
+        metadata={
+            "description": "The RFC 3463 enhanced status code, e.g. 5.1.1.",
+            "pattern": r"^[245]\.[0-9]{1,3}\.[0-9]{1,3}$",
+        },
+    )
+
+
+class BounceReceiptSchema(Schema):
+    """What became of a reported bounce: nothing more about the address than that."""
+
+    outcome = fields.String(
+        required=True,
+        validate=validate.OneOf(["recorded", "duplicate", "ignored"]),
+        metadata={
+            "description": "recorded: matched to a message of ours and recorded; "
+            "duplicate: recorded before; ignored: no message of ours to that address "
+            "matches, nothing changed."
+        },
+    )
+    reason = fields.String(
+        required=True,
+        validate=validate.OneOf(
+            [
+                "undeliverable",
+                "soft_bounce",
+                "objection",
+                "unsubscribed",
+                "duplicate",
+                "not_our_message",
+                "unknown_type",
+                "contact_gone",
+            ]
+        ),
+        metadata={"description": "The effect on the decisions, or why nothing changed."},
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import email.policy
 import functools
+import re
 import smtplib
 import ssl
 import threading
@@ -35,6 +36,25 @@ class TemporaryFailure(DeliveryError):
 
 class PermanentFailure(DeliveryError):
     """Never retried: the server refused the message or the recipient (5xx)."""
+
+
+# An RFC 3463 enhanced status code at the start of a reply ("5.1.1 No such mailbox").
+_ENHANCED_STATUS = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+class RecipientRefused(PermanentFailure):
+    """The server refused the recipient at ``RCPT TO`` with a 5xx reply: the
+    mailbox does not exist there (or will never take our mail), which is a
+    hard bounce that came back before the message even left."""
+
+    def __init__(self, recipient: str, code: int, reply: str) -> None:
+        super().__init__(f"SMTP {code} at RCPT TO: {reply}"[:500])
+        self.recipient = recipient
+        self.code = code
+        self.reply = reply[:400]
+        found = _ENHANCED_STATUS.match(reply)
+        # Without an enhanced code in the reply, 5.0.0: "permanent, undefined" (RFC 3463).
+        self.status = found.group(1) if found else "5.0.0"
 
 
 @dataclass(frozen=True)
@@ -138,6 +158,10 @@ def send_smtp(
     except smtplib.SMTPRecipientsRefused as exc:
         _discard()
         codes = [code for code, _ in exc.recipients.values()]
+        if codes and all(500 <= code < 600 for code in codes):
+            # Every recipient refused for good (the service sends one per message).
+            recipient, (code, reply) = next(iter(exc.recipients.items()))
+            raise RecipientRefused(recipient, code, _text(reply)) from exc
         _raise_for_code(min(codes) if codes else 550, str(exc.recipients))
     except smtplib.SMTPResponseException as exc:
         _discard()

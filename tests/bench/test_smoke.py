@@ -94,6 +94,14 @@ def test_the_benchmarks_run_on_tiny_data_and_write_their_section(tmp_path: Path)
         assert float(cells[5].replace(",", "")) > 0, "no baseline messages per second"
         assert "every outbox row `sent`" in sending
 
+    # Bounces: both ways in recorded every DSN (the benchmark asserts it) and say their rate.
+    assert "<!-- bench:bounces -->" in text
+    for label in (
+        "flask bounces ingest, one process, vs parsing",
+        "POST /api/v1/bounces vs GET /healthz",
+    ):
+        assert "DSNs/s" in rows[label] or "bounces/s" in rows[label], label
+
 
 def _redis_answers(url: str) -> bool:
     import redis

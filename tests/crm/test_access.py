@@ -45,6 +45,7 @@ ROUTES = [
     ("POST", "/api/v1/campaigns", "campaigns.manage"),
     ("POST", "/api/v1/campaigns/{cid}/send", "campaigns.manage"),
     ("GET", "/api/v1/campaigns/{cid}", "campaigns.manage"),
+    ("POST", "/api/v1/bounces", "bounces.record"),
     ("POST", "/api/v1/web-visits", "contacts.write"),
     ("GET", "/api/v1/contacts/{id}/web-visits", "contacts.read"),
     ("PUT", "/api/v1/web-visitors/visitor-0001/contact", "contacts.write"),
@@ -75,6 +76,7 @@ CAMPAIGN = {
 }
 BODIES = {
     "/api/v1/campaigns": CAMPAIGN,
+    "/api/v1/bounces": {"email": "a@b.se", "type": "soft", "source": "crm"},
     "/api/v1/contacts": {"email": "a@b.se"},
     "/api/v1/contacts/{id}": {"name": "New name"},
     "/api/v1/permissions/check": {"emails": ["a@b.se"], "topic": "events"},

@@ -233,6 +233,18 @@ SIGNUP = {
     "website": "",
 }
 _C = lambda s: {"contact_id": str(s.contact)}  # noqa: E731
+# An SNS notification whose certificate URL is on no SNS host: nothing is fetched.
+SNS_TOPIC = "arn:aws:sns:eu-north-1:123456789012:fuzz"
+SNS_ENVELOPE = {
+    "Type": "Notification",
+    "MessageId": "5f1b7c40-0000-4000-8000-000000000000",
+    "TopicArn": SNS_TOPIC,
+    "Message": json.dumps({"notificationType": "Bounce", "bounce": {"bounceType": "Permanent"}}),
+    "Timestamp": NOW,
+    "SignatureVersion": "2",
+    "Signature": "c2lnbmF0dXJl",
+    "SigningCertURL": "https://sns.example/SimpleNotificationService-fuzz.pem",
+}
 
 ROUTES: dict[tuple[str, str], Route] = {
     # The API, as an admin token.
@@ -247,6 +259,18 @@ ROUTES: dict[tuple[str, str], Route] = {
             "until": NOW,
             "before_id": "1000",
             "limit": "10",
+        },
+    ),
+    ("mailing_api.report_bounce", "POST"): Route(
+        "/api/v1/bounces",
+        "api",
+        json=lambda s: {
+            "email": s.email,
+            "type": "soft",
+            "source": "fuzz",
+            "status": "4.2.2",
+            "diagnostic": "smtp; 452 4.2.2 Mailbox full",
+            "message_id": "<fuzz@localhost>",
         },
     ),
     ("mailing_api.create_campaign", "POST"): Route(
@@ -437,6 +461,21 @@ ROUTES: dict[tuple[str, str], Route] = {
         "/api/v1/webhooks/{webhook_id}",
         "api",
         path_values=lambda s: {"webhook_id": str(s.webhook)},
+    ),
+    # The bounce webhooks, as a provider without its proof (see
+    # test_no_route_answers_hostile_input_with_a_server_error for their settings).
+    ("bounce_webhooks.ses", "POST"): Route(
+        "/webhooks/bounces/ses", "public", json=lambda s: dict(SNS_ENVELOPE)
+    ),
+    ("bounce_webhooks.postmark", "POST"): Route(
+        "/webhooks/bounces/postmark",
+        "public",
+        json=lambda s: {"RecordType": "Bounce", "Type": "HardBounce", "Email": s.email},
+    ),
+    ("bounce_webhooks.sendgrid", "POST"): Route(
+        "/webhooks/bounces/sendgrid",
+        "public",
+        json=lambda s: [{"email": s.email, "event": "bounce", "type": "bounce", "status": "5.1.1"}],
     ),
     # The public pages, as nobody.
     ("healthz", "GET"): Route("/healthz", "public"),
@@ -1153,6 +1192,15 @@ def test_no_route_answers_hostile_input_with_a_server_error(
     # and webhook receivers only at public addresses.
     monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
     monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
+    # The bounce webhooks configured, so that their checks run past "not configured".
+    monkeypatch.setitem(app.config, "SES_SNS_TOPIC_ARNS", SNS_TOPIC)
+    monkeypatch.setitem(app.config, "POSTMARK_WEBHOOK_AUTH", "postmark:fuzz-password")
+    monkeypatch.setitem(
+        app.config,
+        "SENDGRID_WEBHOOK_PUBLIC_KEY",
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEYijgnoXxkiSC1l/wcU8J1DTqOmkvT86mbnXbZAzl7EH+qZS5oI"
+        "LoZi25tuhLZZd5VJJJrfEx39Z3Yhedrt50xQ==",
+    )
     started = time.monotonic()
     _table_covers_every_route(app)
     admin = make_user(app, "admin", email="admin@staff.example")
