@@ -22,8 +22,10 @@ from consent.topics import MarketingPolicy
 from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
 from kernel import inputs
 from kernel.errors import (
+    BadRequest,
     Conflict,
     DomainError,
+    Gone,
     InvalidInput,
     NotAuthenticated,
     NotFound,
@@ -222,6 +224,8 @@ def register_packages(app: Flask) -> None:
 # Errors ------------------------------------------------------------------------------
 
 _STATUS = {
+    BadRequest: 400,
+    Gone: 410,
     InvalidInput: 422,
     NotFound: 404,
     Conflict: 409,

@@ -19,6 +19,19 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
+class BadRequest(DomainError):
+    """The request cannot be understood at all (a malformed feed cursor)."""
+
+    code = "bad_request"
+
+
+class Gone(DomainError):
+    """What the request names existed once and was removed for good (a feed
+    cursor older than the feed's pruned horizon)."""
+
+    code = "gone"
+
+
 class NotFound(DomainError):
     code = "not_found"
 
