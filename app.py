@@ -243,9 +243,15 @@ def _wants_json() -> bool:
     )
 
 
-def error_response(status: int, code: str, message: str, fields: dict | None = None) -> Any:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    fields: dict | None = None,
+    details: dict | None = None,
+) -> Any:
     if _wants_json():
-        body: dict[str, Any] = {"error": {"code": code, "message": message}}
+        body: dict[str, Any] = {"error": {**(details or {}), "code": code, "message": message}}
         if fields:
             body["error"]["fields"] = fields
         response = jsonify(body)
@@ -302,7 +308,7 @@ def register_error_handlers(app: Flask) -> None:
     def handle_domain_error(exc: DomainError) -> Any:
         db.session.rollback()
         status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
-        return error_response(status, exc.code, exc.message, exc.fields)
+        return error_response(status, exc.code, exc.message, exc.fields, exc.details)
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception) -> Any:

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
+from crm import external_ids
 from crm.models import (
     EARLIEST_ACTIVITY,
     SUPPORT_FIELDS,
@@ -621,12 +622,19 @@ def remove_contact(contact_id: int) -> None:
 
 
 def remove_contacts(contact_ids: Sequence[int]) -> int:
-    """``remove_contact`` for a batch: two statements whatever the batch size,
+    """``remove_contact`` for a batch: three statements whatever the batch size,
     so a retention run stays a short transaction per batch. Does not commit.
-    Returns how many contacts were deleted."""
+    Returns how many contacts were deleted.
+
+    The contacts' external ids (``crm.external_ids``) go too: kept, they would
+    link another system's record back to an erased person. Whoever must tell
+    those systems (the change feed's tombstones) reads them before calling this,
+    in the same transaction.
+    """
     if not contact_ids:
         return 0
     ids = list(contact_ids)
+    external_ids.delete_for_contacts(ids)
     db.session.execute(
         sa.update(AuditEntry)
         .where(id_in(AuditEntry.contact_id, ids))

@@ -7,12 +7,22 @@ from __future__ import annotations
 class DomainError(Exception):
     code = "invalid"
 
-    def __init__(self, message: str, *, code: str | None = None, fields: dict | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        fields: dict | None = None,
+        details: dict | None = None,
+    ):
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
         self.fields = fields or {}
+        # Machine-readable facts about the refusal, shown next to code and
+        # message (the other contact's id of an ``external_id_taken``).
+        self.details = details or {}
 
 
 class InvalidInput(DomainError):
