@@ -18,7 +18,7 @@ them are written in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,6 +50,10 @@ TYPES = (
 )
 # The items that say a contact is gone: rendered with no personal data, ever.
 TOMBSTONES = frozenset({CONTACT_ERASED, CONTACT_PURGED})
+
+# The contact's fields another system mirrors: a change to one of them is a
+# ``contact.updated`` item naming the fields (never their values).
+MIRRORED_FIELDS = ("email", "name", "phone", "country", "language", "company")
 
 DEFAULT_KEEP_DAYS = 90
 HORIZON = "change_feed"
@@ -125,6 +129,45 @@ def record(
     return ids
 
 
+def record_tombstones(
+    type: str,
+    contact_ids: Sequence[int],
+    held: Mapping[int, Mapping[str, str]],
+    **data: Any,
+) -> list[int]:
+    """The items saying these contacts are gone (``TOMBSTONES``), each with the
+    external ids the contact held (``held``, read by the caller before they
+    were deleted with the contact): the contact's id and those ids are all a
+    tombstone carries, never personal data. Does not commit."""
+    if type not in TOMBSTONES:
+        raise ValueError(f"{type!r} is not a tombstone.")
+    return record(
+        type,
+        contact_ids,
+        per_contact={cid: {"external_ids": dict(held.get(cid, {}))} for cid in contact_ids},
+        **data,
+    )
+
+
+def mirrored(fields: Iterable[str]) -> list[str]:
+    """The names among ``fields`` (columns or input keys) that another system
+    mirrors, sorted; ``company_id`` counts as ``company``."""
+    names = {"company" if name == "company_id" else name for name in fields}
+    return sorted(names.intersection(MIRRORED_FIELDS))
+
+
+def record_updates(fields_by_contact: Mapping[int, Iterable[str]]) -> list[int]:
+    """A ``contact.updated`` item for each contact whose mirrored fields changed,
+    naming those fields. Does not commit."""
+    named = {cid: mirrored(fields) for cid, fields in fields_by_contact.items()}
+    named = {cid: fields for cid, fields in named.items() if fields}
+    return record(
+        CONTACT_UPDATED,
+        list(named),
+        per_contact={cid: {"fields": fields} for cid, fields in named.items()},
+    )
+
+
 # Retention of the feed itself -----------------------------------------------------------
 
 
@@ -171,9 +214,7 @@ def prune(at: datetime | None = None, batch: int = 10_000) -> int:
     if current is None or current < through:
         row = db.session.get(ChangeFeedHorizon, HORIZON)
         if row is None:
-            db.session.add(
-                ChangeFeedHorizon(name=HORIZON, txid=through[0], change_id=through[1])
-            )
+            db.session.add(ChangeFeedHorizon(name=HORIZON, txid=through[0], change_id=through[1]))
         else:
             row.txid, row.change_id, row.pruned_at = through[0], through[1], utcnow()
     db.session.commit()
