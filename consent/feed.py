@@ -32,10 +32,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
+from consent.models import WebhookEndpoint
 from consent.schemas import DecisionSchema
 from consent.services import decisions_for_contact
 from crm import changes as change_feed
@@ -45,6 +47,7 @@ from crm.models import Change, Contact
 from extensions import db
 from kernel.access import Actor
 from kernel.errors import BadRequest, Gone
+from kernel.signals import collect_change_receivers
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -156,6 +159,21 @@ def read(after: str | None, limit: int = DEFAULT_LIMIT, *, actor: Actor | None =
     else:
         next_cursor = None
     return Page(items=items, next_cursor=next_cursor, has_more=has_more)
+
+
+def connect_signals() -> None:
+    """Receivers register at app start (``consent.init_app``)."""
+    collect_change_receivers.connect(_webhook_receivers, weak=False)
+
+
+def _webhook_receivers(app: Any, **_: object) -> list[str]:
+    """For the retention preview: the active webhook endpoints, by host (every
+    item of the feed is posted to them), never their full URL or secret."""
+    urls = db.session.scalars(
+        sa.select(WebhookEndpoint.url).where(WebhookEndpoint.is_active.is_(True))
+    )
+    # The host alone: a URL may carry credentials or tokens in its other parts.
+    return [f"webhook {urlsplit(url).hostname}" for url in urls]
 
 
 def item_id(change_id: int) -> str:
