@@ -37,18 +37,18 @@ def page(api, after=None, limit=100):  # type: ignore[no-untyped-def]
 
 
 def settle(app) -> None:  # type: ignore[no-untyped-def]
-    """PostgreSQL: wait until no writing transaction older than the newest item
-    runs anywhere on the server (other test runs share it), since the feed
-    serves an item only then (consent.feed). Immediate on SQLite."""
+    """PostgreSQL: wait until no writing transaction of this database older than
+    the newest item runs, since the feed serves an item only then
+    (consent.feed; a request's own after-commit work may still be running).
+    Immediate on SQLite."""
     with app.app_context():
         if db.engine.dialect.name != "postgresql":
             return
         for _ in range(300):
+            from consent.feed import _SETTLED
+
             pending = db.session.scalar(
-                sa.text(
-                    "SELECT count(*) FROM change WHERE txid >= "
-                    "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-                )
+                sa.select(sa.func.count()).select_from(Change).where(Change.txid >= _SETTLED)
             )
             db.session.rollback()
             if not pending:
@@ -127,9 +127,10 @@ def test_rectification_and_an_upsert_are_updates_naming_the_fields(app, api_as) 
     marketing = api_as("marketing")
     contact_id = create(marketing)
     _, cursor = read_all(marketing)
-    assert marketing.patch(
-        f"/api/v1/contacts/{contact_id}", json={"name": "Anna Berg"}
-    ).status_code == 200
+    assert (
+        marketing.patch(f"/api/v1/contacts/{contact_id}", json={"name": "Anna Berg"}).status_code
+        == 200
+    )
     create(marketing, name="Anna Berg", language="en")  # the same address: an update
     create(marketing, name="Anna Berg", language="en")  # nothing changes: no item
     items, _ = read_all(marketing, cursor)
@@ -148,8 +149,9 @@ def test_an_import_writes_created_and_updated_items_set_based(app, api_as) -> No
     statements: list[str] = []
 
     def count(conn, cursor_, statement, *args):  # type: ignore[no-untyped-def]
-        if statement.lstrip().upper().startswith('INSERT INTO "CHANGE"') or statement.lstrip(
-        ).upper().startswith("INSERT INTO CHANGE"):
+        if statement.lstrip().upper().startswith(
+            'INSERT INTO "CHANGE"'
+        ) or statement.lstrip().upper().startswith("INSERT INTO CHANGE"):
             statements.append(statement)
 
     with app.app_context():
@@ -381,9 +383,7 @@ def test_the_limit_bounds_the_page_and_defaults_to_100(app, api_as) -> None:
 
 def _age_items(app, days: int) -> None:  # type: ignore[no-untyped-def]
     with app.app_context():
-        db.session.execute(
-            sa.update(Change).values(occurred_at=utcnow() - timedelta(days=days))
-        )
+        db.session.execute(sa.update(Change).values(occurred_at=utcnow() - timedelta(days=days)))
         db.session.commit()
 
 
