@@ -109,15 +109,18 @@ def _served(after: tuple[int, int] | None, limit: int) -> sa.Select[Any]:
     """The next ``limit`` items after ``after`` that no running transaction can
     still precede: one statement, so the bound and the rows share a snapshot."""
     table = Change.__table__
+    if not _is_postgresql():
+        # txid is always 0 here: the id alone is the position, and SQLite's
+        # planner seeks an index only on the first column of a row value.
+        statement = sa.select(table).order_by(table.c.id).limit(limit)
+        return statement if after is None else statement.where(table.c.id > after[1])
     statement = sa.select(table).order_by(table.c.txid, table.c.id).limit(limit)
     if after is not None:
         statement = statement.where(
             sa.tuple_(table.c.txid, table.c.id)
             > sa.tuple_(sa.literal(after[0], sa.BigInteger), sa.literal(after[1], sa.BigInteger))
         )
-    if _is_postgresql():
-        statement = statement.where(table.c.txid < _SETTLED)
-    return statement
+    return statement.where(table.c.txid < _SETTLED)
 
 
 # PostgreSQL: the txid below which every transaction that could still write an
