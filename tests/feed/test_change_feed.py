@@ -137,6 +137,19 @@ def test_rectification_and_an_upsert_are_updates_naming_the_fields(app, api_as) 
     updates = of_type(items, "contact.updated")
     assert [u["fields"] for u in updates] == [["name"], ["language"]]
     assert updates[-1]["contact"]["name"] == "Anna Berg"
+    assert of_type(items, "contact.decisions_changed") == []  # neither field decides
+
+
+def test_a_new_address_or_country_is_also_a_decisions_change(app, api_as) -> None:
+    """The decision reads the address (suppression) and the country (where
+    legitimate interest holds); changing them writes nothing to the ledger."""
+    marketing = api_as("marketing")
+    contact_id = create(marketing, basis=CUSTOMER)
+    _, cursor = read_all(marketing)
+    marketing.patch(f"/api/v1/contacts/{contact_id}", json={"country": "US"})
+    items, _ = read_all(marketing, cursor)
+    assert sorted(i["type"] for i in items) == ["contact.decisions_changed", "contact.updated"]
+    assert of_type(items, "contact.updated")[0]["fields"] == ["country"]
 
 
 def test_an_import_writes_created_and_updated_items_set_based(app, api_as) -> None:
