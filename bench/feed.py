@@ -77,9 +77,9 @@ def _load(conn: Any, n: int) -> None:
         "WHEN g % 10 = 8 THEN 'activities.purged' ELSE 'contact.purged' END"
     )
     data = (
-        "CASE WHEN g % 10 IN (6, 7) THEN '{\"fields\": [\"name\"]}' "
-        "WHEN g % 10 = 8 THEN '{\"rule\": \"old-calls\", \"action\": \"deleted\", \"count\": 2}' "
-        "WHEN g % 10 = 9 THEN '{\"rule\": \"crm-contacts\", \"external_ids\": {\"hubspot\": \"hs-gone\"}}' "
+        'CASE WHEN g % 10 IN (6, 7) THEN \'{"fields": ["name"]}\' '
+        'WHEN g % 10 = 8 THEN \'{"rule": "old-calls", "action": "deleted", "count": 2}\' '
+        'WHEN g % 10 = 9 THEN \'{"rule": "crm-contacts", "external_ids": {"hubspot": "hs-gone"}}\' '
         "END"
     )
     if postgres:
