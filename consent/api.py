@@ -111,7 +111,9 @@ def create_or_update_contact(data: dict[str, Any]) -> Any:
     profile: dict[str, Any] = {
         k: data[k] for k in ("name", "phone", "country", "language") if k in data
     }
-    registration = services.register_contact(g.actor, data["email"], profile, company, basis)
+    registration = services.register_contact(
+        g.actor, data["email"], profile, company, basis, external_ids=data.get("external_ids")
+    )
     return _Registered(registration), 201 if registration.created else 200
 
 

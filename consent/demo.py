@@ -101,8 +101,22 @@ def load_demo(password: str | None = None) -> DemoSummary:
             DEMO_ACTOR, email, {"name": name, "country": country, "language": "sv"}, **kwargs
         ).contact
 
-    contact("anna.kund@kund.example", "Anna Kund", "SE", company=KUND_AB, basis=CUSTOMER)
-    contact("bo.bransch@bransch.example", "Bo Bransch", "SE", basis=INDUSTRY)
+    # As a CRM connector sends them: the contact's id in the CRM (docs/integration.md).
+    contact(
+        "anna.kund@kund.example",
+        "Anna Kund",
+        "SE",
+        company=KUND_AB,
+        basis=CUSTOMER,
+        external_ids={"hubspot": "1001"},
+    )
+    contact(
+        "bo.bransch@bransch.example",
+        "Bo Bransch",
+        "SE",
+        basis=INDUSTRY,
+        external_ids={"hubspot": "1002"},
+    )
     contact("cecilia.nyhetsbrev@example.se", "Cecilia Samtycke", "SE", basis=_consent("newsletter"))
     pending = contact("dieter.wartet@example.de", "Dieter Wartet", "DE")
     if not _has_event(pending.id, EventKind.REQUESTED):

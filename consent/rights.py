@@ -31,6 +31,7 @@ from consent.models import (
 )
 from consent.projection import PERSON
 from consent.suppression import find_suppression, own_suppression
+from crm import external_ids
 from crm import services as crm
 from crm.changes import CONTACT_ERASED
 from crm.models import Activity, Company, Contact
@@ -65,12 +66,17 @@ def _columns(row: Any, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def _profile(contact: Contact) -> dict[str, Any]:
-    return _columns(contact)
+    # The ids other systems know the person by are data about them too (art. 15).
+    ids = external_ids.for_contacts([contact.id]).get(contact.id, {})
+    return {**_columns(contact), "external_ids": ids}
 
 
 def _company(contact: Contact) -> dict[str, Any] | None:
     company = db.session.get(Company, contact.company_id) if contact.company_id else None
-    return _columns(company) if company else None
+    if company is None:
+        return None
+    ids = external_ids.for_companies([company.id]).get(company.id, {})
+    return {**_columns(company), "external_ids": ids}
 
 
 def _activities(contact: Contact) -> list[dict[str, Any]]:

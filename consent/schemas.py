@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from consent.models import OBJECTION_CHANNELS, Basis, InterestKind
 from crm.changes import TYPES as CHANGE_TYPES
-from crm.schemas import CompanySchema, ContactSchema, UtcDateTime
+from crm.schemas import CompanySchema, ContactSchema, ExternalIdsInput, UtcDateTime
 from kernel.inputs import ROW_ID
 
 MAX_BATCH = 10_000
@@ -81,6 +81,7 @@ class ContactCreateSchema(Schema):
     language = fields.String(validate=validate.Length(max=8))
     company = fields.Nested(CompanySchema, allow_none=True)
     basis = fields.Nested(BasisSchema)
+    external_ids = ExternalIdsInput()
 
 
 class TopicOutcomeSchema(Schema):

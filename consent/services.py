@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -34,6 +34,7 @@ from consent.policy import (
 from consent.projection import RESERVED_SOURCES
 from consent.suppression import find_suppression
 from consent.topics import current_policy
+from crm import external_ids
 from crm import services as crm
 from crm.models import Activity, Contact
 from extensions import db
@@ -145,8 +146,11 @@ def register_contact(
     profile: dict[str, Any],
     company: crm.CompanyInput | None = None,
     basis: BasisInput | None = None,
+    external_ids: Mapping[str, str | None] | None = None,
 ) -> Registration:
-    """Create or update a contact by address, with the basis it may be marketed on.
+    """Create or update a contact by address, with the basis it may be marketed on,
+    and the ids other systems know it by (``external_ids``; Conflict
+    ``external_id_taken`` when another contact holds one, nothing written).
 
     A suppressed address is still stored (a customer contact must be reachable
     for service mail), but the ledger notes it and it is never allowed (R22).
@@ -158,7 +162,7 @@ def register_contact(
     """
     if basis is not None:
         basis.validate()
-    contact, created = crm.upsert_contact(email, profile, company, actor=actor)
+    contact, created = crm.upsert_contact(email, profile, company, actor=actor, ids=external_ids)
     if created and find_suppression(contact.email) is not None:
         record(
             contact,
@@ -694,6 +698,8 @@ class ContactFile:
     decisions: list[Decision]
     events: list[ConsentEvent]
     activities: list[Activity]
+    # The ids other systems know the contact by: {system: id}.
+    external_ids: dict[str, str]
 
     def evidence(self, decision: Decision) -> ConsentEvent | None:
         return evidence_for(decision, self.events)
@@ -707,6 +713,7 @@ def contact_file(actor: Actor, contact_id: int) -> ContactFile:
         decisions=decisions_for_contact(contact),
         events=list_events(contact.id),
         activities=crm.list_activities(contact.id),
+        external_ids=external_ids.for_contacts([contact.id]).get(contact.id, {}),
     )
 
 

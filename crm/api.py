@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Flask, g
+from flask import Flask, g, jsonify, request
 from flask_smorest import Blueprint
 
-from crm import retention, services, web_visits
+from crm import changed_since, retention, services, web_visits
 from crm.models import SUPPORT_FIELDS
 from crm.retention import ContactRead
 from crm.schemas import (
@@ -15,6 +16,7 @@ from crm.schemas import (
     ActivitySchema,
     AuditEntrySchema,
     AuditQuerySchema,
+    ContactPageSchema,
     ContactQuerySchema,
     ContactSchema,
     LegalHoldSchema,
@@ -32,12 +34,55 @@ from kernel.access import requires
 blp = Blueprint("crm_api", __name__, url_prefix="/api/v1", description="Contacts and activities")
 
 
+_CONTACT_OR_PAGE = {
+    "200": {
+        "description": "The contact (email, external_id), or a page of contacts (updated_after)",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/Contact"},
+                        {"$ref": "#/components/schemas/ContactPage"},
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
 @blp.get("/contacts")
 @requires("contacts.read")
 @blp.arguments(ContactQuerySchema, location="query")
 @blp.response(200, ContactSchema)
+@blp.doc(responses=_CONTACT_OR_PAGE)
 def find_contact(query: dict[str, Any]) -> Any:
-    """Find a contact by email address."""
+    """Find a contact by email address or by another system's id
+    (``external_id=hubspot:1234``); or, with ``updated_after``, list the contacts
+    changed since then, a page at a time (``next_cursor`` goes in ``after``).
+
+    Give exactly one of ``email``, ``external_id`` and ``updated_after`` (422
+    otherwise); ``after`` and ``limit`` go with ``updated_after``."""
+    if "updated_after" in query:
+        page = changed_since.contacts_changed_since(
+            g.actor, query["updated_after"], after=query.get("after"), limit=query["limit"]
+        )
+        next_url = None
+        if page.has_more and page.next_cursor:
+            args = {**request.args.to_dict(), "after": page.next_cursor}
+            next_url = f"{request.path}?{urlencode(args)}"
+        return jsonify(
+            ContactPageSchema().dump(
+                {
+                    "contacts": ContactRead.many(page.contacts),
+                    "has_more": page.has_more,
+                    "next_cursor": page.next_cursor,
+                    "next": next_url,
+                }
+            )
+        )
+    if "external_id" in query:
+        return ContactRead(services.read_contact(g.actor, external_id=query["external_id"]))
     return ContactRead(services.read_contact(g.actor, email=query["email"]))
 
 
@@ -137,3 +182,6 @@ def record_web_visit(data: dict[str, Any]) -> Any:
 def register(app: Flask) -> None:
     csrf.exempt(blp)
     api.register_blueprint(blp)
+    # Named in the contacts read's answer (one of a contact or a page).
+    if "ContactPage" not in api.spec.components.schemas:
+        api.spec.components.schema("ContactPage", schema=ContactPageSchema)

@@ -19,10 +19,11 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from crm.models import ExternalId, external_system_problem, external_value_problem
+from crm.models import Contact, ExternalId, external_system_problem, external_value_problem
 from extensions import db
 from kernel.database import id_in
 from kernel.errors import Conflict, InvalidInput
+from kernel.timestamps import utcnow
 
 CONTACT = "contact"
 COMPANY = "company"
@@ -46,7 +47,9 @@ def for_companies(company_ids: Sequence[int]) -> dict[int, dict[str, str]]:
 
 def set_for_contact(contact_id: int, ids: Mapping[str, str | None]) -> None:
     """Set (or with ``None`` remove) the contact's id in each named system;
-    systems not named keep their ids. Does not commit.
+    systems not named keep their ids. Does not commit. A real change moves
+    the contact's ``updated_at`` (the changed-since read); setting the ids it
+    already holds writes nothing.
 
     Raises InvalidInput for a bad system name or value, and Conflict
     ``external_id_taken`` (``details``: ``contact_id`` of the other contact and
@@ -66,9 +69,24 @@ def find_contact(system: str, value: str) -> int | None:
     return _find(CONTACT, system, value)
 
 
+def find_contact_by_reference(text: str) -> int | None:
+    """The contact named by ``"system:id"``, or None (also for text that is no
+    such reference: a search box's words)."""
+    system, colon, value = text.partition(":")
+    if not colon or external_system_problem(system) or external_value_problem(value):
+        return None
+    return _find(CONTACT, system, value)
+
+
 def find_company(system: str, value: str) -> int | None:
     """The id of the company that ``system`` knows as ``value``, or None."""
     return _find(COMPANY, system, value)
+
+
+def changes_for_contact(contact_id: int, ids: Mapping[str, str | None]) -> dict[str, str | None]:
+    """The entries of ``ids`` (validated) that differ from what the contact
+    holds: setting them again is no change (a connector's repeated sync)."""
+    return _changes(CONTACT, contact_id, check(ids))
 
 
 def delete_for_contacts(contact_ids: Sequence[int]) -> None:
@@ -153,11 +171,30 @@ def _find(owner_type: str, system: str, value: str) -> int | None:
     )
 
 
-def _set(owner_type: str, owner_id: int, ids: Mapping[str, str | None]) -> None:
-    wanted = check(ids)
+def _changes(
+    owner_type: str, owner_id: int | None, wanted: Mapping[str, str | None]
+) -> dict[str, str | None]:
     if not wanted:
+        return {}
+    held: dict[str, str] = {}
+    if owner_id is not None:
+        held = dict(
+            db.session.execute(
+                sa.select(_TABLE.c.system, _TABLE.c.value).where(
+                    _TABLE.c.owner_type == owner_type,
+                    _TABLE.c.owner_id == owner_id,
+                    _TABLE.c.system.in_(list(wanted)),
+                )
+            ).all()
+        )
+    return {system: value for system, value in wanted.items() if held.get(system) != value}
+
+
+def _set(owner_type: str, owner_id: int, ids: Mapping[str, str | None]) -> None:
+    changes = _changes(owner_type, owner_id, check(ids))
+    if not changes:
         return
-    to_set = {system: value for system, value in wanted.items() if value is not None}
+    to_set = {system: value for system, value in changes.items() if value is not None}
     # Who holds the wanted values now: one query. Another owner means a 409,
     # raised before any row is written, so the caller's transaction stays clean.
     if to_set:
@@ -170,24 +207,53 @@ def _set(owner_type: str, owner_id: int, ids: Mapping[str, str | None]) -> None:
         for holder, system, value in holders:
             if holder != owner_id:
                 raise _taken(owner_type, holder, system, value)
-    # Replace this owner's ids of the named systems: delete then insert, two
-    # statements. A concurrent writer of the same value fails on the unique
-    # constraint (IntegrityError), which the caller's retry turns into the 409.
+    # Replace this owner's ids of the changed systems: delete then insert.
     db.session.execute(
         sa.delete(_TABLE).where(
             _TABLE.c.owner_type == owner_type,
             _TABLE.c.owner_id == owner_id,
-            _TABLE.c.system.in_(list(wanted)),
+            _TABLE.c.system.in_(list(changes)),
         )
     )
     if to_set:
+        _insert(owner_type, owner_id, to_set)
+    if owner_type == CONTACT:
+        # A changed id is a change of the contact for the changed-since read.
         db.session.execute(
-            _TABLE.insert(),
-            [
-                {"owner_type": owner_type, "owner_id": owner_id, "system": s, "value": v}
-                for s, v in to_set.items()
-            ],
+            sa.update(Contact)
+            .where(Contact.id == owner_id)
+            .values(updated_at=utcnow())
+            .execution_options(synchronize_session=False)
         )
+
+
+def _insert(owner_type: str, owner_id: int, ids: Mapping[str, str]) -> None:
+    """Insert the rows, in a savepoint: a concurrent transaction that gave one
+    of these ids to another owner and committed after the check above makes
+    the insert fail on the unique constraint, which is then the same 409 as
+    when the check sees it (rather than a 500 and an aborted transaction)."""
+    rows = [
+        {"owner_type": owner_type, "owner_id": owner_id, "system": s, "value": v}
+        for s, v in ids.items()
+    ]
+    try:
+        with db.session.begin_nested():
+            db.session.execute(_TABLE.insert(), rows)
+    except sa.exc.IntegrityError:
+        holders = db.session.execute(
+            sa.select(_TABLE.c.owner_id, _TABLE.c.system, _TABLE.c.value).where(
+                _TABLE.c.owner_type == owner_type,
+                sa.tuple_(_TABLE.c.system, _TABLE.c.value).in_(list(ids.items())),
+                _TABLE.c.owner_id != owner_id,
+            )
+        ).first()
+        if holders is not None:
+            raise _taken(owner_type, *holders) from None
+        raise Conflict(
+            "The external ids were changed by another request at the same time; "
+            "nothing was saved. Read the record and send again.",
+            code="concurrent_change",
+        ) from None
 
 
 def _taken(owner_type: str, holder: int, system: str, value: str) -> Conflict:

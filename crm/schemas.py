@@ -5,9 +5,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from crm.models import ActivityKind, activity_time_problem, support_code_problem
+from crm.models import (
+    EXTERNAL_SYSTEM_PATTERN,
+    EXTERNAL_VALUE_PATTERN,
+    ActivityKind,
+    activity_time_problem,
+    support_code_problem,
+)
 from kernel.inputs import ROW_ID
 
 Text = fields.String
@@ -45,12 +51,71 @@ class ActivityTime(UtcDateTime):
         return moment
 
 
+# External ids (crm.external_ids): {system: id}. The same patterns as the
+# service checks (crm.models); OpenAPI 3.0 cannot constrain an object's keys,
+# so the key pattern is stated as ``x-propertyNames`` (JSON Schema's
+# ``propertyNames``) and in the description.
+MAX_EXTERNAL_SYSTEMS = 20
+EXTERNAL_IDS_DOC = {
+    "description": "The ids other systems give this record, by system: "
+    '{"hubspot": "1234", "salesforce": "0035g00000XyZ"}. A system name is 1-32 '
+    "lower-case letters, digits, '_' or '-', starting with a letter; an id is 1-200 "
+    "characters, no control characters, no space at either end. An id names one "
+    "record per system. In a write, null removes that system's id and systems not "
+    "named keep theirs.",
+    "x-propertyNames": {"type": "string", "pattern": EXTERNAL_SYSTEM_PATTERN},
+    "maxProperties": MAX_EXTERNAL_SYSTEMS,
+}
+_SYSTEM = validate.Regexp(
+    EXTERNAL_SYSTEM_PATTERN,
+    error="A system name is 1-32 lower-case letters, digits, '_' or '-', starting with a letter.",
+)
+_EXTERNAL_VALUE = validate.Regexp(
+    EXTERNAL_VALUE_PATTERN,
+    error="An external id is 1-200 characters, no control characters, no space at either end.",
+)
+
+
+def _at_most_systems(ids: dict[str, Any]) -> None:
+    # A function, not validate.Length: apispec would state that as the
+    # object's maxLength; ``maxProperties`` is in EXTERNAL_IDS_DOC.
+    if len(ids) > MAX_EXTERNAL_SYSTEMS:
+        raise ValidationError(f"At most {MAX_EXTERNAL_SYSTEMS} systems.")
+
+
+def ExternalIdsInput() -> fields.Dict:
+    """``external_ids`` in a write: {system: id or null}."""
+    return fields.Dict(
+        keys=Text(validate=_SYSTEM),
+        values=Text(allow_none=True, validate=_EXTERNAL_VALUE),
+        validate=_at_most_systems,
+        metadata=EXTERNAL_IDS_DOC,
+    )
+
+
+def ExternalIdsOutput() -> fields.Dict:
+    """``external_ids`` in a read: {system: id}, {} when there are none."""
+    return fields.Dict(
+        keys=Text(),
+        values=Text(validate=_EXTERNAL_VALUE),
+        dump_only=True,
+        metadata=EXTERNAL_IDS_DOC,
+    )
+
+
 class CompanySchema(Schema):
     name = Text(required=True, validate=validate.Length(min=1, max=200))
     org_number = Text(allow_none=True, validate=validate.Length(max=40))
     country = Text(allow_none=True, validate=validate.Length(equal=2))
     customer_since = fields.Date(allow_none=True)
     relationship_ended_at = fields.Date(allow_none=True)
+    external_ids = ExternalIdsInput()
+
+
+class CompanyReadSchema(CompanySchema):
+    """A company as contact reads return it."""
+
+    external_ids = ExternalIdsOutput()
 
 
 class ContactSchema(Schema):
@@ -62,7 +127,8 @@ class ContactSchema(Schema):
     phone = Text(allow_none=True)
     country = Text(allow_none=True)
     language = Text()
-    company = fields.Nested(CompanySchema, allow_none=True)
+    company = fields.Nested(CompanyReadSchema, allow_none=True)
+    external_ids = ExternalIdsOutput()
     last_interaction_at = fields.DateTime(allow_none=True)
     restricted_at = fields.DateTime(allow_none=True)
     legal_hold_reason = Text(allow_none=True)
@@ -78,8 +144,83 @@ class ContactSchema(Schema):
     )
 
 
+# The changed-since read's page (crm.changed_since).
+MAX_PAGE = 1000
+_RFC3339 = "an RFC 3339 time with a zone, e.g. 2026-12-06T09:00:00Z"
+
+
 class ContactQuerySchema(Schema):
-    email = Text(required=True, validate=validate.Length(min=1, max=320))
+    """One of three reads: by address, by another system's id, or every contact
+    changed after a time (a page in keyset order). Exactly one of email,
+    external_id and updated_after (422 otherwise); after and limit only with
+    updated_after."""
+
+    email = Text(
+        validate=validate.Length(min=1, max=320),
+        metadata={"description": "Find the contact with this address."},
+    )
+    external_id = Text(
+        validate=validate.Length(min=3, max=233),
+        metadata={
+            "description": "Find the contact another system knows by this id: "
+            "'system:id', e.g. 'hubspot:1234' (the id may hold colons).",
+            "pattern": r"^[a-z][a-z0-9_-]{0,31}:[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,198}"
+            r"[^\x00-\x20\x7f])?$",
+        },
+    )
+    updated_after = UtcDateTime(
+        error_messages={
+            "invalid": f"Not a valid time: give {_RFC3339}.",
+            "invalid_awareness": f"The time has no zone: give {_RFC3339}.",
+        },
+        metadata={
+            "description": "List the contacts whose data or decisions changed after this "
+            "time (RFC 3339 with a zone, years 1900-2999), oldest change first, in pages "
+            "(docs/integration.md)."
+        },
+    )
+    after = Text(
+        validate=validate.Length(min=1, max=64),
+        metadata={
+            "description": "With updated_after: the next_cursor of a previous page, as given "
+            "(opaque; 400 for anything else)."
+        },
+    )
+    limit = fields.Integer(
+        load_default=100,
+        validate=validate.Range(min=1, max=MAX_PAGE),
+        metadata={"description": "With updated_after: contacts per page, at most 1000."},
+    )
+
+    @validates_schema
+    def _one_read(self, data: dict[str, Any], **kwargs: object) -> None:
+        given = [key for key in ("email", "external_id", "updated_after") if key in data]
+        if len(given) != 1:
+            raise ValidationError(
+                "Give exactly one of email, external_id or updated_after.", "_schema"
+            )
+        if "after" in data and "updated_after" not in data:
+            raise ValidationError("A cursor continues an updated_after read.", "after")
+
+
+class ContactPageSchema(Schema):
+    """A page of the changed-since read."""
+
+    contacts = fields.List(fields.Nested(ContactSchema))
+    has_more = fields.Boolean(
+        metadata={"description": "More contacts follow now: read the next page at once."}
+    )
+    next_cursor = Text(
+        allow_none=True,
+        metadata={
+            "description": "Where the next page starts (pass it as 'after'): after this "
+            "page's last contact; keep it to resume later. Null for an empty page."
+        },
+    )
+    next = Text(
+        allow_none=True,
+        metadata={"description": "The next page's path and query while has_more; else null."},
+    )
 
 
 class RectifySchema(Schema):
@@ -89,6 +230,7 @@ class RectifySchema(Schema):
     country = Text(allow_none=True, validate=validate.Length(max=2))
     language = Text(validate=validate.Length(max=8))
     company = fields.Nested(CompanySchema, allow_none=True)
+    external_ids = ExternalIdsInput()
 
 
 def _support_code(value: str) -> None:

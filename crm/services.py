@@ -200,10 +200,24 @@ def find_contact(email: str) -> Contact | None:
 
 
 def read_contact(
-    actor: Actor, *, contact_id: int | None = None, email: str | None = None
+    actor: Actor,
+    *,
+    contact_id: int | None = None,
+    email: str | None = None,
+    external_id: str | None = None,
 ) -> Contact:
-    """A contact for a staff lookup, which is audited (R25)."""
-    contact = get_contact(contact_id) if contact_id is not None else find_contact(email or "")
+    """A contact for a staff lookup, which is audited (R25): by id, by address,
+    or by another system's id (``"hubspot:1234"``, ``crm.external_ids``)."""
+    if contact_id is not None:
+        contact: Contact | None = get_contact(contact_id)
+    elif external_id is not None:
+        system, value = external_ids.parse_reference(external_id)
+        found = external_ids.find_contact(system, value)
+        contact = db.session.get(Contact, found) if found is not None else None
+        if contact is None:
+            raise NotFound(f"No contact has that {system} id.", code="contact_not_found")
+    else:
+        contact = find_contact(email or "")
     if contact is None:
         raise NotFound("No contact with that address.", code="contact_not_found")
     audit(actor, "contact.read", contact.id)
@@ -229,7 +243,9 @@ def _starts_with(expression: Any, prefix: str) -> Any:
 
 def search_contacts(actor: Actor, text: str, limit: int = SEARCH_LIMIT) -> list[Contact]:
     """Contacts whose email, name or company name begins with ``text``
-    (case-insensitive), at most ``limit``, exact address first. Audited (R25).
+    (case-insensitive), at most ``limit``, exact address first; and first of
+    all the contact another system knows as ``text`` ("hubspot:1234",
+    ``crm.external_ids``). Audited (R25).
 
     Three index range scans, each stopping at ``limit`` rows, so the cost does
     not grow with the number of contacts (docs/staff-pages.md has the plans).
@@ -238,6 +254,9 @@ def search_contacts(actor: Actor, text: str, limit: int = SEARCH_LIMIT) -> list[
     if not term:
         return []
     found: dict[int, Contact] = {}
+    # Another system's id, "hubspot:1234" (case kept: ids are case-sensitive):
+    # one lookup on its unique index, shown first.
+    known_as = external_ids.find_contact_by_reference(text.strip())
 
     def take(condition: Any) -> None:
         statement = (
@@ -246,13 +265,16 @@ def search_contacts(actor: Actor, text: str, limit: int = SEARCH_LIMIT) -> list[
         for contact in db.session.scalars(statement):
             found.setdefault(contact.id, contact)
 
+    if known_as is not None:
+        take(Contact.id == known_as)
     take(_starts_with(Contact.email, term))
     if "@" not in term:
         take(_starts_with(sa.func.lower(Contact.name), term))
         companies = sa.select(Company.id).where(_starts_with(sa.func.lower(Company.name), term))
         take(Contact.company_id.in_(companies.limit(limit).scalar_subquery()))
     results = sorted(
-        found.values(), key=lambda c: (c.email != term, (c.name or c.email).lower(), c.id)
+        found.values(),
+        key=lambda c: (c.id != known_as, c.email != term, (c.name or c.email).lower(), c.id),
     )[:limit]
     audit(actor, "contact.search", detail=f"{len(results)} results")
     db.session.commit()
@@ -291,6 +313,8 @@ class CompanyInput:
     country: str | None = None
     customer_since: date | None = None
     relationship_ended_at: date | None = None
+    # Other systems' ids of the company: {system: id, or None to remove}.
+    external_ids: Mapping[str, str | None] | None = None
 
 
 def _upsert_company(data: CompanyInput) -> tuple[Company, str | None]:
@@ -302,6 +326,13 @@ def _upsert_company(data: CompanyInput) -> tuple[Company, str | None]:
     company = None
     if data.org_number:
         company = db.session.scalar(sa.select(Company).where(Company.org_number == data.org_number))
+    if company is None and not data.org_number and data.external_ids:
+        # Without an org number another system's id names the company best.
+        for system, value in external_ids.check(data.external_ids, "company").items():
+            found = external_ids.find_company(system, value) if value is not None else None
+            if found is not None:
+                company = db.session.get(Company, found)
+                break
     if company is None:
         company = (
             db.session.scalar(
@@ -343,6 +374,9 @@ def _upsert_company(data: CompanyInput) -> tuple[Company, str | None]:
         change = "returned" if had_ended is not None else "became_customer"
     elif was_customer and company.relationship_ended_at is not None:
         change = "ended"
+    if data.external_ids:
+        db.session.flush()
+        external_ids.set_for_company(company.id, data.external_ids)
     return company, change
 
 
@@ -373,9 +407,12 @@ def upsert_contact(
     profile: dict[str, Any],
     company: CompanyInput | None = None,
     actor: Actor | None = None,
+    ids: Mapping[str, str | None] | None = None,
 ) -> tuple[Contact, bool]:
     """Create or update a contact by address. Returns (contact, created). Does not commit.
 
+    ``ids`` sets the contact's external ids (``crm.external_ids.set_for_contact``:
+    Conflict ``external_id_taken`` when another contact holds one).
     A restricted contact (GDPR art. 18) is not edited. A change of a company's
     customer relationship, and a known contact's move to another company, are
     announced inside the transaction (``kernel.signals``), on behalf of
@@ -385,10 +422,13 @@ def upsert_contact(
     values = _clean_profile(profile)
     contact = db.session.scalar(sa.select(Contact).where(Contact.email == address))
     created = contact is None
+    wanted_ids = external_ids.check(ids) if ids else {}
     if contact is None:
         contact = Contact(email=address, language=values.pop("language", None) or "en")
         db.session.add(contact)
-    elif contact.is_restricted and (values or company):
+    elif contact.is_restricted and (
+        values or company or external_ids.changes_for_contact(contact.id, wanted_ids)
+    ):
         raise refusal_while_restricted()
     changed = [key for key, value in values.items() if getattr(contact, key) != value]
     for key, value in values.items():
@@ -398,6 +438,8 @@ def upsert_contact(
     if company is not None:
         contact.company, change = _upsert_company(company)
     db.session.flush()
+    if wanted_ids:
+        external_ids.set_for_contact(contact.id, wanted_ids)
     if created:
         change_feed.record(change_feed.CONTACT_CREATED, [contact.id])
         contacts_addressed.send(signal_sender(), contact_ids=(contact.id,))
@@ -423,10 +465,13 @@ def _clean_profile(profile: dict[str, Any]) -> dict[str, Any]:
 
 
 def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> Contact:
-    """GDPR art. 16: correct a contact's data. Refused while processing is restricted."""
+    """GDPR art. 16: correct a contact's data, and its external ids
+    (``changes["external_ids"]``). Refused while processing is restricted."""
     contact = get_contact(contact_id)
     if contact.is_restricted:
         raise refusal_while_restricted()
+    if changes.get("external_ids"):
+        external_ids.set_for_contact(contact.id, changes["external_ids"])
     values = _clean_profile(changes)
     if "email" in changes:
         address = normalise_email(changes["email"])

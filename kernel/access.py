@@ -33,6 +33,10 @@ EVIDENCE_READERS = frozenset({Role.ADMIN, Role.DPO})
 ACTIONS: dict[str, frozenset[Role]] = {
     "contacts.read": ALL_ROLES,
     "contacts.write": frozenset({Role.MARKETING, Role.ADMIN}),
+    # Every contact changed since a time, a thousand at a time (a connector's
+    # reconciliation, GET /api/v1/contacts?updated_after=): a bulk read, for
+    # the roles that sync contacts in, not for looking one up.
+    "contacts.sync": frozenset({Role.MARKETING, Role.ADMIN}),
     "contacts.erase": frozenset({Role.ADMIN}),
     "contacts.export": frozenset({Role.ADMIN}),
     "contacts.restrict": frozenset({Role.ADMIN}),

@@ -57,6 +57,9 @@ SV: dict[str, str] = {
     "Matches the beginning of an email address, a name or a company name.": (
         "Söker på början av en e-postadress, ett namn eller ett företagsnamn."
     ),
+    "An id from another system is found as system:id, e.g. hubspot:1234.": (
+        "Ett id från ett annat system hittas som system:id, t.ex. hubspot:1234."
+    ),
     "No contact matches": "Ingen kontakt matchar",
     "Results": "Träffar",
     "Showing the first %(n)s matches; type more to narrow the search.": (
@@ -118,6 +121,7 @@ SV: dict[str, str] = {
     "not while": "inte så länge:",
     "Processing restricted since": "Behandlingen begränsad sedan",
     "Legal hold": "Bevarandeplikt",
+    "External ids": "Externa id",
     "Source notice (GDPR art. 14) sent": "Information om källan (GDPR art. 14) skickad",
     "Source notice (GDPR art. 14) owed since": "Information om källan (GDPR art. 14) ska skickas, sedan",
     "None": "Ingen",

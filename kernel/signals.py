@@ -33,9 +33,11 @@ def sender() -> Flask:
 # --- a contact's decisions ------------------------------------------------------------
 
 # Inside the transaction. Sent by consent.ledger for every write to the ledger;
-# kwargs: contact_ids (a tuple). Receiver: consent.webhooks writes the
+# kwargs: contact_ids (a tuple). Receivers: consent.webhooks writes the
 # deliveries owed to the receivers of these contacts, so that a notification
-# is never lost between the commit and the broker.
+# is never lost between the commit and the broker; crm.changed_since stamps
+# the contacts' updated_at (one UPDATE), so that the changed-since read
+# (GET /api/v1/contacts?updated_after=) lists a contact whose decisions changed.
 ledger_written = _signals.signal("ledger-written")
 
 # Inside the transaction. Sent by crm.changes.record after it wrote items of the

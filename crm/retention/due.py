@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 
+from crm import external_ids
 from crm.changes import receivers, told_systems
 from crm.models import (
     Activity,
@@ -83,7 +84,9 @@ class PurgeOutlook:
         }
 
 
-def _contact_anchor(rule: Rule, contact: Contact) -> datetime | date | None:
+def _contact_anchor(
+    rule: Rule, contact: Contact, held_elsewhere: dict[int, datetime] | None = None
+) -> datetime | date | None:
     if rule.counts_from == "last_interaction":
         # A contact who never interacted counts from when it was created.
         return contact.last_interaction_at or contact.created_at
@@ -92,29 +95,68 @@ def _contact_anchor(rule: Rule, contact: Contact) -> datetime | date | None:
     if rule.counts_from == "relationship_end":
         return contact.company.relationship_ended_at if contact.company else None
     if rule.counts_from == "objection" and contact.id is not None:
-        anchors = anchors_held_elsewhere(rule.counts_from)
-        moment = db.session.scalar(
-            sa.select(anchors.c.at).where(anchors.c.contact_id == contact.id).limit(1)
-        )
-        return _aware(moment) if moment is not None else None
+        if held_elsewhere is not None:
+            return held_elsewhere.get(contact.id)
+        return _held_anchors(rule.counts_from, [contact.id]).get(contact.id)
     return None
+
+
+def _held_anchors(counts_from: str, contact_ids: Sequence[int]) -> dict[int, datetime]:
+    """The anchors another package holds (``anchors_held_elsewhere``) of these
+    contacts, in one query."""
+    anchors = anchors_held_elsewhere(counts_from)
+    return {
+        contact_id: _aware(at)
+        for contact_id, at in db.session.execute(
+            sa.select(anchors.c.contact_id, anchors.c.at).where(
+                id_in(anchors.c.contact_id, list(contact_ids))
+            )
+        )
+        if at is not None
+    }
 
 
 def purge_outlook(contact: Contact, policy: RetentionPolicy | None = None) -> PurgeOutlook:
     """The day a run deletes ``contact`` under the current rules (the earliest
     contact rule), or why no run will while the reason stands."""
     policy = policy or current_retention_policy()
+    excluded = retention_exclusions([contact.id]).get(contact.id) if contact.id else None
+    return _outlook(contact, policy, excluded, None)
+
+
+def purge_outlooks(
+    contacts: Sequence[Contact], policy: RetentionPolicy | None = None
+) -> dict[int, PurgeOutlook]:
+    """``purge_outlook`` of many contacts with a fixed number of queries (the
+    exclusions, and each anchor held in another package), for reads of pages
+    of contacts. Load ``Contact.company`` (and ``Contact.activities`` where a
+    rule names activity kinds) with the contacts."""
+    policy = policy or current_retention_policy()
+    ids = [c.id for c in contacts]
+    excluded = retention_exclusions(ids)
+    held: dict[int, datetime] = {}
+    for counts_from in {r.counts_from for r in policy.held_rules if r.is_contact_rule}:
+        if counts_from == "objection" and ids:
+            held = _held_anchors(counts_from, ids)
+    return {c.id: _outlook(c, policy, excluded.get(c.id), held) for c in contacts}
+
+
+def _outlook(
+    contact: Contact,
+    policy: RetentionPolicy,
+    excluded: str | None,
+    held_elsewhere: dict[int, datetime] | None,
+) -> PurgeOutlook:
     best: tuple[date, str] | None = None
     for rule in policy.held_rules:
         if not rule.is_contact_rule or not rule.applies_to(contact):
             continue
-        anchor = _contact_anchor(rule, contact)
+        anchor = _contact_anchor(rule, contact, held_elsewhere)
         if anchor is None:
             continue
         day = rule.purge_on(anchor)
         if best is None or day < best[0]:
             best = (day, rule.name)
-    excluded = retention_exclusions([contact.id]).get(contact.id) if contact.id else None
     return PurgeOutlook(
         purge_on=best[0] if best else None,
         rule=best[1] if best else None,
@@ -122,13 +164,61 @@ def purge_outlook(contact: Contact, policy: RetentionPolicy | None = None) -> Pu
     )
 
 
-class ContactRead:
-    """A contact as every read returns it: its own columns and, as ``retention``,
-    when the current rules delete it or why they do not (``purge_outlook``)."""
+class _CompanyRead:
+    """A company as contact reads return it: its columns and its external ids."""
 
-    def __init__(self, contact: Contact) -> None:
+    def __init__(self, company: Company, external: dict[str, str]) -> None:
+        self._company = company
+        self.external_ids = external
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._company, name)
+
+
+class ContactRead:
+    """A contact as every read returns it: its own columns; as ``retention``,
+    when the current rules delete it or why they do not (``purge_outlook``);
+    and the ids other systems know it (and its company) by, as ``external_ids``.
+
+    ``ContactRead.many`` builds the reads of a page of contacts with a fixed
+    number of queries, whatever the page's size."""
+
+    def __init__(
+        self,
+        contact: Contact,
+        *,
+        outlook: PurgeOutlook | None = None,
+        contact_ids: dict[str, str] | None = None,
+        company_ids: dict[str, str] | None = None,
+    ) -> None:
         self._contact = contact
-        self.retention = purge_outlook(contact).as_dict()
+        self.retention = (outlook or purge_outlook(contact)).as_dict()
+        if contact_ids is None:
+            contact_ids = external_ids.for_contacts([contact.id]).get(contact.id, {})
+        self.external_ids = contact_ids
+        company = contact.company
+        if company is not None and company_ids is None:
+            company_ids = external_ids.for_companies([company.id]).get(company.id, {})
+        self.company = _CompanyRead(company, company_ids or {}) if company is not None else None
+
+    @classmethod
+    def many(cls, contacts: Sequence[Contact]) -> list[ContactRead]:
+        """The reads of ``contacts`` in order: one query for their external ids,
+        one for their companies', and ``purge_outlooks``' few."""
+        outlooks = purge_outlooks(contacts)
+        by_contact = external_ids.for_contacts([c.id for c in contacts])
+        by_company = external_ids.for_companies(
+            [c.company_id for c in contacts if c.company_id is not None]
+        )
+        return [
+            cls(
+                c,
+                outlook=outlooks[c.id],
+                contact_ids=by_contact.get(c.id, {}),
+                company_ids=by_company.get(c.company_id, {}) if c.company_id else None,
+            )
+            for c in contacts
+        ]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._contact, name)

@@ -12,6 +12,8 @@ from kernel.models import Role
 # (method, path, action the route requires)
 ROUTES = [
     ("GET", "/api/v1/contacts?email=a@b.se", "contacts.read"),
+    # The changed-since read is a bulk read: the roles that sync contacts in.
+    ("GET", "/api/v1/contacts?updated_after=2000-01-01T00:00:00Z", "contacts.sync"),
     ("POST", "/api/v1/contacts", "contacts.write"),
     ("GET", "/api/v1/contacts/{id}", "contacts.read"),
     ("PATCH", "/api/v1/contacts/{id}", "contacts.write"),

@@ -211,3 +211,26 @@ def test_unknown_contact_is_a_404_page(app) -> None:
     response = client_as(app, "sales").get("/staff/contacts/999")
     assert response.status_code == 404
     assert "Page not found" in text(response)
+
+
+def test_the_contact_page_shows_external_ids_and_search_finds_by_one(app) -> None:
+    from crm import external_ids
+
+    anna = make_contact(app, "anna.kund@kund.example", "Anna Kund", "Kund AB")
+    bo = make_contact(app, "bo@bransch.example", "Bo Bransch", "Bransch AB")
+    with app.app_context():
+        external_ids.set_for_contact(anna, {"hubspot": "1234", "salesforce": "003AbC<b>"})
+        db.session.commit()
+    client = client_as(app, "sales")
+
+    page = text(client.get(f"/staff/contacts/{anna}"))
+    shown = re.search(r'class="external-ids">(.*?)</dd>', page, re.S)
+    assert shown is not None
+    assert re.sub(r"<[^>]+>", "", shown.group(1)) == "hubspot: 1234, salesforce: 003AbC&lt;b&gt;"
+    assert re.search(r'class="external-ids">—</dd>', text(client.get(f"/staff/contacts/{bo}")))
+
+    # The id as the other system writes it, case kept; found first.
+    assert contact_ids(text(client.get("/staff/?q=salesforce:003AbC<b>"))) == [anna]
+    assert contact_ids(text(client.get("/staff/?q=hubspot:1234"))) == [anna]
+    assert "No contact matches" in text(client.get("/staff/?q=hubspot:9999"))
+    assert "No contact matches" in text(client.get("/staff/?q=salesforce:003abc<b>"))
