@@ -54,7 +54,15 @@ TOMBSTONES = frozenset({CONTACT_ERASED, CONTACT_PURGED})
 
 # The contact's fields another system mirrors: a change to one of them is a
 # ``contact.updated`` item naming the fields (never their values).
-MIRRORED_FIELDS = ("email", "name", "phone", "country", "language", "company")
+MIRRORED_FIELDS = (
+    "email",
+    "name",
+    "phone",
+    "country",
+    "language",
+    "company",
+    "external_ids",
+)
 # The fields among them that the decision reads (the address's suppression, the
 # country's rules, the company's customer relationship; consent.services
 # announces the same fields after a rectification).

@@ -439,6 +439,8 @@ def upsert_contact(
         contact.company, change = _upsert_company(company)
     db.session.flush()
     if wanted_ids:
+        if not created and external_ids.changes_for_contact(contact.id, wanted_ids):
+            changed.append("external_ids")
         external_ids.set_for_contact(contact.id, wanted_ids)
     if created:
         change_feed.record(change_feed.CONTACT_CREATED, [contact.id])
@@ -470,6 +472,9 @@ def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> C
     contact = get_contact(contact_id)
     if contact.is_restricted:
         raise refusal_while_restricted()
+    ids_changed = bool(changes.get("external_ids")) and bool(
+        external_ids.changes_for_contact(contact.id, changes["external_ids"])
+    )
     if changes.get("external_ids"):
         external_ids.set_for_contact(contact.id, changes["external_ids"])
     values = _clean_profile(changes)
@@ -481,6 +486,8 @@ def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> C
                 raise Conflict("Another contact has that address.", code="email_taken")
             values["email"] = address
     changes_made = [key for key, value in values.items() if getattr(contact, key) != value]
+    if ids_changed:
+        changes_made.append("external_ids")
     moved_from = contact.company_id
     change = None
     if "company" in changes:

@@ -479,3 +479,18 @@ def test_a_page_renders_the_same_decisions_as_the_permissions_api(app, api_as) -
         ]
         for item in rendered:
             assert item["decisions"] == permissions["decisions"]
+
+
+def test_new_external_ids_are_an_update(app, api_as) -> None:
+    marketing = api_as("marketing")
+    contact_id = create(marketing)
+    _, cursor = read_all(marketing)
+    patched = marketing.patch(
+        f"/api/v1/contacts/{contact_id}", json={"external_ids": {"hubspot": "77"}}
+    )
+    assert patched.status_code == 200, patched.json
+    items, _ = read_all(marketing, cursor)
+    updates = of_type(items, "contact.updated")
+    assert [(u["fields"], u["external_ids"]) for u in updates] == [
+        (["external_ids"], {"hubspot": "77"})
+    ]
