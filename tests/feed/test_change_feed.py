@@ -459,6 +459,11 @@ def test_the_retention_preview_names_the_systems_told(app, admin_api) -> None:
     shown = runner.invoke(args=["retention", "preview", "--as-of", "2026-01-01"])
     assert "hubspot: 1 contacts" in shown.output
     assert "webhook crm.kund.example: every item" in shown.output
+    from tests.staff.helpers import client_as
+
+    page_ = client_as(app, "admin").get("/staff/admin/retention?as_of=2026-01-01")
+    told = page_.get_data(as_text=True).split('id="told-h"')[1].split("</section>")[0]
+    assert "<code>hubspot</code>" in told and "webhook crm.kund.example" in told
 
 
 def test_a_page_renders_the_same_decisions_as_the_permissions_api(app, api_as) -> None:
