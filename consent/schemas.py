@@ -377,11 +377,19 @@ class WebTrackingWithdrawnSchema(Schema):
 # The change feed (consent.feed, docs/integration.md "The change feed") ----------------
 
 _DATE_TIME = {"format": "date-time"}
+# consent.feed.CURSOR_PATTERN (schemas sit below the feed, so it is stated here too;
+# tests/feed/test_change_feed.py checks the two agree).
+FEED_CURSOR_PATTERN = r"^c1\.(0|[1-9][0-9]{0,17})\.([1-9][0-9]{0,17})$"
 
 
 class ChangesQuerySchema(Schema):
     after = fields.String(
-        metadata={"description": "the next_cursor of the previous page; leave out to start"}
+        metadata={
+            "description": "the next_cursor of the previous page (opaque); leave out to start. "
+            "Anything else is a 400 malformed_cursor.",
+            # Checked by consent.feed.decode_cursor, which answers 400 (not 422).
+            "pattern": FEED_CURSOR_PATTERN,
+        }
     )
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from datetime import timedelta
 from typing import Any
@@ -364,12 +365,36 @@ def test_the_cursor_resumes_with_nothing_missed_or_repeated(app, api_as) -> None
 
 @pytest.mark.parametrize(
     "cursor",
-    ["nonsense", "c1.", "c1.!!!!", "c1.MTox=", "c1.LTE6Mg", "c1.MDE6Mg", "c1." + "A" * 200, "1:2"],
+    [
+        "nonsense",
+        "c1.",
+        "c1.!!!!",
+        "c1.1",
+        "c1.01.2",
+        "c1.-1.2",
+        "c1.1.0",
+        "c1.1.2.3",
+        "c2.1.2",
+        "c1." + "9" * 19 + ".1",
+        "1:2",
+    ],
 )
 def test_a_malformed_cursor_is_a_400(app, api_as, cursor) -> None:
     response = page(api_as("marketing"), cursor)
     assert response.status_code == 400
     assert response.json["error"]["code"] == "malformed_cursor"
+
+
+def test_the_documented_cursor_pattern_is_the_one_checked(app) -> None:
+    from consent.feed import CURSOR_PATTERN, encode_cursor
+    from consent.schemas import FEED_CURSOR_PATTERN
+
+    assert FEED_CURSOR_PATTERN == CURSOR_PATTERN
+    spec = app.test_client().get("/api/v1/openapi.json").get_json()
+    parameters = spec["paths"]["/api/v1/changes"]["get"]["parameters"]
+    after = next(p for p in parameters if p["name"] == "after")
+    assert after["schema"]["pattern"] == CURSOR_PATTERN
+    assert re.fullmatch(CURSOR_PATTERN, encode_cursor(2**40, 10**17))
 
 
 @pytest.mark.parametrize("limit", ["1001", "0", "-1", "many"])

@@ -430,7 +430,7 @@ ROUTES: dict[tuple[str, str], Route] = {
         # A cursor as the feed returns them: position (0, 1), before any item.
         "/api/v1/changes",
         "api",
-        query=lambda s: {"limit": "10", "after": "c1.MDox"},
+        query=lambda s: {"limit": "10", "after": "c1.0.1"},
     ),
     ("consent_api.deactivate_webhook", "DELETE"): Route(
         "/api/v1/webhooks/{webhook_id}",
