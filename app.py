@@ -22,10 +22,11 @@ from consent.topics import MarketingPolicy
 from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
 from kernel import idempotency, inputs
 from kernel.errors import (
+    BadRequest,
     Conflict,
     DomainError,
+    Gone,
     InvalidInput,
-    MalformedRequest,
     NotAuthenticated,
     NotFound,
     NotPermitted,
@@ -239,7 +240,8 @@ def register_packages(app: Flask) -> None:
 # Errors ------------------------------------------------------------------------------
 
 _STATUS = {
-    MalformedRequest: 400,
+    BadRequest: 400,
+    Gone: 410,
     InvalidInput: 422,
     NotFound: 404,
     Conflict: 409,

@@ -44,6 +44,7 @@ BENCHMARKS = {
     "imports": "bench.imports",
     "sending": "bench.sending",
     "bounces": "bench.bounces",
+    "feed": "bench.feed",
 }
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from consent.models import OBJECTION_CHANNELS, Basis, InterestKind
+from crm.changes import TYPES as CHANGE_TYPES
 from crm.schemas import CompanySchema, ContactSchema, ExternalIdsInput, UtcDateTime
 from kernel.inputs import ROW_ID
 
@@ -379,3 +380,79 @@ class WebTrackingWithdrawalSchema(Schema):
 class WebTrackingWithdrawnSchema(Schema):
     contact_id = fields.Integer()
     unlinked = fields.Integer()
+
+
+# The change feed (consent.feed, docs/integration.md "The change feed") ----------------
+
+_DATE_TIME = {"format": "date-time"}
+# consent.feed.CURSOR_PATTERN (schemas sit below the feed, so it is stated here too;
+# tests/feed/test_change_feed.py checks the two agree).
+FEED_CURSOR_PATTERN = r"^c1\.(0|[1-9][0-9]{0,17})\.([1-9][0-9]{0,17})$"
+
+
+class ChangesQuerySchema(Schema):
+    after = fields.String(
+        metadata={
+            "description": "the next_cursor of the previous page (opaque); leave out to start. "
+            "Anything else is a 400 malformed_cursor.",
+            # Checked by consent.feed.decode_cursor, which answers 400 (not 422).
+            "pattern": FEED_CURSOR_PATTERN,
+        }
+    )
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class FeedDecisionSchema(Schema):
+    """A decision as a feed item carries it: ``DecisionSchema``'s output, already JSON."""
+
+    email = fields.String(metadata={"format": "email"})
+    contact_id = fields.Integer(allow_none=True)
+    topic = fields.String()
+    channel = fields.String()
+    allowed = fields.Boolean()
+    basis = fields.String(allow_none=True)
+    reason = fields.String()
+    since = fields.String(allow_none=True, metadata=_DATE_TIME)
+    explanation = fields.String()
+    event_id = fields.Integer(allow_none=True)
+
+
+class FeedCompanySchema(Schema):
+    name = fields.String()
+    org_number = fields.String(allow_none=True)
+    country = fields.String(allow_none=True)
+
+
+class FeedContactSchema(Schema):
+    email = fields.String(metadata={"format": "email"})
+    name = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    country = fields.String(allow_none=True)
+    language = fields.String()
+    company = fields.Nested(FeedCompanySchema, allow_none=True)
+    updated_at = fields.String(allow_none=True, metadata=_DATE_TIME)
+
+
+class ChangeItemSchema(Schema):
+    """One item of the change feed; also the body of its webhook delivery."""
+
+    id = fields.String(metadata={"description": "chg_<n>; the webhook-id of its deliveries"})
+    type = fields.String(validate=validate.OneOf(CHANGE_TYPES))
+    occurred_at = fields.String(metadata=_DATE_TIME)
+    contact_id = fields.Integer()
+    tombstone = fields.Boolean(
+        metadata={"description": "the contact is gone: only ids, rule and counts follow"}
+    )
+    external_ids = fields.Dict(keys=fields.String(), values=fields.String())
+    contact = fields.Nested(FeedContactSchema)
+    fields_ = fields.List(fields.String(), data_key="fields", attribute="fields")
+    decisions = fields.List(fields.Nested(FeedDecisionSchema))
+    rule = fields.String()
+    action = fields.String(validate=validate.OneOf(("deleted", "anonymised")))
+    count = fields.Integer()
+
+
+class ChangePageSchema(Schema):
+    items = fields.List(fields.Nested(ChangeItemSchema))
+    next_cursor = fields.String(allow_none=True)
+    has_more = fields.Boolean()

@@ -262,6 +262,54 @@ class AuditEntry(db.Model):
     detail: Mapped[str | None] = mapped_column(sa.String(500))
 
 
+class Change(db.Model):
+    """One item of the change feed a CRM mirrors (``crm.changes``, docs/integration.md).
+
+    Holds no personal data: the type, the contact's id, when, and small data
+    (the fields' names of an update, a tombstone's external ids, a rule and a
+    count). What a contact looks like is rendered when the feed is read, from
+    the contact as it is then (``consent.feed``). No foreign key to the
+    contact: the item of an erasure or a purge outlives the contact it names.
+    """
+
+    __tablename__ = "change"
+
+    # 64-bit on PostgreSQL: a busy feed writes many more items than contacts.
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True
+    )
+    # PostgreSQL: the writing transaction's id (pg_current_xact_id()). The feed
+    # is read in (txid, id) order and serves only transactions older than every
+    # one still running, so that an item whose transaction commits late is
+    # never skipped by a reader that already passed its id. SQLite serialises
+    # writers, so commit order is id order there and txid stays 0.
+    txid: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    type: Mapped[str] = mapped_column(sa.String(40))
+    contact_id: Mapped[int] = mapped_column(index=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    data: Mapped[dict | None] = mapped_column(sa.JSON)
+
+    __table_args__ = (
+        sa.Index("ix_change_txid_id", "txid", "id"),
+        sa.Index("ix_change_occurred_at", "occurred_at"),
+        # Ids never come back after a prune (SQLite would reuse the highest).
+        {"sqlite_autoincrement": True},
+    )
+
+
+class ChangeFeedHorizon(db.Model):
+    """How far the feed has been pruned (one row): a cursor at or before it may
+    have missed items, so the reader is told to resync (410)."""
+
+    __tablename__ = "change_feed_horizon"
+
+    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    # The newest pruned item's position in the feed's order.
+    txid: Mapped[int] = mapped_column(sa.BigInteger)
+    change_id: Mapped[int] = mapped_column(sa.BigInteger)
+    pruned_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class AnonymisedActivity(db.Model):
     """What is left of an activity after a retention rule anonymised it (R15).
 

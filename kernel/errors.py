@@ -29,10 +29,17 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
-class MalformedRequest(DomainError):
-    """The request itself is malformed (a header, not a field of its body)."""
+class BadRequest(DomainError):
+    """The request cannot be understood at all (a malformed feed cursor)."""
 
     code = "bad_request"
+
+
+class Gone(DomainError):
+    """What the request names existed once and was removed for good (a feed
+    cursor older than the feed's pruned horizon)."""
+
+    code = "gone"
 
 
 class NotFound(DomainError):

@@ -62,7 +62,7 @@ from werkzeug.wsgi import get_input_stream
 
 from extensions import db
 from kernel.database import insert_for_dialect
-from kernel.errors import Conflict, InvalidInput, MalformedRequest
+from kernel.errors import Conflict, InvalidInput, BadRequest
 from kernel.models import IdempotencyKey
 from kernel.signals import retention_due
 from kernel.timestamps import utcnow
@@ -116,7 +116,7 @@ def keep_for() -> timedelta:
 
 
 def parse_key(raw: str) -> str:
-    """The key a header value carries, or MalformedRequest (400)."""
+    """The key a header value carries, or BadRequest (400)."""
     if not _KEY.match(raw):
         if len(raw.strip('"')) > MAX_KEY_LENGTH:
             reason = f"is longer than {MAX_KEY_LENGTH} characters"
@@ -124,7 +124,7 @@ def parse_key(raw: str) -> str:
             reason = "is empty"
         else:
             reason = 'holds characters other than visible ASCII (no spaces, no " or \\)'
-        raise MalformedRequest(
+        raise BadRequest(
             f"The {HEADER} header {reason}. Send 1 to {MAX_KEY_LENGTH} visible ASCII "
             'characters (a UUID is a good key), bare or as a quoted string ("...").',
             code="invalid_idempotency_key",
@@ -237,7 +237,7 @@ def claim(token_id: int | None) -> Response | None:
 
     Returns None when the route should run (no key, not a write, a read sent as
     POST, or the key newly claimed: ``g`` remembers it for ``store``); returns
-    the stored answer for a repeat; raises MalformedRequest (a bad key),
+    the stored answer for a repeat; raises BadRequest (a bad key),
     InvalidInput (the key used for another request) or Conflict (the first
     request is in flight).
     The claim is committed before the route runs: the route's own transaction

@@ -40,6 +40,13 @@ def sender() -> Flask:
 # (GET /api/v1/contacts?updated_after=) lists a contact whose decisions changed.
 ledger_written = _signals.signal("ledger-written")
 
+# Inside the transaction. Sent by crm.changes.record after it wrote items of the
+# change feed (contact created, updated, decisions changed, erased, purged,
+# activities purged, undeliverable); kwargs: change_ids (a tuple). Receiver:
+# consent.webhooks writes the deliveries owed for those items in the same
+# transaction, so that a tombstone's delivery exists before the contact is gone.
+change_recorded = _signals.signal("change-recorded")
+
 # After the commit. Sent by every use case whose commit changed a contact's
 # decisions (consent, subscriptions, imports, erasure, rectification of a
 # deciding field); kwargs: contact_id, kind (the ledger event kind, or
@@ -126,6 +133,12 @@ collect_retention_exclusions = _signals.signal("retention-exclusions")
 # Receiver: consent.rights ("objection": the objection to all direct
 # marketing, GDPR art. 21(3), docs/rules.md R22).
 collect_retention_anchors = _signals.signal("retention-anchors")
+
+# Sent by crm.changes.receivers (for the retention preview) with no kwargs;
+# each receiver returns a list of short descriptions of who, besides the
+# readers of the change feed, is told of every item (no secrets, no full URLs).
+# Receiver: consent.feed (the active webhook endpoints, by host).
+collect_change_receivers = _signals.signal("change-receivers")
 
 # Sent by consent.rights.export_contact with kwargs contact (the Contact); each
 # receiver returns (section name, JSON-ready data) for the person's export.

@@ -101,6 +101,13 @@ def test_the_benchmarks_run_on_tiny_data_and_write_their_section(tmp_path: Path)
         "POST /api/v1/bounces vs GET /healthz",
     ):
         assert "DSNs/s" in rows[label] or "bounces/s" in rows[label], label
+    # Change feed: the reader read every item once, rendered, and has its ratio.
+    assert "<!-- bench:feed -->" in text
+    fed = text.split("<!-- bench:feed -->")[1].split("<!-- /bench:feed -->")[0]
+    row = next(line for line in fed.splitlines() if line.startswith(("| SQLite", "| PostgreSQL")))
+    cells = [cell.strip() for cell in row.split("|")]
+    assert float(cells[3].replace(",", "")) > 0, "no feed items per second"
+    assert cells[6].endswith("x"), "the ratio to the bare keyset scan"
 
 
 def _redis_answers(url: str) -> bool:

@@ -39,6 +39,7 @@ ROUTES = [
     ("POST", "/api/v1/webhooks", "webhooks.manage"),
     ("GET", "/api/v1/webhooks", "webhooks.manage"),
     ("GET", "/api/v1/privacy-requests", "privacy_requests.read"),
+    ("GET", "/api/v1/changes?limit=10", "changes.read"),
     ("DELETE", "/api/v1/webhooks/{wid}", "webhooks.manage"),
     ("GET", "/api/v1/retention/preview?as_of=2027-01-01", "retention.read"),
     ("GET", "/api/v1/retention/runs", "retention.read"),

@@ -457,6 +457,12 @@ ROUTES: dict[tuple[str, str], Route] = {
         json=lambda s: {"url": "https://93.184.215.14/hooks/consent", "description": "CRM"},
     ),
     ("consent_api.list_webhooks", "GET"): Route("/api/v1/webhooks", "api"),
+    ("consent_api.read_changes", "GET"): Route(
+        # A cursor as the feed returns them: position (0, 1), before any item.
+        "/api/v1/changes",
+        "api",
+        query=lambda s: {"limit": "10", "after": "c1.0.1"},
+    ),
     ("consent_api.deactivate_webhook", "DELETE"): Route(
         "/api/v1/webhooks/{webhook_id}",
         "api",
