@@ -22,8 +22,10 @@ from consent.topics import MarketingPolicy
 from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
 from kernel import inputs
 from kernel.errors import (
+    BadRequest,
     Conflict,
     DomainError,
+    Gone,
     InvalidInput,
     NotAuthenticated,
     NotFound,
@@ -222,6 +224,8 @@ def register_packages(app: Flask) -> None:
 # Errors ------------------------------------------------------------------------------
 
 _STATUS = {
+    BadRequest: 400,
+    Gone: 410,
     InvalidInput: 422,
     NotFound: 404,
     Conflict: 409,
@@ -239,9 +243,15 @@ def _wants_json() -> bool:
     )
 
 
-def error_response(status: int, code: str, message: str, fields: dict | None = None) -> Any:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    fields: dict | None = None,
+    details: dict | None = None,
+) -> Any:
     if _wants_json():
-        body: dict[str, Any] = {"error": {"code": code, "message": message}}
+        body: dict[str, Any] = {"error": {**(details or {}), "code": code, "message": message}}
         if fields:
             body["error"]["fields"] = fields
         response = jsonify(body)
@@ -298,7 +308,7 @@ def register_error_handlers(app: Flask) -> None:
     def handle_domain_error(exc: DomainError) -> Any:
         db.session.rollback()
         status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
-        return error_response(status, exc.code, exc.message, exc.fields)
+        return error_response(status, exc.code, exc.message, exc.fields, exc.details)
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception) -> Any:

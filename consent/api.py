@@ -10,13 +10,15 @@ from flask import Flask, current_app, g, jsonify, request
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, ValidationError
 
-from consent import imports, policies, rights, services, web_tracking, webhooks
+from consent import feed, imports, policies, rights, services, web_tracking, webhooks
 from consent.claims import ExternalConfirmation
 from consent.evidence import Evidence, evidence_shown_to
 from consent.models import ALL, Basis, InterestKind
 from consent.schemas import (
     BatchCheckSchema,
     BatchResultSchema,
+    ChangePageSchema,
+    ChangesQuerySchema,
     ConsentEventSchema,
     ContactCreateSchema,
     ContactRegisteredSchema,
@@ -388,6 +390,17 @@ def replay_webhook(data: dict[str, Any], webhook_id: int) -> Any:
         g.actor, webhook_id, after_change=data.get("after_change"), since=data.get("since")
     )
     return {"queued": queued}
+
+
+@blp.get("/changes")
+@requires("changes.read")
+@blp.arguments(ChangesQuerySchema, location="query")
+@blp.response(200, ChangePageSchema)
+@blp.alt_response(400, description="The cursor is malformed.")
+@blp.alt_response(410, description="The cursor is older than the pruned feed: resync.")
+def read_changes(query: dict[str, Any]) -> Any:
+    """The change feed a CRM mirrors, in commit order (docs/integration.md)."""
+    return feed.read(query.get("after"), query["limit"], actor=g.actor)
 
 
 @blp.get("/privacy-requests")

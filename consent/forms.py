@@ -141,7 +141,7 @@ class WebhookLogQuery(FormSchema):
 class ReplaySinceForm(FormSchema):
     """Replay every change after a change id, or since a UTC time (one of them)."""
 
-    after_change = fields.String(load_default="", validate=validate.Length(max=12))
+    after_change = fields.String(load_default="", validate=validate.Length(max=24))
     since = fields.String(load_default="", validate=validate.Length(max=40))
 
     @post_load
@@ -151,9 +151,11 @@ class ReplaySinceForm(FormSchema):
             raise ValidationError("Give either a change id or a time.", "after_change")
         out: dict[str, Any] = {"after_change": None, "since": None}
         if after:
-            if not after.isdigit() or int(after) > MAX_ROW_ID:
-                raise ValidationError("Not a change id.", "after_change")
-            out["after_change"] = int(after)
+            # A change feed item's id (chg_<n>, the webhook-id), or its number.
+            number = after.removeprefix("chg_")
+            if not number.isascii() or not number.isdigit() or len(number) > 18:
+                raise ValidationError("Not a change id (chg_<n>).", "after_change")
+            out["after_change"] = int(number)
         else:
             try:
                 moment = datetime.fromisoformat(since)

@@ -29,6 +29,7 @@ from consent.suppression import (
     own_suppression,
     suppressed_hashes,
 )
+from crm import changes as change_feed
 from crm.models import Contact
 from crm.services import get_contact, hold_contact, note_interaction, refusal_while_restricted
 from extensions import db
@@ -106,6 +107,17 @@ def is_interaction(actor: Actor, received_via: str | None, kind: EventKind, sour
     return actor.kind == "person" and source not in UNPROVEN_SOURCES
 
 
+def _written(contact_ids: tuple[int, ...], kind: EventKind) -> None:
+    """What every write to the ledger tells, inside its transaction: the change
+    feed gets a ``contact.decisions_changed`` item per contact (one per
+    transaction, ``crm.changes.record``) and, for a bounce, a
+    ``contact.undeliverable`` one; then ``ledger_written`` is sent."""
+    change_feed.record(change_feed.DECISIONS_CHANGED, contact_ids)
+    if kind is EventKind.UNDELIVERABLE:
+        change_feed.record(change_feed.CONTACT_UNDELIVERABLE, contact_ids)
+    ledger_written.send(signal_sender(), contact_ids=contact_ids)
+
+
 def record(
     contact: Contact,
     kind: EventKind,
@@ -163,7 +175,7 @@ def record(
     if is_interaction(actor, received_via, kind, source):
         note_interaction(contact, event.occurred_at)
     fold(contact, event)
-    ledger_written.send(signal_sender(), contact_ids=(contact.id,))
+    _written((contact.id,), kind)
     if refuses_everything(kind, topic, channel) and own_suppression(contact.email) is None:
         # R22: whichever use case records a "no" to everything, the address's
         # keyed hash goes on the suppression list in the same transaction, so
@@ -222,7 +234,7 @@ def record_objection(
         objection_upsert(),
         {"contact_id": contact_id, "channel": channel, "at": now, "event_id": event_id},
     )
-    ledger_written.send(signal_sender(), contact_ids=(contact_id,))
+    _written((contact_id,), EventKind.OBJECTED)
     # R22: the objection outlives the contact, as ``fold`` and ``record`` keep it.
     if channel != ALL:
         keep_scoped_refusal(email, EventKind.OBJECTED.value, ALL, channel, now)
@@ -387,7 +399,7 @@ def record_many(
         )
         fold(contact, event, states)  # type: ignore[arg-type]
     states.insert_new()
-    ledger_written.send(signal_sender(), contact_ids=tuple(contact_ids))
+    _written(tuple(contact_ids), kind)
     if refuses_everything(kind, topic, channel):
         # As ``record``: each address not yet on the suppression list goes on it.
         listed = suppressed_hashes(address_hash(c.email) for c in contacts)
@@ -465,7 +477,7 @@ def record_set(
             ),
         )
     )
-    ledger_written.send(signal_sender(), contact_ids=tuple(contact_ids))
+    _written(tuple(contact_ids), kind)
     if kind is not EventKind.BASIS_GRANTED:
         return contact_ids  # CREATED_WHILE_SUPPRESSED only documents.
     assert column is not None

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from crm.changes import TYPES as CHANGE_TYPES
 from extensions import db
 from kernel.timestamps import UTCDateTime, utcnow
 
@@ -261,15 +262,7 @@ class PolicyWording(db.Model):
 
 # What a webhook endpoint may subscribe to: the item types of the change feed
 # (crm.changes; docs/webhooks.md). An endpoint that chose none gets them all.
-WEBHOOK_EVENT_TYPES = (
-    "contact.decisions_changed",
-    "contact.created",
-    "contact.updated",
-    "contact.erased",
-    "contact.purged",
-    "activities.purged",
-    "contact.undeliverable",
-)
+WEBHOOK_EVENT_TYPES = CHANGE_TYPES
 
 # A delivery's states: pending (owed, maybe retrying or waiting for an earlier
 # delivery about the same contact), delivered (2xx), failed (for good: refused,
@@ -327,7 +320,11 @@ class WebhookDelivery(db.Model):
     endpoint_id: Mapped[int] = mapped_column(
         sa.ForeignKey("webhook_endpoint.id", ondelete="CASCADE"), index=True
     )
-    change_id: Mapped[int | None] = mapped_column(index=True)
+    change_id: Mapped[int | None] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.ForeignKey("change.id", ondelete="CASCADE"),
+        index=True,
+    )
     event_type: Mapped[str] = mapped_column(sa.String(40))
     contact_id: Mapped[int | None] = mapped_column()
     status: Mapped[str] = mapped_column(sa.String(16), default="pending")

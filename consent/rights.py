@@ -32,6 +32,7 @@ from consent.models import (
 from consent.projection import PERSON
 from consent.suppression import find_suppression, own_suppression
 from crm import services as crm
+from crm.changes import CONTACT_ERASED
 from crm.models import Activity, Company, Contact
 from extensions import db
 from kernel.access import SYSTEM_ACTOR, Actor
@@ -198,7 +199,8 @@ def erase_contact(actor: Actor, contact_id: int, received_via: str | None = None
     if own_suppression(contact.email) is None:
         record(contact, EventKind.SUPPRESSED, actor=actor, source=_source_of(actor), note="erasure")
     suppressed = True
-    crm.remove_contact(contact.id)
+    # Every connected system is told to delete its copy (a tombstone in the change feed).
+    crm.remove_contact(contact.id, tombstone=CONTACT_ERASED)
     crm.audit(
         actor,
         "contact.erase",

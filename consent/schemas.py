@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from consent.models import (
     DELIVERY_STATUSES,
@@ -11,6 +13,7 @@ from consent.models import (
     Basis,
     InterestKind,
 )
+from crm.changes import TYPES as CHANGE_TYPES
 from crm.schemas import CompanySchema, ContactSchema, UtcDateTime
 from kernel.inputs import MAX_ROW_ID, ROW_ID
 
@@ -357,9 +360,13 @@ class WebhookCreatedSchema(WebhookSchema):
 class WebhookDeliverySchema(Schema):
     id = fields.Integer()
     endpoint_id = fields.Integer()
-    change_id = fields.Integer(
+    change_id = fields.Function(
+        lambda d: None if d.change_id is None else f"chg_{d.change_id}",
         allow_none=True,
-        metadata={"description": "The change feed item posted (its id is the webhook-id)."},
+        metadata={
+            "type": "string",
+            "description": "The id of the change feed item posted, also its webhook-id.",
+        },
     )
     event_type = fields.String()
     contact_id = fields.Integer(allow_none=True)
@@ -387,9 +394,12 @@ class WebhookDeliveriesQuerySchema(Schema):
 
 
 class WebhookReplaySchema(Schema):
-    after_change = fields.Integer(
-        validate=validate.Range(min=0, max=MAX_ROW_ID),
-        metadata={"description": "Replay every change after this change id (a webhook-id)."},
+    after_change = fields.String(
+        validate=validate.Regexp(r"^chg_(0|[1-9][0-9]{0,17})$"),
+        metadata={
+            "description": "Replay every change after this one: a change feed item's id, "
+            "which is also its webhook-id (chg_<n>)."
+        },
     )
     since = UtcDateTime(metadata={"description": "Replay every change that occurred since then."})
 
@@ -397,6 +407,12 @@ class WebhookReplaySchema(Schema):
     def _one_of(self, data: dict[str, object], **kwargs: object) -> None:
         if ("after_change" in data) == ("since" in data):
             raise ValidationError("Give either after_change or since.", "_schema")
+
+    @post_load
+    def _change_number(self, data: dict[str, Any], **kwargs: object) -> dict[str, Any]:
+        if "after_change" in data:
+            data["after_change"] = int(data["after_change"].removeprefix("chg_"))
+        return data
 
 
 class WebhookReplayedSchema(Schema):
@@ -448,3 +464,62 @@ class WebTrackingWithdrawalSchema(Schema):
 class WebTrackingWithdrawnSchema(Schema):
     contact_id = fields.Integer()
     unlinked = fields.Integer()
+
+
+# The change feed (consent.feed, docs/integration.md "The change feed") ----------------
+
+_DATE_TIME = {"format": "date-time"}
+
+
+class ChangesQuerySchema(Schema):
+    after = fields.String(
+        metadata={"description": "the next_cursor of the previous page; leave out to start"}
+    )
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class FeedDecisionSchema(DecisionSchema):
+    """A decision as a feed item carries it (already rendered as JSON)."""
+
+    since = fields.String(allow_none=True, metadata=_DATE_TIME)
+
+
+class FeedCompanySchema(Schema):
+    name = fields.String()
+    org_number = fields.String(allow_none=True)
+    country = fields.String(allow_none=True)
+
+
+class FeedContactSchema(Schema):
+    email = fields.String(metadata={"format": "email"})
+    name = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    country = fields.String(allow_none=True)
+    language = fields.String()
+    company = fields.Nested(FeedCompanySchema, allow_none=True)
+    updated_at = fields.String(allow_none=True, metadata=_DATE_TIME)
+
+
+class ChangeItemSchema(Schema):
+    """One item of the change feed; also the body of its webhook delivery."""
+
+    id = fields.String(metadata={"description": "chg_<n>; the webhook-id of its deliveries"})
+    type = fields.String(validate=validate.OneOf(CHANGE_TYPES))
+    occurred_at = fields.String(metadata=_DATE_TIME)
+    contact_id = fields.Integer()
+    tombstone = fields.Boolean(
+        metadata={"description": "the contact is gone: only ids, rule and counts follow"}
+    )
+    external_ids = fields.Dict(keys=fields.String(), values=fields.String())
+    contact = fields.Nested(FeedContactSchema)
+    fields_ = fields.List(fields.String(), data_key="fields", attribute="fields")
+    decisions = fields.List(fields.Nested(FeedDecisionSchema))
+    rule = fields.String()
+    action = fields.String(validate=validate.OneOf(("deleted", "anonymised")))
+    count = fields.Integer()
+
+
+class ChangePageSchema(Schema):
+    items = fields.List(fields.Nested(ChangeItemSchema))
+    next_cursor = fields.String(allow_none=True)
+    has_more = fields.Boolean()

@@ -460,7 +460,7 @@ def body_for(change: Change) -> tuple[str, dict[str, Any]]:
     envelope around the change feed's item (``data`` is the item as the feed
     serves it)."""
     item = feed.render([change])[0]
-    return str(item["id"]), {"type": item["type"], "timestamp": item["occurred_at"], "data": item}
+    return item["id"], {"type": item["type"], "timestamp": item["occurred_at"], "data": item}
 
 
 def _retry_delay_ms(attempts: int) -> int:
@@ -605,9 +605,10 @@ def _waits_for_earlier(delivery: WebhookDelivery) -> bool:
 
 
 def carries_personal_data(item: dict[str, Any]) -> bool:
-    """Whether a feed item carries the contact's personal data (its address,
-    name...) rather than only ids: tombstones carry none."""
-    return feed.carries_personal_data(item)
+    """Whether a feed item carries the contact's personal data rather than only
+    ids: a live contact's fields (``contact``) or its decisions (each names its
+    address). Tombstones, purge counts and an undeliverable notice carry none."""
+    return not item.get("tombstone") and ("contact" in item or "decisions" in item)
 
 
 def _audit_disclosure(endpoint_id: int, delivery_id: int, contact_id: int) -> None:
@@ -700,12 +701,13 @@ def replay_since(
     since: datetime | None = None,
 ) -> int:
     """Owe the endpoint every change of the types it subscribes to after the
-    change ``after_change`` (exclusive), or since the moment ``since``, in the
-    feed's order. Returns how many deliveries were written."""
+    change ``after_change`` (exclusive; the number in its id ``chg_<n>``), or
+    since the moment ``since``, in the feed's order. Returns how many
+    deliveries were written."""
     endpoint = _replayable(endpoint_id)
     if (after_change is None) == (since is None):
         raise InvalidInput(
-            "Give either after_change (a change id) or since (a time), not both.",
+            "Give either after_change (a change's id) or since (a time), not both.",
             code="replay_range",
         )
     changes = Change.__table__

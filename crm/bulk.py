@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from crm.changes import CONTACT_CREATED, record, record_updates
 from crm.models import Company, Contact
 from extensions import db
 from kernel.database import one_of
@@ -86,20 +87,24 @@ def ensure_companies(
 
 def update_contacts(changes: Sequence[Mapping[str, Any]]) -> None:
     """Apply ``{"id": ..., column: value, ...}`` rows to their contacts: one
-    executemany per batch."""
+    executemany per batch. Each contact whose mirrored fields changed gets a
+    ``contact.updated`` item in the change feed (one multi-row INSERT)."""
     if changes:
         db.session.execute(sa.update(Contact), list(changes))
+        record_updates({row["id"]: row.keys() for row in changes})
 
 
 def insert_contacts(columns: Sequence[str], rows: sa.Select[Any]) -> list[int]:
     """Create contacts from a SELECT whose columns are ``columns``, in order: one
     INSERT ... SELECT per batch. Returns the new ids, and announces them
     (``kernel.signals.contacts_addressed``) in the same transaction, so that
-    the consent layer restates what was refused at these addresses (R22)."""
+    the consent layer restates what was refused at these addresses (R22), and
+    writes their ``contact.created`` items to the change feed."""
     table = Contact.__table__
     ids = list(
         db.session.scalars(sa.insert(table).from_select(list(columns), rows).returning(table.c.id))
     )
     if ids:
+        record(CONTACT_CREATED, ids)
         contacts_addressed.send(signal_sender(), contact_ids=tuple(ids))
     return ids

@@ -145,6 +145,9 @@ class Contact(db.Model):
             sa.func.lower(name).label("name_lower"),
             postgresql_ops={"name_lower": "text_pattern_ops"},
         ),
+        # The changed-since read (GET /api/v1/contacts?updated_after=) walks
+        # this index in keyset order: (updated_at, id) > (cursor).
+        sa.Index("ix_contact_updated_at_id", "updated_at", "id"),
         {"sqlite_autoincrement": True},
     )
 
@@ -161,6 +164,63 @@ class Contact(db.Model):
     def _hash_email(self, key: str, value: str) -> str:
         self.address_hash = keyed_hash(value)
         return value
+
+
+# External ids (docs/integration.md, "External ids"): the ids other systems
+# (a CRM, a ticket system) give a contact or a company. A system's name is a
+# short lower-case slug; a value is what that system shows, 1-200 characters,
+# no control characters and no space at either end ("1234 " and "1234" would
+# otherwise be two ids of one record). The API schemas declare the same patterns.
+EXTERNAL_SYSTEM_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+EXTERNAL_VALUE_PATTERN = r"^[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,198}[^\x00-\x20\x7f])?$"
+_EXTERNAL_SYSTEM = re.compile(EXTERNAL_SYSTEM_PATTERN)
+_EXTERNAL_VALUE = re.compile(EXTERNAL_VALUE_PATTERN)
+
+
+def external_system_problem(system: str) -> str | None:
+    """Why ``system`` cannot name an external system, or None."""
+    if not isinstance(system, str) or _EXTERNAL_SYSTEM.fullmatch(system) is None:
+        return (
+            "A system name is 1-32 lower-case letters, digits, '_' or '-', "
+            "starting with a letter, e.g. 'hubspot'."
+        )
+    return None
+
+
+def external_value_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an external id, or None."""
+    if not isinstance(value, str) or _EXTERNAL_VALUE.fullmatch(value) is None:
+        return (
+            "An external id is 1-200 characters, no control characters "
+            "and no space at the start or end."
+        )
+    return None
+
+
+class ExternalId(db.Model):
+    """An id another system gives a contact or a company (``crm.external_ids``).
+
+    One id per (owner, system), and an id names one owner per system. No
+    foreign key (the owner is a contact or a company): the rows of a contact
+    are deleted with it by ``crm.services.remove_contacts``, so an erased
+    person leaves no id behind that links back to them.
+    """
+
+    __tablename__ = "external_id"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_type: Mapped[str] = mapped_column(sa.String(16))  # 'contact' | 'company'
+    owner_id: Mapped[int] = mapped_column()
+    system: Mapped[str] = mapped_column(sa.String(32))
+    value: Mapped[str] = mapped_column(sa.String(200))
+
+    __table_args__ = (
+        # Finding an owner by (system, value), and an id used once per system.
+        sa.UniqueConstraint("owner_type", "system", "value", name="uq_external_id_value"),
+        # Reading the ids of many owners at once, and one id per system each.
+        sa.UniqueConstraint("owner_type", "owner_id", "system", name="uq_external_id_owner"),
+        sa.CheckConstraint("owner_type IN ('contact', 'company')", name="owner_type"),
+    )
 
 
 class Activity(db.Model):
@@ -200,6 +260,54 @@ class AuditEntry(db.Model):
     # the id (crm.services.forget_contact_in_audit) so nothing links back.
     contact_id: Mapped[int | None] = mapped_column(index=True)
     detail: Mapped[str | None] = mapped_column(sa.String(500))
+
+
+class Change(db.Model):
+    """One item of the change feed a CRM mirrors (``crm.changes``, docs/integration.md).
+
+    Holds no personal data: the type, the contact's id, when, and small data
+    (the fields' names of an update, a tombstone's external ids, a rule and a
+    count). What a contact looks like is rendered when the feed is read, from
+    the contact as it is then (``consent.feed``). No foreign key to the
+    contact: the item of an erasure or a purge outlives the contact it names.
+    """
+
+    __tablename__ = "change"
+
+    # 64-bit on PostgreSQL: a busy feed writes many more items than contacts.
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True
+    )
+    # PostgreSQL: the writing transaction's id (pg_current_xact_id()). The feed
+    # is read in (txid, id) order and serves only transactions older than every
+    # one still running, so that an item whose transaction commits late is
+    # never skipped by a reader that already passed its id. SQLite serialises
+    # writers, so commit order is id order there and txid stays 0.
+    txid: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    type: Mapped[str] = mapped_column(sa.String(40))
+    contact_id: Mapped[int] = mapped_column(index=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    data: Mapped[dict | None] = mapped_column(sa.JSON)
+
+    __table_args__ = (
+        sa.Index("ix_change_txid_id", "txid", "id"),
+        sa.Index("ix_change_occurred_at", "occurred_at"),
+        # Ids never come back after a prune (SQLite would reuse the highest).
+        {"sqlite_autoincrement": True},
+    )
+
+
+class ChangeFeedHorizon(db.Model):
+    """How far the feed has been pruned (one row): a cursor at or before it may
+    have missed items, so the reader is told to resync (410)."""
+
+    __tablename__ = "change_feed_horizon"
+
+    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    # The newest pruned item's position in the feed's order.
+    txid: Mapped[int] = mapped_column(sa.BigInteger)
+    change_id: Mapped[int] = mapped_column(sa.BigInteger)
+    pruned_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class AnonymisedActivity(db.Model):

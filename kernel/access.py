@@ -53,6 +53,10 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "tokens.manage": frozenset({Role.ADMIN}),
     "audit.read": frozenset({Role.ADMIN, Role.DPO}),
     "webhooks.manage": frozenset({Role.ADMIN}),
+    # The change feed a CRM mirrors: a CRM sync token holds ``marketing`` (it
+    # writes contacts and imports, "contacts.write" and "imports.run"), and
+    # the feed carries contacts' fields and decisions, so not every role.
+    "changes.read": frozenset({Role.MARKETING, Role.ADMIN}),
     "policies.manage": frozenset({Role.ADMIN}),
     "privacy_requests.read": frozenset({Role.ADMIN, Role.DPO}),
     # Extend a request's deadline (GDPR art. 12(3)) or refuse it with the reason.

@@ -7,16 +7,39 @@ from __future__ import annotations
 class DomainError(Exception):
     code = "invalid"
 
-    def __init__(self, message: str, *, code: str | None = None, fields: dict | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        fields: dict | None = None,
+        details: dict | None = None,
+    ):
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
         self.fields = fields or {}
+        # Machine-readable facts about the refusal, shown next to code and
+        # message (the other contact's id of an ``external_id_taken``).
+        self.details = details or {}
 
 
 class InvalidInput(DomainError):
     code = "invalid_input"
+
+
+class BadRequest(DomainError):
+    """The request cannot be understood at all (a malformed feed cursor)."""
+
+    code = "bad_request"
+
+
+class Gone(DomainError):
+    """What the request names existed once and was removed for good (a feed
+    cursor older than the feed's pruned horizon)."""
+
+    code = "gone"
 
 
 class NotFound(DomainError):

@@ -38,6 +38,13 @@ def sender() -> Flask:
 # is never lost between the commit and the broker.
 ledger_written = _signals.signal("ledger-written")
 
+# Inside the transaction. Sent by crm.changes.record after it wrote items of the
+# change feed (contact created, updated, decisions changed, erased, purged,
+# activities purged, undeliverable); kwargs: change_ids (a tuple). Receiver:
+# consent.webhooks writes the deliveries owed for those items in the same
+# transaction, so that a tombstone's delivery exists before the contact is gone.
+change_recorded = _signals.signal("change-recorded")
+
 # After the commit. Sent by every use case whose commit changed a contact's
 # decisions (consent, subscriptions, imports, erasure, rectification of a
 # deciding field); kwargs: contact_id, kind (the ledger event kind, or

@@ -9,12 +9,14 @@ import logging
 import os
 import socket
 import time as time_module
+from collections import Counter
 from collections.abc import Callable
 from datetime import date, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
 
+from crm import changes as change_feed
 from crm.models import (
     SUPPORT_FIELDS,
     Activity,
@@ -173,16 +175,32 @@ def _apply(rule: Rule, rows: list[DueRow], as_of: date) -> int:
     if not rows:
         return 0
     if rule.is_contact_rule:
-        return remove_contacts([r.contact_id for r in rows])
+        # Every connected system is told, by a tombstone naming the rule.
+        return remove_contacts(
+            [r.contact_id for r in rows], tombstone=change_feed.CONTACT_PURGED, rule=rule.name
+        )
     ids = [int(r.activity_id) for r in rows if r.activity_id is not None]
     if rule.action == "anonymise":
         _anonymise(rule, rows, ids, as_of)
-    result = db.session.execute(
-        sa.delete(Activity)
-        .where(id_in(Activity.id, ids))
-        .execution_options(synchronize_session=False)
+    removed = list(
+        db.session.scalars(
+            sa.delete(Activity)
+            .where(id_in(Activity.id, ids))
+            .returning(Activity.contact_id)
+            .execution_options(synchronize_session=False)
+        )
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    # A CRM that holds copies of these activities removes them too: one item
+    # per contact, with the rule, what was done and how many.
+    per_contact = Counter(removed)
+    change_feed.record(
+        change_feed.ACTIVITIES_PURGED,
+        list(per_contact),
+        per_contact={cid: {"count": count} for cid, count in per_contact.items()},
+        rule=rule.name,
+        action="anonymised" if rule.action == "anonymise" else "deleted",
+    )
+    return len(removed)
 
 
 def run(

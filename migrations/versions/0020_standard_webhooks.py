@@ -10,7 +10,7 @@ contact's current decisions reach the receiver with its next change, and an
 admin can replay the feed from any change (docs/webhooks.md, "Upgrading").
 
 Revision ID: 0020
-Revises: 0018
+Revises: 0019
 Create Date: 2026-12-06 09:30:00.000000
 
 """
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0020'
-down_revision = '0018'
+down_revision = '0019'
 branch_labels = None
 depends_on = None
 
@@ -38,7 +38,14 @@ def upgrade():
         batch_op.drop_constraint('fk_webhook_delivery_contact_id_contact', type_='foreignkey')
         batch_op.drop_index('ix_webhook_delivery_contact_id')
         batch_op.alter_column('contact_id', existing_type=sa.Integer(), nullable=True)
-        batch_op.add_column(sa.Column('change_id', sa.Integer(), nullable=True))
+        batch_op.add_column(
+            sa.Column('change_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'),
+                      nullable=True)
+        )
+        batch_op.create_foreign_key(
+            'fk_webhook_delivery_change_id_change', 'change', ['change_id'], ['id'],
+            ondelete='CASCADE',
+        )
         batch_op.add_column(
             sa.Column('event_type', sa.String(length=40), nullable=False,
                       server_default='decisions.changed')
@@ -63,6 +70,7 @@ def downgrade():
     with op.batch_alter_table('webhook_delivery', schema=None) as batch_op:
         batch_op.drop_index('ix_webhook_delivery_queue')
         batch_op.drop_index('ix_webhook_delivery_change_id')
+        batch_op.drop_constraint('fk_webhook_delivery_change_id_change', type_='foreignkey')
         batch_op.drop_column('replay_of')
         batch_op.drop_column('next_attempt_at')
         batch_op.drop_column('first_attempt_at')

@@ -1,0 +1,256 @@
+"""The reader side of the change feed: pages of items in commit order, rendered
+as the JSON a CRM mirrors (``GET /api/v1/changes``, docs/integration.md).
+
+Items are written by ``crm.changes`` in the transaction of the change itself.
+Here they are read in the feed's order and rendered from the contact as it is
+now: a reader that applies an item overwrites what it holds with the current
+state, so a slow reader converges instead of replaying history. An item about
+a contact that no longer exists is rendered as a tombstone whatever its type:
+the contact's id and the external ids its erasure or purge captured, no
+personal data.
+
+Gap-free under concurrent writers. Ids are handed out when a row is written,
+not when its transaction commits, so a reader that paged by id alone could
+pass id 11 (committed) while id 10 (still running) commits later, and miss it
+for good. On PostgreSQL each item carries its transaction's id (``txid``), the
+feed is ordered by (txid, id), and a read serves only the items of
+transactions older than every transaction still running
+(``pg_snapshot_xmin``), in the same statement: any transaction that could
+still add an item ahead of the cursor has a txid at or above that bound. On
+SQLite writers take one write lock in turn, so commit order is id order and
+txid is 0.
+
+The cursor is opaque to readers (``c1.`` and the position, base64url) and
+stable: it names a position in that order, not a time or an offset.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
+
+from consent.schemas import DecisionSchema
+from consent.services import decisions_for_contact
+from crm import changes as change_feed
+from crm import external_ids
+from crm import services as crm
+from crm.models import Change, Contact
+from extensions import db
+from kernel.access import Actor
+from kernel.errors import BadRequest, Gone
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+_CURSOR_PREFIX = "c1."
+_POSITION = re.compile(r"(0|[1-9][0-9]{0,18}):([1-9][0-9]{0,18})")
+RESYNC_HINT = (
+    "Resync: read every contact with GET /api/v1/contacts?updated_after=<a time before "
+    "your copy went stale> (keyset pages), then read this feed from its start "
+    "(GET /api/v1/changes without 'after') and keep the cursor it returns."
+)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the feed: its rendered items, the cursor to continue after
+    the last of them (the same cursor when nothing new was served), and
+    whether more items were ready to serve."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    has_more: bool
+
+
+def encode_cursor(txid: int, change_id: int) -> str:
+    raw = f"{txid}:{change_id}".encode()
+    return _CURSOR_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    """The feed position a cursor names; BadRequest (400) for anything else."""
+    malformed = BadRequest(
+        "The cursor is malformed: pass back exactly the 'next_cursor' a page of this feed "
+        "returned, or leave 'after' out to read from the start.",
+        code="malformed_cursor",
+        fields={"after": ["Not a cursor of this feed."]},
+    )
+    if not cursor.startswith(_CURSOR_PREFIX) or len(cursor) > 64:
+        raise malformed
+    body = cursor[len(_CURSOR_PREFIX) :]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        raise malformed from None
+    match = _POSITION.fullmatch(raw)
+    if match is None or encode_cursor(int(match[1]), int(match[2])) != cursor:
+        raise malformed
+    txid, change_id = int(match[1]), int(match[2])
+    if txid >= 2**63 or change_id >= 2**63:
+        raise malformed
+    return txid, change_id
+
+
+def _is_postgresql() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _served(after: tuple[int, int] | None, limit: int) -> sa.Select[Any]:
+    """The next ``limit`` items after ``after`` that no running transaction can
+    still precede: one statement, so the bound and the rows share a snapshot."""
+    table = Change.__table__
+    statement = sa.select(table).order_by(table.c.txid, table.c.id).limit(limit)
+    if after is not None:
+        statement = statement.where(
+            sa.tuple_(table.c.txid, table.c.id)
+            > sa.tuple_(sa.literal(after[0], sa.BigInteger), sa.literal(after[1], sa.BigInteger))
+        )
+    if _is_postgresql():
+        statement = statement.where(
+            table.c.txid
+            < sa.literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        )
+    return statement
+
+
+def read(after: str | None, limit: int = DEFAULT_LIMIT, *, actor: Actor | None = None) -> Page:
+    """A page of the feed after the cursor ``after`` (from the oldest kept item
+    when None), in commit order, rendered.
+
+    Raises BadRequest (400) for a cursor this feed never returned, and Gone
+    (410) for one older than the pruned horizon (``CHANGE_FEED_KEEP_DAYS``):
+    items the reader never saw are gone, so it must resync (``RESYNC_HINT``).
+    ``limit`` is 1..``MAX_LIMIT`` (the API's schema answers 422 beyond it).
+    With an ``actor`` the read is audited (R25: one entry with the count).
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be 1..{MAX_LIMIT}")
+    position = decode_cursor(after) if after is not None else None
+    horizon = change_feed.horizon()
+    if position is not None and horizon is not None and position < horizon:
+        raise Gone(
+            "This cursor is older than the change feed keeps items "
+            f"({change_feed.keep_days()} days): items after it were pruned before you read them. "
+            + RESYNC_HINT,
+            code="cursor_expired",
+        )
+    rows = db.session.execute(_served(position, limit + 1)).all()
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    items = render(rows)
+    if actor is not None:
+        crm.audit(actor, "changes.read", detail=f"items={len(items)}")
+        db.session.commit()
+    else:
+        db.session.rollback()  # a read: nothing to keep, and no snapshot held open
+    if rows:
+        next_cursor: str | None = encode_cursor(int(rows[-1].txid), int(rows[-1].id))
+    elif position is not None:
+        next_cursor = after
+    else:
+        next_cursor = None
+    return Page(items=items, next_cursor=next_cursor, has_more=has_more)
+
+
+def item_id(change_id: int) -> str:
+    """The public id of an item, also the ``webhook-id`` of its deliveries."""
+    return f"chg_{change_id}"
+
+
+def _contact_json(contact: Contact) -> dict[str, Any]:
+    company = contact.company
+    return {
+        "email": contact.email,
+        "name": contact.name,
+        "phone": contact.phone,
+        "country": contact.country,
+        "language": contact.language,
+        "company": None
+        if company is None
+        else {"name": company.name, "org_number": company.org_number, "country": company.country},
+        "updated_at": contact.updated_at.isoformat() if contact.updated_at else None,
+    }
+
+
+def render(changes: Sequence[Any]) -> list[dict[str, Any]]:
+    """The public JSON item of each change (a ``crm.models.Change`` or a row of
+    its table), in the order given.
+
+    ``{"id", "type", "occurred_at", "contact_id", "external_ids", ...}``; a
+    live contact's ``contact.created`` / ``contact.updated`` add ``contact``
+    (its current fields; ``fields`` names what an update changed), a
+    ``contact.decisions_changed`` adds ``decisions`` (the current decision
+    per topic and channel, as ``GET /api/v1/contacts/<id>/permissions``);
+    ``contact.purged`` and ``activities.purged`` name their ``rule``,
+    ``activities.purged`` its ``action`` and ``count``. An item about a
+    contact that no longer exists has ``"tombstone": true`` and nothing but
+    ids, rule and counts.
+    """
+    contact_ids = list(dict.fromkeys(int(c.contact_id) for c in changes))
+    live = {
+        c.id: c
+        for c in db.session.scalars(
+            sa.select(Contact)
+            .where(Contact.id.in_(contact_ids))
+            .options(selectinload(Contact.company))
+        )
+    }
+    held = external_ids.for_contacts([cid for cid in contact_ids if cid in live])
+    gone = [cid for cid in contact_ids if cid not in live]
+    last_known = _tombstone_ids(gone)
+    decisions: dict[int, list[dict[str, Any]]] = {}
+    schema = DecisionSchema(many=True)
+    items = []
+    for change in changes:
+        contact_id = int(change.contact_id)
+        data = dict(change.data or {})
+        contact = live.get(contact_id)
+        item: dict[str, Any] = {
+            "id": item_id(int(change.id)),
+            "type": change.type,
+            "occurred_at": change.occurred_at.isoformat(),
+            "contact_id": contact_id,
+        }
+        if contact is None or change.type in change_feed.TOMBSTONES:
+            item["tombstone"] = True
+            item["external_ids"] = data.get("external_ids", last_known.get(contact_id, {}))
+            for key in ("rule", "action", "count"):
+                if key in data:
+                    item[key] = data[key]
+            items.append(item)
+            continue
+        item["tombstone"] = False
+        item["external_ids"] = held.get(contact_id, {})
+        if change.type in (change_feed.CONTACT_CREATED, change_feed.CONTACT_UPDATED):
+            item["contact"] = _contact_json(contact)
+            if change.type == change_feed.CONTACT_UPDATED:
+                item["fields"] = list(data.get("fields", []))
+        elif change.type == change_feed.DECISIONS_CHANGED:
+            if contact_id not in decisions:
+                decisions[contact_id] = schema.dump(decisions_for_contact(contact))
+            item["decisions"] = decisions[contact_id]
+        elif change.type == change_feed.ACTIVITIES_PURGED:
+            item.update({k: data[k] for k in ("rule", "action", "count") if k in data})
+        items.append(item)
+    return items
+
+
+def _tombstone_ids(contact_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    """For contacts that are gone: the external ids their erasure or purge item
+    captured (the newest such item each), so that their earlier items can
+    still be matched by the other system."""
+    if not contact_ids:
+        return {}
+    table = Change.__table__
+    rows = db.session.execute(
+        sa.select(table.c.contact_id, table.c.data)
+        .where(table.c.contact_id.in_(contact_ids), table.c.type.in_(change_feed.TOMBSTONES))
+        .order_by(table.c.txid, table.c.id)
+    ).all()
+    return {int(row.contact_id): dict((row.data or {}).get("external_ids", {})) for row in rows}

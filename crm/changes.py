@@ -1,0 +1,236 @@
+"""The writer side of the change feed: one item per thing a CRM must mirror.
+
+Every use case that changes what a connected system holds about a contact
+writes an item here, inside its own transaction, so that the item commits or
+rolls back with the change (docs/integration.md, "The change feed"). The
+reader side, which renders items as JSON, is ``consent.feed``.
+
+Items hold no personal data (``crm.models.Change``): a contact's fields and
+decisions are rendered when the feed is read, from the contact as it is then.
+The items of an erasure or a purge are *tombstones*: they carry the contact's
+external ids, captured before the rows went, so that the other system can
+find its own copy and delete it too.
+
+After writing, ``kernel.signals.change_recorded`` is sent inside the
+transaction with the new items' ids, so that the webhook deliveries owed for
+them are written in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+
+from crm.models import Change, ChangeFeedHorizon
+from extensions import db
+from kernel.signals import change_recorded
+from kernel.signals import sender as signal_sender
+from kernel.timestamps import utcnow
+
+# The item types, as the feed and the webhooks name them.
+DECISIONS_CHANGED = "contact.decisions_changed"
+CONTACT_CREATED = "contact.created"
+CONTACT_UPDATED = "contact.updated"
+CONTACT_ERASED = "contact.erased"
+CONTACT_PURGED = "contact.purged"
+ACTIVITIES_PURGED = "activities.purged"
+CONTACT_UNDELIVERABLE = "contact.undeliverable"
+TYPES = (
+    DECISIONS_CHANGED,
+    CONTACT_CREATED,
+    CONTACT_UPDATED,
+    CONTACT_ERASED,
+    CONTACT_PURGED,
+    ACTIVITIES_PURGED,
+    CONTACT_UNDELIVERABLE,
+)
+# The items that say a contact is gone: rendered with no personal data, ever.
+TOMBSTONES = frozenset({CONTACT_ERASED, CONTACT_PURGED})
+
+# The contact's fields another system mirrors: a change to one of them is a
+# ``contact.updated`` item naming the fields (never their values).
+MIRRORED_FIELDS = ("email", "name", "phone", "country", "language", "company")
+
+DEFAULT_KEEP_DAYS = 90
+HORIZON = "change_feed"
+# Multi-row INSERTs of at most this many items: one statement per thousand
+# contacts of an import or a retention batch, never one per contact.
+_ROWS_PER_STATEMENT = 1000
+# session.info key: the (type, contact) pairs already recorded in the open transaction.
+_RECORDED = "changes_recorded"
+
+
+def _insert() -> Any:
+    table = Change.__table__
+    statement = sa.insert(table)
+    if db.session.get_bind().dialect.name == "postgresql":
+        # The writer's transaction id, assigned now if it has none yet; as
+        # bigint, which orders like the xid8 it is.
+        statement = statement.values(
+            txid=sa.literal_column("pg_current_xact_id()::text::bigint", sa.BigInteger)
+        )
+    return statement.returning(table.c.id, sort_by_parameter_order=True)
+
+
+def _recorded_in_this_transaction() -> set[tuple[str, int]]:
+    session = db.session()
+    transaction = session.get_transaction()
+    held = session.info.get(_RECORDED)
+    if held is None or held[0] is not transaction:
+        held = (transaction, set())
+        session.info[_RECORDED] = held
+    return held[1]
+
+
+def record(
+    type: str,
+    contact_ids: Sequence[int],
+    *,
+    per_contact: Mapping[int, Mapping[str, Any]] | None = None,
+    at: datetime | None = None,
+    **data: Any,
+) -> list[int]:
+    """Write one feed item of ``type`` for each contact. Does not commit.
+
+    At most one item per (contact, type) per transaction: a use case that
+    writes the ledger five times for a contact tells the CRM once. ``data``
+    goes into every item, ``per_contact[contact_id]`` into that contact's
+    (a tombstone's external ids, an update's field names). Neither may hold
+    personal data: items outlive the contacts they name. Set-based: a
+    multi-row INSERT per thousand contacts. Sends
+    ``kernel.signals.change_recorded`` with the new ids; returns them.
+    """
+    if type not in TYPES:
+        raise ValueError(f"Unknown change type {type!r}.")
+    seen = _recorded_in_this_transaction()
+    new = [cid for cid in dict.fromkeys(contact_ids) if (type, cid) not in seen]
+    if not new:
+        return []
+    seen.update((type, cid) for cid in new)
+    moment = at or utcnow()
+    rows = []
+    for contact_id in new:
+        item = dict(data)
+        if per_contact and contact_id in per_contact:
+            item.update(per_contact[contact_id])
+        rows.append(
+            {"type": type, "contact_id": contact_id, "occurred_at": moment, "data": item or None}
+        )
+    statement = _insert()
+    ids: list[int] = []
+    connection = db.session.connection()
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        ids.extend(connection.scalars(statement, rows[start : start + _ROWS_PER_STATEMENT]))
+    change_recorded.send(signal_sender(), change_ids=tuple(ids))
+    return ids
+
+
+def record_tombstones(
+    type: str,
+    contact_ids: Sequence[int],
+    held: Mapping[int, Mapping[str, str]],
+    **data: Any,
+) -> list[int]:
+    """The items saying these contacts are gone (``TOMBSTONES``), each with the
+    external ids the contact held (``held``, read by the caller before they
+    were deleted with the contact): the contact's id and those ids are all a
+    tombstone carries, never personal data. Does not commit."""
+    if type not in TOMBSTONES:
+        raise ValueError(f"{type!r} is not a tombstone.")
+    return record(
+        type,
+        contact_ids,
+        per_contact={cid: {"external_ids": dict(held.get(cid, {}))} for cid in contact_ids},
+        **data,
+    )
+
+
+def mirrored(fields: Iterable[str]) -> list[str]:
+    """The names among ``fields`` (columns or input keys) that another system
+    mirrors, sorted; ``company_id`` counts as ``company``."""
+    names = {"company" if name == "company_id" else name for name in fields}
+    return sorted(names.intersection(MIRRORED_FIELDS))
+
+
+def record_updates(fields_by_contact: Mapping[int, Iterable[str]]) -> list[int]:
+    """A ``contact.updated`` item for each contact whose mirrored fields changed,
+    naming those fields. Does not commit."""
+    named = {cid: mirrored(fields) for cid, fields in fields_by_contact.items()}
+    named = {cid: fields for cid, fields in named.items() if fields}
+    return record(
+        CONTACT_UPDATED,
+        list(named),
+        per_contact={cid: {"fields": fields} for cid, fields in named.items()},
+    )
+
+
+# Retention of the feed itself -----------------------------------------------------------
+
+
+def keep_days() -> int:
+    """How many days the feed keeps its items (``CHANGE_FEED_KEEP_DAYS``, 90 by default)."""
+    return int(current_app.config.get("CHANGE_FEED_KEEP_DAYS", DEFAULT_KEEP_DAYS))
+
+
+def horizon() -> tuple[int, int] | None:
+    """The feed position (txid, id) of the newest item pruned, or None."""
+    row = db.session.get(ChangeFeedHorizon, HORIZON)
+    return None if row is None else (row.txid, row.change_id)
+
+
+def _position() -> Any:
+    table = Change.__table__
+    return sa.tuple_(table.c.txid, table.c.id)
+
+
+def prune(at: datetime | None = None, batch: int = 10_000) -> int:
+    """Delete the items older than ``CHANGE_FEED_KEEP_DAYS`` and remember how far
+    that went, so that a reader whose cursor is before it is told to resync
+    (410) instead of silently missing items. Commits per batch.
+
+    The cut is a position in the feed's order, not a time: every item at or
+    before the newest old item goes, so that what is left is one unbroken
+    stretch of the feed after the horizon. Returns how many items went.
+    """
+    cutoff = (at or utcnow()) - timedelta(days=keep_days())
+    table = Change.__table__
+    last = db.session.execute(
+        sa.select(table.c.txid, table.c.id)
+        .where(table.c.occurred_at < cutoff)
+        .order_by(table.c.txid.desc(), table.c.id.desc())
+        .limit(1)
+    ).first()
+    if last is None:
+        db.session.rollback()
+        return 0
+    through = (int(last.txid), int(last.id))
+    # The horizon first, in its own commit: a reader between two batches is
+    # already told to resync rather than served a stretch with a hole in it.
+    current = horizon()
+    if current is None or current < through:
+        row = db.session.get(ChangeFeedHorizon, HORIZON)
+        if row is None:
+            db.session.add(ChangeFeedHorizon(name=HORIZON, txid=through[0], change_id=through[1]))
+        else:
+            row.txid, row.change_id, row.pruned_at = through[0], through[1], utcnow()
+    db.session.commit()
+    removed = 0
+    while True:
+        ids = list(
+            db.session.scalars(
+                sa.select(table.c.id)
+                .where(_position() <= sa.tuple_(sa.literal(through[0]), sa.literal(through[1])))
+                .order_by(table.c.txid, table.c.id)
+                .limit(batch)
+            )
+        )
+        if not ids:
+            break
+        result = db.session.execute(sa.delete(table).where(table.c.id.in_(ids)))
+        removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        db.session.commit()
+    return removed
