@@ -362,7 +362,7 @@ SV: dict[str, str] = {
     ),
     "Post changes again": "Skicka ändringar igen",
     "Every change of the subscribed types after a change id, or since a time (UTC), is posted "
-    "again in the feed's order, with the same webhook-id.": (
+    "again in the order of the feed, with the same webhook-id.": (
         "Varje ändring av de prenumererade typerna efter ett ändrings-id, eller sedan en "
         "tidpunkt (UTC), skickas igen i flödets ordning, med samma webhook-id."
     ),
