@@ -741,7 +741,7 @@ def replay_since(
             ],
             select.order_by(changes.c.id),
         )
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]
     detail = f"endpoint={endpoint.id} " + (
         f"after_change={after_change}" if after_change is not None else f"since={since}"
     )
