@@ -10,6 +10,7 @@ def init_app(app: Flask) -> None:
         api,
         bases,
         cli,
+        feed,
         refusals,
         rights,
         services,
@@ -27,4 +28,5 @@ def init_app(app: Flask) -> None:
     rights.connect_signals()
     refusals.connect_signals()
     webhooks.connect_signals()
+    feed.connect_signals()
     web_tracking.connect_signals()

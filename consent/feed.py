@@ -14,9 +14,11 @@ not when its transaction commits, so a reader that paged by id alone could
 pass id 11 (committed) while id 10 (still running) commits later, and miss it
 for good. On PostgreSQL each item carries its transaction's id (``txid``), the
 feed is ordered by (txid, id), and a read serves only the items of
-transactions older than every transaction still running
-(``pg_snapshot_xmin``), in the same statement: any transaction that could
-still add an item ahead of the cursor has a txid at or above that bound. On
+transactions older than every transaction of this database still running
+(``_SETTLED``), in the same statement: any transaction that could still add
+an item ahead of the cursor has a txid at or above that bound. So the feed
+lags behind the longest writing transaction of the database that is still
+open (an import's batch, a retention batch), never loses an item to it. On
 SQLite writers take one write lock in turn, so commit order is id order and
 txid is 0.
 
@@ -32,10 +34,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
+from consent.models import WebhookEndpoint
 from consent.schemas import DecisionSchema
 from consent.services import decisions_for_contact
 from crm import changes as change_feed
@@ -45,6 +49,7 @@ from crm.models import Change, Contact
 from extensions import db
 from kernel.access import Actor
 from kernel.errors import BadRequest, Gone
+from kernel.signals import collect_change_receivers
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -112,11 +117,40 @@ def _served(after: tuple[int, int] | None, limit: int) -> sa.Select[Any]:
             > sa.tuple_(sa.literal(after[0], sa.BigInteger), sa.literal(after[1], sa.BigInteger))
         )
     if _is_postgresql():
-        statement = statement.where(
-            table.c.txid
-            < sa.literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        )
+        statement = statement.where(table.c.txid < _SETTLED)
     return statement
+
+
+# PostgreSQL: the txid below which every transaction that could still write an
+# item has ended, as seen by the reading statement's own snapshot (a function
+# of the active snapshot, so the same one the rows are read with). It is the
+# lowest id among the snapshot's running transactions (pg_snapshot_xip), or
+# its xmax when none runs. A running transaction is passed over only when it
+# is known to belong to another database (its transactionid lock names a
+# backend connected elsewhere; a backend never changes database), since such
+# a transaction can never write this table: a long transaction of another
+# database on the same server does not hold the feed back. One that cannot be
+# placed (it ended since the snapshot, or is prepared) counts, so that a
+# transaction that committed after the snapshot is never passed.
+_SETTLED = sa.literal_column(
+    """(
+    SELECT coalesce(
+        min(running.x::text::bigint),
+        pg_snapshot_xmax(pg_current_snapshot())::text::bigint
+    )
+    FROM pg_snapshot_xip(pg_current_snapshot()) AS running(x)
+    WHERE NOT EXISTS (
+        SELECT 1
+        FROM pg_locks AS held
+        JOIN pg_stat_activity AS backend ON backend.pid = held.pid
+        WHERE held.locktype = 'transactionid'
+          AND held.mode = 'ExclusiveLock'
+          AND held.transactionid::text = (running.x::text::bigint & 4294967295)::text
+          AND backend.datname IS DISTINCT FROM current_database()
+    )
+)""",
+    sa.BigInteger,
+)
 
 
 def read(after: str | None, limit: int = DEFAULT_LIMIT, *, actor: Actor | None = None) -> Page:
@@ -156,6 +190,21 @@ def read(after: str | None, limit: int = DEFAULT_LIMIT, *, actor: Actor | None =
     else:
         next_cursor = None
     return Page(items=items, next_cursor=next_cursor, has_more=has_more)
+
+
+def connect_signals() -> None:
+    """Receivers register at app start (``consent.init_app``)."""
+    collect_change_receivers.connect(_webhook_receivers, weak=False)
+
+
+def _webhook_receivers(app: Any, **_: object) -> list[str]:
+    """For the retention preview: the active webhook endpoints, by host (every
+    item of the feed is posted to them), never their full URL or secret."""
+    urls = db.session.scalars(
+        sa.select(WebhookEndpoint.url).where(WebhookEndpoint.is_active.is_(True))
+    )
+    # The host alone: a URL may carry credentials or tokens in its other parts.
+    return [f"webhook {urlsplit(url).hostname}" for url in urls]
 
 
 def item_id(change_id: int) -> str:

@@ -478,10 +478,19 @@ class ChangesQuerySchema(Schema):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 
 
-class FeedDecisionSchema(DecisionSchema):
-    """A decision as a feed item carries it (already rendered as JSON)."""
+class FeedDecisionSchema(Schema):
+    """A decision as a feed item carries it: ``DecisionSchema``'s output, already JSON."""
 
+    email = fields.String(metadata={"format": "email"})
+    contact_id = fields.Integer(allow_none=True)
+    topic = fields.String()
+    channel = fields.String()
+    allowed = fields.Boolean()
+    basis = fields.String(allow_none=True)
+    reason = fields.String()
     since = fields.String(allow_none=True, metadata=_DATE_TIME)
+    explanation = fields.String()
+    event_id = fields.Integer(allow_none=True)
 
 
 class FeedCompanySchema(Schema):

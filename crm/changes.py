@@ -25,9 +25,10 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 
-from crm.models import Change, ChangeFeedHorizon
+from crm.models import Change, ChangeFeedHorizon, ExternalId
 from extensions import db
-from kernel.signals import change_recorded
+from kernel.database import id_in, insert_for_dialect
+from kernel.signals import change_recorded, collect_change_receivers
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
 
@@ -64,16 +65,17 @@ _ROWS_PER_STATEMENT = 1000
 _RECORDED = "changes_recorded"
 
 
-def _insert() -> Any:
+def _insert(rows: list[dict[str, Any]]) -> Any:
+    """One multi-row INSERT of ``rows``, returning the new ids."""
     table = Change.__table__
-    statement = sa.insert(table)
     if db.session.get_bind().dialect.name == "postgresql":
         # The writer's transaction id, assigned now if it has none yet; as
         # bigint, which orders like the xid8 it is.
-        statement = statement.values(
-            txid=sa.literal_column("pg_current_xact_id()::text::bigint", sa.BigInteger)
-        )
-    return statement.returning(table.c.id, sort_by_parameter_order=True)
+        txid = sa.literal_column("pg_current_xact_id()::text::bigint", sa.BigInteger)
+        rows = [{**row, "txid": txid} for row in rows]
+    else:
+        rows = [{**row, "txid": 0} for row in rows]
+    return sa.insert(table).values(rows).returning(table.c.id)
 
 
 def _recorded_in_this_transaction() -> set[tuple[str, int]]:
@@ -120,11 +122,10 @@ def record(
         rows.append(
             {"type": type, "contact_id": contact_id, "occurred_at": moment, "data": item or None}
         )
-    statement = _insert()
     ids: list[int] = []
     connection = db.session.connection()
     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        ids.extend(connection.scalars(statement, rows[start : start + _ROWS_PER_STATEMENT]))
+        ids.extend(connection.scalars(_insert(rows[start : start + _ROWS_PER_STATEMENT])))
     change_recorded.send(signal_sender(), change_ids=tuple(ids))
     return ids
 
@@ -166,6 +167,30 @@ def record_updates(fields_by_contact: Mapping[int, Iterable[str]]) -> list[int]:
         list(named),
         per_contact={cid: {"fields": fields} for cid, fields in named.items()},
     )
+
+
+def told_systems(contact_ids: Sequence[int]) -> dict[str, int]:
+    """{system: how many of these contacts it holds an id of}: the external
+    systems a purge or an erasure of these contacts tells, through the feed's
+    tombstones (the retention preview lists them). One query."""
+    if not contact_ids:
+        return {}
+    table = ExternalId.__table__
+    rows = db.session.execute(
+        sa.select(table.c.system, sa.func.count())
+        .where(table.c.owner_type == "contact", id_in(table.c.owner_id, list(contact_ids)))
+        .group_by(table.c.system)
+    )
+    return {str(system): int(count) for system, count in rows}
+
+
+def receivers() -> list[str]:
+    """Who else is told of every item, as the packages above answer
+    (``kernel.signals.collect_change_receivers``): the webhook endpoints."""
+    found: list[str] = []
+    for _receiver, answer in collect_change_receivers.send(signal_sender()):
+        found.extend(answer)
+    return sorted(set(found))
 
 
 # Retention of the feed itself -----------------------------------------------------------
@@ -210,13 +235,23 @@ def prune(at: datetime | None = None, batch: int = 10_000) -> int:
     through = (int(last.txid), int(last.id))
     # The horizon first, in its own commit: a reader between two batches is
     # already told to resync rather than served a stretch with a hole in it.
-    current = horizon()
-    if current is None or current < through:
-        row = db.session.get(ChangeFeedHorizon, HORIZON)
-        if row is None:
-            db.session.add(ChangeFeedHorizon(name=HORIZON, txid=through[0], change_id=through[1]))
-        else:
-            row.txid, row.change_id, row.pruned_at = through[0], through[1], utcnow()
+    # Only ever forward, and safe when two daily runs prune at once.
+    horizon_table = ChangeFeedHorizon.__table__
+    upsert = insert_for_dialect(horizon_table).values(
+        name=HORIZON, txid=through[0], change_id=through[1], pruned_at=utcnow()
+    )
+    db.session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[horizon_table.c.name],
+            set_={
+                "txid": upsert.excluded.txid,
+                "change_id": upsert.excluded.change_id,
+                "pruned_at": upsert.excluded.pruned_at,
+            },
+            where=sa.tuple_(horizon_table.c.txid, horizon_table.c.change_id)
+            < sa.tuple_(upsert.excluded.txid, upsert.excluded.change_id),
+        )
+    )
     db.session.commit()
     removed = 0
     while True:

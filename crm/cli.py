@@ -197,6 +197,9 @@ def preview_command(as_of: str | None, limit: int | None, as_json: bool) -> None
         unit = "contacts" if rule.is_contact_rule else "activities"
         click.secho(f"\n{rule.name}: {verb} {outcome.count} {unit}", bold=True)
         click.echo(f"  rule: {rule.explain()}")
+        if outcome.told:
+            systems = ", ".join(f"{name} ({n})" for name, n in sorted(outcome.told.items()))
+            click.echo(f"  tells: {systems}")
         for row in outcome.items:
             target = f"contact {row.contact_id}"
             if row.activity_id is not None:
@@ -208,6 +211,13 @@ def preview_command(as_of: str | None, limit: int | None, as_json: bool) -> None
             click.secho(f"  skipped {outcome.excluded_count}:", fg="yellow")
             for row, reason in outcome.excluded:
                 click.echo(f"  contact {row.contact_id}: {reason}")
+    click.secho("\nConnected systems told (change feed tombstones)", bold=True)
+    for system, count in result.told.items():
+        click.echo(f"  {system}: {count} contacts with an id there")
+    for receiver in result.receivers:
+        click.echo(f"  {receiver}: every item")
+    if not result.told and not result.receivers:
+        click.echo("  none but the readers of GET /api/v1/changes")
     if result.checklist:
         click.secho("\nHeld elsewhere: purges to check (R16-R18)", bold=True)
     for item in result.checklist:

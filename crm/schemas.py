@@ -212,6 +212,14 @@ class RuleOutcomeSchema(Schema):
     excluded_count = fields.Integer()
     truncated = fields.Boolean(metadata={"description": "more items than the limit"})
     items = fields.List(fields.Nested(DueItemSchema))
+    told = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={
+            "description": "external systems told of these purges (change feed tombstones): "
+            "{system: contacts with an id there}"
+        },
+    )
     excluded = fields.Function(
         lambda outcome: [
             {
@@ -230,6 +238,14 @@ class RetentionPreviewSchema(Schema):
     outcomes = fields.List(fields.Nested(RuleOutcomeSchema), data_key="rules")
     external = fields.List(fields.Nested(RuleSchema), data_key="held_elsewhere")
     checklist = fields.List(fields.Nested(ChecklistItemSchema))
+    told = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={"description": "every external system a run tells: {system: contacts}"},
+    )
+    receivers = fields.List(
+        fields.String(), metadata={"description": "webhook endpoints told of every item"}
+    )
 
 
 class RetentionRunSchema(Schema):

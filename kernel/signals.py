@@ -131,6 +131,12 @@ collect_retention_exclusions = _signals.signal("retention-exclusions")
 # marketing, GDPR art. 21(3), docs/rules.md R22).
 collect_retention_anchors = _signals.signal("retention-anchors")
 
+# Sent by crm.changes.receivers (for the retention preview) with no kwargs;
+# each receiver returns a list of short descriptions of who, besides the
+# readers of the change feed, is told of every item (no secrets, no full URLs).
+# Receiver: consent.feed (the active webhook endpoints, by host).
+collect_change_receivers = _signals.signal("change-receivers")
+
 # Sent by consent.rights.export_contact with kwargs contact (the Contact); each
 # receiver returns (section name, JSON-ready data) for the person's export.
 # Receivers: mailing (the emails sent to the person); consent.web_tracking

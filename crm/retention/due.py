@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 
+from crm.changes import receivers, told_systems
 from crm.models import (
     Activity,
     Company,
@@ -285,6 +286,9 @@ class RuleOutcome:
     excluded: list[tuple[DueRow, str]] = field(default_factory=list)
     excluded_count: int = 0
     truncated: bool = False
+    # The external systems a run tells of this rule's purges (through the change
+    # feed's tombstones and activities.purged items): {system: contacts with an id there}.
+    told: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -294,6 +298,17 @@ class Preview:
     external: tuple[Rule, ...]
     # The purges due in other systems, for the admin to do or see done (R16-R18).
     checklist: list[ChecklistItem] = field(default_factory=list)
+    # Who is told of every purge besides the change feed's readers (webhooks).
+    receivers: list[str] = field(default_factory=list)
+
+    @property
+    def told(self) -> dict[str, int]:
+        """{external system: contacts it holds an id of, among those a run touches}."""
+        total: dict[str, int] = {}
+        for outcome in self.outcomes:
+            for system, count in outcome.told.items():
+                total[system] = total.get(system, 0) + count
+        return dict(sorted(total.items()))
 
 
 def rows_per_batch() -> int:
@@ -312,7 +327,14 @@ def preview(
     batch_size = rows_per_batch()
     for rule in policy.held_rules:
         outcome = RuleOutcome(rule)
+        counted: set[int] = set()
         for rows, exclusions in due_batches(rule, as_of, batch_size):
+            # The systems told of this batch, of each contact once (an activity
+            # rule lists a contact once per activity, maybe in two batches).
+            touched = {r.contact_id for r in rows if r.contact_id not in exclusions} - counted
+            counted |= touched
+            for system, count in told_systems(list(touched)).items():
+                outcome.told[system] = outcome.told.get(system, 0) + count
             for row in rows:
                 reason = exclusions.get(row.contact_id)
                 if reason is not None:
@@ -332,4 +354,5 @@ def preview(
         outcomes=outcomes,
         external=policy.external_rules,
         checklist=checklist(as_of, policy),
+        receivers=receivers(),
     )

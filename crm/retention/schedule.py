@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
+from crm import changes as change_feed
 from crm.models import (
     RetentionRun,
 )
@@ -112,7 +113,12 @@ def take_daily_turn(
 
 
 def run_daily(now: datetime | None = None) -> RetentionRun | None:
-    """Today's run unless one completed already or another is in progress."""
+    """Today's run unless one completed already or another is in progress.
+
+    First the change feed drops the items older than ``CHANGE_FEED_KEEP_DAYS``
+    (``crm.changes.prune``; by the clock, not a run's ``as_of``, and safe to
+    run twice a day)."""
+    change_feed.prune(now)
     today = utc_day(now or utcnow())
     if has_completed_run(today):
         return None

@@ -37,6 +37,7 @@ ROUTES = [
     ("POST", "/api/v1/webhooks", "webhooks.manage"),
     ("GET", "/api/v1/webhooks", "webhooks.manage"),
     ("GET", "/api/v1/privacy-requests", "privacy_requests.read"),
+    ("GET", "/api/v1/changes?limit=10", "changes.read"),
     ("DELETE", "/api/v1/webhooks/{wid}", "webhooks.manage"),
     ("GET", "/api/v1/webhooks/{wid}/deliveries", "webhooks.manage"),
     ("POST", "/api/v1/webhooks/{wid}/replay", "webhooks.manage"),

@@ -419,6 +419,9 @@ ROUTES: dict[tuple[str, str], Route] = {
         },
     ),
     ("consent_api.list_webhooks", "GET"): Route("/api/v1/webhooks", "api"),
+    ("consent_api.read_changes", "GET"): Route(
+        "/api/v1/changes", "api", query=lambda s: {"limit": "10"}
+    ),
     ("consent_api.deactivate_webhook", "DELETE"): Route(
         "/api/v1/webhooks/{webhook_id}",
         "api",
