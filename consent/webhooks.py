@@ -727,9 +727,9 @@ def replay_since(
     if endpoint.event_types:
         select = select.where(changes.c.type.in_(endpoint.events))
     deliveries = WebhookDelivery.__table__
-    first = db.session.scalar(sa.select(sa.func.max(deliveries.c.id))) or 0
-    written = db.session.execute(
-        deliveries.insert().from_select(
+    written_ids = db.session.scalars(
+        deliveries.insert()
+        .from_select(
             [
                 "endpoint_id",
                 "change_id",
@@ -741,14 +741,16 @@ def replay_since(
             ],
             select.order_by(changes.c.id),
         )
-    ).rowcount  # type: ignore[attr-defined]
+        .returning(deliveries.c.id)
+    ).all()
+    written = len(written_ids)
     detail = f"endpoint={endpoint.id} " + (
         f"after_change={after_change}" if after_change is not None else f"since={since}"
     )
     crm.audit(actor, "webhook.replay", detail=f"{detail} count={written}")
     db.session.commit()
     if written:
-        _hand_over_heads(endpoint.id, first_id=first + 1)
+        _hand_over_heads(endpoint.id, first_id=min(written_ids))
     return written
 
 
