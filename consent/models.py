@@ -297,6 +297,11 @@ class WebhookEndpoint(db.Model):
             return list(WEBHOOK_EVENT_TYPES)
         return self.event_types.split(",")
 
+    @property
+    def all_events(self) -> bool:
+        """Subscribed to every event type, also types added later."""
+        return not self.event_types
+
 
 class WebhookDelivery(db.Model):
     """One change feed item owed to one endpoint, written in the transaction of
@@ -338,6 +343,11 @@ class WebhookDelivery(db.Model):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The delivery this one re-sends (an admin's replay), if any.
     replay_of: Mapped[int | None] = mapped_column()
+
+    @property
+    def webhook_id(self) -> str | None:
+        """The ``webhook-id`` it is posted with: the change feed item's id."""
+        return None if self.change_id is None else f"chg_{self.change_id}"
 
 
 class SubscriptionRequest(db.Model):

@@ -339,9 +339,8 @@ class WebhookSchema(Schema):
         fields.String(validate=validate.OneOf(WEBHOOK_EVENT_TYPES)),
         metadata={"description": "The event types posted to this receiver."},
     )
-    all_events = fields.Function(
-        lambda endpoint: not endpoint.event_types,
-        metadata={"description": "Subscribed to every type, also types added later."},
+    all_events = fields.Boolean(
+        metadata={"description": "Subscribed to every type, also types added later."}
     )
     is_active = fields.Boolean()
     created_at = fields.DateTime()
@@ -360,13 +359,10 @@ class WebhookCreatedSchema(WebhookSchema):
 class WebhookDeliverySchema(Schema):
     id = fields.Integer()
     endpoint_id = fields.Integer()
-    change_id = fields.Function(
-        lambda d: None if d.change_id is None else f"chg_{d.change_id}",
+    change_id = fields.String(
+        attribute="webhook_id",
         allow_none=True,
-        metadata={
-            "type": "string",
-            "description": "The id of the change feed item posted, also its webhook-id.",
-        },
+        metadata={"description": "The id of the change feed item posted, also its webhook-id."},
     )
     event_type = fields.String()
     contact_id = fields.Integer(allow_none=True)
