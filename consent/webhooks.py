@@ -59,6 +59,7 @@ from crm import services as crm
 from crm.models import AuditEntry, Change
 from extensions import db
 from kernel.access import SYSTEM_ACTOR, Actor
+from kernel.database import id_in
 from kernel.errors import Conflict, InvalidInput, NotFound
 from kernel.jobs import send_job
 from kernel.signals import change_recorded, contact_rectified, day_started, decisions_changed
@@ -383,7 +384,7 @@ def _hand_over_written(app: Flask, **_: object) -> None:
     with db.engine.connect() as conn:
         heads = conn.scalars(
             sa.select(table.c.id).where(
-                table.c.id.in_(written), table.c.handed_over_at.is_(None), _is_head(table)
+                id_in(table.c.id, written), table.c.handed_over_at.is_(None), _is_head(table)
             )
         ).all()
     if heads:
@@ -423,7 +424,7 @@ def hand_over(delivery_ids: list[int], *, delay_ms: int | None = None) -> None:
         with db.engine.begin() as conn:
             conn.execute(
                 sa.update(WebhookDelivery)
-                .where(WebhookDelivery.id.in_(handed))
+                .where(id_in(WebhookDelivery.id, handed))
                 .values(handed_over_at=utcnow())
             )
 
