@@ -497,6 +497,30 @@ def test_deliveries_left_by_a_broker_outage_are_swept(
     assert len(hooks.verified) == 1
 
 
+def test_after_the_broker_lost_its_messages_every_pending_head_goes_again(
+    app, admin_api, stub_worker, receiver, monkeypatch
+) -> None:
+    """A Redis restarted empty: the deliveries handed over (one waiting for
+    its next try among them) lost their messages; the sweep sends each
+    queue's head again and the rest follow it."""
+    hooks, _ = receiver()
+    from consent import tasks
+
+    monkeypatch.setattr(tasks.deliver_webhook, "send_with_options", lambda *a, **k: None)
+    create(admin_api, "l@kund.se")
+    create(admin_api, "m@kund.se")
+    monkeypatch.undo()
+    with app.app_context():
+        head = db.session.scalars(sa.select(WebhookDelivery).order_by(WebhookDelivery.id)).first()
+        head.attempts, head.next_attempt_at = 1, utcnow() + timedelta(hours=1)
+        db.session.commit()
+        assert webhooks.sweep() == 0  # handed over: nothing for the ordinary sweep
+        assert webhooks.sweep(broker_emptied=True) == 2  # one head per contact
+    stub_worker.join("webhooks", timeout=20_000)
+    assert {d.status for d in deliveries(app)} == {"delivered"}
+    assert len(hooks.verified) == len(deliveries(app))
+
+
 def test_a_deactivated_endpoint_stops_at_once(app, admin_api, receiver, monkeypatch) -> None:
     _hooks, endpoint_id = receiver()
     from consent import tasks
