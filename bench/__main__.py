@@ -43,6 +43,7 @@ BENCHMARKS = {
     "audience": "bench.audience",
     "imports": "bench.imports",
     "sending": "bench.sending",
+    "feed": "bench.feed",
 }
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 

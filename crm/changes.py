@@ -55,6 +55,10 @@ TOMBSTONES = frozenset({CONTACT_ERASED, CONTACT_PURGED})
 # The contact's fields another system mirrors: a change to one of them is a
 # ``contact.updated`` item naming the fields (never their values).
 MIRRORED_FIELDS = ("email", "name", "phone", "country", "language", "company")
+# The fields among them that the decision reads (the address's suppression, the
+# country's rules, the company's customer relationship; consent.services
+# announces the same fields after a rectification).
+DECIDING_FIELDS = frozenset({"email", "country", "company"})
 
 DEFAULT_KEEP_DAYS = 90
 HORIZON = "change_feed"
@@ -159,14 +163,18 @@ def mirrored(fields: Iterable[str]) -> list[str]:
 
 def record_updates(fields_by_contact: Mapping[int, Iterable[str]]) -> list[int]:
     """A ``contact.updated`` item for each contact whose mirrored fields changed,
-    naming those fields. Does not commit."""
+    naming those fields; and a ``contact.decisions_changed`` item when one of
+    them is a field the decision reads (``DECIDING_FIELDS``), since such a
+    change writes nothing to the ledger. Does not commit."""
     named = {cid: mirrored(fields) for cid, fields in fields_by_contact.items()}
     named = {cid: fields for cid, fields in named.items() if fields}
-    return record(
+    ids = record(
         CONTACT_UPDATED,
         list(named),
         per_contact={cid: {"fields": fields} for cid, fields in named.items()},
     )
+    deciding = [cid for cid, fields in named.items() if DECIDING_FIELDS.intersection(fields)]
+    return ids + record(DECISIONS_CHANGED, deciding)
 
 
 def told_systems(contact_ids: Sequence[int]) -> dict[str, int]:

@@ -137,6 +137,19 @@ def test_rectification_and_an_upsert_are_updates_naming_the_fields(app, api_as) 
     updates = of_type(items, "contact.updated")
     assert [u["fields"] for u in updates] == [["name"], ["language"]]
     assert updates[-1]["contact"]["name"] == "Anna Berg"
+    assert of_type(items, "contact.decisions_changed") == []  # neither field decides
+
+
+def test_a_new_address_or_country_is_also_a_decisions_change(app, api_as) -> None:
+    """The decision reads the address (suppression) and the country (where
+    legitimate interest holds); changing them writes nothing to the ledger."""
+    marketing = api_as("marketing")
+    contact_id = create(marketing, basis=CUSTOMER)
+    _, cursor = read_all(marketing)
+    marketing.patch(f"/api/v1/contacts/{contact_id}", json={"country": "US"})
+    items, _ = read_all(marketing, cursor)
+    assert sorted(i["type"] for i in items) == ["contact.decisions_changed", "contact.updated"]
+    assert of_type(items, "contact.updated")[0]["fields"] == ["country"]
 
 
 def test_an_import_writes_created_and_updated_items_set_based(app, api_as) -> None:
@@ -446,3 +459,23 @@ def test_the_retention_preview_names_the_systems_told(app, admin_api) -> None:
     shown = runner.invoke(args=["retention", "preview", "--as-of", "2026-01-01"])
     assert "hubspot: 1 contacts" in shown.output
     assert "webhook crm.kund.example: every item" in shown.output
+
+
+def test_a_page_renders_the_same_decisions_as_the_permissions_api(app, api_as) -> None:
+    """The feed decides a page of contacts at once (consent.services.decisions_for_contacts);
+    each contact's decisions are exactly those GET .../permissions answers."""
+    marketing = api_as("marketing")
+    ids = [
+        create(marketing, email="kund@kund.se", basis=CUSTOMER),
+        create(marketing, email="ingen@kund.se"),
+        create(marketing, email="nej@kund.se", basis=CUSTOMER),
+    ]
+    marketing.post(f"/api/v1/contacts/{ids[2]}/objection", json={"received_via": "phone"})
+    items, _ = read_all(marketing)
+    for contact_id in ids:
+        permissions = marketing.get(f"/api/v1/contacts/{contact_id}/permissions").json
+        rendered = [
+            i for i in of_type(items, "contact.decisions_changed") if i["contact_id"] == contact_id
+        ]
+        for item in rendered:
+            assert item["decisions"] == permissions["decisions"]

@@ -420,7 +420,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("consent_api.list_webhooks", "GET"): Route("/api/v1/webhooks", "api"),
     ("consent_api.read_changes", "GET"): Route(
-        "/api/v1/changes", "api", query=lambda s: {"limit": "10"}
+        # A cursor as the feed returns them: position (0, 1), before any item.
+        "/api/v1/changes",
+        "api",
+        query=lambda s: {"limit": "10", "after": "c1.MDox"},
     ),
     ("consent_api.deactivate_webhook", "DELETE"): Route(
         "/api/v1/webhooks/{webhook_id}",
