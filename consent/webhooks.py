@@ -706,7 +706,9 @@ def replay_since(
     """Owe the endpoint every change of the types it subscribes to after the
     change ``after_change`` (exclusive; the number in its id ``chg_<n>``), or
     since the moment ``since``, in the feed's order. Returns how many
-    deliveries were written."""
+    deliveries were written. More than ``WEBHOOK_REPLAY_MAX`` (100,000) is
+    refused (InvalidInput ``replay_too_large``): the feed is the way to
+    catch up on that much."""
     endpoint = _replayable(endpoint_id)
     if (after_change is None) == (since is None):
         raise InvalidInput(
@@ -729,6 +731,17 @@ def replay_since(
         select = select.where(changes.c.occurred_at >= since)
     if endpoint.event_types:
         select = select.where(changes.c.type.in_(endpoint.events))
+    most = current_app.config.get("WEBHOOK_REPLAY_MAX", 100_000)
+    count = db.session.scalar(sa.select(sa.func.count()).select_from(select.subquery()))
+    if count and count > most:
+        # One request writes them all in one transaction: past this, the
+        # receiver should read the change feed instead (docs/integration.md).
+        raise InvalidInput(
+            f"That replay would post {count} changes, more than {most} at once: choose a "
+            "later starting point, or have the receiver read the change feed "
+            "(GET /api/v1/changes) to catch up.",
+            code="replay_too_large",
+        )
     deliveries = WebhookDelivery.__table__
     written_ids = db.session.scalars(
         deliveries.insert()

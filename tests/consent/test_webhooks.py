@@ -382,6 +382,25 @@ def test_replay_one_delivery_or_everything_after_a_change(
     assert hooks.rejected == []
 
 
+def test_a_replay_larger_than_the_limit_is_refused_and_writes_nothing(
+    app, admin_api, receiver, monkeypatch
+) -> None:
+    _hooks, endpoint_id = receiver()
+    from consent import tasks
+
+    monkeypatch.setattr(tasks.deliver_webhook, "send_with_options", lambda *a, **k: None)
+    create(admin_api, "n@kund.se")
+    before = len(deliveries(app))
+    monkeypatch.setitem(app.config, "WEBHOOK_REPLAY_MAX", 1)
+    response = admin_api.post(
+        f"/api/v1/webhooks/{endpoint_id}/replay", json={"since": "2000-01-01T00:00:00Z"}
+    )
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "replay_too_large"
+    assert "GET /api/v1/changes" in response.json["error"]["message"]
+    assert len(deliveries(app)) == before
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status"),
     [
