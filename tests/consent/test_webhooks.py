@@ -124,6 +124,12 @@ def test_the_secret_is_a_standard_one_shown_once(admin_api, receiver) -> None:
     listed = admin_api.get("/api/v1/webhooks").json
     assert "secret" not in listed[0] and listed[0]["all_events"] is True
     assert len(listed[0]["events"]) == 7
+    # None chosen, an empty list, or every type: all of them, also types added later.
+    for events in ([], None, listed[0]["events"]):
+        created = admin_api.post(
+            "/api/v1/webhooks", json={"url": "http://127.0.0.1:9/hooks", "events": events}
+        )
+        assert created.status_code == 201 and created.json["all_events"] is True
 
 
 def test_every_delivery_verifies_with_the_library_including_tombstones_after_the_rows_are_gone(
