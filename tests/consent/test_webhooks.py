@@ -201,6 +201,42 @@ def test_every_delivery_verifies_with_the_library_including_tombstones_after_the
     assert endpoint_id
 
 
+def test_deliveries_commit_or_roll_back_with_the_change(app, receiver) -> None:
+    """One delivery per subscribed active endpoint and change, in the change's
+    own transaction: a change that rolls back owes nothing."""
+    _all, _ = receiver()
+    _erasures, _ = receiver(events=["contact.erased"])
+    from crm import changes
+    from crm.models import Contact
+
+    with app.app_context():
+        contact = Contact(email="o@kund.se")
+        db.session.add(contact)
+        db.session.flush()
+        changes.record(changes.CONTACT_CREATED, [contact.id])
+        db.session.rollback()
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery)) == 0
+        contact = Contact(email="o@kund.se")
+        db.session.add(contact)
+        db.session.flush()
+        changes.record(changes.CONTACT_CREATED, [contact.id])
+        db.session.commit()
+        rows = db.session.execute(
+            sa.select(WebhookDelivery.endpoint_id, WebhookDelivery.event_type)
+        ).all()
+        db.session.remove()
+    assert [tuple(r) for r in rows] == [(_all_id(app), "contact.created")]
+
+
+def _all_id(app: Any) -> int:
+    with app.app_context():
+        return int(
+            db.session.scalars(
+                sa.select(WebhookEndpoint.id).where(WebhookEndpoint.event_types.is_(None))
+            ).one()
+        )
+
+
 def test_a_tampered_body_or_a_wrong_secret_does_not_verify(
     app, admin_api, stub_worker, receiver
 ) -> None:
