@@ -38,6 +38,10 @@ from consent.schemas import (
     RestrictionSchema,
     WebhookCreatedSchema,
     WebhookCreateSchema,
+    WebhookDeliveriesQuerySchema,
+    WebhookDeliverySchema,
+    WebhookReplayedSchema,
+    WebhookReplaySchema,
     WebhookSchema,
     WebTrackingWithdrawalSchema,
     WebTrackingWithdrawnSchema,
@@ -358,8 +362,11 @@ def list_policies() -> Any:
 @blp.arguments(WebhookCreateSchema)
 @blp.response(201, WebhookCreatedSchema)
 def create_webhook(data: dict[str, Any]) -> Any:
-    """Register a URL to be told about every change of a contact's decisions."""
-    endpoint, _secret = webhooks.create_endpoint(g.actor, data["url"], data.get("description"))
+    """Register a URL to be posted the change feed's items (Standard Webhooks),
+    of the chosen event types (all when none are chosen)."""
+    endpoint, _secret = webhooks.create_endpoint(
+        g.actor, data["url"], data.get("description"), data.get("events")
+    )
     return endpoint  # the only response that includes the signing secret
 
 
@@ -375,8 +382,40 @@ def list_webhooks() -> Any:
 @requires("webhooks.manage")
 @blp.response(200, WebhookSchema)
 def deactivate_webhook(webhook_id: int) -> Any:
-    """Stop posting to a receiver (its delivery history is kept)."""
+    """Stop posting to a receiver: pending deliveries are cancelled, the log is kept."""
     return webhooks.deactivate_endpoint(g.actor, webhook_id)
+
+
+@blp.get("/webhooks/<int:webhook_id>/deliveries")
+@requires("webhooks.manage")
+@blp.arguments(WebhookDeliveriesQuerySchema, location="query")
+@blp.response(200, WebhookDeliverySchema(many=True))
+def list_webhook_deliveries(query: dict[str, Any], webhook_id: int) -> Any:
+    """A receiver's delivery log, newest first: attempts, status, last error, next try."""
+    return webhooks.list_deliveries(
+        webhook_id, status=query.get("status"), before=query.get("before"), limit=query["limit"]
+    )
+
+
+@blp.post("/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/replay")
+@requires("webhooks.manage")
+@blp.response(202, WebhookDeliverySchema)
+def replay_webhook_delivery(webhook_id: int, delivery_id: int) -> Any:
+    """Post one delivery's change again (a new delivery, same webhook-id)."""
+    return webhooks.replay_delivery(g.actor, webhook_id, delivery_id)
+
+
+@blp.post("/webhooks/<int:webhook_id>/replay")
+@requires("webhooks.manage")
+@blp.arguments(WebhookReplaySchema)
+@blp.response(202, WebhookReplayedSchema)
+def replay_webhook(data: dict[str, Any], webhook_id: int) -> Any:
+    """Post again every change after a change id, or since a time, of the
+    types the receiver subscribes to, in the feed's order."""
+    queued = webhooks.replay_since(
+        g.actor, webhook_id, after_change=data.get("after_change"), since=data.get("since")
+    )
+    return {"queued": queued}
 
 
 @blp.get("/changes")

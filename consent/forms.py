@@ -7,9 +7,9 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, post_load, validate
 
-from consent.models import OBJECTION_CHANNELS
+from consent.models import DELIVERY_STATUSES, OBJECTION_CHANNELS
 from crm.models import ActivityKind, activity_time_problem
-from kernel.inputs import ROW_ID
+from kernel.inputs import MAX_ROW_ID, ROW_ID
 from kernel.pages import FormSchema
 
 
@@ -127,3 +127,42 @@ class InboxQuery(FormSchema):
     show = fields.String(
         load_default="open", validate=validate.OneOf(("open", "overdue", "closed", "all"))
     )
+
+
+class WebhookLogQuery(FormSchema):
+    """The delivery log page's filters: a status, and where a page continues."""
+
+    status = fields.String(load_default=None, validate=validate.OneOf(["", *DELIVERY_STATUSES]))
+    before = fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_ROW_ID))
+
+    @post_load
+    def _blank_is_none(self, data: dict[str, Any], **kwargs: object) -> dict[str, Any]:
+        data["status"] = data.get("status") or None
+        return data
+
+
+class ReplaySinceForm(FormSchema):
+    """Replay every change after a change id, or since a UTC time (one of them)."""
+
+    after_change = fields.String(load_default="", validate=validate.Length(max=24))
+    since = fields.String(load_default="", validate=validate.Length(max=40))
+
+    @post_load
+    def _one_of(self, data: dict[str, Any], **kwargs: object) -> dict[str, Any]:
+        after, since = data["after_change"].strip(), data["since"].strip()
+        if bool(after) == bool(since):
+            raise ValidationError("Give either a change id or a time.", "after_change")
+        out: dict[str, Any] = {"after_change": None, "since": None}
+        if after:
+            # A change feed item's id (chg_<n>, the webhook-id), or its number.
+            number = after.removeprefix("chg_")
+            if not number.isascii() or not number.isdigit() or len(number) > 18:
+                raise ValidationError("Not a change id (chg_<n>).", "after_change")
+            out["after_change"] = int(number)
+        else:
+            try:
+                moment = datetime.fromisoformat(since)
+            except ValueError:
+                raise ValidationError("Not a date and time.", "since") from None
+            out["since"] = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        return out

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from crm.changes import TYPES as CHANGE_TYPES
 from extensions import db
 from kernel.timestamps import UTCDateTime, utcnow
 
@@ -306,40 +307,94 @@ class PolicyWording(db.Model):
     sha256: Mapped[str] = mapped_column(sa.String(64), index=True)
 
 
+# What a webhook endpoint may subscribe to: the item types of the change feed
+# (crm.changes; docs/webhooks.md). An endpoint that chose none gets them all.
+WEBHOOK_EVENT_TYPES = CHANGE_TYPES
+
+# A delivery's states: pending (owed, maybe retrying or waiting for an earlier
+# delivery about the same contact), delivered (2xx), failed (for good: refused,
+# or retried until WEBHOOK_RETRY_HOURS ran out), cancelled (the endpoint was
+# deactivated, by an admin or by a 410 Gone, before it was posted).
+DELIVERY_STATUSES = ("pending", "delivered", "failed", "cancelled")
+
+
 class WebhookEndpoint(db.Model):
-    """A URL told about every change of a contact's decisions (the CRM, mail tools)."""
+    """A URL told about the changes a CRM mirrors (the change feed's items)."""
 
     __tablename__ = "webhook_endpoint"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     url: Mapped[str] = mapped_column(sa.String(500))
     description: Mapped[str | None] = mapped_column(sa.String(200))
-    # Shared secret for the HMAC signature; shown once when created.
+    # Standard Webhooks signing secret ("whsec_" + base64 of the key); shown once.
     secret: Mapped[str] = mapped_column(sa.String(100))
+    # The event types chosen, comma-separated; NULL: every type, also types
+    # added later.
+    event_types: Mapped[str | None] = mapped_column(sa.String(300))
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why posting stopped: an admin's deactivation, or the receiver's 410 Gone.
+    deactivation_reason: Mapped[str | None] = mapped_column(sa.String(200))
+
+    @property
+    def events(self) -> list[str]:
+        """The event types this endpoint is posted (all of them when none were chosen)."""
+        if not self.event_types:
+            return list(WEBHOOK_EVENT_TYPES)
+        return self.event_types.split(",")
+
+    @property
+    def all_events(self) -> bool:
+        """Subscribed to every event type, also types added later."""
+        return not self.event_types
 
 
 class WebhookDelivery(db.Model):
-    """One notification owed to one endpoint, written in the transaction of the change."""
+    """One change feed item owed to one endpoint, written in the transaction of
+    the change (or by a replay).
+
+    It names the change and the contact by id without a foreign key to the
+    contact: a tombstone's delivery (contact.erased, contact.purged) must
+    outlive the contact's rows. The change's row goes when the feed is pruned
+    (CHANGE_FEED_KEEP_DAYS), and its deliveries' log with it. Rows from before
+    the Standard Webhooks format have no change (``change_id`` NULL,
+    ``event_type`` "decisions.changed") and cannot be replayed.
+    """
 
     __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        # The order per receiver and contact: is an earlier one still pending?
+        sa.Index("ix_webhook_delivery_queue", "endpoint_id", "contact_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     endpoint_id: Mapped[int] = mapped_column(
         sa.ForeignKey("webhook_endpoint.id", ondelete="CASCADE"), index=True
     )
-    contact_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("contact.id", ondelete="CASCADE"), index=True
+    change_id: Mapped[int | None] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.ForeignKey("change.id", ondelete="CASCADE"),
+        index=True,
     )
-    status: Mapped[str] = mapped_column(
-        sa.String(16), default="pending"
-    )  # pending, delivered, failed
+    event_type: Mapped[str] = mapped_column(sa.String(40))
+    contact_id: Mapped[int | None] = mapped_column()
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(sa.String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     handed_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the next try is due after a failed one (NULL when none is planned).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The delivery this one re-sends (an admin's replay), if any.
+    replay_of: Mapped[int | None] = mapped_column()
+
+    @property
+    def webhook_id(self) -> str | None:
+        """The ``webhook-id`` it is posted with: the change feed item's id."""
+        return None if self.change_id is None else f"chg_{self.change_id}"
 
 
 class SubscriptionRequest(db.Model):

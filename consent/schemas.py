@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from typing import Any
 
-from consent.models import OBJECTION_CHANNELS, Basis, InterestKind
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from consent.models import (
+    DELIVERY_STATUSES,
+    OBJECTION_CHANNELS,
+    WEBHOOK_EVENT_TYPES,
+    Basis,
+    InterestKind,
+)
 from crm.changes import TYPES as CHANGE_TYPES
 from crm.schemas import CompanySchema, ContactSchema, ExternalIdsInput, UtcDateTime
-from kernel.inputs import ROW_ID
+from kernel.inputs import MAX_ROW_ID, ROW_ID
 
 MAX_BATCH = 10_000
 
@@ -321,18 +329,99 @@ class WebhookCreateSchema(Schema):
         validate=validate.Length(max=500),
     )
     description = fields.String(allow_none=True, validate=validate.Length(max=200))
+    events = fields.List(
+        fields.String(validate=validate.OneOf(WEBHOOK_EVENT_TYPES)),
+        allow_none=True,
+        validate=validate.Length(max=len(WEBHOOK_EVENT_TYPES)),
+        metadata={
+            "description": "The event types to post; every type (also types added later) "
+            "when omitted, null or empty."
+        },
+    )
 
 
 class WebhookSchema(Schema):
     id = fields.Integer()
     url = fields.String()
     description = fields.String(allow_none=True)
+    events = fields.List(
+        fields.String(validate=validate.OneOf(WEBHOOK_EVENT_TYPES)),
+        metadata={"description": "The event types posted to this receiver."},
+    )
+    all_events = fields.Boolean(
+        metadata={"description": "Subscribed to every type, also types added later."}
+    )
     is_active = fields.Boolean()
     created_at = fields.DateTime()
+    deactivated_at = fields.DateTime(allow_none=True)
+    deactivation_reason = fields.String(allow_none=True)
 
 
 class WebhookCreatedSchema(WebhookSchema):
-    secret = fields.String(metadata={"description": "Signing secret, shown only now."})
+    secret = fields.String(
+        metadata={
+            "description": "Standard Webhooks signing secret (whsec_ and base64), shown only now."
+        }
+    )
+
+
+class WebhookDeliverySchema(Schema):
+    id = fields.Integer()
+    endpoint_id = fields.Integer()
+    change_id = fields.String(
+        attribute="webhook_id",
+        allow_none=True,
+        metadata={"description": "The id of the change feed item posted, also its webhook-id."},
+    )
+    event_type = fields.String()
+    contact_id = fields.Integer(allow_none=True)
+    status = fields.String(validate=validate.OneOf(DELIVERY_STATUSES))
+    attempts = fields.Integer()
+    last_error = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    first_attempt_at = fields.DateTime(allow_none=True)
+    next_attempt_at = fields.DateTime(
+        allow_none=True, metadata={"description": "When the next try is due, if one is planned."}
+    )
+    delivered_at = fields.DateTime(allow_none=True)
+    replay_of = fields.Integer(
+        allow_none=True, metadata={"description": "The delivery this one re-sends."}
+    )
+
+
+class WebhookDeliveriesQuerySchema(Schema):
+    status = fields.String(validate=validate.OneOf(DELIVERY_STATUSES))
+    before = fields.Integer(
+        validate=validate.Range(min=1, max=MAX_ROW_ID),
+        metadata={"description": "Continue below this delivery id (the last one of a page)."},
+    )
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class WebhookReplaySchema(Schema):
+    after_change = fields.String(
+        validate=validate.Regexp(r"^chg_(0|[1-9][0-9]{0,17})$"),
+        metadata={
+            "description": "Replay every change after this one: a change feed item's id, "
+            "which is also its webhook-id (chg_<n>)."
+        },
+    )
+    since = UtcDateTime(metadata={"description": "Replay every change that occurred since then."})
+
+    @validates_schema
+    def _one_of(self, data: dict[str, object], **kwargs: object) -> None:
+        if ("after_change" in data) == ("since" in data):
+            raise ValidationError("Give either after_change or since.", "_schema")
+
+    @post_load
+    def _change_number(self, data: dict[str, Any], **kwargs: object) -> dict[str, Any]:
+        if "after_change" in data:
+            data["after_change"] = int(data["after_change"].removeprefix("chg_"))
+        return data
+
+
+class WebhookReplayedSchema(Schema):
+    queued = fields.Integer(metadata={"description": "How many deliveries were written."})
 
 
 class PrivacyRequestSchema(Schema):

@@ -21,7 +21,7 @@ from flask import (
 )
 from marshmallow import ValidationError
 
-from consent import deliverability, imports, privacy_requests, rights, services
+from consent import deliverability, imports, privacy_requests, rights, services, webhooks
 from consent.forms import (
     ActivityForm,
     ErasureForm,
@@ -33,12 +33,14 @@ from consent.forms import (
     ReasonForm,
     RectificationForm,
     RejectionsPage,
+    ReplaySinceForm,
     RequestForm,
     RestrictionForm,
     SearchQuery,
+    WebhookLogQuery,
     WithdrawalForm,
 )
-from consent.models import ALL, OBJECTION_CHANNELS
+from consent.models import ALL, DELIVERY_STATUSES, OBJECTION_CHANNELS
 from consent.topics import current_policy
 from crm import services as crm
 from crm import staff
@@ -398,6 +400,68 @@ def import_page(batch_id: int) -> Any:
     )
 
 
+# Webhooks (admin): the receivers, each one's delivery log, replays ----------------------
+
+webhooks_bp = staff_blueprint("staff_webhooks", __name__)
+
+# Deliveries shown on one page of a receiver's log.
+DELIVERIES_PAGE = 100
+
+
+@webhooks_bp.get("/admin/webhooks")
+@staff_requires("webhooks.manage")
+def webhook_list() -> Any:
+    """The registered receivers, their event types and whether they are posted to."""
+    return render_template("staff/webhooks.html", endpoints=webhooks.list_endpoints())
+
+
+@webhooks_bp.get("/admin/webhooks/<int:webhook_id>")
+@staff_requires("webhooks.manage")
+def webhook_log(webhook_id: int) -> Any:
+    """A receiver's delivery log, newest first, with the replay actions."""
+    endpoint = webhooks.get_endpoint(webhook_id)
+    try:
+        query = WebhookLogQuery().load(request.args.to_dict())
+    except ValidationError as exc:
+        raise InvalidInput("The page is not valid.", fields=exc.messages) from exc  # type: ignore[arg-type]
+    deliveries = webhooks.list_deliveries(
+        webhook_id, status=query["status"], before=query["before"], limit=DELIVERIES_PAGE + 1
+    )
+    more = deliveries[DELIVERIES_PAGE - 1].id if len(deliveries) > DELIVERIES_PAGE else None
+    return render_template(
+        "staff/webhook.html",
+        endpoint=endpoint,
+        deliveries=deliveries[:DELIVERIES_PAGE],
+        status=query["status"],
+        statuses=DELIVERY_STATUSES,
+        more=more,
+    )
+
+
+@webhooks_bp.post("/admin/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/replay")
+@staff_requires("webhooks.manage")
+def replay_delivery(webhook_id: int, delivery_id: int) -> Any:
+    run_form(
+        FormSchema(),
+        lambda _d: webhooks.replay_delivery(g.actor, webhook_id, delivery_id),
+        "The delivery will be posted again.",
+    )
+    return see_other("staff_webhooks.webhook_log", webhook_id=webhook_id)
+
+
+@webhooks_bp.post("/admin/webhooks/<int:webhook_id>/replay")
+@staff_requires("webhooks.manage")
+def replay_since(webhook_id: int) -> Any:
+    run_form(
+        ReplaySinceForm(),
+        lambda d: webhooks.replay_since(
+            g.actor, webhook_id, after_change=d["after_change"], since=d["since"]
+        ),
+        "The changes will be posted again.",
+    )
+    return see_other("staff_webhooks.webhook_log", webhook_id=webhook_id)
+
+
 def register(app: Flask) -> None:
     app.register_blueprint(bp)
     add_staff_page(app, "staff_contacts.search", "Contacts", "contacts.read")
@@ -410,3 +474,5 @@ def register(app: Flask) -> None:
     add_staff_page(
         app, "staff_requests.inbox", "Privacy requests", "privacy_requests.read", "admin"
     )
+    app.register_blueprint(webhooks_bp)
+    add_staff_page(app, "staff_webhooks.webhook_list", "Webhooks", "webhooks.manage", "admin")

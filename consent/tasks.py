@@ -9,12 +9,24 @@ import dramatiq
 from consent import bases, webhooks
 
 
+def _retry_webhook(retries: int, exception: BaseException) -> bool:
+    # The delivery's row decides when to give up (WEBHOOK_RETRY_HOURS) and asks
+    # for each retry with its delay; anything else (a crash) gets a few tries.
+    return isinstance(exception, dramatiq.Retry) or retries < 3
+
+
 @dramatiq.actor(
-    actor_name=webhooks.WEBHOOK_JOB, queue_name="webhooks", max_retries=25, time_limit=60_000
+    actor_name=webhooks.WEBHOOK_JOB,
+    queue_name="webhooks",
+    retry_when=_retry_webhook,
+    time_limit=60_000,
 )
 def deliver_webhook(delivery_id: int) -> None:
-    """Post one webhook delivery; dramatiq retries it with backoff on failure."""
-    webhooks.deliver(delivery_id)
+    """Post one webhook delivery; retried after the delay the delivery asks for."""
+    try:
+        webhooks.deliver(delivery_id)
+    except webhooks.DeliveryFailed as failed:
+        raise dramatiq.Retry(str(failed), delay=failed.retry_in_ms) from None
 
 
 @dramatiq.actor(

@@ -389,6 +389,46 @@ SV: dict[str, str] = {
     "done": "klar",
     "failed": "misslyckades",
     "The page is not valid.": "Sidan är inte giltig.",
+    # Webhooks (consent/staff_pages.py, issue 20)
+    "Webhook": "Webhook",
+    "Receiver": "Mottagare",
+    "Event types": "Händelsetyper",
+    "Event type": "Händelsetyp",
+    "All event types": "Alla händelsetyper",
+    "Registered": "Registrerad",
+    "No webhooks are registered.": "Inga webhooks är registrerade.",
+    "Receivers are posted every change of the change feed they subscribe to, signed in the "
+    "Standard Webhooks format. Register one with the API (POST /api/v1/webhooks); its secret "
+    "is shown only then.": (
+        "Mottagare får varje ändring i ändringsflödet som de prenumererar på, signerad i "
+        "formatet Standard Webhooks. Registrera en med API:t (POST /api/v1/webhooks); dess "
+        "hemlighet visas bara då."
+    ),
+    "Post changes again": "Skicka ändringar igen",
+    "Every change of the subscribed types after a change id, or since a time (UTC), is posted "
+    "again in the order of the feed, with the same webhook-id.": (
+        "Varje ändring av de prenumererade typerna efter ett ändrings-id, eller sedan en "
+        "tidpunkt (UTC), skickas igen i flödets ordning, med samma webhook-id."
+    ),
+    "After change id": "Efter ändrings-id",
+    "Or since (UTC)": "Eller sedan (UTC)",
+    "Post again": "Skicka igen",
+    "Deliveries": "Leveranser",
+    "All": "Alla",
+    "Change id": "Ändrings-id",
+    "Attempts": "Försök",
+    "Last error": "Senaste fel",
+    "Next try": "Nästa försök",
+    "Written": "Skriven",
+    "replays": "skickar om",
+    "Older deliveries": "Äldre leveranser",
+    "No deliveries.": "Inga leveranser.",
+    "delivery.pending": "väntar",
+    "delivery.delivered": "levererad",
+    "delivery.failed": "misslyckad",
+    "delivery.cancelled": "avbruten",
+    "The delivery will be posted again.": "Leveransen skickas igen.",
+    "The changes will be posted again.": "Ändringarna skickas igen.",
     # Rights from the contact page, the privacy-request inbox, the dpo role (issue 19)
     "dpo": "dataskyddsombud",
     "Browser": "Webbläsare",
@@ -495,7 +535,8 @@ def translate(text: str, **values: object) -> str:
         prefix, dot, rest = text.partition(".")
         keyed = (
             dot
-            and prefix in ("reason", "event", "activity", "request", "status", "outcome", "show")
+            and prefix
+            in ("reason", "event", "activity", "request", "status", "outcome", "show", "delivery")
             and " " not in text
         )
         result = rest if keyed else text

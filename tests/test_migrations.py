@@ -114,3 +114,53 @@ def test_each_grounds_basis_event_is_backfilled_from_the_ledger(tmp_path) -> Non
         downgrade(revision="0017")
         back = db.session.execute(sa.text("SELECT basis_event_id FROM permission_state"))
         assert back.scalar_one() == 1
+
+
+def test_webhook_deliveries_move_to_changes_and_outlive_their_contact(tmp_path) -> None:
+    """Migration 0020: delivered and failed deliveries stay as the log's
+    history (old format, no change), pending ones are dropped (they would
+    post the old format), and no delivery goes with its contact any more."""
+    app = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/w.db"})
+    with app.app_context():
+        from extensions import db
+
+        upgrade(revision="0019")
+        db.session.execute(
+            sa.text(
+                "INSERT INTO contact (id, email, language, created_at, updated_at) "
+                "VALUES (7, 'old@kund.se', 'sv', '2020-01-01', '2020-01-01')"
+            )
+        )
+        db.session.execute(
+            sa.text(
+                "INSERT INTO webhook_endpoint (id, url, secret, is_active, created_at) "
+                "VALUES (1, 'https://crm.example.com/hooks', 'whsec_x', 1, '2026-01-01')"
+            )
+        )
+        db.session.execute(
+            sa.text(
+                "INSERT INTO webhook_delivery (endpoint_id, contact_id, status, attempts, "
+                "created_at) VALUES (1, 7, 'delivered', 1, '2026-01-01'), "
+                "(1, 7, 'pending', 0, '2026-01-02'), (1, 7, 'failed', 3, '2026-01-03')"
+            )
+        )
+        db.session.commit()
+        upgrade(revision="heads")
+        rows = db.session.execute(
+            sa.text(
+                "SELECT status, event_type, change_id, contact_id FROM webhook_delivery ORDER BY id"
+            )
+        ).all()
+        assert [tuple(r) for r in rows] == [
+            ("delivered", "decisions.changed", None, 7),
+            ("failed", "decisions.changed", None, 7),
+        ]
+        events = db.session.execute(sa.text("SELECT event_types FROM webhook_endpoint")).scalar()
+        assert events is None  # every event type
+        db.session.execute(sa.text("DELETE FROM contact WHERE id = 7"))
+        db.session.commit()
+        left = db.session.execute(sa.text("SELECT count(*) FROM webhook_delivery")).scalar()
+        assert left == 2
+        downgrade(revision="0019")
+        # Going back, the deliveries of contacts that are gone cannot point to them.
+        assert db.session.execute(sa.text("SELECT count(*) FROM webhook_delivery")).scalar() == 0

@@ -388,9 +388,10 @@ def test_an_import_is_posted_to_webhook_receivers(app, tmp_path, admin_api) -> N
     admin_api.post("/api/v1/webhooks", json={"url": "https://crm.example.com/hooks"})
     report = report_of(app, write(tmp_path, HEADER + "a@kund.se,A,,,SE,,\nb@kund.se,B,,,SE,,\n"))
     assert report["created"] == 2
-    assert count_rows(app)["webhook_delivery"] == 2
+    # Each new contact: contact.created and contact.decisions_changed (the feed's items).
+    assert count_rows(app)["webhook_delivery"] == 4
     report_of(app, write(tmp_path, HEADER + "a@kund.se,A,,,SE,,\nb@kund.se,B,,,SE,,\n"))
-    assert count_rows(app)["webhook_delivery"] == 2  # nothing changed, nothing posted
+    assert count_rows(app)["webhook_delivery"] == 4  # nothing changed, nothing posted
 
 
 def test_odd_form_fields_and_a_png_get_a_clear_error(app, api_as) -> None:

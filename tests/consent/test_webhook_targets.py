@@ -162,17 +162,20 @@ def test_with_private_targets_allowed_they_are_registered(app, admin_api) -> Non
 
 def _endpoint_and_delivery(app: Any, url: str) -> int:
     """A registered receiver owed one delivery, written as the service writes them."""
+    from crm import changes
     from crm.models import Contact
 
     with app.app_context():
-        endpoint = WebhookEndpoint(url=url, secret="whsec_test")
+        endpoint = WebhookEndpoint(url=url, secret=webhooks.new_secret())
         contact = Contact(email="lena@kund.se")
         db.session.add_all([endpoint, contact])
         db.session.flush()
-        delivery = WebhookDelivery(endpoint_id=endpoint.id, contact_id=contact.id)
-        db.session.add(delivery)
+        # The change feed's writer writes the delivery (kernel.signals.change_recorded).
+        changes.record(changes.CONTACT_CREATED, [contact.id])
         db.session.commit()
-        delivery_id = delivery.id
+        delivery_id = db.session.scalars(
+            sa.select(WebhookDelivery.id).where(WebhookDelivery.endpoint_id == endpoint.id)
+        ).one()
         db.session.remove()
     return delivery_id
 

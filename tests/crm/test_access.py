@@ -41,6 +41,9 @@ ROUTES = [
     ("GET", "/api/v1/privacy-requests", "privacy_requests.read"),
     ("GET", "/api/v1/changes?limit=10", "changes.read"),
     ("DELETE", "/api/v1/webhooks/{wid}", "webhooks.manage"),
+    ("GET", "/api/v1/webhooks/{wid}/deliveries", "webhooks.manage"),
+    ("POST", "/api/v1/webhooks/{wid}/replay", "webhooks.manage"),
+    ("POST", "/api/v1/webhooks/{wid}/deliveries/{did}/replay", "webhooks.manage"),
     ("GET", "/api/v1/retention/preview?as_of=2027-01-01", "retention.read"),
     ("GET", "/api/v1/retention/runs", "retention.read"),
     ("POST", "/api/v1/campaigns", "campaigns.manage"),
@@ -91,6 +94,7 @@ BODIES = {
     "/api/v1/contacts/{id}/legal-hold": {"reason": "Dispute over invoice 1234"},
     "/api/v1/policies": {"version": "2.0", "url": "https://example.com/privacy"},
     "/api/v1/webhooks": {"url": "https://crm.example.com/hooks/consent"},
+    "/api/v1/webhooks/{wid}/replay": {"since": "2000-01-01T00:00:00+00:00"},
     "/api/v1/web-visits": {
         "visitor_id": "visitor-0001",
         "page": "/products",
@@ -101,6 +105,7 @@ BODIES = {
 PLACEHOLDERS = {
     "{id}": "<int:contact_id>",
     "{wid}": "<int:webhook_id>",
+    "{did}": "<int:delivery_id>",
     "{batch}": "<int:batch_id>",
     "{cid}": "<int:campaign_id>",
 }
@@ -151,12 +156,19 @@ def test_role_matrix(app, api_as, role, method, path, action) -> None:
         )
     webhook_id = admin.post("/api/v1/webhooks", json=BODIES["/api/v1/webhooks"]).json["id"]
     campaign_id = admin.post("/api/v1/campaigns", json=CAMPAIGN).json["id"]
+    delivery_id = 0
+    if "{did}" in path:  # a delivery owed to the receiver: the feed replayed to it
+        admin.post(
+            f"/api/v1/webhooks/{webhook_id}/replay", json=BODIES["/api/v1/webhooks/{wid}/replay"]
+        )
+        delivery_id = admin.get(f"/api/v1/webhooks/{webhook_id}/deliveries").json[0]["id"]
     caller = api_as(role)
     url = (
         path.replace("{id}", str(contact_id))
         .replace("{wid}", str(webhook_id))
         .replace("{batch}", str(batch_id))
         .replace("{cid}", str(campaign_id))
+        .replace("{did}", str(delivery_id))
     )
     body = BODIES.get(path.split("?")[0])
     if (method, path) == ("POST", "/api/v1/imports"):

@@ -133,6 +133,7 @@ class Seed:
     campaign: int
     batch: int
     webhook: int
+    delivery: int
     user: int
     token: int
     confirm: str
@@ -454,7 +455,11 @@ ROUTES: dict[tuple[str, str], Route] = {
         "/api/v1/webhooks",
         "api",
         # A public address given as such: no name to resolve, nothing is connected to.
-        json=lambda s: {"url": "https://93.184.215.14/hooks/consent", "description": "CRM"},
+        json=lambda s: {
+            "url": "https://93.184.215.14/hooks/consent",
+            "description": "CRM",
+            "events": ["contact.erased", "contact.purged"],
+        },
     ),
     ("consent_api.list_webhooks", "GET"): Route("/api/v1/webhooks", "api"),
     ("consent_api.read_changes", "GET"): Route(
@@ -482,6 +487,24 @@ ROUTES: dict[tuple[str, str], Route] = {
         "/webhooks/bounces/sendgrid",
         "public",
         json=lambda s: [{"email": s.email, "event": "bounce", "type": "bounce", "status": "5.1.1"}],
+    ),
+    ("consent_api.list_webhook_deliveries", "GET"): Route(
+        "/api/v1/webhooks/{webhook_id}/deliveries",
+        "api",
+        query=lambda s: {"status": "delivered", "before": str(s.delivery + 1), "limit": "10"},
+        path_values=lambda s: {"webhook_id": str(s.webhook)},
+    ),
+    ("consent_api.replay_webhook_delivery", "POST"): Route(
+        "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay",
+        "api",
+        path_values=lambda s: {"webhook_id": str(s.webhook), "delivery_id": str(s.delivery)},
+    ),
+    ("consent_api.replay_webhook", "POST"): Route(
+        "/api/v1/webhooks/{webhook_id}/replay",
+        "api",
+        # Both fields, so that each is fuzzed; a request names one of them.
+        json=lambda s: {"after_change": "chg_1", "since": "2026-01-01T00:00:00+00:00"},
+        path_values=lambda s: {"webhook_id": str(s.webhook)},
     ),
     # The public pages, as nobody.
     ("healthz", "GET"): Route("/healthz", "public"),
@@ -717,6 +740,25 @@ ROUTES: dict[tuple[str, str], Route] = {
         },
         path_values=_C,
     ),
+    ("staff_webhooks.webhook_list", "GET"): Route("/staff/admin/webhooks", "staff"),
+    ("staff_webhooks.webhook_log", "GET"): Route(
+        "/staff/admin/webhooks/{webhook_id}",
+        "staff",
+        query=lambda s: {"status": "delivered", "before": str(s.delivery + 1)},
+        path_values=lambda s: {"webhook_id": str(s.webhook)},
+    ),
+    ("staff_webhooks.replay_delivery", "POST"): Route(
+        "/staff/admin/webhooks/{webhook_id}/deliveries/{delivery_id}/replay",
+        "staff",
+        form=lambda s: {},
+        path_values=lambda s: {"webhook_id": str(s.webhook), "delivery_id": str(s.delivery)},
+    ),
+    ("staff_webhooks.replay_since", "POST"): Route(
+        "/staff/admin/webhooks/{webhook_id}/replay",
+        "staff",
+        form=lambda s: {"after_change": "chg_1", "since": ""},
+        path_values=lambda s: {"webhook_id": str(s.webhook)},
+    ),
     ("staff_requests.inbox", "GET"): Route(
         "/staff/admin/privacy-requests", "staff", query=lambda s: {"show": "all"}
     ),
@@ -809,7 +851,13 @@ def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
     position of a route on one contact); the rest is made once, as no route
     removes it (a campaign sent or a token revoked twice is only refused)."""
     from consent import imports, rights, services
-    from consent.models import Basis, InterestKind, SubscriptionRequest, WebhookEndpoint
+    from consent.models import (
+        Basis,
+        InterestKind,
+        SubscriptionRequest,
+        WebhookDelivery,
+        WebhookEndpoint,
+    )
     from consent.tokens import Purpose, make_token
     from crm.models import Contact
     from crm.services import CompanyInput
@@ -857,6 +905,14 @@ def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
             is_active=True,
         )
         db.session.add_all([webhook, pending, user])
+        db.session.flush()
+        delivery = WebhookDelivery(
+            endpoint_id=webhook.id,
+            event_type="contact.created",
+            contact_id=holder,
+            status="delivered",
+        )
+        db.session.add(delivery)
         db.session.commit()
         privacy = rights.open_privacy_request(
             db.session.get(Contact, holder), "access", datetime.now(UTC)
@@ -871,6 +927,7 @@ def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
             "campaign": campaign.id,
             "batch": report.batch_id,
             "webhook": webhook.id,
+            "delivery": delivery.id,
             "user": user.id,
             "token": token.id,
             "confirm": make_token(Purpose.CONFIRM, {"r": pending.id}),

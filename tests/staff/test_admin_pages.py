@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from consent.models import OBJECTION_CHANNELS, Basis, EventKind
+from consent.models import DELIVERY_STATUSES, OBJECTION_CHANNELS, Basis, EventKind
 from consent.policy import Reason
 from consent.privacy_requests import INBOX_FILTERS, OUTCOMES, REQUEST_KINDS, STATUSES
 from crm.models import ActivityKind, AuditEntry
@@ -145,6 +145,7 @@ def test_navigation_shows_each_role_only_its_pages(app) -> None:
         "/staff/admin/audit",
         "/staff/admin/retention",
         "/staff/admin/privacy-requests",
+        "/staff/admin/webhooks",
     ]
     # The dpo reads what rights requests and complaints need, no marketing page.
     assert nav["dpo"] == ["/staff/", "/staff/admin/audit", "/staff/admin/privacy-requests"]
@@ -169,6 +170,7 @@ def test_every_template_text_has_a_swedish_translation() -> None:
         "status.": list(STATUSES),
         "outcome.": list(OUTCOMES),
         "show.": list(INBOX_FILTERS),
+        "delivery.": list(DELIVERY_STATUSES),
     }
     for prefix, values in families.items():
         assert prefix in used

@@ -202,6 +202,26 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         {},
         _guarded("contacts.legal_hold", 303),
     ),
+    ("staff_webhooks.webhook_list", "GET"): (
+        "/staff/admin/webhooks",
+        None,
+        _guarded("webhooks.manage", 200),
+    ),
+    ("staff_webhooks.webhook_log", "GET"): (
+        "/staff/admin/webhooks/{webhook_id}",
+        None,
+        _guarded("webhooks.manage", 200),
+    ),
+    ("staff_webhooks.replay_delivery", "POST"): (
+        "/staff/admin/webhooks/{webhook_id}/deliveries/{delivery_id}/replay",
+        {},
+        _guarded("webhooks.manage", 303),
+    ),
+    ("staff_webhooks.replay_since", "POST"): (
+        "/staff/admin/webhooks/{webhook_id}/replay",
+        {"after_change": "chg_0"},
+        _guarded("webhooks.manage", 303),
+    ),
 }
 
 
@@ -238,6 +258,22 @@ def make_privacy_request(contact_id: int) -> int:
     rights.verify_privacy_request(request.id, now)
     db.session.commit()
     return request.id
+
+
+def make_webhook(contact_id: int) -> tuple[int, int]:
+    """An active receiver (never posted to: no broker runs) and one delivery owed to it."""
+    from consent import webhooks
+    from consent.models import WebhookDelivery
+
+    endpoint, _secret = webhooks.create_endpoint(
+        Actor(kind="cli", name="matrix"), "https://93.184.215.14/hooks", events=["contact.erased"]
+    )
+    delivery = WebhookDelivery(
+        endpoint_id=endpoint.id, event_type="contact.erased", contact_id=contact_id
+    )
+    db.session.add(delivery)
+    db.session.commit()
+    return endpoint.id, delivery.id
 
 
 def _staff_routes(app: Any) -> set[tuple[str, str]]:
@@ -277,6 +313,7 @@ def test_role_gets_the_expected_status(app, role: str, route: tuple[str, str]) -
         campaign_id = make_campaign()
         batch_id = make_import()
         request_id = make_privacy_request(contact_id)
+        webhook_id, delivery_id = make_webhook(contact_id)
     client = app.test_client() if role == ANONYMOUS else client_as(app, role)
     url = path.format(
         contact_id=contact_id,
@@ -285,6 +322,8 @@ def test_role_gets_the_expected_status(app, role: str, route: tuple[str, str]) -
         campaign_id=campaign_id,
         batch_id=batch_id,
         request_id=request_id,
+        webhook_id=webhook_id,
+        delivery_id=delivery_id,
     )
 
     _endpoint, method = route
