@@ -62,7 +62,7 @@ from werkzeug.wsgi import get_input_stream
 
 from extensions import db
 from kernel.database import insert_for_dialect
-from kernel.errors import Conflict, InvalidInput, BadRequest
+from kernel.errors import BadRequest, Conflict, InvalidInput
 from kernel.models import IdempotencyKey
 from kernel.signals import retention_due
 from kernel.timestamps import utcnow

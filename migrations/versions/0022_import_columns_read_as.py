@@ -2,7 +2,7 @@
 mapping, or the recognised header names (issue 20 item 5).
 
 Revision ID: 0022
-Revises: 0018
+Revises: 0021
 Create Date: 2026-12-06 09:15:00.000000
 
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = "0022"
-down_revision = "0018"
+down_revision = '0021'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """Idempotency keys: an API write an integrator can repeat (issue 20 item 8).
 
 Revision ID: 0023
-Revises: 0018
+Revises: 0022
 Create Date: 2026-12-06 09:30:00.000000
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0023'
-down_revision = '0018'
+down_revision = '0022'
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,7 @@
 for a message this service sent (issue 21, docs/bounces.md).
 
 Revision ID: 0024
-Revises: 0018
+Revises: 0023
 Create Date: 2026-12-06 09:30:00.000000
 
 """
@@ -15,7 +15,7 @@ from kernel.timestamps import UTCDateTime
 
 # revision identifiers, used by Alembic.
 revision = '0024'
-down_revision = '0018'
+down_revision = '0023'
 branch_labels = None
 depends_on = None
 
