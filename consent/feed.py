@@ -190,13 +190,21 @@ def connect_signals() -> None:
 
 
 def _webhook_receivers(app: Any, **_: object) -> list[str]:
-    """For the retention preview: the active webhook endpoints, by host (every
-    item of the feed is posted to them), never their full URL or secret."""
-    urls = db.session.scalars(
-        sa.select(WebhookEndpoint.url).where(WebhookEndpoint.is_active.is_(True))
+    """For the retention preview: the active webhook endpoints that are posted
+    a purge (subscribed to every type, or to ``contact.purged`` or
+    ``activities.purged``), by host, never their full URL or secret."""
+    rows = db.session.execute(
+        sa.select(WebhookEndpoint.url, WebhookEndpoint.event_types).where(
+            WebhookEndpoint.is_active.is_(True)
+        )
     )
+    purges = {change_feed.CONTACT_PURGED, change_feed.ACTIVITIES_PURGED}
     # The host alone: a URL may carry credentials or tokens in its other parts.
-    return [f"webhook {urlsplit(url).hostname}" for url in urls]
+    return [
+        f"webhook {urlsplit(url).hostname}"
+        for url, event_types in rows
+        if not event_types or purges & set(event_types.split(","))
+    ]
 
 
 def item_id(change_id: int) -> str:

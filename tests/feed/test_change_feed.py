@@ -475,9 +475,18 @@ def test_pruning_keeps_items_younger_than_the_configured_days(app, api_as) -> No
 def test_the_retention_preview_names_the_systems_told(app, admin_api) -> None:
     _purge_setup(app)
     admin_api.post("/api/v1/webhooks", json={"url": "https://crm.kund.example/hooks"})
+    # Subscribed to purges, and to something else only: only the first is told.
+    admin_api.post(
+        "/api/v1/webhooks",
+        json={"url": "https://lager.kund.example/hooks", "events": ["activities.purged"]},
+    )
+    admin_api.post(
+        "/api/v1/webhooks",
+        json={"url": "https://mejl.kund.example/hooks", "events": ["contact.created"]},
+    )
     preview = admin_api.get("/api/v1/retention/preview?as_of=2026-01-01").json
     assert preview["told"] == {"hubspot": 1, "salesforce": 1}
-    assert preview["receivers"] == ["webhook crm.kund.example"]
+    assert preview["receivers"] == ["webhook crm.kund.example", "webhook lager.kund.example"]
     contacts = next(r for r in preview["rules"] if r["rule"]["name"] == "crm-contacts")
     assert contacts["told"] == {"hubspot": 1, "salesforce": 1}
     runner = app.test_cli_runner()
