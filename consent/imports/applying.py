@@ -22,6 +22,7 @@ from consent.models import (
     Suppression,
 )
 from crm import bulk, external_ids
+from crm import changes as change_feed
 from crm import services as crm
 from crm.models import Activity, Contact
 from extensions import db
@@ -192,8 +193,12 @@ def _store_record_ids(rows: list[Row], system: str | None, known: dict[str, int]
                 sa.select(Contact.email, Contact.id).where(one_of(Contact.email, missing))
             ).all()
         )
-    external_ids.set_many_for_contacts(
-        system, {ids[r.email]: r.external_id for r in rows if r.external_id and r.email in ids}
+    values = {ids[r.email]: r.external_id for r in rows if r.external_id and r.email in ids}
+    external_ids.set_many_for_contacts(system, values)
+    # A known contact's new id is a change the connected systems mirror; a new
+    # contact's ids come with its contact.created item.
+    change_feed.record_updates(
+        {contact_id: ["external_ids"] for contact_id in known.values() if contact_id in values}
     )
 
 

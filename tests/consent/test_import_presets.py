@@ -355,6 +355,21 @@ def test_a_known_contact_gets_its_record_id_and_a_rerun_changes_nothing(app, api
     assert count_rows(app)["external_id"] == before["external_id"] + 3
 
 
+def test_a_record_id_gained_by_a_known_contact_is_told_in_the_change_feed(app, api_as) -> None:
+    """A CRM mirroring the feed learns the id the import gave a contact it knew."""
+    marketing = api_as("marketing")
+    upload(marketing, "email\nanna@kund.se\n")
+    with app.app_context():
+        anna = db.session.scalar(sa.select(Contact.id))
+        db.session.remove()
+    first = marketing.get("/api/v1/changes?limit=1000").json
+    upload(marketing, "Record ID,Email\n100,anna@kund.se\n", preset="hubspot")
+    later = marketing.get(f"/api/v1/changes?after={first['next_cursor']}&limit=1000").json
+    updates = [i for i in later["items"] if i["type"] == "contact.updated"]
+    assert [(i["contact_id"], i["fields"]) for i in updates] == [(anna, ["external_ids"])]
+    assert updates[0]["external_ids"] == {"hubspot": "100"}
+
+
 def test_a_record_id_gained_moves_the_contacts_updated_at(app, api_as) -> None:
     """The changed-since read (``?updated_after=``) must see a contact whose
     CRM id an import set, as it sees one set through the API."""
