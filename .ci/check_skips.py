@@ -7,7 +7,9 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 
-SERVICES = re.compile(r"postgres|redis|rabbit|chromium|smtp|postfix|imap|dovecot", re.IGNORECASE)
+SERVICES = re.compile(
+    r"postgres|redis|rabbit|chromium|smtp|postfix|imap|dovecot|flufl-samples", re.IGNORECASE
+)
 
 
 def main(report: str) -> int:

@@ -293,8 +293,12 @@ def _refuse_unreadable(message: Message) -> None:
 def _bounces_of(message: Message, envelope_recipient: str | None) -> list[Bounce]:
     outbox_id = verp.outbox_id_of(envelope_recipient or "") or _verp_outbox_id(message)
     report = _report_type(message)
-    if report == "delivery-status":
+    if report == "delivery-status" and _dsn_blocks(message):
         found = _from_dsn(message)
+    elif report == "delivery-status":
+        # A report without a single per-recipient block (only the Reporting-MTA,
+        # or no delivery-status part at all): its text names the recipient.
+        found = _from_detectors(message)
     elif report == "feedback-report":
         found = _from_arf(message)
     elif _is_auto_reply(message):
@@ -373,10 +377,11 @@ def _verp_outbox_id(message: Message) -> int | None:
 
 
 def _fields(part: Message) -> list[Message]:
-    """The header blocks of a message/delivery-status or feedback-report part."""
+    """The header blocks of a message/delivery-status or feedback-report part
+    (an empty one, as a trailing blank line makes, is none)."""
     payload = part.get_payload()
     if isinstance(payload, list):
-        return [p for p in payload if isinstance(p, Message)]
+        return [p for p in payload if isinstance(p, Message) and p.keys()]
     if isinstance(payload, str):
         blocks = re.split(r"\r?\n\s*\r?\n", payload.strip())
         return [HeaderParser().parsestr(block) for block in blocks if block.strip()]
@@ -404,8 +409,11 @@ def _returned_message_id(message: Message) -> str | None:
     return str(value).strip() or None if value else None
 
 
-_ADDRESS_TYPE = re.compile(r"^\s*[A-Za-z0-9-]+\s*;\s*")
+_ADDRESS_TYPE = re.compile(r"^\s*([A-Za-z0-9-]+)\s*;\s*")
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+# Address types that hold a mail address (RFC 3464 2.3.2, RFC 6533 3.2).
+_MAIL_ADDRESS_TYPES = frozenset({"rfc822", "utf-8"})
+_RECIPIENT_FIELDS = ("Final-Recipient", "Original-Recipient", "Action")
 
 
 def _address_field(value: object) -> str:
@@ -413,13 +421,21 @@ def _address_field(value: object) -> str:
     return _ADDRESS_TYPE.sub("", str(value or "")).strip().strip("<>")
 
 
-def _from_dsn(message: Message) -> list[Bounce]:
-    """RFC 3464: one bounce per recipient block whose ``Action`` is ``failed``:
-    hard for a 5.x.x ``Status``, soft for 4.x.x (the MTA gave up after
-    temporary failures). ``delayed`` is a warning, not a bounce: the MTA is
-    still trying."""
-    message_id = _returned_message_id(message)
-    found = []
+def _mail_address(value: object) -> str:
+    """The mail address of an ``Original-Recipient`` / ``Final-Recipient``
+    field; empty for another address type (``x400; /S=anna/...``), which names
+    no address we could have mailed."""
+    text = str(value or "")
+    typed = _ADDRESS_TYPE.match(text)
+    if typed is not None and typed.group(1).lower() not in _MAIL_ADDRESS_TYPES:
+        return ""
+    address = _address_field(text)
+    return address if "@" in address else ""
+
+
+def _dsn_blocks(message: Message) -> list[Message]:
+    """The per-recipient blocks of the message's delivery-status parts."""
+    blocks = []
     for part in message.walk():
         if part.get_content_type() not in (
             "message/delivery-status",
@@ -427,26 +443,49 @@ def _from_dsn(message: Message) -> list[Bounce]:
         ):
             continue
         for block in _fields(part)[1:] or _fields(part):
-            action = str(block.get("Action") or "").strip().lower()
-            recipient = _address_field(block.get("Final-Recipient")) or _address_field(
-                block.get("Original-Recipient")
+            if any(block.get(name) is not None for name in _RECIPIENT_FIELDS):
+                blocks.append(block)
+    return blocks
+
+
+def _failed(action: object) -> bool:
+    """RFC 3464's ``failed``, also as MTAs write it: with a comment
+    (``failed (Bad destination mailbox address)``), ``failure``, or
+    OpenSMTPD's ``error``. ``delayed``, ``delivered``, ``relayed`` and
+    ``expanded`` are no failure."""
+    word = str(action or "").strip().lower()
+    return word.startswith(("fail", "error"))
+
+
+def _from_dsn(message: Message) -> list[Bounce]:
+    """RFC 3464: one bounce per recipient block whose ``Action`` is ``failed``:
+    hard for a 5.x.x ``Status``, soft for 4.x.x (the MTA gave up after
+    temporary failures). ``delayed`` is a warning, not a bounce: the MTA is
+    still trying. The recipient is the ``Original-Recipient`` (the address we
+    sent to, before any forwarding) where the MTA reports it, else the
+    ``Final-Recipient``."""
+    message_id = _returned_message_id(message)
+    found = []
+    for block in _dsn_blocks(message):
+        recipient = _mail_address(block.get("Original-Recipient")) or _mail_address(
+            block.get("Final-Recipient")
+        )
+        if not _failed(block.get("Action")) or not recipient:
+            continue
+        status_match = _STATUS.search(str(block.get("Status") or ""))
+        status = status_match.group(0) if status_match else None
+        kind = SOFT if status is not None and status.startswith("4") else HARD
+        diagnostic = _address_field(block.get("Diagnostic-Code")) or None
+        found.append(
+            Bounce(
+                email=recipient,
+                type=kind,
+                source="dsn",
+                status=status,
+                diagnostic=_clean(diagnostic),
+                message_id=message_id,
             )
-            if action != "failed" or not recipient:
-                continue
-            status_match = _STATUS.search(str(block.get("Status") or ""))
-            status = status_match.group(0) if status_match else None
-            kind = SOFT if status is not None and status.startswith("4") else HARD
-            diagnostic = _address_field(block.get("Diagnostic-Code")) or None
-            found.append(
-                Bounce(
-                    email=recipient,
-                    type=kind,
-                    source="dsn",
-                    status=status,
-                    diagnostic=_clean(diagnostic),
-                    message_id=message_id,
-                )
-            )
+        )
     return found
 
 
