@@ -309,6 +309,11 @@ def _bounces_of(message: Message, envelope_recipient: str | None) -> list[Bounce
     if not found:
         log.info("Returned message ignored: no bounce or complaint in it.")
         return []
+    # A report that repeats a recipient's block reports it once.
+    firsts: dict[tuple[str, str], Bounce] = {}
+    for bounce in found:
+        firsts.setdefault((bounce.email.lower(), bounce.type), bounce)
+    found = list(firsts.values())
     if outbox_id is not None:
         found = [_with(b, outbox_id=outbox_id) for b in found]
     return found
@@ -523,16 +528,18 @@ def _from_arf(message: Message) -> list[Bounce]:
 
 def _from_detectors(message: Message) -> list[Bounce]:
     """A bounce that is no DSN (qmail, old Exchange, a provider's own text):
-    GNU Mailman's detectors, permanent failures hard, temporary ones soft."""
+    GNU Mailman's detectors' permanent failures, as hard bounces. What they
+    call temporary failures are delay warnings ("still trying"), which are no
+    bounce: counted as soft bounces, the warnings about one slow message
+    would reach the soft limit on their own."""
     from flufl.bounce import all_failures
 
     temporary, permanent = all_failures(message)
+    if temporary - permanent:
+        log.info("Returned message: a delay warning, not counted as a bounce.")
     message_id = _returned_message_id(message)
     found = []
-    for kind, addresses in ((HARD, permanent), (SOFT, temporary - permanent)):
-        for address in sorted(addresses):
-            text = (
-                address.decode("utf-8", errors="replace") if isinstance(address, bytes) else address
-            )
-            found.append(Bounce(email=str(text), type=kind, source="bounce", message_id=message_id))
+    for address in sorted(permanent):
+        text = address.decode("utf-8", errors="replace") if isinstance(address, bytes) else address
+        found.append(Bounce(email=str(text), type=HARD, source="bounce", message_id=message_id))
     return found

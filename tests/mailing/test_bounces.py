@@ -339,6 +339,35 @@ def test_a_delay_warning_is_no_bounce(app, smtp) -> None:
     assert reports(app) == []
 
 
+def test_a_plain_text_delay_warning_is_no_bounce(app) -> None:
+    """flufl.bounce calls a "still trying" warning a temporary failure; counted as
+    soft bounces, the warnings about one slow message would reach the soft limit."""
+    raw = (
+        "From: MAILER-DAEMON@mx.example.net\r\n"
+        "To: x@y\r\n"
+        "Subject: Delivery Status Notification (Delay)\r\n"
+        "\r\n"
+        "Delivery to the following recipient has been delayed:\r\n"
+        "\r\n"
+        f"     {ADDRESS}\r\n"
+        "\r\n"
+        "Message will be retried for 2 more day(s)\r\n"
+    ).encode()
+    with app.app_context():
+        assert parse_message(raw) == []
+
+
+def test_a_report_repeating_a_recipients_block_reports_it_once(app) -> None:
+    raw = dsn(to="x@y", recipient=ADDRESS)
+    block = raw[
+        raw.index(b"Final-Recipient") : raw.index(b"--BOUNDARY\r\nContent-Type: text/rfc822")
+    ]
+    repeated = raw.replace(block, block + block)
+    with app.app_context():
+        found = parse_message(repeated)
+    assert [(b.type, b.email) for b in found] == [("hard", ADDRESS)]
+
+
 def test_a_failed_4xx_dsn_is_a_soft_bounce(app) -> None:
     with app.app_context():
         (bounce,) = parse_message(dsn(to="x@y", recipient=ADDRESS, status="4.2.2"))
