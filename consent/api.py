@@ -57,7 +57,7 @@ from extensions import api, csrf
 from kernel.access import requires
 from kernel.database import autocommit_statements
 from kernel.errors import InvalidInput
-from kernel.idempotency import read_by_post
+from kernel.idempotency import read_by_post, withholds_in_replay
 
 blp = Blueprint("consent_api", __name__, url_prefix="/api/v1", description="Bases and decisions")
 
@@ -359,6 +359,7 @@ def list_policies() -> Any:
 
 @blp.post("/webhooks")
 @requires("webhooks.manage")
+@withholds_in_replay("secret")
 @blp.arguments(WebhookCreateSchema)
 @blp.response(201, WebhookCreatedSchema)
 def create_webhook(data: dict[str, Any]) -> Any:
@@ -367,7 +368,9 @@ def create_webhook(data: dict[str, Any]) -> Any:
     endpoint, _secret = webhooks.create_endpoint(
         g.actor, data["url"], data.get("description"), data.get("events")
     )
-    return endpoint  # the only response that includes the signing secret
+    # The only response that includes the signing secret; a repeat with the same
+    # Idempotency-Key gets the endpoint without it (kernel.idempotency).
+    return endpoint
 
 
 @blp.get("/webhooks")

@@ -360,7 +360,11 @@ class WebhookSchema(Schema):
 class WebhookCreatedSchema(WebhookSchema):
     secret = fields.String(
         metadata={
-            "description": "Standard Webhooks signing secret (whsec_ and base64), shown only now."
+            "description": (
+                "Standard Webhooks signing secret (whsec_ and base64), shown only now: "
+                "absent from a repeat with the same Idempotency-Key "
+                "(Idempotent-Withheld: secret)."
+            )
         }
     )
 

@@ -24,6 +24,7 @@ from crm.models import (
     support_code_problem,
 )
 from extensions import db
+from kernel import idempotency
 from kernel.access import SYSTEM_ACTOR, Actor
 from kernel.addresses import normalise_email
 from kernel.countries import normalise_country, normalise_language
@@ -701,13 +702,22 @@ def remove_contacts(
     link another system's record back to an erased person. The change feed's
     tombstones (``tombstone``: ``contact.purged`` by default, with
     ``tombstone_data`` such as the rule) read them first, in the same
-    transaction, one multi-row INSERT per thousand contacts.
+    transaction, one multi-row INSERT per thousand contacts. The API answers
+    kept for an ``Idempotency-Key`` that name them become a 410 without
+    personal data (``kernel.idempotency.answer_contacts_gone``).
     """
     if not contact_ids:
         return 0
     ids = list(contact_ids)
     held = external_ids.for_contacts(ids)
     external_ids.delete_for_contacts(ids)
+    # The answers kept for a repeat of a write about them lose their personal
+    # data but keep answering (410), so that a retried create cannot bring an
+    # erased person back (kernel.idempotency).
+    idempotency.answer_contacts_gone(
+        ids,
+        code="contact_erased" if tombstone == change_feed.CONTACT_ERASED else "contact_purged",
+    )
     db.session.execute(
         sa.update(AuditEntry)
         .where(id_in(AuditEntry.contact_id, ids))

@@ -30,9 +30,21 @@ row and answers 409; it never runs the write.
 The stored answer may hold personal data (a contact as every read returns it).
 It is never logged; it goes with the retention; and the row names the contact
 of the request (the route's ``contact_id``) or of the answer (its top-level
-``contact_id``, or ``id`` of an answer that is a contact, with ``email``): the
-foreign key cascades, so erasing or purging the contact deletes it. Answers that
-name people otherwise (an import report's rejected rows) go with the retention.
+``contact_id``, or ``id`` of an answer that is a contact, with ``email``). When
+that contact is erased or purged, ``crm.services.remove_contacts`` calls
+``answer_contacts_gone`` first: the answer becomes a tombstone without personal
+data (410 ``contact_erased`` or ``contact_purged``) and the key keeps its
+fingerprint, so a repeat gets the 410 and writes nothing (it does not create
+the erased person again). The foreign key still cascades, as a backstop: a
+contact deleted by any other path takes its answers with it rather than leave
+personal data here. Answers that name people otherwise (an import report's
+rejected rows) go with the retention.
+
+An answer that carries a secret (a webhook's signing secret) is never kept as
+it is: the route is marked ``@withholds_in_replay("secret")``, the kept answer
+lacks those top-level fields, and a repeat says so in ``Idempotent-Withheld``
+(the names of the fields left out). tests/test_idempotency.py checks that every
+write whose answer schema has a field named like a secret or token is marked.
 
 Where it applies: ``kernel.access.requires`` calls ``claim`` on every write of
 the API once the caller is known (every API route has that guard, which
@@ -50,7 +62,7 @@ import json
 import logging
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -61,7 +73,7 @@ from flask import Flask, Response, after_this_request, current_app, g, request
 from werkzeug.wsgi import get_input_stream
 
 from extensions import db
-from kernel.database import insert_for_dialect
+from kernel.database import id_in, insert_for_dialect
 from kernel.errors import BadRequest, Conflict, InvalidInput
 from kernel.models import IdempotencyKey
 from kernel.signals import retention_due
@@ -87,6 +99,20 @@ ABANDONED_AFTER = timedelta(minutes=10)
 # The answer's headers a repeat gets again; the others are the server's own.
 REPLAYED_HEADERS = ("Content-Type", "Location", "Link", "ETag")
 REPLAYED_MARK = "Idempotent-Replayed"
+# Names the fields of the first answer a repeat does not show (``withholds_in_replay``).
+WITHHELD_MARK = "Idempotent-Withheld"
+# The answer a key keeps once the contact it named is gone (``answer_contacts_gone``).
+GONE_STATUS = 410
+GONE_MESSAGES = {
+    "contact_erased": (
+        "The contact this request named was erased after it was answered; its answer "
+        "is not kept. Nothing was done."
+    ),
+    "contact_purged": (
+        "The contact this request named was deleted by the retention after it was "
+        "answered; its answer is not kept. Nothing was done."
+    ),
+}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -101,6 +127,23 @@ def read_by_post(view: F) -> F:
     answer (which may name thousands of contacts) is never stored."""
     view._read_by_post = True  # type: ignore[attr-defined]
     return view
+
+
+def withholds_in_replay(*fields: str) -> Callable[[F], F]:
+    """Mark a route whose answer carries a secret shown once (a webhook's signing
+    secret): the answer is kept without these top-level fields of its JSON
+    object, and a repeat names them in the ``Idempotent-Withheld`` header. The
+    secret is then never at rest in the key's row, nor shown a second time."""
+
+    def mark(view: F) -> F:
+        view._withheld_in_replay = tuple(fields)  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def _withheld(view: Any) -> tuple[str, ...]:
+    return tuple(getattr(view, "_withheld_in_replay", ()))
 
 
 @dataclass(frozen=True)
@@ -311,6 +354,52 @@ def _contact_named(response: Response) -> int | None:
     return named if isinstance(named, int) and not isinstance(named, bool) else None
 
 
+def _kept_answer(response: Response) -> tuple[bytes, dict[str, str]]:
+    """The body and headers to keep: the route's withheld fields left out."""
+    headers = {n: response.headers[n] for n in REPLAYED_HEADERS if n in response.headers}
+    body = response.get_data()
+    fields = _withheld(current_app.view_functions.get(request.endpoint or ""))
+    if not fields:
+        return body, headers
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        if response.status_code < 400:
+            # A success that is not a JSON object may carry the secret anywhere:
+            # nothing of it is kept.
+            return b"", {WITHHELD_MARK: "*"}
+        return body, headers
+    left_out = [name for name in fields if document.pop(name, None) is not None]
+    if left_out:
+        body = json.dumps(document, separators=(",", ":")).encode() + b"\n"
+        headers[WITHHELD_MARK] = ", ".join(left_out)
+    return body, headers
+
+
+def answer_contacts_gone(contact_ids: Sequence[int], *, code: str = "contact_erased") -> int:
+    """Before contacts are erased or purged: the answers kept for them become a
+    tombstone (410 ``code``, no personal data, no contact), keeping their keys
+    and fingerprints, so that a repeat gets the 410 and does nothing; returns
+    how many. Does not commit (it is part of the caller's transaction)."""
+    if not contact_ids:
+        return 0
+    tombstone = {"error": {"code": code, "message": GONE_MESSAGES[code]}}
+    changed = db.session.execute(
+        sa.update(_table)
+        .where(id_in(_table.c.contact_id, contact_ids))
+        .values(
+            status_code=GONE_STATUS,
+            response_headers=json.dumps({"Content-Type": "application/json"}),
+            response_body=json.dumps(tombstone).encode() + b"\n",
+            contact_id=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(changed.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def store(response: Response) -> Response:
     """After the response is made: keep the answer of a claimed key (not a 5xx;
     then the key is given back, so that the caller's retry runs again)."""
@@ -322,7 +411,7 @@ def store(response: Response) -> Response:
         if response.status_code >= 500 or response.is_streamed:
             db.session.execute(sa.delete(_table).where(_table.c.id == claimed.id))
         else:
-            headers = {n: response.headers[n] for n in REPLAYED_HEADERS if n in response.headers}
+            body, headers = _kept_answer(response)
             contact_id = _contact_named(response)
             db.session.execute(
                 sa.update(_table)
@@ -331,7 +420,7 @@ def store(response: Response) -> Response:
                     completed_at=utcnow(),
                     status_code=response.status_code,
                     response_headers=json.dumps(headers),
-                    response_body=response.get_data(),
+                    response_body=body,
                     # None when the contact is gone (the answer of its erasure).
                     contact_id=sa.select(_contact.c.id)
                     .where(_contact.c.id == contact_id)

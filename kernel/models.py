@@ -58,9 +58,13 @@ class IdempotencyKey(db.Model):
 
     Scoped per token: two callers' keys never meet. Kept ``IDEMPOTENCY_KEEP_HOURS``
     (24 by default), then pruned. The stored answer may hold personal data (a
-    contact as the API returns it): the row goes with the contact its request
-    or answer names (``contact_id``, ON DELETE CASCADE), so an erasure or a
-    purge never leaves a copy here.
+    contact as the API returns it), and names the contact its request or
+    answer names (``contact_id``). An erasure or a purge
+    (``crm.services.remove_contacts``) first turns such an answer into a 410
+    tombstone without personal data and unlinks it, so the key still answers
+    and a repeat writes nothing; ON DELETE CASCADE is the backstop, should a
+    contact ever be deleted by another path. An answer carrying a secret is kept
+    without it (``withholds_in_replay``).
     """
 
     __tablename__ = "idempotency_key"

@@ -359,23 +359,65 @@ def test_the_daily_retention_run_prunes_expired_keys_and_counts_them(app, admin_
 # Personal data in stored answers -------------------------------------------------------------
 
 
-def test_a_stored_answer_goes_with_the_contact_it_names(app, admin_api) -> None:
+def test_a_retry_after_erasure_answers_410_and_does_not_bring_the_person_back(
+    app, admin_api
+) -> None:
+    """The reviewer's sequence: create with K, erase, repeat the create with K.
+    The kept answers about the person lose their personal data, but their keys
+    keep answering: the repeat is a 410 and writes nothing."""
     key, activity_key = new_key(), new_key()
     created = create_contact(admin_api, **keyed(key))
+    assert created.status_code == 201
     contact_id = created.json["id"]
-    post(admin_api, f"/api/v1/contacts/{contact_id}/activities", CALL, activity_key)
+    activity_path = f"/api/v1/contacts/{contact_id}/activities"
+    post(admin_api, activity_path, CALL, activity_key)
     assert {row.contact_id for row in stored_keys(app)} == {contact_id}
 
     erased = admin_api.client.delete(
         f"/api/v1/contacts/{contact_id}", headers={**admin_api.headers, **keyed(new_key())}
     )
-
     assert erased.status_code == 200
+    before = count_rows(app)
+
+    again = create_contact(admin_api, **keyed(key))
+
+    assert again.status_code == 410
+    assert again.json["error"]["code"] == "contact_erased"
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert count_rows(app) == before
+    assert before["contact"] == 0
+    repeated_activity = post(admin_api, activity_path, CALL, activity_key)
+    assert (repeated_activity.status_code, repeated_activity.json["error"]["code"]) == (
+        410,
+        "contact_erased",
+    )
+    # The same key with another request is still refused: the fingerprint stays.
+    other = create_contact(admin_api, email="bo@kund.se", **keyed(key))
+    assert other.status_code == 422
     rows = stored_keys(app)
-    # Only the erasure's own answer is left; it names no one who still exists.
-    assert [(row.contact_id, b"anna@kund.se" in row.response_body) for row in rows] == [
-        (None, False)
-    ]
+    assert len(rows) == 3  # the create, the activity, the erasure
+    for row in rows:
+        assert row.contact_id is None
+        assert b"anna@kund.se" not in row.response_body
+        assert b"Anna" not in row.response_body
+        assert b"anna" not in (row.response_headers or "").encode()
+
+
+def test_a_purge_by_the_retention_leaves_a_410_without_personal_data(app, admin_api) -> None:
+    from crm import services
+
+    key = new_key()
+    contact_id = create_contact(admin_api, **keyed(key)).json["id"]
+    with app.app_context():
+        assert services.remove_contacts([contact_id]) == 1
+        db.session.commit()
+
+    again = create_contact(admin_api, **keyed(key))
+
+    assert (again.status_code, again.json["error"]["code"]) == (410, "contact_purged")
+    assert count_rows(app)["contact"] == 0
+    [row] = stored_keys(app)
+    assert (row.contact_id, b"anna@kund.se" in row.response_body) == (None, False)
 
 
 def test_the_stored_answer_is_never_logged(app, admin_api, caplog) -> None:
@@ -411,6 +453,86 @@ def test_an_answer_that_cannot_be_kept_is_not_logged_either(
     assert "StatementError" in caplog.text
     assert "hemlig@kund.se" not in caplog.text
     assert create_contact(admin_api, email="hemlig@kund.se", **keyed(key)).status_code == 409
+
+
+# Answers that carry a secret -----------------------------------------------------------------
+
+
+WEBHOOK = {"url": "https://crm.example.com/hooks/consent"}
+
+
+def test_a_repeated_webhook_creation_does_not_show_or_keep_its_secret(app, admin_api) -> None:
+    key = new_key()
+    first = post(admin_api, "/api/v1/webhooks", WEBHOOK, key)
+    assert first.status_code == 201
+    assert first.json["secret"].startswith("whsec_")
+    assert "Idempotent-Withheld" not in first.headers
+    before = count_rows(app)
+
+    again = post(admin_api, "/api/v1/webhooks", WEBHOOK, key)
+
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Idempotent-Withheld"] == "secret"
+    assert "secret" not in again.json
+    assert b"whsec_" not in again.get_data()
+    assert {k: v for k, v in first.json.items() if k != "secret"} == again.json
+    assert count_rows(app) == before
+    [row] = stored_keys(app)
+    assert b"whsec_" not in row.response_body
+    assert first.json["secret"].encode() not in row.response_body
+    assert "whsec_" not in row.response_headers
+
+
+_SECRET_NAME = re.compile(r"secret|token|password", re.I)
+
+
+def _property_names(document: dict, schema: dict, seen: set[str]) -> set[str]:
+    ref = schema.get("$ref")
+    if ref:
+        if ref in seen:
+            return set()
+        seen.add(ref)
+        schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    names = set()
+    for name, sub in schema.get("properties", {}).items():
+        names.add(name)
+        names |= _property_names(document, sub, seen)
+    for part in ("items", "additionalProperties"):
+        if isinstance(schema.get(part), dict):
+            names |= _property_names(document, schema[part], seen)
+    for part in ("allOf", "anyOf", "oneOf"):
+        for sub in schema.get(part, []):
+            names |= _property_names(document, sub, seen)
+    return names
+
+
+def test_every_write_whose_answer_holds_a_secret_withholds_it_from_the_replay(app, client) -> None:
+    """A new route that answers a secret or a token cannot forget the mark
+    (kernel.idempotency.withholds_in_replay): its answer would be kept, and
+    shown again, with the secret in it."""
+    document = client.get("/api/v1/openapi.json").json
+    views = {
+        (method.lower(), re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule)): view
+        for rule, method, view in _write_routes(app)
+    }
+    unmarked, marked = [], []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if (method, path) not in views:
+                continue
+            names = set()
+            for answer in operation.get("responses", {}).values():
+                for content in answer.get("content", {}).values():
+                    names |= _property_names(document, content.get("schema", {}), set())
+            secret = {n for n in names if _SECRET_NAME.search(n)}
+            withheld = set(getattr(views[(method, path)], "_withheld_in_replay", ()))
+            if secret - withheld:
+                unmarked.append(f"{method.upper()} {path}: {sorted(secret - withheld)}")
+            if withheld:
+                marked.append(f"{method.upper()} {path}")
+    assert unmarked == []
+    assert marked == ["POST /api/v1/webhooks"]
 
 
 # Concurrent duplicates ---------------------------------------------------------------------------
