@@ -17,6 +17,7 @@ from consent.models import ALL, Basis, InterestKind
 from consent.schemas import (
     BatchCheckSchema,
     BatchResultSchema,
+    ConsentBasisSchema,
     ConsentEventSchema,
     ContactCreateSchema,
     ContactRegisteredSchema,
@@ -24,6 +25,7 @@ from consent.schemas import (
     ImportBatchSchema,
     ImportFormSchema,
     ImportReportSchema,
+    LegitimateInterestBasisSchema,
     ObjectionSchema,
     PermissionsQuerySchema,
     PermissionsSchema,
@@ -45,10 +47,11 @@ from consent.schemas import (
 )
 from crm import services as crm
 from crm.retention import ContactRead
-from crm.schemas import WebVisitSchema, check_visitor_id
+from crm.schemas import VisitorId, WebVisitSchema, check_visitor_id
 from crm.services import CompanyInput
 from extensions import api, csrf
 from kernel.access import requires
+from kernel.api_fields import NOT_BLANK_PATTERN
 from kernel.database import autocommit_statements
 from kernel.errors import InvalidInput
 
@@ -243,19 +246,33 @@ def lift_restriction(contact_id: int) -> Any:
 @blp.response(201, ImportReportSchema)
 @blp.doc(
     requestBody={
+        "required": True,
         "content": {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
                     "required": ["file", "basis", "source"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "basis": {"type": "string", "enum": ["customer", "industry_list"]},
-                        "source": {"type": "string"},
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "contentMediaType": "text/csv",
+                            "description": "A CSV file (UTF-8) whose header row names an "
+                            "email column; docs/imports.md. A file that is not one is 422 "
+                            "invalid_file; rows that cannot be imported are in the report.",
+                        },
+                        "basis": {"type": "string", "enum": [k.value for k in InterestKind]},
+                        "source": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 200,
+                            "pattern": NOT_BLANK_PATTERN,
+                        },
                     },
+                    "additionalProperties": False,
                 }
             }
-        }
+        },
     }
 )
 def run_import(**_: Any) -> Any:
@@ -359,7 +376,17 @@ def list_privacy_requests(query: dict[str, Any]) -> Any:
     return rights.list_privacy_requests(query.get("status"))
 
 
-@blp.put("/web-visitors/<visitor_id>/contact")
+@blp.put(
+    "/web-visitors/<visitor_id>/contact",
+    parameters=[
+        {
+            "in": "path",
+            "name": "visitor_id",
+            "required": True,
+            "schema": {"type": "string", "pattern": VisitorId.regex.pattern},
+        }
+    ],
+)
 @requires("contacts.write")
 @blp.arguments(WebVisitorLinkSchema)
 @blp.response(200, WebVisitorLinkedSchema)
@@ -393,3 +420,6 @@ def withdraw_web_tracking(data: dict[str, Any], contact_id: int) -> Any:
 def register(app: Flask) -> None:
     csrf.exempt(blp)
     api.register_blueprint(blp)
+    # The two shapes of a basis, which the description of ``Basis`` names.
+    api.spec.components.schema("ConsentBasis", schema=ConsentBasisSchema)
+    api.spec.components.schema("LegitimateInterestBasis", schema=LegitimateInterestBasisSchema)
