@@ -49,7 +49,7 @@ from crm import services as crm
 from crm.retention import ContactRead
 from crm.schemas import VisitorId, WebVisitSchema, check_visitor_id
 from crm.services import CompanyInput
-from extensions import api, csrf
+from extensions import ErrorSchema, api, csrf
 from kernel.access import requires
 from kernel.api_fields import NOT_BLANK_PATTERN
 from kernel.database import autocommit_statements
@@ -97,6 +97,11 @@ def _basis_input(data: dict[str, Any]) -> services.BasisInput:
 @blp.response(201, ContactRegisteredSchema)
 @blp.alt_response(
     200, schema=ContactRegisteredSchema, description="An existing contact was updated"
+)
+@blp.alt_response(
+    409,
+    schema=ErrorSchema,
+    description="restricted: the existing contact's processing is restricted (GDPR art. 18)",
 )
 def create_or_update_contact(data: dict[str, Any]) -> Any:
     """Create or update a contact by email, with the basis it may be marketed on.
@@ -211,6 +216,7 @@ def export_contact(contact_id: int) -> Any:
 @blp.delete("/contacts/<int:contact_id>")
 @requires("contacts.erase")
 @blp.response(200, ErasureSchema)
+@blp.alt_response(409, schema=ErrorSchema, description="legal_hold: a legal hold is set")
 def erase_contact(contact_id: int) -> Any:
     """Erase the person's data (GDPR art. 17); 409 while a legal hold is set.
 
@@ -225,6 +231,9 @@ def erase_contact(contact_id: int) -> Any:
 @requires("contacts.restrict")
 @blp.arguments(RestrictionSchema)
 @blp.response(201, ConsentEventSchema)
+@blp.alt_response(
+    409, schema=ErrorSchema, description="restricted: processing is restricted already"
+)
 def restrict_processing(data: dict[str, Any], contact_id: int) -> Any:
     """Restrict processing (GDPR art. 18): no marketing and no edits until lifted."""
     event = services.restrict_processing(
@@ -236,6 +245,9 @@ def restrict_processing(data: dict[str, Any], contact_id: int) -> Any:
 @blp.delete("/contacts/<int:contact_id>/restriction")
 @requires("contacts.restrict")
 @blp.response(200, ConsentEventSchema)
+@blp.alt_response(
+    409, schema=ErrorSchema, description="not_restricted: processing is not restricted"
+)
 def lift_restriction(contact_id: int) -> Any:
     """Lift the restriction."""
     return jsonify(_event_json(services.lift_restriction(g.actor, contact_id)))
@@ -244,6 +256,11 @@ def lift_restriction(contact_id: int) -> Any:
 @blp.post("/imports")
 @requires("imports.run")
 @blp.response(201, ImportReportSchema)
+@blp.alt_response(
+    422,
+    schema=ErrorSchema,
+    description="invalid_input: a form field is missing or not valid; invalid_file: the upload is not a CSV file with a header row",
+)
 @blp.doc(
     requestBody={
         "required": True,
@@ -320,8 +337,14 @@ def list_rejections(query: dict[str, Any], batch_id: int) -> Any:
 @requires("policies.manage")
 @blp.arguments(PolicyPublishSchema)
 @blp.response(201, PolicyVersionSchema)
+@blp.alt_response(
+    409, schema=ErrorSchema, description="policy_version_exists: the version is published already"
+)
 def publish_policy(data: dict[str, Any]) -> Any:
-    """Publish a privacy-policy version with its consent wordings (R23)."""
+    """Publish a privacy-policy version with its consent wordings (R23).
+
+    One wording per key and language (422 ``duplicate_wording``); a version is
+    published once (409 ``policy_version_exists``)."""
     return policies.publish_policy(
         g.actor,
         data["version"],
@@ -390,6 +413,11 @@ def list_privacy_requests(query: dict[str, Any]) -> Any:
 @requires("contacts.write")
 @blp.arguments(WebVisitorLinkSchema)
 @blp.response(200, WebVisitorLinkedSchema)
+@blp.alt_response(
+    409,
+    schema=ErrorSchema,
+    description="no_web_tracking_consent: the contact's web-tracking consent does not hold; web_tracking_off: the policy has no web-tracking topic",
+)
 def link_web_visitor(data: dict[str, Any], visitor_id: str) -> Any:
     """Link an anonymous visitor id to a contact (R19): 409 ``no_web_tracking_consent``
     unless the contact's explicit consent to web tracking holds."""

@@ -39,7 +39,12 @@ class EvidenceSchema(RequestSchema):
                 "Give the wording shown, or its SHA-256 as wording_hash.", "wording"
             )
 
-    openapi_extra = {"anyOf": [{"required": ["wording"]}, {"required": ["wording_hash"]}]}
+    # Said as if/then rather than anyOf: generated clients read an anyOf as a union
+    # of types, and this is one type with a rule.
+    openapi_extra = {
+        "if": {"not": {"required": ["wording"]}},
+        "then": {"required": ["wording_hash"]},
+    }
 
 
 class ConfirmationSchema(RequestSchema):
@@ -383,10 +388,11 @@ class PolicyPublishSchema(RequestSchema):
 
     # The policy itself: its text, or the URL where it is published (422 missing_policy).
     openapi_extra = {
-        "anyOf": [
-            {"required": ["url"], "properties": {"url": {"type": "string"}}},
-            {"required": ["text"], "properties": {"text": {"type": "string", "minLength": 1}}},
-        ]
+        "if": {"not": {"required": ["url"], "properties": {"url": {"type": "string"}}}},
+        "then": {
+            "required": ["text"],
+            "properties": {"text": {"type": "string", "minLength": 1}},
+        },
     }
 
 

@@ -241,10 +241,29 @@ def install(api: Any, vocabularies: Mapping[str, Sequence[str]]) -> None:
     api.ma_plugin.converter.add_attribute_function(consent_api_fields)
 
 
+def _nullable_enums(schema: dict[str, Any]) -> None:
+    """``{type: [string, null], enum: [..., null]}`` as ``anyOf: [{type: string,
+    enum: [...]}, {type: null}]``: the same values, in the form generated
+    clients turn into ``Enum | None`` (the first gave them three classes)."""
+    for value in [*schema.get("properties", {}).values(), schema.get("items")]:
+        if not isinstance(value, dict):
+            continue
+        kinds = value.get("type")
+        if isinstance(kinds, list) and "null" in kinds and "enum" in value:
+            (kind,) = [k for k in kinds if k != "null"]
+            choices = [v for v in value.pop("enum") if v is not None]
+            del value["type"]
+            value["anyOf"] = [{"type": kind, "enum": choices}, {"type": "null"}]
+        _nullable_enums(value)
+
+
 def describe_schemas(api: Any) -> None:
-    """Merge each request schema's ``openapi_extra`` into its description; call
-    once every blueprint is registered."""
+    """Merge each request schema's ``openapi_extra`` into its description, and
+    write nullable enums as generated clients read them; call once every
+    blueprint is registered."""
     components = api.spec.components.schemas
+    for schema in components.values():
+        _nullable_enums(schema)
     for key, name in api.ma_plugin.converter.refs.items():
         extra = getattr(key[0], "openapi_extra", None)
         if extra and name in components:
