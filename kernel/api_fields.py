@@ -71,6 +71,8 @@ EMAIL_MAX_LENGTH = 254
 # Text that is not only whitespace (the use case strips it; U+0085 is
 # whitespace to Python but not to a JavaScript pattern, hence named).
 NOT_BLANK_PATTERN = r"^(?=[\s\S]*[^\s\u0085])[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
+# The same on one line: no line feed or carriage return (tab is fine).
+ONE_LINE_PATTERN = r"^(?=[\s\S]*[^\s\u0085])[^\u0000-\u0008\u000a-\u001f\u007f]*$"
 
 # The http(s) URLs marshmallow's URL check takes (with or without its TLD
 # rule): a host name whose last label is letters, an optional port, a path.
@@ -107,7 +109,12 @@ class RequestSchema(Schema):
 
 
 class NotBlank(fields.String):
-    """Text the use case strips: at least one character that is not whitespace."""
+    """Text the use case strips: at least one character that is not whitespace;
+    ``one_line``: no line break either (a subject)."""
+
+    def __init__(self, *, one_line: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.one_line = one_line
 
 
 class Email(fields.String):
@@ -227,7 +234,7 @@ def install(api: Any, vocabularies: Mapping[str, Sequence[str]]) -> None:
             reserved = "|".join(_any_case(name) for name in vocabularies["reserved_source"])
             extra["pattern"] = rf"^(?!\s*(?:{reserved})\s*$)" + NOT_BLANK_PATTERN[1:]
         elif isinstance(field, NotBlank):
-            extra["pattern"] = NOT_BLANK_PATTERN
+            extra["pattern"] = ONE_LINE_PATTERN if field.one_line else NOT_BLANK_PATTERN
         elif (
             isinstance(field, fields.String)
             and not isinstance(field, Email)

@@ -90,9 +90,9 @@ class CampaignCreateSchema(RequestSchema):
         validate=validate.Length(min=1, max=64),
         metadata={"description": "A marketing topic of the policy file."},
     )
-    subject_sv = NotBlank(required=True, validate=validate.Length(min=1, max=200))
+    subject_sv = NotBlank(required=True, one_line=True, validate=validate.Length(min=1, max=200))
     body_sv = NotBlank(required=True, validate=validate.Length(min=1, max=50_000))
-    subject_en = NotBlank(required=True, validate=validate.Length(min=1, max=200))
+    subject_en = NotBlank(required=True, one_line=True, validate=validate.Length(min=1, max=200))
     body_en = NotBlank(required=True, validate=validate.Length(min=1, max=50_000))
 
 
