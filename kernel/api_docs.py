@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import importlib.resources
+import re
 from pathlib import Path
 from typing import Any
 
@@ -127,10 +128,7 @@ def _endpoint(app: Flask, path: str, method: str) -> str | None:
     """The endpoint of the rule the description calls ``path`` (``{name}`` for
     ``<int:name>``)."""
     for rule in app.url_map.iter_rules():
-        templated = rule.rule
-        for argument in rule.arguments:
-            templated = templated.replace(f"<int:{argument}>", "{" + argument + "}")
-            templated = templated.replace(f"<{argument}>", "{" + argument + "}")
+        templated = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         if templated == path and method.upper() in (rule.methods or ()):
             return rule.endpoint
     return None
