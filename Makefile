@@ -11,7 +11,7 @@ run: setup
 	@$(DEV_ENV) .venv/bin/flask db upgrade
 	@$(DEV_ENV) .venv/bin/flask demo
 	@echo
-	@echo "Consent service on http://127.0.0.1:5000  (API docs: /api/v1/openapi.json, health: /healthz)"
+	@echo "Consent service on http://127.0.0.1:5000  (API docs: /api/v1/docs, health: /healthz)"
 	@echo "Staff pages: http://127.0.0.1:5000/staff/"
 	@echo "Staff login: admin@example.com / demo-password-1 (also sales@ and marketing@example.com)"
 	@echo

@@ -18,9 +18,11 @@ from werkzeug.routing import IntegerConverter
 import consent
 import crm
 import mailing
+from consent.models import Basis
+from consent.projection import RESERVED_SOURCES
 from consent.topics import MarketingPolicy
 from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
-from kernel import idempotency, inputs
+from kernel import api_docs, api_fields, idempotency, inputs
 from kernel.errors import (
     BadRequest,
     Conflict,
@@ -117,7 +119,9 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         SESSION_COOKIE_SECURE=env.get("SESSION_COOKIE_SECURE", "1") == "1",
         API_TITLE="Marketing consent service",
         API_VERSION="v1",
-        OPENAPI_VERSION="3.0.3",
+        # 3.1: a nullable object is ``anyOf: [{$ref}, {type: null}]``, which generated
+        # clients turn into their model (3.0's form left them an untyped object).
+        OPENAPI_VERSION="3.1.0",
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
         API_SPEC_OPTIONS={
@@ -210,6 +214,7 @@ def register_extensions(app: Flask) -> None:
     # operation documents the Idempotency-Key header.
     api.init_app(app, spec_kwargs={"extra_plugins": [idempotency.IdempotencyKeyPlugin(app)]})
     api.register_converter(RowIdConverter, _row_id_schema)
+    api_fields.install(api, _vocabularies(app.extensions["marketing_policy"]))
     if app.config["CONSENT_ENV"] == "testing":
         return
     if app.config["DRAMATIQ_BROKER_URL"] is None and app.config["INPROCESS_WORKER"]:
@@ -231,10 +236,23 @@ def _start_inprocess_worker(app: Flask) -> None:
         app.extensions["inprocess_worker"] = worker
 
 
+def _vocabularies(policy: MarketingPolicy) -> dict[str, list[str]]:
+    """The names the API description lists as enums, from the policy file loaded
+    at start: a site with other topics describes its own."""
+    return {
+        "topic": sorted(policy.topics),
+        "consent_topic": sorted(k for k, t in policy.topics.items() if Basis.CONSENT in t.bases),
+        "marketing_topic": sorted(policy.marketing_topics),
+        "channel": list(policy.channels),
+        "reserved_source": sorted(RESERVED_SOURCES),
+    }
+
+
 def register_packages(app: Flask) -> None:
     crm.init_app(app)
     consent.init_app(app)
     mailing.init_app(app)
+    api_docs.init_app(app, api)
 
 
 # Errors ------------------------------------------------------------------------------

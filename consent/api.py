@@ -19,6 +19,7 @@ from consent.schemas import (
     BatchResultSchema,
     ChangePageSchema,
     ChangesQuerySchema,
+    ConsentBasisSchema,
     ConsentEventSchema,
     ContactCreateSchema,
     ContactRegisteredSchema,
@@ -26,6 +27,7 @@ from consent.schemas import (
     ImportBatchSchema,
     ImportFormSchema,
     ImportReportSchema,
+    LegitimateInterestBasisSchema,
     ObjectionSchema,
     PermissionsQuerySchema,
     PermissionsSchema,
@@ -51,10 +53,11 @@ from consent.schemas import (
 )
 from crm import services as crm
 from crm.retention import ContactRead
-from crm.schemas import WebVisitSchema, check_visitor_id
+from crm.schemas import VisitorId, WebVisitSchema, check_visitor_id
 from crm.services import CompanyInput
-from extensions import api, csrf
+from extensions import ErrorSchema, api, csrf
 from kernel.access import requires
+from kernel.api_fields import NOT_BLANK_PATTERN
 from kernel.database import autocommit_statements
 from kernel.errors import InvalidInput
 from kernel.idempotency import read_by_post, withholds_in_replay
@@ -101,6 +104,11 @@ def _basis_input(data: dict[str, Any]) -> services.BasisInput:
 @blp.response(201, ContactRegisteredSchema)
 @blp.alt_response(
     200, schema=ContactRegisteredSchema, description="An existing contact was updated"
+)
+@blp.alt_response(
+    409,
+    schema=ErrorSchema,
+    description="restricted: the existing contact's processing is restricted (GDPR art. 18)",
 )
 def create_or_update_contact(data: dict[str, Any]) -> Any:
     """Create or update a contact by email, with the basis it may be marketed on.
@@ -224,6 +232,7 @@ def export_contact(contact_id: int) -> Any:
 @blp.delete("/contacts/<int:contact_id>")
 @requires("contacts.erase")
 @blp.response(200, ErasureSchema)
+@blp.alt_response(409, schema=ErrorSchema, description="legal_hold: a legal hold is set")
 def erase_contact(contact_id: int) -> Any:
     """Erase the person's data (GDPR art. 17); 409 while a legal hold is set.
 
@@ -238,6 +247,9 @@ def erase_contact(contact_id: int) -> Any:
 @requires("contacts.restrict")
 @blp.arguments(RestrictionSchema)
 @blp.response(201, ConsentEventSchema)
+@blp.alt_response(
+    409, schema=ErrorSchema, description="restricted: processing is restricted already"
+)
 def restrict_processing(data: dict[str, Any], contact_id: int) -> Any:
     """Restrict processing (GDPR art. 18): no marketing and no edits until lifted."""
     event = services.restrict_processing(
@@ -249,6 +261,9 @@ def restrict_processing(data: dict[str, Any], contact_id: int) -> Any:
 @blp.delete("/contacts/<int:contact_id>/restriction")
 @requires("contacts.restrict")
 @blp.response(200, ConsentEventSchema)
+@blp.alt_response(
+    409, schema=ErrorSchema, description="not_restricted: processing is not restricted"
+)
 def lift_restriction(contact_id: int) -> Any:
     """Lift the restriction."""
     return jsonify(_event_json(services.lift_restriction(g.actor, contact_id)))
@@ -257,17 +272,35 @@ def lift_restriction(contact_id: int) -> Any:
 @blp.post("/imports")
 @requires("imports.run")
 @blp.response(201, ImportReportSchema)
+@blp.alt_response(
+    422,
+    schema=ErrorSchema,
+    description="invalid_input: a form field is missing or not valid; invalid_file: the upload is not a CSV file with a header row",
+)
 @blp.doc(
     requestBody={
+        "required": True,
         "content": {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
                     "required": ["file", "basis", "source"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "basis": {"type": "string", "enum": ["customer", "industry_list"]},
-                        "source": {"type": "string"},
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "contentMediaType": "text/csv",
+                            "description": "A CSV file (UTF-8) whose header row names an "
+                            "email column; docs/imports.md. A file that is not one is 422 "
+                            "invalid_file; rows that cannot be imported are in the report.",
+                        },
+                        "basis": {"type": "string", "enum": [k.value for k in InterestKind]},
+                        "source": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 200,
+                            "pattern": NOT_BLANK_PATTERN,
+                        },
                         "preset": {
                             "type": "string",
                             "enum": imports.preset_names(),
@@ -280,9 +313,10 @@ def lift_restriction(contact_id: int) -> Any:
                             '"email", "Kund-ID": "external_id:visma"}; not with a preset.',
                         },
                     },
+                    "additionalProperties": False,
                 }
             }
-        }
+        },
     }
 )
 def run_import(**_: Any) -> Any:
@@ -336,8 +370,14 @@ def list_rejections(query: dict[str, Any], batch_id: int) -> Any:
 @requires("policies.manage")
 @blp.arguments(PolicyPublishSchema)
 @blp.response(201, PolicyVersionSchema)
+@blp.alt_response(
+    409, schema=ErrorSchema, description="policy_version_exists: the version is published already"
+)
 def publish_policy(data: dict[str, Any]) -> Any:
-    """Publish a privacy-policy version with its consent wordings (R23)."""
+    """Publish a privacy-policy version with its consent wordings (R23).
+
+    One wording per key and language (422 ``duplicate_wording``); a version is
+    published once (409 ``policy_version_exists``)."""
     return policies.publish_policy(
         g.actor,
         data["version"],
@@ -441,10 +481,25 @@ def list_privacy_requests(query: dict[str, Any]) -> Any:
     return rights.list_privacy_requests(query.get("status"))
 
 
-@blp.put("/web-visitors/<visitor_id>/contact")
+@blp.put(
+    "/web-visitors/<visitor_id>/contact",
+    parameters=[
+        {
+            "in": "path",
+            "name": "visitor_id",
+            "required": True,
+            "schema": {"type": "string", "pattern": VisitorId.regex.pattern},
+        }
+    ],
+)
 @requires("contacts.write")
 @blp.arguments(WebVisitorLinkSchema)
 @blp.response(200, WebVisitorLinkedSchema)
+@blp.alt_response(
+    409,
+    schema=ErrorSchema,
+    description="no_web_tracking_consent: the contact's web-tracking consent does not hold; web_tracking_off: the policy has no web-tracking topic",
+)
 def link_web_visitor(data: dict[str, Any], visitor_id: str) -> Any:
     """Link an anonymous visitor id to a contact (R19): 409 ``no_web_tracking_consent``
     unless the contact's explicit consent to web tracking holds."""
@@ -475,3 +530,6 @@ def withdraw_web_tracking(data: dict[str, Any], contact_id: int) -> Any:
 def register(app: Flask) -> None:
     csrf.exempt(blp)
     api.register_blueprint(blp)
+    # The two shapes of a basis, which the description of ``Basis`` names.
+    api.spec.components.schema("ConsentBasis", schema=ConsentBasisSchema)
+    api.spec.components.schema("LegitimateInterestBasis", schema=LegitimateInterestBasisSchema)

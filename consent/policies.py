@@ -91,7 +91,9 @@ def publish_policy(
             )
         if key in seen:
             raise InvalidInput(
-                f"Two wordings for {key[0]!r} in {language}.", fields={"wordings": ["Duplicate."]}
+                f"Two wordings for {key[0]!r} in {language}.",
+                code="duplicate_wording",
+                fields={"wordings": ["Duplicate."]},
             )
         seen.add(key)
         db.session.add(

@@ -14,14 +14,30 @@ from consent.models import (
     InterestKind,
 )
 from crm.changes import TYPES as CHANGE_TYPES
-from crm.schemas import CompanySchema, ContactSchema, ExternalIdsInput, UtcDateTime
+from crm.schemas import (
+    CompanyInputSchema,
+    ContactSchema,
+    ExternalIdsInput,
+    UtcDateTime,
+)
+from kernel.api_fields import (
+    CountryCode,
+    Email,
+    LanguageCode,
+    NotBlank,
+    PastDateTime,
+    RequestSchema,
+    SourceName,
+    Vocabulary,
+)
 from kernel.inputs import MAX_ROW_ID, ROW_ID
 
 MAX_BATCH = 10_000
 
 
-class EvidenceSchema(Schema):
-    obtained_at = UtcDateTime(required=True)
+class EvidenceSchema(RequestSchema):
+    # Not after now (the use case refuses a consent obtained in the future).
+    obtained_at = PastDateTime(required=True)
     policy_version = fields.String(required=True, validate=validate.Length(min=1, max=40))
     wording = fields.String(validate=validate.Length(min=1, max=20_000))
     wording_hash = fields.String(validate=validate.Regexp(r"^[0-9a-f]{64}$"))
@@ -37,22 +53,33 @@ class EvidenceSchema(Schema):
                 "Give the wording shown, or its SHA-256 as wording_hash.", "wording"
             )
 
+    # Said as if/then rather than anyOf: generated clients read an anyOf as a union
+    # of types, and this is one type with a rule.
+    openapi_extra = {
+        "if": {"not": {"required": ["wording"]}},
+        "then": {"required": ["wording_hash"]},
+    }
 
-class ConfirmationSchema(Schema):
+
+class ConfirmationSchema(RequestSchema):
     """A double opt-in the caller ran itself (R7, R8): the confirming event's evidence."""
 
-    confirmed_at = UtcDateTime(
+    confirmed_at = PastDateTime(
         required=True,
         metadata={
-            "description": "When the person confirmed; after evidence.obtained_at, not in the future."
+            "description": "When the person confirmed; not before evidence.obtained_at "
+            "(422 invalid_confirmation), not in the future."
         },
     )
     ip_address = fields.String(
         required=True,
         validate=validate.Length(min=1, max=64),
-        metadata={"description": "The IP address the confirmation came from."},
+        metadata={
+            "description": "The IP address the confirmation came from.",
+            "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
+        },
     )
-    message_id = fields.String(
+    message_id = NotBlank(
         required=True,
         validate=validate.Length(min=1, max=180),
         metadata={"description": "The Message-ID of the confirmation email the person answered."},
@@ -60,11 +87,23 @@ class ConfirmationSchema(Schema):
     user_agent = fields.String(allow_none=True, validate=validate.Length(max=400))
 
 
-class BasisSchema(Schema):
+_SOURCE_DOC = {
+    "description": "Your system's short code, e.g. crm-sync; not blank, and not one of the "
+    "names reserved for the person's own acts through this service's links "
+    "(422 reserved_source)."
+}
+
+
+class BasisSchema(RequestSchema):
+    """The legal basis, as the server reads it; described as one of
+    ``ConsentBasis`` and ``LegitimateInterestBasis`` (``openapi_extra``)."""
+
     type = fields.String(required=True, validate=validate.OneOf([b.value for b in Basis]))
     kind = fields.String(validate=validate.OneOf([k.value for k in InterestKind]))
     # The ledger's event column holds 32 characters (a short code: "crm-sync").
-    source = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    source = SourceName(
+        required=True, validate=validate.Length(min=1, max=32), metadata=_SOURCE_DOC
+    )
     topics = fields.List(
         fields.String(validate=validate.Length(max=64)), validate=validate.Length(max=50)
     )
@@ -80,14 +119,64 @@ class BasisSchema(Schema):
     # Consent only: the channel the person said yes to (checked against the policy file).
     channel = fields.String(load_default="email", validate=validate.Length(min=1, max=16))
 
+    openapi_extra = {
+        "type": "object",
+        "oneOf": [
+            {"$ref": "#/components/schemas/ConsentBasis"},
+            {"$ref": "#/components/schemas/LegitimateInterestBasis"},
+        ],
+        "discriminator": {
+            "propertyName": "type",
+            "mapping": {
+                "consent": "#/components/schemas/ConsentBasis",
+                "legitimate_interest": "#/components/schemas/LegitimateInterestBasis",
+            },
+        },
+    }
 
-class ContactCreateSchema(Schema):
-    email = fields.String(required=True, validate=validate.Length(min=3, max=320))
+
+class ConsentBasisSchema(RequestSchema):
+    """Documentation of ``BasisSchema`` with ``type: consent`` (the use case's rules)."""
+
+    type = fields.String(required=True, validate=validate.OneOf([Basis.CONSENT.value]))
+    source = SourceName(
+        required=True, validate=validate.Length(min=1, max=32), metadata=_SOURCE_DOC
+    )
+    topics = fields.List(
+        Vocabulary("consent_topic"),
+        required=True,
+        validate=validate.Length(min=1, max=50),
+        metadata={"description": "Topics that take consent (the policy file's)."},
+    )
+    evidence = fields.Nested(
+        EvidenceSchema,
+        required=True,
+        metadata={
+            "description": "policy_version must be a published one once any is "
+            "(422 unknown_policy_version), and the wording one it published."
+        },
+    )
+    confirmation = BasisSchema._declared_fields["confirmation"]
+    channel = Vocabulary("channel", load_default="email")
+
+
+class LegitimateInterestBasisSchema(RequestSchema):
+    """Documentation of ``BasisSchema`` with ``type: legitimate_interest``."""
+
+    type = fields.String(required=True, validate=validate.OneOf([Basis.LEGITIMATE_INTEREST.value]))
+    kind = fields.String(required=True, validate=validate.OneOf([k.value for k in InterestKind]))
+    source = SourceName(
+        required=True, validate=validate.Length(min=1, max=32), metadata=_SOURCE_DOC
+    )
+
+
+class ContactCreateSchema(RequestSchema):
+    email = Email(required=True)
     name = fields.String(allow_none=True, validate=validate.Length(max=200))
     phone = fields.String(allow_none=True, validate=validate.Length(max=40))
-    country = fields.String(allow_none=True, validate=validate.Length(max=2))
-    language = fields.String(validate=validate.Length(max=8))
-    company = fields.Nested(CompanySchema, allow_none=True)
+    country = CountryCode(allow_none=True)
+    language = LanguageCode()
+    company = fields.Nested(CompanyInputSchema, allow_none=True)
     basis = fields.Nested(BasisSchema)
     external_ids = ExternalIdsInput()
 
@@ -155,18 +244,18 @@ class PermissionsSchema(Schema):
     decisions = fields.List(fields.Nested(DecisionSchema))
 
 
-class PermissionsQuerySchema(Schema):
+class PermissionsQuerySchema(RequestSchema):
     at = UtcDateTime()
 
 
-class BatchCheckSchema(Schema):
+class BatchCheckSchema(RequestSchema):
     emails = fields.List(
-        fields.String(validate=validate.Length(max=320)),
+        Email(validate=validate.Length(max=320)),
         required=True,
         validate=validate.Length(min=1, max=MAX_BATCH),
     )
-    topic = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    channel = fields.String(load_default="email", validate=validate.Length(max=16))
+    topic = Vocabulary("topic", required=True, validate=validate.Length(min=1, max=64))
+    channel = Vocabulary("channel", load_default="email", validate=validate.Length(max=16))
     at = UtcDateTime()
 
 
@@ -176,8 +265,10 @@ class BatchResultSchema(Schema):
     decisions = fields.List(fields.Nested(DecisionSchema))
 
 
-class ObjectionSchema(Schema):
-    channel = fields.String(load_default="all", validate=validate.Length(max=16))
+class ObjectionSchema(RequestSchema):
+    channel = Vocabulary(
+        "channel", also=["all"], load_default="all", validate=validate.Length(max=16)
+    )
     received_via = fields.String(required=True, validate=validate.OneOf(OBJECTION_CHANNELS))
     note = fields.String(allow_none=True, validate=validate.Length(max=1000))
 
@@ -186,11 +277,15 @@ class ObjectionSchema(Schema):
 _NEED_TO_KNOW = "Only for tokens whose role may read evidence (admin, dpo); left out otherwise."
 
 
-class WithdrawalSchema(Schema):
+class WithdrawalSchema(RequestSchema):
     """A withdrawal the person made through staff or another tool (GDPR art. 7(3))."""
 
-    topic = fields.String(load_default="all", validate=validate.Length(min=1, max=64))
-    channel = fields.String(load_default="all", validate=validate.Length(min=1, max=16))
+    topic = Vocabulary(
+        "topic", also=["all"], load_default="all", validate=validate.Length(min=1, max=64)
+    )
+    channel = Vocabulary(
+        "channel", also=["all"], load_default="all", validate=validate.Length(min=1, max=16)
+    )
     received_via = fields.String(required=True, validate=validate.OneOf(OBJECTION_CHANNELS))
     # Who took it in the other tool (its user's name or id), kept with the token's name.
     recorded_by = fields.String(required=True, validate=validate.Length(min=1, max=150))
@@ -221,7 +316,7 @@ class ConsentEventSchema(Schema):
     note = fields.String(allow_none=True)
 
 
-class ImportFormSchema(Schema):
+class ImportFormSchema(RequestSchema):
     """The form fields of ``POST /api/v1/imports`` (the CSV itself is the ``file`` part).
 
     ``preset`` and ``mapping`` are checked by ``consent.imports.plan_for``, which
@@ -277,12 +372,12 @@ class ImportBatchSchema(Schema):
     error = fields.String(allow_none=True)
 
 
-class RejectionsQuerySchema(Schema):
+class RejectionsQuerySchema(RequestSchema):
     after_row = fields.Integer(load_default=0, validate=ROW_ID)
     limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=10_000))
 
 
-class RestrictionSchema(Schema):
+class RestrictionSchema(RequestSchema):
     received_via = fields.String(allow_none=True, validate=validate.OneOf(OBJECTION_CHANNELS))
     note = fields.String(allow_none=True, validate=validate.Length(max=1000))
 
@@ -293,20 +388,35 @@ class ErasureSchema(Schema):
     suppression_kept = fields.Boolean()
 
 
+class WordingInputSchema(RequestSchema):
+    key = NotBlank(required=True, validate=validate.Length(min=1, max=64))
+    language = LanguageCode(required=True, validate=validate.Length(min=2, max=8))
+    text = NotBlank(required=True, validate=validate.Length(min=1, max=20_000))
+
+
 class WordingSchema(Schema):
-    key = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    language = fields.String(required=True, validate=validate.Length(min=2, max=8))
-    text = fields.String(required=True, validate=validate.Length(min=1, max=20_000))
-    sha256 = fields.String(dump_only=True)
+    key = fields.String(required=True)
+    language = fields.String(required=True)
+    text = fields.String(required=True)
+    sha256 = fields.String(required=True)
 
 
-class PolicyPublishSchema(Schema):
-    version = fields.String(required=True, validate=validate.Length(min=1, max=40))
+class PolicyPublishSchema(RequestSchema):
+    version = NotBlank(required=True, validate=validate.Length(min=1, max=40))
     major = fields.Boolean(load_default=False)
     url = fields.Url(allow_none=True, validate=validate.Length(max=500))
     text = fields.String(allow_none=True, validate=validate.Length(max=500_000))
     summary = fields.String(allow_none=True, validate=validate.Length(max=1000))
-    wordings = fields.List(fields.Nested(WordingSchema), load_default=list)
+    wordings = fields.List(fields.Nested(WordingInputSchema), load_default=list)
+
+    # The policy itself: its text, or the URL where it is published (422 missing_policy).
+    openapi_extra = {
+        "if": {"not": {"required": ["url"], "properties": {"url": {"type": "string"}}}},
+        "then": {
+            "required": ["text"],
+            "properties": {"text": {"type": "string", "minLength": 1}},
+        },
+    }
 
 
 class PolicyVersionSchema(Schema):
@@ -321,7 +431,7 @@ class PolicyVersionSchema(Schema):
     wordings = fields.List(fields.Nested(WordingSchema))
 
 
-class WebhookCreateSchema(Schema):
+class WebhookCreateSchema(RequestSchema):
     url = fields.Url(
         required=True,
         schemes={"http", "https"},
@@ -446,7 +556,7 @@ class PrivacyRequestSchema(Schema):
     handled_by = fields.String(allow_none=True)
 
 
-class PrivacyRequestQuerySchema(Schema):
+class PrivacyRequestQuerySchema(RequestSchema):
     status = fields.String(
         validate=validate.OneOf(
             ["pending_verification", "awaiting_admin", "completed", "refused", "verified"]
@@ -454,7 +564,7 @@ class PrivacyRequestQuerySchema(Schema):
     )
 
 
-class WebVisitorLinkSchema(Schema):
+class WebVisitorLinkSchema(RequestSchema):
     """R19: which contact an anonymous visitor id is (only with its consent)."""
 
     contact_id = fields.Integer(required=True, validate=ROW_ID)
@@ -466,7 +576,7 @@ class WebVisitorLinkedSchema(Schema):
     linked_at = fields.DateTime()
 
 
-class WebTrackingWithdrawalSchema(Schema):
+class WebTrackingWithdrawalSchema(RequestSchema):
     received_via = fields.String(allow_none=True, validate=validate.OneOf(OBJECTION_CHANNELS))
 
 

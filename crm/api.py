@@ -28,7 +28,7 @@ from crm.schemas import (
     WebVisitSchema,
 )
 from crm.services import CompanyInput
-from extensions import api, csrf
+from extensions import ErrorSchema, api, csrf
 from kernel.access import requires
 
 blp = Blueprint("crm_api", __name__, url_prefix="/api/v1", description="Contacts and activities")
@@ -56,6 +56,9 @@ _CONTACT_OR_PAGE = {
 @blp.arguments(ContactQuerySchema, location="query")
 @blp.response(200, ContactSchema)
 @blp.doc(responses=_CONTACT_OR_PAGE)
+@blp.alt_response(
+    404, schema=ErrorSchema, description="contact_not_found: no contact has the address"
+)
 def find_contact(query: dict[str, Any]) -> Any:
     """Find a contact by email address or by another system's id
     (``external_id=hubspot:1234``); or, with ``updated_after``, list the contacts
@@ -98,6 +101,11 @@ def read_contact(contact_id: int) -> Any:
 @requires("contacts.write")
 @blp.arguments(RectifySchema)
 @blp.response(200, ContactSchema)
+@blp.alt_response(
+    409,
+    schema=ErrorSchema,
+    description="restricted: processing is restricted (GDPR art. 18); email_taken: another contact has the address",
+)
 def rectify_contact(changes: dict[str, Any], contact_id: int) -> Any:
     """Rectify a contact's data (GDPR art. 16)."""
     if changes.get("company") is not None:
@@ -109,6 +117,9 @@ def rectify_contact(changes: dict[str, Any], contact_id: int) -> Any:
 @requires("activities.create")
 @blp.arguments(ActivityCreateSchema)
 @blp.response(201, ActivitySchema)
+@blp.alt_response(
+    409, schema=ErrorSchema, description="restricted: processing is restricted (GDPR art. 18)"
+)
 def log_activity(data: dict[str, Any], contact_id: int) -> Any:
     """Log an interaction; kinds the contact took part in move last_interaction_at."""
     support = {name: data.get(name) for name in SUPPORT_FIELDS}
@@ -137,6 +148,7 @@ def set_legal_hold(data: dict[str, Any], contact_id: int) -> Any:
 @blp.delete("/contacts/<int:contact_id>/legal-hold")
 @requires("contacts.legal_hold")
 @blp.response(200, ContactSchema)
+@blp.alt_response(409, schema=ErrorSchema, description="no_legal_hold: no legal hold is set")
 def lift_legal_hold(contact_id: int) -> Any:
     """Lift the legal hold."""
     return ContactRead(services.lift_legal_hold(g.actor, contact_id))

@@ -8,40 +8,43 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from crm.models import (
+    EARLIEST_ACTIVITY,
     EXTERNAL_SYSTEM_PATTERN,
     EXTERNAL_VALUE_PATTERN,
     ActivityKind,
     activity_time_problem,
     support_code_problem,
 )
+from kernel.api_fields import (
+    BoundedDate,
+    BoundedDateTime,
+    CountryCode,
+    Email,
+    LanguageCode,
+    NotBlank,
+    RequestSchema,
+)
 from kernel.inputs import ROW_ID
 
 Text = fields.String
+# A time from the API: written with a year from 1900 to 2999, returned in UTC.
+UtcDateTime = BoundedDateTime
 
 
-class UtcDateTime(fields.AwareDateTime):
-    """An ISO 8601 time with a zone, returned in UTC, within years 1900-2999.
-
-    Out-of-range years would overflow on conversion or on the database.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(format="iso", **kwargs)
-
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
-        moment = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            moment = moment.astimezone(UTC)
-        except OverflowError:
-            raise ValidationError("Not a representable time.") from None
-        if not 1900 <= moment.year <= 2999:
-            raise ValidationError("The year must be between 1900 and 2999.")
-        return moment
-
-
-class ActivityTime(UtcDateTime):
+class ActivityTime(BoundedDateTime):
     """When an activity occurred: from 1970 to a day from now (``crm.models``), so
     that a date long ago is a clear 422 here rather than a purge date moved."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "metadata",
+            {"description": "From 1970-01-01T00:00:00Z to a day from now."},
+        )
+        super().__init__(**kwargs)
+
+    def described_years(self, today: date) -> tuple[int, int]:
+        # After 1970 in any zone, and not in the future.
+        return EARLIEST_ACTIVITY.year + 1, today.year - 1
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
         moment = super()._deserialize(value, attr, data, **kwargs)
@@ -52,9 +55,7 @@ class ActivityTime(UtcDateTime):
 
 
 # External ids (crm.external_ids): {system: id}. The same patterns as the
-# service checks (crm.models); OpenAPI 3.0 cannot constrain an object's keys,
-# so the key pattern is stated as ``x-propertyNames`` (JSON Schema's
-# ``propertyNames``) and in the description.
+# service checks (crm.models); the key pattern is JSON Schema's ``propertyNames``.
 MAX_EXTERNAL_SYSTEMS = 20
 EXTERNAL_IDS_DOC = {
     "description": "The ids other systems give this record, by system: "
@@ -63,7 +64,7 @@ EXTERNAL_IDS_DOC = {
     "characters, no control characters, no space at either end. An id names one "
     "record per system. In a write, null removes that system's id and systems not "
     "named keep theirs.",
-    "x-propertyNames": {"type": "string", "pattern": EXTERNAL_SYSTEM_PATTERN},
+    "propertyNames": {"type": "string", "pattern": EXTERNAL_SYSTEM_PATTERN},
     "maxProperties": MAX_EXTERNAL_SYSTEMS,
 }
 _SYSTEM = validate.Regexp(
@@ -93,48 +94,60 @@ def ExternalIdsInput() -> fields.Dict:
     )
 
 
-def ExternalIdsOutput() -> fields.Dict:
+def ExternalIdsOutput(**kwargs: Any) -> fields.Dict:
     """``external_ids`` in a read: {system: id}, {} when there are none."""
     return fields.Dict(
         keys=Text(),
         values=Text(validate=_EXTERNAL_VALUE),
         dump_only=True,
         metadata=EXTERNAL_IDS_DOC,
+        **kwargs,
     )
 
 
-class CompanySchema(Schema):
+class CompanyInputSchema(RequestSchema):
+    """A company as a request names it: found by ``org_number`` (or by name
+    without one), created when new."""
+
     name = Text(required=True, validate=validate.Length(min=1, max=200))
     org_number = Text(allow_none=True, validate=validate.Length(max=40))
-    country = Text(allow_none=True, validate=validate.Length(equal=2))
-    customer_since = fields.Date(allow_none=True)
-    relationship_ended_at = fields.Date(allow_none=True)
+    country = CountryCode(allow_none=True)
+    customer_since = BoundedDate(allow_none=True)
+    relationship_ended_at = BoundedDate(
+        allow_none=True,
+        metadata={"description": "Not before customer_since (422 invalid_relationship)."},
+    )
     external_ids = ExternalIdsInput()
 
 
-class CompanyReadSchema(CompanySchema):
-    """A company as contact reads return it."""
+class CompanySchema(Schema):
+    """A company as the API returns it."""
 
-    external_ids = ExternalIdsOutput()
+    name = Text(required=True)
+    org_number = Text(required=True, allow_none=True)
+    country = Text(required=True, allow_none=True)
+    customer_since = fields.Date(required=True, allow_none=True)
+    relationship_ended_at = fields.Date(required=True, allow_none=True)
+    external_ids = ExternalIdsOutput(required=True)
 
 
 class ContactSchema(Schema):
-    """A contact as the API returns it."""
+    """A contact as the API returns it (every field is always present)."""
 
-    id = fields.Integer()
-    email = Text()
-    name = Text(allow_none=True)
-    phone = Text(allow_none=True)
-    country = Text(allow_none=True)
-    language = Text()
-    company = fields.Nested(CompanyReadSchema, allow_none=True)
-    external_ids = ExternalIdsOutput()
-    last_interaction_at = fields.DateTime(allow_none=True)
-    restricted_at = fields.DateTime(allow_none=True)
-    legal_hold_reason = Text(allow_none=True)
-    hard_bounced_at = fields.DateTime(allow_none=True)
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    id = fields.Integer(required=True)
+    email = Text(required=True)
+    name = Text(required=True, allow_none=True)
+    phone = Text(required=True, allow_none=True)
+    country = Text(required=True, allow_none=True)
+    language = Text(required=True)
+    company = fields.Nested(CompanySchema, required=True, allow_none=True)
+    external_ids = ExternalIdsOutput(required=True)
+    last_interaction_at = fields.DateTime(required=True, allow_none=True)
+    restricted_at = fields.DateTime(required=True, allow_none=True)
+    legal_hold_reason = Text(required=True, allow_none=True)
+    hard_bounced_at = fields.DateTime(required=True, allow_none=True)
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
     # When the current retention rules delete this contact (R13, R14), or why not.
     retention = fields.Dict(
         dump_only=True,
@@ -149,16 +162,13 @@ MAX_PAGE = 1000
 _RFC3339 = "an RFC 3339 time with a zone, e.g. 2026-12-06T09:00:00Z"
 
 
-class ContactQuerySchema(Schema):
+class ContactQuerySchema(RequestSchema):
     """One of three reads: by address, by another system's id, or every contact
     changed after a time (a page in keyset order). Exactly one of email,
     external_id and updated_after (422 otherwise); after and limit only with
     updated_after."""
 
-    email = Text(
-        validate=validate.Length(min=1, max=320),
-        metadata={"description": "Find the contact with this address."},
-    )
+    email = Email(metadata={"description": "Find the contact with this address."})
     external_id = Text(
         validate=validate.Length(min=3, max=233),
         metadata={
@@ -223,13 +233,13 @@ class ContactPageSchema(Schema):
     )
 
 
-class RectifySchema(Schema):
-    email = Text(validate=validate.Length(min=3, max=320))
+class RectifySchema(RequestSchema):
+    email = Email()
     name = Text(allow_none=True, validate=validate.Length(max=200))
     phone = Text(allow_none=True, validate=validate.Length(max=40))
-    country = Text(allow_none=True, validate=validate.Length(max=2))
-    language = Text(validate=validate.Length(max=8))
-    company = fields.Nested(CompanySchema, allow_none=True)
+    country = CountryCode(allow_none=True)
+    language = LanguageCode()
+    company = fields.Nested(CompanyInputSchema, allow_none=True)
     external_ids = ExternalIdsInput()
 
 
@@ -239,13 +249,16 @@ def _support_code(value: str) -> None:
         raise ValidationError(problem)
 
 
-SUPPORT_CODE_DOC = {
+# crm.models.SUPPORT_CODE, and not only digits, as a JSON Schema pattern.
+SUPPORT_CODE_DOC: dict[str, Any] = {
     "description": "general support information kept after anonymisation (R15): "
-    "a code from your own list, never free text"
+    "a code from your own list, never free text",
+    "pattern": r"^(?![0-9]+$)[a-z0-9][a-z0-9._-]{0,63}$",
+    "maxLength": 64,
 }
 
 
-class ActivityCreateSchema(Schema):
+class ActivityCreateSchema(RequestSchema):
     kind = Text(required=True, validate=validate.OneOf([k.value for k in ActivityKind]))
     occurred_at = ActivityTime(required=True)
     note = Text(allow_none=True, validate=validate.Length(max=5000))
@@ -267,15 +280,15 @@ class ActivitySchema(Schema):
     created_at = fields.DateTime()
 
 
-class LegalHoldSchema(Schema):
-    reason = Text(required=True, validate=validate.Length(min=1, max=500))
+class LegalHoldSchema(RequestSchema):
+    reason = NotBlank(required=True, validate=validate.Length(min=1, max=500))
 
 
 # Ids are 32-bit integers on PostgreSQL; a larger number names nothing.
 Id = ROW_ID
 
 
-class AuditQuerySchema(Schema):
+class AuditQuerySchema(RequestSchema):
     contact_id = fields.Integer(validate=Id)
     actor = Text(validate=validate.Length(max=200))
     action = Text(validate=validate.Length(max=64))
@@ -294,15 +307,11 @@ class AuditEntrySchema(Schema):
     detail = Text(allow_none=True)
 
 
-class ErrorSchema(Schema):
-    error = fields.Dict()
-
-
 # Retention ---------------------------------------------------------------------
 
 
-class RetentionPreviewQuerySchema(Schema):
-    as_of = fields.Date(
+class RetentionPreviewQuerySchema(RequestSchema):
+    as_of = BoundedDate(
         load_default=None,
         validate=validate.Range(min=date(1900, 1, 1), max=date(2999, 12, 31)),
         metadata={"description": "YYYY-MM-DD, 1900-2999; today (UTC) if left out"},
@@ -420,7 +429,7 @@ def check_visitor_id(value: str) -> str:
         ) from None
 
 
-class WebVisitCreateSchema(Schema):
+class WebVisitCreateSchema(RequestSchema):
     visitor_id = Text(required=True, validate=VisitorId)
     page = Text(required=True, validate=validate.Length(min=1, max=500))
     visited_at = ActivityTime(required=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
@@ -324,6 +324,10 @@ def _upsert_company(data: CompanyInput) -> tuple[Company, str | None]:
 
     A ``customer_since`` later than the day the relationship ended is a
     returning customer: the end is cleared (R1)."""
+    # An empty org number is none: stored as "" it would be a second company
+    # claiming the same (empty) number, and the unique index refused it (a 500).
+    if data.org_number is not None and not data.org_number.strip():
+        data = replace(data, org_number=None)
     company = None
     if data.org_number:
         company = db.session.scalar(sa.select(Company).where(Company.org_number == data.org_number))

@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate
 
 from kernel.addresses import is_valid_email
+from kernel.api_fields import NotBlank, RequestSchema, Vocabulary
 
 
 def _split(value: Any) -> list[str]:
@@ -78,17 +79,22 @@ class PrivacyRequestSchema(Schema):
     website = fields.String(load_default="")
 
 
-class CampaignCreateSchema(Schema):
+class CampaignCreateSchema(RequestSchema):
     """``POST /api/v1/campaigns``: a topic and the email in Swedish and English."""
 
     class Meta:
         unknown = RAISE
 
-    topic = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    subject_sv = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    body_sv = fields.String(required=True, validate=validate.Length(min=1, max=50_000))
-    subject_en = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    body_en = fields.String(required=True, validate=validate.Length(min=1, max=50_000))
+    topic = Vocabulary(
+        "marketing_topic",
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "A marketing topic of the policy file."},
+    )
+    subject_sv = NotBlank(required=True, one_line=True, validate=validate.Length(min=1, max=200))
+    body_sv = NotBlank(required=True, validate=validate.Length(min=1, max=50_000))
+    subject_en = NotBlank(required=True, one_line=True, validate=validate.Length(min=1, max=200))
+    body_en = NotBlank(required=True, validate=validate.Length(min=1, max=50_000))
 
 
 class CampaignSchema(Schema):

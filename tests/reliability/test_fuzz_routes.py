@@ -419,6 +419,13 @@ ROUTES: dict[tuple[str, str], Route] = {
         path_values=lambda s: {"batch_id": str(s.batch)},
     ),
     ("api-docs.openapi_json", "GET"): Route("/api/v1/openapi.json", "api"),
+    # The interactive reference and its Swagger UI files: public, as the document is.
+    ("api_reference.page", "GET"): Route("/api/v1/docs", "public"),
+    ("api_reference.asset", "GET"): Route(
+        "/api/v1/docs/assets/{filename}",
+        "public",
+        path_values=lambda s: {"filename": "swagger-ui.css"},
+    ),
     ("consent_api.check_permissions", "POST"): Route(
         "/api/v1/permissions/check",
         "api",
