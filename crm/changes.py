@@ -218,7 +218,7 @@ def _widen_updates(named: Mapping[int, list[str]]) -> None:
     connection = db.session.connection()
     widened = []
     for change_id, data in connection.execute(
-        sa.select(table.c.id, table.c.data).where(id_in(table.c.id, list(written)))
+        sa.select(table.c.id, table.c.data).where(table.c.id.in_(list(written)))
     ):
         item = dict(data or {})
         fields = sorted({*item.get("fields", []), *named[written[change_id]]})
