@@ -21,6 +21,7 @@ import mailing
 from consent.models import Basis
 from consent.projection import RESERVED_SOURCES
 from consent.topics import MarketingPolicy
+from consent.webhooks import check_retry_window
 from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
 from kernel import api_docs, api_fields, idempotency, inputs
 from kernel.errors import (
@@ -134,6 +135,8 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
     if test_config:
         app.config.update(test_config)
     _require_secrets(app)
+    # Before any extension: a configuration that would lose webhook deliveries never runs.
+    check_retry_window(app.config)
     with open(app.config["POLICY_FILE"], "rb") as handle:
         app.config["POLICY"] = tomllib.load(handle)
     app.extensions["marketing_policy"] = MarketingPolicy.from_mapping(app.config["POLICY"])

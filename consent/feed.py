@@ -99,17 +99,11 @@ def _served(after: tuple[int, int] | None, limit: int) -> sa.Select[Any]:
     """The next ``limit`` items after ``after`` that no running transaction can
     still precede: one statement, so the bound and the rows share a snapshot."""
     table = Change.__table__
-    if not _is_postgresql():
-        # txid is always 0 here: the id alone is the position, and SQLite's
-        # planner seeks an index only on the first column of a row value.
-        statement = sa.select(table).order_by(table.c.id).limit(limit)
-        return statement if after is None else statement.where(table.c.id > after[1])
-    statement = sa.select(table).order_by(table.c.txid, table.c.id).limit(limit)
+    statement = sa.select(table).order_by(*change_feed.order()).limit(limit)
     if after is not None:
-        statement = statement.where(
-            sa.tuple_(table.c.txid, table.c.id)
-            > sa.tuple_(sa.literal(after[0], sa.BigInteger), sa.literal(after[1], sa.BigInteger))
-        )
+        statement = statement.where(change_feed.after_position(after))
+    if not _is_postgresql():
+        return statement  # writers take turns: commit order is id order
     return statement.where(table.c.txid < _SETTLED)
 
 

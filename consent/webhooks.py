@@ -44,7 +44,7 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,6 +55,7 @@ from flask import Flask, current_app
 
 from consent import feed
 from consent.models import WEBHOOK_EVENT_TYPES, WebhookDelivery, WebhookEndpoint
+from crm import changes as change_feed
 from crm import services as crm
 from crm.models import AuditEntry, Change
 from extensions import db
@@ -76,6 +77,9 @@ SECRET_PREFIX = "whsec_"
 DISCLOSURE_ACTION = "webhook.deliver"
 # session.info key: the ids of deliveries written and not yet handed over.
 _WRITTEN = "webhook_written"
+# How long a delivery is retried (WEBHOOK_RETRY_HOURS): shorter than the change
+# feed keeps its items (check_retry_window).
+DEFAULT_RETRY_HOURS = 72
 # Statuses after which a delivery is never posted again (unless replayed).
 FINAL_STATUSES = ("delivered", "failed", "cancelled")
 
@@ -315,6 +319,38 @@ def _deactivate(endpoint: WebhookEndpoint, reason: str) -> None:
 # --- writing deliveries ---------------------------------------------------------------
 
 
+def check_retry_window(config: Mapping[str, Any]) -> None:
+    """Refuse to start (RuntimeError) unless the retry window
+    (``WEBHOOK_RETRY_HOURS``) is shorter than the change feed keeps its
+    items (``CHANGE_FEED_KEEP_DAYS``): a delivery names its change and goes
+    with it when the feed is pruned (``webhook_delivery.change_id`` ON DELETE
+    CASCADE), so a delivery still being retried past the feed's retention
+    would vanish unposted, and its receiver never learn of the change."""
+    hours = _number(config, "WEBHOOK_RETRY_HOURS", DEFAULT_RETRY_HOURS)
+    days = _number(config, "CHANGE_FEED_KEEP_DAYS", change_feed.DEFAULT_KEEP_DAYS)
+    if hours >= days * 24:
+        raise RuntimeError(
+            f"CONSENT_WEBHOOK_RETRY_HOURS ({hours:g} hours) must be shorter than "
+            f"CONSENT_CHANGE_FEED_KEEP_DAYS ({days:g} days = {days * 24:g} hours): pruning the "
+            "change feed deletes the webhook deliveries still owed for its items, so a "
+            "receiver retried that long would never be told of them. Shorten the retry "
+            "window or keep the feed longer."
+        )
+
+
+def _number(config: Mapping[str, Any], name: str, default: float) -> float:
+    raw = config.get(name, default)
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise RuntimeError(f"CONSENT_{name} must be a number of 0 or more, not {raw!r}.")
+    return value
+
+
 def connect_signals() -> None:
     """Receivers register at app start (``consent.init_app``); crm never calls up here."""
     change_recorded.connect(_write_deliveries, weak=False)
@@ -477,7 +513,7 @@ def _retry_delay_ms(attempts: int) -> int:
 
 
 def _give_up_at(delivery: WebhookDelivery) -> datetime:
-    hours = current_app.config.get("WEBHOOK_RETRY_HOURS", 72)
+    hours = current_app.config.get("WEBHOOK_RETRY_HOURS", DEFAULT_RETRY_HOURS)
     return (delivery.first_attempt_at or utcnow()) + timedelta(hours=hours)
 
 
@@ -705,9 +741,12 @@ def replay_since(
 ) -> int:
     """Owe the endpoint every change of the types it subscribes to after the
     change ``after_change`` (exclusive; the number in its id ``chg_<n>``), or
-    since the moment ``since``, in the feed's order. Returns how many
-    deliveries were written. More than ``WEBHOOK_REPLAY_MAX`` (100,000) is
-    refused (InvalidInput ``replay_too_large``): the feed is the way to
+    since the moment ``since``, in the feed's order (``crm.changes.order``):
+    "after" is after that change's place in the feed, and the deliveries are
+    written in that order, which is the order each contact's are posted in.
+    A change no longer in the feed (or never written, ``chg_0``) starts after
+    its number. Returns how many deliveries were written. More than
+    ``WEBHOOK_REPLAY_MAX`` (100,000) is refused (InvalidInput ``replay_too_large``): the feed is the way to
     catch up on that much."""
     endpoint = _replayable(endpoint_id)
     if (after_change is None) == (since is None):
@@ -726,7 +765,12 @@ def replay_since(
         sa.literal(0),
     )
     if after_change is not None:
-        select = select.where(changes.c.id > after_change)
+        txid = db.session.scalar(sa.select(changes.c.txid).where(changes.c.id == after_change))
+        select = select.where(
+            changes.c.id > after_change
+            if txid is None
+            else change_feed.after_position((int(txid), after_change))
+        )
     else:
         select = select.where(changes.c.occurred_at >= since)
     if endpoint.event_types:
@@ -755,7 +799,7 @@ def replay_since(
                 "status",
                 "attempts",
             ],
-            select.order_by(changes.c.id),
+            select.order_by(*change_feed.order()),
         )
         .returning(deliveries.c.id)
     ).all()

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crm.changes import CONTACT_CREATED, record, record_updates
+from crm.changes import CONTACT_CREATED, record, record_company_updates, record_updates
 from crm.models import Company, Contact
 from extensions import db
 from kernel.database import one_of
@@ -28,7 +28,10 @@ def ensure_companies(
     each with the name to give it, in a fixed number of statements: the
     missing ones are created, an org number's company takes the new name, and
     ``as_customers`` makes each a customer from today unless it already is.
-    Does not commit."""
+    The contacts of a known company renamed or made a customer are changed
+    too: ``contact.updated`` items naming ``company`` (and
+    ``contact.decisions_changed`` for a new customer), ``updated_at`` moved
+    (``crm.changes.record_company_updates``). Does not commit."""
     if not wanted:
         return {}
     orgs = [k[1] for k in wanted if k[0] == "org"]
@@ -67,21 +70,27 @@ def ensure_companies(
         ).all()
         for cid, name, org in created:
             ids[("org", org) if org else ("name", name)] = cid
-    renamed = [
+    renamed: list[dict[str, Any]] = [
         {"id": v[0], "name": wanted[k]}
         for k, v in found.items()
         if k[0] == "org" and v[1] != wanted[k]
     ]
     if renamed:
         db.session.execute(sa.update(Company), renamed)
+    became: list[int] = []
     if as_customers:
         not_yet = [v[0] for v in found.values() if v[2] is None]
         if not_yet:
-            db.session.execute(
-                sa.update(Company)
-                .where(Company.id.in_(not_yet), Company.customer_since.is_(None))
-                .values(customer_since=today)
+            became = list(
+                db.session.scalars(
+                    sa.update(Company)
+                    .where(Company.id.in_(not_yet), Company.customer_since.is_(None))
+                    .values(customer_since=today)
+                    .returning(Company.id)
+                )
             )
+    record_company_updates(became, deciding=True)
+    record_company_updates([row["id"] for row in renamed])
     return ids
 
 

@@ -10,9 +10,10 @@ neither skipped nor repeated at a page boundary. A contact changed while a
 reader pages moves to the end of the order and is read again there.
 
 ``updated_at`` moves with every change of the contact's data, of its external
-ids, and of its decisions: every ledger write stamps its contacts
-(``touch_contacts``, the receiver of ``kernel.signals.ledger_written``), so
-"changed" here means what a connector mirrors.
+ids, of its company's data (``crm.changes.record_company_updates``), and of
+its decisions: every ledger write stamps its contacts (``touch_contacts``,
+the receiver of ``kernel.signals.ledger_written``), so "changed" here means
+what a connector mirrors.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
+from crm import changes
 from crm.models import Contact
 from crm.retention import current_retention_policy
 from crm.services import audit
@@ -37,7 +39,6 @@ from kernel.database import id_in
 from kernel.errors import DomainError, NotPermitted
 from kernel.inputs import MAX_ROW_ID
 from kernel.signals import ledger_written
-from kernel.timestamps import utcnow
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CURSOR = re.compile(r"(\d{1,17})\.(\d{1,10})")
@@ -156,15 +157,8 @@ def touch_contacts(contact_ids: Sequence[int]) -> None:
     """Stamp ``updated_at`` of these contacts now, in the caller's transaction:
     their decisions changed. One statement whatever their number. Never
     backwards: a stamp later than now (a clock set back) is left as it is."""
-    if not contact_ids:
-        return
-    now = utcnow()
-    db.session.execute(
-        sa.update(Contact)
-        .where(id_in(Contact.id, list(contact_ids)), Contact.updated_at < now)
-        .values(updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    if contact_ids:
+        changes.touch(id_in(Contact.id, list(contact_ids)))
 
 
 def _on_ledger_written(sender: Any, *, contact_ids: Sequence[int], **_: object) -> None:

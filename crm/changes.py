@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 
-from crm.models import Change, ChangeFeedHorizon, ExternalId
+from crm.models import Change, ChangeFeedHorizon, Contact, ExternalId
 from extensions import db
 from kernel.database import id_in, insert_for_dialect
 from kernel.signals import change_recorded, collect_change_receivers
@@ -73,12 +73,20 @@ HORIZON = "change_feed"
 # Multi-row INSERTs of at most this many items: one statement per thousand
 # contacts of an import or a retention batch, never one per contact.
 _ROWS_PER_STATEMENT = 1000
-# session.info key: the (type, contact) pairs already recorded in the open transaction.
+# session.info key: the items already recorded in the open transaction, by
+# (type, contact): their ids.
 _RECORDED = "changes_recorded"
+# A company's columns that a contact's reads render (the feed's ``company``, and
+# the contact reads' one, which also shows the customer relationship and the
+# company's external ids): a change of one is a change of every contact of it.
+COMPANY_MIRRORED = ("name", "org_number", "country", "customer_since", "relationship_ended_at")
+# Those the decision reads (a contact without a country of its own takes the
+# company's; the customer relationship is a basis).
+COMPANY_DECIDING = frozenset({"country", "customer_since", "relationship_ended_at"})
 
 
 def _insert(rows: list[dict[str, Any]]) -> Any:
-    """One multi-row INSERT of ``rows``, returning the new ids."""
+    """One multi-row INSERT of ``rows``, returning the new ids and contacts."""
     table = Change.__table__
     if db.session.get_bind().dialect.name == "postgresql":
         # The writer's transaction id, assigned now if it has none yet; as
@@ -87,15 +95,15 @@ def _insert(rows: list[dict[str, Any]]) -> Any:
         rows = [{**row, "txid": txid} for row in rows]
     else:
         rows = [{**row, "txid": 0} for row in rows]
-    return sa.insert(table).values(rows).returning(table.c.id)
+    return sa.insert(table).values(rows).returning(table.c.id, table.c.contact_id)
 
 
-def _recorded_in_this_transaction() -> set[tuple[str, int]]:
+def _recorded_in_this_transaction() -> dict[tuple[str, int], int]:
     session = db.session()
     transaction = session.get_transaction()
     held = session.info.get(_RECORDED)
     if held is None or held[0] is not transaction:
-        held = (transaction, set())
+        held = (transaction, {})
         session.info[_RECORDED] = held
     return held[1]
 
@@ -124,7 +132,6 @@ def record(
     new = [cid for cid in dict.fromkeys(contact_ids) if (type, cid) not in seen]
     if not new:
         return []
-    seen.update((type, cid) for cid in new)
     moment = at or utcnow()
     rows = []
     for contact_id in new:
@@ -137,7 +144,11 @@ def record(
     ids: list[int] = []
     connection = db.session.connection()
     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        ids.extend(connection.scalars(_insert(rows[start : start + _ROWS_PER_STATEMENT])))
+        for change_id, contact_id in connection.execute(
+            _insert(rows[start : start + _ROWS_PER_STATEMENT])
+        ):
+            seen[(type, int(contact_id))] = int(change_id)
+            ids.append(int(change_id))
     change_recorded.send(signal_sender(), change_ids=tuple(ids))
     return ids
 
@@ -173,16 +184,95 @@ def record_updates(fields_by_contact: Mapping[int, Iterable[str]]) -> list[int]:
     """A ``contact.updated`` item for each contact whose mirrored fields changed,
     naming those fields; and a ``contact.decisions_changed`` item when one of
     them is a field the decision reads (``DECIDING_FIELDS``), since such a
-    change writes nothing to the ledger. Does not commit."""
+    change writes nothing to the ledger. Does not commit.
+
+    A contact that already has its ``contact.updated`` item in this
+    transaction (a company it works for changed, then the contact itself)
+    keeps that one item, which then names the fields of both changes."""
     named = {cid: mirrored(fields) for cid, fields in fields_by_contact.items()}
     named = {cid: fields for cid, fields in named.items() if fields}
-    ids = record(
+    ids = _record_updated(named)
+    deciding = [cid for cid, fields in named.items() if DECIDING_FIELDS.intersection(fields)]
+    return ids + record(DECISIONS_CHANGED, deciding)
+
+
+def _record_updated(named: Mapping[int, list[str]]) -> list[int]:
+    """The ``contact.updated`` items naming these fields: new ones, or the
+    contact's item of this transaction widened (``_widen_updates``)."""
+    _widen_updates(named)
+    return record(
         CONTACT_UPDATED,
         list(named),
         per_contact={cid: {"fields": fields} for cid, fields in named.items()},
     )
-    deciding = [cid for cid, fields in named.items() if DECIDING_FIELDS.intersection(fields)]
-    return ids + record(DECISIONS_CHANGED, deciding)
+
+
+def _widen_updates(named: Mapping[int, list[str]]) -> None:
+    """Add ``named``'s fields to the ``contact.updated`` items this transaction
+    already wrote for those contacts: two statements whatever their number."""
+    seen = _recorded_in_this_transaction()
+    written = {seen[(CONTACT_UPDATED, cid)]: cid for cid in named if (CONTACT_UPDATED, cid) in seen}
+    if not written:
+        return
+    table = Change.__table__
+    connection = db.session.connection()
+    widened = []
+    for change_id, data in connection.execute(
+        sa.select(table.c.id, table.c.data).where(table.c.id.in_(list(written)))
+    ):
+        item = dict(data or {})
+        fields = sorted({*item.get("fields", []), *named[written[change_id]]})
+        if fields != item.get("fields"):
+            widened.append({"change_id": change_id, "new_data": {**item, "fields": fields}})
+    if widened:
+        connection.execute(
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("change_id"))
+            .values(data=sa.bindparam("new_data")),
+            widened,
+        )
+
+
+def record_company_updates(company_ids: Sequence[int], *, deciding: bool = False) -> list[int]:
+    """A company's data that its contacts' reads render changed
+    (``COMPANY_MIRRORED``, or its external ids): a ``contact.updated`` item
+    naming ``company`` for every contact of these companies (added to the
+    item a contact already has in this transaction), and their ``updated_at``
+    moved, so that the feed and the changed-since read both tell a CRM; with
+    ``deciding`` (``COMPANY_DECIDING`` changed) a ``contact.decisions_changed``
+    item each too. A contact whose ``contact.created`` item this transaction
+    wrote is told by that item alone. Set-based: one query for the contacts,
+    one UPDATE, a multi-row INSERT per thousand items. Does not commit."""
+    if not company_ids:
+        return []
+    of_them = id_in(Contact.company_id, list(dict.fromkeys(company_ids)))
+    seen = _recorded_in_this_transaction()
+    contact_ids = [
+        cid
+        for cid in db.session.scalars(sa.select(Contact.id).where(of_them).order_by(Contact.id))
+        if (CONTACT_CREATED, cid) not in seen
+    ]
+    if not contact_ids:
+        return []
+    touch(of_them)
+    ids = _record_updated({cid: ["company"] for cid in contact_ids})
+    if not deciding:
+        return ids
+    return ids + record(DECISIONS_CHANGED, contact_ids)
+
+
+def touch(contacts: sa.ColumnElement[bool]) -> None:
+    """Stamp ``updated_at`` of the contacts matching ``contacts`` now, in the
+    caller's transaction, so that the changed-since read lists them: one
+    statement whatever their number. Never backwards: a stamp later than now
+    (a clock set back) is left as it is."""
+    now = utcnow()
+    db.session.execute(
+        sa.update(Contact)
+        .where(contacts, Contact.updated_at < now)
+        .values(updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def told_systems(contact_ids: Sequence[int]) -> dict[str, int]:
@@ -201,8 +291,9 @@ def told_systems(contact_ids: Sequence[int]) -> dict[str, int]:
 
 
 def receivers() -> list[str]:
-    """Who else is told of every item, as the packages above answer
-    (``kernel.signals.collect_change_receivers``): the webhook endpoints."""
+    """Who else is told of a purge, as the packages above answer
+    (``kernel.signals.collect_change_receivers``): the active webhook
+    endpoints subscribed to purges or to every type."""
     found: list[str] = []
     for _receiver, answer in collect_change_receivers.send(signal_sender()):
         found.extend(answer)
@@ -223,9 +314,26 @@ def horizon() -> tuple[int, int] | None:
     return None if row is None else (row.txid, row.change_id)
 
 
-def _position() -> Any:
+def order() -> tuple[sa.ColumnElement[Any], ...]:
+    """The feed's order, for everything that reads the feed in it (its pages,
+    ``consent.feed``; a webhook replay): (txid, id) on PostgreSQL.
+    On SQLite, where txid is always 0 (writers take turns, so commit order is
+    id order), the id alone: SQLite's planner seeks an index only on the
+    first column of a row value."""
     table = Change.__table__
-    return sa.tuple_(table.c.txid, table.c.id)
+    if db.session.get_bind().dialect.name != "postgresql":
+        return (table.c.id,)
+    return (table.c.txid, table.c.id)
+
+
+def after_position(position: tuple[int, int]) -> sa.ColumnElement[bool]:
+    """The items after the feed position ``position`` (txid, id), in ``order()``."""
+    columns = order()
+    if len(columns) == 1:
+        return columns[0] > position[1]
+    return sa.tuple_(*columns) > sa.tuple_(
+        sa.literal(position[0], sa.BigInteger), sa.literal(position[1], sa.BigInteger)
+    )
 
 
 def prune(at: datetime | None = None, batch: int = 10_000) -> int:
@@ -274,7 +382,10 @@ def prune(at: datetime | None = None, batch: int = 10_000) -> int:
         ids = list(
             db.session.scalars(
                 sa.select(table.c.id)
-                .where(_position() <= sa.tuple_(sa.literal(through[0]), sa.literal(through[1])))
+                .where(
+                    sa.tuple_(table.c.txid, table.c.id)
+                    <= sa.tuple_(sa.literal(through[0]), sa.literal(through[1]))
+                )
                 .order_by(table.c.txid, table.c.id)
                 .limit(batch)
             )

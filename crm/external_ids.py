@@ -151,6 +151,11 @@ def changes_for_contact(contact_id: int, ids: Mapping[str, str | None]) -> dict[
     return _changes(CONTACT, contact_id, check(ids))
 
 
+def changes_for_company(company_id: int, ids: Mapping[str, str | None]) -> dict[str, str | None]:
+    """``changes_for_contact`` for a company."""
+    return _changes(COMPANY, company_id, check(ids, "company"))
+
+
 def delete_for_contacts(contact_ids: Sequence[int]) -> None:
     """Remove every external id of these contacts (one statement). Does not
     commit. Called by ``crm.services.remove_contacts``."""

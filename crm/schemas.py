@@ -395,7 +395,10 @@ class RetentionPreviewSchema(Schema):
         metadata={"description": "every external system a run tells: {system: contacts}"},
     )
     receivers = fields.List(
-        fields.String(), metadata={"description": "webhook endpoints told of every item"}
+        fields.String(),
+        metadata={
+            "description": "active webhook endpoints told of a purge (subscribed to purges or to every type), by host"
+        },
     )
 
 

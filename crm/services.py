@@ -318,9 +318,20 @@ class CompanyInput:
     external_ids: Mapping[str, str | None] | None = None
 
 
-def _upsert_company(data: CompanyInput) -> tuple[Company, str | None]:
-    """The company ``data`` names, created or updated; and how its customer
-    relationship changed ("became_customer", "returned", "ended" or None).
+@dataclass(frozen=True)
+class CompanyUpserted:
+    company: Company
+    # How its customer relationship changed: "became_customer", "returned",
+    # "ended" or None.
+    change: str | None
+    # What changed of a company that existed before, among what its contacts'
+    # reads render (``crm.changes.COMPANY_MIRRORED`` and "external_ids").
+    altered: frozenset[str]
+
+
+def _upsert_company(data: CompanyInput) -> CompanyUpserted:
+    """The company ``data`` names, created or updated; how its customer
+    relationship changed; and what of it changed.
 
     A ``customer_since`` later than the day the relationship ended is a
     returning customer: the end is cleared (R1)."""
@@ -346,9 +357,12 @@ def _upsert_company(data: CompanyInput) -> tuple[Company, str | None]:
             if not data.org_number
             else None
         )
+    before = None
     if company is None:
         company = Company(name=data.name, org_number=data.org_number)
         db.session.add(company)
+    else:
+        before = {column: getattr(company, column) for column in change_feed.COMPANY_MIRRORED}
     company.name = data.name
     was_customer = company.is_customer
     had_ended = company.relationship_ended_at
@@ -379,10 +393,29 @@ def _upsert_company(data: CompanyInput) -> tuple[Company, str | None]:
         change = "returned" if had_ended is not None else "became_customer"
     elif was_customer and company.relationship_ended_at is not None:
         change = "ended"
+    altered: set[str] = set()
+    if before is not None:
+        altered = {c for c, value in before.items() if getattr(company, c) != value}
     if data.external_ids:
         db.session.flush()
+        if before is not None and external_ids.changes_for_company(company.id, data.external_ids):
+            altered.add("external_ids")
         external_ids.set_for_company(company.id, data.external_ids)
-    return company, change
+    return CompanyUpserted(company, change, frozenset(altered))
+
+
+def _tell_company_contacts(upserted: CompanyUpserted | None) -> None:
+    """Every contact of a company whose rendered data changed is changed too:
+    a ``contact.updated`` item naming ``company`` each, and ``updated_at``
+    moved (``crm.changes.record_company_updates``; set-based). After the
+    caller's own items, so that a contact created in this transaction is
+    told once, by its ``contact.created``."""
+    if upserted is None or not upserted.altered:
+        return
+    change_feed.record_company_updates(
+        [upserted.company.id],
+        deciding=bool(change_feed.COMPANY_DECIDING.intersection(upserted.altered)),
+    )
 
 
 def _announce_company(actor: Actor, company: Company, change: str | None) -> None:
@@ -439,9 +472,9 @@ def upsert_contact(
     for key, value in values.items():
         setattr(contact, key, value)
     moved_from = contact.company_id
-    change = None
-    if company is not None:
-        contact.company, change = _upsert_company(company)
+    upserted = _upsert_company(company) if company is not None else None
+    if upserted is not None:
+        contact.company = upserted.company
     db.session.flush()
     if wanted_ids:
         if not created and external_ids.changes_for_contact(contact.id, wanted_ids):
@@ -454,9 +487,10 @@ def upsert_contact(
         if contact.company_id != moved_from:
             changed.append("company")
         change_feed.record_updates({contact.id: changed})
+    _tell_company_contacts(upserted)
     who = actor or SYSTEM_ACTOR
-    if contact.company is not None:
-        _announce_company(who, contact.company, change)
+    if upserted is not None:
+        _announce_company(who, upserted.company, upserted.change)
     if not created:
         _announce_move(who, contact, moved_from)
     return contact, created
@@ -494,19 +528,21 @@ def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> C
     if ids_changed:
         changes_made.append("external_ids")
     moved_from = contact.company_id
-    change = None
+    upserted = None
     if "company" in changes:
         changes_made.append("company")
         company = changes["company"]
-        contact.company, change = _upsert_company(company) if company is not None else (None, None)
+        upserted = _upsert_company(company) if company is not None else None
+        contact.company = upserted.company if upserted is not None else None
     for key, value in values.items():
         setattr(contact, key, value)
     db.session.flush()
     change_feed.record_updates({contact.id: changes_made})
+    _tell_company_contacts(upserted)
     if "email" in values:
         contacts_addressed.send(signal_sender(), contact_ids=(contact.id,))
-    if contact.company is not None:
-        _announce_company(actor, contact.company, change)
+    if upserted is not None:
+        _announce_company(actor, upserted.company, upserted.change)
     _announce_move(actor, contact, moved_from)
     audit(actor, "contact.rectify", contact.id, detail=",".join(sorted(changes)))
     db.session.commit()

@@ -136,8 +136,9 @@ collect_retention_anchors = _signals.signal("retention-anchors")
 
 # Sent by crm.changes.receivers (for the retention preview) with no kwargs;
 # each receiver returns a list of short descriptions of who, besides the
-# readers of the change feed, is told of every item (no secrets, no full URLs).
-# Receiver: consent.feed (the active webhook endpoints, by host).
+# readers of the change feed, is told of a purge (no secrets, no full URLs).
+# Receiver: consent.feed (the active webhook endpoints subscribed to purges or
+# to every type, by host).
 collect_change_receivers = _signals.signal("change-receivers")
 
 # Sent by consent.rights.export_contact with kwargs contact (the Contact); each

@@ -424,6 +424,50 @@ def test_replay_one_delivery_or_everything_after_a_change(
     assert hooks.rejected == []
 
 
+def test_a_replay_follows_the_feed_s_order_where_commit_order_is_not_id_order(
+    app, admin_api, receiver, monkeypatch
+) -> None:
+    """On PostgreSQL the feed is ordered by (txid, id): an item whose
+    transaction began first but committed last has a lower txid and a higher
+    id. A replay writes its deliveries (and so posts each contact's) in the
+    feed's order, and "after chg_n" means after that item's place in the
+    feed, as the feed's cursor does. (Trivially true on SQLite, where
+    writers take turns and txid is 0.)"""
+    from consent import tasks
+    from crm.models import Change
+    from tests.feed.test_change_feed import read_all
+
+    monkeypatch.setattr(tasks.deliver_webhook, "send_with_options", lambda *a, **k: None)
+    _hooks, endpoint_id = receiver()
+    contact_id = create(admin_api, "o@kund.se")
+    with app.app_context():
+        txid = int(db.session.scalar(sa.select(sa.func.max(Change.txid))) or 0)
+        # Written first, in the later transaction; then one of an earlier one.
+        for at in (txid, max(txid - 1, 0)):
+            db.session.add(
+                Change(
+                    type="contact.updated",
+                    contact_id=contact_id,
+                    txid=at,
+                    occurred_at=utcnow(),
+                    data={"fields": ["name"]},
+                )
+            )
+            db.session.flush()
+        db.session.commit()
+    feed_order = [item["id"] for item in read_all(admin_api)[0]]
+
+    def replayed(body: dict[str, str]) -> list[str]:
+        first = max((d.id for d in deliveries(app)), default=0)
+        response = admin_api.post(f"/api/v1/webhooks/{endpoint_id}/replay", json=body)
+        assert response.status_code == 202, response.json
+        return [f"chg_{d.change_id}" for d in deliveries(app) if d.id > first]
+
+    assert replayed({"since": "2000-01-01T00:00:00Z"}) == feed_order
+    for n, change in enumerate(feed_order):
+        assert replayed({"after_change": change}) == feed_order[n + 1 :]
+
+
 def test_a_replay_larger_than_the_limit_is_refused_and_writes_nothing(
     app, admin_api, receiver, monkeypatch
 ) -> None:
@@ -597,3 +641,51 @@ def test_webhook_url_must_be_http(admin_api) -> None:
     response = admin_api.post("/api/v1/webhooks", json={"url": "file:///etc/passwd"})
     assert response.status_code == 422
     assert "url" in response.json["error"]["fields"]
+
+
+@pytest.mark.parametrize(
+    ("config", "refused"),
+    [
+        ({}, False),  # 72 hours against 90 days
+        ({"WEBHOOK_RETRY_HOURS": 90 * 24 - 1}, False),
+        ({"WEBHOOK_RETRY_HOURS": 90 * 24}, True),
+        ({"WEBHOOK_RETRY_HOURS": 72, "CHANGE_FEED_KEEP_DAYS": 3}, True),
+        ({"WEBHOOK_RETRY_HOURS": 72, "CHANGE_FEED_KEEP_DAYS": 4}, False),
+    ],
+)
+def test_the_app_refuses_a_retry_window_the_feed_does_not_keep(
+    tmp_path, config: dict[str, Any], refused: bool
+) -> None:
+    """A delivery goes with its change when the feed is pruned (ON DELETE
+    CASCADE): retrying longer than the feed keeps items would lose deliveries
+    silently, so such a configuration never starts, and says why."""
+    from app import create_app
+    from tests.conftest import TEST_CONFIG
+
+    settings = {
+        **TEST_CONFIG,
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}",
+        **config,
+    }
+    if not refused:
+        create_app(settings)
+        return
+    with pytest.raises(RuntimeError) as raised:
+        create_app(settings)
+    message = str(raised.value)
+    assert "CONSENT_WEBHOOK_RETRY_HOURS" in message
+    assert "CONSENT_CHANGE_FEED_KEEP_DAYS" in message
+
+
+def test_the_retry_window_is_checked_as_the_environment_sets_it(tmp_path, monkeypatch) -> None:
+    from app import create_app
+    from tests.conftest import TEST_CONFIG
+
+    monkeypatch.setenv("CONSENT_WEBHOOK_RETRY_HOURS", "48")
+    monkeypatch.setenv("CONSENT_CHANGE_FEED_KEEP_DAYS", "1")
+    settings = {**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}"}
+    with pytest.raises(RuntimeError, match=r"\(48 hours\) must be shorter than"):
+        create_app(settings)
+    monkeypatch.setenv("CONSENT_WEBHOOK_RETRY_HOURS", "many")
+    with pytest.raises(RuntimeError, match="CONSENT_WEBHOOK_RETRY_HOURS must be a number"):
+        create_app(settings)

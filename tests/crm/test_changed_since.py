@@ -321,3 +321,19 @@ def test_a_cursor_before_updated_after_starts_at_updated_after(app, admin_api) -
         query_string={"updated_after": EPOCH, "after": first.json["next_cursor"]},
     )
     assert [c["id"] for c in resumed.json["contacts"]] == ids[1:]
+
+
+def test_a_change_of_the_contact_s_company_counts_as_a_change(app, admin_api) -> None:
+    """Contact A's company is renamed through contact B: A reads differently,
+    so the changed-since read lists A (and B)."""
+    company = {"name": "Kund AB", "external_ids": {"hubspot": "77"}}
+    a = _create(admin_api, "anna@kund.se", company=company)
+    b = _create(admin_api, "bo@kund.se", company=company)
+    _stamp(app, {a: datetime(2026, 1, 1, tzinfo=UTC), b: datetime(2026, 1, 1, tzinfo=UTC)})
+    since = "2026-02-01T00:00:00Z"
+    _create(admin_api, "bo@kund.se", company={**company, "name": "Kund Group AB"})
+    changed = admin_api.get("/api/v1/contacts", query_string={"updated_after": since})
+    assert {c["id"]: c["company"]["name"] for c in changed.json["contacts"]} == {
+        a: "Kund Group AB",
+        b: "Kund Group AB",
+    }

@@ -533,3 +533,99 @@ def test_new_external_ids_are_an_update(app, api_as) -> None:
     assert [(u["fields"], u["external_ids"]) for u in updates] == [
         (["external_ids"], {"hubspot": "77"})
     ]
+
+
+# A company's change is a change of every contact of it -------------------------------------
+
+
+def _updates_by_contact(items: list[dict[str, Any]]) -> dict[int, list[str]]:
+    return {u["contact_id"]: u["fields"] for u in of_type(items, "contact.updated")}
+
+
+def test_a_company_changed_through_another_contact_is_an_update_of_its_contacts(
+    app, api_as
+) -> None:
+    """Contact B renames the company that A works for (found by its HubSpot
+    id): A now renders another company, so A gets an item naming ``company``
+    (no decisions item: a name decides nothing); B, new, is told once."""
+    marketing = api_as("marketing")
+    company = {"name": "Kund AB", "external_ids": {"hubspot": "77"}}
+    a = create(marketing, email="a@kund.se", company=company)
+    _, cursor = read_all(marketing)
+    b = create(marketing, email="b@kund.se", company={**company, "name": "Kund Group AB"})
+    items, _ = read_all(marketing, cursor)
+    assert _updates_by_contact(items) == {a: ["company"]}
+    assert of_type(items, "contact.updated")[0]["contact"]["company"]["name"] == "Kund Group AB"
+    assert [i["contact_id"] for i in of_type(items, "contact.created")] == [b]
+    assert a not in [i["contact_id"] for i in of_type(items, "contact.decisions_changed")]
+
+
+def test_a_company_changed_with_a_contact_s_own_change_is_one_item_naming_both(app, api_as) -> None:
+    """B's own name and its company's country change in one request: B has one
+    item naming both; A one naming the company; the company's country decides
+    for a contact without its own, so both are told their decisions too."""
+    marketing = api_as("marketing")
+    company = {"name": "Kund AB", "org_number": "556000-0001", "country": "SE"}
+    a = create(marketing, email="a@kund.se", company=company)
+    b = create(marketing, email="b@kund.se", company=company)
+    _, cursor = read_all(marketing)
+    patched = marketing.patch(
+        f"/api/v1/contacts/{b}", json={"name": "Bo Berg", "company": {**company, "country": "NO"}}
+    )
+    assert patched.status_code == 200, patched.json
+    create(marketing, email="a@kund.se", company={**company, "country": "NO"})  # no change
+    items, _ = read_all(marketing, cursor)
+    assert _updates_by_contact(items) == {a: ["company"], b: ["company", "name"]}
+    assert sorted(i["contact_id"] for i in of_type(items, "contact.decisions_changed")) == [a, b]
+
+
+def test_a_company_s_new_external_ids_are_an_update_of_its_contacts(app, api_as) -> None:
+    marketing = api_as("marketing")
+    company = {"name": "Kund AB", "org_number": "556000-0001"}
+    a = create(marketing, email="a@kund.se", company=company)
+    _, cursor = read_all(marketing)
+    create(marketing, email="b@kund.se", company={**company, "external_ids": {"hubspot": "9"}})
+    items, _ = read_all(marketing, cursor)
+    assert _updates_by_contact(items) == {a: ["company"]}
+
+
+def _import(api, csv: bytes) -> None:  # type: ignore[no-untyped-def]
+    response = api.client.post(
+        "/api/v1/imports",
+        headers=api.headers,
+        data={"basis": "customer", "source": "crm", "file": (io.BytesIO(csv), "c.csv")},
+    )
+    assert response.status_code in (200, 201, 202), response.json
+
+
+def test_an_import_that_renames_a_company_updates_its_other_contacts(app, api_as) -> None:
+    """crm.bulk.ensure_companies: a row's org number names a known company
+    (a customer already) under a new name; a contact of it that is not in
+    the file is told, without a decisions item (a name decides nothing)."""
+    marketing = api_as("marketing")
+    company = {"name": "Kund AB", "org_number": "556000-0001", "customer_since": "2020-01-01"}
+    a = create(marketing, email="a@kund.se", company=company)
+    b = create(marketing, email="b@kund.se", company=company)
+    _, cursor = read_all(marketing)
+    _import(
+        marketing, b"email;name;company;org_number\nb@kund.se;Bo Berg;Kund Group AB;556000-0001\n"
+    )
+    items, _ = read_all(marketing, cursor)
+    assert _updates_by_contact(items) == {a: ["company"], b: ["company", "name"]}
+    rendered = {u["contact_id"]: u["contact"] for u in of_type(items, "contact.updated")}
+    assert rendered[a]["company"]["name"] == "Kund Group AB"
+    assert a not in [i["contact_id"] for i in of_type(items, "contact.decisions_changed")]
+
+
+def test_an_import_that_makes_a_company_a_customer_updates_its_other_contacts(app, api_as) -> None:
+    """A customer import's row makes a known company a customer: its other
+    contacts read a new customer relationship and may be decided otherwise."""
+    marketing = api_as("marketing")
+    a = create(
+        marketing, email="a@kund.se", company={"name": "Kund AB", "org_number": "556000-0001"}
+    )
+    _, cursor = read_all(marketing)
+    _import(marketing, b"email;company;org_number\nc@kund.se;Kund AB;556000-0001\n")
+    items, _ = read_all(marketing, cursor)
+    assert _updates_by_contact(items) == {a: ["company"]}
+    assert a in [i["contact_id"] for i in of_type(items, "contact.decisions_changed")]
