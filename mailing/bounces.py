@@ -54,8 +54,16 @@ from mailing.models import MailStatus, OutboxMessage
 log = logging.getLogger(__name__)
 
 # A bounce without a token or Message-ID counts against the last message sent
-# to its address within this time.
+# to its address within this time (not for returned mail anyone could send,
+# below).
 RECENT_MAIL = timedelta(days=30)
+# Sources of raw returned mail (``flask bounces ingest``, the mailbox poller):
+# anyone can mail the bounce address, so only a verified VERP token or a
+# Message-ID we sent ties such a report to our mail. A provider's verified
+# webhook (ses, postmark, sendgrid), the authenticated API (``api:<source>``)
+# and our own SMTP conversation (smtp, always with its outbox row) are
+# authenticated and may fall back on the address.
+MAILED_IN_SOURCES = frozenset({"dsn", "arf", "bounce"})
 
 
 @dataclass(frozen=True)
@@ -117,10 +125,11 @@ def record_bounce(bounce: Bounce, at: datetime | None = None) -> BounceOutcome:
     if row is None:
         db.session.rollback()
         log.info(
-            "Bounce ignored: %s %s from %s names no message this service sent.",
+            "Bounce ignored: %s %s from %s names no message this service sent (%s).",
             bounce.type,
             bounce.status or "",
             bounce.source,
+            matched_by or "no message found",
         )
         return BounceOutcome("ignored", "not_our_message")
     outbox_id, contact_id = row.id, row.contact_id
@@ -156,7 +165,15 @@ def record_bounce(bounce: Bounce, at: datetime | None = None) -> BounceOutcome:
 
 
 def _find_message(bounce: Bounce, now: datetime) -> tuple[OutboxMessage | None, str | None]:
-    """The outbox row the bounce is about, and how it was found."""
+    """The outbox row the bounce is about, and how it was found (without a
+    row: why the address fallback was not tried, or None).
+
+    Returned mail that came in by the MTA or the mailbox (``MAILED_IN_SOURCES``)
+    without a token or a Message-ID we sent is anyone's to forge: with VERP
+    configured every genuine bounce of ours carries the token, so it is
+    ignored; without VERP a DSN may still fall back on the last mail to the
+    address, a complaint never (a forged ARF would be a permanent objection).
+    """
     if bounce.outbox_id is not None:
         return db.session.get(OutboxMessage, bounce.outbox_id), "verp"
     if bounce.message_id:
@@ -166,6 +183,11 @@ def _find_message(bounce: Bounce, now: datetime) -> tuple[OutboxMessage | None, 
         )
         if row is not None:
             return row, "message_id"
+    if bounce.source in MAILED_IN_SOURCES:
+        if current_app.config.get("BOUNCE_ADDRESS"):
+            return None, "no VERP token on returned mail"
+        if bounce.type == COMPLAINT:
+            return None, "complaint tied to no message of ours"
     try:
         address = normalise_email(bounce.email)
     except DomainError:

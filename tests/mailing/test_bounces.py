@@ -25,6 +25,7 @@ from mailing.bounces import (
 )
 from mailing.delivery import deliver
 from mailing.models import OutboxMessage
+from tests.conftest import count_rows
 from tests.mailing.bounce_samples import arf, dsn, ingest, out_of_office, qmail_bounce
 from tests.mailing.helpers import consented_contacts, decision, events
 from tests.mailing.test_campaigns import STAFF, TEXTS
@@ -157,6 +158,59 @@ def test_mail_sent_more_than_30_days_ago_does_not_count(app, smtp, admin_api) ->
     assert email_reasons(admin_api, contact_id) == {"consent", "no_basis"}
 
 
+def test_a_forged_arf_without_token_or_known_message_id_changes_nothing(
+    app, smtp, admin_api
+) -> None:
+    """Anyone can mail the bounce address an ARF naming a recipient we mailed
+    lately: without a VERP token or a Message-ID we sent it is no complaint
+    (it would be a permanent objection), with or without VERP configured."""
+    contact_id, _, _ = send_campaign_to(app)
+    before = count_rows(app)
+    for message_id in (None, "<forged@attacker.example>"):
+        with app.app_context():
+            result = ingest_message(arf(to=BOUNCES, recipient=ADDRESS, message_id=message_id))
+            db.session.remove()
+        ((_, outcome),) = result.outcomes
+        assert (outcome.status, outcome.reason) == ("ignored", "not_our_message")
+    assert count_rows(app) == before
+    assert email_reasons(admin_api, contact_id) == {"consent", "no_basis"}
+
+
+def test_a_forged_dsn_without_a_token_under_verp_changes_nothing(
+    app, smtp, verp, admin_api
+) -> None:
+    """With BOUNCE_ADDRESS every genuine bounce of ours carries its token: a DSN
+    without one (nor a Message-ID we sent) is ignored, not matched by address."""
+    contact_id, _, _ = send_campaign_to(app)
+    before = count_rows(app)
+    with app.app_context():
+        result = ingest_message(dsn(to=BOUNCES, recipient=ADDRESS, message_id=None))
+        qmail = ingest_message(qmail_bounce(to=BOUNCES, recipient=ADDRESS))
+        db.session.remove()
+    for ingested in (result, qmail):
+        ((_, outcome),) = ingested.outcomes
+        assert (outcome.status, outcome.reason) == ("ignored", "not_our_message")
+    assert count_rows(app) == before
+    assert email_reasons(admin_api, contact_id) == {"consent", "no_basis"}
+
+
+def test_the_authenticated_api_may_still_match_a_complaint_by_address(
+    app, smtp, verp, admin_api
+) -> None:
+    """A verified provider or the API (``api:<source>``) is no forger: the
+    address fallback stays for them."""
+    contact_id, outbox_id, _ = send_campaign_to(app)
+    with app.app_context():
+        outcome = record_bounce(Bounce(email=ADDRESS, type="complaint", source="api:crm"))
+        db.session.remove()
+    assert (outcome.status, outcome.matched_by, outcome.outbox_id) == (
+        "recorded",
+        "recent_mail",
+        outbox_id,
+    )
+    assert email_reasons(admin_api, contact_id) == {"objection"}
+
+
 def test_a_dsn_for_an_address_we_never_mailed_changes_nothing(app, admin_api) -> None:
     (contact_id,) = consented_contacts(app, [(ADDRESS, "Anna", "en")])
     with app.app_context():
@@ -264,9 +318,9 @@ def test_a_complaint_is_an_unsubscribe_from_everything_when_the_policy_says_so(
 def test_a_complaint_suppresses_email_as_any_objection_to_email_does(app, smtp) -> None:
     from consent.models import ScopedSuppression
 
-    send_campaign_to(app)
+    _, _, message_id = send_campaign_to(app)
     with app.app_context():
-        record_bounce(Bounce(email=ADDRESS, type="complaint", source="arf"))
+        record_bounce(Bounce(email=ADDRESS, type="complaint", source="arf", message_id=message_id))
         kept = db.session.scalars(sa.select(ScopedSuppression)).all()
         assert [(k.topic, k.channel, k.kind) for k in kept] == [("*", "email", "objected")]
         db.session.remove()
