@@ -84,6 +84,9 @@ class Bounce:
     message_id: str | None = None
     outbox_id: int | None = None
     occurred_at: datetime | None = None
+    # The Message-ID of the report itself (the DSN's or ARF's own header): what
+    # a redelivery of it is known by when it returns no Message-ID of ours.
+    report_message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,7 @@ def record_bounce(bounce: Bounce, at: datetime | None = None) -> BounceOutcome:
         mail_kind=row.kind,
         matched_by=matched_by,
         occurred_at=bounce.occurred_at,
+        report_key=_report_key(bounce),
     )
     try:
         effect = record_bounce_report(evidence, at=now)
@@ -204,6 +208,15 @@ def _find_message(bounce: Bounce, now: datetime) -> tuple[OutboxMessage | None, 
         .limit(1)
     )
     return row, "recent_mail" if row is not None else None
+
+
+def _report_key(bounce: Bounce) -> str | None:
+    """What a repeat of the report is known by: the Message-ID it returns,
+    else its own (an MTA delivering the same DSN again keeps both)."""
+    for value in (bounce.message_id, bounce.report_message_id):
+        if value and value.strip():
+            return _message_id(value)[:255]
+    return None
 
 
 def _message_id(value: str) -> str:
@@ -329,6 +342,9 @@ def _bounces_of(message: Message, envelope_recipient: str | None) -> list[Bounce
         return []
     if outbox_id is not None:
         found = [_with(b, outbox_id=outbox_id) for b in found]
+    own_id = str(message.get("Message-ID") or "").strip()
+    if own_id:
+        found = [_with(b, report_message_id=own_id[:255]) for b in found]
     return found
 
 

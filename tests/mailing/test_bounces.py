@@ -404,6 +404,55 @@ def test_the_same_dsn_twice_is_recorded_once(app, smtp, admin_api) -> None:
     assert len([e for e in events(admin_api, contact_id) if e["kind"] == "undeliverable"]) == 1
 
 
+def test_the_same_arf_twice_is_one_objection_and_one_feed_item(app, smtp, verp, admin_api) -> None:
+    """A complaint redelivered, and another about mail matched only by address
+    (the API), write no second objection: the one in force stands (R11)."""
+    from tests.feed.test_change_feed import of_type, read_all
+
+    contact_id, _, message_id = send_campaign_to(app)
+    (sender,) = smtp.senders
+    _, cursor = read_all(admin_api)
+    raw = arf(to=sender, recipient=ADDRESS, message_id=message_id)
+    with app.app_context():
+        first = ingest_message(raw).outcomes[0][1]
+        second = ingest_message(raw).outcomes[0][1]
+        third = record_bounce(Bounce(email=ADDRESS, type="complaint", source="api:crm"))
+        db.session.remove()
+    assert (first.status, first.reason) == ("recorded", "objection")
+    assert second.status == "duplicate"
+    assert (third.status, third.reason) == ("recorded", "objection")
+    objected = [e for e in events(admin_api, contact_id) if e["kind"] == "objected"]
+    assert len(objected) == 1
+    items, _ = read_all(admin_api, cursor)
+    mine = [i for i in items if i.get("contact_id") == contact_id]
+    assert len(of_type(mine, "contact.decisions_changed")) == 1
+    assert email_reasons(admin_api, contact_id) == {"objection"}
+
+
+def test_the_same_soft_dsn_delivered_again_counts_once(app, smtp, admin_api) -> None:
+    """No token and no Message-ID of ours (matched by the last mail to the
+    address): the report's own Message-ID still tells the repeat apart, so
+    three deliveries of one soft DSN do not reach the soft limit of 3."""
+    contact_id, _, _ = send_campaign_to(app)
+    raw = dsn(
+        to="no-reply@localhost",
+        recipient=ADDRESS,
+        status="4.2.2",
+        extra_headers={"Message-ID": "<dsn.1@mx.example.net>"},
+    )
+    with app.app_context():
+        outcomes = [ingest_message(raw).outcomes[0][1] for _ in range(3)]
+        db.session.remove()
+    assert [(o.status, o.reason) for o in outcomes] == [
+        ("recorded", "soft_bounce"),
+        ("duplicate", "duplicate"),
+        ("duplicate", "duplicate"),
+    ]
+    assert outcomes[0].matched_by == "recent_mail"
+    assert len(reports(app)) == 1
+    assert email_reasons(admin_api, contact_id) == {"consent", "no_basis"}
+
+
 def test_a_bounce_of_a_transactional_mail_is_recorded_too(app, admin_api) -> None:
     from tests.mailing.helpers import signup
 

@@ -1,0 +1,34 @@
+"""Bounce reports carry the key a repeat is known by (the returned Message-ID
+or the report's own), whatever tied them to our mail (docs/bounces.md).
+
+Revision ID: 0025
+Revises: 0024
+Create Date: 2026-12-06 10:30:00.000000
+
+"""
+
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = "0025"
+down_revision = "0024"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table("bounce_report") as batch:
+        batch.add_column(sa.Column("report_key", sa.String(length=255), nullable=True))
+    op.create_index(
+        "ix_bounce_report_contact_type_key",
+        "bounce_report",
+        ["contact_id", "type", "report_key"],
+    )
+
+
+def downgrade():
+    op.drop_index("ix_bounce_report_contact_type_key", table_name="bounce_report")
+    with op.batch_alter_table("bounce_report") as batch:
+        batch.drop_column("report_key")
