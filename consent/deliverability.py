@@ -48,6 +48,8 @@ BOUNCE_SOURCE = "bounce"
 COMPLAINT_SOURCE = "complaint"
 # The ledger source of staff's "address fixed".
 ADDRESS_FIXED_NOTE = "address fixed"
+# The effect of a bounce that happened before the address last worked again.
+ADDRESS_FIXED_SINCE = "address_fixed_since"
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,9 @@ class BounceEvidence:
 class BounceEffect:
     """What ``record_bounce_report`` did: ``effect`` is ``undeliverable``,
     ``soft_bounce`` (counted, not yet undeliverable), ``objection``,
-    ``unsubscribed`` or ``duplicate`` (this report was recorded before)."""
+    ``unsubscribed``, ``duplicate`` (this report was recorded before) or
+    ``address_fixed_since`` (a bounce older than the address's last
+    ``deliverable``: kept as evidence, no effect)."""
 
     effect: str
     contact_id: int
@@ -96,7 +100,10 @@ def record_bounce_report(evidence: BounceEvidence, at: datetime | None = None) -
     if _already_recorded(evidence):
         db.session.rollback()
         return BounceEffect("duplicate", contact.id)
-    occurred = evidence.occurred_at or now
+    # A provider's timestamp is its word: never later than now.
+    occurred = min(evidence.occurred_at or now, now)
+    worked = _address_worked_at(contact.id) if evidence.type != COMPLAINT else None
+    stale = worked is not None and occurred < worked
     report = BounceReport(
         contact_id=contact.id,
         type=evidence.type,
@@ -114,6 +121,17 @@ def record_bounce_report(evidence: BounceEvidence, at: datetime | None = None) -
     )
     db.session.add(report)
     db.session.flush()
+    if stale:
+        # Older than the last word that the address works (staff's "address
+        # fixed", a confirmation by its owner): evidence only, no effect, so a
+        # late or replayed provider event cannot undo the fix.
+        log.info(
+            "Bounce report %s for contact %s predates the address working again; no effect.",
+            report.id,
+            contact.id,
+        )
+        db.session.commit()
+        return BounceEffect(ADDRESS_FIXED_SINCE, contact.id, report.id)
     note = _note(evidence)
     ref = f"bounce_report:{report.id}"
     events: list[int] = []
@@ -242,17 +260,22 @@ def _complaint(contact: Contact, ref: str, note: str) -> tuple[str, list[int]]:
     return "objection", [event.id]
 
 
-def _soft_limit_reached(contact_id: int, at: datetime) -> bool:
-    """Whether the soft bounces since the address last worked, within the
-    policy's window, reached its limit (this one counted)."""
-    policy = current_policy().bounces
-    since = at - policy.soft_window
-    worked = db.session.scalar(
+def _address_worked_at(contact_id: int) -> datetime | None:
+    """When the address last worked again (the latest ``deliverable`` event)."""
+    return db.session.scalar(
         sa.select(sa.func.max(ConsentEvent.occurred_at)).where(
             ConsentEvent.contact_id == contact_id,
             ConsentEvent.kind == EventKind.DELIVERABLE.value,
         )
     )
+
+
+def _soft_limit_reached(contact_id: int, at: datetime) -> bool:
+    """Whether the soft bounces since the address last worked, within the
+    policy's window, reached its limit (this one counted)."""
+    policy = current_policy().bounces
+    since = at - policy.soft_window
+    worked = _address_worked_at(contact_id)
     if worked is not None:
         since = max(since, worked)
     count = db.session.scalar(

@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from consent.deliverability import (
+    ADDRESS_FIXED_SINCE,
     BOUNCE_TYPES,
     COMPLAINT,
     HARD,
@@ -94,7 +95,8 @@ class BounceOutcome:
     """What ``record_bounce`` did. ``status``: ``recorded``, ``duplicate`` or
     ``ignored``; ``reason``: the effect (``undeliverable``, ``soft_bounce``,
     ``objection``, ``unsubscribed``) or why it was ignored (``not_our_message``,
-    ``unknown_type``, ``contact_gone``)."""
+    ``unknown_type``, ``contact_gone``, ``address_fixed_since``: it happened
+    before the address last worked again)."""
 
     status: str
     reason: str
@@ -164,7 +166,10 @@ def record_bounce(bounce: Bounce, at: datetime | None = None) -> BounceOutcome:
         matched_by,
         effect.effect,
     )
-    status = "duplicate" if effect.effect == "duplicate" else "recorded"
+    if effect.effect in ("duplicate", ADDRESS_FIXED_SINCE):
+        status = "duplicate" if effect.effect == "duplicate" else "ignored"
+    else:
+        status = "recorded"
     return BounceOutcome(status, effect.effect, contact_id, outbox_id, matched_by)
 
 

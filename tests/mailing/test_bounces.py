@@ -351,7 +351,14 @@ def test_soft_bounces_make_the_address_undeliverable_only_at_the_policys_limit(
     assert email_reasons(admin_api, contact_id) == {"undeliverable"}
 
 
-def test_soft_bounces_spread_wider_than_the_window_do_not_add_up(app, smtp, admin_api) -> None:
+def test_soft_bounces_spread_wider_than_the_window_do_not_add_up(
+    app, smtp, admin_api, monkeypatch
+) -> None:
+    import mailing.bounces as bounces
+
+    # Each report is recorded when it happens (a date ahead of the clock counts
+    # as now); the one message sent stays "recent" for all three.
+    monkeypatch.setattr(bounces, "RECENT_MAIL", timedelta(days=60))
     contact_id, _, _ = send_campaign_to(app)
     now = utcnow()
     with app.app_context():
@@ -366,7 +373,7 @@ def test_soft_bounces_spread_wider_than_the_window_do_not_add_up(app, smtp, admi
                     outbox_id=None,
                     occurred_at=when,
                 ),
-                at=min(when, now + timedelta(days=29)),
+                at=when,
             )
             db.session.remove()
     assert outcome.reason == "soft_bounce"
@@ -486,6 +493,47 @@ def test_address_fixed_clears_undeliverable(app, smtp, admin_api) -> None:
     assert "address fixed" in event["note"] and event["recorded_by"] == "user:" + STAFF.name
 
 
+def test_a_provider_event_older_than_address_fixed_changes_nothing(app, smtp, admin_api) -> None:
+    """A provider's late (or replayed) event dated before staff's "address
+    fixed" is kept as evidence only; one dated in the future counts as now."""
+    from consent.deliverability import mark_address_fixed
+
+    contact_id, _, message_id = send_campaign_to(app)
+    now = utcnow()
+    with app.app_context():
+        record_bounce(Bounce(email=ADDRESS, type="hard", source="dsn", message_id=message_id))
+        db.session.remove()
+        mark_address_fixed(STAFF, contact_id, note="mailbox restored")
+        db.session.remove()
+        late = record_bounce(
+            Bounce(
+                email=ADDRESS,
+                type="hard",
+                source="sendgrid",
+                status="5.1.1",
+                occurred_at=now - timedelta(hours=1),
+            )
+        )
+        db.session.remove()
+    assert (late.status, late.reason) == ("ignored", "address_fixed_since")
+    assert email_reasons(admin_api, contact_id) == {"consent", "no_basis"}
+    assert len([e for e in events(admin_api, contact_id) if e["kind"] == "undeliverable"]) == 1
+    assert len(reports(app)) == 2  # the evidence is kept
+    with app.app_context():
+        future = record_bounce(
+            Bounce(
+                email=ADDRESS,
+                type="soft",
+                source="ses",
+                status="4.2.2",
+                occurred_at=utcnow() + timedelta(days=365),
+            )
+        )
+        db.session.remove()
+    assert future.reason == "soft_bounce"
+    assert reports(app)[-1].occurred_at <= utcnow()
+
+
 def test_address_fixed_restarts_the_soft_count(app, smtp, admin_api) -> None:
     from consent.deliverability import mark_address_fixed
 
@@ -502,7 +550,7 @@ def test_address_fixed_restarts_the_soft_count(app, smtp, admin_api) -> None:
         db.session.remove()
         mark_address_fixed(STAFF, contact_id)
         db.session.remove()
-        assert soft(0) == "soft_bounce"  # the third within 30 days, but the first since the fix
+        assert soft(1) == "soft_bounce"  # the third within 30 days, the first since the fix
         db.session.remove()
     assert email_reasons(admin_api, contact_id) == {"consent", "no_basis"}
 
