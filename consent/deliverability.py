@@ -48,6 +48,8 @@ BOUNCE_SOURCE = "bounce"
 COMPLAINT_SOURCE = "complaint"
 # The ledger source of staff's "address fixed".
 ADDRESS_FIXED_NOTE = "address fixed"
+# The effect of a bounce that happened before the address last worked again.
+ADDRESS_FIXED_SINCE = "address_fixed_since"
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,17 @@ class BounceEvidence:
     mail_kind: str | None = None
     matched_by: str | None = None
     occurred_at: datetime | None = None
+    # What a repeat is known by: the returned Message-ID, else the report's own.
+    report_key: str | None = None
 
 
 @dataclass(frozen=True)
 class BounceEffect:
     """What ``record_bounce_report`` did: ``effect`` is ``undeliverable``,
     ``soft_bounce`` (counted, not yet undeliverable), ``objection``,
-    ``unsubscribed`` or ``duplicate`` (this report was recorded before)."""
+    ``unsubscribed``, ``duplicate`` (this report was recorded before) or
+    ``address_fixed_since`` (a bounce older than the address's last
+    ``deliverable``: kept as evidence, no effect)."""
 
     effect: str
     contact_id: int
@@ -94,7 +100,10 @@ def record_bounce_report(evidence: BounceEvidence, at: datetime | None = None) -
     if _already_recorded(evidence):
         db.session.rollback()
         return BounceEffect("duplicate", contact.id)
-    occurred = evidence.occurred_at or now
+    # A provider's timestamp is its word: never later than now.
+    occurred = min(evidence.occurred_at or now, now)
+    worked = _address_worked_at(contact.id) if evidence.type != COMPLAINT else None
+    stale = worked is not None and occurred < worked
     report = BounceReport(
         contact_id=contact.id,
         type=evidence.type,
@@ -106,11 +115,23 @@ def record_bounce_report(evidence: BounceEvidence, at: datetime | None = None) -
         campaign_id=evidence.campaign_id,
         mail_kind=evidence.mail_kind,
         matched_by=evidence.matched_by,
+        report_key=evidence.report_key and evidence.report_key[:255],
         occurred_at=occurred,
         recorded_at=now,
     )
     db.session.add(report)
     db.session.flush()
+    if stale:
+        # Older than the last word that the address works (staff's "address
+        # fixed", a confirmation by its owner): evidence only, no effect, so a
+        # late or replayed provider event cannot undo the fix.
+        log.info(
+            "Bounce report %s for contact %s predates the address working again; no effect.",
+            report.id,
+            contact.id,
+        )
+        db.session.commit()
+        return BounceEffect(ADDRESS_FIXED_SINCE, contact.id, report.id)
     note = _note(evidence)
     ref = f"bounce_report:{report.id}"
     events: list[int] = []
@@ -159,27 +180,35 @@ def record_bounce_report(evidence: BounceEvidence, at: datetime | None = None) -
             effect, events = "undeliverable", [*events, event.id]
     report.event_id = events[-1] if events else None
     db.session.commit()
-    decisions_changed.send(signal_sender(), contact_id=contact.id, kind=effect)
+    if events:
+        decisions_changed.send(signal_sender(), contact_id=contact.id, kind=effect)
     return BounceEffect(effect, contact.id, report.id, tuple(events))
 
 
 def _already_recorded(evidence: BounceEvidence) -> bool:
-    # Only a report tied to its exact message can be known for a repeat: one
-    # matched to the last mail sent to the address may be about another message.
-    if evidence.matched_by not in ("verp", "message_id"):
+    """A report of the same type for the same contact was recorded before: by
+    the exact message a token or Message-ID tied both to, or by the report's
+    key (the returned Message-ID, else the report's own) whatever matched it,
+    so that a redelivered DSN matched by the address counts once too."""
+    same: list[sa.ColumnElement[bool]] = []
+    if evidence.matched_by in ("verp", "message_id") and evidence.outbox_id is not None:
+        same.append(
+            sa.and_(
+                BounceReport.outbox_id == evidence.outbox_id,
+                BounceReport.matched_by.in_(("verp", "message_id")),
+            )
+        )
+    if evidence.report_key:
+        same.append(BounceReport.report_key == evidence.report_key[:255])
+    if not same:
         return False
-    same_message = (
-        BounceReport.outbox_id == evidence.outbox_id
-        if evidence.outbox_id is not None
-        else BounceReport.message_id == evidence.message_id
-    )
     return (
         db.session.scalar(
             sa.select(BounceReport.id)
             .where(
                 BounceReport.contact_id == evidence.contact_id,
                 BounceReport.type == evidence.type,
-                same_message,
+                sa.or_(*same),
             )
             .limit(1)
         )
@@ -191,7 +220,12 @@ def _complaint(contact: Contact, ref: str, note: str) -> tuple[str, list[int]]:
     """GDPR art. 21(3): "this is spam" is the person's "no" to email marketing.
     The policy file may make it a "no" to everything (an unsubscribe from
     every topic on every channel); either way the suppression follows as for
-    any objection or unsubscribe (R22)."""
+    any objection or unsubscribe (R22).
+
+    An objection to email already in force is not written again (as the
+    API's repeated objection, ``consent.services.record_objection``): the
+    report is kept as evidence, its "do not contact" entry restated, and no
+    decision changes (R11: the first objection stands)."""
     if current_policy().bounces.complaint == COMPLAINT_UNSUBSCRIBE:
         event = ledger.record(
             contact,
@@ -204,6 +238,18 @@ def _complaint(contact: Contact, ref: str, note: str) -> tuple[str, list[int]]:
             note=note,
         )
         return "unsubscribed", [event.id]
+    in_force = ledger.objection_in_force(contact.id, "email")
+    if in_force is not None:
+        _existing, email = in_force
+        ledger.keep_objection_refusal(
+            contact.id,
+            email,
+            channel="email",
+            actor=SYSTEM_ACTOR,
+            source=COMPLAINT_SOURCE,
+            at=utcnow(),
+        )
+        return "objection", []
     event, _email = ledger.record_objection(
         contact.id,
         actor=SYSTEM_ACTOR,
@@ -214,17 +260,22 @@ def _complaint(contact: Contact, ref: str, note: str) -> tuple[str, list[int]]:
     return "objection", [event.id]
 
 
-def _soft_limit_reached(contact_id: int, at: datetime) -> bool:
-    """Whether the soft bounces since the address last worked, within the
-    policy's window, reached its limit (this one counted)."""
-    policy = current_policy().bounces
-    since = at - policy.soft_window
-    worked = db.session.scalar(
+def _address_worked_at(contact_id: int) -> datetime | None:
+    """When the address last worked again (the latest ``deliverable`` event)."""
+    return db.session.scalar(
         sa.select(sa.func.max(ConsentEvent.occurred_at)).where(
             ConsentEvent.contact_id == contact_id,
             ConsentEvent.kind == EventKind.DELIVERABLE.value,
         )
     )
+
+
+def _soft_limit_reached(contact_id: int, at: datetime) -> bool:
+    """Whether the soft bounces since the address last worked, within the
+    policy's window, reached its limit (this one counted)."""
+    policy = current_policy().bounces
+    since = at - policy.soft_window
+    worked = _address_worked_at(contact_id)
     if worked is not None:
         since = max(since, worked)
     count = db.session.scalar(

@@ -204,12 +204,16 @@ class BounceReport(db.Model):
     mail_kind: Mapped[str | None] = mapped_column(sa.String(16))
     # How it was tied to our message: verp, message_id or recent_mail.
     matched_by: Mapped[str | None] = mapped_column(sa.String(16))
+    # What a repeat of this report is known by, whatever tied it to our mail:
+    # the returned Message-ID, else the report's own Message-ID.
+    report_key: Mapped[str | None] = mapped_column(sa.String(255))
     event_id: Mapped[int | None] = mapped_column()
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
         sa.Index("ix_bounce_report_contact_type_occurred", "contact_id", "type", "occurred_at"),
+        sa.Index("ix_bounce_report_contact_type_key", "contact_id", "type", "report_key"),
     )
 
 

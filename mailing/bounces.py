@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from consent.deliverability import (
+    ADDRESS_FIXED_SINCE,
     BOUNCE_TYPES,
     COMPLAINT,
     HARD,
@@ -54,8 +55,16 @@ from mailing.models import MailStatus, OutboxMessage
 log = logging.getLogger(__name__)
 
 # A bounce without a token or Message-ID counts against the last message sent
-# to its address within this time.
+# to its address within this time (not for returned mail anyone could send,
+# below).
 RECENT_MAIL = timedelta(days=30)
+# Sources of raw returned mail (``flask bounces ingest``, the mailbox poller):
+# anyone can mail the bounce address, so only a verified VERP token or a
+# Message-ID we sent ties such a report to our mail. A provider's verified
+# webhook (ses, postmark, sendgrid), the authenticated API (``api:<source>``)
+# and our own SMTP conversation (smtp, always with its outbox row) are
+# authenticated and may fall back on the address.
+MAILED_IN_SOURCES = frozenset({"dsn", "arf", "bounce"})
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,9 @@ class Bounce:
     message_id: str | None = None
     outbox_id: int | None = None
     occurred_at: datetime | None = None
+    # The Message-ID of the report itself (the DSN's or ARF's own header): what
+    # a redelivery of it is known by when it returns no Message-ID of ours.
+    report_message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +95,8 @@ class BounceOutcome:
     """What ``record_bounce`` did. ``status``: ``recorded``, ``duplicate`` or
     ``ignored``; ``reason``: the effect (``undeliverable``, ``soft_bounce``,
     ``objection``, ``unsubscribed``) or why it was ignored (``not_our_message``,
-    ``unknown_type``, ``contact_gone``)."""
+    ``unknown_type``, ``contact_gone``, ``address_fixed_since``: it happened
+    before the address last worked again)."""
 
     status: str
     reason: str
@@ -117,10 +130,11 @@ def record_bounce(bounce: Bounce, at: datetime | None = None) -> BounceOutcome:
     if row is None:
         db.session.rollback()
         log.info(
-            "Bounce ignored: %s %s from %s names no message this service sent.",
+            "Bounce ignored: %s %s from %s names no message this service sent (%s).",
             bounce.type,
             bounce.status or "",
             bounce.source,
+            matched_by or "no message found",
         )
         return BounceOutcome("ignored", "not_our_message")
     outbox_id, contact_id = row.id, row.contact_id
@@ -136,6 +150,7 @@ def record_bounce(bounce: Bounce, at: datetime | None = None) -> BounceOutcome:
         mail_kind=row.kind,
         matched_by=matched_by,
         occurred_at=bounce.occurred_at,
+        report_key=_report_key(bounce),
     )
     try:
         effect = record_bounce_report(evidence, at=now)
@@ -151,12 +166,23 @@ def record_bounce(bounce: Bounce, at: datetime | None = None) -> BounceOutcome:
         matched_by,
         effect.effect,
     )
-    status = "duplicate" if effect.effect == "duplicate" else "recorded"
+    if effect.effect in ("duplicate", ADDRESS_FIXED_SINCE):
+        status = "duplicate" if effect.effect == "duplicate" else "ignored"
+    else:
+        status = "recorded"
     return BounceOutcome(status, effect.effect, contact_id, outbox_id, matched_by)
 
 
 def _find_message(bounce: Bounce, now: datetime) -> tuple[OutboxMessage | None, str | None]:
-    """The outbox row the bounce is about, and how it was found."""
+    """The outbox row the bounce is about, and how it was found (without a
+    row: why the address fallback was not tried, or None).
+
+    Returned mail that came in by the MTA or the mailbox (``MAILED_IN_SOURCES``)
+    without a token or a Message-ID we sent is anyone's to forge: with VERP
+    configured every genuine bounce of ours carries the token, so it is
+    ignored; without VERP a DSN may still fall back on the last mail to the
+    address, a complaint never (a forged ARF would be a permanent objection).
+    """
     if bounce.outbox_id is not None:
         return db.session.get(OutboxMessage, bounce.outbox_id), "verp"
     if bounce.message_id:
@@ -166,6 +192,11 @@ def _find_message(bounce: Bounce, now: datetime) -> tuple[OutboxMessage | None, 
         )
         if row is not None:
             return row, "message_id"
+    if bounce.source in MAILED_IN_SOURCES:
+        if current_app.config.get("BOUNCE_ADDRESS"):
+            return None, "no VERP token on returned mail"
+        if bounce.type == COMPLAINT:
+            return None, "complaint tied to no message of ours"
     try:
         address = normalise_email(bounce.email)
     except DomainError:
@@ -182,6 +213,15 @@ def _find_message(bounce: Bounce, now: datetime) -> tuple[OutboxMessage | None, 
         .limit(1)
     )
     return row, "recent_mail" if row is not None else None
+
+
+def _report_key(bounce: Bounce) -> str | None:
+    """What a repeat of the report is known by: the Message-ID it returns,
+    else its own (an MTA delivering the same DSN again keeps both)."""
+    for value in (bounce.message_id, bounce.report_message_id):
+        if value and value.strip():
+            return _message_id(value)[:255]
+    return None
 
 
 def _message_id(value: str) -> str:
@@ -316,6 +356,9 @@ def _bounces_of(message: Message, envelope_recipient: str | None) -> list[Bounce
     found = list(firsts.values())
     if outbox_id is not None:
         found = [_with(b, outbox_id=outbox_id) for b in found]
+    own_id = str(message.get("Message-ID") or "").strip()
+    if own_id:
+        found = [_with(b, report_message_id=own_id[:255]) for b in found]
     return found
 
 

@@ -216,6 +216,9 @@ def poll_bounces() -> None:
     from mailing.bounce_mailbox import poll_mailbox
 
     result = poll_mailbox()
+    if result.busy:
+        click.echo("another worker is reading the mailbox; nothing done.")
+        return
     click.echo(
         f"{result.processed} processed, {result.left} left untouched, "
         f"{result.set_aside} unreadable moved aside."

@@ -105,3 +105,24 @@ class OutboxMessage(db.Model):
     @property
     def is_marketing(self) -> bool:
         return self.kind == MailKind.MARKETING
+
+
+class BounceMailbox(db.Model):
+    """How far the mailbox poller read one returned-mail folder, and who reads it now.
+
+    ``last_uid``: the highest IMAP UID processed (recorded, moved aside or
+    left for a person), valid while the folder's ``uidvalidity`` stays the
+    same (RFC 3501 2.3.1.1); the next poll searches ``UID last+1:*`` only.
+    ``holder``/``locked_until``: the lease of the worker polling it now, so
+    two workers never read the same folder at once; a lease that ran out
+    (a worker that died) is taken over.
+    """
+
+    __tablename__ = "bounce_mailbox"
+
+    # user@host:port/folder
+    mailbox: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    uidvalidity: Mapped[int | None] = mapped_column(sa.BigInteger)
+    last_uid: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    holder: Mapped[str | None] = mapped_column(sa.String(64))
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -214,7 +214,7 @@ class BounceReceiptSchema(Schema):
         metadata={
             "description": "recorded: matched to a message of ours and recorded; "
             "duplicate: recorded before; ignored: no message of ours to that address "
-            "matches, nothing changed."
+            "matches, or the bounce predates the address working again; nothing changed."
         },
     )
     reason = fields.String(
@@ -229,6 +229,7 @@ class BounceReceiptSchema(Schema):
                 "not_our_message",
                 "unknown_type",
                 "contact_gone",
+                "address_fixed_since",
             ]
         ),
         metadata={"description": "The effect on the decisions, or why nothing changed."},

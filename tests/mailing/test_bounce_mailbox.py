@@ -108,12 +108,109 @@ def test_the_poller_removes_only_what_it_recorded_and_moves_a_malformed_message_
     assert email_reasons(admin_api, contact_id) == {"undeliverable"}
     (report,) = reports(app)
     assert (report.status, report.matched_by) == ("5.1.1", "message_id")
-    # A second poll finds nothing new to do and changes nothing.
+    # A second poll finds nothing new (what it left is not read again) and
+    # changes nothing.
     with app.app_context():
         again = poll_mailbox()
         db.session.remove()
-    assert (again.processed, again.left, again.set_aside) == (0, 2, 0)
+    assert (again.processed, again.left, again.set_aside) == (0, 0, 0)
+    assert [s for s, _ in mailbox.subjects("INBOX")] == [
+        "A question about your newsletter",
+        "Out of office: News in November",
+    ]
     assert len(reports(app)) == 1
+    mailbox.close()
+
+
+def test_a_bounce_after_600_unrecognised_messages_is_processed_within_two_polls(
+    app, smtp, imap, admin_api
+) -> None:
+    """What a poll leaves for a person is not read again: the next poll goes on
+    after the highest UID it saw, so left mail never holds newer mail back."""
+    contact_id, _, message_id = send_campaign_to(app)
+    mailbox = Mailbox(imap)
+    for number in range(600):
+        mailbox.put(A_PERSON_WRITES.replace(b"A question", f"Question {number}".encode()))
+    mailbox.put(dsn(to="bounces@example.com", recipient=ADDRESS, message_id=message_id))
+    polls = []
+    with app.app_context():
+        for _ in range(2):
+            polls.append(poll_mailbox())
+            db.session.remove()
+    assert [(p.processed, p.left) for p in polls] == [(0, 500), (1, 100)]
+    assert email_reasons(admin_api, contact_id) == {"undeliverable"}
+    assert len(mailbox.subjects("INBOX")) == 600
+    mailbox.close()
+
+
+def test_one_worker_at_a_time_reads_the_mailbox(app, smtp, imap, admin_api) -> None:
+    """While another worker's lease on the folder runs, a poll does nothing; a
+    lease that ran out (a worker that died) is taken over."""
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from kernel.timestamps import utcnow
+    from mailing.bounce_mailbox import MailboxSettings
+    from mailing.models import BounceMailbox
+
+    contact_id, _, message_id = send_campaign_to(app)
+    mailbox = Mailbox(imap)
+    mailbox.put(dsn(to="bounces@example.com", recipient=ADDRESS, message_id=message_id))
+    key = MailboxSettings.from_url(imap.url).key
+
+    def leased(until: Any) -> None:
+        table = BounceMailbox.__table__
+        with app.app_context():
+            db.session.execute(
+                sa.insert(table).values(
+                    mailbox=key, last_uid=0, holder="other-worker", locked_until=until
+                )
+                if db.session.get(BounceMailbox, key) is None
+                else sa.update(table).values(holder="other-worker", locked_until=until)
+            )
+            db.session.commit()
+            db.session.remove()
+
+    leased(utcnow() + timedelta(minutes=5))
+    with app.app_context():
+        busy = poll_mailbox()
+        db.session.remove()
+    assert busy.busy and (busy.processed, busy.left) == (0, 0)
+    assert reports(app) == []
+    assert len(mailbox.subjects("INBOX")) == 1
+    leased(utcnow() - timedelta(seconds=1))
+    with app.app_context():
+        taken_over = poll_mailbox()
+        state = db.session.get(BounceMailbox, key)
+        assert (state.holder, state.locked_until) == (None, None)
+        db.session.remove()
+    assert (taken_over.busy, taken_over.processed) == (False, 1)
+    assert email_reasons(admin_api, contact_id) == {"undeliverable"}
+    mailbox.close()
+
+
+def test_a_changed_uidvalidity_reads_the_folder_from_the_start(app, smtp, imap, admin_api) -> None:
+    import sqlalchemy as sa
+
+    from mailing.bounce_mailbox import MailboxSettings
+    from mailing.models import BounceMailbox
+
+    contact_id, _, message_id = send_campaign_to(app)
+    mailbox = Mailbox(imap)
+    mailbox.put(dsn(to="bounces@example.com", recipient=ADDRESS, message_id=message_id))
+    with app.app_context():
+        # UIDs remembered from another incarnation of the folder.
+        db.session.execute(
+            sa.insert(BounceMailbox.__table__).values(
+                mailbox=MailboxSettings.from_url(imap.url).key, uidvalidity=1, last_uid=10**6
+            )
+        )
+        db.session.commit()
+        result = poll_mailbox()
+        db.session.remove()
+    assert result.processed == 1
+    assert email_reasons(admin_api, contact_id) == {"undeliverable"}
     mailbox.close()
 
 

@@ -31,7 +31,7 @@ from mailing.bounces import (
 )
 from mailing.delivery import deliver
 from mailing.models import OutboxMessage
-from tests.conftest import service_unavailable
+from tests.conftest import count_rows, service_unavailable
 from tests.mailing.bounce_samples import arf, dsn, ingest, out_of_office, qmail_bounce
 from tests.mailing.helpers import consented_contacts, decision, events
 from tests.mailing.test_campaigns import STAFF, TEXTS
@@ -164,6 +164,59 @@ def test_mail_sent_more_than_30_days_ago_does_not_count(app, smtp, admin_api) ->
     assert email_reasons(admin_api, contact_id) == {"consent", "no_basis"}
 
 
+def test_a_forged_arf_without_token_or_known_message_id_changes_nothing(
+    app, smtp, admin_api
+) -> None:
+    """Anyone can mail the bounce address an ARF naming a recipient we mailed
+    lately: without a VERP token or a Message-ID we sent it is no complaint
+    (it would be a permanent objection), with or without VERP configured."""
+    contact_id, _, _ = send_campaign_to(app)
+    before = count_rows(app)
+    for message_id in (None, "<forged@attacker.example>"):
+        with app.app_context():
+            result = ingest_message(arf(to=BOUNCES, recipient=ADDRESS, message_id=message_id))
+            db.session.remove()
+        ((_, outcome),) = result.outcomes
+        assert (outcome.status, outcome.reason) == ("ignored", "not_our_message")
+    assert count_rows(app) == before
+    assert email_reasons(admin_api, contact_id) == {"consent", "no_basis"}
+
+
+def test_a_forged_dsn_without_a_token_under_verp_changes_nothing(
+    app, smtp, verp, admin_api
+) -> None:
+    """With BOUNCE_ADDRESS every genuine bounce of ours carries its token: a DSN
+    without one (nor a Message-ID we sent) is ignored, not matched by address."""
+    contact_id, _, _ = send_campaign_to(app)
+    before = count_rows(app)
+    with app.app_context():
+        result = ingest_message(dsn(to=BOUNCES, recipient=ADDRESS, message_id=None))
+        qmail = ingest_message(qmail_bounce(to=BOUNCES, recipient=ADDRESS))
+        db.session.remove()
+    for ingested in (result, qmail):
+        ((_, outcome),) = ingested.outcomes
+        assert (outcome.status, outcome.reason) == ("ignored", "not_our_message")
+    assert count_rows(app) == before
+    assert email_reasons(admin_api, contact_id) == {"consent", "no_basis"}
+
+
+def test_the_authenticated_api_may_still_match_a_complaint_by_address(
+    app, smtp, verp, admin_api
+) -> None:
+    """A verified provider or the API (``api:<source>``) is no forger: the
+    address fallback stays for them."""
+    contact_id, outbox_id, _ = send_campaign_to(app)
+    with app.app_context():
+        outcome = record_bounce(Bounce(email=ADDRESS, type="complaint", source="api:crm"))
+        db.session.remove()
+    assert (outcome.status, outcome.matched_by, outcome.outbox_id) == (
+        "recorded",
+        "recent_mail",
+        outbox_id,
+    )
+    assert email_reasons(admin_api, contact_id) == {"objection"}
+
+
 def test_a_dsn_for_an_address_we_never_mailed_changes_nothing(app, admin_api) -> None:
     (contact_id,) = consented_contacts(app, [(ADDRESS, "Anna", "en")])
     with app.app_context():
@@ -271,9 +324,9 @@ def test_a_complaint_is_an_unsubscribe_from_everything_when_the_policy_says_so(
 def test_a_complaint_suppresses_email_as_any_objection_to_email_does(app, smtp) -> None:
     from consent.models import ScopedSuppression
 
-    send_campaign_to(app)
+    _, _, message_id = send_campaign_to(app)
     with app.app_context():
-        record_bounce(Bounce(email=ADDRESS, type="complaint", source="arf"))
+        record_bounce(Bounce(email=ADDRESS, type="complaint", source="arf", message_id=message_id))
         kept = db.session.scalars(sa.select(ScopedSuppression)).all()
         assert [(k.topic, k.channel, k.kind) for k in kept] == [("*", "email", "objected")]
         db.session.remove()
@@ -304,7 +357,14 @@ def test_soft_bounces_make_the_address_undeliverable_only_at_the_policys_limit(
     assert email_reasons(admin_api, contact_id) == {"undeliverable"}
 
 
-def test_soft_bounces_spread_wider_than_the_window_do_not_add_up(app, smtp, admin_api) -> None:
+def test_soft_bounces_spread_wider_than_the_window_do_not_add_up(
+    app, smtp, admin_api, monkeypatch
+) -> None:
+    import mailing.bounces as bounces
+
+    # Each report is recorded when it happens (a date ahead of the clock counts
+    # as now); the one message sent stays "recent" for all three.
+    monkeypatch.setattr(bounces, "RECENT_MAIL", timedelta(days=60))
     contact_id, _, _ = send_campaign_to(app)
     now = utcnow()
     with app.app_context():
@@ -319,7 +379,7 @@ def test_soft_bounces_spread_wider_than_the_window_do_not_add_up(app, smtp, admi
                     outbox_id=None,
                     occurred_at=when,
                 ),
-                at=min(when, now + timedelta(days=29)),
+                at=when,
             )
             db.session.remove()
     assert outcome.reason == "soft_bounce"
@@ -386,6 +446,55 @@ def test_the_same_dsn_twice_is_recorded_once(app, smtp, admin_api) -> None:
     assert len([e for e in events(admin_api, contact_id) if e["kind"] == "undeliverable"]) == 1
 
 
+def test_the_same_arf_twice_is_one_objection_and_one_feed_item(app, smtp, verp, admin_api) -> None:
+    """A complaint redelivered, and another about mail matched only by address
+    (the API), write no second objection: the one in force stands (R11)."""
+    from tests.feed.test_change_feed import of_type, read_all
+
+    contact_id, _, message_id = send_campaign_to(app)
+    (sender,) = smtp.senders
+    _, cursor = read_all(admin_api)
+    raw = arf(to=sender, recipient=ADDRESS, message_id=message_id)
+    with app.app_context():
+        first = ingest_message(raw).outcomes[0][1]
+        second = ingest_message(raw).outcomes[0][1]
+        third = record_bounce(Bounce(email=ADDRESS, type="complaint", source="api:crm"))
+        db.session.remove()
+    assert (first.status, first.reason) == ("recorded", "objection")
+    assert second.status == "duplicate"
+    assert (third.status, third.reason) == ("recorded", "objection")
+    objected = [e for e in events(admin_api, contact_id) if e["kind"] == "objected"]
+    assert len(objected) == 1
+    items, _ = read_all(admin_api, cursor)
+    mine = [i for i in items if i.get("contact_id") == contact_id]
+    assert len(of_type(mine, "contact.decisions_changed")) == 1
+    assert email_reasons(admin_api, contact_id) == {"objection"}
+
+
+def test_the_same_soft_dsn_delivered_again_counts_once(app, smtp, admin_api) -> None:
+    """No token and no Message-ID of ours (matched by the last mail to the
+    address): the report's own Message-ID still tells the repeat apart, so
+    three deliveries of one soft DSN do not reach the soft limit of 3."""
+    contact_id, _, _ = send_campaign_to(app)
+    raw = dsn(
+        to="no-reply@localhost",
+        recipient=ADDRESS,
+        status="4.2.2",
+        extra_headers={"Message-ID": "<dsn.1@mx.example.net>"},
+    )
+    with app.app_context():
+        outcomes = [ingest_message(raw).outcomes[0][1] for _ in range(3)]
+        db.session.remove()
+    assert [(o.status, o.reason) for o in outcomes] == [
+        ("recorded", "soft_bounce"),
+        ("duplicate", "duplicate"),
+        ("duplicate", "duplicate"),
+    ]
+    assert outcomes[0].matched_by == "recent_mail"
+    assert len(reports(app)) == 1
+    assert email_reasons(admin_api, contact_id) == {"consent", "no_basis"}
+
+
 def test_a_bounce_of_a_transactional_mail_is_recorded_too(app, admin_api) -> None:
     from tests.mailing.helpers import signup
 
@@ -419,6 +528,47 @@ def test_address_fixed_clears_undeliverable(app, smtp, admin_api) -> None:
     assert "address fixed" in event["note"] and event["recorded_by"] == "user:" + STAFF.name
 
 
+def test_a_provider_event_older_than_address_fixed_changes_nothing(app, smtp, admin_api) -> None:
+    """A provider's late (or replayed) event dated before staff's "address
+    fixed" is kept as evidence only; one dated in the future counts as now."""
+    from consent.deliverability import mark_address_fixed
+
+    contact_id, _, message_id = send_campaign_to(app)
+    now = utcnow()
+    with app.app_context():
+        record_bounce(Bounce(email=ADDRESS, type="hard", source="dsn", message_id=message_id))
+        db.session.remove()
+        mark_address_fixed(STAFF, contact_id, note="mailbox restored")
+        db.session.remove()
+        late = record_bounce(
+            Bounce(
+                email=ADDRESS,
+                type="hard",
+                source="sendgrid",
+                status="5.1.1",
+                occurred_at=now - timedelta(hours=1),
+            )
+        )
+        db.session.remove()
+    assert (late.status, late.reason) == ("ignored", "address_fixed_since")
+    assert email_reasons(admin_api, contact_id) == {"consent", "no_basis"}
+    assert len([e for e in events(admin_api, contact_id) if e["kind"] == "undeliverable"]) == 1
+    assert len(reports(app)) == 2  # the evidence is kept
+    with app.app_context():
+        future = record_bounce(
+            Bounce(
+                email=ADDRESS,
+                type="soft",
+                source="ses",
+                status="4.2.2",
+                occurred_at=utcnow() + timedelta(days=365),
+            )
+        )
+        db.session.remove()
+    assert future.reason == "soft_bounce"
+    assert reports(app)[-1].occurred_at <= utcnow()
+
+
 def test_address_fixed_restarts_the_soft_count(app, smtp, admin_api) -> None:
     from consent.deliverability import mark_address_fixed
 
@@ -435,7 +585,7 @@ def test_address_fixed_restarts_the_soft_count(app, smtp, admin_api) -> None:
         db.session.remove()
         mark_address_fixed(STAFF, contact_id)
         db.session.remove()
-        assert soft(0) == "soft_bounce"  # the third within 30 days, but the first since the fix
+        assert soft(1) == "soft_bounce"  # the third within 30 days, the first since the fix
         db.session.remove()
     assert email_reasons(admin_api, contact_id) == {"consent", "no_basis"}
 
