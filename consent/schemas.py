@@ -512,7 +512,10 @@ class WebhookDeliveriesQuerySchema(Schema):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 
 
-class WebhookReplaySchema(Schema):
+class WebhookReplaySchema(RequestSchema):
+    # Exactly one of the two, as ``_one_of`` checks.
+    openapi_extra = {"oneOf": [{"required": ["after_change"]}, {"required": ["since"]}]}
+
     after_change = fields.String(
         validate=validate.Regexp(r"^chg_(0|[1-9][0-9]{0,17})$"),
         metadata={
