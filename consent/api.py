@@ -57,7 +57,7 @@ from crm.schemas import VisitorId, WebVisitSchema, check_visitor_id
 from crm.services import CompanyInput
 from extensions import ErrorSchema, api, csrf
 from kernel.access import requires
-from kernel.api_fields import NOT_BLANK_PATTERN
+from kernel.api_fields import NOT_BLANK_PATTERN, TEXT_PATTERN
 from kernel.database import autocommit_statements
 from kernel.errors import InvalidInput
 from kernel.idempotency import read_by_post, withholds_in_replay
@@ -309,6 +309,7 @@ def lift_restriction(contact_id: int) -> Any:
                         "mapping": {
                             "type": "string",
                             "maxLength": 16 * 1024,
+                            "pattern": TEXT_PATTERN,
                             "description": 'JSON object of header to field, e.g. {"E-post": '
                             '"email", "Kund-ID": "external_id:visma"}; not with a preset.',
                         },

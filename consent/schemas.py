@@ -503,7 +503,7 @@ class WebhookDeliverySchema(Schema):
     )
 
 
-class WebhookDeliveriesQuerySchema(Schema):
+class WebhookDeliveriesQuerySchema(RequestSchema):
     status = fields.String(validate=validate.OneOf(DELIVERY_STATUSES))
     before = fields.Integer(
         validate=validate.Range(min=1, max=MAX_ROW_ID),
@@ -513,8 +513,12 @@ class WebhookDeliveriesQuerySchema(Schema):
 
 
 class WebhookReplaySchema(RequestSchema):
-    # Exactly one of the two, as ``_one_of`` checks.
-    openapi_extra = {"oneOf": [{"required": ["after_change"]}, {"required": ["since"]}]}
+    # Exactly one of the two, as ``_one_of`` checks (not a "oneOf", which
+    # describe_schemas reads as a union of schemas).
+    openapi_extra = {
+        "anyOf": [{"required": ["after_change"]}, {"required": ["since"]}],
+        "not": {"required": ["after_change", "since"]},
+    }
 
     after_change = fields.String(
         validate=validate.Regexp(r"^chg_(0|[1-9][0-9]{0,17})$"),
@@ -596,7 +600,7 @@ _DATE_TIME = {"format": "date-time"}
 FEED_CURSOR_PATTERN = r"^c1\.(0|[1-9][0-9]{0,17})\.([1-9][0-9]{0,17})$"
 
 
-class ChangesQuerySchema(Schema):
+class ChangesQuerySchema(RequestSchema):
     after = fields.String(
         metadata={
             "description": "the next_cursor of the previous page (opaque); leave out to start. "

@@ -55,7 +55,9 @@ class ActivityTime(BoundedDateTime):
 
 
 # External ids (crm.external_ids): {system: id}. The same patterns as the
-# service checks (crm.models); the key pattern is JSON Schema's ``propertyNames``.
+# service checks (crm.models); the key pattern is passed as ``x-propertyNames``
+# (apispec drops keys it does not know) and written as JSON Schema's
+# ``patternProperties`` by kernel.api_fields.describe_schemas.
 MAX_EXTERNAL_SYSTEMS = 20
 EXTERNAL_IDS_DOC = {
     "description": "The ids other systems give this record, by system: "
@@ -64,7 +66,7 @@ EXTERNAL_IDS_DOC = {
     "characters, no control characters, no space at either end. An id names one "
     "record per system. In a write, null removes that system's id and systems not "
     "named keep theirs.",
-    "propertyNames": {"type": "string", "pattern": EXTERNAL_SYSTEM_PATTERN},
+    "x-propertyNames": {"type": "string", "pattern": EXTERNAL_SYSTEM_PATTERN},
     "maxProperties": MAX_EXTERNAL_SYSTEMS,
 }
 _SYSTEM = validate.Regexp(

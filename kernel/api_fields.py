@@ -264,6 +264,22 @@ def _nullable_enums(schema: dict[str, Any]) -> None:
         _nullable_enums(value)
 
 
+def _keyed_objects(schema: dict[str, Any]) -> None:
+    """An object whose keys follow a pattern (``x-propertyNames``, which apispec
+    passes through) as ``patternProperties`` with no other key, the form
+    generators and validators read: ``{"hubspot": "1234"}`` but never ``{"": ...}``."""
+    for value in [*schema.get("properties", {}).values(), schema.get("items")]:
+        if not isinstance(value, dict):
+            continue
+        names = value.get("x-propertyNames")
+        if isinstance(names, dict) and "pattern" in names:
+            values = value.get("additionalProperties", {})
+            value["propertyNames"] = names
+            value["patternProperties"] = {names["pattern"]: values}
+            value["additionalProperties"] = False
+        _keyed_objects(value)
+
+
 def describe_schemas(api: Any) -> None:
     """Merge each request schema's ``openapi_extra`` into its description, and
     write nullable enums as generated clients read them; call once every
@@ -271,6 +287,7 @@ def describe_schemas(api: Any) -> None:
     components = api.spec.components.schemas
     for schema in components.values():
         _nullable_enums(schema)
+        _keyed_objects(schema)
     for key, name in api.ma_plugin.converter.refs.items():
         extra = getattr(key[0], "openapi_extra", None)
         if extra and name in components:

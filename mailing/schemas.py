@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate
 
 from kernel.addresses import is_valid_email
-from kernel.api_fields import NotBlank, RequestSchema, Vocabulary
+from kernel.api_fields import Email, NotBlank, RequestSchema, Vocabulary
 
 
 def _split(value: Any) -> list[str]:
@@ -155,16 +155,16 @@ def _an_address(value: str) -> None:
         raise ValidationError("Not a valid email address.")
 
 
-class BounceReportSchema(Schema):
+class BounceReportSchema(RequestSchema):
     """``POST /api/v1/bounces``: a bounce or complaint another system saw."""
 
     class Meta:
         unknown = RAISE
 
-    email = fields.String(
+    email = Email(
         required=True,
-        validate=[validate.Length(min=3, max=320), _an_address],
-        metadata={"format": "email", "description": "The address that bounced or complained."},
+        validate=[_an_address],
+        metadata={"description": "The address that bounced or complained."},
     )
     type = fields.String(
         required=True,

@@ -208,6 +208,12 @@ def seeded(app: Any, api_as: Any, token_for: Any) -> Iterator[dict[str, Any]]:
 NOT_EXPRESSIBLE: dict[tuple[str, str], tuple[Refusal, ...]] = {
     ("GET", "/api/v1/contacts"): (
         Refusal(
+            403,
+            "forbidden",
+            "the changed-since read (updated_after) needs contacts.sync (marketing, admin); "
+            "the lookups need contacts.read: the role a query needs depends on its parameters",
+        ),
+        Refusal(
             422,
             "invalid_input",
             "exactly one of email, external_id and updated_after: OpenAPI cannot tie "
@@ -290,7 +296,9 @@ def _check_accepted(case: Any, seeded: dict[str, Any]) -> None:
 
 
 @schema.parametrize()
-@settings(suppress_health_check=list(HealthCheck), deadline=None)
+# The same examples every run, so that CI's verdict is the code's, not the
+# draw's; the slow variant below draws afresh (and covers every boundary).
+@settings(suppress_health_check=list(HealthCheck), deadline=None, derandomize=True)
 def test_the_server_accepts_what_the_document_allows(case: Any, seeded: dict[str, Any]) -> None:
     _check_accepted(case, seeded)
 
