@@ -104,14 +104,18 @@ def postfix(app: Any) -> Iterator[Any]:
     reason = why_unavailable()
     if reason:
         service_unavailable(reason)
+    # The checkout and its packages may sit in a folder that is its owner's
+    # alone (a CI clone under mktemp -d): the pipe's user must reach them.
+    restore = _searchable(ROOT) + _searchable(Path(sysconfig.get_paths()["purelib"]))
     interpreter = _python_for(PIPE_USER)
     if interpreter is None:
+        for path, mode in reversed(restore):
+            path.chmod(stat.S_IMODE(mode))
         service_unavailable(f"no Python the pipe's user {PIPE_USER} may run")
     database = app.config["SQLALCHEMY_DATABASE_URI"]
-    restore: list[tuple[Path, int]] = []
     sqlite_file = Path(database.removeprefix("sqlite:///")) if "sqlite:" in database else None
     if sqlite_file is not None:
-        restore = _open_to(sqlite_file)
+        restore += _open_to(sqlite_file)
     # Outside pytest's temporary folders, which are root's alone and which
     # other pytest runs prune: Postfix's daemons must reach theirs.
     folder = Path(tempfile.mkdtemp(prefix="postfix-test-"))
