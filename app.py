@@ -98,9 +98,7 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
     app.config.update(settings.legacy_flask_settings())
     if test_config:
         app.config.update(test_config)
-    problems = list(loaded.problems)
-    if not settings.is_development(app.config):
-        problems += settings.production_problems(app.config)
+    problems = settings.startup_problems(loaded.problems, app.config)
     if problems:
         raise settings.SettingsError(problems, str(app.config.get("CONSENT_ENV", "")))
     if not app.config["PUBLIC_BASE_URL"]:

@@ -48,3 +48,9 @@ def table(readme: Path | None) -> None:
         return
     readme.write_text(declared.replace_readme_table(readme.read_text(encoding="utf-8")))
     click.echo(f"Rewrote the configuration table in {readme}.")
+
+
+if __name__ == "__main__":
+    # `python -m kernel.cli check` from a checkout, where the entry point is not
+    # installed and `flask` would first have to build the refused app.
+    settings_cli(prog_name="python -m kernel.cli")

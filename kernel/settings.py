@@ -186,14 +186,23 @@ class Setting:
     aliases: tuple[str, ...] = ()
     # The default as the table shows it, when the value is worked out at start.
     shown_default: str | None = None
+    # The app.config key, when it is not the name: a variable renamed to the
+    # naming scheme keeps the key the code and tests already use.
+    key: str | None = None
+
+    @property
+    def config_key(self) -> str:
+        return self.key or self.name
 
     @property
     def type_name(self) -> str:
         return _TYPE_NAMES.get(self.parse, "text")
 
     def names_read(self) -> tuple[str, ...]:
-        legacy = () if self.name.startswith(LEGACY_PREFIX) else (LEGACY_PREFIX + self.name,)
-        return (self.name, *self.aliases, *legacy)
+        """The name, then every old name still read (deprecated)."""
+        names = (self.name, *self.aliases)
+        legacy = tuple(LEGACY_PREFIX + n for n in names if not n.startswith(LEGACY_PREFIX))
+        return (*names, *legacy)
 
 
 def _opt_out(name: str, what: str) -> Setting:
@@ -311,10 +320,12 @@ SETTINGS: tuple[Setting, ...] = (
         "send the staff session cookie over HTTPS only",
     ),
     Setting(
-        "STAFF_SESSION_MAX_AGE",
+        "STAFF_SESSION_MAX_AGE_S",
         _integer,
         12 * 3600,
         "seconds a staff sign-in lasts",
+        aliases=("STAFF_SESSION_MAX_AGE",),
+        key="STAFF_SESSION_MAX_AGE",
     ),
     Setting(
         "STAFF_SIGN_IN_LIMIT_PER_IP",
@@ -545,11 +556,13 @@ SETTINGS: tuple[Setting, ...] = (
         "never more than one in ten minutes; counted in the database where the email is queued",
     ),
     Setting(
-        "SIGNUP_MIN_SECONDS",
+        "SIGNUP_MIN_S",
         _number,
         0.1,
         "every signup is answered no sooner than this, so that its timing does not tell a new "
         "address from a known one",
+        aliases=("SIGNUP_MIN_SECONDS",),
+        key="SIGNUP_MIN_SECONDS",
     ),
     # Policy, retention, feed -----------------------------------------------------
     Setting(
@@ -573,16 +586,20 @@ SETTINGS: tuple[Setting, ...] = (
         "rows a retention run removes per transaction",
     ),
     Setting(
-        "RETENTION_BATCH_PAUSE",
+        "RETENTION_BATCH_PAUSE_S",
         _number,
         0.0,
         "seconds a retention run waits between batches",
+        aliases=("RETENTION_BATCH_PAUSE",),
+        key="RETENTION_BATCH_PAUSE",
     ),
     Setting(
-        "RETENTION_LOCK_STALE_SECONDS",
+        "RETENTION_LOCK_STALE_S",
         _integer,
         300,
         "a retention run's lock not beaten for this long may be taken over",
+        aliases=("RETENTION_LOCK_STALE_SECONDS",),
+        key="RETENTION_LOCK_STALE_SECONDS",
     ),
     Setting(
         "CHANGE_FEED_KEEP_DAYS",
@@ -655,6 +672,7 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+BY_KEY: dict[str, Setting] = {s.config_key: s for s in SETTINGS}
 
 
 @dataclass
@@ -727,18 +745,18 @@ def load(environ: Mapping[str, str] | None = None) -> Loaded:
     for setting in SETTINGS:
         found = _raw(setting, environ, loaded)
         if found is None:
-            loaded.values[setting.name] = _copy(setting.default)
+            loaded.values[setting.config_key] = _copy(setting.default)
             continue
         raw, variable = found
         loaded.given.add(setting.name)
         if variable.startswith(LEGACY_PREFIX) and variable != setting.name:
             raw = _legacy_json(raw)
         try:
-            loaded.values[setting.name] = setting.parse(raw)
+            loaded.values[setting.config_key] = setting.parse(raw)
         except ValueError as exc:
             shown = "" if setting.secret else f" (not {raw!r})"
             loaded.problems.append(f"{variable}: {exc}{shown}.")
-            loaded.values[setting.name] = _copy(setting.default)
+            loaded.values[setting.config_key] = _copy(setting.default)
     return loaded
 
 
@@ -771,6 +789,7 @@ def legacy_flask_settings(environ: Mapping[str, str] | None = None) -> dict[str,
     Flask's ``from_prefixed_env`` does."""
     environ = os.environ if environ is None else environ
     declared = {name for s in SETTINGS for name in s.names_read()}
+    declared |= {LEGACY_PREFIX + s.config_key for s in SETTINGS}
     found: dict[str, Any] = {}
     for variable in sorted(environ):
         if not variable.startswith(LEGACY_PREFIX) or variable in declared:
@@ -920,7 +939,18 @@ def problems(environ: Mapping[str, str] | None = None) -> tuple[list[str], list[
     loaded = load(environ)
     config = dict(loaded.values)
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"] or "sqlite:///instance/consent.db"
-    found = list(loaded.problems)
-    if not is_development(config):
-        found += production_problems(config)
-    return found, loaded.deprecations
+    return startup_problems(loaded.problems, config), loaded.deprecations
+
+
+def startup_problems(read: list[str], config: Mapping[str, Any]) -> list[str]:
+    """The problems reading the variables found, then in production the unsafe
+    defaults, leaving out a variable already named (an unreadable file is
+    its problem; "not set" would only repeat it)."""
+    named = {_variable(problem) for problem in read}
+    unsafe = [] if is_development(config) else production_problems(config)
+    return read + [problem for problem in unsafe if _variable(problem) not in named]
+
+
+def _variable(problem: str) -> str:
+    match = re.match(r"[A-Z][A-Z0-9_]*", problem)
+    return match[0].removesuffix("_FILE") if match else ""

@@ -28,7 +28,7 @@ from tests.reliability.conftest import figure, scale
 STATES = ("known", "unknown", "suppressed", "erased", "restricted")
 # Headers that legitimately differ per response.
 VARYING = {"Date", "Content-Length"}
-PRODUCTION_SIGNUP_FLOOR = settings.BY_NAME["SIGNUP_MIN_SECONDS"].default
+PRODUCTION_SIGNUP_FLOOR = settings.BY_NAME["SIGNUP_MIN_S"].default
 
 
 def _prepare(app: Any, count: int) -> dict[str, list[str]]:
