@@ -98,18 +98,35 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
     app.config.update(settings.legacy_flask_settings())
     if test_config:
         app.config.update(test_config)
+    app.config["POLICY_FILE"] = app.config["POLICY_FILE"] or str(DEFAULT_POLICY_FILE)
     problems = settings.startup_problems(loaded.problems, app.config)
+    try:
+        # Before any extension: a configuration that would lose webhook deliveries never runs.
+        check_retry_window(app.config)
+    except RuntimeError as exc:
+        problems.append(str(exc))
+    _load_policy(app, problems)
     if problems:
         raise settings.SettingsError(problems, str(app.config.get("CONSENT_ENV", "")))
     if not app.config["PUBLIC_BASE_URL"]:
         app.config["PUBLIC_BASE_URL"] = DEVELOPMENT_BASE_URL
-    app.config["POLICY_FILE"] = app.config["POLICY_FILE"] or str(DEFAULT_POLICY_FILE)
     _require_secrets(app)
-    # Before any extension: a configuration that would lose webhook deliveries never runs.
-    check_retry_window(app.config)
-    with open(app.config["POLICY_FILE"], "rb") as handle:
-        app.config["POLICY"] = tomllib.load(handle)
-    app.extensions["marketing_policy"] = MarketingPolicy.from_mapping(app.config["POLICY"])
+
+
+def _load_policy(app: Flask, problems: list[str]) -> None:
+    """The policy file, parsed at start so that a malformed one stops the
+    service (one more problem of the list), not a request."""
+    path = app.config["POLICY_FILE"]
+    try:
+        with open(path, "rb") as handle:
+            app.config["POLICY"] = tomllib.load(handle)
+        app.extensions["marketing_policy"] = MarketingPolicy.from_mapping(app.config["POLICY"])
+    except OSError as exc:
+        problems.append(f"POLICY_FILE: cannot read {path!r} ({exc.strerror or exc}).")
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"POLICY_FILE: {path!r} is not valid TOML ({exc}).")
+    except RuntimeError as exc:
+        problems.append(f"POLICY_FILE: {exc}")
 
 
 def _require_secrets(app: Flask) -> None:

@@ -734,6 +734,8 @@ def _legacy_json(raw: str) -> str:
         return "1" if value else "0"
     if isinstance(value, str | int | float):
         return str(value)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return ",".join(value)
     return raw
 
 

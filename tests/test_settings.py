@@ -391,3 +391,43 @@ def test_a_renamed_variable_reaches_the_same_configuration_key(old: str) -> None
     assert loaded.deprecations == (
         [f"{old} is deprecated; rename it RETENTION_BATCH_PAUSE_S."] if renamed else []
     )
+
+
+def test_old_names_keep_their_json_lists() -> None:
+    loaded = settings.load({"CONSENT_SIGNUP_ALLOWED_ORIGINS": '["https://a.se/", "https://B.se"]'})
+    assert loaded.values["SIGNUP_ALLOWED_ORIGINS"] == ["https://a.se", "https://b.se"]
+
+
+def test_the_app_checks_join_the_same_list(environ: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    error = refusal(
+        environ,
+        {
+            **PRODUCTION,
+            "SMTP_URL": "",
+            "POLICY_FILE": str(tmp_path / "missing.toml"),
+            "WEBHOOK_RETRY_HOURS": "100",
+            "CHANGE_FEED_KEEP_DAYS": "1",
+        },
+    )
+    assert [problem.split(" ")[0].rstrip(":") for problem in error.problems] == [
+        "SMTP_URL",
+        "WEBHOOK_RETRY_HOURS",
+        "POLICY_FILE",
+    ]
+
+
+def test_flask_finds_the_settings_command_without_the_app() -> None:
+    """``flask settings check`` must answer when the app itself refuses to
+    start: Flask loads ``flask.commands`` entry points before the app."""
+    import importlib
+    import tomllib
+
+    import click
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    target = project["entry-points"]["flask.commands"]["settings"]
+    module, name = target.split(":")
+    command = getattr(importlib.import_module(module), name)
+    assert command is settings_cli
+    # A plain click group: Flask's AppGroup would push an app context, building the app.
+    assert type(command) is click.Group
