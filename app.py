@@ -59,7 +59,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
-    """Every variable from kernel/settings.py, then a test's overrides; every
+    """Every variable from kernel/settings/variables.py, then a test's overrides; every
     problem (a malformed value, and in production each unsafe default) stops
     the start at once, all of them listed (docs/configuration.md)."""
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)

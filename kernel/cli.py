@@ -42,7 +42,7 @@ def check() -> None:
     help="Rewrite the table in this README instead of printing it.",
 )
 def table(readme: Path | None) -> None:
-    """The README's configuration table, generated from kernel/settings.py."""
+    """The README's configuration table, generated from kernel/settings/variables.py."""
     if readme is None:
         click.echo(declared.markdown_table(), nl=False)
         return

@@ -1,5 +1,5 @@
 """The settings module: production refusals, secrets from files, deprecated
-names, and the README's table (kernel/settings.py, docs/configuration.md)."""
+names, and the README's table (kernel/settings/variables.py, docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -318,7 +318,7 @@ def test_only_the_settings_module_reads_the_environment() -> None:
         for path in CODE
         if re.search(r"os\.environ|os\.getenv|getenv\(", path.read_text())
     ]
-    assert readers == ["kernel/settings.py"]
+    assert readers == ["kernel/settings/reading.py"]
 
 
 def test_every_configuration_key_the_code_reads_is_declared() -> None:
@@ -326,7 +326,7 @@ def test_every_configuration_key_the_code_reads_is_declared() -> None:
     for path in CODE:
         read |= set(re.findall(r"config(?:\.get\(|\[)\"([A-Z][A-Z0-9_]+)\"", path.read_text()))
     undeclared = read - set(settings.BY_KEY) - NOT_VARIABLES
-    assert not undeclared, f"declare these in kernel/settings.py: {sorted(undeclared)}"
+    assert not undeclared, f"declare these in kernel/settings/variables.py: {sorted(undeclared)}"
 
 
 # The README ---------------------------------------------------------------------------
@@ -335,7 +335,7 @@ def test_every_configuration_key_the_code_reads_is_declared() -> None:
 def test_the_readme_table_is_the_generated_one() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert settings.readme_table(readme) == settings.markdown_table(), (
-        "README.md's configuration table differs from kernel/settings.py; "
+        "README.md's configuration table differs from kernel/settings/variables.py; "
         "run `flask --app app settings table --readme README.md`"
     )
 
