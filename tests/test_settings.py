@@ -431,3 +431,13 @@ def test_flask_finds_the_settings_command_without_the_app() -> None:
     assert command is settings_cli
     # A plain click group: Flask's AppGroup would push an app context, building the app.
     assert type(command) is click.Group
+
+
+def test_a_file_for_a_setting_that_is_no_secret_is_refused_not_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "url"
+    path.write_text("https://consent.example.com")
+    problems, _ = settings.problems({**PRODUCTION, "PUBLIC_BASE_URL_FILE": str(path)})
+    assert problems == [
+        "PUBLIC_BASE_URL_FILE: PUBLIC_BASE_URL is not a secret and is not read from a file; "
+        "set PUBLIC_BASE_URL itself."
+    ]

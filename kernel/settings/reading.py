@@ -39,6 +39,11 @@ def _read_file(variable: str, path: str, problems: list[str]) -> str | None:
 
 def _raw(setting: Setting, environ: Mapping[str, str], loaded: Loaded) -> tuple[str, str] | None:
     """The text set for ``setting`` and the variable it came from, or None."""
+    if not setting.secret and environ.get(f"{setting.name}_FILE"):
+        loaded.problems.append(
+            f"{setting.name}_FILE: {setting.name} is not a secret and is not read from a file; "
+            f"set {setting.name} itself."
+        )
     direct = environ.get(setting.name) or None
     from_file = environ.get(f"{setting.name}_FILE") or None if setting.secret else None
     if direct is not None and from_file is not None:
