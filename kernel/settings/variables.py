@@ -459,7 +459,9 @@ SETTINGS: tuple[Setting, ...] = (
         flag,
         False,
         "`1` allows webhook receivers inside the network (loopback, private, link-local "
-        "addresses); otherwise refused at registration and at every delivery (docs/webhooks.md)",
+        "addresses); otherwise refused at registration and at every delivery, so that an "
+        "admin's URL cannot reach Redis, the database or a cloud metadata service "
+        "(docs/webhooks.md)",
     ),
     # Production opt-outs ---------------------------------------------------------
     opt_out("ALLOW_SQLITE_IN_PRODUCTION", "a SQLite database"),
