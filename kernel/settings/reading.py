@@ -21,8 +21,6 @@ class Loaded:
     values: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     deprecations: list[str] = field(default_factory=list)
-    # The names that were set (from any of their spellings).
-    given: set[str] = field(default_factory=set)
 
 
 def _read_file(variable: str, path: str, problems: list[str]) -> str | None:
@@ -94,7 +92,6 @@ def load(environ: Mapping[str, str] | None = None) -> Loaded:
             loaded.values[setting.config_key] = _copy(setting.default)
             continue
         raw, variable = found
-        loaded.given.add(setting.name)
         if variable.startswith(LEGACY_PREFIX) and variable != setting.name:
             raw = _legacy_json(raw)
         try:
