@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import tomllib
 from pathlib import Path
@@ -23,7 +22,8 @@ from consent.projection import RESERVED_SOURCES
 from consent.topics import MarketingPolicy
 from consent.webhooks import check_retry_window
 from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
-from kernel import api_docs, api_fields, idempotency, inputs
+from kernel import api_docs, api_fields, idempotency, inputs, settings
+from kernel.cli import settings_cli
 from kernel.errors import (
     BadRequest,
     Conflict,
@@ -39,7 +39,7 @@ from kernel.errors import (
 log = logging.getLogger(__name__)
 
 DEFAULT_POLICY_FILE = Path(__file__).parent / "consent" / "default_policy.toml"
-DEVELOPMENT_ENVS = ("development", "testing")
+DEVELOPMENT_BASE_URL = "http://127.0.0.1:5000"
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -58,66 +58,30 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 # Configuration ------------------------------------------------------------------
 
 
-def _database_url(app: Flask) -> str:
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        return f"sqlite:///{Path(app.instance_path) / 'consent.db'}"
-    # Accept the plain scheme most hosts hand out; we speak psycopg 3.
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url.removeprefix("postgres://")
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return url
-
-
 def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
-    env = os.environ
+    """Every variable from kernel/settings/variables.py, then a test's overrides; every
+    problem (a malformed value, and in production each unsafe default) stops
+    the start at once, all of them listed (docs/configuration.md)."""
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    loaded = settings.load()
+    settings.warn_deprecations(loaded.deprecations)
+    app.config.update(loaded.values)
+    fallback = app.config["RATELIMIT_IN_MEMORY_FALLBACK"]
     app.config.update(
-        CONSENT_ENV=env.get("CONSENT_ENV", "production"),
-        SQLALCHEMY_DATABASE_URI=_database_url(app),
+        SQLALCHEMY_DATABASE_URI=app.config["DATABASE_URL"]
+        or f"sqlite:///{Path(app.instance_path) / 'consent.db'}",
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
-        DRAMATIQ_BROKER_URL=env.get("DRAMATIQ_BROKER_URL") or None,
-        SMTP_URL=env.get("SMTP_URL") or None,
-        MAIL_FROM=env.get("MAIL_FROM", "Consent Service <no-reply@localhost>"),
-        # Returned mail (docs/bounces.md): the envelope sender every message
-        # carries, made per message (VERP: bounces+<token>@...); unset, the
-        # envelope sender is MAIL_FROM's address and bounces match by Message-ID.
-        BOUNCE_ADDRESS=env.get("BOUNCE_ADDRESS") or None,
-        # The mailbox the worker polls for returned mail (imaps://user:pass@host/INBOX).
-        BOUNCE_IMAP_URL=env.get("BOUNCE_IMAP_URL") or None,
-        BOUNCE_IMAP_INTERVAL_S=float(env.get("BOUNCE_IMAP_INTERVAL_S", "300")),
-        # The IMAP folder processed messages move to (deleted when unset), and
-        # the one messages that cannot be read move to.
-        BOUNCE_IMAP_DONE_FOLDER=env.get("BOUNCE_IMAP_DONE_FOLDER") or None,
-        BOUNCE_IMAP_ERROR_FOLDER=env.get("BOUNCE_IMAP_ERROR_FOLDER", "bounces-unreadable"),
-        # A returned message larger than this is refused before it is parsed.
-        BOUNCE_MAX_BYTES=int(env.get("BOUNCE_MAX_BYTES", str(10 * 1024 * 1024))),
-        PUBLIC_BASE_URL=env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
-        POLICY_FILE=env.get("POLICY_FILE") or str(DEFAULT_POLICY_FILE),
-        SECRET_KEY=env.get("SECRET_KEY") or None,
-        SECRET_KEY_FALLBACKS=[k for k in env.get("SECRET_KEY_FALLBACKS", "").split(",") if k],
-        SUPPRESSION_KEY=env.get("SUPPRESSION_KEY") or None,
-        RATELIMIT_STORAGE_URI=env.get("RATELIMIT_STORAGE_URI", "memory://"),
         # A rate-limit store (Redis) that is down: count in this process meanwhile,
         # rather than answer every limited form with an error. A request caught
         # mid-check by the failure (before the switch) goes through uncounted
         # instead of failing (the outbox's own ten-minute rule still holds).
-        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=env.get("RATELIMIT_IN_MEMORY_FALLBACK", "1") == "1",
-        RATELIMIT_SWALLOW_ERRORS=env.get("RATELIMIT_IN_MEMORY_FALLBACK", "1") == "1",
-        INPROCESS_WORKER=env.get("INPROCESS_WORKER", "1") == "1",
-        TRUSTED_PROXY_HOPS=env.get("TRUSTED_PROXY_HOPS", "0"),
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=fallback,
+        RATELIMIT_SWALLOW_ERRORS=fallback,
         # 1 MiB for every request; the two import routes (API and staff page) raise
         # their own limit, once the caller is known to be allowed to import.
         MAX_CONTENT_LENGTH=1024 * 1024,
-        IMPORT_MAX_BYTES=int(env.get("IMPORT_MAX_BYTES", str(200 * 1024 * 1024))),
-        # Webhook receivers inside the network (loopback, private, link-local
-        # addresses) are refused unless this is 1: an admin's URL must not reach
-        # Redis, the database or a cloud metadata service (consent/webhooks.py).
-        WEBHOOK_ALLOW_PRIVATE_TARGETS=env.get("WEBHOOK_ALLOW_PRIVATE_TARGETS", "0") == "1",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=env.get("SESSION_COOKIE_SECURE", "1") == "1",
         API_TITLE="Marketing consent service",
         API_VERSION="v1",
         # 3.1: a nullable object is ``anyOf: [{$ref}, {type: null}]``, which generated
@@ -131,15 +95,38 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         },
     )
     # Any other Flask setting: CONSENT_<NAME>, e.g. CONSENT_PERMANENT_SESSION_LIFETIME=3600.
-    app.config.from_prefixed_env("CONSENT")
+    app.config.update(settings.legacy_flask_settings())
     if test_config:
         app.config.update(test_config)
+    app.config["POLICY_FILE"] = app.config["POLICY_FILE"] or str(DEFAULT_POLICY_FILE)
+    problems = settings.startup_problems(loaded.problems, app.config)
+    try:
+        # Before any extension: a configuration that would lose webhook deliveries never runs.
+        check_retry_window(app.config)
+    except RuntimeError as exc:
+        problems.append(str(exc))
+    _load_policy(app, problems)
+    if problems:
+        raise settings.SettingsError(problems, str(app.config.get("CONSENT_ENV", "")))
+    if not app.config["PUBLIC_BASE_URL"]:
+        app.config["PUBLIC_BASE_URL"] = DEVELOPMENT_BASE_URL
     _require_secrets(app)
-    # Before any extension: a configuration that would lose webhook deliveries never runs.
-    check_retry_window(app.config)
-    with open(app.config["POLICY_FILE"], "rb") as handle:
-        app.config["POLICY"] = tomllib.load(handle)
-    app.extensions["marketing_policy"] = MarketingPolicy.from_mapping(app.config["POLICY"])
+
+
+def _load_policy(app: Flask, problems: list[str]) -> None:
+    """The policy file, parsed at start so that a malformed one stops the
+    service (one more problem of the list), not a request."""
+    path = app.config["POLICY_FILE"]
+    try:
+        with open(path, "rb") as handle:
+            app.config["POLICY"] = tomllib.load(handle)
+        app.extensions["marketing_policy"] = MarketingPolicy.from_mapping(app.config["POLICY"])
+    except OSError as exc:
+        problems.append(f"POLICY_FILE: cannot read {path!r} ({exc.strerror or exc}).")
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"POLICY_FILE: {path!r} is not valid TOML ({exc}).")
+    except RuntimeError as exc:
+        problems.append(f"POLICY_FILE: {exc}")
 
 
 def _require_secrets(app: Flask) -> None:
@@ -148,11 +135,8 @@ def _require_secrets(app: Flask) -> None:
     for name in ("SECRET_KEY", "SUPPRESSION_KEY"):
         if app.config.get(name):
             continue
-        if app.config["CONSENT_ENV"] not in DEVELOPMENT_ENVS:
-            raise RuntimeError(
-                f"{name} is not set. Set it in the environment (see README, Configuration), "
-                "or set CONSENT_ENV=development to let the service generate one for local use."
-            )
+        if not settings.is_development(app.config):
+            raise settings.SettingsError([f"{name} is not set: set it (or {name}_FILE)."])
         path = Path(app.instance_path) / f"dev-{name.lower().replace('_', '-')}"
         if not path.exists():
             path.write_text(secrets.token_urlsafe(48))
@@ -252,6 +236,7 @@ def _vocabularies(policy: MarketingPolicy) -> dict[str, list[str]]:
 
 
 def register_packages(app: Flask) -> None:
+    app.cli.add_command(settings_cli)
     crm.init_app(app)
     consent.init_app(app)
     mailing.init_app(app)

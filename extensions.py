@@ -7,7 +7,6 @@ must exist before any ``tasks.py`` module is imported.
 
 from __future__ import annotations
 
-import os
 import threading
 
 import dramatiq
@@ -24,6 +23,8 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+
+from kernel import settings
 
 
 class Base(DeclarativeBase):
@@ -158,7 +159,7 @@ def build_broker(url: str | None) -> dramatiq.Broker:
     if url and url.startswith(("redis://", "rediss://")):
         from dramatiq.brokers.redis import RedisBroker
 
-        namespace = os.environ.get("DRAMATIQ_NAMESPACE", "consent")
+        namespace = settings.value("DRAMATIQ_NAMESPACE")
         return RedisBroker(url=url, namespace=namespace)
     if url and url.startswith(("amqp://", "amqps://")):
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
@@ -171,7 +172,7 @@ def build_broker(url: str | None) -> dramatiq.Broker:
     return StubBroker()
 
 
-broker = build_broker(os.environ.get("DRAMATIQ_BROKER_URL") or None)
+broker = build_broker(settings.value("DRAMATIQ_BROKER_URL"))
 dramatiq.set_broker(broker)
 
 

@@ -330,8 +330,8 @@ def check_retry_window(config: Mapping[str, Any]) -> None:
     days = _number(config, "CHANGE_FEED_KEEP_DAYS", change_feed.DEFAULT_KEEP_DAYS)
     if hours >= days * 24:
         raise RuntimeError(
-            f"CONSENT_WEBHOOK_RETRY_HOURS ({hours:g} hours) must be shorter than "
-            f"CONSENT_CHANGE_FEED_KEEP_DAYS ({days:g} days = {days * 24:g} hours): pruning the "
+            f"WEBHOOK_RETRY_HOURS ({hours:g} hours) must be shorter than "
+            f"CHANGE_FEED_KEEP_DAYS ({days:g} days = {days * 24:g} hours): pruning the "
             "change feed deletes the webhook deliveries still owed for its items, so a "
             "receiver retried that long would never be told of them. Shorten the retry "
             "window or keep the feed longer."
@@ -347,7 +347,7 @@ def _number(config: Mapping[str, Any], name: str, default: float) -> float:
     except (TypeError, ValueError):
         value = -1.0
     if not 0 <= value < float("inf"):
-        raise RuntimeError(f"CONSENT_{name} must be a number of 0 or more, not {raw!r}.")
+        raise RuntimeError(f"{name} must be a number of 0 or more, not {raw!r}.")
     return value
 
 

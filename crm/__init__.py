@@ -11,10 +11,6 @@ def init_app(app: Flask) -> None:
 
     # Parsed at start-up so that a malformed rule stops the service, not a run.
     app.extensions["retention_policy"] = RetentionPolicy.from_mapping(app.config["POLICY"])
-    app.config.setdefault("RETENTION_BATCH_SIZE", 1000)
-    app.config.setdefault("RETENTION_LOCK_STALE_SECONDS", 300)
-    app.config.setdefault("RETENTION_DAILY_AT", "02:30")
-    app.config.setdefault("RETENTION_BATCH_PAUSE", 0)
     api.register(app)
     cli.register(app)
     staff_pages.register(app)

@@ -2,7 +2,8 @@
 
 Errors, who may do what (roles, actors, staff accounts and API tokens),
 email addresses, countries and languages, the staff pages' translations,
-timestamps, formula-safe CSV and the checks every request's input passes.
+timestamps, formula-safe CSV, the checks every request's input passes and
+the declaration of every environment variable (``kernel.settings``).
 It sits below ``crm``, ``consent`` and ``mailing`` and imports none of them
 (docs/architecture.md).
 """

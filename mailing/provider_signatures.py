@@ -95,28 +95,6 @@ class ProofMissing(NotAuthenticated):
     """No proof at all (no signature header, no credentials): 401."""
 
 
-def settings(env: Mapping[str, str]) -> dict[str, Any]:
-    """The bounce webhooks' settings from the environment (README, Configuration)."""
-    return {
-        # SES through SNS: the topics whose notifications are taken (comma-separated
-        # ARNs; none: the route refuses every post), where signing certificates may
-        # come from (a regular expression over the host name), the CAs trusted for
-        # fetching them (default: the system's), and the oldest signature taken.
-        "SES_SNS_TOPIC_ARNS": env.get("SES_SNS_TOPIC_ARNS", ""),
-        "SNS_CERT_HOST_PATTERN": env.get("SNS_CERT_HOST_PATTERN", DEFAULT_SNS_CERT_HOST_PATTERN),
-        "SNS_CA_FILE": env.get("SNS_CA_FILE") or None,
-        "SNS_MAX_AGE_S": int(env.get("SNS_MAX_AGE_S", str(DEFAULT_SNS_MAX_AGE_S))),
-        # Postmark: "user:password", the basic-auth credentials in the webhook URL.
-        "POSTMARK_WEBHOOK_AUTH": env.get("POSTMARK_WEBHOOK_AUTH") or None,
-        # SendGrid: the Signed Event Webhook's verification key (base64, as shown).
-        "SENDGRID_WEBHOOK_PUBLIC_KEY": env.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
-        "SENDGRID_MAX_AGE_S": int(env.get("SENDGRID_MAX_AGE_S", str(DEFAULT_SENDGRID_MAX_AGE_S))),
-        # Every provider route: posts per client address, and the largest body.
-        "BOUNCE_WEBHOOK_LIMIT": env.get("BOUNCE_WEBHOOK_LIMIT", "600 per minute"),
-        "BOUNCE_WEBHOOK_MAX_BYTES": int(env.get("BOUNCE_WEBHOOK_MAX_BYTES", str(1024 * 1024))),
-    }
-
-
 def _config(name: str, default: Any = None) -> Any:
     value = current_app.config.get(name)
     return default if value in (None, "") else value

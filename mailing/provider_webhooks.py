@@ -11,7 +11,6 @@ logged with the provider, the reason and the client's address, never its body.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -101,7 +100,5 @@ def _ask_for_basic_auth(response: Response) -> Response:
 
 
 def register(app: Flask) -> None:
-    for key, value in proof.settings(os.environ).items():
-        app.config.setdefault(key, value)
     csrf.exempt(bp)
     app.register_blueprint(bp)

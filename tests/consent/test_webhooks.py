@@ -673,19 +673,19 @@ def test_the_app_refuses_a_retry_window_the_feed_does_not_keep(
     with pytest.raises(RuntimeError) as raised:
         create_app(settings)
     message = str(raised.value)
-    assert "CONSENT_WEBHOOK_RETRY_HOURS" in message
-    assert "CONSENT_CHANGE_FEED_KEEP_DAYS" in message
+    assert "WEBHOOK_RETRY_HOURS" in message
+    assert "CHANGE_FEED_KEEP_DAYS" in message
 
 
 def test_the_retry_window_is_checked_as_the_environment_sets_it(tmp_path, monkeypatch) -> None:
     from app import create_app
     from tests.conftest import TEST_CONFIG
 
-    monkeypatch.setenv("CONSENT_WEBHOOK_RETRY_HOURS", "48")
-    monkeypatch.setenv("CONSENT_CHANGE_FEED_KEEP_DAYS", "1")
+    monkeypatch.setenv("WEBHOOK_RETRY_HOURS", "48")
+    monkeypatch.setenv("CHANGE_FEED_KEEP_DAYS", "1")
     settings = {**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}"}
     with pytest.raises(RuntimeError, match=r"\(48 hours\) must be shorter than"):
         create_app(settings)
-    monkeypatch.setenv("CONSENT_WEBHOOK_RETRY_HOURS", "many")
-    with pytest.raises(RuntimeError, match="CONSENT_WEBHOOK_RETRY_HOURS must be a number"):
+    monkeypatch.setenv("WEBHOOK_RETRY_HOURS", "many")
+    with pytest.raises(RuntimeError, match="WEBHOOK_RETRY_HOURS: must be a number"):
         create_app(settings)

@@ -236,7 +236,7 @@ def test_a_killed_run_resumes_to_the_state_of_one_uninterrupted_run(app, databas
         "CONSENT_ENV": "testing",
         "SECRET_KEY": TEST_CONFIG["SECRET_KEY"],
         "SUPPRESSION_KEY": TEST_CONFIG["SUPPRESSION_KEY"],
-        "CONSENT_RETENTION_BATCH_PAUSE": "0.1",
+        "RETENTION_BATCH_PAUSE_S": "0.1",
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "app", "retention", "run", *RUN_ARGS],

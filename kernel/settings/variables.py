@@ -1,0 +1,484 @@
+"""Every environment variable the service reads, in the README table's order."""
+
+from __future__ import annotations
+
+from kernel.settings.declaration import (
+    MIN_KEY_BYTES,
+    Setting,
+    base_url,
+    broker_url,
+    comma_list,
+    database_url,
+    environment,
+    flag,
+    integer,
+    number,
+    opt_out,
+    origins,
+    smtp_url,
+    stripped,
+    text,
+    time_of_day,
+)
+
+SETTINGS: tuple[Setting, ...] = (
+    # Where it runs -------------------------------------------------------------
+    Setting(
+        "CONSENT_ENV",
+        environment,
+        "production",
+        "`production`, `development` or `testing`; the last two generate their own "
+        "secrets under `instance/` and skip the production checks; `testing` starts no worker",
+    ),
+    Setting(
+        "DATABASE_URL",
+        database_url,
+        None,
+        "e.g. `postgresql://user:pw@host:5432/consent` (psycopg 3 is used)",
+        production="PostgreSQL",
+        secret=True,
+        opt_out="ALLOW_SQLITE_IN_PRODUCTION",
+        shown_default="SQLite file `instance/consent.db`",
+    ),
+    Setting(
+        "DRAMATIQ_BROKER_URL",
+        broker_url,
+        None,
+        "`redis://host:6379/0` or `amqp://user:pw@host:5672/`; the queues the workers "
+        "(`dramatiq worker`) take jobs from",
+        production="set",
+        secret=True,
+        opt_out="ALLOW_INPROCESS_WORKER_IN_PRODUCTION",
+        shown_default="none: in-process worker",
+    ),
+    Setting("DRAMATIQ_NAMESPACE", stripped, "consent", "Redis key namespace of the queues"),
+    Setting(
+        "INPROCESS_WORKER",
+        flag,
+        True,
+        "with no broker, run the actors in the web process (`0` to disable)",
+    ),
+    Setting(
+        "RATELIMIT_STORAGE_URI",
+        stripped,
+        "memory://",
+        "Flask-Limiter storage, e.g. `redis://host:6379/1`: shared by every web process",
+        production="not `memory://`",
+        secret=True,
+        opt_out="ALLOW_MEMORY_RATELIMITS_IN_PRODUCTION",
+    ),
+    Setting(
+        "RATELIMIT_IN_MEMORY_FALLBACK",
+        flag,
+        True,
+        "while that Redis is down, count in each web process instead of failing the forms "
+        "(`0`: fail)",
+    ),
+    Setting(
+        "TRUSTED_PROXY_HOPS",
+        integer,
+        0,
+        "how many reverse proxies (load balancer, ingress) stand in front of the web "
+        "processes; with `1` or more, the client's address and scheme are taken from the "
+        "`X-Forwarded-For`/`-Proto` entries those proxies added (werkzeug's `ProxyFix`). The "
+        "rate limits count that address and a consent's evidence records it. Leave `0` when "
+        "clients reach gunicorn directly: the header would then be the client's own word",
+    ),
+    Setting(
+        "PUBLIC_BASE_URL",
+        base_url,
+        None,
+        "base of the links in emails and of the public pages, e.g. `https://consent.example.com`",
+        production="`https://`",
+        opt_out="ALLOW_HTTP_PUBLIC_BASE_URL_IN_PRODUCTION",
+        shown_default="`http://127.0.0.1:5000` (development only)",
+    ),
+    # Secrets -------------------------------------------------------------------
+    Setting(
+        "SECRET_KEY",
+        text,
+        None,
+        "signs sessions and links",
+        production=f"at least {MIN_KEY_BYTES} bytes",
+        secret=True,
+        shown_default="none: generated under `instance/` in development",
+    ),
+    Setting(
+        "SECRET_KEY_FALLBACKS",
+        comma_list,
+        [],
+        "comma-separated old keys still accepted after a rotation",
+        secret=True,
+    ),
+    Setting(
+        "SUPPRESSION_KEY",
+        text,
+        None,
+        "HMAC key of the suppression list; never change it, or old entries stop matching "
+        "(back it up with the database)",
+        production=f"at least {MIN_KEY_BYTES} bytes",
+        secret=True,
+        shown_default="none: generated under `instance/` in development",
+    ),
+    Setting(
+        "SESSION_COOKIE_SECURE",
+        flag,
+        True,
+        "send the staff session cookie over HTTPS only",
+    ),
+    Setting(
+        "STAFF_SESSION_MAX_AGE_S",
+        integer,
+        12 * 3600,
+        "seconds a staff sign-in lasts",
+        aliases=("STAFF_SESSION_MAX_AGE",),
+        key="STAFF_SESSION_MAX_AGE",
+    ),
+    Setting(
+        "STAFF_SIGN_IN_LIMIT_PER_IP",
+        stripped,
+        "30 per minute;200 per hour",
+        "sign-in attempts per client address",
+    ),
+    Setting(
+        "STAFF_SIGN_IN_LIMIT_PER_ACCOUNT",
+        stripped,
+        "5 per 15 minutes",
+        "sign-in attempts per staff account",
+    ),
+    # Mail ----------------------------------------------------------------------
+    Setting(
+        "SMTP_URL",
+        smtp_url,
+        None,
+        "`smtp://user:pass@host:587`: STARTTLS whenever the server offers it, then `AUTH`; "
+        "`smtps://user:pass@host:465`: TLS from the first byte; `smtp://localhost:25`: a "
+        "local relay, no user, no authentication. `smtp://` does not insist on TLS: a server "
+        "that offers no STARTTLS gets the mail (and the password, if given) in the clear, so "
+        "across a network use `smtps://` or a relay that offers STARTTLS",
+        production="set",
+        secret=True,
+        opt_out="ALLOW_MAIL_FOLDER_IN_PRODUCTION",
+        shown_default="none: mail written to `MAIL_FOLDER`",
+    ),
+    Setting(
+        "SMTP_CA_FILE",
+        stripped,
+        None,
+        "a PEM file with the CA that signed the SMTP server's certificate (a relay with a "
+        "self-signed or private-CA certificate). Trusted for that server *instead of* the "
+        "system store, so that no public CA can vouch for it; add the public CAs to the file "
+        "if the server may also show a public certificate. Without it such a server's mail "
+        "waits in the outbox, retried, with the reason in `last_error`",
+        shown_default="none: the system's CAs",
+    ),
+    Setting(
+        "MAIL_FOLDER",
+        stripped,
+        None,
+        "where messages are written when `SMTP_URL` is not set",
+        shown_default="`instance/mail/`",
+    ),
+    Setting(
+        "MAIL_FROM",
+        stripped,
+        "Consent Service <no-reply@localhost>",
+        "sender of every email",
+    ),
+    Setting(
+        "BRAND_NAME",
+        stripped,
+        "",
+        'the name the public pages and the signup notice give the sender ("Consent Service" '
+        "when `MAIL_FROM` has none)",
+        shown_default="the name in `MAIL_FROM`",
+    ),
+    Setting(
+        "MAIL_UNSUBSCRIBE_MAILTO",
+        stripped,
+        None,
+        "an address added as `mailto:` to `List-Unsubscribe` in marketing mail",
+    ),
+    Setting(
+        "POLICY_NOTICE_ON_MAJOR",
+        flag,
+        True,
+        "publishing a major privacy-policy version mails a notice to every registered address "
+        "(R24); `0` to send it another way",
+    ),
+    Setting(
+        "OUTBOX_MIN_BACKOFF_MS",
+        integer,
+        15_000,
+        "retry backoff of temporary SMTP failures: the first wait",
+    ),
+    Setting(
+        "OUTBOX_MAX_BACKOFF_MS",
+        integer,
+        30 * 60_000,
+        "retry backoff of temporary SMTP failures: the longest wait",
+    ),
+    Setting(
+        "OUTBOX_CLAIM_TIMEOUT_S",
+        integer,
+        600,
+        "a row claimed by a worker that died (or handed over and still queued) this long ago "
+        "is handed over again",
+    ),
+    Setting(
+        "OUTBOX_SWEEP_INTERVAL_S",
+        number,
+        60.0,
+        "the outbox sweeper runs this often (`0`: never; then run `flask outbox sweep` from cron)",
+    ),
+    Setting(
+        "OUTBOX_SWEEP_GRACE_S",
+        number,
+        60.0,
+        "rows younger than this are left to the request that queued them",
+    ),
+    # Returned mail ---------------------------------------------------------------
+    Setting(
+        "BOUNCE_ADDRESS",
+        stripped,
+        None,
+        "returned mail's address (`bounces@example.com`); each message leaves with "
+        "`bounces+<signed outbox id>@example.com` as its envelope sender (VERP, "
+        "`docs/bounces.md`)",
+        shown_default="none: the envelope sender is `MAIL_FROM`'s address",
+    ),
+    Setting(
+        "BOUNCE_IMAP_URL",
+        stripped,
+        None,
+        "an IMAP folder of returned mail to read (`imaps://user:pass@host/INBOX`)",
+        secret=True,
+    ),
+    Setting(
+        "BOUNCE_IMAP_INTERVAL_S",
+        number,
+        300.0,
+        "how often that folder is read",
+    ),
+    Setting(
+        "BOUNCE_IMAP_DONE_FOLDER",
+        stripped,
+        None,
+        "the IMAP folder processed messages move to",
+        shown_default="none: deleted",
+    ),
+    Setting(
+        "BOUNCE_IMAP_ERROR_FOLDER",
+        stripped,
+        "bounces-unreadable",
+        "the IMAP folder messages that cannot be read move to",
+    ),
+    Setting(
+        "BOUNCE_MAX_BYTES",
+        integer,
+        10 * 1024 * 1024,
+        "a returned message larger than this is refused before it is parsed",
+    ),
+    Setting(
+        "SES_SNS_TOPIC_ARNS",
+        stripped,
+        "",
+        "the Amazon SES bounce webhook (through SNS): the topics taken, comma-separated "
+        "(none: every post refused; docs/bounces.md)",
+    ),
+    Setting(
+        "SNS_CERT_HOST_PATTERN",
+        stripped,
+        r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?",
+        "where SNS signing certificates may come from (a regular expression over the host name)",
+    ),
+    Setting(
+        "SNS_CA_FILE",
+        stripped,
+        None,
+        "the CAs trusted to fetch SNS signing certificates",
+        shown_default="the system's CAs",
+    ),
+    Setting("SNS_MAX_AGE_S", integer, 2 * 3600, "the oldest SNS signature taken"),
+    Setting(
+        "POSTMARK_WEBHOOK_AUTH",
+        stripped,
+        None,
+        "`user:password`, the basic auth in Postmark's bounce webhook URL",
+        secret=True,
+        shown_default="none: refused",
+    ),
+    Setting(
+        "SENDGRID_WEBHOOK_PUBLIC_KEY",
+        stripped,
+        None,
+        "the SendGrid Signed Event Webhook's verification key (base64, as shown)",
+        shown_default="none: refused",
+    ),
+    Setting("SENDGRID_MAX_AGE_S", integer, 600, "the oldest SendGrid signature taken"),
+    Setting(
+        "BOUNCE_WEBHOOK_LIMIT",
+        stripped,
+        "600 per minute",
+        "posts per client address to each bounce webhook",
+    ),
+    Setting(
+        "BOUNCE_WEBHOOK_MAX_BYTES",
+        integer,
+        1024 * 1024,
+        "the largest body a bounce webhook takes",
+    ),
+    # Public forms ----------------------------------------------------------------
+    Setting(
+        "SIGNUP_ALLOWED_ORIGINS",
+        origins,
+        [],
+        "comma-separated origins (`https://www.example.se`; `*` for any) that may post the "
+        "registered signup forms that list no `origins` of their own; never the hosted form "
+        '(docs/policy.md, docs/mail-flows.md "Cross-site posts")',
+    ),
+    Setting(
+        "SIGNUP_LIMIT_PER_IP",
+        stripped,
+        "30 per hour",
+        "rate limit shared by every public form that can send an email, per client address",
+    ),
+    Setting(
+        "SIGNUP_LIMIT_PER_ADDRESS",
+        stripped,
+        "5 per hour",
+        "the same, per mailbox (the address without its `+tag`, in lower case) and client",
+    ),
+    Setting(
+        "SIGNUP_LIMIT_PER_DOMAIN",
+        stripped,
+        "100 per hour",
+        "the same, per recipient domain",
+    ),
+    Setting(
+        "MAILBOX_DAILY_LIMIT",
+        integer,
+        5,
+        "at most this many emails a public form can cause go to one mailbox in 24 hours, and "
+        "never more than one in ten minutes; counted in the database where the email is queued",
+    ),
+    Setting(
+        "SIGNUP_MIN_S",
+        number,
+        0.1,
+        "every signup is answered no sooner than this, so that its timing does not tell a new "
+        "address from a known one",
+        aliases=("SIGNUP_MIN_SECONDS",),
+        key="SIGNUP_MIN_SECONDS",
+    ),
+    # Policy, retention, feed -----------------------------------------------------
+    Setting(
+        "POLICY_FILE",
+        stripped,
+        None,
+        "topics, bases per topic, country rules, retention rules, the registered signup forms "
+        "(docs/policy.md)",
+        shown_default="`consent/default_policy.toml`",
+    ),
+    Setting(
+        "RETENTION_DAILY_AT",
+        time_of_day,
+        "02:30",
+        "when the daily retention run starts (HH:MM, UTC)",
+    ),
+    Setting(
+        "RETENTION_BATCH_SIZE",
+        integer,
+        1000,
+        "rows a retention run removes per transaction",
+    ),
+    Setting(
+        "RETENTION_BATCH_PAUSE_S",
+        number,
+        0.0,
+        "seconds a retention run waits between batches",
+        aliases=("RETENTION_BATCH_PAUSE",),
+        key="RETENTION_BATCH_PAUSE",
+    ),
+    Setting(
+        "RETENTION_LOCK_STALE_S",
+        integer,
+        300,
+        "a retention run's lock not beaten for this long may be taken over",
+        aliases=("RETENTION_LOCK_STALE_SECONDS",),
+        key="RETENTION_LOCK_STALE_SECONDS",
+    ),
+    Setting(
+        "CHANGE_FEED_KEEP_DAYS",
+        integer,
+        90,
+        "days the change feed keeps its items (docs/integration.md)",
+    ),
+    Setting(
+        "IDEMPOTENCY_KEEP_HOURS",
+        number,
+        24.0,
+        "how long an API caller's `Idempotency-Key` and the answer kept for it last "
+        "(docs/integration.md)",
+    ),
+    Setting(
+        "IMPORT_MAX_BYTES",
+        integer,
+        200 * 1024 * 1024,
+        "largest CSV the imports (API and staff page) accept, lifted only once the caller may "
+        "import; every other route keeps a 1 MiB limit",
+    ),
+    # Webhooks --------------------------------------------------------------------
+    Setting(
+        "WEBHOOK_MIN_BACKOFF_MS",
+        integer,
+        5_000,
+        "retry backoff of webhook deliveries: the first wait (docs/webhooks.md)",
+    ),
+    Setting(
+        "WEBHOOK_MAX_BACKOFF_MS",
+        integer,
+        3_600_000,
+        "retry backoff of webhook deliveries: the longest wait",
+    ),
+    Setting(
+        "WEBHOOK_RETRY_HOURS",
+        number,
+        72.0,
+        "a webhook delivery is retried this long after its first try, then fails; must be "
+        "shorter than `CHANGE_FEED_KEEP_DAYS`",
+    ),
+    Setting(
+        "WEBHOOK_REPLAY_MAX",
+        integer,
+        100_000,
+        "the most changes one webhook replay may re-send",
+    ),
+    Setting(
+        "WEBHOOK_ALLOW_PRIVATE_TARGETS",
+        flag,
+        False,
+        "`1` allows webhook receivers inside the network (loopback, private, link-local "
+        "addresses); otherwise refused at registration and at every delivery, so that an "
+        "admin's URL cannot reach Redis, the database or a cloud metadata service "
+        "(docs/webhooks.md)",
+    ),
+    # Production opt-outs ---------------------------------------------------------
+    opt_out("ALLOW_SQLITE_IN_PRODUCTION", "a SQLite database"),
+    opt_out(
+        "ALLOW_INPROCESS_WORKER_IN_PRODUCTION",
+        "jobs run inside the web process (no broker; queued jobs die with it)",
+    ),
+    opt_out(
+        "ALLOW_MEMORY_RATELIMITS_IN_PRODUCTION",
+        "rate limits counted per process (one web process only)",
+    ),
+    opt_out("ALLOW_MAIL_FOLDER_IN_PRODUCTION", "mail written to `MAIL_FOLDER`, never sent"),
+    opt_out(
+        "ALLOW_HTTP_PUBLIC_BASE_URL_IN_PRODUCTION",
+        "an `http://` `PUBLIC_BASE_URL` (links and cookies in the clear)",
+    ),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+BY_KEY: dict[str, Setting] = {s.config_key: s for s in SETTINGS}
