@@ -39,9 +39,10 @@ workers = _whole_number("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count()))
 worker_class = "gthread"
 threads = _whole_number("WEB_THREADS", 4)
 
-# The slowest request is a staff page over many contacts or an upload of a
-# CSV file (read and stored, processed by a worker): seconds, never half a
-# minute. A worker silent this long is stuck and is replaced.
+# With threads this is the process's heartbeat, not a limit on one request: a
+# process whose main loop says nothing for this long (hung in C code, swapping)
+# is killed and replaced. A slow request (a large CSV upload on a slow link)
+# keeps its thread and does not trip it; long work itself runs in the workers.
 timeout = 30
 # On SIGTERM (deploy, docker stop, systemctl stop) a process stops accepting
 # and finishes its requests for up to this long. Under the 30 s a container
