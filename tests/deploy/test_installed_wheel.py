@@ -12,6 +12,7 @@ a ``dramatiq worker`` that delivers the confirmation mail to an SMTP server.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -155,6 +156,13 @@ def installed(
         redis.stop()
 
 
+def _healthcheck_command() -> list[str]:
+    text = (ROOT / "Dockerfile").read_text()
+    found = re.search(r"^HEALTHCHECK .*\\\n\s*CMD (\[.*\])$", text, re.MULTILINE)
+    assert found is not None, "HEALTHCHECK ... CMD [...] in the Dockerfile"
+    return json.loads(found.group(1))
+
+
 def _files(folder: Path) -> set[str]:
     return {
         str(path.relative_to(folder))
@@ -225,6 +233,9 @@ def test_the_installed_wheel_migrates_serves_and_delivers(
     assert css == (ROOT / "static" / "app.css").read_bytes()
     # gunicorn runs with the shipped configuration: gthread workers.
     assert "Using worker: gthread" in service.log("web")
+    # The image's HEALTHCHECK command, as the container would run it.
+    checked = service.run(*_healthcheck_command())
+    assert checked.returncode == 0, checked.stderr
 
     service.start("worker", "dramatiq", "worker", "--processes", "1", "--threads", "2")
     address = f"deploy-{uuid.uuid4().hex[:8]}@example.se"
