@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import tomllib
 from pathlib import Path
@@ -17,6 +18,7 @@ from werkzeug.routing import IntegerConverter
 import consent
 import crm
 import mailing
+import service_files
 from consent.models import Basis
 from consent.projection import RESERVED_SOURCES
 from consent.topics import MarketingPolicy
@@ -43,7 +45,14 @@ DEVELOPMENT_BASE_URL = "http://127.0.0.1:5000"
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True)
+    app = Flask(
+        __name__,
+        # From service_files, so that an installed wheel finds them as a checkout does.
+        template_folder=service_files.templates(),
+        static_folder=service_files.static(),
+        instance_path=_instance_path(),
+        instance_relative_config=True,
+    )
     register_config(app, test_config)
     register_proxies(app)
     inputs.init_app(app)
@@ -56,6 +65,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 # Configuration ------------------------------------------------------------------
+
+
+def _instance_path() -> str | None:
+    """``INSTANCE_PATH``: the writable folder for this installation's own files.
+
+    Unset, Flask's choice: ``instance/`` in a checkout, ``<venv>/var/app-instance``
+    for an installed wheel. A container or unit points it at its data volume."""
+    configured = settings.value("INSTANCE_PATH")
+    return os.path.abspath(configured) if configured else None
 
 
 def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
@@ -194,7 +212,7 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     with app.app_context():
         queue_sqlite_writers(db.engine)
-    migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
+    migrate.init_app(app, db, directory=str(service_files.migrations()))
     csrf.init_app(app)
     limiter.init_app(app)
     # Before any blueprint registers its routes, so that every write's
