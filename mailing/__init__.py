@@ -41,7 +41,7 @@ def _settings() -> dict[str, object]:
         "OUTBOX_MAX_BACKOFF_MS": int(env.get("OUTBOX_MAX_BACKOFF_MS", str(30 * 60_000))),
         # A row claimed by a worker that vanished (killed mid-send) is free again after this.
         "OUTBOX_CLAIM_TIMEOUT_S": int(env.get("OUTBOX_CLAIM_TIMEOUT_S", "600")),
-        # Every worker process runs the sweeper this often (0: never; then run
+        # The scheduler sends the sweeper's job this often (0: never; then run
         # `flask outbox sweep` from cron), leaving rows younger than the grace alone.
         "OUTBOX_SWEEP_INTERVAL_S": float(env.get("OUTBOX_SWEEP_INTERVAL_S", "60")),
         "OUTBOX_SWEEP_GRACE_S": float(env.get("OUTBOX_SWEEP_GRACE_S", "60")),
@@ -80,7 +80,6 @@ def init_app(app: Flask) -> None:
     provider_webhooks.register(app)
     staff_pages.register(app)
     cli.register(app)
-    tasks.register(app)
     _connect_signals()
 
 
@@ -88,7 +87,6 @@ def _connect_signals() -> None:
     from kernel.signals import (
         collect_export_sections,
         confirmation_owed,
-        day_started,
         decisions_changed,
         policy_published,
     )
@@ -101,7 +99,6 @@ def _connect_signals() -> None:
     policy_published.connect(_on_policy_published, weak=False)
     confirmation_owed.connect(queue_owed_confirmation, weak=False)
     decisions_changed.connect(hand_over_owed_confirmations, weak=False)
-    day_started.connect(_on_day_started, weak=False)
 
 
 def _export_emails(app: Flask, *, contact: object, **_: object) -> tuple[str, object]:
@@ -119,10 +116,3 @@ def _on_policy_published(
         from mailing.tasks import send_policy_notices
 
         send_policy_notices.send(policy_version_id)
-
-
-def _on_day_started(app: Flask, **_: object) -> None:
-    """GDPR art. 14(3)(a): the notices still owed go out well within their month."""
-    from mailing.tasks import send_art14_notices
-
-    send_art14_notices.send()
