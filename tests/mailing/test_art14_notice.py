@@ -129,7 +129,9 @@ def test_a_contact_where_email_marketing_needs_consent_still_gets_the_notice(
     assert _contact(app, "liste@branche.de").art14_notice_given_at is not None
 
 
-def test_the_schedulers_daily_turn_queues_the_notice(app, admin_api, tmp_path, mail_worker, smtp) -> None:
+def test_the_schedulers_daily_turn_queues_the_notice(
+    app, admin_api, tmp_path, mail_worker, smtp
+) -> None:
     """The scheduler's art. 14 job (kernel.scheduling) reaches the worker; mailing queues what is owed."""
     from kernel.scheduling import periodic_jobs, run_turn
 
