@@ -223,10 +223,20 @@ def run_scheduler() -> None:
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not logging.getLogger().handlers:
+        # Each turn sent is worth a line; APScheduler's line per check is not.
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
     scheduler = BlockingScheduler(timezone=UTC)
     add_jobs(app, scheduler)
     for job in periodic_jobs(app):
-        when = f"daily at {job.daily_at:%H:%M} UTC" if job.daily_at else f"every {job.every}"
+        when = (
+            f"daily at {job.daily_at:%H:%M} UTC"
+            if job.daily_at
+            else f"every {job.every.total_seconds():g} s"
+        )
         click.echo(f"scheduler: {job.name} -> {job.actor_name}, {when}")
 
     def stop(signum: int, frame: object) -> None:
