@@ -235,7 +235,7 @@ def run_scheduler() -> None:
         when = (
             f"daily at {job.daily_at:%H:%M} UTC"
             if job.daily_at
-            else f"every {job.every.total_seconds():g} s"
+            else f"every {job.period.total_seconds():g} s"
         )
         click.echo(f"scheduler: {job.name} -> {job.actor_name}, {when}")
 
