@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ from consent.models import Basis
 from consent.projection import RESERVED_SOURCES
 from consent.topics import MarketingPolicy
 from consent.webhooks import check_retry_window
+from crm.retention import DAILY_RETENTION_JOB
 from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
-from kernel import api_docs, api_fields, idempotency, inputs, settings
+from kernel import api_docs, api_fields, idempotency, inputs, scheduling, settings
 from kernel.cli import settings_cli
 from kernel.errors import (
     BadRequest,
@@ -37,6 +39,12 @@ from kernel.errors import (
     NotPermitted,
     Unavailable,
 )
+from kernel.scheduling import Periodic
+from kernel.timestamps import utcnow
+from mailing.art14_notices import ART14_NOTICES_JOB
+from mailing.bounce_mailbox import POLL_JOB
+from mailing.health import RETENTION_JOB, scheduling_health
+from mailing.outbox import SWEEP_JOB
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +66,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     inputs.init_app(app)
     register_extensions(app)
     register_packages(app)
+    register_scheduling(app)
     idempotency.init_app(app)
     register_error_handlers(app)
     register_health(app)
@@ -261,6 +270,27 @@ def register_packages(app: Flask) -> None:
     api_docs.init_app(app, api)
 
 
+def register_scheduling(app: Flask) -> None:
+    """The periodic jobs the scheduler hands to the workers (``flask scheduler run``)."""
+    config = app.config
+    daily = scheduling.daily_at(str(config["RETENTION_DAILY_AT"]))
+    bounce_every = float(config["BOUNCE_IMAP_INTERVAL_S"]) if config["BOUNCE_IMAP_URL"] else 0
+    scheduling.init_app(
+        app,
+        [
+            Periodic(RETENTION_JOB, DAILY_RETENTION_JOB, daily_at=daily),
+            # GDPR art. 14(3)(a): the notices still owed go out well within their month.
+            Periodic("art14-notices", ART14_NOTICES_JOB, daily_at=daily),
+            Periodic(
+                "outbox-sweep",
+                SWEEP_JOB,
+                every=timedelta(seconds=float(config["OUTBOX_SWEEP_INTERVAL_S"])),
+            ),
+            Periodic("bounce-poll", POLL_JOB, every=timedelta(seconds=bounce_every)),
+        ],
+    )
+
+
 # Errors ------------------------------------------------------------------------------
 
 _STATUS = {
@@ -368,6 +398,12 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def register_health(app: Flask) -> None:
+    """``/healthz``: 503 "unavailable" when the database or the broker cannot be
+    reached (this process cannot do its work: take it out of rotation); 200
+    "degraded" when it can but the periodic work lags (a late retention run, a
+    stuck outbox: restarting web processes would not help, an operator must
+    look; docs/operations.md, Scheduling); 200 "ok" otherwise."""
+
     @app.get("/healthz")
     def healthz() -> Any:
         checks = {"database": "ok", "broker": "ok"}
@@ -384,5 +420,12 @@ def register_health(app: Flask) -> None:
                 broker.connection  # noqa: B018 - opening it is the check
         except Exception:
             checks["broker"] = "unreachable"
-        healthy = all(v == "ok" for v in checks.values())
-        return jsonify(status="ok" if healthy else "degraded", **checks), 200 if healthy else 503
+        if any(v != "ok" for v in checks.values()):
+            return jsonify(status="unavailable", **checks), 503
+        try:
+            health = scheduling_health(utcnow())
+        except sa.exc.SQLAlchemyError:
+            db.session.rollback()
+            return jsonify(status="unavailable", broker="ok", database="unreachable"), 503
+        status = "degraded" if health.is_degraded else "ok"
+        return jsonify(status=status, **checks, **health.summary()), 200

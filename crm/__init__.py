@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from crm import api, changed_since, cli, staff_pages, tasks
+    from crm import api, changed_since, cli, staff_pages, tasks  # noqa: F401
     from crm.retention import RetentionPolicy
 
     # Parsed at start-up so that a malformed rule stops the service, not a run.
@@ -14,5 +14,4 @@ def init_app(app: Flask) -> None:
     api.register(app)
     cli.register(app)
     staff_pages.register(app)
-    tasks.register(app)
     changed_since.connect_signals()

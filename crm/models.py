@@ -378,7 +378,6 @@ class RetentionLock(db.Model):
     Taken with a conditional UPDATE (or the first INSERT); a holder that
     stopped beating for ``RETENTION_LOCK_STALE_SECONDS``, or whose process is
     gone on this host, can be taken over, so a killed run never blocks the next.
-    The same row tracks the daily schedule's current chain of messages.
     """
 
     __tablename__ = "retention_lock"
@@ -388,20 +387,6 @@ class RetentionLock(db.Model):
     holder_host: Mapped[str | None] = mapped_column(sa.String(255))
     holder_pid: Mapped[int | None] = mapped_column()
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class RetentionSchedule(db.Model):
-    """The daily run's current chain of delayed messages (one row).
-
-    Each daily message names its chain; a message whose chain is not the
-    current one stops, so that starting several workers never multiplies runs.
-    """
-
-    __tablename__ = "retention_schedule"
-
-    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
-    chain_id: Mapped[str] = mapped_column(sa.String(64))
-    next_run_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class WebVisit(db.Model):

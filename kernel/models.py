@@ -88,3 +88,25 @@ class IdempotencyKey(db.Model):
     contact_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("contact.id", ondelete="CASCADE"), index=True
     )
+
+
+class ScheduledJob(db.Model):
+    """A periodic job and the last turn of it a scheduler handed to the broker
+    (``kernel.scheduling``).
+
+    One row per job. A scheduler takes a turn with a conditional UPDATE (the
+    row's turn must be older than the one it takes), so two scheduler
+    processes never both send the same turn: a second host for availability
+    never doubles the daily retention run.
+    """
+
+    __tablename__ = "scheduled_job"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # The turn (the moment it was due), not when it was sent: the same for every scheduler.
+    last_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # host:pid of the scheduler that sent it, for the operator reading the table.
+    last_sent_by: Mapped[str] = mapped_column(sa.String(255))
+    # The first time any scheduler ran this job: "never ran" is measured from here.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -102,13 +102,14 @@ policy_published = _signals.signal("policy-published")
 
 # --- the daily run -----------------------------------------------------------------
 
-# After the commit. Sent by crm.tasks.run_daily_retention each day the daily
-# chain runs (a redelivered link sends it again); kwargs: at (the moment of the
-# run). Receivers: consent.bases sends the job that writes the bases that
-# lapsed by time to the ledger (docs/rules.md R1, R3); mailing queues the GDPR
-# art. 14 notices still owed (docs/rules.md X15); consent.web_tracking unlinks
-# web visitors whose contact no longer consents to web tracking (R19). Each
-# is safe to run twice in a day.
+# After the commit. Sent by crm.tasks.run_daily_retention, the job the scheduler
+# (kernel.scheduling) sends once a day (a redelivered message sends it again);
+# kwargs: at (the moment of the run). Receivers: consent.bases sends the job
+# that writes the bases that lapsed by time to the ledger (docs/rules.md R1,
+# R3); consent.web_tracking unlinks web visitors whose contact no longer
+# consents to web tracking (R19); consent.webhooks hands over the deliveries
+# written. Each is safe to run twice in a day. (The GDPR art. 14 notices are
+# a scheduled job of their own.)
 day_started = _signals.signal("day-started")
 
 # --- contributions (the receivers' return values are the answer) ---------------------

@@ -31,7 +31,6 @@ def init_app(app: Flask) -> None:
     provider_webhooks.register(app)
     staff_pages.register(app)
     cli.register(app)
-    tasks.register(app)
     _connect_signals()
 
 
@@ -39,7 +38,6 @@ def _connect_signals() -> None:
     from kernel.signals import (
         collect_export_sections,
         confirmation_owed,
-        day_started,
         decisions_changed,
         policy_published,
     )
@@ -52,7 +50,6 @@ def _connect_signals() -> None:
     policy_published.connect(_on_policy_published, weak=False)
     confirmation_owed.connect(queue_owed_confirmation, weak=False)
     decisions_changed.connect(hand_over_owed_confirmations, weak=False)
-    day_started.connect(_on_day_started, weak=False)
 
 
 def _export_emails(app: Flask, *, contact: object, **_: object) -> tuple[str, object]:
@@ -70,10 +67,3 @@ def _on_policy_published(
         from mailing.tasks import send_policy_notices
 
         send_policy_notices.send(policy_version_id)
-
-
-def _on_day_started(app: Flask, **_: object) -> None:
-    """GDPR art. 14(3)(a): the notices still owed go out well within their month."""
-    from mailing.tasks import send_art14_notices
-
-    send_art14_notices.send()

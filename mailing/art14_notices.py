@@ -5,7 +5,7 @@ company that gave us its contact person) must be told who we are, where the
 data came from and what they may do about it: within one month of our
 obtaining it (art. 14(3)(a)), or with the first email if that is earlier
 (art. 14(3)(b), the campaign path: ``mailing.messages`` adds the notice to
-the first marketing email). The daily run (``kernel.signals.day_started``)
+the first marketing email). The scheduler's daily job (``ART14_NOTICES_JOB``)
 and ``flask notices art14`` queue the notice for every contact still owed
 one; delivery marks it given (``crm.services.note_art14_notice_given``).
 
@@ -36,6 +36,8 @@ from mailing.models import OutboxMessage
 from mailing.outbox import insert_and_hand_over, transactional_row
 
 TEMPLATE = messages.SOURCE_NOTICE
+# Sent daily by the scheduler (kernel.scheduling), at RETENTION_DAILY_AT.
+ART14_NOTICES_JOB = "send_art14_notices"
 CHUNK = 1_000
 
 

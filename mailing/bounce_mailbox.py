@@ -1,6 +1,6 @@
 """The mailbox poller: returned mail read from an IMAP folder (``BOUNCE_IMAP_URL``).
 
-Run by every worker on a schedule (``mailing.tasks.PeriodicBouncePoll``) and
+Run by a worker when the scheduler sends ``POLL_JOB`` (``kernel.scheduling``) and
 by ``flask bounces poll``. Each message goes through the one processing path
 (``mailing.bounces.ingest_message``); then:
 
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 # At most this many messages per poll: the next poll takes the rest.
 POLL_LIMIT = 500
+# Sent every BOUNCE_IMAP_INTERVAL_S by the scheduler (kernel.scheduling) when a mailbox is set.
+POLL_JOB = "poll_bounce_mailbox"
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 # The poll's lease on its folder, renewed every LEASE_EVERY messages.

@@ -98,7 +98,8 @@ class OutboxMessage(db.Model):
     # When the job was handed to the broker; NULL means the sweeper must do it.
     handed_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Indexed for the health check's "was anything sent lately" (mailing.health).
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
     __table_args__ = (sa.Index("ix_outbox_message_status_created_at", "status", "created_at"),)
 

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 # The actor that delivers a batch of rows (declared in mailing.tasks).
 DELIVERY_JOB = "deliver_emails"
+# The sweeper's job, sent every OUTBOX_SWEEP_INTERVAL_S by the scheduler (kernel.scheduling).
+SWEEP_JOB = "sweep_outbox"
 # Rows per delivery job. A job claims, holds, checks and marks its rows with one
 # statement each, so a campaign costs a few statements per 25 messages rather
 # than a dozen per message; a worker killed mid-job can send at most this many

@@ -66,13 +66,9 @@ from crm.retention.run import (
     run,
 )
 from crm.retention.schedule import (
-    SCHEDULE_GRACE,
-    SCHEDULE_NAME,
-    NextLink,
-    ensure_daily_schedule,
-    next_daily_time,
+    DAILY_RETENTION_JOB,
+    DAILY_RUN_BY,
     run_daily,
-    take_daily_turn,
 )
 
 __all__ = [
@@ -80,6 +76,8 @@ __all__ = [
     "ACTIVITY",
     "CONTACT",
     "COUNTS_FROM",
+    "DAILY_RETENTION_JOB",
+    "DAILY_RUN_BY",
     "EARLIEST_RUN",
     "EXTERNAL_COUNTS_FROM",
     "HELD_CATEGORIES",
@@ -87,13 +85,10 @@ __all__ = [
     "LOCK_NAME",
     "MAX_PERIOD_YEARS",
     "NEVER_PURGED",
-    "SCHEDULE_GRACE",
-    "SCHEDULE_NAME",
     "SUPPORT_CASE",
     "ChecklistItem",
     "ContactRead",
     "DueRow",
-    "NextLink",
     "Period",
     "Preview",
     "PurgeOutlook",
@@ -103,11 +98,9 @@ __all__ = [
     "checklist",
     "current_retention_policy",
     "due_batches",
-    "ensure_daily_schedule",
     "has_completed_run",
     "list_runs",
     "mark_done",
-    "next_daily_time",
     "parse_as_of",
     "preview",
     "purge_outlook",
@@ -116,6 +109,5 @@ __all__ = [
     "run",
     "run_daily",
     "start_of_day",
-    "take_daily_turn",
     "utc_day",
 ]

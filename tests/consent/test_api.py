@@ -329,9 +329,16 @@ def test_openapi_document_lists_the_contract(client) -> None:
 
 
 def test_healthz_reports_database_and_broker(client) -> None:
+    """No retention run yet and no scheduler ever ran: up (200), but degraded."""
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json == {"status": "ok", "database": "ok", "broker": "ok"}
+    assert response.json == {
+        "status": "degraded",
+        "database": "ok",
+        "broker": "ok",
+        "retention": "never_run",
+        "outbox": "ok",
+    }
 
 
 def test_a_permission_check_commits_each_statement_and_stores_its_audit_entry(app, api_as) -> None:

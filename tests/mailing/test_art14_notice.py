@@ -2,7 +2,7 @@
 
 A contact whose address came from someone else (an industry list, a customer
 company) hears where it came from without waiting for a campaign: the daily
-run or ``flask notices art14`` queues the notice, the real worker sends it
+job of the scheduler or ``flask notices art14`` queues the notice, the real worker sends it
 through the real SMTP server, and the contact records when it was given.
 """
 
@@ -129,24 +129,16 @@ def test_a_contact_where_email_marketing_needs_consent_still_gets_the_notice(
     assert _contact(app, "liste@branche.de").art14_notice_given_at is not None
 
 
-def test_the_daily_run_queues_the_notice(
-    app, admin_api, tmp_path, mail_worker, smtp, monkeypatch
+def test_the_schedulers_daily_turn_queues_the_notice(
+    app, admin_api, tmp_path, mail_worker, smtp
 ) -> None:
-    """The daily chain's link (crm.tasks) announces the day; mailing queues what is owed."""
-    from crm import retention, tasks
-    from crm.models import RetentionSchedule
-    from crm.tasks import run_daily_retention
+    """The scheduler's art. 14 job (kernel.scheduling) reaches the worker; mailing queues what is owed."""
+    from kernel.scheduling import periodic_jobs, run_turn
 
-    monkeypatch.setattr(tasks, "send_link", lambda link: None)  # tomorrow's link: not here
-
+    (job,) = [j for j in periodic_jobs(app) if j.name == "art14-notices"]
     _import_list(app, tmp_path)
     with app.app_context():
-        link = retention.ensure_daily_schedule()
-        assert link is not None
-        due_at = utcnow() - timedelta(minutes=1)  # the link's time has come
-        db.session.execute(sa.update(RetentionSchedule).values(next_run_at=due_at))
-        db.session.commit()
-        run_daily_retention.fn(link.chain_id, due_at.isoformat())
+        assert run_turn(job)
         db.session.remove()
     mail_worker.drain()
     assert {str(m["To"]).split("<")[-1].rstrip(">") for m in smtp.messages} == {

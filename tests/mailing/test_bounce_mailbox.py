@@ -231,40 +231,47 @@ def test_the_poller_moves_what_it_recorded_to_the_done_folder_when_one_is_set(
     mailbox.close()
 
 
-def test_each_worker_reads_the_mailbox_on_its_schedule(app, smtp, imap, admin_api) -> None:
-    """``PeriodicBouncePoll``, the middleware worker.py adds, with no command run."""
-    import threading
+def test_the_scheduler_has_the_mailbox_read_on_its_schedule(
+    app, smtp, imap, admin_api, stub_worker
+) -> None:
+    """The scheduler's bounce job (kernel.scheduling) reaches a worker, with no command run."""
     import time
+    from datetime import timedelta
 
-    from mailing.tasks import PeriodicBouncePoll
+    from kernel.scheduling import Periodic, start_in_background
+    from mailing.bounce_mailbox import POLL_JOB
 
     contact_id, _, message_id = send_campaign_to(app)
     mailbox = Mailbox(imap)
     mailbox.put(dsn(to="bounces@example.com", recipient=ADDRESS, message_id=message_id))
-    previous = app.config["BOUNCE_IMAP_INTERVAL_S"]
-    app.config["BOUNCE_IMAP_INTERVAL_S"] = 0.2
-    poller = PeriodicBouncePoll(app)
+    jobs = app.extensions["periodic_jobs"]
+    app.extensions["periodic_jobs"] = [
+        Periodic("bounce-poll", POLL_JOB, every=timedelta(seconds=0.2))
+    ]
+    scheduler = start_in_background(app)
     try:
-        poller.start()
         deadline = time.monotonic() + 20
         while not reports(app) and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        poller.stopping.set()
-        for thread in threading.enumerate():
-            if thread.name == "bounce-poller":
-                thread.join(timeout=30)
-        app.config["BOUNCE_IMAP_INTERVAL_S"] = previous
+        scheduler.shutdown()
+        app.extensions["periodic_jobs"] = jobs
+        stub_worker.join("mail")
     assert email_reasons(admin_api, contact_id) == {"undeliverable"}
     assert mailbox.subjects("INBOX") == []
     mailbox.close()
 
 
-def test_no_mailbox_no_poller(app) -> None:
-    import threading
+def test_no_mailbox_no_poll_job(database_url) -> None:
+    from app import create_app
+    from kernel.scheduling import periodic_jobs
+    from tests.conftest import TEST_CONFIG
 
-    from mailing.tasks import PeriodicBouncePoll
+    def poll_jobs(mailbox: str | None) -> list[float]:
+        built = create_app(
+            {**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url, "BOUNCE_IMAP_URL": mailbox}
+        )
+        return [j.every.total_seconds() for j in periodic_jobs(built) if j.name == "bounce-poll"]
 
-    assert app.config.get("BOUNCE_IMAP_URL") is None
-    PeriodicBouncePoll(app).start()
-    assert "bounce-poller" not in [t.name for t in threading.enumerate()]
+    assert poll_jobs(None) == []
+    assert poll_jobs("imap://u:p@127.0.0.1:1/INBOX") == [300.0]

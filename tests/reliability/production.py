@@ -92,8 +92,8 @@ class OwnRedis:
 
 
 class Production:
-    """A `flask run` web process and a `dramatiq worker` master with its worker
-    processes, in a process group of its own so that ``kill_workers`` takes
+    """A `flask run` web process, a `dramatiq worker` master with its worker
+    processes and (``start_scheduler``) a `flask scheduler run`, in a process group of its own so that ``kill_workers`` takes
     the master and every child at once (SIGKILL: nothing is cleaned up)."""
 
     def __init__(
@@ -119,6 +119,7 @@ class Production:
         }
         self.web: subprocess.Popen[bytes] | None = None
         self.workers: subprocess.Popen[bytes] | None = None
+        self.scheduler: subprocess.Popen[bytes] | None = None
         self.worker_starts = 0
 
     def _log(self, name: str) -> Any:
@@ -138,6 +139,14 @@ class Production:
              "--threads", str(threads)],
             cwd=ROOT, env=self.env, stdout=self._log("worker"), stderr=subprocess.STDOUT,
             start_new_session=True,
+        )  # fmt: skip
+
+    def start_scheduler(self) -> None:
+        """`flask scheduler run`: the outbox sweep (OUTBOX_SWEEP_INTERVAL_S) and
+        the daily jobs reach the workers only through it."""
+        self.scheduler = subprocess.Popen(
+            [str(BIN / "flask"), "--app", "app", "scheduler", "run"],
+            cwd=ROOT, env=self.env, stdout=self._log("scheduler"), stderr=subprocess.STDOUT,
         )  # fmt: skip
 
     def kill_workers(self) -> None:
@@ -160,6 +169,12 @@ class Production:
         raise AssertionError(f"{self.base} did not come up")
 
     def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.terminate()
+            try:
+                self.scheduler.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.scheduler.kill()
         if self.workers is not None:
             os.killpg(self.workers.pid, signal.SIGTERM)
             try:

@@ -9,7 +9,8 @@ unsubscribes and signups, interleaved, four at a time) go out; half-way
 through them Redis gets SIGKILL; the next third is posted while it is down;
 it comes back EMPTY (no persistence), and the last third follows. The broker
 forgot every message it held: the outbox in the database is the record of
-what is owed, and the workers' sweeper hands it over again
+what is owed, and the sweeper (sent by `flask scheduler run` every second
+here, not stored in Redis between turns) hands it over again
 (``mailing.outbox.sweep``, which tells an emptied broker by the mark it
 keeps beside the queues). The claim timeout stays at its production value
 (10 minutes), so nothing but that recovery can deliver the lost messages
@@ -112,6 +113,7 @@ def test_redis_killed_and_restarted_empty_loses_no_opt_out_and_no_confirmation(
     )  # fmt: skip
     production.start_web()
     production.start_workers(processes=2, threads=2)
+    production.start_scheduler()
     base = production.base
 
     def unsubscribe(address: str) -> tuple[str, str, int]:

@@ -89,6 +89,7 @@ def test_worker_processes_killed_during_a_campaign_lose_no_message(
     try:
         production.start_workers(PROCESSES, THREADS)  # they boot while the contacts are written
         production.start_web()
+        production.start_scheduler()  # the sweeper's turns
         audience = {address for _, address in consented_contacts(app, "reader", size)}
         campaign = _api(production.base, token, "/api/v1/campaigns", {
             "topic": "newsletter", "subject_sv": "Nyheter", "body_sv": "Hej!",
