@@ -115,6 +115,13 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         # addresses) are refused unless this is 1: an admin's URL must not reach
         # Redis, the database or a cloud metadata service (consent/webhooks.py).
         WEBHOOK_ALLOW_PRIVATE_TARGETS=env.get("WEBHOOK_ALLOW_PRIVATE_TARGETS", "0") == "1",
+        # Staff roles that must sign in with a TOTP second factor (comma list,
+        # e.g. "admin,dpo"); a user of such a role enrols at their next sign-in.
+        MFA_REQUIRED_ROLES=[
+            r.strip().lower() for r in env.get("MFA_REQUIRED_ROLES", "").split(",") if r.strip()
+        ],
+        # How long a staff password-reset link works (it works once).
+        PASSWORD_RESET_MAX_AGE_S=int(env.get("PASSWORD_RESET_MAX_AGE_S", "3600")),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=env.get("SESSION_COOKIE_SECURE", "1") == "1",
