@@ -71,56 +71,72 @@ def change_password() -> Any:
         "Your password is changed; your other sessions have ended.",
     )
     if user is not None:
-        had_factor = user.has_second_factor
-        access.start_staff_session(user, second_factor=had_factor)
+        # This browser goes on, as signed in as before (with its second factor).
+        passed = session.get(access.SESSION_MFA) is True
+        access.start_staff_session(user, second_factor=passed)
     return see_other("accounts.account")
 
 
-def _enrolling_user() -> tuple[StaffUser | None, bool]:
-    """Who enrols: the signed-in user, or one halfway through a sign-in whose
-    role needs a second factor they lack. The flag says which."""
-    user = access.current_staff_user()
-    if user is not None:
-        return user, False
-    pending = access.pending_staff_user()
-    if pending is not None and not pending.has_second_factor and access.is_mfa_required(pending):
-        return pending, True
-    return None, False
-
-
 @bp.get("/account/two-factor")
+@access.staff_requires("account.manage")
 def enrol() -> Any:
     """Show a new secret (and its otpauth URI) to add to an authenticator app."""
-    user, signing_in = _enrolling_user()
-    if user is None:
-        return see_other("staff.login")
+    user = access.current_staff_user()
+    assert user is not None  # staff_requires let a signed-in user through
+    return _enrol_page(user, "accounts.confirm_enrolment")
+
+
+@bp.post("/account/two-factor")
+@access.staff_requires("account.manage")
+def confirm_enrolment() -> Any:
+    """Keep the secret once a code from the authenticator proves it was scanned."""
+    enrolled = run_form(
+        EnrolForm(),
+        lambda d: accounts.enrol_second_factor(g.actor.id, d["enrolment"], d["code"]),
+        "Two-factor sign-in is on.",
+    )
+    if enrolled is None:
+        return see_other("accounts.enrol")
+    # Enrolling ended every session; this browser goes on, with the factor.
+    access.start_staff_session(enrolled, second_factor=True)
+    return see_other("accounts.account")
+
+
+def _enrol_page(user: StaffUser, target: str) -> Any:
     return render_template(
         "staff/enrol.html",
         enrolment=accounts.new_enrolment(user),
-        signing_in=signing_in,
+        target=target,
         enrolled=user.has_second_factor,
     )
 
 
-@bp.post("/account/two-factor")
+def _owes_enrolment() -> StaffUser | None:
+    """The user halfway through a sign-in whose role needs a factor they lack."""
+    pending = access.pending_staff_user()
+    if pending is not None and not pending.has_second_factor and access.is_mfa_required(pending):
+        return pending
+    return None
+
+
+@bp.route("/login/two-factor", methods=["GET", "POST"])
 @limiter.limit(_ip_limit, methods=["POST"], error_message=THROTTLED)
-def confirm_enrolment() -> Any:
-    """Keep the secret once a code from the authenticator proves it was scanned."""
-    user, signing_in = _enrolling_user()
+def enrol_at_sign_in() -> Any:
+    """A role in MFA_REQUIRED_ROLES without a second factor: enrol before any page."""
+    user = _owes_enrolment()
     if user is None:
+        flash(_("Please sign in to continue."), "info")
         return see_other("staff.login")
+    if request.method == "GET":
+        return _enrol_page(user, "accounts.enrol_at_sign_in")
     enrolled = run_form(
         EnrolForm(),
         lambda d: accounts.enrol_second_factor(user.id, d["enrolment"], d["code"]),
         "Two-factor sign-in is on.",
     )
     if enrolled is None:
-        return see_other("accounts.enrol")
-    if signing_in:
-        return redirect(safe_next(access.finish_sign_in(enrolled)), 303)
-    # Enrolling ended every session; this browser goes on, with the factor.
-    access.start_staff_session(enrolled, second_factor=True)
-    return see_other("accounts.account")
+        return see_other("accounts.enrol_at_sign_in")
+    return redirect(safe_next(access.finish_sign_in(enrolled)), 303)
 
 
 # The second step of a sign-in ----------------------------------------------------------

@@ -108,7 +108,7 @@ def login() -> Any:
     if owed == "code":
         return see_other("accounts.second_factor")
     if owed == "enrol":
-        return see_other("accounts.enrol")
+        return see_other("accounts.enrol_at_sign_in")
     return redirect(safe_next(target), 303)
 
 
