@@ -20,6 +20,7 @@ from crm import accounts
 from crm.forms import CodeForm, EnrolForm, ForgotPasswordForm, OwnPasswordForm, ResetPasswordForm
 from extensions import db, limiter
 from kernel import access, i18n
+from kernel.addresses import normalise_email
 from kernel.errors import InvalidInput
 from kernel.models import StaffUser
 from kernel.pages import FormSchema, run_form, safe_next, see_other, staff_blueprint
@@ -41,6 +42,21 @@ def _ip_limit() -> str:
 
 def _code_limit() -> str:
     return current_app.config.get("STAFF_CODE_LIMIT_PER_ACCOUNT", "5 per 15 minutes")
+
+
+def _reset_limit() -> str:
+    return current_app.config.get("STAFF_RESET_LIMIT_PER_ADDRESS", "3 per hour")
+
+
+def _reset_address_key() -> str:
+    """Requests for a link count per address asked for, known or not (so the
+    count tells nothing): nobody floods a colleague's mailbox with links."""
+    raw = request.form.get("email", "")
+    try:
+        address = normalise_email(raw)
+    except InvalidInput:
+        address = raw.strip().lower()[:320]
+    return f"staff-reset:{address}"
 
 
 def _pending_key() -> str:
@@ -198,6 +214,7 @@ def remove_factor(user_id: int) -> Any:
 
 @bp.route("/password-reset", methods=["GET", "POST"])
 @limiter.limit(_ip_limit, methods=["POST"], error_message=THROTTLED)
+@limiter.limit(_reset_limit, key_func=_reset_address_key, methods=["POST"], error_message=THROTTLED)
 def forgot_password() -> Any:
     """Ask for a reset link; the answer is the same whether the address has an account."""
     if request.method == "GET":

@@ -272,6 +272,7 @@ def verify_second_factor(user_id: int, code: str, at: datetime | None = None) ->
         db.session.rollback()
         log.warning("Failed second-factor code for a staff user")
         return False
+    audit(access.staff_actor(user), "staff.sign_in.second_factor")
     db.session.commit()
     return True
 

@@ -446,3 +446,41 @@ def test_users_remove_two_factor(app, runner_for) -> None:
     answer = runner_for(app).invoke(args=["users", "remove-two-factor", "sales@staff.example"])
     assert answer.exit_code == 0, answer.output
     assert _user(app, user_id).totp_secret is None
+
+
+# Throttling ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def limited_app(app, database_url: str, monkeypatch) -> Any:
+    """Rate limits on, at their production settings (the suite runs with them off)."""
+    from tests.staff.test_sign_in import _limited_app
+
+    yield from _limited_app(database_url, monkeypatch)
+
+
+def test_wrong_codes_are_throttled_per_account(limited_app) -> None:
+    user_id = make_user(limited_app, "sales")
+    secret = _give_factor(limited_app, user_id)
+    client = limited_app.test_client()
+    _sign_in(client, "sales@staff.example")
+    statuses = [
+        client.post("/staff/login/code", data={"code": "000000"}).status_code for _ in range(6)
+    ]
+    assert statuses == [401] * 5 + [429]
+    # Throttled, even the right code waits.
+    answer = client.post("/staff/login/code", data={"code": pyotp.TOTP(secret).now()})
+    assert answer.status_code == 429
+    assert client.get("/staff/").status_code == 302
+
+
+def test_reset_requests_are_throttled_per_address_known_or_not(limited_app) -> None:
+    make_user(limited_app, "sales")
+    for address in ("sales@staff.example", "nobody@staff.example"):
+        statuses = [
+            limited_app.test_client()
+            .post("/staff/password-reset", data={"email": address})
+            .status_code
+            for _ in range(4)
+        ]
+        assert statuses == [200, 200, 200, 429]
