@@ -84,12 +84,14 @@ def change_password() -> Any:
         lambda d: accounts.change_own_password(
             g.actor.id, d["current_password"], d["new_password"]
         ),
-        "Your password is changed; your other sessions have ended.",
+        None,
     )
     if user is not None:
         # This browser goes on, as signed in as before (with its second factor).
+        # The new session starts empty, so the message is flashed into it.
         passed = session.get(access.SESSION_MFA) is True
         access.start_staff_session(user, second_factor=passed)
+        flash(_("Your password is changed; your other sessions have ended."), "success")
     return see_other("accounts.account")
 
 
@@ -109,12 +111,13 @@ def confirm_enrolment() -> Any:
     enrolled = run_form(
         EnrolForm(),
         lambda d: accounts.enrol_second_factor(g.actor.id, d["enrolment"], d["code"]),
-        "Two-factor sign-in is on.",
+        None,
     )
     if enrolled is None:
         return see_other("accounts.enrol")
     # Enrolling ended every session; this browser goes on, with the factor.
     access.start_staff_session(enrolled, second_factor=True)
+    flash(_("Two-factor sign-in is on."), "success")
     return see_other("accounts.account")
 
 
@@ -148,11 +151,13 @@ def enrol_at_sign_in() -> Any:
     enrolled = run_form(
         EnrolForm(),
         lambda d: accounts.enrol_second_factor(user.id, d["enrolment"], d["code"]),
-        "Two-factor sign-in is on.",
+        None,
     )
     if enrolled is None:
         return see_other("accounts.enrol_at_sign_in")
-    return redirect(safe_next(access.finish_sign_in(enrolled)), 303)
+    target = safe_next(access.finish_sign_in(enrolled))
+    flash(_("Two-factor sign-in is on."), "success")
+    return redirect(target, 303)
 
 
 # The second step of a sign-in ----------------------------------------------------------

@@ -76,8 +76,10 @@ def test_user_changes_own_password_with_the_current_one(app) -> None:
     )
 
     assert answer.status_code == 303
-    # This browser stays signed in; every other session has ended.
-    assert client.get("/staff/account").status_code == 200
+    # This browser stays signed in, and says so; every other session has ended.
+    page = client.get("/staff/account")
+    assert page.status_code == 200
+    assert "Your password is changed" in page.get_data(as_text=True)
     assert other_browser.get("/staff/account").status_code == 302
     assert _sign_in(app.test_client(), "sales@staff.example").status_code == 401
     assert _sign_in(app.test_client(), "sales@staff.example", NEW_PASSWORD).status_code == 303
