@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from crm import retention, services, staff
+from crm import accounts, retention, services, staff
 from kernel.access import cli_actor
 from kernel.errors import DomainError
 from kernel.models import Role
 from kernel.spreadsheet import write_csv
+from kernel.timestamps import utcnow
 
 users = AppGroup("users", help="Staff users.")
 tokens = AppGroup("tokens", help="API tokens.")
@@ -80,19 +82,130 @@ def set_password(email: str, password: str) -> None:
     click.echo(f"{user.email} has a new password; their sessions have ended.")
 
 
+@users.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_users(as_json: bool) -> None:
+    """Every staff user: email, role, active or not, second factor on or off."""
+    rows = [
+        {
+            "email": user.email,
+            "name": user.name,
+            "role": user.role,
+            "active": user.is_active,
+            "two_factor": user.has_second_factor,
+            "created_at": user.created_at.isoformat(),
+        }
+        for user in staff.list_users()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = "active" if row["active"] else "inactive"
+        factor = "2fa" if row["two_factor"] else "no-2fa"
+        click.echo(f"{row['email']}\t{row['role']}\t{state}\t{factor}\t{row['name'] or ''}")
+
+
+@users.command("send-password-reset")
+@click.argument("email")
+def send_password_reset(email: str) -> None:
+    """Mail the user a one-time link to choose a new password."""
+    user = _run(lambda: accounts.send_password_reset(cli_actor(), staff.user_id_by_email(email)))
+    click.echo(f"A password-reset link is on its way to {user.email}.")
+
+
+@users.command("remove-two-factor")
+@click.argument("email")
+def remove_two_factor(email: str) -> None:
+    """Forget a user's second factor (a lost phone); every session of the user ends."""
+    user = _run(lambda: accounts.remove_second_factor(cli_actor(), staff.user_id_by_email(email)))
+    click.echo(f"{user.email} has no second factor now; their sessions have ended.")
+
+
+_DURATION = re.compile(r"(\d{1,5})([hdw])")
+_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+
+
+def _duration(value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    found = _DURATION.fullmatch(value.strip().lower())
+    if not found or int(found.group(1)) == 0:
+        raise click.BadParameter("use a number and h, d or w, e.g. 12h, 90d or 8w.")
+    return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+
+
 @tokens.command("create")
 @click.argument("name")
 @click.option("--role", type=ROLE_CHOICE, required=True)
-def create_token(name: str, role: str) -> None:
+@click.option(
+    "--expires-in",
+    default=None,
+    help="Refuse the token after this long, e.g. 90d, 12h or 8w (default: until revoked).",
+)
+def create_token(name: str, role: str, expires_in: str | None) -> None:
     """Create an API token and print it once; it is stored only as a hash."""
     try:
-        token, raw = staff.create_token(cli_actor(), name, role)
+        lifetime = _duration(expires_in)
+    except click.BadParameter as exc:
+        exc.param_hint = "'--expires-in'"
+        raise
+    try:
+        token, raw = staff.create_token(cli_actor(), name, role, lifetime)
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
+    until = f", expires {token.expires_at:%Y-%m-%d %H:%M} UTC" if token.expires_at else ""
     click.echo(
-        f"Token {token.name!r} ({token.role}); copy it now, it is not shown again:", err=True
+        f"Token {token.name!r} ({token.role}{until}); copy it now, it is not shown again:",
+        err=True,
     )
     click.echo(raw)
+
+
+def _token_state(token: Any, now: datetime) -> str:
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at is not None and token.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+@tokens.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_tokens(as_json: bool) -> None:
+    """Every API token (never its secret): role, state, last use, expiry."""
+    now = utcnow()
+
+    def moment(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    rows = [
+        {
+            "name": token.name,
+            "role": token.role,
+            "state": _token_state(token, now),
+            "created_at": moment(token.created_at),
+            "last_used_at": moment(token.last_used_at),
+            "expires_at": moment(token.expires_at),
+            "revoked_at": moment(token.revoked_at),
+        }
+        for token in staff.list_tokens()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        used = row["last_used_at"] or "never used"
+        expires = row["expires_at"] or "no expiry"
+        click.echo(f"{row['name']}\t{row['role']}\t{row['state']}\t{used}\t{expires}")
+
+
+@tokens.command("revoke")
+@click.argument("name")
+def revoke_token(name: str) -> None:
+    """Revoke the API token called NAME; it is refused from now on."""
+    token = _run(lambda: staff.revoke_token(cli_actor(), staff.token_id_by_name(name)))
+    click.echo(f"Token {token.name!r} is revoked.")
 
 
 def _moment(value: str | None, name: str) -> datetime | None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
 from kernel.i18n import LANGUAGES
 from kernel.inputs import MAX_ROW_ID
@@ -43,6 +44,16 @@ class ActiveForm(FormSchema):
 class TokenCreateForm(FormSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
+    # Days until the token expires; empty: until revoked.
+    expires_in_days = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=1, max=3660)
+    )
+
+    @pre_load
+    def _empty_is_none(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if not str(data.get("expires_in_days", "")).strip():
+            data = {k: v for k, v in data.items() if k != "expires_in_days"}
+        return data
 
 
 class AuditQuery(FormSchema):
@@ -60,3 +71,37 @@ class ChecklistDoneForm(FormSchema):
     as_of = fields.Date(
         load_default=None, validate=validate.Range(min=date(1900, 1, 1), max=date(2999, 12, 31))
     )
+
+
+class OwnPasswordForm(FormSchema):
+    current_password = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+    new_password = fields.String(required=True, validate=validate.Length(min=10, max=1000))
+    new_password_again = fields.String(required=True, validate=validate.Length(max=1000))
+
+    @validates_schema
+    def _same_twice(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("new_password") != data.get("new_password_again"):
+            raise ValidationError("The two new passwords differ.", "new_password_again")
+
+
+class ResetPasswordForm(FormSchema):
+    password = fields.String(required=True, validate=validate.Length(min=10, max=1000))
+    password_again = fields.String(required=True, validate=validate.Length(max=1000))
+
+    @validates_schema
+    def _same_twice(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("password") != data.get("password_again"):
+            raise ValidationError("The two passwords differ.", "password_again")
+
+
+class ForgotPasswordForm(FormSchema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=320))
+
+
+class CodeForm(FormSchema):
+    # Six digits; spaces an authenticator shows ("123 456") are allowed.
+    code = fields.String(required=True, validate=validate.Regexp(r"^[0-9 ]{6,8}$"))
+
+
+class EnrolForm(CodeForm):
+    enrolment = fields.String(required=True, validate=validate.Length(min=1, max=500))

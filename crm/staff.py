@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import timedelta
 
 import sqlalchemy as sa
 
@@ -124,10 +125,25 @@ def list_tokens() -> list[ApiToken]:
     )
 
 
-def create_token(actor: Actor, name: str, role: str) -> tuple[ApiToken, str]:
-    """A new token and its secret, which is shown once and stored only as a hash."""
-    audit(actor, "api_token.create", detail=f"{name.strip()} ({role})")
-    return access.create_api_token(name.strip(), role)
+def create_token(
+    actor: Actor, name: str, role: str, expires_in: timedelta | None = None
+) -> tuple[ApiToken, str]:
+    """A new token and its secret, which is shown once and stored only as a hash.
+
+    ``expires_in``: the token is refused after that long (None: until revoked).
+    """
+    expires_at = utcnow() + expires_in if expires_in is not None else None
+    until = f", expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else ""
+    audit(actor, "api_token.create", detail=f"{name.strip()} ({role}{until})")
+    return access.create_api_token(name.strip(), role, expires_at=expires_at)
+
+
+def token_id_by_name(name: str) -> int:
+    """The id of the API token called ``name`` (for the command line)."""
+    token_id = db.session.scalar(sa.select(ApiToken.id).where(ApiToken.name == name))
+    if token_id is None:
+        raise NotFound(f"No API token named {name!r}.", code="token_not_found")
+    return token_id
 
 
 def revoke_token(actor: Actor, token_id: int) -> ApiToken:

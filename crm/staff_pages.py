@@ -3,9 +3,8 @@ the retention preview and runs. Built with ``kernel.pages`` like every staff pag
 
 from __future__ import annotations
 
-import re
+from datetime import timedelta
 from typing import Any
-from urllib.parse import unquote
 
 from flask import (
     Flask,
@@ -16,7 +15,6 @@ from flask import (
     render_template,
     request,
     session,
-    url_for,
 )
 from flask_limiter.util import get_remote_address
 from marshmallow import ValidationError
@@ -37,53 +35,16 @@ from crm.forms import (
 from extensions import limiter
 from kernel import i18n
 from kernel.access import (
+    begin_sign_in,
     current_staff_user,
     end_staff_session,
     staff_requires,
-    start_staff_session,
 )
 from kernel.addresses import normalise_email
 from kernel.errors import InvalidInput
-from kernel.pages import add_staff_page, run_form, see_other, staff_blueprint
+from kernel.pages import add_staff_page, run_form, safe_next, see_other, staff_blueprint
 
 _ = i18n.translate
-
-
-# A path on this site: a slash, then printable ASCII only. Browsers strip tabs and
-# newlines anywhere in a URL and C0 controls and spaces around it, read "\\" as
-# "/" and may turn other whitespace into something else, so "/\t/evil.example"
-# reaches evil.example; a newline also cannot go into a header at all (a 500).
-# The pages we send people back to (``request.full_path``, a search's query)
-# never need any of those characters raw.
-_LOCAL_PATH = re.compile(r"/[\x21-\x5b\x5d-\x7e]*")  # "\\" (0x5c) left out
-_MAX_DECODINGS = 4
-
-
-def safe_next(target: str | None) -> str:
-    """``target`` if it is a path on this site, else the staff home (no open redirect).
-
-    Refused: anything not starting with one "/" (a scheme, "//host", a bare
-    host), control characters, any whitespace (ASCII or Unicode), backslashes,
-    and the same in the path once percent-decoded (``/%2F/evil``, ``/%5Cevil``,
-    ``/%252F/evil``), which a proxy or a later redirect might decode.
-    """
-    if target and _is_local_path(target):
-        return target
-    return url_for("staff_contacts.search")
-
-
-def _is_local_path(target: str) -> bool:
-    if not _LOCAL_PATH.fullmatch(target) or target.startswith("//"):
-        return False
-    path = target.split("?", 1)[0].split("#", 1)[0]
-    for _attempt in range(_MAX_DECODINGS):
-        decoded = unquote(path)
-        if decoded == path:
-            return True
-        if not _LOCAL_PATH.fullmatch(decoded) or decoded.startswith("//"):
-            return False
-        path = decoded
-    return False  # still encoded after several decodings: nobody's real page
 
 
 bp = staff_blueprint("staff", __name__)
@@ -142,8 +103,13 @@ def login() -> Any:
     if user is None:
         error = _("The email or password is wrong, or the account is not active.")
         return render_template("staff/login.html", next=next_target, error=error), 401
-    start_staff_session(user)
-    return redirect(safe_next(data["next"] if data else None), 303)
+    target = data["next"] if data else None
+    owed = begin_sign_in(user, target)
+    if owed == "code":
+        return see_other("accounts.second_factor")
+    if owed == "enrol":
+        return see_other("accounts.enrol_at_sign_in")
+    return redirect(safe_next(target), 303)
 
 
 @bp.post("/logout")
@@ -216,7 +182,14 @@ def tokens() -> Any:
 @staff_requires("tokens.manage")
 def create_token() -> Any:
     created = run_form(
-        TokenCreateForm(), lambda d: staff.create_token(g.actor, d["name"], d["role"]), None
+        TokenCreateForm(),
+        lambda d: staff.create_token(
+            g.actor,
+            d["name"],
+            d["role"],
+            timedelta(days=d["expires_in_days"]) if d["expires_in_days"] else None,
+        ),
+        None,
     )
     if created is None:
         return see_other("staff.tokens")

@@ -58,6 +58,8 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "retention.read": frozenset({Role.ADMIN}),
     "retention.run": frozenset({Role.ADMIN}),
     "users.manage": frozenset({Role.ADMIN}),
+    # Every user's own account: their password and their second factor.
+    "account.manage": ALL_ROLES,
     "tokens.manage": frozenset({Role.ADMIN}),
     "audit.read": frozenset({Role.ADMIN, Role.DPO}),
     "webhooks.manage": frozenset({Role.ADMIN}),
@@ -176,15 +178,25 @@ def _hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def create_api_token(name: str, role: str) -> tuple[ApiToken, str]:
-    """Create a token and return it with its secret, which is never stored."""
+def create_api_token(
+    name: str, role: str, expires_at: datetime | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token and return it with its secret, which is never stored.
+
+    ``expires_at``: refused from then on (None: until revoked). A token for a
+    partner or a short project should not outlive the need for it.
+    """
     role_value = parse_role(role)
     if not name.strip():
         raise InvalidInput("A token needs a name.", code="invalid_name")
+    if expires_at is not None and expires_at <= utcnow():
+        raise InvalidInput("The expiry must be in the future.", code="invalid_expiry")
     if db.session.scalar(sa.select(ApiToken.id).where(ApiToken.name == name)):
         raise Conflict(f"A token named {name!r} already exists.", code="token_exists")
     raw = "cst_" + secrets.token_urlsafe(32)
-    token = ApiToken(name=name, role=role_value.value, token_hash=_hash_token(raw))
+    token = ApiToken(
+        name=name, role=role_value.value, token_hash=_hash_token(raw), expires_at=expires_at
+    )
     db.session.add(token)
     db.session.commit()
     return token, raw
@@ -196,7 +208,12 @@ _LAST_USED_RESOLUTION = timedelta(minutes=5)
 # Columns, not an ORM object, in a statement built once and run on the session's
 # connection (no ORM loading): this runs on every API request.
 _TOKEN_BY_HASH = sa.select(
-    ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.revoked_at, ApiToken.last_used_at
+    ApiToken.id,
+    ApiToken.name,
+    ApiToken.role,
+    ApiToken.revoked_at,
+    ApiToken.last_used_at,
+    ApiToken.expires_at,
 ).where(ApiToken.token_hash == sa.bindparam("token_hash"))
 
 
@@ -209,6 +226,8 @@ def authenticate_token(raw: str) -> Actor:
     if token is None or token.revoked_at is not None:
         raise NotAuthenticated("The API token is not valid.", code="invalid_token")
     now = utcnow()
+    if token.expires_at is not None and token.expires_at <= now:
+        raise NotAuthenticated("The API token has expired.", code="expired_token")
     # Written at most every few minutes, so that reads stay reads.
     if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
         db.session.execute(
@@ -266,6 +285,8 @@ SESSION_USER = "staff_user_id"
 SESSION_STAMP = "staff_stamp"
 SESSION_SIGNED_IN_AT = "staff_signed_in_at"
 SESSION_EPOCH = "staff_epoch"
+# Set when this sign-in passed the second factor (kernel.access.is_mfa_required).
+SESSION_MFA = "staff_mfa"
 DEFAULT_SESSION_MAX_AGE = timedelta(hours=12)
 
 
@@ -274,12 +295,73 @@ def session_stamp(user: StaffUser) -> str:
     return hashlib.sha256(f"{user.id}:{user.password_hash}".encode()).hexdigest()[:32]
 
 
-def start_staff_session(user: StaffUser) -> None:
+def start_staff_session(user: StaffUser, *, second_factor: bool = False) -> None:
+    """Sign ``user`` in in this browser. ``second_factor``: they also gave a
+    valid TOTP code (or enrolled one) in this sign-in."""
     session.clear()
     session[SESSION_USER] = user.id
     session[SESSION_STAMP] = session_stamp(user)
     session[SESSION_SIGNED_IN_AT] = int(utcnow().timestamp())
     session[SESSION_EPOCH] = user.session_epoch
+    if second_factor:
+        session[SESSION_MFA] = True
+
+
+# A sign-in halfway: the password was right, the second factor is owed. Kept in
+# the cookie apart from SESSION_USER, so that no guard ever reads it as signed in.
+PENDING_USER = "staff_pending_user"
+PENDING_STAMP = "staff_pending_stamp"
+PENDING_AT = "staff_pending_at"
+PENDING_NEXT = "staff_pending_next"
+PENDING_MAX_AGE = timedelta(minutes=5)
+
+
+def begin_sign_in(user: StaffUser, next_target: str | None = None) -> str | None:
+    """After a right password: sign in, or remember the user until the second
+    factor is given. Returns what is owed: None (signed in), "code" (their
+    TOTP code) or "enrol" (their role needs a second factor they do not have)."""
+    if not is_mfa_required(user):
+        start_staff_session(user)
+        return None
+    session.clear()
+    session[PENDING_USER] = user.id
+    session[PENDING_STAMP] = session_stamp(user)
+    session[PENDING_AT] = int(utcnow().timestamp())
+    if next_target:
+        session[PENDING_NEXT] = next_target
+    return "code" if user.has_second_factor else "enrol"
+
+
+def pending_staff_user() -> StaffUser | None:
+    """The active user of a sign-in halfway (password given, factor owed), or None."""
+    user_id = session.get(PENDING_USER)
+    if not isinstance(user_id, int):
+        return None
+    started = datetime.fromtimestamp(session.get(PENDING_AT, 0), UTC)
+    if utcnow() - started >= PENDING_MAX_AGE:
+        return None
+    user = db.session.get(StaffUser, user_id)
+    if user is None or not user.is_active or session.get(PENDING_STAMP) != session_stamp(user):
+        return None
+    return user
+
+
+def finish_sign_in(user: StaffUser) -> str | None:
+    """The second factor was given: sign ``user`` in; returns where they were going."""
+    next_target = session.get(PENDING_NEXT)
+    start_staff_session(user, second_factor=True)
+    return next_target if isinstance(next_target, str) else None
+
+
+def mfa_required_roles() -> frozenset[str]:
+    """The roles that must sign in with a second factor (``MFA_REQUIRED_ROLES``)."""
+    return frozenset(current_app.config.get("MFA_REQUIRED_ROLES", ()))
+
+
+def is_mfa_required(user: StaffUser) -> bool:
+    """Whether ``user`` signs in with a TOTP code: they enrolled one, or their
+    role must (an admin reaches every contact; a password alone is one phish away)."""
+    return user.has_second_factor or user.role in mfa_required_roles()
 
 
 def end_every_session(user: StaffUser) -> None:
@@ -314,7 +396,9 @@ def current_staff_user() -> StaffUser | None:
     changing a role takes effect at once, and sessions older than
     ``STAFF_SESSION_MAX_AGE`` (seconds; 12 hours by default) end. The cookie's
     epoch must be the user's current one: sign-out, deactivation and a new
-    role or password raise it (``end_every_session``), ending every copy.
+    role or password raise it (``end_every_session``), ending every copy. A
+    user who needs a second factor (``is_mfa_required``) needs a session that
+    passed it.
     """
     if "staff_user" in g:
         return g.staff_user
@@ -331,6 +415,9 @@ def current_staff_user() -> StaffUser | None:
             and candidate.is_active
             and session.get(SESSION_STAMP) == session_stamp(candidate)
             and session.get(SESSION_EPOCH) == candidate.session_epoch
+            # A session without the second factor ends once the user has one,
+            # or their role comes to need one (MFA_REQUIRED_ROLES).
+            and (session.get(SESSION_MFA) is True or not is_mfa_required(candidate))
             and utcnow() - signed_in_at < max_age
         ):
             user = candidate

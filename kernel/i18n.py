@@ -507,6 +507,80 @@ SV: dict[str, str] = {
     "outcome.restricted": "begränsat",
     "outcome.rectified": "rättat",
     "outcome.refused": "avslaget",
+    # One's own account: password, reset links, two-factor sign-in
+    "Your account": "Ditt konto",
+    "Change your password": "Byt lösenord",
+    "Current password": "Nuvarande lösenord",
+    "New password": "Nytt lösenord",
+    "New password again": "Nytt lösenord igen",
+    "Change password": "Byt lösenord",
+    "Your other sessions end.": "Dina andra inloggningar avslutas.",
+    "Your password is changed; your other sessions have ended.": (
+        "Lösenordet är bytt; dina andra inloggningar har avslutats."
+    ),
+    "Two-factor": "Tvåfaktor",
+    "Two-factor sign-in": "Tvåfaktorsinloggning",
+    "Two-factor sign-in is on.": "Tvåfaktorsinloggning är på.",
+    "On": "På",
+    "Off": "Av",
+    "Remove": "Ta bort",
+    "On: you sign in with your password and a code from your authenticator app.": (
+        "På: du loggar in med lösenord och en kod från din autentiseringsapp."
+    ),
+    "Off: a password alone signs you in.": "Av: enbart lösenordet loggar in dig.",
+    "Lost the phone? An admin can remove the second factor; you then enrol again.": (
+        "Tappat telefonen? En admin kan ta bort den andra faktorn; du registrerar sedan en ny."
+    ),
+    "Turn on two-factor sign-in": "Slå på tvåfaktorsinloggning",
+    "Your role signs in with a second factor. Set it up now to continue.": (
+        "Din roll loggar in med en andra faktor. Ställ in den nu för att fortsätta."
+    ),
+    "You already have a second factor; a new one replaces it.": (
+        "Du har redan en andra faktor; en ny ersätter den."
+    ),
+    "Add an account to an authenticator app (TOTP) with this key:": (
+        "Lägg till ett konto i en autentiseringsapp (TOTP) med den här nyckeln:"
+    ),
+    "Or open this address in the app:": "Eller öppna den här adressen i appen:",
+    "Type the six-digit code the app shows.": "Skriv den sexsiffriga kod som appen visar.",
+    "Code": "Kod",
+    "Turn on": "Slå på",
+    "The code from your authenticator app": "Koden från din autentiseringsapp",
+    "The code is wrong or was already used. Try the next code.": (
+        "Koden är fel eller redan använd. Prova nästa kod."
+    ),
+    "Too many attempts. Wait a few minutes and try again.": (
+        "För många försök. Vänta några minuter och försök igen."
+    ),
+    "Forgot your password?": "Glömt lösenordet?",
+    "Send a link": "Skicka en länk",
+    "Back to sign-in": "Tillbaka till inloggningen",
+    "Enter the email of your staff account.": "Ange e-postadressen till ditt personalkonto.",
+    "If an active staff account has this address, a link to choose a new password is on its way to it.": (
+        "Om ett aktivt personalkonto har den här adressen är en länk för att välja nytt "
+        "lösenord på väg dit."
+    ),
+    "Choose a new password": "Välj ett nytt lösenord",
+    "Set the password": "Spara lösenordet",
+    "Ask for a new link": "Be om en ny länk",
+    "Your new password is set. Sign in with it.": (
+        "Ditt nya lösenord är sparat. Logga in med det."
+    ),
+    "This password-reset link is not valid: it may be used, expired or incomplete. "
+    "Ask an admin for a new one.": (
+        "Länken för att byta lösenord gäller inte: den kan vara använd, för gammal eller "
+        "ofullständig. Be en admin om en ny."
+    ),
+    "Send a password-reset link": "Skicka en länk för nytt lösenord",
+    "A password-reset link is on its way to the user.": (
+        "En länk för nytt lösenord är på väg till användaren."
+    ),
+    "The user's second factor is removed; their sessions have ended.": (
+        "Användarens andra faktor är borttagen; användarens inloggningar har avslutats."
+    ),
+    "Expires": "Går ut",
+    "Expires after (days)": "Går ut efter (dagar)",
+    "Empty: valid until revoked.": "Tomt: gäller tills den återkallas.",
 }
 
 # English labels where the key's readable part is not clear enough.

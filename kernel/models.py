@@ -37,6 +37,16 @@ class StaffUser(db.Model):
     # session of the user at once, including copies of the cookie
     # (kernel.access.end_every_session).
     session_epoch: Mapped[int] = mapped_column(default=0, server_default=sa.text("0"))
+    # The TOTP second factor (RFC 6238, base32), set once the user proved with
+    # a code that their authenticator holds it; None: no second factor.
+    totp_secret: Mapped[str | None] = mapped_column(sa.String(64))
+    # The last time step whose code was accepted: a code seen once (read over a
+    # shoulder, replayed by a proxy) is refused for the rest of its window.
+    totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+    @property
+    def has_second_factor(self) -> bool:
+        return self.totp_secret is not None
 
 
 class ApiToken(db.Model):
@@ -50,6 +60,8 @@ class ApiToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Refused from this moment on; None: valid until revoked.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class IdempotencyKey(db.Model):

@@ -7,10 +7,12 @@ navigation list ``add_staff_page``, ``FormSchema`` for posted HTML forms and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 from flask import Blueprint, Flask, current_app, flash, redirect, request, url_for
 from marshmallow import EXCLUDE, Schema, ValidationError
@@ -122,3 +124,40 @@ def run_form(schema: Schema, action: Callable[[dict[str, Any]], Any], success: s
 
 def see_other(endpoint: str, **values: Any) -> Response:
     return redirect(url_for(endpoint, **values), 303)
+
+
+# A path on this site: a slash, then printable ASCII only. Browsers strip tabs and
+# newlines anywhere in a URL and C0 controls and spaces around it, read "\\" as
+# "/" and may turn other whitespace into something else, so "/\t/evil.example"
+# reaches evil.example; a newline also cannot go into a header at all (a 500).
+# The pages we send people back to (``request.full_path``, a search's query)
+# never need any of those characters raw.
+_LOCAL_PATH = re.compile(r"/[\x21-\x5b\x5d-\x7e]*")  # "\\" (0x5c) left out
+_MAX_DECODINGS = 4
+
+
+def safe_next(target: str | None) -> str:
+    """``target`` if it is a path on this site, else the staff home (no open redirect).
+
+    Refused: anything not starting with one "/" (a scheme, "//host", a bare
+    host), control characters, any whitespace (ASCII or Unicode), backslashes,
+    and the same in the path once percent-decoded (``/%2F/evil``, ``/%5Cevil``,
+    ``/%252F/evil``), which a proxy or a later redirect might decode.
+    """
+    if target and _is_local_path(target):
+        return target
+    return url_for("staff_contacts.search")
+
+
+def _is_local_path(target: str) -> bool:
+    if not _LOCAL_PATH.fullmatch(target) or target.startswith("//"):
+        return False
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    for _attempt in range(_MAX_DECODINGS):
+        decoded = unquote(path)
+        if decoded == path:
+            return True
+        if not _LOCAL_PATH.fullmatch(decoded) or decoded.startswith("//"):
+            return False
+        path = decoded
+    return False  # still encoded after several decodings: nobody's real page

@@ -93,6 +93,14 @@ company_relationship_changed = _signals.signal("company-relationship-changed")
 contact_moved_company = _signals.signal("contact-moved-company")
 
 
+# --- staff accounts -----------------------------------------------------------------
+
+# After the commit. Sent by crm.accounts when an admin sends a staff user a
+# password-reset link, or someone asks for one at the sign-in page for an
+# active user's address; kwargs: user_id. Receiver: mailing sends the job
+# that mails the link (mailing.staff_mail), signed when it leaves.
+staff_password_reset_requested = _signals.signal("staff-password-reset-requested")
+
 # --- policy versions ----------------------------------------------------------------
 
 # After the commit. Sent by consent.policies.publish_policy; kwargs:

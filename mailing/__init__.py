@@ -40,6 +40,7 @@ def _connect_signals() -> None:
         confirmation_owed,
         decisions_changed,
         policy_published,
+        staff_password_reset_requested,
     )
     from mailing.subscription_flows import (
         hand_over_owed_confirmations,
@@ -50,6 +51,7 @@ def _connect_signals() -> None:
     policy_published.connect(_on_policy_published, weak=False)
     confirmation_owed.connect(queue_owed_confirmation, weak=False)
     decisions_changed.connect(hand_over_owed_confirmations, weak=False)
+    staff_password_reset_requested.connect(_on_staff_password_reset, weak=False)
 
 
 def _export_emails(app: Flask, *, contact: object, **_: object) -> tuple[str, object]:
@@ -67,3 +69,11 @@ def _on_policy_published(
         from mailing.tasks import send_policy_notices
 
         send_policy_notices.send(policy_version_id)
+
+
+def _on_staff_password_reset(app: Flask, *, user_id: int, **_: object) -> None:
+    """After the commit: a worker mails the link (signed as it leaves)."""
+    from mailing.tasks import send_staff_password_reset
+
+    send_staff_password_reset.send(user_id)
+

@@ -14,6 +14,7 @@ from mailing import (
     notices,
     outbox,
     privacy_requests,
+    staff_mail,
     subscription_flows,
 )
 from mailing.transport import TemporaryFailure
@@ -70,6 +71,13 @@ def send_policy_notices(policy_version_id: int) -> None:
 def send_art14_notices() -> None:
     """Queue the GDPR art. 14 notice for every contact still owed one (daily)."""
     art14_notices.queue_art14_notices()
+
+
+@dramatiq.actor(broker=broker, queue_name="mail", max_retries=3, time_limit=60_000)
+def send_staff_password_reset(user_id: int) -> None:
+    """Mail a staff user a password-reset link (crm.accounts); the link is
+    single use, so a repeat after a lost acknowledgement is harmless."""
+    staff_mail.send_password_reset(user_id)
 
 
 @dramatiq.actor(

@@ -824,6 +824,60 @@ ROUTES: dict[tuple[str, str], Route] = {
         },
     ),
     ("staff.logout", "POST"): Route("/staff/logout", "staff", form=lambda s: {}),
+    ("accounts.account", "GET"): Route("/staff/account", "staff"),
+    # A wrong current password: the valid request changes nothing the next one needs.
+    ("accounts.change_password", "POST"): Route(
+        "/staff/account/password",
+        "staff",
+        form=lambda s: {
+            "current_password": "not-the-password",
+            "new_password": "a-new-long-password",
+            "new_password_again": "a-new-long-password",
+        },
+    ),
+    ("accounts.enrol", "GET"): Route("/staff/account/two-factor", "staff"),
+    ("accounts.confirm_enrolment", "POST"): Route(
+        "/staff/account/two-factor",
+        "staff",
+        form=lambda s: {"enrolment": "forged.enrolment", "code": "123456"},
+    ),
+    ("accounts.send_reset", "POST"): Route(
+        "/staff/admin/users/{user_id}/password-reset",
+        "staff",
+        form=lambda s: {},
+        path_values=lambda s: {"user_id": str(s.user)},
+    ),
+    ("accounts.remove_factor", "POST"): Route(
+        "/staff/admin/users/{user_id}/two-factor/remove",
+        "staff",
+        form=lambda s: {},
+        path_values=lambda s: {"user_id": str(s.user)},
+    ),
+    ("accounts.second_factor", "GET"): Route("/staff/login/code", "public"),
+    ("accounts.second_factor", "POST"): Route(
+        "/staff/login/code", "public", form=lambda s: {"code": "123456"}
+    ),
+    ("accounts.enrol_at_sign_in", "GET"): Route("/staff/login/two-factor", "public"),
+    ("accounts.enrol_at_sign_in", "POST"): Route(
+        "/staff/login/two-factor",
+        "public",
+        form=lambda s: {"enrolment": "forged.enrolment", "code": "123456"},
+    ),
+    ("accounts.forgot_password", "GET"): Route("/staff/password-reset", "public"),
+    ("accounts.forgot_password", "POST"): Route(
+        "/staff/password-reset", "public", form=lambda s: {"email": "nobody@staff.example"}
+    ),
+    ("accounts.reset_password", "GET"): Route(
+        "/staff/password-reset/{token}",
+        "public",
+        path_values=lambda s: {"token": "not-a-link"},
+    ),
+    ("accounts.reset_password", "POST"): Route(
+        "/staff/password-reset/{token}",
+        "public",
+        form=lambda s: {"password": "a-new-long-password", "password_again": "a-new-long-password"},
+        path_values=lambda s: {"token": "not-a-link"},
+    ),
 }
 
 ENDS_THE_SESSION = {("staff.logout", "POST")}

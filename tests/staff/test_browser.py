@@ -295,3 +295,35 @@ def test_markup_in_a_name_is_shown_and_never_run(browser, live_server, app) -> N
     assert "<b>Evil</b> AB" in page.locator(".lead").inner_text()
     assert page.dialogs == []
     page.context.close()
+
+
+def test_a_user_turns_on_two_factor_sign_in_and_signs_in_with_a_code(browser, live_server) -> None:
+    import pyotp
+
+    page = new_page(browser)
+    sign_in(page, live_server, "sales@example.com")
+    page.locator("header .who a").click()
+    page.get_by_role("heading", name="Your account", level=1).wait_for()
+    page.get_by_role("link", name="Turn on two-factor sign-in").click()
+    secret = page.locator("#totp-secret").inner_text().strip()
+    assert page.locator("#totp-uri").inner_text().startswith("otpauth://totp/")
+    page.get_by_label("Code").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Turn on").click()
+    page.wait_for_url(f"{live_server}/staff/account")
+    assert "Two-factor sign-in is on." in page.content()
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r".*/staff/login$"))
+
+    page.get_by_label("Email").fill("sales@example.com")
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_server}/staff/login/code")
+    # The enrolment's code is spent; the next window's signs in.
+    from datetime import UTC, datetime, timedelta
+
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    page.get_by_label("The code from your authenticator app").fill(pyotp.TOTP(secret).at(later))
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_server}/staff/")
+    assert "Signed in as" in page.locator("header").inner_text()
+    assert page.dialogs == []

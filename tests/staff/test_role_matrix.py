@@ -18,7 +18,18 @@ ANONYMOUS = "anonymous"
 EVERYONE = (ANONYMOUS, *ROLES)
 # Routes anyone may reach (signing in, out, choosing a language); all others
 # are guarded by ``staff_requires`` with one action of kernel.access.ACTIONS.
-PUBLIC = {"staff.login", "staff.logout", "staff.set_language"}
+PUBLIC = {
+    "staff.login",
+    "staff.logout",
+    "staff.set_language",
+    # The steps of a sign-in halfway (password given, second factor owed) and
+    # the reset links: they serve whom kernel.access.pending_staff_user or a
+    # valid link names, and send anyone else to the sign-in page.
+    "accounts.second_factor",
+    "accounts.enrol_at_sign_in",
+    "accounts.forgot_password",
+    "accounts.reset_password",
+}
 
 
 def _guarded(action: str, ok: int) -> dict[str, int]:
@@ -216,6 +227,70 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         "/staff/admin/webhooks/{webhook_id}/deliveries/{delivery_id}/replay",
         {},
         _guarded("webhooks.manage", 303),
+    ),
+    ("accounts.account", "GET"): ("/staff/account", None, _guarded("account.manage", 200)),
+    ("accounts.change_password", "POST"): (
+        "/staff/account/password",
+        {
+            "current_password": "not-the-password",
+            "new_password": "a-new-long-password",
+            "new_password_again": "a-new-long-password",
+        },
+        _guarded("account.manage", 303),
+    ),
+    ("accounts.enrol", "GET"): ("/staff/account/two-factor", None, _guarded("account.manage", 200)),
+    ("accounts.confirm_enrolment", "POST"): (
+        "/staff/account/two-factor",
+        {"enrolment": "forged", "code": "123456"},
+        _guarded("account.manage", 303),
+    ),
+    ("accounts.send_reset", "POST"): (
+        "/staff/admin/users/{user_id}/password-reset",
+        {},
+        _guarded("users.manage", 303),
+    ),
+    ("accounts.remove_factor", "POST"): (
+        "/staff/admin/users/{user_id}/two-factor/remove",
+        {},
+        _guarded("users.manage", 303),
+    ),
+    # Without a sign-in halfway: back to the sign-in page, whoever asks.
+    ("accounts.second_factor", "GET"): ("/staff/login/code", None, dict.fromkeys(EVERYONE, 303)),
+    ("accounts.second_factor", "POST"): (
+        "/staff/login/code",
+        {"code": "123456"},
+        dict.fromkeys(EVERYONE, 303),
+    ),
+    ("accounts.enrol_at_sign_in", "GET"): (
+        "/staff/login/two-factor",
+        None,
+        dict.fromkeys(EVERYONE, 303),
+    ),
+    ("accounts.enrol_at_sign_in", "POST"): (
+        "/staff/login/two-factor",
+        {"enrolment": "forged", "code": "123456"},
+        dict.fromkeys(EVERYONE, 303),
+    ),
+    ("accounts.forgot_password", "GET"): (
+        "/staff/password-reset",
+        None,
+        dict.fromkeys(EVERYONE, 200),
+    ),
+    ("accounts.forgot_password", "POST"): (
+        "/staff/password-reset",
+        {"email": "nobody@staff.example"},
+        dict.fromkeys(EVERYONE, 200),
+    ),
+    # A link that is not genuine: the same 400 page for everyone.
+    ("accounts.reset_password", "GET"): (
+        "/staff/password-reset/not-a-link",
+        None,
+        dict.fromkeys(EVERYONE, 400),
+    ),
+    ("accounts.reset_password", "POST"): (
+        "/staff/password-reset/not-a-link",
+        {"password": "a-new-long-password", "password_again": "a-new-long-password"},
+        dict.fromkeys(EVERYONE, 400),
     ),
     ("staff_webhooks.replay_since", "POST"): (
         "/staff/admin/webhooks/{webhook_id}/replay",
