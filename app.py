@@ -106,6 +106,11 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=env.get("RATELIMIT_IN_MEMORY_FALLBACK", "1") == "1",
         RATELIMIT_SWALLOW_ERRORS=env.get("RATELIMIT_IN_MEMORY_FALLBACK", "1") == "1",
         INPROCESS_WORKER=env.get("INPROCESS_WORKER", "1") == "1",
+        # The erasure journal (crm/erasure_journal.py): every erasure and purge, kept
+        # outside the database so that a restore can re-apply them. Unset:
+        # instance/erasure-journal.jsonl. Put it on storage that is backed up
+        # apart from the database (docs/operations.md, "Backup and restore").
+        ERASURE_JOURNAL_PATH=env.get("ERASURE_JOURNAL_PATH") or None,
         TRUSTED_PROXY_HOPS=env.get("TRUSTED_PROXY_HOPS", "0"),
         # 1 MiB for every request; the two import routes (API and staff page) raise
         # their own limit, once the caller is known to be allowed to import.
