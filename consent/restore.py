@@ -112,21 +112,25 @@ def _reapply_chunk(actor: Actor, entries: list[JournalEntry], report: ReapplyRep
             )
         ).all()
     )
-    erasure_hashes = [e.address_hash for e in entries if e.kind == "erasure" and e.address_hash]
+    erasure_hashes = [
+        e.address_hash for e in entries if e.kind == erasure_journal.ERASURE and e.address_hash
+    ]
     suppressed = set(suppressed_hashes(erasure_hashes))
-    newest_at_address: dict[str, datetime] = {}
-    for digest, at in db.session.execute(
-        sa.select(Contact.address_hash, sa.func.max(Contact.created_at))
-        .where(Contact.address_hash.in_(erasure_hashes))
-        .group_by(Contact.address_hash)
-    ):
-        newest_at_address[digest] = at
+    newest_at_address: dict[str, datetime] = {
+        digest: at
+        for digest, at in db.session.execute(
+            sa.select(Contact.address_hash, sa.func.max(Contact.created_at))
+            .where(Contact.address_hash.in_(erasure_hashes))
+            .group_by(Contact.address_hash)
+        )
+        if digest is not None
+    }
     restore: dict[str, datetime] = {}
     to_erase: list[int] = []
     to_purge: dict[str | None, list[int]] = defaultdict(list)
     for entry in entries:
         digest = entry.address_hash
-        if entry.kind == "erasure" and digest and digest not in suppressed:
+        if entry.kind == erasure_journal.ERASURE and digest and digest not in suppressed:
             if digest in newest_at_address and newest_at_address[digest] > entry.at:
                 report.kept_returned_address += 1
             else:
@@ -137,7 +141,7 @@ def _reapply_chunk(actor: Actor, entries: list[JournalEntry], report: ReapplyRep
             report.already_gone += 1
         elif born > entry.at:
             report.kept_newer_contact += 1
-        elif entry.kind == "erasure":
+        elif entry.kind == erasure_journal.ERASURE:
             to_erase.append(entry.contact_id)
         else:
             to_purge[entry.rule].append(entry.contact_id)

@@ -112,9 +112,7 @@ def _journal_erasure(app, contact_id: int, email: str, at: datetime) -> None:  #
         )
 
 
-def test_reapply_erases_again_restores_the_suppression_and_is_idempotent(
-    app, admin_api
-) -> None:
+def test_reapply_erases_again_restores_the_suppression_and_is_idempotent(app, admin_api) -> None:
     """A journal line whose erasure the database does not show (as after a
     restore): the contact goes, its address is suppressed, and a second run
     finds nothing to do."""
