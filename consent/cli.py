@@ -291,6 +291,11 @@ def reapply_command(since: str, dry_run: bool, as_json: bool) -> None:
             f"No erasure journal at {exc.filename} (ERASURE_JOURNAL_PATH). Point it at the "
             "journal kept apart from the database; nothing was changed."
         ) from exc
+    except OSError as exc:
+        raise click.ClickException(
+            f"The erasure journal at {exc.filename} cannot be read ({exc.strerror}); "
+            "nothing was changed."
+        ) from exc
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
     if report.unreadable_lines:

@@ -177,7 +177,9 @@ def test_reapply_dry_run_counts_and_changes_nothing(app, admin_api) -> None:
     assert count_rows(app) == before
 
 
-def test_reapply_refuses_a_bad_date_and_a_missing_journal_clearly(app) -> None:
+def test_reapply_refuses_a_bad_date_and_a_missing_journal_clearly(
+    app, tmp_path, monkeypatch
+) -> None:
     bad = reapply(app, "--since", "last tuesday")
     assert bad.exit_code == 2
     assert "--since" in bad.output and "YYYY-MM-DD" in bad.output
@@ -187,6 +189,12 @@ def test_reapply_refuses_a_bad_date_and_a_missing_journal_clearly(app) -> None:
     assert missing.exit_code == 1
     assert "No erasure journal at" in missing.output
     assert "ERASURE_JOURNAL_PATH" in missing.output
+
+    monkeypatch.setitem(app.config, "ERASURE_JOURNAL_PATH", str(tmp_path))
+    unreadable = reapply(app, "--since", "2026-01-01")
+    assert unreadable.exit_code == 1
+    assert "cannot be read" in unreadable.output
+    assert "Traceback" not in unreadable.output
 
 
 def test_reapply_purges_again_with_the_rule_tombstone(app, app_ctx) -> None:
