@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from crm import erasure_journal
@@ -87,6 +88,29 @@ def test_an_erasure_is_refused_whole_when_the_journal_cannot_be_written(
     # Not erased, not suppressed: nothing half-done.
     assert count_rows(app) == before
     assert admin_api.get(f"/api/v1/contacts/{contact_id}").status_code == 200
+
+
+def test_a_retention_run_stops_whole_when_the_journal_cannot_be_written(
+    app, app_ctx, tmp_path, monkeypatch
+) -> None:
+    from crm import retention
+    from crm.models import RetentionRun
+    from kernel.errors import Unavailable
+    from tests.crm.retention_helpers import add_contact, day, exists
+
+    add_contact("import@lista.se", created="2018-06-01T10:00:00")
+    db.session.commit()
+    monkeypatch.setitem(app.config, "ERASURE_JOURNAL_PATH", str(tmp_path))  # a directory
+
+    with pytest.raises(Unavailable):
+        retention.run(day("2026-01-01"), started_by="test")
+
+    assert exists("import@lista.se")
+    assert db.session.scalar(sa.select(RetentionRun.status)) == "failed"
+    # The journal back, the next run does the work.
+    monkeypatch.setitem(app.config, "ERASURE_JOURNAL_PATH", str(tmp_path / "journal.jsonl"))
+    retention.run(day("2026-01-01"), started_by="test")
+    assert not exists("import@lista.se")
 
 
 def test_a_line_torn_by_a_crash_spoils_no_later_line(app, app_ctx) -> None:
