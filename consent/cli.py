@@ -312,7 +312,7 @@ def reapply_command(since: str, dry_run: bool, as_json: bool) -> None:
         f"{report.suppressions_restored} suppression entries {verb} restored; "
         f"{report.already_gone} already gone, {report.kept_newer_contact} kept "
         f"(a newer contact with that id), {report.kept_returned_address} addresses "
-        "left as the database has them (they signed up again after the erasure)."
+        "left as the database has them (they confirmed a new signup after the erasure)."
     )
 
 

@@ -14,9 +14,11 @@ second time.
 Two things the database knows better than an old line, so that a ``--since``
 earlier than the backup is harmless: a contact with the entry's id created
 after the entry is someone else (a restored sequence hands ids out again) and
-stays; an address with a contact created after its erasure came back by its
-own fresh signup, and the database's suppression list already says whether
-it is blocked, so the entry does not re-suppress it.
+stays; an address whose suppression was lifted after its erasure (only the
+person's own confirmation lifts one) came back, and the database's
+suppression list already says whether it is blocked, so the entry does not
+re-suppress it. A contact merely created at the address after the erasure (a
+CRM sync, a signup not confirmed) does not count: it is suppressed again.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from consent import privacy_requests
-from consent.models import Suppression
+from consent.models import ConsentEvent, EventKind, Suppression
 from consent.suppression import suppressed_hashes
 from crm import erasure_journal
 from crm import services as crm
@@ -58,7 +60,8 @@ class ReapplyReport:
     already_gone: int = 0
     # A contact with the entry's id created after the entry: another person, kept.
     kept_newer_contact: int = 0
-    # The address came back after its erasure (a fresh signup): its suppression is the database's.
+    # The address came back after its erasure and lifted its suppression by its own
+    # confirmation, before the backup was taken: the database's suppression list stands.
     kept_returned_address: int = 0
     unreadable_lines: list[int] = field(default_factory=list)
 
@@ -116,11 +119,17 @@ def _reapply_chunk(actor: Actor, entries: list[JournalEntry], report: ReapplyRep
         e.address_hash for e in entries if e.kind == erasure_journal.ERASURE and e.address_hash
     ]
     suppressed = set(suppressed_hashes(erasure_hashes))
-    newest_at_address: dict[str, datetime] = {
+    # When each address last lifted its own suppression: only the person's own
+    # confirmation does (consent.subscriptions), and the database knows it.
+    lifted_at: dict[str, datetime] = {
         digest: at
         for digest, at in db.session.execute(
-            sa.select(Contact.address_hash, sa.func.max(Contact.created_at))
-            .where(Contact.address_hash.in_(erasure_hashes))
+            sa.select(Contact.address_hash, sa.func.max(ConsentEvent.recorded_at))
+            .join(ConsentEvent, ConsentEvent.contact_id == Contact.id)
+            .where(
+                Contact.address_hash.in_(erasure_hashes),
+                ConsentEvent.kind == EventKind.UNSUPPRESSED,
+            )
             .group_by(Contact.address_hash)
         )
         if digest is not None
@@ -131,7 +140,7 @@ def _reapply_chunk(actor: Actor, entries: list[JournalEntry], report: ReapplyRep
     for entry in entries:
         digest = entry.address_hash
         if entry.kind == erasure_journal.ERASURE and digest and digest not in suppressed:
-            if digest in newest_at_address and newest_at_address[digest] > entry.at:
+            if digest in lifted_at and lifted_at[digest] > entry.at:
                 report.kept_returned_address += 1
             else:
                 restore[digest] = entry.at

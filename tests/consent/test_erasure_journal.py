@@ -177,16 +177,39 @@ def test_reapply_leaves_a_newer_contact_under_a_reused_id_alone(app, admin_api) 
 def test_reapply_does_not_resuppress_an_address_that_came_back_after_its_erasure(
     app, admin_api
 ) -> None:
-    """An erasure older than the backup, whose address signed up again since:
-    the database knows better, so a --since earlier than needed is harmless."""
-    create(admin_api, basis=CUSTOMER)
+    """An erasure older than the backup, whose address confirmed a new signup
+    since (the one way a suppression is lifted): the database knows better, so
+    a --since earlier than needed is harmless."""
+    contact_id = create(admin_api, basis=CUSTOMER)
+    with app.app_context():
+        from consent.ledger import record
+        from consent.models import EventKind
+        from crm.models import Contact
+        from kernel.access import SYSTEM_ACTOR
+
+        contact = db.session.get(Contact, contact_id)
+        record(contact, EventKind.SUPPRESSED, actor=SYSTEM_ACTOR, source="email_link")
+        record(contact, EventKind.UNSUPPRESSED, actor=SYSTEM_ACTOR, source="email_link")
+        db.session.commit()
     _journal_erasure(app, 999, "eva@kund.se", LONG_AGO)
 
     report = json.loads(reapply(app, "--since", "2019-01-01", "--json").output)
 
     assert (report["suppressions_restored"], report["kept_returned_address"]) == (0, 1)
     assert count_rows(app)["suppression"] == 0
+
+
+def test_reapply_suppresses_an_address_merely_recreated_after_its_erasure(app, admin_api) -> None:
+    """A CRM sync that brought the address back (here after the restore, before
+    the reapply) proves no wish of the person: the suppression comes back."""
+    _journal_erasure(app, 999, "eva@kund.se", utcnow() - timedelta(hours=1))
+    create(admin_api, basis=CUSTOMER)
     assert decision(admin_api, "eva@kund.se")["allowed"] is True
+
+    report = json.loads(reapply(app, "--since", "2019-01-01", "--json").output)
+
+    assert (report["suppressions_restored"], report["kept_returned_address"]) == (1, 0)
+    assert decision(admin_api, "eva@kund.se")["reason"] == "suppressed"
 
 
 def test_reapply_dry_run_counts_and_changes_nothing(app, admin_api) -> None:
