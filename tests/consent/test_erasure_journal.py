@@ -262,3 +262,15 @@ def test_reapply_purges_again_with_the_rule_tombstone(app, app_ctx) -> None:
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Contact)) == 0
     # Purges do not suppress: nobody asked to be left alone.
     assert count_rows(app)["suppression"] == 0
+
+
+def test_every_line_is_json_that_reads_back_as_written() -> None:
+    entries = [
+        JournalEntry(
+            kind="purge", contact_id=1, address_hash="ab" * 32, at=utcnow(), rule='a"b\\c'
+        ),
+        JournalEntry(kind="erasure", contact_id=2, address_hash=None, at=LONG_AGO),
+    ]
+    for entry in entries:
+        assert json.loads(entry.to_line())["rule"] == entry.rule
+        assert JournalEntry.from_line(entry.to_line()) == entry
