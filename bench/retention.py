@@ -15,11 +15,13 @@ from __future__ import annotations
 import itertools
 import os
 import statistics
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,12 +45,17 @@ def _app(url: str) -> Any:
     os.environ.setdefault("CONSENT_ENV", "testing")
     from app import create_app
 
+    # Each purged contact is journaled (crm.erasure_journal), part of the timed
+    # work; a scratch file, so that repeated runs do not grow instance/.
+    journal = Path(tempfile.gettempdir()) / "bench-erasure-journal.jsonl"
+    journal.unlink(missing_ok=True)
     return create_app(
         {
             "CONSENT_ENV": "testing",
             "SQLALCHEMY_DATABASE_URI": url,
             "SECRET_KEY": SECRET,
             "SUPPRESSION_KEY": SUPPRESSION_KEY,
+            "ERASURE_JOURNAL_PATH": str(journal),
         }
     )
 

@@ -1,5 +1,5 @@
 """``flask permissions check``, ``flask permissions reconcile-bases``,
-``flask contacts import`` and ``flask demo``."""
+``flask contacts import``, ``flask rights reapply`` and ``flask demo``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
-from consent import bases, demo, imports, policies, services
+from consent import bases, demo, imports, policies, restore, services
 from consent.models import ALL
 from consent.topics import current_policy
 from kernel.access import cli_actor
@@ -22,6 +22,7 @@ from kernel.errors import DomainError
 permissions = AppGroup("permissions", help="Marketing decisions.")
 contacts = AppGroup("contacts", help="Contacts: CSV imports.")
 policies_group = AppGroup("policies", help="Privacy-policy versions (R23).")
+rights = AppGroup("rights", help="The rights of the person: erasure after a restore.")
 
 
 def parse_as_of(value: str | None) -> datetime | None:
@@ -265,8 +266,59 @@ def demo_command(password: str | None) -> None:
         click.echo(f"  password for all demo users: {summary.password}")
 
 
+@rights.command("reapply")
+@click.option(
+    "--since",
+    required=True,
+    help="Re-apply the journal's entries from this day (YYYY-MM-DD, UTC) or ISO time on: "
+    "the time of the backup restored, or earlier.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be done; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def reapply_command(since: str, dry_run: bool, as_json: bool) -> None:
+    """Erase and purge again what the erasure journal holds since a restored backup."""
+    try:
+        moment = datetime.fromisoformat(since)
+    except ValueError as exc:
+        raise click.BadParameter(
+            "use YYYY-MM-DD or an ISO 8601 time", param_hint="--since"
+        ) from exc
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        report = restore.reapply_journal(cli_actor(), moment, dry_run=dry_run)
+    except FileNotFoundError as exc:
+        raise click.ClickException(
+            f"No erasure journal at {exc.filename} (ERASURE_JOURNAL_PATH). Point it at the "
+            "journal kept apart from the database; nothing was changed."
+        ) from exc
+    except OSError as exc:
+        raise click.ClickException(
+            f"The erasure journal at {exc.filename} cannot be read ({exc.strerror}); "
+            "nothing was changed."
+        ) from exc
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    if report.unreadable_lines:
+        # A line torn by a crash mid-write belongs to a removal that never committed.
+        lines = ", ".join(map(str, report.unreadable_lines[:20]))
+        click.echo(f"warning: journal lines not readable, skipped: {lines}", err=True)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+        return
+    verb = "would be" if dry_run else "were"
+    click.echo(
+        f"{report.entries} journal entries since {moment.isoformat()}: "
+        f"{report.erased} contacts {verb} erased again, {report.purged} purged again, "
+        f"{report.suppressions_restored} suppression entries {verb} restored; "
+        f"{report.already_gone} already gone, {report.kept_newer_contact} kept "
+        f"(a newer contact with that id), {report.kept_returned_address} addresses "
+        "left as the database has them (they confirmed a new signup after the erasure)."
+    )
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(permissions)
+    app.cli.add_command(rights)
     app.cli.add_command(contacts)
     app.cli.add_command(policies_group)
     app.cli.add_command(demo_command)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from crm import changes as change_feed
-from crm import external_ids
+from crm import erasure_journal, external_ids
 from crm.models import (
     EARLIEST_ACTIVITY,
     SUPPORT_FIELDS,
@@ -710,7 +710,11 @@ def note_art14_notice_given(contact_ids: Iterable[int], via: str) -> list[int]:
 
 
 def remove_contact(
-    contact_id: int, *, tombstone: str = change_feed.CONTACT_ERASED, **tombstone_data: Any
+    contact_id: int,
+    *,
+    tombstone: str = change_feed.CONTACT_ERASED,
+    journal: bool = True,
+    **tombstone_data: Any,
 ) -> None:
     """Delete a contact and everything that hangs on it. Does not commit.
 
@@ -725,13 +729,14 @@ def remove_contact(
     feed gets a ``tombstone`` item (``contact.erased`` by default) with the
     contact's external ids, so that every connected system deletes its copy.
     """
-    remove_contacts([contact_id], tombstone=tombstone, **tombstone_data)
+    remove_contacts([contact_id], tombstone=tombstone, journal=journal, **tombstone_data)
 
 
 def remove_contacts(
     contact_ids: Sequence[int],
     *,
     tombstone: str = change_feed.CONTACT_PURGED,
+    journal: bool = True,
     **tombstone_data: Any,
 ) -> int:
     """``remove_contact`` for a batch: a fixed number of statements whatever the batch size,
@@ -745,6 +750,11 @@ def remove_contacts(
     transaction, one multi-row INSERT per thousand contacts. The API answers
     kept for an ``Idempotency-Key`` that name them become a 410 without
     personal data (``kernel.idempotency.answer_contacts_gone``).
+
+    Each contact deleted gets a line in the erasure journal
+    (``crm.erasure_journal``), synced before the caller commits, so that
+    restoring an older backup cannot bring it back for good; ``journal=False``
+    only for the re-application of that journal itself (``consent.restore``).
     """
     if not contact_ids:
         return 0
@@ -764,14 +774,24 @@ def remove_contacts(
         .values(contact_id=None)
         .execution_options(synchronize_session=False)
     )
-    gone = list(
-        db.session.scalars(
-            sa.delete(Contact)
-            .where(id_in(Contact.id, ids))
-            .returning(Contact.id)
-            .execution_options(synchronize_session=False)
+    deleted = db.session.execute(
+        sa.delete(Contact)
+        .where(id_in(Contact.id, ids))
+        .returning(Contact.id, Contact.address_hash)
+        .execution_options(synchronize_session=False)
+    ).all()
+    gone = [row.id for row in deleted]
+    if journal:
+        kind = (
+            erasure_journal.ERASURE
+            if tombstone == change_feed.CONTACT_ERASED
+            else erasure_journal.PURGE
         )
-    )
+        erasure_journal.append(
+            erasure_journal.entries_for(
+                kind, [(row.id, row.address_hash) for row in deleted], utcnow(), **tombstone_data
+            )
+        )
     # Only the contacts really deleted here get a tombstone.
     change_feed.record_tombstones(tombstone, gone, held, **tombstone_data)
     db.session.expire_all()

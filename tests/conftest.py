@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,7 +91,15 @@ TEST_CONFIG = {
 def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from flask_migrate import upgrade
 
-    application = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url})
+    # The erasure journal of this run, emptied with the tables after each test.
+    journal = tmp_path_factory.mktemp("journal") / "erasure-journal.jsonl"
+    application = create_app(
+        {
+            **TEST_CONFIG,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "ERASURE_JOURNAL_PATH": str(journal),
+        }
+    )
     with application.app_context():
         upgrade(revision="heads")
     yield application
@@ -103,6 +112,7 @@ def _clean_database(request: pytest.FixtureRequest) -> Iterator[None]:
     if "app" not in request.fixturenames:
         return
     application = request.getfixturevalue("app")
+    Path(application.config["ERASURE_JOURNAL_PATH"]).unlink(missing_ok=True)
     with application.app_context():
         db.session.remove()
         tables = [t for t in reversed(db.metadata.sorted_tables)]
