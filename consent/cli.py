@@ -208,6 +208,26 @@ def import_command(
         click.echo(f"  row {rejection.row}: {rejection.reason}")
 
 
+@contacts.command("run-import")
+@click.argument("batch_id", type=int)
+def run_import_command(batch_id: int) -> None:
+    """Run a stored import (BATCH_ID) here, now: for a batch left queued or running
+    because its job was lost (a Redis emptied before a worker took it). Only
+    when no worker runs that batch; a batch done or failed is left alone."""
+    try:
+        imports.run_queued_import(batch_id)
+        report = imports.report_of(batch_id)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(
+        f"Import batch {report.batch_id}: {report.status}, rows {report.rows}, created "
+        f"{report.created}, updated {report.updated}, unchanged {report.unchanged}, "
+        f"rejected {report.rejected}"
+    )
+    if report.status == "failed":
+        raise click.ClickException(report.error or "the import failed")
+
+
 @policies_group.command("publish")
 @click.argument("version")
 @click.option("--major", is_flag=True, help="A major change: every registered address is told.")

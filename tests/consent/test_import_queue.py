@@ -192,3 +192,17 @@ def test_the_staff_page_shows_a_progress_bar_that_reloads_itself_then_the_report
     done = client.get(response.location).get_data(as_text=True)
     assert 'http-equiv="refresh"' not in done and "<progress" not in done
     assert '<dd class="created">25</dd>' in done and '<dd class="status">done</dd>' in done
+
+
+def test_a_batch_whose_job_was_lost_is_run_from_the_command_line(app, api_as) -> None:
+    """A Redis emptied before any worker took the job leaves the batch queued:
+    ``flask contacts run-import`` imports it in the operator's own process."""
+    batch_id = post(api_as("marketing")).json["batch_id"]
+    broker.flush("imports")  # the message is gone
+    result = app.test_cli_runner().invoke(args=["contacts", "run-import", str(batch_id)])
+    assert result.exit_code == 0, result.output
+    assert f"Import batch {batch_id}: done, rows 25, created 25" in result.output
+    again = app.test_cli_runner().invoke(args=["contacts", "run-import", str(batch_id)])
+    assert "created 25" in again.output and count_rows(app)["contact"] == 25
+    missing = app.test_cli_runner().invoke(args=["contacts", "run-import", "999"])
+    assert missing.exit_code == 1 and "No import batch 999" in missing.output
