@@ -6,7 +6,7 @@ import hashlib
 import itertools
 from typing import Any
 
-from flask import Flask, current_app, g, jsonify, request
+from flask import Flask, current_app, g, jsonify, request, url_for
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, ValidationError
 
@@ -26,7 +26,6 @@ from consent.schemas import (
     ErasureSchema,
     ImportBatchSchema,
     ImportFormSchema,
-    ImportReportSchema,
     LegitimateInterestBasisSchema,
     ObjectionSchema,
     PermissionsQuerySchema,
@@ -271,7 +270,7 @@ def lift_restriction(contact_id: int) -> Any:
 
 @blp.post("/imports")
 @requires("imports.run")
-@blp.response(201, ImportReportSchema)
+@blp.response(202, ImportBatchSchema)
 @blp.alt_response(
     422,
     schema=ErrorSchema,
@@ -292,7 +291,8 @@ def lift_restriction(contact_id: int) -> Any:
                             "contentMediaType": "text/csv",
                             "description": "A CSV file (UTF-8) whose header row names an "
                             "email column; docs/imports.md. A file that is not one is 422 "
-                            "invalid_file; rows that cannot be imported are in the report.",
+                            "invalid_file; rows that cannot be imported are in the batch's "
+                            "report once the worker has read them.",
                         },
                         "basis": {"type": "string", "enum": [k.value for k in InterestKind]},
                         "source": {
@@ -321,7 +321,11 @@ def lift_restriction(contact_id: int) -> Any:
     }
 )
 def run_import(**_: Any) -> Any:
-    """Import a CSV file (multipart ``file``) with a basis and a source; returns the report."""
+    """Queue a CSV file (multipart ``file``) for import with a basis and a source.
+
+    Answers 202 with the batch as soon as the file is stored; the worker reads
+    the rows. Follow ``Location`` (``GET /api/v1/imports/<id>``) for its
+    progress and, once ``done``, its report."""
     # Only this route takes large bodies: lift the 1 MiB limit before the form is parsed.
     request.max_content_length = current_app.config["IMPORT_MAX_BYTES"]
     try:
@@ -337,7 +341,7 @@ def run_import(**_: Any) -> Any:
         raise InvalidInput(
             "Send the CSV as the multipart part 'file'.", fields={"file": ["Required."]}
         )
-    return imports.import_contacts(
+    report = imports.queue_import(
         g.actor,
         upload.stream,
         basis=data["basis"],
@@ -346,14 +350,17 @@ def run_import(**_: Any) -> Any:
         preset=data["preset"],
         mapping=data["mapping"],
     )
+    location = url_for("consent_api.read_import", batch_id=report.batch_id)
+    return report, 202, {"Location": location}
 
 
 @blp.get("/imports/<int:batch_id>")
 @requires("imports.run")
 @blp.response(200, ImportBatchSchema)
 def read_import(batch_id: int) -> Any:
-    """An import batch and its counts."""
-    return imports.get_batch(batch_id)
+    """An import batch: its status (queued, running, done, failed), the rows read
+    of those expected, and its report (counts, the first rejected rows) so far."""
+    return imports.report_of(batch_id)
 
 
 @blp.get("/imports/<int:batch_id>/rejections")

@@ -15,11 +15,24 @@ from flask.cli import AppGroup, with_appcontext
 
 from consent import bases, demo, imports, policies, restore, services
 from consent.models import ALL
+from consent.policy import Decision
 from consent.topics import current_policy
 from kernel.access import cli_actor
 from kernel.errors import DomainError
 
 permissions = AppGroup("permissions", help="Marketing decisions.")
+
+# The exit codes of ``flask permissions check`` (0: allowed).
+CHECK_NOT_ALLOWED = 1
+CHECK_UNDECIDED = 2
+
+
+class Undecided(click.ClickException):
+    """No decision could be made: not "not allowed", so a script can tell them apart."""
+
+    exit_code = CHECK_UNDECIDED
+
+
 contacts = AppGroup("contacts", help="Contacts: CSV imports.")
 policies_group = AppGroup("policies", help="Privacy-policy versions (R23).")
 rights = AppGroup("rights", help="The rights of the person: erasure after a restore.")
@@ -45,7 +58,12 @@ def parse_as_of(value: str | None) -> datetime | None:
 @click.option("--as-of", "as_of", default=None, help="Decide as on this date (YYYY-MM-DD).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def check(email: str, topic: str | None, channel: str, as_of: str | None, as_json: bool) -> None:
-    """May we market to EMAIL, and why?"""
+    """May we market to EMAIL, and why?
+
+    Exits 0 when every decision asked for is allowed, 1 when one is not
+    allowed, 2 when no decision could be made (an invalid address, topic or
+    date), so that a script can branch on the answer.
+    """
     topics = [topic] if topic else list(current_policy().marketing_topics)
     try:
         decisions = [
@@ -55,7 +73,13 @@ def check(email: str, topic: str | None, channel: str, as_of: str | None, as_jso
             for key in topics
         ]
     except DomainError as exc:
-        raise click.ClickException(exc.message) from exc
+        raise Undecided(exc.message) from exc
+    _print_decisions(decisions, as_json)
+    if not all(decision.allowed for decision in decisions):
+        sys.exit(CHECK_NOT_ALLOWED)
+
+
+def _print_decisions(decisions: list[Decision], as_json: bool) -> None:
     if as_json:
         from consent.schemas import DecisionSchema
 
@@ -129,11 +153,13 @@ def import_command(
         imports.plan_for(preset, mapping)
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
+    # A bar only for a person watching a terminal; a script or a log gets the report alone.
+    show_bar = not as_json and sys.stderr.isatty()
     with file.open("rb") as stream:
         bar = click.progressbar(
             length=file.stat().st_size, label="Importing", file=sys.stderr, show_pos=False
         )
-        with bar if not as_json else contextlib.nullcontext(bar):
+        with bar if show_bar else contextlib.nullcontext(bar):
             done = 0
 
             def advance(position: int) -> None:
@@ -149,7 +175,7 @@ def import_command(
                     source=source,
                     filename=file.name,
                     batch_size=batch_size,
-                    progress=None if as_json else advance,
+                    progress=advance if show_bar else None,
                     preset=preset,
                     mapping=mapping,
                 )
@@ -181,6 +207,26 @@ def import_command(
         )
     for rejection in imports.iter_rejections(report.batch_id):
         click.echo(f"  row {rejection.row}: {rejection.reason}")
+
+
+@contacts.command("run-import")
+@click.argument("batch_id", type=int)
+def run_import_command(batch_id: int) -> None:
+    """Run a stored import (BATCH_ID) here, now: for a batch left queued or running
+    because its job was lost (a Redis emptied before a worker took it). Only
+    when no worker runs that batch; a batch done or failed is left alone."""
+    try:
+        imports.run_queued_import(batch_id)
+        report = imports.report_of(batch_id)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(
+        f"Import batch {report.batch_id}: {report.status}, rows {report.rows}, created "
+        f"{report.created}, updated {report.updated}, unchanged {report.unchanged}, "
+        f"rejected {report.rejected}"
+    )
+    if report.status == "failed":
+        raise click.ClickException(report.error or "the import failed")
 
 
 @policies_group.command("publish")

@@ -239,7 +239,7 @@ class ImportBatch(db.Model):
     # How the columns were read: a CRM preset ("hubspot"), "mapping" for the
     # importer's own, None for the recognised header names (docs/imports.md).
     columns_read_as: Mapped[str | None] = mapped_column(sa.String(32))
-    # running, done, failed
+    # queued (uploaded, waiting for a worker), running, done, failed
     status: Mapped[str] = mapped_column(sa.String(16), default="running")
     error: Mapped[str | None] = mapped_column(sa.String(500))
     rows: Mapped[int] = mapped_column(default=0)
@@ -248,6 +248,32 @@ class ImportBatch(db.Model):
     unchanged: Mapped[int] = mapped_column(default=0)
     skipped_suppressed: Mapped[int] = mapped_column(default=0)
     rejected: Mapped[int] = mapped_column(default=0)
+    # The importer's own mapping (header to field), which the worker reads the
+    # file with; header names only, no personal data.
+    mapping: Mapped[str | None] = mapped_column(sa.Text)
+    # What the upload's header told the request, for the report the worker ends.
+    ignored_columns: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    suggested_preset: Mapped[str | None] = mapped_column(sa.String(32))
+    # Non-blank lines after the header, counted at upload: the progress bar's
+    # end while the worker runs (blank lines are no rows; ``rows`` when done).
+    rows_total: Mapped[int | None] = mapped_column()
+
+
+class ImportUploadChunk(db.Model):
+    """One piece (``UPLOAD_CHUNK_BYTES``) of an uploaded CSV file waiting for the worker.
+
+    Kept in the database rather than on a disk so that a worker on another
+    host reads what the web process received; deleted once its batch has run,
+    so no copy of the file (personal data) outlives the import.
+    """
+
+    __tablename__ = "import_upload_chunk"
+
+    batch_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("import_batch.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
 
 
 class ImportRejection(db.Model):

@@ -352,24 +352,22 @@ class ImportReportSchema(Schema):
     error = fields.String(allow_none=True)
 
 
-class ImportBatchSchema(Schema):
-    id = fields.Integer()
-    status = fields.String()
-    basis = fields.String(attribute="interest_kind")
-    source = fields.String()
+class ImportBatchSchema(ImportReportSchema):
+    """A batch as the API shows it while queued or running, and its report once done."""
+
+    id = fields.Integer(metadata={"description": "The batch id (also ``batch_id``)."})
     filename = fields.String(allow_none=True)
-    file_sha256 = fields.String(allow_none=True)
-    preset = fields.String(attribute="columns_read_as", allow_none=True)
     actor = fields.String()
     started_at = fields.DateTime()
     finished_at = fields.DateTime(allow_none=True)
-    rows = fields.Integer()
-    created = fields.Integer()
-    updated = fields.Integer()
-    unchanged = fields.Integer()
-    skipped_suppressed = fields.Integer()
-    rejected = fields.Integer()
-    error = fields.String(allow_none=True)
+    rows_done = fields.Integer(metadata={"description": "Rows read so far (``rows``)."})
+    rows_total = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "Rows expected: the file's non-blank lines after the header, "
+            "counted at upload; exactly ``rows`` once done."
+        },
+    )
 
 
 class RejectionsQuerySchema(RequestSchema):

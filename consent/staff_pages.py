@@ -350,7 +350,7 @@ def upload() -> Any:
         file = request.files.get("file")
         if file is None or not file.filename:
             raise InvalidInput(_("Choose a CSV file to import."))
-        return imports.import_contacts(
+        return imports.queue_import(
             g.actor,
             file.stream,
             basis=data["basis"],
@@ -360,7 +360,7 @@ def upload() -> Any:
             mapping=data["mapping"],
         )
 
-    report = run_form(ImportUploadForm(), run, "Import finished.")
+    report = run_form(ImportUploadForm(), run, "File received: the import runs in the background.")
     if report is None:
         return see_other("staff_imports.import_list")
     if report.suggested_preset:
@@ -379,7 +379,8 @@ def upload() -> Any:
 @imports_bp.get("/imports/<int:batch_id>")
 @staff_requires("imports.run")
 def import_page(batch_id: int) -> Any:
-    """A batch's report: its counts and its rejected rows, a page at a time."""
+    """A batch's progress while the worker reads it (the page reloads itself), then
+    its report: its counts and its rejected rows, a page at a time."""
     batch = imports.get_batch(batch_id)
     try:
         after_row = RejectionsPage().load(request.args.to_dict())["after_row"]

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import dramatiq
 
-from consent import bases, webhooks
+from consent import bases, imports, webhooks
 
 
 def _retry_webhook(retries: int, exception: BaseException) -> bool:
@@ -35,3 +35,11 @@ def deliver_webhook(delivery_id: int) -> None:
 def reconcile_bases(at: str) -> None:
     """Write the day's lapsed and company-given bases to the ledger (idempotent)."""
     bases.reconcile_bases(datetime.fromisoformat(at))
+
+
+@dramatiq.actor(
+    actor_name=imports.IMPORT_JOB, queue_name="imports", max_retries=3, time_limit=6 * 3_600_000
+)
+def run_import(batch_id: int) -> None:
+    """Import a stored CSV file (docs/imports.md); a batch already run is left alone."""
+    imports.run_queued_import(batch_id)

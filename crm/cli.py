@@ -14,6 +14,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from crm import accounts, retention, services, staff
+from crm.models import RetentionRun
 from kernel.access import cli_actor
 from kernel.errors import DomainError
 from kernel.models import Role
@@ -379,16 +380,50 @@ def done_command(rule: str, through: str) -> None:
 @click.option(
     "--batch-size", default=None, type=int, help="Contacts or activities per transaction."
 )
-def run_command(as_of: str | None, batch_size: int | None) -> None:
-    """Apply the retention rules now; resumes whatever a killed run left."""
-    try:
-        record = retention.run(_as_of(as_of), started_by=cli_actor().label, batch_size=batch_size)
-    except DomainError as exc:
-        raise click.ClickException(exc.message) from exc
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+def run_command(as_of: str | None, batch_size: int | None, as_json: bool) -> None:
+    """Apply the retention rules now; resumes whatever a killed run left.
+
+    On a terminal a progress bar (on stderr) counts the contacts and
+    activities handled, sized by a first read-only count of what is due;
+    otherwise (a cron job, a log) only the result is printed."""
+    day = _as_of(as_of)
+    if as_json or not sys.stderr.isatty():
+        record = _run_retention(day, batch_size, None)
+    else:
+        due = retention.preview(day, limit=0).outcomes
+        total = sum(o.count + o.excluded_count for o in due)
+        with click.progressbar(length=total, label="Retention", file=sys.stderr) as bar:
+            record = _run_retention(day, batch_size, bar.update)
+    if as_json:
+        from crm.schemas import RetentionRunSchema
+
+        click.echo(json.dumps(RetentionRunSchema().dump(record), indent=2))
+        return
     click.echo(f"Retention run {record.id} for {record.as_of.isoformat()}: {record.status}")
     for name, counts in record.counts.items():
         parts = ", ".join(f"{key} {value}" for key, value in counts.items())
         click.echo(f"  {name}: {parts}")
+
+
+def _run_retention(
+    day: date, batch_size: int | None, advance: Callable[[int], None] | None
+) -> RetentionRun:
+    done = 0
+
+    def after_batch(record: RetentionRun) -> None:
+        nonlocal done
+        handled = sum(sum(counts.values()) for counts in record.counts.values())
+        if advance is not None:
+            advance(handled - done)
+        done = handled
+
+    try:
+        return retention.run(
+            day, started_by=cli_actor().label, batch_size=batch_size, after_batch=after_batch
+        )
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
 
 
 @retention_cli.command("history")

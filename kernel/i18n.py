@@ -355,7 +355,16 @@ SV: dict[str, str] = {
         "Filen ser ut som en export från %(vendor)s: välj den under Kolumner för att behålla "
         "dess id:n och läsa dess namn- och landkolumner."
     ),
-    "Import finished.": "Importen är klar.",
+    "File received: the import runs in the background.": (
+        "Filen är mottagen: importen körs i bakgrunden."
+    ),
+    "Progress": "Förlopp",
+    "The file is stored and waits for the worker.": "Filen är sparad och väntar på att importeras.",
+    "%(done)s of about %(total)s rows read.": "%(done)s av omkring %(total)s rader lästa.",
+    "This page reloads itself until the import is done; you may also leave it and come back from the list of imports.": (
+        "Sidan laddas om tills importen är klar; du kan också lämna den och komma tillbaka "
+        "via listan över importer."
+    ),
     "Import batch": "Import",
     "New": "Nya",
     "Later rejected rows": "Senare avvisade rader",
@@ -373,9 +382,8 @@ SV: dict[str, str] = {
     "Rows": "Rader",
     "Skipped: suppressed": "Hoppade över: spärrade",
     "Source of the list": "Listans källa",
-    "The import runs while you wait. Import very large files with the command line (flask contacts import).": (
-        "Importen körs medan du väntar. Importera mycket stora filer från kommandoraden "
-        "(flask contacts import)."
+    "The file is stored and imported in the background: the next page shows its progress and then its report.": (
+        "Filen sparas och importeras i bakgrunden: nästa sida visar förloppet och sedan rapporten."
     ),
     "UTF-8, comma or semicolon separated, with a header row naming an email column; name, company, organisation number, country, language and last interaction date are read when present. Consent cannot be imported: people give it through the signup form.": (
         "UTF-8, separerad med komma eller semikolon, med en rubrikrad som har en e-postkolumn; "
@@ -385,6 +393,7 @@ SV: dict[str, str] = {
     "Unchanged": "Oförändrade",
     "Updated": "Uppdaterade",
     "e.g. the partner or fair it came from": "t.ex. partnern eller mässan den kommer från",
+    "queued": "i kö",
     "running": "pågår",
     "done": "klar",
     "failed": "misslyckades",

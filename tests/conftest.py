@@ -253,3 +253,41 @@ def stub_worker(app: Any) -> Iterator[Any]:
     yield broker
     worker.stop()
     broker.flush_all()
+
+
+@pytest.fixture
+def import_worker(app: Any) -> Iterator[Callable[[], None]]:
+    """A real dramatiq Worker for the ``imports`` queue alone: the API and the
+    staff page hand every import to the worker. Yields ``finish()``, which waits
+    until every queued import has run (and fails if one raised)."""
+    from dramatiq import Worker
+
+    from extensions import AppContextMiddleware, broker
+
+    middleware = next((m for m in broker.middleware if isinstance(m, AppContextMiddleware)), None)
+    if middleware is None:
+        middleware = AppContextMiddleware(app)
+        broker.add_middleware(middleware)
+    middleware.app = app
+    broker.flush("imports")
+    worker = Worker(broker, queues={"imports"}, worker_timeout=50, worker_threads=1)
+    worker.start()
+    yield finish_imports
+    worker.stop()
+    broker.flush("imports")
+
+
+def finish_imports() -> None:
+    """Wait until the ``imports`` queue is empty (a worker must be running)."""
+    from extensions import broker
+
+    broker.join("imports", fail_fast=True, timeout=120_000)
+
+
+def imported(api: ApiClient, response: Any, finish: Callable[[], None]) -> dict[str, Any]:
+    """The report of an import the API answered 202 for, once the worker has run it."""
+    assert response.status_code == 202, response.get_data(as_text=True)
+    finish()
+    batch = api.get(response.headers["Location"])
+    assert batch.status_code == 200, batch.json
+    return batch.json  # type: ignore[no-any-return]

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from extensions import db
 from kernel.models import IdempotencyKey
 from kernel.timestamps import utcnow
-from tests.conftest import ApiClient, count_rows
+from tests.conftest import ApiClient, count_rows, finish_imports
 
 CUSTOMER = {"type": "legitimate_interest", "kind": "customer", "source": "crm-sync"}
 CALL = {"kind": "call", "occurred_at": "2026-01-01T10:00:00+00:00", "note": "Asked for prices"}
@@ -573,7 +573,7 @@ def test_concurrent_duplicates_write_once(app, token_for) -> None:
     assert activities(app) == 5
 
 
-def test_a_keyed_import_is_read_whole_and_answered_once(app, api_as) -> None:
+def test_a_keyed_import_is_read_whole_and_answered_once(app, api_as, import_worker) -> None:
     """The upload is hashed as it is read (a spooled copy), past the 1 MiB every
     other route takes, and the route still reads it."""
     marketing = api_as("marketing")
@@ -590,10 +590,13 @@ def test_a_keyed_import_is_read_whole_and_answered_once(app, api_as) -> None:
         )
 
     first = send()
-    assert first.status_code == 201, first.json
+    assert first.status_code == 202, first.json
+    finish_imports()
     before = count_rows(app)
     again = send()
-    assert (again.status_code, again.get_data()) == (201, first.get_data())
+    assert (again.status_code, again.get_data()) == (202, first.get_data())
+    assert again.headers["Location"] == first.headers["Location"]
+    finish_imports()
     assert count_rows(app) == before
     assert before["contact"] == 14_000
 

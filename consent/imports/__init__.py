@@ -14,13 +14,15 @@ and ``source_ref="import-batch:<id>"``.
 
 The package by job: ``reading`` (the file, its lines, header and rows),
 ``mapping`` (which column holds which field: CRM presets, the importer's mapping),
-``applying`` (one batch in one transaction) and ``batches`` (the use case and
-its records). Its public names are re-exported here.
+``applying`` (one batch in one transaction), ``uploads`` (a file kept for the
+worker) and ``batches`` (the use case and its records: run now by the command
+line, queued for the worker by the API and the staff page). Its public names are re-exported here.
 """
 
 from consent.imports.batches import (
     BATCH_SIZE,
     IMPORT_BASES,
+    IMPORT_JOB,
     REPORT_REJECTIONS,
     ImportReport,
     get_batch,
@@ -28,6 +30,9 @@ from consent.imports.batches import (
     iter_rejections,
     list_batches,
     parse_basis,
+    queue_import,
+    report_of,
+    run_queued_import,
 )
 from consent.imports.mapping import (
     PRESETS,
@@ -50,6 +55,7 @@ __all__ = [
     "COLUMN_ALIASES",
     "HEAD_BYTES",
     "IMPORT_BASES",
+    "IMPORT_JOB",
     "MAX_LINE_BYTES",
     "PRESETS",
     "REPORT_REJECTIONS",
@@ -65,5 +71,8 @@ __all__ = [
     "parse_basis",
     "plan_for",
     "preset_names",
+    "queue_import",
+    "report_of",
+    "run_queued_import",
     "suggest_preset",
 ]

@@ -1,17 +1,21 @@
 """The import use case: a file streamed in batches of ``BATCH_SIZE`` rows, one
 transaction each, recorded as an import batch with its report and rejected
-rows."""
+rows; run now (the command line) or stored and run by the worker (the API and
+the staff page, ``queue_import`` and ``run_queued_import``)."""
 
 from __future__ import annotations
 
+import itertools
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import IO
 
 import sqlalchemy as sa
 
 from consent.imports.applying import Outcome, apply_batch
-from consent.imports.mapping import plan_for, read_header, suggest_preset
+from consent.imports.mapping import ColumnPlan, plan_for, read_header, suggest_preset
 from consent.imports.reading import (
     FileRejected,
     LineReader,
@@ -22,6 +26,7 @@ from consent.imports.reading import (
     parse_row,
     sniff_delimiter,
 )
+from consent.imports.uploads import delete_upload, open_upload, store_upload
 from consent.models import (
     Basis,
     ImportBatch,
@@ -32,7 +37,8 @@ from crm import services as crm
 from extensions import db
 from kernel.access import Actor
 from kernel.addresses import keyed_hasher
-from kernel.errors import DomainError, InvalidInput, NotFound
+from kernel.errors import DomainError, InvalidInput, NotFound, Unavailable
+from kernel.jobs import BROKER_DOWN, send_job
 from kernel.signals import decisions_changed
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
@@ -48,6 +54,11 @@ IMPORT_BASES = {
 BATCH_SIZE = 10_000
 
 REPORT_REJECTIONS = 1_000
+
+# The worker's job that imports a stored file (consent.tasks declares it).
+IMPORT_JOB = "run_import"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,6 +83,20 @@ class ImportReport:
     suggested_preset: str | None = None
     file_sha256: str | None = None
     error: str | None = None
+    # Rows expected (counted at upload; exactly ``rows`` once done), for progress.
+    rows_total: int | None = None
+    filename: str | None = None
+    actor: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def id(self) -> int:
+        return self.batch_id
+
+    @property
+    def rows_done(self) -> int:
+        return self.rows
 
 
 # The use case -----------------------------------------------------------------------------
@@ -109,20 +134,178 @@ def import_contacts(
     preset: str | None = None,
     mapping: str | None = None,
 ) -> ImportReport:
-    """Import a CSV file of contacts with a legitimate-interest basis (R1, R3).
+    """Import a CSV file of contacts with a legitimate-interest basis (R1, R3), now.
 
     Suppressed addresses on an industry list are skipped; as customers they
     are stored but never allowed (R22). Industry-list contacts are marked as
     owed the GDPR art. 14 notice. Raises ``FileRejected`` when the file as a
     whole cannot be read (nothing is stored then); otherwise returns the
-    report, with every rejected row stored under the batch.
+    report, with every rejected row stored under the batch. ``progress`` is
+    called with the bytes read after each committed batch.
 
     ``preset`` names a CRM's contact export (``consent.imports.mapping.PRESETS``)
     and ``mapping`` is the importer's own JSON object of header to field;
     either decides which columns are read, and the record id column is stored
     as the contact's external id in the preset's (or the mapping's) system. A
     record id another contact holds rejects its row only.
+
+    The command line imports this way; the API and the staff page hand the
+    file to the worker instead (``queue_import``), since a request must not
+    outlast the web server's timeout.
     """
+    opening = _open(stream, basis=basis, source=source, preset=preset, mapping=mapping)
+    batch = _new_batch(actor, opening, filename, status="running")
+    db.session.commit()
+    report = _report_for(batch, opening)
+    _apply_file(batch.id, opening, actor, report, batch_size, progress)
+    return report
+
+
+def queue_import(
+    actor: Actor,
+    stream: IO[bytes],
+    *,
+    basis: str,
+    source: str,
+    filename: str | None = None,
+    preset: str | None = None,
+    mapping: str | None = None,
+) -> ImportReport:
+    """Check a CSV file's header, store the file and hand its batch to the worker.
+
+    Everything that refuses the whole file (the basis, the source, the preset
+    or mapping, an empty, binary or UTF-16 file, a header without an email
+    column) is raised here, before anything is stored; the rows are read by
+    ``run_queued_import`` on the worker. Returns the batch's report, ``queued``.
+    Raises ``Unavailable`` (nothing kept) when the broker cannot take the job.
+    """
+    opening = _open(stream, basis=basis, source=source, preset=preset, mapping=mapping)
+    batch = _new_batch(actor, opening, filename, status="queued")
+    batch.mapping = mapping if opening.plan.label == "mapping" else None
+    batch.ignored_columns = opening.ignored
+    batch.suggested_preset = opening.suggested_preset
+    db.session.flush()
+    batch.rows_total = max(store_upload(batch.id, stream) - opening.header_lines, 0)
+    db.session.commit()
+    batch_id = batch.id
+    try:
+        send_job(IMPORT_JOB, batch_id)
+    except Exception as exc:
+        # Without its job the batch would wait forever: keep nothing.
+        log.warning("Import batch %s not handed to the broker (%s).", batch_id, exc)
+        db.session.rollback()
+        db.session.execute(sa.delete(ImportBatch).where(ImportBatch.id == batch_id))
+        db.session.commit()
+        raise Unavailable(BROKER_DOWN) from None
+    return report_of(batch_id)
+
+
+def run_queued_import(batch_id: int) -> None:
+    """Import a stored file (the worker's job); safe to run twice.
+
+    A batch already done or failed is left alone. One still ``running`` was cut
+    off (a worker killed mid-file, the message delivered again): the file is
+    read again from the start, which changes nothing for the rows already
+    imported (they come back ``unchanged``), and its counts start over.
+    """
+    claimed = db.session.execute(
+        sa.update(ImportBatch)
+        .where(ImportBatch.id == batch_id, ImportBatch.status.in_(("queued", "running")))
+        .values(
+            status="running",
+            started_at=utcnow(),
+            rows=0,
+            created=0,
+            updated=0,
+            unchanged=0,
+            skipped_suppressed=0,
+            rejected=0,
+        )
+    ).rowcount  # type: ignore[attr-defined]
+    if not claimed:
+        db.session.rollback()
+        return
+    db.session.execute(sa.delete(ImportRejection).where(ImportRejection.batch_id == batch_id))
+    db.session.commit()
+    batch = db.session.get(ImportBatch, batch_id)
+    assert batch is not None  # claimed above
+    kind, _, name = batch.actor.partition(":")
+    actor = Actor(kind=kind, name=name)
+    preset = batch.columns_read_as if batch.columns_read_as != "mapping" else None
+    with open_upload(batch_id) as stream:
+        try:
+            opening = _open(
+                stream,
+                basis=batch.interest_kind,
+                source=batch.source,
+                preset=preset,
+                mapping=batch.mapping,
+            )
+        except DomainError as exc:
+            # Checked at upload, so only a changed preset list gets here.
+            report = ImportReport(batch_id, batch.interest_kind, batch.source)
+            _finish(batch_id, report, actor, status="failed", error=exc.message)
+            return
+        report = _report_for(batch, opening)
+        try:
+            _apply_file(batch_id, opening, actor, report, BATCH_SIZE, None)
+        except Exception as exc:
+            # Recorded on the batch by _apply_file; a retry would find it failed.
+            log.warning("Import batch %s failed: %s", batch_id, type(exc).__name__)
+
+
+def report_of(batch_id: int) -> ImportReport:
+    """A batch's report as it stands: counts so far, the first rejected rows."""
+    batch = get_batch(batch_id)
+    rejections = [
+        Rejection(r.row, r.reason)
+        for r in itertools.islice(iter_rejections(batch_id), REPORT_REJECTIONS)
+    ]
+    return ImportReport(
+        batch_id=batch.id,
+        interest_kind=batch.interest_kind,
+        source=batch.source,
+        status=batch.status,
+        rows=batch.rows,
+        rows_total=batch.rows if batch.status == "done" else batch.rows_total,
+        created=batch.created,
+        updated=batch.updated,
+        unchanged=batch.unchanged,
+        skipped_suppressed=batch.skipped_suppressed,
+        rejected=batch.rejected,
+        rejections=rejections,
+        ignored_columns=list(batch.ignored_columns or []),
+        preset=batch.columns_read_as,
+        suggested_preset=batch.suggested_preset,
+        file_sha256=batch.file_sha256,
+        error=batch.error,
+        filename=batch.filename,
+        actor=batch.actor,
+        started_at=batch.started_at,
+        finished_at=batch.finished_at,
+    )
+
+
+@dataclass
+class _Opening:
+    """A file whose header has been read: how to read the rows that follow."""
+
+    kind: InterestKind
+    plan: ColumnPlan
+    source: str
+    lines: Lines
+    rows: Iterator[str]
+    reader: LineReader
+    columns: dict[str, int]
+    ignored: list[str]
+    suggested_preset: str | None
+    header_lines: int
+
+
+def _open(
+    stream: IO[bytes], *, basis: str, source: str, preset: str | None, mapping: str | None
+) -> _Opening:
+    """Check the request and the file's head and header; raise before anything is stored."""
     kind = parse_basis(basis)
     plan = plan_for(preset, mapping)
     source = (source or "").strip()
@@ -138,11 +321,13 @@ def import_contacts(
     lines = Lines(stream)
     line_iter = iter(lines)
     header_line = next(line_iter, "")
+    header_lines = 1
     hint = header_line.strip()
     if hint.lower().startswith("sep=") and len(hint) == 5:
         # Excel's "sep=;" line names the delimiter; the header follows it.
         delimiter = hint[4]
         header_line = next(line_iter, "")
+        header_lines = 2
     else:
         delimiter = sniff_delimiter(header_line)
     reader = LineReader(delimiter)
@@ -151,27 +336,59 @@ def import_contacts(
     except ValueError as exc:
         raise FileRejected(f"The header line cannot be read as CSV: {exc}.") from None
     columns, ignored = read_header(header, plan)
+    return _Opening(
+        kind=kind,
+        plan=plan,
+        source=source,
+        lines=lines,
+        rows=line_iter,
+        reader=reader,
+        columns=columns,
+        ignored=ignored,
+        suggested_preset=suggest_preset(header) if plan.label is None else None,
+        header_lines=header_lines,
+    )
 
+
+def _new_batch(actor: Actor, opening: _Opening, filename: str | None, status: str) -> ImportBatch:
     batch = ImportBatch(
         actor=actor.label,
-        interest_kind=kind.value,
-        source=source[:200],
+        interest_kind=opening.kind.value,
+        source=opening.source[:200],
         filename=(filename or "")[:200] or None,
-        columns_read_as=plan.label,
+        columns_read_as=opening.plan.label,
         started_at=utcnow(),
-        status="running",
+        status=status,
     )
     db.session.add(batch)
-    db.session.commit()
-    report = ImportReport(
+    return batch
+
+
+def _report_for(batch: ImportBatch, opening: _Opening) -> ImportReport:
+    return ImportReport(
         batch_id=batch.id,
-        interest_kind=kind.value,
+        interest_kind=opening.kind.value,
         source=batch.source,
-        ignored_columns=ignored,
-        preset=plan.label,
-        suggested_preset=suggest_preset(header) if plan.label is None else None,
+        ignored_columns=opening.ignored,
+        preset=opening.plan.label,
+        suggested_preset=opening.suggested_preset,
+        filename=batch.filename,
+        actor=batch.actor,
+        started_at=batch.started_at,
+        rows_total=batch.rows_total,
     )
 
+
+def _apply_file(
+    batch_id: int,
+    opening: _Opening,
+    actor: Actor,
+    report: ImportReport,
+    batch_size: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Read the rows after the header and apply them a batch at a time."""
+    kind, reader, columns, lines = opening.kind, opening.reader, opening.columns, opening.lines
     hasher = keyed_hasher()
     pending: list[Row] = []
     pending_rejections: list[Rejection] = []
@@ -179,7 +396,7 @@ def import_contacts(
 
     def flush() -> None:
         _commit_batch(
-            batch.id, pending, pending_rejections, kind, actor, report, hasher, plan.system
+            batch_id, pending, pending_rejections, kind, actor, report, hasher, opening.plan.system
         )
         pending.clear()
         pending_rejections.clear()
@@ -189,7 +406,7 @@ def import_contacts(
 
     number = 1  # the header is row 1, as a spreadsheet shows it
     try:
-        for line in line_iter:
+        for line in opening.rows:
             # One physical line is one row: its number is the line's.
             number += 1
             try:
@@ -220,12 +437,11 @@ def import_contacts(
         db.session.rollback()
         message = exc.message if isinstance(exc, DomainError) else "an unexpected error"
         _finish(
-            batch.id, report, actor, status="failed", error=f"Stopped at row {number}: {message}"
+            batch_id, report, actor, status="failed", error=f"Stopped at row {number}: {message}"
         )
         raise
     report.file_sha256 = lines.digest.hexdigest()
-    _finish(batch.id, report, actor, status="done")
-    return report
+    _finish(batch_id, report, actor, status="done")
 
 
 def _commit_batch(
@@ -303,6 +519,7 @@ def _finish(
 ) -> None:
     report.status = status
     report.error = error
+    report.finished_at = utcnow()
     db.session.execute(
         sa.update(ImportBatch)
         .where(ImportBatch.id == batch_id)
@@ -312,8 +529,11 @@ def _finish(
             finished_at=utcnow(),
             file_sha256=report.file_sha256,
             rows=report.rows,
+            rows_total=report.rows if status == "done" else ImportBatch.rows_total,
         )
     )
+    # The file was kept for this run only: it holds personal data.
+    delete_upload(batch_id)
     crm.audit(
         actor,
         "import.run",

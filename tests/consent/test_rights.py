@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from tests.conftest import count_rows
+from tests.conftest import count_rows, finish_imports
 from tests.crm.test_remove_contact import rows_mentioning
 
 CUSTOMER = {"type": "legitimate_interest", "kind": "customer", "source": "crm-sync"}
@@ -266,7 +266,9 @@ def test_restriction_blocks_marketing_and_edits_until_lifted(app, admin_api) -> 
     assert kinds == ["basis_granted", "restricted", "unrestricted"]
 
 
-def test_every_change_of_a_decision_is_signalled_after_commit(app, admin_api) -> None:
+def test_every_change_of_a_decision_is_signalled_after_commit(
+    app, admin_api, import_worker
+) -> None:
     with signals_received(app) as seen:
         contact_id = create(admin_api, basis=CUSTOMER)
         admin_api.post(f"/api/v1/contacts/{contact_id}/restriction", json={})
@@ -282,6 +284,7 @@ def test_every_change_of_a_decision_is_signalled_after_commit(app, admin_api) ->
                 "file": (io.BytesIO(b"email,country\nny@lista.se,SE\n"), "l.csv"),
             },
         )
+        finish_imports()
     kinds = [kind for _, kind, _ in seen]
     assert kinds == ["basis", "restricted", "unrestricted", "objected", "erased", "import"]
     # Each receiver saw the committed ledger: 1, 2, 3, then 5 events (objection + suppressed).

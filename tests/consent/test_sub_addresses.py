@@ -11,9 +11,17 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
+from tests.conftest import finish_imports
 from tests.mailing.helpers import contact_id_of, decision, events, signup
+
+
+@pytest.fixture(autouse=True)
+def _import_worker(import_worker: Any) -> None:
+    """The API and the staff page hand their imports to a worker."""
+
 
 CUSTOMER = {"type": "legitimate_interest", "kind": "customer", "source": "crm-sync"}
 
@@ -37,8 +45,9 @@ def _import(api: Any, content: str, basis: str) -> dict[str, Any]:
         data={"basis": basis, "source": "fair", "file": (io.BytesIO(content.encode()), "l.csv")},
         content_type="multipart/form-data",
     )
-    assert response.status_code == 201, response.json
-    return response.json
+    assert response.status_code == 202, response.json
+    finish_imports()
+    return api.get(response.headers["Location"]).json  # type: ignore[no-any-return]
 
 
 def _audience(app: Any, topic: str = "events") -> set[int]:

@@ -22,10 +22,16 @@ import sqlalchemy as sa
 from consent.models import ScopedSuppression
 from crm.models import Contact
 from extensions import db
-from tests.conftest import count_rows
+from tests.conftest import count_rows, finish_imports
 from tests.mailing.conftest import link
 from tests.mailing.helpers import signup
 from tests.staff.helpers import client_as
+
+
+@pytest.fixture(autouse=True)
+def _import_worker(import_worker: Any) -> None:
+    """The API and the staff page hand their imports to a worker."""
+
 
 EMAIL = "eva@kund.se"
 LIVE_CUSTOMER = {"name": "Kund AB", "country": "SE", "customer_since": "2020-01-01"}
@@ -103,8 +109,9 @@ def import_file(api: Any, basis: str = "customer", email: str = EMAIL) -> dict[s
         headers=api.headers,
         content_type="multipart/form-data",
     )
-    assert response.status_code == 201, response.json
-    return dict(response.json)
+    assert response.status_code == 202, response.json
+    finish_imports()
+    return dict(api.get(response.headers["Location"]).json)
 
 
 def staff_import(app: Any, basis: str = "customer", email: str = EMAIL) -> None:
@@ -115,6 +122,7 @@ def staff_import(app: Any, basis: str = "customer", email: str = EMAIL) -> None:
         content_type="multipart/form-data",
     )
     assert response.status_code in (302, 303), response.get_data(as_text=True)
+    finish_imports()
 
 
 def rectify_into(api: Any, email: str = EMAIL) -> None:

@@ -190,7 +190,7 @@ def seeded(app: Any, api_as: Any, token_for: Any) -> Iterator[dict[str, Any]]:
             "file": (__import__("io").BytesIO(b"email\nx@kund.se\n"), "x.csv"),
         },
     )
-    assert batch.status_code == 201, batch.json
+    assert batch.status_code == 202, batch.json
     yield {
         "ids": {
             "contact_id": contact.json["id"],

@@ -212,7 +212,7 @@ def test_admin_restricts_a_contact_and_sees_the_admin_pages(
 
 
 def test_marketing_imports_a_list_and_reads_its_report(
-    browser, live_server, shots: Path, tmp_path: Path
+    browser, live_server, shots: Path, tmp_path: Path, import_worker
 ) -> None:
     csv_file = tmp_path / "massan.csv"
     csv_file.write_text(
@@ -232,7 +232,9 @@ def test_marketing_imports_a_list_and_reads_its_report(
     page.get_by_label("Source of the list").fill("Mässan 2026")
     page.get_by_role("button", name="Import", exact=True).click()
 
-    page.get_by_text("Import finished.").wait_for()
+    page.get_by_text("File received: the import runs in the background.").wait_for()
+    # The page reloads itself until the worker has run the import.
+    page.locator("dd.status", has_text="done").wait_for(timeout=60_000)
     assert page.locator("dd.created").inner_text() == "2"
     assert page.locator("dd.rejected").inner_text() == "1"
     assert page.locator("tr.rejection td").first.inner_text() == "3"

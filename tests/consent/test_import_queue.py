@@ -1,0 +1,208 @@
+"""Imports off the request (issue 22 item 4): the API and the staff page store the
+file and answer at once; a dramatiq worker imports it; progress and the report
+are read from the batch."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from typing import Any
+
+import pytest
+
+from consent import imports
+from extensions import broker, db
+from tests.conftest import count_rows, finish_imports
+from tests.staff.helpers import client_as
+
+HEADER = "email,name,company,country,language\n"
+ROWS = "".join(f"p{i}@kund.se,Person {i},Kund AB,SE,sv\n" for i in range(25))
+# Blank lines are not rows: the count made at upload leaves them out.
+FILE = (HEADER + ROWS + "\n  \n").encode()
+
+
+def post(api: Any, content: bytes = FILE, **form: str) -> Any:
+    data: dict[str, Any] = {"basis": "customer", "source": "crm-export", **form}
+    data["file"] = (io.BytesIO(content), "list.csv")
+    return api.client.post(
+        "/api/v1/imports", headers=api.headers, data=data, content_type="multipart/form-data"
+    )
+
+
+def queued_messages() -> int:
+    return broker.queues["imports"].qsize()  # type: ignore[attr-defined, no-any-return]
+
+
+@pytest.fixture(autouse=True)
+def _empty_queue() -> Any:
+    broker.flush("imports")
+    yield
+    broker.flush("imports")
+
+
+def test_the_api_answers_202_with_the_batch_at_once_and_the_worker_imports(
+    app, api_as, import_worker
+) -> None:
+    marketing = api_as("marketing")
+    response = post(marketing)
+    assert response.status_code == 202, response.json
+    body = response.json
+    assert (body["status"], body["rows_done"], body["rows_total"]) in {
+        ("queued", 0, 25),
+        ("running", 0, 25),
+        ("done", 25, 25),
+    }
+    assert response.headers["Location"] == f"/api/v1/imports/{body['batch_id']}"
+    assert body["id"] == body["batch_id"]
+
+    finish_imports()
+    done = marketing.get(response.headers["Location"]).json
+    assert (done["status"], done["rows_done"], done["rows_total"], done["created"]) == (
+        "done",
+        25,
+        25,
+        25,
+    )
+    assert done["finished_at"] is not None and done["file_sha256"]
+    # The stored file is personal data: gone once the batch has run.
+    assert count_rows(app)["import_upload_chunk"] == 0
+
+
+def test_nothing_is_imported_in_the_request_only_stored_for_the_worker(app, api_as) -> None:
+    """No worker runs here: the request stores the file and queues one job."""
+    marketing = api_as("marketing")
+    response = post(marketing)
+    assert response.status_code == 202, response.json
+    rows = count_rows(app)
+    assert rows["contact"] == 0 and rows["import_upload_chunk"] == 1
+    assert queued_messages() == 1
+    progress = marketing.get(response.headers["Location"]).json
+    assert (progress["status"], progress["rows_done"], progress["rows_total"]) == (
+        "queued",
+        0,
+        25,
+    )
+    assert progress["rejections"] == [] and progress["finished_at"] is None
+
+
+def test_a_file_is_stored_in_chunks_and_read_back_whole(app, api_as, monkeypatch) -> None:
+    monkeypatch.setattr("consent.imports.uploads.UPLOAD_CHUNK_BYTES", 16 * 1024)
+    marketing = api_as("marketing")
+    rows = [f"person{i:06d}@kund.se,Person Number {i},Kund AB,SE,sv\n" for i in range(3_000)]
+    content = (HEADER + "".join(rows)).encode()
+    response = post(marketing, content)
+    assert response.status_code == 202
+    assert count_rows(app)["import_upload_chunk"] == -(-len(content) // (16 * 1024))
+    with app.app_context():
+        imports.run_queued_import(response.json["batch_id"])
+        db.session.remove()
+    done = marketing.get(response.headers["Location"]).json
+    assert (done["status"], done["created"], done["rejected"]) == ("done", 3_000, 0)
+    assert done["file_sha256"] == hashlib.sha256(content).hexdigest()
+    assert count_rows(app)["import_upload_chunk"] == 0
+
+
+def test_a_file_refused_whole_is_422_and_nothing_is_stored_or_queued(app, api_as) -> None:
+    marketing = api_as("marketing")
+    before = count_rows(app)
+    refused = post(marketing, b"name,company\nAnna,Kund AB\n")
+    assert (refused.status_code, refused.json["error"]["code"]) == (422, "invalid_file")
+    assert post(marketing, FILE, preset="nosuchcrm").status_code == 422
+    assert count_rows(app) == before
+    assert queued_messages() == 0
+
+
+def test_a_broker_that_is_down_is_503_and_keeps_nothing(app, api_as, monkeypatch) -> None:
+    def broker_down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr("consent.imports.batches.send_job", broker_down)
+    marketing = api_as("marketing")
+    before = count_rows(app)
+    response = post(marketing)
+    assert response.status_code == 503
+    assert "redis" not in response.get_data(as_text=True)
+    assert count_rows(app) == before
+
+
+def test_the_job_is_safe_to_run_twice_and_resumes_a_batch_cut_off(app, api_as) -> None:
+    marketing = api_as("marketing")
+    batch_id = post(marketing).json["batch_id"]
+    with app.app_context():
+        imports.run_queued_import(batch_id)
+        first = imports.report_of(batch_id)
+        imports.run_queued_import(batch_id)  # delivered again after it finished: nothing
+        again = imports.report_of(batch_id)
+        db.session.remove()
+    assert (first.status, first.created) == ("done", 25)
+    assert (again.created, again.finished_at) == (25, first.finished_at)
+
+    # A worker killed mid-file leaves the batch running with its file: the
+    # message delivered again reads it whole; imported rows come back unchanged.
+    second = post(marketing).json["batch_id"]
+    with app.app_context():
+        from consent.models import ImportBatch
+
+        db.session.get(ImportBatch, second).status = "running"
+        db.session.commit()
+        imports.run_queued_import(second)
+        resumed = imports.report_of(second)
+        db.session.remove()
+    assert (resumed.status, resumed.rows, resumed.unchanged, resumed.created) == (
+        "done",
+        25,
+        25,
+        0,
+    )
+    assert count_rows(app)["contact"] == 25
+
+
+def test_the_staff_page_shows_a_progress_bar_that_reloads_itself_then_the_report(app) -> None:
+    client = client_as(app, "marketing")
+    response = client.post(
+        "/staff/imports",
+        data={"basis": "customer", "source": "CRM", "file": (io.BytesIO(FILE), "list.csv")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 303
+    waiting = client.get(response.location)
+    page = waiting.get_data(as_text=True)
+    assert "File received: the import runs in the background." in page
+    assert '<meta http-equiv="refresh" content="2">' in page
+    assert '<progress id="import-progress"' in page
+    # The strict CSP: no inline script carries the bar.
+    assert "<script" not in page
+    assert "'unsafe-inline'" not in waiting.headers["Content-Security-Policy"]
+
+    batch_id = int(response.location.rsplit("/", 1)[1])
+    with app.app_context():
+        from consent.models import ImportBatch
+
+        db.session.get(ImportBatch, batch_id).status = "running"
+        db.session.commit()
+        db.session.remove()
+    running = client.get(response.location).get_data(as_text=True)
+    assert re.search(r'<progress id="import-progress"[^>]* max="25" value="0">', running)
+    assert "0 of about 25 rows read." in running
+
+    with app.app_context():
+        imports.run_queued_import(batch_id)
+        db.session.remove()
+    done = client.get(response.location).get_data(as_text=True)
+    assert 'http-equiv="refresh"' not in done and "<progress" not in done
+    assert '<dd class="created">25</dd>' in done and '<dd class="status">done</dd>' in done
+
+
+def test_a_batch_whose_job_was_lost_is_run_from_the_command_line(app, api_as) -> None:
+    """A Redis emptied before any worker took the job leaves the batch queued:
+    ``flask contacts run-import`` imports it in the operator's own process."""
+    batch_id = post(api_as("marketing")).json["batch_id"]
+    broker.flush("imports")  # the message is gone
+    result = app.test_cli_runner().invoke(args=["contacts", "run-import", str(batch_id)])
+    assert result.exit_code == 0, result.output
+    assert f"Import batch {batch_id}: done, rows 25, created 25" in result.output
+    again = app.test_cli_runner().invoke(args=["contacts", "run-import", str(batch_id)])
+    assert "created 25" in again.output and count_rows(app)["contact"] == 25
+    missing = app.test_cli_runner().invoke(args=["contacts", "run-import", "999"])
+    assert missing.exit_code == 1 and "No import batch 999" in missing.output
