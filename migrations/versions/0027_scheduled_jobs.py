@@ -3,7 +3,7 @@ delayed messages and its row; the outbox's send time is indexed for the
 health check's "is anything being sent" (docs/operations.md, Scheduling).
 
 Revision ID: 0027
-Revises: 0025
+Revises: 0026
 Create Date: 2026-12-06 12:30:00.000000
 
 """
@@ -16,7 +16,7 @@ from kernel.timestamps import UTCDateTime
 
 # revision identifiers, used by Alembic.
 revision = "0027"
-down_revision = "0025"
+down_revision = "0026"
 branch_labels = None
 depends_on = None
 

@@ -3,7 +3,7 @@ time step accepted, so that a code is not taken twice) and an expiry per API
 token (docs/accounts.md).
 
 Revision ID: 0028
-Revises: 0025
+Revises: 0027
 Create Date: 2026-12-06 12:30:00.000000
 
 """
@@ -16,7 +16,7 @@ from kernel.timestamps import UTCDateTime
 
 # revision identifiers, used by Alembic.
 revision = "0028"
-down_revision = "0025"
+down_revision = "0027"
 branch_labels = None
 depends_on = None
 
