@@ -12,32 +12,23 @@ overridden on the command line or in ``GUNICORN_CMD_ARGS``.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from pathlib import Path
 from typing import Any
 
-
-def _whole_number(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise RuntimeError(f"{name} must be a whole number of 1 or more, not {raw!r}.")
-    return int(raw)
-
+from kernel import settings
 
 # PORT: what process managers of the Procfile kind hand out.
-bind = [f"0.0.0.0:{_whole_number('PORT', 8000)}"]
+bind = [f"0.0.0.0:{settings.checked_value('PORT')}"]
 
 # One process per core keeps every core busy; two at least, so that a process
 # that is restarting (max_requests) or stuck leaves one serving.
-workers = _whole_number("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count()))
+workers = settings.checked_value("WEB_CONCURRENCY") or max(2, multiprocessing.cpu_count())
 # Requests wait on PostgreSQL far more than they compute: threads overlap that
 # wait. Each thread can hold one database connection (SQLAlchemy's pool holds
 # 5 + 10 overflow per process), so workers x threads stays well under
 # PostgreSQL's max_connections (100) for the default sizes.
 worker_class = "gthread"
-threads = _whole_number("WEB_THREADS", 4)
+threads = settings.checked_value("WEB_THREADS")
 
 # With threads this is the process's heartbeat, not a limit on one request: a
 # process whose main loop says nothing for this long (hung in C code, swapping)
@@ -82,7 +73,7 @@ proc_name = "consent-web"
 
 def child_exit(server: Any, worker: Any) -> None:
     """With Prometheus in multi-process mode, drop a dead process's live gauges."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if settings.checked_value("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)

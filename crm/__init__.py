@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from crm import account_pages, api, changed_since, cli, staff_pages, tasks
+    from crm import account_pages, api, changed_since, cli, staff_pages, tasks  # noqa: F401
     from crm.retention import RetentionPolicy
     from kernel.models import Role
 

@@ -76,4 +76,3 @@ def _on_staff_password_reset(app: Flask, *, user_id: int, **_: object) -> None:
     from mailing.tasks import send_staff_password_reset
 
     send_staff_password_reset.send(user_id)
-

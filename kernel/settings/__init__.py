@@ -31,6 +31,7 @@ from kernel.settings.production import (
 )
 from kernel.settings.reading import (
     Loaded,
+    checked_value,
     legacy_flask_settings,
     load,
     value,
@@ -59,6 +60,7 @@ __all__ = [
     "Loaded",
     "Setting",
     "SettingsError",
+    "checked_value",
     "is_development",
     "legacy_flask_settings",
     "load",

@@ -61,6 +61,16 @@ def integer(raw: str) -> int:
     return value
 
 
+def positive_integer(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError("must be a whole number of 1 or more")
+    return value
+
+
 def number(raw: str) -> float:
     try:
         value = float(raw.strip())
@@ -139,6 +149,7 @@ _TYPE_NAMES: dict[Callable[[str], Any], str] = {
     text: "text",
     stripped: "text",
     integer: "integer",
+    positive_integer: "integer",
     number: "number",
     flag: "1/0",
     comma_list: "comma list",

@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kernel.settings.declaration import LEGACY_PREFIX, DeprecatedSetting, Setting
+from kernel.settings.declaration import (
+    LEGACY_PREFIX,
+    DeprecatedSetting,
+    Setting,
+    SettingsError,
+)
 from kernel.settings.variables import BY_NAME, SETTINGS
 
 
@@ -119,6 +124,25 @@ def value(name: str, environ: Mapping[str, str] | None = None) -> Any:
         return setting.parse(found[0])
     except ValueError:
         return _copy(setting.default)
+
+
+def checked_value(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting's value for a process that reads it alone (gunicorn's
+    configuration): a malformed value raises ``SettingsError`` naming the variable."""
+    setting = BY_NAME[name]
+    environ = os.environ if environ is None else environ
+    loaded = Loaded()
+    found = _raw(setting, environ, loaded)
+    if found is not None and not loaded.problems:
+        raw, variable = found
+        try:
+            return setting.parse(raw)
+        except ValueError as exc:
+            shown = "" if setting.secret else f" (not {raw!r})"
+            loaded.problems.append(f"{variable}: {exc}{shown}.")
+    if loaded.problems:
+        raise SettingsError(loaded.problems)
+    return _copy(setting.default)
 
 
 def warn_deprecations(messages: Iterable[str]) -> None:

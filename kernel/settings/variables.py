@@ -15,6 +15,7 @@ from kernel.settings.declaration import (
     number,
     opt_out,
     origins,
+    positive_integer,
     smtp_url,
     stripped,
     text,
@@ -57,6 +58,33 @@ SETTINGS: tuple[Setting, ...] = (
         flag,
         True,
         "with no broker, run the actors in the web process (`0` to disable)",
+    ),
+    # Processes -------------------------------------------------------------------
+    Setting(
+        "INSTANCE_PATH",
+        stripped,
+        None,
+        "the one writable folder of an installation (generated development secrets, the "
+        "SQLite file, the mail folder, the erasure journal's default place); the image and "
+        "the units set `/var/lib/consent`",
+        shown_default="`instance/` in a checkout, `<venv>/var/app-instance` when installed",
+    ),
+    Setting("PORT", positive_integer, 8000, "the port gunicorn binds on every address"),
+    Setting(
+        "WEB_CONCURRENCY",
+        positive_integer,
+        None,
+        "gunicorn processes (`gunicorn_conf.py`)",
+        shown_default="the number of cores, at least 2",
+    ),
+    Setting("WEB_THREADS", positive_integer, 4, "threads per gunicorn process"),
+    Setting(
+        "PROMETHEUS_MULTIPROC_DIR",
+        stripped,
+        None,
+        "an empty folder, private to one host, where the web processes share their metrics "
+        "(Prometheus multi-process mode; docs/operations.md, Metrics); set it for gunicorn",
+        shown_default="none: each process counts alone",
     ),
     Setting(
         "RATELIMIT_STORAGE_URI",
@@ -146,6 +174,32 @@ SETTINGS: tuple[Setting, ...] = (
         "5 per 15 minutes",
         "sign-in attempts per staff account",
     ),
+    Setting(
+        "MFA_REQUIRED_ROLES",
+        comma_list,
+        [],
+        "staff roles that must sign in with a TOTP second factor (e.g. `admin,dpo`); a user "
+        "of such a role enrols at the next sign-in; an unknown role stops the start "
+        "(docs/accounts.md)",
+    ),
+    Setting(
+        "PASSWORD_RESET_MAX_AGE_S",
+        integer,
+        3600,
+        "how long a staff password-reset link works (it works once)",
+    ),
+    Setting(
+        "STAFF_CODE_LIMIT_PER_ACCOUNT",
+        stripped,
+        "5 per 15 minutes",
+        "second-factor codes tried per staff account",
+    ),
+    Setting(
+        "STAFF_RESET_LIMIT_PER_ADDRESS",
+        stripped,
+        "3 per hour",
+        "password-reset links asked for per address (known or not)",
+    ),
     # Mail ----------------------------------------------------------------------
     Setting(
         "SMTP_URL",
@@ -229,7 +283,8 @@ SETTINGS: tuple[Setting, ...] = (
         "OUTBOX_SWEEP_INTERVAL_S",
         number,
         60.0,
-        "the outbox sweeper runs this often (`0`: never; then run `flask outbox sweep` from cron)",
+        "the scheduler sends the outbox sweeper's job this often (`0`: never; then run "
+        "`flask outbox sweep` from cron)",
     ),
     Setting(
         "OUTBOX_SWEEP_GRACE_S",
@@ -407,6 +462,29 @@ SETTINGS: tuple[Setting, ...] = (
         "a retention run's lock not beaten for this long may be taken over",
         aliases=("RETENTION_LOCK_STALE_SECONDS",),
         key="RETENTION_LOCK_STALE_SECONDS",
+    ),
+    Setting(
+        "ERASURE_JOURNAL_PATH",
+        stripped,
+        None,
+        "the erasure journal: every erasure and purge (hashes, ids, dates), kept outside the "
+        "database so that `flask rights reapply` can redo them after a restore; put it on "
+        "storage every process shares and that is backed up apart from the database "
+        '(docs/operations.md, "Backup and restore")',
+        shown_default="`instance/erasure-journal.jsonl`",
+    ),
+    Setting(
+        "HEALTH_RETENTION_MARGIN_S",
+        number,
+        3 * 3600.0,
+        "`/healthz` says `degraded` (still 200) when no retention run completed within a day "
+        "plus this margin (docs/operations.md, Scheduling)",
+    ),
+    Setting(
+        "HEALTH_OUTBOX_STUCK_AFTER_S",
+        number,
+        900.0,
+        "`/healthz` says `degraded` when an email waited this long with none sent meanwhile",
     ),
     Setting(
         "CHANGE_FEED_KEEP_DAYS",

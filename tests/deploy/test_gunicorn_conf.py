@@ -42,7 +42,7 @@ def test_two_processes_at_least_by_default(monkeypatch: pytest.MonkeyPatch) -> N
 def test_a_size_that_is_not_a_whole_number_is_refused_by_name(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
-    with pytest.raises(RuntimeError, match=r"^WEB_THREADS must be a whole number of 1 or more"):
+    with pytest.raises(RuntimeError, match=r"WEB_THREADS: must be a whole number of 1 or more"):
         _load(monkeypatch, WEB_THREADS=value)
 
 
