@@ -18,13 +18,14 @@ at the kill, that is one per worker thread (docs/reliability.md).
 
 Without a Redis broker (the in-process worker of development, RabbitMQ)
 nothing is noted and a killed batch is sent again as before. A Redis that
-fails is logged and passed over: a message sent twice is better than one
-never sent.
+fails is logged and passed over, and not asked again for half a minute: a
+message sent twice is better than one never sent, or sent late.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,6 +37,24 @@ log = logging.getLogger(__name__)
 # claim timeout, after which the row is handed over again and the note read.
 # A batch whose marks committed deletes its notes at once.
 KEEP_SECONDS = 7 * 24 * 3600
+# After a failure, this long without notes: a Redis that is down must not cost
+# every message its connection attempts (and a batch its hold time).
+PAUSE_AFTER_FAILURE_SECONDS = 30.0
+_paused_until = 0.0
+
+
+def _failed(what: str) -> None:
+    global _paused_until
+    _paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_SECONDS
+    log.warning("%s failed; no acceptance notes for %.0f s", what,
+                PAUSE_AFTER_FAILURE_SECONDS, exc_info=True)  # fmt: skip
+
+
+def _store() -> tuple[Any, str] | None:
+    """Where notes go: the broker's Redis, unless paused after a failure."""
+    if time.monotonic() < _paused_until:
+        return None
+    return _client()
 
 
 def _client() -> tuple[Any, str] | None:
@@ -53,7 +72,7 @@ def _key(namespace: str, outbox_id: int) -> str:
 
 def note_accepted(outbox_id: int) -> None:
     """Note that the SMTP server accepted the message of outbox row ``outbox_id``."""
-    found = _client()
+    found = _store()
     if found is None:
         return
     client, namespace = found
@@ -62,13 +81,13 @@ def note_accepted(outbox_id: int) -> None:
     except Exception:
         # The row is still marked sent by its batch's commit; only a kill
         # before that commit would now send it twice.
-        log.warning("Noting the acceptance of outbox %s failed", outbox_id, exc_info=True)
+        _failed(f"Noting the acceptance of outbox {outbox_id}")
 
 
 def accepted(outbox_ids: Iterable[int]) -> set[int]:
     """Which of these rows' messages the SMTP server already accepted."""
     wanted = list(outbox_ids)
-    found = _client()
+    found = _store()
     if found is None or not wanted:
         return set()
     client, namespace = found
@@ -76,7 +95,7 @@ def accepted(outbox_ids: Iterable[int]) -> set[int]:
         values = client.mget([_key(namespace, i) for i in wanted])
     except Exception:
         # Unknown: send. A duplicate is the lesser harm than a message lost.
-        log.warning("Reading acceptances failed; the rows are sent", exc_info=True)
+        _failed("Reading acceptances")
         return set()
     return {i for i, value in zip(wanted, values, strict=True) if value is not None}
 
@@ -84,7 +103,7 @@ def accepted(outbox_ids: Iterable[int]) -> set[int]:
 def forget(outbox_ids: Iterable[int]) -> None:
     """Drop the notes of rows whose ``sent`` mark has committed."""
     wanted = list(outbox_ids)
-    found = _client()
+    found = _store()
     if found is None or not wanted:
         return
     client, namespace = found
@@ -92,4 +111,4 @@ def forget(outbox_ids: Iterable[int]) -> None:
         client.delete(*[_key(namespace, i) for i in wanted])
     except Exception:
         # They expire by themselves after KEEP_SECONDS.
-        log.warning("Dropping %d acceptance notes failed", len(wanted), exc_info=True)
+        _failed(f"Dropping {len(wanted)} acceptance notes")

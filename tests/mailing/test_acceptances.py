@@ -36,6 +36,7 @@ def noted(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any
     client = redis_client.Redis.from_url(redis_url)
     namespace = f"consent-test-accepted-{utcnow().timestamp()}"
     monkeypatch.setattr(acceptances, "_client", lambda: (client, namespace))
+    monkeypatch.setattr(acceptances, "_paused_until", 0.0)
     yield client, namespace
     for key in client.scan_iter(f"{namespace}:*"):
         client.delete(key)
@@ -112,3 +113,22 @@ def test_without_notes_a_first_claim_asks_nothing(
         db.session.remove()
     assert asked == []
     assert _statuses(app, ids) == [("sent", None)] * 3
+
+
+def test_a_redis_that_fails_does_not_stop_the_mail(
+    app, smtp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Notes are a help against duplicates, never a condition for sending."""
+    from tests.mailing.conftest import free_port
+
+    nobody = redis_client.Redis(port=free_port(), socket_connect_timeout=0.2)
+    monkeypatch.setattr(acceptances, "_client", lambda: (nobody, "consent-test-down"))
+    monkeypatch.setattr(acceptances, "_paused_until", 0.0)
+    _consented_contacts(app, 3, start=950)
+    ids = _queued_campaign(app)
+    _killed_before_the_commit(app, ids, monkeypatch)
+    outcomes = _delivered_again(app, ids)
+    assert {o.status for o in outcomes.values()} == {"sent"}
+    assert _statuses(app, ids) == [("sent", None)] * 3
+    # Every message arrived; without notes some went twice, as before them.
+    assert len({str(m["To"]) for m in smtp.messages}) == 3
