@@ -3,7 +3,9 @@
 A job claims its rows, holds their contacts (so that an objection committed
 meanwhile waits, docs/rules.md R11), asks the policy once more, sends through
 ``mailing.transport`` and marks each row with its outcome, with one statement
-per step for the whole batch (docs/mail-flows.md).
+per step for the whole batch (docs/mail-flows.md). Each message the SMTP
+server accepted is also noted at once (``mailing.acceptances``), so that a
+worker killed before the batch's commit sends none of them twice.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from crm import services as crm
 from crm.models import Contact
 from extensions import db
 from kernel.timestamps import utcnow
-from mailing import messages, transport, verp
+from mailing import acceptances, messages, transport, verp
 from mailing.bounces import Bounce, record_bounce
 from mailing.models import Campaign, MailStatus, OutboxMessage
 from mailing.outbox import claim_timeout, hand_over
@@ -80,11 +82,13 @@ def deliver_many(outbox_ids: Sequence[int], at: datetime | None = None) -> dict[
     # with its contact between the claim and the read.
     outcomes.update({i: Delivery("skipped", "contact_erased") for i in claimed})
     letters = _read_claimed(claimed)
+    _find_accepted(letters)
+    waiting = [x for x in letters if x.outcome is None]
     # Marketing is built once the policy has said why it may go (its footer says so).
-    render_errors = [letter.render() for letter in letters if not letter.is_marketing]
+    render_errors = [letter.render() for letter in waiting if not letter.is_marketing]
     stopped_by: BaseException | None = None
     try:
-        render_errors += _hold_and_check([x for x in letters if x.is_marketing], now)
+        render_errors += _hold_and_check([x for x in waiting if x.is_marketing], now)
         stopped_by = _send_all(letters, now)
     except BaseException as exc:
         stopped_by = exc
@@ -222,6 +226,29 @@ def _read_claimed(claimed: set[int]) -> list[_Letter]:
     ]
 
 
+def _find_accepted(letters: list[_Letter]) -> None:
+    """Mark sent the letters the SMTP server accepted under an earlier claim whose
+    worker died before its batch's commit. Only a row claimed before can have
+    been accepted, so a first claim (the common case) costs no round trip."""
+    again = [x.outbox_id for x in letters if x.row.attempts > 1]
+    if not again:
+        return
+    done = acceptances.accepted(again)
+    for letter in letters:
+        if letter.outbox_id in done:
+            log.info("Outbox %s was accepted before its worker stopped: not sent again",
+                     letter.outbox_id)  # fmt: skip
+            letter.outcome = Delivery("sent")
+            letter.owes_notice = _owes_notice(letter)
+
+
+def _owes_notice(letter: _Letter) -> bool:
+    """Whether the letter, once sent, gave the contact its GDPR art. 14 notice."""
+    return letter.template == messages.SOURCE_NOTICE or (
+        letter.is_marketing and bool(letter.contact.art14_notice_owed_since)
+    )
+
+
 def _hold_and_check(letters: list[_Letter], at: datetime) -> list[Exception | None]:
     """Hold the contacts from the policy's last check until SMTP accepted their messages.
 
@@ -310,11 +337,12 @@ def _send_all(letters: list[_Letter], now: datetime) -> transport.TemporaryFailu
             if isinstance(exc, transport.RecipientRefused):
                 letter.refused = exc
             continue
+        # At once, outside the batch's transaction: a kill before the commit
+        # below must not send this message again.
+        acceptances.note_accepted(letter.outbox_id)
         log.info("Outbox %s (%s) sent to %s", letter.outbox_id, letter.row.template, where)
         letter.outcome = Delivery("sent")
-        letter.owes_notice = letter.template == messages.SOURCE_NOTICE or (
-            letter.is_marketing and bool(letter.contact.art14_notice_owed_since)
-        )
+        letter.owes_notice = _owes_notice(letter)
     return None
 
 
@@ -372,6 +400,9 @@ def _mark(letters: list[_Letter], error: BaseException | None) -> None:
     for via, contact_ids in owed_notice.items():
         crm.note_art14_notice_given(contact_ids, via)  # committed with the sent marks
     db.session.commit()
+    acceptances.forget(
+        x.outbox_id for x in letters if x.outcome and x.outcome.status == MailStatus.SENT
+    )
 
 
 def _final_values(outcome: Delivery | None, now: datetime) -> dict[str, Any] | None:

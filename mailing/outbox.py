@@ -35,8 +35,9 @@ DELIVERY_JOB = "deliver_emails"
 SWEEP_JOB = "sweep_outbox"
 # Rows per delivery job. A job claims, holds, checks and marks its rows with one
 # statement each, so a campaign costs a few statements per 25 messages rather
-# than a dozen per message; a worker killed mid-job can send at most this many
-# messages twice (their rows were not yet marked sent).
+# than a dozen per message. Each acceptance is noted at once besides
+# (``mailing.acceptances``), so a worker killed mid-job sends at most the one
+# message it had on the wire twice, not the batch.
 DELIVERY_BATCH = 25
 # Emails that anyone can make us send by typing an address into a public form
 # or by posting a link again: the double opt-in, the unsubscribe link and the

@@ -21,6 +21,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from consent.ledger import record
 from consent.models import Basis, EventKind
 from crm.models import Contact
@@ -93,15 +95,26 @@ class OwnRedis:
 
 class Production:
     """A `flask run` web process, a `dramatiq worker` master with its worker
-    processes and (``start_scheduler``) a `flask scheduler run`, in a process group of its own so that ``kill_workers`` takes
-    the master and every child at once (SIGKILL: nothing is cleaned up)."""
+    processes and (``start_scheduler``) a `flask scheduler run`, in a process
+    group of its own so that ``kill_workers`` takes the master and every child
+    at once (SIGKILL: nothing is cleaned up).
+
+    Several of them with one ``namespace`` on one broker and one database are
+    several hosts of one service (``test_several_hosts``)."""
 
     def __init__(
-        self, database_url: str, broker_url: str, smtp_url: str, folder: Path, **settings: str
+        self,
+        database_url: str,
+        broker_url: str,
+        smtp_url: str,
+        folder: Path,
+        namespace: str | None = None,
+        **settings: str,
     ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.namespace = f"consent-rel-{uuid.uuid4().hex[:8]}"
+        self.namespace = namespace or f"consent-rel-{uuid.uuid4().hex[:8]}"
+        folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.env = {
             **os.environ,
@@ -157,6 +170,13 @@ class Production:
         self.workers.wait()
         self.workers = None
 
+    def kill_web(self) -> None:
+        """``kill -9`` the web process: requests in flight get no answer."""
+        assert self.web is not None
+        self.web.send_signal(signal.SIGKILL)
+        self.web.wait()
+        self.web = None
+
     def _wait_until_up(self) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -207,6 +227,46 @@ def consented_contacts(app: Any, prefix: str, count: int) -> list[tuple[int, str
             contacts.append((contact.id, contact.email))
             if n % 1000 == 999:
                 db.session.commit()
+        db.session.commit()
+        db.session.remove()
+    return contacts
+
+
+def consented_contacts_in_bulk(app: Any, prefix: str, count: int) -> list[tuple[int, str]]:
+    """``count`` contacts with consent to the newsletter by email, (id, address),
+    in two statements, as ``bench/sending.py`` seeds them: the contacts and
+    their standings (the projection the audience and the policy read), without
+    the ledger events behind them. For tests about delivery, where writing
+    thousands of events one by one through the ledger would take minutes."""
+    from consent.models import PermissionState
+    from kernel.addresses import keyed_hash
+    from kernel.timestamps import utcnow
+
+    now = utcnow()
+    with app.app_context():
+        rows = [
+            {
+                "email": f"{prefix}{n}@example.se",
+                "address_hash": keyed_hash(f"{prefix}{n}@example.se"),
+                "language": "sv" if n % 2 else "en",
+                "created_at": now,
+                "updated_at": now,
+            }
+            for n in range(count)
+        ]
+        contacts = [
+            (row.id, row.email)
+            for row in db.session.execute(
+                sa.insert(Contact.__table__).returning(Contact.id, Contact.email), rows
+            )
+        ]
+        db.session.execute(
+            sa.insert(PermissionState.__table__),
+            [
+                {"contact_id": i, "topic": "newsletter", "channel": "email", "consent_since": now}
+                for i, _ in contacts
+            ],
+        )
         db.session.commit()
         db.session.remove()
     return contacts
