@@ -23,7 +23,7 @@ from consent.projection import RESERVED_SOURCES
 from consent.topics import MarketingPolicy
 from consent.webhooks import check_retry_window
 from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
-from kernel import api_docs, api_fields, idempotency, inputs
+from kernel import api_docs, api_fields, idempotency, inputs, logs, metrics
 from kernel.errors import (
     BadRequest,
     Conflict,
@@ -47,6 +47,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_config(app, test_config)
     register_proxies(app)
     inputs.init_app(app)
+    register_observability(app)
     register_extensions(app)
     register_packages(app)
     idempotency.init_app(app)
@@ -115,6 +116,15 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         # addresses) are refused unless this is 1: an admin's URL must not reach
         # Redis, the database or a cloud metadata service (consent/webhooks.py).
         WEBHOOK_ALLOW_PRIVATE_TARGETS=env.get("WEBHOOK_ALLOW_PRIVATE_TARGETS", "0") == "1",
+        # Observability (docs/operations.md): "json" (one object a line) or "text";
+        # development and testing default to text, anything else to JSON.
+        LOG_FORMAT=env.get(
+            "LOG_FORMAT",
+            "text" if env.get("CONSENT_ENV", "production") in DEVELOPMENT_ENVS else "json",
+        ),
+        LOG_LEVEL=env.get("LOG_LEVEL", "INFO").upper(),
+        # Bearer token that /metrics asks for; unset, production refuses to serve them.
+        METRICS_TOKEN=env.get("METRICS_TOKEN") or None,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=env.get("SESSION_COOKIE_SECURE", "1") == "1",
@@ -158,6 +168,21 @@ def _require_secrets(app: Flask) -> None:
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
         app.config[name] = path.read_text().strip()
+
+
+def register_observability(app: Flask) -> None:
+    """Logs, request ids and metrics, first: every request after this is timed,
+    logged and counted, and every job sent carries the request id."""
+    if app.config["LOG_FORMAT"] not in ("json", "text"):
+        raise RuntimeError(f"LOG_FORMAT must be json or text, not {app.config['LOG_FORMAT']!r}.")
+    if not isinstance(logging.getLevelName(app.config["LOG_LEVEL"]), int):
+        raise RuntimeError(
+            f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {app.config['LOG_LEVEL']!r}."
+        )
+    logs.configure_logging(app)
+    logs.init_app(app)
+    logs.install_job_log(broker)
+    metrics.init_app(app)
 
 
 def register_proxies(app: Flask) -> None:

@@ -82,6 +82,25 @@ def init_app(app: Flask) -> None:
     cli.register(app)
     tasks.register(app)
     _connect_signals()
+    _read_at_scrape(app)
+
+
+def _read_at_scrape(app: Flask) -> None:
+    from kernel import metrics
+    from mailing.outbox import oldest_waiting_age_seconds, waiting_count
+
+    metrics.read_at_scrape(
+        app,
+        "consent_outbox_waiting_messages",
+        "Outbox rows queued or being sent now.",
+        waiting_count,
+    )
+    metrics.read_at_scrape(
+        app,
+        "consent_outbox_oldest_waiting_age_seconds",
+        "Age of the oldest outbox row still waiting to be sent (0 when none waits).",
+        oldest_waiting_age_seconds,
+    )
 
 
 def _connect_signals() -> None:
