@@ -110,7 +110,7 @@ IMPORT_ROWS = Counter(
 )
 RATE_LIMIT_HITS = Counter(
     "consent_rate_limit_hits",
-    "Requests refused by a rate limit, by endpoint.",
+    "Rate limits breached, by endpoint (a request that breaks two limits counts twice).",
     ["endpoint"],
 )
 
@@ -141,7 +141,7 @@ def count_import(status: str, rows: dict[str, int]) -> None:
 
 
 def count_rate_limit_hit(limit: object) -> None:
-    """Flask-Limiter's ``on_breach`` callback (``RATELIMIT_ON_BREACH``); answers
+    """Flask-Limiter's ``on_breach`` callback (``RATELIMIT_ON_BREACH_CALLBACK``); answers
     nothing, so the limiter's own 429 stands."""
     RATE_LIMIT_HITS.labels(request.endpoint or "unmatched").inc()
 
@@ -253,5 +253,5 @@ def metrics_page() -> Any:
 def init_app(app: Flask) -> None:
     """``/metrics``, and the rate-limit count; before the limiter is attached,
     which reads its breach callback once."""
-    app.config.setdefault("RATELIMIT_ON_BREACH", count_rate_limit_hit)
+    app.config.setdefault("RATELIMIT_ON_BREACH_CALLBACK", count_rate_limit_hit)
     app.add_url_rule("/metrics", "metrics", metrics_page, methods=["GET"])
