@@ -289,3 +289,23 @@ def test_rate_limit_hits_are_counted(app, database_url, request) -> None:
     hits = {k: v for k, v in after.items() if k[0] == name}
     assert sum(hits.values()) - sum(v for k, v in before.items() if k[0] == name) == 1
     assert [dict(k[1])["endpoint"] for k, v in hits.items() if v] == ["staff.login"]
+
+
+def test_a_failed_job_is_logged_with_its_error_type_only(stub_worker, caplog) -> None:
+    import dramatiq
+
+    @dramatiq.actor(broker=stub_worker, actor_name="observability_test_fails", max_retries=0)
+    def fails() -> None:
+        raise ValueError("could not reach sara@example.se")
+
+    caplog.set_level(logging.INFO, logger="consent.jobs")
+    fails.send()
+    stub_worker.join(fails.queue_name, fail_fast=False)
+    [line] = [r for r in caplog.records if getattr(r, "actor", None) == fails.actor_name]
+    written = json.loads(JsonFormatter().format(line))
+    assert (written["outcome"], written["error"], written["level"]) == (
+        "failed",
+        "ValueError",
+        "warning",
+    )
+    assert "sara" not in json.dumps(written)
