@@ -26,7 +26,7 @@ from consent.topics import MarketingPolicy
 from consent.webhooks import check_retry_window
 from crm.retention import DAILY_RETENTION_JOB
 from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
-from kernel import api_docs, api_fields, idempotency, inputs, scheduling, settings
+from kernel import api_docs, api_fields, idempotency, inputs, logs, metrics, scheduling, settings
 from kernel.cli import settings_cli
 from kernel.errors import (
     BadRequest,
@@ -64,6 +64,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_config(app, test_config)
     register_proxies(app)
     inputs.init_app(app)
+    register_observability(app)
     register_extensions(app)
     register_packages(app)
     register_scheduling(app)
@@ -169,6 +170,19 @@ def _require_secrets(app: Flask) -> None:
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
         app.config[name] = path.read_text().strip()
+
+
+def register_observability(app: Flask) -> None:
+    """Logs, request ids and metrics, first: every request after this is timed,
+    logged and counted, and every job sent carries the request id."""
+    if app.config["LOG_FORMAT"] is None:
+        # A terminal in development, a log collector anywhere else.
+        development = app.config["CONSENT_ENV"] in settings.DEVELOPMENT_ENVS
+        app.config["LOG_FORMAT"] = "text" if development else "json"
+    logs.configure_logging(app)
+    logs.init_app(app)
+    logs.install_job_log(broker)
+    metrics.init_app(app)
 
 
 def register_proxies(app: Flask) -> None:

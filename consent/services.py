@@ -38,6 +38,7 @@ from crm import external_ids
 from crm import services as crm
 from crm.models import Activity, Contact
 from extensions import db
+from kernel import metrics
 from kernel.access import Actor
 from kernel.addresses import normalise_email
 from kernel.errors import Conflict, InvalidInput
@@ -629,6 +630,7 @@ def check_permissions(
             for address in normalised
         ]
     )
+    metrics.count_decisions(d.reason.value for d in decisions)
     if actor is not None:
         known = [s.contact_id for s in standings.values()]
         crm.audit(

@@ -59,6 +59,7 @@ from crm import changes as change_feed
 from crm import services as crm
 from crm.models import AuditEntry, Change
 from extensions import db
+from kernel import metrics
 from kernel.access import SYSTEM_ACTOR, Actor
 from kernel.database import id_in
 from kernel.errors import Conflict, InvalidInput, NotFound
@@ -526,6 +527,7 @@ def _retry_or_fail(delivery: WebhookDelivery) -> str:
         return _finish(delivery, "failed", f"{delivery.last_error} (gave up)")
     delivery.next_attempt_at = due
     db.session.commit()
+    metrics.WEBHOOK_DELIVERIES.labels("retry").inc()
     raise DeliveryFailed(delivery.last_error or "", delay)
 
 
@@ -539,6 +541,7 @@ def _finish(delivery: WebhookDelivery, status: str, error: str | None) -> str:
         delivery.delivered_at = utcnow()
     endpoint_id, contact_id, delivery_id = delivery.endpoint_id, delivery.contact_id, delivery.id
     db.session.commit()
+    metrics.WEBHOOK_DELIVERIES.labels(status).inc()
     if contact_id is not None:
         following = db.session.scalar(
             sa.select(sa.func.min(WebhookDelivery.id)).where(

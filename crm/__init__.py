@@ -25,3 +25,16 @@ def init_app(app: Flask) -> None:
     staff_pages.register(app)
     account_pages.register(app)
     changed_since.connect_signals()
+    _read_at_scrape(app)
+
+
+def _read_at_scrape(app: Flask) -> None:
+    from crm.retention.run import last_run_age_seconds
+    from kernel import metrics
+
+    metrics.read_at_scrape(
+        app,
+        "consent_retention_last_run_age_seconds",
+        "Seconds since the last completed retention run ended (absent before the first).",
+        last_run_age_seconds,
+    )

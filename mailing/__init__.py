@@ -32,6 +32,46 @@ def init_app(app: Flask) -> None:
     staff_pages.register(app)
     cli.register(app)
     _connect_signals()
+    _read_at_scrape(app)
+
+
+def _read_at_scrape(app: Flask) -> None:
+    from kernel import metrics
+    from mailing.health import is_degraded, is_outbox_stuck, is_retention_late
+    from mailing.outbox import oldest_waiting_age_seconds, waiting_count
+
+    # The states /healthz answers (mailing.health), as numbers an alert can follow.
+    metrics.read_at_scrape(
+        app,
+        "consent_health_degraded",
+        "1 when /healthz says degraded: the retention run is late or the outbox is stuck.",
+        is_degraded,
+    )
+    metrics.read_at_scrape(
+        app,
+        "consent_retention_late",
+        "1 when no retention run completed within a day plus HEALTH_RETENTION_MARGIN_S.",
+        is_retention_late,
+    )
+    metrics.read_at_scrape(
+        app,
+        "consent_outbox_stuck",
+        "1 when an email waited HEALTH_OUTBOX_STUCK_AFTER_S with none sent meanwhile.",
+        is_outbox_stuck,
+    )
+
+    metrics.read_at_scrape(
+        app,
+        "consent_outbox_waiting_messages",
+        "Outbox rows queued or being sent now.",
+        waiting_count,
+    )
+    metrics.read_at_scrape(
+        app,
+        "consent_outbox_oldest_waiting_age_seconds",
+        "Age of the oldest outbox row still waiting to be sent (0 when none waits).",
+        oldest_waiting_age_seconds,
+    )
 
 
 def _connect_signals() -> None:

@@ -46,6 +46,7 @@ from consent.deliverability import (
 )
 from crm.models import Contact
 from extensions import db
+from kernel import metrics
 from kernel.addresses import normalise_email
 from kernel.errors import DomainError, NotFound
 from kernel.timestamps import utcnow
@@ -122,6 +123,13 @@ def record_bounce(bounce: Bounce, at: datetime | None = None) -> BounceOutcome:
     mailed (in the last 30 days), a Message-ID or outbox row we do not know,
     an unknown type. Those change nothing.
     """
+    outcome = _record(bounce, at)
+    kind = bounce.type if bounce.type in BOUNCE_TYPES else "unknown"
+    metrics.BOUNCES.labels(kind, outcome.status).inc()
+    return outcome
+
+
+def _record(bounce: Bounce, at: datetime | None) -> BounceOutcome:
     now = at or utcnow()
     if bounce.type not in BOUNCE_TYPES:
         log.warning("Bounce ignored: unknown type %r from %s.", bounce.type, bounce.source)

@@ -26,6 +26,7 @@ from consent.tokens import LinkInvalid
 from crm import services as crm
 from crm.models import Contact
 from extensions import db
+from kernel import metrics
 from kernel.timestamps import utcnow
 from mailing import acceptances, messages, transport, verp
 from mailing.bounces import Bounce, record_bounce
@@ -97,6 +98,7 @@ def deliver_many(outbox_ids: Sequence[int], at: datetime | None = None) -> dict[
         # Whatever happens, what left is marked sent and the rest goes back to the queue.
         _mark(letters, stopped_by)
         _record_refusals(letters, now)
+        _count(letters)
     outcomes.update({x.outbox_id: x.outcome or Delivery("queued") for x in letters})
     unsent = [x.outbox_id for x in letters if x.outcome and x.outcome.reason == OUT_OF_TIME]
     if unsent:
@@ -372,6 +374,16 @@ def _record_refusals(letters: list[_Letter], at: datetime) -> None:
             # recording that failed must not turn the batch into a retry.
             db.session.rollback()
             log.exception("Recording the refusal of outbox %s as a bounce failed", letter.outbox_id)
+
+
+def _count(letters: list[_Letter]) -> None:
+    """The batch's outcomes as metrics; a letter without one went back to the queue."""
+    for letter in letters:
+        status = letter.outcome.status if letter.outcome else MailStatus.QUEUED.value
+        if status != "skipped":
+            metrics.OUTBOX_DELIVERIES.labels(
+                "requeued" if status == MailStatus.QUEUED else status
+            ).inc()
 
 
 def _put_back(letters: list[_Letter], outcome: Delivery) -> None:

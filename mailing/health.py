@@ -17,6 +17,7 @@ from flask import current_app
 from crm.models import RetentionRun
 from extensions import db
 from kernel.models import ScheduledJob
+from kernel.timestamps import utcnow
 from mailing.models import MailStatus, OutboxMessage
 
 RETENTION_JOB = "retention-daily"
@@ -106,3 +107,23 @@ def scheduling_health(now: datetime) -> SchedulingHealth:
         last_sent_at=last_sent,
         outbox_stuck_after=timedelta(seconds=float(config["HEALTH_OUTBOX_STUCK_AFTER_S"])),
     )
+
+
+def _now_reading(state: str) -> float:
+    """One state of ``scheduling_health`` now, as 1.0 or 0.0 (for /metrics)."""
+    try:
+        return 1.0 if getattr(scheduling_health(utcnow()), state) else 0.0
+    finally:
+        db.session.rollback()
+
+
+def is_degraded() -> float:
+    return _now_reading("is_degraded")
+
+
+def is_retention_late() -> float:
+    return _now_reading("is_retention_late")
+
+
+def is_outbox_stuck() -> float:
+    return _now_reading("is_outbox_stuck")

@@ -19,6 +19,7 @@ from flask import current_app
 from crm import services as crm
 from crm.models import Contact
 from extensions import db
+from kernel import metrics
 from kernel.addresses import mailbox_of
 from kernel.database import id_in, take_turns
 from kernel.errors import InvalidInput
@@ -47,6 +48,7 @@ FORM_TEMPLATES = ("confirm", "unsubscribe_link", "privacy_verify")
 # in a day, counted from the outbox so that every web process sees the same answer.
 EMAIL_INTERVAL = timedelta(minutes=10)
 DAILY_WINDOW = timedelta(days=1)
+_WAITING = (MailStatus.QUEUED.value, MailStatus.SENDING.value)
 
 
 def queue_email(
@@ -161,6 +163,7 @@ def hand_over(outbox_ids: Iterable[int]) -> list[int]:
             break
         done.extend(batch)
     if done:
+        metrics.OUTBOX_HANDED_OVER.inc(len(done))
         db.session.execute(
             sa.update(OutboxMessage)
             .where(OutboxMessage.id.in_(done))
@@ -168,6 +171,26 @@ def hand_over(outbox_ids: Iterable[int]) -> list[int]:
         )
         db.session.commit()
     return done
+
+
+def waiting_count() -> int:
+    """Rows not yet sent, blocked or failed: queued, or claimed by a worker now."""
+    count = db.session.scalar(sa.select(sa.func.count()).where(OutboxMessage.status.in_(_WAITING)))
+    db.session.rollback()
+    return int(count or 0)
+
+
+def oldest_waiting_age_seconds(at: datetime | None = None) -> float:
+    """Seconds since the oldest waiting row was queued; 0 with none waiting. A
+    backlog that is stuck (no worker, a dead relay) grows here while the count
+    may stay flat."""
+    oldest = db.session.scalar(
+        sa.select(sa.func.min(OutboxMessage.created_at)).where(OutboxMessage.status.in_(_WAITING))
+    )
+    db.session.rollback()
+    if oldest is None:
+        return 0.0
+    return max(0.0, ((at or utcnow()) - oldest).total_seconds())
 
 
 def claim_timeout() -> timedelta:

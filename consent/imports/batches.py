@@ -35,6 +35,7 @@ from consent.models import (
 )
 from crm import services as crm
 from extensions import db
+from kernel import metrics
 from kernel.access import Actor
 from kernel.addresses import keyed_hasher
 from kernel.errors import DomainError, InvalidInput, NotFound, Unavailable
@@ -544,6 +545,10 @@ def _finish(
         ),
     )
     db.session.commit()
+    metrics.count_import(
+        status,
+        {outcome: getattr(report, outcome) for outcome in metrics.IMPORT_ROW_OUTCOMES},
+    )
 
 
 def iter_rejections(batch_id: int, after_row: int = 0) -> Iterator[ImportRejection]:

@@ -11,7 +11,7 @@ import socket
 import time as time_module
 from collections import Counter
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
@@ -308,6 +308,19 @@ def has_completed_run(as_of: date) -> bool:
         )
         is not None
     )
+
+
+def last_run_age_seconds(at: datetime | None = None) -> float | None:
+    """Seconds since the last completed run ended; None before the first one.
+    The ``consent_retention_last_run_age_seconds`` metric: a daily run that
+    stopped happening shows here (docs/operations.md, Alerts)."""
+    ended = db.session.scalar(
+        sa.select(sa.func.max(RetentionRun.ended_at)).where(RetentionRun.status == "completed")
+    )
+    db.session.rollback()
+    if ended is None:
+        return None
+    return max(0.0, ((at or utcnow()) - ended).total_seconds())
 
 
 def list_runs(limit: int = 50) -> list[RetentionRun]:

@@ -71,6 +71,20 @@ def positive_integer(raw: str) -> int:
     return value
 
 
+def log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("json", "text"):
+        raise ValueError("must be json or text")
+    return value
+
+
+def log_level(raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return value
+
+
 def number(raw: str) -> float:
     try:
         value = float(raw.strip())
@@ -149,6 +163,8 @@ _TYPE_NAMES: dict[Callable[[str], Any], str] = {
     text: "text",
     stripped: "text",
     integer: "integer",
+    log_format: "choice",
+    log_level: "choice",
     positive_integer: "integer",
     number: "number",
     flag: "1/0",

@@ -12,6 +12,8 @@ from kernel.settings.declaration import (
     environment,
     flag,
     integer,
+    log_format,
+    log_level,
     number,
     opt_out,
     origins,
@@ -79,11 +81,30 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("WEB_THREADS", positive_integer, 4, "threads per gunicorn process"),
     Setting(
+        "LOG_FORMAT",
+        log_format,
+        None,
+        "`json`: one JSON object per log line, with the request id; `text`: plain lines for "
+        "a terminal (docs/operations.md, Logs)",
+        shown_default="`json` (`text` in development and testing)",
+    ),
+    Setting("LOG_LEVEL", log_level, "INFO", "`DEBUG`, `INFO`, `WARNING` or `ERROR`"),
+    Setting(
+        "METRICS_TOKEN",
+        stripped,
+        None,
+        "the bearer token `GET /metrics` asks for (docs/operations.md, Metrics)",
+        secret=True,
+        shown_default="none: `/metrics` open in development and testing, refused (403) in "
+        "production",
+    ),
+    Setting(
         "PROMETHEUS_MULTIPROC_DIR",
         stripped,
         None,
-        "an empty folder, private to one host, where the web processes share their metrics "
-        "(Prometheus multi-process mode; docs/operations.md, Metrics); set it for gunicorn",
+        "an empty folder, private to one host and emptied at each start, where the gunicorn "
+        "processes (and a worker on the same host) share their metrics: every scrape sums them "
+        "(Prometheus multi-process mode; docs/operations.md, Metrics)",
         shown_default="none: each process counts alone",
     ),
     Setting(

@@ -106,3 +106,31 @@ def test_healthz_answers_ok_when_the_work_is_done(app: Any, client: Any) -> None
         db.session.remove()
     answer = client.get("/healthz")
     assert (answer.status_code, answer.json["status"]) == (200, "ok")
+
+
+def _gauges(client: Any) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for sample in family.samples
+        if sample.name in ("consent_health_degraded", "consent_retention_late", "consent_outbox_stuck")
+    }
+
+
+def test_metrics_show_what_healthz_says(app: Any, client: Any) -> None:
+    with app.app_context():
+        _run_ended(timedelta(hours=1))
+        db.session.remove()
+    assert _gauges(client) == {
+        "consent_health_degraded": 0.0, "consent_retention_late": 0.0, "consent_outbox_stuck": 0.0,
+    }  # fmt: skip
+    with app.app_context():
+        _email("queued", created_ago=timedelta(hours=2))
+        db.session.remove()
+    assert _gauges(client) == {
+        "consent_health_degraded": 1.0, "consent_retention_late": 0.0, "consent_outbox_stuck": 1.0,
+    }  # fmt: skip

@@ -515,6 +515,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     # The public pages, as nobody.
     ("healthz", "GET"): Route("/healthz", "public"),
+    # Open in testing (no METRICS_TOKEN); production asks for the token.
+    ("metrics", "GET"): Route("/metrics", "public"),
     ("static", "GET"): Route(
         "/static/{filename}", "public", path_values=lambda s: {"filename": "app.css"}
     ),
