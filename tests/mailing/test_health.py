@@ -117,7 +117,8 @@ def _gauges(client: Any) -> dict[str, float]:
         sample.name: sample.value
         for family in text_string_to_metric_families(response.get_data(as_text=True))
         for sample in family.samples
-        if sample.name in ("consent_health_degraded", "consent_retention_late", "consent_outbox_stuck")
+        if sample.name
+        in ("consent_health_degraded", "consent_retention_late", "consent_outbox_stuck")
     }
 
 
