@@ -23,8 +23,9 @@ USER consent
 WORKDIR /var/lib/consent
 VOLUME ["/var/lib/consent"]
 EXPOSE 8000
-# 200 from /healthz: database and broker answer. 503 (degraded) marks the
-# container unhealthy.
+# /healthz answers 200 while the database and broker answer ("ok", or
+# "degraded" when the periodic work lags: an alert, not a restart); 503
+# ("unavailable") marks the container unhealthy.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"8000\")}/healthz', timeout=4)"]
 # SIGTERM (docker stop) makes gunicorn finish the requests in flight

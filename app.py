@@ -397,7 +397,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception) -> Any:
         db.session.rollback()
-        log.exception("Unhandled error on %s %s", request.method, request.path)
+        # The route's template, never the path: a path can carry a live token
+        # (/confirm/<token>, /staff/password-reset/<token>).
+        rule = request.url_rule.rule if request.url_rule else "unmatched"
+        log.exception("Unhandled error on %s %s", request.method, rule)
         return error_response(
             500, "internal_error", "Something went wrong on our side; nothing was changed."
         )

@@ -11,18 +11,20 @@ overridden on the command line or in ``GUNICORN_CMD_ARGS``.
 
 from __future__ import annotations
 
-import multiprocessing
+import os
 from pathlib import Path
 from typing import Any
 
 from kernel import settings
 
 # PORT: what process managers of the Procfile kind hand out.
-bind = [f"0.0.0.0:{settings.checked_value('PORT')}"]
+bind = [f"{settings.checked_value('WEB_HOST')}:{settings.checked_value('PORT')}"]
 
-# One process per core keeps every core busy; two at least, so that a process
-# that is restarting (max_requests) or stuck leaves one serving.
-workers = settings.checked_value("WEB_CONCURRENCY") or max(2, multiprocessing.cpu_count())
+# One process per core this process may use (a container's CPU set, not the
+# host's) keeps every core busy; two at least, so that a process that is
+# restarting (max_requests) or stuck leaves one serving; eight at most, so that
+# processes x threads stays under PostgreSQL's 100 connections on a large host.
+workers = settings.checked_value("WEB_CONCURRENCY") or max(2, min(len(os.sched_getaffinity(0)), 8))
 # Requests wait on PostgreSQL far more than they compute: threads overlap that
 # wait. Each thread can hold one database connection (SQLAlchemy's pool holds
 # 5 + 10 overflow per process), so workers x threads stays well under

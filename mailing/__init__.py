@@ -112,7 +112,18 @@ def _on_policy_published(
 
 
 def _on_staff_password_reset(app: Flask, *, user_id: int, **_: object) -> None:
-    """After the commit: a worker mails the link (signed as it leaves)."""
+    """After the commit: a worker mails the link (signed as it leaves).
+
+    A broker that is down must not answer this address differently from an
+    unknown one (the forgotten-password form tells no one who the staff are):
+    the failure is logged and the person asks again."""
+    import logging
+
     from mailing.tasks import send_staff_password_reset
 
-    send_staff_password_reset.send(user_id)
+    try:
+        send_staff_password_reset.send(user_id)
+    except Exception as exc:
+        logging.getLogger(__name__).warning(
+            "A staff password-reset link was not handed to the broker (%s).", type(exc).__name__
+        )

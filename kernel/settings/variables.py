@@ -71,13 +71,22 @@ SETTINGS: tuple[Setting, ...] = (
         "the units set `/var/lib/consent`",
         shown_default="`instance/` in a checkout, `<venv>/var/app-instance` when installed",
     ),
-    Setting("PORT", positive_integer, 8000, "the port gunicorn binds on every address"),
+    Setting(
+        "WEB_HOST",
+        stripped,
+        "0.0.0.0",  # noqa: S104 - a container publishes it; the unit binds loopback
+        "the address gunicorn binds: `127.0.0.1` behind a reverse proxy on the same host "
+        "(the systemd unit's choice), so that nobody reaches gunicorn past the proxy with "
+        "`X-Forwarded-For` headers of their own (`TRUSTED_PROXY_HOPS`); all addresses in a "
+        "container, whose port the engine publishes",
+    ),
+    Setting("PORT", positive_integer, 8000, "the port gunicorn binds"),
     Setting(
         "WEB_CONCURRENCY",
         positive_integer,
         None,
         "gunicorn processes (`gunicorn_conf.py`)",
-        shown_default="the number of cores, at least 2",
+        shown_default="the cores this process may use, from 2 to 8",
     ),
     Setting("WEB_THREADS", positive_integer, 4, "threads per gunicorn process"),
     Setting(
