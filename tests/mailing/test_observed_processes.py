@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TEST_CONFIG
 from tests.mailing.conftest import free_port
-from tests.mailing.test_redis_worker import _wait_until_up
+from tests.mailing.test_redis_worker import _wait_until_up, stop_shape
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -91,7 +91,6 @@ def _sample(text: str, name: str, **labels: str) -> float:
 def observed_shape(
     app: Any, database_url: str, redis_url: str, smtp: Any, tmp_path: Path
 ) -> Iterator[Shape]:
-    import redis
 
     namespace = f"consent-test-{uuid.uuid4().hex[:8]}"
     port = free_port()
@@ -143,19 +142,7 @@ def observed_shape(
         _wait_until_up(base + "/healthz", processes)
         yield Shape(base, logs)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for handle in handles.values():
-            handle.close()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(f"{namespace}*"))
-        if keys:
-            client.delete(*keys)
+        stop_shape(processes, handles, redis_url, namespace)
 
 
 def test_a_request_id_reaches_the_worker_and_metrics_sum_every_process(

@@ -37,6 +37,31 @@ def _post(url: str, data: dict[str, str]) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+def stop_shape(
+    processes: list[subprocess.Popen[bytes]],
+    handles: dict[str, Any],
+    redis_url: str,
+    namespace: str,
+) -> None:
+    """Stop the shape's processes (SIGTERM, then SIGKILL after 15 s), close their
+    logs and remove its queues from Redis."""
+    import redis
+
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    for handle in handles.values():
+        handle.close()
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{namespace}*"))
+    if keys:
+        client.delete(*keys)
+
+
 def _wait_until_up(url: str, processes: list[subprocess.Popen[bytes]]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -56,7 +81,6 @@ def _wait_until_up(url: str, processes: list[subprocess.Popen[bytes]]) -> None:
 def production_shape(
     app: Any, database_url: str, redis_url: str, smtp: Any, tmp_path: Path
 ) -> Iterator[str]:
-    import redis
 
     namespace = f"consent-test-{uuid.uuid4().hex[:8]}"
     port = free_port()
@@ -97,19 +121,7 @@ def production_shape(
         _wait_until_up(base + "/healthz", processes)
         yield base
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for handle in handles.values():
-            handle.close()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(f"{namespace}*"))
-        if keys:
-            client.delete(*keys)
+        stop_shape(processes, handles, redis_url, namespace)
 
 
 def test_subscribe_confirm_and_one_click_through_redis_and_a_worker_process(
