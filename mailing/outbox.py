@@ -180,19 +180,6 @@ def waiting_count() -> int:
     return int(count or 0)
 
 
-def oldest_waiting_age_seconds(at: datetime | None = None) -> float:
-    """Seconds since the oldest waiting row was queued; 0 with none waiting. A
-    backlog that is stuck (no worker, a dead relay) grows here while the count
-    may stay flat."""
-    oldest = db.session.scalar(
-        sa.select(sa.func.min(OutboxMessage.created_at)).where(OutboxMessage.status.in_(_WAITING))
-    )
-    db.session.rollback()
-    if oldest is None:
-        return 0.0
-    return max(0.0, ((at or utcnow()) - oldest).total_seconds())
-
-
 def claim_timeout() -> timedelta:
     """After this a row claimed by a worker that vanished (killed mid-send) is free again."""
     return timedelta(seconds=current_app.config["OUTBOX_CLAIM_TIMEOUT_S"])
