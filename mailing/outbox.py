@@ -164,6 +164,7 @@ def hand_over(outbox_ids: Iterable[int]) -> list[int]:
         done.extend(batch)
     if done:
         metrics.OUTBOX_HANDED_OVER.inc(len(done))
+        lock_in_id_order(done)
         db.session.execute(
             sa.update(OutboxMessage)
             .where(OutboxMessage.id.in_(done))
@@ -171,6 +172,23 @@ def hand_over(outbox_ids: Iterable[int]) -> list[int]:
         )
         db.session.commit()
     return done
+
+
+def lock_in_id_order(outbox_ids: list[int]) -> None:
+    """Lock the rows lowest id first, before a statement that updates them all.
+
+    An UPDATE over a set of ids locks rows in whatever order its plan scans
+    them; the hand-over's marking and a worker's claim of an overlapping set
+    could each hold a row the other waits for, and PostgreSQL ends one of them
+    as a deadlock. Taking every lock in one order first makes the later one
+    wait instead. (SQLite locks the whole database; the clause is left out.)
+    """
+    db.session.execute(
+        sa.select(OutboxMessage.id)
+        .where(OutboxMessage.id.in_(outbox_ids))
+        .order_by(OutboxMessage.id)
+        .with_for_update()
+    )
 
 
 def waiting_count() -> int:
