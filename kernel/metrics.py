@@ -20,8 +20,9 @@ import hmac
 import logging
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, request
 from prometheus_client import (
@@ -167,11 +168,34 @@ def read_at_scrape(
     app.extensions.setdefault("metrics_readings", []).append(Reading(name, documentation, read))
 
 
+T = TypeVar("T")
+# The values read once during the scrape in progress (``once_per_scrape``).
+_this_scrape: ContextVar[dict[str, Any] | None] = ContextVar("this_scrape", default=None)
+
+
+def once_per_scrape(key: str, read: Callable[[], T]) -> T:
+    """``read()``, taken once per ``/metrics`` scrape however many gauges ask
+    for it (several gauges follow one health reading); outside a scrape, every time."""
+    taken = _this_scrape.get()
+    if taken is None:
+        return read()
+    if key not in taken:
+        taken[key] = read()
+    return taken[key]  # type: ignore[no-any-return]
+
+
 class _Readings(Collector):
     def __init__(self, readings: list[Reading]) -> None:
         self.readings = readings
 
     def collect(self) -> Iterator[Metric]:
+        scrape = _this_scrape.set({})
+        try:
+            yield from self._read_all()
+        finally:
+            _this_scrape.reset(scrape)
+
+    def _read_all(self) -> Iterator[Metric]:
         failed = GaugeMetricFamily(
             "consent_metrics_reading_failed",
             "1 when a reading taken at scrape time failed (its gauge is missing then).",

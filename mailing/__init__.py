@@ -37,8 +37,13 @@ def init_app(app: Flask) -> None:
 
 def _read_at_scrape(app: Flask) -> None:
     from kernel import metrics
-    from mailing.health import is_degraded, is_outbox_stuck, is_retention_late
-    from mailing.outbox import oldest_waiting_age_seconds, waiting_count
+    from mailing.health import (
+        is_degraded,
+        is_outbox_stuck,
+        is_retention_late,
+        oldest_waiting_age_seconds,
+    )
+    from mailing.outbox import waiting_count
 
     # The states /healthz answers (mailing.health), as numbers an alert can follow.
     metrics.read_at_scrape(

@@ -31,7 +31,7 @@ from kernel.timestamps import utcnow
 from mailing import acceptances, messages, transport, verp
 from mailing.bounces import Bounce, record_bounce
 from mailing.models import Campaign, MailStatus, OutboxMessage
-from mailing.outbox import claim_timeout, hand_over
+from mailing.outbox import claim_timeout, hand_over, lock_in_id_order
 from mailing.why import Why, reasons_for
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ def _claim(outbox_ids: list[int], now: datetime) -> set[int]:
     and a row is only read once it is ours."""
     if not outbox_ids:
         return set()
+    lock_in_id_order(outbox_ids)
     claimed = db.session.scalars(
         sa.update(OutboxMessage)
         .where(

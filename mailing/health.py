@@ -16,6 +16,7 @@ from flask import current_app
 
 from crm.models import RetentionRun
 from extensions import db
+from kernel import metrics
 from kernel.models import ScheduledJob
 from kernel.timestamps import utcnow
 from mailing.models import MailStatus, OutboxMessage
@@ -109,12 +110,28 @@ def scheduling_health(now: datetime) -> SchedulingHealth:
     )
 
 
+def _health_now() -> SchedulingHealth:
+    """``scheduling_health`` now, read once per /metrics scrape for all its gauges."""
+
+    def read() -> SchedulingHealth:
+        try:
+            return scheduling_health(utcnow())
+        finally:
+            db.session.rollback()
+
+    return metrics.once_per_scrape("scheduling_health", read)
+
+
 def _now_reading(state: str) -> float:
     """One state of ``scheduling_health`` now, as 1.0 or 0.0 (for /metrics)."""
-    try:
-        return 1.0 if getattr(scheduling_health(utcnow()), state) else 0.0
-    finally:
-        db.session.rollback()
+    return 1.0 if getattr(_health_now(), state) else 0.0
+
+
+def oldest_waiting_age_seconds() -> float:
+    """Seconds the oldest waiting email has waited (0 when none waits), from the
+    same reading as the health gauges."""
+    age = _health_now().outbox_oldest_age
+    return 0.0 if age is None else max(0.0, age.total_seconds())
 
 
 def is_degraded() -> float:

@@ -164,6 +164,7 @@ def hand_over(outbox_ids: Iterable[int]) -> list[int]:
         done.extend(batch)
     if done:
         metrics.OUTBOX_HANDED_OVER.inc(len(done))
+        lock_in_id_order(done)
         db.session.execute(
             sa.update(OutboxMessage)
             .where(OutboxMessage.id.in_(done))
@@ -173,24 +174,28 @@ def hand_over(outbox_ids: Iterable[int]) -> list[int]:
     return done
 
 
+def lock_in_id_order(outbox_ids: list[int]) -> None:
+    """Lock the rows lowest id first, before a statement that updates them all.
+
+    An UPDATE over a set of ids locks rows in whatever order its plan scans
+    them; the hand-over's marking and a worker's claim of an overlapping set
+    could each hold a row the other waits for, and PostgreSQL ends one of them
+    as a deadlock. Taking every lock in one order first makes the later one
+    wait instead. (SQLite locks the whole database; the clause is left out.)
+    """
+    db.session.execute(
+        sa.select(OutboxMessage.id)
+        .where(OutboxMessage.id.in_(outbox_ids))
+        .order_by(OutboxMessage.id)
+        .with_for_update()
+    )
+
+
 def waiting_count() -> int:
     """Rows not yet sent, blocked or failed: queued, or claimed by a worker now."""
     count = db.session.scalar(sa.select(sa.func.count()).where(OutboxMessage.status.in_(_WAITING)))
     db.session.rollback()
     return int(count or 0)
-
-
-def oldest_waiting_age_seconds(at: datetime | None = None) -> float:
-    """Seconds since the oldest waiting row was queued; 0 with none waiting. A
-    backlog that is stuck (no worker, a dead relay) grows here while the count
-    may stay flat."""
-    oldest = db.session.scalar(
-        sa.select(sa.func.min(OutboxMessage.created_at)).where(OutboxMessage.status.in_(_WAITING))
-    )
-    db.session.rollback()
-    if oldest is None:
-        return 0.0
-    return max(0.0, ((at or utcnow()) - oldest).total_seconds())
 
 
 def claim_timeout() -> timedelta:

@@ -67,3 +67,28 @@ def test_the_outbox_backlog_and_its_deliveries_are_metrics(client, smtp, mail_wo
     jobs = "consent_jobs_total"
     labels = {"actor": "deliver_emails", "outcome": "done"}
     assert value(after, jobs, **labels) - value(before, jobs, **labels) == 1
+
+
+def test_one_scrape_reads_the_scheduling_health_once(client, monkeypatch) -> None:
+    """Four gauges follow one health reading: a scrape runs its queries once, not per gauge."""
+    from mailing import health
+
+    readings = []
+    real = health.scheduling_health
+
+    def counted(now):  # type: ignore[no-untyped-def]
+        readings.append(now)
+        return real(now)
+
+    monkeypatch.setattr(health, "scheduling_health", counted)
+    first = scrape(client)
+    assert len(readings) == 1
+    for gauge in (
+        "consent_health_degraded",
+        "consent_retention_late",
+        "consent_outbox_stuck",
+        "consent_outbox_oldest_waiting_age_seconds",
+    ):
+        assert (gauge, ()) in first
+    scrape(client)
+    assert len(readings) == 2

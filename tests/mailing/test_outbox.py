@@ -157,3 +157,40 @@ def test_an_operator_can_deliver_one_row_from_the_command_line(
     failed = runner.invoke(args=["outbox", "deliver", str(queued.id)])
     assert failed.exit_code == 1 and "Temporary failure" in failed.output
     assert outbox(app)[-1].status == "queued"
+
+
+def test_the_hand_over_and_a_claim_lock_rows_lowest_id_first(app, client, smtp, mail_worker):  # type: ignore[no-untyped-def]
+    """Both statements that update a set of outbox rows take the rows' locks in
+    id order first, so that a hand-over and a worker's claim of overlapping rows
+    wait for each other instead of deadlocking (PostgreSQL)."""
+    import sqlalchemy as sa
+
+    from mailing import delivery
+    from mailing.outbox import hand_over
+
+    mail_worker.worker.pause()
+    signup(client, "first@example.se")
+    signup(client, "second@example.se")
+    ids = sorted(row.id for row in outbox(app))
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(" ".join(statement.split()))
+
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            hand_over(list(reversed(ids)))
+            delivery._claim(list(reversed(ids)), utcnow())
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", record)
+        on_server = db.engine.dialect.name == "postgresql"
+        db.session.remove()
+    mail_worker.worker.resume()
+    updates = [i for i, s in enumerate(statements) if s.startswith("UPDATE outbox_message")]
+    assert len(updates) == 2
+    for update in updates:
+        lock = statements[update - 1]
+        assert lock.startswith("SELECT outbox_message.id FROM outbox_message")
+        assert "ORDER BY outbox_message.id" in lock
+        assert ("FOR UPDATE" in lock) == on_server
