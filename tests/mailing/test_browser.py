@@ -74,7 +74,7 @@ def test_subscribe_on_the_hosted_form_confirm_from_the_email_and_unsubscribe(
     mail_worker.drain()
     welcome = smtp.wait_for(2)[1]
     page.goto(_link(welcome, "/unsubscribe/"))
-    page.get_by_label("Stop sending me Newsletter").check()
+    page.get_by_label("Stop sending me the newsletter").check()
     page.get_by_role("button", name="Unsubscribe").click()
     expect(page.get_by_role("heading", name="You are unsubscribed")).to_be_visible()
 
