@@ -501,7 +501,9 @@ class OptOuts:
 
     def covers(self, topics: Sequence[str]) -> bool:
         """Whether these topics are off already, one by one or with everything."""
-        return self.objected or self.all_marketing or bool(topics) and self.topics.issuperset(topics)
+        return (
+            self.objected or self.all_marketing or (bool(topics) and self.topics.issuperset(topics))
+        )
 
 
 def opt_outs_of(contact: Contact, topics: Sequence[str]) -> OptOuts:

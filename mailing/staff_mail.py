@@ -40,7 +40,7 @@ def build_password_reset(user: StaffUser) -> EmailMessage:
         reset_url=link,
         minutes=int(accounts.reset_max_age().total_seconds() // 60),
     )
-    subject_line, _, body = rendered.lstrip().partition("\n")
+    subject_line, _newline, body = rendered.lstrip().partition("\n")
     message = EmailMessage(policy=mime.MESSAGE_POLICY)
     message["Subject"] = one_line(subject_line.removeprefix("Subject:"))
     message["From"] = from_address(current_app.config["MAIL_FROM"])

@@ -95,7 +95,11 @@ def _cases(lang: str) -> dict[str, tuple[str, dict[str, Any]]]:
             "bulletin",
             {**marketing, "params": {"subject": "Nytt i mars", "body": "Hej!\n\nText."}},
         )
-        for notice, policy_url in (("", None), ("-notice", None), ("-notice-url", "https://p.test")):
+        for notice, policy_url in (
+            ("", None),
+            ("-notice", None),
+            ("-notice-url", "https://p.test"),
+        ):
             cases[f"campaign-{why_name}{notice}"] = (
                 "campaign",
                 {

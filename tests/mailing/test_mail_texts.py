@@ -38,6 +38,8 @@ def test_the_staff_reset_mail_reads_as_it_did_before(app_ctx: Any, name: str) ->
 
 def test_the_staff_reset_mail_has_its_swedish_in_the_catalog(app_ctx: Any) -> None:
     with app_ctx.test_request_context(), i18n.language("sv"):
-        text = render_template("staff_email/password_reset.txt", **STAFF_CASES["password_reset-named"])
+        text = render_template(
+            "staff_email/password_reset.txt", **STAFF_CASES["password_reset-named"]
+        )
     assert text.startswith("Subject: Välj ett nytt lösenord för Acme AB\nHej Eva Admin,")
     assert "i 60 minuter" in text

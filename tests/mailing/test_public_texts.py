@@ -179,9 +179,7 @@ def test_the_privacy_pages_show_the_catalogs_text(app, client, lang: str) -> Non
     token = _privacy_token(app, lang)
     verify = text_of(client.get(f"/privacy/verify/{token}"))
     shows(verify, lang, "Confirm your request", "Confirm")
-    shows(
-        verify, lang, "Press the button and we email you a copy of everything we hold about you."
-    )
+    shows(verify, lang, "Press the button and we email you a copy of everything we hold about you.")
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -233,7 +231,9 @@ def norwegian(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     shutil.copytree(i18n._catalog_folder(), folder)
     (folder / "nb" / "LC_MESSAGES").mkdir(parents=True)
     entries = "".join(f'msgid "{k}"\nmsgstr "{v}"\n\n' for k, v in _NORWEGIAN.items())
-    header = 'msgid ""\nmsgstr ""\n"Language: nb\\n"\n"Content-Type: text/plain; charset=utf-8\\n"\n\n'
+    header = (
+        'msgid ""\nmsgstr ""\n"Language: nb\\n"\n"Content-Type: text/plain; charset=utf-8\\n"\n\n'
+    )
     (folder / "nb" / "LC_MESSAGES" / "messages.po").write_text(header + entries, encoding="utf-8")
     monkeypatch.setattr(i18n, "_catalog_folder", lambda: folder)
     i18n._translations.cache_clear()
@@ -245,9 +245,7 @@ def norwegian(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     i18n._offered_languages.cache_clear()
 
 
-def test_a_third_catalog_makes_a_public_page_speak_a_third_language(
-    app, client, norwegian
-) -> None:
+def test_a_third_catalog_makes_a_public_page_speak_a_third_language(app, client, norwegian) -> None:
     assert "nb" in i18n.LANGUAGES
     contact_id = _contact(app, "nb")
     path = "/unsubscribe/" + _token(app, "UNSUBSCRIBE", {"c": contact_id, "t": "newsletter"})
@@ -310,9 +308,7 @@ def controls(response: Any) -> list[tuple[str, str | None]]:
     return parser.found
 
 
-def test_every_checkbox_and_radio_button_on_the_public_forms_sits_in_its_label(
-    app, client
-) -> None:
+def test_every_checkbox_and_radio_button_on_the_public_forms_sits_in_its_label(app, client) -> None:
     contact_id = _contact(app, "en")
     pages = {
         "subscribe": client.get("/subscribe?topics=newsletter&lang=en"),
@@ -328,7 +324,7 @@ def test_every_checkbox_and_radio_button_on_the_public_forms_sits_in_its_label(
         for control, label in found:
             assert label, f"{name}: {control} stands outside a label"
         page = response.get_data(as_text=True)
-        assert all(f'class="choice"' in m for m in re.findall(r"<label[^>]*>\s*<input", page))
+        assert all('class="choice"' in m for m in re.findall(r"<label[^>]*>\s*<input", page))
     assert dict(controls(pages["unsubscribe"]))["scope-topic"] == "Stop sending me the newsletter"
 
 
