@@ -448,26 +448,16 @@ def unsubscribe(
         if topic is None or topic == ALL:
             raise InvalidInput("Choose a topic.", fields={"topic": ["Required."]})
         current_policy().topic(topic)
-        state = db.session.get(PermissionState, (contact.id, topic, EMAIL))
-        if state is None or state.unsubscribed_since is None:
+        if not _is_topic_off(contact, topic):
             add(EventKind.UNSUBSCRIBED, topic=topic, channel=EMAIL)
         return events
     blanket = db.session.get(PermissionState, (contact.id, ALL, ALL))
     if scope is Scope.ALL:
-        newest_consent = db.session.scalar(
-            sa.select(sa.func.max(PermissionState.consent_since)).where(
-                PermissionState.contact_id == contact.id
-            )
-        )
-        if (
-            blanket is None
-            or blanket.unsubscribed_since is None
-            or (newest_consent is not None and newest_consent > blanket.unsubscribed_since)
-        ):
+        if not _is_all_off(contact, blanket):
             add(EventKind.UNSUBSCRIBED)
         reason = "unsubscribed"
     else:
-        if blanket is None or blanket.objected_since is None:
+        if not _has_objected(blanket):
             add(EventKind.OBJECTED, received_via="web")
         reason = "objection"
     # Its own entry, even when its mailbox's blocks it already: it must
@@ -475,6 +465,55 @@ def unsubscribe(
     if own_suppression(contact.email) is None:
         add(EventKind.SUPPRESSED, note=reason)
     return events
+
+
+def _is_topic_off(contact: Contact, topic: str) -> bool:
+    state = db.session.get(PermissionState, (contact.id, topic, EMAIL))
+    return state is not None and state.unsubscribed_since is not None
+
+
+def _is_all_off(contact: Contact, blanket: PermissionState | None) -> bool:
+    """All marketing is off, and no consent given since brought a topic back."""
+    if blanket is None or blanket.unsubscribed_since is None:
+        return False
+    newest_consent = db.session.scalar(
+        sa.select(sa.func.max(PermissionState.consent_since)).where(
+            PermissionState.contact_id == contact.id
+        )
+    )
+    return newest_consent is None or newest_consent <= blanket.unsubscribed_since
+
+
+def _has_objected(blanket: PermissionState | None) -> bool:
+    return blanket is not None and blanket.objected_since is not None
+
+
+@dataclass(frozen=True)
+class OptOuts:
+    """What a contact has already turned off by email: the choices for which
+    ``unsubscribe`` would record nothing new, so that the unsubscribe page can
+    say so instead of offering them again."""
+
+    topics: frozenset[str]
+    all_marketing: bool
+    # GDPR art. 21(3): an objection ends all direct marketing, whatever else is on.
+    objected: bool
+
+    def covers(self, topics: Sequence[str]) -> bool:
+        """Whether these topics are off already, one by one or with everything."""
+        return (
+            self.objected or self.all_marketing or (bool(topics) and self.topics.issuperset(topics))
+        )
+
+
+def opt_outs_of(contact: Contact, topics: Sequence[str]) -> OptOuts:
+    """Which of ``topics``, and whether all marketing, ``contact`` has turned off."""
+    blanket = db.session.get(PermissionState, (contact.id, ALL, ALL))
+    return OptOuts(
+        topics=frozenset(t for t in topics if _is_topic_off(contact, t)),
+        all_marketing=_is_all_off(contact, blanket),
+        objected=_has_objected(blanket),
+    )
 
 
 @dataclass(frozen=True)

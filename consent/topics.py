@@ -17,8 +17,10 @@ from urllib.parse import urlsplit
 from flask import current_app
 
 from consent.models import Basis
+from kernel import i18n
 from kernel.countries import normalise_language
 from kernel.errors import InvalidInput
+from kernel.i18n import translate as _
 
 # The form this service shows itself at GET /subscribe (docs/mail-flows.md).
 HOSTED_FORM_ID = "hosted"
@@ -44,7 +46,29 @@ class Topic:
         return Basis.LEGITIMATE_INTEREST in self.bases
 
     def label(self, language: str) -> str:
-        return self.labels.get(language) or self.labels.get("en") or self.key
+        return self.labels.get(language) or self.labels.get(i18n.SOURCE_LANGUAGE) or self.key
+
+    def in_text(self, language: str) -> str:
+        """The topic's name inside a sentence ("Stop sending me the newsletter",
+        "Sluta skicka nyhetsbrevet till mig"): the ``topic.<key>`` entry of
+        ``language``'s catalog, which may inflect it, else the label with a
+        lower-case first letter (a label such as "EU news" keeps its capitals)."""
+        keyed = f"topic.{self.key}"
+        named = i18n.text_in(language, keyed)
+        if named != keyed:
+            return named
+        label = self.label(language)
+        return label if label[1:2].isupper() else label[:1].lower() + label[1:]
+
+
+def names_in_text(topics: Sequence[Topic], language: str) -> str:
+    """Topics named inside a sentence, joined as the language joins a list
+    ("the newsletter, customer surveys and events")."""
+    names = [topic.in_text(language) for topic in topics]
+    if len(names) < 2:
+        return "".join(names)
+    with i18n.language(language):
+        return _("%(items)s and %(last)s", items=", ".join(names[:-1]), last=names[-1])
 
 
 def months_before(moment: datetime, months: int) -> datetime:

@@ -108,22 +108,21 @@ def snippet(form_id: str, language: str | None) -> None:
 
     from consent.evidence import form_wording, shown_version
     from consent.topics import current_policy
+    from kernel import i18n
     from mailing.messages import brand_name, page_language
-    from mailing.texts import texts
 
     form = current_policy().form(form_id)
     lang = form.language_for(language)
-    click.echo(
-        render_template(
+    with i18n.language(page_language(lang)):
+        html = render_template(
             "public/snippet.html",
             form=form,
             lang=lang,
-            t=texts(page_language(lang)),
             brand=brand_name(),
             # The exact sentence whose hash a post of this form records.
             wording=form_wording(form, lang, form.topics, shown_version(form)),
         )
-    )
+    click.echo(html)
 
 
 notices_group = AppGroup("notices", help="Notices the law owes people (not marketing).")

@@ -29,25 +29,27 @@ from consent.tokens import LinkInvalid, Purpose, make_token
 from consent.topics import current_policy
 from crm.models import Contact
 from extensions import db
+from kernel import i18n
 from kernel.countries import normalise_language
+from kernel.errors import InvalidInput
 from kernel.timestamps import utcnow
 from mailing import mime
 from mailing.models import Campaign, OutboxMessage
 from mailing.transport import PreparedMessage
 from mailing.why import Why
 
-LANGUAGES = ("en", "sv")
 # The GDPR art. 14 notice's own email (mailing.art14_notices), which delivery marks given.
 SOURCE_NOTICE = "source_notice"
 
 
 def page_language(value: str | None) -> str:
-    """The language of a public page or email: sv or en (the default)."""
+    """The language of a public page or email: ``value`` when a catalog offers it
+    (``kernel.i18n.LANGUAGES``), else the source language (English)."""
     try:
         code = normalise_language(value)
-    except Exception:
-        return "en"
-    return code if code in LANGUAGES else "en"
+    except InvalidInput:
+        return i18n.SOURCE_LANGUAGE
+    return code if code in i18n.LANGUAGES else i18n.SOURCE_LANGUAGE
 
 
 def _url(path: str) -> str:
@@ -313,7 +315,9 @@ def build_message(row: OutboxMessage, contact: Contact, why: Why | None = None) 
 
 
 def _build(row: OutboxMessage, contact: Contact, context: dict[str, Any]) -> EmailMessage:
-    rendered = render_template(f"email/{row.template}.{context['lang']}.txt", **context)
+    # One template per mail; its words come from the contact's catalog.
+    with i18n.language(context["lang"]):
+        rendered = render_template(f"email/{row.template}.txt", **context)
     subject_line, _, body = rendered.lstrip().partition("\n")
     subject = one_line(subject_line.removeprefix("Subject:"))
     message = EmailMessage(policy=MESSAGE_POLICY)

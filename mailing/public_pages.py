@@ -41,14 +41,15 @@ from consent.evidence import Evidence, form_wording, shown_version, signup_evide
 from consent.policies import current_version_label
 from consent.subscriptions import Scope, Signup
 from consent.tokens import LinkExpired, LinkInvalid, Purpose
-from consent.topics import HOSTED_FORM_ID, SignupForm, UnknownForm, current_policy
+from consent.topics import HOSTED_FORM_ID, SignupForm, UnknownForm, current_policy, names_in_text
 from extensions import csrf, db, limiter
+from kernel import i18n
 from kernel.addresses import domain_of, keyed_hash, mailbox_of, normalise_email
 from kernel.errors import InvalidInput, NotPermitted
+from kernel.i18n import translate as _
 from mailing import privacy_requests, subscription_flows
 from mailing.messages import brand_name, page_language, preferences_url, read_message
 from mailing.schemas import AddressSchema, PrivacyRequestSchema, SignupSchema
-from mailing.texts import texts
 from mailing.transport import mail_folder
 
 bp = Blueprint("public", __name__)
@@ -177,11 +178,13 @@ def _honeypot_filled() -> bool:
 
 
 def _browser_language() -> str:
-    return page_language(request.accept_languages.best_match(["sv", "en"]) or "en")
+    return page_language(request.accept_languages.best_match(i18n.LANGUAGES))
 
 
 def _page(template: str, lang: str, status: int = 200, **context: Any) -> Any:
-    return render_template(template, lang=lang, t=texts(lang), **context), status
+    """A public page in ``lang``, the contact's (or the form's, or the browser's)."""
+    i18n.use_language(lang)
+    return render_template(template, lang=lang, **context), status
 
 
 @bp.context_processor
@@ -216,13 +219,35 @@ def _string(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _refusal(kind: str, brand: str) -> tuple[str, str]:
+    """The title and text of a refusal, in the page's language."""
+    if kind == "origin":
+        return _("This form cannot be sent from here"), _(
+            "To protect the people on our lists, %(brand)s accepts this form only from the "
+            "websites it was made for, and the page you used is not one of them. "
+            "Nothing was saved.",
+            brand=brand,
+        )
+    if kind == "unknown_form":
+        return _("This signup form is not in use"), _(
+            "%(brand)s does not recognise the form you filled in, so nothing was saved. "
+            "Please let the owner of the website know.",
+            brand=brand,
+        )
+    return _("Too many attempts"), _(
+        "%(brand)s received many requests from your connection or for this address in a "
+        "short time, so this one was not handled and nothing was saved. "
+        "Please wait a while and try again.",
+        brand=brand,
+    )
+
+
 def _problem(status: int, code: str, kind: str, *, hint: bool = False) -> Any:
     """A refusal in the asked language: a page for a person, JSON for a script."""
     db.session.rollback()
     lang = _asked_language()
-    t = texts(lang)
-    brand = brand_name()
-    title, text = t[f"{kind}_title"], t[f"{kind}_text"].format(brand=brand)
+    i18n.use_language(lang)
+    title, text = _refusal(kind, brand_name())
     if request.is_json or request.accept_mimetypes.best == "application/json":
         return jsonify(error={"code": code, "message": f"{title}. {text}"}), status
     hint_url = url_for("public.subscribe", lang=lang) if hint else None
@@ -232,7 +257,7 @@ def _problem(status: int, code: str, kind: str, *, hint: bool = False) -> Any:
         status,
         title=title,
         text=text,
-        hint=t["sign_up_here"],
+        hint=_("You can sign up on our own signup page instead."),
         hint_url=hint_url,
     )
 
@@ -413,7 +438,11 @@ def subscribe() -> Any:
             _signup_evidence(data, form, form_lang, topics, origin),
         )
     _answer_no_sooner_than(arrived + current_app.config["SIGNUP_MIN_SECONDS"])
-    message = texts(lang)["inbox_text"]
+    i18n.use_language(lang)
+    message = _(
+        "Thank you. If the address needs to be confirmed, we have sent an email to it. "
+        "Open it and follow the link to confirm. Nothing is sent until you do."
+    )
     if request.is_json:
         return jsonify(status="accepted", message=message), 202
     return _page("public/check_inbox.html", lang)
@@ -556,9 +585,18 @@ def renew_confirmation(token: str) -> Any:
 
 @bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
 def unsubscribe(token: str) -> Any:
-    holder = subscription_flows.read_unsubscribe_link(token)
     if request.method != "POST":  # GET and HEAD only read
-        return _page("public/unsubscribe.html", holder.language, token=token, holder=holder)
+        holder, off = subscription_flows.read_unsubscribe_choices(token)
+        return _page(
+            "public/unsubscribe.html",
+            holder.language,
+            token=token,
+            holder=holder,
+            off=off,
+            topic_off=off.covers(holder.topics),
+            preferences_url=preferences_url(holder.contact.id),
+        )
+    holder = subscription_flows.read_unsubscribe_link(token)
     _check_origin(holder.language)
     try:
         scope = Scope(request.form.get("scope", Scope.TOPIC.value))
@@ -579,15 +617,16 @@ def one_click(token: str) -> Any:
     try:
         holder = subscription_flows.read_unsubscribe_link(token)
     except LinkInvalid:
-        return _text(texts(_browser_language())["one_click_invalid"], 400)
-    t = texts(holder.language)
+        i18n.use_language(_browser_language())
+        return _text(_("This unsubscribe link does not work. Nothing was changed."), 400)
+    i18n.use_language(holder.language)
     if request.form.get("List-Unsubscribe") != "One-Click":
-        return _text(t["one_click_body"], 400)
+        return _text(_("The request must contain List-Unsubscribe=One-Click."), 400)
     scope = Scope.TOPIC if holder.topic_label else Scope.ALL
     subscription_flows.unsubscribe(
         token, scope, _evidence(holder.language, page_url=_page_url()), source="one_click"
     )
-    return _text(t["one_click_done"], 200)
+    return _text(_("You are unsubscribed."), 200)
 
 
 def _text(body: str, status: int) -> Any:
@@ -654,14 +693,14 @@ def preferences(token: str) -> Any:
         scope=scope,
     )
     policy = current_policy()
-    label = lambda keys: ", ".join(policy.topic(k).label(holder.language) for k in keys)  # noqa: E731
+    named = lambda keys: names_in_text([policy.topic(k) for k in keys], holder.language)  # noqa: E731
     return _page(
         "public/preferences_saved.html",
         holder.language,
         token=token,
         saved=saved,
-        off=label(saved.turned_off),
-        on=label(saved.to_confirm),
+        off=named(saved.turned_off),
+        on=named(saved.to_confirm),
     )
 
 
@@ -695,7 +734,7 @@ def dev_mail() -> Any:
         abort(404)
     folder = mail_folder()
     files = sorted(folder.glob("*.eml"), reverse=True) if folder.exists() else []
-    return _page("public/dev_mail.html", "en", files=[f.name for f in files])
+    return _page("public/dev_mail.html", i18n.SOURCE_LANGUAGE, files=[f.name for f in files])
 
 
 @bp.get("/dev/mail/<name>")
@@ -710,7 +749,9 @@ def dev_mail_file(name: str) -> Any:
     body = message.get_body(preferencelist=("plain",))
     headers = [(key, str(value)) for key, value in message.items()]
     text = body.get_content() if body is not None else ""
-    return _page("public/dev_mail_message.html", "en", name=name, headers=headers, text=text)
+    return _page(
+        "public/dev_mail_message.html", i18n.SOURCE_LANGUAGE, name=name, headers=headers, text=text
+    )
 
 
 def register(app: Flask) -> None:

@@ -16,6 +16,7 @@ from flask import current_app, render_template
 
 from crm import accounts
 from extensions import db
+from kernel.i18n import translate as _
 from kernel.models import StaffUser
 from kernel.timestamps import utcnow
 from mailing import mime, transport
@@ -33,13 +34,13 @@ def build_password_reset(user: StaffUser) -> EmailMessage:
     )
     rendered = render_template(
         "staff_email/password_reset.txt",
-        brand=brand_name() or "the consent service",
+        brand=brand_name() or _("the consent service"),
         name=user.name,
         email=user.email,
         reset_url=link,
         minutes=int(accounts.reset_max_age().total_seconds() // 60),
     )
-    subject_line, _, body = rendered.lstrip().partition("\n")
+    subject_line, _newline, body = rendered.lstrip().partition("\n")
     message = EmailMessage(policy=mime.MESSAGE_POLICY)
     message["Subject"] = one_line(subject_line.removeprefix("Subject:"))
     message["From"] = from_address(current_app.config["MAIL_FROM"])

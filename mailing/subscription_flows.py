@@ -19,12 +19,13 @@ from consent.evidence import Evidence
 from consent.models import ALL, ConsentEvent
 from consent.subscriptions import (
     ConfirmOutcome,
+    OptOuts,
     Scope,
     Signup,
     TopicPreference,
 )
 from consent.tokens import RENEWABLE_FOR, LinkExpired, LinkInvalid, Purpose, read_token
-from consent.topics import current_policy
+from consent.topics import current_policy, names_in_text
 from crm import services as crm
 from crm.models import Contact
 from extensions import db
@@ -247,6 +248,8 @@ class LinkHolder:
     # Every topic the link withdraws: ``topic``, or all the topics a signup
     # confirmed when the link is the welcome email's.
     topics: tuple[str, ...] = ()
+    # The same topics named inside a sentence ("the newsletter and events").
+    topic_text: str | None = None
 
 
 def _holder(purpose: Purpose, token: str) -> LinkHolder:
@@ -272,6 +275,7 @@ def _holder(purpose: Purpose, token: str) -> LinkHolder:
         topic_label=label,
         language=lang,
         topics=topics,
+        topic_text=names_in_text([policy.topics[t] for t in topics], lang) or None,
     )
 
 
@@ -289,8 +293,16 @@ def address_behind_link(purpose: Purpose, token: str) -> str | None:
 
 
 def read_unsubscribe_link(token: str) -> LinkHolder:
-    """What the unsubscribe page shows (GET: reads only)."""
+    """Who an unsubscribe link speaks for (reads only)."""
     return _holder(Purpose.UNSUBSCRIBE, token)
+
+
+def read_unsubscribe_choices(token: str) -> tuple[LinkHolder, OptOuts]:
+    """What the unsubscribe page shows (GET: reads only): who the link speaks
+    for, and what they have already turned off, which the page says rather
+    than offers again."""
+    holder = _holder(Purpose.UNSUBSCRIBE, token)
+    return holder, subscriptions.opt_outs_of(holder.contact, holder.topics)
 
 
 def unsubscribe(

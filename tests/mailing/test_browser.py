@@ -74,7 +74,7 @@ def test_subscribe_on_the_hosted_form_confirm_from_the_email_and_unsubscribe(
     mail_worker.drain()
     welcome = smtp.wait_for(2)[1]
     page.goto(_link(welcome, "/unsubscribe/"))
-    page.get_by_label("Stop sending me Newsletter").check()
+    page.get_by_label("Stop sending me the newsletter").check()
     page.get_by_role("button", name="Unsubscribe").click()
     expect(page.get_by_role("heading", name="You are unsubscribed")).to_be_visible()
 
@@ -117,3 +117,53 @@ def test_a_signup_told_by_email_is_undone_with_the_button_in_chromium(
         [decision] = check_permissions(["undo@example.se"], "events")
         db.session.remove()
     assert (decision.allowed, decision.reason) == (False, "unsubscribed")
+
+
+# Each checkbox or radio button and its label's first line share a line; the label's
+# text starts to the right of the control. Measured in the page, on its own layout.
+_BESIDE = """(input) => {
+  const label = input.closest("label");
+  if (!label) return null;
+  const walker = document.createTreeWalker(label, NodeFilter.SHOW_TEXT, {
+    acceptNode: (node) => node.textContent.trim() ? NodeFilter.FILTER_ACCEPT : NodeFilter.FILTER_SKIP,
+  });
+  const words = walker.nextNode();
+  const range = document.createRange();
+  range.selectNodeContents(words);
+  const line = range.getClientRects()[0];
+  const box = input.getBoundingClientRect();
+  return {
+    overlap: Math.min(box.bottom, line.bottom) - Math.max(box.top, line.top),
+    height: Math.min(box.height, line.height),
+    gap: line.left - box.right,
+  };
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_checkboxes_and_radio_buttons_share_a_line_with_their_labels(
+    app, live_server, page, width: int
+) -> None:
+    from consent.tokens import Purpose, make_token
+    from tests.mailing.helpers import consented_contacts
+
+    [contact_id] = consented_contacts(app, [("beside@example.se", "Bo", "sv")])
+    with app.app_context():
+        unsubscribe = make_token(Purpose.UNSUBSCRIBE, {"c": contact_id, "t": "newsletter"})
+        preferences = make_token(Purpose.PREFERENCES, {"c": contact_id})
+    page.set_viewport_size({"width": width, "height": 900})
+    paths = [
+        "/subscribe?topics=newsletter,events&lang=sv",
+        f"/unsubscribe/{unsubscribe}",
+        f"/preferences/{preferences}",
+        "/privacy/requests?lang=sv",
+    ]
+    for path in paths:
+        page.goto(live_server + path)
+        inputs = page.locator("input[type=checkbox], input[type=radio]")
+        assert inputs.count() > 0, path
+        for index in range(inputs.count()):
+            placed = inputs.nth(index).evaluate(_BESIDE)
+            assert placed is not None, f"{path}: control {index} outside a label"
+            assert placed["overlap"] >= placed["height"] * 0.5, f"{path} {index}: {placed}"
+            assert 0 <= placed["gap"] <= 24, f"{path} {index}: {placed}"

@@ -205,7 +205,9 @@ def test_the_hosted_form_records_the_version_its_sentence_names(app, client, adm
     )
     assert published.status_code == 201
     page = client.get("/subscribe?topics=newsletter&lang=en").get_data(as_text=True)
-    shown = html.unescape(re.search(r'<label for="consent">(.*?)</label>', page, re.S)[1])
+    shown = html.unescape(
+        re.search(r'<label class="choice" for="consent"><input [^>]*>(.*?)</label>', page, re.S)[1]
+    )
     assert "(version 2.0)" in shown
 
     from tests.mailing.helpers import signup
