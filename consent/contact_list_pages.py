@@ -3,7 +3,6 @@ the bulk actions' confirmation and progress (docs/staff-pages.md)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from flask import Flask, Response, g, render_template, request, stream_with_context
@@ -20,9 +19,9 @@ from consent.forms import BulkActionForm
 from consent.models import Basis, InterestKind
 from consent.policy import Reason
 from consent.topics import current_policy
+from kernel.access import staff_requires
 from kernel.errors import InvalidInput
 from kernel.pages import add_staff_page, see_other, staff_blueprint
-from kernel.access import staff_requires
 from kernel.timestamps import utcnow
 
 bp = staff_blueprint("contact_list", __name__)
