@@ -137,4 +137,4 @@ def bulk_run(run_id: int) -> Any:
 
 def register(app: Flask) -> None:
     app.register_blueprint(bp)
-    add_staff_page(app, "contact_list.contacts", "Contacts", "contacts.list")
+    add_staff_page(app, "contact_list.contacts", "Contact list", "contacts.list")
