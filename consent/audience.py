@@ -29,7 +29,7 @@ class _Rules:
     query: the contacts, their company and the four projection rows the policy
     reads. Each field is one rule of ``consent.policy.decide``, in its order;
     ``audience_query`` keeps the contacts no block stops and some basis allows,
-    ``reason_query`` names the first rule each contact meets."""
+    ``contacts_with_reason`` names the first rule each contact meets."""
 
     query: sa.Select[Any]
     suppressed: sa.ColumnElement[bool]
@@ -205,18 +205,8 @@ def audience_query(
     return rules.query.where(*rules.blocks, sa.or_(*bases))
 
 
-def reason_query(
-    topic: Topic, channel: str, at: datetime, policy: MarketingPolicy
-) -> sa.Select[Any]:
-    """SELECT every contact's id and the reason code ``consent.policy.decide`` gives
-    for ``topic`` by ``channel`` at ``at`` (columns ``id`` and ``reason``).
-
-    The same rules as ``audience_query``, each a WHEN in the policy's order so
-    that the first rule a contact meets names it, as in ``decide``. For the
-    contact list's filter by reason (``consent.contact_filters``); the
-    agreement test is tests/consent/test_contact_filters.py.
-    """
-    rules = _rules(topic, channel, at, policy)
+def _reason(rules: _Rules) -> sa.ColumnElement[str]:
+    """The first rule a contact meets, each a WHEN in the policy's order, as in ``decide``."""
     whens: list[tuple[sa.ColumnElement[bool], Reason]] = [
         # An objection in the contact's own ledger is named over the suppression it caused.
         (sa.and_(rules.suppressed, sa.not_(rules.objection)), Reason.SUPPRESSED),
@@ -236,11 +226,24 @@ def reason_query(
     if rules.industry_list is not None:
         whens.append((rules.industry_list, Reason.INDUSTRY_LIST))
     whens.append((rules.pending, Reason.PENDING_CONFIRMATION))
-    reason = sa.case(
+    return sa.case(
         *((cond, sa.literal(code.value)) for cond, code in whens),
         else_=sa.literal(Reason.NO_BASIS.value),
     )
-    return rules.query.add_columns(reason.label("reason"))
+
+
+def contacts_with_reason(
+    topic: Topic, channel: str, at: datetime, policy: MarketingPolicy, reason: Reason
+) -> sa.Select[Any]:
+    """SELECT the ids of the contacts whose decision for ``topic`` by ``channel`` at
+    ``at`` has ``reason``: the same rules as ``audience_query``, each a WHEN in the
+    policy's order so that the first rule a contact meets names it, as in
+    ``decide``. One condition on the same joins, so that a caller may add its
+    own conditions, order and limit to the SELECT (the contact list pages it
+    by id, ``consent.contact_filters``). The agreement test is
+    tests/consent/test_contact_filters.py."""
+    rules = _rules(topic, channel, at, policy)
+    return rules.query.where(_reason(rules) == reason.value)
 
 
 def plan_for_audience() -> None:

@@ -9,7 +9,7 @@ The decision filter names what ``consent.policy.decide`` answers for a topic
 and channel: "allowed", or the reason code of a contact's decision. It is not
 a second decision: "allowed" is the campaign audience
 (``consent.audience.audience_query``) and a reason code is the same rules
-read in the policy's order (``consent.audience.reason_query``), both in the
+read in the policy's order (``consent.audience.contacts_with_reason``), both in the
 table of copies in ``consent.projection`` with their agreement tests.
 
 The basis filters name what the ledger recorded (a consent, a customer or
@@ -27,7 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from consent.audience import audience_query, reason_query
+from consent.audience import audience_query, contacts_with_reason
 from consent.deliverability import COMPLAINT
 from consent.models import ALL, Basis, BounceReport, ConsentEvent, InterestKind, PermissionState
 from consent.policy import Reason
@@ -272,15 +272,17 @@ def _basis(f: ContactFilter) -> list[sa.ColumnElement[bool]]:
     return conditions
 
 
-def _decision(f: ContactFilter, at: datetime) -> list[sa.ColumnElement[bool]]:
+def _decision(f: ContactFilter, at: datetime) -> sa.Select[Any]:
+    """The contacts of the decision filter, as a SELECT of ``Contact.id`` that the
+    other filters' conditions, a cursor and an order can join: the campaign
+    audience for "allowed", the audience's rules read in order for a reason."""
     if f.decision is None or f.topic is None or f.channel is None:
-        return []
+        return sa.select(Contact.id)
     policy = current_policy()
     topic = policy.topic(f.topic)
     if f.decision == ALLOWED:
-        return [Contact.id.in_(audience_query(topic, f.channel, at, policy))]
-    reasons = reason_query(topic, f.channel, at, policy).subquery()
-    return [Contact.id.in_(sa.select(reasons.c.id).where(reasons.c.reason == f.decision))]
+        return audience_query(topic, f.channel, at, policy)
+    return contacts_with_reason(topic, f.channel, at, policy, Reason(f.decision))
 
 
 def _deliverability(f: ContactFilter) -> list[sa.ColumnElement[bool]]:
@@ -297,9 +299,8 @@ def _deliverability(f: ContactFilter) -> list[sa.ColumnElement[bool]]:
 
 
 def filter_conditions(f: ContactFilter, *, at: datetime) -> list[sa.ColumnElement[bool]]:
-    """The WHERE conditions of ``f`` on ``Contact`` alone (no join), so that a page
-    can add its keyset condition and order to the same SELECT."""
-    conditions = [*_decision(f, at), *_basis(f), *_deliverability(f)]
+    """The WHERE conditions of ``f`` but the decision, on ``Contact`` alone (no join)."""
+    conditions = [*_basis(f), *_deliverability(f)]
     if f.country is not None:
         conditions.append(Contact.country == f.country)
     if f.language is not None:
@@ -344,5 +345,9 @@ def filter_conditions(f: ContactFilter, *, at: datetime) -> list[sa.ColumnElemen
 
 
 def matching_contacts(f: ContactFilter, *, at: datetime) -> sa.Select[Any]:
-    """SELECT the ids (``Contact.id``) of the contacts ``f`` names at ``at``."""
-    return sa.select(Contact.id).where(*filter_conditions(f, at=at))
+    """SELECT the ids (``Contact.id``) of the contacts ``f`` names at ``at``.
+
+    One SELECT, no subquery of ids: a page adds ``Contact.id > cursor``, the
+    order by id and its limit, so that the database walks contacts in id order
+    and stops at a page's worth instead of building the whole set first."""
+    return _decision(f, at).where(*filter_conditions(f, at=at))

@@ -1,6 +1,6 @@
 """The contact list in a real browser: filter, read each row's decision, export,
 and an admin's bulk action, in English and Swedish, on a wide screen and a
-phone. Reuses the live server and browser of tests/staff/test_browser.py."""
+phone. The live server and browser are tests/staff/conftest.py's."""
 
 from __future__ import annotations
 
@@ -10,13 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.staff.test_browser import (  # noqa: F401 - fixtures, used by name
-    browser,
-    live_server,
-    new_page,
-    shots,
-    sign_in,
-)
+from tests.staff.test_browser import new_page, sign_in
 
 pytestmark = pytest.mark.browser
 
