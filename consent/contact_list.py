@@ -159,7 +159,7 @@ def export_lines(
                 break
             for row in chunk:
                 yield safe_line(row, delimiter)
-            written += len(chunk)
+                written += 1
             after = chunk[-1][0]
             # Nothing of the chunk stays in the session: the next starts clean.
             db.session.expunge_all()

@@ -190,6 +190,23 @@ def test_the_export_is_audited_with_filter_and_rows(app) -> None:
     assert "country=SE" in (entry.detail or "") and "rows=3 (complete)" in (entry.detail or "")
 
 
+def test_the_export_reads_a_chunk_at_a_time_without_gaps(app, monkeypatch) -> None:
+    monkeypatch.setattr(contact_list, "EXPORT_CHUNK", 2)
+    ids = _contacts(app, 5, country="SE")
+    text = client_as(app, "admin").get("/staff/contacts/export.csv").get_data(as_text=True)
+    assert [int(line.split(",")[0]) for line in text.split("\r\n")[1:] if line] == ids
+
+
+def test_an_export_cut_off_is_audited_with_the_rows_written(app) -> None:
+    _contacts(app, 3, country="SE")
+    with app.test_request_context():
+        lines = contact_list.export_lines(ACTOR, contact_list.ContactFilter(), datetime.now(UTC))
+        next(lines), next(lines)  # the header and one row, then the download stops
+        lines.close()
+    (entry,) = _audit(app, "contact.list_export")
+    assert "rows=1 (cut off)" in (entry.detail or "")
+
+
 @pytest.mark.parametrize("role", ["sales", "dpo"])
 def test_roles_that_may_not_export_are_refused(app, role: str) -> None:
     assert client_as(app, role).get("/staff/contacts/export.csv").status_code == 403
