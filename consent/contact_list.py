@@ -158,8 +158,9 @@ def export_lines(
             if not chunk:
                 break
             for row in chunk:
-                yield safe_line(row, delimiter)
+                # Counted when handed to the download, before the pause at yield.
                 written += 1
+                yield safe_line(row, delimiter)
             after = chunk[-1][0]
             # Nothing of the chunk stays in the session: the next starts clean.
             db.session.expunge_all()
