@@ -10,6 +10,7 @@ writes each line as it goes, so a million rows take constant memory.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -75,6 +76,28 @@ def _after(f: ContactFilter, after: int, at: datetime) -> sa.Select[Any]:
     return matching_contacts(f, at=at).where(Contact.id > after).order_by(Contact.id)
 
 
+@contextmanager
+def _walking_by_id(f: ContactFilter) -> Iterator[None]:
+    """Let PostgreSQL answer a keyset page of the decision filter by walking
+    contacts in id order with a primary-key lookup of each projection row.
+
+    Left to itself it merge-joins the projection from its first row, not from
+    the cursor, so page n costs what reading n pages costs: at 1,000,000
+    contacts a page after id 500,000 took 230 ms that way and 16-54 ms this
+    way (docs/staff-pages.md). Only for the page's own SELECT.
+    """
+    hint = f.decision is not None and db.session.get_bind().dialect.name == "postgresql"
+    if hint:
+        db.session.execute(sa.text("SET LOCAL enable_mergejoin = off"))
+        db.session.execute(sa.text("SET LOCAL enable_hashjoin = off"))
+    try:
+        yield
+    finally:
+        if hint:
+            db.session.execute(sa.text("SET LOCAL enable_mergejoin = on"))
+            db.session.execute(sa.text("SET LOCAL enable_hashjoin = on"))
+
+
 def _decisions(f: ContactFilter, ids: Sequence[int], at: datetime) -> dict[int, Decision]:
     if f.topic is None or f.channel is None:
         return {}
@@ -92,7 +115,8 @@ def list_page(actor: Actor, f: ContactFilter, after: int, at: datetime) -> ListP
     """One page of the contacts ``f`` names after the id ``after``, each with its
     decision for the filter's topic and channel (from ``decide`` itself). The
     read is audited with its filter (R25): a list shows many people at once."""
-    ids = list(db.session.scalars(_after(f, after, at).limit(PAGE_SIZE + 1)))
+    with _walking_by_id(f):
+        ids = list(db.session.scalars(_after(f, after, at).limit(PAGE_SIZE + 1)))
     more = len(ids) > PAGE_SIZE
     ids = ids[:PAGE_SIZE]
     rows = db.session.execute(
@@ -138,23 +162,8 @@ def export_lines(
         yield ("\ufeff" if bom else "") + safe_line(HEADER, delimiter)
         after = 0
         while True:
-            chunk = db.session.execute(
-                sa.select(
-                    Contact.id,
-                    Contact.email,
-                    Contact.name,
-                    Company.name,
-                    Contact.country,
-                    Contact.language,
-                    Contact.created_at,
-                    Contact.last_interaction_at,
-                    Contact.hard_bounced_at,
-                    Contact.legal_hold_reason.is_not(None),
-                )
-                .outerjoin(Company, Contact.company_id == Company.id)
-                .where(Contact.id.in_(_after(f, after, at).limit(EXPORT_CHUNK).scalar_subquery()))
-                .order_by(Contact.id)
-            ).all()
+            with _walking_by_id(f):
+                chunk = _chunk(f, after, at)
             if not chunk:
                 break
             for row in chunk:
@@ -169,3 +178,25 @@ def export_lines(
         state = "complete" if finished else "cut off"
         crm.audit(actor, "contact.list_export", detail=_describe(f, f"rows={written} ({state})"))
         db.session.commit()
+
+
+def _chunk(f: ContactFilter, after: int, at: datetime) -> list[Any]:
+    return list(
+        db.session.execute(
+            sa.select(
+                Contact.id,
+                Contact.email,
+                Contact.name,
+                Company.name,
+                Contact.country,
+                Contact.language,
+                Contact.created_at,
+                Contact.last_interaction_at,
+                Contact.hard_bounced_at,
+                Contact.legal_hold_reason.is_not(None),
+            )
+            .outerjoin(Company, Contact.company_id == Company.id)
+            .where(Contact.id.in_(_after(f, after, at).limit(EXPORT_CHUNK).scalar_subquery()))
+            .order_by(Contact.id)
+        ).all()
+    )
