@@ -9,53 +9,18 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
-from consent.demo import DEMO_PASSWORD, load_demo
-from extensions import db
-from tests.conftest import service_unavailable
+from consent.demo import DEMO_PASSWORD
+from tests.conftest import new_page, sign_in
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-@pytest.fixture
-def live_server(app: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The app on a real socket, with CSRF on as in production, and the demo data."""
-    monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
-    with app.app_context():
-        load_demo()
-        db.session.remove()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
-    server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        service_unavailable(f"chromium is not installed at {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:  # pragma: no cover - a dev dependency
-        service_unavailable(f"playwright is not installed: {exc}")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield chromium
-        chromium.close()
+# The live server and the browser are the shared fixtures of tests/conftest.py.
+__all__ = ["new_page", "sign_in"]
 
 
 @pytest.fixture
@@ -63,25 +28,6 @@ def shots(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("STAFF_SCREENSHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def new_page(browser: Any, width: int = 1280) -> Any:
-    context = browser.new_context(viewport={"width": width, "height": 900}, locale="en-GB")
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    page.dialogs = dialogs
-    return page
-
-
-def sign_in(page: Any, base: str, email: str, password: str = DEMO_PASSWORD) -> None:
-    page.goto(f"{base}/staff/")
-    assert page.url.startswith(f"{base}/staff/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{base}/staff/")
 
 
 def open_contact(
