@@ -2,12 +2,13 @@
 against the app served by a real HTTP server thread on the test database.
 
 Screenshots go to ``$STAFF_SCREENSHOTS`` when set (docs/screenshots/ is made
-this way), else to the test's temporary folder.
+this way), else to the test's temporary folder. The live server and the
+browser are the shared fixtures of tests/conftest.py; the screenshot folder
+is tests/staff/conftest.py's.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -19,15 +20,8 @@ from tests.conftest import new_page, sign_in
 
 pytestmark = pytest.mark.browser
 
-# The live server and the browser are the shared fixtures of tests/conftest.py.
+# Imported by other browser tests from here; they live in tests/conftest.py.
 __all__ = ["new_page", "sign_in"]
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("STAFF_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def open_contact(
