@@ -8,7 +8,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 SERVICES = re.compile(
-    r"postgres|redis|rabbit|chromium|smtp|postfix|imap|dovecot|flufl-samples", re.IGNORECASE
+    r"postgres|redis|rabbit|chromium|smtp|postfix|imap|dovecot|flufl-samples|axe", re.IGNORECASE
 )
 
 

@@ -10,6 +10,8 @@ error, never a skip.
 from __future__ import annotations
 
 import os
+import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -291,3 +293,77 @@ def imported(api: ApiClient, response: Any, finish: Callable[[], None]) -> dict[
     batch = api.get(response.headers["Location"])
     assert batch.status_code == 200, batch.json
     return batch.json  # type: ignore[no-any-return]
+
+
+# The browser tests (-m browser) --------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture
+def live_server(app: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The app on a real socket, with CSRF on as in production, and the demo data.
+
+    ``PUBLIC_BASE_URL`` is this server, so that the links in the emails it
+    sends open its own pages."""
+    from werkzeug.serving import make_server
+
+    from consent.demo import load_demo
+
+    monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
+    with app.app_context():
+        load_demo()
+        db.session.remove()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    base = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setitem(app.config, "PUBLIC_BASE_URL", base)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield base
+    server.shutdown()
+    thread.join(timeout=10)
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """The machine's Chromium driven by Playwright, one per test module."""
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        service_unavailable(f"chromium is not installed at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:  # pragma: no cover - a dev dependency
+        service_unavailable(f"playwright is not installed: {exc}")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        yield chromium
+        chromium.close()
+
+
+def new_page(browser: Any, width: int = 1280, locale: str = "en-GB", **options: Any) -> Any:
+    """A page in a fresh context (its own cookies); ``page.dialogs`` collects alerts.
+    ``options`` go to Playwright's ``new_context``."""
+    context = browser.new_context(
+        viewport={"width": width, "height": 900}, locale=locale, **options
+    )
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.dialogs = dialogs
+    return page
+
+
+def sign_in(page: Any, base: str, email: str, password: str | None = None) -> None:
+    """Sign in on the staff sign-in page (the demo password unless told)."""
+    from consent.demo import DEMO_PASSWORD
+
+    page.goto(f"{base}/staff/")
+    assert page.url.startswith(f"{base}/staff/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password or DEMO_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/staff/")

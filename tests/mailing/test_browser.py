@@ -2,51 +2,24 @@
 
 from __future__ import annotations
 
-import shutil
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from extensions import db
-from tests.conftest import service_unavailable
-from tests.mailing.conftest import free_port, text_of
+from tests.conftest import new_page
+from tests.mailing.conftest import text_of
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-
 
 @pytest.fixture
-def live_server(app: Any) -> Iterator[str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    previous = app.config["PUBLIC_BASE_URL"]
-    app.config["PUBLIC_BASE_URL"] = base
-    thread.start()
-    yield base
-    server.shutdown()
-    thread.join(timeout=5)
-    app.config["PUBLIC_BASE_URL"] = previous
-
-
-@pytest.fixture
-def page() -> Iterator[Any]:
-    if not shutil.which(CHROMIUM):
-        service_unavailable(f"Chromium is not installed at {CHROMIUM} (see .ci/setup)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser.new_page()
-        browser.close()
+def page(browser: Any) -> Iterator[Any]:
+    """A page on the shared browser (tests/conftest.py), against its live server."""
+    page = new_page(browser)
+    yield page
+    page.context.close()
 
 
 def _link(message: Any, part: str) -> str:

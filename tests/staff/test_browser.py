@@ -2,8 +2,9 @@
 against the app served by a real HTTP server thread on the test database.
 
 Screenshots go to ``$STAFF_SCREENSHOTS`` when set (docs/screenshots/ is made
-this way), else to the test's temporary folder. The live server, browser and
-screenshot folder fixtures are in tests/staff/conftest.py.
+this way), else to the test's temporary folder. The live server and the
+browser are the shared fixtures of tests/conftest.py; the screenshot folder
+is tests/staff/conftest.py's.
 """
 
 from __future__ import annotations
@@ -15,27 +16,12 @@ from typing import Any
 import pytest
 
 from consent.demo import DEMO_PASSWORD
+from tests.conftest import new_page, sign_in
 
 pytestmark = pytest.mark.browser
 
-
-def new_page(browser: Any, width: int = 1280) -> Any:
-    context = browser.new_context(viewport={"width": width, "height": 900}, locale="en-GB")
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    page.dialogs = dialogs
-    return page
-
-
-def sign_in(page: Any, base: str, email: str, password: str = DEMO_PASSWORD) -> None:
-    page.goto(f"{base}/staff/")
-    assert page.url.startswith(f"{base}/staff/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{base}/staff/")
+# Imported by other browser tests from here; they live in tests/conftest.py.
+__all__ = ["new_page", "sign_in"]
 
 
 def open_contact(
