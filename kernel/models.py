@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from extensions import db
-from kernel.timestamps import UTCDateTime, utcnow
+from kernel.timestamps import DEFAULT_ZONE, UTCDateTime, utcnow
 
 
 class Role(enum.StrEnum):
@@ -43,6 +43,10 @@ class StaffUser(db.Model):
     # The last time step whose code was accepted: a code seen once (read over a
     # shoulder, replayed by a proxy) is refused for the rest of its window.
     totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # The IANA zone the user's pages show times in; times are stored in UTC.
+    time_zone: Mapped[str] = mapped_column(
+        sa.String(64), default=DEFAULT_ZONE, server_default=DEFAULT_ZONE
+    )
 
     @property
     def has_second_factor(self) -> bool:

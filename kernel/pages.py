@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -47,10 +46,6 @@ def add_staff_page(
     app.extensions.setdefault("staff_nav", []).append(NavItem(endpoint, label, action, section))
 
 
-def format_time(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
-
-
 def _staff_context() -> dict[str, Any]:
     user = current_staff_user()
     items = [
@@ -68,7 +63,8 @@ def _staff_context() -> dict[str, Any]:
         "staff_nav": items,
         "may": lambda action: user is not None and may(user.role, action),
         "has_endpoint": lambda endpoint: endpoint in current_app.view_functions,
-        "when": format_time,
+        # Moments in the user's zone and language (kernel.i18n: also a filter).
+        "when": i18n.format_moment,
     }
 
 
