@@ -27,9 +27,10 @@ from kernel import access
 from kernel.access import SYSTEM_ACTOR, Actor
 from kernel.addresses import normalise_email
 from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.i18n import N_
 from kernel.models import StaffUser
 from kernel.signals import sender, staff_password_reset_requested
-from kernel.timestamps import utcnow
+from kernel.timestamps import is_zone, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,24 @@ def change_own_password(user_id: int, current: str, new: str) -> StaffUser:
         raise InvalidInput("Choose a password other than the current one.", code="same_password")
     access.set_staff_password(user, new)
     audit(access.staff_actor(user), "staff.user.password_own", detail=user.email)
+    db.session.commit()
+    return user
+
+
+def set_own_time_zone(user_id: int, zone: str) -> StaffUser:
+    """The signed-in user chooses the IANA zone their pages show times in.
+
+    Only the display changes: times stay stored in UTC. A name zoneinfo does
+    not know is refused, so that no page ever falls back silently.
+    """
+    user = _get_user(user_id)
+    if not is_zone(zone):
+        raise InvalidInput(
+            N_("Choose a time zone from the list, such as Europe/Stockholm."),
+            code="invalid_time_zone",
+            fields={"time_zone": ["Unknown zone."]},
+        )
+    user.time_zone = zone
     db.session.commit()
     return user
 

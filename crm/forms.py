@@ -84,6 +84,11 @@ class OwnPasswordForm(FormSchema):
             raise ValidationError("The two new passwords differ.", "new_password_again")
 
 
+class TimeZoneForm(FormSchema):
+    # Checked against zoneinfo by crm.accounts.set_own_time_zone.
+    time_zone = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
 class ResetPasswordForm(FormSchema):
     password = fields.String(required=True, validate=validate.Length(min=10, max=1000))
     password_again = fields.String(required=True, validate=validate.Length(max=1000))

@@ -111,7 +111,9 @@ def run_form(schema: Schema, action: Callable[[dict[str, Any]], Any], success: s
         return None
     except (InvalidInput, Conflict) as exc:
         db.session.rollback()
-        flash(exc.message, "error")
+        # Services write English (the API's message); the page shows the
+        # catalog's text when the message is one (declared with N_).
+        flash(_(exc.message), "error")
         return None
     if success:
         flash(_(success), "success")

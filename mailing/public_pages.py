@@ -43,6 +43,7 @@ from consent.subscriptions import Scope, Signup
 from consent.tokens import LinkExpired, LinkInvalid, Purpose
 from consent.topics import HOSTED_FORM_ID, SignupForm, UnknownForm, current_policy
 from extensions import csrf, db, limiter
+from kernel import i18n
 from kernel.addresses import domain_of, keyed_hash, mailbox_of, normalise_email
 from kernel.errors import InvalidInput, NotPermitted
 from mailing import privacy_requests, subscription_flows
@@ -632,6 +633,9 @@ def privacy_verify(token: str) -> Any:
         link = privacy_requests.verify_privacy(token)
     else:  # GET and HEAD only read: a mail scanner must not verify anything
         link = privacy_requests.read_privacy_link(token)
+    # The due date in the contact's language and zone (their day, not UTC's).
+    i18n.use_language(link.language)
+    i18n.use_zone(link.zone)
     return _page("public/privacy_verify.html", link.language, link=link)
 
 
