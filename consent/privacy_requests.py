@@ -22,16 +22,42 @@ from crm.models import Contact
 from extensions import db
 from kernel.access import Actor
 from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.i18n import N_
 from kernel.timestamps import utcnow
 
 # What a person may ask of us through staff (the public form takes access and erasure).
 REQUEST_KINDS = ("access", "erasure", "rectification", "restriction")
+
+# The labels pages show for these codes ("request." ~ code), declared for extraction.
+REQUEST_LABELS = (
+    N_("request.access"),
+    N_("request.erasure"),
+    N_("request.rectification"),
+    N_("request.restriction"),
+)
 # How staff received a request: the objection's channels (phone, letter, ...).
 RECEIVED_VIA = OBJECTION_CHANNELS
 OPEN_STATUSES = ("pending_verification", "awaiting_admin")
 STATUSES = (*OPEN_STATUSES, "completed", "refused")
+
+# The labels pages show for these codes ("status." ~ code), declared for extraction.
+STATUS_LABELS = (
+    N_("status.pending_verification"),
+    N_("status.awaiting_admin"),
+    N_("status.completed"),
+    N_("status.refused"),
+)
 # What was done, per kind of answer.
 OUTCOMES = ("exported", "erased", "restricted", "rectified", "refused")
+
+# The labels pages show for these codes ("outcome." ~ code), declared for extraction.
+OUTCOME_LABELS = (
+    N_("outcome.exported"),
+    N_("outcome.erased"),
+    N_("outcome.restricted"),
+    N_("outcome.rectified"),
+    N_("outcome.refused"),
+)
 
 # GDPR art. 12(3): one month from the (verified) request, extendable by two.
 ANSWER_MONTHS = 1
@@ -201,6 +227,14 @@ class Inbox:
 
 
 INBOX_FILTERS = ("open", "overdue", "closed", "all")
+
+# The labels pages show for these codes ("show." ~ code), declared for extraction.
+INBOX_FILTER_LABELS = (
+    N_("show.open"),
+    N_("show.overdue"),
+    N_("show.closed"),
+    N_("show.all"),
+)
 INBOX_PAGE = 200
 
 

@@ -19,6 +19,7 @@ from flask import current_app
 from consent.models import Basis
 from kernel.countries import normalise_language
 from kernel.errors import InvalidInput
+from kernel.i18n import N_
 
 # The form this service shows itself at GET /subscribe (docs/mail-flows.md).
 HOSTED_FORM_ID = "hosted"
@@ -27,6 +28,9 @@ _DEFAULT_POLICY_FILE = Path(__file__).with_name("default_policy.toml")
 _FORM_KEYS = frozenset({"origins", "topics", "languages", "wording", "policy_version"})
 _FORM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _PLACEHOLDERS = frozenset({"topics", "version"})
+# The labels of the shipped policy's channels (default_policy.toml), declared
+# for extraction; a channel another policy file adds shows as its code.
+CHANNEL_LABELS = (N_("email"), N_("phone"))
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,13 @@ from extensions import db
 from kernel import idempotency
 from kernel.addresses import normalise_email
 from kernel.errors import Conflict, InvalidInput, NotAuthenticated, NotPermitted
+from kernel.i18n import N_
 from kernel.models import ApiToken, Role, StaffUser
 from kernel.timestamps import utcnow
+
+# The labels pages show for the roles of kernel.models.Role (the code itself),
+# declared for extraction (the models sit below kernel.i18n).
+ROLE_LABELS = (N_("sales"), N_("marketing"), N_("admin"), N_("dpo"))
 
 ALL_ROLES = frozenset(Role)
 # The roles that do the company's sales and marketing work; the dpo is not one.

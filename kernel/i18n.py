@@ -140,7 +140,7 @@ def text_in(language: str, text: str) -> str:
     return _translations(language).gettext(text)
 
 
-def N_(text: str) -> str:  # noqa: N802 - gettext's name for "mark, translate later"
+def N_(text: str) -> str:
     """``text`` unchanged: marks a text for extraction that is translated where
     it is shown (a code's label next to its enum, a service's message)."""
     return text

@@ -9,7 +9,6 @@ from functools import cache
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
-
 # The zone a staff user sees times in until they choose another, and a
 # contact's when their country does not settle it (docs/i18n.md): the service's
 # people and most of its contacts are in Sweden.

@@ -39,10 +39,15 @@ from kernel import metrics
 from kernel.access import Actor
 from kernel.addresses import keyed_hasher
 from kernel.errors import DomainError, InvalidInput, NotFound, Unavailable
+from kernel.i18n import N_
 from kernel.jobs import BROKER_DOWN, send_job
 from kernel.signals import decisions_changed
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
+
+# An import batch's statuses (queued, running, then done or failed), as pages
+# show them, declared for extraction.
+IMPORT_STATUS_LABELS = (N_("queued"), N_("running"), N_("done"), N_("failed"))
 
 # Bases a file may carry. Consent cannot be imported: it needs per-person
 # evidence (time, policy version, the wording agreed to) that a list does not hold.

@@ -62,9 +62,7 @@ def test_an_unknown_zone_is_refused_with_a_clear_message(app) -> None:
     }
     for bad, message in refusals.items():
         answer = client.post("/staff/account/time-zone", data={"time_zone": bad})
-        page = client.get(answer.location, headers={"Accept-Language": "en"}).get_data(
-            as_text=True
-        )
+        page = client.get(answer.location, headers={"Accept-Language": "en"}).get_data(as_text=True)
         assert f'class="flash error">{message}<' in page
     with app.app_context():
         assert db.session.get(StaffUser, user_id).time_zone == "Europe/Helsinki"  # unchanged
