@@ -307,7 +307,7 @@ def check_topics(topic_keys: Sequence[str]) -> tuple[str, ...]:
     """The topics a signup names, each once, in order; all must take consent."""
     policy = current_policy()
     if not topic_keys:
-        raise InvalidInput("Choose at least one topic.", fields={"topics": ["Required."]})
+        raise InvalidInput(N_("Choose at least one topic."), fields={"topics": ["Required."]})
     for key in topic_keys:
         if Basis.CONSENT not in policy.topic(key).bases:
             raise InvalidInput(f"Topic {key!r} does not take consent.", code="basis_not_admitted")
@@ -356,7 +356,7 @@ class SignupForm:
         """The topics a post asks for, each once, in order: at least one, and never
         one the form does not offer (its wording did not ask for it)."""
         if not topic_keys:
-            raise InvalidInput("Choose at least one topic.", fields={"topics": ["Required."]})
+            raise InvalidInput(N_("Choose at least one topic."), fields={"topics": ["Required."]})
         wanted = tuple(dict.fromkeys(topic_keys))
         others = [key for key in wanted if key not in self.topics]
         if others:

@@ -7,6 +7,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
+from kernel.errors import N_
 from kernel.i18n import LANGUAGES
 from kernel.inputs import MAX_ROW_ID
 from kernel.models import Role
@@ -81,7 +82,7 @@ class OwnPasswordForm(FormSchema):
     @validates_schema
     def _same_twice(self, data: dict[str, Any], **_: Any) -> None:
         if data.get("new_password") != data.get("new_password_again"):
-            raise ValidationError("The two new passwords differ.", "new_password_again")
+            raise ValidationError(N_("The two new passwords differ."), "new_password_again")
 
 
 class TimeZoneForm(FormSchema):
@@ -96,7 +97,7 @@ class ResetPasswordForm(FormSchema):
     @validates_schema
     def _same_twice(self, data: dict[str, Any], **_: Any) -> None:
         if data.get("password") != data.get("password_again"):
-            raise ValidationError("The two passwords differ.", "password_again")
+            raise ValidationError(N_("The two passwords differ."), "password_again")
 
 
 class ForgotPasswordForm(FormSchema):

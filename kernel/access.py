@@ -23,10 +23,6 @@ from kernel.i18n import N_
 from kernel.models import ApiToken, Role, StaffUser
 from kernel.timestamps import utcnow
 
-# The labels pages show for the roles of kernel.models.Role (the code itself),
-# declared for extraction (the models sit below kernel.i18n).
-ROLE_LABELS = (N_("sales"), N_("marketing"), N_("admin"), N_("dpo"))
-
 ALL_ROLES = frozenset(Role)
 # The roles that do the company's sales and marketing work; the dpo is not one.
 STAFF_WORK = frozenset({Role.SALES, Role.MARKETING, Role.ADMIN})
@@ -193,9 +189,9 @@ def create_api_token(
     """
     role_value = parse_role(role)
     if not name.strip():
-        raise InvalidInput("A token needs a name.", code="invalid_name")
+        raise InvalidInput(N_("A token needs a name."), code="invalid_name")
     if expires_at is not None and expires_at <= utcnow():
-        raise InvalidInput("The expiry must be in the future.", code="invalid_expiry")
+        raise InvalidInput(N_("The expiry must be in the future."), code="invalid_expiry")
     if db.session.scalar(sa.select(ApiToken.id).where(ApiToken.name == name)):
         raise Conflict(f"A token named {name!r} already exists.", code="token_exists")
     raw = "cst_" + secrets.token_urlsafe(32)
@@ -229,10 +225,10 @@ def authenticate_token(raw: str) -> Actor:
         .one_or_none()
     )
     if token is None or token.revoked_at is not None:
-        raise NotAuthenticated("The API token is not valid.", code="invalid_token")
+        raise NotAuthenticated(N_("The API token is not valid."), code="invalid_token")
     now = utcnow()
     if token.expires_at is not None and token.expires_at <= now:
-        raise NotAuthenticated("The API token has expired.", code="expired_token")
+        raise NotAuthenticated(N_("The API token has expired."), code="expired_token")
     # Written at most every few minutes, so that reads stay reads.
     if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
         db.session.execute(
@@ -263,7 +259,8 @@ def requires(action: str) -> Callable[[F], F]:
             scheme, _, raw = header.partition(" ")
             if scheme.lower() != "bearer" or not raw.strip():
                 raise NotAuthenticated(
-                    "Send an API token as 'Authorization: Bearer <token>'.", code="missing_token"
+                    N_("Send an API token as 'Authorization: Bearer <token>'."),
+                    code="missing_token",
                 )
             actor = authenticate_token(raw.strip())
             if not may(actor.role, action):

@@ -32,6 +32,7 @@ from babel.support import NullTranslations, Translations
 from flask import Flask, g, has_request_context, request, session
 
 import service_files
+from kernel.errors import N_ as N_  # re-exported beside translate
 from kernel.models import StaffUser
 from kernel.timestamps import DEFAULT_ZONE, is_zone
 
@@ -138,12 +139,6 @@ def translate(text: str, **values: object) -> str:
 def text_in(language: str, text: str) -> str:
     """``text`` in ``language`` without a request (the catalog's entry or ``text``)."""
     return _translations(language).gettext(text)
-
-
-def N_(text: str) -> str:
-    """``text`` unchanged: marks a text for extraction that is translated where
-    it is shown (a code's label next to its enum, a service's message)."""
-    return text
 
 
 # Time zones ----------------------------------------------------------------------------

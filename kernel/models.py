@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from extensions import db
+from kernel.errors import N_
 from kernel.timestamps import DEFAULT_ZONE, UTCDateTime, utcnow
 
 
@@ -20,6 +21,10 @@ class Role(enum.StrEnum):
     # needs (the consent evidence, the privacy-request inbox, the audit log),
     # takes no marketing action (R25).
     DPO = "dpo"
+
+
+# The labels pages show for these codes (the code itself), declared for extraction.
+ROLE_LABELS = (N_("sales"), N_("marketing"), N_("admin"), N_("dpo"))
 
 
 class StaffUser(db.Model):

@@ -34,8 +34,7 @@ from consent.models import (
 from consent.policy import REASON_LABELS, Reason
 from consent.topics import CHANNEL_LABELS
 from crm.models import ACTIVITY_LABELS, ActivityKind
-from kernel.access import ROLE_LABELS
-from kernel.models import Role
+from kernel.models import ROLE_LABELS, Role
 from mailing.models import CAMPAIGN_STATUS_LABELS, CampaignStatus
 
 ROOT = Path(__file__).resolve().parents[1]

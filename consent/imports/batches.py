@@ -122,7 +122,8 @@ def parse_basis(value: str) -> InterestKind:
         return IMPORT_BASES[value]
     except KeyError:
         raise InvalidInput(
-            f"Unknown basis {value!r}; use customer or industry_list.",
+            N_("Unknown basis %(basis)r; use customer or industry_list."),
+            values={"basis": value},
             code="invalid_basis",
             fields={"basis": ["Use customer or industry_list."]},
         ) from None
@@ -317,12 +318,12 @@ def _open(
     source = (source or "").strip()
     if not source:
         raise InvalidInput(
-            "Name the source of the list (e.g. the partner or fair it came from).",
+            N_("Name the source of the list (e.g. the partner or fair it came from)."),
             code="missing_source",
             fields={"source": ["Required."]},
         )
     if not stream.seekable():
-        raise InvalidInput("The file must be seekable.", code="invalid_file")
+        raise InvalidInput(N_("The file must be seekable."), code="invalid_file")
     check_head(stream)
     lines = Lines(stream)
     line_iter = iter(lines)
