@@ -164,7 +164,6 @@ PENDING = {
     "error.html",
     "public/dev_mail.html",
     "public/dev_mail_message.html",
-    "staff_email/password_reset.txt",
     *(
         f"email/{name}.{lang}.txt"
         for name in (
