@@ -33,7 +33,7 @@ from crm import services as crm
 from crm.models import Contact
 from extensions import db
 from kernel.access import SYSTEM_ACTOR, Actor
-from kernel.errors import Conflict
+from kernel.errors import N_, Conflict
 from kernel.signals import decisions_changed
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
@@ -362,7 +362,7 @@ def mark_address_fixed(actor: Actor, contact_id: int, note: str | None = None) -
     event = note_address_works(contact, actor=actor, source="staff", note=text[:1000])
     if event is None:
         db.session.rollback()
-        raise Conflict("This address is not bouncing.", code="not_bouncing")
+        raise Conflict(N_("This address is not bouncing."), code="not_bouncing")
     crm.audit(actor, "address.fixed", contact_id)
     db.session.commit()
     decisions_changed.send(signal_sender(), contact_id=contact_id, kind=EventKind.DELIVERABLE.value)

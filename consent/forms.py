@@ -9,6 +9,7 @@ from marshmallow import ValidationError, fields, post_load, validate
 
 from consent.models import DELIVERY_STATUSES, OBJECTION_CHANNELS
 from crm.models import ActivityKind, activity_time_problem
+from kernel.errors import N_
 from kernel.inputs import MAX_ROW_ID, ROW_ID
 from kernel.pages import FormSchema
 
@@ -28,7 +29,7 @@ class ActivityForm(FormSchema):
         try:
             moment = datetime.fromisoformat(data["occurred_at"])
         except ValueError:
-            raise ValidationError("Not a date and time.", "occurred_at") from None
+            raise ValidationError(N_("Not a date and time."), "occurred_at") from None
         moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
         # Year 1 parses, and would have made retention count from long ago.
         problem = activity_time_problem(moment, datetime.now(UTC))
@@ -151,19 +152,19 @@ class ReplaySinceForm(FormSchema):
     def _one_of(self, data: dict[str, Any], **kwargs: object) -> dict[str, Any]:
         after, since = data["after_change"].strip(), data["since"].strip()
         if bool(after) == bool(since):
-            raise ValidationError("Give either a change id or a time.", "after_change")
+            raise ValidationError(N_("Give either a change id or a time."), "after_change")
         out: dict[str, Any] = {"after_change": None, "since": None}
         if after:
             # A change feed item's id (chg_<n>, the webhook-id), or its number.
             number = after.removeprefix("chg_")
             if not number.isascii() or not number.isdigit() or len(number) > 18:
-                raise ValidationError("Not a change id (chg_<n>).", "after_change")
+                raise ValidationError(N_("Not a change id (chg_<n>)."), "after_change")
             out["after_change"] = int(number)
         else:
             try:
                 moment = datetime.fromisoformat(since)
             except ValueError:
-                raise ValidationError("Not a date and time.", "since") from None
+                raise ValidationError(N_("Not a date and time."), "since") from None
             out["since"] = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
         return out
 

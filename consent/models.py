@@ -11,12 +11,23 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm.changes import TYPES as CHANGE_TYPES
 from extensions import db
+from kernel.i18n import N_
 from kernel.timestamps import UTCDateTime, utcnow
 
 ALL = "*"  # topic or channel meaning "every topic" / "every channel"
 
 # How staff received an objection they record on the person's behalf.
 OBJECTION_CHANNELS = ("phone", "letter", "email", "meeting", "web", "other")
+
+# The labels pages show for these codes (the code itself), declared for extraction.
+OBJECTION_CHANNEL_LABELS = (
+    N_("phone"),
+    N_("letter"),
+    N_("email"),
+    N_("meeting"),
+    N_("web"),
+    N_("other"),
+)
 
 
 class EventKind(enum.StrEnum):
@@ -42,9 +53,37 @@ class EventKind(enum.StrEnum):
     CREATED_WHILE_SUPPRESSED = "created_while_suppressed"
 
 
+# The labels pages show for these codes ("event." ~ code), declared for extraction.
+EVENT_LABELS = (
+    N_("event.requested"),
+    N_("event.confirmed"),
+    N_("event.withdrawn"),
+    N_("event.unsubscribed"),
+    N_("event.objected"),
+    N_("event.objection_lifted"),
+    N_("event.basis_granted"),
+    N_("event.basis_ended"),
+    N_("event.suppressed"),
+    N_("event.unsuppressed"),
+    N_("event.restricted"),
+    N_("event.unrestricted"),
+    N_("event.undeliverable"),
+    N_("event.bounced"),
+    N_("event.deliverable"),
+    N_("event.created_while_suppressed"),
+)
+
+
 class Basis(enum.StrEnum):
     CONSENT = "consent"
     LEGITIMATE_INTEREST = "legitimate_interest"
+
+
+# The labels pages show for these codes (the code itself), declared for extraction.
+BASIS_LABELS = (
+    N_("consent"),
+    N_("legitimate_interest"),
+)
 
 
 class InterestKind(enum.StrEnum):
@@ -385,6 +424,14 @@ WEBHOOK_EVENT_TYPES = CHANGE_TYPES
 # or retried until WEBHOOK_RETRY_HOURS ran out), cancelled (the endpoint was
 # deactivated, by an admin or by a 410 Gone, before it was posted).
 DELIVERY_STATUSES = ("pending", "delivered", "failed", "cancelled")
+
+# The labels pages show for these codes ("delivery." ~ code), declared for extraction.
+DELIVERY_LABELS = (
+    N_("delivery.pending"),
+    N_("delivery.delivered"),
+    N_("delivery.failed"),
+    N_("delivery.cancelled"),
+)
 
 
 class WebhookEndpoint(db.Model):

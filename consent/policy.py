@@ -26,6 +26,7 @@ from consent.suppression import address_hash, mailbox_suppressions, suppressed_h
 from consent.topics import InterestGround, MarketingPolicy, Topic, months_after, months_before
 from crm.models import Company, Contact
 from extensions import db
+from kernel.i18n import N_
 
 
 class Reason(enum.StrEnum):
@@ -40,6 +41,22 @@ class Reason(enum.StrEnum):
     INDUSTRY_LIST = "industry_list"
     PENDING_CONFIRMATION = "pending_confirmation"
     NO_BASIS = "no_basis"
+
+
+# The labels pages show for these codes ("reason." ~ code), declared for extraction.
+REASON_LABELS = (
+    N_("reason.unknown_contact"),
+    N_("reason.suppressed"),
+    N_("reason.objection"),
+    N_("reason.restricted"),
+    N_("reason.undeliverable"),
+    N_("reason.unsubscribed"),
+    N_("reason.consent"),
+    N_("reason.customer"),
+    N_("reason.industry_list"),
+    N_("reason.pending_confirmation"),
+    N_("reason.no_basis"),
+)
 
 
 @dataclass(frozen=True)

@@ -22,16 +22,42 @@ from crm.models import Contact
 from extensions import db
 from kernel.access import Actor
 from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.i18n import N_
 from kernel.timestamps import utcnow
 
 # What a person may ask of us through staff (the public form takes access and erasure).
 REQUEST_KINDS = ("access", "erasure", "rectification", "restriction")
+
+# The labels pages show for these codes ("request." ~ code), declared for extraction.
+REQUEST_LABELS = (
+    N_("request.access"),
+    N_("request.erasure"),
+    N_("request.rectification"),
+    N_("request.restriction"),
+)
 # How staff received a request: the objection's channels (phone, letter, ...).
 RECEIVED_VIA = OBJECTION_CHANNELS
 OPEN_STATUSES = ("pending_verification", "awaiting_admin")
 STATUSES = (*OPEN_STATUSES, "completed", "refused")
+
+# The labels pages show for these codes ("status." ~ code), declared for extraction.
+STATUS_LABELS = (
+    N_("status.pending_verification"),
+    N_("status.awaiting_admin"),
+    N_("status.completed"),
+    N_("status.refused"),
+)
 # What was done, per kind of answer.
 OUTCOMES = ("exported", "erased", "restricted", "rectified", "refused")
+
+# The labels pages show for these codes ("outcome." ~ code), declared for extraction.
+OUTCOME_LABELS = (
+    N_("outcome.exported"),
+    N_("outcome.erased"),
+    N_("outcome.restricted"),
+    N_("outcome.rectified"),
+    N_("outcome.refused"),
+)
 
 # GDPR art. 12(3): one month from the (verified) request, extendable by two.
 ANSWER_MONTHS = 1
@@ -61,23 +87,25 @@ def is_overdue(request: PrivacyRequest, at: datetime) -> bool:
 def get_request(request_id: int) -> PrivacyRequest:
     found = db.session.get(PrivacyRequest, request_id) if 0 < request_id < 2**31 else None
     if found is None:
-        raise NotFound("This request no longer exists.", code="request_not_found")
+        raise NotFound(N_("This request no longer exists."), code="request_not_found")
     return found
 
 
-def _clean_reason(reason: str | None, what: str) -> str:
+def _clean_reason(reason: str | None, missing: str) -> str:
+    """The reason, spaces tidied; ``missing`` is the refusal when there is none."""
     text = " ".join((reason or "").split())
     if not text:
-        raise InvalidInput(f"{what} needs its reason.", fields={"reason": ["Required."]})
+        raise InvalidInput(missing, fields={"reason": ["Required."]})
     if len(text) > 500:
-        raise InvalidInput("The reason is too long.", fields={"reason": ["At most 500."]})
+        raise InvalidInput(N_("The reason is too long."), fields={"reason": ["At most 500."]})
     return text
 
 
 def _check_received_via(received_via: str | None) -> None:
     if received_via is not None and received_via not in RECEIVED_VIA:
         raise InvalidInput(
-            f"received_via must be one of: {', '.join(RECEIVED_VIA)}.",
+            N_("received_via must be one of: %(channels)s."),
+            values={"channels": ", ".join(RECEIVED_VIA)},
             fields={"received_via": ["Unknown."]},
         )
 
@@ -126,7 +154,7 @@ def record_answer(
     nothing is recorded (an admin's own correction is not a request).
     """
     if kind not in REQUEST_KINDS or outcome not in OUTCOMES:
-        raise InvalidInput("Unknown kind of request or answer.", code="invalid_request")
+        raise InvalidInput(N_("Unknown kind of request or answer."), code="invalid_request")
     _check_received_via(received_via)
     now = at or utcnow()
     answered = open_requests(contact.id, (kind,))
@@ -156,19 +184,21 @@ def extend_deadline(
     """GDPR art. 12(3): extend an open, verified request by two further months,
     once, with the reason (the complexity or number of requests)."""
     request = get_request(request_id)
-    text = _clean_reason(reason, "An extension")
+    text = _clean_reason(reason, N_("An extension needs its reason."))
     if not request.is_open or request.due_at is None:
         raise Conflict(
-            "Only an open, verified request can be extended.", code="request_not_extendable"
+            N_("Only an open, verified request can be extended."), code="request_not_extendable"
         )
     if request.extended_until is not None:
         raise Conflict(
-            "The deadline was extended already; GDPR art. 12(3) allows two further months once.",
+            N_(
+                "The deadline was extended already; GDPR art. 12(3) allows two further months once."
+            ),
             code="request_extended",
         )
     if (at or utcnow()) > request.due_at:
         raise Conflict(
-            "The month has passed: the extension had to be decided within it.",
+            N_("The month has passed: the extension had to be decided within it."),
             code="request_overdue",
         )
     request.extended_until = add_months(request.due_at, EXTENSION_MONTHS)
@@ -184,9 +214,9 @@ def refuse_request(
     """Answer an open request with a refusal and its reason (e.g. a legal hold,
     GDPR art. 17(3)); the person is owed the reason (art. 12(4))."""
     request = get_request(request_id)
-    text = _clean_reason(reason, "A refusal")
+    text = _clean_reason(reason, N_("A refusal needs its reason."))
     if not request.is_open:
-        raise Conflict("This request has been answered already.", code="request_closed")
+        raise Conflict(N_("This request has been answered already."), code="request_closed")
     _close(request, actor, "refused", text, at or utcnow())
     crm.audit(actor, "privacy_request.refused", request.contact_id, detail=f"request={request.id}")
     db.session.commit()
@@ -201,13 +231,21 @@ class Inbox:
 
 
 INBOX_FILTERS = ("open", "overdue", "closed", "all")
+
+# The labels pages show for these codes ("show." ~ code), declared for extraction.
+INBOX_FILTER_LABELS = (
+    N_("show.open"),
+    N_("show.overdue"),
+    N_("show.closed"),
+    N_("show.all"),
+)
 INBOX_PAGE = 200
 
 
 def inbox(actor: Actor, show: str = "open", at: datetime | None = None) -> Inbox:
     """The requests for the inbox, soonest deadline first; reading it is audited (R25)."""
     if show not in INBOX_FILTERS:
-        raise InvalidInput("Unknown filter.", fields={"show": ["Unknown."]})
+        raise InvalidInput(N_("Unknown filter."), fields={"show": ["Unknown."]})
     now = at or utcnow()
     deadline = sa.func.coalesce(PrivacyRequest.extended_until, PrivacyRequest.due_at)
     query = sa.select(PrivacyRequest)

@@ -40,7 +40,7 @@ from kernel.access import SYSTEM_ACTOR, Actor
 from kernel.addresses import keyed_hash, normalise_email
 from kernel.countries import normalise_country, normalise_language
 from kernel.database import id_in
-from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.errors import N_, Conflict, InvalidInput, NotFound
 from kernel.signals import (
     collect_export_sections,
     collect_retention_anchors,
@@ -188,8 +188,11 @@ def erase_contact(actor: Actor, contact_id: int, received_via: str | None = None
     contact = crm.get_contact(contact_id)
     if contact.legal_hold_reason:
         raise Conflict(
-            "Erasure refused: a legal hold is set on this contact "
-            f"({contact.legal_hold_reason}). Lift the hold once the obligation has ended.",
+            N_(
+                "Erasure refused: a legal hold is set on this contact (%(reason)s). "
+                "Lift the hold once the obligation has ended."
+            ),
+            values={"reason": contact.legal_hold_reason},
             code="legal_hold",
         )
     for kind in privacy_requests.REQUEST_KINDS:
@@ -260,7 +263,7 @@ def rectify_on_request(
     contact = crm.get_contact(contact_id)
     changes = _changed_fields(contact, proposed)
     if not changes:
-        raise InvalidInput("Nothing to correct: no field differs.", code="nothing_changed")
+        raise InvalidInput(N_("Nothing to correct: no field differs."), code="nothing_changed")
     privacy_requests.record_answer(
         actor,
         contact,
@@ -282,7 +285,7 @@ VERIFICATION_WINDOW = timedelta(days=2)
 def open_privacy_request(contact: Contact, kind: str, at: datetime) -> PrivacyRequest:
     """Record an unverified request (no commit). The caller emails the link."""
     if kind not in PRIVACY_KINDS:
-        raise InvalidInput("kind must be access or erasure.", fields={"kind": ["Unknown."]})
+        raise InvalidInput(N_("kind must be access or erasure."), fields={"kind": ["Unknown."]})
     request = PrivacyRequest(
         contact_id=contact.id, address_hash=keyed_hash(contact.email), kind=kind, requested_at=at
     )

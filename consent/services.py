@@ -41,7 +41,7 @@ from extensions import db
 from kernel import metrics
 from kernel.access import Actor
 from kernel.addresses import normalise_email
-from kernel.errors import Conflict, InvalidInput
+from kernel.errors import N_, Conflict, InvalidInput
 from kernel.signals import contact_rectified, decisions_changed
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
@@ -66,7 +66,7 @@ class BasisInput:
     def validate(self) -> None:
         if not self.source.strip():
             raise InvalidInput(
-                "A basis needs a source.", fields={"basis": {"source": ["Required."]}}
+                N_("A basis needs a source."), fields={"basis": {"source": ["Required."]}}
             )
         if self.source.strip().lower() in RESERVED_SOURCES:
             # X6: these name the person's own acts through links this service
@@ -82,20 +82,20 @@ class BasisInput:
             )
         if self.confirmation is not None and self.type is not Basis.CONSENT:
             raise InvalidInput(
-                "Only a consent is confirmed.",
+                N_("Only a consent is confirmed."),
                 code="invalid_confirmation",
                 fields={"basis": {"confirmation": ["Only with type consent."]}},
             )
         if self.type is Basis.LEGITIMATE_INTEREST and self.interest_kind is None:
             raise InvalidInput(
-                "Legitimate interest needs its kind: customer or industry_list.",
+                N_("Legitimate interest needs its kind: customer or industry_list."),
                 code="missing_interest_kind",
                 fields={"basis": {"kind": ["Required for legitimate_interest."]}},
             )
         if self.type is Basis.CONSENT:
             if not self.topics:
                 raise InvalidInput(
-                    "Consent is given to topics; name at least one.",
+                    N_("Consent is given to topics; name at least one."),
                     fields={"basis": {"topics": ["Required for consent."]}},
                 )
             if self.obtained_at is None or not (
@@ -111,7 +111,7 @@ class BasisInput:
                 )
             if self.obtained_at > utcnow():
                 raise InvalidInput(
-                    "Consent cannot be obtained in the future.",
+                    N_("Consent cannot be obtained in the future."),
                     fields={"basis": {"evidence": {"obtained_at": ["In the future."]}}},
                 )
             if self.confirmation is not None:
@@ -307,7 +307,8 @@ def record_objection(
         current_policy().check_channel(channel)
     if received_via is not None and received_via not in OBJECTION_CHANNELS:
         raise InvalidInput(
-            f"received_via must be one of: {', '.join(OBJECTION_CHANNELS)}.",
+            N_("received_via must be one of: %(channels)s."),
+            values={"channels": ", ".join(OBJECTION_CHANNELS)},
             fields={"received_via": ["Unknown."]},
         )
     in_force = ledger.objection_in_force(contact_id, channel)
@@ -685,7 +686,7 @@ def restrict_processing(
     """GDPR art. 18: restrict processing. No marketing and no edits until lifted."""
     contact = crm.get_contact(contact_id)
     if contact.is_restricted:
-        raise Conflict("Processing of this contact is already restricted.", code="restricted")
+        raise Conflict(N_("Processing of this contact is already restricted."), code="restricted")
     if received_via is not None and received_via not in OBJECTION_CHANNELS:
         raise InvalidInput(
             f"received_via must be one of: {', '.join(OBJECTION_CHANNELS)}.",
@@ -709,7 +710,7 @@ def lift_restriction(actor: Actor, contact_id: int, note: str | None = None) -> 
     """GDPR art. 18(3): lift a restriction; the decision returns to what the ledger says."""
     contact = crm.get_contact(contact_id)
     if not contact.is_restricted:
-        raise Conflict("Processing of this contact is not restricted.", code="not_restricted")
+        raise Conflict(N_("Processing of this contact is not restricted."), code="not_restricted")
     event = record(
         contact, EventKind.UNRESTRICTED, actor=actor, source=_source_of(actor), note=note or None
     )

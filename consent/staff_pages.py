@@ -48,7 +48,7 @@ from crm.models import ActivityKind
 from crm.retention import purge_outlook
 from extensions import csrf
 from kernel.access import may, staff_requires
-from kernel.errors import InvalidInput
+from kernel.errors import N_, InvalidInput
 from kernel.i18n import translate as _
 from kernel.pages import FormSchema, add_staff_page, run_form, see_other, staff_blueprint
 from kernel.timestamps import utcnow
@@ -63,7 +63,7 @@ def search() -> Any:
     try:
         query = SearchQuery().load(request.args.to_dict())
     except ValidationError as exc:
-        raise InvalidInput("The search is not valid.", fields=exc.messages) from exc  # type: ignore[arg-type]
+        raise InvalidInput(N_("The search is not valid."), fields=exc.messages) from exc  # type: ignore[arg-type]
     text = query["q"].strip()
     results = crm.search_contacts(g.actor, text) if text else None
     return render_template("staff/search.html", q=text, results=results, limit=crm.SEARCH_LIMIT)

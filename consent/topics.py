@@ -21,6 +21,7 @@ from kernel import i18n
 from kernel.countries import normalise_language
 from kernel.errors import InvalidInput
 from kernel.i18n import translate as _
+from kernel.i18n import N_
 
 # The form this service shows itself at GET /subscribe (docs/mail-flows.md).
 HOSTED_FORM_ID = "hosted"
@@ -29,6 +30,9 @@ _DEFAULT_POLICY_FILE = Path(__file__).with_name("default_policy.toml")
 _FORM_KEYS = frozenset({"origins", "topics", "languages", "wording", "policy_version"})
 _FORM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _PLACEHOLDERS = frozenset({"topics", "version"})
+# The labels of the shipped policy's channels (default_policy.toml), declared
+# for extraction; a channel another policy file adds shows as its code.
+CHANNEL_LABELS = (N_("email"), N_("phone"))
 
 
 @dataclass(frozen=True)
@@ -327,7 +331,7 @@ def check_topics(topic_keys: Sequence[str]) -> tuple[str, ...]:
     """The topics a signup names, each once, in order; all must take consent."""
     policy = current_policy()
     if not topic_keys:
-        raise InvalidInput("Choose at least one topic.", fields={"topics": ["Required."]})
+        raise InvalidInput(N_("Choose at least one topic."), fields={"topics": ["Required."]})
     for key in topic_keys:
         if Basis.CONSENT not in policy.topic(key).bases:
             raise InvalidInput(f"Topic {key!r} does not take consent.", code="basis_not_admitted")
@@ -376,7 +380,7 @@ class SignupForm:
         """The topics a post asks for, each once, in order: at least one, and never
         one the form does not offer (its wording did not ask for it)."""
         if not topic_keys:
-            raise InvalidInput("Choose at least one topic.", fields={"topics": ["Required."]})
+            raise InvalidInput(N_("Choose at least one topic."), fields={"topics": ["Required."]})
         wanted = tuple(dict.fromkeys(topic_keys))
         others = [key for key in wanted if key not in self.topics]
         if others:

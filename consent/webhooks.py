@@ -62,7 +62,7 @@ from extensions import db
 from kernel import metrics
 from kernel.access import SYSTEM_ACTOR, Actor
 from kernel.database import id_in
-from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.errors import N_, Conflict, InvalidInput, NotFound
 from kernel.jobs import send_job
 from kernel.signals import change_recorded, contact_rectified, day_started, decisions_changed
 from kernel.timestamps import utcnow
@@ -225,7 +225,7 @@ def _check_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise InvalidInput(
-            "The webhook URL must be an http(s) URL.", fields={"url": ["Not an http(s) URL."]}
+            N_("The webhook URL must be an http(s) URL."), fields={"url": ["Not an http(s) URL."]}
         )
     if _private_targets_allowed():
         return
@@ -754,7 +754,7 @@ def replay_since(
     endpoint = _replayable(endpoint_id)
     if (after_change is None) == (since is None):
         raise InvalidInput(
-            "Give either after_change (a change's id) or since (a time), not both.",
+            N_("Give either after_change (a change's id) or since (a time), not both."),
             code="replay_range",
         )
     changes = Change.__table__
@@ -784,9 +784,12 @@ def replay_since(
         # One request writes them all in one transaction: past this, the
         # receiver should read the change feed instead (docs/integration.md).
         raise InvalidInput(
-            f"That replay would post {count} changes, more than {most} at once: choose a "
-            "later starting point, or have the receiver read the change feed "
-            "(GET /api/v1/changes) to catch up.",
+            N_(
+                "That replay would post %(count)s changes, more than %(most)s at once: choose "
+                "a later starting point, or have the receiver read the change feed "
+                "(GET /api/v1/changes) to catch up."
+            ),
+            values={"count": count, "most": most},
             code="replay_too_large",
         )
     deliveries = WebhookDelivery.__table__

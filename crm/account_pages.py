@@ -17,13 +17,21 @@ from flask_limiter.util import get_remote_address
 from marshmallow import ValidationError
 
 from crm import accounts
-from crm.forms import CodeForm, EnrolForm, ForgotPasswordForm, OwnPasswordForm, ResetPasswordForm
+from crm.forms import (
+    CodeForm,
+    EnrolForm,
+    ForgotPasswordForm,
+    OwnPasswordForm,
+    ResetPasswordForm,
+    TimeZoneForm,
+)
 from extensions import db, limiter
 from kernel import access, i18n
 from kernel.addresses import normalise_email
 from kernel.errors import InvalidInput
 from kernel.models import StaffUser
 from kernel.pages import FormSchema, run_form, safe_next, see_other, staff_blueprint
+from kernel.timestamps import time_zones
 
 _ = i18n.translate
 
@@ -72,7 +80,19 @@ def _pending_key() -> str:
 @bp.get("/account")
 @access.staff_requires("account.manage")
 def account() -> Any:
-    return render_template("staff/account.html")
+    return render_template("staff/account.html", zones=sorted(time_zones()))
+
+
+@bp.post("/account/time-zone")
+@access.staff_requires("account.manage")
+def set_time_zone() -> Any:
+    """Choose the zone one's pages show times in."""
+    run_form(
+        TimeZoneForm(),
+        lambda d: accounts.set_own_time_zone(g.actor.id, d["time_zone"]),
+        "Your time zone is saved.",
+    )
+    return see_other("accounts.account")
 
 
 @bp.post("/account/password")

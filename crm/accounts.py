@@ -27,9 +27,10 @@ from kernel import access
 from kernel.access import SYSTEM_ACTOR, Actor
 from kernel.addresses import normalise_email
 from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.i18n import N_
 from kernel.models import StaffUser
 from kernel.signals import sender, staff_password_reset_requested
-from kernel.timestamps import utcnow
+from kernel.timestamps import is_zone, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,31 @@ def change_own_password(user_id: int, current: str, new: str) -> StaffUser:
     """
     user = _get_user(user_id)
     if not check_password_hash(user.password_hash, current):
-        raise InvalidInput("The current password is wrong.", code="wrong_password")
+        raise InvalidInput(N_("The current password is wrong."), code="wrong_password")
     if current == new:
-        raise InvalidInput("Choose a password other than the current one.", code="same_password")
+        raise InvalidInput(
+            N_("Choose a password other than the current one."), code="same_password"
+        )
     access.set_staff_password(user, new)
     audit(access.staff_actor(user), "staff.user.password_own", detail=user.email)
+    db.session.commit()
+    return user
+
+
+def set_own_time_zone(user_id: int, zone: str) -> StaffUser:
+    """The signed-in user chooses the IANA zone their pages show times in.
+
+    Only the display changes: times stay stored in UTC. A name zoneinfo does
+    not know is refused, so that no page ever falls back silently.
+    """
+    user = _get_user(user_id)
+    if not is_zone(zone):
+        raise InvalidInput(
+            N_("Choose a time zone from the list, such as Europe/Stockholm."),
+            code="invalid_time_zone",
+            fields={"time_zone": ["Unknown zone."]},
+        )
+    user.time_zone = zone
     db.session.commit()
     return user
 
@@ -146,7 +167,7 @@ def send_password_reset(actor: Actor, user_id: int) -> StaffUser:
     """
     user = _get_user(user_id)
     if not user.is_active:
-        raise Conflict("The user is not active; reactivate them first.", code="user_inactive")
+        raise Conflict(N_("The user is not active; reactivate them first."), code="user_inactive")
     audit(actor, "staff.user.password_reset_sent", detail=user.email)
     db.session.commit()
     staff_password_reset_requested.send(sender(), user_id=user.id)
@@ -204,10 +225,10 @@ def _enrolled_secret(user_id: int, enrolment: str) -> str:
         )
     except BadSignature:
         raise InvalidInput(
-            "The enrolment has expired; scan the new code shown.", code="enrolment_expired"
+            N_("The enrolment has expired; scan the new code shown."), code="enrolment_expired"
         ) from None
     if not isinstance(payload, dict) or payload.get("u") != user_id:
-        raise InvalidInput("The enrolment is not valid.", code="enrolment_invalid")
+        raise InvalidInput(N_("The enrolment is not valid."), code="enrolment_invalid")
     return str(payload["k"])
 
 
@@ -251,7 +272,7 @@ def enrol_second_factor(user_id: int, enrolment: str, code: str) -> StaffUser:
     step = _matching_step(secret, code, utcnow())
     if step is None:
         raise InvalidInput(
-            "The code does not match. Check the authenticator's clock and try the next code.",
+            N_("The code does not match. Check the authenticator's clock and try the next code."),
             code="wrong_code",
         )
     user.totp_secret = secret
@@ -285,7 +306,11 @@ def remove_second_factor(actor: Actor, user_id: int) -> StaffUser:
     """
     user = _get_user(user_id)
     if user.totp_secret is None:
-        raise Conflict(f"{user.email} has no second factor.", code="no_second_factor")
+        raise Conflict(
+            N_("%(email)s has no second factor."),
+            values={"email": user.email},
+            code="no_second_factor",
+        )
     user.totp_secret = None
     user.totp_last_step = None
     access.end_every_session(user)

@@ -7,6 +7,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
+from kernel.errors import N_
 from kernel.i18n import LANGUAGES
 from kernel.inputs import MAX_ROW_ID
 from kernel.models import Role
@@ -81,7 +82,12 @@ class OwnPasswordForm(FormSchema):
     @validates_schema
     def _same_twice(self, data: dict[str, Any], **_: Any) -> None:
         if data.get("new_password") != data.get("new_password_again"):
-            raise ValidationError("The two new passwords differ.", "new_password_again")
+            raise ValidationError(N_("The two new passwords differ."), "new_password_again")
+
+
+class TimeZoneForm(FormSchema):
+    # Checked against zoneinfo by crm.accounts.set_own_time_zone.
+    time_zone = fields.String(required=True, validate=validate.Length(min=1, max=64))
 
 
 class ResetPasswordForm(FormSchema):
@@ -91,7 +97,7 @@ class ResetPasswordForm(FormSchema):
     @validates_schema
     def _same_twice(self, data: dict[str, Any], **_: Any) -> None:
         if data.get("password") != data.get("password_again"):
-            raise ValidationError("The two passwords differ.", "password_again")
+            raise ValidationError(N_("The two passwords differ."), "password_again")
 
 
 class ForgotPasswordForm(FormSchema):

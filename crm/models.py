@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from extensions import db
 from kernel.addresses import keyed_hash
+from kernel.i18n import N_
 from kernel.timestamps import UTCDateTime, utcnow
 
 # When an activity may have occurred (the API, the staff page and the service
@@ -70,6 +71,20 @@ class ActivityKind(enum.StrEnum):
     def is_interaction(self) -> bool:
         """Whether the contact took part, so that it moves ``last_interaction_at``."""
         return self is not ActivityKind.MARKETING_EMAIL
+
+
+# The labels pages show for these codes ("activity." ~ code), declared for extraction.
+ACTIVITY_LABELS = (
+    N_("activity.call"),
+    N_("activity.email"),
+    N_("activity.meeting"),
+    N_("activity.visit"),
+    N_("activity.order"),
+    N_("activity.support_case"),
+    N_("activity.form_submission"),
+    N_("activity.event_attendance"),
+    N_("activity.marketing_email"),
+)
 
 
 class Company(db.Model):

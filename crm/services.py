@@ -29,7 +29,7 @@ from kernel.access import SYSTEM_ACTOR, Actor
 from kernel.addresses import normalise_email
 from kernel.countries import normalise_country, normalise_language
 from kernel.database import id_in
-from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.errors import N_, Conflict, InvalidInput, NotFound
 from kernel.signals import (
     company_relationship_changed,
     contact_moved_company,
@@ -170,8 +170,11 @@ def refusal_while_restricted() -> Conflict:
     use case's words alike: only lifting the restriction, an objection or an
     unsubscribe are taken until then."""
     return Conflict(
-        "Processing of this contact is restricted (GDPR art. 18); nothing about it can be "
-        "changed until the restriction is lifted, except the person's objection or unsubscribe.",
+        N_(
+            "Processing of this contact is restricted (GDPR art. 18); nothing about it can be "
+            "changed until the restriction is lifted, except the person's objection or "
+            "unsubscribe."
+        ),
         code="restricted",
     )
 
@@ -220,7 +223,7 @@ def read_contact(
     else:
         contact = find_contact(email or "")
     if contact is None:
-        raise NotFound("No contact with that address.", code="contact_not_found")
+        raise NotFound(N_("No contact with that address."), code="contact_not_found")
     audit(actor, "contact.read", contact.id)
     db.session.commit()
     return contact
@@ -288,7 +291,7 @@ def set_legal_hold(actor: Actor, contact_id: int, reason: str) -> Contact:
     contact = get_contact(contact_id)
     reason = " ".join((reason or "").split())
     if not reason:
-        raise InvalidInput("A legal hold needs its reason.", fields={"reason": ["Required."]})
+        raise InvalidInput(N_("A legal hold needs its reason."), fields={"reason": ["Required."]})
     if len(reason) > 500:
         raise InvalidInput("The reason is too long.", fields={"reason": ["At most 500."]})
     contact.legal_hold_reason = reason
@@ -300,7 +303,7 @@ def set_legal_hold(actor: Actor, contact_id: int, reason: str) -> Contact:
 def lift_legal_hold(actor: Actor, contact_id: int) -> Contact:
     contact = get_contact(contact_id)
     if contact.legal_hold_reason is None:
-        raise Conflict("This contact has no legal hold.", code="no_legal_hold")
+        raise Conflict(N_("This contact has no legal hold."), code="no_legal_hold")
     contact.legal_hold_reason = None
     audit(actor, "contact.legal_hold.lift", contact.id)
     db.session.commit()
@@ -384,7 +387,7 @@ def _upsert_company(data: CompanyInput) -> CompanyUpserted:
         and company.relationship_ended_at < company.customer_since
     ):
         raise InvalidInput(
-            "The customer relationship cannot end before it started.",
+            N_("The customer relationship cannot end before it started."),
             code="invalid_relationship",
             fields={"company": {"relationship_ended_at": ["Before customer_since."]}},
         )
@@ -522,7 +525,7 @@ def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> C
         if address != contact.email:
             clash = db.session.scalar(sa.select(Contact.id).where(Contact.email == address))
             if clash is not None:
-                raise Conflict("Another contact has that address.", code="email_taken")
+                raise Conflict(N_("Another contact has that address."), code="email_taken")
             values["email"] = address
     changes_made = [key for key, value in values.items() if getattr(contact, key) != value]
     if ids_changed:
@@ -584,7 +587,9 @@ def log_activity(
             fields={"kind": ["Unknown activity kind."]},
         ) from None
     if occurred_at.tzinfo is None:
-        raise InvalidInput("occurred_at needs a time zone.", fields={"occurred_at": ["No zone."]})
+        raise InvalidInput(
+            N_("occurred_at needs a time zone."), fields={"occurred_at": ["No zone."]}
+        )
     problem = activity_time_problem(occurred_at, utcnow())
     if problem:
         raise InvalidInput(

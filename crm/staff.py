@@ -13,7 +13,7 @@ from extensions import db
 from kernel import access
 from kernel.access import Actor
 from kernel.addresses import normalise_email
-from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.errors import N_, Conflict, InvalidInput, NotFound
 from kernel.models import ApiToken, Role, StaffUser
 from kernel.timestamps import utcnow
 
@@ -82,7 +82,7 @@ def set_role(actor: Actor, user_id: int, role: str) -> StaffUser:
     user = _get_user(user_id)
     new_role = access.parse_role(role)
     if new_role != Role.ADMIN and _is_last_active_admin(user):
-        raise Conflict("The last active admin cannot lose the role.", code="last_admin")
+        raise Conflict(N_("The last active admin cannot lose the role."), code="last_admin")
     audit(actor, "staff.user.role", detail=f"{user.email}: {user.role} -> {new_role.value}")
     if user.role != new_role.value:
         user.role = new_role.value
@@ -95,9 +95,9 @@ def set_active(actor: Actor, user_id: int, active: bool) -> StaffUser:
     """Deactivate (every session of the user ends at once) or reactivate a user."""
     user = _get_user(user_id)
     if not active and actor.kind == "user" and actor.id == user.id:
-        raise Conflict("You cannot deactivate yourself.", code="self_deactivation")
+        raise Conflict(N_("You cannot deactivate yourself."), code="self_deactivation")
     if not active and _is_last_active_admin(user):
-        raise Conflict("The last active admin cannot be deactivated.", code="last_admin")
+        raise Conflict(N_("The last active admin cannot be deactivated."), code="last_admin")
     audit(actor, "staff.user.activate" if active else "staff.user.deactivate", detail=user.email)
     user.is_active = active
     if not active:
@@ -151,7 +151,7 @@ def revoke_token(actor: Actor, token_id: int) -> ApiToken:
     if token is None:
         raise NotFound(f"No API token with id {token_id}.", code="token_not_found")
     if token.revoked_at is not None:
-        raise Conflict("The token is already revoked.", code="token_revoked")
+        raise Conflict(N_("The token is already revoked."), code="token_revoked")
     token.revoked_at = utcnow()
     audit(actor, "api_token.revoke", detail=token.name)
     db.session.commit()

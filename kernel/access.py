@@ -19,6 +19,7 @@ from extensions import db
 from kernel import idempotency
 from kernel.addresses import normalise_email
 from kernel.errors import Conflict, InvalidInput, NotAuthenticated, NotPermitted
+from kernel.i18n import N_
 from kernel.models import ApiToken, Role, StaffUser
 from kernel.timestamps import utcnow
 
@@ -200,9 +201,9 @@ def create_api_token(
     """
     role_value = parse_role(role)
     if not name.strip():
-        raise InvalidInput("A token needs a name.", code="invalid_name")
+        raise InvalidInput(N_("A token needs a name."), code="invalid_name")
     if expires_at is not None and expires_at <= utcnow():
-        raise InvalidInput("The expiry must be in the future.", code="invalid_expiry")
+        raise InvalidInput(N_("The expiry must be in the future."), code="invalid_expiry")
     if db.session.scalar(sa.select(ApiToken.id).where(ApiToken.name == name)):
         raise Conflict(f"A token named {name!r} already exists.", code="token_exists")
     raw = "cst_" + secrets.token_urlsafe(32)
@@ -236,10 +237,10 @@ def authenticate_token(raw: str) -> Actor:
         .one_or_none()
     )
     if token is None or token.revoked_at is not None:
-        raise NotAuthenticated("The API token is not valid.", code="invalid_token")
+        raise NotAuthenticated(N_("The API token is not valid."), code="invalid_token")
     now = utcnow()
     if token.expires_at is not None and token.expires_at <= now:
-        raise NotAuthenticated("The API token has expired.", code="expired_token")
+        raise NotAuthenticated(N_("The API token has expired."), code="expired_token")
     # Written at most every few minutes, so that reads stay reads.
     if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
         db.session.execute(
@@ -270,7 +271,8 @@ def requires(action: str) -> Callable[[F], F]:
             scheme, _, raw = header.partition(" ")
             if scheme.lower() != "bearer" or not raw.strip():
                 raise NotAuthenticated(
-                    "Send an API token as 'Authorization: Bearer <token>'.", code="missing_token"
+                    N_("Send an API token as 'Authorization: Bearer <token>'."),
+                    code="missing_token",
                 )
             actor = authenticate_token(raw.strip())
             if not may(actor.role, action):

@@ -11,7 +11,7 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 
-from kernel.errors import InvalidInput
+from kernel.errors import N_, InvalidInput
 
 # An unquoted ASCII address: an RFC 5322 dot-atom before the @-sign (the
 # characters email-validator's own first check accepts), letters, digits,
@@ -54,7 +54,7 @@ def normalise_email(raw: str) -> str:
     email-validator), and an import of a million rows runs it a million times.
     """
     if not isinstance(raw, str) or not raw.strip():
-        raise InvalidInput("An email address is required.", code="invalid_email")
+        raise InvalidInput(N_("An email address is required."), code="invalid_email")
     address = raw.strip()
     plain = _PLAIN_ADDRESS.fullmatch(address)
     if plain is not None and len(address) <= _MAX_LENGTH:

@@ -10,7 +10,7 @@ from functools import cache
 
 import pycountry
 
-from kernel.errors import InvalidInput
+from kernel.errors import N_, InvalidInput
 
 COUNTRY_CODES = frozenset(c.alpha_2 for c in pycountry.countries)
 LANGUAGE_CODES = frozenset(lang.alpha_2 for lang in pycountry.languages if hasattr(lang, "alpha_2"))
@@ -119,8 +119,10 @@ def country_code_from_name(value: str | None) -> str | None:
     found = _codes_by_name().get(_name_key(value))
     if found is None:
         raise InvalidInput(
-            "Unknown country: use an ISO 3166-1 code (SE) or the country's name in "
-            "English or Swedish (Sweden, Sverige).",
+            N_(
+                "Unknown country: use an ISO 3166-1 code (SE) or the country's name in "
+                "English or Swedish (Sweden, Sverige)."
+            ),
             code="unknown_country",
             fields={"country": ["Unknown country code or name."]},
         )

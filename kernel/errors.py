@@ -1,7 +1,22 @@
 """Domain exceptions. They carry a machine code and a message, never an HTTP status;
-``app.py`` maps each class to its status at the boundary."""
+``app.py`` maps each class to its status at the boundary.
+
+The message is English (the API's ``message``; machines read ``code``). A
+message a person may read on a page is written as a catalog text, declared
+with ``N_()``, its values given apart (``values={"topic": key}`` for
+``"Topic %(topic)s is not marketing."``), so that a page can show it in the
+reader's language (``kernel.pages.refusal_text``, docs/i18n.md)."""
 
 from __future__ import annotations
+
+
+def N_(text: str) -> str:
+    """``text`` unchanged: marks a text for extraction that is translated where
+    it is shown (a service's message, a code's label next to its enum).
+
+    It lives here, in the kernel's lowest room, so that every module can mark
+    its texts; ``kernel.i18n`` re-exports it."""
+    return text
 
 
 class DomainError(Exception):
@@ -14,9 +29,12 @@ class DomainError(Exception):
         code: str | None = None,
         fields: dict | None = None,
         details: dict | None = None,
+        values: dict[str, object] | None = None,
     ):
-        super().__init__(message)
-        self.message = message
+        self.template = message
+        self.values = values or {}
+        self.message = message % self.values if self.values else message
+        super().__init__(self.message)
         if code:
             self.code = code
         self.fields = fields or {}

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from extensions import db
-from kernel.timestamps import UTCDateTime, utcnow
+from kernel.errors import N_
+from kernel.timestamps import DEFAULT_ZONE, UTCDateTime, utcnow
 
 
 class Role(enum.StrEnum):
@@ -20,6 +21,10 @@ class Role(enum.StrEnum):
     # needs (the consent evidence, the privacy-request inbox, the audit log),
     # takes no marketing action (R25).
     DPO = "dpo"
+
+
+# The labels pages show for these codes (the code itself), declared for extraction.
+ROLE_LABELS = (N_("sales"), N_("marketing"), N_("admin"), N_("dpo"))
 
 
 class StaffUser(db.Model):
@@ -43,6 +48,10 @@ class StaffUser(db.Model):
     # The last time step whose code was accepted: a code seen once (read over a
     # shoulder, replayed by a proxy) is refused for the rest of its window.
     totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # The IANA zone the user's pages show times in; times are stored in UTC.
+    time_zone: Mapped[str] = mapped_column(
+        sa.String(64), default=DEFAULT_ZONE, server_default=DEFAULT_ZONE
+    )
 
     @property
     def has_second_factor(self) -> bool:

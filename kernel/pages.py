@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -21,9 +20,10 @@ from werkzeug.wrappers import Response
 from extensions import db
 from kernel import i18n
 from kernel.access import current_staff_user, may
-from kernel.errors import Conflict, InvalidInput
+from kernel.errors import Conflict, DomainError, InvalidInput
 
 _ = i18n.translate
+N_ = i18n.N_
 
 
 class FormSchema(Schema):
@@ -47,10 +47,6 @@ def add_staff_page(
     app.extensions.setdefault("staff_nav", []).append(NavItem(endpoint, label, action, section))
 
 
-def format_time(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
-
-
 def _staff_context() -> dict[str, Any]:
     user = current_staff_user()
     items = [
@@ -68,7 +64,8 @@ def _staff_context() -> dict[str, Any]:
         "staff_nav": items,
         "may": lambda action: user is not None and may(user.role, action),
         "has_endpoint": lambda endpoint: endpoint in current_app.view_functions,
-        "when": format_time,
+        # Moments in the user's zone and language (kernel.i18n: also a filter).
+        "when": i18n.format_moment,
     }
 
 
@@ -93,12 +90,67 @@ def staff_blueprint(name: str, import_name: str) -> Blueprint:
     return blueprint
 
 
+# marshmallow's own messages that staff forms can raise, declared so that the
+# catalogs hold them; marshmallow fills in {min}, {max}, {choices} before we
+# see the text, so it is matched back to its pattern (``_marshmallow_text``).
+MARSHMALLOW_MESSAGES = (
+    N_("Missing data for required field."),
+    N_("Field may not be null."),
+    N_("Unknown field."),
+    N_("Invalid input type."),
+    N_("Not a valid string."),
+    N_("Not a valid integer."),
+    N_("Not a valid number."),
+    N_("Not a valid boolean."),
+    N_("Not a valid date."),
+    N_("Not a valid datetime."),
+    N_("Not a valid email address."),
+    N_("Not a valid URL."),
+    N_("Must be one of: {choices}."),
+    N_("Length must be between {min} and {max}."),
+    N_("Shorter than minimum length {min}."),
+    N_("Longer than maximum length {max}."),
+    N_("Length must be {equal}."),
+    N_("Must be greater than or equal to {min} and less than or equal to {max}."),
+    N_("Must be greater than or equal to {min}."),
+    N_("Must be less than or equal to {max}."),
+)
+_MARSHMALLOW_PATTERNS = tuple(
+    (
+        text,
+        re.compile(
+            "".join(
+                f"(?P<{part[1:-1]}>.+?)" if part.startswith("{") else re.escape(part)
+                for part in re.split(r"(\{\w+\})", text)
+            )
+        ),
+    )
+    for text in MARSHMALLOW_MESSAGES
+)
+
+
+def _marshmallow_text(message: str) -> str:
+    """A marshmallow message in the reader's language (the form's own texts,
+    declared with ``_()``/``N_()``, are looked up as they are)."""
+    for text, pattern in _MARSHMALLOW_PATTERNS:
+        found = pattern.fullmatch(message)
+        if found:
+            return _(text).format(**found.groupdict())
+    return _(message)
+
+
 def _validation_message(messages: Any) -> str:
     if isinstance(messages, dict):
         return "; ".join(f"{field}: {_validation_message(m)}" for field, m in messages.items())
     if isinstance(messages, list):
-        return " ".join(str(m) for m in messages)
-    return str(messages)
+        return " ".join(_validation_message(m) for m in messages)
+    return _marshmallow_text(str(messages))
+
+
+def refusal_text(exc: DomainError) -> str:
+    """A service's refusal in the reader's language: its catalog text with its
+    values, or its English message when it is not a catalog text (docs/i18n.md)."""
+    return _(exc.template, **exc.values)
 
 
 def run_form(schema: Schema, action: Callable[[dict[str, Any]], Any], success: str | None) -> Any:
@@ -115,7 +167,7 @@ def run_form(schema: Schema, action: Callable[[dict[str, Any]], Any], success: s
         return None
     except (InvalidInput, Conflict) as exc:
         db.session.rollback()
-        flash(exc.message, "error")
+        flash(refusal_text(exc), "error")
         return None
     if success:
         flash(_(success), "success")

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import UTC, datetime
+from functools import cache
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
+# The zone a staff user sees times in until they choose another, and a
+# contact's when their country does not settle it (docs/i18n.md): the service's
+# people and most of its contacts are in Sweden.
+DEFAULT_ZONE = "Europe/Stockholm"
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@cache
+def time_zones() -> frozenset[str]:
+    """The IANA zone names this machine's zoneinfo (or the tzdata package) knows."""
+    return frozenset(zoneinfo.available_timezones())
+
+
+def is_zone(name: object) -> bool:
+    """Whether ``name`` is an IANA zone name such as "Europe/Stockholm"."""
+    return isinstance(name, str) and name in time_zones()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

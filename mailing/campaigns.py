@@ -26,7 +26,7 @@ from crm.models import Contact
 from crm.services import audit
 from extensions import db
 from kernel.access import Actor
-from kernel.errors import InvalidInput, NotFound
+from kernel.errors import N_, InvalidInput, NotFound
 from kernel.timestamps import utcnow
 from mailing import messages
 from mailing.models import Campaign, CampaignStatus, MailKind, MailStatus, OutboxMessage
@@ -60,7 +60,7 @@ def _check_texts(data: CampaignInput) -> None:
         if not getattr(data, name).strip():
             errors[name] = ["A body is required."]
     if errors:
-        raise InvalidInput("The campaign is not complete.", fields=errors)
+        raise InvalidInput(N_("The campaign is not complete."), fields=errors)
 
 
 def create_campaign(actor: Actor, data: CampaignInput, at: datetime | None = None) -> Campaign:
@@ -70,7 +70,8 @@ def create_campaign(actor: Actor, data: CampaignInput, at: datetime | None = Non
     # not marketing (R19's web tracking).
     if not policy.topic(data.topic).marketing:
         raise InvalidInput(
-            f"Topic {data.topic!r} is not marketing.",
+            N_("Topic %(topic)r is not marketing."),
+            values={"topic": data.topic},
             code="not_a_marketing_topic",
             fields={"topic": ["Not a marketing topic."]},
         )
@@ -241,7 +242,11 @@ def send_campaign(actor: Actor, campaign_id: int, at: datetime | None = None) ->
         raise NotFound(f"No campaign with id {campaign_id}.", code="campaign_not_found")
     campaign = get_campaign(campaign_id)
     if campaign.channel != CHANNEL:
-        raise InvalidInput(f"Campaigns send by {CHANNEL} only.", code="unsupported_channel")
+        raise InvalidInput(
+            N_("Campaigns send by %(channel)s only."),
+            values={"channel": CHANNEL},
+            code="unsupported_channel",
+        )
     added = _queue_audience(campaign, now)
     campaign.queued_count = (campaign.queued_count or 0) + added
     audit(actor, "campaign.send", detail=f"campaign {campaign.id}: {added} queued")

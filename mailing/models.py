@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from extensions import db
+from kernel.i18n import N_
 from kernel.timestamps import UTCDateTime, utcnow
 
 
@@ -32,6 +33,10 @@ class CampaignStatus(enum.StrEnum):
     DRAFT = "draft"
     SENDING = "sending"  # its outbox rows are queued; some may still wait for a worker
     SENT = "sent"  # every outbox row of it is sent, blocked or failed
+
+
+# The labels pages show for these codes (the code itself), declared for extraction.
+CAMPAIGN_STATUS_LABELS = (N_("draft"), N_("sending"), N_("sent"))
 
 
 class Campaign(db.Model):

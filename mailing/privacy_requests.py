@@ -16,6 +16,7 @@ from extensions import db
 from kernel.addresses import keyed_hash, normalise_email
 from kernel.database import commit_retrying
 from kernel.errors import InvalidInput, NotFound
+from kernel.i18n import zone_of_country
 from kernel.jobs import send_or_unavailable
 from kernel.timestamps import utcnow
 from mailing import messages
@@ -78,6 +79,7 @@ def open_privacy_request(address_hash: str, kind: str, at: datetime | None = Non
 class PrivacyLink:
     request: Any
     language: str
+    zone: str  # the contact's, for the dates the page shows (kernel.i18n.zone_of_country)
 
 
 def read_privacy_link(token: str) -> PrivacyLink:
@@ -92,7 +94,11 @@ def read_privacy_link(token: str) -> PrivacyLink:
     except NotFound:
         raise LinkInvalid("This link no longer works.") from None
     contact = rights.contact_of_request(request)
-    return PrivacyLink(request=request, language=messages.page_language(contact.language))
+    return PrivacyLink(
+        request=request,
+        language=messages.page_language(contact.language),
+        zone=zone_of_country(contact.country),
+    )
 
 
 def language_behind(payload: dict[str, Any]) -> str | None:

@@ -671,6 +671,9 @@ def privacy_verify(token: str) -> Any:
         link = privacy_requests.verify_privacy(token)
     else:  # GET and HEAD only read: a mail scanner must not verify anything
         link = privacy_requests.read_privacy_link(token)
+    # The due date in the contact's language and zone (their day, not UTC's).
+    i18n.use_language(link.language)
+    i18n.use_zone(link.zone)
     return _page("public/privacy_verify.html", link.language, link=link)
 
 

@@ -24,7 +24,7 @@ from consent.policies import latest_major_version
 from crm import services as crm
 from extensions import db
 from kernel.access import Actor
-from kernel.errors import Conflict
+from kernel.errors import N_, Conflict
 from kernel.timestamps import utcnow
 from mailing import messages
 from mailing.models import MailKind, OutboxMessage
@@ -71,7 +71,7 @@ def send_repermission(actor: Actor, at: datetime | None = None) -> int:
     major = latest_major_version()
     if major is None:
         raise Conflict(
-            "No major policy version is published; there is nothing to ask consent again for.",
+            N_("No major policy version is published; there is nothing to ask consent again for."),
             code="no_major_version",
         )
     targets = services.older_consents(now)

@@ -39,10 +39,15 @@ from kernel import metrics
 from kernel.access import Actor
 from kernel.addresses import keyed_hasher
 from kernel.errors import DomainError, InvalidInput, NotFound, Unavailable
+from kernel.i18n import N_
 from kernel.jobs import BROKER_DOWN, send_job
 from kernel.signals import decisions_changed
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
+
+# An import batch's statuses (queued, running, then done or failed), as pages
+# show them, declared for extraction.
+IMPORT_STATUS_LABELS = (N_("queued"), N_("running"), N_("done"), N_("failed"))
 
 # Bases a file may carry. Consent cannot be imported: it needs per-person
 # evidence (time, policy version, the wording agreed to) that a list does not hold.
@@ -117,7 +122,8 @@ def parse_basis(value: str) -> InterestKind:
         return IMPORT_BASES[value]
     except KeyError:
         raise InvalidInput(
-            f"Unknown basis {value!r}; use customer or industry_list.",
+            N_("Unknown basis %(basis)r; use customer or industry_list."),
+            values={"basis": value},
             code="invalid_basis",
             fields={"basis": ["Use customer or industry_list."]},
         ) from None
@@ -312,12 +318,12 @@ def _open(
     source = (source or "").strip()
     if not source:
         raise InvalidInput(
-            "Name the source of the list (e.g. the partner or fair it came from).",
+            N_("Name the source of the list (e.g. the partner or fair it came from)."),
             code="missing_source",
             fields={"source": ["Required."]},
         )
     if not stream.seekable():
-        raise InvalidInput("The file must be seekable.", code="invalid_file")
+        raise InvalidInput(N_("The file must be seekable."), code="invalid_file")
     check_head(stream)
     lines = Lines(stream)
     line_iter = iter(lines)

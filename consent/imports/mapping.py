@@ -25,7 +25,7 @@ from typing import Any
 
 from consent.imports.reading import COLUMN_ALIASES, FileRejected, canonical_header, map_header
 from crm.models import external_system_problem
-from kernel.errors import InvalidInput
+from kernel.errors import N_, InvalidInput
 
 # The fields a column can fill. "external_id" is the record id of the system
 # the preset names (a mapping names it: "external_id:<system>").
@@ -179,7 +179,7 @@ def plan_for(preset: str | None, mapping: str | None) -> ColumnPlan:
     mapping = (mapping or "").strip() or None
     if preset and mapping:
         raise InvalidInput(
-            "Give either a preset or a mapping, not both: a preset is a mapping.",
+            N_("Give either a preset or a mapping, not both: a preset is a mapping."),
             code="invalid_mapping",
             fields={"mapping": ["Leave it empty when a preset is chosen."]},
         )

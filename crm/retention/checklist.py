@@ -21,7 +21,7 @@ from crm.retention.rules import RetentionPolicy, Rule, current_retention_policy
 from crm.services import audit
 from extensions import db
 from kernel.access import Actor
-from kernel.errors import InvalidInput
+from kernel.errors import N_, InvalidInput
 from kernel.timestamps import utcnow
 
 
@@ -80,15 +80,19 @@ def mark_done(
     rule = next((r for r in policy.external_rules if r.name == rule_name), None)
     if rule is None:
         raise InvalidInput(
-            f"No retention rule {rule_name[:64]!r} whose data is held in another system.",
+            N_("No retention rule %(rule)r whose data is held in another system."),
+            values={"rule": rule_name[:64]},
             code="unknown_rule",
             fields={"rule": ["Unknown rule."]},
         )
     due = rule.latest_due_anchor_day(utcnow().date())
     if done_through > due:
         raise InvalidInput(
-            f"Nothing of {rule.name!r} counting from after {due.isoformat()} is due yet; "
-            "mark it done through that day or earlier.",
+            N_(
+                "Nothing of %(rule)r counting from after %(day)s is due yet; "
+                "mark it done through that day or earlier."
+            ),
+            values={"rule": rule.name, "day": due.isoformat()},
             code="not_due_yet",
             fields={"done_through": ["Not due yet."]},
         )

@@ -873,6 +873,9 @@ ROUTES: dict[tuple[str, str], Route] = {
             "new_password_again": "a-new-long-password",
         },
     ),
+    ("accounts.set_time_zone", "POST"): Route(
+        "/staff/account/time-zone", "staff", form=lambda s: {"time_zone": "America/New_York"}
+    ),
     ("accounts.enrol", "GET"): Route("/staff/account/two-factor", "staff"),
     ("accounts.confirm_enrolment", "POST"): Route(
         "/staff/account/two-factor",

@@ -101,7 +101,7 @@ def test_objection_by_phone_turns_every_decision_with_who_and_when(app) -> None:
     assert event.recorded_by == "user:sales@staff.example"
     assert event.received_via == "phone"
     assert "Sara Sälj (sales@staff.example)" in page
-    assert event.occurred_at.strftime("%Y-%m-%d %H:%M UTC") in page
+    assert f'<time datetime="{event.occurred_at.isoformat()}">' in page
 
 
 def test_activity_logged_on_the_page_appears_and_moves_last_interaction(app) -> None:

@@ -238,6 +238,11 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         },
         _guarded("account.manage", 303),
     ),
+    ("accounts.set_time_zone", "POST"): (
+        "/staff/account/time-zone",
+        {"time_zone": "America/New_York"},
+        _guarded("account.manage", 303),
+    ),
     ("accounts.enrol", "GET"): ("/staff/account/two-factor", None, _guarded("account.manage", 200)),
     ("accounts.confirm_enrolment", "POST"): (
         "/staff/account/two-factor",
