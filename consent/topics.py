@@ -20,8 +20,8 @@ from consent.models import Basis
 from kernel import i18n
 from kernel.countries import normalise_language
 from kernel.errors import InvalidInput
-from kernel.i18n import translate as _
 from kernel.i18n import N_
+from kernel.i18n import translate as _
 
 # The form this service shows itself at GET /subscribe (docs/mail-flows.md).
 HOSTED_FORM_ID = "hosted"
