@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.orm import InstrumentedAttribute
 
 from consent.deliverability import COMPLAINT, HARD, SOFT
 from consent.models import BounceReport, ConsentEvent, EventKind
