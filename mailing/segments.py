@@ -110,8 +110,9 @@ def update_segment(
     return segment
 
 
-def delete_segment(actor: Actor, segment_id: int) -> None:
+def delete_segment(actor: Actor, segment_id: int) -> str:
     """Delete a segment no draft targets; campaigns sent with it keep their copy.
+    Returns its name.
 
     Conflict ``segment_in_use`` while a campaign that was never sent targets
     it: without its segment the draft would go to the whole topic's audience.
@@ -135,8 +136,10 @@ def delete_segment(actor: Actor, segment_id: int) -> None:
         sa.update(Campaign).where(Campaign.segment_id == segment.id).values(segment_id=None)
     )
     db.session.delete(segment)
-    audit(actor, "segment.delete", detail=f"segment {segment.id}: {segment.name}")
+    name = segment.name
+    audit(actor, "segment.delete", detail=f"segment {segment.id}: {name}")
     db.session.commit()
+    return name
 
 
 def get_segment(segment_id: int) -> Segment:
