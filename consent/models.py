@@ -127,8 +127,26 @@ class ConsentEvent(db.Model):
     page_url: Mapped[str | None] = mapped_column(sa.String(500))
     language: Mapped[str | None] = mapped_column(sa.String(8))
     note: Mapped[str | None] = mapped_column(sa.String(1000))
+    # The email whose link the person used (an unsubscribe or preferences link
+    # carries its outbox row's id), and that email's campaign: which campaign
+    # caused an unsubscribe or objection (mailing.campaign_report). Plain
+    # numbers, not keys, as in ``BounceReport``: the message and the campaign
+    # belong to mailing, above this package; the campaign row is never deleted
+    # once it has messages, and the event keeps the number when the outbox row
+    # goes (retention of sent mail).
+    outbox_id: Mapped[int | None] = mapped_column()
+    campaign_id: Mapped[int | None] = mapped_column()
 
     __table_args__ = (
+        # Only the few events a campaign's links caused are in it; the report
+        # counts them per campaign and kind.
+        sa.Index(
+            "ix_consent_event_campaign_kind",
+            "campaign_id",
+            "kind",
+            postgresql_where=sa.text("campaign_id IS NOT NULL"),
+            sqlite_where=sa.text("campaign_id IS NOT NULL"),
+        ),
         # The contact list's filters by source and by import batch
         # (consent.contact_filters): the contacts a source or a batch wrote
         # events for, found from the value rather than by reading every

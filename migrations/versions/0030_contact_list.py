@@ -25,7 +25,7 @@ from kernel.timestamps import UTCDateTime
 
 # revision identifiers, used by Alembic.
 revision = "0030"
-down_revision = "0028"
+down_revision = "0029"
 branch_labels = None
 depends_on = None
 
