@@ -367,3 +367,12 @@ def sign_in(page: Any, base: str, email: str, password: str | None = None) -> No
     page.get_by_label("Password").fill(password or DEMO_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{base}/staff/")
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: ``$STAFF_SCREENSHOTS`` (docs/screenshots/ is made
+    this way), else the test's temporary folder."""
+    folder = Path(os.environ.get("STAFF_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -14,9 +14,8 @@ import sqlalchemy as sa
 
 from extensions import db
 from tests.mailing.conftest import link
-from tests.staff.test_browser import browser, live_server, new_page, shots, sign_in
+from tests.conftest import new_page, sign_in
 
-__all__ = ["browser", "live_server", "shots"]  # the fixtures this module uses
 
 pytestmark = pytest.mark.browser
 
