@@ -146,7 +146,21 @@ def safe_next(target: str | None) -> str:
     """
     if target and _is_local_path(target):
         return target
-    return url_for("staff_contacts.search")
+    return home_url()
+
+
+def set_home_page(app: Flask, role: str, endpoint: str) -> None:
+    """Where ``role`` lands after signing in when no page was asked for (the
+    contact search for every role without one)."""
+    app.extensions.setdefault("staff_home_pages", {})[role] = endpoint
+
+
+def home_url() -> str:
+    """The signed-in user's landing page (``set_home_page``), else the contact search."""
+    user = current_staff_user()
+    pages = current_app.extensions.get("staff_home_pages", {})
+    endpoint = pages.get(user.role) if user is not None else None
+    return url_for(endpoint or "staff_contacts.search")
 
 
 def _is_local_path(target: str) -> bool:
