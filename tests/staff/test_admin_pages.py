@@ -146,9 +146,15 @@ def test_navigation_shows_each_role_only_its_pages(app) -> None:
         "/staff/admin/retention",
         "/staff/admin/privacy-requests",
         "/staff/admin/webhooks",
+        "/staff/dpo",
     ]
     # The dpo reads what rights requests and complaints need, no marketing page.
-    assert nav["dpo"] == ["/staff/", "/staff/admin/audit", "/staff/admin/privacy-requests"]
+    assert nav["dpo"] == [
+        "/staff/",
+        "/staff/admin/audit",
+        "/staff/admin/privacy-requests",
+        "/staff/dpo",
+    ]
 
 
 def test_public_pages_do_not_show_the_staff_navigation(app, client) -> None:

@@ -79,6 +79,17 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         _guarded("tokens.manage", 303),
     ),
     ("staff.audit_log", "GET"): ("/staff/admin/audit", None, _guarded("audit.read", 200)),
+    ("staff.export_audit_log", "GET"): (
+        "/staff/admin/audit.csv?action=contact.",
+        None,
+        _guarded("audit.export", 200),
+    ),
+    ("staff_dpo.home", "GET"): ("/staff/dpo", None, _guarded("processing_records.read", 200)),
+    ("staff_dpo.processing_records", "GET"): (
+        "/staff/dpo/records",
+        None,
+        _guarded("processing_records.read", 200),
+    ),
     ("staff.retention_page", "GET"): (
         "/staff/admin/retention?as_of=2027-01-01",
         None,
