@@ -76,7 +76,7 @@ class Dialect:
 
     def numbers(self, n: int) -> str:
         if self.postgres:
-            return f"generate_series(1, {n}) AS s(g)"
+            return f"generate_series(1::bigint, {n}) AS s(g)"  # hashes overflow int4
         return (
             f"(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {n}) "
             "SELECT g FROM s) AS s"
@@ -145,9 +145,15 @@ def generate(conn: Any, contacts: int, events: int) -> None:
     """Fill an empty, migrated database. Set-based statements only: a million
     contacts and ten million events in a few minutes on PostgreSQL."""
     d = Dialect(conn.dialect.name == "postgresql")
+    rebuild: list[str] = []
     if d.postgres:
         conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
         conn.execute(sa.text("SET LOCAL maintenance_work_mem = '256MB'"))
+        # Foreign keys unchecked while filling (every row is made to point at an
+        # existing one), indexes built once at the end rather than row by row:
+        # together about three times faster than inserting into the live schema.
+        conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        rebuild = _drop_plain_indexes(conn, ("contact", "permission_state", "consent_event"))
     companies = max(contacts // 10, 1)
     h = "(g * 7919)"  # a cheap, well-spread hash of the row number
     nums = d.numbers(companies)
@@ -252,6 +258,8 @@ def generate(conn: Any, contacts: int, events: int) -> None:
             f"FROM {d.numbers(events)}) AS numbered"
         )
     )
+    for ddl in rebuild:
+        conn.execute(sa.text(ddl))
     if d.postgres:
         # The ids above were given, not drawn: the next row the app adds must not collide.
         for table in ("company", "contact"):
@@ -259,6 +267,22 @@ def generate(conn: Any, contacts: int, events: int) -> None:
                 sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {contacts})")
             )
     conn.execute(sa.text("ANALYZE"))
+
+
+def _drop_plain_indexes(conn: Any, tables: tuple[str, ...]) -> list[str]:
+    """Drop the indexes of ``tables`` that back no constraint; return their DDL."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT i.indexname, i.indexdef FROM pg_indexes i "
+            "WHERE i.schemaname = current_schema() AND i.tablename = ANY(:tables) "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
+            "WHERE c.conindid = to_regclass(quote_ident(i.indexname)))"
+        ),
+        {"tables": list(tables)},
+    ).all()
+    for name, _ddl in rows:
+        conn.execute(sa.text(f'DROP INDEX "{name}"'))
+    return [ddl for _name, ddl in rows]
 
 
 # The bare SQL baselines -----------------------------------------------------------------
