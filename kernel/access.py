@@ -72,6 +72,11 @@ ACTIONS: dict[str, frozenset[Role]] = {
     # Extend a request's deadline (GDPR art. 12(3)) or refuse it with the reason.
     "privacy_requests.manage": frozenset({Role.ADMIN}),
     "policies.read": ALL_ROLES,
+    # /staff/dashboard: counts only, never a person. Marketing plans on the
+    # reachable audience and campaign outcomes; admin runs the service; the dpo
+    # watches opt-outs, purges and request deadlines (GDPR art. 5(2), 39). Sales
+    # works one contact at a time and does not need the whole (R25).
+    "dashboard.read": frozenset({Role.MARKETING, Role.ADMIN, Role.DPO}),
 }
 
 

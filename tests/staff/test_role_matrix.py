@@ -193,6 +193,16 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         {"email": "anna.kund@kund.example", "name": "Anna Rättad"},
         _guarded("contacts.write", 303),
     ),
+    ("staff_dashboard.dashboard", "GET"): (
+        "/staff/dashboard",
+        None,
+        _guarded("dashboard.read", 200),
+    ),
+    ("dashboard_charts.chart", "GET"): (
+        "/staff/dashboard/charts/reach.svg",
+        None,
+        _guarded("dashboard.read", 200),
+    ),
     ("staff_requests.inbox", "GET"): (
         "/staff/admin/privacy-requests?show=all",
         None,
