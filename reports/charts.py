@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pygal
 from pygal.style import Style
@@ -71,17 +72,17 @@ def _chart(kind: Callable[..., pygal.graph.graph.Graph], title: str, **options: 
     )
 
 
-def _render(chart: object) -> bytes:
-    tree = chart.render_tree()  # type: ignore[attr-defined]
-    for parent in list(tree.iter()):
+def _without_script(root: Any) -> Any:
+    for parent in list(root.iter()):
         for child in list(parent):
             if isinstance(child.tag, str) and child.tag.rsplit("}", 1)[-1] == "script":
                 parent.remove(child)
-    from xml.etree import ElementTree
+    return root
 
-    return b"<?xml version='1.0' encoding='utf-8'?>\n" + ElementTree.tostring(
-        tree, encoding="utf-8", xml_declaration=False
-    )
+
+def _render(chart: Any) -> bytes:
+    chart.add_xml_filter(_without_script)
+    return bytes(chart.render())
 
 
 def reach_chart(board: Dashboard) -> bytes:

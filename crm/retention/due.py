@@ -377,6 +377,7 @@ def due_counts(rule: Rule, run_days: Sequence[date]) -> list[int]:
         return []
     selected = _due_query(rule, max(run_days), 0, 0).limit(None).order_by(None).subquery()
     first, second = list(selected.c)[1:3]
+    anchor: sa.ColumnElement[Any]
     if rule.is_contact_rule and rule.counts_from == "last_interaction":
         anchor = sa.func.coalesce(first, second)
     elif rule.is_contact_rule and rule.counts_from == "created":
