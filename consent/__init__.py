@@ -10,6 +10,7 @@ def init_app(app: Flask) -> None:
         api,
         bases,
         cli,
+        contact_list_pages,
         feed,
         refusals,
         rights,
@@ -23,6 +24,7 @@ def init_app(app: Flask) -> None:
     api.register(app)
     cli.register(app)
     staff_pages.register(app)
+    contact_list_pages.register(app)
     services.connect_signals()
     bases.connect_signals()
     rights.connect_signals()

@@ -25,20 +25,25 @@ from crm.models import Company, Contact
 
 @dataclass(frozen=True)
 class _Rules:
-    """The policy's rules for one topic and channel as conditions on one joined
-    query: each is a rule of ``consent.policy.decide``, named as its reason."""
+    """The decision's rules for one topic and channel as SQL conditions over one
+    query: the contacts, their company and the four projection rows the policy
+    reads. Each field is one rule of ``consent.policy.decide``, in its order;
+    ``audience_query`` keeps the contacts no block stops and some basis allows,
+    ``reason_query`` names the first rule each contact meets."""
 
     query: sa.Select[Any]
     suppressed: sa.ColumnElement[bool]
     objection: sa.ColumnElement[bool]
     restricted: sa.ColumnElement[bool]
-    undeliverable: sa.ColumnElement[bool]
-    unsubscribed_topic: sa.ColumnElement[bool]
-    unsubscribed_all: sa.ColumnElement[bool]
-    consent: sa.ColumnElement[bool]
-    customer: sa.ColumnElement[bool]
-    industry_list: sa.ColumnElement[bool]
+    undeliverable: sa.ColumnElement[bool] | None
+    # Rule 5: unsubscribed from the topic, or from all marketing without a newer consent.
+    own_unsubscribed: sa.ColumnElement[bool]
+    all_unsubscribed: sa.ColumnElement[bool]
+    consent: list[sa.ColumnElement[bool]]
+    customer: sa.ColumnElement[bool] | None
+    industry_list: sa.ColumnElement[bool] | None
     pending: sa.ColumnElement[bool]
+    blocks: list[sa.ColumnElement[bool]]
 
 
 def _rules(topic: Topic, channel: str, at: datetime, policy: MarketingPolicy) -> _Rules:
@@ -53,6 +58,7 @@ def _rules(topic: Topic, channel: str, at: datetime, policy: MarketingPolicy) ->
     Building it reads the database once: the contacts at a sub-address whose
     mailbox is suppressed (``consent.suppression.suppressed_sub_addresses``).
     """
+
     query = sa.select(Contact.id).outerjoin(Company, Contact.company_id == Company.id)
 
     def slot(topic_key: str, slot_channel: str) -> type[PermissionState]:
@@ -71,41 +77,39 @@ def _rules(topic: Topic, channel: str, at: datetime, policy: MarketingPolicy) ->
     own = [slot(topic.key, ALL), slot(topic.key, channel)]
     blanket = [slot(ALL, ALL), slot(ALL, channel)]
 
-    # Rule 1: a contact's own suppression entry is joined by its hash; a
-    # sub-address whose mailbox is suppressed (anna+x@ of anna@) has no hash
-    # SQL could compute, so those contacts are named by id.
-    suppressed: sa.ColumnElement[bool] = sa.exists().where(
-        Suppression.address_hash == Contact.address_hash
-    )
+    # Rules 1-5: nothing blocks. A contact's own suppression entry is joined by
+    # its hash; a sub-address whose mailbox is suppressed (anna+x@ of anna@)
+    # has no hash SQL could compute, so those contacts are named by id.
+    own_entry = sa.exists().where(Suppression.address_hash == Contact.address_hash)
+    blocks = [
+        ~own_entry,
+        *(b.objected_since.is_(None) for b in blanket),
+        Contact.restricted_at.is_(None),
+        *(o.unsubscribed_since.is_(None) for o in own),
+    ]
+    undeliverable = None
+    if channel == "email":
+        blocks.append(Contact.hard_bounced_at.is_(None))
+        undeliverable = Contact.hard_bounced_at.is_not(None)
+    suppressed: sa.ColumnElement[bool] = own_entry
     blocked_by_mailbox = suppressed_sub_addresses()
     if blocked_by_mailbox:
-        suppressed = sa.or_(suppressed, Contact.id.in_(blocked_by_mailbox))
-    # Rules 2-5.
-    objection = sa.or_(*(b.objected_since.is_not(None) for b in blanket))
-    restricted = Contact.restricted_at.is_not(None)
-    undeliverable = Contact.hard_bounced_at.is_not(None) if channel == "email" else sa.false()
-    unsubscribed_topic = sa.or_(*(o.unsubscribed_since.is_not(None) for o in own))
+        blocks.append(Contact.id.not_in(blocked_by_mailbox))
+        suppressed = sa.or_(own_entry, Contact.id.in_(blocked_by_mailbox))
+
+    consent: list[sa.ColumnElement[bool]] = []
     # Rule 6: a consent newer than any unsubscribe from all marketing.
-    consent: sa.ColumnElement[bool] = sa.false()
     if Basis.CONSENT in topic.bases:
-        consent = sa.or_(
-            *(
-                sa.and_(
-                    o.consent_since.is_not(None),
-                    *(
-                        sa.or_(
-                            b.unsubscribed_since.is_(None), b.unsubscribed_since < o.consent_since
-                        )
-                        for b in blanket
-                    ),
-                )
-                for o in own
+        consent = [
+            sa.and_(
+                o.consent_since.is_not(None),
+                *(
+                    sa.or_(b.unsubscribed_since.is_(None), b.unsubscribed_since < o.consent_since)
+                    for b in blanket
+                ),
             )
-        )
-    # Rule 5 (all marketing): only a newer consent to this topic re-opens it.
-    unsubscribed_all = sa.and_(
-        sa.or_(*(b.unsubscribed_since.is_not(None) for b in blanket)), sa.not_(consent)
-    )
+            for o in own
+        ]
     # Rule 7: legitimate interest on either ground, where the ground admits the
     # topic and the country, no unsubscribe from all marketing stands, and the
     # basis has not lapsed (consent.policy._interest_basis). The ledger folds a
@@ -113,17 +117,16 @@ def _rules(topic: Topic, channel: str, at: datetime, policy: MarketingPolicy) ->
     # (consent.projection.fold), so the two blanket rows hold every basis.
     country = sa.func.coalesce(Contact.country, Company.country)
     no_blanket_unsubscribe = [b.unsubscribed_since.is_(None) for b in blanket]
-    customer_ground, listed = policy.customer, policy.industry_list
-    customer: sa.ColumnElement[bool] = sa.false()
-    industry_list: sa.ColumnElement[bool] = sa.false()
-    if topic.key in customer_ground.topics and customer_ground.countries:
-        ended_before = (at - customer_ground.grace).date()
+    customer, listed = policy.customer, policy.industry_list
+    customer_basis = listed_basis = None
+    if topic.key in customer.topics and customer.countries:
+        ended_before = (at - customer.grace).date()
         relationship_live = sa.or_(
             Company.relationship_ended_at.is_(None), Company.relationship_ended_at > ended_before
         )
-        cutoff = months_before(at, customer_ground.lapse_months)
-        customer = sa.and_(
-            country.in_(sorted(customer_ground.countries)),
+        cutoff = months_before(at, customer.lapse_months)
+        customer_basis = sa.and_(
+            country.in_(sorted(customer.countries)),
             *no_blanket_unsubscribe,
             sa.or_(
                 # R1: a company's contacts, while it is a customer (and the grace).
@@ -153,7 +156,7 @@ def _rules(topic: Topic, channel: str, at: datetime, policy: MarketingPolicy) ->
         )
     if topic.key in listed.topics and listed.countries:
         cutoff = months_before(at, listed.lapse_months)
-        industry_list = sa.and_(
+        listed_basis = sa.and_(
             country.in_(sorted(listed.countries)),
             *no_blanket_unsubscribe,
             sa.or_(
@@ -171,20 +174,23 @@ def _rules(topic: Topic, channel: str, at: datetime, policy: MarketingPolicy) ->
                 )
             ),
         )
-    # Rule 8: a double opt-in sent and not yet confirmed.
-    pending = sa.or_(*(o.pending_since.is_not(None) for o in own))
     return _Rules(
-        query,
-        suppressed,
-        objection,
-        restricted,
-        undeliverable,
-        unsubscribed_topic,
-        unsubscribed_all,
-        consent,
-        customer,
-        industry_list,
-        pending,
+        query=query,
+        suppressed=suppressed,
+        objection=sa.or_(*(b.objected_since.is_not(None) for b in blanket)),
+        restricted=Contact.restricted_at.is_not(None),
+        undeliverable=undeliverable,
+        own_unsubscribed=sa.or_(*(o.unsubscribed_since.is_not(None) for o in own)),
+        all_unsubscribed=sa.and_(
+            sa.or_(*(b.unsubscribed_since.is_not(None) for b in blanket)),
+            # Only a consent to the topic newer than the unsubscribe re-opens it.
+            sa.not_(sa.or_(*consent)) if consent else sa.true(),
+        ),
+        consent=consent,
+        customer=customer_basis,
+        industry_list=listed_basis,
+        pending=sa.or_(*(o.pending_since.is_not(None) for o in own)),
+        blocks=blocks,
     )
 
 
@@ -193,46 +199,48 @@ def audience_query(
 ) -> sa.Select[Any]:
     """SELECT the ids of every contact the policy allows for ``topic`` by ``channel`` at ``at``."""
     rules = _rules(topic, channel, at, policy)
-    blocks = [
-        rules.suppressed,
-        rules.objection,
-        rules.restricted,
-        rules.undeliverable,
-        rules.unsubscribed_topic,
-    ]
-    bases = [rules.consent, rules.customer, rules.industry_list]
-    return rules.query.where(*(sa.not_(b) for b in blocks), sa.or_(*bases))
+    bases = [*rules.consent, *(b for b in (rules.customer, rules.industry_list) if b is not None)]
+    if not bases:
+        return sa.select(Contact.id).where(sa.false())
+    return rules.query.where(*rules.blocks, sa.or_(*bases))
 
 
-def reason_of(rules: _Rules) -> sa.ColumnElement[str]:
-    """The reason code ``consent.policy.decide`` gives, as one CASE in its order
-    (first match wins): the same conditions as the audience, never a third copy."""
-    return sa.case(
-        (sa.and_(rules.suppressed, sa.not_(rules.objection)), Reason.SUPPRESSED.value),
-        (rules.objection, Reason.OBJECTION.value),
-        (rules.restricted, Reason.RESTRICTED.value),
-        (rules.undeliverable, Reason.UNDELIVERABLE.value),
-        (sa.or_(rules.unsubscribed_topic, rules.unsubscribed_all), Reason.UNSUBSCRIBED.value),
-        (rules.consent, Reason.CONSENT.value),
-        (rules.customer, Reason.CUSTOMER.value),
-        (rules.industry_list, Reason.INDUSTRY_LIST.value),
-        (rules.pending, Reason.PENDING_CONFIRMATION.value),
-        else_=Reason.NO_BASIS.value,
-    )
-
-
-def reason_counts(
+def reason_query(
     topic: Topic, channel: str, at: datetime, policy: MarketingPolicy
-) -> dict[str, int]:
-    """How many contacts ``decide`` gives each reason code for ``topic`` by
-    ``channel`` at ``at``, in one grouped query (reasons no contact has are left out)."""
-    from extensions import db
+) -> sa.Select[Any]:
+    """SELECT every contact's id and the reason code ``consent.policy.decide`` gives
+    for ``topic`` by ``channel`` at ``at`` (columns ``id`` and ``reason``).
 
-    plan_for_audience()
+    The same rules as ``audience_query``, each a WHEN in the policy's order so
+    that the first rule a contact meets names it, as in ``decide``. For the
+    contact list's filter by reason (``consent.contact_filters``); the
+    agreement test is tests/consent/test_contact_filters.py.
+    """
     rules = _rules(topic, channel, at, policy)
-    per_contact = rules.query.add_columns(reason_of(rules).label("reason")).subquery()
-    counted = sa.select(per_contact.c.reason, sa.func.count()).group_by(per_contact.c.reason)
-    return {str(reason): int(count) for reason, count in db.session.execute(counted)}
+    whens: list[tuple[sa.ColumnElement[bool], Reason]] = [
+        # An objection in the contact's own ledger is named over the suppression it caused.
+        (sa.and_(rules.suppressed, sa.not_(rules.objection)), Reason.SUPPRESSED),
+        (rules.objection, Reason.OBJECTION),
+        (rules.restricted, Reason.RESTRICTED),
+    ]
+    if rules.undeliverable is not None:
+        whens.append((rules.undeliverable, Reason.UNDELIVERABLE))
+    whens += [
+        (rules.own_unsubscribed, Reason.UNSUBSCRIBED),
+        (rules.all_unsubscribed, Reason.UNSUBSCRIBED),
+    ]
+    if rules.consent:
+        whens.append((sa.or_(*rules.consent), Reason.CONSENT))
+    if rules.customer is not None:
+        whens.append((rules.customer, Reason.CUSTOMER))
+    if rules.industry_list is not None:
+        whens.append((rules.industry_list, Reason.INDUSTRY_LIST))
+    whens.append((rules.pending, Reason.PENDING_CONFIRMATION))
+    reason = sa.case(
+        *((cond, sa.literal(code.value)) for cond, code in whens),
+        else_=sa.literal(Reason.NO_BASIS.value),
+    )
+    return rules.query.add_columns(reason.label("reason"))
 
 
 def plan_for_audience() -> None:
@@ -253,3 +261,17 @@ def audience_size(topic: Topic, channel: str, at: datetime, policy: MarketingPol
     plan_for_audience()
     query = audience_query(topic, channel, at, policy).subquery()
     return db.session.scalar(sa.select(sa.func.count()).select_from(query)) or 0
+
+
+def reason_counts(
+    topic: Topic, channel: str, at: datetime, policy: MarketingPolicy
+) -> dict[str, int]:
+    """How many contacts ``decide`` gives each reason code for ``topic`` by
+    ``channel`` at ``at``: ``reason_query`` grouped, one pass over the contacts
+    (reasons no contact has are left out). The dashboard's reachable audience."""
+    from extensions import db
+
+    plan_for_audience()
+    per_contact = reason_query(topic, channel, at, policy).subquery()
+    counted = sa.select(per_contact.c.reason, sa.func.count()).group_by(per_contact.c.reason)
+    return {str(reason): int(count) for reason, count in db.session.execute(counted)}
