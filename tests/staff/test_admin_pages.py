@@ -138,12 +138,14 @@ def test_navigation_shows_each_role_only_its_pages(app) -> None:
     assert nav["marketing"] == [
         "/staff/",
         "/staff/imports",
+        "/staff/contacts",
         "/staff/campaigns",
         "/staff/dashboard",
     ]
     assert nav["admin"] == [
         "/staff/",
         "/staff/imports",
+        "/staff/contacts",
         "/staff/campaigns",
         "/staff/dashboard",
         "/staff/admin/users",
