@@ -10,6 +10,7 @@ def init_app(app: Flask) -> None:
         api,
         bases,
         cli,
+        contact_list_pages,
         dpo_pages,
         feed,
         refusals,
@@ -24,6 +25,7 @@ def init_app(app: Flask) -> None:
     api.register(app)
     cli.register(app)
     staff_pages.register(app)
+    contact_list_pages.register(app)
     dpo_pages.register(app)
     services.connect_signals()
     bases.connect_signals()

@@ -9,6 +9,7 @@ covers every reason code.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,17 +17,37 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
 from consent.models import ALL, Basis, PermissionState, Suppression
+from consent.policy import Reason
 from consent.suppression import suppressed_sub_addresses
 from consent.topics import MarketingPolicy, Topic, months_before
 from crm.models import Company, Contact
 
 
-def audience_query(
-    topic: Topic, channel: str, at: datetime, policy: MarketingPolicy
-) -> sa.Select[Any]:
-    """SELECT the ids of every contact the policy allows for ``topic`` by ``channel`` at ``at``.
+@dataclass(frozen=True)
+class _Rules:
+    """The decision's rules for one topic and channel as SQL conditions over one
+    query: the contacts, their company and the four projection rows the policy
+    reads. Each field is one rule of ``consent.policy.decide``, in its order;
+    ``audience_query`` keeps the contacts no block stops and some basis allows,
+    ``reason_query`` names the first rule each contact meets."""
 
-    One pass over the contacts. The policy reads at most four projection rows
+    query: sa.Select[Any]
+    suppressed: sa.ColumnElement[bool]
+    objection: sa.ColumnElement[bool]
+    restricted: sa.ColumnElement[bool]
+    undeliverable: sa.ColumnElement[bool] | None
+    # Rule 5: unsubscribed from the topic, or from all marketing without a newer consent.
+    own_unsubscribed: sa.ColumnElement[bool]
+    all_unsubscribed: sa.ColumnElement[bool]
+    consent: list[sa.ColumnElement[bool]]
+    customer: sa.ColumnElement[bool] | None
+    industry_list: sa.ColumnElement[bool] | None
+    pending: sa.ColumnElement[bool]
+    blocks: list[sa.ColumnElement[bool]]
+
+
+def _rules(topic: Topic, channel: str, at: datetime, policy: MarketingPolicy) -> _Rules:
+    """One pass over the contacts. The policy reads at most four projection rows
     of a contact for one topic and channel: the topic's and the blanket
     (``*``) row, each for the channel and for all channels. They are unique by
     the projection's primary key, so each is one LEFT JOIN (a hash join over
@@ -59,22 +80,27 @@ def audience_query(
     # Rules 1-5: nothing blocks. A contact's own suppression entry is joined by
     # its hash; a sub-address whose mailbox is suppressed (anna+x@ of anna@)
     # has no hash SQL could compute, so those contacts are named by id.
+    own_entry = sa.exists().where(Suppression.address_hash == Contact.address_hash)
     blocks = [
-        ~sa.exists().where(Suppression.address_hash == Contact.address_hash),
+        ~own_entry,
         *(b.objected_since.is_(None) for b in blanket),
         Contact.restricted_at.is_(None),
         *(o.unsubscribed_since.is_(None) for o in own),
     ]
+    undeliverable = None
     if channel == "email":
         blocks.append(Contact.hard_bounced_at.is_(None))
+        undeliverable = Contact.hard_bounced_at.is_not(None)
+    suppressed: sa.ColumnElement[bool] = own_entry
     blocked_by_mailbox = suppressed_sub_addresses()
     if blocked_by_mailbox:
         blocks.append(Contact.id.not_in(blocked_by_mailbox))
+        suppressed = sa.or_(own_entry, Contact.id.in_(blocked_by_mailbox))
 
-    bases: list[sa.ColumnElement[bool]] = []
+    consent: list[sa.ColumnElement[bool]] = []
     # Rule 6: a consent newer than any unsubscribe from all marketing.
     if Basis.CONSENT in topic.bases:
-        bases += [
+        consent = [
             sa.and_(
                 o.consent_since.is_not(None),
                 *(
@@ -92,68 +118,129 @@ def audience_query(
     country = sa.func.coalesce(Contact.country, Company.country)
     no_blanket_unsubscribe = [b.unsubscribed_since.is_(None) for b in blanket]
     customer, listed = policy.customer, policy.industry_list
+    customer_basis = listed_basis = None
     if topic.key in customer.topics and customer.countries:
         ended_before = (at - customer.grace).date()
         relationship_live = sa.or_(
             Company.relationship_ended_at.is_(None), Company.relationship_ended_at > ended_before
         )
         cutoff = months_before(at, customer.lapse_months)
-        bases.append(
-            sa.and_(
-                country.in_(sorted(customer.countries)),
-                *no_blanket_unsubscribe,
-                sa.or_(
-                    # R1: a company's contacts, while it is a customer (and the grace).
-                    sa.and_(
-                        Contact.company_id.is_not(None),
-                        Company.customer_since.is_not(None),
-                        relationship_live,
-                    ),
-                    # A customer basis on a contact without a company lapses
-                    # lapse_months after its start or the last interaction.
-                    sa.and_(
-                        Contact.company_id.is_(None),
-                        sa.or_(
-                            *(
-                                sa.and_(
-                                    b.customer_since.is_not(None),
-                                    sa.or_(
-                                        b.customer_since > cutoff,
-                                        Contact.last_interaction_at > cutoff,
-                                    ),
-                                )
-                                for b in blanket
+        customer_basis = sa.and_(
+            country.in_(sorted(customer.countries)),
+            *no_blanket_unsubscribe,
+            sa.or_(
+                # R1: a company's contacts, while it is a customer (and the grace).
+                sa.and_(
+                    Contact.company_id.is_not(None),
+                    Company.customer_since.is_not(None),
+                    relationship_live,
+                ),
+                # A customer basis on a contact without a company lapses
+                # lapse_months after its start or the last interaction.
+                sa.and_(
+                    Contact.company_id.is_(None),
+                    sa.or_(
+                        *(
+                            sa.and_(
+                                b.customer_since.is_not(None),
+                                sa.or_(
+                                    b.customer_since > cutoff,
+                                    Contact.last_interaction_at > cutoff,
+                                ),
                             )
-                        ),
+                            for b in blanket
+                        )
                     ),
                 ),
-            )
+            ),
         )
     if topic.key in listed.topics and listed.countries:
         cutoff = months_before(at, listed.lapse_months)
-        bases.append(
-            sa.and_(
-                country.in_(sorted(listed.countries)),
-                *no_blanket_unsubscribe,
-                sa.or_(
-                    *(
-                        sa.and_(
-                            b.industry_list_since.is_not(None),
-                            # R3: expires expiry_months after the import or the
-                            # person's last interaction, the later.
-                            sa.or_(
-                                b.industry_list_since > cutoff,
-                                Contact.last_interaction_at > cutoff,
-                            ),
-                        )
-                        for b in blanket
+        listed_basis = sa.and_(
+            country.in_(sorted(listed.countries)),
+            *no_blanket_unsubscribe,
+            sa.or_(
+                *(
+                    sa.and_(
+                        b.industry_list_since.is_not(None),
+                        # R3: expires expiry_months after the import or the
+                        # person's last interaction, the later.
+                        sa.or_(
+                            b.industry_list_since > cutoff,
+                            Contact.last_interaction_at > cutoff,
+                        ),
                     )
-                ),
-            )
+                    for b in blanket
+                )
+            ),
         )
+    return _Rules(
+        query=query,
+        suppressed=suppressed,
+        objection=sa.or_(*(b.objected_since.is_not(None) for b in blanket)),
+        restricted=Contact.restricted_at.is_not(None),
+        undeliverable=undeliverable,
+        own_unsubscribed=sa.or_(*(o.unsubscribed_since.is_not(None) for o in own)),
+        all_unsubscribed=sa.and_(
+            sa.or_(*(b.unsubscribed_since.is_not(None) for b in blanket)),
+            # Only a consent to the topic newer than the unsubscribe re-opens it.
+            sa.not_(sa.or_(*consent)) if consent else sa.true(),
+        ),
+        consent=consent,
+        customer=customer_basis,
+        industry_list=listed_basis,
+        pending=sa.or_(*(o.pending_since.is_not(None) for o in own)),
+        blocks=blocks,
+    )
+
+
+def audience_query(
+    topic: Topic, channel: str, at: datetime, policy: MarketingPolicy
+) -> sa.Select[Any]:
+    """SELECT the ids of every contact the policy allows for ``topic`` by ``channel`` at ``at``."""
+    rules = _rules(topic, channel, at, policy)
+    bases = [*rules.consent, *(b for b in (rules.customer, rules.industry_list) if b is not None)]
     if not bases:
         return sa.select(Contact.id).where(sa.false())
-    return query.where(*blocks, sa.or_(*bases))
+    return rules.query.where(*rules.blocks, sa.or_(*bases))
+
+
+def reason_query(
+    topic: Topic, channel: str, at: datetime, policy: MarketingPolicy
+) -> sa.Select[Any]:
+    """SELECT every contact's id and the reason code ``consent.policy.decide`` gives
+    for ``topic`` by ``channel`` at ``at`` (columns ``id`` and ``reason``).
+
+    The same rules as ``audience_query``, each a WHEN in the policy's order so
+    that the first rule a contact meets names it, as in ``decide``. For the
+    contact list's filter by reason (``consent.contact_filters``); the
+    agreement test is tests/consent/test_contact_filters.py.
+    """
+    rules = _rules(topic, channel, at, policy)
+    whens: list[tuple[sa.ColumnElement[bool], Reason]] = [
+        # An objection in the contact's own ledger is named over the suppression it caused.
+        (sa.and_(rules.suppressed, sa.not_(rules.objection)), Reason.SUPPRESSED),
+        (rules.objection, Reason.OBJECTION),
+        (rules.restricted, Reason.RESTRICTED),
+    ]
+    if rules.undeliverable is not None:
+        whens.append((rules.undeliverable, Reason.UNDELIVERABLE))
+    whens += [
+        (rules.own_unsubscribed, Reason.UNSUBSCRIBED),
+        (rules.all_unsubscribed, Reason.UNSUBSCRIBED),
+    ]
+    if rules.consent:
+        whens.append((sa.or_(*rules.consent), Reason.CONSENT))
+    if rules.customer is not None:
+        whens.append((rules.customer, Reason.CUSTOMER))
+    if rules.industry_list is not None:
+        whens.append((rules.industry_list, Reason.INDUSTRY_LIST))
+    whens.append((rules.pending, Reason.PENDING_CONFIRMATION))
+    reason = sa.case(
+        *((cond, sa.literal(code.value)) for cond, code in whens),
+        else_=sa.literal(Reason.NO_BASIS.value),
+    )
+    return rules.query.add_columns(reason.label("reason"))
 
 
 def plan_for_audience() -> None:
@@ -174,3 +261,17 @@ def audience_size(topic: Topic, channel: str, at: datetime, policy: MarketingPol
     plan_for_audience()
     query = audience_query(topic, channel, at, policy).subquery()
     return db.session.scalar(sa.select(sa.func.count()).select_from(query)) or 0
+
+
+def reason_counts(
+    topic: Topic, channel: str, at: datetime, policy: MarketingPolicy
+) -> dict[str, int]:
+    """How many contacts ``decide`` gives each reason code for ``topic`` by
+    ``channel`` at ``at``: ``reason_query`` grouped, one pass over the contacts
+    (reasons no contact has are left out). The dashboard's reachable audience."""
+    from extensions import db
+
+    plan_for_audience()
+    per_contact = reason_query(topic, channel, at, policy).subquery()
+    counted = sa.select(per_contact.c.reason, sa.func.count()).group_by(per_contact.c.reason)
+    return {str(reason): int(count) for reason, count in db.session.execute(counted)}

@@ -24,6 +24,7 @@ Every first grant of the customer basis owes the contact the art. 14 notice
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -95,6 +96,20 @@ def _end(contacts: sa.Select[int, str], kind: str, actor: Actor, note: str, **mo
             note=note,
             **more,
         )
+    )
+
+
+def end_industry_list(contact_ids: Sequence[int], actor: Actor, note: str, ref: str) -> int:
+    """``basis_ended`` (industry list) for those of ``contact_ids`` that hold it,
+    taken by staff (a bulk action on the contact list): the list's contacts
+    are no longer to be marketed on that ground. Does not commit."""
+    return _end(
+        sa.select(Contact.id, Contact.email).where(Contact.id.in_(list(contact_ids))),
+        _LIST,
+        actor,
+        note,
+        source="staff",
+        source_ref=ref,
     )
 
 

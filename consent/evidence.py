@@ -29,6 +29,11 @@ class Evidence:
     form_id: str | None = None
     page_url: str | None = None
     language: str | None = None
+    # The email whose signed link the person followed, and its campaign: what
+    # caused an unsubscribe or objection (set by mailing.subscription_flows
+    # from the link, after checking the message was sent to that contact).
+    outbox_id: int | None = None
+    campaign_id: int | None = None
 
 
 # R25, need to know: the parts of the evidence that identify the person's device

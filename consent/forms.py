@@ -166,3 +166,15 @@ class ReplaySinceForm(FormSchema):
                 raise ValidationError("Not a date and time.", "since") from None
             out["since"] = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
         return out
+
+
+class BulkActionForm(FormSchema):
+    """The confirmation of a bulk action; the filter travels beside it
+    (``consent.contact_filters.parse_filter`` reads it from the same form)."""
+
+    action = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    reason = fields.String(load_default=None, validate=validate.Length(max=500))
+    # The number of contacts the confirmation page showed.
+    confirmed = fields.Integer(required=True, strict=False, validate=ROW_ID)
+    # The moment the confirmation page read the list at (ISO 8601, UTC).
+    as_of = fields.AwareDateTime(required=True, default_timezone=UTC)

@@ -369,6 +369,8 @@ def _event_columns(
         "form_id": evidence.form_id,
         "page_url": evidence.page_url,
         "language": evidence.language,
+        "outbox_id": evidence.outbox_id,
+        "campaign_id": evidence.campaign_id,
         "note": note,
     }
     return {name: value for name, value in columns.items() if value is not None}

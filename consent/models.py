@@ -88,6 +88,36 @@ class ConsentEvent(db.Model):
     page_url: Mapped[str | None] = mapped_column(sa.String(500))
     language: Mapped[str | None] = mapped_column(sa.String(8))
     note: Mapped[str | None] = mapped_column(sa.String(1000))
+    # The email whose link the person used (an unsubscribe or preferences link
+    # carries its outbox row's id), and that email's campaign: which campaign
+    # caused an unsubscribe or objection (mailing.campaign_report). Plain
+    # numbers, not keys, as in ``BounceReport``: the message and the campaign
+    # belong to mailing, above this package; the campaign row is never deleted
+    # once it has messages, and the event keeps the number when the outbox row
+    # goes (retention of sent mail).
+    outbox_id: Mapped[int | None] = mapped_column()
+    campaign_id: Mapped[int | None] = mapped_column()
+
+    __table_args__ = (
+        # Only the few events a campaign's links caused are in it; the report
+        # counts them per campaign and kind.
+        sa.Index(
+            "ix_consent_event_campaign_kind",
+            "campaign_id",
+            "kind",
+            postgresql_where=sa.text("campaign_id IS NOT NULL"),
+            sqlite_where=sa.text("campaign_id IS NOT NULL"),
+        ),
+    )
+
+    __table_args__ = (
+        # The contact list's filters by source and by import batch
+        # (consent.contact_filters): the contacts a source or a batch wrote
+        # events for, found from the value rather than by reading every
+        # contact's ledger (migration 0030).
+        sa.Index("ix_consent_event_source_contact", "source", "contact_id"),
+        sa.Index("ix_consent_event_source_ref_contact", "source_ref", "contact_id"),
+    )
 
     def as_json(self) -> dict[str, Any]:
         """What ``ConsentEventSchema`` dumps, built directly: marshmallow was a
@@ -257,6 +287,36 @@ class ImportBatch(db.Model):
     # Non-blank lines after the header, counted at upload: the progress bar's
     # end while the worker runs (blank lines are no rows; ``rows`` when done).
     rows_total: Mapped[int | None] = mapped_column()
+
+
+class BulkAction(db.Model):
+    """One change to every contact of a filtered list (``consent.bulk_actions``):
+    what, to whom (the filter, as ``consent.contact_filters.filter_args``), who
+    asked, and how far the worker got. Each contact's change is audited on its
+    own, as the single-contact action is; this row is the run's progress."""
+
+    __tablename__ = "bulk_action"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # end_industry_list, set_legal_hold, lift_legal_hold (consent.bulk_actions.ACTIONS)
+    action: Mapped[str] = mapped_column(sa.String(32))
+    filter: Mapped[dict[str, str]] = mapped_column(sa.JSON)
+    # The moment the filter was read at, so that the worker changes the set the
+    # confirmation counted, not one that time has moved.
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(sa.String(500))
+    actor: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # queued, running, done, failed
+    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
+    # Contacts the confirmation page counted, contacts walked, contacts changed.
+    total: Mapped[int] = mapped_column(default=0)
+    done: Mapped[int] = mapped_column(default=0)
+    changed: Mapped[int] = mapped_column(default=0)
+    # The last contact id walked: a run cut off resumes after it.
+    after_id: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(sa.String(500))
 
 
 class ImportUploadChunk(db.Model):

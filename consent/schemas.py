@@ -314,6 +314,12 @@ class ConsentEventSchema(Schema):
     page_url = fields.String(allow_none=True, metadata={"description": _NEED_TO_KNOW})
     language = fields.String(allow_none=True)
     note = fields.String(allow_none=True)
+    outbox_id = fields.Integer(
+        allow_none=True, metadata={"description": "The email whose link caused the event."}
+    )
+    campaign_id = fields.Integer(
+        allow_none=True, metadata={"description": "The campaign of that email."}
+    )
 
 
 class ImportFormSchema(RequestSchema):

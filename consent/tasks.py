@@ -6,7 +6,7 @@ from datetime import datetime
 
 import dramatiq
 
-from consent import bases, imports, webhooks
+from consent import bases, bulk_actions, imports, webhooks
 
 
 def _retry_webhook(retries: int, exception: BaseException) -> bool:
@@ -43,3 +43,15 @@ def reconcile_bases(at: str) -> None:
 def run_import(batch_id: int) -> None:
     """Import a stored CSV file (docs/imports.md); a batch already run is left alone."""
     imports.run_queued_import(batch_id)
+
+
+@dramatiq.actor(
+    actor_name=bulk_actions.BULK_JOB,
+    # The staff's long jobs share the imports queue and its workers.
+    queue_name="imports",
+    max_retries=3,
+    time_limit=6 * 3_600_000,
+)
+def run_bulk_action(run_id: int) -> None:
+    """Apply a confirmed bulk action to its contacts (docs/staff-pages.md); idempotent."""
+    bulk_actions.run_bulk_action(run_id)

@@ -148,6 +148,12 @@ class Contact(db.Model):
         # The changed-since read (GET /api/v1/contacts?updated_after=) walks
         # this index in keyset order: (updated_at, id) > (cursor).
         sa.Index("ix_contact_updated_at_id", "updated_at", "id"),
+        # The contact list (/staff/contacts, consent.contact_filters) pages by id:
+        # an equality filter then walks (value, id) in keyset order; the created
+        # range reads its index and sorts only what matched (migration 0030).
+        sa.Index("ix_contact_country_id", "country", "id"),
+        sa.Index("ix_contact_language_id", "language", "id"),
+        sa.Index("ix_contact_created_at_id", "created_at", "id"),
         {"sqlite_autoincrement": True},
     )
 

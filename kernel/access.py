@@ -38,6 +38,18 @@ ACTIONS: dict[str, frozenset[Role]] = {
     # reconciliation, GET /api/v1/contacts?updated_after=): a bulk read, for
     # the roles that sync contacts in, not for looking one up.
     "contacts.sync": frozenset({Role.MARKETING, Role.ADMIN}),
+    # The list of every contact with filters (/staff/contacts): a list of
+    # everyone is more than looking one person up (R25), so only the roles
+    # that plan marketing to many at once, not sales (who look up their own
+    # customers) nor the dpo (who reads one person's file for a request).
+    "contacts.list": frozenset({Role.MARKETING, Role.ADMIN}),
+    # A CSV of the filtered list: a copy of many people's data that leaves the
+    # service (a print shop, an event tool). Audited with its filter and size.
+    "contacts.list_export": frozenset({Role.MARKETING, Role.ADMIN}),
+    # One change to every contact of a filtered list (end an industry-list
+    # basis, set or lift a legal hold): the widest write a page offers, so
+    # only the admin, who alone takes the single-contact legal hold.
+    "contacts.bulk": frozenset({Role.ADMIN}),
     "contacts.erase": frozenset({Role.ADMIN}),
     "contacts.export": frozenset({Role.ADMIN}),
     "contacts.restrict": frozenset({Role.ADMIN}),
@@ -78,6 +90,11 @@ ACTIONS: dict[str, frozenset[Role]] = {
     # Extend a request's deadline (GDPR art. 12(3)) or refuse it with the reason.
     "privacy_requests.manage": frozenset({Role.ADMIN}),
     "policies.read": ALL_ROLES,
+    # /staff/dashboard: counts only, never a person. Marketing plans on the
+    # reachable audience and campaign outcomes; admin runs the service; the dpo
+    # watches opt-outs, purges and request deadlines (GDPR art. 5(2), 39). Sales
+    # works one contact at a time and does not need the whole (R25).
+    "dashboard.read": frozenset({Role.MARKETING, Role.ADMIN, Role.DPO}),
 }
 
 

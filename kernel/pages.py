@@ -72,24 +72,33 @@ def _staff_context() -> dict[str, Any]:
     }
 
 
-def _staff_headers(response: Response) -> Response:
-    # Staff pages hold personal data: never cached, never framed.
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
-        "form-action 'self'; base-uri 'none'"
-    )
-    return response
+STAFF_POLICY = (
+    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+    "form-action 'self'; base-uri 'none'"
+)
 
 
-def staff_blueprint(name: str, import_name: str) -> Blueprint:
-    """A blueprint under /staff whose templates get the staff layout's context."""
+def _staff_headers(policy: str) -> Callable[[Response], Response]:
+    def add_headers(response: Response) -> Response:
+        # Staff pages hold personal data: never cached, never framed.
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["Content-Security-Policy"] = policy
+        return response
+
+    return add_headers
+
+
+def staff_blueprint(name: str, import_name: str, *, policy: str = STAFF_POLICY) -> Blueprint:
+    """A blueprint under /staff whose templates get the staff layout's context.
+
+    ``policy``: the Content-Security-Policy of its answers; only a blueprint
+    that serves no page (the dashboard's SVG charts) chooses another."""
     blueprint = Blueprint(name, import_name, url_prefix="/staff")
     blueprint.context_processor(_staff_context)
-    blueprint.after_request(_staff_headers)
+    blueprint.after_request(_staff_headers(policy))
     return blueprint
 
 

@@ -66,6 +66,11 @@ def write_csv(
     by CRLF as spreadsheets write them."""
     if delimiter not in DELIMITERS:
         raise ValueError(f"delimiter must be one of {DELIMITERS}")
-    out.write(delimiter.join(_field(h) for h in header) + "\r\n")
+    out.write(safe_line(header, delimiter))
     for row in rows:
-        out.write(delimiter.join(_field(cell) for cell in row) + "\r\n")
+        out.write(safe_line(row, delimiter))
+
+
+def safe_line(row: Sequence[Any], delimiter: str = ",") -> str:
+    """One line of ``write_csv``, CRLF included: for a file streamed line by line."""
+    return delimiter.join(_field(cell) for cell in row) + "\r\n"

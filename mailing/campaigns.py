@@ -29,6 +29,7 @@ from kernel.access import Actor
 from kernel.errors import InvalidInput, NotFound
 from kernel.timestamps import utcnow
 from mailing import messages
+from mailing.campaign_report import campaign_outcome
 from mailing.models import Campaign, CampaignStatus, MailKind, MailStatus, OutboxMessage
 from mailing.outbox import hand_over
 
@@ -310,6 +311,10 @@ class Report:
     removed: int
     blocked_by_reason: dict[str, int]
     bounces: BounceCounts = field(default_factory=BounceCounts)
+    # Contacts who unsubscribed or objected through one of its emails' links
+    # (mailing.campaign_report).
+    unsubscribes: int = 0
+    objections: int = 0
 
     @property
     def tried(self) -> int:
@@ -358,7 +363,10 @@ def report(campaign_id: int) -> Report:
         if status == MailStatus.BLOCKED:
             by_reason[reason or "unknown"] += count
     total = sum(by_status.values())
+    outcome = campaign_outcome(campaign_id)
     return Report(
+        unsubscribes=outcome.unsubscribes if outcome else 0,
+        objections=outcome.objections if outcome else 0,
         bounces=bounce_counts(campaign_id),
         campaign=campaign,
         audience=campaign.queued_count,

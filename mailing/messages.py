@@ -71,8 +71,13 @@ def unsubscribe_url(
     return _url("/unsubscribe/" + make_token(Purpose.UNSUBSCRIBE, payload))
 
 
-def preferences_url(contact_id: int) -> str:
-    return _url("/preferences/" + make_token(Purpose.PREFERENCES, {"c": contact_id}))
+def preferences_url(contact_id: int, message_id: int | None = None) -> str:
+    """``message_id``: the outbox row of the marketing email the link is in, so
+    that an unsubscribe or objection made there is attributed to its campaign."""
+    payload: dict[str, Any] = {"c": contact_id}
+    if message_id is not None:
+        payload["m"] = message_id
+    return _url("/preferences/" + make_token(Purpose.PREFERENCES, payload))
 
 
 def undo_signup_url(contact_id: int, event_ids: list[int]) -> str:
@@ -175,7 +180,7 @@ def _context(row: OutboxMessage, contact: Contact, why: Why | None = None) -> di
         context["unsubscribe_url"] = unsubscribe_url(
             contact.id, row.topic or ALL, row.id, topics=signed_up
         )
-        context["preferences_url"] = preferences_url(contact.id)
+        context["preferences_url"] = preferences_url(contact.id, row.id)
         context["topic_label"] = (
             ", ".join(policy.topic(t).label(lang) for t in signed_up)
             if signed_up

@@ -147,6 +147,18 @@ class CampaignSchema(Schema):
         allow_none=True,
         metadata={"description": "complaints / (sent + failed); null before any was tried."},
     )
+    unsubscribes = fields.Integer(
+        metadata={
+            "description": "Contacts who unsubscribed through this campaign's unsubscribe or "
+            "preferences link, or its List-Unsubscribe one-click."
+        }
+    )
+    objections = fields.Integer(
+        metadata={
+            "description": "Contacts who objected to direct marketing through this campaign's "
+            "links (GDPR art. 21(3)); complaints are counted apart."
+        }
+    )
 
 
 def _an_address(value: str) -> None:

@@ -9,7 +9,7 @@ change, and only then hands the row ids to the job queue.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -247,6 +247,35 @@ class LinkHolder:
     # Every topic the link withdraws: ``topic``, or all the topics a signup
     # confirmed when the link is the welcome email's.
     topics: tuple[str, ...] = ()
+    # The email the link came in (its outbox row) and that email's campaign,
+    # when the link names a message sent to this contact: what the events the
+    # link causes are attributed to (``attributed``).
+    outbox_id: int | None = None
+    campaign_id: int | None = None
+
+    def attributed(self, evidence: Evidence) -> Evidence:
+        """``evidence`` naming the email and campaign this link came in."""
+        return replace(evidence, outbox_id=self.outbox_id, campaign_id=self.campaign_id)
+
+
+def _message_behind(payload: dict[str, object], contact_id: int) -> tuple[int | None, int | None]:
+    """The (outbox id, campaign id) of the email a link's ``m`` names, or (None, None).
+
+    The token is signed, so ``m`` is ours; still, only a message that was
+    sent to the link's own contact counts: a link made for one message must
+    never count against another's campaign. A link that names nothing usable
+    still works; it just attributes nothing."""
+    raw = payload.get("m")
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw <= 0:
+        return None, None
+    row = db.session.execute(
+        sa.select(OutboxMessage.id, OutboxMessage.campaign_id).where(
+            OutboxMessage.id == raw, OutboxMessage.contact_id == contact_id
+        )
+    ).first()
+    if row is None:
+        return None, None
+    return row.id, row.campaign_id
 
 
 def _holder(purpose: Purpose, token: str) -> LinkHolder:
@@ -266,12 +295,15 @@ def _holder(purpose: Purpose, token: str) -> LinkHolder:
     named = [str(t) for t in listed] if isinstance(listed, list) and listed else [topic]
     topics = tuple(dict.fromkeys(t for t in named if t in policy.topics))
     label = ", ".join(policy.topics[t].label(lang) for t in topics) or None
+    outbox_id, campaign_id = _message_behind(payload, contact.id)
     return LinkHolder(
         contact=contact,
         topic=topics[0] if topics else topic,
         topic_label=label,
         language=lang,
         topics=topics,
+        outbox_id=outbox_id,
+        campaign_id=campaign_id,
     )
 
 
@@ -309,6 +341,7 @@ def unsubscribe(
     holder = _holder(Purpose.UNSUBSCRIBE, token)
     if scope is Scope.TOPIC and not holder.topics:
         scope = Scope.ALL
+    evidence = holder.attributed(evidence)
 
     def work() -> None:
         for topic in holder.topics if scope is Scope.TOPIC else (holder.topic,):
@@ -381,6 +414,7 @@ def save_preferences(
     or everything off / an objection when ``scope`` says so."""
     now = at or utcnow()
     holder = _holder(Purpose.PREFERENCES, token)
+    evidence = holder.attributed(evidence)
 
     def work() -> tuple[list[str], list[str], list[int]]:
         contact = holder.contact

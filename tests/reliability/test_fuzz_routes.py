@@ -734,6 +734,42 @@ ROUTES: dict[tuple[str, str], Route] = {
         form=lambda s: {"received_via": "email"},
         path_values=_C,
     ),
+    ("contact_list.contacts", "GET"): Route(
+        "/staff/contacts",
+        "staff",
+        query=lambda s: {
+            "topic": "events",
+            "channel": "email",
+            "decision": "allowed",
+            "country": "SE",
+            "created_from": "2026-01-01",
+            "after": "0",
+        },
+    ),
+    ("contact_list.export", "GET"): Route(
+        "/staff/contacts/export.csv",
+        "staff",
+        query=lambda s: {"format": "excel", "country": "SE", "company": "Kund"},
+    ),
+    ("contact_list.confirm_bulk", "GET"): Route(
+        "/staff/contacts/bulk",
+        "staff",
+        query=lambda s: {"action": "set_legal_hold", "country": "SE"},
+    ),
+    ("contact_list.start_bulk", "POST"): Route(
+        "/staff/contacts/bulk",
+        "staff",
+        form=lambda s: {
+            "action": "set_legal_hold",
+            "reason": "Fuzz",
+            "external_system": "nowhere",
+            "confirmed": "0",
+            "as_of": NOW,
+        },
+    ),
+    ("contact_list.bulk_run", "GET"): Route(
+        "/staff/contacts/bulk/{run}", "staff", path_values=lambda s: {"run": "1"}
+    ),
     ("staff_contacts.confirm_erasure", "GET"): Route(
         "/staff/contacts/{contact_id}/erase", "staff", path_values=_C
     ),

@@ -135,11 +135,19 @@ def test_navigation_shows_each_role_only_its_pages(app) -> None:
         page = client_as(app, role, email=f"nav-{role}@staff.example").get("/staff/")
         nav[role] = re.findall(r'<li[^>]*><a href="(/staff/[^"]*)"', page.get_data(as_text=True))
     assert nav["sales"] == ["/staff/"]
-    assert nav["marketing"] == ["/staff/", "/staff/imports", "/staff/campaigns"]
+    assert nav["marketing"] == [
+        "/staff/",
+        "/staff/imports",
+        "/staff/contacts",
+        "/staff/campaigns",
+        "/staff/dashboard",
+    ]
     assert nav["admin"] == [
         "/staff/",
         "/staff/imports",
+        "/staff/contacts",
         "/staff/campaigns",
+        "/staff/dashboard",
         "/staff/admin/users",
         "/staff/admin/tokens",
         "/staff/admin/audit",
@@ -148,9 +156,11 @@ def test_navigation_shows_each_role_only_its_pages(app) -> None:
         "/staff/admin/webhooks",
         "/staff/dpo",
     ]
-    # The dpo reads what rights requests and complaints need, no marketing page.
+    # The dpo reads what rights requests and complaints need, no marketing page;
+    # the dashboard's counts (opt-outs, purges, request deadlines) are theirs too.
     assert nav["dpo"] == [
         "/staff/",
+        "/staff/dashboard",
         "/staff/admin/audit",
         "/staff/admin/privacy-requests",
         "/staff/dpo",

@@ -204,6 +204,16 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         {"email": "anna.kund@kund.example", "name": "Anna Rättad"},
         _guarded("contacts.write", 303),
     ),
+    ("staff_dashboard.dashboard", "GET"): (
+        "/staff/dashboard",
+        None,
+        _guarded("dashboard.read", 200),
+    ),
+    ("dashboard_charts.chart", "GET"): (
+        "/staff/dashboard/charts/reach.svg",
+        None,
+        _guarded("dashboard.read", 200),
+    ),
     ("staff_requests.inbox", "GET"): (
         "/staff/admin/privacy-requests?show=all",
         None,
@@ -303,6 +313,37 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         {"password": "a-new-long-password", "password_again": "a-new-long-password"},
         dict.fromkeys(EVERYONE, 400),
     ),
+    ("contact_list.contacts", "GET"): (
+        "/staff/contacts?country=SE",
+        None,
+        _guarded("contacts.list", 200),
+    ),
+    ("contact_list.export", "GET"): (
+        "/staff/contacts/export.csv?format=excel",
+        None,
+        _guarded("contacts.list_export", 200),
+    ),
+    ("contact_list.confirm_bulk", "GET"): (
+        "/staff/contacts/bulk?action=set_legal_hold&company=Kund AB",
+        None,
+        _guarded("contacts.bulk", 200),
+    ),
+    ("contact_list.start_bulk", "POST"): (
+        "/staff/contacts/bulk",
+        {
+            "action": "set_legal_hold",
+            "reason": "Matrix",
+            "company": "Kund AB",
+            "confirmed": "1",
+            "as_of": "2030-01-01T00:00:00+00:00",
+        },
+        _guarded("contacts.bulk", 303),
+    ),
+    ("contact_list.bulk_run", "GET"): (
+        "/staff/contacts/bulk/{run_id}",
+        None,
+        _guarded("contacts.bulk", 200),
+    ),
     ("staff_webhooks.replay_since", "POST"): (
         "/staff/admin/webhooks/{webhook_id}/replay",
         {"after_change": "chg_0"},
@@ -330,6 +371,21 @@ def make_import() -> int:
         Actor(kind="cli", name="matrix"), io.BytesIO(content), basis="customer", source="CRM"
     )
     return report.batch_id
+
+
+def make_bulk_run() -> int:
+    """A bulk action run already done, in the caller's app context."""
+    from datetime import UTC, datetime
+
+    from consent.models import BulkAction
+
+    run = BulkAction(
+        action="lift_legal_hold", filter={}, as_of=datetime.now(UTC), actor="cli:matrix"
+    )
+    run.status = "done"
+    db.session.add(run)
+    db.session.commit()
+    return run.id
 
 
 def make_privacy_request(contact_id: int) -> int:
@@ -400,6 +456,7 @@ def test_role_gets_the_expected_status(app, role: str, route: tuple[str, str]) -
         batch_id = make_import()
         request_id = make_privacy_request(contact_id)
         webhook_id, delivery_id = make_webhook(contact_id)
+        run_id = make_bulk_run()
     client = app.test_client() if role == ANONYMOUS else client_as(app, role)
     url = path.format(
         contact_id=contact_id,
@@ -410,6 +467,7 @@ def test_role_gets_the_expected_status(app, role: str, route: tuple[str, str]) -
         request_id=request_id,
         webhook_id=webhook_id,
         delivery_id=delivery_id,
+        run_id=run_id,
     )
 
     _endpoint, method = route
