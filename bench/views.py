@@ -469,6 +469,18 @@ def _export_route(app: Any) -> str | None:
     return None
 
 
+def _snapshot_refresh() -> Callable[[], None] | None:
+    """The dashboard's stored counts refreshed as its scheduled job does, if built."""
+    try:
+        from reports import snapshots
+    except ImportError:
+        return None
+    from datetime import UTC, datetime
+
+    at = datetime.fromisoformat(AT).replace(tzinfo=UTC)
+    return lambda: snapshots.refresh(at)
+
+
 def _filter_query(fields: dict[str, Any]) -> dict[str, str] | None:
     """The page's query string for a filter, through the list's own ``filter_args``."""
     try:
@@ -614,6 +626,16 @@ def run(ctx: Context) -> list[str]:
                 f"| bare SQL of its {len(shapes)} chart shapes | {statistics.median(base_s):.3f} s | 1.00x | |",
             ]
             dashboard_s: float | None = None
+            refresh = _snapshot_refresh()
+            if refresh is not None:
+                # The slow sections are counted by a scheduled job and stored
+                # (reports.snapshots): time that job, then the page over its result.
+                refresh_s, _n = _timed(refresh, ctx.repeat)
+                lines.append(
+                    f"| dashboard snapshot refresh (the scheduled job) "
+                    f"| {statistics.median(refresh_s):.3f} s "
+                    f"| {statistics.median(refresh_s) / statistics.median(base_s):.2f}x | |"
+                )
             if dashboard_path is None:
                 lines.append("| GET /staff/dashboard | not built | | |")
             else:
@@ -627,7 +649,7 @@ def run(ctx: Context) -> list[str]:
                 mine_s, _n = _timed(dashboard, ctx.repeat)
                 dashboard_s = statistics.median(mine_s)
                 lines.append(
-                    f"| GET /staff/dashboard, full render | {dashboard_s:.3f} s "
+                    f"| GET /staff/dashboard, full render (over the stored counts) | {dashboard_s:.3f} s "
                     f"| {dashboard_s / statistics.median(base_s):.2f}x "
                     f"| {'met' if dashboard_s < DASHBOARD_BAR_S else '**not met**'} |"
                 )

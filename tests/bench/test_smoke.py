@@ -118,7 +118,7 @@ def test_the_benchmarks_run_on_tiny_data_and_write_their_section(tmp_path: Path)
         cells = [cell.strip() for cell in rows[label].split("|")]
         assert cells[3].endswith(" ms") and cells[7].endswith("x"), f"{label}: not measured"
     assert "| CSV export, country: NO | 98 |" in views
-    assert "GET /staff/dashboard, full render" in views
+    assert "GET /staff/dashboard, full render (over the stored counts)" in views
 
 
 def _redis_answers(url: str) -> bool:
