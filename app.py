@@ -19,6 +19,7 @@ from werkzeug.routing import IntegerConverter
 import consent
 import crm
 import mailing
+import reports
 import service_files
 from consent.models import Basis
 from consent.projection import RESERVED_SOURCES
@@ -55,6 +56,7 @@ from mailing.art14_notices import ART14_NOTICES_JOB
 from mailing.bounce_mailbox import POLL_JOB
 from mailing.health import RETENTION_JOB, scheduling_health
 from mailing.outbox import SWEEP_JOB
+from reports.snapshots import REFRESH_JOB as DASHBOARD_REFRESH_JOB
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +294,7 @@ def register_packages(app: Flask) -> None:
     crm.init_app(app)
     consent.init_app(app)
     mailing.init_app(app)
+    reports.init_app(app)
     api_docs.init_app(app, api)
 
 
@@ -312,6 +315,12 @@ def register_scheduling(app: Flask) -> None:
                 every=timedelta(seconds=float(config["OUTBOX_SWEEP_INTERVAL_S"])),
             ),
             Periodic("bounce-poll", POLL_JOB, every=timedelta(seconds=bounce_every)),
+            # The dashboard's slow sections (reports/snapshots.py says why they are stored).
+            Periodic(
+                "dashboard-refresh",
+                DASHBOARD_REFRESH_JOB,
+                every=timedelta(seconds=float(config["DASHBOARD_REFRESH_INTERVAL_S"])),
+            ),
         ],
     )
 

@@ -45,6 +45,7 @@ BENCHMARKS = {
     "sending": "bench.sending",
     "bounces": "bench.bounces",
     "feed": "bench.feed",
+    "views": "bench.views",
 }
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -11,6 +11,7 @@ def init_app(app: Flask) -> None:
         bases,
         cli,
         contact_list_pages,
+        dpo_pages,
         feed,
         refusals,
         rights,
@@ -25,6 +26,7 @@ def init_app(app: Flask) -> None:
     cli.register(app)
     staff_pages.register(app)
     contact_list_pages.register(app)
+    dpo_pages.register(app)
     services.connect_signals()
     bases.connect_signals()
     rights.connect_signals()

@@ -57,9 +57,33 @@ class TokenCreateForm(FormSchema):
         return data
 
 
+_DAY = validate.Range(min=date(1900, 1, 1), max=date(2999, 12, 31))
+
+
 class AuditQuery(FormSchema):
+    """The audit log's filters (all optional) and its page cursor."""
+
+    who = fields.String(load_default=None, validate=validate.Length(max=200))
+    action = fields.String(load_default=None, validate=validate.Length(max=64))
     # A row id: a larger number names no row (and SQLite cannot bind one over 2**63).
-    before = fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_ROW_ID))
+    contact = fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_ROW_ID))
+    # ``from`` is a Python keyword: the form's name, not the attribute's.
+    on_or_after = fields.Date(load_default=None, data_key="from", validate=_DAY)
+    on_or_before = fields.Date(load_default=None, data_key="to", validate=_DAY)
+    # The signed cursor the previous page gave (crm.audit_log), checked there.
+    before = fields.String(load_default=None, validate=validate.Length(max=200))
+    delimiter = fields.String(load_default=",", validate=validate.OneOf([",", ";"]))
+
+    @pre_load
+    def _blank_is_absent(self, data: Any, **_: Any) -> Any:
+        """An empty box of the filter form means no filter, not an invalid one."""
+        return {k: v for k, v in data.items() if v != ""}
+
+    @validates_schema
+    def _range(self, data: dict[str, Any], **_: Any) -> None:
+        start, end = data.get("on_or_after"), data.get("on_or_before")
+        if start and end and start > end:
+            raise ValidationError("The range starts after it ends.", "to")
 
 
 class ChecklistDoneForm(FormSchema):

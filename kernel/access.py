@@ -78,6 +78,12 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "account.manage": ALL_ROLES,
     "tokens.manage": frozenset({Role.ADMIN}),
     "audit.read": frozenset({Role.ADMIN, Role.DPO}),
+    # The filtered audit log as a CSV file: those who read the log answer a
+    # supervisory authority or an internal review with it (GDPR art. 5(2), 30).
+    "audit.export": frozenset({Role.ADMIN, Role.DPO}),
+    # The records of processing (GDPR art. 30) and the DPO's home page: the
+    # DPO keeps them, the admin configures what they are generated from.
+    "processing_records.read": frozenset({Role.ADMIN, Role.DPO}),
     "webhooks.manage": frozenset({Role.ADMIN}),
     # The change feed a CRM mirrors: a CRM sync token holds ``marketing`` (it
     # writes contacts and imports, "contacts.write" and "imports.run"), and
@@ -88,6 +94,11 @@ ACTIONS: dict[str, frozenset[Role]] = {
     # Extend a request's deadline (GDPR art. 12(3)) or refuse it with the reason.
     "privacy_requests.manage": frozenset({Role.ADMIN}),
     "policies.read": ALL_ROLES,
+    # /staff/dashboard: counts only, never a person. Marketing plans on the
+    # reachable audience and campaign outcomes; admin runs the service; the dpo
+    # watches opt-outs, purges and request deadlines (GDPR art. 5(2), 39). Sales
+    # works one contact at a time and does not need the whole (R25).
+    "dashboard.read": frozenset({Role.MARKETING, Role.ADMIN, Role.DPO}),
 }
 
 
@@ -316,6 +327,9 @@ def start_staff_session(user: StaffUser, *, second_factor: bool = False) -> None
     """Sign ``user`` in in this browser. ``second_factor``: they also gave a
     valid TOTP code (or enrolled one) in this sign-in."""
     session.clear()
+    # Whoever this request took as signed in (nobody, on the sign-in page) is
+    # no longer who it is: the landing page depends on the new user's role.
+    g.pop("staff_user", None)
     session[SESSION_USER] = user.id
     session[SESSION_STAMP] = session_stamp(user)
     session[SESSION_SIGNED_IN_AT] = int(utcnow().timestamp())

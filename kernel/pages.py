@@ -69,24 +69,33 @@ def _staff_context() -> dict[str, Any]:
     }
 
 
-def _staff_headers(response: Response) -> Response:
-    # Staff pages hold personal data: never cached, never framed.
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
-        "form-action 'self'; base-uri 'none'"
-    )
-    return response
+STAFF_POLICY = (
+    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+    "form-action 'self'; base-uri 'none'"
+)
 
 
-def staff_blueprint(name: str, import_name: str) -> Blueprint:
-    """A blueprint under /staff whose templates get the staff layout's context."""
+def _staff_headers(policy: str) -> Callable[[Response], Response]:
+    def add_headers(response: Response) -> Response:
+        # Staff pages hold personal data: never cached, never framed.
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["Content-Security-Policy"] = policy
+        return response
+
+    return add_headers
+
+
+def staff_blueprint(name: str, import_name: str, *, policy: str = STAFF_POLICY) -> Blueprint:
+    """A blueprint under /staff whose templates get the staff layout's context.
+
+    ``policy``: the Content-Security-Policy of its answers; only a blueprint
+    that serves no page (the dashboard's SVG charts) chooses another."""
     blueprint = Blueprint(name, import_name, url_prefix="/staff")
     blueprint.context_processor(_staff_context)
-    blueprint.after_request(_staff_headers)
+    blueprint.after_request(_staff_headers(policy))
     return blueprint
 
 
@@ -198,7 +207,21 @@ def safe_next(target: str | None) -> str:
     """
     if target and _is_local_path(target):
         return target
-    return url_for("staff_contacts.search")
+    return home_url()
+
+
+def set_home_page(app: Flask, role: str, endpoint: str) -> None:
+    """Where ``role`` lands after signing in when no page was asked for (the
+    contact search for every role without one)."""
+    app.extensions.setdefault("staff_home_pages", {})[role] = endpoint
+
+
+def home_url() -> str:
+    """The signed-in user's landing page (``set_home_page``), else the contact search."""
+    user = current_staff_user()
+    pages = current_app.extensions.get("staff_home_pages", {})
+    endpoint = pages.get(user.role) if user is not None else None
+    return url_for(endpoint or "staff_contacts.search")
 
 
 def _is_local_path(target: str) -> bool:

@@ -52,6 +52,13 @@ def _field(value: Any) -> str:
     return text
 
 
+def csv_line(cells: Sequence[Any], delimiter: str = ",") -> str:
+    """One line of a file (CRLF-ended), for a file streamed as it is read."""
+    if delimiter not in DELIMITERS:
+        raise ValueError(f"delimiter must be one of {DELIMITERS}")
+    return delimiter.join(_field(cell) for cell in cells) + "\r\n"
+
+
 def write_csv(
     out: IO[str], header: Sequence[str], rows: Iterable[Sequence[Any]], delimiter: str = ","
 ) -> None:

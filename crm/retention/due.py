@@ -365,6 +365,37 @@ def due_batches(
         yield rows, retention_exclusions(sorted({r.contact_id for r in rows}))
 
 
+def due_counts(rule: Rule, run_days: Sequence[date]) -> list[int]:
+    """How many rows a run on each of ``run_days`` would select under ``rule``
+    (legal holds included, as the preview counts them), in one query.
+
+    The rule's own arithmetic (``latest_due_anchor_day``) turns each day into
+    the anchor it compares with, so a forecast never restates the rules; the
+    query is the run's own selection, read once and summed per day.
+    """
+    if not run_days:
+        return []
+    selected = _due_query(rule, max(run_days), 0, 0).limit(None).order_by(None).subquery()
+    first, second = list(selected.c)[1:3]
+    anchor: sa.ColumnElement[Any]
+    if rule.is_contact_rule and rule.counts_from == "last_interaction":
+        anchor = sa.func.coalesce(first, second)
+    elif rule.is_contact_rule and rule.counts_from == "created":
+        anchor = second
+    else:
+        anchor = first
+
+    def is_due(day: date) -> sa.ColumnElement[bool]:
+        latest = rule.latest_due_anchor_day(day)
+        if rule.is_contact_rule and rule.counts_from == "relationship_end":
+            return anchor <= latest  # a calendar date, compared as the run does
+        return anchor < start_of_day(latest + timedelta(days=1))
+
+    sums = [sa.func.coalesce(sa.func.sum(sa.case((is_due(d), 1), else_=0)), 0) for d in run_days]
+    counts = db.session.execute(sa.select(*sums).select_from(selected)).one()
+    return [int(c) for c in counts]
+
+
 # Preview ---------------------------------------------------------------------------
 
 

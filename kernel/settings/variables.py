@@ -571,6 +571,14 @@ SETTINGS: tuple[Setting, ...] = (
         "admin's URL cannot reach Redis, the database or a cloud metadata service "
         "(docs/webhooks.md)",
     ),
+    # The dashboard (docs/dashboard.md) ------------------------------------------
+    Setting(
+        "DASHBOARD_REFRESH_INTERVAL_S",
+        number,
+        900.0,
+        "the scheduler counts the dashboard's slow sections (reachable audience, the ledger "
+        "per week, the purge forecast) this often; the page shows their age (`0`: never)",
+    ),
     # Production opt-outs ---------------------------------------------------------
     opt_out("ALLOW_SQLITE_IN_PRODUCTION", "a SQLite database"),
     opt_out(

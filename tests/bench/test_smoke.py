@@ -109,6 +109,17 @@ def test_the_benchmarks_run_on_tiny_data_and_write_their_section(tmp_path: Path)
     assert float(cells[3].replace(",", "")) > 0, "no feed items per second"
     assert cells[6].endswith("x"), "the ratio to the bare keyset scan"
 
+    # Views (issue 23): every filter's first page, the export and the dashboard
+    # were served and measured beside their bare SQL.
+    assert "<!-- bench:views -->" in text
+    views = text.split("<!-- bench:views -->")[1].split("<!-- /bench:views -->")[0]
+    assert "Generated 1,000 contacts and 10,000 ledger events" in views
+    for label in ("country: NO", "decision: objection", "import batch", "external system: hubspot"):
+        cells = [cell.strip() for cell in rows[label].split("|")]
+        assert cells[3].endswith(" ms") and cells[7].endswith("x"), f"{label}: not measured"
+    assert "| CSV export, country: NO | 98 |" in views
+    assert "GET /staff/dashboard, full render (over the stored counts)" in views
+
 
 def _redis_answers(url: str) -> bool:
     import redis

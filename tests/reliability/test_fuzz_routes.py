@@ -619,8 +619,15 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("staff_home", "GET"): Route("/", "staff"),
     ("staff_contacts.search", "GET"): Route("/staff/", "staff", query=lambda s: {"q": "anna"}),
     ("staff.audit_log", "GET"): Route(
-        "/staff/admin/audit", "staff", query=lambda s: {"before": "1000"}
+        "/staff/admin/audit",
+        "staff",
+        query=lambda s: {"who": "admin", "action": "contact.", "from": "2026-01-01"},
     ),
+    ("staff.export_audit_log", "GET"): Route(
+        "/staff/admin/audit.csv", "staff", query=lambda s: {"contact": "1", "delimiter": ";"}
+    ),
+    ("staff_dpo.home", "GET"): Route("/staff/dpo", "staff"),
+    ("staff_dpo.processing_records", "GET"): Route("/staff/dpo/records", "staff"),
     ("staff.retention_page", "GET"): Route(
         "/staff/admin/retention", "staff", query=lambda s: {"as_of": "2026-01-15"}
     ),

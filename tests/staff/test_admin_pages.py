@@ -131,20 +131,36 @@ def test_navigation_shows_each_role_only_its_pages(app) -> None:
         page = client_as(app, role, email=f"nav-{role}@staff.example").get("/staff/")
         nav[role] = re.findall(r'<li[^>]*><a href="(/staff/[^"]*)"', page.get_data(as_text=True))
     assert nav["sales"] == ["/staff/"]
-    assert nav["marketing"] == ["/staff/", "/staff/imports", "/staff/campaigns"]
+    assert nav["marketing"] == [
+        "/staff/",
+        "/staff/imports",
+        "/staff/contacts",
+        "/staff/campaigns",
+        "/staff/dashboard",
+    ]
     assert nav["admin"] == [
         "/staff/",
         "/staff/imports",
+        "/staff/contacts",
         "/staff/campaigns",
+        "/staff/dashboard",
         "/staff/admin/users",
         "/staff/admin/tokens",
         "/staff/admin/audit",
         "/staff/admin/retention",
         "/staff/admin/privacy-requests",
         "/staff/admin/webhooks",
+        "/staff/dpo",
     ]
-    # The dpo reads what rights requests and complaints need, no marketing page.
-    assert nav["dpo"] == ["/staff/", "/staff/admin/audit", "/staff/admin/privacy-requests"]
+    # The dpo reads what rights requests and complaints need, no marketing page;
+    # the dashboard's counts (opt-outs, purges, request deadlines) are theirs too.
+    assert nav["dpo"] == [
+        "/staff/",
+        "/staff/dashboard",
+        "/staff/admin/audit",
+        "/staff/admin/privacy-requests",
+        "/staff/dpo",
+    ]
 
 
 def test_public_pages_do_not_show_the_staff_navigation(app, client) -> None:

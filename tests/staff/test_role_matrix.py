@@ -79,6 +79,17 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         _guarded("tokens.manage", 303),
     ),
     ("staff.audit_log", "GET"): ("/staff/admin/audit", None, _guarded("audit.read", 200)),
+    ("staff.export_audit_log", "GET"): (
+        "/staff/admin/audit.csv?action=contact.",
+        None,
+        _guarded("audit.export", 200),
+    ),
+    ("staff_dpo.home", "GET"): ("/staff/dpo", None, _guarded("processing_records.read", 200)),
+    ("staff_dpo.processing_records", "GET"): (
+        "/staff/dpo/records",
+        None,
+        _guarded("processing_records.read", 200),
+    ),
     ("staff.retention_page", "GET"): (
         "/staff/admin/retention?as_of=2027-01-01",
         None,
@@ -222,6 +233,16 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         "/staff/contacts/{contact_id}/rectify",
         {"email": "anna.kund@kund.example", "name": "Anna Rättad"},
         _guarded("contacts.write", 303),
+    ),
+    ("staff_dashboard.dashboard", "GET"): (
+        "/staff/dashboard",
+        None,
+        _guarded("dashboard.read", 200),
+    ),
+    ("dashboard_charts.chart", "GET"): (
+        "/staff/dashboard/charts/reach.svg",
+        None,
+        _guarded("dashboard.read", 200),
     ),
     ("staff_requests.inbox", "GET"): (
         "/staff/admin/privacy-requests?show=all",
