@@ -136,6 +136,7 @@ def test_navigation_shows_each_role_only_its_pages(app) -> None:
         "/staff/imports",
         "/staff/contacts",
         "/staff/campaigns",
+        "/staff/segments",
         "/staff/dashboard",
     ]
     assert nav["admin"] == [
@@ -143,6 +144,7 @@ def test_navigation_shows_each_role_only_its_pages(app) -> None:
         "/staff/imports",
         "/staff/contacts",
         "/staff/campaigns",
+        "/staff/segments",
         "/staff/dashboard",
         "/staff/admin/users",
         "/staff/admin/tokens",
