@@ -26,6 +26,34 @@ from extensions import db
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database-tests-only",
+        action="store_true",
+        help="run only the tests that reach the suite's database (docs/testing.md)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The second pass (PostgreSQL) leaves out what the first already proved.
+
+    A test whose fixtures never reach ``database_url`` (and that is not marked
+    ``database`` because it reads TEST_DATABASE_URL itself) runs the same code
+    on either pass, so running it again on PostgreSQL only costs time. The
+    rule is drawn from the fixtures, so a new test falls on the right side
+    without a marker.
+    """
+    if not config.getoption("--database-tests-only"):
+        return
+    kept, dropped = [], []
+    for item in items:
+        reaches = "database_url" in getattr(item, "fixturenames", ())
+        (kept if reaches or item.get_closest_marker("database") else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 def service_unavailable(reason: str) -> None:
     """Skip for a missing service; under CI that is a failure."""
     if IN_CI:
