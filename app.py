@@ -26,7 +26,17 @@ from consent.topics import MarketingPolicy
 from consent.webhooks import check_retry_window
 from crm.retention import DAILY_RETENTION_JOB
 from extensions import api, broker, csrf, db, limiter, migrate, queue_sqlite_writers
-from kernel import api_docs, api_fields, idempotency, inputs, logs, metrics, scheduling, settings
+from kernel import (
+    api_docs,
+    api_fields,
+    i18n,
+    idempotency,
+    inputs,
+    logs,
+    metrics,
+    scheduling,
+    settings,
+)
 from kernel.cli import settings_cli
 from kernel.errors import (
     BadRequest,
@@ -238,6 +248,7 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(service_files.migrations()))
     csrf.init_app(app)
     limiter.init_app(app)
+    i18n.init_app(app)
     # Before any blueprint registers its routes, so that every write's
     # operation documents the Idempotency-Key header.
     api.init_app(app, spec_kwargs={"extra_plugins": [idempotency.IdempotencyKeyPlugin(app)]})

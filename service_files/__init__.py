@@ -38,3 +38,8 @@ def migrations() -> Path:
 def example_policies() -> Path:
     """The example rule sets: ``marketing/*.toml`` and ``retention/*.toml``."""
     return root() / "policies"
+
+
+def translations() -> Path:
+    """The gettext catalogs: ``translations/<lang>/LC_MESSAGES/messages.po``."""
+    return root() / "translations"

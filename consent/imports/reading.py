@@ -90,7 +90,7 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 INTERACTION_KINDS = tuple(k.value for k in ActivityKind if k.is_interaction)
 # ... also by their Swedish names (kernel.i18n), as Swedish headers are read.
 _KIND_NAMES = {
-    **{i18n.SV[f"activity.{kind}"].replace(" ", "_"): kind for kind in INTERACTION_KINDS},
+    **{i18n.text_in("sv", f"activity.{kind}").replace(" ", "_"): kind for kind in INTERACTION_KINDS},
     **{kind: kind for kind in INTERACTION_KINDS},
 }
 _HEADER_TO_COLUMN = {

@@ -210,7 +210,7 @@ def test_the_code_comes_from_the_virtualenv_not_the_checkout(venv: Path, tmp_pat
         assert (venv / "bin" / command).is_file(), command
     # Every file of the folders the service reads at run time, none forgotten
     # (a new template folder must be listed in pyproject.toml).
-    for folder in ("templates", "static", "migrations", "policies"):
+    for folder in ("templates", "static", "migrations", "policies", "translations"):
         in_checkout = _files(ROOT / folder)
         assert in_checkout, folder
         assert _files(files / folder) == in_checkout, folder
