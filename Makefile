@@ -1,5 +1,5 @@
 # The two commands of the README. Everything else is in .ci/.
-.PHONY: run test setup bench
+.PHONY: run test test-long setup bench
 
 # Embedded defaults: SQLite under instance/, in-process worker, mail to instance/mail/.
 DEV_ENV = CONSENT_ENV=development SESSION_COOKIE_SECURE=0 FLASK_APP=app
@@ -19,6 +19,10 @@ run: setup
 
 test: setup
 	@bash .ci/test
+
+# The long variants (tests marked `long`), which CI runs after `make test`.
+test-long: setup
+	@bash .ci/test-long
 
 bench: setup
 	@bash .ci/bench-setup

@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Reads TEST_DATABASE_URL itself: it runs on every database pass (docs/testing.md).
+@pytest.mark.database
 def test_the_benchmarks_run_on_tiny_data_and_write_their_section(tmp_path: Path) -> None:
     output = tmp_path / "benchmarks.md"
     output.write_text(

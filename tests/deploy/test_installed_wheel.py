@@ -195,6 +195,8 @@ def _wait_until_serving(service: Installed, web: subprocess.Popen[bytes], base: 
     raise AssertionError("gunicorn did not answer:\n" + service.log("web"))
 
 
+# Builds a virtualenv from the wheel: the long job (docs/testing.md).
+@pytest.mark.long
 def test_the_code_comes_from_the_virtualenv_not_the_checkout(venv: Path, tmp_path: Path) -> None:
     service = Installed(venv, tmp_path)
     found = service.run(
@@ -214,6 +216,8 @@ def test_the_code_comes_from_the_virtualenv_not_the_checkout(venv: Path, tmp_pat
         assert _files(files / folder) == in_checkout, folder
 
 
+# Builds a virtualenv from the wheel: the long job (docs/testing.md).
+@pytest.mark.long
 def test_the_installed_wheel_migrates_serves_and_delivers(
     installed: tuple[Installed, SmtpSink, str],
 ) -> None:

@@ -19,7 +19,8 @@ import pytest
 from tests.conftest import count_rows
 from tests.reliability.production import OwnRedis, Production
 
-pytestmark = pytest.mark.redis
+# Real processes (production.py): the long job, `make test-long` (docs/testing.md).
+pytestmark = [pytest.mark.redis, pytest.mark.long]
 
 ROWS = 25_000
 

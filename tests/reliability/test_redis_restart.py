@@ -41,7 +41,8 @@ from mailing.models import OutboxMessage
 from tests.reliability.conftest import figure, scale
 from tests.reliability.production import OwnRedis, Production, consented_contacts, post
 
-pytestmark = pytest.mark.redis
+# Real processes (production.py): the long job, `make test-long` (docs/testing.md).
+pytestmark = [pytest.mark.redis, pytest.mark.long]
 
 SIGNUP = {"topics": "newsletter", "consent": "on", "form_id": "hosted", "language": "en"}
 

@@ -36,7 +36,8 @@ from tests.reliability.conftest import LONG, figure
 from tests.reliability.production import OwnRedis, Production, consented_contacts_in_bulk, post
 from tests.reliability.test_worker_kills import _statuses
 
-pytestmark = pytest.mark.redis
+# Real processes (production.py): the long job, `make test-long` (docs/testing.md).
+pytestmark = [pytest.mark.redis, pytest.mark.long]
 
 SIZE = 5_000
 THREADS = 4

@@ -46,7 +46,8 @@ from mailing.models import OutboxMessage
 from tests.reliability.conftest import LONG, figure, scale
 from tests.reliability.production import OwnRedis, Production, consented_contacts
 
-pytestmark = pytest.mark.redis
+# Real processes (production.py): the long job, `make test-long` (docs/testing.md).
+pytestmark = [pytest.mark.redis, pytest.mark.long]
 
 PROCESSES, THREADS = 2, 2
 CLAIM_TIMEOUT_S = 10
