@@ -108,9 +108,6 @@ class ConsentEvent(db.Model):
             postgresql_where=sa.text("campaign_id IS NOT NULL"),
             sqlite_where=sa.text("campaign_id IS NOT NULL"),
         ),
-    )
-
-    __table_args__ = (
         # The contact list's filters by source and by import batch
         # (consent.contact_filters): the contacts a source or a batch wrote
         # events for, found from the value rather than by reading every

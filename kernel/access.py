@@ -64,6 +64,9 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "evidence.read": EVIDENCE_READERS,
     "imports.run": frozenset({Role.MARKETING, Role.ADMIN}),
     "campaigns.manage": frozenset({Role.MARKETING, Role.ADMIN}),
+    # Saved filters that narrow campaigns (mailing.segments): they list who is
+    # in them, so only those who plan the mailings, as the contact list.
+    "segments.manage": frozenset({Role.MARKETING, Role.ADMIN}),
     # A bounce or complaint another system saw (POST /api/v1/bounces): it can end
     # email marketing to an address, so only those who run the mailings report it.
     "bounces.record": frozenset({Role.MARKETING, Role.ADMIN}),

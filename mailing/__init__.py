@@ -19,6 +19,7 @@ def init_app(app: Flask) -> None:
         models,
         provider_webhooks,
         public_pages,
+        segment_pages,
         staff_pages,
         tasks,
     )
@@ -30,6 +31,7 @@ def init_app(app: Flask) -> None:
     api.register(app)
     provider_webhooks.register(app)
     staff_pages.register(app)
+    segment_pages.register(app)
     cli.register(app)
     _connect_signals()
     _read_at_scrape(app)

@@ -49,6 +49,8 @@ def _dump(report: campaigns.Report) -> dict[str, Any]:
         "hard_bounce_rate": report.bounce_rates["hard"],
         "soft_bounce_rate": report.bounce_rates["soft"],
         "complaint_rate": report.bounce_rates["complaints"],
+        "segment_id": campaign.segment_id,
+        "segment_name": campaign.segment_name,
         "unsubscribes": report.unsubscribes,
         "objections": report.objections,
     }

@@ -51,8 +51,9 @@ class CampaignOutcome:
 
 
 def _people(
-    condition: sa.ColumnElement[bool], person: sa.ColumnElement[int]
+    condition: sa.ColumnElement[bool], person: InstrumentedAttribute[int]
 ) -> sa.ColumnElement[int]:
+    """The number of distinct contacts for whom ``condition`` holds."""
     return sa.func.count(sa.distinct(sa.case((condition, person))))
 
 

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
@@ -26,9 +27,9 @@ from crm.models import Contact
 from crm.services import audit
 from extensions import db
 from kernel.access import Actor
-from kernel.errors import InvalidInput, NotFound
+from kernel.errors import Conflict, InvalidInput, NotFound
 from kernel.timestamps import utcnow
-from mailing import messages
+from mailing import messages, segments
 from mailing.campaign_report import campaign_outcome
 from mailing.models import Campaign, CampaignStatus, MailKind, MailStatus, OutboxMessage
 from mailing.outbox import hand_over
@@ -47,6 +48,21 @@ class CampaignInput:
     body_sv: str
     subject_en: str
     body_en: str
+    # The segment that narrows the topic's audience; None: the whole audience.
+    segment_id: int | None = None
+
+
+def _existing_segment(segment_id: int | None) -> int | None:
+    if segment_id is None:
+        return None
+    try:
+        return segments.get_segment(segment_id).id
+    except NotFound:
+        raise InvalidInput(
+            f"No segment with id {segment_id}.",
+            code="segment_not_found",
+            fields={"segment_id": ["No such segment."]},
+        ) from None
 
 
 def _check_texts(data: CampaignInput) -> None:
@@ -76,7 +92,9 @@ def create_campaign(actor: Actor, data: CampaignInput, at: datetime | None = Non
             fields={"topic": ["Not a marketing topic."]},
         )
     _check_texts(data)
+    segment_id = _existing_segment(data.segment_id)
     campaign = Campaign(
+        segment_id=segment_id,
         topic=data.topic,
         channel=CHANNEL,
         subject_sv=data.subject_sv.strip(),
@@ -92,6 +110,44 @@ def create_campaign(actor: Actor, data: CampaignInput, at: datetime | None = Non
     audit(actor, "campaign.create", detail=f"campaign {campaign.id}")
     db.session.commit()
     return campaign
+
+
+def target_campaign(actor: Actor, campaign_id: int, segment_id: int | None) -> Campaign:
+    """Narrow a draft's audience to a segment, or (None) let it reach the whole topic.
+
+    Conflict ``campaign_not_draft`` once it was sent: it keeps the segment it
+    went out with, so that a second send reaches the same kind of people."""
+    campaign = get_campaign(campaign_id)
+    if campaign.status != CampaignStatus.DRAFT.value:
+        raise Conflict(
+            "A campaign that was sent keeps its segment; compose a new one for other people.",
+            code="campaign_not_draft",
+        )
+    campaign.segment_id = _existing_segment(segment_id)
+    audit(actor, "campaign.target", detail=f"campaign {campaign.id}: segment {segment_id}")
+    db.session.commit()
+    return campaign
+
+
+def _segment_members(campaign: Campaign, at: datetime) -> sa.Select[Any] | None:
+    """The contacts the campaign's segment names at ``at``: its copy once sent,
+    the live segment while a draft; None when no segment narrows it."""
+    if campaign.segment_args is not None:
+        return segments.members(campaign.segment_args, at)
+    if campaign.segment_id is not None:
+        return segments.members(segments.get_segment(campaign.segment_id).filter_args, at)
+    return None
+
+
+def _copy_segment(campaign: Campaign) -> None:
+    """At the first send: keep the segment's name and filter with the campaign,
+    so that what it went to stays on record and later sends, edits or a
+    deletion of the segment cannot change it."""
+    if campaign.segment_id is None or campaign.segment_args is not None:
+        return
+    segment = segments.get_segment(campaign.segment_id)
+    campaign.segment_name = segment.name
+    campaign.segment_args = dict(segment.filter_args)
 
 
 def get_campaign(campaign_id: int) -> Campaign:
@@ -111,16 +167,18 @@ class Preview:
 
     audience: int
     not_allowed: dict[str, int] = field(default_factory=dict)
+    # How many the segment names, when one narrows the campaign (audience plus
+    # the not allowed); None without a segment.
+    in_segment: int | None = None
 
 
-def _contact_id_chunks(size: int) -> Iterator[list[int]]:
+def _contact_id_chunks(size: int, within: sa.Select[Any] | None = None) -> Iterator[list[int]]:
     last = 0
     while True:
-        ids = list(
-            db.session.scalars(
-                sa.select(Contact.id).where(Contact.id > last).order_by(Contact.id).limit(size)
-            )
-        )
+        query = sa.select(Contact.id).where(Contact.id > last)
+        if within is not None:
+            query = query.where(Contact.id.in_(within))
+        ids = list(db.session.scalars(query.order_by(Contact.id).limit(size)))
         if not ids:
             return
         yield ids
@@ -128,7 +186,9 @@ def _contact_id_chunks(size: int) -> Iterator[list[int]]:
 
 
 def preview_campaign(campaign_id: int, at: datetime | None = None) -> Preview:
-    """Ask the policy about every contact, in chunks: the audience and the reasons of the rest.
+    """Ask the policy about every contact (every contact of the campaign's
+    segment, when one narrows it), in chunks: the audience and the reasons of
+    the rest.
 
     This is the policy's own answer (``consent.policy.decide``), not the SQL
     pre-filter, so the figures are what the last check before each send says.
@@ -138,9 +198,10 @@ def preview_campaign(campaign_id: int, at: datetime | None = None) -> Preview:
     policy = current_policy()
     topic = policy.topic(campaign.topic)
     moment = at or utcnow()
+    within = _segment_members(campaign, moment)
     allowed = 0
     refused: Counter[str] = Counter()
-    for ids in _contact_id_chunks(PREVIEW_CHUNK):
+    for ids in _contact_id_chunks(PREVIEW_CHUNK, within):
         for standing in standings_by_id(ids).values():
             decision = decide(
                 standing,
@@ -156,7 +217,11 @@ def preview_campaign(campaign_id: int, at: datetime | None = None) -> Preview:
                 refused[decision.reason.value] += 1
         db.session.expunge_all()
     db.session.rollback()
-    return Preview(audience=allowed, not_allowed=dict(sorted(refused.items())))
+    return Preview(
+        audience=allowed,
+        not_allowed=dict(sorted(refused.items())),
+        in_segment=allowed + sum(refused.values()) if within is not None else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -167,10 +232,17 @@ class SendResult:
 
 
 def _queue_audience(campaign: Campaign, at: datetime) -> int:
-    """One INSERT ... SELECT: an outbox row for every contact in the audience that has none yet."""
+    """One INSERT ... SELECT: an outbox row for every contact in the audience that has none yet.
+
+    The audience is the topic's (the policy's rules) AND, when a segment
+    narrows the campaign, the segment's members: a segment never adds anyone."""
     policy = current_policy()
     plan_for_audience()
     audience = audience_query(policy.topic(campaign.topic), campaign.channel, at, policy).subquery()
+    narrowed = [Contact.id.in_(sa.select(audience.c.id))]
+    members = _segment_members(campaign, at)
+    if members is not None:
+        narrowed.append(Contact.id.in_(members))
     prefix = f"campaign:{campaign.id}:contact:"
     contact_id = sa.cast(Contact.id, sa.String)
     earlier = aliased(OutboxMessage)
@@ -194,7 +266,7 @@ def _queue_audience(campaign: Campaign, at: datetime) -> int:
         # Deterministic, so a resend after a lost reply is recognisably the same mail.
         sa.literal(f"<campaign.{campaign.id}.") + contact_id + f"@{messages.sender_domain()}>",
         sa.literal(at, OutboxMessage.created_at.type),
-    ).where(Contact.id.in_(sa.select(audience.c.id)), ~already)
+    ).where(*narrowed, ~already)
     db.session.execute(
         sa.insert(OutboxMessage).from_select(
             [
@@ -243,6 +315,7 @@ def send_campaign(actor: Actor, campaign_id: int, at: datetime | None = None) ->
     campaign = get_campaign(campaign_id)
     if campaign.channel != CHANNEL:
         raise InvalidInput(f"Campaigns send by {CHANNEL} only.", code="unsupported_channel")
+    _copy_segment(campaign)
     added = _queue_audience(campaign, now)
     campaign.queued_count = (campaign.queued_count or 0) + added
     audit(actor, "campaign.send", detail=f"campaign {campaign.id}: {added} queued")

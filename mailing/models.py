@@ -58,6 +58,40 @@ class Campaign(db.Model):
     # When the audience was last expanded, and how many outbox rows that made in all.
     send_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     queued_count: Mapped[int] = mapped_column(default=0)
+    # The segment that narrows the topic's audience (mailing.segments), while
+    # the campaign is a draft. The first send copies the segment's name and
+    # filter into ``segment_name`` and ``segment_args``, and from then on the
+    # copy is what narrows it: a later send, an edited or deleted segment can
+    # never widen or change what the campaign went to, and its record stays whole.
+    # A plain number (migration 0031 says why); ``mailing.segments.delete_segment``
+    # refuses while a draft targets the segment and clears it on sent campaigns.
+    segment_id: Mapped[int | None] = mapped_column(index=True)
+    segment_name: Mapped[str | None] = mapped_column(sa.String(100))
+    segment_args: Mapped[dict[str, str] | None] = mapped_column(sa.JSON)
+
+    @property
+    def is_narrowed(self) -> bool:
+        """Whether a segment narrows the audience (live while a draft, its copy once sent)."""
+        return self.segment_id is not None or self.segment_args is not None
+
+
+class Segment(db.Model):
+    """A saved contact filter (``consent.contact_filters``) a campaign can target.
+
+    ``filter_args`` is the filter as ``filter_args`` writes it (strings only),
+    read back with ``parse_filter``, so a segment means what the contact list
+    with the same filter shows. Members are found when asked, never stored.
+    """
+
+    __tablename__ = "segment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    filter_args: Mapped[dict[str, str]] = mapped_column(sa.JSON)
+    created_by: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(sa.String(200))
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class OutboxMessage(db.Model):

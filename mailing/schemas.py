@@ -147,6 +147,14 @@ class CampaignSchema(Schema):
         allow_none=True,
         metadata={"description": "complaints / (sent + failed); null before any was tried."},
     )
+    segment_id = fields.Integer(
+        allow_none=True,
+        metadata={"description": "The segment that narrows the audience (staff pages set it)."},
+    )
+    segment_name = fields.String(
+        allow_none=True,
+        metadata={"description": "The segment's name as the campaign was first sent to it."},
+    )
     unsubscribes = fields.Integer(
         metadata={
             "description": "Contacts who unsubscribed through this campaign's unsubscribe or "

@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, g, render_template, request
-from marshmallow import fields, validate
+from marshmallow import fields, pre_load, validate
 
 from kernel.access import staff_requires
+from kernel.inputs import MAX_ROW_ID
 from kernel.pages import FormSchema, add_staff_page, run_form, see_other, staff_blueprint
-from mailing import campaigns, repermission
+from mailing import campaigns, repermission, segments
 
 bp = staff_blueprint("staff_campaigns", __name__)
 
 
-class ComposeForm(FormSchema):
+class _SegmentChoice(FormSchema):
+    # Empty: no segment, the whole topic's audience.
+    segment_id = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=1, max=MAX_ROW_ID)
+    )
+
+    @pre_load
+    def _none_chosen(self, data: Mapping[str, Any], **_: Any) -> dict[str, Any]:
+        if data.get("segment_id") == "":
+            return {**data, "segment_id": None}
+        return dict(data)
+
+
+class ComposeForm(_SegmentChoice):
     topic = fields.String(required=True, validate=validate.Length(min=1, max=64))
     subject_sv = fields.String(required=True, validate=validate.Length(min=1, max=200))
     body_sv = fields.String(required=True, validate=validate.Length(min=1, max=50_000))
     subject_en = fields.String(required=True, validate=validate.Length(min=1, max=200))
     body_en = fields.String(required=True, validate=validate.Length(min=1, max=50_000))
+
+
+class TargetForm(_SegmentChoice):
+    pass
 
 
 class SendForm(FormSchema):
@@ -43,6 +62,7 @@ def campaign_list() -> Any:
         reports=reports,
         topics=list(current_policy().marketing_topics.values()),
         repermission=repermission.outlook(),
+        segments=segments.list_segments(),
     )
 
 
@@ -65,7 +85,21 @@ def campaign_page(campaign_id: int) -> Any:
     """The texts, the counts so far, and on request the audience a send now would reach."""
     report = campaigns.report(campaign_id)
     preview = campaigns.preview_campaign(campaign_id) if request.args.get("preview") else None
-    return render_template("staff/campaign.html", report=report, preview=preview)
+    return render_template(
+        "staff/campaign.html", report=report, preview=preview, segments=segments.list_segments()
+    )
+
+
+@bp.post("/campaigns/<int:campaign_id>/segment")
+@staff_requires("campaigns.manage")
+def target(campaign_id: int) -> Any:
+    """A draft's segment, or none (the whole topic's audience)."""
+    run_form(
+        TargetForm(),
+        lambda d: campaigns.target_campaign(g.actor, campaign_id, d["segment_id"]),
+        "The campaign's audience is set.",
+    )
+    return see_other("staff_campaigns.campaign_page", campaign_id=campaign_id)
 
 
 @bp.post("/campaigns/<int:campaign_id>/send")

@@ -131,6 +131,7 @@ class Seed:
     contact: int
     email: str
     campaign: int
+    segment: int
     batch: int
     webhook: int
     delivery: int
@@ -682,6 +683,35 @@ ROUTES: dict[tuple[str, str], Route] = {
         form=lambda s: {"confirm": "yes"},
         path_values=lambda s: {"campaign_id": str(s.campaign)},
     ),
+    ("staff_campaigns.target", "POST"): Route(
+        "/staff/campaigns/{campaign_id}/segment",
+        "staff",
+        form=lambda s: {"segment_id": str(s.segment)},
+        path_values=lambda s: {"campaign_id": str(s.campaign)},
+    ),
+    ("staff_segments.segment_list", "GET"): Route("/staff/segments", "staff"),
+    ("staff_segments.create", "POST"): Route(
+        "/staff/segments",
+        "staff",
+        form=lambda s: {"name": "Fuzzed", "country": "SE", "created_from": "2026-01-01"},
+    ),
+    ("staff_segments.segment_page", "GET"): Route(
+        "/staff/segments/{segment_id}",
+        "staff",
+        path_values=lambda s: {"segment_id": str(s.segment)},
+    ),
+    ("staff_segments.update", "POST"): Route(
+        "/staff/segments/{segment_id}",
+        "staff",
+        form=lambda s: {"name": "Fuzz", "country": "SE", "active_within_days": "30"},
+        path_values=lambda s: {"segment_id": str(s.segment)},
+    ),
+    ("staff_segments.delete", "POST"): Route(
+        "/staff/segments/{segment_id}/delete",
+        "staff",
+        form=lambda s: {"confirm": "yes"},
+        path_values=lambda s: {"segment_id": str(s.segment)},
+    ),
     ("staff_contacts.contact", "GET"): Route(
         "/staff/contacts/{contact_id}", "staff", path_values=_C
     ),
@@ -962,7 +992,7 @@ def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
     from crm.services import CompanyInput
     from kernel.access import CLI_ACTOR, create_api_token
     from kernel.models import StaffUser
-    from mailing import campaigns
+    from mailing import campaigns, segments
 
     counter = itertools.count()
 
@@ -983,6 +1013,9 @@ def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
     with app.app_context():
         holder = contact("link.holder@kund.example")
         campaign = campaigns.create_campaign(CLI_ACTOR, campaigns.CampaignInput(**CAMPAIGN))
+        segment = segments.create_segment(
+            CLI_ACTOR, segments.SegmentInput("Fuzz", {"country": "SE"})
+        )
         report = imports.import_contacts(
             CLI_ACTOR,
             io.BytesIO(b"email;name\nnot-an-address;X\nrow@kund.example;R\n"),
@@ -1024,6 +1057,7 @@ def seeds(app: Any) -> Iterator[Callable[[], Seed]]:
         token, _raw = create_api_token("fuzz-target", "sales")
         shared = {
             "campaign": campaign.id,
+            "segment": segment.id,
             "batch": report.batch_id,
             "webhook": webhook.id,
             "delivery": delivery.id,

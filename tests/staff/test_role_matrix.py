@@ -120,6 +120,36 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         {"confirm": "yes"},
         _guarded("campaigns.manage", 303),
     ),
+    ("staff_campaigns.target", "POST"): (
+        "/staff/campaigns/{campaign_id}/segment",
+        {"segment_id": "{segment_id}"},
+        _guarded("campaigns.manage", 303),
+    ),
+    ("staff_segments.segment_list", "GET"): (
+        "/staff/segments",
+        None,
+        _guarded("segments.manage", 200),
+    ),
+    ("staff_segments.create", "POST"): (
+        "/staff/segments",
+        {"name": "Norway", "country": "NO"},
+        _guarded("segments.manage", 303),
+    ),
+    ("staff_segments.segment_page", "GET"): (
+        "/staff/segments/{segment_id}",
+        None,
+        _guarded("segments.manage", 200),
+    ),
+    ("staff_segments.update", "POST"): (
+        "/staff/segments/{segment_id}",
+        {"name": "Swedes", "country": "SE"},
+        _guarded("segments.manage", 303),
+    ),
+    ("staff_segments.delete", "POST"): (
+        "/staff/segments/{segment_id}/delete",
+        {"confirm": "yes"},
+        _guarded("segments.manage", 303),
+    ),
     ("staff_imports.import_list", "GET"): ("/staff/imports", None, _guarded("imports.run", 200)),
     # No file: the page says so (the guard is what this matrix checks).
     ("staff_imports.upload", "POST"): (
@@ -349,6 +379,15 @@ def make_campaign() -> int:
     return create_campaign(Actor(kind="cli", name="matrix"), texts).id
 
 
+def make_segment() -> int:
+    """A segment no campaign targets, in the caller's app context."""
+    from mailing.segments import SegmentInput, create_segment
+
+    return create_segment(
+        Actor(kind="cli", name="matrix"), SegmentInput("Sweden", {"country": "SE"})
+    ).id
+
+
 def make_import() -> int:
     """An import batch with one contact and one rejected row, in the caller's app context."""
     import io
@@ -446,6 +485,7 @@ def test_role_gets_the_expected_status(app, role: str, route: tuple[str, str]) -
         request_id = make_privacy_request(contact_id)
         webhook_id, delivery_id = make_webhook(contact_id)
         run_id = make_bulk_run()
+        segment_id = make_segment()
     client = app.test_client() if role == ANONYMOUS else client_as(app, role)
     url = path.format(
         contact_id=contact_id,
@@ -457,7 +497,10 @@ def test_role_gets_the_expected_status(app, role: str, route: tuple[str, str]) -
         webhook_id=webhook_id,
         delivery_id=delivery_id,
         run_id=run_id,
+        segment_id=segment_id,
     )
+    if form is not None:
+        form = {k: v.replace("{segment_id}", str(segment_id)) for k, v in form.items()}
 
     _endpoint, method = route
     response = client.get(url) if method == "GET" else client.post(url, data=form)
