@@ -67,6 +67,8 @@ def _chart(kind: Callable[..., pygal.graph.graph.Graph], title: str, **options: 
         legend_at_bottom=True,
         legend_at_bottom_columns=3,
         print_zeroes=False,
+        # Width and height on the <svg>: an <img> of it then has a size of its own.
+        explicit_size=True,
         **_SIZE,
         **options,
     )

@@ -15,7 +15,7 @@ from kernel.timestamps import UTCDateTime
 
 # revision identifiers, used by Alembic.
 revision = "0032"
-down_revision = "0028"
+down_revision = "0031"
 branch_labels = None
 depends_on = None
 

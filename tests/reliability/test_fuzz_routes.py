@@ -672,6 +672,8 @@ ROUTES: dict[tuple[str, str], Route] = {
         path_values=lambda s: {"user_id": str(s.user)},
     ),
     ("staff_campaigns.campaign_list", "GET"): Route("/staff/campaigns", "staff"),
+    ("staff_dashboard.dashboard", "GET"): Route("/staff/dashboard", "staff"),
+    ("dashboard_charts.chart", "GET"): Route("/staff/dashboard/charts/reach.svg", "staff"),
     ("staff_campaigns.compose", "POST"): Route(
         "/staff/campaigns", "staff", form=lambda s: dict(CAMPAIGN)
     ),

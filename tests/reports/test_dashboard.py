@@ -249,7 +249,7 @@ def test_the_page_shows_every_section_with_its_table(app, counted) -> None:
     for table in ("reach", "weekly", "retention", "requests"):
         assert f'id="{table}-table"' in html
         assert f'/staff/dashboard/charts/{table}.svg"' in html
-    assert "<caption>" in html and 'scope="col"' in html and 'scope="row"' in html
+    assert "<caption id=" in html and 'scope="col"' in html and 'scope="row"' in html
     row = html.split('data-topic="newsletter" data-channel="email"', 1)[1].split("</tr>", 1)[0]
     assert 'data-reason="objection">3<' in row
     assert 'data-reason="reachable">0<' in row

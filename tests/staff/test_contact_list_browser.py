@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.staff.test_browser import new_page, sign_in
+from tests.conftest import new_page, sign_in
 
 pytestmark = pytest.mark.browser
 
