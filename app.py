@@ -16,10 +16,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+import connectors
 import consent
 import crm
 import mailing
 import service_files
+from connectors.config import SYNC_JOB as CONNECTORS_JOB
 from consent.models import Basis
 from consent.projection import RESERVED_SOURCES
 from consent.topics import MarketingPolicy
@@ -292,6 +294,7 @@ def register_packages(app: Flask) -> None:
     crm.init_app(app)
     consent.init_app(app)
     mailing.init_app(app)
+    connectors.init_app(app)
     api_docs.init_app(app, api)
 
 
@@ -300,6 +303,9 @@ def register_scheduling(app: Flask) -> None:
     config = app.config
     daily = scheduling.daily_at(str(config["RETENTION_DAILY_AT"]))
     bounce_every = float(config["BOUNCE_IMAP_INTERVAL_S"]) if config["BOUNCE_IMAP_URL"] else 0
+    connector_every = (
+        float(config["CONNECTOR_SYNC_INTERVAL_S"]) if config["CONNECTORS_ENABLED"] else 0
+    )
     scheduling.init_app(
         app,
         [
@@ -312,6 +318,8 @@ def register_scheduling(app: Flask) -> None:
                 every=timedelta(seconds=float(config["OUTBOX_SWEEP_INTERVAL_S"])),
             ),
             Periodic("bounce-poll", POLL_JOB, every=timedelta(seconds=bounce_every)),
+            # The CRM connectors (docs/connectors.md); none runs unless enabled.
+            Periodic("connectors", CONNECTORS_JOB, every=timedelta(seconds=connector_every)),
         ],
     )
 

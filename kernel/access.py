@@ -72,6 +72,11 @@ ACTIONS: dict[str, frozenset[Role]] = {
     # Extend a request's deadline (GDPR art. 12(3)) or refuse it with the reason.
     "privacy_requests.manage": frozenset({Role.ADMIN}),
     "policies.read": ALL_ROLES,
+    # The CRM connectors' page (/staff/connectors): their credentials' state,
+    # CRM ids and skipped records are the administrator's business, and
+    # resuming a stopped connector starts writes to and from the CRM (R25).
+    "connectors.read": frozenset({Role.ADMIN}),
+    "connectors.manage": frozenset({Role.ADMIN}),
 }
 
 
