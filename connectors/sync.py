@@ -258,6 +258,10 @@ def _apply_contact(
 ) -> tuple[int, dict[str, str] | None]:
     """Create or update the contact a CRM record names; (1, None) when written,
     (0, None) when unchanged, (0, reason) when skipped."""
+    if _deletion_owed(name, CONTACTS, remote.remote_id):
+        # Erased or purged here: the CRM's copy is (being) deleted, and must
+        # never bring the person back, whatever it holds meanwhile.
+        return 0, None
     fingerprint = remote.fingerprint()
     record = db.session.get(ConnectorRecord, (name, CONTACTS, remote.remote_id))
     if record is not None and record.fingerprint == SKIPPED + fingerprint:
@@ -317,6 +321,19 @@ def _apply_contact(
     return 1, None
 
 
+def _deletion_owed(name: str, object_type: str, remote_id: str) -> bool:
+    return (
+        db.session.scalar(
+            sa.select(ConnectorDeletion.id).where(
+                ConnectorDeletion.connector == name,
+                ConnectorDeletion.object_type == object_type,
+                ConnectorDeletion.remote_id == remote_id,
+            )
+        )
+        is not None
+    )
+
+
 def _inbound_activities(
     run: Run, connector: Connector, policy: RetryPolicy, object_type: str
 ) -> None:
@@ -336,6 +353,8 @@ def _apply_activity(
 ) -> tuple[int, dict[str, str] | None]:
     if db.session.get(ConnectorRecord, (name, remote.object_type, remote.remote_id)) is not None:
         return 0, None  # logged before
+    if _deletion_owed(name, remote.object_type, remote.remote_id):
+        return 0, None  # purged here; its deletion in the CRM may still be under way
     contact_id = next(
         (
             found

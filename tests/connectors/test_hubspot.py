@@ -3,6 +3,7 @@ library, the real services, the real change feed (issue 24's "done when")."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -80,7 +81,9 @@ def test_a_contact_with_a_call_arrives_with_its_external_id_and_last_interaction
     assert contact is not None
     assert contact.email == "anna.berg@kund.se" and contact.name == "Anna Berg"
     # A call logged in HubSpot since: the next sync moves the last interaction.
-    called_at = datetime.now(UTC).replace(microsecond=0)
+    time.sleep(0.002)  # HubSpot's times have milliseconds: later than the contact's creation here
+    now = datetime.now(UTC)
+    called_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
     hubspot.add("calls", {"hs_timestamp": called_at.isoformat()}, {"contacts": [remote]})
     assert run(app).outcome == "done"
     contact = the_contact(app, remote)
@@ -303,3 +306,40 @@ def test_an_invalid_record_is_skipped_with_its_reason(app, hubspot) -> None:
     run(app)
     with app.app_context():
         assert len(db.session.get(ConnectorState, "hubspot").report) == 2
+
+
+def test_a_deletion_hubspot_refuses_for_now_is_retried_and_never_brings_the_person_back(
+    app, hubspot
+) -> None:
+    remote, _ = anna(hubspot)
+    run(app)
+    contact = the_contact(app, remote)
+    with app.app_context():
+        erase_contact(CLI_ACTOR, contact.id)
+    # HubSpot's copy changes meanwhile, and its deletes answer 503 for longer than the retries.
+    hubspot.objects["contacts"][remote]["properties"]["phone"] = "+46 70 123 45 67"
+    hubspot.fail(503, times=8, prefix="/crm/v3/objects/")
+    hubspot.faults[-1].prefix = "/crm/v3/objects/calls/"
+    result = run(app)
+    assert result.outcome == "unavailable"
+    assert the_contact(app, remote) is None
+    with app.app_context():
+        owed = db.session.scalars(
+            sa.select(ConnectorDeletion).where(ConnectorDeletion.done_at.is_(None))
+        ).all()
+        assert owed and all(d.attempts >= 1 and "503" in (d.last_error or "") for d in owed[:1])
+    page = client_as(app, "admin").get("/staff/connectors").get_data(as_text=True)
+    assert "contact.erased" in page
+    hubspot.faults.clear()
+    assert run(app).outcome == "done"
+    assert hubspot.objects["contacts"][remote]["archived"] is True
+    assert the_contact(app, remote) is None
+    with app.app_context():
+        assert (
+            db.session.scalar(
+                sa.select(sa.func.count())
+                .select_from(ConnectorDeletion)
+                .where(ConnectorDeletion.done_at.is_(None))
+            )
+            == 0
+        )
