@@ -103,6 +103,17 @@ class RemoteActivity:
 
 
 @dataclass(frozen=True)
+class SeenConsent:
+    """A consent the CRM holds for a topic: what the person was shown there
+    (``wording``) and which version of our policy the CRM's forms carry."""
+
+    topic: str
+    wording: str
+    policy_version: str
+    form_id: str
+
+
+@dataclass(frozen=True)
 class RemotePage:
     """One page of a CRM read; ``after`` continues it, None at the end."""
 
@@ -126,6 +137,11 @@ class Connector(Protocol):
     name: str
 
     def contacts(self, after: str | None) -> RemotePage: ...
+
+    def consents(self, email: str) -> Sequence[SeenConsent]:
+        """The consents the CRM holds for the address (none when the
+        installation does not take consent from this CRM)."""
+        ...
 
     def activity_types(self) -> Sequence[str]: ...
 

@@ -50,5 +50,6 @@ def build(name: str) -> Connector:
             base_url=config["HUBSPOT_BASE_URL"],
             subscription_types=hubspot.parse_mapping(config["HUBSPOT_SUBSCRIPTION_TYPES"]),
             interactions=config["HUBSPOT_INTERACTIONS"],
+            consent_policy_version=config.get("HUBSPOT_CONSENT_POLICY_VERSION"),
         )
     raise RuntimeError(f"Unknown connector {name!r}.")

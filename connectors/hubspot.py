@@ -28,6 +28,7 @@ from connectors.base import (
     RemoteCompany,
     RemoteContact,
     RemotePage,
+    SeenConsent,
     StatusWrite,
 )
 
@@ -70,6 +71,7 @@ class HubSpot:
         base_url: str,
         subscription_types: Mapping[str, str],
         interactions: Sequence[str],
+        consent_policy_version: str | None = None,
     ) -> None:
         from hubspot import Client
 
@@ -84,6 +86,7 @@ class HubSpot:
         self.client = Client.create(access_token=token, host=base_url)
         self.subscription_types = dict(subscription_types)
         self.interactions = list(interactions)
+        self.consent_policy_version = consent_policy_version
         self._companies: dict[str, RemoteCompany | None] = {}
 
     # Faults -----------------------------------------------------------------------
@@ -154,6 +157,32 @@ class HubSpot:
                 else None
             )
         return self._companies[remote_id]
+
+    def consents(self, email: str) -> Sequence[SeenConsent]:
+        """The mapped subscription types HubSpot shows as subscribed on
+        consent (``CONSENT_WITH_NOTICE``), with the explanation as the wording.
+        One call per contact, so only when consent is taken from HubSpot."""
+        if not self.consent_policy_version:
+            return []
+        topics = {v: k for k, v in self.subscription_types.items()}
+        answer = self.client.communication_preferences.status_api.get_email_status(email)
+        seen = []
+        for status in answer.subscription_statuses or []:
+            topic = topics.get(str(status.id))
+            if (
+                topic is not None
+                and status.status == "SUBSCRIBED"
+                and status.legal_basis == "CONSENT_WITH_NOTICE"
+            ):
+                seen.append(
+                    SeenConsent(
+                        topic=topic,
+                        wording=status.legal_basis_explanation or "",
+                        policy_version=self.consent_policy_version,
+                        form_id=f"hubspot:subscription:{status.id}",
+                    )
+                )
+        return seen
 
     def activity_types(self) -> Sequence[str]:
         return self.interactions

@@ -33,11 +33,15 @@ from connectors.base import (
     RemoteActivity,
     RemoteContact,
     RetryPolicy,
+    SeenConsent,
     StatusWrite,
     call,
 )
 from connectors.models import ConnectorDeletion, ConnectorRecord, ConnectorState
 from consent import feed
+from consent.evidence import Evidence
+from consent.models import Basis
+from consent.policies import wording_hash
 from consent import services as consent
 from crm import changes as change_feed
 from crm import external_ids
@@ -249,12 +253,16 @@ def _inbound_contacts(run: Run, connector: Connector, policy: RetryPolicy) -> No
         policy,
         CONTACTS,
         connector.contacts,
-        lambda record: _apply_contact(run.name, actor, record),
+        lambda record: _apply_contact(run.name, actor, record, connector, policy),
     )
 
 
 def _apply_contact(
-    name: str, actor: Actor, remote: RemoteContact
+    name: str,
+    actor: Actor,
+    remote: RemoteContact,
+    connector: Connector,
+    policy: RetryPolicy,
 ) -> tuple[int, dict[str, str] | None]:
     """Create or update the contact a CRM record names; (1, None) when written,
     (0, None) when unchanged, (0, reason) when skipped."""
@@ -290,6 +298,8 @@ def _apply_contact(
                 customer_since=remote.company.customer_since,
                 external_ids={name: remote.company.remote_id},
             )
+        # Read before anything is written: a CRM failing here leaves nothing half done.
+        seen = call(connector, policy, functools.partial(connector.consents, remote.email))
         if record is None:
             record = ConnectorRecord(
                 connector=name, object_type=CONTACTS, remote_id=remote.remote_id
@@ -318,7 +328,40 @@ def _apply_contact(
     assert record is not None
     record.contact_id = registration.contact.id
     db.session.commit()
-    return 1, None
+    problem = _claim_consents(name, actor, registration.contact.email, remote.remote_id, seen)
+    return 1, problem
+
+
+def _claim_consents(
+    name: str, actor: Actor, email: str, remote_id: str, seen: Sequence[SeenConsent]
+) -> dict[str, str] | None:
+    """A consent the CRM holds, asked of this service like any caller's (R7, R8,
+    X6): ``consent.claims`` records it, or sends the double opt-in email where
+    a form's would need one, and never reopens the person's "no". The CRM's
+    wording is the evidence, so a wording our policy version never published
+    is refused (R23) and reported; the contact stays."""
+    for consent_seen in seen:
+        try:
+            consent.register_contact(
+                actor,
+                email,
+                {},
+                basis=consent.BasisInput(
+                    type=Basis.CONSENT,
+                    source=name,
+                    topics=[consent_seen.topic],
+                    obtained_at=utcnow(),
+                    evidence=Evidence(
+                        policy_version=consent_seen.policy_version,
+                        wording_hash=wording_hash(consent_seen.wording),
+                        form_id=consent_seen.form_id,
+                    ),
+                ),
+            )
+        except DomainError as exc:
+            db.session.rollback()
+            return _skip(CONTACTS, remote_id, f"Consent to {consent_seen.topic} not taken: {exc}")
+    return None
 
 
 def _deletion_owed(name: str, object_type: str, remote_id: str) -> bool:

@@ -625,6 +625,15 @@ SETTINGS: tuple[Setting, ...] = (
         "`newsletter=123,events=456`; topics not named are not written",
     ),
     Setting(
+        "HUBSPOT_CONSENT_POLICY_VERSION",
+        stripped,
+        None,
+        "the version of our published policy whose consent wording HubSpot's forms show; when "
+        "set, a consent HubSpot holds (`CONSENT_WITH_NOTICE`) becomes a request under the same "
+        "double opt-in rules as the API's, with HubSpot's wording as its evidence; unset, "
+        "consent is never read from HubSpot",
+    ),
+    Setting(
         "HUBSPOT_INTERACTIONS",
         comma_list,
         ["calls", "meetings"],

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 TOKEN = "pat-eu1-standin-token"
 OBJECT_TYPES = ("contacts", "companies", "calls", "meetings", "emails")
@@ -76,6 +76,20 @@ class HubSpotStandIn:
             "objectType": object_type,
         }
         return remote_id
+
+    def set_status(
+        self, email: str, subscription_id: str, status: str, legal_basis: str, explanation: str
+    ) -> None:
+        """A subscription status as a HubSpot form or a salesperson left it."""
+        self.statuses[(email, subscription_id)] = {
+            "id": subscription_id,
+            "name": self.subscription_names[subscription_id],
+            "description": self.subscription_names[subscription_id],
+            "status": status,
+            "sourceOfStatus": "SUBSCRIPTION_STATUS",
+            "legalBasis": legal_basis,
+            "legalBasisExplanation": explanation,
+        }
 
     def fail(self, status: int, times: int = 1, prefix: str = "/") -> None:
         self.faults.append(Fault(status, times, prefix))
@@ -138,6 +152,21 @@ class HubSpotStandIn:
             and method == "POST"
         ):
             return self._status(path.endswith("/subscribe"), body or {})
+        prefix = "/communication-preferences/v3/status/email/"
+        if path.startswith(prefix) and method == "GET":
+            email = unquote(path[len(prefix) :])
+            return (
+                200,
+                {},
+                {
+                    "recipient": email,
+                    "subscriptionStatuses": [
+                        status
+                        for (address, _), status in sorted(self.statuses.items())
+                        if address == email
+                    ],
+                },
+            )
         return _error(404, "OBJECT_NOT_FOUND", f"No route {method} {path}.")
 
     def _page(

@@ -19,7 +19,8 @@ from crm.models import Activity, Company, Contact
 from extensions import db
 from kernel.access import CLI_ACTOR
 from tests.conftest import count_rows
-from tests.connectors.conftest import EVENTS
+from mailing.models import OutboxMessage
+from tests.connectors.conftest import EVENTS, NEWSLETTER
 from tests.connectors.hubspot_standin import HubSpotStandIn
 from tests.crm.retention_helpers import day
 from tests.staff.helpers import client_as
@@ -343,3 +344,67 @@ def test_a_deletion_hubspot_refuses_for_now_is_retried_and_never_brings_the_pers
             )
             == 0
         )
+
+
+# Consent seen in HubSpot ----------------------------------------------------------------
+
+WORDING = "Yes, send me the newsletter and event invitations from Kund AB."
+
+
+def _consenting(hubspot: HubSpotStandIn, monkeypatch: Any, app: Any, email: str) -> str:
+    monkeypatch.setitem(app.config, "HUBSPOT_CONSENT_POLICY_VERSION", "2026-01")
+    remote = hubspot.add("contacts", {"email": email, "country": "SE"})
+    for subscription in (NEWSLETTER, EVENTS):
+        hubspot.set_status(email, subscription, "SUBSCRIBED", "CONSENT_WITH_NOTICE", WORDING)
+    return remote
+
+
+def _decisions(app: Any, remote: str) -> dict[str, str]:
+    with app.app_context():
+        contact = db.session.get(Contact, external_ids.find_contact("hubspot", remote))
+        return {
+            d.topic: d.reason.value
+            for d in consent.decisions_for_contact(contact)
+            if d.channel == "email"
+        }
+
+
+def test_consent_in_hubspot_becomes_a_request_under_the_double_opt_in_rules(
+    app, hubspot, monkeypatch
+) -> None:
+    remote = _consenting(hubspot, monkeypatch, app, "ja@kund.se")
+    result = run(app)
+    assert result.outcome == "done" and result.skipped == []
+    decisions = _decisions(app, remote)
+    # The newsletter always needs the person's confirmation (R8); events from
+    # Sweden takes the consent as a ticked box on a form would.
+    assert decisions["newsletter"] == "pending_confirmation"
+    assert decisions["events"] == "consent"
+    with app.app_context():
+        asked = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.contact_id == external_ids.find_contact("hubspot", remote))
+        )
+    assert asked == 1
+    # A second sync asks nothing more.
+    run(app)
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage)) == 1
+
+
+def test_consent_in_hubspot_never_undoes_a_no_given_here(app, hubspot, monkeypatch) -> None:
+    with app.app_context():
+        registration = consent.register_contact(CLI_ACTOR, "nej@kund.se", {"country": "SE"})
+        consent.record_objection(CLI_ACTOR, registration.contact.id)
+    remote = _consenting(hubspot, monkeypatch, app, "nej@kund.se")
+    run(app)
+    assert set(_decisions(app, remote).values()) == {"objection"}
+
+
+def test_consent_is_not_read_from_hubspot_unless_configured(app, hubspot) -> None:
+    remote = hubspot.add("contacts", {"email": "tyst@kund.se", "country": "SE"})
+    hubspot.set_status("tyst@kund.se", EVENTS, "SUBSCRIBED", "CONSENT_WITH_NOTICE", WORDING)
+    run(app)
+    assert _decisions(app, remote)["events"] == "no_basis"
+    assert hubspot.calls_to("GET", "/communication-preferences/") == 0
