@@ -39,10 +39,10 @@ from connectors.base import (
 )
 from connectors.models import ConnectorDeletion, ConnectorRecord, ConnectorState
 from consent import feed
+from consent import services as consent
 from consent.evidence import Evidence
 from consent.models import Basis
 from consent.policies import wording_hash
-from consent import services as consent
 from crm import changes as change_feed
 from crm import external_ids
 from crm import services as crm

@@ -18,8 +18,8 @@ from crm import external_ids, retention
 from crm.models import Activity, Company, Contact
 from extensions import db
 from kernel.access import CLI_ACTOR
-from tests.conftest import count_rows
 from mailing.models import OutboxMessage
+from tests.conftest import count_rows
 from tests.connectors.conftest import EVENTS, NEWSLETTER
 from tests.connectors.hubspot_standin import HubSpotStandIn
 from tests.crm.retention_helpers import day
