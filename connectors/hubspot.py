@@ -42,6 +42,8 @@ LEGAL_BASIS = {
     "industry_list": "LEGITIMATE_INTEREST_OTHER",
     "consent": "CONSENT_WITH_NOTICE",
 }
+# The person's own "no" (our reason codes): the only decisions written as NOT_SUBSCRIBED.
+PERSONS_NO = frozenset({"objection", "unsubscribed", "suppressed"})
 # The HubSpot objects that may count as interactions, and our activity kind for each.
 INTERACTION_KINDS = {"calls": "call", "meetings": "meeting", "emails": "email"}
 # The summary a salesperson reads on the contact record: custom properties the
@@ -223,6 +225,12 @@ class HubSpot:
         for write in writes:
             subscription_id = self.subscription_types.get(write.topic)
             if subscription_id is None:
+                continue
+            if not write.allowed and write.reason not in PERSONS_NO:
+                # No basis yet, a pending confirmation, a restriction, a bounce:
+                # not the person's "no". HubSpot's NOT_SUBSCRIBED is an opt-out
+                # the API cannot take back, so the status is left as it is and
+                # the summary properties say why we may not market.
                 continue
             basis = LEGAL_BASIS.get(write.reason) if write.allowed else known.get(write.topic)
             request = PublicUpdateSubscriptionStatusRequest(

@@ -445,6 +445,7 @@ def _outbound(run: Run, connector: Connector, policy: RetryPolicy) -> None:
     cursor = (db.session.get(ConnectorState, run.name).cursors or {}).get(FEED)  # type: ignore[union-attr]
     while True:
         page = feed.read(cursor, FEED_PAGE)
+        _add_first_decisions(run.name, page.items)
         written, skipped = 0, []
         for item in page.items:
             count, problem = _apply_item(run.name, connector, policy, item)
@@ -456,6 +457,25 @@ def _outbound(run: Run, connector: Connector, policy: RetryPolicy) -> None:
         cursor = page.next_cursor
         if not page.has_more:
             return
+
+
+def _add_first_decisions(name: str, items: list[dict[str, Any]]) -> None:
+    """A contact new to the feed that the CRM knows gets its decisions written
+    too, even when none was written to the ledger (no basis yet): the CRM's
+    summary then says "no, and why" from the start. One query for the page."""
+    created = [
+        item
+        for item in items
+        if item["type"] == change_feed.CONTACT_CREATED
+        and not item.get("tombstone")
+        and (item.get("external_ids") or {}).get(name)
+    ]
+    if not created:
+        return
+    found = consent.decisions_for_contacts([int(i["contact_id"]) for i in created])
+    for item in created:
+        item["type"] = change_feed.DECISIONS_CHANGED
+        item["decisions"] = [d.as_json() for d in found.get(int(item["contact_id"]), [])]
 
 
 def _apply_item(

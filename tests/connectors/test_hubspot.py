@@ -326,9 +326,15 @@ def test_a_deletion_hubspot_refuses_for_now_is_retried_and_never_brings_the_pers
     assert the_contact(app, remote) is None
     with app.app_context():
         owed = db.session.scalars(
-            sa.select(ConnectorDeletion).where(ConnectorDeletion.done_at.is_(None))
+            sa.select(ConnectorDeletion)
+            .where(ConnectorDeletion.done_at.is_(None))
+            .order_by(ConnectorDeletion.id)
         ).all()
-        assert owed and all(d.attempts >= 1 and "503" in (d.last_error or "") for d in owed[:1])
+        # The call's deletion was tried and failed; the contact's waits its turn.
+        assert [(d.object_type, d.attempts, "503" in (d.last_error or "")) for d in owed] == [
+            ("calls", 1, True),
+            ("contacts", 0, False),
+        ]
     page = client_as(app, "admin").get("/staff/connectors").get_data(as_text=True)
     assert "contact.erased" in page
     hubspot.faults.clear()
@@ -408,3 +414,15 @@ def test_consent_is_not_read_from_hubspot_unless_configured(app, hubspot) -> Non
     run(app)
     assert _decisions(app, remote)["events"] == "no_basis"
     assert hubspot.calls_to("GET", "/communication-preferences/") == 0
+
+
+def test_no_basis_is_not_written_as_an_opt_out(app, hubspot) -> None:
+    """Only the person's own "no" becomes NOT_SUBSCRIBED (an opt-out HubSpot's
+    API cannot undo); a contact without a basis is shown by the summary alone."""
+    remote, _ = anna(hubspot, customer=False)
+    run(app)
+    assert hubspot.calls_to("POST", "/communication-preferences/v3/unsubscribe") == 0
+    assert hubspot.calls_to("POST", "/communication-preferences/v3/subscribe") == 0
+    properties = hubspot.objects["contacts"][remote]["properties"]
+    assert properties["consent_may_market"] == "false"
+    assert properties["consent_explanation"].startswith("Not allowed: no consent")
