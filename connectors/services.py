@@ -52,6 +52,13 @@ def resume(actor: Actor, name: str) -> ConnectorState:
     return state
 
 
+def receivers_told(app: object, **_: object) -> list[str]:
+    """For the retention preview (``crm.changes.receivers``): each enabled
+    connector, which deletes the CRM's copy of what a purge removes here (the
+    preview counts the contacts per system that holds their id)."""
+    return [f"connector {name}" for name in config.enabled()]
+
+
 def last_success_age_s() -> float | None:
     """Seconds since the enabled connector that succeeded longest ago last
     succeeded (the one an alert cares about); None when none is enabled or none

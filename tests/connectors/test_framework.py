@@ -202,3 +202,8 @@ def test_paging_follows_after_to_the_end(hubspot, hubspot_client) -> None:
             break
         after = page.after
     assert seen == made and pages == 3
+
+
+def test_the_retention_preview_names_the_enabled_connectors(app, hubspot, admin_api) -> None:
+    preview = admin_api.get("/api/v1/retention/preview?as_of=2026-01-01").json
+    assert "connector hubspot" in preview["receivers"]
