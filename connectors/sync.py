@@ -446,8 +446,20 @@ def _outbound(run: Run, connector: Connector, policy: RetryPolicy) -> None:
     while True:
         page = feed.read(cursor, FEED_PAGE)
         _add_first_decisions(run.name, page.items)
+        # Each item renders the contact's current decisions: the last one of a
+        # contact on the page says all, so earlier ones are not written again.
+        last = {
+            int(item["contact_id"]): index
+            for index, item in enumerate(page.items)
+            if item["type"] == change_feed.DECISIONS_CHANGED
+        }
         written, skipped = 0, []
-        for item in page.items:
+        for index, item in enumerate(page.items):
+            if (
+                item["type"] == change_feed.DECISIONS_CHANGED
+                and last[int(item["contact_id"])] != index
+            ):
+                continue
             count, problem = _apply_item(run.name, connector, policy, item)
             written += count
             if problem is not None:
