@@ -51,7 +51,7 @@ from extensions import db
 from kernel import metrics
 from kernel.access import Actor
 from kernel.countries import country_code_from_name, normalise_language
-from kernel.errors import DomainError, InvalidInput
+from kernel.errors import DomainError, Gone, InvalidInput
 from kernel.timestamps import utcnow
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,11 @@ REPORT_KEEP = 50
 # A run holds its connector this long at most (the actor's time limit is shorter).
 LEASE = timedelta(hours=1)
 FEED_PAGE = 200
+CURSOR_EXPIRED = (
+    "The change feed no longer holds items after this connector's cursor (it was stopped "
+    "longer than CHANGE_FEED_KEEP_DAYS): read again from the oldest item kept. Erasures and "
+    "purges in the gap may not have reached the CRM; check it against the erasure journal."
+)
 # Only email decisions are subscription statuses; a blanket "*" row is not a channel.
 EMAIL = "email"
 
@@ -444,7 +449,17 @@ def _outbound(run: Run, connector: Connector, policy: RetryPolicy) -> None:
     once a page is applied; a page applied twice writes the same again."""
     cursor = (db.session.get(ConnectorState, run.name).cursors or {}).get(FEED)  # type: ignore[union-attr]
     while True:
-        page = feed.read(cursor, FEED_PAGE)
+        try:
+            page = feed.read(cursor, FEED_PAGE)
+        except Gone:
+            # The connector was stopped longer than the feed keeps items: start
+            # from the oldest kept. Every item is applied again (idempotent
+            # writes); tombstones pruned meanwhile are lost to this connector,
+            # which the report says so that an admin checks the CRM.
+            db.session.rollback()
+            _save(run, FEED, None, skipped=[_skip(FEED, str(cursor), CURSOR_EXPIRED)])
+            cursor = None
+            continue
         _add_first_decisions(run.name, page.items)
         # Each item renders the contact's current decisions: the last one of a
         # contact on the page says all, so earlier ones are not written again.

@@ -426,3 +426,29 @@ def test_no_basis_is_not_written_as_an_opt_out(app, hubspot) -> None:
     properties = hubspot.objects["contacts"][remote]["properties"]
     assert properties["consent_may_market"] == "false"
     assert properties["consent_explanation"].startswith("Not allowed: no consent")
+
+
+def test_a_feed_cursor_older_than_the_feed_keeps_restarts_from_the_oldest_item(
+    app, hubspot
+) -> None:
+    from crm.models import Change
+
+    remote, _ = anna(hubspot)
+    run(app)
+    with app.app_context():
+        state = db.session.get(ConnectorState, "hubspot")
+        stale = state.cursors["feed"]
+        # The connector stood still while the feed aged and was pruned.
+        db.session.execute(sa.update(Change).values(occurred_at=datetime(2020, 1, 1, tzinfo=UTC)))
+        db.session.commit()
+        registration = consent.register_contact(CLI_ACTOR, "ny@kund.se", {})
+        retention.run_daily()
+        state = db.session.get(ConnectorState, "hubspot")
+        state.cursors = {**state.cursors, "feed": "c1.0.1"}
+        db.session.commit()
+        assert registration.contact.id
+    assert stale
+    result = run(app)
+    assert result.outcome == "done"
+    assert [s["object"] for s in result.skipped] == ["feed"]
+    assert "CHANGE_FEED_KEEP_DAYS" in result.skipped[0]["reason"]
