@@ -433,7 +433,7 @@ def test_a_feed_cursor_older_than_the_feed_keeps_restarts_from_the_oldest_item(
 ) -> None:
     from crm.models import Change
 
-    remote, _ = anna(hubspot)
+    anna(hubspot)
     run(app)
     with app.app_context():
         state = db.session.get(ConnectorState, "hubspot")
