@@ -166,6 +166,8 @@ class RetryPolicy:
     tries: int = 5
     backoff_s: float = 1.0
     max_wait_s: float = 60.0
+    # Seconds between the end of one full read of the CRM's records and the next.
+    pass_interval_s: float = 0.0
     sleep: Callable[[float], None] = time.sleep
 
 

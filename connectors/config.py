@@ -35,6 +35,7 @@ def retry_policy() -> RetryPolicy:
         tries=int(config["CONNECTOR_RETRIES"]),
         backoff_s=float(config["CONNECTOR_BACKOFF_S"]),
         max_wait_s=float(config["CONNECTOR_MAX_WAIT_S"]),
+        pass_interval_s=float(config["CONNECTOR_FULL_PASS_INTERVAL_S"]),
     )
 
 

@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -62,6 +62,8 @@ STATUS = "status"
 FEED = "feed"
 # The fingerprint prefix of a record skipped with its reason.
 SKIPPED = "skip:"
+# The cursors' key suffix for when a read's last full pass ended.
+PASSED = "@passed"
 # How many skipped records the state keeps for the staff page.
 REPORT_KEEP = 50
 # A run holds its connector this long at most (the actor's time limit is shorter).
@@ -235,7 +237,13 @@ def _pages(
     """Read every page from the saved cursor on; apply each record, then save
     the page's cursor. At the end the cursor is dropped: the next run reads
     from the start again, and finds what it applied unchanged."""
-    after = (db.session.get(ConnectorState, run.name).cursors or {}).get(key)  # type: ignore[union-attr]
+    cursors = db.session.get(ConnectorState, run.name).cursors or {}  # type: ignore[union-attr]
+    after = cursors.get(key)
+    passed = cursors.get(key + PASSED)
+    if after is None and passed is not None:
+        since = utcnow() - datetime.fromisoformat(passed)
+        if since.total_seconds() < policy.pass_interval_s:
+            return  # the last full pass is recent enough; decisions still go out
     while True:
         page = call(connector, policy, functools.partial(read, after))
         written, skipped = 0, []
@@ -246,6 +254,7 @@ def _pages(
                 skipped.append(problem)
         _save(run, key, page.after, items_in=written, skipped=skipped)
         if page.after is None:
+            _save(run, key + PASSED, utcnow().isoformat())
             return
         after = page.after
 

@@ -585,6 +585,14 @@ SETTINGS: tuple[Setting, ...] = (
         "how often the scheduler sends each enabled connector's sync (seconds)",
     ),
     Setting(
+        "CONNECTOR_FULL_PASS_INTERVAL_S",
+        number,
+        3600.0,
+        "a connector reads the CRM's records (contacts, interactions) in full passes; the next "
+        "pass starts this long after the last one ended (decisions and deletions go out at "
+        "every turn), so that a large CRM's daily API limit is not spent on re-reading",
+    ),
+    Setting(
         "CONNECTOR_RETRIES",
         integer,
         5,

@@ -26,6 +26,8 @@ def hubspot(app: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubSpotStandI
             "CONNECTOR_RETRIES": 4,
             # The tests' retries wait nothing (a recorded sleep checks the waits asked for).
             "CONNECTOR_BACKOFF_S": 0.0,
+            # Every test sync reads the CRM in full (production waits an hour between passes).
+            "CONNECTOR_FULL_PASS_INTERVAL_S": 0.0,
         }.items():
             monkeypatch.setitem(app.config, key, value)
         yield server.standin

@@ -207,3 +207,23 @@ def test_paging_follows_after_to_the_end(hubspot, hubspot_client) -> None:
 def test_the_retention_preview_names_the_enabled_connectors(app, hubspot, admin_api) -> None:
     preview = admin_api.get("/api/v1/retention/preview?as_of=2026-01-01").json
     assert "connector hubspot" in preview["receivers"]
+
+
+def test_the_next_full_read_waits_for_the_pass_interval_while_decisions_still_go_out(
+    app, hubspot
+) -> None:
+    from consent import services as consent
+    from crm import external_ids
+    from kernel.access import CLI_ACTOR
+
+    remote = hubspot.add("contacts", {"email": "timme@kund.se"})
+    hourly = RetryPolicy(sleep=lambda s: None, pass_interval_s=3600)
+    with app.app_context():
+        assert sync.sync("hubspot", policy=hourly).items_in == 1
+        consent.record_objection(CLI_ACTOR, external_ids.find_contact("hubspot", remote))
+    reads = hubspot.calls_to("GET", "/crm/v3/objects/contacts")
+    with app.app_context():
+        again = sync.sync("hubspot", policy=hourly)
+    assert again.outcome == "done" and again.items_out == 1
+    assert hubspot.calls_to("GET", "/crm/v3/objects/contacts") == reads
+    assert hubspot.objects["contacts"][remote]["properties"]["consent_may_market"] == "false"
