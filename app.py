@@ -16,11 +16,13 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+import connectors
 import consent
 import crm
 import mailing
 import reports
 import service_files
+from connectors.config import SYNC_JOB as CONNECTORS_JOB
 from consent.models import Basis
 from consent.projection import RESERVED_SOURCES
 from consent.topics import MarketingPolicy
@@ -295,6 +297,7 @@ def register_packages(app: Flask) -> None:
     consent.init_app(app)
     mailing.init_app(app)
     reports.init_app(app)
+    connectors.init_app(app)
     api_docs.init_app(app, api)
 
 
@@ -303,6 +306,9 @@ def register_scheduling(app: Flask) -> None:
     config = app.config
     daily = scheduling.daily_at(str(config["RETENTION_DAILY_AT"]))
     bounce_every = float(config["BOUNCE_IMAP_INTERVAL_S"]) if config["BOUNCE_IMAP_URL"] else 0
+    connector_every = (
+        float(config["CONNECTOR_SYNC_INTERVAL_S"]) if config["CONNECTORS_ENABLED"] else 0
+    )
     scheduling.init_app(
         app,
         [
@@ -321,6 +327,8 @@ def register_scheduling(app: Flask) -> None:
                 DASHBOARD_REFRESH_JOB,
                 every=timedelta(seconds=float(config["DASHBOARD_REFRESH_INTERVAL_S"])),
             ),
+            # The CRM connectors (docs/connectors.md); none runs unless enabled.
+            Periodic("connectors", CONNECTORS_JOB, every=timedelta(seconds=connector_every)),
         ],
     )
 

@@ -99,6 +99,11 @@ ACTIONS: dict[str, frozenset[Role]] = {
     # watches opt-outs, purges and request deadlines (GDPR art. 5(2), 39). Sales
     # works one contact at a time and does not need the whole (R25).
     "dashboard.read": frozenset({Role.MARKETING, Role.ADMIN, Role.DPO}),
+    # The CRM connectors' page (/staff/connectors): their credentials' state,
+    # CRM ids and skipped records are the administrator's business, and
+    # resuming a stopped connector starts writes to and from the CRM (R25).
+    "connectors.read": frozenset({Role.ADMIN}),
+    "connectors.manage": frozenset({Role.ADMIN}),
 }
 
 

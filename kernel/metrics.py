@@ -116,6 +116,23 @@ RATE_LIMIT_HITS = Counter(
     ["endpoint"],
 )
 
+CONNECTOR_ITEMS = Counter(
+    "consent_connector_items",
+    "CRM connector items by connector and direction: in (contacts and activities "
+    "written here), out (decisions written to the CRM), deleted (deletions done in the CRM).",
+    ["connector", "direction"],
+)
+CONNECTOR_SKIPPED = Counter(
+    "consent_connector_skipped",
+    "CRM records a connector skipped with a reason (its staff page lists them).",
+    ["connector"],
+)
+CONNECTOR_ERRORS = Counter(
+    "consent_connector_errors",
+    "CRM connector runs that ended in an error, by connector and outcome "
+    "(unavailable: 429/5xx/no answer after the retries; revoked: the credentials were refused).",
+    ["connector", "outcome"],
+)
 IMPORT_ROW_OUTCOMES = ("created", "updated", "unchanged", "skipped_suppressed", "rejected")
 
 

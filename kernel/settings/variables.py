@@ -579,6 +579,83 @@ SETTINGS: tuple[Setting, ...] = (
         "the scheduler counts the dashboard's slow sections (reachable audience, the ledger "
         "per week, the purge forecast) this often; the page shows their age (`0`: never)",
     ),
+    # CRM connectors (docs/connectors.md) -----------------------------------------
+    Setting(
+        "CONNECTORS_ENABLED",
+        comma_list,
+        [],
+        "the CRM connectors this installation runs, e.g. `hubspot`; none by default",
+    ),
+    Setting(
+        "CONNECTOR_SYNC_INTERVAL_S",
+        number,
+        300.0,
+        "how often the scheduler sends each enabled connector's sync (seconds)",
+    ),
+    Setting(
+        "CONNECTOR_FULL_PASS_INTERVAL_S",
+        number,
+        3600.0,
+        "a connector reads the CRM's records (contacts, interactions) in full passes; the next "
+        "pass starts this long after the last one ended (decisions and deletions go out at "
+        "every turn), so that a large CRM's daily API limit is not spent on re-reading",
+    ),
+    Setting(
+        "CONNECTOR_RETRIES",
+        integer,
+        5,
+        "tries of one CRM call answered 429, 5xx or not at all, before the sync stops "
+        "for this turn (its cursors stay where the last written page left them)",
+    ),
+    Setting(
+        "CONNECTOR_BACKOFF_S",
+        number,
+        1.0,
+        "the first wait after a CRM's 5xx; doubled at each retry",
+    ),
+    Setting(
+        "CONNECTOR_MAX_WAIT_S",
+        number,
+        60.0,
+        "the longest a sync waits for one retry (a CRM's `Retry-After` above it ends "
+        "the turn; the next turn resumes)",
+    ),
+    Setting(
+        "HUBSPOT_ACCESS_TOKEN",
+        stripped,
+        None,
+        "the HubSpot private app's access token (docs/connectors.md lists its scopes)",
+        secret=True,
+    ),
+    Setting(
+        "HUBSPOT_BASE_URL",
+        base_url,
+        "https://api.hubapi.com",
+        "HubSpot's API address; the tests point it at a stand-in",
+    ),
+    Setting(
+        "HUBSPOT_SUBSCRIPTION_TYPES",
+        comma_list,
+        [],
+        "topic → HubSpot subscription type id, as `topic=id` pairs, e.g. "
+        "`newsletter=123,events=456`; topics not named are not written",
+    ),
+    Setting(
+        "HUBSPOT_CONSENT_POLICY_VERSION",
+        stripped,
+        None,
+        "the version of our published policy whose consent wording HubSpot's forms show; when "
+        "set, a consent HubSpot holds (`CONSENT_WITH_NOTICE`) becomes a request under the same "
+        "double opt-in rules as the API's, with HubSpot's wording as its evidence; unset, "
+        "consent is never read from HubSpot",
+    ),
+    Setting(
+        "HUBSPOT_INTERACTIONS",
+        comma_list,
+        ["calls", "meetings"],
+        "HubSpot objects that are interactions (they move `last_interaction_at`): any of "
+        "`calls`, `meetings`, `emails`",
+    ),
     # Production opt-outs ---------------------------------------------------------
     opt_out("ALLOW_SQLITE_IN_PRODUCTION", "a SQLite database"),
     opt_out(

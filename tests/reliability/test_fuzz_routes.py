@@ -824,6 +824,13 @@ ROUTES: dict[tuple[str, str], Route] = {
         },
         path_values=_C,
     ),
+    ("staff_connectors.connector_list", "GET"): Route("/staff/connectors", "staff"),
+    ("staff_connectors.resume", "POST"): Route(
+        "/staff/connectors/{name}/resume",
+        "staff",
+        form=lambda s: {},
+        path_values=lambda s: {"name": "hubspot"},
+    ),
     ("staff_webhooks.webhook_list", "GET"): Route("/staff/admin/webhooks", "staff"),
     ("staff_webhooks.webhook_log", "GET"): Route(
         "/staff/admin/webhooks/{webhook_id}",

@@ -264,6 +264,17 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         {},
         _guarded("contacts.legal_hold", 303),
     ),
+    ("staff_connectors.connector_list", "GET"): (
+        "/staff/connectors",
+        None,
+        _guarded("connectors.read", 200),
+    ),
+    # A connector that is not stopped: refused with a message, back to the page.
+    ("staff_connectors.resume", "POST"): (
+        "/staff/connectors/hubspot/resume",
+        {},
+        _guarded("connectors.manage", 303),
+    ),
     ("staff_webhooks.webhook_list", "GET"): (
         "/staff/admin/webhooks",
         None,

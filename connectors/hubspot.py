@@ -1,0 +1,331 @@
+"""HubSpot, through the official client library (``hubspot-api-client``).
+
+Inbound: contacts with their company (CRM v3 objects, ``after`` paging), and
+the objects that are interactions (calls, meetings, incoming emails) with the
+contacts they are associated with. Outbound: each mapped topic's
+subscription status (communication preferences API) with the legal basis
+and its explanation, and the summary properties ``consent_may_market`` and
+``consent_explanation`` on the contact; deletions of erased or purged
+contacts and of purged activities (archive).
+
+Only the base URL changes between HubSpot and the tests' stand-in
+(``HUBSPOT_BASE_URL``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from connectors.base import (
+    GONE,
+    REFUSED,
+    RETRY,
+    REVOKED,
+    Fault,
+    RemoteActivity,
+    RemoteCompany,
+    RemoteContact,
+    RemotePage,
+    SeenConsent,
+    StatusWrite,
+)
+
+NAME = "hubspot"
+PAGE_SIZE = 100
+CONTACT_PROPERTIES = ["email", "firstname", "lastname", "phone", "country", "hs_language"]
+COMPANY_PROPERTIES = ["name", "country", "lifecyclestage", "hs_lifecyclestage_customer_date"]
+# Our reason for a "yes" → HubSpot's legal basis (issue 24; HubSpot's GDPR bases).
+LEGAL_BASIS = {
+    "customer": "LEGITIMATE_INTEREST_CLIENT",
+    "industry_list": "LEGITIMATE_INTEREST_OTHER",
+    "consent": "CONSENT_WITH_NOTICE",
+}
+# The person's own "no" (our reason codes): the only decisions written as NOT_SUBSCRIBED.
+PERSONS_NO = frozenset({"objection", "unsubscribed", "suppressed"})
+# The HubSpot objects that may count as interactions, and our activity kind for each.
+INTERACTION_KINDS = {"calls": "call", "meetings": "meeting", "emails": "email"}
+# The summary a salesperson reads on the contact record: custom properties the
+# administrator creates once (docs/connectors.md).
+MAY_MARKET = "consent_may_market"
+EXPLANATION = "consent_explanation"
+DAY_S = 24 * 60 * 60.0
+
+
+def parse_mapping(pairs: Sequence[str]) -> dict[str, str]:
+    """``["newsletter=123"]`` → ``{"newsletter": "123"}``; a clear error otherwise."""
+    mapping = {}
+    for pair in pairs:
+        topic, sep, subscription_id = pair.partition("=")
+        if not sep or not topic.strip() or not subscription_id.strip():
+            raise RuntimeError(f"HUBSPOT_SUBSCRIPTION_TYPES takes topic=id pairs, not {pair!r}.")
+        mapping[topic.strip()] = subscription_id.strip()
+    return mapping
+
+
+class HubSpot:
+    name = NAME
+
+    def __init__(
+        self,
+        token: str,
+        base_url: str,
+        subscription_types: Mapping[str, str],
+        interactions: Sequence[str],
+        consent_policy_version: str | None = None,
+    ) -> None:
+        from hubspot import Client
+
+        unknown = sorted(set(interactions) - set(INTERACTION_KINDS))
+        if unknown:
+            raise RuntimeError(
+                f"HUBSPOT_INTERACTIONS: unknown objects {', '.join(unknown)}; "
+                f"use {', '.join(INTERACTION_KINDS)}."
+            )
+        # ``host`` reaches every API's Configuration; the library's own retries
+        # are left off: connectors.base retries with the CRM's own wait.
+        self.client = Client.create(access_token=token, host=base_url)
+        self.subscription_types = dict(subscription_types)
+        self.interactions = list(interactions)
+        self.consent_policy_version = consent_policy_version
+        self._companies: dict[str, RemoteCompany | None] = {}
+
+    # Faults -----------------------------------------------------------------------
+
+    def classify(self, exc: Exception) -> Fault | None:
+        import urllib3
+
+        status = getattr(exc, "status", None)
+        if type(exc).__name__ in (
+            "ApiException",
+            "ServiceException",
+            "NotFoundException",
+            "UnauthorizedException",
+            "ForbiddenException",
+        ):
+            message = _message(getattr(exc, "body", None)) or str(getattr(exc, "reason", ""))
+            if status in (401, 403):
+                return Fault(REVOKED, status, message)
+            if status == 404:
+                return Fault(GONE, status, message)
+            if status == 429:
+                return Fault(RETRY, status, message, _wait(getattr(exc, "headers", None)))
+            if status is None or status >= 500:
+                return Fault(RETRY, status, message)
+            return Fault(REFUSED, status, message)
+        if isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError):
+            return Fault(RETRY, None, type(exc).__name__)
+        return None
+
+    # Inbound ----------------------------------------------------------------------
+
+    def contacts(self, after: str | None) -> RemotePage:
+        answer = self.client.crm.contacts.basic_api.get_page(
+            limit=PAGE_SIZE, after=after, properties=CONTACT_PROPERTIES, associations=["companies"]
+        )
+        records = []
+        for found in answer.results:
+            p = found.properties or {}
+            name = " ".join(v for v in (p.get("firstname"), p.get("lastname")) if v) or None
+            company_ids = _associated(found, "companies")
+            records.append(
+                RemoteContact(
+                    remote_id=str(found.id),
+                    email=p.get("email"),
+                    name=name,
+                    phone=p.get("phone") or None,
+                    country=p.get("country") or None,
+                    language=p.get("hs_language") or None,
+                    company=self._company(company_ids[0]) if company_ids else None,
+                )
+            )
+        return RemotePage(records, _next(answer))
+
+    def _company(self, remote_id: str) -> RemoteCompany | None:
+        if remote_id not in self._companies:
+            found = self.client.crm.companies.basic_api.get_by_id(
+                remote_id, properties=COMPANY_PROPERTIES
+            )
+            p = found.properties or {}
+            customer_since = None
+            if p.get("lifecyclestage") == "customer":
+                customer_since = _day(p.get("hs_lifecyclestage_customer_date")) or _day(
+                    found.created_at
+                )
+            self._companies[remote_id] = (
+                RemoteCompany(str(found.id), p["name"], p.get("country") or None, customer_since)
+                if p.get("name")
+                else None
+            )
+        return self._companies[remote_id]
+
+    def consents(self, email: str) -> Sequence[SeenConsent]:
+        """The mapped subscription types HubSpot shows as subscribed on
+        consent (``CONSENT_WITH_NOTICE``), with the explanation as the wording.
+        One call per contact, so only when consent is taken from HubSpot."""
+        if not self.consent_policy_version:
+            return []
+        topics = {v: k for k, v in self.subscription_types.items()}
+        answer = self.client.communication_preferences.status_api.get_email_status(email)
+        seen = []
+        for status in answer.subscription_statuses or []:
+            topic = topics.get(str(status.id))
+            if (
+                topic is not None
+                and status.status == "SUBSCRIBED"
+                and status.legal_basis == "CONSENT_WITH_NOTICE"
+            ):
+                seen.append(
+                    SeenConsent(
+                        topic=topic,
+                        wording=status.legal_basis_explanation or "",
+                        policy_version=self.consent_policy_version,
+                        form_id=f"hubspot:subscription:{status.id}",
+                    )
+                )
+        return seen
+
+    def activity_types(self) -> Sequence[str]:
+        return self.interactions
+
+    def activities(self, object_type: str, after: str | None) -> RemotePage:
+        api = getattr(self.client.crm.objects, object_type).basic_api
+        properties = ["hs_timestamp"] + (["hs_email_direction"] if object_type == "emails" else [])
+        answer = api.get_page(
+            limit=PAGE_SIZE, after=after, properties=properties, associations=["contacts"]
+        )
+        records = []
+        for found in answer.results:
+            p = found.properties or {}
+            # An email we sent is marketing or service, not the contact taking part (R13).
+            if object_type == "emails" and p.get("hs_email_direction") != "INCOMING_EMAIL":
+                continue
+            records.append(
+                RemoteActivity(
+                    object_type=object_type,
+                    remote_id=str(found.id),
+                    kind=INTERACTION_KINDS[object_type],
+                    occurred_at=_time(p.get("hs_timestamp")),
+                    contact_remote_ids=_associated(found, "contacts"),
+                )
+            )
+        return RemotePage(records, _next(answer))
+
+    # Outbound ---------------------------------------------------------------------
+
+    def write_decisions(
+        self, remote_id: str, email: str, writes: Sequence[StatusWrite], known: dict[str, str]
+    ) -> dict[str, str]:
+        from hubspot.communication_preferences import PublicUpdateSubscriptionStatusRequest
+        from hubspot.crm.contacts import SimplePublicObjectInput
+
+        status_api = self.client.communication_preferences.status_api
+        written = dict(known)
+        for write in writes:
+            subscription_id = self.subscription_types.get(write.topic)
+            if subscription_id is None:
+                continue
+            if not write.allowed and write.reason not in PERSONS_NO:
+                # No basis yet, a pending confirmation, a restriction, a bounce:
+                # not the person's "no". HubSpot's NOT_SUBSCRIBED is an opt-out
+                # the API cannot take back, so the status is left as it is and
+                # the summary properties say why we may not market.
+                continue
+            basis = LEGAL_BASIS.get(write.reason) if write.allowed else known.get(write.topic)
+            request = PublicUpdateSubscriptionStatusRequest(
+                email_address=email,
+                subscription_id=subscription_id,
+                legal_basis=basis,
+                legal_basis_explanation=write.explanation[:500],
+            )
+            if write.allowed:
+                status_api.subscribe(request)
+                if basis:
+                    written[write.topic] = basis
+            else:
+                status_api.unsubscribe(request)
+        summary = next((w for w in writes if w.allowed), writes[0] if writes else None)
+        if summary is not None:
+            self.client.crm.contacts.basic_api.update(
+                remote_id,
+                SimplePublicObjectInput(
+                    properties={
+                        MAY_MARKET: "true" if summary.allowed else "false",
+                        EXPLANATION: summary.explanation,
+                    }
+                ),
+            )
+        return written
+
+    def delete(self, object_type: str, remote_id: str) -> None:
+        if object_type == "contacts":
+            self.client.crm.contacts.basic_api.archive(remote_id)
+        else:
+            getattr(self.client.crm.objects, object_type).basic_api.archive(remote_id)
+
+
+def _associated(found: Any, kind: str) -> list[str]:
+    associations = getattr(found, "associations", None) or {}
+    collection = associations.get(kind)
+    return [str(a.id) for a in (collection.results if collection else [])]
+
+
+def _next(answer: Any) -> str | None:
+    paging = getattr(answer, "paging", None)
+    return paging.next.after if paging is not None and paging.next is not None else None
+
+
+def _time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _day(value: Any) -> date | None:
+    moment = _time(value)
+    return moment.date() if moment is not None else None
+
+
+def _message(body: Any) -> str | None:
+    """HubSpot's error body's ``message``, without echoing anything else."""
+    import json
+
+    if not body:
+        return None
+    try:
+        data = json.loads(body)
+    except (TypeError, ValueError):
+        return None
+    return str(data.get("message"))[:300] if isinstance(data, dict) else None
+
+
+def _wait(headers: Any) -> float | None:
+    """How long HubSpot asks us to wait after a 429: ``Retry-After`` when sent;
+    else by which limit is spent (``X-HubSpot-RateLimit-*``): the daily one
+    resets at midnight (longer than any retry waits, so the turn ends), the
+    secondly one in a second, a private app's window after its interval."""
+    if not headers:
+        return None
+    retry_after = headers.get("Retry-After")
+    if retry_after:
+        try:
+            return float(retry_after)
+        except ValueError:
+            pass
+    if headers.get("X-HubSpot-RateLimit-Daily-Remaining") == "0":
+        return DAY_S
+    if headers.get("X-HubSpot-RateLimit-Secondly-Remaining") == "0":
+        return 1.0
+    interval = headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
+    if headers.get("X-HubSpot-RateLimit-Remaining") == "0" and interval:
+        try:
+            return float(interval) / 1000
+        except ValueError:
+            return None
+    return None

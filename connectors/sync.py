@@ -1,0 +1,648 @@
+"""One sync of one connector: CRM → here, here → CRM, and the deletions owed.
+
+Idempotent: every CRM record is remembered with a fingerprint of what was
+taken from it (``ConnectorRecord``), so a record seen again unchanged writes
+nothing, and an activity is logged once. Nothing is lost when the CRM fails:
+a read's cursor is saved only in the transaction after its page was
+written, so the next turn resumes at the first page not written. A CRM that
+refuses the credentials stops the connector (``stopped_because``) until an
+admin resumes it. Inbound writes go through the services only
+(``consent.services.register_contact``, ``crm.services.log_activity``), so a
+CRM never sets a decision those services would not take from any caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from connectors import config
+from connectors.base import (
+    Connector,
+    CrmRefused,
+    CrmRevoked,
+    CrmUnavailable,
+    RemoteActivity,
+    RemoteContact,
+    RetryPolicy,
+    SeenConsent,
+    StatusWrite,
+    call,
+)
+from connectors.models import ConnectorDeletion, ConnectorRecord, ConnectorState
+from consent import feed
+from consent import services as consent
+from consent.evidence import Evidence
+from consent.models import Basis
+from consent.policies import wording_hash
+from crm import changes as change_feed
+from crm import external_ids
+from crm import services as crm
+from crm.models import Activity, Contact
+from extensions import db
+from kernel import metrics
+from kernel.access import Actor
+from kernel.countries import country_code_from_name, normalise_language
+from kernel.errors import DomainError, Gone, InvalidInput
+from kernel.timestamps import utcnow
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+CONTACTS = "contacts"
+STATUS = "status"
+FEED = "feed"
+# The fingerprint prefix of a record skipped with its reason.
+SKIPPED = "skip:"
+# The cursors' key suffix for when a read's last full pass ended.
+PASSED = "@passed"
+# How many skipped records the state keeps for the staff page.
+REPORT_KEEP = 50
+# A run holds its connector this long at most (the actor's time limit is shorter).
+LEASE = timedelta(hours=1)
+FEED_PAGE = 200
+CURSOR_EXPIRED = (
+    "The change feed no longer holds items after this connector's cursor (it was stopped "
+    "longer than CHANGE_FEED_KEEP_DAYS): read again from the oldest item kept. Erasures and "
+    "purges in the gap may not have reached the CRM; check it against the erasure journal."
+)
+# Only email decisions are subscription statuses; a blanket "*" row is not a channel.
+EMAIL = "email"
+
+
+@dataclass
+class Run:
+    """What one run did, for its state row, its metrics and its caller."""
+
+    name: str
+    items_in: int = 0
+    items_out: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    outcome: str = "done"  # done, busy, stopped, unavailable, revoked
+
+
+def actor_of(name: str) -> Actor:
+    return Actor(kind="system", name=f"connector:{name}")
+
+
+def sync(name: str, connector: Connector | None = None, policy: RetryPolicy | None = None) -> Run:
+    """Run connector ``name`` once: inbound, outbound, then the deletions owed.
+
+    Safe to run twice, also at once: a second run finds the connector held
+    and does nothing (``busy``)."""
+    run = Run(name)
+    state = _state(name)
+    if state.stopped_because:
+        run.outcome = "stopped"
+        return run
+    if not _take(name):
+        run.outcome = "busy"
+        return run
+    policy = policy or config.retry_policy()
+    try:
+        connector = connector or config.build(name)
+        _inbound_contacts(run, connector, policy)
+        for object_type in connector.activity_types():
+            _inbound_activities(run, connector, policy, object_type)
+        _outbound(run, connector, policy)
+        _deletions(run, connector, policy)
+    except CrmRevoked as exc:
+        db.session.rollback()
+        run.outcome = "revoked"
+        _finish(run, error=str(exc), stop=f"The CRM refused the credentials ({exc}).")
+        return run
+    except (CrmUnavailable, RuntimeError) as exc:
+        db.session.rollback()
+        run.outcome = "unavailable"
+        _finish(run, error=str(exc))
+        return run
+    except BaseException:
+        db.session.rollback()
+        _finish(run, error="The sync failed; see the worker's log.")
+        raise
+    _finish(run)
+    return run
+
+
+# State ------------------------------------------------------------------------------
+
+
+def _state(name: str) -> ConnectorState:
+    state = db.session.get(ConnectorState, name)
+    if state is None:
+        state = ConnectorState(name=name, cursors={}, report=[], items_in=0, items_out=0, errors=0)
+        db.session.add(state)
+        try:
+            db.session.commit()
+        except sa.exc.IntegrityError:  # another run made it first
+            db.session.rollback()
+            state = db.session.get(ConnectorState, name)
+            assert state is not None
+    return state
+
+
+def _take(name: str) -> bool:
+    """Hold the connector for this run (a conditional UPDATE: one winner)."""
+    now = utcnow()
+    table = ConnectorState.__table__
+    taken = db.session.execute(
+        sa.update(table)
+        .where(
+            table.c.name == name,
+            sa.or_(table.c.running_until.is_(None), table.c.running_until < now),
+        )
+        .values(running_until=now + LEASE)
+    )
+    db.session.commit()
+    return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+
+def _save(
+    run: Run,
+    cursor_key: str,
+    cursor: str | None,
+    *,
+    items_in: int = 0,
+    items_out: int = 0,
+    skipped: Sequence[dict[str, str]] = (),
+) -> None:
+    """Move one cursor with the counts of the page it ends, and commit: the
+    items before it are written, so the next run starts after them."""
+    state = db.session.get(ConnectorState, run.name)
+    assert state is not None
+    cursors = dict(state.cursors or {})
+    if cursor is None:
+        cursors.pop(cursor_key, None)
+    else:
+        cursors[cursor_key] = cursor
+    state.cursors = cursors
+    state.items_in += items_in
+    state.items_out += items_out
+    if skipped:
+        state.report = [*(state.report or []), *skipped][-REPORT_KEEP:]
+    db.session.commit()
+    run.items_in += items_in
+    run.items_out += items_out
+    run.skipped.extend(skipped)
+    if items_in:
+        metrics.CONNECTOR_ITEMS.labels(run.name, "in").inc(items_in)
+    if items_out:
+        metrics.CONNECTOR_ITEMS.labels(run.name, "out").inc(items_out)
+    if skipped:
+        metrics.CONNECTOR_SKIPPED.labels(run.name).inc(len(skipped))
+
+
+def _finish(run: Run, error: str | None = None, stop: str | None = None) -> None:
+    state = db.session.get(ConnectorState, run.name)
+    assert state is not None
+    now = utcnow()
+    state.running_until = None
+    state.last_run_at = now
+    if error is None:
+        state.last_success_at = now
+        state.last_error = None
+    else:
+        state.errors += 1
+        state.last_error = error[:500]
+        metrics.CONNECTOR_ERRORS.labels(run.name, run.outcome).inc()
+        log.warning("Connector %s: %s", run.name, run.outcome)
+    if stop is not None:
+        state.stopped_because = stop[:500]
+    db.session.commit()
+
+
+def _skip(kind: str, remote_id: str, reason: str) -> dict[str, str]:
+    return {"at": utcnow().isoformat(), "object": kind, "id": remote_id, "reason": reason[:300]}
+
+
+# Inbound ----------------------------------------------------------------------------
+
+
+def _pages(
+    run: Run,
+    connector: Connector,
+    policy: RetryPolicy,
+    key: str,
+    read: Callable[[str | None], Any],
+    apply: Callable[[Any], tuple[int, dict[str, str] | None]],
+) -> None:
+    """Read every page from the saved cursor on; apply each record, then save
+    the page's cursor. At the end the cursor is dropped: the next run reads
+    from the start again, and finds what it applied unchanged."""
+    cursors = db.session.get(ConnectorState, run.name).cursors or {}  # type: ignore[union-attr]
+    after = cursors.get(key)
+    passed = cursors.get(key + PASSED)
+    if after is None and passed is not None:
+        since = utcnow() - datetime.fromisoformat(passed)
+        if since.total_seconds() < policy.pass_interval_s:
+            return  # the last full pass is recent enough; decisions still go out
+    while True:
+        page = call(connector, policy, functools.partial(read, after))
+        written, skipped = 0, []
+        for record in page.records:
+            count, problem = apply(record)
+            written += count
+            if problem is not None:
+                skipped.append(problem)
+        _save(run, key, page.after, items_in=written, skipped=skipped)
+        if page.after is None:
+            _save(run, key + PASSED, utcnow().isoformat())
+            return
+        after = page.after
+
+
+def _inbound_contacts(run: Run, connector: Connector, policy: RetryPolicy) -> None:
+    actor = actor_of(run.name)
+    _pages(
+        run,
+        connector,
+        policy,
+        CONTACTS,
+        connector.contacts,
+        lambda record: _apply_contact(run.name, actor, record, connector, policy),
+    )
+
+
+def _apply_contact(
+    name: str,
+    actor: Actor,
+    remote: RemoteContact,
+    connector: Connector,
+    policy: RetryPolicy,
+) -> tuple[int, dict[str, str] | None]:
+    """Create or update the contact a CRM record names; (1, None) when written,
+    (0, None) when unchanged, (0, reason) when skipped."""
+    if _deletion_owed(name, CONTACTS, remote.remote_id):
+        # Erased or purged here: the CRM's copy is (being) deleted, and must
+        # never bring the person back, whatever it holds meanwhile.
+        return 0, None
+    fingerprint = remote.fingerprint()
+    record = db.session.get(ConnectorRecord, (name, CONTACTS, remote.remote_id))
+    if record is not None and record.fingerprint == SKIPPED + fingerprint:
+        return 0, None  # skipped before, reported then, and not changed since
+    if record is not None and record.contact_id is not None:
+        if db.session.get(Contact, record.contact_id) is None:
+            # Erased or purged here: the CRM's copy is owed a deletion, and
+            # must never bring the person back.
+            return 0, None
+        if record.fingerprint == fingerprint:
+            return 0, None
+    try:
+        if not remote.email:
+            raise InvalidInput("The record has no email address.")
+        profile: dict[str, Any] = {"name": remote.name, "phone": remote.phone}
+        profile["country"] = country_code_from_name(remote.country)
+        if remote.language:
+            # A language we cannot read is no reason to leave the contact out.
+            with contextlib.suppress(InvalidInput):
+                profile["language"] = normalise_language(remote.language.split("-")[0])
+        company = None
+        if remote.company is not None:
+            company = crm.CompanyInput(
+                name=remote.company.name,
+                country=country_code_from_name(remote.company.country),
+                customer_since=remote.company.customer_since,
+                external_ids={name: remote.company.remote_id},
+            )
+        # Read before anything is written: a CRM failing here leaves nothing half done.
+        seen = call(connector, policy, functools.partial(connector.consents, remote.email))
+        if record is None:
+            record = ConnectorRecord(
+                connector=name, object_type=CONTACTS, remote_id=remote.remote_id
+            )
+            db.session.add(record)
+        record.fingerprint = fingerprint
+        record.updated_at = utcnow()
+        # The record's row commits with the contact (register_contact commits).
+        registration = consent.register_contact(
+            actor, remote.email, profile, company, external_ids={name: remote.remote_id}
+        )
+    except DomainError as exc:
+        db.session.rollback()
+        # Remembered as skipped, so that the report names it once per change in the CRM.
+        record = db.session.get(ConnectorRecord, (name, CONTACTS, remote.remote_id))
+        if record is None:
+            record = ConnectorRecord(
+                connector=name, object_type=CONTACTS, remote_id=remote.remote_id
+            )
+            db.session.add(record)
+        record.fingerprint = SKIPPED + fingerprint
+        record.updated_at = utcnow()
+        db.session.commit()
+        return 0, _skip(CONTACTS, remote.remote_id, str(exc))
+    record = db.session.get(ConnectorRecord, (name, CONTACTS, remote.remote_id))
+    assert record is not None
+    record.contact_id = registration.contact.id
+    db.session.commit()
+    problem = _claim_consents(name, actor, registration.contact.email, remote.remote_id, seen)
+    return 1, problem
+
+
+def _claim_consents(
+    name: str, actor: Actor, email: str, remote_id: str, seen: Sequence[SeenConsent]
+) -> dict[str, str] | None:
+    """A consent the CRM holds, asked of this service like any caller's (R7, R8,
+    X6): ``consent.claims`` records it, or sends the double opt-in email where
+    a form's would need one, and never reopens the person's "no". The CRM's
+    wording is the evidence, so a wording our policy version never published
+    is refused (R23) and reported; the contact stays."""
+    for consent_seen in seen:
+        try:
+            consent.register_contact(
+                actor,
+                email,
+                {},
+                basis=consent.BasisInput(
+                    type=Basis.CONSENT,
+                    source=name,
+                    topics=[consent_seen.topic],
+                    obtained_at=utcnow(),
+                    evidence=Evidence(
+                        policy_version=consent_seen.policy_version,
+                        wording_hash=wording_hash(consent_seen.wording),
+                        form_id=consent_seen.form_id,
+                    ),
+                ),
+            )
+        except DomainError as exc:
+            db.session.rollback()
+            return _skip(CONTACTS, remote_id, f"Consent to {consent_seen.topic} not taken: {exc}")
+    return None
+
+
+def _deletion_owed(name: str, object_type: str, remote_id: str) -> bool:
+    return (
+        db.session.scalar(
+            sa.select(ConnectorDeletion.id).where(
+                ConnectorDeletion.connector == name,
+                ConnectorDeletion.object_type == object_type,
+                ConnectorDeletion.remote_id == remote_id,
+            )
+        )
+        is not None
+    )
+
+
+def _inbound_activities(
+    run: Run, connector: Connector, policy: RetryPolicy, object_type: str
+) -> None:
+    actor = actor_of(run.name)
+    _pages(
+        run,
+        connector,
+        policy,
+        object_type,
+        lambda after: connector.activities(object_type, after),
+        lambda record: _apply_activity(run.name, actor, record),
+    )
+
+
+def _apply_activity(
+    name: str, actor: Actor, remote: RemoteActivity
+) -> tuple[int, dict[str, str] | None]:
+    if db.session.get(ConnectorRecord, (name, remote.object_type, remote.remote_id)) is not None:
+        return 0, None  # logged before
+    if _deletion_owed(name, remote.object_type, remote.remote_id):
+        return 0, None  # purged here; its deletion in the CRM may still be under way
+    contact_id = next(
+        (
+            found
+            for rid in remote.contact_remote_ids
+            if (found := external_ids.find_contact(name, rid)) is not None
+        ),
+        None,
+    )
+    if contact_id is None:
+        # Not a contact of ours (not synced, or skipped with its reason): the
+        # activity comes once the contact does, at a later run.
+        return 0, None
+    if remote.occurred_at is None:
+        return 0, _skip(remote.object_type, remote.remote_id, "The activity has no time.")
+    db.session.add(
+        ConnectorRecord(
+            connector=name,
+            object_type=remote.object_type,
+            remote_id=remote.remote_id,
+            contact_id=contact_id,
+            fingerprint=remote.kind,
+            updated_at=utcnow(),
+        )
+    )
+    try:
+        # Commits the record with the activity: logged once, whatever happens next.
+        activity = crm.log_activity(actor, contact_id, remote.kind, remote.occurred_at, None)
+    except DomainError as exc:
+        db.session.rollback()
+        return 0, _skip(remote.object_type, remote.remote_id, str(exc))
+    record = db.session.get(ConnectorRecord, (name, remote.object_type, remote.remote_id))
+    assert record is not None
+    record.activity_id = activity.id
+    db.session.commit()
+    return 1, None
+
+
+# Outbound ---------------------------------------------------------------------------
+
+
+def _outbound(run: Run, connector: Connector, policy: RetryPolicy) -> None:
+    """The change feed from the connector's cursor: decisions written to the
+    CRM, erasures and purges turned into deletions owed. The cursor moves
+    once a page is applied; a page applied twice writes the same again."""
+    cursor = (db.session.get(ConnectorState, run.name).cursors or {}).get(FEED)  # type: ignore[union-attr]
+    while True:
+        try:
+            page = feed.read(cursor, FEED_PAGE)
+        except Gone:
+            # The connector was stopped longer than the feed keeps items: start
+            # from the oldest kept. Every item is applied again (idempotent
+            # writes); tombstones pruned meanwhile are lost to this connector,
+            # which the report says so that an admin checks the CRM.
+            db.session.rollback()
+            _save(run, FEED, None, skipped=[_skip(FEED, str(cursor), CURSOR_EXPIRED)])
+            cursor = None
+            continue
+        _add_first_decisions(run.name, page.items)
+        # Each item renders the contact's current decisions: the last one of a
+        # contact on the page says all, so earlier ones are not written again.
+        last = {
+            int(item["contact_id"]): index
+            for index, item in enumerate(page.items)
+            if item["type"] == change_feed.DECISIONS_CHANGED
+        }
+        written, skipped = 0, []
+        for index, item in enumerate(page.items):
+            if (
+                item["type"] == change_feed.DECISIONS_CHANGED
+                and last[int(item["contact_id"])] != index
+            ):
+                continue
+            count, problem = _apply_item(run.name, connector, policy, item)
+            written += count
+            if problem is not None:
+                skipped.append(problem)
+        if page.next_cursor is not None:
+            _save(run, FEED, page.next_cursor, items_out=written, skipped=skipped)
+        cursor = page.next_cursor
+        if not page.has_more:
+            return
+
+
+def _add_first_decisions(name: str, items: list[dict[str, Any]]) -> None:
+    """A contact new to the feed that the CRM knows gets its decisions written
+    too, even when none was written to the ledger (no basis yet): the CRM's
+    summary then says "no, and why" from the start. One query for the page."""
+    created = [
+        item
+        for item in items
+        if item["type"] == change_feed.CONTACT_CREATED
+        and not item.get("tombstone")
+        and (item.get("external_ids") or {}).get(name)
+    ]
+    if not created:
+        return
+    found = consent.decisions_for_contacts([int(i["contact_id"]) for i in created])
+    for item in created:
+        item["type"] = change_feed.DECISIONS_CHANGED
+        item["decisions"] = [d.as_json() for d in found.get(int(item["contact_id"]), [])]
+
+
+def _apply_item(
+    name: str, connector: Connector, policy: RetryPolicy, item: dict[str, Any]
+) -> tuple[int, dict[str, str] | None]:
+    remote_id = (item.get("external_ids") or {}).get(name)
+    kind = item["type"]
+    contact_id = int(item["contact_id"])
+    if kind in change_feed.TOMBSTONES:
+        _owe_deletions(name, contact_id, kind, remote_id, with_contact=True)
+        db.session.commit()
+        return 0, None
+    if kind == change_feed.ACTIVITIES_PURGED:
+        _owe_deletions(name, contact_id, kind, remote_id, with_contact=False)
+        db.session.commit()
+        return 0, None
+    if kind != change_feed.DECISIONS_CHANGED or item.get("tombstone") or remote_id is None:
+        return 0, None
+    decisions = [d for d in item.get("decisions", []) if d["channel"] == EMAIL]
+    if not decisions:
+        return 0, None
+    writes = [
+        StatusWrite(d["topic"], bool(d["allowed"]), d["reason"], d["explanation"])
+        for d in decisions
+    ]
+    status = db.session.get(ConnectorRecord, (name, STATUS, remote_id))
+    known = json.loads(status.fingerprint) if status is not None and status.fingerprint else {}
+    email = decisions[0]["email"]
+    try:
+        bases = call(
+            connector, policy, lambda: connector.write_decisions(remote_id, email, writes, known)
+        )
+    except LookupError:
+        return 0, _skip(CONTACTS, remote_id, "Not in the CRM any more; decisions not written.")
+    except CrmRefused as exc:
+        return 0, _skip(CONTACTS, remote_id, f"The CRM refused the decisions: {exc}")
+    if status is None:
+        status = ConnectorRecord(connector=name, object_type=STATUS, remote_id=remote_id)
+        db.session.add(status)
+    status.contact_id = contact_id
+    status.fingerprint = json.dumps(bases, sort_keys=True)[:200]
+    status.updated_at = utcnow()
+    return 1, None
+
+
+def _owe_deletions(
+    name: str, contact_id: int, reason: str, remote_id: str | None, *, with_contact: bool
+) -> None:
+    """Record what the CRM must delete for this contact: its activities that we
+    mirrored, and with an erasure or purge the contact itself. Our records of
+    them go: the deletion rows now say what is owed."""
+    records = db.session.scalars(
+        sa.select(ConnectorRecord).where(
+            ConnectorRecord.connector == name, ConnectorRecord.contact_id == contact_id
+        )
+    ).all()
+    gone = _activities_gone([r.activity_id for r in records if r.activity_id is not None])
+    owed: list[tuple[str, str]] = []
+    for record in records:
+        if record.object_type in (CONTACTS, STATUS):
+            if with_contact:
+                db.session.delete(record)
+            continue
+        # A purge of some activities: only those whose rows were deleted here.
+        # (Anonymisation keeps the row: the rules that anonymise name kinds a
+        # connector does not bring in, support cases.)
+        if not with_contact and record.activity_id not in gone:
+            continue
+        owed.append((record.object_type, record.remote_id))
+        db.session.delete(record)
+    if with_contact and remote_id is not None:
+        owed.append((CONTACTS, remote_id))
+    for object_type, rid in owed:
+        exists = db.session.scalar(
+            sa.select(ConnectorDeletion.id).where(
+                ConnectorDeletion.connector == name,
+                ConnectorDeletion.object_type == object_type,
+                ConnectorDeletion.remote_id == rid,
+            )
+        )
+        if exists is None:
+            db.session.add(
+                ConnectorDeletion(
+                    connector=name,
+                    object_type=object_type,
+                    remote_id=rid,
+                    reason=reason,
+                    created_at=utcnow(),
+                    attempts=0,
+                )
+            )
+    db.session.flush()
+
+
+def _activities_gone(activity_ids: Sequence[int]) -> set[int]:
+    if not activity_ids:
+        return set()
+    present = set(db.session.scalars(sa.select(Activity.id).where(Activity.id.in_(activity_ids))))
+    return set(activity_ids) - present
+
+
+# Deletions --------------------------------------------------------------------------
+
+
+def _deletions(run: Run, connector: Connector, policy: RetryPolicy) -> None:
+    """Every deletion still owed, oldest first; each one's outcome committed."""
+    pending = db.session.scalars(
+        sa.select(ConnectorDeletion)
+        .where(ConnectorDeletion.connector == run.name, ConnectorDeletion.done_at.is_(None))
+        .order_by(ConnectorDeletion.id)
+    ).all()
+    for deletion in pending:
+        deletion.attempts += 1
+        try:
+            call(
+                connector,
+                policy,
+                functools.partial(connector.delete, deletion.object_type, deletion.remote_id),
+            )
+        except LookupError:
+            pass  # already gone from the CRM: what we wanted
+        except CrmRefused as exc:
+            deletion.last_error = str(exc)[:500]
+            db.session.commit()
+            continue
+        except CrmUnavailable as exc:
+            deletion.last_error = str(exc)[:500]
+            db.session.commit()
+            raise
+        deletion.done_at = utcnow()
+        deletion.last_error = None
+        db.session.commit()
+        run.items_out += 1
+        metrics.CONNECTOR_ITEMS.labels(run.name, "deleted").inc()

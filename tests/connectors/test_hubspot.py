@@ -1,0 +1,454 @@
+"""The HubSpot connector end to end against the stand-in: the real client
+library, the real services, the real change feed (issue 24's "done when")."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from connectors import sync
+from connectors.base import RetryPolicy
+from connectors.models import ConnectorDeletion, ConnectorState
+from consent import services as consent
+from consent.rights import erase_contact
+from crm import external_ids, retention
+from crm.models import Activity, Company, Contact
+from extensions import db
+from kernel.access import CLI_ACTOR
+from mailing.models import OutboxMessage
+from tests.conftest import count_rows
+from tests.connectors.conftest import EVENTS, NEWSLETTER
+from tests.connectors.hubspot_standin import HubSpotStandIn
+from tests.crm.retention_helpers import day
+from tests.staff.helpers import client_as
+
+CALL_AT = "2026-03-04T10:15:00Z"
+
+
+def run(app: Any, waits: list[float] | None = None) -> sync.Run:
+    policy = RetryPolicy(
+        tries=4, backoff_s=0.5, max_wait_s=60, sleep=(waits if waits is not None else []).append
+    )
+    with app.app_context():
+        result = sync.sync("hubspot", policy=policy)
+        db.session.remove()
+        return result
+
+
+def anna(hubspot: HubSpotStandIn, *, customer: bool = True) -> tuple[str, str]:
+    """A contact of a customer company in HubSpot, with a call logged."""
+    company = hubspot.add(
+        "companies",
+        {
+            "name": "Kund AB",
+            "country": "Sweden",
+            "lifecyclestage": "customer" if customer else "lead",
+            "hs_lifecyclestage_customer_date": "2024-05-01T00:00:00Z",
+        },
+    )
+    contact = hubspot.add(
+        "contacts",
+        {
+            "email": "Anna.Berg@Kund.se",
+            "firstname": "Anna",
+            "lastname": "Berg",
+            "country": "SE",
+            "hs_language": "sv",
+        },
+        {"companies": [company]},
+    )
+    call = hubspot.add("calls", {"hs_timestamp": CALL_AT}, {"contacts": [contact]})
+    return contact, call
+
+
+def the_contact(app: Any, remote_id: str) -> Contact | None:
+    with app.app_context():
+        contact_id = external_ids.find_contact("hubspot", remote_id)
+        found = db.session.get(Contact, contact_id) if contact_id else None
+        if found is not None:
+            db.session.expunge(found)
+        return found
+
+
+def test_a_contact_with_a_call_arrives_with_its_external_id_and_last_interaction(
+    app, hubspot
+) -> None:
+    remote, _ = anna(hubspot)
+    assert run(app).outcome == "done"
+    contact = the_contact(app, remote)
+    assert contact is not None
+    assert contact.email == "anna.berg@kund.se" and contact.name == "Anna Berg"
+    # A call logged in HubSpot since: the next sync moves the last interaction.
+    time.sleep(0.002)  # HubSpot's times have milliseconds: later than the contact's creation here
+    now = datetime.now(UTC)
+    called_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    hubspot.add("calls", {"hs_timestamp": called_at.isoformat()}, {"contacts": [remote]})
+    assert run(app).outcome == "done"
+    contact = the_contact(app, remote)
+    assert contact.last_interaction_at == called_at
+    with app.app_context():
+        company = db.session.get(Company, contact.company_id)
+        assert company is not None and company.country == "SE"
+        assert company.customer_since == date(2024, 5, 1)
+        assert external_ids.for_companies([company.id])[company.id] == {
+            "hubspot": company_ids(hubspot)
+        }
+        kinds = db.session.scalars(
+            sa.select(Activity.kind).where(Activity.contact_id == contact.id)
+        ).all()
+        assert kinds == ["call", "call"]
+        state = db.session.get(ConnectorState, "hubspot")
+        assert state.items_in == 3 and state.last_success_at is not None and state.errors == 0
+
+
+def test_a_call_older_than_the_contact_here_does_not_date_it_back(app, hubspot) -> None:
+    """X16 holds for a CRM too: the first sync's historical calls are logged,
+    but the retention clock counts from the contact's creation here."""
+    remote, _ = anna(hubspot)
+    run(app)
+    contact = the_contact(app, remote)
+    assert contact.last_interaction_at is None
+    with app.app_context():
+        assert (
+            db.session.scalar(
+                sa.select(sa.func.count())
+                .select_from(Activity)
+                .where(Activity.contact_id == contact.id)
+            )
+            == 1
+        )
+
+
+def company_ids(hubspot: HubSpotStandIn) -> str:
+    return next(iter(hubspot.objects["companies"]))
+
+
+def test_the_customer_basis_is_written_as_a_subscription_status_with_its_legal_basis(
+    app, hubspot
+) -> None:
+    anna(hubspot)
+    run(app)
+    status = hubspot.statuses[("anna.berg@kund.se", EVENTS)]
+    assert status["status"] == "SUBSCRIBED"
+    assert status["legalBasis"] == "LEGITIMATE_INTEREST_CLIENT"
+    assert "customer" in status["legalBasisExplanation"].lower()
+    contact = next(iter(hubspot.objects["contacts"].values()))
+    assert contact["properties"]["consent_may_market"] == "true"
+    assert contact["properties"]["consent_explanation"]
+
+
+def test_an_objection_here_appears_as_not_subscribed_with_the_legal_basis(app, hubspot) -> None:
+    remote, _ = anna(hubspot)
+    run(app)
+    contact = the_contact(app, remote)
+    with app.app_context():
+        consent.record_objection(CLI_ACTOR, contact.id)
+    run(app)
+    status = hubspot.statuses[("anna.berg@kund.se", EVENTS)]
+    assert status["status"] == "NOT_SUBSCRIBED"
+    # The "no" names the basis it ends, and why.
+    assert status["legalBasis"] == "LEGITIMATE_INTEREST_CLIENT"
+    assert "objected" in status["legalBasisExplanation"]
+    properties = hubspot.objects["contacts"][remote]["properties"]
+    assert properties["consent_may_market"] == "false"
+    assert "objected" in properties["consent_explanation"]
+
+
+def test_a_second_sync_changes_nothing(app, hubspot) -> None:
+    anna(hubspot)
+    run(app)
+    before = count_rows(app)
+    writes = len([r for r in hubspot.requests if r[0] != "GET"])
+    result = run(app)
+    assert result.outcome == "done" and result.items_in == 0 and result.items_out == 0
+    assert count_rows(app) == before
+    assert len([r for r in hubspot.requests if r[0] != "GET"]) == writes
+
+
+def test_a_retention_purge_here_deletes_the_activities_in_hubspot(app, hubspot) -> None:
+    remote, call = anna(hubspot)
+    old = hubspot.add("calls", {"hs_timestamp": "2020-01-01T09:00:00Z"}, {"contacts": [remote]})
+    run(app)
+    policy = retention.RetentionPolicy.from_mapping(
+        {
+            "retention": {
+                "rules": [
+                    {
+                        "name": "old-calls",
+                        "category": "activity",
+                        "kinds": ["call"],
+                        "years": 2,
+                        "counts_from": "record_date",
+                    }
+                ]
+            }
+        }
+    )
+    with app.app_context():
+        retention.run(day("2026-06-01"), started_by="test", policy=policy)
+    run(app)
+    assert hubspot.objects["calls"][old]["archived"] is True
+    assert hubspot.objects["calls"][call]["archived"] is False
+    with app.app_context():
+        done = db.session.scalars(sa.select(ConnectorDeletion)).all()
+        assert [(d.object_type, d.remote_id, d.reason, d.done_at is not None) for d in done] == [
+            ("calls", old, "activities.purged", True)
+        ]
+
+
+def test_an_erasure_here_deletes_the_contact_and_its_activities_in_hubspot(app, hubspot) -> None:
+    remote, call = anna(hubspot)
+    run(app)
+    contact = the_contact(app, remote)
+    with app.app_context():
+        erase_contact(CLI_ACTOR, contact.id)
+    result = run(app)
+    assert result.outcome == "done"
+    assert hubspot.objects["contacts"][remote]["archived"] is True
+    assert hubspot.objects["calls"][call]["archived"] is True
+    # ... and the next sync does not bring the person back (their HubSpot copy is gone).
+    run(app)
+    assert the_contact(app, remote) is None
+
+
+def test_429_and_5xx_for_a_while_lose_nothing(app, hubspot) -> None:
+    anna(hubspot)
+    hubspot.fail(429, times=2, prefix="/crm/v3/objects/contacts")
+    hubspot.fail(503, times=1, prefix="/crm/v3/objects/calls")
+    waits: list[float] = []
+    result = run(app, waits)
+    assert result.outcome == "done"
+    # HubSpot's secondly limit was spent: wait a second; then the doubling backoff.
+    assert waits == [1.0, 1.0, 0.5]
+    contact = the_contact(app, next(iter(hubspot.objects["contacts"])))
+    with app.app_context():
+        assert db.session.scalars(
+            sa.select(Activity.kind).where(Activity.contact_id == contact.id)
+        ).all() == ["call"]
+
+
+def test_a_crm_down_longer_than_the_retries_resumes_at_the_next_turn(app, hubspot) -> None:
+    anna(hubspot)
+    hubspot.page_size_cap = 1
+    second = hubspot.add("contacts", {"email": "bo@kund.se"})
+    # The first page is written, then HubSpot answers 500 for longer than the retries.
+    hubspot.faults.clear()
+    original = hubspot.answer
+
+    def failing_after_first_page(method, target, body, auth):  # type: ignore[no-untyped-def]
+        if (
+            "after=" in target
+            and "/contacts" in target
+            and hubspot.calls_to("GET", "/crm/v3/objects/contacts") < 20
+        ):
+            hubspot.requests.append((method, target.split("?")[0]))
+            return (
+                500,
+                {},
+                {
+                    "status": "error",
+                    "message": "down",
+                    "correlationId": "x",
+                    "category": "INTERNAL_ERROR",
+                },
+            )
+        return original(method, target, body, auth)
+
+    hubspot.answer = failing_after_first_page  # type: ignore[method-assign]
+    result = run(app)
+    assert result.outcome == "unavailable"
+    with app.app_context():
+        state = db.session.get(ConnectorState, "hubspot")
+        assert state.cursors.get("contacts") == second
+        assert state.errors == 1 and "HTTP 500" in state.last_error
+        assert state.last_success_at is None
+    hubspot.answer = original  # type: ignore[method-assign]
+    assert run(app).outcome == "done"
+    assert the_contact(app, second) is not None
+
+
+def test_a_revoked_token_stops_the_connector_shows_why_and_writes_nothing(app, hubspot) -> None:
+    anna(hubspot)
+    hubspot.token = None  # revoked in HubSpot
+    before = count_rows(app)
+    result = run(app)
+    assert result.outcome == "revoked"
+    after = count_rows(app)
+    assert {k: v for k, v in after.items() if k != "connector_state" and v != before.get(k)} == {}
+    with app.app_context():
+        state = db.session.get(ConnectorState, "hubspot")
+        assert "refused the credentials" in state.stopped_because
+    # Stopped: the next turn calls nothing, until an admin resumes it.
+    calls = len(hubspot.requests)
+    assert run(app).outcome == "stopped"
+    assert len(hubspot.requests) == calls
+    page = client_as(app, "admin").get("/staff/connectors")
+    assert page.status_code == 200 and b"refused the credentials" in page.data
+
+
+def test_an_invalid_record_is_skipped_with_its_reason(app, hubspot) -> None:
+    bad_mail = hubspot.add("contacts", {"email": "not-an-address"})
+    bad_country = hubspot.add("contacts", {"email": "eva@kund.se", "country": "Atlantis"})
+    good = hubspot.add("contacts", {"email": "ok@kund.se"})
+    result = run(app)
+    assert result.outcome == "done"
+    assert the_contact(app, good) is not None
+    assert the_contact(app, bad_mail) is None and the_contact(app, bad_country) is None
+    with app.app_context():
+        report = db.session.get(ConnectorState, "hubspot").report
+    reasons = {r["id"]: r["reason"] for r in report}
+    assert set(reasons) == {bad_mail, bad_country}
+    assert "Unknown country" in reasons[bad_country]
+    assert "email" in reasons[bad_mail].lower()
+    # Reported once: the next pass finds them unchanged and says nothing more.
+    run(app)
+    with app.app_context():
+        assert len(db.session.get(ConnectorState, "hubspot").report) == 2
+
+
+def test_a_deletion_hubspot_refuses_for_now_is_retried_and_never_brings_the_person_back(
+    app, hubspot
+) -> None:
+    remote, _ = anna(hubspot)
+    run(app)
+    contact = the_contact(app, remote)
+    with app.app_context():
+        erase_contact(CLI_ACTOR, contact.id)
+    # HubSpot's copy changes meanwhile, and its deletes answer 503 for longer than the retries.
+    hubspot.objects["contacts"][remote]["properties"]["phone"] = "+46 70 123 45 67"
+    hubspot.fail(503, times=8, prefix="/crm/v3/objects/")
+    hubspot.faults[-1].prefix = "/crm/v3/objects/calls/"
+    result = run(app)
+    assert result.outcome == "unavailable"
+    assert the_contact(app, remote) is None
+    with app.app_context():
+        owed = db.session.scalars(
+            sa.select(ConnectorDeletion)
+            .where(ConnectorDeletion.done_at.is_(None))
+            .order_by(ConnectorDeletion.id)
+        ).all()
+        # The call's deletion was tried and failed; the contact's waits its turn.
+        assert [(d.object_type, d.attempts, "503" in (d.last_error or "")) for d in owed] == [
+            ("calls", 1, True),
+            ("contacts", 0, False),
+        ]
+    page = client_as(app, "admin").get("/staff/connectors").get_data(as_text=True)
+    assert "contact.erased" in page
+    hubspot.faults.clear()
+    assert run(app).outcome == "done"
+    assert hubspot.objects["contacts"][remote]["archived"] is True
+    assert the_contact(app, remote) is None
+    with app.app_context():
+        assert (
+            db.session.scalar(
+                sa.select(sa.func.count())
+                .select_from(ConnectorDeletion)
+                .where(ConnectorDeletion.done_at.is_(None))
+            )
+            == 0
+        )
+
+
+# Consent seen in HubSpot ----------------------------------------------------------------
+
+WORDING = "Yes, send me the newsletter and event invitations from Kund AB."
+
+
+def _consenting(hubspot: HubSpotStandIn, monkeypatch: Any, app: Any, email: str) -> str:
+    monkeypatch.setitem(app.config, "HUBSPOT_CONSENT_POLICY_VERSION", "2026-01")
+    remote = hubspot.add("contacts", {"email": email, "country": "SE"})
+    for subscription in (NEWSLETTER, EVENTS):
+        hubspot.set_status(email, subscription, "SUBSCRIBED", "CONSENT_WITH_NOTICE", WORDING)
+    return remote
+
+
+def _decisions(app: Any, remote: str) -> dict[str, str]:
+    with app.app_context():
+        contact = db.session.get(Contact, external_ids.find_contact("hubspot", remote))
+        return {
+            d.topic: d.reason.value
+            for d in consent.decisions_for_contact(contact)
+            if d.channel == "email"
+        }
+
+
+def test_consent_in_hubspot_becomes_a_request_under_the_double_opt_in_rules(
+    app, hubspot, monkeypatch
+) -> None:
+    remote = _consenting(hubspot, monkeypatch, app, "ja@kund.se")
+    result = run(app)
+    assert result.outcome == "done" and result.skipped == []
+    decisions = _decisions(app, remote)
+    # The newsletter always needs the person's confirmation (R8); events from
+    # Sweden takes the consent as a ticked box on a form would.
+    assert decisions["newsletter"] == "pending_confirmation"
+    assert decisions["events"] == "consent"
+    with app.app_context():
+        asked = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.contact_id == external_ids.find_contact("hubspot", remote))
+        )
+    assert asked == 1
+    # A second sync asks nothing more.
+    run(app)
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage)) == 1
+
+
+def test_consent_in_hubspot_never_undoes_a_no_given_here(app, hubspot, monkeypatch) -> None:
+    with app.app_context():
+        registration = consent.register_contact(CLI_ACTOR, "nej@kund.se", {"country": "SE"})
+        consent.record_objection(CLI_ACTOR, registration.contact.id)
+    remote = _consenting(hubspot, monkeypatch, app, "nej@kund.se")
+    run(app)
+    assert set(_decisions(app, remote).values()) == {"objection"}
+
+
+def test_consent_is_not_read_from_hubspot_unless_configured(app, hubspot) -> None:
+    remote = hubspot.add("contacts", {"email": "tyst@kund.se", "country": "SE"})
+    hubspot.set_status("tyst@kund.se", EVENTS, "SUBSCRIBED", "CONSENT_WITH_NOTICE", WORDING)
+    run(app)
+    assert _decisions(app, remote)["events"] == "no_basis"
+    assert hubspot.calls_to("GET", "/communication-preferences/") == 0
+
+
+def test_no_basis_is_not_written_as_an_opt_out(app, hubspot) -> None:
+    """Only the person's own "no" becomes NOT_SUBSCRIBED (an opt-out HubSpot's
+    API cannot undo); a contact without a basis is shown by the summary alone."""
+    remote, _ = anna(hubspot, customer=False)
+    run(app)
+    assert hubspot.calls_to("POST", "/communication-preferences/v3/unsubscribe") == 0
+    assert hubspot.calls_to("POST", "/communication-preferences/v3/subscribe") == 0
+    properties = hubspot.objects["contacts"][remote]["properties"]
+    assert properties["consent_may_market"] == "false"
+    assert properties["consent_explanation"].startswith("Not allowed: no consent")
+
+
+def test_a_feed_cursor_older_than_the_feed_keeps_restarts_from_the_oldest_item(
+    app, hubspot
+) -> None:
+    from crm.models import Change
+
+    anna(hubspot)
+    run(app)
+    with app.app_context():
+        state = db.session.get(ConnectorState, "hubspot")
+        stale = state.cursors["feed"]
+        # The connector stood still while the feed aged and was pruned.
+        db.session.execute(sa.update(Change).values(occurred_at=datetime(2020, 1, 1, tzinfo=UTC)))
+        db.session.commit()
+        registration = consent.register_contact(CLI_ACTOR, "ny@kund.se", {})
+        retention.run_daily()
+        state = db.session.get(ConnectorState, "hubspot")
+        state.cursors = {**state.cursors, "feed": "c1.0.1"}
+        db.session.commit()
+        assert registration.contact.id
+    assert stale
+    result = run(app)
+    assert result.outcome == "done"
+    assert [s["object"] for s in result.skipped] == ["feed"]
+    assert "CHANGE_FEED_KEEP_DAYS" in result.skipped[0]["reason"]
