@@ -1,7 +1,7 @@
 """The CRM connectors' state, mirrored records and owed deletions (docs/connectors.md).
 
-Revision ID: 0034
-Revises: 0028
+Revision ID: 0033
+Revises: 0032
 Create Date: 2026-12-06 16:00:00.000000
 
 """
