@@ -42,6 +42,20 @@ ALLOWED = "allowed"
 DECISIONS = (ALLOWED, *(r.value for r in Reason))
 BOUNCED, COMPLAINED, DELIVERABLE = "bounced", "complained", "ok"
 DELIVERABILITY = (DELIVERABLE, BOUNCED, COMPLAINED)
+
+
+def filter_choices() -> dict[str, Any]:
+    """What a filter form offers (the contact list's, a segment's): the policy's
+    topics and channels, the reason codes, the bases and deliverability states."""
+    policy = current_policy()
+    return {
+        "topics": list(policy.marketing_topics.values()),
+        "channels": policy.channels,
+        "decisions": [ALLOWED, *(r.value for r in Reason if r is not Reason.UNKNOWN_CONTACT)],
+        "bases": [b.value for b in Basis],
+        "basis_kinds": [k.value for k in InterestKind],
+        "deliverability": DELIVERABILITY,
+    }
 YES, NO = "yes", "no"
 # A person inactive for longer than a century is not a filter anyone means.
 MAX_DAYS = 36_500
