@@ -115,7 +115,8 @@ def audit_page(actor: Actor, query: AuditFilter, cursor: str | None = None) -> A
     rows = list(db.session.scalars(statement))
     entries = rows[:PAGE_SIZE]
     more = len(rows) > PAGE_SIZE
-    audit(actor, "audit.read", query.contact_id, detail=f"entries={len(entries)}")
+    detail = " ".join(filter(None, (query.describe(), f"entries={len(entries)}")))
+    audit(actor, "audit.read", query.contact_id, detail=detail)
     db.session.commit()
     return AuditPage(entries, encode_cursor(entries[-1].id) if more else None)
 
