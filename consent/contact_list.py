@@ -24,7 +24,7 @@ from crm import services as crm
 from crm.models import Company, Contact
 from extensions import db
 from kernel.access import Actor
-from kernel.errors import BadRequest, InvalidInput
+from kernel.errors import N_, BadRequest, InvalidInput
 from kernel.inputs import MAX_ROW_ID
 from kernel.spreadsheet import DELIMITERS, csv_line
 
@@ -50,7 +50,7 @@ def parse_cursor(value: str | None) -> int:
         return 0
     if not value.isascii() or not value.isdigit() or int(value) > MAX_ROW_ID:
         raise BadRequest(
-            "The page cursor is not valid; go back to the first page of the list.",
+            N_("The page cursor is not valid; go back to the first page of the list."),
             code="invalid_cursor",
             fields={"after": ["Not a page of this list."]},
         )
@@ -152,7 +152,7 @@ def export_lines(
     """
     if delimiter not in DELIMITERS:
         raise InvalidInput(
-            "The separator must be a comma or a semicolon.", fields={"separator": ["Unknown."]}
+            N_("The separator must be a comma or a semicolon."), fields={"separator": ["Unknown."]}
         )
     written = 0
     finished = False

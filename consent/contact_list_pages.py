@@ -12,7 +12,7 @@ from consent import bulk_actions, contact_list
 from consent.contact_filters import filter_args, filter_choices, parse_filter
 from consent.forms import BulkActionForm
 from kernel.access import staff_requires
-from kernel.errors import InvalidInput
+from kernel.errors import N_, InvalidInput
 from kernel.pages import add_staff_page, see_other, staff_blueprint
 from kernel.timestamps import utcnow
 
@@ -63,7 +63,7 @@ def export() -> Any:
     f = parse_filter(request.args)
     excel = request.args.get("format", "csv")
     if excel not in ("csv", "excel"):
-        raise InvalidInput("The format must be csv or excel.", fields={"format": ["Unknown."]})
+        raise InvalidInput(N_("The format must be csv or excel."), fields={"format": ["Unknown."]})
     lines = contact_list.export_lines(
         g.actor, f, utcnow(), delimiter=";" if excel == "excel" else ",", bom=excel == "excel"
     )
@@ -100,7 +100,7 @@ def start_bulk() -> Any:
     try:
         data = BulkActionForm().load(request.form.to_dict())
     except ValidationError as exc:
-        raise InvalidInput("The confirmation is not valid.", fields=exc.messages) from exc  # type: ignore[arg-type]
+        raise InvalidInput(N_("The confirmation is not valid."), fields=exc.messages) from exc  # type: ignore[arg-type]
     run = bulk_actions.queue_bulk_action(
         g.actor,
         f,

@@ -9,6 +9,7 @@ from marshmallow import fields, validate
 
 from consent.contact_filters import FIELDS, filter_choices
 from kernel.access import staff_requires
+from kernel.errors import N_
 from kernel.pages import FormSchema, add_staff_page, run_form, see_other, staff_blueprint
 from mailing import segments
 
@@ -22,8 +23,8 @@ class SegmentForm(FormSchema):
 class DeleteForm(FormSchema):
     confirm = fields.String(
         required=True,
-        validate=validate.Equal("yes", error="Tick the box to confirm."),
-        error_messages={"required": "Tick the box to confirm."},
+        validate=validate.Equal("yes", error=N_("Tick the box to confirm.")),
+        error_messages={"required": N_("Tick the box to confirm.")},
     )
 
 
