@@ -52,6 +52,7 @@ from kernel.errors import (
     NotPermitted,
     Unavailable,
 )
+from kernel.pages import refusal_text
 from kernel.scheduling import Periodic
 from kernel.timestamps import utcnow
 from mailing.art14_notices import ART14_NOTICES_JOB
@@ -361,7 +362,11 @@ def error_response(
     message: str,
     fields: dict | None = None,
     details: dict | None = None,
+    page_message: str | None = None,
 ) -> Any:
+    """The error as JSON for a program, else as a page. ``page_message`` is what
+    the page says instead of the (English) ``message``: a refusal in the reader's
+    language (``kernel.pages.refusal_text``)."""
     if _wants_json():
         body: dict[str, Any] = {"error": {**(details or {}), "code": code, "message": message}}
         if fields:
@@ -371,7 +376,10 @@ def error_response(
         if status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
         return response
-    return render_template("error.html", status=status, message=message, code=code), status
+    shown = message if page_message is None else page_message
+    return render_template(
+        "error.html", status=status, message=shown, english=shown == message, code=code
+    ), status
 
 
 def _http_code(exc: HTTPException) -> str:
@@ -420,7 +428,9 @@ def register_error_handlers(app: Flask) -> None:
     def handle_domain_error(exc: DomainError) -> Any:
         db.session.rollback()
         status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
-        return error_response(status, exc.code, exc.message, exc.fields, exc.details)
+        return error_response(
+            status, exc.code, exc.message, exc.fields, exc.details, page_message=refusal_text(exc)
+        )
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception) -> Any:

@@ -28,7 +28,7 @@ from crm import services as crm
 from crm.models import Contact
 from extensions import db
 from kernel.access import Actor
-from kernel.errors import Conflict, InvalidInput, NotFound, Unavailable
+from kernel.errors import N_, Conflict, InvalidInput, NotFound, Unavailable
 from kernel.jobs import BROKER_DOWN, send_job
 from kernel.timestamps import utcnow
 
@@ -49,7 +49,8 @@ MAX_REASON = 500
 def check_action(action: str) -> str:
     if action not in ACTIONS:
         raise InvalidInput(
-            f"Unknown bulk action {action!r}; use one of: {', '.join(ACTIONS)}.",
+            N_("Unknown bulk action %(action)r; use one of: %(known)s."),
+            values={"action": action, "known": ", ".join(ACTIONS)},
             fields={"action": ["Unknown."]},
         )
     return action
@@ -60,10 +61,12 @@ def _reason(action: str, reason: str | None) -> str | None:
     it, before anything is stored: a bad reason must not fail half a run."""
     text = " ".join((reason or "").split())
     if action == SET_LEGAL_HOLD and not text:
-        raise InvalidInput("A legal hold needs its reason.", fields={"reason": ["Required."]})
+        raise InvalidInput(N_("A legal hold needs its reason."), fields={"reason": ["Required."]})
     if len(text) > MAX_REASON:
         raise InvalidInput(
-            f"The reason is longer than {MAX_REASON} characters.", fields={"reason": ["Too long."]}
+            N_("The reason is longer than %(most)s characters."),
+            values={"most": MAX_REASON},
+            fields={"reason": ["Too long."]},
         )
     return text or None
 
@@ -115,12 +118,15 @@ def queue_bulk_action(
     total = count_targets(f, action, at)
     if total != confirmed:
         raise Conflict(
-            f"The list changed since you confirmed it: the action now reaches {total} "
-            f"contacts, not {confirmed}. Check the list and confirm again.",
+            N_(
+                "The list changed since you confirmed it: the action now reaches %(total)s "
+                "contacts, not %(confirmed)s. Check the list and confirm again."
+            ),
+            values={"total": total, "confirmed": confirmed},
             code="list_changed",
         )
     if total == 0:
-        raise Conflict("No contact in the list would change.", code="nothing_to_change")
+        raise Conflict(N_("No contact in the list would change."), code="nothing_to_change")
     run = BulkAction(
         action=action,
         filter=filter_args(f),
@@ -153,7 +159,7 @@ def _pending_id(run: BulkAction) -> int:
 def get_run(run_id: int) -> BulkAction:
     run = db.session.get(BulkAction, run_id)
     if run is None:
-        raise NotFound("No such bulk action.")
+        raise NotFound(N_("No such bulk action."))
     return run
 
 

@@ -34,7 +34,7 @@ from consent.policy import Reason
 from consent.topics import current_policy
 from crm.models import Company, Contact, ExternalId, external_system_problem
 from kernel.countries import COUNTRY_CODES, LANGUAGE_CODES
-from kernel.errors import InvalidInput
+from kernel.errors import N_, InvalidInput
 from kernel.inputs import MAX_ROW_ID
 
 ALLOWED = "allowed"
@@ -42,6 +42,22 @@ ALLOWED = "allowed"
 DECISIONS = (ALLOWED, *(r.value for r in Reason))
 BOUNCED, COMPLAINED, DELIVERABLE = "bounced", "complained", "ok"
 DELIVERABILITY = (DELIVERABLE, BOUNCED, COMPLAINED)
+
+
+def filter_choices() -> dict[str, Any]:
+    """What a filter form offers (the contact list's, a segment's): the policy's
+    topics and channels, the reason codes, the bases and deliverability states."""
+    policy = current_policy()
+    return {
+        "topics": list(policy.marketing_topics.values()),
+        "channels": policy.channels,
+        "decisions": [ALLOWED, *(r.value for r in Reason if r is not Reason.UNKNOWN_CONTACT)],
+        "bases": [b.value for b in Basis],
+        "basis_kinds": [k.value for k in InterestKind],
+        "deliverability": DELIVERABILITY,
+    }
+
+
 YES, NO = "yes", "no"
 # A person inactive for longer than a century is not a filter anyone means.
 MAX_DAYS = 36_500
@@ -84,14 +100,27 @@ class ContactFilter:
 FIELDS = tuple(f.name for f in fields(ContactFilter))
 
 
-def _refuse(name: str, message: str) -> InvalidInput:
-    return InvalidInput(message, code="invalid_filter", fields={name: [message]})
+def _refuse(name: str, message: str, **values: object) -> InvalidInput:
+    """The refusal of filter field ``name``: ``message`` is a catalog text
+    (``N_``) with its ``values`` apart, so that the list page shows it in the
+    reader's language; the field's name is the form's, as in the query string."""
+    refusal = InvalidInput(message, code="invalid_filter", values=values)
+    refusal.fields = {name: [refusal.message]}
+    return refusal
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ")
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise _refuse(
-            name, f"Unknown {name.replace('_', ' ')} {value!r}; use one of: {', '.join(choices)}."
+            name,
+            N_("Unknown %(field)s %(value)r; use one of: %(choices)s."),
+            field=_label(name),
+            value=value,
+            choices=", ".join(choices),
         )
     return value
 
@@ -104,7 +133,9 @@ def _day(name: str, value: str) -> date:
     except ValueError:
         raise _refuse(
             name,
-            f"{name.replace('_', ' ').capitalize()} {value!r} is not a date; write it as YYYY-MM-DD.",
+            N_("%(field)s %(value)r is not a date; write it as YYYY-MM-DD."),
+            field=_label(name).capitalize(),
+            value=value,
         ) from None
 
 
@@ -112,7 +143,9 @@ def _number(name: str, value: str, highest: int) -> int:
     if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= highest:
         raise _refuse(
             name,
-            f"{name.replace('_', ' ').capitalize()} must be a whole number from 1 to {highest}.",
+            N_("%(field)s must be a whole number from 1 to %(highest)s."),
+            field=_label(name).capitalize(),
+            highest=highest,
         )
     return int(value)
 
@@ -120,7 +153,10 @@ def _number(name: str, value: str, highest: int) -> int:
 def _text(name: str, value: str) -> str:
     if len(value) > MAX_TEXT:
         raise _refuse(
-            name, f"{name.replace('_', ' ').capitalize()} is longer than {MAX_TEXT} characters."
+            name,
+            N_("%(field)s is longer than %(most)s characters."),
+            field=_label(name).capitalize(),
+            most=MAX_TEXT,
         )
     return value
 
@@ -143,7 +179,10 @@ def parse_filter(args: Mapping[str, str]) -> ContactFilter:
         if "topic" not in values or "channel" not in values:
             raise _refuse(
                 "decision",
-                "A decision filter needs a topic and a channel: the decision is per topic and channel.",
+                N_(
+                    "A decision filter needs a topic and a channel: "
+                    "the decision is per topic and channel."
+                ),
             )
     if "basis" in given:
         values["basis"] = _choice("basis", given["basis"], tuple(b.value for b in Basis))
@@ -156,7 +195,8 @@ def parse_filter(args: Mapping[str, str]) -> ContactFilter:
         if country not in COUNTRY_CODES:
             raise _refuse(
                 "country",
-                f"Unknown country {given['country']!r}; use a two-letter ISO 3166 code such as SE.",
+                N_("Unknown country %(value)r; use a two-letter ISO 3166 code such as SE."),
+                value=given["country"],
             )
         values["country"] = country
     if "language" in given:
@@ -164,7 +204,8 @@ def parse_filter(args: Mapping[str, str]) -> ContactFilter:
         if language not in LANGUAGE_CODES:
             raise _refuse(
                 "language",
-                f"Unknown language {given['language']!r}; use a two-letter ISO 639-1 code such as sv.",
+                N_("Unknown language %(value)r; use a two-letter ISO 639-1 code such as sv."),
+                value=given["language"],
             )
         values["language"] = language
     if "company" in given:
@@ -175,7 +216,9 @@ def parse_filter(args: Mapping[str, str]) -> ContactFilter:
         if not _SOURCE.fullmatch(given["source"]):
             raise _refuse(
                 "source",
-                "A source is 1-32 lower-case letters, digits or '_.:-', e.g. 'api' or 'import'.",
+                N_(
+                    "A source is 1-32 lower-case letters, digits or '_.:-', e.g. 'api' or 'import'."
+                ),
             )
         values["source"] = given["source"]
     if "import_batch_id" in given:
@@ -189,7 +232,10 @@ def parse_filter(args: Mapping[str, str]) -> ContactFilter:
     ):
         if start in values and end in values and values[start] > values[end]:
             raise _refuse(
-                end, f"{end.replace('_', ' ').capitalize()} is before {start.replace('_', ' ')}."
+                end,
+                N_("%(field)s is before %(start)s."),
+                field=_label(end).capitalize(),
+                start=_label(start),
             )
     if "deliverability" in given:
         values["deliverability"] = _choice(

@@ -24,9 +24,9 @@ from crm import services as crm
 from crm.models import Company, Contact
 from extensions import db
 from kernel.access import Actor
-from kernel.errors import BadRequest, InvalidInput
+from kernel.errors import N_, BadRequest, InvalidInput
 from kernel.inputs import MAX_ROW_ID
-from kernel.spreadsheet import DELIMITERS, safe_line
+from kernel.spreadsheet import DELIMITERS, csv_line
 
 PAGE_SIZE = 50
 EXPORT_CHUNK = 1_000
@@ -50,7 +50,7 @@ def parse_cursor(value: str | None) -> int:
         return 0
     if not value.isascii() or not value.isdigit() or int(value) > MAX_ROW_ID:
         raise BadRequest(
-            "The page cursor is not valid; go back to the first page of the list.",
+            N_("The page cursor is not valid; go back to the first page of the list."),
             code="invalid_cursor",
             fields={"after": ["Not a page of this list."]},
         )
@@ -152,14 +152,14 @@ def export_lines(
     """
     if delimiter not in DELIMITERS:
         raise InvalidInput(
-            "The separator must be a comma or a semicolon.", fields={"separator": ["Unknown."]}
+            N_("The separator must be a comma or a semicolon."), fields={"separator": ["Unknown."]}
         )
     written = 0
     finished = False
     try:
         # Excel reads a CSV without a byte-order mark in the machine's ANSI code
         # page, which breaks å, ä and ö; the mark is the one sign it reads.
-        yield ("\ufeff" if bom else "") + safe_line(HEADER, delimiter)
+        yield ("\ufeff" if bom else "") + csv_line(HEADER, delimiter)
         after = 0
         while True:
             with _walking_by_id(f):
@@ -169,7 +169,7 @@ def export_lines(
             for row in chunk:
                 # Counted when handed to the download, before the pause at yield.
                 written += 1
-                yield safe_line(row, delimiter)
+                yield csv_line(row, delimiter)
             after = chunk[-1][0]
             # Nothing of the chunk stays in the session: the next starts clean.
             db.session.expunge_all()

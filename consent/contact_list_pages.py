@@ -9,18 +9,10 @@ from flask import Flask, Response, g, render_template, request, stream_with_cont
 from marshmallow import ValidationError
 
 from consent import bulk_actions, contact_list
-from consent.contact_filters import (
-    ALLOWED,
-    DELIVERABILITY,
-    filter_args,
-    parse_filter,
-)
+from consent.contact_filters import filter_args, filter_choices, parse_filter
 from consent.forms import BulkActionForm
-from consent.models import Basis, InterestKind
-from consent.policy import Reason
-from consent.topics import current_policy
 from kernel.access import staff_requires
-from kernel.errors import InvalidInput
+from kernel.errors import N_, InvalidInput
 from kernel.pages import add_staff_page, see_other, staff_blueprint
 from kernel.timestamps import utcnow
 
@@ -44,15 +36,9 @@ BULK_HELP = {
 
 
 def _choices() -> dict[str, Any]:
-    """What the filter form offers: the policy's topics and channels, the reason codes."""
-    policy = current_policy()
+    """What the filter form offers, and the bulk actions."""
     return {
-        "topics": list(policy.marketing_topics.values()),
-        "channels": policy.channels,
-        "decisions": [ALLOWED, *(r.value for r in Reason if r is not Reason.UNKNOWN_CONTACT)],
-        "bases": [b.value for b in Basis],
-        "basis_kinds": [k.value for k in InterestKind],
-        "deliverability": DELIVERABILITY,
+        **filter_choices(),
         "bulk_actions": bulk_actions.ACTIONS,
         "bulk_labels": BULK_LABELS,
     }
@@ -77,7 +63,7 @@ def export() -> Any:
     f = parse_filter(request.args)
     excel = request.args.get("format", "csv")
     if excel not in ("csv", "excel"):
-        raise InvalidInput("The format must be csv or excel.", fields={"format": ["Unknown."]})
+        raise InvalidInput(N_("The format must be csv or excel."), fields={"format": ["Unknown."]})
     lines = contact_list.export_lines(
         g.actor, f, utcnow(), delimiter=";" if excel == "excel" else ",", bom=excel == "excel"
     )
@@ -114,7 +100,7 @@ def start_bulk() -> Any:
     try:
         data = BulkActionForm().load(request.form.to_dict())
     except ValidationError as exc:
-        raise InvalidInput("The confirmation is not valid.", fields=exc.messages) from exc  # type: ignore[arg-type]
+        raise InvalidInput(N_("The confirmation is not valid."), fields=exc.messages) from exc  # type: ignore[arg-type]
     run = bulk_actions.queue_bulk_action(
         g.actor,
         f,

@@ -234,7 +234,8 @@ class MarketingPolicy:
             return self.topics[key]
         except KeyError:
             raise InvalidInput(
-                f"Unknown topic {key!r}; known topics: {', '.join(sorted(self.topics))}.",
+                N_("Unknown topic %(topic)r; known topics: %(known)s."),
+                values={"topic": key, "known": ", ".join(sorted(self.topics))},
                 code="unknown_topic",
                 fields={"topic": ["Unknown topic."]},
             ) from None
@@ -252,7 +253,8 @@ class MarketingPolicy:
     def check_channel(self, channel: str) -> str:
         if channel not in self.channels:
             raise InvalidInput(
-                f"Unknown channel {channel!r}; known channels: {', '.join(self.channels)}.",
+                N_("Unknown channel %(channel)r; known channels: %(known)s."),
+                values={"channel": channel, "known": ", ".join(self.channels)},
                 code="unknown_channel",
                 fields={"channel": ["Unknown channel."]},
             )

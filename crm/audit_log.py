@@ -24,7 +24,7 @@ from crm.models import AuditEntry
 from crm.services import audit
 from extensions import db
 from kernel.access import Actor
-from kernel.errors import BadRequest
+from kernel.errors import N_, BadRequest
 from kernel.inputs import MAX_ROW_ID
 from kernel.spreadsheet import csv_line
 
@@ -80,8 +80,10 @@ def decode_cursor(cursor: str) -> int:
         value = None
     if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_ROW_ID:
         raise InvalidCursor(
-            "This page link was changed or is not from this log; "
-            "start again from the audit log's first page.",
+            N_(
+                "This page link was changed or is not from this log; "
+                "start again from the audit log's first page."
+            ),
             fields={"before": ["Not a cursor of this log."]},
         )
     return value
@@ -115,7 +117,8 @@ def audit_page(actor: Actor, query: AuditFilter, cursor: str | None = None) -> A
     rows = list(db.session.scalars(statement))
     entries = rows[:PAGE_SIZE]
     more = len(rows) > PAGE_SIZE
-    audit(actor, "audit.read", query.contact_id, detail=f"entries={len(entries)}")
+    detail = " ".join(filter(None, (query.describe(), f"entries={len(entries)}")))
+    audit(actor, "audit.read", query.contact_id, detail=detail)
     db.session.commit()
     return AuditPage(entries, encode_cursor(entries[-1].id) if more else None)
 

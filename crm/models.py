@@ -201,7 +201,7 @@ _EXTERNAL_VALUE = re.compile(EXTERNAL_VALUE_PATTERN)
 def external_system_problem(system: str) -> str | None:
     """Why ``system`` cannot name an external system, or None."""
     if not isinstance(system, str) or _EXTERNAL_SYSTEM.fullmatch(system) is None:
-        return (
+        return N_(
             "A system name is 1-32 lower-case letters, digits, '_' or '-', "
             "starting with a letter, e.g. 'hubspot'."
         )

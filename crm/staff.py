@@ -158,9 +158,6 @@ def revoke_token(actor: Actor, token_id: int) -> ApiToken:
     return token
 
 
-AUDIT_PAGE = 50
-
-
 def display_names(labels: Iterable[str]) -> dict[str, str]:
     """Readable names for actor labels such as ``user:ann@example.com``.
 

@@ -192,13 +192,29 @@ _this_scrape: ContextVar[dict[str, Any] | None] = ContextVar("this_scrape", defa
 
 def once_per_scrape(key: str, read: Callable[[], T]) -> T:
     """``read()``, taken once per ``/metrics`` scrape however many gauges ask
-    for it (several gauges follow one health reading); outside a scrape, every time."""
+    for it (several gauges follow one health reading); outside a scrape, every time.
+
+    A failed reading is kept too and raised again to each gauge that asks: a
+    database that times out is then waited for once per scrape, not per gauge."""
     taken = _this_scrape.get()
     if taken is None:
         return read()
     if key not in taken:
-        taken[key] = read()
-    return taken[key]  # type: ignore[no-any-return]
+        try:
+            taken[key] = read()
+        except Exception as exc:
+            taken[key] = _Failed(exc)
+    value = taken[key]
+    if isinstance(value, _Failed):
+        raise value.error
+    return value  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A reading that raised, kept for the rest of its scrape."""
+
+    error: Exception
 
 
 class _Readings(Collector):

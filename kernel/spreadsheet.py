@@ -53,7 +53,8 @@ def _field(value: Any) -> str:
 
 
 def csv_line(cells: Sequence[Any], delimiter: str = ",") -> str:
-    """One line of a file (CRLF-ended), for a file streamed as it is read."""
+    """One line of a file (CRLF-ended): ``write_csv``'s lines, and a file streamed
+    line by line as it is read."""
     if delimiter not in DELIMITERS:
         raise ValueError(f"delimiter must be one of {DELIMITERS}")
     return delimiter.join(_field(cell) for cell in cells) + "\r\n"
@@ -64,13 +65,6 @@ def write_csv(
 ) -> None:
     """``header`` and ``rows`` as CSV with ``delimiter`` ("," or ";"), lines ended
     by CRLF as spreadsheets write them."""
-    if delimiter not in DELIMITERS:
-        raise ValueError(f"delimiter must be one of {DELIMITERS}")
-    out.write(safe_line(header, delimiter))
+    out.write(csv_line(header, delimiter))
     for row in rows:
-        out.write(safe_line(row, delimiter))
-
-
-def safe_line(row: Sequence[Any], delimiter: str = ",") -> str:
-    """One line of ``write_csv``, CRLF included: for a file streamed line by line."""
-    return delimiter.join(_field(cell) for cell in row) + "\r\n"
+        out.write(csv_line(row, delimiter))

@@ -59,7 +59,8 @@ def _existing_segment(segment_id: int | None) -> int | None:
         return segments.get_segment(segment_id).id
     except NotFound:
         raise InvalidInput(
-            f"No segment with id {segment_id}.",
+            N_("No segment with id %(id)s."),
+            values={"id": segment_id},
             code="segment_not_found",
             fields={"segment_id": ["No such segment."]},
         ) from None
@@ -121,7 +122,7 @@ def target_campaign(actor: Actor, campaign_id: int, segment_id: int | None) -> C
     campaign = get_campaign(campaign_id)
     if campaign.status != CampaignStatus.DRAFT.value:
         raise Conflict(
-            "A campaign that was sent keeps its segment; compose a new one for other people.",
+            N_("A campaign that was sent keeps its segment; compose a new one for other people."),
             code="campaign_not_draft",
         )
     campaign.segment_id = _existing_segment(segment_id)

@@ -7,11 +7,9 @@ from typing import Any
 from flask import Flask, g, render_template, request
 from marshmallow import fields, validate
 
-from consent.contact_filters import ALLOWED, DELIVERABILITY, FIELDS
-from consent.models import Basis, InterestKind
-from consent.policy import Reason
-from consent.topics import current_policy
+from consent.contact_filters import FIELDS, filter_choices
 from kernel.access import staff_requires
+from kernel.errors import N_
 from kernel.pages import FormSchema, add_staff_page, run_form, see_other, staff_blueprint
 from mailing import segments
 
@@ -25,8 +23,8 @@ class SegmentForm(FormSchema):
 class DeleteForm(FormSchema):
     confirm = fields.String(
         required=True,
-        validate=validate.Equal("yes", error="Tick the box to confirm."),
-        error_messages={"required": "Tick the box to confirm."},
+        validate=validate.Equal("yes", error=N_("Tick the box to confirm.")),
+        error_messages={"required": N_("Tick the box to confirm.")},
     )
 
 
@@ -35,26 +33,13 @@ def _posted_filter() -> dict[str, str]:
     return {name: request.form[name] for name in FIELDS if name in request.form}
 
 
-def _choices() -> dict[str, Any]:
-    """What the filter fields offer: the policy's topics and channels, the reason codes."""
-    policy = current_policy()
-    return {
-        "topics": list(policy.marketing_topics.values()),
-        "channels": policy.channels,
-        "decisions": [ALLOWED, *(r.value for r in Reason if r is not Reason.UNKNOWN_CONTACT)],
-        "bases": [b.value for b in Basis],
-        "basis_kinds": [k.value for k in InterestKind],
-        "deliverability": DELIVERABILITY,
-    }
-
-
 @bp.get("/segments")
 @staff_requires("segments.manage")
 def segment_list() -> Any:
     """Every segment with how many contacts it names now, and the form for a new one."""
     shown = [(s, segments.count_members(s)) for s in segments.list_segments()]
     return render_template(
-        "staff/segments.html", segments=shown, args=request.args.to_dict(), **_choices()
+        "staff/segments.html", segments=shown, args=request.args.to_dict(), **filter_choices()
     )
 
 
@@ -84,7 +69,7 @@ def segment_page(segment_id: int) -> Any:
         count=segments.count_members(segment),
         campaigns=segments.campaigns_of(segment.id),
         args=segment.filter_args,
-        **_choices(),
+        **filter_choices(),
     )
 
 

@@ -28,7 +28,7 @@ from consent.contact_filters import ContactFilter, filter_args, matching_contact
 from crm.services import audit
 from extensions import db
 from kernel.access import Actor
-from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.errors import N_, Conflict, InvalidInput, NotFound
 from kernel.timestamps import utcnow
 from mailing.models import Campaign, CampaignStatus, Segment
 
@@ -46,10 +46,11 @@ def _checked(data: SegmentInput) -> tuple[str, dict[str, str]]:
     """The segment's name and normalised filter, or ``InvalidInput`` saying what is wrong."""
     name = " ".join(data.name.split())
     if not name:
-        raise InvalidInput("A segment needs a name.", fields={"name": ["Required."]})
+        raise InvalidInput(N_("A segment needs a name."), fields={"name": ["Required."]})
     if len(name) > MAX_NAME or not name.isprintable():
         raise InvalidInput(
-            f"A segment's name is one line of at most {MAX_NAME} characters.",
+            N_("A segment's name is one line of at most %(most)s characters."),
+            values={"most": MAX_NAME},
             fields={"name": ["Too long or not printable."]},
         )
     chosen = parse_filter(data.args)
@@ -57,7 +58,7 @@ def _checked(data: SegmentInput) -> tuple[str, dict[str, str]]:
         # A segment of everyone narrows nothing: the topic's audience is what a
         # campaign without a segment already reaches.
         raise InvalidInput(
-            "Choose at least one filter: a segment of everyone narrows nothing.",
+            N_("Choose at least one filter: a segment of everyone narrows nothing."),
             code="empty_segment",
         )
     return name, filter_args(chosen)
@@ -72,7 +73,8 @@ def _name_taken(name: str, other_than: int | None = None) -> bool:
 
 def _refuse_taken(name: str) -> InvalidInput:
     return InvalidInput(
-        f"There is already a segment called {name!r}.",
+        N_("There is already a segment called %(name)r."),
+        values={"name": name},
         code="segment_name_taken",
         fields={"name": ["Taken."]},
     )
@@ -127,8 +129,11 @@ def delete_segment(actor: Actor, segment_id: int) -> str:
     )
     if drafts:
         raise Conflict(
-            "A campaign not yet sent targets this segment "
-            f"(campaign {', '.join(map(str, drafts))}); target another segment or none first.",
+            N_(
+                "A campaign not yet sent targets this segment (campaign %(campaigns)s); "
+                "target another segment or none first."
+            ),
+            values={"campaigns": ", ".join(map(str, drafts))},
             code="segment_in_use",
         )
     # Sent campaigns keep the name and filter they copied at their first send.
@@ -145,7 +150,9 @@ def delete_segment(actor: Actor, segment_id: int) -> str:
 def get_segment(segment_id: int) -> Segment:
     segment = db.session.get(Segment, segment_id)
     if segment is None:
-        raise NotFound(f"No segment with id {segment_id}.", code="segment_not_found")
+        raise NotFound(
+            N_("No segment with id %(id)s."), values={"id": segment_id}, code="segment_not_found"
+        )
     return segment
 
 

@@ -105,10 +105,12 @@ def make_staff_data(app: Any) -> dict[str, int]:
 
 
 def test_every_exclusion_says_why(app) -> None:
-    # An exclusion may name a route another branch brings (the audit export,
-    # the dashboard's charts): it excludes nothing until that route exists.
+    # Every excluded endpoint exists: an exclusion left behind by a renamed or
+    # removed route would otherwise excuse nothing, silently.
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
     for endpoint, reason in EXCLUDED.items():
         assert reason.strip(), f"{endpoint} is excluded without a reason"
+        assert endpoint in endpoints, f"{endpoint} is excluded but is no route"
     assert staff_get_routes(app).keys() >= ANONYMOUS | HALFWAY, "sign-in pages that do not exist"
 
 

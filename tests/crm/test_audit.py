@@ -6,6 +6,8 @@ import csv
 import io
 import json
 
+import pytest
+
 
 def create(api, email="anna@kund.se"):  # type: ignore[no-untyped-def]
     return api.post("/api/v1/contacts", json={"email": email, "country": "SE"}).json["id"]
@@ -90,6 +92,16 @@ def test_safe_cell_prefixes_every_formula_trigger() -> None:
     assert safe_cell("Anna") == "Anna"
     assert safe_cell(42) == 42
     assert safe_cell(None) == ""
+
+
+def test_csv_line_quotes_either_delimiter_and_refuses_others() -> None:
+    # One line function for write_csv and the streamed exports: a line written
+    # with a delimiter a reader does not split on would be one cell.
+    from kernel.spreadsheet import csv_line
+
+    assert csv_line(["a;b", "c,d", "=1"], ";") == '"a;b";"c,d";\'=1\r\n'
+    with pytest.raises(ValueError):
+        csv_line(["a"], "|")
 
 
 def test_cli_user_and_token_creation_is_audited(app) -> None:

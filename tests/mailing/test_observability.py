@@ -92,3 +92,32 @@ def test_one_scrape_reads_the_scheduling_health_once(client, monkeypatch) -> Non
         assert (gauge, ()) in first
     scrape(client)
     assert len(readings) == 2
+
+
+HEALTH_GAUGES = (
+    "consent_health_degraded",
+    "consent_retention_late",
+    "consent_outbox_stuck",
+    "consent_outbox_oldest_waiting_age_seconds",
+)
+
+
+def test_a_failing_health_reading_is_tried_once_per_scrape(client, monkeypatch) -> None:
+    """A health read that fails (a database timing out) is not tried again by
+    each gauge that follows it: each of them reports the one failure."""
+    from mailing import health
+
+    tries = []
+
+    def failing(now):  # type: ignore[no-untyped-def]
+        tries.append(now)
+        raise TimeoutError("database too slow")
+
+    monkeypatch.setattr(health, "scheduling_health", failing)
+    samples = scrape(client)
+    assert len(tries) == 1
+    for gauge in HEALTH_GAUGES:
+        assert (gauge, ()) not in samples
+        assert value(samples, "consent_metrics_reading_failed", reading=gauge) == 1
+    scrape(client)
+    assert len(tries) == 2

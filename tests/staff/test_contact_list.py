@@ -112,6 +112,36 @@ def test_a_bad_filter_value_is_refused_with_its_reason(app) -> None:
     assert client.get("/staff/contacts?created_from=2026-02-30").status_code == 422
 
 
+@pytest.mark.parametrize(
+    ("query", "swedish"),
+    [
+        ("country=XX", "Okänt land &#39;XX&#39;"),
+        ("topic=nope", "Okänt ämne &#39;nope&#39;"),
+        ("created_from=2026-02-30", "Created from &#39;2026-02-30&#39; är inget datum"),
+        ("decision=allowed", "Ett beslutsfilter behöver ett ämne och en kanal"),
+        ("after=x", "Sidmarkören är inte giltig"),
+    ],
+)
+def test_a_refusal_reads_in_the_staff_members_language(app, query: str, swedish: str) -> None:
+    # The list page's refusals are catalog texts (N_), shown through the catalog
+    # on the error page; the API's message stays English.
+    client = client_as(app, "admin")
+    client.post("/staff/language", data={"lang": "sv", "next": "/staff/contacts"})
+    answer = client.get(f"/staff/contacts?{query}")
+    assert answer.status_code in (400, 422)
+    page = answer.get_data(as_text=True)
+    assert swedish in page
+    assert '<p lang="en">' not in page
+
+
+def test_the_export_refuses_an_unknown_format_in_swedish(app) -> None:
+    client = client_as(app, "admin")
+    client.post("/staff/language", data={"lang": "sv", "next": "/staff/contacts"})
+    answer = client.get("/staff/contacts/export.csv?format=pdf")
+    assert answer.status_code == 422
+    assert "Formatet måste vara csv eller excel." in answer.get_data(as_text=True)
+
+
 def test_the_decision_column_names_each_contacts_reason(app) -> None:
     listed = _listed(app, 1)
     plain = _contacts(app, 1, country="DE")

@@ -85,6 +85,22 @@ def test_the_filters_narrow_the_log(app: Any, logged: None, args: dict, expected
     assert _rows(response.get_data(as_text=True)) == expected
 
 
+def test_reading_a_page_logs_the_filter_it_was_read_with(app: Any, logged: None) -> None:
+    # R25: who read which part of the log, as the export's entry says it.
+    dpo = client_as(app, "dpo")
+    assert (
+        dpo.get("/staff/admin/audit", query_string={"who": "sara", "contact": "7"}).status_code
+        == 200
+    )
+    with app.app_context():
+        read = db.session.execute(
+            sa.select(AuditEntry.contact_id, AuditEntry.detail).where(
+                AuditEntry.action == "audit.read"
+            )
+        ).all()
+    assert read == [(7, "who=sara contact_id=7 entries=1")]
+
+
 @pytest.mark.parametrize(
     "args",
     [{"contact": "x"}, {"from": "2026-13-01"}, {"from": "2026-03-05", "to": "2026-03-01"}],

@@ -49,6 +49,19 @@ def test_a_filter_that_is_not_valid_is_refused_with_its_reason(app) -> None:
     assert _segment_count(app) == 0
 
 
+def test_a_segment_refusal_reads_in_swedish(app) -> None:
+    client = client_as(app, "marketing")
+    client.post("/staff/language", data={"lang": "sv", "next": "/staff/segments"})
+    empty = client.post("/staff/segments", data={"name": "Alla"}, follow_redirects=True)
+    assert "Välj minst ett filter" in empty.get_data(as_text=True)
+    client.post("/staff/segments", data={"name": "Sverige", "country": "SE"})
+    taken = client.post(
+        "/staff/segments", data={"name": "sverige", "country": "NO"}, follow_redirects=True
+    )
+    assert "Det finns redan ett segment som heter &#39;sverige&#39;" in taken.get_data(as_text=True)
+    assert _segment_count(app) == 1
+
+
 def test_a_campaign_for_a_segment_previews_its_allowed_and_the_rest_per_reason(app) -> None:
     ids = _contacts(app, PEOPLE)
     _object(app, ids["objector.se@kund.example"])
