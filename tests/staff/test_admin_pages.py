@@ -153,6 +153,7 @@ def test_navigation_shows_each_role_only_its_pages(app) -> None:
         "/staff/admin/privacy-requests",
         "/staff/admin/webhooks",
         "/staff/dpo",
+        "/staff/connectors",
     ]
     # The dpo reads what rights requests and complaints need, no marketing page;
     # the dashboard's counts (opt-outs, purges, request deadlines) are theirs too.
