@@ -57,7 +57,7 @@ def _listed(app: Any, n: int) -> list[int]:
 
 def _audit(app: Any, action: str) -> list[AuditEntry]:
     with app.app_context():
-        rows = list(db.session.scalars(sa.select(AuditEntry).where(AuditEntry.action == action)))
+        rows = list(db.session.scalars(sa.select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)))
         db.session.expunge_all()
         db.session.remove()
     return rows
@@ -142,7 +142,7 @@ def test_roles_without_need_to_know_are_refused_the_list(app, role: str) -> None
 def test_the_export_holds_the_filtered_contacts(app) -> None:
     se = _contacts(app, 3, country="SE")
     _contacts(app, 2, country="NO")
-    answer = client_as(app, "marketing").get("/staff/contacts/export.csv?country=SE")
+    answer = client_as(app, "admin").get("/staff/contacts/export.csv?country=SE")
     assert answer.status_code == 200 and answer.mimetype == "text/csv"
     lines = answer.get_data(as_text=True).split("\r\n")
     assert lines[0].startswith("id,email,name,company,country")
@@ -184,10 +184,24 @@ def test_the_export_never_writes_a_formula(app) -> None:
 
 def test_the_export_is_audited_with_filter_and_rows(app) -> None:
     _contacts(app, 3, country="SE")
-    client_as(app, "marketing").get("/staff/contacts/export.csv?country=SE").get_data()
+    client_as(app, "admin").get("/staff/contacts/export.csv?country=SE").get_data()
+    started, ended = _audit(app, "contact.list_export")
+    assert started.actor.startswith("user:") and ended.actor == started.actor
+    assert "country=SE" in (started.detail or "") and "(started)" in (started.detail or "")
+    assert "country=SE" in (ended.detail or "") and "rows=3 (complete)" in (ended.detail or "")
+
+
+def test_the_export_is_audited_before_its_first_line_leaves(app) -> None:
+    """A worker killed mid-download must not leak rows unaudited: the first
+    chunk of the stream already has a committed audit row behind it."""
+    _contacts(app, 3, country="SE")
+    response = client_as(app, "admin").get("/staff/contacts/export.csv?country=SE", buffered=False)
+    first = next(iter(response.response))
+    assert first  # the header has left
     (entry,) = _audit(app, "contact.list_export")
     assert entry.actor.startswith("user:")
-    assert "country=SE" in (entry.detail or "") and "rows=3 (complete)" in (entry.detail or "")
+    assert "country=SE" in (entry.detail or "") and "(started)" in (entry.detail or "")
+    response.close()
 
 
 def test_the_export_reads_a_chunk_at_a_time_without_gaps(app, monkeypatch) -> None:
@@ -203,11 +217,11 @@ def test_an_export_cut_off_is_audited_with_the_rows_written(app) -> None:
         lines = contact_list.export_lines(ACTOR, contact_list.ContactFilter(), datetime.now(UTC))
         next(lines), next(lines)  # the header and one row, then the download stops
         lines.close()
-    (entry,) = _audit(app, "contact.list_export")
-    assert "rows=1 (cut off)" in (entry.detail or "")
+    _, ended = _audit(app, "contact.list_export")
+    assert "rows=1 (cut off)" in (ended.detail or "")
 
 
-@pytest.mark.parametrize("role", ["sales", "dpo"])
+@pytest.mark.parametrize("role", ["marketing", "sales", "dpo"])
 def test_roles_that_may_not_export_are_refused(app, role: str) -> None:
     assert client_as(app, role).get("/staff/contacts/export.csv").status_code == 403
     assert _audit(app, "contact.list_export") == []
