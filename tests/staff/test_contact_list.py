@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from consent import contact_list
+from consent import bulk_actions, contact_list
 from consent.ledger import record
 from consent.models import BulkAction, EventKind, InterestKind, PermissionState
 from crm.models import AuditEntry, Company, Contact
@@ -360,3 +360,89 @@ def test_an_unknown_bulk_action_is_refused(app) -> None:
     assert (
         client_as(app, "admin").get("/staff/contacts/bulk?action=erase_everyone").status_code == 422
     )
+
+
+def _stored_run(app: Any, action: str, **fields: Any) -> int:
+    with app.app_context():
+        run = BulkAction(
+            action=action,
+            filter={"country": "FI"},
+            as_of=datetime.now(UTC),
+            reason="Tax audit 2026",
+            actor="cli:test",
+            **fields,
+        )
+        db.session.add(run)
+        db.session.commit()
+        run_id = run.id
+        db.session.remove()
+    return run_id
+
+
+def _run(app: Any, run_id: int) -> BulkAction:
+    with app.app_context():
+        bulk_actions.run_bulk_action(run_id)
+        run = db.session.get(BulkAction, run_id)
+        assert run is not None
+        db.session.expunge(run)
+        db.session.remove()
+    return run
+
+
+def test_a_second_delivery_leaves_a_live_run_alone_and_resumes_a_dead_ones(app) -> None:
+    ids = _contacts(app, 2, country="FI")
+    now = datetime.now(UTC)
+    alive = _stored_run(app, "set_legal_hold", total=2, status="running", claimed_at=now)
+    run = _run(app, alive)
+    assert (run.status, run.done) == ("running", 0)
+    assert _audit(app, "contact.legal_hold.set") == []
+    # The worker died: once its lease runs out, a delivery takes the run over.
+    dead = _stored_run(
+        app,
+        "set_legal_hold",
+        total=2,
+        status="running",
+        claimed_at=now - bulk_actions.LEASE - timedelta(seconds=1),
+    )
+    run = _run(app, dead)
+    assert (run.status, run.done, run.changed) == ("done", 2, 2)
+    assert sorted(e.contact_id for e in _audit(app, "contact.legal_hold.set")) == ids
+
+
+def test_a_failed_run_stores_and_logs_the_errors_type_not_its_data(
+    app, monkeypatch, caplog
+) -> None:
+    _contacts(app, 1, country="FI")
+
+    def failing(run: Any, actor: Any) -> Any:
+        def change(rows: list[tuple[int, str]]) -> int:
+            raise sa.exc.IntegrityError(
+                "UPDATE contact SET email=?", {"email": rows[0][1]}, Exception("unique")
+            )
+
+        return change
+
+    monkeypatch.setattr(bulk_actions, "_changes", failing)
+    run = _run(app, _stored_run(app, "set_legal_hold", total=1))
+    assert run.status == "failed" and run.error is not None
+    assert run.error.startswith("IntegrityError") and "@" not in run.error
+    assert "@" not in caplog.text and "IntegrityError" in caplog.text
+
+
+def test_a_run_the_broker_refused_is_gone_and_the_refusal_audited(app, monkeypatch) -> None:
+    _contacts(app, 2, country="FI")
+    client = client_as(app, "admin")
+    form = _confirm(client, "action=set_legal_hold&country=FI")
+
+    def broker_down(*args: Any) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(bulk_actions, "send_job", broker_down)
+    answer = client.post("/staff/contacts/bulk", data={**form, "reason": "x"})
+    assert answer.status_code == 503
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(BulkAction)) == 0
+        db.session.remove()
+    asked, refused = _audit(app, "contact.bulk.set_legal_hold")
+    assert "refused" not in (asked.detail or "")
+    assert "refused: broker unavailable" in (refused.detail or "")
