@@ -57,7 +57,11 @@ def _listed(app: Any, n: int) -> list[int]:
 
 def _audit(app: Any, action: str) -> list[AuditEntry]:
     with app.app_context():
-        rows = list(db.session.scalars(sa.select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)))
+        rows = list(
+            db.session.scalars(
+                sa.select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)
+            )
+        )
         db.session.expunge_all()
         db.session.remove()
     return rows
