@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,6 +44,14 @@ END_INDUSTRY_LIST, SET_LEGAL_HOLD, LIFT_LEGAL_HOLD = (
 ACTIONS = (END_INDUSTRY_LIST, SET_LEGAL_HOLD, LIFT_LEGAL_HOLD)
 CHUNK = 500
 MAX_REASON = 500
+# A worker holds its run this long from its claim and from each chunk it
+# records; a second delivery of the job finds the lease alive and does
+# nothing, and one that comes after a worker died (no chunk recorded for this
+# long) takes the run over where it stopped. Far longer than one chunk takes.
+LEASE = timedelta(minutes=10)
+# What a failed run shows and logs: an exception's text can carry personal data
+# (SQLAlchemy's name the bound parameters, such as addresses), its type cannot.
+FAILED = "The run stopped on an error; the worker's log names its type."
 
 
 def check_action(action: str) -> str:
@@ -143,9 +151,14 @@ def queue_bulk_action(
         send_job(BULK_JOB, run_id)
     except Exception as exc:
         # Without its job the run would wait forever: keep nothing.
-        log.warning("Bulk action %s not handed to the broker (%s).", run_id, exc)
+        log.warning("Bulk action %s not handed to the broker (%s).", run_id, type(exc).__name__)
         db.session.rollback()
         db.session.execute(sa.delete(BulkAction).where(BulkAction.id == run_id))
+        # The audit log already says the run was asked for; it also says that
+        # it never ran, so that it does not read as a change made.
+        crm.audit(
+            actor, f"contact.bulk.{action}", detail=f"run={run_id} refused: broker unavailable"
+        )
         db.session.commit()
         raise Unavailable(BROKER_DOWN) from None
     return run
@@ -196,13 +209,8 @@ def run_bulk_action(run_id: int) -> None:
     contact it recorded. Contacts that no longer qualify (a hold lifted by
     hand meanwhile) are skipped, not forced.
     """
-    claimed = db.session.execute(
-        sa.update(BulkAction)
-        .where(BulkAction.id == run_id, BulkAction.status.in_(("queued", "running")))
-        .values(status="running")
-    ).rowcount  # type: ignore[attr-defined]
-    db.session.commit()
-    if not claimed:
+    lease = utcnow()
+    if not _take_lease(run_id, lease, _claimable(lease)):
         return
     run = get_run(run_id)
     kind, _, name = run.actor.partition(":")
@@ -230,17 +238,53 @@ def run_bulk_action(run_id: int) -> None:
             if not rows:
                 break
             changed = change(rows)
-            run = get_run(run_id)
-            run.done += len(rows)
-            run.changed += changed
-            run.after_id = rows[-1][0]
-            db.session.commit()
-        run.status, run.finished_at = "done", utcnow()
-        db.session.commit()
+            renewed = utcnow()
+            if not _take_lease(
+                run_id,
+                renewed,
+                BulkAction.claimed_at == lease,
+                done=BulkAction.done + len(rows),
+                changed=BulkAction.changed + changed,
+                after_id=rows[-1][0],
+            ):
+                return  # another worker took the run over after our lease ran out
+            lease = renewed
+        _take_lease(run_id, utcnow(), BulkAction.claimed_at == lease, status="done")
     except Exception as exc:
         db.session.rollback()
-        run = get_run(run_id)
-        run.status, run.finished_at = "failed", utcnow()
-        run.error = f"{type(exc).__name__}: {exc}"[:MAX_REASON]
-        db.session.commit()
-        raise
+        # Only the type, in the row (shown on the run's page) and in the log:
+        # the message of a database error holds its bound values, addresses too.
+        log.error("Bulk action %s failed: %s.", run_id, type(exc).__name__)
+        _take_lease(
+            run_id,
+            utcnow(),
+            BulkAction.claimed_at == lease,
+            status="failed",
+            error=f"{type(exc).__name__}: {FAILED}"[:MAX_REASON],
+        )
+        # Not raised on: the broker would log the message (and retry a run
+        # that is failed and stays so).
+
+
+def _claimable(now: datetime) -> sa.ColumnElement[bool]:
+    """Queued, or running under a lease that ran out (its worker died)."""
+    return sa.or_(
+        BulkAction.status == "queued",
+        sa.and_(BulkAction.status == "running", BulkAction.claimed_at <= now - LEASE),
+    )
+
+
+def _take_lease(run_id: int, lease: datetime, held: sa.ColumnElement[bool], **values: Any) -> bool:
+    """One conditional UPDATE, committed: the run's row gets the new lease (and
+    ``values``) only while ``held`` is true of it; says whether it did. A
+    ``status`` other than running ends the run."""
+    status = values.pop("status", "running")
+    finished = {"finished_at": lease} if status != "running" else {}
+    taken = db.session.execute(
+        sa.update(BulkAction)
+        .where(BulkAction.id == run_id, held)
+        .values(status=status, claimed_at=lease, **finished, **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    db.session.commit()
+    return bool(taken)

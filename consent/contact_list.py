@@ -147,13 +147,17 @@ def export_lines(
     of ids at a time in id order, so memory stays flat at any size. Every
     cell passes ``kernel.spreadsheet`` (no cell runs as a formula).
 
-    The export is audited when it ends, with the filter and the rows actually
-    written, also when the download is cut off (R25: who took which data).
+    The export is audited twice (R25: who took which data): once, committed,
+    before the first line leaves, so that a worker killed mid-download cannot
+    leak rows unaudited; and when it ends, with the rows actually written,
+    also when the download is cut off.
     """
     if delimiter not in DELIMITERS:
         raise InvalidInput(
             N_("The separator must be a comma or a semicolon."), fields={"separator": ["Unknown."]}
         )
+    crm.audit(actor, "contact.list_export", detail=_describe(f, "(started)"))
+    db.session.commit()
     written = 0
     finished = False
     try:

@@ -353,6 +353,10 @@ class BulkAction(db.Model):
     # The last contact id walked: a run cut off resumes after it.
     after_id: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(sa.String(500))
+    # The lease of the worker running it: set at its claim and at each chunk;
+    # a second delivery of the job leaves a run alone until it has run out
+    # (consent.bulk_actions.LEASE).
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ImportUploadChunk(db.Model):

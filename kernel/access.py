@@ -46,7 +46,10 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "contacts.list": frozenset({Role.MARKETING, Role.ADMIN}),
     # A CSV of the filtered list: a copy of many people's data that leaves the
     # service (a print shop, an event tool). Audited with its filter and size.
-    "contacts.list_export": frozenset({Role.MARKETING, Role.ADMIN}),
+    # Admin only, as contacts.export is (R25): a file of everyone's address
+    # lets mail go out past the service's consent, suppression and
+    # deliverability checks, which marketing's sends must pass through.
+    "contacts.list_export": frozenset({Role.ADMIN}),
     # One change to every contact of a filtered list (end an industry-list
     # basis, set or lift a legal hold): the widest write a page offers, so
     # only the admin, who alone takes the single-contact legal hold.

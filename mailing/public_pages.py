@@ -594,7 +594,9 @@ def unsubscribe(token: str) -> Any:
             holder=holder,
             off=off,
             topic_off=off.covers(holder.topics),
-            preferences_url=preferences_url(holder.contact.id),
+            # The email's outbox row travels on, so that an objection made
+            # through the preferences page counts against its campaign.
+            preferences_url=preferences_url(holder.contact.id, holder.outbox_id),
         )
     holder = subscription_flows.read_unsubscribe_link(token)
     _check_origin(holder.language)

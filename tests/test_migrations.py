@@ -164,3 +164,48 @@ def test_webhook_deliveries_move_to_changes_and_outlive_their_contact(tmp_path) 
         downgrade(revision="0019")
         # Going back, the deliveries of contacts that are gone cannot point to them.
         assert db.session.execute(sa.text("SELECT count(*) FROM webhook_delivery")).scalar() == 0
+
+
+def test_campaign_attribution_goes_down_and_up_with_a_campaigns_outbox_rows(tmp_path) -> None:
+    """Migration 0031's downgrade drops its columns in place: rebuilding
+    campaign would drop a table outbox_message's rows refer to (foreign keys
+    are on) and stop half done."""
+    app = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/c.db"})
+    with app.app_context():
+        from extensions import db
+
+        upgrade(revision="heads")
+        db.session.execute(
+            sa.text(
+                "INSERT INTO contact (id, email, language, created_at, updated_at) "
+                "VALUES (7, 'reader@kund.se', 'sv', '2020-01-01', '2020-01-01')"
+            )
+        )
+        db.session.execute(
+            sa.text(
+                "INSERT INTO campaign (id, topic, channel, subject_sv, body_sv, subject_en, "
+                "body_en, status, created_by, created_at, queued_count, segment_name) VALUES "
+                "(3, 'newsletter', 'email', 'Hej', 'Hej!', 'Hi', 'Hi!', 'sent', 'cli:test', "
+                "'2026-01-01', 1, 'Sweden')"
+            )
+        )
+        db.session.execute(
+            sa.text(
+                "INSERT INTO outbox_message (id, idempotency_key, kind, contact_id, template, "
+                "language, params, status, attempts, message_id, created_at, campaign_id) VALUES "
+                "(11, 'campaign:3:7', 'marketing', 7, 'campaign', 'sv', '{}', 'sent', 1, "
+                "'<m@kund.se>', '2026-01-01', 3)"
+            )
+        )
+        db.session.commit()
+        downgrade(revision="0030")
+        inspector = sa.inspect(db.engine)
+        assert "segment" not in inspector.get_table_names()
+        assert "segment_name" not in {c["name"] for c in inspector.get_columns("campaign")}
+        assert "campaign_id" not in {c["name"] for c in inspector.get_columns("consent_event")}
+        kept = db.session.execute(sa.text("SELECT id, campaign_id FROM outbox_message")).all()
+        assert [tuple(r) for r in kept] == [(11, 3)]
+        upgrade(revision="heads")
+        columns = {c["name"] for c in sa.inspect(db.engine).get_columns("campaign")}
+        assert {"segment_id", "segment_name", "segment_args"} <= columns
+        db.session.remove()

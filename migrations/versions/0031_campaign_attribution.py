@@ -11,8 +11,6 @@ Create Date: 2026-12-06 15:30:00.000000
 
 """
 
-import warnings
-
 import sqlalchemy as sa
 
 from kernel.timestamps import UTCDateTime
@@ -62,16 +60,17 @@ def upgrade():
 
 
 def downgrade():
-    op.drop_index(op.f("ix_campaign_segment_id"), table_name="campaign")
-    with op.batch_alter_table("campaign") as batch:
+    # Native ALTER TABLE ... DROP COLUMN (SQLite 3.35+), never a copy: copying
+    # campaign means dropping it, which the foreign key from outbox_message's
+    # rows refuses, and a batch stopped there leaves the schema half undone.
+    # if_exists: a downgrade that stopped earlier can be run again.
+    op.drop_index(op.f("ix_campaign_segment_id"), table_name="campaign", if_exists=True)
+    with op.batch_alter_table("campaign", recreate="never") as batch:
         batch.drop_column("segment_args")
         batch.drop_column("segment_name")
         batch.drop_column("segment_id")
-    op.drop_table("segment")
-    op.drop_index("ix_consent_event_campaign_kind", table_name="consent_event")
-    with warnings.catch_warnings():
-        # SQLite's batch mode reflects contact, whose expression index it cannot read.
-        warnings.filterwarnings("ignore", "Skipped unsupported reflection", sa.exc.SAWarning)
-        with op.batch_alter_table("consent_event") as batch:
-            batch.drop_column("campaign_id")
-            batch.drop_column("outbox_id")
+    op.drop_table("segment", if_exists=True)
+    op.drop_index("ix_consent_event_campaign_kind", table_name="consent_event", if_exists=True)
+    with op.batch_alter_table("consent_event", recreate="never") as batch:
+        batch.drop_column("campaign_id")
+        batch.drop_column("outbox_id")

@@ -155,3 +155,16 @@ def test_a_link_changed_by_hand_unsubscribes_nobody(app, client, smtp, admin_api
     assert client.post(tampered, data={"scope": "topic"}).status_code == 400
     assert decision(admin_api, contact_id, "newsletter")["allowed"] is True
     assert _outcomes(app, campaign_id) == {campaign_id: (1, 0, 0, 0, 0)}
+
+
+def test_an_objection_through_the_unsubscribe_pages_preferences_link_counts_for_the_campaign(
+    app, client, smtp
+) -> None:
+    """The unsubscribe page links to the preference centre; that link carries
+    the email's message id on, so the objection made there is the campaign's."""
+    consented_contacts(app, [(PEOPLE[0], None, "en")])
+    campaign_id, mail = _send(app, smtp, "Spring news")
+    page = client.get(link(mail[PEOPLE[0]], "/unsubscribe/")).get_data(as_text=True)
+    (preferences,) = set(re.findall(r'href="(?:http://localhost)?(/preferences/[^"]+)"', page))
+    client.post(preferences, data={"action": "object"})
+    assert _outcomes(app, campaign_id)[campaign_id][4] == 1

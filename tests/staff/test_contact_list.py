@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from consent import contact_list
+from consent import bulk_actions, contact_list
 from consent.ledger import record
 from consent.models import BulkAction, EventKind, InterestKind, PermissionState
 from crm.models import AuditEntry, Company, Contact
@@ -57,7 +57,11 @@ def _listed(app: Any, n: int) -> list[int]:
 
 def _audit(app: Any, action: str) -> list[AuditEntry]:
     with app.app_context():
-        rows = list(db.session.scalars(sa.select(AuditEntry).where(AuditEntry.action == action)))
+        rows = list(
+            db.session.scalars(
+                sa.select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)
+            )
+        )
         db.session.expunge_all()
         db.session.remove()
     return rows
@@ -172,7 +176,7 @@ def test_roles_without_need_to_know_are_refused_the_list(app, role: str) -> None
 def test_the_export_holds_the_filtered_contacts(app) -> None:
     se = _contacts(app, 3, country="SE")
     _contacts(app, 2, country="NO")
-    answer = client_as(app, "marketing").get("/staff/contacts/export.csv?country=SE")
+    answer = client_as(app, "admin").get("/staff/contacts/export.csv?country=SE")
     assert answer.status_code == 200 and answer.mimetype == "text/csv"
     lines = answer.get_data(as_text=True).split("\r\n")
     assert lines[0].startswith("id,email,name,company,country")
@@ -214,10 +218,24 @@ def test_the_export_never_writes_a_formula(app) -> None:
 
 def test_the_export_is_audited_with_filter_and_rows(app) -> None:
     _contacts(app, 3, country="SE")
-    client_as(app, "marketing").get("/staff/contacts/export.csv?country=SE").get_data()
+    client_as(app, "admin").get("/staff/contacts/export.csv?country=SE").get_data()
+    started, ended = _audit(app, "contact.list_export")
+    assert started.actor.startswith("user:") and ended.actor == started.actor
+    assert "country=SE" in (started.detail or "") and "(started)" in (started.detail or "")
+    assert "country=SE" in (ended.detail or "") and "rows=3 (complete)" in (ended.detail or "")
+
+
+def test_the_export_is_audited_before_its_first_line_leaves(app) -> None:
+    """A worker killed mid-download must not leak rows unaudited: the first
+    chunk of the stream already has a committed audit row behind it."""
+    _contacts(app, 3, country="SE")
+    response = client_as(app, "admin").get("/staff/contacts/export.csv?country=SE", buffered=False)
+    first = next(iter(response.response))
+    assert first  # the header has left
     (entry,) = _audit(app, "contact.list_export")
     assert entry.actor.startswith("user:")
-    assert "country=SE" in (entry.detail or "") and "rows=3 (complete)" in (entry.detail or "")
+    assert "country=SE" in (entry.detail or "") and "(started)" in (entry.detail or "")
+    response.close()
 
 
 def test_the_export_reads_a_chunk_at_a_time_without_gaps(app, monkeypatch) -> None:
@@ -233,11 +251,11 @@ def test_an_export_cut_off_is_audited_with_the_rows_written(app) -> None:
         lines = contact_list.export_lines(ACTOR, contact_list.ContactFilter(), datetime.now(UTC))
         next(lines), next(lines)  # the header and one row, then the download stops
         lines.close()
-    (entry,) = _audit(app, "contact.list_export")
-    assert "rows=1 (cut off)" in (entry.detail or "")
+    _, ended = _audit(app, "contact.list_export")
+    assert "rows=1 (cut off)" in (ended.detail or "")
 
 
-@pytest.mark.parametrize("role", ["sales", "dpo"])
+@pytest.mark.parametrize("role", ["marketing", "sales", "dpo"])
 def test_roles_that_may_not_export_are_refused(app, role: str) -> None:
     assert client_as(app, role).get("/staff/contacts/export.csv").status_code == 403
     assert _audit(app, "contact.list_export") == []
@@ -376,3 +394,89 @@ def test_an_unknown_bulk_action_is_refused(app) -> None:
     assert (
         client_as(app, "admin").get("/staff/contacts/bulk?action=erase_everyone").status_code == 422
     )
+
+
+def _stored_run(app: Any, action: str, **fields: Any) -> int:
+    with app.app_context():
+        run = BulkAction(
+            action=action,
+            filter={"country": "FI"},
+            as_of=datetime.now(UTC),
+            reason="Tax audit 2026",
+            actor="cli:test",
+            **fields,
+        )
+        db.session.add(run)
+        db.session.commit()
+        run_id = run.id
+        db.session.remove()
+    return run_id
+
+
+def _run(app: Any, run_id: int) -> BulkAction:
+    with app.app_context():
+        bulk_actions.run_bulk_action(run_id)
+        run = db.session.get(BulkAction, run_id)
+        assert run is not None
+        db.session.expunge(run)
+        db.session.remove()
+    return run
+
+
+def test_a_second_delivery_leaves_a_live_run_alone_and_resumes_a_dead_ones(app) -> None:
+    ids = _contacts(app, 2, country="FI")
+    now = datetime.now(UTC)
+    alive = _stored_run(app, "set_legal_hold", total=2, status="running", claimed_at=now)
+    run = _run(app, alive)
+    assert (run.status, run.done) == ("running", 0)
+    assert _audit(app, "contact.legal_hold.set") == []
+    # The worker died: once its lease runs out, a delivery takes the run over.
+    dead = _stored_run(
+        app,
+        "set_legal_hold",
+        total=2,
+        status="running",
+        claimed_at=now - bulk_actions.LEASE - timedelta(seconds=1),
+    )
+    run = _run(app, dead)
+    assert (run.status, run.done, run.changed) == ("done", 2, 2)
+    assert sorted(e.contact_id for e in _audit(app, "contact.legal_hold.set")) == ids
+
+
+def test_a_failed_run_stores_and_logs_the_errors_type_not_its_data(
+    app, monkeypatch, caplog
+) -> None:
+    _contacts(app, 1, country="FI")
+
+    def failing(run: Any, actor: Any) -> Any:
+        def change(rows: list[tuple[int, str]]) -> int:
+            raise sa.exc.IntegrityError(
+                "UPDATE contact SET email=?", {"email": rows[0][1]}, Exception("unique")
+            )
+
+        return change
+
+    monkeypatch.setattr(bulk_actions, "_changes", failing)
+    run = _run(app, _stored_run(app, "set_legal_hold", total=1))
+    assert run.status == "failed" and run.error is not None
+    assert run.error.startswith("IntegrityError") and "@" not in run.error
+    assert "@" not in caplog.text and "IntegrityError" in caplog.text
+
+
+def test_a_run_the_broker_refused_is_gone_and_the_refusal_audited(app, monkeypatch) -> None:
+    _contacts(app, 2, country="FI")
+    client = client_as(app, "admin")
+    form = _confirm(client, "action=set_legal_hold&country=FI")
+
+    def broker_down(*args: Any) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(bulk_actions, "send_job", broker_down)
+    answer = client.post("/staff/contacts/bulk", data={**form, "reason": "x"})
+    assert answer.status_code == 503
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(BulkAction)) == 0
+        db.session.remove()
+    asked, refused = _audit(app, "contact.bulk.set_legal_hold")
+    assert "refused" not in (asked.detail or "")
+    assert "refused: broker unavailable" in (refused.detail or "")
