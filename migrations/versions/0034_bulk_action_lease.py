@@ -1,8 +1,8 @@
 """A bulk action's lease: when its worker last claimed it or recorded a chunk,
 so that a second delivery of its job leaves it alone while that worker lives.
 
-Revision ID: 0033
-Revises: 0032
+Revision ID: 0034
+Revises: 0033
 Create Date: 2026-12-06 16:30:00.000000
 
 """
@@ -13,8 +13,8 @@ from kernel.timestamps import UTCDateTime
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = "0033"
-down_revision = "0032"
+revision = "0034"
+down_revision = "0033"
 branch_labels = None
 depends_on = None
 
