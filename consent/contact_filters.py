@@ -258,18 +258,52 @@ def _basis(f: ContactFilter) -> list[sa.ColumnElement[bool]]:
     if f.basis == Basis.CONSENT:
         topic = [PermissionState.topic == f.topic] if f.topic else []
         conditions.append(_state(PermissionState.consent_since.is_not(None), *topic))
-    customer = sa.or_(
-        _state(PermissionState.topic == ALL, PermissionState.customer_since.is_not(None)),
-        Contact.company_id.in_(sa.select(Company.id).where(Company.customer_since.is_not(None))),
+    # Scalar subqueries, not EXISTS or IN: PostgreSQL turns an EXISTS or IN
+    # under an OR into a "hashed SubPlan" that reads every matching row of the
+    # table before the first contact (280 ms at 1,000,000 contacts), because
+    # it costs the OR for every contact and not for the page's LIMIT. A scalar
+    # subquery stays a primary-key lookup per contact walked in id order. Both
+    # bases sit only on the blanket row of all channels (fold), so one row.
+    customer_here = _blanket(PermissionState.customer_since).is_not(None)
+    company_customer = (
+        sa.select(Company.customer_since)
+        .where(Company.id == Contact.company_id)
+        .scalar_subquery()
+        .is_not(None)
     )
-    listed = _state(PermissionState.topic == ALL, PermissionState.industry_list_since.is_not(None))
+    customer = sa.or_(customer_here, company_customer)
+    listed = _blanket(PermissionState.industry_list_since).is_not(None)
     if f.basis == Basis.LEGITIMATE_INTEREST:
-        conditions.append(sa.or_(customer, listed))
+        conditions.append(
+            sa.or_(
+                _blanket(
+                    sa.func.coalesce(
+                        PermissionState.customer_since, PermissionState.industry_list_since
+                    )
+                ).is_not(None),
+                company_customer,
+            )
+        )
     if f.basis_kind == InterestKind.CUSTOMER:
         conditions.append(customer)
     elif f.basis_kind == InterestKind.INDUSTRY_LIST:
         conditions.append(listed)
     return conditions
+
+
+def _blanket(column: Any) -> sa.ScalarSelect[Any]:
+    """``column`` of the contact's blanket row of all channels (``*``, ``*``), NULL
+    when there is none: where ``consent.projection.fold`` keeps both
+    legitimate-interest bases."""
+    return (
+        sa.select(column)
+        .where(
+            PermissionState.contact_id == Contact.id,
+            PermissionState.topic == ALL,
+            PermissionState.channel == ALL,
+        )
+        .scalar_subquery()
+    )
 
 
 def _decision(f: ContactFilter, at: datetime) -> sa.Select[Any]:
