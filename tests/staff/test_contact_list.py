@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from consent import contact_list
-from consent.contact_filters import ContactFilter
+from consent.contact_filters import ContactFilter, parse_filter
 from consent.ledger import record
 from consent.models import BulkAction, EventKind, InterestKind, PermissionState
 from crm.models import AuditEntry, Company, Contact
@@ -161,6 +161,36 @@ def test_a_page_sets_the_databases_planner_back(app) -> None:
         assert [row.contact.id for row in page.rows] == ids
         assert committed == [before]
         db.session.remove()
+
+
+@pytest.mark.parametrize("rare", [0, 10_000])
+def test_a_time_range_pages_the_same_read_from_its_index_or_by_ids(
+    app, monkeypatch, rare: int
+) -> None:
+    """A rare time range is read from its column's index and sorted
+    (``RARE_RANGE``), a common one by walking ids: the same rows, in id order,
+    page after page."""
+    monkeypatch.setattr(contact_list, "PAGE_SIZE", 3)
+    monkeypatch.setattr(contact_list, "RARE_RANGE", rare)
+    recent = datetime(2026, 12, 1, tzinfo=UTC)
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    ids = []
+    for i in range(8):
+        ids += _contacts(app, 1, country="SE", last_interaction_at=recent)
+        _contacts(app, 1 + i % 2, country="SE", last_interaction_at=old)
+    with app.app_context():
+        f = parse_filter({"last_interaction_from": "2026-11-01"})
+        assert contact_list._rare_range(f, 0, datetime(2026, 12, 6, tzinfo=UTC)) is (rare > 0)
+        db.session.remove()
+    client = client_as(app, "admin")
+    seen: list[int] = []
+    url = "/staff/contacts?last_interaction_from=2026-11-01"
+    while url:
+        html = client.get(url).get_data(as_text=True)
+        seen += _ids_on(html)
+        found = re.search(r'href="(/staff/contacts\?[^"]*after=\d+[^"]*)" rel="next"', html)
+        url = found.group(1).replace("&amp;", "&") if found else ""
+    assert seen == ids
 
 
 def test_a_tampered_cursor_is_a_clear_400(app) -> None:
