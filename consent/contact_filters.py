@@ -377,7 +377,7 @@ def time_ranges(f: ContactFilter, *, at: datetime) -> list[tuple[Any, sa.ColumnE
     """The filter's conditions on a moment of the contact (created, last
     interaction, recency), each with its column: the list reads a rare range
     from the column's index instead of walking ids (``consent.contact_list``)."""
-    ranges = [
+    ranges: list[tuple[Any, sa.ColumnElement[bool]]] = [
         (Contact.created_at, c) for c in _between(Contact.created_at, f.created_from, f.created_to)
     ]
     ranges += [
