@@ -304,18 +304,52 @@ def _basis(f: ContactFilter) -> list[sa.ColumnElement[bool]]:
     if f.basis == Basis.CONSENT:
         topic = [PermissionState.topic == f.topic] if f.topic else []
         conditions.append(_state(PermissionState.consent_since.is_not(None), *topic))
-    customer = sa.or_(
-        _state(PermissionState.topic == ALL, PermissionState.customer_since.is_not(None)),
-        Contact.company_id.in_(sa.select(Company.id).where(Company.customer_since.is_not(None))),
+    # Scalar subqueries, not EXISTS or IN: PostgreSQL turns an EXISTS or IN
+    # under an OR into a "hashed SubPlan" that reads every matching row of the
+    # table before the first contact (280 ms at 1,000,000 contacts), because
+    # it costs the OR for every contact and not for the page's LIMIT. A scalar
+    # subquery stays a primary-key lookup per contact walked in id order. Both
+    # bases sit only on the blanket row of all channels (fold), so one row.
+    customer_here = _blanket(PermissionState.customer_since).is_not(None)
+    company_customer = (
+        sa.select(Company.customer_since)
+        .where(Company.id == Contact.company_id)
+        .scalar_subquery()
+        .is_not(None)
     )
-    listed = _state(PermissionState.topic == ALL, PermissionState.industry_list_since.is_not(None))
+    customer = sa.or_(customer_here, company_customer)
+    listed = _blanket(PermissionState.industry_list_since).is_not(None)
     if f.basis == Basis.LEGITIMATE_INTEREST:
-        conditions.append(sa.or_(customer, listed))
+        conditions.append(
+            sa.or_(
+                _blanket(
+                    sa.func.coalesce(
+                        PermissionState.customer_since, PermissionState.industry_list_since
+                    )
+                ).is_not(None),
+                company_customer,
+            )
+        )
     if f.basis_kind == InterestKind.CUSTOMER:
         conditions.append(customer)
     elif f.basis_kind == InterestKind.INDUSTRY_LIST:
         conditions.append(listed)
     return conditions
+
+
+def _blanket(column: Any) -> sa.ScalarSelect[Any]:
+    """``column`` of the contact's blanket row of all channels (``*``, ``*``), NULL
+    when there is none: where ``consent.projection.fold`` keeps both
+    legitimate-interest bases."""
+    return (
+        sa.select(column)
+        .where(
+            PermissionState.contact_id == Contact.id,
+            PermissionState.topic == ALL,
+            PermissionState.channel == ALL,
+        )
+        .scalar_subquery()
+    )
 
 
 def _decision(f: ContactFilter, at: datetime) -> sa.Select[Any]:
@@ -373,12 +407,7 @@ def filter_conditions(f: ContactFilter, *, at: datetime) -> list[sa.ColumnElemen
         conditions.append(_event(ConsentEvent.source == f.source))
     if f.import_batch_id is not None:
         conditions.append(_event(ConsentEvent.source_ref == f"{IMPORT_REF}{f.import_batch_id}"))
-    conditions += _between(Contact.created_at, f.created_from, f.created_to)
-    conditions += _between(
-        Contact.last_interaction_at, f.last_interaction_from, f.last_interaction_to
-    )
-    if f.active_within_days is not None:
-        conditions.append(Contact.last_interaction_at >= at - timedelta(days=f.active_within_days))
+    conditions += [condition for _column, condition in time_ranges(f, at=at)]
     if f.external_system is not None:
         conditions.append(
             sa.exists().where(
@@ -388,6 +417,29 @@ def filter_conditions(f: ContactFilter, *, at: datetime) -> list[sa.ColumnElemen
             )
         )
     return conditions
+
+
+def time_ranges(f: ContactFilter, *, at: datetime) -> list[tuple[Any, sa.ColumnElement[bool]]]:
+    """The filter's conditions on a moment of the contact (created, last
+    interaction, recency), each with its column: the list reads a rare range
+    from the column's index instead of walking ids (``consent.contact_list``)."""
+    ranges: list[tuple[Any, sa.ColumnElement[bool]]] = [
+        (Contact.created_at, c) for c in _between(Contact.created_at, f.created_from, f.created_to)
+    ]
+    ranges += [
+        (Contact.last_interaction_at, c)
+        for c in _between(
+            Contact.last_interaction_at, f.last_interaction_from, f.last_interaction_to
+        )
+    ]
+    if f.active_within_days is not None:
+        ranges.append(
+            (
+                Contact.last_interaction_at,
+                Contact.last_interaction_at >= at - timedelta(days=f.active_within_days),
+            )
+        )
+    return ranges
 
 
 def matching_contacts(f: ContactFilter, *, at: datetime) -> sa.Select[Any]:

@@ -377,3 +377,44 @@ def test_a_value_that_names_nothing_is_refused_clearly(
     with pytest.raises(InvalidInput) as refused:
         parse_filter(args)
     assert says in str(refused.value)
+
+
+def test_the_sub_address_lookup_reads_its_partial_index(app_ctx) -> None:
+    """Every decision filter (and audience) asks which contacts sit at a
+    sub-address; the question must name the partial index's own predicate,
+    or the database reads the whole contact table for it (migration 0035)."""
+    import sqlalchemy as sa
+
+    from consent.suppression import suppressed_sub_addresses
+
+    # The statement the function really sends, as the driver got it.
+    sent: list[tuple[str, object]] = []
+
+    def keep(
+        _conn: object, _cursor: object, statement: str, params: object, *_rest: object
+    ) -> None:
+        sent.append((statement, params))
+
+    sa.event.listen(db.engine, "before_cursor_execute", keep)
+    try:
+        suppressed_sub_addresses()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", keep)
+    ((statement, params),) = sent
+    connection = db.session.connection()
+    if db.engine.dialect.name == "postgresql":
+        # A table of a few rows is cheaper to read whole; forbid that to see
+        # whether the index can answer at all.
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        rows = connection.exec_driver_sql(f"EXPLAIN {statement}", params)  # type: ignore[arg-type]
+        plan = " ".join(r[0] for r in rows)
+    else:
+        rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)  # type: ignore[arg-type]
+        plan = " ".join(str(r[-1]) for r in rows)
+    assert "ix_contact_sub_address" in plan
+    db.session.rollback()
+    anna = _contact("anna+news@example.se")
+    _contact("anna@example.se")
+    suppress("anna@example.se", "test")
+    db.session.commit()
+    assert suppressed_sub_addresses() == [anna.id]

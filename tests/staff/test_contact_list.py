@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from consent import bulk_actions, contact_list
+from consent.contact_filters import ContactFilter, parse_filter
 from consent.ledger import record
 from consent.models import BulkAction, EventKind, InterestKind, PermissionState
 from crm.models import AuditEntry, Company, Contact
@@ -95,6 +96,104 @@ def test_pages_follow_each_other_by_cursor_without_gaps_or_repeats(app, monkeypa
         found = re.search(r'href="(/staff/contacts\?[^"]*after=\d+[^"]*)" rel="next"', html)
         url = found.group(1).replace("&amp;", "&") if found else ""
         assert "country=SE" in url or not url  # the filter rides along with the cursor
+    assert seen == ids
+
+
+def _statements_of_a_page(app: Any, client: Any, url: str) -> int:
+    """How many SQL statements one request of ``url`` runs."""
+    client.get(url)  # the sign-in's own first reads are not the page's
+    seen: list[str] = []
+    with app.app_context():
+        engine = db.engine
+
+        def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            seen.append(statement)
+
+        sa.event.listen(engine, "before_cursor_execute", count)
+        try:
+            assert client.get(url).status_code == 200
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", count)
+    return len(seen)
+
+
+def test_a_pages_queries_do_not_grow_with_its_rows(app) -> None:
+    # A contact loaded before the audit's commit expired with it, and the
+    # template then reloaded each one by one: 50 more statements a page.
+    _contacts(app, 2, country="SE")
+    _contacts(app, 20, country="NO")
+    client = client_as(app, "admin")
+    few = _statements_of_a_page(app, client, "/staff/contacts?country=SE")
+    many = _statements_of_a_page(app, client, "/staff/contacts?country=NO")
+    assert many == few
+    few = _statements_of_a_page(
+        app, client, "/staff/contacts?country=SE&topic=events&channel=email"
+    )
+    many = _statements_of_a_page(
+        app, client, "/staff/contacts?country=NO&topic=events&channel=email"
+    )
+    assert many == few
+
+
+def test_a_page_sets_the_databases_planner_back(app) -> None:
+    """The page's SELECT runs without JIT, parallel workers and (for a decision)
+    merge and hash joins on PostgreSQL; what follows in the transaction runs
+    with the server's own settings again."""
+    ids = _listed(app, 3)
+    names = ["jit", "max_parallel_workers_per_gather", "enable_mergejoin", "enable_hashjoin"]
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("planner settings are PostgreSQL's")
+        show = sa.text("SELECT name, setting FROM pg_settings WHERE name = ANY(:names)")
+        before = dict(db.session.execute(show, {"names": names}).all())
+        db.session.rollback()
+        f = ContactFilter(topic="events", channel="email", decision="industry_list")
+        # The page commits its audit entry; read the settings inside its own
+        # transaction, after its SELECT, by holding the commit back.
+        committed: list[dict[str, str]] = []
+        real_commit = db.session.commit
+
+        def commit() -> None:
+            committed.append(dict(db.session.execute(show, {"names": names}).all()))
+            real_commit()
+
+        db.session.commit = commit  # type: ignore[method-assign]
+        try:
+            page = contact_list.list_page(ACTOR, f, 0, datetime.now(UTC))
+        finally:
+            del db.session.commit
+        assert [row.contact.id for row in page.rows] == ids
+        assert committed == [before]
+        db.session.remove()
+
+
+@pytest.mark.parametrize("rare", [0, 10_000])
+def test_a_time_range_pages_the_same_read_from_its_index_or_by_ids(
+    app, monkeypatch, rare: int
+) -> None:
+    """A rare time range is read from its column's index and sorted
+    (``RARE_RANGE``), a common one by walking ids: the same rows, in id order,
+    page after page."""
+    monkeypatch.setattr(contact_list, "PAGE_SIZE", 3)
+    monkeypatch.setattr(contact_list, "RARE_RANGE", rare)
+    recent = datetime(2026, 12, 1, tzinfo=UTC)
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    ids = []
+    for i in range(8):
+        ids += _contacts(app, 1, country="SE", last_interaction_at=recent)
+        _contacts(app, 1 + i % 2, country="SE", last_interaction_at=old)
+    with app.app_context():
+        f = parse_filter({"last_interaction_from": "2026-11-01"})
+        assert contact_list._rare_range(f, 0, datetime(2026, 12, 6, tzinfo=UTC)) is (rare > 0)
+        db.session.remove()
+    client = client_as(app, "admin")
+    seen: list[int] = []
+    url = "/staff/contacts?last_interaction_from=2026-11-01"
+    while url:
+        html = client.get(url).get_data(as_text=True)
+        seen += _ids_on(html)
+        found = re.search(r'href="(/staff/contacts\?[^"]*after=\d+[^"]*)" rel="next"', html)
+        url = found.group(1).replace("&amp;", "&") if found else ""
     assert seen == ids
 
 
