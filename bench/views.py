@@ -641,7 +641,11 @@ def run(ctx: Context) -> list[str]:
             else:
 
                 def dashboard() -> int:
-                    response = client.get(dashboard_path)
+                    # A context of its own, as a server gives each request: the
+                    # one around this section would share ``g`` (the signed-in
+                    # user read by an earlier request) across requests.
+                    with app.app_context():
+                        response = client.get(dashboard_path)
                     assert response.status_code == 200, response.status_code
                     return len(response.data)
 
