@@ -155,6 +155,6 @@ def test_change_preferences_with_the_keyboard_alone(
     tab_to(page, lambda el: el["tag"] == "button" and el["value"] == "save")
     press_enter_and_wait(page)
     assert page.get_by_role("heading", level=1).inner_text() == "Your choices are saved"
-    assert "Turned off: Newsletter." in page.locator("main").inner_text()
+    assert "Turned off: the newsletter." in page.locator("main").inner_text()
     assert decision(app, address, "newsletter") == (False, "unsubscribed")
     page.context.close()
