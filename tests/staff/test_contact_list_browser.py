@@ -41,8 +41,8 @@ WORDS = {
 }
 
 
-def _to_list(page: Any, base: str, lang: str) -> dict[str, str]:
-    sign_in(page, base, "marketing@example.com")
+def _to_list(page: Any, base: str, lang: str, email: str = "admin@example.com") -> dict[str, str]:
+    sign_in(page, base, email)
     if lang == "sv":
         page.get_by_role("button", name="Svenska").click()
     words = WORDS[lang]
@@ -56,7 +56,7 @@ def _to_list(page: Any, base: str, lang: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("width", [1280, 390])
 @pytest.mark.parametrize("lang", ["en", "sv"])
-def test_marketing_filters_the_list_and_exports_it(
+def test_admin_filters_the_list_and_exports_it(
     browser, live_server, shots: Path, lang: str, width: int
 ) -> None:
     page = new_page(browser, width=width)
@@ -123,4 +123,14 @@ def test_admin_sets_a_legal_hold_on_a_filtered_list(
     # Nobody is left to hold: the same action now changes no one.
     page.goto(f"{live_server}/staff/contacts/bulk?action=set_legal_hold&company=Kund")
     page.get_by_text("No contact in the list would change.").wait_for()
+    page.context.close()
+
+
+def test_marketing_filters_the_list_but_sees_no_export(browser, live_server) -> None:
+    """The list is marketing's; the export of everyone's address is the admin's (R25)."""
+    page = new_page(browser)
+    words = _to_list(page, live_server, "en", email="marketing@example.com")
+    assert page.locator("table.results tbody tr").count() == 10
+    assert page.get_by_role("link", name=words["export"]).count() == 0
+    assert page.get_by_role("link", name=words["export_csv"]).count() == 0
     page.context.close()
