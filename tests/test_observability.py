@@ -296,13 +296,20 @@ def test_rate_limit_hits_are_counted(app, database_url, request) -> None:
 def test_a_failed_job_is_logged_with_its_error_type_only(stub_worker, caplog) -> None:
     import dramatiq
 
-    @dramatiq.actor(broker=stub_worker, actor_name="observability_test_fails", max_retries=0)
+    # A queue of its own: a message another test left in "default" would keep
+    # the join below waiting for it.
+    @dramatiq.actor(
+        broker=stub_worker,
+        actor_name="observability_test_fails",
+        queue_name="observability_test",
+        max_retries=0,
+    )
     def fails() -> None:
         raise ValueError("could not reach sara@example.se")
 
     caplog.set_level(logging.INFO, logger="consent.jobs")
     fails.send()
-    stub_worker.join(fails.queue_name, fail_fast=False)
+    stub_worker.join(fails.queue_name, fail_fast=False, timeout=60_000)
     [line] = [r for r in caplog.records if getattr(r, "actor", None) == fails.actor_name]
     written = json.loads(JsonFormatter().format(line))
     assert (written["outcome"], written["error"], written["level"]) == (
