@@ -30,6 +30,7 @@ from tests.staff.test_role_matrix import (
     make_campaign,
     make_import,
     make_privacy_request,
+    make_segment,
     make_webhook,
 )
 
@@ -98,6 +99,7 @@ def make_staff_data(app: Any) -> dict[str, int]:
             "batch_id": make_import(),
             "request_id": make_privacy_request(contact_id),
             "run_id": make_bulk_run(),
+            "segment_id": make_segment(),
         }
         ids["webhook_id"], ids["delivery_id"] = make_webhook(contact_id)
         db.session.remove()
