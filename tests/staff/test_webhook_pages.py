@@ -68,7 +68,9 @@ def test_the_admin_reads_a_receivers_log_and_replays_with_the_csrf_token(app, mo
     assert since.status_code == 303
     with app.app_context():
         replays = db.session.scalars(
-            sa.select(WebhookDelivery.replay_of).where(WebhookDelivery.id > ids[-1])
+            sa.select(WebhookDelivery.replay_of)
+            .where(WebhookDelivery.id > ids[-1])
+            .order_by(WebhookDelivery.id)
         ).all()
         db.session.remove()
     assert replays[0] == ids[0] and len(replays) == 1 + len(ids)
