@@ -117,9 +117,3 @@ def campaign_outcomes(campaign_ids: Sequence[int] | None = None) -> list[Campaig
     if campaign_ids is not None:
         query = query.where(Campaign.id.in_(wanted))
     return [CampaignOutcome(*row) for row in db.session.execute(query).all()]
-
-
-def campaign_outcome(campaign_id: int) -> CampaignOutcome | None:
-    """The outcome of one campaign, or None when there is no such campaign."""
-    found = campaign_outcomes([campaign_id])
-    return found[0] if found else None

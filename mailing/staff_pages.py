@@ -56,7 +56,7 @@ def campaign_list() -> Any:
     """Every campaign with its status, and the form to compose a new one."""
     from consent.topics import current_policy
 
-    reports = [campaigns.report(c.id) for c in campaigns.list_campaigns()]
+    reports = campaigns.reports(campaigns.list_campaigns())
     return render_template(
         "staff/campaigns.html",
         reports=reports,

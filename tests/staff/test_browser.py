@@ -20,9 +20,6 @@ from tests.conftest import new_page, sign_in
 
 pytestmark = pytest.mark.browser
 
-# Imported by other browser tests from here; they live in tests/conftest.py.
-__all__ = ["new_page", "sign_in"]
-
 
 def open_contact(
     page: Any, query: str, name: str, label: str = "Email, name or company", button: str = "Search"
