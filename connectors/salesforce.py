@@ -18,10 +18,12 @@ Only the instance URL changes between Salesforce and the tests' stand-in
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from connectors.base import (
@@ -37,6 +39,9 @@ from connectors.base import (
     SeenConsent,
     StatusWrite,
 )
+
+if TYPE_CHECKING:
+    from simple_salesforce.api import SFType
 
 NAME = "salesforce"
 # Salesforce answers 200 to 2000 records a batch; we ask for the smallest.
@@ -72,6 +77,7 @@ CAPTURE_SOURCE = "Consent service"
 ANONYMOUS = "Anonymised"
 DAY_S = 24 * 60 * 60.0
 HOUR_S = 60 * 60.0
+FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,18 @@ class Salesforce:
         self.interactions = list(interactions)
         self.customer_types = frozenset(customer_types)
         self.fields = fields or Fields()
+        for field_name in (
+            self.fields.may_market,
+            self.fields.explanation,
+            self.fields.legal_basis,
+            self.fields.customer_since or "CreatedDate",
+        ):
+            # They go into SOQL and JSON as names: API names only.
+            if not FIELD_NAME.match(field_name):
+                raise RuntimeError(f"{field_name!r} is not a Salesforce field's API name.")
+
+    def _sobject(self, name: str) -> SFType:
+        return cast("SFType", getattr(self.client, name))
 
     # Faults -----------------------------------------------------------------------
 
@@ -201,7 +219,8 @@ class Salesforce:
         fields = CONTACT_FIELDS
         if self.fields.customer_since:
             fields += f", Account.{self.fields.customer_since}"
-        answer = self._page(f"SELECT {fields} FROM Contact ORDER BY SystemModstamp, Id", after)
+        # Field names are constants or checked API names (no input from a record).
+        answer = self._page(f"SELECT {fields} FROM Contact ORDER BY SystemModstamp, Id", after)  # noqa: S608
         records = []
         for found in answer.get("records") or []:
             name = " ".join(v for v in (found.get("FirstName"), found.get("LastName")) if v)
@@ -242,20 +261,17 @@ class Salesforce:
     def activities(self, object_type: str, after: str | None) -> RemotePage:
         sobject, condition, kind = INTERACTIONS[object_type]
         where = f" WHERE {condition}" if condition else ""
-        answer = self._page(
-            f"SELECT {ACTIVITY_FIELDS[sobject]} FROM {sobject}{where} "
-            "ORDER BY SystemModstamp, Id",
-            after,
+        soql = (
+            f"SELECT {ACTIVITY_FIELDS[sobject]} FROM {sobject}{where} ORDER BY SystemModstamp, Id"  # noqa: S608
         )
+        answer = self._page(soql, after)
         now = datetime.now(UTC)
         records = []
         for found in answer.get("records") or []:
             if sobject == "Task":
                 occurred = _time(found.get("CompletedDateTime")) or _time(found.get("ActivityDate"))
             else:
-                occurred = _time(found.get("StartDateTime")) or _time(
-                    found.get("ActivityDateTime")
-                )
+                occurred = _time(found.get("StartDateTime")) or _time(found.get("ActivityDateTime"))
             occurred = occurred or _time(found.get("CreatedDate"))
             if occurred is not None and occurred > now:
                 # A meeting still to come is no interaction yet: the next pass reads it again.
@@ -281,12 +297,12 @@ class Salesforce:
         (created when the contact has none), then the contact's flags and
         summary in one update. A record already saying the same is not
         written again."""
-        contact = self.client.Contact.get(remote_id)
+        contact = self._sobject("Contact").get(remote_id)
         written = dict(known)
         mapped = [w for w in writes if w.topic in self.purposes]
         individual_id = contact.get("IndividualId")
         if mapped and not individual_id:
-            created = self.client.Individual.create(
+            created = self._sobject("Individual").create(
                 {
                     "FirstName": contact.get("FirstName"),
                     "LastName": contact.get("LastName") or email,
@@ -294,13 +310,11 @@ class Salesforce:
             )
             individual_id = str(created["id"])
             # Linked at once, so that a retry after a fault finds it and makes no second one.
-            self.client.Contact.update(remote_id, {"IndividualId": individual_id})
+            self._sobject("Contact").update(remote_id, {"IndividualId": individual_id})
         if mapped:
             self._write_consents(str(individual_id), mapped, written)
         update: dict[str, Any] = {}
-        persons_no = bool(writes) and all(
-            not w.allowed and w.reason in PERSONS_NO for w in writes
-        )
+        persons_no = bool(writes) and all(not w.allowed and w.reason in PERSONS_NO for w in writes)
         if persons_no and not contact.get("HasOptedOutOfEmail"):
             update["HasOptedOutOfEmail"] = True
             written[OPTED_OUT_BY_US] = "1"
@@ -313,23 +327,25 @@ class Salesforce:
             # opt-out a salesperson set in Salesforce is never cleared.
             update["HasOptedOutOfEmail"] = False
         if individual_id and any(w.reason == "objection" for w in writes):
-            self.client.Individual.update(str(individual_id), {"HasOptedOutSolicit": True})
+            self._sobject("Individual").update(str(individual_id), {"HasOptedOutSolicit": True})
         summary = next((w for w in writes if w.allowed), writes[0] if writes else None)
         if summary is not None:
             update[self.fields.may_market] = summary.allowed
             update[self.fields.explanation] = summary.explanation[:1000]
         if update:
-            self.client.Contact.update(remote_id, update)
+            self._sobject("Contact").update(remote_id, update)
         return written
 
     def _write_consents(
         self, individual_id: str, writes: Sequence[StatusWrite], written: dict[str, str]
     ) -> None:
-        answer = self.client.query(
-            "SELECT Id, DataUsePurposeId, PrivacyConsentStatus, "
+        # A checked field name; the id a quoted literal.
+        soql = (
+            "SELECT Id, DataUsePurposeId, PrivacyConsentStatus, "  # noqa: S608
             f"{self.fields.legal_basis} FROM ContactPointTypeConsent "
             f"WHERE PartyId = '{_quote(individual_id)}' AND ContactPointType = 'Email'"
         )
+        answer = self.client.query(soql)
         existing = {str(r["DataUsePurposeId"]): r for r in answer.get("records") or []}
         now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         for write in writes:
@@ -358,11 +374,11 @@ class Salesforce:
                     and found.get(self.fields.legal_basis) == basis
                 ):
                     continue
-                self.client.ContactPointTypeConsent.update(
+                self._sobject("ContactPointTypeConsent").update(
                     str(found["Id"]), {**fields, "EffectiveFrom": now}
                 )
             else:
-                self.client.ContactPointTypeConsent.create(
+                self._sobject("ContactPointTypeConsent").create(
                     {
                         **fields,
                         "Name": f"{write.topic} (Email)"[:255],
@@ -382,29 +398,24 @@ class Salesforce:
         if object_type != "contacts":
             getattr(self.client, _sobject(object_type)).delete(remote_id)
             return
-        contact = self.client.Contact.get(remote_id)
+        contact = self._sobject("Contact").get(remote_id)
         individual_id = contact.get("IndividualId")
         # The Individual first: a retry after a fault still finds it through the contact.
         if individual_id:
             self._delete_individual(str(individual_id))
-        self.client.Contact.delete(remote_id)
+        self._sobject("Contact").delete(remote_id)
 
     def _delete_individual(self, individual_id: str) -> None:
         from simple_salesforce.exceptions import SalesforceResourceNotFound
 
-        answer = self.client.query(
-            "SELECT Id FROM ContactPointTypeConsent "
-            f"WHERE PartyId = '{_quote(individual_id)}'"
-        )
+        soql = f"SELECT Id FROM ContactPointTypeConsent WHERE PartyId = '{_quote(individual_id)}'"  # noqa: S608
+        answer = self.client.query(soql)
         for record in answer.get("records") or []:
-            try:
-                self.client.ContactPointTypeConsent.delete(str(record["Id"]))
-            except SalesforceResourceNotFound:
-                pass
-        try:
-            self.client.Individual.delete(individual_id)
-        except SalesforceResourceNotFound:
-            pass  # another contact's deletion took it
+            with contextlib.suppress(SalesforceResourceNotFound):
+                self._sobject("ContactPointTypeConsent").delete(str(record["Id"]))
+        # Gone already when another contact's deletion took it.
+        with contextlib.suppress(SalesforceResourceNotFound):
+            self._sobject("Individual").delete(individual_id)
 
     def anonymise(self, object_type: str, remote_id: str) -> None:
         """Overwrite the personal fields instead of deleting the record (where
@@ -416,8 +427,8 @@ class Salesforce:
                 remote_id, {"Subject": ANONYMOUS, "Description": None, "WhoId": None}
             )
             return
-        contact = self.client.Contact.get(remote_id)
-        self.client.Contact.update(
+        contact = self._sobject("Contact").get(remote_id)
+        self._sobject("Contact").update(
             remote_id,
             {
                 "FirstName": None,
@@ -434,7 +445,7 @@ class Salesforce:
             },
         )
         if contact.get("IndividualId"):
-            self.client.Individual.update(
+            self._sobject("Individual").update(
                 str(contact["IndividualId"]),
                 {
                     "FirstName": None,

@@ -224,7 +224,7 @@ class SalesforceStandIn:
             if parts[:1] == ["sobjects"] and len(parts) in (2, 3):
                 sobject = parts[1]
                 if sobject not in self.objects:
-                    return _error(404, "NOT_FOUND", f"The requested resource does not exist")
+                    return _error(404, "NOT_FOUND", "The requested resource does not exist")
                 if len(parts) == 2 and method == "POST":
                     return self._create(sobject, body)
                 if len(parts) == 3:
@@ -290,14 +290,18 @@ class SalesforceStandIn:
                         f"invalid cross reference id: {value}",
                     )
             if name == "Email" and value and not EMAIL.match(str(value)):
-                return _error(400, "INVALID_EMAIL_ADDRESS", f"Email: invalid email address: {value}")
+                return _error(
+                    400, "INVALID_EMAIL_ADDRESS", f"Email: invalid email address: {value}"
+                )
         required = REQUIRED.get(sobject, ())
         missing = [
             n for n in required if (creating and not body.get(n)) or (n in body and not body[n])
         ]
         if missing:
             return _error(
-                400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]"
+                400,
+                "REQUIRED_FIELD_MISSING",
+                f"Required fields are missing: [{', '.join(missing)}]",
             )
         return None
 
@@ -410,9 +414,7 @@ def _fault(fault: Fault) -> tuple[int, dict[str, str], Any]:
         return _error(429, "REQUEST_LIMIT_EXCEEDED", "Too many requests.")
     if fault.status == 503:
         return _error(503, "SERVER_UNAVAILABLE", "Server temporarily unavailable.")
-    return _error(
-        fault.status, fault.code or "UNKNOWN_EXCEPTION", "An unexpected error occurred."
-    )
+    return _error(fault.status, fault.code or "UNKNOWN_EXCEPTION", "An unexpected error occurred.")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -451,11 +453,12 @@ def certificate() -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (made once per test process):
     the certificate file (also the CA bundle the client trusts) and its key."""
     if not _CERTIFICATE:
+        import ipaddress
+
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import NameOID
-        import ipaddress
 
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "salesforce stand-in")])

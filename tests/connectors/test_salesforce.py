@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors import sync
-from connectors.base import REFUSED, RETRY, REVOKED, GONE
+from connectors.base import GONE, REFUSED, RETRY, REVOKED
 from connectors.models import ConnectorDeletion, ConnectorState
 from connectors.salesforce import Salesforce
 from consent import services as consent
@@ -159,11 +159,11 @@ def test_meetings_are_read_in_pages_with_query_more(app, salesforce) -> None:
     assert kinds == ["call", "meeting", "meeting", "meeting"]
 
 
-def test_an_expired_query_locator_starts_the_read_over_and_loses_nothing(
-    app, salesforce
-) -> None:
+def test_an_expired_query_locator_starts_the_read_over_and_loses_nothing(app, salesforce) -> None:
     salesforce.page_size_cap = 1
-    ids = [salesforce.add("Contact", {"Email": f"p{i}@kund.se", "LastName": f"P{i}"}) for i in range(3)]
+    ids = [
+        salesforce.add("Contact", {"Email": f"p{i}@kund.se", "LastName": f"P{i}"}) for i in range(3)
+    ]
     original = salesforce._more
 
     def expiring(token, batch):  # type: ignore[no-untyped-def]
@@ -235,9 +235,7 @@ def test_a_second_sync_changes_nothing(app, salesforce) -> None:
     assert salesforce.writes() == writes
 
 
-def test_a_retention_purge_here_deletes_the_tasks_and_events_in_salesforce(
-    app, salesforce
-) -> None:
+def test_a_retention_purge_here_deletes_the_tasks_and_events_in_salesforce(app, salesforce) -> None:
     remote, call = anna(salesforce)
     old_call = salesforce.add(
         "Task",
@@ -429,9 +427,7 @@ def test_an_invalid_record_is_skipped_with_its_reason(app, salesforce) -> None:
         assert len(db.session.get(ConnectorState, "salesforce").report) == 2
 
 
-def test_the_staff_page_and_metrics_show_the_salesforce_connector(
-    app, client, salesforce
-) -> None:
+def test_the_staff_page_and_metrics_show_the_salesforce_connector(app, client, salesforce) -> None:
     anna(salesforce)
     before = scrape(client)
     run(app)
