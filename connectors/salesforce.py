@@ -72,7 +72,11 @@ PERSONS_NO = frozenset({"objection", "unsubscribed", "suppressed"})
 OPT_IN, OPT_OUT, NOT_SEEN = "OptIn", "OptOut", "NotSeen"
 # Written in ``known`` when we set the contact's HasOptedOutOfEmail, so that
 # only an opt-out of ours is ever cleared again.
-OPTED_OUT_BY_US = "@email_opt_out"
+OPTED_OUT_BY_US = "@email"
+# ... and the topics whose OptOut we wrote (only those may become OptIn again).
+# ``known`` is kept in 200 characters (connector_record.fingerprint): short keys,
+# our reason codes rather than Salesforce's labels.
+OPTED_OUT_TOPICS = "@out"
 CAPTURE_SOURCE = "Consent service"
 ANONYMOUS = "Anonymised"
 DAY_S = 24 * 60 * 60.0
@@ -313,6 +317,8 @@ class Salesforce:
             self._sobject("Contact").update(remote_id, {"IndividualId": individual_id})
         if mapped:
             self._write_consents(str(individual_id), mapped, written)
+            if not written.get(OPTED_OUT_TOPICS):
+                written.pop(OPTED_OUT_TOPICS, None)
         update: dict[str, Any] = {}
         persons_no = bool(writes) and all(not w.allowed and w.reason in PERSONS_NO for w in writes)
         if persons_no and not contact.get("HasOptedOutOfEmail"):
@@ -348,22 +354,32 @@ class Salesforce:
         answer = self.client.query(soql)
         existing = {str(r["DataUsePurposeId"]): r for r in answer.get("records") or []}
         now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        ours_out = set(filter(None, written.get(OPTED_OUT_TOPICS, "").split(",")))
         for write in writes:
             purpose_id = self.purposes[write.topic]
             found = existing.get(purpose_id)
+            was_out = found is not None and found.get("PrivacyConsentStatus") == OPT_OUT
             if write.allowed:
-                status, basis = OPT_IN, LEGAL_BASIS.get(write.reason)
+                if was_out and write.topic not in ours_out:
+                    # An opt-out entered in Salesforce stays (as HubSpot's API
+                    # cannot undo one): we never undo a "no" we did not write.
+                    continue
+                code: str | None = write.reason if write.reason in LEGAL_BASIS else None
+                status = OPT_IN
+                if code:
+                    written[write.topic] = code
+                ours_out.discard(write.topic)
             elif write.reason in PERSONS_NO:
                 # The "no" names the basis it ends, as the last one written.
-                status, basis = OPT_OUT, written.get(write.topic)
+                status, code = OPT_OUT, written.get(write.topic)
+                ours_out.add(write.topic)
             else:
                 # No basis yet, pending confirmation, restricted, bounced: not
                 # the person's "no". Shown as not seen, and never over an opt-out.
-                status, basis = NOT_SEEN, None
-                if found is not None and found.get("PrivacyConsentStatus") == OPT_OUT:
+                if was_out:
                     continue
-            if basis and write.allowed:
-                written[write.topic] = basis
+                status, code = NOT_SEEN, None
+            basis = LEGAL_BASIS.get(code) if code else None
             fields: dict[str, Any] = {
                 "PrivacyConsentStatus": status,
                 self.fields.legal_basis: basis,
@@ -391,6 +407,7 @@ class Salesforce:
                         "EffectiveFrom": now,
                     }
                 )
+        written[OPTED_OUT_TOPICS] = ",".join(sorted(ours_out))
 
     def delete(self, object_type: str, remote_id: str) -> None:
         """Delete the record; a contact with its Individual and the consent

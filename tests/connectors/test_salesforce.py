@@ -216,11 +216,59 @@ def test_an_objection_here_appears_as_opt_out_records_with_the_legal_basis_and_f
     assert individual["LastName"] == "Berg"
 
 
-def test_an_opt_out_a_salesperson_set_is_never_cleared(app, salesforce) -> None:
+def test_an_opt_out_a_salesperson_set_is_never_undone(app, salesforce) -> None:
+    """As a HubSpot opt-out cannot be undone through its API: an OptOut (and
+    the email opt-out flag) entered in Salesforce stays, whatever the basis here."""
     remote, _ = anna(salesforce)
-    salesforce.objects["Contact"][remote]["HasOptedOutOfEmail"] = True
+    individual = salesforce.add("Individual", {"LastName": "Berg"})
+    contact = salesforce.objects["Contact"][remote]
+    contact.update(IndividualId=individual, HasOptedOutOfEmail=True)
+    salesforce.add(
+        "ContactPointTypeConsent",
+        {
+            "Name": "Events",
+            "PartyId": individual,
+            "ContactPointType": "Email",
+            "DataUsePurposeId": salesforce.purposes["events"],
+            "PrivacyConsentStatus": "OptOut",
+            "CaptureContactPointType": "Phone",
+            "CaptureDate": "2026-01-01T00:00:00.000+0000",
+            "CaptureSource": "Sales call",
+        },
+    )
+    assert run(app).outcome == "done"
+    records = consents_of(salesforce, remote)
+    assert records["events"]["PrivacyConsentStatus"] == "OptOut"
+    assert records["events"]["CaptureSource"] == "Sales call"
+    assert records["newsletter"]["PrivacyConsentStatus"] == "NotSeen"
+    assert contact["HasOptedOutOfEmail"] is True
+
+
+def test_an_opt_out_we_wrote_becomes_opt_in_after_the_persons_own_yes(app, salesforce) -> None:
+    remote, _ = anna(salesforce)
     run(app)
+    contact = the_contact(app, remote)
+    with app.app_context():
+        consent.record_objection(CLI_ACTOR, contact.id)
+    run(app)
+    assert consents_of(salesforce, remote)["events"]["PrivacyConsentStatus"] == "OptOut"
     assert salesforce.objects["Contact"][remote]["HasOptedOutOfEmail"] is True
+    with app.app_context():
+        from consent import subscriptions
+        from consent.evidence import Evidence
+        from crm.services import get_contact
+
+        now = datetime.now(UTC)
+        request = subscriptions.request_topics(
+            get_contact(contact.id), ["events"], "form", Evidence(), now
+        )
+        assert request is not None
+        subscriptions.confirm_subscription(request.id, Evidence(ip_address="192.0.2.9"), now)
+        db.session.commit()
+        db.session.remove()
+    run(app)
+    assert consents_of(salesforce, remote)["events"]["PrivacyConsentStatus"] == "OptIn"
+    assert salesforce.objects["Contact"][remote]["HasOptedOutOfEmail"] is False
 
 
 def test_a_second_sync_changes_nothing(app, salesforce) -> None:
