@@ -298,6 +298,8 @@ def test_a_retention_purge_here_deletes_the_tasks_and_events_in_salesforce(app, 
         "Event", {"WhoId": remote, "StartDateTime": "2020-02-01T09:00:00.000+0000"}
     )
     run(app)
+    # A salesperson deleted the meeting meanwhile: Salesforce answers 404, which is done too.
+    salesforce.objects["Event"][old_meeting]["IsDeleted"] = True
     policy = retention.RetentionPolicy.from_mapping(
         {
             "retention": {
@@ -473,6 +475,21 @@ def test_an_invalid_record_is_skipped_with_its_reason(app, salesforce) -> None:
     run(app)
     with app.app_context():
         assert len(db.session.get(ConnectorState, "salesforce").report) == 2
+
+
+def test_decisions_salesforce_refuses_are_skipped_with_the_reason(
+    app, salesforce, monkeypatch
+) -> None:
+    """A 4xx other than 401/403/404 refuses that one record: reported, the
+    rest goes on (here the consent records' legal basis field was never created)."""
+    monkeypatch.setitem(app.config, "SALESFORCE_LEGAL_BASIS_FIELD", "Missing_Basis__c")
+    remote, _ = anna(salesforce)
+    result = run(app)
+    assert result.outcome == "done"
+    assert the_contact(app, remote) is not None
+    [skip] = result.skipped
+    assert skip["id"] == remote and "INVALID_FIELD" in skip["reason"]
+    assert "refused the decisions" in skip["reason"]
 
 
 def test_the_staff_page_and_metrics_show_the_salesforce_connector(app, client, salesforce) -> None:
