@@ -355,7 +355,7 @@ class SalesforceStandIn:
             body["nextRecordsUrl"] = f"{PREFIX}query/{locator}-{end}"
         else:
             self.locators.pop(locator, None)
-        return 200, {"Sforce-Limit-Info": "api-usage=25/15000"}, body
+        return 200, {}, body
 
     def _project(self, sobject: str, row: dict[str, Any], fields: list[str]) -> dict[str, Any]:
         record: dict[str, Any] = {"attributes": _attributes(sobject, row["Id"])}
@@ -431,6 +431,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.command, self.path, body, dict(self.headers.items())
         )
         payload = b"" if answer is None else json.dumps(answer).encode()
+        # Salesforce reports the org's API usage on every answer.
+        headers.setdefault("Sforce-Limit-Info", f"api-usage={len(self.standin.requests)}/15000")
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)

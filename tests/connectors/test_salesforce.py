@@ -533,3 +533,62 @@ def test_classify_maps_simple_salesforces_exceptions(app, salesforce) -> None:
     assert fault(sf.SalesforceMalformedRequest, 400, "INVALID_FIELD") == REFUSED
     assert fault(sf.SalesforceGeneralError, 503, "SERVER_UNAVAILABLE") == RETRY
     assert connector.classify(ValueError("x")) is None
+
+
+def test_the_standins_answers_are_read_by_simple_salesforce_itself(salesforce, app) -> None:
+    """The contract: the library's own paging (``query_all`` follows
+    ``nextRecordsUrl``), its create/update/delete answers, its usage parsing
+    of ``Sforce-Limit-Info``, and its exceptions raised from the stand-in's
+    error bodies and statuses."""
+    from simple_salesforce import Salesforce as Client
+    from simple_salesforce import exceptions as sf
+
+    client = Client(
+        instance_url=app.config["SALESFORCE_INSTANCE_URL"],
+        session_id=salesforce.token,
+        version="59.0",
+    )
+    salesforce.page_size_cap = 2
+    for i in range(5):
+        salesforce.add("Contact", {"LastName": f"L{i}", "Email": f"l{i}@kund.se"})
+    everything = client.query_all("SELECT Id, LastName FROM Contact ORDER BY SystemModstamp, Id")
+    assert everything["totalSize"] == 5 and len(everything["records"]) == 5
+    assert everything["records"][0]["attributes"]["type"] == "Contact"
+    created = client.Individual.create({"LastName": "Berg"})
+    assert created["success"] is True and created["id"].startswith("0PK")
+    assert client.Individual.update(created["id"], {"ShouldForget": True}) == 204
+    individuals = client.Individual
+    assert individuals.get(created["id"])["ShouldForget"] is True
+    assert individuals.api_usage["api-usage"].total == 15000
+    assert client.Individual.delete(created["id"]) == 204
+
+    def raised(fn: Any) -> sf.SalesforceError:
+        with pytest.raises(sf.SalesforceError) as caught:
+            fn()
+        return caught.value
+
+    gone = raised(lambda: client.Individual.delete(created["id"]))
+    assert isinstance(gone, sf.SalesforceResourceNotFound)
+    assert gone.content[0]["errorCode"] == "ENTITY_IS_DELETED"
+    bad = raised(lambda: client.Contact.create({"LastName": "X", "Nope__c": 1}))
+    assert isinstance(bad, sf.SalesforceMalformedRequest)
+    assert bad.content == [
+        {
+            "message": "No such column 'Nope__c' on sobject of type Contact",
+            "errorCode": "INVALID_FIELD",
+        }
+    ]
+    missing = raised(lambda: client.ContactPointTypeConsent.create({"Name": "x"}))
+    assert missing.content[0]["errorCode"] == "REQUIRED_FIELD_MISSING"
+    salesforce.fail(403, prefix="query", code="REQUEST_LIMIT_EXCEEDED")
+    limited = raised(lambda: client.query("SELECT Id FROM Contact"))
+    assert isinstance(limited, sf.SalesforceRefusedRequest)
+    assert limited.content[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
+    salesforce.fail(503, prefix="query")
+    assert isinstance(
+        raised(lambda: client.query("SELECT Id FROM Contact")), sf.SalesforceGeneralError
+    )
+    salesforce.token = None
+    expired = raised(lambda: client.query("SELECT Id FROM Contact"))
+    assert isinstance(expired, sf.SalesforceExpiredSession)
+    assert expired.content[0]["errorCode"] == "INVALID_SESSION_ID"
