@@ -77,6 +77,8 @@ OPTED_OUT_BY_US = "@email"
 # ``known`` is kept in 200 characters (connector_record.fingerprint): short keys,
 # our reason codes rather than Salesforce's labels.
 OPTED_OUT_TOPICS = "@out"
+# ... and that we set the Individual's HasOptedOutSolicit.
+OBJECTED = "@sol"
 CAPTURE_SOURCE = "Consent service"
 ANONYMOUS = "Anonymised"
 DAY_S = 24 * 60 * 60.0
@@ -332,8 +334,8 @@ class Salesforce:
             # Our own opt-out, ended by the person's own confirmation here; an
             # opt-out a salesperson set in Salesforce is never cleared.
             update["HasOptedOutOfEmail"] = False
-        if individual_id and any(w.reason == "objection" for w in writes):
-            self._sobject("Individual").update(str(individual_id), {"HasOptedOutSolicit": True})
+        if individual_id:
+            self._solicit(str(individual_id), writes, written)
         summary = next((w for w in writes if w.allowed), writes[0] if writes else None)
         if summary is not None:
             update[self.fields.may_market] = summary.allowed
@@ -341,6 +343,21 @@ class Salesforce:
         if update:
             self._sobject("Contact").update(remote_id, update)
         return written
+
+    def _solicit(
+        self, individual_id: str, writes: Sequence[StatusWrite], written: dict[str, str]
+    ) -> None:
+        """The Individual's "don't solicit" on an objection here; cleared only
+        when we set it and the person then said yes here."""
+        individuals = self._sobject("Individual")
+        if any(w.reason == "objection" for w in writes):
+            if OBJECTED not in written and not individuals.get(individual_id).get(
+                "HasOptedOutSolicit"
+            ):
+                individuals.update(individual_id, {"HasOptedOutSolicit": True})
+                written[OBJECTED] = "1"
+        elif any(w.allowed for w in writes) and written.pop(OBJECTED, None):
+            individuals.update(individual_id, {"HasOptedOutSolicit": False})
 
     def _write_consents(
         self, individual_id: str, writes: Sequence[StatusWrite], written: dict[str, str]

@@ -269,6 +269,8 @@ def test_an_opt_out_we_wrote_becomes_opt_in_after_the_persons_own_yes(app, sales
     run(app)
     assert consents_of(salesforce, remote)["events"]["PrivacyConsentStatus"] == "OptIn"
     assert salesforce.objects["Contact"][remote]["HasOptedOutOfEmail"] is False
+    individual = salesforce.objects["Contact"][remote]["IndividualId"]
+    assert salesforce.objects["Individual"][individual]["HasOptedOutSolicit"] is False
 
 
 def test_a_second_sync_changes_nothing(app, salesforce) -> None:
