@@ -135,7 +135,18 @@ SOQL = re.compile(
     r"(?:\s+WHERE\s+(?P<where>.+?))?(?:\s+ORDER BY\s+(?P<order>.+?))?\s*$",
     re.IGNORECASE | re.DOTALL,
 )
-CONDITION = re.compile(r"^(\w+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(true|false))$", re.IGNORECASE)
+CONDITION = re.compile(
+    r"^(\w+)\s*(=|>=|<=|>|<)\s*"
+    r"(?:'((?:[^'\\]|\\.)*)'|(true|false)|(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z))$",
+    re.IGNORECASE,
+)
+COMPARE = {
+    "=": lambda a, b: a == b,
+    ">=": lambda a, b: a is not None and a >= b,
+    "<=": lambda a, b: a is not None and a <= b,
+    ">": lambda a, b: a is not None and a > b,
+    "<": lambda a, b: a is not None and a < b,
+}
 
 
 def _stamp() -> str:
@@ -313,21 +324,49 @@ class SalesforceStandIn:
             return _error(400, "MALFORMED_QUERY", f"unexpected token: {soql[:80]}")
         sobject = parsed["object"]
         fields = [f.strip() for f in parsed["fields"].split(",")]
-        conditions = []
+        # Each condition: a comparison, or a parenthesised OR of comparisons.
+        conditions: list[list[tuple[str, str, Any]]] = []
         if parsed["where"]:
             for part in re.split(r"\s+AND\s+", parsed["where"], flags=re.IGNORECASE):
-                match = CONDITION.match(part.strip())
-                if match is None:
-                    return _error(400, "MALFORMED_QUERY", f"unexpected token: {part[:80]}")
-                name, text, flag = match.groups()
-                value: Any = (flag.lower() == "true") if flag else re.sub(r"\\(.)", r"\1", text)
-                conditions.append((name, value))
-        for name in [f for f in fields if "." not in f] + [n for n, _ in conditions]:
+                part = part.strip()
+                alternatives = (
+                    re.split(r"\s+OR\s+", part[1:-1], flags=re.IGNORECASE)
+                    if part.startswith("(") and part.endswith(")")
+                    else [part]
+                )
+                group = []
+                for alternative in alternatives:
+                    match = CONDITION.match(alternative.strip())
+                    if match is None:
+                        return _error(400, "MALFORMED_QUERY", f"unexpected token: {part[:80]}")
+                    name, operator, text, flag, moment = match.groups()
+                    value: Any = (
+                        _moment(moment)
+                        if moment
+                        else (flag.lower() == "true")
+                        if flag
+                        else re.sub(r"\\(.)", r"\1", text)
+                    )
+                    group.append((name, operator, value))
+                conditions.append(group)
+        names = [n for group in conditions for n, _, _ in group]
+        for name in [f for f in fields if "." not in f] + names:
             if name not in FIELDS[sobject] | COMMON:
                 return _error(
                     400, "INVALID_FIELD", f"No such column '{name}' on entity '{sobject}'."
                 )
-        rows = [r for r in self.live(sobject) if all(r.get(n) == v for n, v in conditions)]
+
+        def holds(row: dict[str, Any], name: str, operator: str, value: Any) -> bool:
+            found = row.get(name)
+            if isinstance(value, dt.datetime):
+                found = _moment(found) if found else None
+            return bool(COMPARE[operator](found, value))
+
+        rows = [
+            r
+            for r in self.live(sobject)
+            if all(any(holds(r, *c) for c in group) for group in conditions)
+        ]
         if parsed["order"]:
             keys = [k.strip() for k in parsed["order"].split(",")]
             rows.sort(key=lambda r: tuple(str(r.get(k) or "") for k in keys))
@@ -373,6 +412,11 @@ class SalesforceStandIn:
             nested[child] = parent.get(child)
             record[relation] = nested
         return record
+
+
+def _moment(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _attributes(sobject: str, remote_id: str) -> dict[str, str]:

@@ -594,3 +594,28 @@ def test_the_standins_answers_are_read_by_simple_salesforce_itself(salesforce, a
     expired = raised(lambda: client.query("SELECT Id FROM Contact"))
     assert isinstance(expired, sf.SalesforceExpiredSession)
     assert expired.content[0]["errorCode"] == "INVALID_SESSION_ID"
+
+
+def test_a_changed_since_read_asks_for_records_modified_since_and_meetings_begun_since(
+    app, salesforce
+) -> None:
+    """The shape a framework reading "changed since" calls
+    (``reads_changes``): ``WHERE SystemModstamp >= since``; meetings also when
+    they began since (a meeting to come is left for later and never modified)."""
+    old = salesforce.add("Contact", {"Email": "gammal@kund.se", "LastName": "G"})
+    salesforce.objects["Contact"][old]["SystemModstamp"] = "2026-01-01T00:00:00.000+0000"
+    new = salesforce.add("Contact", {"Email": "ny@kund.se", "LastName": "N"})
+    meeting = salesforce.add(
+        "Event", {"WhoId": old, "StartDateTime": "2026-02-01T10:00:00.000+0000"}
+    )
+    salesforce.objects["Event"][meeting]["SystemModstamp"] = "2026-01-01T00:00:00.000+0000"
+    with app.app_context():
+        connector = _connector(app)
+    assert connector.reads_changes is True
+    since = datetime(2026, 1, 15, tzinfo=UTC)
+    assert [c.remote_id for c in connector.contacts(None).records] == [old, new]
+    assert [c.remote_id for c in connector.contacts(None, since).records] == [new]
+    assert [a.remote_id for a in connector.activities("meetings", None, since).records] == [meeting]
+    later = datetime(2026, 3, 1, tzinfo=UTC)
+    assert connector.activities("meetings", None, later).records == []
+    assert connector.activities("calls", None, later).records == []
