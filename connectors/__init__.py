@@ -1,4 +1,4 @@
-"""CRM connectors (HubSpot; docs/connectors.md): above the domain packages,
+"""CRM connectors (HubSpot, Salesforce; docs/connectors.md): above the domain packages,
 which never import it. It reads decisions from the change feed and writes
 through the domains' services."""
 

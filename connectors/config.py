@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from flask import current_app
 
-from connectors import hubspot
+from connectors import hubspot, salesforce
 from connectors.base import Connector, RetryPolicy
 
 # The actor that syncs the enabled connectors (connectors.tasks), by name.
 SYNC_JOB = "sync_connectors"
 # Every connector this code knows: its name as CONNECTORS_ENABLED and the
 # external ids spell it.
-KNOWN = (hubspot.NAME,)
+KNOWN = (hubspot.NAME, salesforce.NAME)
 
 
 def enabled() -> list[str]:
@@ -52,5 +52,24 @@ def build(name: str) -> Connector:
             subscription_types=hubspot.parse_mapping(config["HUBSPOT_SUBSCRIPTION_TYPES"]),
             interactions=config["HUBSPOT_INTERACTIONS"],
             consent_policy_version=config.get("HUBSPOT_CONSENT_POLICY_VERSION"),
+        )
+    if name == salesforce.NAME:
+        if not config.get("SALESFORCE_INSTANCE_URL"):
+            raise RuntimeError("SALESFORCE_INSTANCE_URL is not set.")
+        return salesforce.Salesforce(
+            instance_url=config["SALESFORCE_INSTANCE_URL"],
+            purposes=salesforce.parse_mapping(config["SALESFORCE_DATA_USE_PURPOSES"]),
+            interactions=config["SALESFORCE_INTERACTIONS"],
+            access_token=config.get("SALESFORCE_ACCESS_TOKEN"),
+            consumer_key=config.get("SALESFORCE_CONSUMER_KEY"),
+            consumer_secret=config.get("SALESFORCE_CONSUMER_SECRET"),
+            api_version=config["SALESFORCE_API_VERSION"],
+            customer_types=config["SALESFORCE_CUSTOMER_TYPES"],
+            fields=salesforce.Fields(
+                may_market=config["SALESFORCE_MAY_MARKET_FIELD"],
+                explanation=config["SALESFORCE_EXPLANATION_FIELD"],
+                legal_basis=config["SALESFORCE_LEGAL_BASIS_FIELD"],
+                customer_since=config.get("SALESFORCE_CUSTOMER_SINCE_FIELD"),
+            ),
         )
     raise RuntimeError(f"Unknown connector {name!r}.")

@@ -584,7 +584,7 @@ SETTINGS: tuple[Setting, ...] = (
         "CONNECTORS_ENABLED",
         comma_list,
         [],
-        "the CRM connectors this installation runs, e.g. `hubspot`; none by default",
+        "the CRM connectors this installation runs: `hubspot`, `salesforce`; none by default",
     ),
     Setting(
         "CONNECTOR_SYNC_INTERVAL_S",
@@ -655,6 +655,89 @@ SETTINGS: tuple[Setting, ...] = (
         ["calls", "meetings"],
         "HubSpot objects that are interactions (they move `last_interaction_at`): any of "
         "`calls`, `meetings`, `emails`",
+    ),
+    Setting(
+        "SALESFORCE_INSTANCE_URL",
+        base_url,
+        None,
+        "the Salesforce org's address (its My Domain, e.g. `https://acme.my.salesforce.com`); "
+        "the tests point it at a stand-in",
+    ),
+    Setting(
+        "SALESFORCE_ACCESS_TOKEN",
+        stripped,
+        None,
+        "an access token of the connected app's integration user (docs/connectors.md); "
+        "alternatively set `SALESFORCE_CONSUMER_KEY` and `SALESFORCE_CONSUMER_SECRET`",
+        secret=True,
+    ),
+    Setting(
+        "SALESFORCE_CONSUMER_KEY",
+        stripped,
+        None,
+        "the connected app's consumer key, for its client credentials flow (a token is asked "
+        "of the org's My Domain and renewed when it expires)",
+        secret=True,
+    ),
+    Setting(
+        "SALESFORCE_CONSUMER_SECRET",
+        stripped,
+        None,
+        "the connected app's consumer secret, with `SALESFORCE_CONSUMER_KEY`",
+        secret=True,
+    ),
+    Setting(
+        "SALESFORCE_API_VERSION",
+        stripped,
+        "59.0",
+        "the Salesforce REST API version the connector calls",
+    ),
+    Setting(
+        "SALESFORCE_DATA_USE_PURPOSES",
+        comma_list,
+        [],
+        "topic → Salesforce `DataUsePurpose` id, as `topic=id` pairs; each mapped topic gets "
+        "an email `ContactPointTypeConsent` per contact; topics not named are not written",
+    ),
+    Setting(
+        "SALESFORCE_INTERACTIONS",
+        comma_list,
+        ["calls", "meetings"],
+        "Salesforce activities that are interactions (they move `last_interaction_at`): any of "
+        "`calls` (closed Tasks of subtype Call), `emails` (closed Tasks of subtype Email), "
+        "`meetings` (Events)",
+    ),
+    Setting(
+        "SALESFORCE_CUSTOMER_TYPES",
+        comma_list,
+        ["Customer - Direct", "Customer - Channel"],
+        "values of `Account.Type` that make an account a customer (its contacts get the "
+        "customer basis)",
+    ),
+    Setting(
+        "SALESFORCE_CUSTOMER_SINCE_FIELD",
+        stripped,
+        None,
+        "a date field on Account that says since when it is a customer (e.g. "
+        "`Customer_Since__c`); unset, the account's `CreatedDate`",
+    ),
+    Setting(
+        "SALESFORCE_MAY_MARKET_FIELD",
+        stripped,
+        "Consent_May_Market__c",
+        "the Contact checkbox field that says whether we may market to the contact",
+    ),
+    Setting(
+        "SALESFORCE_EXPLANATION_FIELD",
+        stripped,
+        "Consent_Explanation__c",
+        "the Contact text field that holds the explanation sentence of that summary",
+    ),
+    Setting(
+        "SALESFORCE_LEGAL_BASIS_FIELD",
+        stripped,
+        "Legal_Basis__c",
+        "the ContactPointTypeConsent text field that holds the legal basis of each consent record",
     ),
     # Production opt-outs ---------------------------------------------------------
     opt_out("ALLOW_SQLITE_IN_PRODUCTION", "a SQLite database"),

@@ -10,7 +10,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors import sync
-from connectors.base import RetryPolicy
 from connectors.models import ConnectorDeletion, ConnectorState
 from consent import services as consent
 from consent.rights import erase_contact
@@ -20,7 +19,7 @@ from extensions import db
 from kernel.access import CLI_ACTOR
 from mailing.models import OutboxMessage
 from tests.conftest import count_rows
-from tests.connectors.conftest import EVENTS, NEWSLETTER
+from tests.connectors.conftest import EVENTS, NEWSLETTER, contact_of, run_sync
 from tests.connectors.hubspot_standin import HubSpotStandIn
 from tests.crm.retention_helpers import day
 from tests.staff.helpers import client_as
@@ -29,13 +28,7 @@ CALL_AT = "2026-03-04T10:15:00Z"
 
 
 def run(app: Any, waits: list[float] | None = None) -> sync.Run:
-    policy = RetryPolicy(
-        tries=4, backoff_s=0.5, max_wait_s=60, sleep=(waits if waits is not None else []).append
-    )
-    with app.app_context():
-        result = sync.sync("hubspot", policy=policy)
-        db.session.remove()
-        return result
+    return run_sync(app, "hubspot", waits)  # type: ignore[no-any-return]
 
 
 def anna(hubspot: HubSpotStandIn, *, customer: bool = True) -> tuple[str, str]:
@@ -65,12 +58,7 @@ def anna(hubspot: HubSpotStandIn, *, customer: bool = True) -> tuple[str, str]:
 
 
 def the_contact(app: Any, remote_id: str) -> Contact | None:
-    with app.app_context():
-        contact_id = external_ids.find_contact("hubspot", remote_id)
-        found = db.session.get(Contact, contact_id) if contact_id else None
-        if found is not None:
-            db.session.expunge(found)
-        return found
+    return contact_of(app, "hubspot", remote_id)  # type: ignore[no-any-return]
 
 
 def test_a_contact_with_a_call_arrives_with_its_external_id_and_last_interaction(
