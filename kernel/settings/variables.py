@@ -10,6 +10,7 @@ from kernel.settings.declaration import (
     comma_list,
     database_url,
     environment,
+    erasure_mode,
     flag,
     integer,
     log_format,
@@ -655,6 +656,15 @@ SETTINGS: tuple[Setting, ...] = (
         ["calls", "meetings"],
         "HubSpot objects that are interactions (they move `last_interaction_at`): any of "
         "`calls`, `meetings`, `emails`",
+    ),
+    Setting(
+        "HUBSPOT_ERASURE",
+        erasure_mode,
+        "delete",
+        "what the connector does to HubSpot's copy of an erased or purged contact or "
+        "activity: `delete` (archive it) or `anonymise` (overwrite the contact's personal "
+        "properties and the activities' bodies and titles, keeping the records for reports); "
+        "docs/connectors.md says when to choose which",
     ),
     # Production opt-outs ---------------------------------------------------------
     opt_out("ALLOW_SQLITE_IN_PRODUCTION", "a SQLite database"),
