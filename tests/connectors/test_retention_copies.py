@@ -210,6 +210,11 @@ def test_an_erasure_anonymises_the_contact_and_its_activities_when_configured(
         hubspot.objects["calls"][call]["properties"]
     )
     assert hubspot.calls_to("DELETE", "/crm/v3/objects/") == 0
+    # A limit, stated here so that it cannot pass unnoticed: HubSpot keeps
+    # subscription statuses per address (communication preferences), and its
+    # public API cannot remove them, so the old address stays there, with
+    # `anonymise` as with `delete` (docs/connectors.md, "Delete or anonymise").
+    assert any(address == "anna.berg@kund.se" for address, _ in hubspot.statuses)
     with app.app_context():
         done = db.session.scalars(sa.select(ConnectorDeletion).order_by(ConnectorDeletion.id)).all()
         assert {(d.object_type, d.erasure, d.done_at is not None) for d in done} == {
