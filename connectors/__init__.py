@@ -12,9 +12,10 @@ def init_app(app: Flask) -> None:
     from kernel import metrics
 
     staff_pages.register(app)
-    from kernel.signals import collect_change_receivers
+    from kernel.signals import collect_change_receivers, collect_copy_deletions
 
     collect_change_receivers.connect(services.receivers_told, weak=False)
+    collect_copy_deletions.connect(services.copy_deletions, weak=False)
     metrics.read_at_scrape(
         app,
         "consent_connector_last_success_age_seconds",

@@ -156,6 +156,14 @@ class Connector(Protocol):
 
     def delete(self, object_type: str, remote_id: str) -> None: ...
 
+    def anonymise(self, object_type: str, remote_id: str) -> None:
+        """Instead of ``delete`` where the installation says so (``<NAME>_ERASURE
+        = anonymise``): the record stays for the CRM's reports, with nothing
+        left that names or reaches the person (a contact's address replaced by
+        a placeholder that routes nowhere, its other personal properties
+        cleared; an activity's body and title cleared). Idempotent."""
+        ...
+
     def classify(self, exc: Exception) -> Fault | None:
         """The fault an exception of the client library is, None for any other."""
         ...

@@ -10,6 +10,9 @@ from flask import current_app
 
 from connectors import hubspot, salesforce
 from connectors.base import Connector, RetryPolicy
+from kernel.settings.declaration import ERASURE_MODES
+
+DELETE, ANONYMISE = ERASURE_MODES
 
 # The actor that syncs the enabled connectors (connectors.tasks), by name.
 SYNC_JOB = "sync_connectors"
@@ -27,6 +30,15 @@ def enabled() -> list[str]:
             f"known: {', '.join(KNOWN)}."
         )
     return names
+
+
+def erasure(name: str) -> str:
+    """How connector ``name`` removes the CRM's copy: ``delete`` or ``anonymise``
+    (the ``<NAME>_ERASURE`` setting; ``delete`` when the setting is absent)."""
+    mode = str(current_app.config.get(f"{name.upper()}_ERASURE") or DELETE)
+    if mode not in ERASURE_MODES:
+        raise RuntimeError(f"{name.upper()}_ERASURE must be one of {', '.join(ERASURE_MODES)}.")
+    return mode
 
 
 def retry_policy() -> RetryPolicy:

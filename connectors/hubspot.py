@@ -51,6 +51,29 @@ INTERACTION_KINDS = {"calls": "call", "meetings": "meeting", "emails": "email"}
 MAY_MARKET = "consent_may_market"
 EXPLANATION = "consent_explanation"
 DAY_S = 24 * 60 * 60.0
+# Anonymising (HUBSPOT_ERASURE = anonymise): the contact properties that are
+# personal data and are cleared (the address is replaced: HubSpot keys contacts
+# by it), and each activity object's free text.
+PERSONAL_PROPERTIES = (
+    "firstname",
+    "lastname",
+    "phone",
+    "mobilephone",
+    "company",
+    "jobtitle",
+    "address",
+    "city",
+    "zip",
+    "website",
+    MAY_MARKET,
+    EXPLANATION,
+)
+PLACEHOLDER_DOMAIN = "anonymised.invalid"
+ACTIVITY_TEXT = {
+    "calls": ("hs_call_title", "hs_call_body"),
+    "meetings": ("hs_meeting_title", "hs_meeting_body", "hs_internal_meeting_notes"),
+    "emails": ("hs_email_subject", "hs_email_text", "hs_email_html", "hs_email_headers"),
+}
 
 
 def parse_mapping(pairs: Sequence[str]) -> dict[str, str]:
@@ -263,6 +286,39 @@ class HubSpot:
             self.client.crm.contacts.basic_api.archive(remote_id)
         else:
             getattr(self.client.crm.objects, object_type).basic_api.archive(remote_id)
+
+    def anonymise(self, object_type: str, remote_id: str) -> None:
+        """Keep the record for HubSpot's reports (counts of contacts, calls,
+        meetings) with nothing personal left: a contact's address becomes a
+        placeholder no mail can reach (HubSpot wants a unique, valid-looking
+        address; ``.invalid`` never resolves, RFC 2606) and its other
+        personal properties are cleared (an empty string clears a property);
+        an activity loses its body and title, where notes about the person
+        live. The summary properties go too: they quote our explanation."""
+        if object_type == "contacts":
+            from hubspot.crm.contacts import SimplePublicObjectInput
+
+            properties = {name: "" for name in PERSONAL_PROPERTIES}
+            properties["email"] = placeholder_email()
+            self.client.crm.contacts.basic_api.update(
+                remote_id, SimplePublicObjectInput(properties=properties)
+            )
+            return
+        import importlib
+
+        # Each object's API has its own model of the update body.
+        models = importlib.import_module(f"hubspot.crm.objects.{object_type}")
+        properties = {name: "" for name in ACTIVITY_TEXT.get(object_type, ())}
+        getattr(self.client.crm.objects, object_type).basic_api.update(
+            remote_id, models.SimplePublicObjectInput(properties=properties)
+        )
+
+
+def placeholder_email() -> str:
+    """A unique address that names nobody and reaches nowhere."""
+    import uuid
+
+    return f"anonymised-{uuid.uuid4().hex}@{PLACEHOLDER_DOMAIN}"
 
 
 def _associated(found: Any, kind: str) -> list[str]:

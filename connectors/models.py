@@ -57,6 +57,13 @@ class ConnectorRecord(db.Model):
     # count, and the activities whose rows are gone are the ones to delete.
     activity_id: Mapped[int | None] = mapped_column(sa.Integer)
     fingerprint: Mapped[str] = mapped_column(sa.String(200), default="")
+    # For a contact: this connector's sync created the contact here, so its
+    # history is the CRM's and the CRM's interactions date its retention clock
+    # at their own dates, also before its creation here (docs/retention.md,
+    # "History from a CRM"). False for a contact that was here first.
+    created_contact: Mapped[bool] = mapped_column(
+        sa.Boolean, default=False, server_default=sa.false()
+    )
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -79,3 +86,6 @@ class ConnectorDeletion(db.Model):
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(sa.String(500))
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How it was (or is being) carried out: ``delete`` or ``anonymise``, the
+    # connector's ``<NAME>_ERASURE`` at the last attempt (None before the first).
+    erasure: Mapped[str | None] = mapped_column(sa.String(16))

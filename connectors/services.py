@@ -3,16 +3,19 @@ one action on them: resume a connector stopped by refused credentials."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
 
-from connectors import config
-from connectors.models import ConnectorDeletion, ConnectorState
+from connectors import config, sync
+from connectors.models import ConnectorDeletion, ConnectorRecord, ConnectorState
 from crm import services as crm
+from crm.models import ExternalId
+from crm.retention import CopyDeletions
 from extensions import db
 from kernel.access import Actor
+from kernel.database import id_in
 from kernel.errors import Conflict
 from kernel.timestamps import utcnow
 
@@ -23,6 +26,9 @@ class Overview:
     enabled: bool
     state: ConnectorState | None
     deletions_owed: list[ConnectorDeletion]
+    # delete or anonymise (``<NAME>_ERASURE``), and the deletions done so far by each.
+    erasure: str = config.DELETE
+    done: dict[str, int] = field(default_factory=dict)
 
 
 def overview() -> list[Overview]:
@@ -36,8 +42,27 @@ def overview() -> list[Overview]:
         .order_by(ConnectorDeletion.id)
     ):
         owed.setdefault(deletion.connector, []).append(deletion)
+    done: dict[str, dict[str, int]] = {}
+    for name, erasure, count in db.session.execute(
+        sa.select(ConnectorDeletion.connector, ConnectorDeletion.erasure, sa.func.count())
+        .where(ConnectorDeletion.done_at.is_not(None))
+        .group_by(ConnectorDeletion.connector, ConnectorDeletion.erasure)
+    ):
+        # Done before the mode was recorded (migration 0038): deleted, the only way then.
+        key = erasure or config.DELETE
+        done.setdefault(name, {})[key] = done.get(name, {}).get(key, 0) + int(count)
     names = list(dict.fromkeys([*enabled, *sorted(states)]))
-    return [Overview(n, n in enabled, states.get(n), owed.get(n, [])) for n in names]
+    return [
+        Overview(
+            n,
+            n in enabled,
+            states.get(n),
+            owed.get(n, []),
+            erasure=config.erasure(n),
+            done=done.get(n, {}),
+        )
+        for n in names
+    ]
 
 
 def resume(actor: Actor, name: str) -> ConnectorState:
@@ -57,6 +82,96 @@ def receivers_told(app: object, **_: object) -> list[str]:
     connector, which deletes the CRM's copy of what a purge removes here (the
     preview counts the contacts per system that holds their id)."""
     return [f"connector {name}" for name in config.enabled()]
+
+
+# Contact ids per query when counting a preview's copies: one array
+# parameter on PostgreSQL, under SQLite's 32,766 variables.
+CHUNK = 10000
+
+
+def copy_deletions(
+    app: object, *, contacts: set[int], activities: dict[int, set[int]], **_: object
+) -> list[CopyDeletions]:
+    """For the retention preview (``kernel.signals.collect_copy_deletions``):
+    per enabled connector, what it will delete or anonymise in the CRM after
+    the run, counted as its deletion path will (``sync._owe_deletions``): of
+    each contact removed whole, the contact (when it carries the connector's
+    id) and every activity mirrored from the CRM; of the other contacts,
+    the mirrored activities whose rows the run removes. Per CRM object type,
+    and with the deletions still owed from before."""
+    names = config.enabled()
+    if not names:
+        return []
+    found = []
+    for name in names:
+        due: dict[str, int] = {}
+
+        def add(object_type: str, count: int, due: dict[str, int] = due) -> None:
+            due[object_type] = due.get(object_type, 0) + count
+
+        whole = sorted(contacts)
+        for start in range(0, len(whole), CHUNK):
+            chunk = whole[start : start + CHUNK]
+            add(
+                sync.CONTACTS,
+                int(
+                    db.session.scalar(
+                        sa.select(sa.func.count())
+                        .select_from(ExternalId)
+                        .where(
+                            ExternalId.owner_type == "contact",
+                            ExternalId.system == name,
+                            id_in(ExternalId.owner_id, chunk),
+                        )
+                    )
+                    or 0
+                ),
+            )
+            for object_type, count in db.session.execute(
+                sa.select(ConnectorRecord.object_type, sa.func.count())
+                .where(
+                    ConnectorRecord.connector == name,
+                    ConnectorRecord.object_type.not_in((sync.CONTACTS, sync.STATUS)),
+                    id_in(ConnectorRecord.contact_id, chunk),
+                )
+                .group_by(ConnectorRecord.object_type)
+            ):
+                add(object_type, int(count))
+        partly = sorted(activities)
+        for start in range(0, len(partly), CHUNK):
+            chunk = partly[start : start + CHUNK]
+            # By contact (indexed), then the activities this run removes.
+            for object_type, contact_id, activity_id in db.session.execute(
+                sa.select(
+                    ConnectorRecord.object_type,
+                    ConnectorRecord.contact_id,
+                    ConnectorRecord.activity_id,
+                ).where(
+                    ConnectorRecord.connector == name,
+                    ConnectorRecord.object_type.not_in((sync.CONTACTS, sync.STATUS)),
+                    ConnectorRecord.activity_id.is_not(None),
+                    id_in(ConnectorRecord.contact_id, chunk),
+                )
+            ):
+                if contact_id is not None and activity_id in activities.get(contact_id, ()):
+                    add(object_type, 1)
+        owed = {
+            str(object_type): int(count)
+            for object_type, count in db.session.execute(
+                sa.select(ConnectorDeletion.object_type, sa.func.count())
+                .where(ConnectorDeletion.connector == name, ConnectorDeletion.done_at.is_(None))
+                .group_by(ConnectorDeletion.object_type)
+            )
+        }
+        found.append(
+            CopyDeletions(
+                system=f"connector {name}",
+                erasure=config.erasure(name),
+                due={k: v for k, v in sorted(due.items()) if v},
+                owed=dict(sorted(owed.items())),
+            )
+        )
+    return found
 
 
 def last_success_age_s() -> float | None:

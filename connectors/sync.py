@@ -341,6 +341,9 @@ def _apply_contact(
     record = db.session.get(ConnectorRecord, (name, CONTACTS, remote.remote_id))
     assert record is not None
     record.contact_id = registration.contact.id
+    if registration.created:
+        # Brought here by this CRM: its interactions there are its own history.
+        record.created_contact = True
     db.session.commit()
     problem = _claim_consents(name, actor, registration.contact.email, remote.remote_id, seen)
     return 1, problem
@@ -436,9 +439,29 @@ def _apply_activity(
             updated_at=utcnow(),
         )
     )
+    # A contact this connector brought here takes the CRM's interactions at
+    # their own dates (bounded by now), also before its creation here: its
+    # history is the CRM's, and the seven years count from the real last
+    # interaction. A contact that was here first keeps X16: a CRM date before
+    # its creation here does not move its clock (docs/retention.md).
+    brought_here = (
+        db.session.scalar(
+            sa.select(ConnectorRecord.remote_id)
+            .where(
+                ConnectorRecord.connector == name,
+                ConnectorRecord.object_type == CONTACTS,
+                ConnectorRecord.contact_id == contact_id,
+                ConnectorRecord.created_contact.is_(True),
+            )
+            .limit(1)
+        )
+        is not None
+    )
     try:
         # Commits the record with the activity: logged once, whatever happens next.
-        activity = crm.log_activity(actor, contact_id, remote.kind, remote.occurred_at, None)
+        activity = crm.log_activity(
+            actor, contact_id, remote.kind, remote.occurred_at, None, from_source=brought_here
+        )
     except DomainError as exc:
         db.session.rollback()
         return 0, _skip(remote.object_type, remote.remote_id, str(exc))
@@ -623,13 +646,18 @@ def _deletions(run: Run, connector: Connector, policy: RetryPolicy) -> None:
         .where(ConnectorDeletion.connector == run.name, ConnectorDeletion.done_at.is_(None))
         .order_by(ConnectorDeletion.id)
     ).all()
+    # Delete or anonymise (``<NAME>_ERASURE``), read at every turn: a change
+    # applies to the deletions still owed too.
+    mode = config.erasure(run.name)
+    remove = connector.anonymise if mode == config.ANONYMISE else connector.delete
     for deletion in pending:
         deletion.attempts += 1
+        deletion.erasure = mode
         try:
             call(
                 connector,
                 policy,
-                functools.partial(connector.delete, deletion.object_type, deletion.remote_id),
+                functools.partial(remove, deletion.object_type, deletion.remote_id),
             )
         except LookupError:
             pass  # already gone from the CRM: what we wanted
@@ -645,4 +673,6 @@ def _deletions(run: Run, connector: Connector, policy: RetryPolicy) -> None:
         deletion.last_error = None
         db.session.commit()
         run.items_out += 1
-        metrics.CONNECTOR_ITEMS.labels(run.name, "deleted").inc()
+        metrics.CONNECTOR_ITEMS.labels(
+            run.name, "anonymised" if mode == config.ANONYMISE else "deleted"
+        ).inc()

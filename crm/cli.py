@@ -332,6 +332,13 @@ def preview_command(as_of: str | None, limit: int | None, as_json: bool) -> None
         click.echo(f"  {receiver}: every item")
     if not result.told and not result.receivers:
         click.echo("  none but the readers of GET /api/v1/changes")
+    for copies in result.copies:
+        verb = "anonymises" if copies.erasure == "anonymise" else "deletes"
+        click.secho(f"\n{copies.system} {verb} in the CRM", bold=True)
+        due = ", ".join(f"{n} {t}" for t, n in copies.due.items()) or "nothing"
+        click.echo(f"  after this run: {due}")
+        owed = ", ".join(f"{n} {t}" for t, n in copies.owed.items()) or "nothing"
+        click.echo(f"  still owed from before: {owed}")
     if result.checklist:
         click.secho("\nHeld elsewhere: purges to check (R16-R18)", bold=True)
     for item in result.checklist:

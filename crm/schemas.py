@@ -386,6 +386,26 @@ class RuleOutcomeSchema(Schema):
     )
 
 
+class CopyDeletionsSchema(Schema):
+    system = fields.String(metadata={"description": "e.g. `connector hubspot`"})
+    erasure = fields.String(
+        metadata={"description": "`delete` or `anonymise`: what the system does to its copies"}
+    )
+    due = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={
+            "description": "copies of the rows this run removes, per object type there "
+            "(`contacts`, `calls`, `meetings`, ...)"
+        },
+    )
+    owed = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={"description": "removals still owed from before, per object type"},
+    )
+
+
 class RetentionPreviewSchema(Schema):
     as_of = fields.Date()
     outcomes = fields.List(fields.Nested(RuleOutcomeSchema), data_key="rules")
@@ -400,6 +420,14 @@ class RetentionPreviewSchema(Schema):
         fields.String(),
         metadata={
             "description": "active webhook endpoints told of a purge (subscribed to purges or to every type), by host"
+        },
+    )
+    copies = fields.List(
+        fields.Nested(CopyDeletionsSchema),
+        data_key="crm_deletions",
+        metadata={
+            "description": "per enabled CRM connector: what it will delete or anonymise "
+            "in the CRM after this run, and what it still owes"
         },
     )
 

@@ -560,6 +560,8 @@ def log_activity(
     occurred_at: datetime,
     note: str | None,
     support: Mapping[str, str | None] | None = None,
+    *,
+    from_source: bool = False,
 ) -> Activity:
     """Record a CRM interaction. Only kinds the contact took part in move
     ``last_interaction_at``, which the retention rules count from (R13, R14),
@@ -573,7 +575,13 @@ def log_activity(
     ``support`` holds the general support information of the case (product,
     problem_category, resolution_code) as codes (``crm.models.SUPPORT_CODE``):
     they survive the case's anonymisation (R15), so they may never carry free
-    text."""
+    text.
+
+    ``from_source``: the activity is the contact's own history, read with its
+    own timestamp from the system that brought the contact here (a CRM
+    connector's sync created the contact). It then counts at its real date,
+    bounded by now, also before the contact's creation here
+    (``moves_last_interaction``; docs/retention.md, "History from a CRM")."""
     codes = _support_codes(support or {})
     contact = get_contact(contact_id)
     if contact.is_restricted:
@@ -607,7 +615,7 @@ def log_activity(
     )
     db.session.add(activity)
     if activity_kind.is_interaction:
-        note_interaction(contact, occurred_at)
+        note_interaction(contact, occurred_at, from_source=from_source)
     audit(actor, "activity.create", contact.id, detail=activity_kind.value)
     db.session.commit()
     return activity
@@ -630,7 +638,11 @@ def _support_codes(support: Mapping[str, str | None]) -> dict[str, str | None]:
 
 
 def moves_last_interaction(
-    last_interaction_at: datetime | None, created_at: datetime | None, at: datetime
+    last_interaction_at: datetime | None,
+    created_at: datetime | None,
+    at: datetime,
+    *,
+    from_source: bool = False,
 ) -> bool:
     """Whether an interaction at ``at`` moves a contact's ``last_interaction_at``.
 
@@ -639,16 +651,29 @@ def moves_last_interaction(
     before the contact was created here leaves a contact without one as it
     is, counting from its creation: otherwise an activity dated 1900 on a
     contact created today made the next retention run delete it (X16).
+
+    ``from_source``: the contact's history from the system that brought it
+    here (``log_activity``). Its creation here is only the moment of the
+    copy, so the history's own dates count, also before it: the clock then
+    says when the person last took part, as the policy means. Still only
+    forward from an interaction already noted.
     """
     if last_interaction_at is not None:
         return at > last_interaction_at
+    if from_source:
+        return True
     # Created in this transaction and not flushed yet: it is created now.
     return at >= (created_at or utcnow())
 
 
-def note_interaction(contact: Contact, at: datetime) -> None:
-    """The one place ``last_interaction_at`` moves: an interaction the contact took part in."""
-    if moves_last_interaction(contact.last_interaction_at, contact.created_at, at):
+def note_interaction(contact: Contact, at: datetime, *, from_source: bool = False) -> None:
+    """The one place ``last_interaction_at`` moves: an interaction the contact took part in.
+    History from a source counts at its own date, but never later than now."""
+    if from_source:
+        at = min(at, utcnow())
+    if moves_last_interaction(
+        contact.last_interaction_at, contact.created_at, at, from_source=from_source
+    ):
         contact.last_interaction_at = at
 
 

@@ -119,7 +119,8 @@ RATE_LIMIT_HITS = Counter(
 CONNECTOR_ITEMS = Counter(
     "consent_connector_items",
     "CRM connector items by connector and direction: in (contacts and activities "
-    "written here), out (decisions written to the CRM), deleted (deletions done in the CRM).",
+    "written here), out (decisions written to the CRM), deleted (deletions done in the CRM), "
+    "anonymised (copies anonymised in the CRM instead).",
     ["connector", "direction"],
 )
 CONNECTOR_SKIPPED = Counter(

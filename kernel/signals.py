@@ -150,6 +150,15 @@ collect_retention_anchors = _signals.signal("retention-anchors")
 # to every type, by host).
 collect_change_receivers = _signals.signal("change-receivers")
 
+# Sent by crm.retention.preview with kwargs contacts (the ids of the contacts a
+# run on the preview's date removes whole) and activities ({contact_id: ids of
+# its activities the run removes}, contacts removed whole left out); each
+# receiver returns a list of crm.retention.CopyDeletions: per system that
+# holds copies, what it will delete or anonymise of them, and what it still
+# owes from before. Receiver: connectors.services (each enabled connector,
+# from its record mapping, connector_record, and its connector_deletion rows).
+collect_copy_deletions = _signals.signal("copy-deletions")
+
 # Sent by consent.rights.export_contact with kwargs contact (the Contact); each
 # receiver returns (section name, JSON-ready data) for the person's export.
 # Receivers: mailing (the emails sent to the person); consent.web_tracking

@@ -29,6 +29,7 @@ public names are re-exported here, so callers write ``retention.run(...)``.
 from crm.retention.checklist import ChecklistItem, checklist, mark_done
 from crm.retention.due import (
     ContactRead,
+    CopyDeletions,
     DueRow,
     Preview,
     PurgeOutlook,
@@ -89,6 +90,7 @@ __all__ = [
     "SUPPORT_CASE",
     "ChecklistItem",
     "ContactRead",
+    "CopyDeletions",
     "DueRow",
     "Period",
     "Preview",

@@ -22,7 +22,11 @@ from crm.retention.checklist import ChecklistItem, checklist
 from crm.retention.rules import RetentionPolicy, Rule, current_retention_policy, start_of_day
 from extensions import db
 from kernel.database import id_in
-from kernel.signals import collect_retention_anchors, collect_retention_exclusions
+from kernel.signals import (
+    collect_copy_deletions,
+    collect_retention_anchors,
+    collect_retention_exclusions,
+)
 from kernel.signals import sender as signal_sender
 
 # Exclusions: legal hold and what other packages answer -----------------------------
@@ -412,6 +416,40 @@ class RuleOutcome:
     told: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CopyDeletions:
+    """What one system that holds copies of our records (a CRM connector) will
+    remove of them after a run: ``due`` counts, per object type there
+    (``contacts``, ``calls``, ...), the copies of the rows this run removes;
+    ``owed`` the removals still owed from before (erasures, earlier runs).
+    ``erasure`` says how: ``delete`` or ``anonymise``."""
+
+    system: str
+    erasure: str
+    due: dict[str, int] = field(default_factory=dict)
+    owed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def due_total(self) -> int:
+        return sum(self.due.values())
+
+    @property
+    def owed_total(self) -> int:
+        return sum(self.owed.values())
+
+
+def copy_deletions(contacts: set[int], activities: dict[int, set[int]]) -> list[CopyDeletions]:
+    """What the systems above answer (``kernel.signals.collect_copy_deletions``)
+    for a run that removes ``contacts`` whole and ``activities`` ({contact:
+    activity ids}) of others."""
+    found: list[CopyDeletions] = []
+    for _receiver, answer in collect_copy_deletions.send(
+        signal_sender(), contacts=contacts, activities=activities
+    ):
+        found.extend(answer)
+    return sorted(found, key=lambda c: c.system)
+
+
 @dataclass
 class Preview:
     as_of: date
@@ -421,6 +459,9 @@ class Preview:
     checklist: list[ChecklistItem] = field(default_factory=list)
     # Who is told of every purge besides the change feed's readers (webhooks).
     receivers: list[str] = field(default_factory=list)
+    # Per system holding copies (each enabled CRM connector): what it will
+    # delete or anonymise there of what this run removes, and what it owes.
+    copies: list[CopyDeletions] = field(default_factory=list)
 
     @property
     def told(self) -> dict[str, int]:
@@ -446,6 +487,10 @@ def preview(
     policy = policy or current_retention_policy()
     outcomes = []
     batch_size = rows_per_batch()
+    # What the run removes, for the systems holding copies: contacts whole,
+    # and activities per contact (a contact rule's contacts take theirs along).
+    removed_contacts: set[int] = set()
+    removed_activities: dict[int, set[int]] = {}
     for rule in policy.held_rules:
         outcome = RuleOutcome(rule)
         counted: set[int] = set()
@@ -464,11 +509,20 @@ def preview(
                         outcome.excluded.append((row, reason))
                     continue
                 outcome.count += 1
+                if rule.is_contact_rule:
+                    removed_contacts.add(row.contact_id)
+                elif row.activity_id is not None:
+                    # Deleted by both actions: "anonymise" keeps an unlinked
+                    # copy here (AnonymisedActivity), not the row.
+                    removed_activities.setdefault(row.contact_id, set()).add(row.activity_id)
                 if limit is None or len(outcome.items) < limit:
                     outcome.items.append(row)
                 else:
                     outcome.truncated = True
         outcomes.append(outcome)
+    for contact_id in removed_contacts:
+        removed_activities.pop(contact_id, None)
+    copies = copy_deletions(removed_contacts, removed_activities)
     db.session.rollback()
     return Preview(
         as_of=as_of,
@@ -476,4 +530,5 @@ def preview(
         external=policy.external_rules,
         checklist=checklist(as_of, policy),
         receivers=receivers(),
+        copies=copies,
     )

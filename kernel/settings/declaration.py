@@ -152,6 +152,17 @@ def environment(raw: str) -> str:
     return value
 
 
+# How a connector removes the CRM's copy after an erasure or a purge (docs/connectors.md).
+ERASURE_MODES = ("delete", "anonymise")
+
+
+def erasure_mode(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ERASURE_MODES:
+        raise ValueError(f"must be one of {', '.join(ERASURE_MODES)}")
+    return value
+
+
 def time_of_day(raw: str) -> str:
     match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", raw.strip())
     if not match:
@@ -176,6 +187,7 @@ _TYPE_NAMES: dict[Callable[[str], Any], str] = {
     smtp_url: "URL",
     environment: "choice",
     time_of_day: "HH:MM",
+    erasure_mode: "choice",
 }
 
 

@@ -10,6 +10,7 @@ from kernel.settings.declaration import (
     comma_list,
     database_url,
     environment,
+    erasure_mode,
     flag,
     integer,
     log_format,
@@ -738,6 +739,24 @@ SETTINGS: tuple[Setting, ...] = (
         stripped,
         "Legal_Basis__c",
         "the ContactPointTypeConsent text field that holds the legal basis of each consent record",
+    ),
+    Setting(
+        "HUBSPOT_ERASURE",
+        erasure_mode,
+        "delete",
+        "what the connector does to HubSpot's copy of an erased or purged contact or "
+        "activity: `delete` (archive it) or `anonymise` (overwrite the contact's personal "
+        "properties and the activities' bodies and titles, keeping the records for reports); "
+        "docs/connectors.md says when to choose which",
+    ),
+    Setting(
+        "SALESFORCE_ERASURE",
+        erasure_mode,
+        "delete",
+        "what the connector does to Salesforce's copy of an erased or purged contact or "
+        "activity: `delete` (the contact with its Individual and consent records, or the Task "
+        "or Event) or `anonymise` (overwrite the personal fields, mark the Individual "
+        "ShouldForget); docs/connectors.md says when to choose which",
     ),
     # Production opt-outs ---------------------------------------------------------
     opt_out("ALLOW_SQLITE_IN_PRODUCTION", "a SQLite database"),

@@ -136,7 +136,15 @@ class HubSpotStandIn:
                     return _error(
                         400, "VALIDATION_ERROR", "Invalid input JSON: properties required."
                     )
-                found["properties"].update({k: str(v) for k, v in properties.items()})
+                problem = self._update_problem(object_type, remote_id, properties)
+                if problem is not None:
+                    return problem
+                for key, value in properties.items():
+                    if value in ("", None):
+                        # HubSpot clears a property set to an empty string.
+                        found["properties"].pop(key, None)
+                    else:
+                        found["properties"][key] = str(value)
                 found["updatedAt"] = _now()
                 return 200, {}, self._public(found, list(properties), [])
             if method == "DELETE":
@@ -168,6 +176,28 @@ class HubSpotStandIn:
                 },
             )
         return _error(404, "OBJECT_NOT_FOUND", f"No route {method} {path}.")
+
+    def _update_problem(
+        self, object_type: str, remote_id: str, properties: dict[str, Any]
+    ) -> tuple[int, dict[str, str], Any] | None:
+        """HubSpot's refusals of a contact update the connector may meet: an
+        address that is not one (400 ``VALIDATION_ERROR``, ``INVALID_EMAIL``)
+        and one another contact holds (409 ``CONFLICT``)."""
+        email = properties.get("email")
+        if object_type != "contacts" or email in (None, ""):
+            return None
+        local, at, domain = str(email).partition("@")
+        if not local or not at or "." not in domain or " " in str(email):
+            return _error(
+                400,
+                "VALIDATION_ERROR",
+                f'Property values were not valid: [{{"isValid":false,"message":"Email '
+                f'address {email} is invalid","error":"INVALID_EMAIL","name":"email"}}]',
+            )
+        for other_id, other in self.objects["contacts"].items():
+            if other_id != remote_id and other["properties"].get("email") == email:
+                return _error(409, "CONFLICT", f"Contact already exists. Existing ID: {other_id}")
+        return None
 
     def _page(
         self, object_type: str, query: dict[str, list[str]]

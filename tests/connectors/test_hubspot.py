@@ -92,13 +92,17 @@ def test_a_contact_with_a_call_arrives_with_its_external_id_and_last_interaction
         assert state.items_in == 3 and state.last_success_at is not None and state.errors == 0
 
 
-def test_a_call_older_than_the_contact_here_does_not_date_it_back(app, hubspot) -> None:
-    """X16 holds for a CRM too: the first sync's historical calls are logged,
-    but the retention clock counts from the contact's creation here."""
+def test_a_call_older_than_the_contact_here_counts_at_its_date_when_hubspot_brought_it(
+    app, hubspot
+) -> None:
+    """The contact came here from HubSpot: its calls there are its own
+    history, so the retention clock counts from the last one, not from the
+    copy's creation here (docs/retention.md, "History from a CRM")."""
     remote, _ = anna(hubspot)
     run(app)
     contact = the_contact(app, remote)
-    assert contact.last_interaction_at is None
+    assert contact.last_interaction_at == datetime(2026, 3, 4, 10, 15, tzinfo=UTC)
+    assert contact.last_interaction_at < contact.created_at
     with app.app_context():
         assert (
             db.session.scalar(
