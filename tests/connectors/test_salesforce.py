@@ -351,13 +351,21 @@ def test_an_erasure_deletes_the_contact_its_individual_consents_and_activities(
     assert the_contact(app, remote) is None
 
 
-def test_anonymise_overwrites_the_personal_fields_instead_of_deleting(app, salesforce) -> None:
+def test_an_erasure_anonymises_instead_of_deleting_when_configured(
+    app, salesforce, monkeypatch
+) -> None:
+    monkeypatch.setitem(app.config, "SALESFORCE_ERASURE", "anonymise")
     remote, call = anna(salesforce)
     run(app)
     with app.app_context():
-        connector = _connector(app)
-        connector.anonymise("contacts", remote)
-        connector.anonymise("calls", call)
+        erase_contact(CLI_ACTOR, the_contact(app, remote).id)
+    assert run(app).outcome == "done"
+    with app.app_context():
+        done = db.session.scalars(sa.select(ConnectorDeletion)).all()
+        assert {(d.object_type, d.erasure, d.done_at is not None) for d in done} == {
+            ("calls", "anonymise", True),
+            ("contacts", "anonymise", True),
+        }
     sf_contact = salesforce.objects["Contact"][remote]
     assert sf_contact["IsDeleted"] is False
     assert (sf_contact["FirstName"], sf_contact["LastName"], sf_contact["Email"]) == (
