@@ -56,7 +56,9 @@ class ConnectorRecord(db.Model):
     # Ours, for an activity: a retention rule's purge names the contact and a
     # count, and the activities whose rows are gone are the ones to delete.
     activity_id: Mapped[int | None] = mapped_column(sa.Integer)
-    fingerprint: Mapped[str] = mapped_column(sa.String(200), default="")
+    # A hash for records read; for the subscription-status record the JSON
+    # map of what was last written per topic, as long as the mapping makes it.
+    fingerprint: Mapped[str] = mapped_column(sa.Text, default="")
     # For a contact: this connector's sync created the contact here, so its
     # history is the CRM's and the CRM's interactions date its retention clock
     # at their own dates, also before its creation here (docs/retention.md,

@@ -575,7 +575,7 @@ def _apply_item(
         status = ConnectorRecord(connector=name, object_type=STATUS, remote_id=remote_id)
         db.session.add(status)
     status.contact_id = contact_id
-    status.fingerprint = json.dumps(bases, sort_keys=True)[:200]
+    status.fingerprint = json.dumps(bases, sort_keys=True)
     status.updated_at = utcnow()
     return 1, None
 

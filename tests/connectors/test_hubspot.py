@@ -3,6 +3,7 @@ library, the real services, the real change feed (issue 24's "done when")."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, date, datetime
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors import sync
-from connectors.models import ConnectorDeletion, ConnectorState
+from connectors.models import ConnectorDeletion, ConnectorRecord, ConnectorState
 from consent import services as consent
 from consent.rights import erase_contact
 from crm import external_ids, retention
@@ -147,6 +148,25 @@ def test_an_objection_here_appears_as_not_subscribed_with_the_legal_basis(app, h
     properties = hubspot.objects["contacts"][remote]["properties"]
     assert properties["consent_may_market"] == "false"
     assert "objected" in properties["consent_explanation"]
+
+
+def test_what_was_written_is_kept_whole_however_many_topics_are_mapped(app, hubspot) -> None:
+    # What was last written per topic is kept as JSON on the status record;
+    # cut at 200 characters (five or six topics) it was no JSON any more, and
+    # every later decision write for that contact failed.
+    remote, _ = anna(hubspot)
+    run(app)
+    many = {f"topic-{n}": "LEGITIMATE_INTEREST_OTHER" for n in range(8)}
+    with app.app_context():
+        status = db.session.get(ConnectorRecord, ("hubspot", sync.STATUS, remote))
+        status.fingerprint = json.dumps({**json.loads(status.fingerprint), **many})
+        db.session.commit()
+        consent.record_objection(CLI_ACTOR, the_contact(app, remote).id)
+    assert run(app).outcome == "done"
+    with app.app_context():
+        status = db.session.get(ConnectorRecord, ("hubspot", sync.STATUS, remote))
+        assert many.items() <= json.loads(status.fingerprint).items()
+    assert hubspot.statuses[("anna.berg@kund.se", EVENTS)]["status"] == "NOT_SUBSCRIBED"
 
 
 def test_a_second_sync_changes_nothing(app, hubspot) -> None:
