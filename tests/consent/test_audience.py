@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime, timedelta
 
-from consent.audience import audience_query, audience_size
+from consent.audience import audience_merged, audience_query, audience_size
 from consent.ledger import TAKEN_WHILE_RESTRICTED, record
 from consent.models import EventKind, InterestKind
 from consent.policy import Reason, decide, standings_by_id
@@ -150,6 +150,14 @@ def test_audience_query_and_policy_agree_on_every_contact(app_ctx) -> None:
                         allowed.add(contact_id)
                 queried = set(db.session.scalars(audience_query(topic, channel, at, policy)))
                 assert queried == allowed, (topic.key, channel, at, sorted(queried ^ allowed)[:10])
+                # The merged shape (SQLite's audience_size), on either database.
+                merged = list(db.session.scalars(audience_merged(topic, channel, at, policy)))
+                assert merged == sorted(allowed), (
+                    topic.key,
+                    channel,
+                    at,
+                    sorted(set(merged) ^ allowed)[:10],
+                )
                 assert audience_size(topic, channel, at, policy) == len(allowed)
     # The population must exercise every rule the query mirrors.
     assert seen >= set(Reason) - {Reason.UNKNOWN_CONTACT}, set(Reason) - seen
