@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
-from sqlalchemy.sql.selectable import CompoundSelect, _CompoundSelectKeyword
+from sqlalchemy.sql.selectable import Alias, CompoundSelect, _CompoundSelectKeyword
 
 from consent.models import ALL, Basis, PermissionState, Suppression
 from consent.policy import Reason
@@ -221,9 +222,40 @@ def _chain(keyword: _CompoundSelectKeyword, *selects: Any) -> Any:
     return selects[0] if len(selects) == 1 else _Chain(keyword, *selects)
 
 
+class _ContactsByCompany(Alias):
+    """The contact table read by its company (``INDEXED BY ix_contact_company_id``
+    on SQLite): the customers' term of ``audience_merged`` starts from the
+    customer companies. Without it SQLite read all contacts whenever its
+    statistics called the index useless (every contact without a company, as
+    in the benchmark), 0.17 s of CPU at 1,000,000 contacts for an empty term."""
+
+    inherit_cache = True
+
+
+@compiles(_ContactsByCompany)
+def _contacts_by_company(element: _ContactsByCompany, compiler: Any, **kw: Any) -> str:
+    return str(compiler.visit_alias(element, **kw))
+
+
+@compiles(_ContactsByCompany, "sqlite")
+def _contacts_by_company_sqlite(element: _ContactsByCompany, compiler: Any, **kw: Any) -> str:
+    text = str(compiler.visit_alias(element, **kw))
+    return f"{text} INDEXED BY ix_contact_company_id" if kw.get("asfrom") else text
+
+
 def audience_merged(
     topic: Topic, channel: str, at: datetime, policy: MarketingPolicy
 ) -> sa.Select[Any] | CompoundSelect:
+    """SELECT the audience's ids, merged (``_merged_parts``), in id order."""
+    merged, decided_one_by_one = _merged_parts(topic, channel, at, policy)
+    return CompoundSelect(_CompoundSelectKeyword.UNION, merged, decided_one_by_one).order_by(
+        sa.literal_column("1")
+    )
+
+
+def _merged_parts(
+    topic: Topic, channel: str, at: datetime, policy: MarketingPolicy
+) -> tuple[Any, sa.Select[Any]]:
     """The same audience as ``audience_query``, as sets of contact ids merged in
     id order: the shape ``audience_size`` and the campaign's queue use on
     SQLite, which has no hash join (``audience_query`` there looks up four
@@ -255,7 +287,7 @@ def audience_merged(
     blanket_channels = [ALL] if channel == ALL else [ALL, channel]
     at_country = sa.func.coalesce(Contact.country, Company.country)
 
-    def rows(topic_key: str, slot_channel: str, column: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    def rows(topic_key: str, slot_channel: str, column: Any) -> sa.Select[Any]:
         return sa.select(PermissionState.contact_id.label("id")).where(
             PermissionState.topic == topic_key,
             PermissionState.channel == slot_channel,
@@ -266,18 +298,22 @@ def audience_merged(
     customer, listed = policy.customer, policy.industry_list
     if topic.key in customer.topics and customer.countries:
         ended_before = (at - customer.grace).date()
+        employee = _ContactsByCompany._construct(Contact.__table__, name="employee")
         bases.append(
             # R1: a company's contacts, while it is a customer (and the grace).
-            sa.select(Contact.id.label("id"))
+            # From the customer companies to their contacts (_ContactsByCompany).
+            sa.select(employee.c.id.label("id"))
             .select_from(Company)
-            .join(Contact, Contact.company_id == Company.id)
+            .join(employee, employee.c.company_id == Company.id)
             .where(
                 Company.customer_since.is_not(None),
                 sa.or_(
                     Company.relationship_ended_at.is_(None),
                     Company.relationship_ended_at > ended_before,
                 ),
-                at_country.in_(sorted(customer.countries)),
+                sa.func.coalesce(employee.c.country, Company.country).in_(
+                    sorted(customer.countries)
+                ),
             )
         )
         cutoff = months_before(at, customer.lapse_months)
@@ -317,7 +353,7 @@ def audience_merged(
         # The biggest term last: a merge passes the terms before it once more.
         bases += [rows(topic.key, slot, PermissionState.consent_since) for slot in own_channels]
     if not bases:
-        return sa.select(Contact.id).where(sa.false())
+        return sa.select(Contact.id).where(sa.false()), sa.select(Contact.id).where(sa.false())
 
     blocks: list[sa.Select[Any]] = [
         sa.select(Contact.id.label("id"))
@@ -347,9 +383,7 @@ def audience_merged(
         _chain(_CompoundSelectKeyword.UNION, *bases),
         sa.select(blocked.c.id),
     )
-    return CompoundSelect(_CompoundSelectKeyword.UNION, merged, decided_one_by_one).order_by(
-        sa.literal_column("1")
-    )
+    return merged, decided_one_by_one
 
 
 def _reason(rules: _Rules) -> sa.ColumnElement[str]:
@@ -421,7 +455,21 @@ def audience_size(topic: Topic, channel: str, at: datetime, policy: MarketingPol
     from extensions import db
 
     plan_for_audience()
-    query = audience_ids(topic, channel, at, policy).subquery()
+    if db.session.get_bind().dialect.name == "sqlite":
+        # The two parts of the merged shape are disjoint: counted apart, the
+        # merged ids pass one merge fewer.
+        # In id order, so that SQLite merges the rules' ids (a compound
+        # without an ORDER BY would collect them in temporary B-trees).
+        return sum(
+            db.session.scalar(
+                sa.select(sa.func.count()).select_from(
+                    part.order_by(sa.literal_column("1")).subquery()
+                )
+            )
+            or 0
+            for part in _merged_parts(topic, channel, at, policy)
+        )
+    query = audience_query(topic, channel, at, policy).subquery()
     return db.session.scalar(sa.select(sa.func.count()).select_from(query)) or 0
 
 

@@ -203,7 +203,8 @@ class PermissionState(db.Model):
 
     # One partial index per rule of the decision (migration 0040): the rows of
     # one topic and channel that hold a consent, an unsubscribe, an objection
-    # or a ground, in contact order. The audience's merged shape on SQLite
+    # or a ground, in contact order, with the date (so that the index alone
+    # answers). The audience's merged shape on SQLite
     # (``consent.audience.audience_merged``) walks one of them per rule and
     # merges the contact ids in order, as SQLite has no hash join.
     __table_args__ = tuple(
@@ -217,9 +218,9 @@ class PermissionState(db.Model):
             sqlite_where=sa.text(f"{column} IS NOT NULL"),
         )
         for name, column, extra in (
-            ("consent", "consent_since", ()),
-            ("unsubscribed", "unsubscribed_since", ()),
-            ("objected", "objected_since", ()),
+            ("consent", "consent_since", ("consent_since",)),
+            ("unsubscribed", "unsubscribed_since", ("unsubscribed_since",)),
+            ("objected", "objected_since", ("objected_since",)),
             ("customer", "customer_since", ("customer_since",)),
             ("industry_list", "industry_list_since", ("industry_list_since",)),
         )

@@ -2,9 +2,10 @@
 the decision, so that the audience can walk each rule's contacts in id order
 and merge them (``consent.audience.audience_merged``; SQLite has no hash join).
 
-- permission_state (topic, channel, contact_id) for the rows holding a
-  consent, an unsubscribe or an objection, and (topic, channel, contact_id,
-  date) for the rows holding a customer or an industry-list ground;
+- permission_state (topic, channel, contact_id, date) for the rows holding
+  a consent, an unsubscribe, an objection, a customer or an industry-list
+  ground (the date too, so that SQLite reads the index alone: it checks a
+  partial index's condition again on the row unless the column is in it);
 - contact (id) for the restricted and for the hard-bounced contacts.
 
 Each holds only the rows whose column is set, so a row is written to an index
@@ -27,9 +28,9 @@ branch_labels = None
 depends_on = None
 
 RULES = (
-    ("consent", "consent_since", ()),
-    ("unsubscribed", "unsubscribed_since", ()),
-    ("objected", "objected_since", ()),
+    ("consent", "consent_since", ("consent_since",)),
+    ("unsubscribed", "unsubscribed_since", ("unsubscribed_since",)),
+    ("objected", "objected_since", ("objected_since",)),
     ("customer", "customer_since", ("customer_since",)),
     ("industry_list", "industry_list_since", ("industry_list_since",)),
 )
