@@ -303,13 +303,16 @@ def _merged_parts(
             # R1: a company's contacts, while it is a customer (and the grace).
             # From the customer companies to their contacts (_ContactsByCompany).
             sa.select(employee.c.id.label("id"))
-            .select_from(Company)
-            .join(employee, employee.c.company_id == Company.id)
+            .join(Company, employee.c.company_id == Company.id)
             .where(
-                Company.customer_since.is_not(None),
-                sa.or_(
-                    Company.relationship_ended_at.is_(None),
-                    Company.relationship_ended_at > ended_before,
+                employee.c.company_id.in_(
+                    sa.select(Company.id).where(
+                        Company.customer_since.is_not(None),
+                        sa.or_(
+                            Company.relationship_ended_at.is_(None),
+                            Company.relationship_ended_at > ended_before,
+                        ),
+                    )
                 ),
                 sa.func.coalesce(employee.c.country, Company.country).in_(
                     sorted(customer.countries)
