@@ -284,13 +284,17 @@ def _merged_parts(
       sub-address whose mailbox is suppressed, an objection in a blanket row,
       restricted, hard-bounced (email), an unsubscribe in an own row, and U.
     """
-    blanket_channels = [ALL] if channel == ALL else [ALL, channel]
+    slot_channels = [ALL] if channel == ALL else [ALL, channel]
     at_country = sa.func.coalesce(Contact.country, Company.country)
 
-    def rows(topic_key: str, slot_channel: str, column: Any) -> sa.Select[Any]:
+    def rows(topic_key: str, column: Any) -> sa.Select[Any]:
+        """The contacts whose row of the topic, for the channel or for all
+        channels, holds ``column``: one range of the rule's index, in contact
+        order (a contact with both rows comes twice; UNION and EXCEPT count
+        it once)."""
         return sa.select(PermissionState.contact_id.label("id")).where(
             PermissionState.topic == topic_key,
-            PermissionState.channel == slot_channel,
+            PermissionState.channel.in_(slot_channels),
             column.is_not(None),
         )
 
@@ -323,8 +327,8 @@ def _merged_parts(
         # A customer ground on a contact without a company (so its country
         # is the contact's) lapses lapse_months after its start or the last
         # interaction.
-        bases += [
-            rows(ALL, slot, PermissionState.customer_since)
+        bases.append(
+            rows(ALL, PermissionState.customer_since)
             .join(Contact, Contact.id == PermissionState.contact_id)
             .where(
                 Contact.company_id.is_(None),
@@ -333,13 +337,12 @@ def _merged_parts(
                 ),
                 Contact.country.in_(sorted(customer.countries)),
             )
-            for slot in blanket_channels
-        ]
+        )
     if topic.key in listed.topics and listed.countries:
         cutoff = months_before(at, listed.lapse_months)
         # R3: expires expiry_months after the import or the last interaction.
-        bases += [
-            rows(ALL, slot, PermissionState.industry_list_since)
+        bases.append(
+            rows(ALL, PermissionState.industry_list_since)
             .join(Contact, Contact.id == PermissionState.contact_id)
             .outerjoin(Company, Contact.company_id == Company.id)
             .where(
@@ -349,12 +352,10 @@ def _merged_parts(
                 ),
                 at_country.in_(sorted(listed.countries)),
             )
-            for slot in blanket_channels
-        ]
-    own_channels = blanket_channels
+        )
     if Basis.CONSENT in topic.bases:
         # The biggest term last: a merge passes the terms before it once more.
-        bases += [rows(topic.key, slot, PermissionState.consent_since) for slot in own_channels]
+        bases.append(rows(topic.key, PermissionState.consent_since))
     if not bases:
         return sa.select(Contact.id).where(sa.false()), sa.select(Contact.id).where(sa.false())
 
@@ -362,10 +363,10 @@ def _merged_parts(
         sa.select(Contact.id.label("id"))
         .select_from(Suppression)
         .join(Contact, Contact.address_hash == Suppression.address_hash),
-        *(rows(ALL, slot, PermissionState.objected_since) for slot in blanket_channels),
+        rows(ALL, PermissionState.objected_since),
         sa.select(Contact.id.label("id")).where(RESTRICTED),
-        *(rows(topic.key, slot, PermissionState.unsubscribed_since) for slot in own_channels),
-        *(rows(ALL, slot, PermissionState.unsubscribed_since) for slot in blanket_channels),
+        rows(topic.key, PermissionState.unsubscribed_since),
+        rows(ALL, PermissionState.unsubscribed_since),
     ]
     if channel == "email":
         blocks.append(sa.select(Contact.id.label("id")).where(HARD_BOUNCED))
@@ -375,7 +376,7 @@ def _merged_parts(
     blocked = sa.union(*blocks).subquery("blocked")
     unsubscribed_from_all = sa.select(PermissionState.contact_id).where(
         PermissionState.topic == ALL,
-        PermissionState.channel.in_(blanket_channels),
+        PermissionState.channel.in_(slot_channels),
         PermissionState.unsubscribed_since.is_not(None),
     )
     decided_one_by_one = audience_query(topic, channel, at, policy).where(

@@ -211,8 +211,8 @@ class PermissionState(db.Model):
         sa.Index(
             f"ix_permission_state_{name}",
             "topic",
-            "channel",
             "contact_id",
+            "channel",
             *extra,
             postgresql_where=sa.text(f"{column} IS NOT NULL"),
             sqlite_where=sa.text(f"{column} IS NOT NULL"),

@@ -43,7 +43,7 @@ def upgrade():
         op.create_index(
             f"ix_permission_state_{name}",
             "permission_state",
-            ["topic", "channel", "contact_id", *extra],
+            ["topic", "contact_id", "channel", *extra],
             postgresql_where=where,
             sqlite_where=where,
         )
