@@ -123,6 +123,33 @@ def test_audience_query_and_policy_agree_on_every_contact(app_ctx) -> None:
         db.session.add(Contact(email=f"tagged{index}+news@example.se", company=companies[0]))
         if index % 2:
             suppress(f"tagged{index}@example.se", reason="test")
+    # Consent to a topic in both of its rows (all channels and email), and an
+    # industry list's ground beside it: one contact on several rows of a rule.
+    for index in range(6):
+        contact = Contact(email=f"both{index}@example.se", country="SE")
+        db.session.add(contact)
+        db.session.flush()
+        for channel in ("*", "email"):
+            record(
+                contact,
+                EventKind.CONFIRMED,
+                actor=ACTOR,
+                at=NOW - timedelta(days=index),
+                topic="newsletter",
+                channel=channel,
+                source="api",
+            )
+        if index % 2:
+            record(
+                contact,
+                EventKind.BASIS_GRANTED,
+                actor=ACTOR,
+                at=NOW - timedelta(days=9),
+                topic="*",
+                channel="*",
+                source="api",
+                interest_kind=InterestKind.INDUSTRY_LIST.value,
+            )
     db.session.commit()
 
     ids = [c for (c,) in db.session.execute(db.select(Contact.id))]
