@@ -201,6 +201,31 @@ class PermissionState(db.Model):
     customer_event_id: Mapped[int | None] = mapped_column()
     industry_list_event_id: Mapped[int | None] = mapped_column()
 
+    # One partial index per rule of the decision (migration 0040): the rows of
+    # one topic and channel that hold a consent, an unsubscribe, an objection
+    # or a ground, in contact order, with the date (so that the index alone
+    # answers). The audience's merged shape on SQLite
+    # (``consent.audience.audience_merged``) walks one of them per rule and
+    # merges the contact ids in order, as SQLite has no hash join.
+    __table_args__ = tuple(
+        sa.Index(
+            f"ix_permission_state_{name}",
+            "topic",
+            "contact_id",
+            "channel",
+            *extra,
+            postgresql_where=sa.text(f"{column} IS NOT NULL"),
+            sqlite_where=sa.text(f"{column} IS NOT NULL"),
+        )
+        for name, column, extra in (
+            ("consent", "consent_since", ("consent_since",)),
+            ("unsubscribed", "unsubscribed_since", ("unsubscribed_since",)),
+            ("objected", "objected_since", ("objected_since",)),
+            ("customer", "customer_since", ("customer_since",)),
+            ("industry_list", "industry_list_since", ("industry_list_since",)),
+        )
+    )
+
 
 class Suppression(db.Model):
     """A keyed hash of an address that must never be marketed to again (R22).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime, timedelta
 
-from consent.audience import audience_query, audience_size
+from consent.audience import audience_merged, audience_query, audience_size
 from consent.ledger import TAKEN_WHILE_RESTRICTED, record
 from consent.models import EventKind, InterestKind
 from consent.policy import Reason, decide, standings_by_id
@@ -123,6 +123,33 @@ def test_audience_query_and_policy_agree_on_every_contact(app_ctx) -> None:
         db.session.add(Contact(email=f"tagged{index}+news@example.se", company=companies[0]))
         if index % 2:
             suppress(f"tagged{index}@example.se", reason="test")
+    # Consent to a topic in both of its rows (all channels and email), and an
+    # industry list's ground beside it: one contact on several rows of a rule.
+    for index in range(6):
+        contact = Contact(email=f"both{index}@example.se", country="SE")
+        db.session.add(contact)
+        db.session.flush()
+        for channel in ("*", "email"):
+            record(
+                contact,
+                EventKind.CONFIRMED,
+                actor=ACTOR,
+                at=NOW - timedelta(days=index),
+                topic="newsletter",
+                channel=channel,
+                source="api",
+            )
+        if index % 2:
+            record(
+                contact,
+                EventKind.BASIS_GRANTED,
+                actor=ACTOR,
+                at=NOW - timedelta(days=9),
+                topic="*",
+                channel="*",
+                source="api",
+                interest_kind=InterestKind.INDUSTRY_LIST.value,
+            )
     db.session.commit()
 
     ids = [c for (c,) in db.session.execute(db.select(Contact.id))]
@@ -150,6 +177,14 @@ def test_audience_query_and_policy_agree_on_every_contact(app_ctx) -> None:
                         allowed.add(contact_id)
                 queried = set(db.session.scalars(audience_query(topic, channel, at, policy)))
                 assert queried == allowed, (topic.key, channel, at, sorted(queried ^ allowed)[:10])
+                # The merged shape (SQLite's audience_size), on either database.
+                merged = list(db.session.scalars(audience_merged(topic, channel, at, policy)))
+                assert merged == sorted(allowed), (
+                    topic.key,
+                    channel,
+                    at,
+                    sorted(set(merged) ^ allowed)[:10],
+                )
                 assert audience_size(topic, channel, at, policy) == len(allowed)
     # The population must exercise every rule the query mirrors.
     assert seen >= set(Reason) - {Reason.UNKNOWN_CONTACT}, set(Reason) - seen

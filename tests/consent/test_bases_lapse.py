@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from consent.audience import audience_query
+from consent.audience import audience_merged, audience_query
 from consent.ledger import record
 from consent.models import ConsentEvent, EventKind
 from consent.topics import current_policy
@@ -81,6 +81,9 @@ def audience(app: Any, at: datetime) -> set[int]:
     with app.app_context():
         policy = current_policy()
         ids = set(db.session.scalars(audience_query(policy.topic(TOPIC), "email", at, policy)))
+        # The merged shape (SQLite's audience count) selects the same contacts.
+        merged = audience_merged(policy.topic(TOPIC), "email", at, policy)
+        assert set(db.session.scalars(merged)) == ids
         db.session.remove()
     return ids
 

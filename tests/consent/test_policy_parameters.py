@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from consent.audience import audience_query
+from consent.audience import audience_merged, audience_query
 from consent.topics import current_policy
 from extensions import db
 
@@ -131,8 +131,11 @@ def audience(app: Any, at: datetime | None = None) -> set[int]:
     """The contact ids the campaign audience query selects for the topic by email."""
     with app.app_context():
         policy = current_policy()
-        query = audience_query(policy.topic(TOPIC), "email", at or datetime.now(UTC), policy)
-        ids = set(db.session.scalars(query))
+        moment = at or datetime.now(UTC)
+        ids = set(db.session.scalars(audience_query(policy.topic(TOPIC), "email", moment, policy)))
+        # The merged shape (SQLite's audience count) selects the same contacts.
+        merged = audience_merged(policy.topic(TOPIC), "email", moment, policy)
+        assert set(db.session.scalars(merged)) == ids
         db.session.remove()
     return ids
 
