@@ -13,7 +13,7 @@ only while it holds that rule's date. The queries each one serves are listed
 in docs/benchmarks.md (campaign audience).
 
 Revision ID: 0040
-Revises: 0035
+Revises: 0038
 Create Date: 2026-12-06 19:30:00.000000
 
 """
@@ -23,7 +23,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0040"
-down_revision = "0035"
+down_revision = "0038"
 branch_labels = None
 depends_on = None
 

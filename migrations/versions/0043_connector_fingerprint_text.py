@@ -5,7 +5,7 @@ per topic; cut at 200 characters it stopped being JSON once an installation
 mapped enough topics, and every later decision write for that contact failed.
 
 Revision ID: 0043
-Revises: 0038
+Revises: 0040
 Create Date: 2026-12-06 19:55:00.000000
 
 """
@@ -15,7 +15,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0043"
-down_revision = "0038"
+down_revision = "0040"
 branch_labels = None
 depends_on = None
 
