@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
-from consent.audience import audience_query, plan_for_audience
+from consent.audience import audience_ids, plan_for_audience
 from consent.deliverability import COMPLAINT, HARD, SOFT
 from consent.models import BounceReport
 from consent.policy import decide, standings_by_id
@@ -240,7 +240,7 @@ def _queue_audience(campaign: Campaign, at: datetime) -> int:
     narrows the campaign, the segment's members: a segment never adds anyone."""
     policy = current_policy()
     plan_for_audience()
-    audience = audience_query(policy.topic(campaign.topic), campaign.channel, at, policy).subquery()
+    audience = audience_ids(policy.topic(campaign.topic), campaign.channel, at, policy).subquery()
     narrowed = [Contact.id.in_(sa.select(audience.c.id))]
     members = _segment_members(campaign, at)
     if members is not None:
