@@ -221,9 +221,9 @@ def test_the_next_full_read_waits_for_the_pass_interval_while_decisions_still_go
     with app.app_context():
         assert sync.sync("hubspot", policy=hourly).items_in == 1
         consent.record_objection(CLI_ACTOR, external_ids.find_contact("hubspot", remote))
-    reads = hubspot.calls_to("GET", "/crm/v3/objects/contacts")
+    reads = hubspot.reads_of("/crm/v3/objects/contacts")
     with app.app_context():
         again = sync.sync("hubspot", policy=hourly)
     assert again.outcome == "done" and again.items_out == 1
-    assert hubspot.calls_to("GET", "/crm/v3/objects/contacts") == reads
+    assert hubspot.reads_of("/crm/v3/objects/contacts") == reads
     assert hubspot.objects["contacts"][remote]["properties"]["consent_may_market"] == "false"
