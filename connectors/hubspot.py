@@ -91,6 +91,7 @@ class HubSpot:
         interactions: Sequence[str],
         consent_policy_version: str | None = None,
         search_limit: int = SEARCH_LIMIT,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         from hubspot import Client
 
@@ -107,6 +108,7 @@ class HubSpot:
         self.interactions = list(interactions)
         self.consent_policy_version = consent_policy_version
         self.search_limit = search_limit
+        self.page_size = page_size
         self._companies: dict[str, RemoteCompany | None] = {}
 
     # Faults -----------------------------------------------------------------------
@@ -143,7 +145,7 @@ class HubSpot:
         of those modified at or after ``since`` (the search API)."""
         if since is None:
             answer = self.client.crm.contacts.basic_api.get_page(
-                limit=PAGE_SIZE, after=after, properties=CONTACT_PROPERTIES
+                limit=self.page_size, after=after, properties=CONTACT_PROPERTIES
             )
             found_list, next_after = answer.results, _next(answer)
         else:
@@ -203,7 +205,7 @@ class HubSpot:
             ],
             sorts=[{"propertyName": modified, "direction": "ASCENDING"}],  # type: ignore[list-item]
             properties=[*properties, modified],
-            limit=PAGE_SIZE,
+            limit=self.page_size,
             after=offset or None,
         )
         answer = api.do_search(public_object_search_request=request)
@@ -211,7 +213,7 @@ class HubSpot:
         next_after = _next(answer)
         if next_after is None:
             return results, None
-        if int(next_after) + PAGE_SIZE > self.search_limit:
+        if int(next_after) + self.page_size > self.search_limit:
             last = _time((results[-1].properties or {}).get(modified)) if results else None
             last_ms = _ms(last) if last is not None else since_ms
             if last_ms <= since_ms:
@@ -278,7 +280,7 @@ class HubSpot:
         properties = ["hs_timestamp"] + (["hs_email_direction"] if object_type == "emails" else [])
         if since is None:
             answer = api.basic_api.get_page(
-                limit=PAGE_SIZE, after=after, properties=properties, associations=["contacts"]
+                limit=self.page_size, after=after, properties=properties, associations=["contacts"]
             )
             found_list, next_after = answer.results, _next(answer)
             linked = {str(f.id): _associated(f, "contacts") for f in found_list}

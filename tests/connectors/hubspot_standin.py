@@ -69,6 +69,9 @@ class HubSpotStandIn:
     statuses: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     subscription_names: dict[str, str] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    # Every search's request body, and how many results each search answered.
+    searches: list[dict[str, Any]] = field(default_factory=list)
+    search_results: list[int] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(1001))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -297,7 +300,8 @@ class HubSpotStandIn:
             return _error(400, "VALIDATION_ERROR", "limit and after must be integers.")
         if limit < 1 or limit > SEARCH_PAGE_MAX:
             return _error(400, "VALIDATION_ERROR", f"limit must be 1 to {SEARCH_PAGE_MAX}.")
-        if offset >= self.search_limit:
+        self.searches.append(body)
+        if offset + limit > self.search_limit:
             return _error(
                 400,
                 "VALIDATION_ERROR",
@@ -336,6 +340,7 @@ class HubSpotStandIn:
             "total": len(matching),
             "results": [self._public(o, properties, []) for o in page],
         }
+        self.search_results.append(len(page))
         if offset + limit < len(matching):
             answer["paging"] = {"next": {"after": str(offset + limit)}}
         return 200, {}, answer
