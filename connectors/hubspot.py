@@ -110,6 +110,19 @@ class HubSpot:
         self.search_limit = search_limit
         self.page_size = page_size
         self._companies: dict[str, RemoteCompany | None] = {}
+        self._apis: dict[str, Any] = {}
+
+    def _api(self, path: str) -> Any:
+        """One of the client library's API objects, made once: each attribute
+        read of ``client.crm...`` builds a new client (a new connection pool,
+        and a package-metadata read that costs more than a request)."""
+        api = self._apis.get(path)
+        if api is None:
+            api = self.client
+            for part in path.split("."):
+                api = getattr(api, part)
+            self._apis[path] = api
+        return api
 
     # Faults -----------------------------------------------------------------------
 
@@ -144,13 +157,13 @@ class HubSpot:
         """A page of every contact (``since`` None: the list API, no limit), or
         of those modified at or after ``since`` (the search API)."""
         if since is None:
-            answer = self.client.crm.contacts.basic_api.get_page(
+            answer = self._api("crm.contacts.basic_api").get_page(
                 limit=self.page_size, after=after, properties=CONTACT_PROPERTIES
             )
             found_list, next_after = answer.results, _next(answer)
         else:
             found_list, next_after = self._search(
-                self.client.crm.contacts.search_api, "contacts", CONTACT_PROPERTIES, after, since
+                self._api("crm.contacts.search_api"), "contacts", CONTACT_PROPERTIES, after, since
             )
         # The contact's primary company (``associatedcompanyid``, which the
         # search answers too, unlike associations), read in one batch per page.
@@ -232,7 +245,7 @@ class HubSpot:
         wanted = sorted({i for i in remote_ids if i and i not in self._companies})
         for start in range(0, len(wanted), PAGE_SIZE):
             chunk = wanted[start : start + PAGE_SIZE]
-            answer = self.client.crm.companies.batch_api.read(
+            answer = self._api("crm.companies.batch_api").read(
                 BatchReadInputSimplePublicObjectId(
                     inputs=[SimplePublicObjectId(id=i) for i in chunk],
                     properties=COMPANY_PROPERTIES,
@@ -251,7 +264,7 @@ class HubSpot:
         if not self.consent_policy_version:
             return []
         topics = {v: k for k, v in self.subscription_types.items()}
-        answer = self.client.communication_preferences.status_api.get_email_status(email)
+        answer = self._api("communication_preferences.status_api").get_email_status(email)
         seen = []
         for status in answer.subscription_statuses or []:
             topic = topics.get(str(status.id))
@@ -276,17 +289,20 @@ class HubSpot:
     def activities(
         self, object_type: str, after: str | None, since: datetime | None = None
     ) -> RemotePage:
-        api = getattr(self.client.crm.objects, object_type)
         properties = ["hs_timestamp"] + (["hs_email_direction"] if object_type == "emails" else [])
         if since is None:
-            answer = api.basic_api.get_page(
+            answer = self._api(f"crm.objects.{object_type}.basic_api").get_page(
                 limit=self.page_size, after=after, properties=properties, associations=["contacts"]
             )
             found_list, next_after = answer.results, _next(answer)
             linked = {str(f.id): _associated(f, "contacts") for f in found_list}
         else:
             found_list, next_after = self._search(
-                api.search_api, object_type, properties, after, since
+                self._api(f"crm.objects.{object_type}.search_api"),
+                object_type,
+                properties,
+                after,
+                since,
             )
             # The search answers no associations: one batch read per page.
             linked = self._associated_contacts(object_type, [str(f.id) for f in found_list])
@@ -316,7 +332,7 @@ class HubSpot:
 
         if not remote_ids:
             return {}
-        answer = self.client.crm.associations.v4.batch_api.get_page(
+        answer = self._api("crm.associations.v4.batch_api").get_page(
             object_type,
             "contacts",
             BatchInputPublicFetchAssociationsBatchRequest(
@@ -336,7 +352,7 @@ class HubSpot:
         from hubspot.communication_preferences import PublicUpdateSubscriptionStatusRequest
         from hubspot.crm.contacts import SimplePublicObjectInput
 
-        status_api = self.client.communication_preferences.status_api
+        status_api = self._api("communication_preferences.status_api")
         written = dict(known)
         for write in writes:
             subscription_id = self.subscription_types.get(write.topic)
@@ -363,7 +379,7 @@ class HubSpot:
                 status_api.unsubscribe(request)
         summary = next((w for w in writes if w.allowed), writes[0] if writes else None)
         if summary is not None:
-            self.client.crm.contacts.basic_api.update(
+            self._api("crm.contacts.basic_api").update(
                 remote_id,
                 SimplePublicObjectInput(
                     properties={
@@ -376,9 +392,9 @@ class HubSpot:
 
     def delete(self, object_type: str, remote_id: str) -> None:
         if object_type == "contacts":
-            self.client.crm.contacts.basic_api.archive(remote_id)
+            self._api("crm.contacts.basic_api").archive(remote_id)
         else:
-            getattr(self.client.crm.objects, object_type).basic_api.archive(remote_id)
+            self._api(f"crm.objects.{object_type}.basic_api").archive(remote_id)
 
 
 def _company(found: Any) -> RemoteCompany | None:
