@@ -46,6 +46,7 @@ BENCHMARKS = {
     "bounces": "bench.bounces",
     "feed": "bench.feed",
     "views": "bench.views",
+    "connectors": "bench.connector_sync",
 }
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -132,7 +132,15 @@ class StatusWrite:
 
 
 class Connector(Protocol):
-    """What a connector module's class provides (docs/connectors.md, "A third connector")."""
+    """What a connector module's class provides (docs/connectors.md, "A third connector").
+
+    A connector that can read "changed since" (``reads_changes = True``) is
+    called as ``contacts(after, since)`` and ``activities(type, after,
+    since)``: with ``since`` None it reads everything (a full pass), else the
+    records last modified at or after ``since`` (inclusive: the framework
+    overlaps, the fingerprints drop what was seen). A connector without it
+    is called with ``after`` only and read in full passes.
+    """
 
     name: str
 
@@ -174,8 +182,12 @@ class RetryPolicy:
     tries: int = 5
     backoff_s: float = 1.0
     max_wait_s: float = 60.0
-    # Seconds between the end of one full read of the CRM's records and the next.
+    # Seconds between the end of one read of the CRM's records and the next.
     pass_interval_s: float = 0.0
+    # A changed-since read starts this long before the previous read started
+    # (clock skew, a search index that lags): what it reads again is dropped
+    # by the fingerprints.
+    read_overlap_s: float = 600.0
     sleep: Callable[[float], None] = time.sleep
 
 
@@ -215,6 +227,11 @@ def call(connector: Connector, policy: RetryPolicy, fn: Callable[[], T]) -> T:
 def _describe(fault: Fault) -> str:
     status = f"HTTP {fault.status}" if fault.status else "no answer"
     return f"{status}: {fault.message}"[:500]
+
+
+def reads_changes(connector: Connector) -> bool:
+    """Whether the connector takes ``since`` (see ``Connector``)."""
+    return bool(getattr(connector, "reads_changes", False))
 
 
 def first(values: Iterable[str | None]) -> str | None:

@@ -48,6 +48,7 @@ def retry_policy() -> RetryPolicy:
         backoff_s=float(config["CONNECTOR_BACKOFF_S"]),
         max_wait_s=float(config["CONNECTOR_MAX_WAIT_S"]),
         pass_interval_s=float(config["CONNECTOR_FULL_PASS_INTERVAL_S"]),
+        read_overlap_s=float(config["CONNECTOR_READ_OVERLAP_S"]),
     )
 
 

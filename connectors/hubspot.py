@@ -34,7 +34,15 @@ from connectors.base import (
 
 NAME = "hubspot"
 PAGE_SIZE = 100
-CONTACT_PROPERTIES = ["email", "firstname", "lastname", "phone", "country", "hs_language"]
+CONTACT_PROPERTIES = [
+    "email",
+    "firstname",
+    "lastname",
+    "phone",
+    "country",
+    "hs_language",
+    "associatedcompanyid",
+]
 COMPANY_PROPERTIES = ["name", "country", "lifecyclestage", "hs_lifecyclestage_customer_date"]
 # Our reason for a "yes" → HubSpot's legal basis (issue 24; HubSpot's GDPR bases).
 LEGAL_BASIS = {
@@ -46,6 +54,12 @@ LEGAL_BASIS = {
 PERSONS_NO = frozenset({"objection", "unsubscribed", "suppressed"})
 # The HubSpot objects that may count as interactions, and our activity kind for each.
 INTERACTION_KINDS = {"calls": "call", "meetings": "meeting", "emails": "email"}
+# The property a changed-since read filters and sorts on: the contact's own,
+# and the engagements' (calls, meetings, emails).
+MODIFIED = {"contacts": "lastmodifieddate"}
+ENGAGEMENT_MODIFIED = "hs_lastmodifieddate"
+# The most results HubSpot's search answers for one query (paging past it is a 400).
+SEARCH_LIMIT = 10_000
 # The summary a salesperson reads on the contact record: custom properties the
 # administrator creates once (docs/connectors.md).
 MAY_MARKET = "consent_may_market"
@@ -89,6 +103,8 @@ def parse_mapping(pairs: Sequence[str]) -> dict[str, str]:
 
 class HubSpot:
     name = NAME
+    # Reads "changed since" with the search API (connectors.base.Connector).
+    reads_changes = True
 
     def __init__(
         self,
@@ -97,6 +113,8 @@ class HubSpot:
         subscription_types: Mapping[str, str],
         interactions: Sequence[str],
         consent_policy_version: str | None = None,
+        search_limit: int = SEARCH_LIMIT,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         from hubspot import Client
 
@@ -112,7 +130,22 @@ class HubSpot:
         self.subscription_types = dict(subscription_types)
         self.interactions = list(interactions)
         self.consent_policy_version = consent_policy_version
+        self.search_limit = search_limit
+        self.page_size = page_size
         self._companies: dict[str, RemoteCompany | None] = {}
+        self._apis: dict[str, Any] = {}
+
+    def _api(self, path: str) -> Any:
+        """One of the client library's API objects, made once: each attribute
+        read of ``client.crm...`` builds a new client (a new connection pool,
+        and a package-metadata read that costs more than a request)."""
+        api = self._apis.get(path)
+        if api is None:
+            api = self.client
+            for part in path.split("."):
+                api = getattr(api, part)
+            self._apis[path] = api
+        return api
 
     # Faults -----------------------------------------------------------------------
 
@@ -143,15 +176,28 @@ class HubSpot:
 
     # Inbound ----------------------------------------------------------------------
 
-    def contacts(self, after: str | None) -> RemotePage:
-        answer = self.client.crm.contacts.basic_api.get_page(
-            limit=PAGE_SIZE, after=after, properties=CONTACT_PROPERTIES, associations=["companies"]
+    def contacts(self, after: str | None, since: datetime | None = None) -> RemotePage:
+        """A page of every contact (``since`` None: the list API, no limit), or
+        of those modified at or after ``since`` (the search API)."""
+        if since is None:
+            answer = self._api("crm.contacts.basic_api").get_page(
+                limit=self.page_size, after=after, properties=CONTACT_PROPERTIES
+            )
+            found_list, next_after = answer.results, _next(answer)
+        else:
+            found_list, next_after = self._search(
+                self._api("crm.contacts.search_api"), "contacts", CONTACT_PROPERTIES, after, since
+            )
+        # The contact's primary company (``associatedcompanyid``, which the
+        # search answers too, unlike associations), read in one batch per page.
+        self._read_companies(
+            [str((f.properties or {}).get("associatedcompanyid") or "") for f in found_list]
         )
         records = []
-        for found in answer.results:
+        for found in found_list:
             p = found.properties or {}
             name = " ".join(v for v in (p.get("firstname"), p.get("lastname")) if v) or None
-            company_ids = _associated(found, "companies")
+            company_id = p.get("associatedcompanyid")
             records.append(
                 RemoteContact(
                     remote_id=str(found.id),
@@ -160,28 +206,79 @@ class HubSpot:
                     phone=p.get("phone") or None,
                     country=p.get("country") or None,
                     language=p.get("hs_language") or None,
-                    company=self._company(company_ids[0]) if company_ids else None,
+                    company=self._companies.get(str(company_id)) if company_id else None,
                 )
             )
-        return RemotePage(records, _next(answer))
+        return RemotePage(records, next_after)
 
-    def _company(self, remote_id: str) -> RemoteCompany | None:
-        if remote_id not in self._companies:
-            found = self.client.crm.companies.basic_api.get_by_id(
-                remote_id, properties=COMPANY_PROPERTIES
-            )
-            p = found.properties or {}
-            customer_since = None
-            if p.get("lifecyclestage") == "customer":
-                customer_since = _day(p.get("hs_lifecyclestage_customer_date")) or _day(
-                    found.created_at
+    def _search(
+        self,
+        api: Any,
+        object_type: str,
+        properties: Sequence[str],
+        after: str | None,
+        since: datetime,
+    ) -> tuple[list[Any], str | None]:
+        """One page of the records modified at or after the read's time cursor,
+        oldest change first; the next page's token, None at the end.
+
+        The token is ``"<time cursor in ms>:<HubSpot's after>"``. HubSpot
+        answers at most ``search_limit`` (10,000) results per query: before
+        paging past it, the time cursor moves to the last record's modified
+        time and the paging starts again. That time is taken inclusively
+        (GTE), so records sharing it are read twice, never lost; what was
+        read twice is dropped by the fingerprints."""
+        from hubspot.crm.objects import Filter, FilterGroup, PublicObjectSearchRequest
+
+        modified = MODIFIED.get(object_type, ENGAGEMENT_MODIFIED)
+        cursor_ms, _, offset = (after or "").partition(":")
+        since_ms = int(cursor_ms) if cursor_ms else _ms(since)
+        request = PublicObjectSearchRequest(
+            filter_groups=[
+                FilterGroup(
+                    filters=[Filter(property_name=modified, operator="GTE", value=str(since_ms))]
                 )
-            self._companies[remote_id] = (
-                RemoteCompany(str(found.id), p["name"], p.get("country") or None, customer_since)
-                if p.get("name")
-                else None
+            ],
+            sorts=[{"propertyName": modified, "direction": "ASCENDING"}],  # type: ignore[list-item]
+            properties=[*properties, modified],
+            limit=self.page_size,
+            after=offset or None,
+        )
+        answer = api.do_search(public_object_search_request=request)
+        results = list(answer.results)
+        next_after = _next(answer)
+        if next_after is None:
+            return results, None
+        if int(next_after) + self.page_size > self.search_limit:
+            last = _time((results[-1].properties or {}).get(modified)) if results else None
+            last_ms = _ms(last) if last is not None else since_ms
+            if last_ms <= since_ms:
+                raise RuntimeError(
+                    f"HubSpot holds more than {self.search_limit} {object_type} modified at "
+                    f"the same moment ({since.isoformat()}); the changed-since read cannot "
+                    "page past them. An admin's full resync reads them (docs/connectors.md)."
+                )
+            return results, f"{last_ms}:"
+        return results, f"{since_ms}:{next_after}"
+
+    def _read_companies(self, remote_ids: Sequence[str]) -> None:
+        """Read the companies not read yet in this run, 100 per batch call."""
+        from hubspot.crm.companies import BatchReadInputSimplePublicObjectId, SimplePublicObjectId
+
+        wanted = sorted({i for i in remote_ids if i and i not in self._companies})
+        for start in range(0, len(wanted), PAGE_SIZE):
+            chunk = wanted[start : start + PAGE_SIZE]
+            answer = self._api("crm.companies.batch_api").read(
+                BatchReadInputSimplePublicObjectId(
+                    inputs=[SimplePublicObjectId(id=i) for i in chunk],
+                    properties=COMPANY_PROPERTIES,
+                    properties_with_history=[],
+                )
             )
-        return self._companies[remote_id]
+            for found in answer.results or []:
+                self._companies[str(found.id)] = _company(found)
+            for remote_id in chunk:  # not found: no company
+                self._companies.setdefault(remote_id, None)
 
     def consents(self, email: str) -> Sequence[SeenConsent]:
         """The mapped subscription types HubSpot shows as subscribed on
@@ -190,7 +287,7 @@ class HubSpot:
         if not self.consent_policy_version:
             return []
         topics = {v: k for k, v in self.subscription_types.items()}
-        answer = self.client.communication_preferences.status_api.get_email_status(email)
+        answer = self._api("communication_preferences.status_api").get_email_status(email)
         seen = []
         for status in answer.subscription_statuses or []:
             topic = topics.get(str(status.id))
@@ -212,14 +309,28 @@ class HubSpot:
     def activity_types(self) -> Sequence[str]:
         return self.interactions
 
-    def activities(self, object_type: str, after: str | None) -> RemotePage:
-        api = getattr(self.client.crm.objects, object_type).basic_api
+    def activities(
+        self, object_type: str, after: str | None, since: datetime | None = None
+    ) -> RemotePage:
         properties = ["hs_timestamp"] + (["hs_email_direction"] if object_type == "emails" else [])
-        answer = api.get_page(
-            limit=PAGE_SIZE, after=after, properties=properties, associations=["contacts"]
-        )
+        if since is None:
+            answer = self._api(f"crm.objects.{object_type}.basic_api").get_page(
+                limit=self.page_size, after=after, properties=properties, associations=["contacts"]
+            )
+            found_list, next_after = answer.results, _next(answer)
+            linked = {str(f.id): _associated(f, "contacts") for f in found_list}
+        else:
+            found_list, next_after = self._search(
+                self._api(f"crm.objects.{object_type}.search_api"),
+                object_type,
+                properties,
+                after,
+                since,
+            )
+            # The search answers no associations: one batch read per page.
+            linked = self._associated_contacts(object_type, [str(f.id) for f in found_list])
         records = []
-        for found in answer.results:
+        for found in found_list:
             p = found.properties or {}
             # An email we sent is marketing or service, not the contact taking part (R13).
             if object_type == "emails" and p.get("hs_email_direction") != "INCOMING_EMAIL":
@@ -230,10 +341,31 @@ class HubSpot:
                     remote_id=str(found.id),
                     kind=INTERACTION_KINDS[object_type],
                     occurred_at=_time(p.get("hs_timestamp")),
-                    contact_remote_ids=_associated(found, "contacts"),
+                    contact_remote_ids=linked.get(str(found.id), []),
                 )
             )
-        return RemotePage(records, _next(answer))
+        return RemotePage(records, next_after)
+
+    def _associated_contacts(self, object_type: str, remote_ids: list[str]) -> dict[str, list[str]]:
+        """The contacts each record is associated with (associations v4, batch read)."""
+        from hubspot.crm.associations.v4 import (
+            BatchInputPublicFetchAssociationsBatchRequest,
+            PublicFetchAssociationsBatchRequest,
+        )
+
+        if not remote_ids:
+            return {}
+        answer = self._api("crm.associations.v4.batch_api").get_page(
+            object_type,
+            "contacts",
+            BatchInputPublicFetchAssociationsBatchRequest(
+                inputs=[PublicFetchAssociationsBatchRequest(id=i) for i in remote_ids]
+            ),
+        )
+        return {
+            str(found._from.id): [str(to.to_object_id) for to in found.to or []]
+            for found in answer.results or []
+        }
 
     # Outbound ---------------------------------------------------------------------
 
@@ -243,7 +375,7 @@ class HubSpot:
         from hubspot.communication_preferences import PublicUpdateSubscriptionStatusRequest
         from hubspot.crm.contacts import SimplePublicObjectInput
 
-        status_api = self.client.communication_preferences.status_api
+        status_api = self._api("communication_preferences.status_api")
         written = dict(known)
         for write in writes:
             subscription_id = self.subscription_types.get(write.topic)
@@ -270,7 +402,7 @@ class HubSpot:
                 status_api.unsubscribe(request)
         summary = next((w for w in writes if w.allowed), writes[0] if writes else None)
         if summary is not None:
-            self.client.crm.contacts.basic_api.update(
+            self._api("crm.contacts.basic_api").update(
                 remote_id,
                 SimplePublicObjectInput(
                     properties={
@@ -283,9 +415,9 @@ class HubSpot:
 
     def delete(self, object_type: str, remote_id: str) -> None:
         if object_type == "contacts":
-            self.client.crm.contacts.basic_api.archive(remote_id)
+            self._api("crm.contacts.basic_api").archive(remote_id)
         else:
-            getattr(self.client.crm.objects, object_type).basic_api.archive(remote_id)
+            self._api(f"crm.objects.{object_type}.basic_api").archive(remote_id)
 
     def anonymise(self, object_type: str, remote_id: str) -> None:
         """Keep the record for HubSpot's reports (counts of contacts, calls,
@@ -300,7 +432,7 @@ class HubSpot:
 
             properties = {name: "" for name in PERSONAL_PROPERTIES}
             properties["email"] = placeholder_email()
-            self.client.crm.contacts.basic_api.update(
+            self._api("crm.contacts.basic_api").update(
                 remote_id, SimplePublicObjectInput(properties=properties)
             )
             return
@@ -309,9 +441,24 @@ class HubSpot:
         # Each object's API has its own model of the update body.
         models = importlib.import_module(f"hubspot.crm.objects.{object_type}")
         properties = {name: "" for name in ACTIVITY_TEXT.get(object_type, ())}
-        getattr(self.client.crm.objects, object_type).basic_api.update(
+        self._api(f"crm.objects.{object_type}.basic_api").update(
             remote_id, models.SimplePublicObjectInput(properties=properties)
         )
+
+
+def _company(found: Any) -> RemoteCompany | None:
+    p = found.properties or {}
+    if not p.get("name"):
+        return None
+    customer_since = None
+    if p.get("lifecyclestage") == "customer":
+        customer_since = _day(p.get("hs_lifecyclestage_customer_date")) or _day(found.created_at)
+    return RemoteCompany(str(found.id), p["name"], p.get("country") or None, customer_since)
+
+
+def _ms(moment: datetime) -> int:
+    """A moment as HubSpot's search filters take a date-time: milliseconds since 1970."""
+    return int(moment.timestamp() * 1000)
 
 
 def placeholder_email() -> str:

@@ -1,5 +1,6 @@
 """What the staff page and the metrics read of the connectors, and the admin's
-one action on them: resume a connector stopped by refused credentials."""
+actions on them: resume a connector stopped by refused credentials; read the
+CRM in full again (a full resync)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,20 @@ def resume(actor: Actor, name: str) -> ConnectorState:
         raise Conflict("This connector is not stopped.", code="not_stopped")
     state.stopped_because = None
     crm.audit(actor, "connector.resume", detail=name)
+    db.session.commit()
+    return state
+
+
+def full_resync(actor: Actor, name: str) -> ConnectorState:
+    """Read every CRM record again at the connector's next turn, as the first
+    sync did (a changed-since read may have missed a change the CRM did not
+    date, or HubSpot's search could not page past); audited. Decisions,
+    deletions owed and the change feed's cursor are untouched."""
+    state = db.session.get(ConnectorState, name)
+    if state is None:
+        raise Conflict("This connector has not run yet; its first sync reads everything.")
+    sync.forget_reads(name)
+    crm.audit(actor, "connector.full_resync", detail=name)
     db.session.commit()
     return state
 

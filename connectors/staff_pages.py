@@ -1,5 +1,6 @@
 """The admin's page of the CRM connectors: state, cursors' progress, skipped
-records with their reasons, deletions still owed; resume a stopped one."""
+records with their reasons, deletions still owed; resume a stopped one;
+read the CRM in full again."""
 
 from __future__ import annotations
 
@@ -31,6 +32,21 @@ def resume(name: str) -> Any:
         ResumeForm(),
         lambda d: services.resume(g.actor, name),
         "The connector runs again at its next turn.",
+    )
+    return see_other("staff_connectors.connector_list")
+
+
+class ResyncForm(FormSchema):
+    pass
+
+
+@bp.post("/connectors/<name>/full-resync")
+@staff_requires("connectors.manage")
+def full_resync(name: str) -> Any:
+    run_form(
+        ResyncForm(),
+        lambda d: services.full_resync(g.actor, name),
+        "The connector reads every CRM record again at its next turn.",
     )
     return see_other("staff_connectors.connector_list")
 

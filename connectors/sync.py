@@ -14,6 +14,7 @@ CRM never sets a decision those services would not take from any caller.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import json
 import logging
@@ -36,6 +37,7 @@ from connectors.base import (
     SeenConsent,
     StatusWrite,
     call,
+    reads_changes,
 )
 from connectors.models import ConnectorDeletion, ConnectorRecord, ConnectorState
 from consent import feed
@@ -62,8 +64,11 @@ STATUS = "status"
 FEED = "feed"
 # The fingerprint prefix of a record skipped with its reason.
 SKIPPED = "skip:"
-# The cursors' key suffix for when a read's last full pass ended.
+# The cursors' key suffixes: when a read's last pass ended; where the next
+# changed-since read starts (absent: a full pass); when the read under way started.
 PASSED = "@passed"
+SINCE = "@since"
+STARTED = "@started"
 # How many skipped records the state keeps for the staff page.
 REPORT_KEEP = 50
 # A run holds its connector this long at most (the actor's time limit is shorter).
@@ -89,6 +94,24 @@ class Run:
     outcome: str = "done"  # done, busy, stopped, unavailable, revoked
 
 
+# While a sync runs, its transactions commit without waiting for the WAL flush
+# (PostgreSQL's synchronous_commit off, per transaction). A sync commits a few
+# times per record (the services own their transactions), and on a busy disk
+# each wait costs more than the record's work. Safe: a server crash can lose
+# only the last fraction of a second of commits, whole and in order, and
+# everything a sync writes is read again from the CRM by the next one
+# (the cursors were lost with them); nothing is corrupted.
+_FAST_COMMITS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "connector_fast_commits", default=False
+)
+
+
+@sa.event.listens_for(sa.orm.Session, "after_begin")
+def _fast_commit(session: Any, transaction: Any, connection: Any) -> None:
+    if _FAST_COMMITS.get() and connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+
 def actor_of(name: str) -> Actor:
     return Actor(kind="system", name=f"connector:{name}")
 
@@ -107,6 +130,7 @@ def sync(name: str, connector: Connector | None = None, policy: RetryPolicy | No
         run.outcome = "busy"
         return run
     policy = policy or config.retry_policy()
+    fast = _FAST_COMMITS.set(True)
     try:
         connector = connector or config.build(name)
         _inbound_contacts(run, connector, policy)
@@ -128,6 +152,8 @@ def sync(name: str, connector: Connector | None = None, policy: RetryPolicy | No
         db.session.rollback()
         _finish(run, error="The sync failed; see the worker's log.")
         raise
+    finally:
+        _FAST_COMMITS.reset(fast)
     _finish(run)
     return run
 
@@ -173,16 +199,19 @@ def _save(
     items_in: int = 0,
     items_out: int = 0,
     skipped: Sequence[dict[str, str]] = (),
+    also: dict[str, str | None] | None = None,
 ) -> None:
-    """Move one cursor with the counts of the page it ends, and commit: the
-    items before it are written, so the next run starts after them."""
+    """Move one cursor (and the ``also`` ones; None drops one) with the counts
+    of the page it ends, and commit: the items before it are written, so the
+    next run starts after them."""
     state = db.session.get(ConnectorState, run.name)
     assert state is not None
     cursors = dict(state.cursors or {})
-    if cursor is None:
-        cursors.pop(cursor_key, None)
-    else:
-        cursors[cursor_key] = cursor
+    for name, value in {cursor_key: cursor, **(also or {})}.items():
+        if value is None:
+            cursors.pop(name, None)
+        else:
+            cursors[name] = value
     state.cursors = cursors
     state.items_in += items_in
     state.items_out += items_out
@@ -231,32 +260,59 @@ def _pages(
     connector: Connector,
     policy: RetryPolicy,
     key: str,
-    read: Callable[[str | None], Any],
+    read: Callable[[str | None, datetime | None], Any],
     apply: Callable[[Any], tuple[int, dict[str, str] | None]],
 ) -> None:
     """Read every page from the saved cursor on; apply each record, then save
-    the page's cursor. At the end the cursor is dropped: the next run reads
-    from the start again, and finds what it applied unchanged."""
+    the page's cursor. At the end the cursor is dropped and the next read
+    starts: from the start again (a full pass), or, for a connector that
+    reads changes, from the records modified since this read started (less
+    ``read_overlap_s``). Either way what was applied is found unchanged."""
     cursors = db.session.get(ConnectorState, run.name).cursors or {}  # type: ignore[union-attr]
     after = cursors.get(key)
     passed = cursors.get(key + PASSED)
     if after is None and passed is not None:
-        since = utcnow() - datetime.fromisoformat(passed)
-        if since.total_seconds() < policy.pass_interval_s:
-            return  # the last full pass is recent enough; decisions still go out
+        since_last = utcnow() - datetime.fromisoformat(passed)
+        if since_last.total_seconds() < policy.pass_interval_s:
+            return  # the last read is recent enough; decisions still go out
+    changes = reads_changes(connector)
+    since_text = cursors.get(key + SINCE) if changes else None
+    since = datetime.fromisoformat(since_text) if since_text else None
+    # When this read started (kept while it runs over several turns): the next
+    # changed-since read starts there, so a record changed meanwhile is read again.
+    started = (after is not None and cursors.get(key + STARTED)) or utcnow().isoformat()
     while True:
-        page = call(connector, policy, functools.partial(read, after))
+        page = call(connector, policy, functools.partial(read, after, since))
         written, skipped = 0, []
         for record in page.records:
             count, problem = apply(record)
             written += count
             if problem is not None:
                 skipped.append(problem)
-        _save(run, key, page.after, items_in=written, skipped=skipped)
+        _save(
+            run,
+            key,
+            page.after,
+            items_in=written,
+            skipped=skipped,
+            also={key + STARTED: started if page.after is not None else None},
+        )
         if page.after is None:
-            _save(run, key + PASSED, utcnow().isoformat())
+            done: dict[str, str | None] = {}
+            if changes:
+                start = datetime.fromisoformat(started) - timedelta(seconds=policy.read_overlap_s)
+                done[key + SINCE] = start.isoformat()
+            _save(run, key + PASSED, utcnow().isoformat(), also=done)
             return
         after = page.after
+
+
+def forget_reads(name: str) -> None:
+    """Drop every read's cursors (not the change feed's): the next turn reads
+    the CRM's records in a full pass, as the first sync did. The caller commits."""
+    state = db.session.get(ConnectorState, name)
+    if state is not None:
+        state.cursors = {k: v for k, v in (state.cursors or {}).items() if k == FEED}
 
 
 def _inbound_contacts(run: Run, connector: Connector, policy: RetryPolicy) -> None:
@@ -266,7 +322,11 @@ def _inbound_contacts(run: Run, connector: Connector, policy: RetryPolicy) -> No
         connector,
         policy,
         CONTACTS,
-        connector.contacts,
+        (
+            connector.contacts  # type: ignore[arg-type]
+            if reads_changes(connector)
+            else lambda after, since: connector.contacts(after)
+        ),
         lambda record: _apply_contact(run.name, actor, record, connector, policy),
     )
 
@@ -284,7 +344,17 @@ def _apply_contact(
         # Erased or purged here: the CRM's copy is (being) deleted, and must
         # never bring the person back, whatever it holds meanwhile.
         return 0, None
-    fingerprint = remote.fingerprint()
+    # The consents the CRM holds are part of what was taken from the record:
+    # read whenever the record is read (a changed-since read: when it changed),
+    # so that a consent given in the CRM arrives even when the contact's own
+    # fields did not change. Read before anything is written: a CRM failing
+    # here leaves nothing half done.
+    seen: Sequence[SeenConsent] = (
+        call(connector, policy, functools.partial(connector.consents, remote.email))
+        if remote.email
+        else ()
+    )
+    fingerprint = _fingerprint(remote, seen)
     record = db.session.get(ConnectorRecord, (name, CONTACTS, remote.remote_id))
     if record is not None and record.fingerprint == SKIPPED + fingerprint:
         return 0, None  # skipped before, reported then, and not changed since
@@ -312,8 +382,6 @@ def _apply_contact(
                 customer_since=remote.company.customer_since,
                 external_ids={name: remote.company.remote_id},
             )
-        # Read before anything is written: a CRM failing here leaves nothing half done.
-        seen = call(connector, policy, functools.partial(connector.consents, remote.email))
         if record is None:
             record = ConnectorRecord(
                 connector=name, object_type=CONTACTS, remote_id=remote.remote_id
@@ -347,6 +415,18 @@ def _apply_contact(
     db.session.commit()
     problem = _claim_consents(name, actor, registration.contact.email, remote.remote_id, seen)
     return 1, problem
+
+
+def _fingerprint(remote: RemoteContact, seen: Sequence[SeenConsent]) -> str:
+    """The record's fingerprint, with the consents seen when there are any
+    (without, it is the record's own: unchanged for CRMs that hold none)."""
+    import hashlib
+
+    own = remote.fingerprint()
+    if not seen:
+        return own
+    consents = json.dumps(sorted([c.topic, c.wording, c.policy_version, c.form_id] for c in seen))
+    return hashlib.sha256(f"{own}:{consents}".encode()).hexdigest()
 
 
 def _claim_consents(
@@ -403,7 +483,11 @@ def _inbound_activities(
         connector,
         policy,
         object_type,
-        lambda after: connector.activities(object_type, after),
+        (
+            (lambda after, since: connector.activities(object_type, after, since))  # type: ignore[call-arg]
+            if reads_changes(connector)
+            else lambda after, since: connector.activities(object_type, after)
+        ),
         lambda record: _apply_activity(run.name, actor, record),
     )
 

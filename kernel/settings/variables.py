@@ -596,10 +596,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "CONNECTOR_FULL_PASS_INTERVAL_S",
         number,
-        3600.0,
-        "a connector reads the CRM's records (contacts, interactions) in full passes; the next "
-        "pass starts this long after the last one ended (decisions and deletions go out at "
-        "every turn), so that a large CRM's daily API limit is not spent on re-reading",
+        0.0,
+        "a connector's next read of the CRM's records (contacts, interactions) starts this "
+        "long after the last one ended (decisions and deletions go out at every turn); a "
+        "connector that reads changes (HubSpot) reads only what changed since, one that "
+        "cannot reads everything, so give that one an hour or so",
+    ),
+    Setting(
+        "CONNECTOR_READ_OVERLAP_S",
+        number,
+        600.0,
+        "a changed-since read starts this long before the previous read started (clock "
+        "skew, a CRM search index that lags); records read twice change nothing",
     ),
     Setting(
         "CONNECTOR_RETRIES",

@@ -124,6 +124,20 @@ def test_the_benchmarks_run_on_tiny_data_and_write_their_section(tmp_path: Path)
     assert "| CSV export, country: NO | 98 |" in views
     assert "GET /staff/dashboard, full render (over the stored counts)" in views
 
+    # The CRM connector (issue 24): a whole sync against the stand-in, with its
+    # baseline, calls per contact, a second sync that changed nothing, and memory.
+    assert "<!-- bench:connectors -->" in text
+    synced = text.split("<!-- bench:connectors -->")[1].split("<!-- /bench:connectors -->")[0]
+    row = next(
+        line for line in synced.splitlines() if line.startswith(("| SQLite", "| PostgreSQL"))
+    )
+    cells = [cell.strip() for cell in row.split("|")]
+    assert "(600 in, 300 out, done)" in cells[3], "every contact and call in, decisions out"
+    assert float(cells[5]) > 0 and float(cells[6]) > 0, "ratio and calls per contact"
+    assert "(0 in, 0 out)" in cells[7], "the second sync changed nothing"
+    assert cells[9].endswith(" MiB")
+    assert "`POST /crm/v3/objects/companies/batch/read`" in synced
+
 
 def _redis_answers(url: str) -> bool:
     import redis

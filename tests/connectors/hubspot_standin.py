@@ -1,10 +1,18 @@
 """A stand-in for the parts of HubSpot's API the connector uses, on 127.0.0.1.
 
 Shapes follow HubSpot's published API reference (CRM v3 objects with
-``after`` paging and associations; communication preferences v3 subscribe
-and unsubscribe; the error body ``{status, message, correlationId,
-category}``; 429 with ``errorType: RATE_LIMIT``, ``policyName`` and the
-``X-HubSpot-RateLimit-*`` headers). Every success answer is deserialised by
+``after`` paging and associations; the CRM search, ``POST
+/crm/v3/objects/{type}/search``, with filter groups, one sort, an offset
+``after`` and at most ``search_limit`` (10,000) results per query, a 400
+past it; companies' batch read; associations v4 batch read; communication
+preferences v3 subscribe and unsubscribe; the error body ``{status, message,
+correlationId, category}``; 429 with ``errorType: RATE_LIMIT``,
+``policyName`` and the ``X-HubSpot-RateLimit-*`` headers). Every record
+carries HubSpot's last-modified property (``lastmodifieddate`` for
+contacts and companies, ``hs_lastmodifieddate`` for engagements), moved by
+every change, a subscription status's included (as HubSpot records a
+subscription change on the contact). Not modelled: the 207 partial answers
+of the batch reads (ids not found are left out of a 200). Every success answer is deserialised by
 ``hubspot-api-client``'s own models in the connector (their required fields
 are checked), and ``tests/connectors/test_hubspot_standin.py`` checks the
 error bodies against the library's ``Error`` model.
@@ -16,10 +24,12 @@ token (a revoked private app).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,10 +38,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 TOKEN = "pat-eu1-standin-token"
 OBJECT_TYPES = ("contacts", "companies", "calls", "meetings", "emails")
+SEARCH_LIMIT = 10_000
+SEARCH_PAGE_MAX = 200
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -39,12 +51,17 @@ class Fault:
     status: int
     times: int
     prefix: str = "/"
+    method: str | None = None  # any method
 
 
 @dataclass
 class HubSpotStandIn:
     token: str | None = TOKEN
     page_size_cap: int = 100
+    # HubSpot's most results per search query; a test sets a small one.
+    search_limit: int = SEARCH_LIMIT
+    # The time every change is stamped with (ISO, ms); a test may fix it.
+    clock: Callable[[], str] = field(default_factory=lambda: _now)
     objects: dict[str, dict[str, dict[str, Any]]] = field(
         default_factory=lambda: {t: {} for t in OBJECT_TYPES}
     )
@@ -52,9 +69,16 @@ class HubSpotStandIn:
     statuses: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     subscription_names: dict[str, str] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    # Every search's request body, and how many results each search answered.
+    searches: list[dict[str, Any]] = field(default_factory=list)
+    search_results: list[int] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(1001))
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _by_email: dict[str, str] = field(default_factory=dict)
+    # Bumped by every change; the sorted lists below are kept per version.
+    _version: int = 0
+    _sorted: dict[tuple[str, str], tuple[int, list[dict[str, Any]]]] = field(default_factory=dict)
 
     # What a test sets up -----------------------------------------------------------
 
@@ -63,24 +87,52 @@ class HubSpotStandIn:
         object_type: str,
         properties: dict[str, str],
         associations: dict[str, list[str]] | None = None,
+        modified: str | None = None,
     ) -> str:
         remote_id = str(next(self._ids))
-        now = _now()
+        now = self.clock()
+        extra = {}
+        if object_type == "contacts" and (associations or {}).get("companies"):
+            # HubSpot's primary company of the contact.
+            extra["associatedcompanyid"] = (associations or {})["companies"][0]
         self.objects[object_type][remote_id] = {
             "id": remote_id,
-            "properties": {**properties, "hs_object_id": remote_id, "createdate": now},
+            "properties": {**properties, **extra, "hs_object_id": remote_id, "createdate": now},
             "createdAt": now,
-            "updatedAt": now,
+            "updatedAt": modified or now,
             "archived": False,
             "associations": dict(associations or {}),
             "objectType": object_type,
         }
+        if object_type == "contacts" and properties.get("email"):
+            self._by_email[properties["email"].lower()] = remote_id
+        self._version += 1
         return remote_id
+
+    def touch(
+        self,
+        object_type: str,
+        remote_id: str,
+        properties: dict[str, str] | None = None,
+        at: str | None = None,
+    ) -> None:
+        """A change made in HubSpot (a salesperson's edit): the properties, and
+        the last-modified time moved to ``at`` (default: the clock)."""
+        found = self.objects[object_type][remote_id]
+        found["properties"].update(properties or {})
+        found["updatedAt"] = at or self.clock()
+        self._version += 1
+
+    def _touch_email(self, email: str) -> None:
+        remote_id = self._by_email.get(email.lower())
+        if remote_id is not None:
+            self.touch("contacts", remote_id)
 
     def set_status(
         self, email: str, subscription_id: str, status: str, legal_basis: str, explanation: str
     ) -> None:
         """A subscription status as a HubSpot form or a salesperson left it."""
+        self._touch_email(email)
         self.statuses[(email, subscription_id)] = {
             "id": subscription_id,
             "name": self.subscription_names[subscription_id],
@@ -91,11 +143,29 @@ class HubSpotStandIn:
             "legalBasisExplanation": explanation,
         }
 
-    def fail(self, status: int, times: int = 1, prefix: str = "/") -> None:
-        self.faults.append(Fault(status, times, prefix))
+    def fail(
+        self, status: int, times: int = 1, prefix: str = "/", method: str | None = None
+    ) -> None:
+        self.faults.append(Fault(status, times, prefix, method))
 
     def calls_to(self, method: str, prefix: str) -> int:
         return sum(1 for m, p in self.requests if m == method and p.startswith(prefix))
+
+    def reads_of(self, prefix: str) -> int:
+        """How many requests read (a GET, a search, a batch read) under ``prefix``."""
+        return sum(
+            1
+            for m, p in self.requests
+            if p.startswith(prefix) and (m == "GET" or p.endswith(("/search", "/batch/read")))
+        )
+
+    def writes(self) -> list[tuple[str, str]]:
+        """The requests that change something (a search or a batch read is a POST too)."""
+        return [
+            (m, p)
+            for m, p in self.requests
+            if m != "GET" and not p.endswith(("/search", "/batch/read"))
+        ]
 
     # Answers ------------------------------------------------------------------------
 
@@ -114,7 +184,11 @@ class HubSpotStandIn:
                     "authentication.",
                 )
             for fault in self.faults:
-                if fault.times > 0 and path.startswith(fault.prefix):
+                if (
+                    fault.times > 0
+                    and path.startswith(fault.prefix)
+                    and fault.method in (None, method)
+                ):
                     fault.times -= 1
                     return _fault(fault.status)
         parts = [p for p in path.split("/") if p]
@@ -125,6 +199,8 @@ class HubSpotStandIn:
             if len(parts) == 4 and method == "GET":
                 return self._page(object_type, query)
             remote_id = parts[4]
+            if remote_id == "search" and method == "POST":
+                return self._search(object_type, body or {})
             found = self.objects[object_type].get(remote_id)
             if found is None or found["archived"]:
                 return _error(404, "OBJECT_NOT_FOUND", "resource not found")
@@ -139,18 +215,25 @@ class HubSpotStandIn:
                 problem = self._update_problem(object_type, remote_id, properties)
                 if problem is not None:
                     return problem
-                for key, value in properties.items():
-                    if value in ("", None):
-                        # HubSpot clears a property set to an empty string.
-                        found["properties"].pop(key, None)
-                    else:
-                        found["properties"][key] = str(value)
-                found["updatedAt"] = _now()
+                for key in [k for k, v in properties.items() if v in ("", None)]:
+                    # HubSpot clears a property set to an empty string.
+                    found["properties"].pop(key, None)
+                self.touch(
+                    object_type,
+                    remote_id,
+                    {k: str(v) for k, v in properties.items() if v not in ("", None)},
+                )
                 return 200, {}, self._public(found, list(properties), [])
             if method == "DELETE":
                 found["archived"] = True
-                found["archivedAt"] = _now()
+                found["archivedAt"] = self.clock()
+                self._version += 1
                 return 204, {}, None
+        batch = method == "POST" and parts[-2:] == ["batch", "read"]
+        if batch and parts[:3] == ["crm", "v3", "objects"] and len(parts) == 6:
+            return self._batch_read(parts[3], body or {})
+        if batch and parts[:3] == ["crm", "v4", "associations"] and len(parts) == 7:
+            return self._associations(parts[3], parts[4], body or {})
         if (
             path
             in (
@@ -204,13 +287,11 @@ class HubSpotStandIn:
     ) -> tuple[int, dict[str, str], Any]:
         limit = min(int(query.get("limit", ["10"])[0]), self.page_size_cap)
         after = query.get("after", [None])[0]
-        live = sorted(
-            (o for o in self.objects[object_type].values() if not o["archived"]),
-            key=lambda o: int(o["id"]),
-        )
+        live = self._live(object_type, "id")
+        start = 0
         if after is not None:
-            live = [o for o in live if int(o["id"]) >= int(after)]
-        page, rest = live[:limit], live[limit:]
+            start = bisect.bisect_left(live, int(after), key=lambda o: int(o["id"]))
+        page, rest = live[start : start + limit], live[start + limit : start + limit + 1]
         body: dict[str, Any] = {
             "results": [
                 self._public(o, _multi(query, "properties"), _multi(query, "associations"))
@@ -223,14 +304,154 @@ class HubSpotStandIn:
             body["paging"] = {"next": {"after": nxt, "link": f"?after={nxt}"}}
         return 200, {}, body
 
+    def _live(self, object_type: str, order: str) -> list[dict[str, Any]]:
+        """The records not archived, by id or by last-modified time (then id);
+        kept until the next change, as 100,000 records take a while to sort."""
+        kept = self._sorted.get((object_type, order))
+        if kept is not None and kept[0] == self._version:
+            return kept[1]
+        live = [o for o in self.objects[object_type].values() if not o["archived"]]
+        if order == "id":
+            live.sort(key=lambda o: int(o["id"]))
+        else:
+            live.sort(key=lambda o: (_ms(o["updatedAt"]), int(o["id"])))
+        self._sorted[(object_type, order)] = (self._version, live)
+        return live
+
+    def _search(self, object_type: str, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        """``POST /crm/v3/objects/{type}/search``: the filters HubSpot's
+        ``Filter`` takes on the last-modified property (GT, GTE, LT, LTE, EQ
+        with a millisecond or ISO value), sorted by it, offset paging."""
+        modified = _modified_property(object_type)
+        groups = body.get("filterGroups") or []
+        sorts = body.get("sorts") or []
+        try:
+            limit = int(body.get("limit") or 10)
+            offset = int(body.get("after") or 0)
+        except (TypeError, ValueError):
+            return _error(400, "VALIDATION_ERROR", "limit and after must be integers.")
+        if limit < 1 or limit > SEARCH_PAGE_MAX:
+            return _error(400, "VALIDATION_ERROR", f"limit must be 1 to {SEARCH_PAGE_MAX}.")
+        self.searches.append(body)
+        if offset + limit > self.search_limit:
+            return _error(
+                400,
+                "VALIDATION_ERROR",
+                f"The search is limited to {self.search_limit} results per query; "
+                "narrow the filters to page further.",
+            )
+        if len(sorts) > 1:
+            return _error(400, "VALIDATION_ERROR", "Only one sort is supported.")
+        for sort in sorts:
+            name = sort.get("propertyName") if isinstance(sort, dict) else None
+            if name != modified or sort.get("direction") not in ("ASCENDING", None):
+                return _error(400, "VALIDATION_ERROR", f"The stand-in sorts by {modified} only.")
+        tests: list[Callable[[int], bool]] = []
+        for group in groups:
+            for rule in group.get("filters") or []:
+                if rule.get("propertyName") != modified:
+                    return _error(400, "VALIDATION_ERROR", f"The stand-in filters {modified} only.")
+                try:
+                    value = _ms(str(rule["value"]))
+                except (KeyError, ValueError):
+                    return _error(400, "VALIDATION_ERROR", "A filter needs a date-time value.")
+                compare = _COMPARE.get(rule.get("operator"))
+                if compare is None:
+                    return _error(
+                        400, "VALIDATION_ERROR", f"Unknown operator {rule.get('operator')}."
+                    )
+                tests.append(lambda ms, c=compare, v=value: c(ms, v))
+        if len(groups) > 1:
+            return _error(400, "VALIDATION_ERROR", "The stand-in takes one filter group.")
+        with self._lock:
+            live = self._live(object_type, "modified")
+        matching = [o for o in live if all(t(_ms(o["updatedAt"])) for t in tests)]
+        page = matching[offset : offset + limit]
+        properties = [p for p in body.get("properties") or [] if isinstance(p, str)]
+        answer: dict[str, Any] = {
+            "total": len(matching),
+            "results": [self._public(o, properties, []) for o in page],
+        }
+        self.search_results.append(len(page))
+        if offset + limit < len(matching):
+            answer["paging"] = {"next": {"after": str(offset + limit)}}
+        return 200, {}, answer
+
+    def _batch_read(
+        self, object_type: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, str], Any]:
+        inputs = body.get("inputs")
+        if not isinstance(inputs, list) or body.get("properties") is None:
+            return _error(400, "VALIDATION_ERROR", "inputs and properties are required.")
+        if len(inputs) > 100:
+            return _error(400, "VALIDATION_ERROR", "At most 100 inputs per batch.")
+        started = self.clock()
+        results = []
+        for item in inputs:
+            found = self.objects[object_type].get(str(item.get("id")))
+            if found is not None and not found["archived"]:
+                results.append(self._public(found, list(body["properties"]), []))
+        return (
+            200,
+            {},
+            {
+                "status": "COMPLETE",
+                "results": results,
+                "startedAt": started,
+                "completedAt": self.clock(),
+            },
+        )
+
+    def _associations(
+        self, from_type: str, to_type: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, str], Any]:
+        if from_type not in self.objects or to_type not in self.objects:
+            return _error(404, "OBJECT_NOT_FOUND", f"Unknown object type {from_type}.")
+        inputs = body.get("inputs")
+        if not isinstance(inputs, list) or len(inputs) > 1000:
+            return _error(400, "VALIDATION_ERROR", "inputs (at most 1,000) are required.")
+        started = self.clock()
+        results = []
+        for item in inputs:
+            found = self.objects[from_type].get(str(item.get("id")))
+            linked = (found or {}).get("associations", {}).get(to_type) or []
+            if found is None or not linked:
+                continue
+            results.append(
+                {
+                    "from": {"id": found["id"]},
+                    "to": [
+                        {
+                            "toObjectId": int(i),
+                            "associationTypes": [
+                                {"category": "HUBSPOT_DEFINED", "typeId": 194, "label": None}
+                            ],
+                        }
+                        for i in linked
+                    ],
+                }
+            )
+        return (
+            200,
+            {},
+            {
+                "status": "COMPLETE",
+                "results": results,
+                "startedAt": started,
+                "completedAt": self.clock(),
+            },
+        )
+
     def _public(
         self, found: dict[str, Any], properties: list[str], associations: list[str]
     ) -> dict[str, Any]:
+        modified = _modified_property(found["objectType"])
         wanted = {
             k: v
             for k, v in found["properties"].items()
             if k in properties or k in ("hs_object_id", "createdate")
         }
+        wanted[modified] = found["updatedAt"]
         item: dict[str, Any] = {
             "id": found["id"],
             "properties": wanted,
@@ -272,7 +493,34 @@ class HubSpotStandIn:
         if body.get("legalBasisExplanation"):
             status["legalBasisExplanation"] = body["legalBasisExplanation"]
         self.statuses[(email, subscription_id)] = status
+        self._touch_email(email)
+        if not subscribe:
+            remote_id = self._by_email.get(email.lower())
+            if remote_id is not None:
+                self.objects["contacts"][remote_id]["properties"][
+                    f"hs_email_optout_{subscription_id}"
+                ] = "true"
         return 200, {}, status
+
+
+def _modified_property(object_type: str) -> str:
+    return "lastmodifieddate" if object_type in ("contacts", "companies") else "hs_lastmodifieddate"
+
+
+def _ms(value: str) -> int:
+    """A date-time as HubSpot's filters take it: milliseconds, or ISO 8601."""
+    if value.isdigit():
+        return int(value)
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+_COMPARE: dict[Any, Callable[[int, int], bool]] = {
+    "GT": lambda a, b: a > b,
+    "GTE": lambda a, b: a >= b,
+    "LT": lambda a, b: a < b,
+    "LTE": lambda a, b: a <= b,
+    "EQ": lambda a, b: a == b,
+}
 
 
 def _singular(found: dict[str, Any]) -> str:
@@ -320,6 +568,11 @@ def _fault(status: int) -> tuple[int, dict[str, str], Any]:
 
 class _Handler(BaseHTTPRequestHandler):
     standin: HubSpotStandIn
+    # Keep-alive, as HubSpot's API answers: the client library's pool reuses connections.
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without this, the second waits
+    # for the client's delayed ACK (about 40 ms a request).
+    disable_nagle_algorithm = True
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

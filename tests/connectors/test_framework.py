@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from app import create_app
 from connectors import base, sync
@@ -221,9 +222,40 @@ def test_the_next_full_read_waits_for_the_pass_interval_while_decisions_still_go
     with app.app_context():
         assert sync.sync("hubspot", policy=hourly).items_in == 1
         consent.record_objection(CLI_ACTOR, external_ids.find_contact("hubspot", remote))
-    reads = hubspot.calls_to("GET", "/crm/v3/objects/contacts")
+    reads = hubspot.reads_of("/crm/v3/objects/contacts")
     with app.app_context():
         again = sync.sync("hubspot", policy=hourly)
     assert again.outcome == "done" and again.items_out == 1
-    assert hubspot.calls_to("GET", "/crm/v3/objects/contacts") == reads
+    assert hubspot.reads_of("/crm/v3/objects/contacts") == reads
     assert hubspot.objects["contacts"][remote]["properties"]["consent_may_market"] == "false"
+
+
+class _Reading:
+    """A connector without a CRM: its one read notes how the database commits
+    meanwhile (and whether it may read changes: it may not)."""
+
+    name = "hubspot"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str | None, Any]] = []
+
+    def contacts(self, after: str | None) -> base.RemotePage:
+        self.seen.append((after, db.session.scalar(sa.text("SHOW synchronous_commit"))))
+        return base.RemotePage([], None)
+
+    def activity_types(self) -> list[str]:
+        return []
+
+    def classify(self, exc: Exception) -> Fault | None:
+        return None
+
+
+def test_a_syncs_commits_do_not_wait_for_the_disk_and_others_do(app) -> None:
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("PostgreSQL's synchronous_commit")
+        reading = _Reading()
+        assert sync.sync("hubspot", reading, RetryPolicy()).outcome == "done"  # type: ignore[arg-type]
+        # Called as contacts(after): a connector that cannot read changes.
+        assert reading.seen == [(None, "off")]
+        assert db.session.scalar(sa.text("SHOW synchronous_commit")) == "on"

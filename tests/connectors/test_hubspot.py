@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from connectors import sync
+from connectors.base import RetryPolicy
 from connectors.models import ConnectorDeletion, ConnectorRecord, ConnectorState
 from consent import services as consent
 from consent.rights import erase_contact
@@ -173,11 +174,11 @@ def test_a_second_sync_changes_nothing(app, hubspot) -> None:
     anna(hubspot)
     run(app)
     before = count_rows(app)
-    writes = len([r for r in hubspot.requests if r[0] != "GET"])
+    writes = len(hubspot.writes())
     result = run(app)
     assert result.outcome == "done" and result.items_in == 0 and result.items_out == 0
     assert count_rows(app) == before
-    assert len([r for r in hubspot.requests if r[0] != "GET"]) == writes
+    assert len(hubspot.writes()) == writes
 
 
 def test_a_retention_purge_here_deletes_the_activities_in_hubspot(app, hubspot) -> None:
@@ -331,8 +332,7 @@ def test_a_deletion_hubspot_refuses_for_now_is_retried_and_never_brings_the_pers
         erase_contact(CLI_ACTOR, contact.id)
     # HubSpot's copy changes meanwhile, and its deletes answer 503 for longer than the retries.
     hubspot.objects["contacts"][remote]["properties"]["phone"] = "+46 70 123 45 67"
-    hubspot.fail(503, times=8, prefix="/crm/v3/objects/")
-    hubspot.faults[-1].prefix = "/crm/v3/objects/calls/"
+    hubspot.fail(503, times=8, prefix="/crm/v3/objects/calls/", method="DELETE")
     result = run(app)
     assert result.outcome == "unavailable"
     assert the_contact(app, remote) is None
@@ -464,3 +464,174 @@ def test_a_feed_cursor_older_than_the_feed_keeps_restarts_from_the_oldest_item(
     assert result.outcome == "done"
     assert [s["object"] for s in result.skipped] == ["feed"]
     assert "CHANGE_FEED_KEEP_DAYS" in result.skipped[0]["reason"]
+
+
+# Reading what changed (HubSpot's CRM search) ---------------------------------------------
+
+
+def _settled(app: Any, hubspot: HubSpotStandIn, policy: RetryPolicy) -> None:
+    """A first sync, then one more: the first sync's own writes (the summary
+    properties) move the contacts' last-modified time, so the second reads
+    them again and finds them unchanged."""
+    with app.app_context():
+        assert sync.sync("hubspot", policy=policy).outcome == "done"
+        assert sync.sync("hubspot", policy=policy).outcome == "done"
+        db.session.remove()
+
+
+def _no_overlap() -> RetryPolicy:
+    # The stand-in's clock is ours: no skew to allow for.
+    return RetryPolicy(tries=4, backoff_s=0, read_overlap_s=0, sleep=lambda s: None)
+
+
+def test_a_later_sync_reads_only_the_records_changed_in_hubspot(app, hubspot) -> None:
+    made = [
+        hubspot.add("contacts", {"email": f"p{i}@kund.se", "country": "SE"}) for i in range(150)
+    ]
+    policy = _no_overlap()
+    _settled(app, hubspot, policy)
+    # The first sync read every page of the list API (150 contacts: 2 pages).
+    assert hubspot.calls_to("GET", "/crm/v3/objects/contacts") == 2
+    hubspot.touch("contacts", made[7], {"phone": "+46 8 123 456"})
+    call = hubspot.add("calls", {"hs_timestamp": CALL_AT}, {"contacts": [made[9]]})
+    searches, answered = len(hubspot.searches), len(hubspot.search_results)
+    with app.app_context():
+        result = sync.sync("hubspot", policy=policy)
+    assert result.outcome == "done" and result.items_in == 2
+    # One search per object type, each answering only what changed.
+    assert hubspot.calls_to("GET", "/crm/v3/objects/contacts") == 2
+    assert len(hubspot.searches) - searches == 3  # contacts, calls, meetings
+    assert hubspot.search_results[answered:] == [1, 1, 0]
+    assert the_contact(app, made[7]).phone == "+46 8 123 456"
+    with app.app_context():
+        activity = db.session.scalar(sa.select(Activity))
+        assert activity is not None and activity.kind == "call"
+    assert call in hubspot.objects["calls"]
+    # Each search filters and sorts on HubSpot's last-modified property.
+    request = hubspot.searches[searches]
+    assert request["filterGroups"][0]["filters"][0]["propertyName"] == "lastmodifieddate"
+    assert request["filterGroups"][0]["filters"][0]["operator"] == "GTE"
+    assert request["sorts"] == [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}]
+    assert hubspot.searches[searches + 1]["sorts"][0]["propertyName"] == "hs_lastmodifieddate"
+
+
+def test_a_record_changed_at_the_boundary_moment_is_not_lost(app, hubspot) -> None:
+    remote = hubspot.add("contacts", {"email": "kant@kund.se", "country": "SE"})
+    policy = _no_overlap()
+    _settled(app, hubspot, policy)
+    with app.app_context():
+        since = db.session.get(ConnectorState, "hubspot").cursors["contacts@since"]
+    # Changed in HubSpot at the very millisecond the next read starts from.
+    moment = datetime.fromisoformat(since)
+    at = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    hubspot.touch("contacts", remote, {"phone": "+46 8 555 000"}, at=_iso(at))
+    with app.app_context():
+        assert sync.sync("hubspot", policy=policy).items_in == 1
+    assert the_contact(app, remote).phone == "+46 8 555 000"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _small_search(app: Any, hubspot: HubSpotStandIn, limit: int, page: int) -> Any:
+    from connectors.hubspot import HubSpot
+
+    hubspot.search_limit = limit
+    return HubSpot(
+        app.config["HUBSPOT_ACCESS_TOKEN"],
+        app.config["HUBSPOT_BASE_URL"],
+        {"newsletter": NEWSLETTER, "events": EVENTS},
+        ["calls"],
+        search_limit=limit,
+        page_size=page,
+    )
+
+
+def test_the_search_limit_moves_the_time_cursor_and_loses_no_record(app, hubspot) -> None:
+    """HubSpot answers at most 10,000 results per query (here 5, two a page):
+    the read moves its time cursor to the last record read and pages again;
+    records sharing that moment are read twice, never lost."""
+    policy = _no_overlap()
+    _settled(app, hubspot, policy)
+    base = datetime.now(UTC).replace(microsecond=0)
+    seconds = [1, 2, 3, 4, 4, 4, 5, 6, 6, 7, 8]
+    made = [
+        hubspot.add(
+            "contacts",
+            {"email": f"s{i}@kund.se", "country": "SE"},
+            modified=_iso(base.replace(second=0) + timedelta(minutes=2, seconds=s)),
+        )
+        for i, s in enumerate(seconds)
+    ]
+    connector = _small_search(app, hubspot, limit=5, page=2)
+    searches = len(hubspot.searches)
+    with app.app_context():
+        result = sync.sync("hubspot", connector=connector, policy=policy)
+    assert result.outcome == "done" and result.items_in == len(made)
+    assert all(the_contact(app, r) is not None for r in made)
+    contact_searches = [
+        s
+        for s in hubspot.searches[searches:]
+        if s["sorts"][0]["propertyName"] == "lastmodifieddate"
+    ]
+    # Never past the limit, and the time cursor moved (a later GTE value).
+    assert all(int(s.get("after") or 0) + 2 <= 5 for s in contact_searches)
+    values = [int(s["filterGroups"][0]["filters"][0]["value"]) for s in contact_searches]
+    assert len(set(values)) >= 3 and values == sorted(values)
+
+
+def test_more_records_at_one_moment_than_the_limit_stop_the_turn_and_a_full_resync_reads_them(
+    app, hubspot
+) -> None:
+
+    policy = _no_overlap()
+    _settled(app, hubspot, policy)
+    moment = _iso(datetime.now(UTC) + timedelta(minutes=2))
+    made = [
+        hubspot.add("contacts", {"email": f"m{i}@kund.se", "country": "SE"}, modified=moment)
+        for i in range(6)
+    ]
+    with app.app_context():
+        result = sync.sync("hubspot", connector=_small_search(app, hubspot, 5, 2), policy=policy)
+        assert result.outcome == "unavailable"
+        assert "full resync" in db.session.get(ConnectorState, "hubspot").last_error
+    # The pages before the limit were written; the rest cannot be reached by the search.
+    assert any(the_contact(app, r) is None for r in made)
+    page = client_as(app, "admin").post("/staff/connectors/hubspot/full-resync")
+    assert page.status_code == 303
+    with app.app_context():
+        assert db.session.get(ConnectorState, "hubspot").cursors == {}, page.headers
+    with app.app_context():
+        result = sync.sync("hubspot", connector=_small_search(app, hubspot, 5, 2), policy=policy)
+    assert result.outcome == "done", result
+    assert all(the_contact(app, r) is not None for r in made)
+
+
+def test_a_consent_given_in_hubspot_later_is_read(app, hubspot, monkeypatch) -> None:
+    """A subscription status changed in HubSpot reaches us although none of
+    the contact's own fields changed (HubSpot moves the contact's
+    last-modified time; the consents seen are part of the fingerprint)."""
+    monkeypatch.setitem(app.config, "HUBSPOT_CONSENT_POLICY_VERSION", "2026-01")
+    remote = hubspot.add("contacts", {"email": "sen@kund.se", "country": "SE"})
+    _settled(app, hubspot, _no_overlap())
+    assert _decisions(app, remote)["events"] == "no_basis"
+    hubspot.set_status("sen@kund.se", EVENTS, "SUBSCRIBED", "CONSENT_WITH_NOTICE", WORDING)
+    with app.app_context():
+        assert sync.sync("hubspot", policy=_no_overlap()).outcome == "done"
+    assert _decisions(app, remote)["events"] == "consent"
+
+
+def test_a_search_answered_429_waits_and_loses_nothing(app, hubspot) -> None:
+    policy = _no_overlap()
+    _settled(app, hubspot, policy)
+    remote = hubspot.add("contacts", {"email": "vanta@kund.se", "country": "SE"})
+    hubspot.fail(429, times=2, prefix="/crm/v3/objects/contacts/search")
+    waits: list[float] = []
+    with app.app_context():
+        result = sync.sync(
+            "hubspot",
+            policy=RetryPolicy(tries=4, backoff_s=0, read_overlap_s=0, sleep=waits.append),
+        )
+    assert result.outcome == "done" and waits == [1.0, 1.0]
+    assert the_contact(app, remote) is not None

@@ -831,6 +831,12 @@ ROUTES: dict[tuple[str, str], Route] = {
         form=lambda s: {},
         path_values=lambda s: {"name": "hubspot"},
     ),
+    ("staff_connectors.full_resync", "POST"): Route(
+        "/staff/connectors/{name}/full-resync",
+        "staff",
+        form=lambda s: {},
+        path_values=lambda s: {"name": "hubspot"},
+    ),
     ("staff_webhooks.webhook_list", "GET"): Route("/staff/admin/webhooks", "staff"),
     ("staff_webhooks.webhook_log", "GET"): Route(
         "/staff/admin/webhooks/{webhook_id}",

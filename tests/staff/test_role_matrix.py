@@ -275,6 +275,12 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, str] | None, dict[str, int]]]
         {},
         _guarded("connectors.manage", 303),
     ),
+    # A connector that has not run: refused with a message, back to the page.
+    ("staff_connectors.full_resync", "POST"): (
+        "/staff/connectors/hubspot/full-resync",
+        {},
+        _guarded("connectors.manage", 303),
+    ),
     ("staff_webhooks.webhook_list", "GET"): (
         "/staff/admin/webhooks",
         None,
