@@ -138,7 +138,7 @@ def test_the_preview_shows_the_deletions_still_owed_and_how_they_are_done(
     with app.app_context():
         erase_contact(CLI_ACTOR, external_ids.find_contact("hubspot", remote))
     # HubSpot fails longer than the retries: the deletions stay owed.
-    hubspot.fail(503, times=8, prefix="/crm/v3/objects/calls/")
+    hubspot.fail(503, times=8, prefix="/crm/v3/objects/calls/", method="DELETE")
     assert run(app).outcome == "unavailable"
     assert copies(app) == [("connector hubspot", "delete", {}, {"calls": 1, "contacts": 1})]
     monkeypatch.setitem(app.config, "HUBSPOT_ERASURE", "anonymise")
