@@ -152,9 +152,9 @@ def fill(url: str, contacts: int) -> dict[str, float]:
     return steps
 
 
-def prepare(ctx: Context, contacts: int) -> tuple[str, dict[str, float] | None]:
-    """The database's URL, generated now (with the seconds per step) or reused
-    when a kept one of this size is there (``None``)."""
+def prepare(ctx: Context, contacts: int) -> tuple[str, dict[str, float]]:
+    """The database's URL and the seconds per step of its generation: now, or
+    by an earlier run that kept it (``BENCH_SCALE_KEEP=1``), reused when the size is the same."""
     admin, url = _admin(ctx, contacts)
     name = database_name(contacts)
     rendered = url.render_as_string(hide_password=False)
@@ -165,15 +165,17 @@ def prepare(ctx: Context, contacts: int) -> tuple[str, dict[str, float] | None]:
             ),
             {"n": name},
         ).scalar()
-        if comment == _stamp(contacts):
+        if comment and comment.startswith(_stamp(contacts)):
             _log(f"reusing {name} ({contacts:,} contacts)")
             admin.dispose()
-            return rendered, None
+            # The generation's times, as the run that generated it stored them.
+            return rendered, json.loads(comment.split(" steps=", 1)[1])
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     steps = fill(rendered, contacts)
     with admin.connect() as conn:
-        conn.execute(sa.text(f"COMMENT ON DATABASE \"{name}\" IS '{_stamp(contacts)}'"))
+        stamp = f"{_stamp(contacts)} steps={json.dumps(steps)}"
+        conn.execute(sa.text(f"COMMENT ON DATABASE \"{name}\" IS '{stamp}'"))
     admin.dispose()
     return rendered, steps
 
@@ -194,9 +196,13 @@ def _email(g: int) -> str:
     return f"c{g}@d{g % 5000}.example"
 
 
+# Draws one request (method, path, body) with the client thread's random numbers.
+Request = Callable[[random.Random], tuple[str, str, str | None]]
+
+
 def _load(
     base: str,
-    request: Callable[[random.Random], tuple[str, str, str | None]],
+    request: Request,
     token: str | None,
     seconds: float,
     connections: int,
@@ -205,6 +211,7 @@ def _load(
     request is drawn by ``request(rng)`` as (method, path, body): a contact
     drawn at random from the whole list, so the figures include cache misses."""
     parsed = urllib.parse.urlsplit(base)
+    host = parsed.hostname or "127.0.0.1"
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -214,7 +221,7 @@ def _load(
 
     def worker(n: int) -> None:
         rng = random.Random(n)
-        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+        conn = http.client.HTTPConnection(host, parsed.port, timeout=60)
         while time.perf_counter() < stop_at:
             method, path, body = request(rng)
             start = time.perf_counter()
@@ -225,7 +232,7 @@ def _load(
                 ok = response.status < 400
             except (OSError, http.client.HTTPException):
                 conn.close()
-                conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+                conn = http.client.HTTPConnection(host, parsed.port, timeout=60)
                 ok = False
             latencies[n].append(time.perf_counter() - start)
             errors[n] += 0 if ok else 1
@@ -287,11 +294,12 @@ def _checks(ctx: Context, url: str, contacts: int) -> list[str]:
         for request, auth in cases.values():  # untimed warm-up
             _load(server.base, request, auth, min(seconds, 2.0), connections)
         probe = Context(ctx.smoke, rounds, ctx.database_url, ctx.machine)
+
+        def action(request: Request, auth: str | None) -> Callable[[], dict[str, Any]]:
+            return lambda: _load(server.base, request, auth, seconds, connections)
+
         results = probe.measure_in_turns(
-            {
-                label: lambda r=request, a=auth: _load(server.base, r, a, seconds, connections)
-                for label, (request, auth) in cases.items()
-            }
+            {label: action(request, auth) for label, (request, auth) in cases.items()}
         )
     finally:
         server.stop()
@@ -572,13 +580,13 @@ def _generate_only(contacts: int) -> None:
     ctx = Context(False, 1, os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE))
     started = time.perf_counter()
     _url, steps = prepare(ctx, contacts)
-    for step, seconds in (steps or {}).items():
+    for step, seconds in steps.items():
         _log(f"{step}: {seconds:.0f} s")
     _log(f"total {time.perf_counter() - started:.0f} s")
 
 
 @contextlib.contextmanager
-def _database(ctx: Context, contacts: int) -> Iterator[tuple[str, dict[str, float] | None]]:
+def _database(ctx: Context, contacts: int) -> Iterator[tuple[str, dict[str, float]]]:
     """The smoke run's scratch database (a fresh name each time, as tests may run
     side by side), or ``bench_scale_<contacts>``: dropped afterwards unless kept."""
     if ctx.smoke:
@@ -622,9 +630,7 @@ def run(ctx: Context) -> list[str]:
             f"{counted[3]:,} projection rows on {version}.",
             "",
         ]
-        if steps is None:
-            lines += ["(A kept database generated by an earlier run: no generation times.)", ""]
-        else:
+        if steps:
             total = sum(steps.values())
             lines += [
                 "### Generation",
