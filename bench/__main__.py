@@ -47,7 +47,11 @@ BENCHMARKS = {
     "feed": "bench.feed",
     "views": "bench.views",
     "connectors": "bench.connector_sync",
+    "scale": "bench.scale",
 }
+# Left out of a full run unless named (``python -m bench scale``): an hour and
+# more of generation. ``--smoke`` runs every benchmark, these too.
+NOT_BY_DEFAULT = {"scale"}
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -208,7 +212,10 @@ def write_sections(path: Path, sections: dict[str, list[str]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "names", nargs="*", help=f"benchmarks to run (default all: {', '.join(BENCHMARKS)})"
+        "names",
+        nargs="*",
+        help=f"benchmarks to run (default all but {', '.join(sorted(NOT_BY_DEFAULT))}: "
+        f"{', '.join(n for n in BENCHMARKS if n not in NOT_BY_DEFAULT)})",
     )
     parser.add_argument(
         "--smoke", action="store_true", help="tiny data, seconds; for the test suite"
@@ -223,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, default=None, help="Markdown file to update")
     args = parser.parse_args(argv)
-    names = args.names or list(BENCHMARKS)
+    names = args.names or [n for n in BENCHMARKS if args.smoke or n not in NOT_BY_DEFAULT]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}")

@@ -143,14 +143,15 @@ CONSENTS = [
 ]
 
 
-def generate(conn: Any, contacts: int, events: int) -> None:
+def generate(conn: Any, contacts: int, events: int, sort_memory: str = "256MB") -> None:
     """Fill an empty, migrated database. Set-based statements only: a million
-    contacts and ten million events in a few minutes on PostgreSQL."""
+    contacts and ten million events in a few minutes on PostgreSQL.
+    ``sort_memory`` is the index builds' ``maintenance_work_mem``."""
     d = Dialect(conn.dialect.name == "postgresql")
     rebuild: list[str] = []
     if d.postgres:
         conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
-        conn.execute(sa.text("SET LOCAL maintenance_work_mem = '256MB'"))
+        conn.execute(sa.text(f"SET LOCAL maintenance_work_mem = '{sort_memory}'"))
         # Foreign keys unchecked while filling (every row is made to point at an
         # existing one), indexes built once at the end rather than row by row:
         # together about three times faster than inserting into the live schema.

@@ -138,6 +138,27 @@ def test_the_benchmarks_run_on_tiny_data_and_write_their_section(tmp_path: Path)
     assert cells[9].endswith(" MiB")
     assert "`POST /crm/v3/objects/companies/batch/read`" in synced
 
+    # Scale (issue 25): PostgreSQL only; every part measured on the generated data.
+    assert "<!-- bench:scale -->" in text
+    scale = text.split("<!-- bench:scale -->")[1].split("<!-- /bench:scale -->")[0]
+    if not database.startswith("postgresql"):
+        assert "skipped on SQLite" in scale
+        return
+    assert "2,000 contacts, 20,000 ledger events, 10,000 activities" in scale
+    for label in (
+        "bare SELECT by primary key (random contact)",
+        "single check (random address)",
+        "batch check, 10 random addresses",
+    ):
+        cells = [cell.strip() for cell in rows[label].split("|")]
+        assert float(cells[2].replace(",", "")) > 0, f"{label}: no requests served"
+        assert cells[5] == "0", f"{label}: errors under load"
+    raw = [cell.strip() for cell in rows["one raw DELETE"].split("|")]
+    purge = next(cells for key, cells in rows.items() if key.startswith("`crm.retention.run`"))
+    assert int(raw[2]) > 0 and purge.split("|")[2].strip() == raw[2], "the day's rows purged"
+    assert "| import, first run | 200 created, 0 rejected |" in scale
+    assert "**all " in scale and " B** |" in scale, "disk per contact"
+
 
 def _redis_answers(url: str) -> bool:
     import redis
