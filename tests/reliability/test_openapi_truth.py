@@ -148,7 +148,11 @@ def _load(*, coverage: bool, examples: int) -> Any:
 
 
 schema = _load(coverage=False, examples=EXAMPLES)
-thorough_schema = _load(coverage=True, examples=max(EXAMPLES, 100))
+# schemathesis draws the coverage phase's cases when pytest collects the test,
+# whether it then runs or is skipped: minutes of CPU in every pytest process
+# that collects this module (docs/testing.md). So they are drawn only when the
+# slow variant runs.
+thorough_schema = _load(coverage=THOROUGH, examples=max(EXAMPLES, 100))
 
 
 def _operation_role(app: Any, method: str, path: str) -> Role:
