@@ -50,7 +50,8 @@ change_recorded = _signals.signal("change-recorded")
 # After the commit. Sent by every use case whose commit changed a contact's
 # decisions (consent, subscriptions, imports, erasure, rectification of a
 # deciding field); kwargs: contact_id, kind (the ledger event kind, or
-# "erased", "rectified", "import"). Receivers: consent.webhooks hands the
+# "erased", "rectified", "import"); an import batch sends it once with
+# contact_ids (a tuple) instead of contact_id. Receivers: consent.webhooks hands the
 # deliveries written for the contact to the broker; mailing hands over the
 # confirmation emails ``confirmation_owed`` queued in that transaction;
 # consent.web_tracking unlinks the contact's web visitors when its
