@@ -33,7 +33,8 @@ def sender() -> Flask:
 # --- a contact's decisions ------------------------------------------------------------
 
 # Inside the transaction. Sent by consent.ledger for every write to the ledger;
-# kwargs: contact_ids (a tuple). Receivers: consent.webhooks writes the
+# kwargs: contact_ids (a tuple), at (the write's moment, or None for now).
+# Receivers: consent.webhooks writes the
 # deliveries owed to the receivers of these contacts, so that a notification
 # is never lost between the commit and the broker; crm.changed_since stamps
 # the contacts' updated_at (one UPDATE), so that the changed-since read
