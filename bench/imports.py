@@ -9,9 +9,10 @@ then the same child imports the file a second time (the idempotent re-run).
 
 The baseline is the same file's addresses and names written into a bare
 table ``(id, email UNIQUE, name)``: PostgreSQL ``COPY`` from the file,
-SQLite one ``executemany`` of the rows read beforehand. The bar (issue 7):
-the import takes at most 10x the COPY (ratio >= 0.1) on PostgreSQL and at
-most ~3.3x the executemany (ratio >= 0.3) on SQLite, in under 300 MB.
+SQLite one ``executemany`` of the rows read beforehand. The bars (issue 25,
+which lowered issue 7's 0.1x and 0.3x after the floor measurement): the
+import takes at most ~14x the COPY (ratio >= 0.07) on PostgreSQL and at most
+10x the executemany (ratio >= 0.1) on SQLite, in under 300 MB.
 
 When a bar is not met, the section shows what stands in the way: the
 import's statements by time and the top functions by cumulative time under
@@ -35,10 +36,10 @@ from typing import Any
 
 from bench.__main__ import ROOT, Context, Measurement, database_version
 
-TITLE = "CSV import (issue 7)"
+TITLE = "CSV import (issues 7 and 25)"
 # No last interaction date: an industry list cannot carry one (docs/rules.md X16).
 HEADER = "email,name,company,organisation number,country,language\n"
-BARS = {"postgresql": 0.1, "sqlite": 0.3}
+BARS = {"postgresql": 0.07, "sqlite": 0.1}
 MEMORY_BAR_MIB = 300
 
 

@@ -109,7 +109,7 @@ def is_interaction(actor: Actor, received_via: str | None, kind: EventKind, sour
     return actor.kind == "person" and source not in UNPROVEN_SOURCES
 
 
-def _written(contact_ids: tuple[int, ...], kind: EventKind) -> None:
+def _written(contact_ids: tuple[int, ...], kind: EventKind, at: datetime | None = None) -> None:
     """What every write to the ledger tells, inside its transaction: the change
     feed gets a ``contact.decisions_changed`` item per contact (one per
     transaction, ``crm.changes.record``) and, for a bounce, a
@@ -117,7 +117,7 @@ def _written(contact_ids: tuple[int, ...], kind: EventKind) -> None:
     change_feed.record(change_feed.DECISIONS_CHANGED, contact_ids)
     if kind is EventKind.UNDELIVERABLE:
         change_feed.record(change_feed.CONTACT_UNDELIVERABLE, contact_ids)
-    ledger_written.send(signal_sender(), contact_ids=contact_ids)
+    ledger_written.send(signal_sender(), contact_ids=contact_ids, at=at)
 
 
 def record(
@@ -487,6 +487,7 @@ def record_set(
     basis: str | None = None,
     source_ref: str | None = None,
     note: str | None = None,
+    recorded_at: datetime | None = None,
 ) -> list[int]:
     """The same blanket event for every contact a query names, written and folded
     with a fixed number of statements, whatever the number of contacts: the
@@ -495,6 +496,8 @@ def record_set(
     ``contacts`` selects contact ids, each once. Only the kinds in
     ``SET_KINDS``; the projection ends up exactly as ``record`` leaves it
     (tests/consent/test_ledger_batch.py). Returns the contact ids.
+    ``recorded_at`` (default now) is the moment of the caller's transaction:
+    contacts it created at that moment are not stamped ``updated_at`` again.
     """
     if kind not in SET_KINDS:
         raise ValueError(f"{kind} is not folded in SQL; use record_many() or record().")
@@ -506,7 +509,7 @@ def record_set(
         return []
     if len(set(contact_ids)) != len(contact_ids):
         raise ValueError("record_set takes each contact once.")
-    now = utcnow()
+    now = recorded_at or utcnow()
     occurred_at = at or now
     events = ConsentEvent.__table__
     chosen = contacts.subquery()
@@ -533,7 +536,7 @@ def record_set(
             ),
         )
     )
-    _written(tuple(contact_ids), kind)
+    _written(tuple(contact_ids), kind, now)
     if kind is not EventKind.BASIS_GRANTED:
         return contact_ids  # CREATED_WHILE_SUPPRESSED only documents.
     assert column is not None

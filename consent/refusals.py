@@ -15,7 +15,7 @@ the person's own verified opt-in reopens it (``consent.projection.fold``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -28,7 +28,7 @@ from consent.topics import current_policy
 from crm.models import Contact
 from extensions import db
 from kernel.access import SYSTEM_ACTOR
-from kernel.addresses import keyed_hasher, keyed_hashes
+from kernel.addresses import keyed_hasher, keyed_hashes, mailbox_of
 from kernel.database import id_in
 from kernel.signals import contacts_addressed, retention_due
 
@@ -58,9 +58,11 @@ def restate_refusals(contact_ids: Sequence[int]) -> int:
     for start in range(0, len(contact_ids), _CHUNK):
         chunk = list(contact_ids[start : start + _CHUNK])
         contacts = db.session.execute(
-            sa.select(Contact.id, Contact.email).where(id_in(Contact.id, chunk))
+            sa.select(Contact.id, Contact.email, Contact.address_hash).where(
+                id_in(Contact.id, chunk)
+            )
         ).all()
-        hashes = {c.id: keyed_hashes(c.email, hasher) for c in contacts}
+        hashes = {c.id: _hashes(c.email, c.address_hash, hasher) for c in contacts}
         entries = scoped_refusals(h for hs in hashes.values() for h in hs)
         if not entries:
             continue
@@ -99,6 +101,16 @@ def restate_refusals(contact_ids: Sequence[int]) -> int:
             )
             recorded += len(members)
     return recorded
+
+
+def _hashes(email: str, stored: str | None, hasher: Callable[[str], str]) -> list[str]:
+    """``keyed_hashes`` of an address, taking its own hash from the contact's
+    ``address_hash`` (written with the address): only a sub-address's mailbox
+    is hashed here, not each of a million imported addresses again."""
+    if stored is None:
+        return keyed_hashes(email, hasher)
+    mailbox = mailbox_of(email)
+    return [stored] if mailbox == email else [stored, hasher(mailbox)]
 
 
 def _holds(states: dict[tuple[int, str, str], Any], contact_id: int, *scope: str) -> bool:

@@ -169,10 +169,43 @@ def _export_web_visits(app: object, *, contact: Contact, **_: object) -> tuple[s
     ]
 
 
-def _on_decisions_changed(app: object, *, contact_id: int, **_: object) -> None:
+def _on_decisions_changed(
+    app: object,
+    *,
+    contact_id: int | None = None,
+    contact_ids: tuple[int, ...] = (),
+    **_: object,
+) -> None:
     """After the commit of any change to a contact's decisions (an objection, an
-    unsubscribe, a restriction): no link outlives the consent."""
-    unlink_if_no_consent(contact_id)
+    unsubscribe, a restriction): no link outlives the consent. An import
+    announces a whole batch at once (``contact_ids``): one query finds those of
+    its contacts that have links at all."""
+    if contact_id is not None:
+        unlink_if_no_consent(contact_id)
+    if contact_ids:
+        unlink_many_if_no_consent(contact_ids)
+
+
+def unlink_many_if_no_consent(contact_ids: tuple[int, ...]) -> int:
+    """``unlink_if_no_consent`` for many contacts, a thousand at a time: one
+    query for those that have links, one decision per linked address. Commits
+    when it unlinked any; returns how many links went."""
+    if current_policy().web_tracking_topic is None:
+        return 0
+    unlinked = 0
+    for start in range(0, len(contact_ids), CHUNK):
+        linked = web_visits.linked_among(list(contact_ids[start : start + CHUNK]))
+        if not linked:
+            continue
+        rows = db.session.execute(
+            db.select(Contact.id, Contact.email).where(Contact.id.in_(linked))
+        ).all()
+        allowed = may_link([r.email for r in rows])
+        ended = [r.id for r, ok in zip(rows, allowed, strict=True) if not ok]
+        if ended:
+            unlinked += web_visits.unlink_contacts(ended)
+            db.session.commit()
+    return unlinked
 
 
 def _on_day_started(app: object, **_: object) -> None:

@@ -153,16 +153,20 @@ def _load(ids: list[int]) -> list[Contact]:
     return [found[i] for i in ids if i in found]
 
 
-def touch_contacts(contact_ids: Sequence[int]) -> None:
-    """Stamp ``updated_at`` of these contacts now, in the caller's transaction:
-    their decisions changed. One statement whatever their number. Never
-    backwards: a stamp later than now (a clock set back) is left as it is."""
+def touch_contacts(contact_ids: Sequence[int], at: datetime | None = None) -> None:
+    """Stamp ``updated_at`` of these contacts now (or ``at``, the writer's
+    moment), in the caller's transaction: their decisions changed. One
+    statement whatever their number. Never backwards: a stamp already at or
+    after that moment (a contact created by the same write, a clock set back)
+    is left as it is."""
     if contact_ids:
-        changes.touch(id_in(Contact.id, list(contact_ids)))
+        changes.touch(id_in(Contact.id, list(contact_ids)), at)
 
 
-def _on_ledger_written(sender: Any, *, contact_ids: Sequence[int], **_: object) -> None:
-    touch_contacts(contact_ids)
+def _on_ledger_written(
+    sender: Any, *, contact_ids: Sequence[int], at: datetime | None = None, **_: object
+) -> None:
+    touch_contacts(contact_ids, at)
 
 
 def connect_signals() -> None:

@@ -65,6 +65,19 @@ def linked_contact_ids() -> list[int]:
     return list(db.session.scalars(sa.select(WebVisitorLink.contact_id).distinct()))
 
 
+def linked_among(contact_ids: Sequence[int]) -> list[int]:
+    """Those of these contacts that have a visitor linked."""
+    if not contact_ids:
+        return []
+    return list(
+        db.session.scalars(
+            sa.select(WebVisitorLink.contact_id)
+            .where(id_in(WebVisitorLink.contact_id, list(contact_ids)))
+            .distinct()
+        )
+    )
+
+
 def has_links(contact_id: int) -> bool:
     return (
         db.session.scalar(

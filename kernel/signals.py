@@ -33,7 +33,8 @@ def sender() -> Flask:
 # --- a contact's decisions ------------------------------------------------------------
 
 # Inside the transaction. Sent by consent.ledger for every write to the ledger;
-# kwargs: contact_ids (a tuple). Receivers: consent.webhooks writes the
+# kwargs: contact_ids (a tuple), at (the write's moment, or None for now).
+# Receivers: consent.webhooks writes the
 # deliveries owed to the receivers of these contacts, so that a notification
 # is never lost between the commit and the broker; crm.changed_since stamps
 # the contacts' updated_at (one UPDATE), so that the changed-since read
@@ -50,7 +51,8 @@ change_recorded = _signals.signal("change-recorded")
 # After the commit. Sent by every use case whose commit changed a contact's
 # decisions (consent, subscriptions, imports, erasure, rectification of a
 # deciding field); kwargs: contact_id, kind (the ledger event kind, or
-# "erased", "rectified", "import"). Receivers: consent.webhooks hands the
+# "erased", "rectified", "import"); an import batch sends it once with
+# contact_ids (a tuple) instead of contact_id. Receivers: consent.webhooks hands the
 # deliveries written for the contact to the broker; mailing hands over the
 # confirmation emails ``confirmation_owed`` queued in that transaction;
 # consent.web_tracking unlinks the contact's web visitors when its

@@ -388,6 +388,7 @@ def apply_batch(
         source="import",
         source_ref=source_ref,
         note="Address is on the suppression list; it will not be marketed to.",
+        recorded_at=now,
     )
     granted = record_set(
         contacts(_NEW, _NEW_SUPPRESSED, _GRANT),
@@ -397,6 +398,7 @@ def apply_batch(
         source_ref=source_ref,
         basis=Basis.LEGITIMATE_INTEREST.value,
         interest_kind=kind.value,
+        recorded_at=now,
     )
     changed = set(outcome.changed_ids)
     outcome.changed_ids.extend(i for i in granted if i not in changed)

@@ -516,9 +516,11 @@ def _after_commit(report: ImportReport, outcome: Outcome) -> None:
     if room > 0:
         report.rejections.extend(outcome.rejections[:room])
     if outcome.changed_ids:
-        app = signal_sender()
-        for contact_id in outcome.changed_ids:
-            decisions_changed.send(app, contact_id=contact_id, kind="import")
+        # One announcement per committed batch, naming all its contacts: a
+        # receiver answers a batch with one query, not one per contact.
+        decisions_changed.send(
+            signal_sender(), contact_ids=tuple(outcome.changed_ids), kind="import"
+        )
 
 
 def _finish(

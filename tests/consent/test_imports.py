@@ -459,3 +459,32 @@ def test_a_last_interaction_is_taken_only_from_a_customer_file_with_its_kind_as_
     )
     assert (listed["created"], listed["rejected"]) == (0, 1)
     assert "not accepted on an industry list" in listed["rejections"][0]["reason"]
+
+
+def test_an_imported_contact_is_written_once_and_a_granted_one_is_stamped(
+    app, tmp_path, admin_api
+) -> None:
+    """A new contact's row is written once: the ledger's updated_at stamp
+    (``crm.changed_since``) leaves a contact created by the same write alone,
+    so it is not rewritten with every index it has. A known contact that only
+    gains the basis still has its updated_at moved (the changed-since read)."""
+    known = admin_api.post("/api/v1/contacts", json={"email": "known@kund.se", "country": "SE"})
+    assert known.status_code in (200, 201), known.json
+    known_before = known.json["updated_at"]
+    path = write(tmp_path, HEADER + "new@kund.se,Ny,,,SE,sv,,\nknown@kund.se,,,,,,,\n")
+    report = report_of(app, path, "industry_list")
+    assert (report["created"], report["updated"]) == (1, 1)
+    with app.app_context():
+        from crm.models import Contact
+        from extensions import db
+
+        rows = dict(
+            (email, (created, updated))
+            for email, created, updated in db.session.execute(
+                sa.select(Contact.email, Contact.created_at, Contact.updated_at)
+            )
+        )
+        db.session.remove()
+    assert rows["new@kund.se"][0] == rows["new@kund.se"][1]
+    after = admin_api.get("/api/v1/contacts?email=known@kund.se").json
+    assert after["updated_at"] > known_before

@@ -308,3 +308,28 @@ def test_visits_before_the_consent_stay_unlinked(app, api_as, admin_api) -> None
     assert _pages(marketing, contact_id) == ["/after"]
     export = admin_api.get(f"/api/v1/contacts/{contact_id}/export")
     assert [v["page"] for v in export.json["web_visits"]] == ["/after"]
+
+
+def test_an_import_batchs_one_announcement_unlinks_its_contacts_without_consent(
+    app, api_as
+) -> None:
+    """An import announces a committed batch once (``decisions_changed`` with
+    ``contact_ids``); the receiver still unlinks every contact of it whose
+    consent no longer holds, and leaves the others linked."""
+    marketing = api_as("marketing")
+    lapsed = _contact(marketing, "lapsed@kund.se", basis=WEB_CONSENT)
+    kept = _contact(marketing, "kept@kund.se", basis=WEB_CONSENT)
+    for contact_id, visitor in ((lapsed, "cookie-lapsed"), (kept, "cookie-kept")):
+        _visit(marketing, visitor=visitor)
+        assert _link(marketing, contact_id, visitor).status_code == 200
+    with app.app_context():
+        from consent.models import PermissionState
+        from kernel.signals import decisions_changed, sender
+
+        state = db.session.get(PermissionState, (lapsed, "web-tracking", "email"))
+        state.consent_since = None
+        db.session.commit()
+        decisions_changed.send(sender(), contact_ids=(lapsed, kept), kind="import")
+        linked = set(db.session.scalars(sa.select(WebVisitorLink.contact_id)))
+        db.session.remove()
+    assert linked == {kept}
