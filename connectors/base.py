@@ -34,15 +34,34 @@ class Fault:
     wait_s: float | None = None
 
 
-class CrmUnavailable(Exception):
+class CrmError(Exception):
+    """A CRM call that failed; ``str()`` quotes the CRM's own message, ``status``
+    is its HTTP status (None when it did not answer)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def without_crm_text(self) -> str:
+        """What failed, without the CRM's words: a CRM's message can name the
+        record ("Your attempt to delete Anna Berg ..."), which must not outlive
+        the erasure it reports on."""
+        return (
+            f"{type(self).__name__}: HTTP {self.status}"
+            if self.status
+            else (f"{type(self).__name__}: no answer")
+        )
+
+
+class CrmUnavailable(CrmError):
     """The CRM kept answering 429/5xx (or not at all): the turn ends, cursors stay."""
 
 
-class CrmRevoked(Exception):
+class CrmRevoked(CrmError):
     """The CRM refused the credentials: the connector stops and says why."""
 
 
-class CrmRefused(Exception):
+class CrmRefused(CrmError):
     """The CRM refused one write as invalid (a 4xx other than 401/403/404/429)."""
 
 
@@ -208,11 +227,11 @@ def call(connector: Connector, policy: RetryPolicy, fn: Callable[[], T]) -> T:
                 raise
             last = fault
             if fault.kind == REVOKED:
-                raise CrmRevoked(_describe(fault)) from None
+                raise CrmRevoked(_describe(fault), fault.status) from None
             if fault.kind == GONE:
                 raise LookupError(_describe(fault)) from None
             if fault.kind == REFUSED:
-                raise CrmRefused(_describe(fault)) from None
+                raise CrmRefused(_describe(fault), fault.status) from None
             if attempt + 1 >= policy.tries:
                 break
             wait = fault.wait_s if fault.wait_s is not None else backoff
@@ -221,7 +240,7 @@ def call(connector: Connector, policy: RetryPolicy, fn: Callable[[], T]) -> T:
             policy.sleep(wait)
             backoff *= 2
     assert last is not None
-    raise CrmUnavailable(_describe(last))
+    raise CrmUnavailable(_describe(last), last.status)
 
 
 def _describe(fault: Fault) -> str:

@@ -645,7 +645,7 @@ def _apply_item(
         for d in decisions
     ]
     status = db.session.get(ConnectorRecord, (name, STATUS, remote_id))
-    known = json.loads(status.fingerprint) if status is not None and status.fingerprint else {}
+    known = _written_before(status)
     email = decisions[0]["email"]
     try:
         bases = call(
@@ -662,6 +662,17 @@ def _apply_item(
     status.fingerprint = json.dumps(bases, sort_keys=True)
     status.updated_at = utcnow()
     return 1, None
+
+
+def _written_before(status: ConnectorRecord | None) -> dict[str, str]:
+    """What was last written per topic. A record that does not read as JSON
+    (cut at 200 characters before migration 0043) counts as nothing written:
+    every status is written again, and a "no" is never cleared by it."""
+    try:
+        known = json.loads(status.fingerprint) if status is not None and status.fingerprint else {}
+    except ValueError:
+        return {}
+    return known if isinstance(known, dict) else {}
 
 
 def _owe_deletions(
@@ -746,11 +757,11 @@ def _deletions(run: Run, connector: Connector, policy: RetryPolicy) -> None:
         except LookupError:
             pass  # already gone from the CRM: what we wanted
         except CrmRefused as exc:
-            deletion.last_error = str(exc)[:500]
+            deletion.last_error = exc.without_crm_text()
             db.session.commit()
             continue
         except CrmUnavailable as exc:
-            deletion.last_error = str(exc)[:500]
+            deletion.last_error = exc.without_crm_text()
             db.session.commit()
             raise
         deletion.done_at = utcnow()

@@ -21,6 +21,11 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # A status record already cut is no JSON: empty, it is written again whole.
+    op.execute(
+        "UPDATE connector_record SET fingerprint = '' "
+        "WHERE object_type = 'status' AND length(fingerprint) >= 200"
+    )
     with op.batch_alter_table("connector_record") as batch:
         batch.alter_column(
             "fingerprint",

@@ -170,6 +170,21 @@ def test_what_was_written_is_kept_whole_however_many_topics_are_mapped(app, hubs
     assert hubspot.statuses[("anna.berg@kund.se", EVENTS)]["status"] == "NOT_SUBSCRIBED"
 
 
+def test_a_status_record_cut_before_migration_0043_does_not_stop_the_decisions(
+    app, hubspot
+) -> None:
+    remote, _ = anna(hubspot)
+    run(app)
+    with app.app_context():
+        status = db.session.get(ConnectorRecord, ("hubspot", sync.STATUS, remote))
+        status.fingerprint = '{"events": "LEGITIMATE_INTEREST_CLIE'
+        db.session.commit()
+        consent.record_objection(CLI_ACTOR, the_contact(app, remote).id)
+    result = run(app)
+    assert result.outcome == "done" and not result.skipped
+    assert hubspot.statuses[("anna.berg@kund.se", EVENTS)]["status"] == "NOT_SUBSCRIBED"
+
+
 def test_a_second_sync_changes_nothing(app, hubspot) -> None:
     anna(hubspot)
     run(app)
@@ -343,9 +358,11 @@ def test_a_deletion_hubspot_refuses_for_now_is_retried_and_never_brings_the_pers
             .order_by(ConnectorDeletion.id)
         ).all()
         # The call's deletion was tried and failed; the contact's waits its turn.
-        assert [(d.object_type, d.attempts, "503" in (d.last_error or "")) for d in owed] == [
-            ("calls", 1, True),
-            ("contacts", 0, False),
+        # The error kept names the status only: a CRM's message can name the
+        # erased person ("Your attempt to delete Anna Berg ...").
+        assert [(d.object_type, d.attempts, d.last_error) for d in owed] == [
+            ("calls", 1, "CrmUnavailable: HTTP 503"),
+            ("contacts", 0, None),
         ]
     page = client_as(app, "admin").get("/staff/connectors").get_data(as_text=True)
     assert "contact.erased" in page
