@@ -741,6 +741,8 @@ def _deletions(run: Run, connector: Connector, policy: RetryPolicy) -> None:
         .where(ConnectorDeletion.connector == run.name, ConnectorDeletion.done_at.is_(None))
         .order_by(ConnectorDeletion.id)
     ).all()
+    if not pending:
+        return
     # Delete or anonymise (``<NAME>_ERASURE``), read at every turn: a change
     # applies to the deletions still owed too.
     mode = config.erasure(run.name)
