@@ -494,18 +494,18 @@ def _standings(contacts: Sequence[tuple[Contact, Company | None]]) -> dict[int, 
 
 _STANDING_COLUMNS = (
     Contact.id,
-        Contact.email,
-        Contact.address_hash,
-        Contact.country,
-        Contact.restricted_at,
-        Contact.hard_bounced_at,
-        Contact.company_id,
-        Contact.last_interaction_at,
-        Company.country.label("company_country"),
-        Company.customer_since,
-        Company.relationship_ended_at,
-        Suppression.created_at.label("suppressed_since"),
-        *_STATE_COLUMNS,
+    Contact.email,
+    Contact.address_hash,
+    Contact.country,
+    Contact.restricted_at,
+    Contact.hard_bounced_at,
+    Contact.company_id,
+    Contact.last_interaction_at,
+    Company.country.label("company_country"),
+    Company.customer_since,
+    Company.relationship_ended_at,
+    Suppression.created_at.label("suppressed_since"),
+    *_STATE_COLUMNS,
 )
 
 
@@ -539,25 +539,30 @@ def _read_standings(statement: sa.Select, keys: list[Any]) -> dict[int, Standing
     return standings_of_rows(db.session.connection().execute(statement, {"keys": keys}).all())
 
 
-def standings_by_email_beside(head: sa.FromClause, *columns: Any) -> sa.Select:
-    """A statement for the standings of the contacts whose address is in the
-    expanding parameter ``keys``, each row led by ``columns`` of ``head``: a
-    FROM of exactly one row (the permission check's audit INSERT, whose
-    RETURNING comes back even when no contact matched; then the contact's
-    columns are NULL). Read its rows with ``standings_of_rows``.
+def standings_beside(
+    head: sa.FromClause, on: sa.ColumnElement[bool], *columns: Any, outer: bool = True
+) -> sa.Select:
+    """A statement for the standings of the contacts that ``head`` joins to
+    ``on``, each row led by ``columns`` of ``head``. The permission checks'
+    audit INSERT is the head (``consent.services._read_and_audit``): with
+    ``outer``, its one row comes back even when no contact matched (the
+    contact's columns are then NULL). Read the rows with ``standings_of_rows``.
 
     Built once by the caller: the same facts and joins as every other
     standing read, so the decision reads the same thing whichever way."""
-    return _with_facts(
-        sa.select(*columns, *_STANDING_COLUMNS)
-        .select_from(head)
-        .outerjoin(Contact, Contact.email.in_(sa.bindparam("keys", expanding=True)))
-    )
+    statement = sa.select(*columns, *_STANDING_COLUMNS).select_from(head)
+    joined = statement.outerjoin(Contact, on) if outer else statement.join(Contact, on)
+    return _with_facts(joined)
+
+
+def email_in_keys() -> sa.ColumnElement[bool]:
+    """The contact's address is in the expanding parameter ``keys``."""
+    return Contact.email.in_(sa.bindparam("keys", expanding=True))
 
 
 def standings_of_rows(rows: Sequence[sa.Row[Any]]) -> dict[int, Standing]:
     """Standings from the rows of a standings statement, by contact id (rows
-    without a contact, from ``standings_by_email_beside``, are skipped)."""
+    without a contact, from ``standings_beside``, are skipped)."""
     facts: dict[int, sa.Row[Any]] = {}
     states: dict[int, list[StateRow]] = defaultdict(list)
     for row in rows:

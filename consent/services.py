@@ -27,11 +27,12 @@ from consent.policies import check_consent_version, latest_major_version, versio
 from consent.policy import (
     Decision,
     Reason,
-    decide,
     Standing,
+    decide,
+    email_in_keys,
     standing_of,
+    standings_beside,
     standings_by_email,
-    standings_by_email_beside,
     standings_by_id,
     standings_of_rows,
 )
@@ -45,7 +46,7 @@ from extensions import db
 from kernel import metrics
 from kernel.access import Actor
 from kernel.addresses import normalise_email
-from kernel.errors import N_, Conflict, InvalidInput
+from kernel.errors import N_, Conflict, InvalidInput, NotFound
 from kernel.signals import contact_rectified, decisions_changed
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
@@ -442,14 +443,19 @@ def note_withdrawal(
 
 def decisions_for_contact(contact: Contact, at: datetime | None = None) -> list[Decision]:
     """The decision for every marketing topic and channel."""
+    return _every_decision(standing_of(contact), at)
+
+
+def _every_decision(
+    standing: Standing, at: datetime | None, any_major: bool | None = None
+) -> list[Decision]:
     policy = current_policy()
-    standing = standing_of(contact)
     moment = at or utcnow()
     return mark_older_consents(
         [
             decide(
                 standing,
-                email=contact.email,
+                email=standing.email,
                 topic=topic,
                 channel=channel,
                 at=moment,
@@ -457,8 +463,37 @@ def decisions_for_contact(contact: Contact, at: datetime | None = None) -> list[
             )
             for topic in policy.marketing_topics.values()
             for channel in policy.channels
-        ]
+        ],
+        any_major=any_major,
     )
+
+
+def contact_permissions(
+    actor: Actor, contact_id: int, at: datetime | None = None
+) -> tuple[Standing, list[Decision]]:
+    """A staff lookup of one contact's decisions, every marketing topic and
+    channel (``GET /api/v1/contacts/<id>/permissions``): audited as
+    ``contact.read`` (R25), the entry committed with the read before anything
+    is decided, as the permission check does (``_read_and_audit``)."""
+    missing = NotFound(f"No contact with id {contact_id}.", code="contact_not_found")
+    if not 0 < contact_id <= crm.MAX_CONTACT_ID:
+        raise missing
+    dialect = db.session.get_bind().dialect.name
+    db.session.flush()
+    rows = (
+        db.session.connection()
+        .execute(
+            _audited_read(dialect, "lookup"),
+            {"id": contact_id, "at": utcnow(), "actor": actor.label},
+        )
+        .all()
+    )
+    if not rows:
+        # PostgreSQL: the INSERT found no contact either, so nothing was audited.
+        raise missing
+    _audited(actor, dialect, rows, "contact.read", contact_id, None)
+    standing = standings_of_rows(rows)[contact_id]
+    return standing, _every_decision(standing, at, any_major=rows[0].major_id is not None)
 
 
 def decisions_for_contacts(
@@ -542,9 +577,7 @@ def _older_consents(event_ids: Sequence[int]) -> dict[int, OlderConsent]:
     return out
 
 
-def mark_older_consents(
-    decisions: list[Decision], any_major: bool | None = None
-) -> list[Decision]:
+def mark_older_consents(decisions: list[Decision], any_major: bool | None = None) -> list[Decision]:
     """R23, R24: say in the explanation of each decision that rests on a consent
     given under a version older than the latest major one.
 
@@ -657,62 +690,99 @@ def check_permissions(
     return decisions
 
 
-# The audited check's one read, built once per database (building a statement
-# costs more than running it on a warm database): the standings of the asked
-# addresses, whether any major policy version exists (R24: without one, no
-# consent needs the "older version" note and nothing more is read), and on
-# PostgreSQL the audit INSERT itself, as a data-modifying CTE.
-_AUDITED_READS: dict[str, sa.Select] = {}
+# The audited lookups' one read, built once per database and kind (building a
+# statement costs more than running it on a warm database): the standings of
+# the contacts asked about, whether any major policy version exists (R24:
+# without one, no consent needs the "older version" note and nothing more is
+# read), and on PostgreSQL the audit INSERT itself, as a data-modifying CTE.
+_AUDITED_READS: dict[tuple[str, str], sa.Select] = {}
 # More addresses than one statement reads (the API takes at most 10,000).
 _AUDITED_READ_LIMIT = 10_000
 
 
-def _audited_read(dialect: str) -> sa.Select:
-    built = _AUDITED_READS.get(dialect)
-    if built is not None:
-        return built
-    major = (
+def _audited_read(dialect: str, kind: str) -> sa.Select:
+    """``kind``: "check" (addresses in ``keys``, one ``permissions.check``
+    entry with the counts) or "lookup" (one contact by ``id``, a
+    ``contact.read`` entry, no row when there is no such contact)."""
+    built = _AUDITED_READS.get((dialect, kind))
+    if built is None:
+        build = _check_read if kind == "check" else _lookup_read
+        built = _AUDITED_READS[dialect, kind] = build(dialect == "postgresql")
+    return built
+
+
+def _major_id() -> Any:
+    return (
         sa.select(PolicyVersion.id)
         .where(PolicyVersion.is_major.is_(True))
         .limit(1)
         .scalar_subquery()
         .label("major_id")
     )
-    if dialect == "postgresql":
-        found = (
+
+
+def _one_row() -> sa.Subquery:
+    """SQLite's head: no INSERT inside WITH there, the entry is written after."""
+    return sa.select(sa.literal(1).label("one")).subquery("one_row")
+
+
+def _check_read(postgresql: bool) -> sa.Select:
+    if not postgresql:
+        return standings_beside(_one_row(), email_in_keys(), _major_id())
+    found = (
+        sa.select(sa.func.count(Contact.id).label("known"), sa.func.min(Contact.id).label("only"))
+        .where(email_in_keys())
+        .subquery("found")
+    )
+    entry = (
+        sa.insert(AuditEntry)
+        .from_select(
+            ["at", "actor", "action", "contact_id", "detail"],
             sa.select(
-                sa.func.count(Contact.id).label("known"), sa.func.min(Contact.id).label("only")
-            )
-            .where(Contact.email.in_(sa.bindparam("keys", expanding=True)))
-            .subquery("found")
+                sa.bindparam("at", type_=AuditEntry.at.type),
+                sa.bindparam("actor", type_=sa.String),
+                sa.bindparam("action", type_=sa.String),
+                # The contact's id when one address was asked about and is known.
+                sa.case(
+                    (
+                        sa.and_(found.c.known == 1, sa.bindparam("single", type_=sa.Boolean)),
+                        found.c.only,
+                    )
+                ),
+                sa.bindparam("detail", type_=sa.String) + sa.cast(found.c.known, sa.String),
+            ).select_from(found),
         )
-        entry = (
-            sa.insert(AuditEntry)
-            .from_select(
-                ["at", "actor", "action", "contact_id", "detail"],
-                sa.select(
-                    sa.bindparam("at", type_=AuditEntry.at.type),
-                    sa.bindparam("actor", type_=sa.String),
-                    sa.bindparam("action", type_=sa.String),
-                    # The contact's id when one address was asked about and is known.
-                    sa.case(
-                        (
-                            sa.and_(found.c.known == 1, sa.bindparam("single", type_=sa.Boolean)),
-                            found.c.only,
-                        )
-                    ),
-                    sa.bindparam("detail", type_=sa.String) + sa.cast(found.c.known, sa.String),
-                ).select_from(found),
-            )
-            .returning(AuditEntry.id)
-            .cte("audit")
+        .returning(AuditEntry.id)
+        .cte("audit")
+    )
+    return standings_beside(entry, email_in_keys(), entry.c.id.label("audit_id"), _major_id())
+
+
+def _lookup_read(postgresql: bool) -> sa.Select:
+    by_id = sa.bindparam("id", type_=sa.Integer)
+    if not postgresql:
+        return standings_beside(_one_row(), Contact.id == by_id, _major_id(), outer=False)
+    entry = (
+        sa.insert(AuditEntry)
+        .from_select(
+            ["at", "actor", "action", "contact_id"],
+            sa.select(
+                sa.bindparam("at", type_=AuditEntry.at.type),
+                sa.bindparam("actor", type_=sa.String),
+                sa.literal("contact.read", sa.String),
+                Contact.id,
+            ).where(Contact.id == by_id),
         )
-        built = standings_by_email_beside(entry, entry.c.id.label("audit_id"), major)
-    else:
-        one_row = sa.select(sa.literal(1).label("one")).subquery("one_row")
-        built = standings_by_email_beside(one_row, major)
-    _AUDITED_READS[dialect] = built
-    return built
+        .returning(AuditEntry.id, AuditEntry.contact_id)
+        .cte("audit")
+    )
+    return standings_beside(
+        entry,
+        Contact.id == entry.c.contact_id,
+        entry.c.id.label("audit_id"),
+        _major_id(),
+        outer=False,
+    )
 
 
 def _read_and_audit(
@@ -740,7 +810,7 @@ def _read_and_audit(
     rows = (
         db.session.connection()
         .execute(
-            _audited_read(dialect),
+            _audited_read(dialect, "check"),
             {
                 "keys": wanted,
                 "at": utcnow(),
@@ -754,12 +824,28 @@ def _read_and_audit(
     )
     standings = {s.email: s for s in standings_of_rows(rows).values()}
     if dialect == "postgresql":
-        if not rows or rows[0].audit_id is None:
-            raise RuntimeError("The permission check's audit entry was not written (R25).")
-        db.session.commit()
+        _audited(actor, dialect, rows, "permissions.check", None, None)
     else:
         _audit_check(actor, normalised, standings, detail)
     return standings, rows[0].major_id is not None
+
+
+def _audited(
+    actor: Actor,
+    dialect: str,
+    rows: Sequence[sa.Row[Any]],
+    action: str,
+    contact_id: int | None,
+    detail: str | None,
+) -> None:
+    """After an audited read: on PostgreSQL the entry came with the rows (or
+    the read is refused); on SQLite it is written now. Committed either way."""
+    if dialect == "postgresql":
+        if not rows or rows[0].audit_id is None:
+            raise RuntimeError(f"The audit entry of {action} was not written (R25).")
+    else:
+        crm.audit(actor, action, contact_id, detail=detail)
+    db.session.commit()
 
 
 def _audit_check(
