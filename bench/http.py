@@ -346,6 +346,9 @@ def run(ctx: Context) -> list[str]:
         def ok(flag: bool) -> str:
             return "met" if flag else "**not met**"
 
+        # Issue 25 raised the single check's bar on PostgreSQL (issue 7's was 0.5x).
+        floor = 0.5 if version.startswith("SQLite") else 0.7
+
         lines += [
             f"### {version} ({workers} gunicorn worker{'s' if workers > 1 else ''})",
             "",
@@ -356,7 +359,7 @@ def run(ctx: Context) -> list[str]:
                 keys[1],
                 single,
                 f"{tput:.2f}x throughput, {p99:.2f}x p99",
-                f">= 0.5x, p99 <= 2x: {ok(tput >= 0.5 and p99 <= 2)}",
+                f">= {floor}x, p99 <= 2x: {ok(tput >= floor and p99 <= 2)}",
             ),
             _row(
                 keys[2],

@@ -50,7 +50,6 @@ from consent.schemas import (
     WebVisitorLinkSchema,
     WithdrawalSchema,
 )
-from crm import services as crm
 from crm.retention import ContactRead
 from crm.schemas import VisitorId, WebVisitSchema, check_visitor_id
 from crm.services import CompanyInput
@@ -130,14 +129,14 @@ def create_or_update_contact(data: dict[str, Any]) -> Any:
 
 
 @blp.get("/contacts/<int:contact_id>/permissions")
+@autocommit_statements
 @requires("permissions.read")
 @blp.arguments(PermissionsQuerySchema, location="query")
 @blp.response(200, PermissionsSchema)
 def contact_permissions(query: dict[str, Any], contact_id: int) -> Any:
     """The decision for every topic and channel."""
-    contact = crm.read_contact(g.actor, contact_id=contact_id)
-    decisions = services.decisions_for_contact(contact, at=query.get("at"))
-    return {"contact_id": contact.id, "email": contact.email, "decisions": decisions}
+    standing, decisions = services.contact_permissions(g.actor, contact_id, at=query.get("at"))
+    return {"contact_id": standing.contact_id, "email": standing.email, "decisions": decisions}
 
 
 @blp.post("/permissions/check")

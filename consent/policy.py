@@ -492,26 +492,33 @@ def _standings(contacts: Sequence[tuple[Contact, Company | None]]) -> dict[int, 
     return out
 
 
-_STANDING_QUERY = (
-    sa.select(
-        Contact.id,
-        Contact.email,
-        Contact.address_hash,
-        Contact.country,
-        Contact.restricted_at,
-        Contact.hard_bounced_at,
-        Contact.company_id,
-        Contact.last_interaction_at,
-        Company.country.label("company_country"),
-        Company.customer_since,
-        Company.relationship_ended_at,
-        Suppression.created_at.label("suppressed_since"),
-        *_STATE_COLUMNS,
-    )
-    .outerjoin(Company, Contact.company_id == Company.id)
-    .outerjoin(Suppression, Suppression.address_hash == Contact.address_hash)
-    .outerjoin(PermissionState, PermissionState.contact_id == Contact.id)
+_STANDING_COLUMNS = (
+    Contact.id,
+    Contact.email,
+    Contact.address_hash,
+    Contact.country,
+    Contact.restricted_at,
+    Contact.hard_bounced_at,
+    Contact.company_id,
+    Contact.last_interaction_at,
+    Company.country.label("company_country"),
+    Company.customer_since,
+    Company.relationship_ended_at,
+    Suppression.created_at.label("suppressed_since"),
+    *_STATE_COLUMNS,
 )
+
+
+def _with_facts(statement: sa.Select) -> sa.Select:
+    """``statement`` (whose FROM ends with contact) joined to what decides for it."""
+    return (
+        statement.outerjoin(Company, Contact.company_id == Company.id)
+        .outerjoin(Suppression, Suppression.address_hash == Contact.address_hash)
+        .outerjoin(PermissionState, PermissionState.contact_id == Contact.id)
+    )
+
+
+_STANDING_QUERY = _with_facts(sa.select(*_STANDING_COLUMNS))
 # Built once: the permission API runs these on every request, and building a
 # statement costs more than running it on a warm database.
 _STANDINGS_BY_EMAIL = _STANDING_QUERY.where(Contact.email.in_(sa.bindparam("keys", expanding=True)))
@@ -529,10 +536,38 @@ def _read_standings(statement: sa.Select, keys: list[Any]) -> dict[int, Standing
     # The connection does not autoflush as the session would: changes this
     # transaction has made to the projection must count (a no-op when clean).
     db.session.flush()
-    rows = db.session.connection().execute(statement, {"keys": keys}).all()
+    return standings_of_rows(db.session.connection().execute(statement, {"keys": keys}).all())
+
+
+def standings_beside(
+    head: sa.FromClause, on: sa.ColumnElement[bool], *columns: Any, outer: bool = True
+) -> sa.Select:
+    """A statement for the standings of the contacts that ``head`` joins to
+    ``on``, each row led by ``columns`` of ``head``. The permission checks'
+    audit INSERT is the head (``consent.services._read_and_audit``): with
+    ``outer``, its one row comes back even when no contact matched (the
+    contact's columns are then NULL). Read the rows with ``standings_of_rows``.
+
+    Built once by the caller: the same facts and joins as every other
+    standing read, so the decision reads the same thing whichever way."""
+    statement = sa.select(*columns, *_STANDING_COLUMNS).select_from(head)
+    joined = statement.outerjoin(Contact, on) if outer else statement.join(Contact, on)
+    return _with_facts(joined)
+
+
+def email_in_keys() -> sa.ColumnElement[bool]:
+    """The contact's address is in the expanding parameter ``keys``."""
+    return Contact.email.in_(sa.bindparam("keys", expanding=True))
+
+
+def standings_of_rows(rows: Sequence[sa.Row[Any]]) -> dict[int, Standing]:
+    """Standings from the rows of a standings statement, by contact id (rows
+    without a contact, from ``standings_beside``, are skipped)."""
     facts: dict[int, sa.Row[Any]] = {}
     states: dict[int, list[StateRow]] = defaultdict(list)
     for row in rows:
+        if row.id is None:
+            continue
         facts.setdefault(row.id, row)
         if row.state_topic is not None:
             states[row.id].append(StateRow(*row[-len(_STATE_COLUMNS) :]))

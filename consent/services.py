@@ -21,27 +21,32 @@ from consent.models import (
     EventKind,
     InterestKind,
     PermissionState,
+    PolicyVersion,
 )
 from consent.policies import check_consent_version, latest_major_version, version_published_at
 from consent.policy import (
     Decision,
     Reason,
+    Standing,
     decide,
+    email_in_keys,
     standing_of,
+    standings_beside,
     standings_by_email,
     standings_by_id,
+    standings_of_rows,
 )
 from consent.projection import RESERVED_SOURCES
 from consent.suppression import find_suppression
 from consent.topics import current_policy
 from crm import external_ids
 from crm import services as crm
-from crm.models import Activity, Contact
+from crm.models import Activity, AuditEntry, Contact
 from extensions import db
 from kernel import metrics
 from kernel.access import Actor
 from kernel.addresses import normalise_email
-from kernel.errors import N_, Conflict, InvalidInput
+from kernel.errors import N_, Conflict, InvalidInput, NotFound
 from kernel.signals import contact_rectified, decisions_changed
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
@@ -438,14 +443,19 @@ def note_withdrawal(
 
 def decisions_for_contact(contact: Contact, at: datetime | None = None) -> list[Decision]:
     """The decision for every marketing topic and channel."""
+    return _every_decision(standing_of(contact), at)
+
+
+def _every_decision(
+    standing: Standing, at: datetime | None, any_major: bool | None = None
+) -> list[Decision]:
     policy = current_policy()
-    standing = standing_of(contact)
     moment = at or utcnow()
     return mark_older_consents(
         [
             decide(
                 standing,
-                email=contact.email,
+                email=standing.email,
                 topic=topic,
                 channel=channel,
                 at=moment,
@@ -453,8 +463,37 @@ def decisions_for_contact(contact: Contact, at: datetime | None = None) -> list[
             )
             for topic in policy.marketing_topics.values()
             for channel in policy.channels
-        ]
+        ],
+        any_major=any_major,
     )
+
+
+def contact_permissions(
+    actor: Actor, contact_id: int, at: datetime | None = None
+) -> tuple[Standing, list[Decision]]:
+    """A staff lookup of one contact's decisions, every marketing topic and
+    channel (``GET /api/v1/contacts/<id>/permissions``): audited as
+    ``contact.read`` (R25), the entry committed with the read before anything
+    is decided, as the permission check does (``_read_and_audit``)."""
+    missing = NotFound(f"No contact with id {contact_id}.", code="contact_not_found")
+    if not 0 < contact_id <= crm.MAX_CONTACT_ID:
+        raise missing
+    dialect = db.session.get_bind().dialect.name
+    db.session.flush()
+    rows = (
+        db.session.connection()
+        .execute(
+            _audited_read(dialect, "lookup"),
+            {"id": contact_id, "at": utcnow(), "actor": actor.label},
+        )
+        .all()
+    )
+    if not rows:
+        # PostgreSQL: the INSERT found no contact either, so nothing was audited.
+        raise missing
+    _audited(actor, dialect, rows, "contact.read", contact_id, None)
+    standing = standings_of_rows(rows)[contact_id]
+    return standing, _every_decision(standing, at, any_major=rows[0].major_id is not None)
 
 
 def decisions_for_contacts(
@@ -503,8 +542,10 @@ def _older_consents(event_ids: Sequence[int]) -> dict[int, OlderConsent]:
     """Of the consent events ``event_ids``, those given under a version published
     before the latest major version (or, for a version never published here,
     given before it), by event id. Empty while no major version exists."""
+    if not event_ids:
+        return {}
     major = latest_major_version()
-    if major is None or not event_ids:
+    if major is None:
         return {}
     events = db.session.execute(
         sa.select(
@@ -536,7 +577,7 @@ def _older_consents(event_ids: Sequence[int]) -> dict[int, OlderConsent]:
     return out
 
 
-def mark_older_consents(decisions: list[Decision]) -> list[Decision]:
+def mark_older_consents(decisions: list[Decision], any_major: bool | None = None) -> list[Decision]:
     """R23, R24: say in the explanation of each decision that rests on a consent
     given under a version older than the latest major one.
 
@@ -544,7 +585,13 @@ def mark_older_consents(decisions: list[Decision]) -> list[Decision]:
     valid for what the person was shown, and it keeps allowing marketing until
     the person withdraws it or the company decides to stop relying on it
     (docs/rules.md R24). Staff see the mark and may send a re-permission
-    request (``mailing.repermission``)."""
+    request (``mailing.repermission``).
+
+    ``any_major``: whether a major version exists, when the caller read it
+    already (the permission check reads it with the standings); False spares
+    the query, and so does None when no decision rests on a consent."""
+    if any_major is False:
+        return decisions
     older = _older_consents(
         [d.event_id for d in decisions if d.reason is Reason.CONSENT and d.event_id is not None]
     )
@@ -605,7 +652,9 @@ def check_permissions(
     """Decisions for many addresses at once, in input order, from one joined read.
 
     A malformed address cannot be a known contact: it is answered ``unknown_contact``.
-    With an actor, the lookup is audited (R25): one entry per call with the count.
+    With an actor, the lookup is audited (R25): one entry per call with the
+    count, stored before any decision is made (``_read_and_audit``); if it
+    cannot be stored, the call fails and nothing is answered.
     """
     policy = current_policy()
     topic = policy.topic(topic_key)
@@ -616,7 +665,12 @@ def check_permissions(
             normalised.append(normalise_email(raw))
         except InvalidInput:
             normalised.append(raw if isinstance(raw, str) else "")
-    standings = standings_by_email(normalised)
+    if actor is None:
+        standings, any_major = standings_by_email(normalised), None
+    else:
+        standings, any_major = _read_and_audit(
+            actor, normalised, f"topic={topic.key} channel={channel}"
+        )
     moment = at or utcnow()
     decisions = mark_older_consents(
         [
@@ -629,20 +683,182 @@ def check_permissions(
                 policy=policy,
             )
             for address in normalised
-        ]
+        ],
+        any_major=any_major,
     )
     metrics.count_decisions(d.reason.value for d in decisions)
-    if actor is not None:
-        known = [s.contact_id for s in standings.values()]
-        crm.audit(
-            actor,
-            "permissions.check",
-            known[0] if len(known) == 1 and len(normalised) == 1 else None,
-            detail=f"topic={topic.key} channel={channel} addresses={len(normalised)} "
-            f"known={len(known)}",
-        )
-        db.session.commit()
     return decisions
+
+
+# The audited lookups' one read, built once per database and kind (building a
+# statement costs more than running it on a warm database): the standings of
+# the contacts asked about, whether any major policy version exists (R24:
+# without one, no consent needs the "older version" note and nothing more is
+# read), and on PostgreSQL the audit INSERT itself, as a data-modifying CTE.
+_AUDITED_READS: dict[tuple[str, str], sa.Select] = {}
+# More addresses than one statement reads (the API takes at most 10,000).
+_AUDITED_READ_LIMIT = 10_000
+
+
+def _audited_read(dialect: str, kind: str) -> sa.Select:
+    """``kind``: "check" (addresses in ``keys``, one ``permissions.check``
+    entry with the counts) or "lookup" (one contact by ``id``, a
+    ``contact.read`` entry, no row when there is no such contact)."""
+    built = _AUDITED_READS.get((dialect, kind))
+    if built is None:
+        build = _check_read if kind == "check" else _lookup_read
+        built = _AUDITED_READS[dialect, kind] = build(dialect == "postgresql")
+    return built
+
+
+def _major_id() -> Any:
+    return (
+        sa.select(PolicyVersion.id)
+        .where(PolicyVersion.is_major.is_(True))
+        .limit(1)
+        .scalar_subquery()
+        .label("major_id")
+    )
+
+
+def _one_row() -> sa.Subquery:
+    """SQLite's head: no INSERT inside WITH there, the entry is written after."""
+    return sa.select(sa.literal(1).label("one")).subquery("one_row")
+
+
+def _check_read(postgresql: bool) -> sa.Select:
+    if not postgresql:
+        return standings_beside(_one_row(), email_in_keys(), _major_id())
+    found = (
+        sa.select(sa.func.count(Contact.id).label("known"), sa.func.min(Contact.id).label("only"))
+        .where(email_in_keys())
+        .subquery("found")
+    )
+    entry = (
+        sa.insert(AuditEntry)
+        .from_select(
+            ["at", "actor", "action", "contact_id", "detail"],
+            sa.select(
+                sa.bindparam("at", type_=AuditEntry.at.type),
+                sa.bindparam("actor", type_=sa.String),
+                sa.bindparam("action", type_=sa.String),
+                # The contact's id when one address was asked about and is known.
+                sa.case(
+                    (
+                        sa.and_(found.c.known == 1, sa.bindparam("single", type_=sa.Boolean)),
+                        found.c.only,
+                    )
+                ),
+                sa.bindparam("detail", type_=sa.String) + sa.cast(found.c.known, sa.String),
+            ).select_from(found),
+        )
+        .returning(AuditEntry.id)
+        .cte("audit")
+    )
+    return standings_beside(entry, email_in_keys(), entry.c.id.label("audit_id"), _major_id())
+
+
+def _lookup_read(postgresql: bool) -> sa.Select:
+    by_id = sa.bindparam("id", type_=sa.Integer)
+    if not postgresql:
+        return standings_beside(_one_row(), Contact.id == by_id, _major_id(), outer=False)
+    entry = (
+        sa.insert(AuditEntry)
+        .from_select(
+            ["at", "actor", "action", "contact_id"],
+            sa.select(
+                sa.bindparam("at", type_=AuditEntry.at.type),
+                sa.bindparam("actor", type_=sa.String),
+                sa.literal("contact.read", sa.String),
+                Contact.id,
+            ).where(Contact.id == by_id),
+        )
+        .returning(AuditEntry.id, AuditEntry.contact_id)
+        .cte("audit")
+    )
+    return standings_beside(
+        entry,
+        Contact.id == entry.c.contact_id,
+        entry.c.id.label("audit_id"),
+        _major_id(),
+        outer=False,
+    )
+
+
+def _read_and_audit(
+    actor: Actor, normalised: list[str], asked: str
+) -> tuple[dict[str, Standing], bool | None]:
+    """The standings of ``normalised`` and the lookup's audit entry (R25),
+    committed before this returns: (standings by address, whether any major
+    policy version exists).
+
+    PostgreSQL: one statement reads the standings and inserts the entry (a
+    data-modifying CTE); under ``autocommit_statements`` it commits on its
+    own, waiting for the WAL flush, before its rows come back. The entry's
+    id is in every row: a read without it is refused. SQLite (no INSERT in a
+    WITH): the read, then the entry's INSERT, then the commit.
+    """
+    wanted = list(dict.fromkeys(normalised))
+    detail = f"{asked} addresses={len(normalised)} known="
+    if len(wanted) > _AUDITED_READ_LIMIT:
+        standings = standings_by_email(normalised)
+        _audit_check(actor, normalised, standings, detail)
+        return standings, None
+    dialect = db.session.get_bind().dialect.name
+    # The connection does not autoflush as the session would (a no-op when clean).
+    db.session.flush()
+    rows = (
+        db.session.connection()
+        .execute(
+            _audited_read(dialect, "check"),
+            {
+                "keys": wanted,
+                "at": utcnow(),
+                "actor": actor.label,
+                "action": "permissions.check",
+                "single": len(normalised) == 1,
+                "detail": detail,
+            },
+        )
+        .all()
+    )
+    standings = {s.email: s for s in standings_of_rows(rows).values()}
+    if dialect == "postgresql":
+        _audited(actor, dialect, rows, "permissions.check", None, None)
+    else:
+        _audit_check(actor, normalised, standings, detail)
+    return standings, rows[0].major_id is not None
+
+
+def _audited(
+    actor: Actor,
+    dialect: str,
+    rows: Sequence[sa.Row[Any]],
+    action: str,
+    contact_id: int | None,
+    detail: str | None,
+) -> None:
+    """After an audited read: on PostgreSQL the entry came with the rows (or
+    the read is refused); on SQLite it is written now. Committed either way."""
+    if dialect == "postgresql":
+        if not rows or rows[0].audit_id is None:
+            raise RuntimeError(f"The audit entry of {action} was not written (R25).")
+    else:
+        crm.audit(actor, action, contact_id, detail=detail)
+    db.session.commit()
+
+
+def _audit_check(
+    actor: Actor, normalised: list[str], standings: Mapping[str, Standing], detail: str
+) -> None:
+    known = [s.contact_id for s in standings.values()]
+    crm.audit(
+        actor,
+        "permissions.check",
+        known[0] if len(known) == 1 and len(normalised) == 1 else None,
+        detail=f"{detail}{len(known)}",
+    )
+    db.session.commit()
 
 
 def list_events(contact_id: int, actor: Actor | None = None) -> list[ConsentEvent]:

@@ -92,7 +92,9 @@ def list_audit(actor: Actor, query: AuditQuery) -> list[AuditEntry]:
 
 
 # Ids are 32-bit integers on PostgreSQL; a larger number cannot name a contact.
-_MAX_ID = 2**31 - 1
+# The largest id a contact can have (PostgreSQL's integer): a larger one is not
+# looked up, it is not found.
+MAX_CONTACT_ID = _MAX_ID = 2**31 - 1
 
 
 def get_contact(contact_id: int) -> Contact:
