@@ -19,6 +19,7 @@ from consent import services as consent
 from consent.rights import erase_contact
 from crm import external_ids, retention
 from crm import services as crm
+from crm.models import Contact
 from extensions import db
 from kernel.access import CLI_ACTOR
 from tests.connectors.hubspot_standin import HubSpotStandIn
@@ -331,3 +332,65 @@ def test_a_crm_call_dated_ahead_counts_as_now(app, hubspot) -> None:
     contact = the_contact(app, remote)
     assert contact.last_interaction_at is not None
     assert contact.last_interaction_at <= datetime.now(UTC) < ahead
+
+
+class _DownAfterFirstPage:
+    """The configured HubSpot connector, reading one record a page, whose CRM
+    answers 503 to every activity page after the first (the stand-in's
+    faults): the first sync's turn ends with only the oldest call read."""
+
+    def __init__(self, inner: Any, standin: HubSpotStandIn) -> None:
+        self.inner, self.standin = inner, standin
+        inner.page_size = 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def activities(self, object_type: str, after: str | None, since: Any = None) -> Any:
+        if after is not None:
+            self.standin.fail(503, times=100, prefix=f"/crm/v3/objects/{object_type}")
+        return self.inner.activities(object_type, after, since)
+
+
+def test_a_contact_is_kept_until_the_first_sync_has_read_its_whole_history(app, hubspot) -> None:
+    """HubSpot lists old calls first, and a large first sync spans many turns.
+    A run between two turns must not purge a contact the sync created on the
+    strength of the only call read so far (2015), while its 2024 call is
+    still unread: it is excluded, with the reason on the preview, until the
+    connector has read contacts and every interaction type once; then the
+    2024 call dates it and it is not due."""
+    from connectors import config, sync
+    from connectors.base import RetryPolicy
+
+    remote = hubspot.add("contacts", {"email": "lang@kund.se"})
+    hubspot.add("calls", {"hs_timestamp": "2015-03-01T09:00:00Z"}, {"contacts": [remote]})
+    hubspot.add("calls", {"hs_timestamp": "2024-03-01T09:00:00Z"}, {"contacts": [remote]})
+    today = datetime.now(UTC).date().isoformat()
+    with app.app_context():
+        connector = _DownAfterFirstPage(config.build("hubspot"), hubspot)
+        policy = RetryPolicy(tries=2, backoff_s=0, max_wait_s=0, sleep=lambda _: None)
+        assert sync.sync("hubspot", connector=connector, policy=policy).outcome == "unavailable"  # type: ignore[arg-type]
+        db.session.remove()
+    hubspot.faults.clear()
+    contact = the_contact(app, remote)
+    assert contact.last_interaction_at == datetime(2015, 3, 1, 9, tzinfo=UTC)
+    reason = "the first sync of hubspot has not finished reading its history"
+    with app.app_context():
+        preview = retention.preview(day(today))
+        assert all(row.contact_id != contact.id for o in preview.outcomes for row in o.items)
+        excluded = {(row.contact_id, why) for o in preview.outcomes for row, why in o.excluded}
+        assert (contact.id, reason) in excluded
+        outlook = retention.purge_outlook(db.session.get(Contact, contact.id))
+        assert outlook.excluded_because == reason
+        retention.run(day(today), started_by="test")
+        db.session.remove()
+    assert the_contact(app, remote) is not None
+    assert not [w for w in hubspot.writes() if w[0] == "DELETE"]
+
+    assert run(app).outcome == "done"
+    contact = the_contact(app, remote)
+    assert contact.last_interaction_at == datetime(2024, 3, 1, 9, tzinfo=UTC)
+    with app.app_context():
+        preview = retention.preview(day(today))
+        assert all(row.contact_id != contact.id for o in preview.outcomes for row in o.items)
+        assert all(row.contact_id != contact.id for o in preview.outcomes for row, _ in o.excluded)
