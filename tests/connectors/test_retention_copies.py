@@ -394,3 +394,47 @@ def test_a_contact_is_kept_until_the_first_sync_has_read_its_whole_history(app, 
         preview = retention.preview(day(today))
         assert all(row.contact_id != contact.id for o in preview.outcomes for row in o.items)
         assert all(row.contact_id != contact.id for o in preview.outcomes for row, _ in o.excluded)
+
+
+def test_a_settled_connector_stays_settled_through_a_full_resync_not_a_new_interaction_type(
+    app, hubspot, monkeypatch
+) -> None:
+    """Once every read has passed once, a full resync (reading all again) does
+    not hold retention back; an interaction type added to the settings does,
+    until it has been read once. The exclusions cost two queries for any
+    number of contacts."""
+    from connectors import services, sync
+
+    remotes = [hubspot.add("contacts", {"email": f"k{i}@kund.se"}) for i in range(5)]
+    for remote in remotes:
+        hubspot.add("calls", {"hs_timestamp": "2015-03-01T09:00:00Z"}, {"contacts": [remote]})
+    assert run(app).outcome == "done"
+    ids = [the_contact(app, r).id for r in remotes]
+    with app.app_context():
+        assert retention.retention_exclusions(ids) == {}
+        services.full_resync(CLI_ACTOR, "hubspot")
+        assert retention.retention_exclusions(ids) == {}
+        monkeypatch.setitem(app.config, "HUBSPOT_INTERACTIONS", ["calls", "meetings", "emails"])
+        hubspot.fail(503, times=100, prefix="/crm/v3/objects/emails")
+        db.session.remove()
+    assert run(app).outcome == "unavailable"
+    hubspot.faults.clear()
+    with app.app_context():
+        statements: list[str] = []
+
+        def note(*args: Any) -> None:
+            statements.append(args[2])
+
+        sa.event.listen(db.engine, "before_cursor_execute", note)
+        try:
+            found = services.first_sync_exclusions(app, contact_ids=ids)
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", note)
+        assert len(statements) == 2
+        assert set(found) == set(ids)
+        state = db.session.get(sync.ConnectorState, "hubspot")
+        assert sync.SETTLED not in state.cursors
+        db.session.remove()
+    assert run(app).outcome == "done"
+    with app.app_context():
+        assert retention.retention_exclusions(ids) == {}
