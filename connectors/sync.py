@@ -69,11 +69,9 @@ SKIPPED = "skip:"
 PASSED = "@passed"
 SINCE = "@since"
 STARTED = "@started"
-# The reads (contacts and each activity type) that completed a pass at least
-# once, comma-separated, and whether every read the connector does now is
-# among them (the connector is "settled"; absent: its first sync is not over).
-# Kept by ``forget_reads``: a full re-read does not make a first sync again.
-READ_ONCE = "reads@once"
+# Written when every read the connector does (contacts and each activity
+# type) has completed a pass: its first sync is over ("settled"). Dropped
+# with the reads' cursors by ``forget_reads`` and when a read is added.
 SETTLED = "settled"
 # How many skipped records the state keeps for the staff page.
 REPORT_KEEP = 50
@@ -320,28 +318,18 @@ def forget_reads(name: str) -> None:
     the CRM's records in a full pass, as the first sync did. The caller commits."""
     state = db.session.get(ConnectorState, name)
     if state is not None:
-        keep = (FEED, READ_ONCE, SETTLED)
-        state.cursors = {k: v for k, v in (state.cursors or {}).items() if k in keep}
+        state.cursors = {k: v for k, v in (state.cursors or {}).items() if k == FEED}
 
 
 def _settle(run: Run, connector: Connector) -> None:
-    """Note the reads that have completed a pass, and whether all of them
-    have: until then retention keeps the contacts this connector created
+    """Mark the connector settled when each of its reads has completed a
+    pass, or not: until then retention keeps the contacts it created
     (``connectors.services.first_sync_exclusions``), since an activity not
-    read yet may be a later one than the contact's last interaction here."""
+    read yet may be later than the contact's last interaction here."""
     cursors = db.session.get(ConnectorState, run.name).cursors or {}  # type: ignore[union-attr]
-    reads = [CONTACTS, *connector.activity_types()]
-    once = set(filter(None, str(cursors.get(READ_ONCE) or "").split(",")))
-    once |= {key for key in reads if cursors.get(key + PASSED)}
-    settled = set(reads) <= once
-    if cursors.get(READ_ONCE) == ",".join(sorted(once)) and bool(cursors.get(SETTLED)) == settled:
-        return
-    _save(
-        run,
-        READ_ONCE,
-        ",".join(sorted(once)) or None,
-        also={SETTLED: utcnow().isoformat() if settled else None},
-    )
+    settled = all(cursors.get(key + PASSED) for key in [CONTACTS, *connector.activity_types()])
+    if bool(cursors.get(SETTLED)) != settled:
+        _save(run, SETTLED, utcnow().isoformat() if settled else None)
 
 
 def _inbound_contacts(run: Run, connector: Connector, policy: RetryPolicy) -> None:
