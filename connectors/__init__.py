@@ -12,10 +12,15 @@ def init_app(app: Flask) -> None:
     from kernel import metrics
 
     staff_pages.register(app)
-    from kernel.signals import collect_change_receivers, collect_copy_deletions
+    from kernel.signals import (
+        collect_change_receivers,
+        collect_copy_deletions,
+        collect_retention_exclusions,
+    )
 
     collect_change_receivers.connect(services.receivers_told, weak=False)
     collect_copy_deletions.connect(services.copy_deletions, weak=False)
+    collect_retention_exclusions.connect(services.first_sync_exclusions, weak=False)
     metrics.read_at_scrape(
         app,
         "consent_connector_last_success_age_seconds",

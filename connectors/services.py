@@ -99,6 +99,46 @@ def receivers_told(app: object, **_: object) -> list[str]:
     return [f"connector {name}" for name in config.enabled()]
 
 
+def first_sync_exclusions(app: object, *, contact_ids: list[int], **_: object) -> dict[int, str]:
+    """For retention (``kernel.signals.collect_retention_exclusions``): the
+    contacts an enabled connector created while its first sync is not over
+    (``sync.SETTLED``: not every read has completed a pass yet). A CRM lists
+    old activities first, and a first sync spans many turns: a contact dated
+    only by an old call read so far must not be purged (and deleted in the
+    CRM) before a later activity of it is read. Two queries, whatever the count."""
+    enabled = config.enabled()
+    if not enabled or not contact_ids:
+        return {}
+    unsettled = [
+        name
+        for name, cursors in db.session.execute(
+            sa.select(ConnectorState.name, ConnectorState.cursors).where(
+                ConnectorState.name.in_(enabled)
+            )
+        )
+        if not (cursors or {}).get(sync.SETTLED)
+    ]
+    # A connector enabled but never run has created nothing yet.
+    if not unsettled:
+        return {}
+    reasons: dict[int, str] = {}
+    for contact_id, name in db.session.execute(
+        sa.select(ConnectorRecord.contact_id, ConnectorRecord.connector)
+        .where(
+            ConnectorRecord.connector.in_(unsettled),
+            ConnectorRecord.object_type == sync.CONTACTS,
+            ConnectorRecord.created_contact.is_(True),
+            id_in(ConnectorRecord.contact_id, contact_ids),
+        )
+        .order_by(ConnectorRecord.connector)
+    ):
+        if contact_id is not None:
+            reasons.setdefault(
+                contact_id, f"the first sync of {name} has not finished reading its history"
+            )
+    return reasons
+
+
 # Contact ids per query when counting a preview's copies: one array
 # parameter on PostgreSQL, under SQLite's 32,766 variables.
 CHUNK = 10000

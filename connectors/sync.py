@@ -69,6 +69,10 @@ SKIPPED = "skip:"
 PASSED = "@passed"
 SINCE = "@since"
 STARTED = "@started"
+# Written when every read the connector does (contacts and each activity
+# type) has completed a pass: its first sync is over ("settled"). Dropped
+# with the reads' cursors by ``forget_reads`` and when a read is added.
+SETTLED = "settled"
 # How many skipped records the state keeps for the staff page.
 REPORT_KEEP = 50
 # A run holds its connector this long at most (the actor's time limit is shorter).
@@ -133,9 +137,11 @@ def sync(name: str, connector: Connector | None = None, policy: RetryPolicy | No
     fast = _FAST_COMMITS.set(True)
     try:
         connector = connector or config.build(name)
+        _settle(run, connector)  # a read added since is not settled
         _inbound_contacts(run, connector, policy)
         for object_type in connector.activity_types():
             _inbound_activities(run, connector, policy, object_type)
+        _settle(run, connector)
         _outbound(run, connector, policy)
         _deletions(run, connector, policy)
     except CrmRevoked as exc:
@@ -313,6 +319,17 @@ def forget_reads(name: str) -> None:
     state = db.session.get(ConnectorState, name)
     if state is not None:
         state.cursors = {k: v for k, v in (state.cursors or {}).items() if k == FEED}
+
+
+def _settle(run: Run, connector: Connector) -> None:
+    """Mark the connector settled when each of its reads has completed a
+    pass, or not: until then retention keeps the contacts it created
+    (``connectors.services.first_sync_exclusions``), since an activity not
+    read yet may be later than the contact's last interaction here."""
+    cursors = db.session.get(ConnectorState, run.name).cursors or {}  # type: ignore[union-attr]
+    settled = all(cursors.get(key + PASSED) for key in [CONTACTS, *connector.activity_types()])
+    if bool(cursors.get(SETTLED)) != settled:
+        _save(run, SETTLED, utcnow().isoformat() if settled else None)
 
 
 def _inbound_contacts(run: Run, connector: Connector, policy: RetryPolicy) -> None:

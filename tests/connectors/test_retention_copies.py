@@ -19,6 +19,7 @@ from consent import services as consent
 from consent.rights import erase_contact
 from crm import external_ids, retention
 from crm import services as crm
+from crm.models import Contact
 from extensions import db
 from kernel.access import CLI_ACTOR
 from tests.connectors.hubspot_standin import HubSpotStandIn
@@ -331,3 +332,113 @@ def test_a_crm_call_dated_ahead_counts_as_now(app, hubspot) -> None:
     contact = the_contact(app, remote)
     assert contact.last_interaction_at is not None
     assert contact.last_interaction_at <= datetime.now(UTC) < ahead
+
+
+class _DownAfterFirstPage:
+    """The configured HubSpot connector, reading one record a page, whose CRM
+    answers 503 to every activity page after the first (the stand-in's
+    faults): the first sync's turn ends with only the oldest call read."""
+
+    def __init__(self, inner: Any, standin: HubSpotStandIn) -> None:
+        self.inner, self.standin = inner, standin
+        inner.page_size = 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def activities(self, object_type: str, after: str | None, since: Any = None) -> Any:
+        if after is not None:
+            self.standin.fail(503, times=100, prefix=f"/crm/v3/objects/{object_type}")
+        return self.inner.activities(object_type, after, since)
+
+
+def test_a_contact_is_kept_until_the_first_sync_has_read_its_whole_history(app, hubspot) -> None:
+    """HubSpot lists old calls first, and a large first sync spans many turns.
+    A run between two turns must not purge a contact the sync created on the
+    strength of the only call read so far (2015), while its 2024 call is
+    still unread: it is excluded, with the reason on the preview, until the
+    connector has read contacts and every interaction type once; then the
+    2024 call dates it and it is not due."""
+    from connectors import config, sync
+    from connectors.base import RetryPolicy
+
+    remote = hubspot.add("contacts", {"email": "lang@kund.se"})
+    hubspot.add("calls", {"hs_timestamp": "2015-03-01T09:00:00Z"}, {"contacts": [remote]})
+    hubspot.add("calls", {"hs_timestamp": "2024-03-01T09:00:00Z"}, {"contacts": [remote]})
+    today = datetime.now(UTC).date().isoformat()
+    with app.app_context():
+        connector = _DownAfterFirstPage(config.build("hubspot"), hubspot)
+        policy = RetryPolicy(tries=2, backoff_s=0, max_wait_s=0, sleep=lambda _: None)
+        assert sync.sync("hubspot", connector=connector, policy=policy).outcome == "unavailable"  # type: ignore[arg-type]
+        db.session.remove()
+    hubspot.faults.clear()
+    contact = the_contact(app, remote)
+    assert contact.last_interaction_at == datetime(2015, 3, 1, 9, tzinfo=UTC)
+    reason = "the first sync of hubspot has not finished reading its history"
+    with app.app_context():
+        preview = retention.preview(day(today))
+        assert all(row.contact_id != contact.id for o in preview.outcomes for row in o.items)
+        excluded = {(row.contact_id, why) for o in preview.outcomes for row, why in o.excluded}
+        assert (contact.id, reason) in excluded
+        outlook = retention.purge_outlook(db.session.get(Contact, contact.id))
+        assert outlook.excluded_because == reason
+        retention.run(day(today), started_by="test")
+        db.session.remove()
+    assert the_contact(app, remote) is not None
+    assert not [w for w in hubspot.writes() if w[0] == "DELETE"]
+
+    assert run(app).outcome == "done"
+    contact = the_contact(app, remote)
+    assert contact.last_interaction_at == datetime(2024, 3, 1, 9, tzinfo=UTC)
+    with app.app_context():
+        preview = retention.preview(day(today))
+        assert all(row.contact_id != contact.id for o in preview.outcomes for row in o.items)
+        assert all(row.contact_id != contact.id for o in preview.outcomes for row, _ in o.excluded)
+
+
+def test_a_full_resync_or_a_new_interaction_type_holds_the_contacts_until_read(
+    app, hubspot, monkeypatch
+) -> None:
+    """Once every read has passed, the contacts count from what was read; a
+    full resync (a first sync again) or an interaction type added to the
+    settings holds them back until every read has passed again. The
+    exclusions cost two queries for any number of contacts."""
+    from connectors import services, sync
+
+    remotes = [hubspot.add("contacts", {"email": f"k{i}@kund.se"}) for i in range(5)]
+    for remote in remotes:
+        hubspot.add("calls", {"hs_timestamp": "2015-03-01T09:00:00Z"}, {"contacts": [remote]})
+    assert run(app).outcome == "done"
+    ids = [the_contact(app, r).id for r in remotes]
+    with app.app_context():
+        assert retention.retention_exclusions(ids) == {}
+        services.full_resync(CLI_ACTOR, "hubspot")
+        assert set(retention.retention_exclusions(ids)) == set(ids)
+        db.session.remove()
+    assert run(app).outcome == "done"
+    with app.app_context():
+        assert retention.retention_exclusions(ids) == {}
+        monkeypatch.setitem(app.config, "HUBSPOT_INTERACTIONS", ["calls", "meetings", "emails"])
+        hubspot.fail(503, times=100, prefix="/crm/v3/objects/emails")
+        db.session.remove()
+    assert run(app).outcome == "unavailable"
+    hubspot.faults.clear()
+    with app.app_context():
+        statements: list[str] = []
+
+        def note(*args: Any) -> None:
+            statements.append(args[2])
+
+        sa.event.listen(db.engine, "before_cursor_execute", note)
+        try:
+            found = services.first_sync_exclusions(app, contact_ids=ids)
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", note)
+        assert len(statements) == 2
+        assert set(found) == set(ids)
+        state = db.session.get(sync.ConnectorState, "hubspot")
+        assert sync.SETTLED not in state.cursors
+        db.session.remove()
+    assert run(app).outcome == "done"
+    with app.app_context():
+        assert retention.retention_exclusions(ids) == {}
