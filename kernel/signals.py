@@ -134,7 +134,9 @@ retention_due = _signals.signal("retention-due")
 
 # Sent by crm.retention with kwargs contact_ids (a sequence); each receiver
 # returns {contact_id: reason} for the contacts no retention rule may touch.
-# Receiver: consent.rights (a rights request is open, docs/rules.md R20).
+# Receivers: consent.rights (a rights request is open, docs/rules.md R20) and
+# connectors.services.first_sync_exclusions (a CRM's first sync has not read
+# the history of the contacts it created yet, docs/retention.md).
 collect_retention_exclusions = _signals.signal("retention-exclusions")
 
 # Sent by crm.retention with kwargs counts_from (the name of a contact rule's
