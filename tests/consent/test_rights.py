@@ -50,14 +50,16 @@ def signals_received(app):  # type: ignore[no-untyped-def]
 
     seen: list[tuple[int, str, int]] = []
 
-    def receiver(sender, contact_id, kind):  # type: ignore[no-untyped-def]
-        # Read through a separate connection: only committed rows are visible.
-        with db.engine.connect() as conn:
-            events = conn.execute(
-                sa.text("SELECT count(*) FROM consent_event WHERE contact_id = :id"),
-                {"id": contact_id},
-            ).scalar_one()
-        seen.append((contact_id, kind, events))
+    def receiver(sender, kind, contact_id=None, contact_ids=()):  # type: ignore[no-untyped-def]
+        # One contact, or an import batch's contacts in one announcement.
+        for one in [contact_id] if contact_id is not None else contact_ids:
+            # Read through a separate connection: only committed rows are visible.
+            with db.engine.connect() as conn:
+                events = conn.execute(
+                    sa.text("SELECT count(*) FROM consent_event WHERE contact_id = :id"),
+                    {"id": one},
+                ).scalar_one()
+            seen.append((one, kind, events))
 
     decisions_changed.connect(receiver)
     try:
