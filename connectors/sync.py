@@ -668,7 +668,8 @@ def _owe_deletions(
     name: str, contact_id: int, reason: str, remote_id: str | None, *, with_contact: bool
 ) -> None:
     """Record what the CRM must delete for this contact: its activities that we
-    mirrored, and with an erasure or purge the contact itself. Our records of
+    mirrored, and with an erasure or purge the contact itself (the tombstone's
+    id and every other CRM contact we linked to this one). Our records of
     them go: the deletion rows now say what is owed."""
     records = db.session.scalars(
         sa.select(ConnectorRecord).where(
@@ -680,6 +681,11 @@ def _owe_deletions(
     for record in records:
         if record.object_type in (CONTACTS, STATUS):
             if with_contact:
+                # Every CRM contact linked to this one: duplicates in the CRM
+                # (two records with the same email) are all the person, though
+                # the external id names only the last one read.
+                if record.object_type == CONTACTS:
+                    owed.append((CONTACTS, record.remote_id))
                 db.session.delete(record)
             continue
         # A purge of some activities: only those whose rows were deleted here.
@@ -689,7 +695,7 @@ def _owe_deletions(
             continue
         owed.append((record.object_type, record.remote_id))
         db.session.delete(record)
-    if with_contact and remote_id is not None:
+    if with_contact and remote_id is not None and (CONTACTS, remote_id) not in owed:
         owed.append((CONTACTS, remote_id))
     for object_type, rid in owed:
         exists = db.session.scalar(
