@@ -395,6 +395,20 @@ def test_an_erasure_deletes_every_duplicate_contact_in_salesforce(app, salesforc
         )
 
 
+def test_an_objection_reaches_every_duplicate_contact_in_salesforce(app, salesforce) -> None:
+    first, _ = anna(salesforce)
+    second = salesforce.add(
+        "Contact", {"Email": "anna.berg@kund.se", "FirstName": "Anna", "LastName": "Berg"}
+    )
+    run(app)
+    with app.app_context():
+        consent.record_objection(CLI_ACTOR, the_contact(app, second).id)
+    run(app)
+    for remote in (first, second):
+        assert salesforce.objects["Contact"][remote]["HasOptedOutOfEmail"] is True
+        assert consents_of(salesforce, remote)["events"]["PrivacyConsentStatus"] == "OptOut"
+
+
 @pytest.mark.parametrize("erasure", ["delete", "anonymise"])
 def test_an_individual_another_contact_shares_keeps_its_consents(
     app, salesforce, monkeypatch, erasure
