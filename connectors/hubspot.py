@@ -71,6 +71,7 @@ DAY_S = 24 * 60 * 60.0
 PERSONAL_PROPERTIES = (
     "firstname",
     "lastname",
+    "hs_additional_emails",
     "phone",
     "mobilephone",
     "company",

@@ -74,13 +74,40 @@ OPT_IN, OPT_OUT, NOT_SEEN = "OptIn", "OptOut", "NotSeen"
 # only an opt-out of ours is ever cleared again.
 OPTED_OUT_BY_US = "@email"
 # ... and the topics whose OptOut we wrote (only those may become OptIn again).
-# ``known`` is kept in 200 characters (connector_record.fingerprint): short keys,
-# our reason codes rather than Salesforce's labels.
+# ``known`` is stored as JSON in connector_record.fingerprint (a text column
+# since migration 0043): short keys, our reason codes rather than Salesforce's labels.
 OPTED_OUT_TOPICS = "@out"
 # ... and that we set the Individual's HasOptedOutSolicit.
 OBJECTED = "@sol"
 CAPTURE_SOURCE = "Consent service"
 ANONYMOUS = "Anonymised"
+# The Individual's required LastName when the contact has none (never the email:
+# an Individual is not where the address belongs).
+NO_NAME = "(no name)"
+# A contact's personal fields cleared when it is anonymised.
+PERSONAL_FIELDS = (
+    "FirstName",
+    "Email",
+    "Phone",
+    "MobilePhone",
+    "HomePhone",
+    "OtherPhone",
+    "AssistantName",
+    "AssistantPhone",
+    "Title",
+    "Department",
+    "Birthdate",
+    "MailingStreet",
+    "MailingCity",
+    "MailingPostalCode",
+    "MailingState",
+    "OtherStreet",
+    "OtherCity",
+    "OtherPostalCode",
+    "OtherState",
+    "OtherCountry",
+    "Description",
+)
 DAY_S = 24 * 60 * 60.0
 HOUR_S = 60 * 60.0
 FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -330,7 +357,7 @@ class Salesforce:
             created = self._sobject("Individual").create(
                 {
                     "FirstName": contact.get("FirstName"),
-                    "LastName": contact.get("LastName") or email,
+                    "LastName": contact.get("LastName") or NO_NAME,
                 }
             )
             individual_id = str(created["id"])
@@ -448,7 +475,9 @@ class Salesforce:
 
     def delete(self, object_type: str, remote_id: str) -> None:
         """Delete the record; a contact with its Individual and the consent
-        records on it (they hold the person's name and choices too)."""
+        records on it (they hold the person's name and choices too), unless
+        another contact shares that Individual: then its consents are that
+        contact's too (a "no" among them), and this contact is only unlinked."""
         if object_type != "contacts":
             getattr(self.client, _sobject(object_type)).delete(remote_id)
             return
@@ -456,8 +485,19 @@ class Salesforce:
         individual_id = contact.get("IndividualId")
         # The Individual first: a retry after a fault still finds it through the contact.
         if individual_id:
-            self._delete_individual(str(individual_id))
+            if self._shared(str(individual_id), remote_id):
+                self._sobject("Contact").update(remote_id, {"IndividualId": None})
+            else:
+                self._delete_individual(str(individual_id))
         self._sobject("Contact").delete(remote_id)
+
+    def _shared(self, individual_id: str, remote_id: str) -> bool:
+        """Whether a contact other than ``remote_id`` uses the Individual."""
+        soql = (
+            "SELECT Id FROM Contact "  # noqa: S608
+            f"WHERE IndividualId = '{_quote(individual_id)}' AND Id != '{_quote(remote_id)}'"
+        )
+        return bool(self.client.query(soql).get("records"))
 
     def _delete_individual(self, individual_id: str) -> None:
         from simple_salesforce.exceptions import SalesforceResourceNotFound
@@ -473,8 +513,9 @@ class Salesforce:
 
     def anonymise(self, object_type: str, remote_id: str) -> None:
         """Overwrite the personal fields instead of deleting the record (where
-        the organisation keeps its CRM history): a contact loses name, address
-        and phone, and its Individual asks to be forgotten; an activity loses
+        the organisation keeps its CRM history): a contact loses name, address,
+        phones, title and birthdate, and its Individual (unless another
+        contact shares it) asks to be forgotten; an activity loses
         its subject, description and the person it names."""
         if object_type != "contacts":
             getattr(self.client, _sobject(object_type)).update(
@@ -482,25 +523,19 @@ class Salesforce:
             )
             return
         contact = self._sobject("Contact").get(remote_id)
-        self._sobject("Contact").update(
-            remote_id,
-            {
-                "FirstName": None,
-                "LastName": ANONYMOUS,
-                "Email": None,
-                "Phone": None,
-                "MobilePhone": None,
-                "MailingStreet": None,
-                "MailingCity": None,
-                "MailingPostalCode": None,
-                "Description": None,
-                "HasOptedOutOfEmail": True,
-                self.fields.explanation: None,
-            },
+        individual_id = contact.get("IndividualId")
+        update: dict[str, Any] = dict.fromkeys(PERSONAL_FIELDS)
+        update.update(
+            {"LastName": ANONYMOUS, "HasOptedOutOfEmail": True, self.fields.explanation: None}
         )
-        if contact.get("IndividualId"):
+        shared = bool(individual_id) and self._shared(str(individual_id), remote_id)
+        if shared:
+            # Another contact's Individual too: left as it is, with its consents.
+            update["IndividualId"] = None
+        self._sobject("Contact").update(remote_id, update)
+        if individual_id and not shared:
             self._sobject("Individual").update(
-                str(contact["IndividualId"]),
+                str(individual_id),
                 {
                     "FirstName": None,
                     "LastName": ANONYMOUS,

@@ -151,8 +151,9 @@ def copy_deletions(
     per enabled connector, what it will delete or anonymise in the CRM after
     the run, counted as its deletion path will (``sync._owe_deletions``): of
     each contact removed whole, the contact (when it carries the connector's
-    id) and every activity mirrored from the CRM; of the other contacts,
-    the mirrored activities whose rows the run removes. Per CRM object type,
+    id) with every other CRM contact linked to it, and every activity
+    mirrored from the CRM; of the other contacts, the mirrored activities
+    whose rows the run removes. Per CRM object type,
     and with the deletions still owed from before."""
     names = config.enabled()
     if not names:
@@ -167,21 +168,26 @@ def copy_deletions(
         whole = sorted(contacts)
         for start in range(0, len(whole), CHUNK):
             chunk = whole[start : start + CHUNK]
-            add(
-                sync.CONTACTS,
-                int(
-                    db.session.scalar(
-                        sa.select(sa.func.count())
-                        .select_from(ExternalId)
-                        .where(
-                            ExternalId.owner_type == "contact",
-                            ExternalId.system == name,
-                            id_in(ExternalId.owner_id, chunk),
-                        )
+            # The contact's id in the CRM and every other CRM contact linked
+            # to it (duplicates there), each once.
+            remote_ids = set(
+                db.session.scalars(
+                    sa.select(ExternalId.value).where(
+                        ExternalId.owner_type == "contact",
+                        ExternalId.system == name,
+                        id_in(ExternalId.owner_id, chunk),
                     )
-                    or 0
-                ),
+                )
+            ) | set(
+                db.session.scalars(
+                    sa.select(ConnectorRecord.remote_id).where(
+                        ConnectorRecord.connector == name,
+                        ConnectorRecord.object_type == sync.CONTACTS,
+                        id_in(ConnectorRecord.contact_id, chunk),
+                    )
+                )
             )
+            add(sync.CONTACTS, len(remote_ids))
             for object_type, count in db.session.execute(
                 sa.select(ConnectorRecord.object_type, sa.func.count())
                 .where(

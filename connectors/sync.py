@@ -661,9 +661,38 @@ def _apply_item(
         StatusWrite(d["topic"], bool(d["allowed"]), d["reason"], d["explanation"])
         for d in decisions
     ]
+    email = decisions[0]["email"]
+    # Every CRM contact linked to this one (duplicates in the CRM with the same
+    # address), not only the one the external id names: an objection reaches all.
+    others = db.session.scalars(
+        sa.select(ConnectorRecord.remote_id)
+        .where(
+            ConnectorRecord.connector == name,
+            ConnectorRecord.object_type == CONTACTS,
+            ConnectorRecord.contact_id == contact_id,
+            ConnectorRecord.remote_id != remote_id,
+        )
+        .order_by(ConnectorRecord.remote_id)
+    ).all()
+    written, problem = 0, None
+    for rid in [remote_id, *others]:
+        count, skipped = _write_decisions(name, connector, policy, contact_id, rid, email, writes)
+        written += count
+        problem = problem or skipped
+    return written, problem
+
+
+def _write_decisions(
+    name: str,
+    connector: Connector,
+    policy: RetryPolicy,
+    contact_id: int,
+    remote_id: str,
+    email: str,
+    writes: list[StatusWrite],
+) -> tuple[int, dict[str, str] | None]:
     status = db.session.get(ConnectorRecord, (name, STATUS, remote_id))
     known = _written_before(status)
-    email = decisions[0]["email"]
     try:
         bases = call(
             connector, policy, lambda: connector.write_decisions(remote_id, email, writes, known)
@@ -696,7 +725,8 @@ def _owe_deletions(
     name: str, contact_id: int, reason: str, remote_id: str | None, *, with_contact: bool
 ) -> None:
     """Record what the CRM must delete for this contact: its activities that we
-    mirrored, and with an erasure or purge the contact itself. Our records of
+    mirrored, and with an erasure or purge the contact itself (the tombstone's
+    id and every other CRM contact we linked to this one). Our records of
     them go: the deletion rows now say what is owed."""
     records = db.session.scalars(
         sa.select(ConnectorRecord).where(
@@ -705,9 +735,15 @@ def _owe_deletions(
     ).all()
     gone = _activities_gone([r.activity_id for r in records if r.activity_id is not None])
     owed: list[tuple[str, str]] = []
+    contacts: list[str] = []
     for record in records:
         if record.object_type in (CONTACTS, STATUS):
             if with_contact:
+                # Every CRM contact linked to this one: duplicates in the CRM
+                # (two records with the same email) are all the person, though
+                # the external id names only the last one read.
+                if record.object_type == CONTACTS:
+                    contacts.append(record.remote_id)
                 db.session.delete(record)
             continue
         # A purge of some activities: only those whose rows were deleted here.
@@ -717,8 +753,11 @@ def _owe_deletions(
             continue
         owed.append((record.object_type, record.remote_id))
         db.session.delete(record)
-    if with_contact and remote_id is not None:
-        owed.append((CONTACTS, remote_id))
+    if with_contact:
+        # The contacts after their activities (deletions go in id order).
+        if remote_id is not None:
+            contacts.append(remote_id)
+        owed.extend((CONTACTS, rid) for rid in dict.fromkeys(contacts))
     for object_type, rid in owed:
         exists = db.session.scalar(
             sa.select(ConnectorDeletion.id).where(

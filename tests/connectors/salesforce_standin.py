@@ -17,7 +17,7 @@ as ``https://<instance>``), so the stand-in serves TLS with a certificate made
 for 127.0.0.1 at start; the tests trust it through ``REQUESTS_CA_BUNDLE``.
 
 Only a small SOQL is understood: ``SELECT a, B.c FROM T [WHERE x = 'v' AND
-y = true ...] [ORDER BY f, g]``, what the connector sends. Faults are injected
+y != 'w' AND z = true ...] [ORDER BY f, g]``, what the connector sends. Faults are injected
 per request: ``standin.fail(503, times=2, prefix="query")``;
 ``standin.token = None`` refuses every session (a revoked connected app).
 """
@@ -63,6 +63,19 @@ FIELDS = {
         "MailingStreet",
         "MailingCity",
         "MailingPostalCode",
+        "MailingState",
+        "HomePhone",
+        "OtherPhone",
+        "AssistantName",
+        "AssistantPhone",
+        "Title",
+        "Department",
+        "Birthdate",
+        "OtherStreet",
+        "OtherCity",
+        "OtherPostalCode",
+        "OtherState",
+        "OtherCountry",
         "Description",
         "AccountId",
         "IndividualId",
@@ -136,12 +149,13 @@ SOQL = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 CONDITION = re.compile(
-    r"^(\w+)\s*(=|>=|<=|>|<)\s*"
+    r"^(\w+)\s*(!=|=|>=|<=|>|<)\s*"
     r"(?:'((?:[^'\\]|\\.)*)'|(true|false)|(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z))$",
     re.IGNORECASE,
 )
 COMPARE = {
     "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
     ">=": lambda a, b: a is not None and a >= b,
     "<=": lambda a, b: a is not None and a <= b,
     ">": lambda a, b: a is not None and a > b,

@@ -192,7 +192,16 @@ def test_an_erasure_anonymises_the_contact_and_its_activities_when_configured(
     hubspot.objects["calls"][call]["properties"].update(
         {"hs_call_title": "Call with Anna Berg", "hs_call_body": "Anna (anna.berg@kund.se) asked"}
     )
-    other = hubspot.add("contacts", {"email": "bo@kund.se", "firstname": "Bo", "phone": "070"})
+    other = hubspot.add(
+        "contacts",
+        {
+            "email": "bo@kund.se",
+            "firstname": "Bo",
+            "phone": "070",
+            "hs_additional_emails": "bo.privat@post.se",
+            "jobtitle": "Head of purchasing",
+        },
+    )
     run(app)
     with app.app_context():
         for rid in (remote, other):
@@ -201,7 +210,7 @@ def test_an_erasure_anonymises_the_contact_and_its_activities_when_configured(
     contacts = hubspot.objects["contacts"]
     # Kept for HubSpot's reports, but nothing left that names or reaches the person.
     assert not contacts[remote]["archived"] and not hubspot.objects["calls"][call]["archived"]
-    for text in ("anna", "berg", "bo@kund.se", "070"):
+    for text in ("anna", "berg", "bo@kund.se", "070", "bo.privat@post.se", "head of purchasing"):
         assert text not in everything_in_hubspot(hubspot)
     emails = [contacts[r]["properties"]["email"] for r in (remote, other)]
     assert all(e.startswith("anonymised-") and e.endswith("@anonymised.invalid") for e in emails)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from connectors import sync
 from connectors.base import GONE, REFUSED, RETRY, REVOKED
-from connectors.models import ConnectorDeletion, ConnectorState
+from connectors.models import ConnectorDeletion, ConnectorRecord, ConnectorState
 from connectors.salesforce import Salesforce
 from consent import services as consent
 from consent.rights import erase_contact
@@ -351,11 +351,143 @@ def test_an_erasure_deletes_the_contact_its_individual_consents_and_activities(
     assert the_contact(app, remote) is None
 
 
+def test_an_erasure_deletes_every_duplicate_contact_in_salesforce(app, salesforce) -> None:
+    """Two Salesforce contacts with the same email are one contact here (the
+    external id names only the last read): an erasure deletes both, and a
+    full read later brings nobody back."""
+    first, _ = anna(salesforce)
+    second = salesforce.add(
+        "Contact", {"Email": "anna.berg@kund.se", "FirstName": "Anna", "LastName": "Berg"}
+    )
+    run(app)
+    contact = the_contact(app, second)  # the id of the last read
+    assert contact is not None
+    with app.app_context():
+        linked = db.session.scalars(
+            sa.select(ConnectorRecord.remote_id).where(
+                ConnectorRecord.object_type == "contacts",
+                ConnectorRecord.contact_id == contact.id,
+            )
+        ).all()
+        assert sorted(linked) == sorted([first, second])
+        # The retention preview counts both (as the deletion path owes them).
+        from connectors import services
+
+        [preview] = services.copy_deletions(app, contacts={contact.id}, activities={})
+        assert preview.due["contacts"] == 2
+        erase_contact(CLI_ACTOR, contact.id)
+    assert run(app).outcome == "done"
+    assert salesforce.objects["Contact"][first]["IsDeleted"] is True
+    assert salesforce.objects["Contact"][second]["IsDeleted"] is True
+    with app.app_context():
+        db.session.execute(sa.delete(ConnectorState))  # a full read from the start
+        db.session.commit()
+    assert run(app).outcome == "done"
+    assert the_contact(app, first) is None and the_contact(app, second) is None
+    with app.app_context():
+        assert (
+            db.session.scalar(
+                sa.select(sa.func.count())
+                .select_from(Contact)
+                .where(Contact.email == "anna.berg@kund.se")
+            )
+            == 0
+        )
+
+
+def test_an_objection_reaches_every_duplicate_contact_in_salesforce(app, salesforce) -> None:
+    first, _ = anna(salesforce)
+    second = salesforce.add(
+        "Contact", {"Email": "anna.berg@kund.se", "FirstName": "Anna", "LastName": "Berg"}
+    )
+    run(app)
+    with app.app_context():
+        consent.record_objection(CLI_ACTOR, the_contact(app, second).id)
+    run(app)
+    for remote in (first, second):
+        assert salesforce.objects["Contact"][remote]["HasOptedOutOfEmail"] is True
+        assert consents_of(salesforce, remote)["events"]["PrivacyConsentStatus"] == "OptOut"
+
+
+@pytest.mark.parametrize("erasure", ["delete", "anonymise"])
+def test_an_individual_another_contact_shares_keeps_its_consents(
+    app, salesforce, monkeypatch, erasure
+) -> None:
+    """Erasing one contact never removes the consent records (a "no" among
+    them) of another Salesforce contact sharing its Individual: this contact
+    is only unlinked."""
+    monkeypatch.setitem(app.config, "SALESFORCE_ERASURE", erasure)
+    remote, _ = anna(salesforce)
+    individual = salesforce.add("Individual", {"LastName": "Berg", "HasOptedOutSolicit": True})
+    salesforce.objects["Contact"][remote]["IndividualId"] = individual
+    other = salesforce.add(
+        "Contact", {"Email": "a.berg@privat.se", "LastName": "Berg", "IndividualId": individual}
+    )
+    salesforce.add(
+        "ContactPointTypeConsent",
+        {
+            "Name": "Events",
+            "PartyId": individual,
+            "ContactPointType": "Email",
+            "PrivacyConsentStatus": "OptOut",
+            "CaptureContactPointType": "Web",
+            "CaptureDate": CALL_AT,
+        },
+    )
+    run(app)
+    with app.app_context():
+        erase_contact(CLI_ACTOR, the_contact(app, remote).id)
+    assert run(app).outcome == "done"
+    assert salesforce.objects["Individual"][individual]["IsDeleted"] is False
+    assert salesforce.objects["Individual"][individual]["LastName"] == "Berg"
+    assert salesforce.objects["Individual"][individual]["ShouldForget"] is None
+    assert any(
+        r["PartyId"] == individual and r["PrivacyConsentStatus"] == "OptOut"
+        for r in salesforce.live("ContactPointTypeConsent")
+    )
+    assert salesforce.objects["Contact"][remote]["IndividualId"] is None
+    assert salesforce.objects["Contact"][other]["IndividualId"] == individual
+
+
+def test_an_individual_made_for_a_contact_without_a_name_is_not_named_by_its_email(
+    app, salesforce
+) -> None:
+    remote = salesforce.add("Contact", {"Email": "x@kund.se", "LastName": "X"})
+    salesforce.objects["Contact"][remote]["LastName"] = None
+    run(app)
+    individual = salesforce.objects["Contact"][remote]["IndividualId"]
+    assert individual
+    assert salesforce.objects["Individual"][individual]["LastName"] == "(no name)"
+    assert "x@kund.se" not in str(salesforce.objects["Individual"][individual])
+
+
 def test_an_erasure_anonymises_instead_of_deleting_when_configured(
     app, salesforce, monkeypatch
 ) -> None:
     monkeypatch.setitem(app.config, "SALESFORCE_ERASURE", "anonymise")
     remote, call = anna(salesforce)
+    personal = {
+        "Phone": "+46 8 123",
+        "MobilePhone": "+46 70 1",
+        "HomePhone": "+46 8 2",
+        "OtherPhone": "+46 8 3",
+        "AssistantName": "Bo",
+        "AssistantPhone": "+46 8 4",
+        "Title": "CFO",
+        "Department": "Finance",
+        "Birthdate": "1980-01-02",
+        "MailingStreet": "Storgatan 1",
+        "MailingCity": "Lund",
+        "MailingPostalCode": "222 22",
+        "MailingState": "Skåne",
+        "OtherStreet": "Lillgatan 2",
+        "OtherCity": "Malmö",
+        "OtherPostalCode": "211 11",
+        "OtherState": "Skåne",
+        "OtherCountry": "Sweden",
+        "Description": "Met at the fair",
+    }
+    salesforce.objects["Contact"][remote].update(personal)
     run(app)
     with app.app_context():
         erase_contact(CLI_ACTOR, the_contact(app, remote).id)
@@ -373,6 +505,7 @@ def test_an_erasure_anonymises_instead_of_deleting_when_configured(
         "Anonymised",
         None,
     )
+    assert {name: sf_contact[name] for name in personal} == dict.fromkeys(personal)
     individual = salesforce.objects["Individual"][sf_contact["IndividualId"]]
     assert individual["ShouldForget"] is True and individual["LastName"] == "Anonymised"
     task = salesforce.objects["Task"][call]
