@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from bench.__main__ import Context, database_version
@@ -172,12 +173,39 @@ def _wrk(
     }
 
 
+# One request of a load: (method, path, body), drawn with the worker's own generator.
+Request = Callable[[random.Random], tuple[str, str, str | None]]
+
+
 def _python_load(
     url: str, method: str, body: str | None, token: str | None, seconds: float, connections: int
 ) -> dict[str, Any]:
-    """The fallback generator: one keep-alive connection per thread."""
-    parsed = urllib.parse.urlsplit(url)
-    spread = _ID_RANGE.search(parsed.path)
+    """The fallback generator for one URL; an ``{low..high}`` in its path is
+    replaced by a random id from that range at every request."""
+    path = urllib.parse.urlsplit(url).path
+    spread = _ID_RANGE.search(path)
+
+    def request(rng: random.Random) -> tuple[str, str, str | None]:
+        if not spread:
+            return method, path, body
+        low, high = map(int, spread.groups())
+        return method, _ID_RANGE.sub(str(rng.randint(low, high)), path), body
+
+    return drive(url, request, token, seconds, connections)
+
+
+def drive(
+    base: str,
+    request: Request,
+    token: str | None,
+    seconds: float,
+    connections: int,
+    timeout_s: float = 30.0,
+) -> dict[str, Any]:
+    """``connections`` keep-alive clients, one thread each, for ``seconds``; each
+    request drawn by ``request(rng)``. Requests per second, p50/p99 and errors."""
+    parsed = urllib.parse.urlsplit(base)
+    host = parsed.hostname or "127.0.0.1"
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -186,21 +214,19 @@ def _python_load(
     stop_at = time.perf_counter() + seconds
 
     def worker(n: int) -> None:
-        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+        rng = random.Random(n)
+        conn = http.client.HTTPConnection(host, parsed.port, timeout=timeout_s)
         while time.perf_counter() < stop_at:
+            method, path, body = request(rng)
             start = time.perf_counter()
             try:
-                path = parsed.path
-                if spread:
-                    low, high = map(int, spread.groups())
-                    path = _ID_RANGE.sub(str(random.randint(low, high)), path)
                 conn.request(method, path, body=body, headers=headers)
                 response = conn.getresponse()
                 response.read()
                 ok = response.status < 400
             except (OSError, http.client.HTTPException):
                 conn.close()
-                conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+                conn = http.client.HTTPConnection(host, parsed.port, timeout=timeout_s)
                 ok = False
             latencies[n].append(time.perf_counter() - start)
             errors[n] += 0 if ok else 1

@@ -21,16 +21,12 @@ the next run (generation is the slow part: see the rates in the section).
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import random
-import statistics
 import sys
 import tempfile
-import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench.__main__ import Context
+from bench.http import Request, drive
 
 TITLE = "A full database: millions of contacts (issue 25)"
 EVENTS_PER_CONTACT = 10
@@ -197,64 +194,6 @@ def _email(g: int) -> str:
 
 
 # Draws one request (method, path, body) with the client thread's random numbers.
-Request = Callable[[random.Random], tuple[str, str, str | None]]
-
-
-def _load(
-    base: str,
-    request: Request,
-    token: str | None,
-    seconds: float,
-    connections: int,
-) -> dict[str, Any]:
-    """``connections`` keep-alive clients, one thread each, for ``seconds``; each
-    request is drawn by ``request(rng)`` as (method, path, body): a contact
-    drawn at random from the whole list, so the figures include cache misses."""
-    parsed = urllib.parse.urlsplit(base)
-    host = parsed.hostname or "127.0.0.1"
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    latencies: list[list[float]] = [[] for _ in range(connections)]
-    errors = [0] * connections
-    stop_at = time.perf_counter() + seconds
-
-    def worker(n: int) -> None:
-        rng = random.Random(n)
-        conn = http.client.HTTPConnection(host, parsed.port, timeout=60)
-        while time.perf_counter() < stop_at:
-            method, path, body = request(rng)
-            start = time.perf_counter()
-            try:
-                conn.request(method, path, body=body, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                ok = response.status < 400
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection(host, parsed.port, timeout=60)
-                ok = False
-            latencies[n].append(time.perf_counter() - start)
-            errors[n] += 0 if ok else 1
-        conn.close()
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    ordered = sorted(x for each in latencies for x in each) or [0.0]
-    return {
-        "rps": len(ordered) / elapsed,
-        "p50_ms": statistics.median(ordered) * 1000,
-        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
-        "requests": len(ordered),
-        "errors": sum(errors),
-    }
-
-
 def _checks(ctx: Context, url: str, contacts: int) -> list[str]:
     from bench.retention import _app
     from bench.server import gunicorn
@@ -292,11 +231,11 @@ def _checks(ctx: Context, url: str, contacts: int) -> list[str]:
     server = gunicorn(url, workers=workers, threads=4)
     try:
         for request, auth in cases.values():  # untimed warm-up
-            _load(server.base, request, auth, min(seconds, 2.0), connections)
+            drive(server.base, request, auth, min(seconds, 2.0), connections, timeout_s=60)
         probe = Context(ctx.smoke, rounds, ctx.database_url, ctx.machine)
 
         def action(request: Request, auth: str | None) -> Callable[[], dict[str, Any]]:
-            return lambda: _load(server.base, request, auth, seconds, connections)
+            return lambda: drive(server.base, request, auth, seconds, connections, timeout_s=60)
 
         results = probe.measure_in_turns(
             {label: action(request, auth) for label, (request, auth) in cases.items()}
