@@ -253,7 +253,9 @@ class _Reading:
 def test_a_syncs_commits_do_not_wait_for_the_disk_and_others_do(app) -> None:
     with app.app_context():
         if db.engine.dialect.name != "postgresql":
-            pytest.skip("PostgreSQL's synchronous_commit")
+            pytest.skip(
+                "synchronous_commit needs a server database: runs on the suite's second pass"
+            )
         reading = _Reading()
         assert sync.sync("hubspot", reading, RetryPolicy()).outcome == "done"  # type: ignore[arg-type]
         # Called as contacts(after): a connector that cannot read changes.
