@@ -98,6 +98,11 @@ class Run:
     items_out: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
     outcome: str = "done"  # done, busy, stopped, unavailable, revoked
+    # Per contact, the decisions this run wrote to the CRM (and to which CRM
+    # records): a later feed item that renders the same is not written again.
+    # A page of new contacts puts their contact.created items before their
+    # decisions_changed items, so the two may fall on different feed pages.
+    written: dict[int, str] = field(default_factory=dict)
 
 
 # While a sync runs, its transactions commit without waiting for the WAL flush
@@ -758,7 +763,7 @@ def _outbound(run: Run, connector: Connector, policy: RetryPolicy) -> None:
                 and last[int(item["contact_id"])] != index
             ):
                 continue
-            count, problem = _apply_item(run.name, connector, policy, item)
+            count, problem = _apply_item(run, connector, policy, item)
             written += count
             if problem is not None:
                 skipped.append(problem)
@@ -789,8 +794,9 @@ def _add_first_decisions(name: str, items: list[dict[str, Any]]) -> None:
 
 
 def _apply_item(
-    name: str, connector: Connector, policy: RetryPolicy, item: dict[str, Any]
+    run: Run, connector: Connector, policy: RetryPolicy, item: dict[str, Any]
 ) -> tuple[int, dict[str, str] | None]:
+    name = run.name
     remote_id = (item.get("external_ids") or {}).get(name)
     kind = item["type"]
     contact_id = int(item["contact_id"])
@@ -824,11 +830,18 @@ def _apply_item(
         )
         .order_by(ConnectorRecord.remote_id)
     ).all()
+    rendered = json.dumps(
+        [[remote_id, *others], [[w.topic, w.allowed, w.reason, w.explanation] for w in writes]]
+    )
+    if run.written.get(contact_id) == rendered:
+        return 0, None  # written so in this run already
     written, problem = 0, None
     for rid in [remote_id, *others]:
         count, skipped = _write_decisions(name, connector, policy, contact_id, rid, email, writes)
         written += count
         problem = problem or skipped
+    if problem is None:
+        run.written[contact_id] = rendered
     return written, problem
 
 
