@@ -220,15 +220,19 @@ def create_contacts(entries: Sequence[ContactInput], actor: Actor) -> dict[int, 
     table = Contact.__table__
     # Matched by address, not by order: SQLite returns the ids of a many-row
     # INSERT in no promised order (SQLAlchemy would insert row by row instead).
-    ids = dict(
-        db.session.execute(sa.insert(table).returning(table.c.email, table.c.id), rows).all()
+    new_ids: dict[str, int] = dict(
+        db.session.execute(sa.insert(table).returning(table.c.email, table.c.id), rows).all()  # type: ignore[arg-type]
     )
-    by_index = {index: ids[address] for index, (address, _, _) in chosen.items()}
+    by_index = {index: new_ids[address] for index, (address, _, _) in chosen.items()}
     _announce_created(list(by_index.values()))
     for system in systems:
         external_ids.set_many_for_contacts(
             system,
-            {by_index[i]: ids[system] for i, (_, _, ids) in chosen.items() if system in ids},
+            {
+                by_index[i]: held_ids[system]
+                for i, (_, _, held_ids) in chosen.items()
+                if system in held_ids
+            },
         )
     return by_index
 
