@@ -221,7 +221,7 @@ def create_contacts(entries: Sequence[ContactInput], actor: Actor) -> dict[int, 
     # Matched by address, not by order: SQLite returns the ids of a many-row
     # INSERT in no promised order (SQLAlchemy would insert row by row instead).
     new_ids: dict[str, int] = dict(
-        db.session.execute(sa.insert(table).returning(table.c.email, table.c.id), rows).all()  # type: ignore[arg-type]
+        db.session.execute(sa.insert(table).returning(table.c.email, table.c.id), rows).all()
     )
     by_index = {index: new_ids[address] for index, (address, _, _) in chosen.items()}
     _announce_created(list(by_index.values()))
