@@ -6,8 +6,10 @@ nothing, and an activity is logged once. Nothing is lost when the CRM fails:
 a read's cursor is saved only in the transaction after its page was
 written, so the next turn resumes at the first page not written. A CRM that
 refuses the credentials stops the connector (``stopped_because``) until an
-admin resumes it. Inbound writes go through the services only
-(``consent.services.register_contact``, ``crm.services.log_activity``), so a
+admin resumes it. Inbound writes go through the services only, a page of
+records at a time (``consent.services.register_new_contacts`` for the
+contacts new here, ``consent.services.register_contact`` for the others,
+``crm.bulk.log_activities`` checked as ``crm.services.log_activity``), so a
 CRM never sets a decision those services would not take from any caller.
 """
 
@@ -377,7 +379,8 @@ def _apply_contacts(
     (``consent.services.register_new_contacts``, one commit); the rest (a
     known address, the same person twice in the CRM, a record the batch
     refuses) go through ``register_contact`` one by one, in the page's order,
-    which updates them or says why not."""
+    which updates them or says why not. A record linked to a contact here
+    goes that way too, so that its fingerprint commits with its update."""
     ids = [r.remote_id for r in remotes]
     owed = _deletions_owed(name, CONTACTS, ids)
     known = {
@@ -430,6 +433,11 @@ def _apply_contacts(
     invalid: list[_Changed] = []
     batch: list[tuple[_Changed, bulk.ContactInput]] = []
     for item in changed:
+        record = known.get(item.remote.remote_id)
+        if record is not None and record.contact_id is not None:
+            # Linked to a contact here: an update, one by one below. Its new
+            # fingerprint must commit with the update, never before it.
+            continue
         try:
             batch.append((item, _contact_input(name, item.remote)))
         except DomainError as exc:
@@ -467,8 +475,12 @@ def _apply_contacts(
         )
     db.session.commit()
     written = len(created)
-    for index, (item, _) in enumerate(batch):
-        if index in created:
+    new = {id(batch[index][0]) for index in created}
+    passed = {id(item) for item in invalid}
+    for item in changed:  # in the page's order
+        if id(item) in passed:
+            continue
+        if id(item) in new:
             email = normalise_email(item.remote.email or "")
             problem = _claim_consents(name, actor, email, item.remote.remote_id, item.seen)
         else:

@@ -337,3 +337,24 @@ def test_each_new_contact_s_decisions_go_out_once_though_its_feed_items_are_page
     patches = [p for m, p in hubspot.requests if m == "PATCH" and "/objects/contacts/" in p]
     assert len(patches) == len(set(patches)) == 200
     assert result.items_out == 200
+
+
+def test_an_update_that_fails_is_applied_at_the_next_sync(app, hubspot, monkeypatch) -> None:
+    """A known contact's changed record goes one by one: its new fingerprint
+    commits with the update, so a sync that fails there loses nothing."""
+    from consent import services as consent
+    from tests.connectors.conftest import contact_of
+
+    remote = hubspot.add("contacts", {"email": "anna@kund.se", "firstname": "Anna"})
+    run_sync(app, "hubspot")
+    hubspot.touch("contacts", remote, {"lastname": "Berg"})
+    real = consent.register_contact
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(consent, "register_contact", down)
+    assert run_sync(app, "hubspot").outcome == "unavailable"
+    monkeypatch.setattr(consent, "register_contact", real)
+    assert run_sync(app, "hubspot").outcome == "done"
+    assert contact_of(app, "hubspot", remote).name == "Anna Berg"
