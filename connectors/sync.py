@@ -6,8 +6,10 @@ nothing, and an activity is logged once. Nothing is lost when the CRM fails:
 a read's cursor is saved only in the transaction after its page was
 written, so the next turn resumes at the first page not written. A CRM that
 refuses the credentials stops the connector (``stopped_because``) until an
-admin resumes it. Inbound writes go through the services only
-(``consent.services.register_contact``, ``crm.services.log_activity``), so a
+admin resumes it. Inbound writes go through the services only, a page of
+records at a time (``consent.services.register_new_contacts`` for the
+contacts new here, ``consent.services.register_contact`` for the others,
+``crm.bulk.log_activities`` checked as ``crm.services.log_activity``), so a
 CRM never sets a decision those services would not take from any caller.
 """
 
@@ -45,14 +47,16 @@ from consent import services as consent
 from consent.evidence import Evidence
 from consent.models import Basis
 from consent.policies import wording_hash
+from crm import bulk, external_ids
 from crm import changes as change_feed
-from crm import external_ids
 from crm import services as crm
 from crm.models import Activity, Contact
 from extensions import db
 from kernel import metrics
 from kernel.access import Actor
+from kernel.addresses import normalise_email
 from kernel.countries import country_code_from_name, normalise_language
+from kernel.database import id_in, one_of
 from kernel.errors import DomainError, Gone, InvalidInput
 from kernel.timestamps import utcnow
 
@@ -96,6 +100,11 @@ class Run:
     items_out: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
     outcome: str = "done"  # done, busy, stopped, unavailable, revoked
+    # Per contact, the decisions this run wrote to the CRM (and to which CRM
+    # records): a later feed item that renders the same is not written again.
+    # A page of new contacts puts their contact.created items before their
+    # decisions_changed items, so the two may fall on different feed pages.
+    written: dict[int, str] = field(default_factory=dict)
 
 
 # While a sync runs, its transactions commit without waiting for the WAL flush
@@ -267,13 +276,15 @@ def _pages(
     policy: RetryPolicy,
     key: str,
     read: Callable[[str | None, datetime | None], Any],
-    apply: Callable[[Any], tuple[int, dict[str, str] | None]],
+    apply: Callable[[Sequence[Any]], tuple[int, list[dict[str, str]]]],
 ) -> None:
-    """Read every page from the saved cursor on; apply each record, then save
-    the page's cursor. At the end the cursor is dropped and the next read
-    starts: from the start again (a full pass), or, for a connector that
-    reads changes, from the records modified since this read started (less
-    ``read_overlap_s``). Either way what was applied is found unchanged."""
+    """Read every page from the saved cursor on; apply its records together
+    (``apply`` takes the page's records: how many it wrote, and the records
+    skipped with their reasons), then save the page's cursor. At the end the
+    cursor is dropped and the next read starts: from the start again (a full
+    pass), or, for a connector that reads changes, from the records modified
+    since this read started (less ``read_overlap_s``). Either way what was
+    applied is found unchanged."""
     cursors = db.session.get(ConnectorState, run.name).cursors or {}  # type: ignore[union-attr]
     after = cursors.get(key)
     passed = cursors.get(key + PASSED)
@@ -289,12 +300,7 @@ def _pages(
     started = (after is not None and cursors.get(key + STARTED)) or utcnow().isoformat()
     while True:
         page = call(connector, policy, functools.partial(read, after, since))
-        written, skipped = 0, []
-        for record in page.records:
-            count, problem = apply(record)
-            written += count
-            if problem is not None:
-                skipped.append(problem)
+        written, skipped = apply(page.records) if page.records else (0, [])
         _save(
             run,
             key,
@@ -344,83 +350,211 @@ def _inbound_contacts(run: Run, connector: Connector, policy: RetryPolicy) -> No
             if reads_changes(connector)
             else lambda after, since: connector.contacts(after)
         ),
-        lambda record: _apply_contact(run.name, actor, record, connector, policy),
+        lambda records: _apply_contacts(run.name, actor, records, connector, policy),
     )
 
 
-def _apply_contact(
+@dataclass
+class _Changed:
+    """A CRM contact record that is new or changed since it was last applied."""
+
+    remote: RemoteContact
+    seen: Sequence[SeenConsent]
+    fingerprint: str
+
+
+def _apply_contacts(
     name: str,
     actor: Actor,
-    remote: RemoteContact,
+    remotes: Sequence[RemoteContact],
     connector: Connector,
     policy: RetryPolicy,
-) -> tuple[int, dict[str, str] | None]:
-    """Create or update the contact a CRM record names; (1, None) when written,
-    (0, None) when unchanged, (0, reason) when skipped."""
-    if _deletion_owed(name, CONTACTS, remote.remote_id):
-        # Erased or purged here: the CRM's copy is (being) deleted, and must
-        # never bring the person back, whatever it holds meanwhile.
-        return 0, None
-    # The consents the CRM holds are part of what was taken from the record:
-    # read whenever the record is read (a changed-since read: when it changed),
-    # so that a consent given in the CRM arrives even when the contact's own
-    # fields did not change. Read before anything is written: a CRM failing
-    # here leaves nothing half done.
-    seen: Sequence[SeenConsent] = (
-        call(connector, policy, functools.partial(connector.consents, remote.email))
-        if remote.email
-        else ()
+) -> tuple[int, list[dict[str, str]]]:
+    """Create or update the contacts a page of CRM records names: how many were
+    written, and the records skipped with their reasons.
+
+    A page at a time: one query each for the page's deletions owed, its
+    records' fingerprints and their contacts here, so that an unchanged page
+    costs three statements; the contacts new here are created together
+    (``consent.services.register_new_contacts``, one commit); the rest (a
+    known address, the same person twice in the CRM, a record the batch
+    refuses) go through ``register_contact`` one by one, in the page's order,
+    which updates them or says why not. A record linked to a contact here
+    goes that way too, so that its fingerprint commits with its update."""
+    ids = [r.remote_id for r in remotes]
+    owed = _deletions_owed(name, CONTACTS, ids)
+    known = {
+        r.remote_id: r
+        for r in db.session.scalars(
+            sa.select(ConnectorRecord).where(
+                ConnectorRecord.connector == name,
+                ConnectorRecord.object_type == CONTACTS,
+                one_of(ConnectorRecord.remote_id, ids),
+            )
+        )
+    }
+    linked = [r.contact_id for r in known.values() if r.contact_id is not None]
+    present = (
+        set(db.session.scalars(sa.select(Contact.id).where(id_in(Contact.id, linked))))
+        if linked
+        else set()
     )
-    fingerprint = _fingerprint(remote, seen)
-    record = db.session.get(ConnectorRecord, (name, CONTACTS, remote.remote_id))
-    if record is not None and record.fingerprint == SKIPPED + fingerprint:
-        return 0, None  # skipped before, reported then, and not changed since
-    if record is not None and record.contact_id is not None:
-        if db.session.get(Contact, record.contact_id) is None:
-            # Erased or purged here: the CRM's copy is owed a deletion, and
-            # must never bring the person back.
-            return 0, None
-        if record.fingerprint == fingerprint:
-            return 0, None
+    changed: list[_Changed] = []
+    for remote in remotes:
+        if remote.remote_id in owed:
+            # Erased or purged here: the CRM's copy is (being) deleted, and must
+            # never bring the person back, whatever it holds meanwhile.
+            continue
+        # The consents the CRM holds are part of what was taken from the record:
+        # read whenever the record is read (a changed-since read: when it
+        # changed), so that a consent given in the CRM arrives even when the
+        # contact's own fields did not change. Read before anything is written:
+        # a CRM failing here leaves nothing half done.
+        seen: Sequence[SeenConsent] = (
+            call(connector, policy, functools.partial(connector.consents, remote.email))
+            if remote.email
+            else ()
+        )
+        fingerprint = _fingerprint(remote, seen)
+        record = known.get(remote.remote_id)
+        if record is not None and record.fingerprint == SKIPPED + fingerprint:
+            continue  # skipped before, reported then, and not changed since
+        if record is not None and record.contact_id is not None:
+            if record.contact_id not in present:
+                # Erased or purged here: the CRM's copy is owed a deletion, and
+                # must never bring the person back.
+                continue
+            if record.fingerprint == fingerprint:
+                continue
+        changed.append(_Changed(remote, seen, fingerprint))
+    if not changed:
+        return 0, []
+    skipped: list[dict[str, str]] = []
+    invalid: list[_Changed] = []
+    batch: list[tuple[_Changed, bulk.ContactInput]] = []
+    for item in changed:
+        record = known.get(item.remote.remote_id)
+        if record is not None and record.contact_id is not None:
+            # Linked to a contact here: an update, one by one below. Its new
+            # fingerprint must commit with the update, never before it.
+            continue
+        try:
+            batch.append((item, _contact_input(name, item.remote)))
+        except DomainError as exc:
+            invalid.append(item)
+            skipped.append(_skip(CONTACTS, item.remote.remote_id, str(exc)))
+    # Remembered as skipped, so that the report names it once per change in the CRM.
+    for item in invalid:
+        _remember(name, item.remote.remote_id, SKIPPED + item.fingerprint, known)
+    for item, _ in batch:
+        _remember(name, item.remote.remote_id, item.fingerprint, known)
     try:
-        if not remote.email:
-            raise InvalidInput("The record has no email address.")
-        profile: dict[str, Any] = {"name": remote.name, "phone": remote.phone}
-        profile["country"] = country_code_from_name(remote.country)
-        if remote.language:
-            # A language we cannot read is no reason to leave the contact out.
-            with contextlib.suppress(InvalidInput):
-                profile["language"] = normalise_language(remote.language.split("-")[0])
-        company = None
-        if remote.company is not None:
-            company = crm.CompanyInput(
-                name=remote.company.name,
-                country=country_code_from_name(remote.company.country),
-                customer_since=remote.company.customer_since,
-                external_ids={name: remote.company.remote_id},
-            )
-        if record is None:
-            record = ConnectorRecord(
-                connector=name, object_type=CONTACTS, remote_id=remote.remote_id
-            )
-            db.session.add(record)
-        record.fingerprint = fingerprint
-        record.updated_at = utcnow()
+        # Commits the page's records with the contacts it creates.
+        created = consent.register_new_contacts(actor, [entry for _, entry in batch])
+    except (DomainError, sa.exc.IntegrityError):
+        # Refused as a whole (a concurrent writer took an address meanwhile):
+        # the page again one by one below, each refusal that record's alone.
+        db.session.rollback()
+        created = {}
+        for item in invalid:
+            _remember(name, item.remote.remote_id, SKIPPED + item.fingerprint, None)
+    if created:
+        # Brought here by this CRM: its interactions there are its own history.
+        db.session.execute(
+            sa.update(ConnectorRecord),
+            [
+                {
+                    "connector": name,
+                    "object_type": CONTACTS,
+                    "remote_id": batch[index][0].remote.remote_id,
+                    "contact_id": contact_id,
+                    "created_contact": True,
+                }
+                for index, contact_id in created.items()
+            ],
+        )
+    db.session.commit()
+    written = len(created)
+    new = {id(batch[index][0]) for index in created}
+    passed = {id(item) for item in invalid}
+    for item in changed:  # in the page's order
+        if id(item) in passed:
+            continue
+        if id(item) in new:
+            email = normalise_email(item.remote.email or "")
+            problem = _claim_consents(name, actor, email, item.remote.remote_id, item.seen)
+        else:
+            count, problem = _register_one(name, actor, item)
+            written += count
+        if problem is not None:
+            skipped.append(problem)
+    return written, skipped
+
+
+def _remember(
+    name: str, remote_id: str, fingerprint: str, known: dict[str, ConnectorRecord] | None
+) -> None:
+    """Note the record's fingerprint (with ``SKIPPED``: skipped) in the page's
+    transaction. ``known``: the page's records as read at its start (a record
+    not in it is new), else None."""
+    record = (known or {}).get(remote_id)
+    if record is not None and record not in db.session:
+        record = None
+    if record is None and (known is None or remote_id in known):
+        record = db.session.get(ConnectorRecord, (name, CONTACTS, remote_id))
+    if record is None:
+        # Every column given: the rows of a page go in one INSERT.
+        record = ConnectorRecord(
+            connector=name,
+            object_type=CONTACTS,
+            remote_id=remote_id,
+            contact_id=None,
+            activity_id=None,
+            created_contact=False,
+        )
+        db.session.add(record)
+    if known is not None:
+        known[remote_id] = record
+    record.fingerprint = fingerprint
+    record.updated_at = utcnow()
+
+
+def _contact_input(name: str, remote: RemoteContact) -> bulk.ContactInput:
+    """What the services take from a CRM record; InvalidInput when it has no
+    address or a country we cannot read."""
+    if not remote.email:
+        raise InvalidInput("The record has no email address.")
+    profile: dict[str, Any] = {"name": remote.name, "phone": remote.phone}
+    profile["country"] = country_code_from_name(remote.country)
+    if remote.language:
+        # A language we cannot read is no reason to leave the contact out.
+        with contextlib.suppress(InvalidInput):
+            profile["language"] = normalise_language(remote.language.split("-")[0])
+    company = None
+    if remote.company is not None:
+        company = crm.CompanyInput(
+            name=remote.company.name,
+            country=country_code_from_name(remote.company.country),
+            customer_since=remote.company.customer_since,
+            external_ids={name: remote.company.remote_id},
+        )
+    return bulk.ContactInput(remote.email, profile, company, {name: remote.remote_id})
+
+
+def _register_one(name: str, actor: Actor, item: _Changed) -> tuple[int, dict[str, str] | None]:
+    """One record through ``register_contact``: an address known here updated
+    (its external id now this record's), or the reason it is skipped."""
+    remote = item.remote
+    try:
+        entry = _contact_input(name, remote)
+        _remember(name, remote.remote_id, item.fingerprint, None)
         # The record's row commits with the contact (register_contact commits).
         registration = consent.register_contact(
-            actor, remote.email, profile, company, external_ids={name: remote.remote_id}
+            actor, entry.email, dict(entry.profile), entry.company, external_ids=entry.external_ids
         )
     except DomainError as exc:
         db.session.rollback()
-        # Remembered as skipped, so that the report names it once per change in the CRM.
-        record = db.session.get(ConnectorRecord, (name, CONTACTS, remote.remote_id))
-        if record is None:
-            record = ConnectorRecord(
-                connector=name, object_type=CONTACTS, remote_id=remote.remote_id
-            )
-            db.session.add(record)
-        record.fingerprint = SKIPPED + fingerprint
-        record.updated_at = utcnow()
+        _remember(name, remote.remote_id, SKIPPED + item.fingerprint, None)
         db.session.commit()
         return 0, _skip(CONTACTS, remote.remote_id, str(exc))
     record = db.session.get(ConnectorRecord, (name, CONTACTS, remote.remote_id))
@@ -430,7 +564,7 @@ def _apply_contact(
         # Brought here by this CRM: its interactions there are its own history.
         record.created_contact = True
     db.session.commit()
-    problem = _claim_consents(name, actor, registration.contact.email, remote.remote_id, seen)
+    problem = _claim_consents(name, actor, registration.contact.email, remote.remote_id, item.seen)
     return 1, problem
 
 
@@ -478,16 +612,16 @@ def _claim_consents(
     return None
 
 
-def _deletion_owed(name: str, object_type: str, remote_id: str) -> bool:
-    return (
-        db.session.scalar(
-            sa.select(ConnectorDeletion.id).where(
+def _deletions_owed(name: str, object_type: str, remote_ids: Sequence[str]) -> set[str]:
+    """Those of ``remote_ids`` whose deletion the CRM owes: one query."""
+    return set(
+        db.session.scalars(
+            sa.select(ConnectorDeletion.remote_id).where(
                 ConnectorDeletion.connector == name,
                 ConnectorDeletion.object_type == object_type,
-                ConnectorDeletion.remote_id == remote_id,
+                one_of(ConnectorDeletion.remote_id, list(remote_ids)),
             )
         )
-        is not None
     )
 
 
@@ -505,40 +639,31 @@ def _inbound_activities(
             if reads_changes(connector)
             else lambda after, since: connector.activities(object_type, after)
         ),
-        lambda record: _apply_activity(run.name, actor, record),
+        lambda records: _apply_activities(run.name, actor, object_type, records),
     )
 
 
-def _apply_activity(
-    name: str, actor: Actor, remote: RemoteActivity
-) -> tuple[int, dict[str, str] | None]:
-    if db.session.get(ConnectorRecord, (name, remote.object_type, remote.remote_id)) is not None:
-        return 0, None  # logged before
-    if _deletion_owed(name, remote.object_type, remote.remote_id):
-        return 0, None  # purged here; its deletion in the CRM may still be under way
-    contact_id = next(
-        (
-            found
-            for rid in remote.contact_remote_ids
-            if (found := external_ids.find_contact(name, rid)) is not None
-        ),
-        None,
-    )
-    if contact_id is None:
-        # Not a contact of ours (not synced, or skipped with its reason): the
-        # activity comes once the contact does, at a later run.
-        return 0, None
-    if remote.occurred_at is None:
-        return 0, _skip(remote.object_type, remote.remote_id, "The activity has no time.")
-    db.session.add(
-        ConnectorRecord(
-            connector=name,
-            object_type=remote.object_type,
-            remote_id=remote.remote_id,
-            contact_id=contact_id,
-            fingerprint=remote.kind,
-            updated_at=utcnow(),
+def _apply_activities(
+    name: str, actor: Actor, object_type: str, remotes: Sequence[RemoteActivity]
+) -> tuple[int, list[dict[str, str]]]:
+    """Log a page of the CRM's interactions, each once, in one transaction with
+    the records that remember them (``crm.bulk.log_activities``): how many were
+    logged, and those skipped with their reasons. One query each for the
+    records logged before, the deletions owed, the contacts the page names and
+    which of them this connector created."""
+    ids = [r.remote_id for r in remotes]
+    logged = set(
+        db.session.scalars(
+            sa.select(ConnectorRecord.remote_id).where(
+                ConnectorRecord.connector == name,
+                ConnectorRecord.object_type == object_type,
+                one_of(ConnectorRecord.remote_id, ids),
+            )
         )
+    )
+    owed = _deletions_owed(name, object_type, ids)
+    holders = external_ids.contacts_holding(
+        name, [rid for r in remotes for rid in r.contact_remote_ids]
     )
     # A contact this connector brought here takes the CRM's interactions at
     # their own dates (bounded by now), also before its creation here: its
@@ -546,31 +671,73 @@ def _apply_activity(
     # interaction. A contact that was here first keeps X16: a CRM date before
     # its creation here does not move its clock (docs/retention.md).
     brought_here = (
-        db.session.scalar(
-            sa.select(ConnectorRecord.remote_id)
-            .where(
-                ConnectorRecord.connector == name,
-                ConnectorRecord.object_type == CONTACTS,
-                ConnectorRecord.contact_id == contact_id,
-                ConnectorRecord.created_contact.is_(True),
+        set(
+            db.session.scalars(
+                sa.select(ConnectorRecord.contact_id).where(
+                    ConnectorRecord.connector == name,
+                    ConnectorRecord.object_type == CONTACTS,
+                    id_in(ConnectorRecord.contact_id, list(set(holders.values()))),
+                    ConnectorRecord.created_contact.is_(True),
+                )
             )
-            .limit(1)
         )
-        is not None
+        if holders
+        else set()
     )
-    try:
-        # Commits the record with the activity: logged once, whatever happens next.
-        activity = crm.log_activity(
-            actor, contact_id, remote.kind, remote.occurred_at, None, from_source=brought_here
+    skipped: list[dict[str, str]] = []
+    entries: list[tuple[RemoteActivity, bulk.ActivityInput]] = []
+    for remote in remotes:
+        if remote.remote_id in logged:
+            continue  # logged before
+        if remote.remote_id in owed:
+            continue  # purged here; its deletion in the CRM may still be under way
+        contact_id = next(
+            (holders[rid] for rid in remote.contact_remote_ids if rid in holders), None
         )
-    except DomainError as exc:
-        db.session.rollback()
-        return 0, _skip(remote.object_type, remote.remote_id, str(exc))
-    record = db.session.get(ConnectorRecord, (name, remote.object_type, remote.remote_id))
-    assert record is not None
-    record.activity_id = activity.id
+        if contact_id is None:
+            # Not a contact of ours (not synced, or skipped with its reason): the
+            # activity comes once the contact does, at a later run.
+            continue
+        if remote.occurred_at is None:
+            skipped.append(_skip(remote.object_type, remote.remote_id, "The activity has no time."))
+            continue
+        logged.add(remote.remote_id)  # once, should a page name it twice
+        entries.append(
+            (
+                remote,
+                bulk.ActivityInput(
+                    contact_id,
+                    remote.kind,
+                    remote.occurred_at,
+                    from_source=contact_id in brought_here,
+                ),
+            )
+        )
+    if not entries:
+        return 0, skipped
+    results = bulk.log_activities(actor, [entry for _, entry in entries])
+    records: list[dict[str, Any]] = []
+    for (remote, entry), result in zip(entries, results, strict=True):
+        if isinstance(result, DomainError):
+            skipped.append(_skip(remote.object_type, remote.remote_id, str(result)))
+            continue
+        records.append(
+            {
+                "connector": name,
+                "object_type": remote.object_type,
+                "remote_id": remote.remote_id,
+                "contact_id": entry.contact_id,
+                "activity_id": result,
+                "fingerprint": remote.kind,
+                "created_contact": False,
+                "updated_at": utcnow(),
+            }
+        )
+    if records:
+        db.session.execute(sa.insert(ConnectorRecord), records)
+    # The activities with their records: each logged once, whatever happens next.
     db.session.commit()
-    return 1, None
+    return len(records), skipped
 
 
 # Outbound ---------------------------------------------------------------------------
@@ -608,7 +775,7 @@ def _outbound(run: Run, connector: Connector, policy: RetryPolicy) -> None:
                 and last[int(item["contact_id"])] != index
             ):
                 continue
-            count, problem = _apply_item(run.name, connector, policy, item)
+            count, problem = _apply_item(run, connector, policy, item)
             written += count
             if problem is not None:
                 skipped.append(problem)
@@ -639,8 +806,9 @@ def _add_first_decisions(name: str, items: list[dict[str, Any]]) -> None:
 
 
 def _apply_item(
-    name: str, connector: Connector, policy: RetryPolicy, item: dict[str, Any]
+    run: Run, connector: Connector, policy: RetryPolicy, item: dict[str, Any]
 ) -> tuple[int, dict[str, str] | None]:
+    name = run.name
     remote_id = (item.get("external_ids") or {}).get(name)
     kind = item["type"]
     contact_id = int(item["contact_id"])
@@ -674,11 +842,18 @@ def _apply_item(
         )
         .order_by(ConnectorRecord.remote_id)
     ).all()
+    rendered = json.dumps(
+        [[remote_id, *others], [[w.topic, w.allowed, w.reason, w.explanation] for w in writes]]
+    )
+    if run.written.get(contact_id) == rendered:
+        return 0, None  # written so in this run already
     written, problem = 0, None
     for rid in [remote_id, *others]:
         count, skipped = _write_decisions(name, connector, policy, contact_id, rid, email, writes)
         written += count
         problem = problem or skipped
+    if problem is None:
+        run.written[contact_id] = rendered
     return written, problem
 
 

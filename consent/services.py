@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -37,15 +38,16 @@ from consent.policy import (
     standings_of_rows,
 )
 from consent.projection import RESERVED_SOURCES
-from consent.suppression import find_suppression
+from consent.suppression import find_suppression, find_suppressions
 from consent.topics import current_policy
-from crm import external_ids
+from crm import bulk, external_ids
 from crm import services as crm
-from crm.models import Activity, AuditEntry, Contact
+from crm.models import Activity, AuditEntry, Company, Contact
 from extensions import db
 from kernel import metrics
 from kernel.access import Actor
 from kernel.addresses import normalise_email
+from kernel.database import id_in
 from kernel.errors import N_, Conflict, InvalidInput, NotFound
 from kernel.signals import contact_rectified, decisions_changed
 from kernel.signals import sender as signal_sender
@@ -194,6 +196,56 @@ def register_contact(
     db.session.commit()
     decisions_changed.send(signal_sender(), contact_id=contact.id, kind="basis")
     return Registration(contact, created, outcome)
+
+
+def register_new_contacts(actor: Actor, entries: Sequence[bulk.ContactInput]) -> dict[int, int]:
+    """``register_contact`` for a page of contacts without a basis (a CRM
+    connector's page), set-based for those new here: {entry's index: contact id}.
+
+    ``crm.bulk.create_contacts`` creates them with their companies and
+    external ids. The same rules as one by one: an address on the
+    suppression list is stored with the ledger's note that it will not be
+    marketed to (R22); a contact of a customer company holds the company's
+    basis (R1); each creation is audited (R25). One commit, then one
+    ``decisions_changed`` naming them all. The entries it leaves out (known
+    here, or refused: ``crm.bulk.create_contacts``) are the caller's to pass
+    to ``register_contact`` one by one."""
+    created = bulk.create_contacts(entries, actor)
+    if not created:
+        db.session.commit()
+        return created
+    ids = list(created.values())
+    suppressed = find_suppressions({created[i]: normalise_email(entries[i].email) for i in created})
+    if suppressed:
+        ledger.record_set(
+            sa.select(Contact.id).where(id_in(Contact.id, list(suppressed))),
+            EventKind.CREATED_WHILE_SUPPRESSED,
+            actor=actor,
+            source="api" if actor.kind == "token" else actor.kind,
+            note="Address is on the suppression list; it will not be marketed to.",
+        )
+    customers = db.session.execute(
+        sa.select(Contact.id, Company.id, Company.customer_since)
+        .join(Company, Company.id == Contact.company_id)
+        .where(
+            id_in(Contact.id, ids),
+            Company.customer_since.is_not(None),
+            Company.relationship_ended_at.is_(None),
+        )
+        .order_by(Company.id, Contact.id)
+    ).all()
+    for (company_id, since), rows in itertools.groupby(customers, lambda r: (r[1], r[2])):
+        # R1: a new contact of a customer company holds the company's basis.
+        bases.grant_company_basis(
+            sa.select(Contact.id).where(id_in(Contact.id, [r[0] for r in rows])),
+            actor,
+            f"The contact joined company #{company_id}, a customer since {since}.",
+            f"company:{company_id}",
+        )
+    crm.audit_many(actor, "contact.create", [(cid, None) for cid in ids])
+    db.session.commit()
+    decisions_changed.send(signal_sender(), contact_ids=tuple(ids), kind="basis")
+    return created
 
 
 def grant_basis(contact: Contact, basis: BasisInput, actor: Actor) -> ConsentOutcome | None:

@@ -61,6 +61,18 @@ def find_suppression(normalised_email: str) -> Suppression | None:
     return next((found[h] for h in hashes if h in found), None)
 
 
+def find_suppressions(addresses: Mapping[K, str]) -> dict[K, Suppression]:
+    """``find_suppression`` for many addresses (normalised, by any key): the
+    entry that blocks each blocked one. One query per five thousand hashes."""
+    hashes = {key: keyed_hashes(address) for key, address in addresses.items()}
+    found = suppressed_hashes(h for each in hashes.values() for h in each)
+    return {
+        key: next(found[h] for h in each if h in found)
+        for key, each in hashes.items()
+        if any(h in found for h in each)
+    }
+
+
 def own_suppression(normalised_email: str) -> Suppression | None:
     """The address's own entry only: what ``suppress`` adds and
     ``lift_suppression`` removes.

@@ -59,6 +59,20 @@ def audit(
     )
 
 
+def audit_many(actor: Actor, action: str, entries: Sequence[tuple[int | None, str | None]]) -> None:
+    """``audit`` for each (contact id, detail) of ``entries`` (R25): one entry
+    each, written by one executemany. Part of the caller's transaction."""
+    if entries:
+        at = utcnow()
+        db.session.connection().execute(
+            _INSERT_AUDIT,
+            [
+                {"at": at, "actor": actor.label, "action": action, "contact_id": cid, "detail": d}
+                for cid, d in entries
+            ],
+        )
+
+
 @dataclass(frozen=True)
 class AuditQuery:
     contact_id: int | None = None
@@ -423,6 +437,16 @@ def _tell_company_contacts(upserted: CompanyUpserted | None) -> None:
     )
 
 
+def upsert_company(data: CompanyInput, actor: Actor) -> Company:
+    """The company ``data`` names, created or updated as ``upsert_contact``
+    does it for a contact's company: its contacts told of what changed, a
+    change of its customer relationship announced. Does not commit."""
+    upserted = _upsert_company(data)
+    _tell_company_contacts(upserted)
+    _announce_company(actor, upserted.company, upserted.change)
+    return upserted.company
+
+
 def _announce_company(actor: Actor, company: Company, change: str | None) -> None:
     """Tell consent (inside the transaction) that a company's relationship changed."""
     if change is not None:
@@ -462,7 +486,7 @@ def upsert_contact(
     ``actor``.
     """
     address = normalise_email(email)
-    values = _clean_profile(profile)
+    values = clean_profile(profile)
     contact = db.session.scalar(sa.select(Contact).where(Contact.email == address))
     created = contact is None
     wanted_ids = external_ids.check(ids) if ids else {}
@@ -501,7 +525,9 @@ def upsert_contact(
     return contact, created
 
 
-def _clean_profile(profile: dict[str, Any]) -> dict[str, Any]:
+def clean_profile(profile: dict[str, Any]) -> dict[str, Any]:
+    """The profile fields a contact takes, country and language normalised
+    (InvalidInput when one cannot be read)."""
     values = {k: v for k, v in profile.items() if k in _PROFILE_FIELDS}
     if "country" in values:
         values["country"] = normalise_country(values["country"])
@@ -521,7 +547,7 @@ def rectify_contact(actor: Actor, contact_id: int, changes: dict[str, Any]) -> C
     )
     if changes.get("external_ids"):
         external_ids.set_for_contact(contact.id, changes["external_ids"])
-    values = _clean_profile(changes)
+    values = clean_profile(changes)
     if "email" in changes:
         address = normalise_email(changes["email"])
         if address != contact.email:
@@ -584,8 +610,28 @@ def log_activity(
     connector's sync created the contact). It then counts at its real date,
     bounded by now, also before the contact's creation here
     (``moves_last_interaction``; docs/retention.md, "History from a CRM")."""
-    codes = _support_codes(support or {})
     contact = get_contact(contact_id)
+    activity = new_activity(actor, contact, kind, occurred_at, note, support)
+    db.session.add(activity)
+    if ActivityKind(activity.kind).is_interaction:
+        note_interaction(contact, occurred_at, from_source=from_source)
+    audit(actor, "activity.create", contact.id, detail=activity.kind)
+    db.session.commit()
+    return activity
+
+
+def new_activity(
+    actor: Actor,
+    contact: Contact,
+    kind: str,
+    occurred_at: datetime,
+    note: str | None,
+    support: Mapping[str, str | None] | None = None,
+) -> Activity:
+    """The activity ``log_activity`` records, checked and not added: refused
+    for a restricted contact (GDPR art. 18), an unknown kind, a time without
+    a zone, before ``EARLIEST_ACTIVITY`` or in the future."""
+    codes = _support_codes(support or {})
     if contact.is_restricted:
         raise refusal_while_restricted()
     try:
@@ -607,7 +653,7 @@ def log_activity(
             code="activity_too_early" if occurred_at < EARLIEST_ACTIVITY else "future_activity",
             fields={"occurred_at": [problem]},
         )
-    activity = Activity(
+    return Activity(
         contact_id=contact.id,
         kind=activity_kind.value,
         occurred_at=occurred_at,
@@ -615,12 +661,6 @@ def log_activity(
         note=note,
         **codes,
     )
-    db.session.add(activity)
-    if activity_kind.is_interaction:
-        note_interaction(contact, occurred_at, from_source=from_source)
-    audit(actor, "activity.create", contact.id, detail=activity_kind.value)
-    db.session.commit()
-    return activity
 
 
 def _support_codes(support: Mapping[str, str | None]) -> dict[str, str | None]:
