@@ -141,6 +141,10 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
     app.config.update(settings.legacy_flask_settings())
     if test_config:
         app.config.update(test_config)
+    # A statement's values are personal data (the addresses of a batch check): an
+    # error's text names the statement, never them, in the log or anywhere else.
+    # Options given some other way keep it unless they turn it off by name.
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("hide_parameters", True)
     app.config["POLICY_FILE"] = app.config["POLICY_FILE"] or str(DEFAULT_POLICY_FILE)
     problems = settings.startup_problems(loaded.problems, app.config)
     try:
