@@ -42,6 +42,7 @@ from kernel import (
 )
 from kernel.cli import settings_cli
 from kernel.errors import (
+    N_,
     BadRequest,
     Conflict,
     DomainError,
@@ -340,6 +341,14 @@ def register_scheduling(app: Flask) -> None:
 
 # Errors ------------------------------------------------------------------------------
 
+# True of every route: some write before the failure may already be committed
+# (a permission check's audit entry is, by design: R25), so it promises nothing
+# about what was changed.
+INTERNAL_ERROR = N_(
+    "Something went wrong on our side and the request did not finish. "
+    "Please try again in a moment."
+)
+
 _STATUS = {
     BadRequest: 400,
     Gone: 410,
@@ -444,7 +453,7 @@ def register_error_handlers(app: Flask) -> None:
         rule = request.url_rule.rule if request.url_rule else "unmatched"
         log.exception("Unhandled error on %s %s", request.method, rule)
         return error_response(
-            500, "internal_error", "Something went wrong on our side; nothing was changed."
+            500, "internal_error", INTERNAL_ERROR, page_message=i18n.translate(INTERNAL_ERROR)
         )
 
     @app.errorhandler(sa.exc.OperationalError)
