@@ -206,7 +206,9 @@ class PermissionState(db.Model):
     # or a ground, in contact order, with the date (so that the index alone
     # answers). The audience's merged shape on SQLite
     # (``consent.audience.audience_merged``) walks one of them per rule and
-    # merges the contact ids in order, as SQLite has no hash join.
+    # merges the contact ids in order, as SQLite has no hash join. SQLite only
+    # (migration 0044): PostgreSQL's plans never read them, and each would cost
+    # every write of a projection row.
     __table_args__ = tuple(
         sa.Index(
             f"ix_permission_state_{name}",
@@ -214,9 +216,8 @@ class PermissionState(db.Model):
             "contact_id",
             "channel",
             *extra,
-            postgresql_where=sa.text(f"{column} IS NOT NULL"),
             sqlite_where=sa.text(f"{column} IS NOT NULL"),
-        )
+        ).ddl_if(dialect="sqlite")
         for name, column, extra in (
             ("consent", "consent_since", ("consent_since",)),
             ("unsubscribed", "unsubscribed_since", ("unsubscribed_since",)),
