@@ -345,8 +345,7 @@ def register_scheduling(app: Flask) -> None:
 # (a permission check's audit entry is, by design: R25), so it promises nothing
 # about what was changed.
 INTERNAL_ERROR = N_(
-    "Something went wrong on our side and the request did not finish. "
-    "Please try again in a moment."
+    "Something went wrong on our side and the request did not finish. Please try again in a moment."
 )
 
 _STATUS = {

@@ -119,7 +119,7 @@ def test_an_unexpected_database_error_is_logged_without_the_values_sent(
 
     address = "sara.hidden@kund.se"
 
-    def refuse(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ANN202
+    def refuse(conn, cursor, statement, parameters, context, executemany):
         if address not in repr(parameters):
             return statement, parameters
         if conn.dialect.name == "sqlite":  # one value too many: sqlite3.ProgrammingError
