@@ -184,11 +184,15 @@ class Contact(db.Model):
             sqlite_where=SUB_ADDRESS,
         ),
         # The few restricted and bounced contacts, in id order: two blocks of
-        # the audience's merged shape on SQLite (migration 0040). SQLite only
-        # (migration 0044): nothing on PostgreSQL reads them.
+        # the audience's merged shape on SQLite (migration 0040). The restricted
+        # one on SQLite only (migration 0044: no plan on PostgreSQL reads it);
+        # PostgreSQL reads the bounced one for the contact list's "bounced" filter.
         sa.Index("ix_contact_restricted", "id", sqlite_where=RESTRICTED).ddl_if(dialect="sqlite"),
-        sa.Index("ix_contact_hard_bounced", "id", sqlite_where=HARD_BOUNCED).ddl_if(
-            dialect="sqlite"
+        sa.Index(
+            "ix_contact_hard_bounced",
+            "id",
+            postgresql_where=HARD_BOUNCED,
+            sqlite_where=HARD_BOUNCED,
         ),
         {"sqlite_autoincrement": True},
     )

@@ -1,12 +1,20 @@
-"""The audience's rule indexes of migration 0040 on SQLite only.
+"""Three of migration 0040's audience indexes on SQLite only.
 
-They serve ``consent.audience.audience_merged``, the audience's shape on
-SQLite. PostgreSQL answers the audience with hash joins and none of its
-plans reads them (docs/benchmarks.md, campaign audience), while every write
-of a projection row or a restriction or bounce kept them up to date: this
-drops them there. SQLite keeps them; the models create them on SQLite only
-(``Index.ddl_if``), and migrations/env.py leaves them out of PostgreSQL's
-comparison with the models (``flask db check``).
+Migration 0040 made seven partial indexes for ``consent.audience.audience_merged``,
+the audience's shape on SQLite, on both databases. On PostgreSQL the audience
+is hash joins and reads none of them; four are read there by other plans (the
+objection one by retention's rules counting from an objection, the
+industry-list one by the bulk action that ends it, the consent one by the
+contact list's consent filter, the bounced one by its "bounced" filter), so
+they stay. The other three no PostgreSQL plan reads, while every write of a
+projection row or a restriction kept them up to date: dropped there.
+
+- ``ix_permission_state_unsubscribed``, ``ix_permission_state_customer``,
+  ``ix_contact_restricted``.
+
+The models declare these three for SQLite only (``Index.ddl_if``), and
+migrations/env.py leaves such an index out of PostgreSQL's comparison with the
+models (``flask db check``), which alembic does not do by itself.
 
 Revision ID: 0044
 Revises: 0043
@@ -23,15 +31,22 @@ down_revision = "0043"
 branch_labels = None
 depends_on = None
 
-# As migration 0040 made them.
-RULES = (
-    ("consent", "consent_since"),
-    ("unsubscribed", "unsubscribed_since"),
-    ("objected", "objected_since"),
-    ("customer", "customer_since"),
-    ("industry_list", "industry_list_since"),
+# (table, index, its columns, its condition), as migration 0040 made them.
+SQLITE_ONLY = (
+    (
+        "permission_state",
+        "ix_permission_state_unsubscribed",
+        ["topic", "contact_id", "channel", "unsubscribed_since"],
+        "unsubscribed_since IS NOT NULL",
+    ),
+    (
+        "permission_state",
+        "ix_permission_state_customer",
+        ["topic", "contact_id", "channel", "customer_since"],
+        "customer_since IS NOT NULL",
+    ),
+    ("contact", "ix_contact_restricted", ["id"], "restricted_at IS NOT NULL"),
 )
-CONTACT = (("restricted", "restricted_at"), ("hard_bounced", "hard_bounced_at"))
 
 
 def _on_postgresql() -> bool:
@@ -41,26 +56,12 @@ def _on_postgresql() -> bool:
 def upgrade():
     if not _on_postgresql():
         return
-    for name, _column in CONTACT:
-        op.drop_index(f"ix_contact_{name}", table_name="contact")
-    for name, _column in RULES:
-        op.drop_index(f"ix_permission_state_{name}", table_name="permission_state")
+    for table, name, _columns, _where in SQLITE_ONLY:
+        op.drop_index(name, table_name=table)
 
 
 def downgrade():
     if not _on_postgresql():
         return
-    for name, column in RULES:
-        op.create_index(
-            f"ix_permission_state_{name}",
-            "permission_state",
-            ["topic", "contact_id", "channel", column],
-            postgresql_where=sa.text(f"{column} IS NOT NULL"),
-        )
-    for name, column in CONTACT:
-        op.create_index(
-            f"ix_contact_{name}",
-            "contact",
-            ["id"],
-            postgresql_where=sa.text(f"{column} IS NOT NULL"),
-        )
+    for table, name, columns, where in SQLITE_ONLY:
+        op.create_index(name, table, columns, postgresql_where=sa.text(where))
