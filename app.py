@@ -42,6 +42,7 @@ from kernel import (
 )
 from kernel.cli import settings_cli
 from kernel.errors import (
+    N_,
     BadRequest,
     Conflict,
     DomainError,
@@ -141,6 +142,10 @@ def register_config(app: Flask, test_config: dict[str, Any] | None) -> None:
     app.config.update(settings.legacy_flask_settings())
     if test_config:
         app.config.update(test_config)
+    # A statement's values are personal data (the addresses of a batch check): an
+    # error's text names the statement, never them, in the log or anywhere else.
+    # Options given some other way keep it unless they turn it off by name.
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("hide_parameters", True)
     app.config["POLICY_FILE"] = app.config["POLICY_FILE"] or str(DEFAULT_POLICY_FILE)
     problems = settings.startup_problems(loaded.problems, app.config)
     try:
@@ -336,6 +341,13 @@ def register_scheduling(app: Flask) -> None:
 
 # Errors ------------------------------------------------------------------------------
 
+# True of every route: some write before the failure may already be committed
+# (a permission check's audit entry is, by design: R25), so it promises nothing
+# about what was changed.
+INTERNAL_ERROR = N_(
+    "Something went wrong on our side and the request did not finish. Please try again in a moment."
+)
+
 _STATUS = {
     BadRequest: 400,
     Gone: 410,
@@ -440,7 +452,7 @@ def register_error_handlers(app: Flask) -> None:
         rule = request.url_rule.rule if request.url_rule else "unmatched"
         log.exception("Unhandled error on %s %s", request.method, rule)
         return error_response(
-            500, "internal_error", "Something went wrong on our side; nothing was changed."
+            500, "internal_error", INTERNAL_ERROR, page_message=i18n.translate(INTERNAL_ERROR)
         )
 
     @app.errorhandler(sa.exc.OperationalError)

@@ -17,7 +17,7 @@ from crm.retention import CopyDeletions
 from extensions import db
 from kernel.access import Actor
 from kernel.database import id_in
-from kernel.errors import Conflict
+from kernel.errors import N_, Conflict
 from kernel.timestamps import utcnow
 
 
@@ -71,7 +71,7 @@ def resume(actor: Actor, name: str) -> ConnectorState:
     replaced the token); audited."""
     state = db.session.get(ConnectorState, name)
     if state is None or state.stopped_because is None:
-        raise Conflict("This connector is not stopped.", code="not_stopped")
+        raise Conflict(N_("This connector is not stopped."), code="not_stopped")
     state.stopped_because = None
     crm.audit(actor, "connector.resume", detail=name)
     db.session.commit()
@@ -85,7 +85,7 @@ def full_resync(actor: Actor, name: str) -> ConnectorState:
     deletions owed and the change feed's cursor are untouched."""
     state = db.session.get(ConnectorState, name)
     if state is None:
-        raise Conflict("This connector has not run yet; its first sync reads everything.")
+        raise Conflict(N_("This connector has not run yet; its first sync reads everything."))
     sync.forget_reads(name)
     crm.audit(actor, "connector.full_resync", detail=name)
     db.session.commit()

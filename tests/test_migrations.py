@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 import sqlalchemy as sa
+from alembic import command
 from flask_migrate import downgrade, upgrade
 
 from app import create_app
-from tests.conftest import TEST_CONFIG
+from tests.conftest import TEST_CONFIG, _postgres_database
 
 
 def test_contact_address_hash_is_backfilled_by_its_migration(tmp_path) -> None:
@@ -209,3 +214,62 @@ def test_campaign_attribution_goes_down_and_up_with_a_campaigns_outbox_rows(tmp_
         columns = {c["name"] for c in sa.inspect(db.engine).get_columns("campaign")}
         assert {"segment_id", "segment_name", "segment_args"} <= columns
         db.session.remove()
+
+
+# Migration 0040's indexes for the audience's merged shape on SQLite: three
+# that PostgreSQL never reads (dropped there by 0044), four it reads elsewhere.
+SQLITE_ONLY = {
+    "ix_permission_state_unsubscribed",
+    "ix_permission_state_customer",
+    "ix_contact_restricted",
+}
+ON_BOTH = {
+    "ix_permission_state_consent",
+    "ix_permission_state_objected",
+    "ix_permission_state_industry_list",
+    "ix_contact_hard_bounced",
+}
+
+
+@pytest.fixture
+def fresh_database(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database of the suite's kind, for a test that migrates it up and down."""
+    if not database_url.startswith("postgresql"):
+        yield f"sqlite:///{tmp_path}/fresh.db"
+        return
+    url, drop = _postgres_database(database_url)
+    yield url
+    drop()
+
+
+def _audience_rule_indexes(engine: sa.Engine) -> set[str]:
+    inspector = sa.inspect(engine)
+    found = {
+        i["name"] for table in ("permission_state", "contact") for i in inspector.get_indexes(table)
+    }
+    return found & (SQLITE_ONLY | ON_BOTH)
+
+
+# SQLAlchemy cannot reflect SQLite's expression indexes (lower(name)); the
+# comparison leaves them out, as `flask db check` does, with this warning.
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
+@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based")
+def test_three_audience_rule_indexes_are_kept_on_sqlite_only(fresh_database: str) -> None:
+    """Migration 0044: PostgreSQL drops the three it never reads and gets them
+    back going down; SQLite keeps all seven throughout. On both, the models
+    agree with the migrated schema (what ``flask db check`` asks)."""
+    app = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": fresh_database})
+    with app.app_context():
+        from extensions import db
+
+        config = app.extensions["migrate"].migrate.get_config()
+        upgrade(revision="heads")
+        kept = SQLITE_ONLY | ON_BOTH if db.engine.dialect.name == "sqlite" else ON_BOTH
+        assert _audience_rule_indexes(db.engine) == kept
+        command.check(config)  # raises when the models and the schema differ
+        downgrade(revision="0043")
+        assert _audience_rule_indexes(db.engine) == SQLITE_ONLY | ON_BOTH
+        upgrade(revision="heads")
+        assert _audience_rule_indexes(db.engine) == kept
+        command.check(config)
+        db.engine.dispose()

@@ -108,6 +108,41 @@ def test_log_lines_written_during_a_request_carry_its_id(client, caplog) -> None
     )
 
 
+def test_an_unexpected_database_error_is_logged_without_the_values_sent(
+    app, admin_api, caplog
+) -> None:
+    # The batch check's read carries its addresses as bound values; the driver
+    # refuses that very statement (not an outage: the generic 500 handler logs it
+    # with its traceback, which names the statement and, unless the engine hides
+    # them, its values).
+    import sqlalchemy as sa
+
+    address = "sara.hidden@kund.se"
+
+    def refuse(conn, cursor, statement, parameters, context, executemany):
+        if address not in repr(parameters):
+            return statement, parameters
+        if conn.dialect.name == "sqlite":  # one value too many: sqlite3.ProgrammingError
+            return statement, (*parameters, "one too many")
+        return "NOT SQL " + statement, parameters  # a syntax error: psycopg's ProgrammingError
+
+    caplog.set_level(logging.ERROR, logger="app")
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute", refuse, retval=True)
+        try:
+            response = admin_api.post(
+                "/api/v1/permissions/check", json={"emails": [address], "topic": "events"}
+            )
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", refuse)
+    assert response.status_code == 500
+    assert response.get_json()["error"]["code"] == "internal_error"
+    logged = caplog.text
+    assert "ProgrammingError" in logged and "Unhandled error on POST" in logged
+    assert "sara" not in logged
+    assert "parameters hidden" in logged
+
+
 @pytest.mark.parametrize(("name", "bad"), [("LOG_FORMAT", "xml"), ("LOG_LEVEL", "LOUD")])
 def test_a_bad_log_setting_stops_the_start(database_url, monkeypatch, name, bad) -> None:
     monkeypatch.setenv(name, bad)

@@ -261,3 +261,19 @@ def test_a_syncs_commits_do_not_wait_for_the_disk_and_others_do(app) -> None:
         # Called as contacts(after): a connector that cannot read changes.
         assert reading.seen == [(None, "off")]
         assert db.session.scalar(sa.text("SHOW synchronous_commit")) == "on"
+
+
+@pytest.mark.parametrize(
+    ("action", "swedish"),
+    [
+        ("full-resync", "Kopplingen har inte körts än; dess första synkning läser allt."),
+        ("resume", "Kopplingen är inte stoppad."),
+    ],
+)
+def test_a_refused_action_reads_in_the_staff_members_language(app, action, swedish) -> None:
+    # A connector that never ran has no state: nothing to read again, nothing stopped.
+    admin = client_as(app, "admin")
+    admin.post("/staff/language", data={"lang": "sv", "next": "/staff/connectors"})
+    answer = admin.post(f"/staff/connectors/hubspot/{action}", data={}, follow_redirects=True)
+    assert answer.status_code == 200
+    assert swedish in answer.get_data(as_text=True)

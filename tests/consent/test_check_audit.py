@@ -202,3 +202,29 @@ def test_on_postgresql_a_check_reads_and_audits_in_one_statement(
     assert check.status_code == 200
     assert lookup.status_code == 200
     assert seen == [("SELECT", "AUTOCOMMIT"), ("WITH", "AUTOCOMMIT")] * 2, seen
+
+
+def test_a_check_failing_after_its_audit_entry_is_stored_does_not_say_nothing_changed(
+    app: Any, api_as: Any, elsewhere: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The entry is committed before any decision (R25); a failure in deciding is
+    a 500 whose message promises nothing about what was stored."""
+    import consent.services
+    from app import INTERNAL_ERROR
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in deciding")
+
+    marketing = api_as("marketing")
+    _create(marketing, "anna@kund.se")
+    monkeypatch.setattr(consent.services, "decide", broken)
+    answer = marketing.post(
+        "/api/v1/permissions/check", json={"emails": ["anna@kund.se"], "topic": "events"}
+    )
+    assert answer.status_code == 500
+    assert answer.json["error"] == {"code": "internal_error", "message": INTERNAL_ERROR}
+    assert INTERNAL_ERROR == (
+        "Something went wrong on our side and the request did not finish. "
+        "Please try again in a moment."
+    )
+    assert len(_entries(elsewhere)) == 1

@@ -170,3 +170,22 @@ def test_public_pages_do_not_show_the_staff_navigation(app, client) -> None:
     page = client.get("/no-such-page").get_data(as_text=True)
     assert "Sign out" not in page and "/staff/admin" not in page
     assert '<html lang="en">' in page
+
+
+def test_an_unexpected_error_page_reads_in_the_staff_members_language(app, monkeypatch) -> None:
+    import connectors.services
+
+    def broken() -> None:
+        raise RuntimeError("a bug behind the page")
+
+    monkeypatch.setattr(connectors.services, "overview", broken)
+    client = client_as(app, "admin")
+    english = client.get("/staff/connectors")
+    assert english.status_code == 500
+    assert "the request did not finish" in english.get_data(as_text=True)
+    client.post("/staff/language", data={"lang": "sv", "next": "/staff/"})
+    swedish = client.get("/staff/connectors")
+    assert swedish.status_code == 500
+    page = swedish.get_data(as_text=True)
+    assert "Något gick fel hos oss och begäran slutfördes inte." in page
+    assert '<p lang="en">' not in page
