@@ -744,7 +744,7 @@ def _check_read(postgresql: bool, by_token: bool = False) -> sa.Select:
         .subquery("found")
     )
     # By token: written in the token's name, and only when it may act (an
-    # invalid token leaves no entry and reads no contact).
+    # invalid token leaves no entry and gets no contact back).
     token = token_row() if by_token else None
     values = sa.select(
         sa.bindparam("at", type_=AuditEntry.at.type),

@@ -312,7 +312,7 @@ class BearerToken:
     The token row is read by that statement, never remembered between
     requests, so a revoked or expired token is refused on its very next
     request. The statement acts only for a usable token (``may_act``): an
-    invalid one leaves no audit entry and reads no contact. ``accept`` then
+    invalid one leaves no audit entry and gets no contact back. ``accept`` then
     decides from the row exactly as ``authenticate_token`` does. Where the
     route cannot read it in its statement (SQLite), ``authenticate`` reads it
     the usual way first.
