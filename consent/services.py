@@ -45,7 +45,7 @@ from crm import services as crm
 from crm.models import Activity, AuditEntry, Company, Contact
 from extensions import db
 from kernel import metrics
-from kernel.access import Actor
+from kernel.access import Actor, BearerToken, token_row
 from kernel.addresses import normalise_email
 from kernel.database import id_in
 from kernel.errors import N_, Conflict, InvalidInput, NotFound
@@ -699,14 +699,16 @@ def check_permissions(
     topic_key: str,
     channel: str = "email",
     at: datetime | None = None,
-    actor: Actor | None = None,
+    actor: Actor | BearerToken | None = None,
 ) -> list[Decision]:
     """Decisions for many addresses at once, in input order, from one joined read.
 
     A malformed address cannot be a known contact: it is answered ``unknown_contact``.
     With an actor, the lookup is audited (R25): one entry per call with the
     count, stored before any decision is made (``_read_and_audit``); if it
-    cannot be stored, the call fails and nothing is answered.
+    cannot be stored, the call fails and nothing is answered. With the
+    request's ``BearerToken`` instead, the same read checks the token as well
+    (NotAuthenticated, NotPermitted) and audits in its name.
     """
     policy = current_policy()
     topic = policy.topic(topic_key)
@@ -746,7 +748,8 @@ def check_permissions(
 # statement costs more than running it on a warm database): the standings of
 # the contacts asked about, whether any major policy version exists (R24:
 # without one, no consent needs the "older version" note and nothing more is
-# read), and on PostgreSQL the audit INSERT itself, as a data-modifying CTE.
+# read), and on PostgreSQL the audit INSERT itself, as a data-modifying CTE;
+# "check_by_token" reads the API token in the same statement as well.
 _AUDITED_READS: dict[tuple[str, str], sa.Select] = {}
 # More addresses than one statement reads (the API takes at most 10,000).
 _AUDITED_READ_LIMIT = 10_000
@@ -754,12 +757,18 @@ _AUDITED_READ_LIMIT = 10_000
 
 def _audited_read(dialect: str, kind: str) -> sa.Select:
     """``kind``: "check" (addresses in ``keys``, one ``permissions.check``
-    entry with the counts) or "lookup" (one contact by ``id``, a
-    ``contact.read`` entry, no row when there is no such contact)."""
+    entry with the counts), "check_by_token" (the same, on PostgreSQL only,
+    for the actor of the token ``BearerToken.parameters`` names) or "lookup"
+    (one contact by ``id``, a ``contact.read`` entry, no row when there is no
+    such contact)."""
     built = _AUDITED_READS.get((dialect, kind))
     if built is None:
-        build = _check_read if kind == "check" else _lookup_read
-        built = _AUDITED_READS[dialect, kind] = build(dialect == "postgresql")
+        postgresql = dialect == "postgresql"
+        if kind == "lookup":
+            built = _lookup_read(postgresql)
+        else:
+            built = _check_read(postgresql, by_token=kind == "check_by_token")
+        _AUDITED_READS[dialect, kind] = built
     return built
 
 
@@ -778,7 +787,7 @@ def _one_row() -> sa.Subquery:
     return sa.select(sa.literal(1).label("one")).subquery("one_row")
 
 
-def _check_read(postgresql: bool) -> sa.Select:
+def _check_read(postgresql: bool, by_token: bool = False) -> sa.Select:
     if not postgresql:
         return standings_beside(_one_row(), email_in_keys(), _major_id())
     found = (
@@ -786,28 +795,40 @@ def _check_read(postgresql: bool) -> sa.Select:
         .where(email_in_keys())
         .subquery("found")
     )
+    # By token: written in the token's name, and only when it may act (an
+    # invalid token leaves no entry and gets no contact back).
+    token = token_row() if by_token else None
+    values = sa.select(
+        sa.bindparam("at", type_=AuditEntry.at.type),
+        token.label if token else sa.bindparam("actor", type_=sa.String),
+        sa.bindparam("action", type_=sa.String),
+        # The contact's id when one address was asked about and is known.
+        sa.case(
+            (
+                sa.and_(found.c.known == 1, sa.bindparam("single", type_=sa.Boolean)),
+                found.c.only,
+            )
+        ),
+        sa.bindparam("detail", type_=sa.String) + sa.cast(found.c.known, sa.String),
+    ).select_from(found)
+    if token:
+        values = values.join(token.token, sa.true()).where(token.may_act)
     entry = (
         sa.insert(AuditEntry)
-        .from_select(
-            ["at", "actor", "action", "contact_id", "detail"],
-            sa.select(
-                sa.bindparam("at", type_=AuditEntry.at.type),
-                sa.bindparam("actor", type_=sa.String),
-                sa.bindparam("action", type_=sa.String),
-                # The contact's id when one address was asked about and is known.
-                sa.case(
-                    (
-                        sa.and_(found.c.known == 1, sa.bindparam("single", type_=sa.Boolean)),
-                        found.c.only,
-                    )
-                ),
-                sa.bindparam("detail", type_=sa.String) + sa.cast(found.c.known, sa.String),
-            ).select_from(found),
-        )
+        .from_select(["at", "actor", "action", "contact_id", "detail"], values)
         .returning(AuditEntry.id)
         .cte("audit")
     )
-    return standings_beside(entry, email_in_keys(), entry.c.id.label("audit_id"), _major_id())
+    if not token:
+        return standings_beside(entry, email_in_keys(), entry.c.id.label("audit_id"), _major_id())
+    # The token's row leads: no row, no such token; without an entry, no contact.
+    return standings_beside(
+        token.token.outerjoin(entry, sa.true()),
+        sa.and_(entry.c.id.is_not(None), email_in_keys()),
+        *token.columns,
+        entry.c.id.label("audit_id"),
+        _major_id(),
+    ).add_cte(token.used)
 
 
 def _lookup_read(postgresql: bool) -> sa.Select:
@@ -838,7 +859,7 @@ def _lookup_read(postgresql: bool) -> sa.Select:
 
 
 def _read_and_audit(
-    actor: Actor, normalised: list[str], asked: str
+    actor: Actor | BearerToken, normalised: list[str], asked: str
 ) -> tuple[dict[str, Standing], bool | None]:
     """The standings of ``normalised`` and the lookup's audit entry (R25),
     committed before this returns: (standings by address, whether any major
@@ -847,33 +868,42 @@ def _read_and_audit(
     PostgreSQL: one statement reads the standings and inserts the entry (a
     data-modifying CTE); under ``autocommit_statements`` it commits on its
     own, waiting for the WAL flush, before its rows come back. The entry's
-    id is in every row: a read without it is refused. SQLite (no INSERT in a
-    WITH): the read, then the entry's INSERT, then the commit.
+    id is in every row: a read without it is refused. Given the request's
+    ``BearerToken``, that statement also reads the token (and notes its last
+    use), so a check is one round trip; the token is then checked from the
+    row before anything is decided. SQLite (no INSERT in a WITH): the token
+    first, then the read, then the entry's INSERT, then the commit.
     """
     wanted = list(dict.fromkeys(normalised))
     detail = f"{asked} addresses={len(normalised)} known="
     if len(wanted) > _AUDITED_READ_LIMIT:
+        if isinstance(actor, BearerToken):
+            actor = actor.authenticate()
         standings = standings_by_email(normalised)
         _audit_check(actor, normalised, standings, detail)
         return standings, None
     dialect = db.session.get_bind().dialect.name
+    if isinstance(actor, BearerToken) and dialect != "postgresql":
+        actor = actor.authenticate()
     # The connection does not autoflush as the session would (a no-op when clean).
     db.session.flush()
-    rows = (
-        db.session.connection()
-        .execute(
-            _audited_read(dialect, "check"),
-            {
-                "keys": wanted,
-                "at": utcnow(),
-                "actor": actor.label,
-                "action": "permissions.check",
-                "single": len(normalised) == 1,
-                "detail": detail,
-            },
-        )
-        .all()
-    )
+    at = utcnow()
+    values: dict[str, Any] = {
+        "keys": wanted,
+        "at": at,
+        "action": "permissions.check",
+        "single": len(normalised) == 1,
+        "detail": detail,
+    }
+    if isinstance(actor, BearerToken):
+        values.update(actor.parameters(at))
+        kind = "check_by_token"
+    else:
+        values["actor"] = actor.label
+        kind = "check"
+    rows = db.session.connection().execute(_audited_read(dialect, kind), values).all()
+    if isinstance(actor, BearerToken):
+        actor = actor.accept(rows[0] if rows else None, at)
     standings = {s.email: s for s in standings_of_rows(rows).values()}
     if dialect == "postgresql":
         _audited(actor, dialect, rows, "permissions.check", None, None)

@@ -13,12 +13,20 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from flask import current_app, g, redirect, request, session, url_for
+from sqlalchemy.dialects import postgresql
+from werkzeug.exceptions import HTTPException
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from extensions import db
 from kernel import idempotency
 from kernel.addresses import normalise_email
-from kernel.errors import Conflict, InvalidInput, NotAuthenticated, NotPermitted
+from kernel.errors import (
+    Conflict,
+    DomainError,
+    InvalidInput,
+    NotAuthenticated,
+    NotPermitted,
+)
 from kernel.i18n import N_
 from kernel.models import ApiToken, Role, StaffUser
 from kernel.timestamps import utcnow
@@ -241,7 +249,9 @@ _LAST_USED_RESOLUTION = timedelta(minutes=5)
 
 
 # Columns, not an ORM object, in a statement built once and run on the session's
-# connection (no ORM loading): this runs on every API request.
+# connection (no ORM loading): this runs on every API request. Its parameter is
+# named after no column: in the last-used UPDATE of ``token_row`` a parameter
+# named like a column of api_token would be taken as that column's new value.
 _TOKEN_BY_HASH = sa.select(
     ApiToken.id,
     ApiToken.name,
@@ -249,33 +259,175 @@ _TOKEN_BY_HASH = sa.select(
     ApiToken.revoked_at,
     ApiToken.last_used_at,
     ApiToken.expires_at,
-).where(ApiToken.token_hash == sa.bindparam("token_hash"))
+).where(ApiToken.token_hash == sa.bindparam("hashed_token"))
 
 
 def authenticate_token(raw: str) -> Actor:
+    return _authenticate_hash(_hash_token(raw))
+
+
+def _authenticate_hash(token_hash: str) -> Actor:
     token = (
-        db.session.connection()
-        .execute(_TOKEN_BY_HASH, {"token_hash": _hash_token(raw)})
-        .one_or_none()
+        db.session.connection().execute(_TOKEN_BY_HASH, {"hashed_token": token_hash}).one_or_none()
     )
-    if token is None or token.revoked_at is not None:
-        raise NotAuthenticated(N_("The API token is not valid."), code="invalid_token")
+    if token is None:
+        raise _invalid_token()
     now = utcnow()
-    if token.expires_at is not None and token.expires_at <= now:
-        raise NotAuthenticated(N_("The API token has expired."), code="expired_token")
+    actor = _token_actor(token.id, token.name, token.role, token.revoked_at, token.expires_at, now)
     # Written at most every few minutes, so that reads stay reads.
     if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
         db.session.execute(
             sa.update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now)
         )
         db.session.commit()
-    return Actor(kind="token", name=token.name, role=token.role, id=token.id)
+    return actor
+
+
+def _invalid_token() -> NotAuthenticated:
+    return NotAuthenticated(N_("The API token is not valid."), code="invalid_token")
+
+
+def _token_actor(
+    token_id: int,
+    name: str,
+    role: str,
+    revoked_at: datetime | None,
+    expires_at: datetime | None,
+    now: datetime,
+) -> Actor:
+    """The actor of a token row read at ``now``, or why it is refused (401)."""
+    if revoked_at is not None:
+        raise _invalid_token()
+    if expires_at is not None and expires_at <= now:
+        raise NotAuthenticated(N_("The API token has expired."), code="expired_token")
+    return Actor(kind="token", name=name, role=role, id=token_id)
+
+
+class BearerToken:
+    """The request's API token, not yet checked, for a route whose own statement
+    reads it (``requires(..., token_read_by_route=True)``): on PostgreSQL the
+    permission check reads the token, writes its audit entry and reads the
+    standings in one round trip (issue 25), instead of a token SELECT first.
+
+    The token row is read by that statement, never remembered between
+    requests, so a revoked or expired token is refused on its very next
+    request. The statement acts only for a usable token (``may_act``): an
+    invalid one leaves no audit entry and gets no contact back. ``accept`` then
+    decides from the row exactly as ``authenticate_token`` does. Where the
+    route cannot read it in its statement (SQLite), ``authenticate`` reads it
+    the usual way first.
+    """
+
+    def __init__(self, token_hash: str, action: str) -> None:
+        self.token_hash = token_hash
+        self.action = action
+        # Set once the token was found usable for ``action``.
+        self.actor: Actor | None = None
+
+    def authenticate(self) -> Actor:
+        """Read and check the token on its own (a SELECT; the last-used UPDATE)."""
+        actor = _authenticate_hash(self.token_hash)
+        _check_may(actor, self.action)
+        self.actor = actor
+        return actor
+
+    def parameters(self, at: datetime) -> dict[str, Any]:
+        """The values of ``token_row``'s parameters for a statement run at ``at``."""
+        return {
+            "hashed_token": self.token_hash,
+            "token_at": at,
+            "token_used_before": at - _LAST_USED_RESOLUTION,
+            "token_roles": sorted(role.value for role in ACTIONS.get(self.action, ())),
+        }
+
+    def accept(self, row: Any, at: datetime) -> Actor:
+        """The actor, from the ``token_*`` columns of the statement's first row
+        (None: no row, no such token), or the 401/403 ``requires`` would give."""
+        if row is None or row.token_id is None:
+            raise _invalid_token()
+        actor = _token_actor(
+            row.token_id,
+            row.token_name,
+            row.token_role,
+            row.token_revoked_at,
+            row.token_expires_at,
+            at,
+        )
+        _check_may(actor, self.action)
+        self.actor = actor
+        return actor
+
+
+def _check_may(actor: Actor, action: str) -> None:
+    if not may(actor.role, action):
+        raise NotPermitted(f"The role {actor.role!r} may not do this ({action}).", code="forbidden")
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """What a statement needs to read the request's token itself (``BearerToken``):
+
+    - ``token``: the token's row as a CTE (none when no token has that hash);
+    - ``may_act``: true when it is neither revoked nor expired and its role may
+      take the action, so that the statement writes and reads only then;
+    - ``label``: the actor's label (``Actor.label``) as SQL, for the audit entry;
+    - ``columns``: the ``token_*`` columns ``BearerToken.accept`` reads;
+    - ``used``: the last-used UPDATE (at most every few minutes, as
+      ``authenticate_token``), a CTE to add to the statement (``add_cte``).
+    """
+
+    token: sa.CTE
+    may_act: sa.ColumnElement[bool]
+    label: sa.ColumnElement[str]
+    columns: tuple[Any, ...]
+    used: sa.CTE
+
+
+def token_row() -> TokenRow:
+    """Parts of a statement that reads the token (PostgreSQL: a data-modifying CTE
+    for the last use). Parameters: ``BearerToken.parameters``."""
+    token = _TOKEN_BY_HASH.cte("token")
+    at = sa.bindparam("token_at", type_=ApiToken.last_used_at.type)
+    usable = sa.and_(
+        token.c.revoked_at.is_(None),
+        sa.or_(token.c.expires_at.is_(None), token.c.expires_at > at),
+    )
+    used = (
+        sa.update(ApiToken)
+        .where(
+            ApiToken.id == token.c.id,
+            usable,
+            sa.or_(
+                token.c.last_used_at.is_(None),
+                token.c.last_used_at
+                < sa.bindparam("token_used_before", type_=ApiToken.last_used_at.type),
+            ),
+        )
+        .values(last_used_at=at)
+        .returning(ApiToken.id)
+        .cte("token_used")
+    )
+    roles = sa.bindparam("token_roles", type_=postgresql.ARRAY(sa.String))
+    return TokenRow(
+        token=token,
+        may_act=sa.and_(usable, token.c.role == sa.any_(roles)),
+        # Actor.label of a token's actor: "token:<name>".
+        label=sa.literal("token:", sa.String) + token.c.name,
+        columns=(
+            token.c.id.label("token_id"),
+            token.c.name.label("token_name"),
+            token.c.role.label("token_role"),
+            token.c.revoked_at.label("token_revoked_at"),
+            token.c.expires_at.label("token_expires_at"),
+        ),
+        used=used,
+    )
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def requires(action: str) -> Callable[[F], F]:
+def requires(action: str, *, token_read_by_route: bool = False) -> Callable[[F], F]:
     """Guard an API route: a valid bearer token whose role ``may`` take ``action``.
 
     The actor is kept in ``g.actor`` for the route to pass to services. How the
@@ -284,6 +436,13 @@ def requires(action: str) -> Callable[[F], F]:
     ``Idempotency-Key`` is claimed here, once the token is known, so that no
     write route can forget it (``kernel.idempotency.claim``): a repeat is
     answered from the stored answer without running the route.
+
+    ``token_read_by_route``: for a read (GET, or ``read_by_post``) whose own
+    statement reads the token (``BearerToken``, in ``g.bearer_token``; the
+    permission check, issue 25). The guard refuses a missing token itself; if
+    the route fails before its statement has read the token (a malformed
+    body), the token is read then, so that an unknown caller gets the 401 (or
+    a refused role the 403) that every other route gives first.
     """
 
     def decorator(view: F) -> F:
@@ -296,11 +455,12 @@ def requires(action: str) -> Callable[[F], F]:
                     N_("Send an API token as 'Authorization: Bearer <token>'."),
                     code="missing_token",
                 )
-            actor = authenticate_token(raw.strip())
-            if not may(actor.role, action):
-                raise NotPermitted(
-                    f"The role {actor.role!r} may not do this ({action}).", code="forbidden"
+            if token_read_by_route:
+                return _read_by_route(
+                    view, BearerToken(_hash_token(raw.strip()), action), args, kwargs
                 )
+            actor = authenticate_token(raw.strip())
+            _check_may(actor, action)
             g.actor = actor
             # Every write of the API honours an Idempotency-Key, once the caller
             # (whose keys these are) is known: a repeat gets the first answer.
@@ -313,6 +473,25 @@ def requires(action: str) -> Callable[[F], F]:
         return wrapped  # type: ignore[return-value]
 
     return decorator
+
+
+def _read_by_route(view: Any, bearer: BearerToken, args: Any, kwargs: Any) -> Any:
+    if request.method in idempotency.WRITE_METHODS and not getattr(view, "_read_by_post", False):
+        # A write claims its Idempotency-Key once the token is known, here: only
+        # reads (GET, or read_by_post) may leave the token to the route.
+        raise TypeError(f"{request.endpoint} is a write: its guard must read the token")
+    g.bearer_token = bearer
+    try:
+        answer = view(*args, **kwargs)
+    except (NotAuthenticated, NotPermitted):
+        raise
+    except (DomainError, HTTPException):
+        # A refusal of what was asked (422, 404...): who asks comes first.
+        if bearer.actor is None:
+            bearer.authenticate()
+        raise
+    g.actor = bearer.actor
+    return answer
 
 
 # Staff pages: a signed session cookie names the user ------------------------------
