@@ -490,6 +490,11 @@ def _read_by_route(view: Any, bearer: BearerToken, args: Any, kwargs: Any) -> An
         if bearer.actor is None:
             bearer.authenticate()
         raise
+    if bearer.actor is None:
+        # The route answered without its statement reading the token (a path
+        # that skipped it): the token is read now, so that no answer leaves
+        # for a caller the guard has not accepted.
+        bearer.authenticate()
     g.actor = bearer.actor
     return answer
 

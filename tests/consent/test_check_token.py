@@ -127,6 +127,19 @@ def test_an_unknown_token_with_a_malformed_body_is_told_401_first(
         assert _check(client, raw, body).status_code in (400, 404, 422)
 
 
+def test_a_route_that_never_reads_its_token_still_answers_only_a_valid_one(
+    app: Any, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard fails closed: should a path of the check ever skip the
+    statement that reads the token, the token is read before the answer leaves."""
+    import consent.api
+
+    monkeypatch.setattr(consent.api.services, "check_permissions", lambda *a, **k: [])
+    assert _check(client, "cst_not-a-token").status_code == 401
+    _, raw = _token(app, "partner")
+    assert _check(client, raw).status_code == 200
+
+
 def test_a_check_notes_the_tokens_last_use_every_few_minutes(
     app: Any, client: Any, admin_api: Any, elsewhere: sa.Engine
 ) -> None:
