@@ -448,18 +448,11 @@ def _apply_contacts(
         _remember(name, item.remote.remote_id, SKIPPED + item.fingerprint, known)
     for item, _ in batch:
         _remember(name, item.remote.remote_id, item.fingerprint, known)
-    try:
-        # Commits the page's records with the contacts it creates.
-        created = consent.register_new_contacts(actor, [entry for _, entry in batch])
-    except (DomainError, sa.exc.IntegrityError):
-        # Refused as a whole (a concurrent writer took an address meanwhile):
-        # the page again one by one below, each refusal that record's alone.
-        db.session.rollback()
-        created = {}
-        for item in invalid:
-            _remember(name, item.remote.remote_id, SKIPPED + item.fingerprint, None)
-    if created:
+
+    def link(created: dict[int, int]) -> None:
         # Brought here by this CRM: its interactions there are its own history.
+        # In the contacts' own transaction: a run stopped after they commit
+        # must not leave them unlinked, read later as known here already.
         db.session.execute(
             sa.update(ConnectorRecord),
             [
@@ -473,7 +466,20 @@ def _apply_contacts(
                 for index, contact_id in created.items()
             ],
         )
-    db.session.commit()
+
+    try:
+        # Commits the page's records, linked, with the contacts it creates.
+        created = consent.register_new_contacts(
+            actor, [entry for _, entry in batch], with_created=link
+        )
+    except (DomainError, sa.exc.IntegrityError):
+        # Refused as a whole (a concurrent writer took an address meanwhile):
+        # the page again one by one below, each refusal that record's alone.
+        db.session.rollback()
+        created = {}
+        for item in invalid:
+            _remember(name, item.remote.remote_id, SKIPPED + item.fingerprint, None)
+        db.session.commit()
     written = len(created)
     new = {id(batch[index][0]) for index in created}
     passed = {id(item) for item in invalid}

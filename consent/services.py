@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -198,7 +198,11 @@ def register_contact(
     return Registration(contact, created, outcome)
 
 
-def register_new_contacts(actor: Actor, entries: Sequence[bulk.ContactInput]) -> dict[int, int]:
+def register_new_contacts(
+    actor: Actor,
+    entries: Sequence[bulk.ContactInput],
+    with_created: Callable[[dict[int, int]], None] | None = None,
+) -> dict[int, int]:
     """``register_contact`` for a page of contacts without a basis (a CRM
     connector's page), set-based for those new here: {entry's index: contact id}.
 
@@ -209,7 +213,9 @@ def register_new_contacts(actor: Actor, entries: Sequence[bulk.ContactInput]) ->
     basis (R1); each creation is audited (R25). One commit, then one
     ``decisions_changed`` naming them all. The entries it leaves out (known
     here, or refused: ``crm.bulk.create_contacts``) are the caller's to pass
-    to ``register_contact`` one by one."""
+    to ``register_contact`` one by one. ``with_created`` writes the caller's
+    own rows about the new contacts in the same transaction (a connector's
+    link to them), so that they commit together or not at all."""
     created = bulk.create_contacts(entries, actor)
     if not created:
         db.session.commit()
@@ -243,6 +249,8 @@ def register_new_contacts(actor: Actor, entries: Sequence[bulk.ContactInput]) ->
             f"company:{company_id}",
         )
     crm.audit_many(actor, "contact.create", [(cid, None) for cid in ids])
+    if with_created is not None:
+        with_created(created)
     db.session.commit()
     decisions_changed.send(signal_sender(), contact_ids=tuple(ids), kind="basis")
     return created

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors import sync
+from connectors.models import ConnectorRecord
 from extensions import db
 from tests.connectors.conftest import run_sync
 from tests.connectors.hubspot_standin import HubSpotStandIn
@@ -358,3 +359,40 @@ def test_an_update_that_fails_is_applied_at_the_next_sync(app, hubspot, monkeypa
     monkeypatch.setattr(consent, "register_contact", real)
     assert run_sync(app, "hubspot").outcome == "done"
     assert contact_of(app, "hubspot", remote).name == "Anna Berg"
+
+
+def test_a_run_stopped_right_after_a_page_s_contacts_commit_keeps_them_linked_as_created(
+    app, hubspot
+) -> None:
+    """The link and the "created by this connector" mark commit with the
+    contacts: a run that stops just after (here a receiver of the page's
+    announcement failing) cannot leave them unlinked, to be read later as
+    here first (X16: then the CRM's history would stop counting)."""
+    from kernel.signals import decisions_changed
+    from tests.connectors.conftest import contact_of
+
+    remote = hubspot.add("contacts", {"email": "ny@kund.se", "firstname": "Ny"})
+
+    def stop(*_: Any, **kwargs: Any) -> None:
+        if kwargs.get("contact_ids"):
+            raise RuntimeError("the worker stopped")
+
+    decisions_changed.connect(stop)
+    try:
+        assert run_sync(app, "hubspot").outcome != "done"
+    finally:
+        decisions_changed.disconnect(stop)
+    with app.app_context():
+        record = db.session.execute(
+            sa.select(ConnectorRecord.contact_id, ConnectorRecord.created_contact).where(
+                ConnectorRecord.remote_id == remote, ConnectorRecord.object_type == "contacts"
+            )
+        ).one()
+    assert record.contact_id is not None and record.created_contact is True
+    hubspot.add("calls", {"hs_timestamp": CALL_AT}, {"contacts": [remote]})
+    assert run_sync(app, "hubspot").outcome == "done"
+    assert (
+        contact_of(app, "hubspot", remote)
+        .last_interaction_at.isoformat()
+        .startswith("2026-03-04T10:15")
+    )
