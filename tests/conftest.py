@@ -14,6 +14,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +246,25 @@ def api_as(client: Any, token_for: Callable[[str], str]) -> Callable[[str], ApiC
 @pytest.fixture
 def admin_api(api_as: Callable[[str], ApiClient]) -> ApiClient:
     return api_as("admin")
+
+
+@contextmanager
+def statement_kinds(app: Any) -> Iterator[list[tuple[str, Any]]]:
+    """Each SQL statement run inside the block, as (its first word, the
+    connection's isolation level): how many round trips a request makes."""
+    seen: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        level = conn.get_execution_options().get("isolation_level")
+        seen.append((statement.split()[0].upper(), level))
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
 
 
 def count_rows(app: Any) -> dict[str, int]:

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import statement_kinds
+
 CUSTOMER = {"type": "legitimate_interest", "kind": "customer", "source": "crm-sync"}
 
 
@@ -181,26 +183,14 @@ def test_on_postgresql_a_check_reads_and_audits_in_one_statement(
     reads it first, in a SELECT of its own."""
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite has no INSERT inside WITH: the read and the INSERT are two")
-    from extensions import db
 
     marketing = api_as("marketing")
     anna = _create(marketing, "anna@kund.se")
-    seen: list[tuple[str, Any]] = []
-
-    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        level = conn.get_execution_options().get("isolation_level")
-        seen.append((statement.split()[0].upper(), level))
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", note)
-    try:
+    with statement_kinds(app) as seen:
         check = marketing.post(
             "/api/v1/permissions/check", json={"emails": ["anna@kund.se"], "topic": "events"}
         )
         lookup = marketing.get(f"/api/v1/contacts/{anna}/permissions")
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", note)
     assert check.status_code == 200
     assert lookup.status_code == 200
     assert seen == [("WITH", "AUTOCOMMIT"), ("SELECT", "AUTOCOMMIT"), ("WITH", "AUTOCOMMIT")], seen

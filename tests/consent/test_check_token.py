@@ -23,6 +23,7 @@ from kernel.access import Actor, BearerToken, _hash_token, create_api_token
 from kernel.errors import NotPermitted
 from kernel.models import ApiToken
 from kernel.timestamps import utcnow
+from tests.conftest import statement_kinds
 
 CUSTOMER = {"type": "legitimate_interest", "kind": "customer", "source": "crm-sync"}
 CHECK = {"emails": ["anna@kund.se"], "topic": "events"}
@@ -207,20 +208,9 @@ def test_on_postgresql_a_check_is_one_statement(
         )
     _with_anna(admin_api)
     _, raw = _token(app, "partner")
-    seen: list[tuple[str, Any]] = []
-
-    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        level = conn.get_execution_options().get("isolation_level")
-        seen.append((statement.split()[0].upper(), level))
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", note)
-    try:
+    with statement_kinds(app) as seen:
         first = _check(client, raw)  # notes the token's first use, in the same statement
         again = _check(client, raw)
         refused = _check(client, "cst_not-a-token")
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", note)
     assert (first.status_code, again.status_code, refused.status_code) == (200, 200, 401)
     assert seen == [("WITH", "AUTOCOMMIT")] * 3, seen
