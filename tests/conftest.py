@@ -334,7 +334,7 @@ def stub_worker(app: Any) -> Iterator[Any]:
     worker = Worker(broker, worker_timeout=50, worker_threads=2)
     worker.start()
     yield broker
-    worker.stop()
+    stop_worker(worker, broker)
     broker.flush_all()
 
 
@@ -356,8 +356,18 @@ def import_worker(app: Any) -> Iterator[Callable[[], None]]:
     worker = Worker(broker, queues={"imports"}, worker_timeout=50, worker_threads=1)
     worker.start()
     yield finish_imports
-    worker.stop()
+    stop_worker(worker, broker)
     broker.flush("imports")
+
+
+def stop_worker(worker: Any, broker: Any) -> None:
+    """Stop ``worker`` and take its middleware off the shared broker. A stopped
+    worker's middleware would otherwise start a consumer for every queue a later
+    test declares, and that consumer takes messages no thread of it will run
+    (a later test's join then waits for ever)."""
+    worker.stop()
+    for middleware in [m for m in broker.middleware if getattr(m, "worker", None) is worker]:
+        broker.middleware.remove(middleware)
 
 
 def finish_imports() -> None:
