@@ -527,10 +527,13 @@ def _remember(
 
 def _contact_input(name: str, remote: RemoteContact) -> bulk.ContactInput:
     """What the services take from a CRM record; InvalidInput when it has no
-    address or a country we cannot read."""
+    address, a country we cannot read, or text no column can hold (a NUL, a
+    5,000-character name: refused here before anything of the page is
+    written, where PostgreSQL failed the whole page)."""
     if not remote.email:
         raise InvalidInput("The record has no email address.")
     profile: dict[str, Any] = {"name": remote.name, "phone": remote.phone}
+    crm.clean_profile(profile)
     profile["country"] = country_code_from_name(remote.country)
     if remote.language:
         # A language we cannot read is no reason to leave the contact out.
@@ -544,6 +547,7 @@ def _contact_input(name: str, remote: RemoteContact) -> bulk.ContactInput:
             customer_since=remote.company.customer_since,
             external_ids={name: remote.company.remote_id},
         )
+        crm.check_company(company)
     return bulk.ContactInput(remote.email, profile, company, {name: remote.remote_id})
 
 

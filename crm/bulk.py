@@ -156,6 +156,7 @@ def create_contacts(entries: Sequence[ContactInput], actor: Actor) -> dict[int, 
             profile = services.clean_profile(dict(entry.profile))
             ids = {k: v for k, v in external_ids.check(entry.external_ids or {}).items() if v}
             if entry.company is not None:
+                services.check_company(entry.company)
                 external_ids.check(entry.company.external_ids or {}, "company")
                 if entry.company.country is not None:
                     normalise_country(entry.company.country)

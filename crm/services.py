@@ -30,6 +30,7 @@ from kernel.addresses import normalise_email
 from kernel.countries import normalise_country, normalise_language
 from kernel.database import id_in
 from kernel.errors import N_, Conflict, InvalidInput, NotFound
+from kernel.inputs import check_stored_text
 from kernel.signals import (
     company_relationship_changed,
     contact_moved_company,
@@ -348,6 +349,28 @@ class CompanyUpserted:
     altered: frozenset[str]
 
 
+_PROFILE_FIELDS = ("name", "phone", "country", "language")
+
+
+def _limits(model: type[db.Model], names: Iterable[str]) -> dict[str, int | None]:  # type: ignore[name-defined]
+    """The most characters each column of ``names`` holds (None: no limit)."""
+    return {name: getattr(model.__table__.c[name].type, "length", None) for name in names}
+
+
+_CONTACT_LIMITS = _limits(Contact, _PROFILE_FIELDS)
+_COMPANY_LIMITS = _limits(Company, ("name", "org_number", "country"))
+
+
+def check_company(data: CompanyInput) -> None:
+    """InvalidInput when the company's text cannot be stored (a control
+    character, or longer than its column), before anything is written."""
+    check_stored_text(
+        {"name": data.name, "org_number": data.org_number, "country": data.country},
+        _COMPANY_LIMITS,
+        within="company",
+    )
+
+
 def _upsert_company(data: CompanyInput) -> CompanyUpserted:
     """The company ``data`` names, created or updated; how its customer
     relationship changed; and what of it changed.
@@ -358,6 +381,7 @@ def _upsert_company(data: CompanyInput) -> CompanyUpserted:
     # claiming the same (empty) number, and the unique index refused it (a 500).
     if data.org_number is not None and not data.org_number.strip():
         data = replace(data, org_number=None)
+    check_company(data)
     company = None
     if data.org_number:
         company = db.session.scalar(sa.select(Company).where(Company.org_number == data.org_number))
@@ -466,9 +490,6 @@ def _announce_move(actor: Actor, contact: Contact, from_company_id: int | None) 
         )
 
 
-_PROFILE_FIELDS = ("name", "phone", "country", "language")
-
-
 def upsert_contact(
     email: str,
     profile: dict[str, Any],
@@ -527,8 +548,10 @@ def upsert_contact(
 
 def clean_profile(profile: dict[str, Any]) -> dict[str, Any]:
     """The profile fields a contact takes, country and language normalised
-    (InvalidInput when one cannot be read)."""
+    (InvalidInput when one cannot be read, or cannot be stored: a control
+    character, or longer than its column)."""
     values = {k: v for k, v in profile.items() if k in _PROFILE_FIELDS}
+    check_stored_text(values, _CONTACT_LIMITS)
     if "country" in values:
         values["country"] = normalise_country(values["country"])
     if "language" in values:

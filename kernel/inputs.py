@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from flask import Flask, Request, request
@@ -113,6 +113,34 @@ def check_text(where: str, pairs: Iterable[tuple[str, str]]) -> None:
             found = _FORBIDDEN.search(text) if isinstance(text, str) else None
             if found:
                 raise _refuse(where, name if isinstance(name, str) else "?", found.group())
+
+
+def check_stored_text(
+    values: Mapping[str, object], limits: Mapping[str, int | None], within: str | None = None
+) -> None:
+    """Refuse, with the field's name, the first text of ``values`` a column
+    cannot hold: a forbidden character, or more characters than its limit.
+    ``within``: the object the fields belong to ("company"), when nested.
+
+    For what reaches the domain without passing a request (a CRM connector's
+    records): the request edge refuses such text before any schema sees it,
+    and PostgreSQL refused it with a DataError that failed the whole write."""
+    for name, value in values.items():
+        if not isinstance(value, str):
+            continue
+        found = _FORBIDDEN.search(value)
+        problem = f"contains {_describe(found.group())}" if found else None
+        limit = limits.get(name)
+        if problem is None and limit is not None and len(value) > limit:
+            problem = f"is longer than {limit} characters"
+        if problem is not None:
+            field = " ".join(filter(None, (within, name.replace("_", " "))))
+            errors: dict[str, Any] = {name: [f"{problem[0].upper()}{problem[1:]}."]}
+            raise InvalidInput(
+                f"The {field} {problem}; it cannot be stored.",
+                code="invalid_text",
+                fields={within: errors} if within else errors,
+            )
 
 
 def json_depth(raw: bytes, limit: int) -> int:

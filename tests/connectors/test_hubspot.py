@@ -337,6 +337,47 @@ def test_an_invalid_record_is_skipped_with_its_reason(app, hubspot) -> None:
         assert len(db.session.get(ConnectorState, "hubspot").report) == 2
 
 
+def test_text_no_column_can_hold_skips_the_record_and_not_the_page(app, hubspot) -> None:
+    # PostgreSQL cannot store a NUL, nor 5,000 characters in a name: each
+    # failed the whole page, retried every turn, and the connector was stuck.
+    nul = hubspot.add("contacts", {"email": "nul@kund.se", "firstname": "A\x00<b>"})
+    long = hubspot.add("contacts", {"email": "lang@kund.se", "lastname": "x" * 5000})
+    nul_mail = hubspot.add("contacts", {"email": "a\x00@kund.se"})
+    firm = hubspot.add("companies", {"name": "Kund\x00 AB", "lifecyclestage": "customer"})
+    in_firm = hubspot.add("contacts", {"email": "firma@kund.se"}, {"companies": [firm]})
+    good = hubspot.add(
+        "contacts", {"email": "ok@kund.se", "firstname": "Åsa", "lastname": "<b>Öberg</b>"}
+    )
+    result = run(app)
+    assert result.outcome == "done"
+    good_contact = the_contact(app, good)
+    # Markup in a name is the person's data, kept as written (pages escape it).
+    assert good_contact is not None and good_contact.name == "Åsa <b>Öberg</b>"
+    assert [the_contact(app, r) for r in (nul, long, nul_mail, in_firm)] == [None] * 4
+    with app.app_context():
+        report = db.session.get(ConnectorState, "hubspot").report
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Company)) == 0
+    reasons = {r["id"]: r["reason"] for r in report}
+    assert set(reasons) == {nul, long, nul_mail, in_firm}
+    assert "invalid characters before the @-sign: U+0000" in reasons[nul_mail]
+    assert reasons[nul] == "The name contains a NUL byte; it cannot be stored."
+    assert reasons[long] == "The name is longer than 200 characters; it cannot be stored."
+    assert reasons[in_firm] == "The company name contains a NUL byte; it cannot be stored."
+    # A known contact whose phone becomes unstorable keeps what it had.
+    hubspot.touch("contacts", good, {"phone": "+46 8 123\x0745"})
+    run(app)
+    with app.app_context():
+        report = db.session.get(ConnectorState, "hubspot").report
+        contact = db.session.get(Contact, good_contact.id)
+        assert contact is not None and contact.phone is None
+    assert report[-1]["id"] == good
+    assert report[-1]["reason"].startswith("The phone contains a control character (U+0007)")
+    # Reported once: unchanged since, they are not read again.
+    run(app)
+    with app.app_context():
+        assert len(db.session.get(ConnectorState, "hubspot").report) == 5
+
+
 def test_a_deletion_hubspot_refuses_for_now_is_retried_and_never_brings_the_person_back(
     app, hubspot
 ) -> None:

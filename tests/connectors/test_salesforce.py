@@ -620,6 +620,28 @@ def test_an_invalid_record_is_skipped_with_its_reason(app, salesforce) -> None:
         assert len(db.session.get(ConnectorState, "salesforce").report) == 2
 
 
+def test_text_no_column_can_hold_skips_the_record_and_not_the_page(app, salesforce) -> None:
+    nul = salesforce.add("Contact", {"Email": "nul@kund.se", "FirstName": "A\x00", "LastName": "B"})
+    long = salesforce.add("Contact", {"Email": "lang@kund.se", "LastName": "x" * 5000})
+    account = salesforce.add("Account", {"Name": "K" * 201, "Type": "Customer"})
+    in_firm = salesforce.add(
+        "Contact", {"Email": "firma@kund.se", "LastName": "C", "AccountId": account}
+    )
+    good = salesforce.add("Contact", {"Email": "ok@kund.se", "LastName": "<i>Ok</i>"})
+    assert run(app).outcome == "done"
+    good_contact = the_contact(app, good)
+    assert good_contact is not None and good_contact.name == "<i>Ok</i>"
+    assert [the_contact(app, r) for r in (nul, long, in_firm)] == [None, None, None]
+    with app.app_context():
+        report = db.session.get(ConnectorState, "salesforce").report
+    reasons = {r["id"]: r["reason"] for r in report}
+    assert reasons == {
+        nul: "The name contains a NUL byte; it cannot be stored.",
+        long: "The name is longer than 200 characters; it cannot be stored.",
+        in_firm: "The company name is longer than 200 characters; it cannot be stored.",
+    }
+
+
 def test_decisions_salesforce_refuses_are_skipped_with_the_reason(
     app, salesforce, monkeypatch
 ) -> None:
