@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 from contextvars import Token
@@ -46,16 +47,42 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _QUIET_ROUTES = ("/healthz", "/metrics")
 
 
+# PostgreSQL's detail of a refused write repeats the row's values ("Key
+# (email)=(sara@kund.se) already exists.", "Failing row contains (...)").
+# SQLAlchemy's exception text carries it, and the engine's hide_parameters
+# does not reach it, so a traceback logged with such an error held the address.
+_ROW_DETAIL = re.compile(r"^(\s*DETAIL:\s+).*$", re.MULTILINE)
+WITHHELD_DETAIL = "(withheld from the log: the database repeats the row's values there)"
+
+
+def withhold_row_values(text: str) -> str:
+    """``text`` without the database's error details, which repeat row values."""
+    return (
+        _ROW_DETAIL.sub(lambda m: m.group(1) + WITHHELD_DETAIL, text) if "DETAIL:" in text else text
+    )
+
+
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT`` lines, the database's row details withheld."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return withhold_row_values(super().format(record))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, the request id,
-    the ``extra=`` fields, and the traceback if any."""
+    the ``extra=`` fields, and the traceback if any (the database's row
+    details withheld from both)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": withhold_row_values(record.getMessage()),
         }
         request_id = current_request_id()
         if request_id is not None:
@@ -64,7 +91,7 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and not key.startswith("_"):
                 line[key] = value
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+            line["exception"] = withhold_row_values(self.formatException(record.exc_info))
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
@@ -78,9 +105,9 @@ def configure_logging(app: Flask) -> None:
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler())
-    formatter = JsonFormatter() if app.config["LOG_FORMAT"] == "json" else None
+    formatter = JsonFormatter() if app.config["LOG_FORMAT"] == "json" else TextFormatter()
     for handler in root.handlers:
-        handler.setFormatter(formatter or logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(formatter)
     root.setLevel(app.config["LOG_LEVEL"])
 
 
