@@ -344,6 +344,7 @@ def register_scheduling(app: Flask) -> None:
 # True of every route: some write before the failure may already be committed
 # (a permission check's audit entry is, by design: R25), so it promises nothing
 # about what was changed.
+DATABASE_DOWN = N_("The service is briefly unavailable; please try again shortly.")
 INTERNAL_ERROR = N_(
     "Something went wrong on our side and the request did not finish. Please try again in a moment."
 )
@@ -460,7 +461,7 @@ def register_error_handlers(app: Flask) -> None:
         db.session.rollback()
         log.error("Database unavailable: %s", type(exc).__name__)
         return error_response(
-            503, "unavailable", "The service is briefly unavailable; please try again shortly."
+            503, "unavailable", DATABASE_DOWN, page_message=i18n.translate(DATABASE_DOWN)
         )
 
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import dramatiq
 
-from kernel.errors import Unavailable
+from kernel.errors import N_, Unavailable
 
 log = logging.getLogger(__name__)
 
-BROKER_DOWN = "The service is briefly unavailable; please try again in a few minutes."
+BROKER_DOWN = N_("The service is briefly unavailable; please try again in a few minutes.")
 
 
 def job(actor_name: str) -> dramatiq.Actor[Any, Any]:

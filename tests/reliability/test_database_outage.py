@@ -193,3 +193,19 @@ def test_signups_during_a_database_outage_never_claim_success(app, proxied_app) 
     assert during and unclear == []
     assert statuses[500] == 0
     assert recovered and all(r[1] == 200 for r in recovered)
+
+
+def test_the_outage_page_is_in_the_reader_s_language(proxied_app) -> None:
+    proxied, proxy = proxied_app
+    client = proxied.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "sv-SE,sv;q=0.9,en;q=0.5"
+    assert signup(client, "fore@example.se", language="sv").status_code == 200
+    proxy.cut()
+    try:
+        refused = signup(client, "under@example.se", language="sv")
+    finally:
+        proxy.restore()
+    assert refused.status_code == 503
+    page = refused.get_data(as_text=True)
+    assert "Tjänsten är tillfälligt otillgänglig; försök igen om en liten stund." in page
+    assert "briefly unavailable" not in page
