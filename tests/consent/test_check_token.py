@@ -11,6 +11,7 @@ entry. These tests run on whichever database the suite was given.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -214,3 +215,41 @@ def test_on_postgresql_a_check_is_one_statement(
         refused = _check(client, "cst_not-a-token")
     assert (first.status_code, again.status_code, refused.status_code) == (200, 200, 401)
     assert seen == [("WITH", "AUTOCOMMIT")] * 3, seen
+
+
+def test_the_check_s_last_used_write_changes_nothing_else_of_the_token(
+    app: Any, client: Any, admin_api: Any, database_url: str, elsewhere: sa.Engine
+) -> None:
+    """The check statement's parameters reach its UPDATE of ``api_token``, and
+    SQLAlchemy takes a parameter named like a column there as that column's
+    new value (with this version, one named like ``revoked_at`` fails the whole
+    check instead): a check must only note the last use."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip(
+            "SQLite notes the last use in its own UPDATE: needs a server database: "
+            "runs on the suite's second pass"
+        )
+    _with_anna(admin_api)
+    token_id, raw = _token(app, "partner")
+
+    def token_row() -> dict[str, Any]:
+        with elsewhere.connect() as conn:
+            row = conn.execute(sa.select(ApiToken).where(ApiToken.id == token_id)).one()
+        return {k: v for k, v in row._mapping.items() if k != "last_used_at"}
+
+    before = token_row()
+    updates: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        updates.extend(re.findall(r"UPDATE api_token SET (.*?) WHERE", statement, re.S))
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        assert _check(client, raw).status_code == 200
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
+    assert [re.sub(r"=.*", "", u).strip() for u in updates] == ["last_used_at"]
+    assert _last_used(elsewhere, token_id) is not None
+    assert token_row() == before
