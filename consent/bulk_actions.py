@@ -274,6 +274,40 @@ def _claimable(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
+def resend_lost_runs(broker_emptied: bool = False) -> list[int]:
+    """Hand over again the runs whose job was lost; returns their ids.
+
+    As ``consent.imports.resend_lost_imports`` does for import batches: a run
+    whose lease ran out goes back to ``queued`` (it resumes after the last
+    contact it recorded); a queued run not taken within ``LEASE`` of its
+    creation or last hand-over, or any queued run once the broker lost its
+    stored messages, is handed over again, at most once per ``LEASE``."""
+    now = utcnow()
+    waited = sa.func.coalesce(BulkAction.claimed_at, BulkAction.created_at) <= now - LEASE
+    lost = sa.or_(
+        sa.and_(BulkAction.status == "queued", sa.true() if broker_emptied else waited),
+        sa.and_(BulkAction.status == "running", _claimable(now)),
+    )
+    ids = list(db.session.scalars(sa.select(BulkAction.id).where(lost).order_by(BulkAction.id)))
+    if ids:
+        db.session.execute(
+            sa.update(BulkAction)
+            .where(BulkAction.id.in_(ids), lost)
+            .values(status="queued", claimed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    db.session.commit()
+    for run_id in ids:
+        try:
+            send_job(BULK_JOB, run_id)
+        except Exception as exc:
+            # Tried again once its new lease runs out.
+            log.warning("Bulk action %s not handed over again (%s).", run_id, type(exc).__name__)
+    if ids:
+        log.warning("Bulk actions handed over again (their job was lost): %s", ids)
+    return ids
+
+
 def _take_lease(run_id: int, lease: datetime, held: sa.ColumnElement[bool], **values: Any) -> bool:
     """One conditional UPDATE, committed: the run's row gets the new lease (and
     ``values``) only while ``held`` is true of it; says whether it did. A

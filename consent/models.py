@@ -356,6 +356,11 @@ class ImportBatch(db.Model):
     # Non-blank lines after the header, counted at upload: the progress bar's
     # end while the worker runs (blank lines are no rows; ``rows`` when done).
     rows_total: Mapped[int | None] = mapped_column()
+    # The lease of the worker running it: set at its claim and at each chunk
+    # committed, and when the sweeper hands a queued batch over again. A second
+    # delivery of the job leaves a running batch alone until it has run out
+    # (consent.imports.batches.LEASE).
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class BulkAction(db.Model):

@@ -18,9 +18,14 @@ outbox = AppGroup("outbox", help="The email outbox.")
 
 @outbox.command("sweep")
 def sweep() -> None:
-    """Hand over to the job queue every email (and webhook) that never reached a worker."""
-    handed, webhooks = sweep_all()
-    click.echo(f"Handed over {len(handed)} queued email(s) and {webhooks} webhook delivery(ies).")
+    """Hand over to the job queue every email, webhook, import and bulk action
+    whose job never reached a worker or was lost."""
+    swept = sweep_all()
+    click.echo(
+        f"Handed over {len(swept.outbox)} queued email(s), {swept.webhooks} webhook "
+        f"delivery(ies), {len(swept.imports)} import(s) and {len(swept.bulk_actions)} "
+        "bulk action(s)."
+    )
 
 
 @outbox.command("deliver")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from flask import current_app
@@ -265,13 +265,28 @@ def _broker_emptied() -> bool:
         return False
 
 
-def sweep_all() -> tuple[list[int], int]:
-    """What the periodic sweeper runs: the outbox, then webhook deliveries.
-    Returns the outbox ids and the number of deliveries handed over again."""
-    from consent import webhooks
+class Swept(NamedTuple):
+    """What one sweep handed over again."""
+
+    outbox: list[int]
+    webhooks: int
+    imports: list[int]
+    bulk_actions: list[int]
+
+
+def sweep_all() -> Swept:
+    """What the periodic sweeper runs: every job whose message may have been
+    lost, found from the rows that own it (the outbox, webhook deliveries,
+    import batches, bulk actions), handed over again."""
+    from consent import bulk_actions, imports, webhooks
 
     emptied = _broker_emptied()
-    return sweep(broker_emptied=emptied), webhooks.sweep(broker_emptied=emptied)
+    return Swept(
+        outbox=sweep(broker_emptied=emptied),
+        webhooks=webhooks.sweep(broker_emptied=emptied),
+        imports=imports.resend_lost_imports(broker_emptied=emptied),
+        bulk_actions=bulk_actions.resend_lost_runs(broker_emptied=emptied),
+    )
 
 
 def mailbox_may_receive(contact: Contact, at: datetime) -> bool:

@@ -32,6 +32,7 @@ from consent.imports.batches import (
     parse_basis,
     queue_import,
     report_of,
+    resend_lost_imports,
     run_queued_import,
 )
 from consent.imports.mapping import (
@@ -73,6 +74,7 @@ __all__ = [
     "preset_names",
     "queue_import",
     "report_of",
+    "resend_lost_imports",
     "run_queued_import",
     "suggest_preset",
 ]

@@ -9,7 +9,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import IO
 
 import sqlalchemy as sa
@@ -58,6 +58,11 @@ IMPORT_BASES = {
 # Rows per transaction: large enough that per-statement costs vanish, small
 # enough that memory stays flat and no transaction holds locks for long.
 BATCH_SIZE = 10_000
+# How long a batch stays its worker's after the worker's last sign of life (its
+# claim, or a chunk committed: a few seconds each). A second delivery of its job
+# leaves it alone meanwhile; the sweeper (``resend_lost_imports``) hands over
+# again a batch whose lease ran out, and a queued one not taken this long.
+LEASE = timedelta(minutes=5)
 
 REPORT_REJECTIONS = 1_000
 
@@ -162,9 +167,12 @@ def import_contacts(
     """
     opening = _open(stream, basis=basis, source=source, preset=preset, mapping=mapping)
     batch = _new_batch(actor, opening, filename, status="running")
+    # This process's lease: the sweeper leaves a batch being imported here alone.
+    lease = _Lease(batch.started_at)
+    batch.claimed_at = lease.at
     db.session.commit()
     report = _report_for(batch, opening)
-    _apply_file(batch.id, opening, actor, report, batch_size, progress)
+    _apply_file(batch.id, opening, actor, report, batch_size, progress, lease)
     return report
 
 
@@ -210,17 +218,21 @@ def queue_import(
 def run_queued_import(batch_id: int) -> None:
     """Import a stored file (the worker's job); safe to run twice.
 
-    A batch already done or failed is left alone. One still ``running`` was cut
-    off (a worker killed mid-file, the message delivered again): the file is
-    read again from the start, which changes nothing for the rows already
-    imported (they come back ``unchanged``), and its counts start over.
+    A batch already done or failed is left alone, and so is one running under
+    another worker's lease (``LEASE``: a job handed over twice must not import
+    the file twice at once). One whose lease ran out was cut off (a worker
+    killed mid-file): the file is read again from the start, which changes
+    nothing for the rows already imported (they come back ``unchanged``), and
+    its counts start over.
     """
+    now = utcnow()
     claimed = db.session.execute(
         sa.update(ImportBatch)
-        .where(ImportBatch.id == batch_id, ImportBatch.status.in_(("queued", "running")))
+        .where(ImportBatch.id == batch_id, _claimable(now))
         .values(
             status="running",
-            started_at=utcnow(),
+            started_at=now,
+            claimed_at=now,
             rows=0,
             created=0,
             updated=0,
@@ -255,10 +267,60 @@ def run_queued_import(batch_id: int) -> None:
             return
         report = _report_for(batch, opening)
         try:
-            _apply_file(batch_id, opening, actor, report, BATCH_SIZE, None)
+            _apply_file(batch_id, opening, actor, report, BATCH_SIZE, None, _Lease(now))
         except Exception as exc:
             # Recorded on the batch by _apply_file; a retry would find it failed.
             log.warning("Import batch %s failed: %s", batch_id, type(exc).__name__)
+
+
+def _claimable(now: datetime) -> sa.ColumnElement[bool]:
+    """Queued, or running under a lease that ran out (its worker died); a batch
+    running from before its table had leases has none."""
+    return sa.or_(
+        ImportBatch.status == "queued",
+        sa.and_(
+            ImportBatch.status == "running",
+            sa.or_(ImportBatch.claimed_at.is_(None), ImportBatch.claimed_at <= now - LEASE),
+        ),
+    )
+
+
+def resend_lost_imports(broker_emptied: bool = False) -> list[int]:
+    """Hand over again the batches whose job was lost; returns their ids.
+
+    A batch running under a lease that ran out (its worker died, and the
+    broker's redelivery, if any, came while the lease held) goes back to
+    ``queued``; a queued batch not taken within ``LEASE`` of its upload or of
+    its last hand-over, or any queued batch once the broker lost its stored
+    messages (``broker_emptied``: a Redis restarted empty), is handed over
+    again. Its lease moves to now, so that it is handed over at most once per
+    ``LEASE`` while it waits behind other jobs. A job handed over twice runs
+    once: the first delivery claims the batch, the second finds it running
+    under that worker's lease, or done."""
+    now = utcnow()
+    waited = sa.func.coalesce(ImportBatch.claimed_at, ImportBatch.started_at) <= now - LEASE
+    lost = sa.or_(
+        sa.and_(ImportBatch.status == "queued", sa.true() if broker_emptied else waited),
+        sa.and_(ImportBatch.status == "running", _claimable(now)),
+    )
+    ids = list(db.session.scalars(sa.select(ImportBatch.id).where(lost).order_by(ImportBatch.id)))
+    if ids:
+        db.session.execute(
+            sa.update(ImportBatch)
+            .where(ImportBatch.id.in_(ids), lost)
+            .values(status="queued", claimed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    db.session.commit()
+    for batch_id in ids:
+        try:
+            send_job(IMPORT_JOB, batch_id)
+        except Exception as exc:
+            # Tried again once its new lease runs out.
+            log.warning("Import batch %s not handed over again (%s).", batch_id, type(exc).__name__)
+    if ids:
+        log.warning("Import batches handed over again (their job was lost): %s", ids)
+    return ids
 
 
 def report_of(batch_id: int) -> ImportReport:
@@ -291,6 +353,17 @@ def report_of(batch_id: int) -> ImportReport:
         started_at=batch.started_at,
         finished_at=batch.finished_at,
     )
+
+
+@dataclass
+class _Lease:
+    """The lease this process holds on the batch it imports (``claimed_at``)."""
+
+    at: datetime
+
+
+class _LeaseLost(Exception):
+    """Another worker took the batch over after this one's lease ran out."""
 
 
 @dataclass
@@ -393,8 +466,11 @@ def _apply_file(
     report: ImportReport,
     batch_size: int,
     progress: Callable[[int], None] | None,
+    lease: _Lease,
 ) -> None:
-    """Read the rows after the header and apply them a batch at a time."""
+    """Read the rows after the header and apply them a batch at a time, each
+    renewing ``lease``; stop, leaving the batch to its new worker, when the
+    lease was lost."""
     kind, reader, columns, lines = opening.kind, opening.reader, opening.columns, opening.lines
     hasher = keyed_hasher()
     pending: list[Row] = []
@@ -403,7 +479,15 @@ def _apply_file(
 
     def flush() -> None:
         _commit_batch(
-            batch_id, pending, pending_rejections, kind, actor, report, hasher, opening.plan.system
+            batch_id,
+            pending,
+            pending_rejections,
+            kind,
+            actor,
+            report,
+            hasher,
+            lease,
+            opening.plan.system,
         )
         pending.clear()
         pending_rejections.clear()
@@ -440,6 +524,10 @@ def _apply_file(
             if len(pending) + len(pending_rejections) >= batch_size:
                 flush()
         flush()
+    except _LeaseLost:
+        db.session.rollback()
+        log.warning("Import batch %s was taken over by another worker; this one stops.", batch_id)
+        return
     except Exception as exc:
         db.session.rollback()
         message = exc.message if isinstance(exc, DomainError) else "an unexpected error"
@@ -459,14 +547,17 @@ def _commit_batch(
     actor: Actor,
     report: ImportReport,
     hasher: Callable[[str], str],
+    lease: _Lease,
     system: str | None = None,
 ) -> None:
-    """Apply one batch in its own transaction; on a conflict, row by row."""
+    """Apply one batch in its own transaction, renewing ``lease``; on a
+    conflict, row by row."""
     try:
         outcome = apply_batch(rows, kind, batch_id, actor, hasher, system) if rows else Outcome()
         outcome.rejections[:0] = rejections
-        _store_outcome(batch_id, outcome, report)
+        renewed = _store_outcome(batch_id, outcome, report, lease)
         db.session.commit()
+        lease.at = renewed
     except sa.exc.IntegrityError:
         # A concurrent writer created one of these addresses or companies:
         # redo the rows one at a time so that only the clashing one is refused.
@@ -475,27 +566,36 @@ def _commit_batch(
             failed = [
                 Rejection(r.number, "changed concurrently; import the file again") for r in rows
             ]
-            _store_outcome(batch_id, Outcome(rejections=[*rejections, *failed]), report)
+            renewed = _store_outcome(
+                batch_id, Outcome(rejections=[*rejections, *failed]), report, lease
+            )
             db.session.commit()
+            lease.at = renewed
             _after_commit(report, Outcome(rejections=[*rejections, *failed]))
             return
-        _commit_batch(batch_id, [], rejections, kind, actor, report, hasher, system)
+        _commit_batch(batch_id, [], rejections, kind, actor, report, hasher, lease, system)
         for row in rows:
-            _commit_batch(batch_id, [row], [], kind, actor, report, hasher, system)
+            _commit_batch(batch_id, [row], [], kind, actor, report, hasher, lease, system)
         return
     _after_commit(report, outcome)
 
 
-def _store_outcome(batch_id: int, outcome: Outcome, report: ImportReport) -> None:
+def _store_outcome(
+    batch_id: int, outcome: Outcome, report: ImportReport, lease: _Lease
+) -> datetime:
+    """Write a chunk's counts and rejections, and the lease renewed (returned,
+    held once the caller commits); ``_LeaseLost`` when another worker holds it."""
+    renewed = utcnow()
     if outcome.rejections:
         db.session.execute(
             sa.insert(ImportRejection.__table__),
             [{"batch_id": batch_id, "row": r.row, "reason": r.reason} for r in outcome.rejections],
         )
-    db.session.execute(
+    held = db.session.execute(
         sa.update(ImportBatch)
-        .where(ImportBatch.id == batch_id)
+        .where(ImportBatch.id == batch_id, ImportBatch.claimed_at == lease.at)
         .values(
+            claimed_at=renewed,
             rows=report.rows,
             created=report.created + outcome.created,
             updated=report.updated + outcome.updated,
@@ -503,7 +603,10 @@ def _store_outcome(batch_id: int, outcome: Outcome, report: ImportReport) -> Non
             skipped_suppressed=report.skipped_suppressed + outcome.skipped_suppressed,
             rejected=report.rejected + len(outcome.rejections),
         )
-    )
+    ).rowcount  # type: ignore[attr-defined]
+    if not held:
+        raise _LeaseLost(batch_id)
+    return renewed
 
 
 def _after_commit(report: ImportReport, outcome: Outcome) -> None:

@@ -7,12 +7,15 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from consent import imports
+from consent.imports.batches import LEASE
 from extensions import broker, db
+from kernel.access import CLI_ACTOR
 from tests.conftest import count_rows, finish_imports
 from tests.staff.helpers import client_as
 
@@ -206,3 +209,137 @@ def test_a_batch_whose_job_was_lost_is_run_from_the_command_line(app, api_as) ->
     assert "created 25" in again.output and count_rows(app)["contact"] == 25
     missing = app.test_cli_runner().invoke(args=["contacts", "run-import", "999"])
     assert missing.exit_code == 1 and "No import batch 999" in missing.output
+
+
+def _batch(app: Any, batch_id: int) -> Any:
+    from consent.models import ImportBatch
+
+    with app.app_context():
+        batch = db.session.get(ImportBatch, batch_id)
+        assert batch is not None
+        db.session.expunge(batch)
+        db.session.remove()
+    return batch
+
+
+def _set_batch(app: Any, batch_id: int, **values: Any) -> None:
+    import sqlalchemy as sa
+
+    from consent.models import ImportBatch
+
+    with app.app_context():
+        db.session.execute(
+            sa.update(ImportBatch).where(ImportBatch.id == batch_id).values(**values)
+        )
+        db.session.commit()
+        db.session.remove()
+
+
+def test_a_second_delivery_leaves_a_batch_its_worker_is_importing_alone(app, api_as) -> None:
+    from kernel.timestamps import utcnow
+
+    marketing = api_as("marketing")
+    batch_id = post(marketing).json["batch_id"]
+    # Another worker claimed it a moment ago and is reading the file.
+    _set_batch(app, batch_id, status="running", claimed_at=utcnow())
+    with app.app_context():
+        imports.run_queued_import(batch_id)
+        db.session.remove()
+    assert (_batch(app, batch_id).status, count_rows(app)["contact"]) == ("running", 0)
+    # That worker died: once its lease ran out, a delivery takes the batch over.
+    _set_batch(app, batch_id, claimed_at=utcnow() - LEASE - timedelta(seconds=1))
+    with app.app_context():
+        imports.run_queued_import(batch_id)
+        db.session.remove()
+    done = _batch(app, batch_id)
+    assert (done.status, done.created, count_rows(app)["contact"]) == ("done", 25, 25)
+
+
+def test_a_worker_whose_batch_was_taken_over_stops_and_leaves_it_to_the_new_one(
+    app, api_as, monkeypatch
+) -> None:
+    from consent.imports import batches
+
+    monkeypatch.setattr(batches, "BATCH_SIZE", 10)
+    applied = batches.apply_batch
+    chunks = []
+
+    def slow_worker(*args: Any, **kwargs: Any) -> Any:
+        chunks.append(1)
+        if len(chunks) == 2:
+            # Our lease ran out during the first chunk and another worker took over.
+            _set_batch(app, batch_id, claimed_at=datetime.now(UTC) + timedelta(seconds=5))
+        return applied(*args, **kwargs)
+
+    monkeypatch.setattr(batches, "apply_batch", slow_worker)
+    marketing = api_as("marketing")
+    batch_id = post(marketing).json["batch_id"]
+    with app.app_context():
+        imports.run_queued_import(batch_id)
+        db.session.remove()
+    stopped = _batch(app, batch_id)
+    # The first chunk counted, the second rolled back, nothing failed or finished:
+    # the batch and its file are the new worker's.
+    assert (stopped.status, stopped.rows, stopped.created) == ("running", 10, 10)
+    assert stopped.finished_at is None and stopped.error is None
+    assert count_rows(app)["contact"] == 10
+    assert count_rows(app)["import_upload_chunk"] == 1
+
+
+def test_the_sweeper_hands_over_again_the_imports_whose_job_was_lost(app, api_as, request) -> None:
+    """A Redis restarted empty, or a worker dead after its message was lost: the
+    batch's row, not the broker, says what is owed (``flask outbox sweep``, and
+    the scheduler's sweeper)."""
+    from mailing.outbox import sweep_all
+
+    marketing = api_as("marketing")
+    files = [
+        (HEADER + "".join(f"b{n}p{i}@kund.se,P,Kund AB,SE,sv\n" for i in range(5))).encode()
+        for n in range(4)
+    ]
+    lost, young, alive, dead = (post(marketing, f).json["batch_id"] for f in files)
+    broker.flush("imports")  # every message lost
+    now = datetime.now(UTC)
+    old = now - LEASE - timedelta(seconds=1)
+    _set_batch(app, lost, started_at=old)
+    _set_batch(app, alive, status="running", claimed_at=now)
+    _set_batch(app, dead, status="running", claimed_at=old)
+    # The workers start now, as after the restart that lost the messages.
+    import_worker = request.getfixturevalue("import_worker")
+    with app.app_context():
+        swept = sweep_all()
+        db.session.remove()
+    assert swept.imports == [lost, dead]
+    import_worker()
+    status = {b: _batch(app, b).status for b in (lost, young, alive, dead)}
+    assert status == {lost: "done", young: "queued", alive: "running", dead: "done"}
+    assert (_batch(app, lost).created, _batch(app, dead).created) == (5, 5)
+    with app.app_context():
+        # Handed over at most once per lease while it waits.
+        assert imports.resend_lost_imports() == []
+        # A broker that lost its stored messages: every queued batch at once.
+        assert imports.resend_lost_imports(broker_emptied=True) == [young]
+        db.session.remove()
+    import_worker()
+    assert _batch(app, young).status == "done"
+
+
+def test_an_import_run_here_holds_its_lease_so_the_sweeper_leaves_it(app) -> None:
+    """``flask import`` imports in its own process: no job of it is lost."""
+    seen = []
+
+    def progress(read: int) -> None:
+        seen.append(imports.resend_lost_imports(broker_emptied=True))
+
+    with app.app_context():
+        report = imports.import_contacts(
+            CLI_ACTOR,
+            io.BytesIO(FILE),
+            basis="customer",
+            source="crm-export",
+            batch_size=10,
+            progress=progress,
+        )
+        db.session.remove()
+    assert seen and all(ids == [] for ids in seen)
+    assert (report.status, report.created) == ("done", 25)

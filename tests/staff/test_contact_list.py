@@ -542,6 +542,53 @@ def test_a_second_delivery_leaves_a_live_run_alone_and_resumes_a_dead_ones(app) 
     assert sorted(e.contact_id for e in _audit(app, "contact.legal_hold.set")) == ids
 
 
+def test_the_sweeper_hands_over_again_the_runs_whose_job_was_lost(app, import_worker) -> None:
+    """A Redis restarted empty, or a worker dead after its message was lost:
+    the run's row, not the broker, says what is owed (``flask outbox sweep``,
+    and the scheduler's sweeper)."""
+    from mailing.outbox import sweep_all
+
+    ids = _contacts(app, 2, country="FI")
+    now = datetime.now(UTC)
+    old = now - bulk_actions.LEASE - timedelta(seconds=1)
+    lost_queued = _stored_run(app, "set_legal_hold", total=2, created_at=old)
+    young = _stored_run(app, "set_legal_hold", total=2)
+    alive = _stored_run(app, "set_legal_hold", total=2, status="running", claimed_at=now)
+    with app.app_context():
+        # Not one job in the broker: each message was lost.
+        swept = sweep_all()
+        db.session.remove()
+    assert swept.bulk_actions == [lost_queued]
+    import_worker()
+    runs = {r: _run_row(app, r) for r in (lost_queued, young, alive)}
+    assert (runs[lost_queued].status, runs[lost_queued].changed) == ("done", 2)
+    assert (runs[young].status, runs[alive].status) == ("queued", "running")
+    assert sorted(e.contact_id for e in _audit(app, "contact.legal_hold.set")) == ids
+    # Handed over at most once per lease while it waits: a second sweep leaves it.
+    with app.app_context():
+        assert bulk_actions.resend_lost_runs() == []
+        # Its worker died after the broker lost the message: once the lease ran
+        # out, it goes back to the queue, and the broker that lost its messages
+        # has every queued run handed over at once, the young one too.
+        db.session.execute(
+            sa.update(BulkAction).where(BulkAction.id == alive).values(claimed_at=old)
+        )
+        db.session.commit()
+        assert bulk_actions.resend_lost_runs(broker_emptied=True) == [young, alive]
+        db.session.remove()
+    import_worker()
+    assert [_run_row(app, r).status for r in (young, alive)] == ["done", "done"]
+
+
+def _run_row(app: Any, run_id: int) -> BulkAction:
+    with app.app_context():
+        run = db.session.get(BulkAction, run_id)
+        assert run is not None
+        db.session.expunge(run)
+        db.session.remove()
+    return run
+
+
 def test_a_failed_run_stores_and_logs_the_errors_type_not_its_data(
     app, monkeypatch, caplog
 ) -> None:
