@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import json
 import logging
@@ -50,7 +51,7 @@ from consent.policies import wording_hash
 from crm import bulk, external_ids
 from crm import changes as change_feed
 from crm import services as crm
-from crm.models import Activity, Contact
+from crm.models import Activity, Contact, external_value_problem
 from extensions import db
 from kernel import metrics
 from kernel.access import Actor
@@ -381,6 +382,7 @@ def _apply_contacts(
     refuses) go through ``register_contact`` one by one, in the page's order,
     which updates them or says why not. A record linked to a contact here
     goes that way too, so that its fingerprint commits with its update."""
+    remotes, refused = _usable(CONTACTS, remotes)
     ids = [r.remote_id for r in remotes]
     owed = _deletions_owed(name, CONTACTS, ids)
     known = {
@@ -428,8 +430,8 @@ def _apply_contacts(
                 continue
         changed.append(_Changed(remote, seen, fingerprint))
     if not changed:
-        return 0, []
-    skipped: list[dict[str, str]] = []
+        return 0, refused
+    skipped: list[dict[str, str]] = refused
     invalid: list[_Changed] = []
     batch: list[tuple[_Changed, bulk.ContactInput]] = []
     for item in changed:
@@ -495,6 +497,35 @@ def _apply_contacts(
         if problem is not None:
             skipped.append(problem)
     return written, skipped
+
+
+_R = TypeVar("_R", RemoteContact, RemoteActivity)
+
+
+def _usable(object_type: str, remotes: Sequence[_R]) -> tuple[list[_R], list[dict[str, str]]]:
+    """The records whose CRM ids this service can hold, and a skip for each
+    other (its id shown escaped). A record's id is written to
+    ``connector_record`` and compared in the page's queries, where PostgreSQL
+    refused a NUL or more than 200 characters and failed the whole page."""
+    usable: list[_R] = []
+    refused: list[dict[str, str]] = []
+    for remote in remotes:
+        problem = external_value_problem(remote.remote_id)
+        if problem is not None:
+            shown = ascii(remote.remote_id)[1:-1][:100]
+            refused.append(_skip(object_type, shown, f"The record's id cannot be held: {problem}"))
+        else:
+            usable.append(remote)
+    return usable, refused
+
+
+def _held_contact_ids(remote: RemoteActivity) -> RemoteActivity:
+    """The activity without the contact ids this service cannot hold: they
+    name no contact of ours, and PostgreSQL refused them in the query."""
+    ids = tuple(i for i in remote.contact_remote_ids if external_value_problem(i) is None)
+    if len(ids) == len(remote.contact_remote_ids):
+        return remote
+    return dataclasses.replace(remote, contact_remote_ids=ids)
 
 
 def _remember(
@@ -661,6 +692,8 @@ def _apply_activities(
     logged, and those skipped with their reasons. One query each for the
     records logged before, the deletions owed, the contacts the page names and
     which of them this connector created."""
+    usable, refused = _usable(object_type, remotes)
+    remotes = [_held_contact_ids(r) for r in usable]
     ids = [r.remote_id for r in remotes]
     logged = set(
         db.session.scalars(
@@ -694,7 +727,7 @@ def _apply_activities(
         if holders
         else set()
     )
-    skipped: list[dict[str, str]] = []
+    skipped: list[dict[str, str]] = refused
     entries: list[tuple[RemoteActivity, bulk.ActivityInput]] = []
     for remote in remotes:
         if remote.remote_id in logged:

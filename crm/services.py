@@ -357,8 +357,10 @@ def _limits(model: type[db.Model], names: Iterable[str]) -> dict[str, int | None
     return {name: getattr(model.__table__.c[name].type, "length", None) for name in names}
 
 
-_CONTACT_LIMITS = _limits(Contact, _PROFILE_FIELDS)
-_COMPANY_LIMITS = _limits(Company, ("name", "org_number", "country"))
+# Country and language are read into codes (spaces around them trimmed), so
+# only their characters are checked, not their length.
+_CONTACT_LIMITS = _limits(Contact, ("name", "phone"))
+_COMPANY_LIMITS = _limits(Company, ("name", "org_number"))
 
 
 def check_company(data: CompanyInput) -> None:

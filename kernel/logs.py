@@ -51,15 +51,22 @@ _QUIET_ROUTES = ("/healthz", "/metrics")
 # (email)=(sara@kund.se) already exists.", "Failing row contains (...)").
 # SQLAlchemy's exception text carries it, and the engine's hide_parameters
 # does not reach it, so a traceback logged with such an error held the address.
-_ROW_DETAIL = re.compile(r"^(\s*DETAIL:\s+).*$", re.MULTILINE)
+# Withheld from "DETAIL:" to what follows the detail: the statement SQLAlchemy
+# appends, its pointer to the docs, a blank line (the traceback going on) or
+# the end. Not anchored to a line's start, and line breaks escaped or not: a
+# value may hold line breaks, and an error logged with %r has them escaped.
+_ROW_DETAIL = re.compile(
+    r"(DETAIL:\s+).*?(?=(?:\n|\\n)\[SQL: |(?:\n|\\n)\(Background on this error|\n\n|\Z)",
+    re.DOTALL,
+)
 WITHHELD_DETAIL = "(withheld from the log: the database repeats the row's values there)"
 
 
 def withhold_row_values(text: str) -> str:
     """``text`` without the database's error details, which repeat row values."""
-    return (
-        _ROW_DETAIL.sub(lambda m: m.group(1) + WITHHELD_DETAIL, text) if "DETAIL:" in text else text
-    )
+    if "DETAIL:" not in text:
+        return text
+    return _ROW_DETAIL.sub(lambda m: m.group(1) + WITHHELD_DETAIL, text)
 
 
 class TextFormatter(logging.Formatter):
@@ -89,7 +96,7 @@ class JsonFormatter(logging.Formatter):
             line["request_id"] = request_id
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                line[key] = value
+                line[key] = withhold_row_values(value) if isinstance(value, str) else value
         if record.exc_info:
             line["exception"] = withhold_row_values(self.formatException(record.exc_info))
         return json.dumps(line, default=str, ensure_ascii=False)

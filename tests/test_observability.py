@@ -145,13 +145,21 @@ def test_an_unexpected_database_error_is_logged_without_the_values_sent(
     assert "parameters hidden" in logged
 
 
-def _logged_with(exc: BaseException) -> logging.LogRecord:
+def _logged_with(exc: BaseException) -> list[logging.LogRecord]:
+    """``exc`` logged as code does: with its traceback (chained, as the 500
+    handler's), with ``%s`` and ``%r``, and in an ``extra=`` field."""
     try:
         raise RuntimeError("the route failed") from exc
     except RuntimeError:
-        return logging.LogRecord(
-            "app", logging.ERROR, __file__, 1, "Unhandled error on %s", ("POST",), sys.exc_info()
-        )
+        chained = sys.exc_info()
+    records = [
+        logging.LogRecord("app", logging.ERROR, __file__, 1, "Unhandled %s", ("POST",), chained),
+        logging.LogRecord("app", logging.ERROR, __file__, 1, "Refused: %s", (exc,), None),
+        logging.LogRecord("app", logging.ERROR, __file__, 1, "Refused: %r", (exc,), None),
+        logging.LogRecord("app", logging.ERROR, __file__, 1, "Refused", (), None),
+    ]
+    records[-1].error = str(exc)
+    return records
 
 
 def test_the_database_s_row_details_are_withheld_from_the_log(app) -> None:
@@ -164,31 +172,59 @@ def test_the_database_s_row_details_are_withheld_from_the_log(app) -> None:
                 "runs on the suite's second pass"
             )
         refusals = []
-        for statement, address in (
+        for statement, values in (
             (
                 "INSERT INTO contact (email, language, created_at, updated_at) "
                 "VALUES (:email, 'sv', now(), now())",
-                "sara.hidden@kund.se",
+                {"email": "sara.hidden@kund.se"},
             ),
             (
-                "INSERT INTO contact (email, created_at, updated_at) VALUES (:email, now(), now())",
-                "eva.hidden@kund.se",
+                # A value with line breaks: the detail goes on over lines.
+                "INSERT INTO contact (email, name, created_at, updated_at) "
+                "VALUES (:email, :name, now(), now())",
+                {"email": "eva.hidden@kund.se", "name": "Eva\nHidden\n\nPerson"},
             ),
         ):
             with pytest.raises(sa.exc.IntegrityError) as refused, db.engine.begin() as conn:
-                conn.execute(sa.text(statement), {"email": address})
-                conn.execute(sa.text(statement), {"email": address})
+                conn.execute(sa.text(statement), values)
+                conn.execute(sa.text(statement), values)
             refusals.append(refused.value)
     for exc in refusals:
         assert "hidden@kund.se" in str(exc)  # what the driver says, kept in the exception
-        record = _logged_with(exc)
-        for written in (JsonFormatter().format(record), TextFormatter().format(record)):
-            assert "hidden@kund.se" not in written
-            assert "IntegrityError" in written and "DETAIL:" in written
-            assert "withheld from the log" in written
-        exception = json.loads(JsonFormatter().format(record))["exception"]
-        assert "Unhandled error on POST" in TextFormatter().format(record)
-        assert "the route failed" in exception
+        for record in _logged_with(exc):
+            writings = [JsonFormatter().format(record)]
+            if not hasattr(record, "error"):  # the text format leaves extra= fields out
+                writings.append(TextFormatter().format(record))
+            for written in writings:
+                assert "hidden@kund.se" not in written and "Hidden" not in written, written
+                assert "IntegrityError" in written or "Violation" in written, written
+                assert "withheld from the log" in written
+        exception = json.loads(JsonFormatter().format(_logged_with(exc)[0]))["exception"]
+        assert "the route failed" in exception and "[SQL: INSERT INTO contact" in exception
+
+
+@pytest.mark.parametrize(
+    ("log_format", "formatter"), [("json", JsonFormatter), ("text", TextFormatter)]
+)
+def test_both_log_formats_are_the_withholding_ones(log_format: str, formatter: type) -> None:
+    from flask import Flask
+
+    from kernel.logs import configure_logging
+
+    root = logging.getLogger()
+    handler = logging.StreamHandler()
+    saved = [(h, h.formatter) for h in root.handlers], root.level
+    root.addHandler(handler)
+    try:
+        app = Flask("logs")
+        app.config.update(LOG_FORMAT=log_format, LOG_LEVEL="WARNING")
+        configure_logging(app)
+        assert type(handler.formatter) is formatter
+    finally:
+        root.removeHandler(handler)
+        for existing, its_formatter in saved[0]:
+            existing.setFormatter(its_formatter)
+        root.setLevel(saved[1])
 
 
 def test_only_the_detail_lines_are_withheld() -> None:

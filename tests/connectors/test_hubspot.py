@@ -378,6 +378,31 @@ def test_text_no_column_can_hold_skips_the_record_and_not_the_page(app, hubspot)
         assert len(db.session.get(ConnectorState, "hubspot").report) == 5
 
 
+def test_a_record_whose_id_cannot_be_held_is_skipped_and_not_the_page(app, hubspot) -> None:
+    # A faulty CRM's ids: written to connector_record (200 characters) and
+    # compared in the page's queries, where PostgreSQL refused them.
+    long = hubspot.add("contacts", {"email": "lang-id@kund.se"})
+    hubspot.objects["contacts"][long]["id"] = "9" * 250
+    contact, _ = anna(hubspot)
+    odd_call = hubspot.add("calls", {"hs_timestamp": CALL_AT}, {"contacts": [contact]})
+    hubspot.objects["calls"][odd_call]["id"] = "7" * 250
+    # A call naming, beside Anna, a contact whose id cannot be held: Anna's.
+    hubspot.add("calls", {"hs_timestamp": CALL_AT}, {"contacts": ["8" * 250, contact]})
+    result = run(app)
+    assert result.outcome == "done"
+    anna_here = the_contact(app, contact)
+    assert anna_here is not None and anna_here.last_interaction_at is not None
+    with app.app_context():
+        report = db.session.get(ConnectorState, "hubspot").report
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Contact)) == 1
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Activity)) == 2
+    reasons = {(r["object"], r["id"]): r["reason"] for r in report}
+    assert set(reasons) == {("contacts", "9" * 100), ("calls", "7" * 100)}
+    assert all(
+        r.startswith("The record's id cannot be held: An external id") for r in reasons.values()
+    )
+
+
 def test_a_deletion_hubspot_refuses_for_now_is_retried_and_never_brings_the_person_back(
     app, hubspot
 ) -> None:

@@ -642,6 +642,20 @@ def test_text_no_column_can_hold_skips_the_record_and_not_the_page(app, salesfor
     }
 
 
+def test_a_record_whose_id_holds_a_nul_is_skipped_and_not_the_page(app, salesforce) -> None:
+    nul = salesforce.add("Contact", {"Email": "nul-id@kund.se", "LastName": "N"})
+    salesforce.objects["Contact"][nul]["Id"] = "003\x00NUL"
+    good = salesforce.add("Contact", {"Email": "ok@kund.se", "LastName": "Ok"})
+    assert run(app).outcome == "done"
+    assert the_contact(app, good) is not None
+    with app.app_context():
+        report = db.session.get(ConnectorState, "salesforce").report
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Contact)) == 1
+    assert [(r["id"], r["reason"][:31]) for r in report] == [
+        ("003\\x00NUL", "The record's id cannot be held:")
+    ]
+
+
 def test_decisions_salesforce_refuses_are_skipped_with_the_reason(
     app, salesforce, monkeypatch
 ) -> None:

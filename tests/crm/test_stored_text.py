@@ -78,12 +78,15 @@ def test_the_longest_text_the_columns_hold_is_taken(app: Any) -> None:
         registration = consent.register_contact(
             CLI_ACTOR,
             "anna@kund.se",
-            {"name": "Å" * 200, "phone": "+" + "4" * 39},
-            CompanyInput(name="K" * 200, org_number="5" * 40),
+            # A country code with spaces around it is read as the code it is.
+            {"name": "Å" * 200, "phone": "+" + "4" * 39, "country": " se\n"},
+            CompanyInput(name="K" * 200, org_number="5" * 40, country=" SE "),
         )
         assert registration.contact.name == "Å" * 200
+        assert registration.contact.country == "SE"
         assert registration.contact.company is not None
         assert registration.contact.company.name == "K" * 200
+        assert registration.contact.company.country == "SE"
 
 
 def test_a_page_leaves_out_the_entries_it_cannot_store_and_creates_the_rest(app: Any) -> None:
