@@ -646,11 +646,17 @@ def test_a_record_whose_id_holds_a_nul_is_skipped_and_not_the_page(app, salesfor
     nul = salesforce.add("Contact", {"Email": "nul-id@kund.se", "LastName": "N"})
     salesforce.objects["Contact"][nul]["Id"] = "003\x00NUL"
     good = salesforce.add("Contact", {"Email": "ok@kund.se", "LastName": "Ok"})
+    # A call whose contact id holds a NUL names no contact of ours: not logged,
+    # and the page's other call is.
+    call = {"Subject": "Call", "TaskSubtype": "Call", "Status": "Completed", "IsClosed": True}
+    salesforce.add("Task", {**call, "WhoId": "003\x00NUL", "CompletedDateTime": CALL_AT})
+    salesforce.add("Task", {**call, "WhoId": good, "CompletedDateTime": CALL_AT})
     assert run(app).outcome == "done"
     assert the_contact(app, good) is not None
     with app.app_context():
         report = db.session.get(ConnectorState, "salesforce").report
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Contact)) == 1
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Activity)) == 1
     assert [(r["id"], r["reason"][:31]) for r in report] == [
         ("003\\x00NUL", "The record's id cannot be held:")
     ]
