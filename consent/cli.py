@@ -213,13 +213,19 @@ def import_command(
 @click.argument("batch_id", type=int)
 def run_import_command(batch_id: int) -> None:
     """Run a stored import (BATCH_ID) here, now: for a batch left queued or running
-    because its job was lost (a Redis emptied before a worker took it). Only
-    when no worker runs that batch; a batch done or failed is left alone."""
+    because its job was lost (the sweeper also hands such a batch over again).
+    A batch done or failed, or running under a worker's lease, is left alone."""
     try:
         imports.run_queued_import(batch_id)
         report = imports.report_of(batch_id)
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
+    if report.status in ("queued", "running"):
+        raise click.ClickException(
+            f"Import batch {batch_id} is {report.status} and was left alone: a worker holds "
+            "it (its lease is renewed with each chunk), or its file is not stored here "
+            "(a command-line import)."
+        )
     click.echo(
         f"Import batch {report.batch_id}: {report.status}, rows {report.rows}, created "
         f"{report.created}, updated {report.updated}, unchanged {report.unchanged}, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import dramatiq
+from dramatiq.middleware import TimeLimitExceeded
 
 from consent import bases, bulk_actions, imports, webhooks
 
@@ -37,12 +38,28 @@ def reconcile_bases(at: str) -> None:
     bases.reconcile_bases(datetime.fromisoformat(at))
 
 
+IMPORT_TIME_LIMIT_MS = 6 * 3_600_000
+
+
 @dramatiq.actor(
-    actor_name=imports.IMPORT_JOB, queue_name="imports", max_retries=3, time_limit=6 * 3_600_000
+    actor_name=imports.IMPORT_JOB,
+    queue_name="imports",
+    max_retries=3,
+    time_limit=IMPORT_TIME_LIMIT_MS,
 )
 def run_import(batch_id: int) -> None:
     """Import a stored CSV file (docs/imports.md); a batch already run is left alone."""
-    imports.run_queued_import(batch_id)
+    try:
+        imports.run_queued_import(batch_id)
+    except TimeLimitExceeded:
+        # Started over, it would run out of time again (the sweeper hands a
+        # batch whose lease ran out over again): it ends here, failed.
+        imports.stop_import(
+            batch_id,
+            f"Stopped: the import ran longer than its time limit "
+            f"({IMPORT_TIME_LIMIT_MS // 3_600_000} hours). Split the file and import the parts.",
+        )
+        raise
 
 
 @dramatiq.actor(

@@ -10,6 +10,7 @@ this module looks it up on the broker: the dependency points one way only.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 import dramatiq
@@ -40,3 +41,13 @@ def send_or_unavailable(actor_name: str, *args: Any) -> None:
     except Exception as exc:
         log.warning("A request's job (%s) was not handed to the broker (%s).", actor_name, exc)
         raise Unavailable(BROKER_DOWN) from None
+
+
+def due_again(first: datetime, last: datetime, now: datetime, least: timedelta) -> bool:
+    """Whether a job handed over at ``first``, and again at ``last``, may be
+    handed over once more at ``now`` although its message may only be waiting
+    behind longer jobs: after ``least``, then after as long again as it has
+    waited (``least``, 2 x ``least``, 4 x ...), so that a message truly lost is
+    replaced soon and one merely waiting gains a duplicate only every doubling
+    of its wait (six behind a six-hour job, for five minutes), not every sweep."""
+    return now - last >= max(least, last - first)

@@ -34,6 +34,7 @@ from consent.imports.batches import (
     report_of,
     resend_lost_imports,
     run_queued_import,
+    stop_import,
 )
 from consent.imports.mapping import (
     PRESETS,
@@ -76,5 +77,6 @@ __all__ = [
     "report_of",
     "resend_lost_imports",
     "run_queued_import",
+    "stop_import",
     "suggest_preset",
 ]

@@ -31,16 +31,17 @@ from consent.models import (
     Basis,
     ImportBatch,
     ImportRejection,
+    ImportUploadChunk,
     InterestKind,
 )
 from crm import services as crm
 from extensions import db
 from kernel import metrics
-from kernel.access import Actor
+from kernel.access import SYSTEM_ACTOR, Actor
 from kernel.addresses import keyed_hasher
-from kernel.errors import DomainError, InvalidInput, NotFound, Unavailable
+from kernel.errors import Conflict, DomainError, InvalidInput, NotFound, Unavailable
 from kernel.i18n import N_
-from kernel.jobs import BROKER_DOWN, send_job
+from kernel.jobs import BROKER_DOWN, due_again, send_job
 from kernel.signals import decisions_changed
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
@@ -172,7 +173,17 @@ def import_contacts(
     batch.claimed_at = lease.at
     db.session.commit()
     report = _report_for(batch, opening)
-    _apply_file(batch.id, opening, actor, report, batch_size, progress, lease)
+    if not _apply_file(batch.id, opening, actor, report, batch_size, progress, lease):
+        raise Conflict(
+            N_(
+                "Import batch %(batch)s stopped before the end of the file: a chunk took "
+                "longer than %(minutes)s minutes and the batch was marked stopped. The "
+                "rows imported so far stay; import the file again to finish (they come "
+                "back unchanged)."
+            ),
+            code="import_stopped",
+            values={"batch": batch.id, "minutes": int(LEASE.total_seconds() // 60)},
+        )
     return report
 
 
@@ -263,7 +274,7 @@ def run_queued_import(batch_id: int) -> None:
         except DomainError as exc:
             # Checked at upload, so only a changed preset list gets here.
             report = ImportReport(batch_id, batch.interest_kind, batch.source)
-            _finish(batch_id, report, actor, status="failed", error=exc.message)
+            _finish(batch_id, report, actor, _Lease(now), status="failed", error=exc.message)
             return
         report = _report_for(batch, opening)
         try:
@@ -273,14 +284,23 @@ def run_queued_import(batch_id: int) -> None:
             log.warning("Import batch %s failed: %s", batch_id, type(exc).__name__)
 
 
+# A batch the API or the staff page queued has its file stored until it has run;
+# one ``flask contacts import`` reads in its own process has none, and is that
+# process's alone.
+_STORED = sa.exists().where(ImportUploadChunk.batch_id == ImportBatch.id)
+
+
 def _claimable(now: datetime) -> sa.ColumnElement[bool]:
-    """Queued, or running under a lease that ran out (its worker died); a batch
-    running from before its table had leases has none."""
-    return sa.or_(
-        ImportBatch.status == "queued",
-        sa.and_(
-            ImportBatch.status == "running",
-            sa.or_(ImportBatch.claimed_at.is_(None), ImportBatch.claimed_at <= now - LEASE),
+    """Queued, or running under a lease that ran out (its worker died; a batch
+    running from before its table had leases has none); its file stored."""
+    return sa.and_(
+        _STORED,
+        sa.or_(
+            ImportBatch.status == "queued",
+            sa.and_(
+                ImportBatch.status == "running",
+                sa.or_(ImportBatch.claimed_at.is_(None), ImportBatch.claimed_at <= now - LEASE),
+            ),
         ),
     )
 
@@ -288,39 +308,98 @@ def _claimable(now: datetime) -> sa.ColumnElement[bool]:
 def resend_lost_imports(broker_emptied: bool = False) -> list[int]:
     """Hand over again the batches whose job was lost; returns their ids.
 
-    A batch running under a lease that ran out (its worker died, and the
-    broker's redelivery, if any, came while the lease held) goes back to
-    ``queued``; a queued batch not taken within ``LEASE`` of its upload or of
-    its last hand-over, or any queued batch once the broker lost its stored
-    messages (``broker_emptied``: a Redis restarted empty), is handed over
-    again. Its lease moves to now, so that it is handed over at most once per
-    ``LEASE`` while it waits behind other jobs. A job handed over twice runs
-    once: the first delivery claims the batch, the second finds it running
-    under that worker's lease, or done."""
+    - A batch running under a lease that ran out (its worker died, and the
+      broker's redelivery, if any, came while the lease held) goes back to
+      ``queued`` and is handed over again.
+    - A queued batch is handed over again once the broker lost its stored
+      messages (``broker_emptied``: a Redis restarted empty), and otherwise
+      when it has waited ``LEASE`` since its upload, then after as long again
+      as it has waited (``kernel.jobs.due_again``): a message truly lost is
+      replaced soon, one waiting behind a long job gains few duplicates. A
+      job handed over twice runs once: the first delivery claims the batch,
+      the next finds it running under that worker's lease, or done.
+    - A batch ``flask contacts import`` was reading whose lease ran out (the
+      command was stopped) is marked failed: no worker can take it over, it
+      has no stored file.
+
+    A batch running from before migration 0045 (no lease) is left to the
+    worker that may still be running it."""
     now = utcnow()
-    waited = sa.func.coalesce(ImportBatch.claimed_at, ImportBatch.started_at) <= now - LEASE
-    lost = sa.or_(
-        sa.and_(ImportBatch.status == "queued", sa.true() if broker_emptied else waited),
-        sa.and_(ImportBatch.status == "running", _claimable(now)),
-    )
-    ids = list(db.session.scalars(sa.select(ImportBatch.id).where(lost).order_by(ImportBatch.id)))
+    # (A NULL lease compares as unknown: a batch from before 0045 is not expired.)
+    expired = sa.and_(ImportBatch.status == "running", ImportBatch.claimed_at <= now - LEASE)
+    waiting = sa.and_(ImportBatch.status == "queued", _STORED)
+    if not broker_emptied:
+        waited = sa.func.coalesce(ImportBatch.claimed_at, ImportBatch.started_at)
+        waiting = sa.and_(waiting, waited <= now - LEASE)
+    candidates = db.session.execute(
+        sa.select(ImportBatch.id, ImportBatch.started_at, ImportBatch.claimed_at)
+        .where(sa.or_(sa.and_(expired, _STORED), waiting))
+        .order_by(ImportBatch.id)
+    ).all()
+    ids = [
+        row.id
+        for row in candidates
+        if broker_emptied
+        or row.claimed_at is None
+        or due_again(row.started_at, row.claimed_at, now, LEASE)
+    ]
     if ids:
         db.session.execute(
             sa.update(ImportBatch)
-            .where(ImportBatch.id.in_(ids), lost)
+            .where(ImportBatch.id.in_(ids), sa.or_(expired, ImportBatch.status == "queued"))
             .values(status="queued", claimed_at=now)
             .execution_options(synchronize_session=False)
         )
+    _stop_commands_that_ended(expired)
     db.session.commit()
     for batch_id in ids:
         try:
             send_job(IMPORT_JOB, batch_id)
         except Exception as exc:
-            # Tried again once its new lease runs out.
+            # Tried again at a later sweep.
             log.warning("Import batch %s not handed over again (%s).", batch_id, type(exc).__name__)
     if ids:
         log.warning("Import batches handed over again (their job was lost): %s", ids)
     return ids
+
+
+_COMMAND_ENDED = (
+    "Stopped: the command that imported it ended before the end of the file. The rows "
+    "imported so far stay; import the file again to finish (they come back unchanged)."
+)
+
+
+def _stop_commands_that_ended(expired: sa.ColumnElement[bool]) -> None:
+    """Mark failed the command-line imports (no stored file) whose lease ran out."""
+    ended = list(db.session.scalars(sa.select(ImportBatch.id).where(expired, sa.not_(_STORED))))
+    if not ended:
+        return
+    db.session.execute(
+        sa.update(ImportBatch)
+        .where(ImportBatch.id.in_(ended), expired)
+        .values(status="failed", error=_COMMAND_ENDED, finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    for batch_id in ended:
+        crm.audit(SYSTEM_ACTOR, "import.run", detail=f"batch {batch_id} failed: its command ended")
+    log.warning("Command-line imports whose process ended marked failed: %s", ended)
+
+
+def stop_import(batch_id: int, reason: str) -> None:
+    """Mark a running batch failed with ``reason`` and delete its file: its job
+    cannot go on (it ran out of time), and a delivery again would only start
+    the file over. Rolls back what the job had not committed."""
+    db.session.rollback()
+    stopped = db.session.execute(
+        sa.update(ImportBatch)
+        .where(ImportBatch.id == batch_id, ImportBatch.status == "running")
+        .values(status="failed", error=reason[:500], finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if stopped:
+        delete_upload(batch_id)
+        crm.audit(SYSTEM_ACTOR, "import.run", detail=f"batch {batch_id} failed: {reason}"[:500])
+    db.session.commit()
 
 
 def report_of(batch_id: int) -> ImportReport:
@@ -467,10 +546,10 @@ def _apply_file(
     batch_size: int,
     progress: Callable[[int], None] | None,
     lease: _Lease,
-) -> None:
+) -> bool:
     """Read the rows after the header and apply them a batch at a time, each
-    renewing ``lease``; stop, leaving the batch to its new worker, when the
-    lease was lost."""
+    renewing ``lease``. False when the lease was lost: the batch is left to
+    whoever holds it now, unfinished here."""
     kind, reader, columns, lines = opening.kind, opening.reader, opening.columns, opening.lines
     hasher = keyed_hasher()
     pending: list[Row] = []
@@ -526,17 +605,17 @@ def _apply_file(
         flush()
     except _LeaseLost:
         db.session.rollback()
-        log.warning("Import batch %s was taken over by another worker; this one stops.", batch_id)
-        return
+        log.warning("Import batch %s was taken over; this process stops.", batch_id)
+        return False
     except Exception as exc:
         db.session.rollback()
         message = exc.message if isinstance(exc, DomainError) else "an unexpected error"
-        _finish(
-            batch_id, report, actor, status="failed", error=f"Stopped at row {number}: {message}"
-        )
+        error = f"Stopped at row {number}: {message}"
+        if not _finish(batch_id, report, actor, lease, status="failed", error=error):
+            return False  # not ours any more: the error is moot
         raise
     report.file_sha256 = lines.digest.hexdigest()
-    _finish(batch_id, report, actor, status="done")
+    return _finish(batch_id, report, actor, lease, status="done")
 
 
 def _commit_batch(
@@ -627,14 +706,19 @@ def _after_commit(report: ImportReport, outcome: Outcome) -> None:
 
 
 def _finish(
-    batch_id: int, report: ImportReport, actor: Actor, *, status: str, error: str | None = None
-) -> None:
-    report.status = status
-    report.error = error
-    report.finished_at = utcnow()
-    db.session.execute(
+    batch_id: int,
+    report: ImportReport,
+    actor: Actor,
+    lease: _Lease,
+    *,
+    status: str,
+    error: str | None = None,
+) -> bool:
+    """End the batch ``done`` or ``failed``, its file deleted, unless another
+    holds its lease now (False: nothing written, the batch and file are theirs)."""
+    held = db.session.execute(
         sa.update(ImportBatch)
-        .where(ImportBatch.id == batch_id)
+        .where(ImportBatch.id == batch_id, ImportBatch.claimed_at == lease.at)
         .values(
             status=status,
             error=error[:500] if error else None,
@@ -643,7 +727,15 @@ def _finish(
             rows=report.rows,
             rows_total=report.rows if status == "done" else ImportBatch.rows_total,
         )
-    )
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if not held:
+        db.session.rollback()
+        log.warning("Import batch %s was taken over; this process stops.", batch_id)
+        return False
+    report.status = status
+    report.error = error
+    report.finished_at = utcnow()
     # The file was kept for this run only: it holds personal data.
     delete_upload(batch_id)
     crm.audit(
@@ -660,6 +752,7 @@ def _finish(
         status,
         {outcome: getattr(report, outcome) for outcome in metrics.IMPORT_ROW_OUTCOMES},
     )
+    return True
 
 
 def iter_rejections(batch_id: int, after_row: int = 0) -> Iterator[ImportRejection]:

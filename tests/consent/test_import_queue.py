@@ -11,11 +11,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from consent import imports
 from consent.imports.batches import LEASE
+from consent.models import ImportBatch
 from extensions import broker, db
 from kernel.access import CLI_ACTOR
+from kernel.errors import Conflict
 from tests.conftest import count_rows, finish_imports
 from tests.staff.helpers import client_as
 
@@ -343,3 +346,165 @@ def test_an_import_run_here_holds_its_lease_so_the_sweeper_leaves_it(app) -> Non
         db.session.remove()
     assert seen and all(ids == [] for ids in seen)
     assert (report.status, report.created) == ("done", 25)
+
+
+def test_a_command_line_import_whose_command_ended_is_marked_failed_not_handed_over(app) -> None:
+    """Its file is not stored: no worker could read it, and a worker that
+    claimed it would wipe its report and fail on an empty file."""
+    stopped = []
+
+    def interrupted(read: int) -> None:
+        raise KeyboardInterrupt  # the operator's Ctrl-C after the first chunk
+
+    with app.app_context():
+        with pytest.raises(KeyboardInterrupt):
+            imports.import_contacts(
+                CLI_ACTOR,
+                io.BytesIO(FILE),
+                basis="customer",
+                source="crm-export",
+                batch_size=10,
+                progress=interrupted,
+            )
+        db.session.rollback()
+        [batch_id] = db.session.scalars(sa.select(ImportBatch.id)).all()
+        db.session.remove()
+    assert (_batch(app, batch_id).status, _batch(app, batch_id).created) == ("running", 10)
+    with app.app_context():
+        # A delivery of a job naming it (or `flask contacts run-import`) leaves it.
+        imports.run_queued_import(batch_id)
+        stopped.append(imports.resend_lost_imports(broker_emptied=True))
+        db.session.remove()
+    assert stopped == [[]] and _batch(app, batch_id).status == "running"
+    _set_batch(app, batch_id, claimed_at=datetime.now(UTC) - LEASE - timedelta(seconds=1))
+    with app.app_context():
+        # Its lease ran out: still no delivery takes it (it has no file to read).
+        imports.run_queued_import(batch_id)
+        assert (_batch(app, batch_id).status, _batch(app, batch_id).created) == ("running", 10)
+        assert imports.resend_lost_imports() == []
+        db.session.remove()
+    ended = _batch(app, batch_id)
+    assert (ended.status, ended.created, ended.rows) == ("failed", 10, 10)
+    assert ended.error is not None and ended.error.startswith("Stopped: the command")
+    assert queued_messages() == 0
+
+
+def test_a_command_line_import_that_lost_its_lease_says_so(app) -> None:
+    from consent.imports import batches
+
+    def slow(read: int) -> None:
+        # A chunk took longer than the lease: the sweeper marked the batch stopped.
+        with app.app_context():
+            db.session.execute(
+                sa.update(ImportBatch).values(claimed_at=datetime.now(UTC) - 2 * LEASE)
+            )
+            db.session.commit()
+            assert batches.resend_lost_imports() == []
+
+    with app.app_context():
+        with pytest.raises(Conflict) as refused:
+            imports.import_contacts(
+                CLI_ACTOR,
+                io.BytesIO(FILE),
+                basis="customer",
+                source="crm-export",
+                batch_size=10,
+                progress=slow,
+            )
+        db.session.remove()
+    assert refused.value.code == "import_stopped"
+    assert "import the file again" in refused.value.message
+
+
+def test_a_worker_that_lost_its_lease_and_then_fails_leaves_the_batch_to_the_new_one(
+    app, api_as, monkeypatch
+) -> None:
+    from consent.imports import batches
+
+    monkeypatch.setattr(batches, "BATCH_SIZE", 10)
+    applied = batches.apply_batch
+    chunks = []
+
+    def stalled_then_broken(*args: Any, **kwargs: Any) -> Any:
+        chunks.append(1)
+        if len(chunks) == 2:
+            # Taken over meanwhile, then this worker's chunk fails (a deadlock
+            # against the new worker, say).
+            _set_batch(app, batch_id, claimed_at=datetime.now(UTC) + timedelta(seconds=5))
+            raise RuntimeError("deadlock detected")
+        return applied(*args, **kwargs)
+
+    monkeypatch.setattr(batches, "apply_batch", stalled_then_broken)
+    batch_id = post(api_as("marketing")).json["batch_id"]
+    with app.app_context():
+        imports.run_queued_import(batch_id)
+        db.session.remove()
+    left = _batch(app, batch_id)
+    assert (left.status, left.error, left.finished_at) == ("running", None, None)
+    assert count_rows(app)["import_upload_chunk"] == 1
+
+
+def test_a_batch_running_from_before_its_lease_is_left_to_its_worker(app, api_as) -> None:
+    """Migration 0045 gives running batches no lease: a worker of the version
+    before may still be importing it, and knows nothing of leases."""
+    batch_id = post(api_as("marketing")).json["batch_id"]
+    _set_batch(app, batch_id, status="running", claimed_at=None)
+    with app.app_context():
+        assert imports.resend_lost_imports() == []
+        assert imports.resend_lost_imports(broker_emptied=True) == []
+        db.session.remove()
+    assert _batch(app, batch_id).status == "running"
+
+
+def test_an_import_out_of_time_ends_failed_and_is_not_started_over(
+    app, api_as, monkeypatch
+) -> None:
+    from dramatiq.middleware import TimeLimitExceeded
+
+    from consent import tasks
+
+    batch_id = post(api_as("marketing")).json["batch_id"]
+    broker.flush("imports")
+
+    def too_long(batch: int) -> None:
+        _set_batch(app, batch, status="running", claimed_at=datetime.now(UTC))
+        raise TimeLimitExceeded()
+
+    monkeypatch.setattr(imports, "run_queued_import", too_long)
+    with app.app_context(), pytest.raises(TimeLimitExceeded):
+        tasks.run_import(batch_id)
+    stopped = _batch(app, batch_id)
+    assert stopped.status == "failed" and "time limit (6 hours)" in (stopped.error or "")
+    assert count_rows(app)["import_upload_chunk"] == 0
+    _set_batch(app, batch_id, claimed_at=datetime.now(UTC) - 2 * LEASE)
+    with app.app_context():
+        assert imports.resend_lost_imports(broker_emptied=True) == []
+        db.session.remove()
+
+
+def test_a_queued_batch_gains_a_duplicate_only_each_time_its_wait_doubles(app, api_as) -> None:
+    """Waiting behind a six-hour job, it is handed over again at 5, 10, 20,
+    40 ... minutes, not every sweep: the queue does not fill with copies."""
+    batch_id = post(api_as("marketing")).json["batch_id"]
+    broker.flush("imports")
+    now = datetime.now(UTC)
+    minute = timedelta(minutes=1)
+    # (uploaded, last handed over) -> handed over again now?
+    for uploaded, last, again in [
+        (4 * minute, None, False),
+        (6 * minute, None, True),
+        (12 * minute, 6 * minute, True),  # handed over at 6, waited 6 since: due
+        (15 * minute, 6 * minute, False),  # handed over at 9, waited 6 since: not yet
+        (100 * minute, 50 * minute, True),
+        (100 * minute, 45 * minute, False),
+    ]:
+        _set_batch(
+            app,
+            batch_id,
+            status="queued",
+            started_at=now - uploaded,
+            claimed_at=None if last is None else now - last,
+        )
+        with app.app_context():
+            assert (imports.resend_lost_imports() == [batch_id]) is again, (uploaded, last)
+            db.session.remove()

@@ -567,6 +567,17 @@ def test_the_sweeper_hands_over_again_the_runs_whose_job_was_lost(app, import_wo
     # Handed over at most once per lease while it waits: a second sweep leaves it.
     with app.app_context():
         assert bulk_actions.resend_lost_runs() == []
+        # Waiting behind a long job, handed over again after 1.8 leases: not
+        # again 1.2 leases later (it waits as long again as it had), 1.8 later it is.
+        lease = bulk_actions.LEASE
+        for created, last, again in [(3.0, 1.2, False), (3.6, 1.8, True)]:
+            db.session.execute(
+                sa.update(BulkAction)
+                .where(BulkAction.id == young)
+                .values(created_at=now - created * lease, claimed_at=now - last * lease)
+            )
+            db.session.commit()
+            assert bulk_actions.resend_lost_runs() == ([young] if again else [])
         # Its worker died after the broker lost the message: once the lease ran
         # out, it goes back to the queue, and the broker that lost its messages
         # has every queued run handed over at once, the young one too.
