@@ -29,7 +29,7 @@ from crm.models import Contact
 from extensions import db
 from kernel.access import Actor
 from kernel.errors import N_, Conflict, InvalidInput, NotFound, Unavailable
-from kernel.jobs import BROKER_DOWN, due_again, send_job
+from kernel.jobs import BROKER_DOWN, hand_over_lost, send_job
 from kernel.timestamps import utcnow
 
 log = logging.getLogger(__name__)
@@ -275,48 +275,11 @@ def _claimable(now: datetime) -> sa.ColumnElement[bool]:
 
 
 def resend_lost_runs(broker_emptied: bool = False) -> list[int]:
-    """Hand over again the runs whose job was lost; returns their ids.
-
-    As ``consent.imports.resend_lost_imports`` does for import batches: a run
-    whose lease ran out goes back to ``queued`` (it resumes after the last
-    contact it recorded); a queued run is handed over again once the broker
-    lost its stored messages, and otherwise after ``LEASE``, then after as
-    long again as it has waited (``kernel.jobs.due_again``)."""
-    now = utcnow()
-    expired = sa.and_(BulkAction.status == "running", BulkAction.claimed_at <= now - LEASE)
-    waiting = BulkAction.status == "queued"
-    if not broker_emptied:
-        waited = sa.func.coalesce(BulkAction.claimed_at, BulkAction.created_at)
-        waiting = sa.and_(waiting, waited <= now - LEASE)
-    candidates = db.session.execute(
-        sa.select(BulkAction.id, BulkAction.created_at, BulkAction.claimed_at)
-        .where(sa.or_(expired, waiting))
-        .order_by(BulkAction.id)
-    ).all()
-    ids = [
-        row.id
-        for row in candidates
-        if broker_emptied
-        or row.claimed_at is None
-        or due_again(row.created_at, row.claimed_at, now, LEASE)
-    ]
-    if ids:
-        db.session.execute(
-            sa.update(BulkAction)
-            .where(BulkAction.id.in_(ids), sa.or_(expired, BulkAction.status == "queued"))
-            .values(status="queued", claimed_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    db.session.commit()
-    for run_id in ids:
-        try:
-            send_job(BULK_JOB, run_id)
-        except Exception as exc:
-            # Tried again at a later sweep.
-            log.warning("Bulk action %s not handed over again (%s).", run_id, type(exc).__name__)
-    if ids:
-        log.warning("Bulk actions handed over again (their job was lost): %s", ids)
-    return ids
+    """Hand over again the runs whose job was lost; returns their ids
+    (``kernel.jobs.hand_over_lost``, as for import batches): a run whose lease
+    ran out goes back to ``queued`` and resumes after the last contact it
+    recorded; a queued run's job is sent again."""
+    return hand_over_lost(BulkAction, BulkAction.created_at, LEASE, BULK_JOB, broker_emptied)
 
 
 def _take_lease(run_id: int, lease: datetime, held: sa.ColumnElement[bool], **values: Any) -> bool:

@@ -41,7 +41,7 @@ from kernel.access import SYSTEM_ACTOR, Actor
 from kernel.addresses import keyed_hasher
 from kernel.errors import Conflict, DomainError, InvalidInput, NotFound, Unavailable
 from kernel.i18n import N_
-from kernel.jobs import BROKER_DOWN, due_again, send_job
+from kernel.jobs import BROKER_DOWN, hand_over_lost, send_job
 from kernel.signals import decisions_changed
 from kernel.signals import sender as signal_sender
 from kernel.timestamps import utcnow
@@ -327,40 +327,11 @@ def resend_lost_imports(broker_emptied: bool = False) -> list[int]:
     now = utcnow()
     # (A NULL lease compares as unknown: a batch from before 0045 is not expired.)
     expired = sa.and_(ImportBatch.status == "running", ImportBatch.claimed_at <= now - LEASE)
-    waiting = sa.and_(ImportBatch.status == "queued", _STORED)
-    if not broker_emptied:
-        waited = sa.func.coalesce(ImportBatch.claimed_at, ImportBatch.started_at)
-        waiting = sa.and_(waiting, waited <= now - LEASE)
-    candidates = db.session.execute(
-        sa.select(ImportBatch.id, ImportBatch.started_at, ImportBatch.claimed_at)
-        .where(sa.or_(sa.and_(expired, _STORED), waiting))
-        .order_by(ImportBatch.id)
-    ).all()
-    ids = [
-        row.id
-        for row in candidates
-        if broker_emptied
-        or row.claimed_at is None
-        or due_again(row.started_at, row.claimed_at, now, LEASE)
-    ]
-    if ids:
-        db.session.execute(
-            sa.update(ImportBatch)
-            .where(ImportBatch.id.in_(ids), sa.or_(expired, ImportBatch.status == "queued"))
-            .values(status="queued", claimed_at=now)
-            .execution_options(synchronize_session=False)
-        )
     _stop_commands_that_ended(expired)
     db.session.commit()
-    for batch_id in ids:
-        try:
-            send_job(IMPORT_JOB, batch_id)
-        except Exception as exc:
-            # Tried again at a later sweep.
-            log.warning("Import batch %s not handed over again (%s).", batch_id, type(exc).__name__)
-    if ids:
-        log.warning("Import batches handed over again (their job was lost): %s", ids)
-    return ids
+    return hand_over_lost(
+        ImportBatch, ImportBatch.started_at, LEASE, IMPORT_JOB, broker_emptied, only=_STORED
+    )
 
 
 _COMMAND_ENDED = (

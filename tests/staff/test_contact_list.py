@@ -578,17 +578,22 @@ def test_the_sweeper_hands_over_again_the_runs_whose_job_was_lost(app, import_wo
             )
             db.session.commit()
             assert bulk_actions.resend_lost_runs() == ([young] if again else [])
-        # Its worker died after the broker lost the message: once the lease ran
-        # out, it goes back to the queue, and the broker that lost its messages
-        # has every queued run handed over at once, the young one too.
+        db.session.remove()
+    import_worker()
+    assert _run_row(app, young).status == "done"
+    # Its worker died after the broker lost the message: once the lease ran
+    # out, it goes back to the queue; and a broker that lost its messages has
+    # every queued run handed over at once, one queued a moment ago too.
+    just_queued = _stored_run(app, "lift_legal_hold", total=2)
+    with app.app_context():
         db.session.execute(
             sa.update(BulkAction).where(BulkAction.id == alive).values(claimed_at=old)
         )
         db.session.commit()
-        assert bulk_actions.resend_lost_runs(broker_emptied=True) == [young, alive]
+        assert bulk_actions.resend_lost_runs(broker_emptied=True) == [alive, just_queued]
         db.session.remove()
     import_worker()
-    assert [_run_row(app, r).status for r in (young, alive)] == ["done", "done"]
+    assert [_run_row(app, r).status for r in (alive, just_queued)] == ["done", "done"]
 
 
 def _run_row(app: Any, run_id: int) -> BulkAction:
