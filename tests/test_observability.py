@@ -168,8 +168,8 @@ def test_the_database_s_row_details_are_withheld_from_the_log(app) -> None:
     with app.app_context():
         if db.engine.dialect.name != "postgresql":
             pytest.skip(
-                "the row's values in an error are PostgreSQL's: needs a server database: "
-                "runs on the suite's second pass"
+                "only a server database repeats the row's values in its errors: needs a "
+                "server database: runs on the suite's second pass"
             )
         refusals = []
         for statement, values in (
